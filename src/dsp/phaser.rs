@@ -1,0 +1,63 @@
+//! Stereo phaser: four first-order all-pass stages per side with feedback, their
+//! corner swept exponentially between 200 Hz and 4 kHz by an LFO (right side a
+//! quarter-cycle behind).
+
+use std::f64::consts::{PI, TAU};
+
+const STAGES: usize = 4;
+const LOW_HZ: f64 = 200.0;
+const HIGH_HZ: f64 = 4000.0;
+const FEEDBACK: f32 = 0.4;
+
+#[derive(Clone, Copy, Default)]
+struct Side {
+    x1: [f32; STAGES],
+    y1: [f32; STAGES],
+    last: f32,
+}
+
+impl Side {
+    #[inline]
+    fn tick(&mut self, a: f32, x: f32) -> f32 {
+        let mut s = x + self.last * FEEDBACK;
+        for k in 0..STAGES {
+            let y = a * s + self.x1[k] - a * self.y1[k];
+            self.x1[k] = s;
+            self.y1[k] = y;
+            s = y;
+        }
+        self.last = s;
+        s
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Phaser {
+    sides: [Side; 2],
+    phase: f64,
+}
+
+impl Phaser {
+    fn coef(phase: f64, sample_rate: f32) -> f32 {
+        let sweep = 0.5 + 0.5 * (phase * TAU).sin();
+        let f = LOW_HZ * (HIGH_HZ / LOW_HZ).powf(sweep);
+        let t = (PI * f / sample_rate as f64).tan();
+        ((t - 1.0) / (t + 1.0)) as f32
+    }
+
+    /// Processes one tick in place: the wet (all-pass) signal replaces `l` and `r`.
+    pub fn process(&mut self, l: &mut [f32], r: &mut [f32], rate_hz: f32, sample_rate: f32) {
+        let n = l.len();
+        let al = Self::coef(self.phase, sample_rate);
+        let ar = Self::coef(self.phase + 0.25, sample_rate);
+        for i in 0..n {
+            l[i] = self.sides[0].tick(al, l[i]);
+            r[i] = self.sides[1].tick(ar, r[i]);
+        }
+        self.phase = (self.phase + rate_hz as f64 * n as f64 / sample_rate as f64).fract();
+    }
+
+    pub fn clear(&mut self) {
+        self.sides = Default::default();
+    }
+}

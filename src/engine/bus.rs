@@ -1,0 +1,295 @@
+//! The channel bus, on the audio thread: distortion, saturation, tremolo, chorus,
+//! phaser, high-pass, low-pass, delay, reverb, then volume and constant-power pan.
+//! Every parameter glides; each stage is skipped while its mix rests at zero, and
+//! its state (delay lines, reverb tail) persists across ticks and snapshot swaps.
+
+use crate::dsp::chorus::Chorus;
+use crate::dsp::delay::StereoDelay;
+use crate::dsp::glide::Glide;
+use crate::dsp::math::fast_tanh;
+use crate::dsp::phaser::Phaser;
+use crate::dsp::reverb::Reverb;
+use crate::dsp::svf::{Svf, SvfCoefs};
+use crate::params::{NUM_PARAMS, Param, ParamValues};
+use std::f32::consts::FRAC_PI_4;
+
+/// Longest echo the delay line holds.
+pub const MAX_DELAY_SECONDS: f32 = 2.0;
+
+/// The bus output of one tick.
+pub struct BusOut<'a> {
+    pub left: &'a mut [f32],
+    pub right: &'a mut [f32],
+}
+
+/// A cutoff filter stage: its frequency glides in octaves, and its wet mix glides
+/// between 0 (off) and 1 so that switching it on or off never clicks.
+struct FilterStage {
+    log_cutoff: Glide,
+    q: Glide,
+    mix: Glide,
+    state: [Svf; 2],
+}
+
+impl FilterStage {
+    fn new(tick: usize, sr: f32) -> Self {
+        FilterStage {
+            log_cutoff: Glide::new(10.0, tick, sr),
+            q: Glide::new(0.707, tick, sr),
+            mix: Glide::new(0.0, tick, sr),
+            state: [Svf::default(); 2],
+        }
+    }
+
+    fn snap(&mut self, cutoff: f32, q: f32) {
+        if cutoff > 0.0 {
+            self.log_cutoff.reset(cutoff.log2());
+        }
+        self.q.reset(q);
+        self.mix.reset(if cutoff > 0.0 { 1.0 } else { 0.0 });
+    }
+
+    fn process(&mut self, cutoff: f32, q: f32, high: bool, sr: f32, l: &mut [f32], r: &mut [f32]) {
+        let n = l.len();
+        let on = cutoff > 0.0;
+        if on && self.mix.value() == 0.0 {
+            // Engaging from off: start at the target rather than sweeping to it.
+            self.log_cutoff.reset(cutoff.log2());
+        }
+        let (m0, dm) = self.mix.step(if on { 1.0 } else { 0.0 }, n);
+        if m0 == 0.0 && dm == 0.0 {
+            return;
+        }
+        if on {
+            self.log_cutoff.step(cutoff.log2(), n);
+        }
+        self.q.step(q, n);
+        let c = SvfCoefs::new(self.log_cutoff.value().exp2(), self.q.value(), sr);
+        for (ch, buf) in [l, r].into_iter().enumerate() {
+            let f = &mut self.state[ch];
+            for (i, x) in buf.iter_mut().enumerate() {
+                let (lo, _, hi) = f.tick(&c, *x);
+                let y = if high { hi } else { lo };
+                let m = m0 + dm * (i + 1) as f32;
+                *x += (y - *x) * m;
+            }
+        }
+        if !(self.state[0].is_finite() && self.state[1].is_finite()) {
+            self.state = [Svf::default(); 2];
+        }
+    }
+}
+
+pub struct Bus {
+    sr: f32,
+    glides: [Glide; NUM_PARAMS],
+    trem_phase: f64,
+    chorus: Chorus,
+    chorus_dormant: bool,
+    phaser: Phaser,
+    highpass: FilterStage,
+    lowpass: FilterStage,
+    delay: StereoDelay,
+    delay_dormant: bool,
+    reverb: Reverb,
+    reverb_dormant: bool,
+    mono: Box<[f32]>,
+    wet_l: Box<[f32]>,
+    wet_r: Box<[f32]>,
+}
+
+impl Bus {
+    /// Allocates every buffer the bus will ever use (control side).
+    pub fn new(sample_rate: f32, tick: usize) -> Self {
+        let defaults = ParamValues::default();
+        Bus {
+            sr: sample_rate,
+            glides: std::array::from_fn(|i| Glide::new(defaults.0[i], tick, sample_rate)),
+            trem_phase: 0.0,
+            chorus: Chorus::new(sample_rate),
+            chorus_dormant: true,
+            phaser: Phaser::default(),
+            highpass: FilterStage::new(tick, sample_rate),
+            lowpass: FilterStage::new(tick, sample_rate),
+            delay: StereoDelay::new(MAX_DELAY_SECONDS, sample_rate),
+            delay_dormant: true,
+            reverb: Reverb::new(sample_rate),
+            reverb_dormant: true,
+            mono: vec![0.0; tick].into_boxed_slice(),
+            wet_l: vec![0.0; tick].into_boxed_slice(),
+            wet_r: vec![0.0; tick].into_boxed_slice(),
+        }
+    }
+
+    /// Jumps every parameter to its target (a channel that was silent has nothing to
+    /// glide from).
+    pub fn snap(&mut self, t: &ParamValues) {
+        for (g, v) in self.glides.iter_mut().zip(t.0) {
+            g.reset(v);
+        }
+        self.highpass.snap(t.get(Param::Highpass), t.get(Param::HighpassQ));
+        self.lowpass.snap(t.get(Param::Lowpass), t.get(Param::LowpassQ));
+    }
+
+    /// Clears all state (after a numeric fault).
+    pub fn clear(&mut self) {
+        self.chorus.clear();
+        self.phaser.clear();
+        self.delay.clear();
+        self.reverb.clear();
+        self.highpass.state = [Svf::default(); 2];
+        self.lowpass.state = [Svf::default(); 2];
+    }
+
+    /// Steps parameter `p` one tick toward its target: `(start, step)`.
+    #[inline]
+    fn ramp(&mut self, p: Param, t: &ParamValues, n: usize) -> (f32, f32) {
+        self.glides[p as usize].step(t.get(p), n)
+    }
+
+    /// Processes one tick of mono input into `out`, gliding toward the targets `t`.
+    pub fn process(&mut self, input: &[f32], t: &ParamValues, out: BusOut) {
+        let n = input.len();
+        let sr = self.sr;
+        let mono = &mut self.mono[..n];
+        mono.copy_from_slice(input);
+
+        // Distortion: a driven tanh blended in by the amount.
+        let (d0, dd) = self.glides[Param::Distortion as usize].step(t.get(Param::Distortion), n);
+        let (g0, gd) = self.glides[Param::DistortionDrive as usize].step(t.get(Param::DistortionDrive), n);
+        if d0 > 0.0 || dd != 0.0 {
+            for (i, x) in mono.iter_mut().enumerate() {
+                let a = d0 + dd * (i + 1) as f32;
+                let drive = (g0 + gd * (i + 1) as f32) * (1.0 + 3.0 * a);
+                *x += (fast_tanh(*x * drive) * 0.5 - *x) * a;
+            }
+        }
+
+        // Saturation: gentle tanh, blended.
+        let (s0, sd) = self.glides[Param::Saturation as usize].step(t.get(Param::Saturation), n);
+        if s0 > 0.0 || sd != 0.0 {
+            for (i, x) in mono.iter_mut().enumerate() {
+                let a = s0 + sd * (i + 1) as f32;
+                *x += (fast_tanh(*x * (1.0 + 2.0 * a)) - *x) * a;
+            }
+        }
+
+        // Tremolo: gain 1 - depth * (1 + sin) / 2.
+        let (t0, td) = self.glides[Param::TremoloDepth as usize].step(t.get(Param::TremoloDepth), n);
+        let rate = t.get(Param::TremoloRate) as f64;
+        let dphase = rate / sr as f64 * n as f64;
+        if t0 > 0.0 || td != 0.0 {
+            let s_a = (self.trem_phase * std::f64::consts::TAU).sin() as f32;
+            let s_b = ((self.trem_phase + dphase) * std::f64::consts::TAU).sin() as f32;
+            for (i, x) in mono.iter_mut().enumerate() {
+                let k = (i + 1) as f32 / n as f32;
+                let depth = t0 + td * (i + 1) as f32;
+                let s = s_a + (s_b - s_a) * k;
+                *x *= 1.0 - depth * 0.5 * (1.0 + s);
+            }
+        }
+        self.trem_phase = (self.trem_phase + dphase).fract();
+
+        // Chorus: mono in, stereo out.
+        let l = &mut out.left[..n];
+        let r = &mut out.right[..n];
+        let (c0, cd) = self.glides[Param::Chorus as usize].step(t.get(Param::Chorus), n);
+        let (cdep0, _) = self.glides[Param::ChorusDepth as usize].step(t.get(Param::ChorusDepth), n);
+        if c0 > 0.0 || cd != 0.0 {
+            if self.chorus_dormant {
+                self.chorus.clear();
+                self.chorus_dormant = false;
+            }
+            let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
+            self.chorus.process(mono, t.get(Param::ChorusRate), cdep0, sr, wl, wr);
+            for i in 0..n {
+                let c = (c0 + cd * (i + 1) as f32) * 0.5;
+                l[i] = mono[i] * (1.0 - c) + wl[i] * c;
+                r[i] = mono[i] * (1.0 - c) + wr[i] * c;
+            }
+        } else {
+            self.chorus_dormant = true;
+            l.copy_from_slice(mono);
+            r.copy_from_slice(mono);
+        }
+
+        // Phaser.
+        let (p0, pd) = self.glides[Param::Phaser as usize].step(t.get(Param::Phaser), n);
+        if p0 > 0.0 || pd != 0.0 {
+            let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
+            wl.copy_from_slice(l);
+            wr.copy_from_slice(r);
+            self.phaser.process(wl, wr, t.get(Param::PhaserRate), sr);
+            for i in 0..n {
+                let m = (p0 + pd * (i + 1) as f32) * 0.5;
+                l[i] += (wl[i] - l[i]) * m;
+                r[i] += (wr[i] - r[i]) * m;
+            }
+        } else {
+            self.phaser.clear();
+        }
+
+        // Filters.
+        self.highpass.process(t.get(Param::Highpass), t.get(Param::HighpassQ), true, sr, l, r);
+        self.lowpass.process(t.get(Param::Lowpass), t.get(Param::LowpassQ), false, sr, l, r);
+
+        // Delay.
+        let (e0, ed) = self.ramp(Param::Delay, t, n);
+        let (dt0, dtd) = self.ramp(Param::DelayTime, t, n);
+        let (fb0, fbd) = self.ramp(Param::DelayFeedback, t, n);
+        if e0 > 0.0 || ed != 0.0 {
+            if self.delay_dormant {
+                self.delay.clear();
+                self.delay_dormant = false;
+            }
+            for i in 0..n {
+                let k = (i + 1) as f32;
+                let (wl, wr) = self.delay.tick(l[i], r[i], (dt0 + dtd * k) * sr, fb0 + fbd * k);
+                let m = e0 + ed * k;
+                l[i] += (wl - l[i]) * m;
+                r[i] += (wr - r[i]) * m;
+            }
+        } else {
+            self.delay_dormant = true;
+        }
+
+        // Reverb.
+        let (v0, vd) = self.ramp(Param::Reverb, t, n);
+        let (rd0, _) = self.ramp(Param::ReverbDecay, t, n);
+        if v0 > 0.0 || vd != 0.0 {
+            if self.reverb_dormant {
+                self.reverb.clear();
+                self.reverb_dormant = false;
+            }
+            self.reverb.set_decay(rd0);
+            for i in 0..n {
+                let (wl, wr) = self.reverb.tick(0.5 * (l[i] + r[i]));
+                let m = v0 + vd * (i + 1) as f32;
+                l[i] += (wl - l[i]) * m;
+                r[i] += (wr - r[i]) * m;
+            }
+            if !self.reverb.is_finite() {
+                self.reverb.clear();
+            }
+        } else {
+            self.reverb_dormant = true;
+        }
+
+        // Volume and constant-power pan (gains interpolated across the tick).
+        let (vol0, vold) = self.ramp(Param::Volume, t, n);
+        let (pan0, pand) = self.ramp(Param::Pan, t, n);
+        let angle = |pan: f32| (pan.clamp(-1.0, 1.0) + 1.0) * FRAC_PI_4;
+        let (a0, a1) = (angle(pan0), angle(pan0 + pand * n as f32));
+        let (gl0, gr0, gl1, gr1) = (a0.cos(), a0.sin(), a1.cos(), a1.sin());
+        for i in 0..n {
+            let k = (i + 1) as f32 / n as f32;
+            let vol = vol0 + vold * (i + 1) as f32;
+            l[i] *= vol * (gl0 + (gl1 - gl0) * k);
+            r[i] *= vol * (gr0 + (gr1 - gr0) * k);
+        }
+        // Rate glides are not used per sample; keep them at their targets.
+        for p in [Param::TremoloRate, Param::ChorusRate, Param::PhaserRate] {
+            self.glides[p as usize].reset(t.get(p));
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! ADSR envelope, per voice, advanced per sample on the audio thread. Attack is a
+//! linear rise; decay and release are exponential and reach -60 dB of their span in
+//! exactly the stated time; the release starts from wherever the level is, so a
+//! note-off never clicks.
+
+use crate::dsp::math::t60_coef;
+
+/// Shortest attack: a zero attack on a waveform that starts away from zero would click.
+pub const MIN_ATTACK_SECONDS: f32 = 0.001;
+/// Shortest release: a note-off always fades, never cuts.
+pub const MIN_RELEASE_SECONDS: f32 = 0.01;
+/// Level, relative to the segment's start, at which decay and release end.
+const END_LEVEL: f32 = 0.001;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Attack,
+    Decay,
+    Sustain,
+    Release,
+    Done,
+}
+
+/// Envelope times and level.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adsr {
+    pub attack: f32,
+    pub decay: f32,
+    pub sustain: f32,
+    pub release: f32,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Envelope {
+    stage: Stage,
+    level: f32,
+    /// Per-sample increment (attack) or multiplier (decay, release).
+    rate: f32,
+    /// Level at which the current exponential segment ends.
+    floor: f32,
+}
+
+impl Envelope {
+    pub const fn idle() -> Self {
+        Envelope { stage: Stage::Done, level: 0.0, rate: 0.0, floor: 0.0 }
+    }
+
+    pub fn start(adsr: &Adsr, sample_rate: f32) -> Self {
+        let a = adsr.attack.max(MIN_ATTACK_SECONDS);
+        Envelope { stage: Stage::Attack, level: 0.0, rate: 1.0 / (a * sample_rate), floor: 0.0 }
+    }
+
+    #[inline]
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    #[inline]
+    pub fn level(&self) -> f32 {
+        self.level
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.stage == Stage::Done
+    }
+
+    /// Starts the release from the current level.
+    pub fn release(&mut self, adsr: &Adsr, sample_rate: f32) {
+        if matches!(self.stage, Stage::Release | Stage::Done) {
+            return;
+        }
+        self.stage = Stage::Release;
+        self.rate = t60_coef(adsr.release.max(MIN_RELEASE_SECONDS), sample_rate);
+        self.floor = self.level * END_LEVEL;
+    }
+
+    fn enter_decay(&mut self, adsr: &Adsr, sample_rate: f32) {
+        self.level = 1.0;
+        if adsr.decay <= 0.0 || adsr.sustain >= 1.0 {
+            self.stage = Stage::Sustain;
+            self.level = adsr.sustain;
+            if self.level <= 0.0 {
+                self.stage = Stage::Done;
+            }
+        } else {
+            self.stage = Stage::Decay;
+            self.rate = t60_coef(adsr.decay, sample_rate);
+        }
+    }
+
+    /// Fills `out` with the envelope's gain, one value per sample; `adsr` is read live
+    /// (a changed sustain level glides, a changed release applies at note-off).
+    #[inline]
+    pub fn render(&mut self, adsr: &Adsr, sample_rate: f32, out: &mut [f32]) {
+        let mut i = 0;
+        let n = out.len();
+        while i < n {
+            match self.stage {
+                Stage::Attack => {
+                    while i < n && self.level < 1.0 {
+                        self.level += self.rate;
+                        out[i] = self.level.min(1.0);
+                        i += 1;
+                    }
+                    if self.level >= 1.0 {
+                        self.enter_decay(adsr, sample_rate);
+                    }
+                }
+                Stage::Decay => {
+                    let s = adsr.sustain;
+                    let end = (1.0 - s) * END_LEVEL;
+                    while i < n {
+                        self.level = s + (self.level - s) * self.rate;
+                        out[i] = self.level;
+                        i += 1;
+                        if self.level - s <= end {
+                            self.level = s;
+                            self.stage = if s <= 0.0 { Stage::Done } else { Stage::Sustain };
+                            break;
+                        }
+                    }
+                }
+                Stage::Sustain => {
+                    // Follows a moving sustain level without a step.
+                    let s = adsr.sustain;
+                    let k = 0.002;
+                    while i < n {
+                        self.level += (s - self.level) * k;
+                        out[i] = self.level;
+                        i += 1;
+                    }
+                    if self.level <= 1e-5 && s <= 0.0 {
+                        self.stage = Stage::Done;
+                    }
+                }
+                Stage::Release => {
+                    while i < n {
+                        self.level *= self.rate;
+                        out[i] = self.level;
+                        i += 1;
+                        if self.level <= self.floor {
+                            self.stage = Stage::Done;
+                            self.level = 0.0;
+                            break;
+                        }
+                    }
+                }
+                Stage::Done => {
+                    out[i..].fill(0.0);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SR: f32 = 48000.0;
+
+    fn run(env: &mut Envelope, adsr: &Adsr, n: usize) -> Vec<f32> {
+        let mut out = vec![0.0; n];
+        env.render(adsr, SR, &mut out);
+        out
+    }
+
+    #[test]
+    fn attack_peaks_on_time_then_decays_to_sustain() {
+        let adsr = Adsr { attack: 0.01, decay: 0.1, sustain: 0.5, release: 0.2 };
+        let mut e = Envelope::start(&adsr, SR);
+        let out = run(&mut e, &adsr, 48000);
+        let peak = out.iter().position(|&v| v >= 1.0).unwrap();
+        assert!((peak as i64 - 480).abs() <= 1, "{peak}");
+        assert_eq!(e.stage(), Stage::Sustain);
+        assert!((out[47999] - 0.5).abs() < 1e-4);
+    }
+
+    #[test]
+    fn release_reaches_minus_60_db_at_release_time() {
+        let adsr = Adsr { attack: 0.001, decay: 0.0, sustain: 1.0, release: 0.3 };
+        let mut e = Envelope::start(&adsr, SR);
+        run(&mut e, &adsr, 1000);
+        e.release(&adsr, SR);
+        let out = run(&mut e, &adsr, 48000);
+        let end = out.iter().position(|&v| v == 0.0).unwrap();
+        assert!((end as f32 / SR - 0.3).abs() < 0.002, "{end}");
+        assert!(e.is_done());
+    }
+
+    #[test]
+    fn percussive_envelope_finishes_by_itself() {
+        let adsr = Adsr { attack: 0.002, decay: 0.15, sustain: 0.0, release: 0.1 };
+        let mut e = Envelope::start(&adsr, SR);
+        run(&mut e, &adsr, 48000 / 5);
+        assert!(e.is_done());
+    }
+
+    #[test]
+    fn release_during_attack_starts_from_current_level() {
+        let adsr = Adsr { attack: 0.1, decay: 0.1, sustain: 0.8, release: 0.1 };
+        let mut e = Envelope::start(&adsr, SR);
+        let a = run(&mut e, &adsr, 480);
+        e.release(&adsr, SR);
+        let b = run(&mut e, &adsr, 1);
+        assert!((a[479] - b[0]).abs() < 0.01);
+    }
+}

@@ -1,0 +1,899 @@
+//! The realtime engine. Everything in this module runs on the audio thread (or on
+//! the offline renderer's thread, which plays the same role): it never allocates,
+//! frees, locks, blocks, logs or does I/O. It is built, with every buffer it will
+//! need, by [`Engine::new`] on the control side, then driven by [`Engine::process`].
+//!
+//! Audio is produced in ticks of [`TICK_FRAMES`] frames on an absolute frame grid;
+//! snapshots are adopted and parameters stepped at tick starts, and events and
+//! pattern hits land at their exact frame inside a tick. The host's block size only
+//! decides how ticks are handed out, so the output does not depend on it.
+
+pub mod bus;
+pub mod envelope;
+pub mod event;
+pub mod sequencer;
+pub mod snapshot;
+pub mod synth;
+pub mod transport;
+pub mod voice;
+
+use crate::dsp::glide::Glide;
+use crate::dsp::math::{db_to_gain, fast_tanh};
+use crate::params::{NUM_PARAMS, Param, ParamValues, Scope};
+use crate::tables::Tables;
+use bus::{Bus, BusOut};
+use crossbeam_queue::ArrayQueue;
+use event::{Event, EventKind};
+use sequencer::{Sequencer, Sink};
+use snapshot::{ChannelConfig, MAX_CHANNELS, MasterConfig, MasterMode, PatternSet, Snapshot, Source};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use transport::Transport;
+use voice::{Scratch, Voice, VoiceCtx, VoiceSource};
+
+/// Frames per engine tick.
+pub const TICK_FRAMES: usize = 32;
+/// Voices a channel may sound at once unless the set says otherwise.
+pub const DEFAULT_VOICE_LIMIT: u8 = 16;
+/// The largest per-channel voice limit.
+pub const MAX_VOICE_LIMIT: u8 = 64;
+/// Voices in all (every channel at its largest limit).
+pub const MAX_VOICES: usize = MAX_CHANNELS * MAX_VOICE_LIMIT as usize;
+/// Extra voice slots for stolen voices fading out.
+const STEAL_RESERVE: usize = 64;
+/// Capacity of the event queue from producers (MIDI, REPL, renderer) to the engine.
+pub const EVENT_QUEUE_CAP: usize = 4096;
+/// Snapshots in flight from the control side to the engine.
+pub const SNAPSHOT_QUEUE_CAP: usize = 4;
+/// Capacity of the queue returning retired snapshots and pattern sets for freeing.
+pub const TRASH_QUEUE_CAP: usize = 64;
+/// Events (external, pattern and note-off) handled within one tick.
+pub const MAX_TICK_EVENTS: usize = 1024;
+/// Pattern note-offs waiting for their frame.
+pub const NOTE_OFF_CAP: usize = 4096;
+/// A channel whose bus has been silent (below -100 dB) this long stops processing.
+const IDLE_SECONDS: f32 = 0.5;
+/// Ceiling of the master limiter.
+const LIMITER_CEILING_DB: f32 = -0.3;
+const LIMITER_RELEASE_SECONDS: f32 = 0.1;
+/// Pitch-bend glide, long enough to hide 14-bit steps, short enough to feel immediate.
+const BEND_GLIDE_SECONDS: f32 = 0.003;
+
+/// Something the engine has let go of, to be freed on the control side.
+pub enum Garbage {
+    Snapshot(Box<Snapshot>),
+    Patterns(Arc<PatternSet>),
+}
+
+/// Counters and meters the engine publishes for the REPL and tests (atomics only).
+#[derive(Default)]
+pub struct EngineStats {
+    pub frames: AtomicU64,
+    pub snapshots_adopted: AtomicU64,
+    /// Events refused because the event queue was full (counted by producers).
+    pub events_dropped: AtomicU64,
+    /// Events that arrived after their frame (played at the start of the next tick).
+    pub events_late: AtomicU64,
+    /// Events lost because too many were waiting or due in one tick.
+    pub events_overflow: AtomicU64,
+    pub note_offs_overflow: AtomicU64,
+    pub voices_stolen: AtomicU64,
+    /// Voices cut without a fade because the whole pool was busy.
+    pub voices_cut: AtomicU64,
+    /// Garbage the engine could not hand back (leaked rather than freed here).
+    pub trash_overflow: AtomicU64,
+    /// Numeric faults (NaN/Inf) caught and cleared.
+    pub faults: AtomicU64,
+    pub voices: [AtomicU32; MAX_CHANNELS],
+    /// Peak level per channel since last read (f32 bits; read with `swap(0)`).
+    pub peaks: [AtomicU32; MAX_CHANNELS],
+    pub master_peak: AtomicU32,
+    pub playing: AtomicBool,
+    pub tempo_bits: AtomicU64,
+    pub beat_bits: AtomicU64,
+}
+
+impl EngineStats {
+    pub fn tempo(&self) -> f64 {
+        f64::from_bits(self.tempo_bits.load(Relaxed))
+    }
+
+    pub fn beat(&self) -> f64 {
+        f64::from_bits(self.beat_bits.load(Relaxed))
+    }
+
+    /// Takes (and resets) a channel's peak level.
+    pub fn take_peak(&self, ch: usize) -> f32 {
+        f32::from_bits(self.peaks[ch].swap(0, Relaxed))
+    }
+
+    pub fn take_master_peak(&self) -> f32 {
+        f32::from_bits(self.master_peak.swap(0, Relaxed))
+    }
+}
+
+/// The engine's ends of the channels to the control side.
+pub struct EnginePorts {
+    pub snapshots: rtrb::Consumer<Box<Snapshot>>,
+    pub trash: rtrb::Producer<Garbage>,
+    pub events: Arc<ArrayQueue<Event>>,
+    pub stats: Arc<EngineStats>,
+}
+
+/// The control side's ends.
+pub struct ControlPorts {
+    pub snapshots: rtrb::Producer<Box<Snapshot>>,
+    pub trash: rtrb::Consumer<Garbage>,
+    pub events: Arc<ArrayQueue<Event>>,
+    pub stats: Arc<EngineStats>,
+}
+
+/// Creates the bounded channels between the control side and the engine.
+pub fn ports() -> (ControlPorts, EnginePorts) {
+    let (snap_tx, snap_rx) = rtrb::RingBuffer::new(SNAPSHOT_QUEUE_CAP);
+    let (trash_tx, trash_rx) = rtrb::RingBuffer::new(TRASH_QUEUE_CAP);
+    let events = Arc::new(ArrayQueue::new(EVENT_QUEUE_CAP));
+    let stats = Arc::new(EngineStats::default());
+    (
+        ControlPorts { snapshots: snap_tx, trash: trash_rx, events: events.clone(), stats: stats.clone() },
+        EnginePorts { snapshots: snap_rx, trash: trash_tx, events, stats },
+    )
+}
+
+/// Per-channel engine state. It outlives snapshots: a channel keeps its bus (and
+/// tails) and its CC positions across swaps.
+struct ChannelState {
+    /// The channel as the current snapshot has it; `None` if not in the rig.
+    config: Option<ChannelConfig>,
+    /// Parameters of the last configuration, kept for the tail of a removed channel.
+    last: ParamValues,
+    /// Values set by CC (NaN = none): they hold until the set changes that parameter.
+    overrides: [f32; NUM_PARAMS],
+    target: ParamValues,
+    /// Voice parameters, glided (voices read these).
+    now: ParamValues,
+    glides: [Glide; NUM_PARAMS],
+    bend: Glide,
+    bend_raw: i16,
+    pedal: bool,
+    bus: Bus,
+    input: [f32; TICK_FRAMES],
+    quiet_ticks: u32,
+    idle: bool,
+}
+
+impl ChannelState {
+    fn new(sr: f32) -> Self {
+        let d = ParamValues::default();
+        ChannelState {
+            config: None,
+            last: d,
+            overrides: [f32::NAN; NUM_PARAMS],
+            target: d,
+            now: d,
+            glides: std::array::from_fn(|i| Glide::new(d.0[i], TICK_FRAMES, sr)),
+            bend: Glide::with_time(0.0, BEND_GLIDE_SECONDS, TICK_FRAMES, sr),
+            bend_raw: 0,
+            pedal: false,
+            bus: Bus::new(sr, TICK_FRAMES),
+            input: [0.0; TICK_FRAMES],
+            quiet_ticks: 0,
+            idle: true,
+        }
+    }
+
+    fn update_target(&mut self) {
+        let base = self.config.as_ref().map(|c| &c.params).unwrap_or(&self.last);
+        for i in 0..NUM_PARAMS {
+            let o = self.overrides[i];
+            self.target.0[i] = if o.is_nan() { base.0[i] } else { o };
+        }
+    }
+
+    fn bend_target(&self) -> f32 {
+        self.bend_raw as f32 / 8192.0 * self.target.get(Param::BendRange)
+    }
+
+    /// Steps voice parameters and pitch bend one tick.
+    fn step_voice_params(&mut self) {
+        for p in Param::ALL {
+            let i = *p as usize;
+            if p.info().scope == Scope::Voice {
+                self.glides[i].step(self.target.0[i], TICK_FRAMES);
+                self.now.0[i] = self.glides[i].value();
+            }
+        }
+        let b = self.bend_target();
+        self.bend.step(b, TICK_FRAMES);
+    }
+
+    /// Jumps every glide to its target (nothing is sounding to glide from).
+    fn snap(&mut self) {
+        for i in 0..NUM_PARAMS {
+            self.glides[i].reset(self.target.0[i]);
+            self.now.0[i] = self.target.0[i];
+        }
+        self.bend.reset(self.bend_target());
+        self.bus.snap(&self.target);
+    }
+}
+
+struct Master {
+    gain: Glide,
+    limiter_gain: f32,
+    release: f32,
+    ceiling: f32,
+}
+
+impl Master {
+    fn new(sr: f32) -> Self {
+        Master {
+            gain: Glide::new(1.0, TICK_FRAMES, sr),
+            limiter_gain: 1.0,
+            release: 1.0 - (-1.0 / (LIMITER_RELEASE_SECONDS * sr)).exp(),
+            ceiling: db_to_gain(LIMITER_CEILING_DB),
+        }
+    }
+
+    fn process(&mut self, cfg: &MasterConfig, l: &mut [f32], r: &mut [f32]) {
+        let n = l.len();
+        let (g0, gd) = self.gain.step(cfg.gain, n);
+        for i in 0..n {
+            let g = g0 + gd * (i + 1) as f32;
+            let (mut a, mut b) = (l[i] * g, r[i] * g);
+            if !(a.is_finite() && b.is_finite()) {
+                a = 0.0;
+                b = 0.0;
+            }
+            match cfg.mode {
+                MasterMode::SoftClip => {
+                    a = fast_tanh(a);
+                    b = fast_tanh(b);
+                }
+                MasterMode::Limiter => {
+                    let peak = a.abs().max(b.abs());
+                    let want = if peak > self.ceiling { self.ceiling / peak } else { 1.0 };
+                    if want < self.limiter_gain {
+                        self.limiter_gain = want;
+                    } else {
+                        self.limiter_gain += (want - self.limiter_gain) * self.release;
+                    }
+                    a *= self.limiter_gain;
+                    b *= self.limiter_gain;
+                }
+            }
+            l[i] = a.clamp(-1.0, 1.0);
+            r[i] = b.clamp(-1.0, 1.0);
+        }
+    }
+}
+
+/// An event ordered within a tick: by frame, then by arrival.
+#[derive(Clone, Copy)]
+struct Queued {
+    seq: u64,
+    ev: Event,
+}
+
+/// Collects what the sequencer emits during one tick.
+struct TickSink<'a> {
+    events: &'a mut Vec<Queued>,
+    note_offs: &'a mut Vec<Event>,
+    seq: &'a mut u64,
+    stats: &'a EngineStats,
+}
+
+impl Sink for TickSink<'_> {
+    fn note_on(&mut self, frame: u64, channel: u8, note: u8, velocity: u8) {
+        let ev = Event::new(frame, EventKind::NoteOn { channel, note, velocity });
+        push_bounded(self.events, Queued { seq: *self.seq, ev }, &self.stats.events_overflow);
+        *self.seq += 1;
+    }
+
+    fn note_off_at(&mut self, ev: Event) {
+        push_bounded(self.note_offs, ev, &self.stats.note_offs_overflow);
+    }
+}
+
+/// Pushes within the vector's preallocated capacity, counting overflow instead.
+#[inline]
+fn push_bounded<T>(v: &mut Vec<T>, item: T, overflow: &AtomicU64) {
+    if v.len() < v.capacity() {
+        v.push(item);
+    } else {
+        overflow.fetch_add(1, Relaxed);
+    }
+}
+
+pub struct Engine {
+    sr: f32,
+    tables: Arc<Tables>,
+    snapshot: Box<Snapshot>,
+    ports: EnginePorts,
+    trash_stash: Vec<Garbage>,
+    future: Vec<Queued>,
+    tick_events: Vec<Queued>,
+    note_offs: Vec<Event>,
+    seq: u64,
+    voices: Vec<Voice>,
+    serial: u64,
+    channels: Vec<ChannelState>,
+    transport: Transport,
+    sequencer: Sequencer,
+    master: Master,
+    /// First frame of the next tick.
+    frame: u64,
+    fifo: [f32; 2 * TICK_FRAMES],
+    fifo_pos: usize,
+    wave: [f32; TICK_FRAMES],
+    env: [f32; TICK_FRAMES],
+    mix_l: [f32; TICK_FRAMES],
+    mix_r: [f32; TICK_FRAMES],
+    bus_l: [f32; TICK_FRAMES],
+    bus_r: [f32; TICK_FRAMES],
+    idle_ticks: u32,
+}
+
+impl Engine {
+    /// Builds an engine playing `initial`, allocating every buffer it will use.
+    /// Control side.
+    pub fn new(sample_rate: f32, tables: Arc<Tables>, initial: Snapshot, ports: EnginePorts) -> Self {
+        let line_len = ((sample_rate / 27.5).ceil() as usize + 4).next_power_of_two();
+        let mut e = Engine {
+            sr: sample_rate,
+            tables,
+            snapshot: Box::new(Snapshot::default()),
+            ports,
+            trash_stash: Vec::with_capacity(TRASH_QUEUE_CAP),
+            future: Vec::with_capacity(EVENT_QUEUE_CAP),
+            tick_events: Vec::with_capacity(MAX_TICK_EVENTS),
+            note_offs: Vec::with_capacity(NOTE_OFF_CAP),
+            seq: 0,
+            voices: (0..MAX_VOICES + STEAL_RESERVE).map(|_| Voice::new(line_len)).collect(),
+            serial: 0,
+            channels: (0..MAX_CHANNELS).map(|_| ChannelState::new(sample_rate)).collect(),
+            transport: Transport::new(sample_rate as f64, initial.tempo_bpm),
+            sequencer: Sequencer::default(),
+            master: Master::new(sample_rate),
+            frame: 0,
+            fifo: [0.0; 2 * TICK_FRAMES],
+            fifo_pos: TICK_FRAMES,
+            wave: [0.0; TICK_FRAMES],
+            env: [0.0; TICK_FRAMES],
+            mix_l: [0.0; TICK_FRAMES],
+            mix_r: [0.0; TICK_FRAMES],
+            bus_l: [0.0; TICK_FRAMES],
+            bus_r: [0.0; TICK_FRAMES],
+            idle_ticks: (IDLE_SECONDS * sample_rate / TICK_FRAMES as f32) as u32,
+        };
+        let autoplay = initial.autoplay;
+        let placeholder = e.adopt(Box::new(initial));
+        drop(placeholder); // control side: freeing here is fine
+        if autoplay {
+            e.transport.start(0);
+        }
+        e.publish_transport();
+        e
+    }
+
+    pub fn sample_rate(&self) -> f32 {
+        self.sr
+    }
+
+    /// The frame the next tick starts at (frames rendered so far, in whole ticks).
+    pub fn frame(&self) -> u64 {
+        self.frame
+    }
+
+    /// Frames handed out by `process` so far.
+    pub fn frames_out(&self) -> u64 {
+        self.frame - (TICK_FRAMES - self.fifo_pos) as u64
+    }
+
+    pub fn stats(&self) -> &Arc<EngineStats> {
+        &self.ports.stats
+    }
+
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Schedules an event directly (the offline renderer, on the engine's own
+    /// thread). Audio thread: no allocation; counts overflow.
+    pub fn schedule(&mut self, ev: Event) {
+        push_bounded(&mut self.future, Queued { seq: self.seq, ev }, &self.ports.stats.events_overflow);
+        self.seq += 1;
+    }
+
+    /// Fills `out` (interleaved, `out_channels` per frame) with the next frames.
+    /// Audio thread.
+    pub fn process(&mut self, out: &mut [f32], out_channels: usize) {
+        let chans = out_channels.max(1);
+        for frame in out.chunks_exact_mut(chans) {
+            if self.fifo_pos == TICK_FRAMES {
+                self.render_tick();
+                self.fifo_pos = 0;
+            }
+            let (l, r) = (self.fifo[2 * self.fifo_pos], self.fifo[2 * self.fifo_pos + 1]);
+            self.fifo_pos += 1;
+            if chans == 1 {
+                frame[0] = 0.5 * (l + r);
+            } else {
+                frame[0] = l;
+                frame[1] = r;
+                frame[2..].fill(0.0);
+            }
+        }
+    }
+
+    fn retire(&mut self, g: Garbage) {
+        if let Err(rtrb::PushError::Full(g)) = self.ports.trash.push(g) {
+            if self.trash_stash.len() < self.trash_stash.capacity() {
+                self.trash_stash.push(g);
+            } else {
+                // Never free on this thread: leak it and say so.
+                self.ports.stats.trash_overflow.fetch_add(1, Relaxed);
+                std::mem::forget(g);
+            }
+        }
+    }
+
+    fn flush_stash(&mut self) {
+        while let Some(g) = self.trash_stash.pop() {
+            if let Err(rtrb::PushError::Full(g)) = self.ports.trash.push(g) {
+                self.trash_stash.push(g);
+                break;
+            }
+        }
+    }
+
+    /// Takes the newest published snapshot, if any.
+    fn receive_snapshots(&mut self) {
+        self.flush_stash();
+        while let Ok(next) = self.ports.snapshots.pop() {
+            let old = self.adopt(next);
+            self.retire(Garbage::Snapshot(old));
+            self.ports.stats.snapshots_adopted.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Switches to `next` following the reload rules: unchanged channels are left
+    /// alone, changed parameters glide, a changed instrument keeps sounding notes on
+    /// the old one, a removed channel releases its voices, patterns switch at the
+    /// next bar, tempo changes at once.
+    /// Returns the snapshot it replaces.
+    fn adopt(&mut self, mut next: Box<Snapshot>) -> Box<Snapshot> {
+        let frame = self.frame;
+        for ch in 0..MAX_CHANNELS {
+            let old = self.channels[ch].config;
+            let new = next.channels[ch];
+            match (old, new) {
+                (Some(o), Some(n)) => {
+                    let st = &mut self.channels[ch];
+                    for i in 0..NUM_PARAMS {
+                        if o.params.0[i] != n.params.0[i] {
+                            st.overrides[i] = f32::NAN;
+                        }
+                    }
+                    if o.instrument_id != n.instrument_id || o.source != n.source {
+                        let now = st.now;
+                        for v in self.voices.iter_mut().filter(|v| v.active && v.channel as usize == ch) {
+                            if v.frozen.is_none() && v.instrument_id == o.instrument_id {
+                                v.frozen = Some(now);
+                            }
+                        }
+                    }
+                    st.config = Some(n);
+                }
+                (None, Some(n)) => {
+                    let st = &mut self.channels[ch];
+                    st.overrides = [f32::NAN; NUM_PARAMS];
+                    st.config = Some(n);
+                    st.last = n.params;
+                    if st.idle {
+                        st.update_target();
+                        st.snap();
+                    }
+                }
+                (Some(o), None) => {
+                    let st = &mut self.channels[ch];
+                    st.last = o.params;
+                    st.config = None;
+                    let (params, sr) = (st.target, self.sr);
+                    for v in self.voices.iter_mut().filter(|v| v.active && v.channel as usize == ch) {
+                        v.release(&params, sr);
+                    }
+                }
+                (None, None) => {}
+            }
+            if let Some(c) = self.channels[ch].config {
+                self.channels[ch].last = c.params;
+            }
+        }
+        if next.tempo_bpm != self.snapshot.tempo_bpm {
+            self.transport.set_tempo(frame, next.tempo_bpm);
+        }
+        if let Some(p) = next.patterns.take() {
+            let same = self.sequencer.current().is_some_and(|c| Arc::ptr_eq(c, &p));
+            if same {
+                self.retire(Garbage::Patterns(p));
+            } else if let Some(old) = self.sequencer.replace(p, &self.transport, frame, next.beats_per_bar) {
+                self.retire(Garbage::Patterns(old));
+            }
+        }
+        std::mem::replace(&mut self.snapshot, next)
+    }
+
+    /// Moves events due before `end` from the queue and the waiting lists into
+    /// `tick_events`.
+    fn gather_events(&mut self, start: u64, end: u64) {
+        let stats = &self.ports.stats;
+        while let Some(ev) = self.ports.events.pop() {
+            push_bounded(&mut self.future, Queued { seq: self.seq, ev }, &stats.events_overflow);
+            self.seq += 1;
+        }
+        self.tick_events.clear();
+        let mut i = 0;
+        while i < self.future.len() {
+            if self.future[i].ev.frame < end {
+                let mut q = self.future.swap_remove(i);
+                if q.ev.frame < start {
+                    stats.events_late.fetch_add(1, Relaxed);
+                    q.ev.frame = start;
+                }
+                push_bounded(&mut self.tick_events, q, &stats.events_overflow);
+            } else {
+                i += 1;
+            }
+        }
+        self.take_due_note_offs(end);
+    }
+
+    fn take_due_note_offs(&mut self, end: u64) {
+        let mut i = 0;
+        while i < self.note_offs.len() {
+            if self.note_offs[i].frame < end {
+                let ev = self.note_offs.swap_remove(i);
+                push_bounded(&mut self.tick_events, Queued { seq: self.seq, ev }, &self.ports.stats.events_overflow);
+                self.seq += 1;
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn sort_tick_events(&mut self) {
+        self.tick_events.sort_unstable_by_key(|q| (q.ev.frame, q.seq));
+    }
+
+    fn is_transport_event(k: &EventKind) -> bool {
+        matches!(k, EventKind::Start | EventKind::Stop | EventKind::Continue | EventKind::Tempo(_) | EventKind::Panic)
+    }
+
+    /// Runs the sequencer over `[a, b)`.
+    fn sequence(&mut self, a: u64, b: u64) {
+        let mut sink = TickSink {
+            events: &mut self.tick_events,
+            note_offs: &mut self.note_offs,
+            seq: &mut self.seq,
+            stats: &self.ports.stats,
+        };
+        if let Some(old) = self.sequencer.run(a, b, &self.transport, &mut sink) {
+            self.retire(Garbage::Patterns(old));
+        }
+    }
+
+    /// Applies a transport event at its frame.
+    fn apply_transport(&mut self, ev: Event) {
+        match ev.kind {
+            EventKind::Start => self.transport.start(ev.frame),
+            EventKind::Continue => self.transport.resume(ev.frame),
+            EventKind::Stop => {
+                self.transport.stop(ev.frame);
+                self.release_pattern_notes(ev.frame);
+            }
+            EventKind::Tempo(bpm) => self.transport.set_tempo(ev.frame, bpm as f64),
+            EventKind::Panic => {
+                self.note_offs.clear();
+            }
+            _ => {}
+        }
+    }
+
+    /// Stop releases the notes patterns are holding (at the stop frame).
+    fn release_pattern_notes(&mut self, frame: u64) {
+        for ev in self.note_offs.iter_mut() {
+            ev.frame = frame;
+        }
+    }
+
+    fn render_tick(&mut self) {
+        let start = self.frame;
+        let end = start + TICK_FRAMES as u64;
+        self.receive_snapshots();
+        self.gather_events(start, end);
+        self.sort_tick_events();
+
+        // Transport changes and the sequencer, at exact frames.
+        let mut cursor = start;
+        let n_ext = self.tick_events.len();
+        for i in 0..n_ext {
+            let q = self.tick_events[i];
+            if Self::is_transport_event(&q.ev.kind) {
+                self.sequence(cursor, q.ev.frame.max(cursor));
+                cursor = q.ev.frame.max(cursor);
+                self.apply_transport(q.ev);
+            }
+        }
+        self.sequence(cursor, end);
+        self.take_due_note_offs(end);
+        self.sort_tick_events();
+
+        for st in self.channels.iter_mut() {
+            st.update_target();
+            st.step_voice_params();
+            st.input = [0.0; TICK_FRAMES];
+        }
+
+        // Voices, segment by segment between events.
+        let mut offset = 0usize;
+        for i in 0..self.tick_events.len() {
+            let q = self.tick_events[i];
+            let at = (q.ev.frame.saturating_sub(start) as usize).min(TICK_FRAMES);
+            if at > offset {
+                self.render_voices(offset, at);
+                offset = at;
+            }
+            if !Self::is_transport_event(&q.ev.kind) {
+                self.apply(q.ev);
+            } else if q.ev.kind == EventKind::Panic {
+                self.panic();
+            }
+        }
+        if offset < TICK_FRAMES {
+            self.render_voices(offset, TICK_FRAMES);
+        }
+
+        self.mix_buses();
+        self.frame = end;
+        self.publish_transport();
+    }
+
+    fn render_voices(&mut self, from: usize, to: usize) {
+        let tables = &*self.tables;
+        let mut scratch = Scratch { wave: &mut self.wave[..to - from], env: &mut self.env[..to - from] };
+        for v in self.voices.iter_mut().filter(|v| v.active) {
+            let st = &mut self.channels[v.channel as usize];
+            let ctx = VoiceCtx { sample_rate: self.sr, tables, params: &st.now, bend: st.bend.value() };
+            v.render(&ctx, &mut scratch, &mut st.input[from..to]);
+        }
+    }
+
+    fn mix_buses(&mut self) {
+        self.mix_l = [0.0; TICK_FRAMES];
+        self.mix_r = [0.0; TICK_FRAMES];
+        let mut counts = [0u32; MAX_CHANNELS];
+        for v in self.voices.iter().filter(|v| v.active) {
+            counts[v.channel as usize] += 1;
+        }
+        let stats = &self.ports.stats;
+        for (ch, st) in self.channels.iter_mut().enumerate() {
+            stats.voices[ch].store(counts[ch], Relaxed);
+            if counts[ch] == 0 && st.idle {
+                st.snap();
+                continue;
+            }
+            st.idle = false;
+            st.bus.process(&st.input, &st.target, BusOut { left: &mut self.bus_l, right: &mut self.bus_r });
+            let mut peak = 0.0f32;
+            let mut finite = true;
+            for i in 0..TICK_FRAMES {
+                let (l, r) = (self.bus_l[i], self.bus_r[i]);
+                finite &= l.is_finite() && r.is_finite();
+                peak = peak.max(l.abs()).max(r.abs());
+            }
+            if !finite {
+                stats.faults.fetch_add(1, Relaxed);
+                st.bus.clear();
+                continue;
+            }
+            for i in 0..TICK_FRAMES {
+                self.mix_l[i] += self.bus_l[i];
+                self.mix_r[i] += self.bus_r[i];
+            }
+            stats.peaks[ch].fetch_max(peak.to_bits(), Relaxed);
+            if counts[ch] == 0 && peak < 1e-5 {
+                st.quiet_ticks += 1;
+                if st.quiet_ticks >= self.idle_ticks {
+                    st.idle = true;
+                }
+            } else {
+                st.quiet_ticks = 0;
+            }
+        }
+        let master = self.snapshot.master;
+        self.master.process(&master, &mut self.mix_l, &mut self.mix_r);
+        let mut peak = 0.0f32;
+        for i in 0..TICK_FRAMES {
+            self.fifo[2 * i] = self.mix_l[i];
+            self.fifo[2 * i + 1] = self.mix_r[i];
+            peak = peak.max(self.mix_l[i].abs()).max(self.mix_r[i].abs());
+        }
+        stats.master_peak.fetch_max(peak.to_bits(), Relaxed);
+    }
+
+    fn publish_transport(&self) {
+        let s = &self.ports.stats;
+        s.frames.store(self.frame, Relaxed);
+        s.playing.store(self.transport.is_playing(), Relaxed);
+        s.tempo_bits.store(self.transport.tempo().to_bits(), Relaxed);
+        s.beat_bits.store(self.transport.beat_at(self.frame).to_bits(), Relaxed);
+    }
+
+    /// Applies a channel event.
+    fn apply(&mut self, ev: Event) {
+        match ev.kind {
+            EventKind::NoteOn { channel, note, velocity } => self.note_on(channel, note, velocity),
+            EventKind::NoteOff { channel, note } => {
+                let Some(st) = self.channels.get(channel as usize) else { return };
+                let (pedal, params, sr) = (st.pedal, st.target, self.sr);
+                for v in self.voices.iter_mut() {
+                    if v.active && v.channel == channel && v.note == note && v.held {
+                        v.key_up(pedal, &params, sr);
+                    }
+                }
+            }
+            EventKind::Control { channel, cc, value } => self.control(channel, cc, value),
+            EventKind::PitchBend { channel, value } => {
+                if let Some(st) = self.channels.get_mut(channel as usize) {
+                    st.bend_raw = value.clamp(-8192, 8191);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn note_on(&mut self, channel: u8, note: u8, velocity: u8) {
+        let ch = channel as usize;
+        let Some(cfg) = self.channels.get(ch).and_then(|c| c.config) else { return };
+        let source = match cfg.source {
+            Source::Synth(s) => VoiceSource::Synth(s),
+            Source::Drums => match self.tables.drums.notes.get(note as usize).copied().flatten() {
+                Some(sound) => {
+                    // A closed or pedal hi-hat chokes the open one.
+                    if matches!(note, 42 | 44) {
+                        let sr = self.sr;
+                        for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel && v.note == 46) {
+                            v.steal(sr);
+                        }
+                    }
+                    VoiceSource::Drum { sound, pos: 0 }
+                }
+                None => return,
+            },
+        };
+        // Make room on the channel: the oldest voice (released ones first) fades out.
+        let limit = cfg.voice_limit.clamp(1, MAX_VOICE_LIMIT) as usize;
+        let mut count = 0;
+        let mut victim: Option<usize> = None;
+        for (i, v) in self.voices.iter().enumerate() {
+            if v.active && v.channel == channel && v.steal_left == 0 {
+                count += 1;
+                let better = match victim {
+                    None => true,
+                    Some(j) => {
+                        let w = &self.voices[j];
+                        (v.is_released(), std::cmp::Reverse(v.serial)) > (w.is_released(), std::cmp::Reverse(w.serial))
+                    }
+                };
+                if better {
+                    victim = Some(i);
+                }
+            }
+        }
+        if count >= limit {
+            if let Some(i) = victim {
+                self.voices[i].steal(self.sr);
+                self.ports.stats.voices_stolen.fetch_add(1, Relaxed);
+            }
+        }
+        let slot = match self.voices.iter().position(|v| !v.active) {
+            Some(i) => i,
+            None => {
+                // The whole pool is busy: cut the voice closest to silence.
+                self.ports.stats.voices_cut.fetch_add(1, Relaxed);
+                let mut best = 0;
+                for (i, v) in self.voices.iter().enumerate() {
+                    let key = |v: &Voice| (v.steal_left == 0, v.steal_left, v.serial);
+                    if key(v) < key(&self.voices[best]) {
+                        best = i;
+                    }
+                }
+                best
+            }
+        };
+        self.serial += 1;
+        let st = &mut self.channels[ch];
+        if st.idle {
+            st.snap();
+            st.idle = false;
+        }
+        st.quiet_ticks = 0;
+        let ctx = VoiceCtx { sample_rate: self.sr, tables: &self.tables, params: &st.now, bend: st.bend.value() };
+        let seed = self.serial.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((channel as u64) << 8 | note as u64);
+        self.voices[slot].start(channel, note, velocity, self.serial, source, cfg.instrument_id, seed, &ctx);
+    }
+
+    fn control(&mut self, channel: u8, cc: u8, value: u8) {
+        let ch = channel as usize;
+        if ch >= MAX_CHANNELS {
+            return;
+        }
+        // The set's CC map first: a channel-specific mapping wins over an all-channel one.
+        let map = &self.snapshot.cc_map;
+        let specific = map.iter().any(|m| m.cc == cc && m.channel == Some(channel));
+        let mut mapped = false;
+        for m in map.iter().filter(|m| m.cc == cc) {
+            let v = crate::params::Param::cc_value(m.min, m.max, m.exponential, value);
+            match m.channel {
+                Some(c) if c == channel => self.channels[ch].overrides[m.param as usize] = v,
+                None if !specific => {
+                    for st in self.channels.iter_mut().filter(|s| s.config.is_some()) {
+                        st.overrides[m.param as usize] = v;
+                    }
+                }
+                _ => continue,
+            }
+            mapped = true;
+        }
+        if mapped {
+            return;
+        }
+        let sr = self.sr;
+        match cc {
+            7 => self.channels[ch].overrides[Param::Volume as usize] = value as f32 / 127.0,
+            10 => self.channels[ch].overrides[Param::Pan as usize] = ((value as f32 - 64.0) / 63.0).clamp(-1.0, 1.0),
+            64 => {
+                let down = value >= 64;
+                let st = &mut self.channels[ch];
+                st.pedal = down;
+                if !down {
+                    let params = st.target;
+                    for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel && v.sustained) {
+                        v.release(&params, sr);
+                    }
+                }
+            }
+            120 => {
+                for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel) {
+                    v.steal(sr);
+                }
+            }
+            121 => {
+                let st = &mut self.channels[ch];
+                st.overrides = [f32::NAN; NUM_PARAMS];
+                st.bend_raw = 0;
+                st.pedal = false;
+            }
+            123 => {
+                let params = self.channels[ch].target;
+                for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel) {
+                    v.release(&params, sr);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Everything fades out at once; pedals up, bends centred.
+    fn panic(&mut self) {
+        let sr = self.sr;
+        for v in self.voices.iter_mut().filter(|v| v.active) {
+            v.steal(sr);
+        }
+        for st in self.channels.iter_mut() {
+            st.pedal = false;
+            st.bend_raw = 0;
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The engine's configuration snapshot: built on the control side (by
+//! `rig::build`), published atomically, read-only on the audio thread, and sent
+//! back to the control side to be freed when the engine lets go of it.
+
+use crate::params::{Param, ParamValues};
+use std::sync::Arc;
+
+/// MIDI channels.
+pub const MAX_CHANNELS: usize = 16;
+
+/// What a channel plays.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Source {
+    /// A synth, by index into `engine::synth::SYNTHS`.
+    Synth(u16),
+    /// The drum kit: notes pick sounds.
+    Drums,
+}
+
+/// One channel of the rig.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChannelConfig {
+    pub source: Source,
+    /// Identifies the instrument; when it changes, sounding notes finish on the old
+    /// sound and new notes use the new one.
+    pub instrument_id: u64,
+    pub params: ParamValues,
+    /// Most voices this channel sounds at once (further notes steal the oldest).
+    pub voice_limit: u8,
+}
+
+/// A MIDI CC mapped to a channel parameter.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CcMapping {
+    pub cc: u8,
+    /// 0-based channel; `None` = every channel.
+    pub channel: Option<u8>,
+    pub param: Param,
+    pub min: f32,
+    pub max: f32,
+    pub exponential: bool,
+}
+
+/// One hit of a pattern.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hit {
+    /// Position in beats from the pattern's start.
+    pub beat: f64,
+    pub note: u8,
+    pub velocity: u8,
+    /// Length in beats (note patterns; drums ignore it).
+    pub length: f64,
+}
+
+/// A looping pattern on one channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PatternConfig {
+    pub name: String,
+    /// 0-based channel.
+    pub channel: u8,
+    pub length_beats: f64,
+    /// Sorted by beat.
+    pub hits: Vec<Hit>,
+}
+
+/// The patterns of a set: a new set of them takes over at the next bar.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PatternSet {
+    pub patterns: Vec<PatternConfig>,
+}
+
+/// How the master bus keeps the output within full scale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MasterMode {
+    /// tanh soft clip.
+    SoftClip,
+    /// Peak limiter (fast attack, 100 ms release) at -0.3 dBFS.
+    Limiter,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MasterConfig {
+    /// Linear gain before the clipper or limiter.
+    pub gain: f32,
+    pub mode: MasterMode,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig { gain: 1.0, mode: MasterMode::SoftClip }
+    }
+}
+
+/// Everything the audio thread needs to know about the rig.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub channels: [Option<ChannelConfig>; MAX_CHANNELS],
+    pub cc_map: Vec<CcMapping>,
+    /// Taken by the engine at adoption (the engine keeps the running set until the bar).
+    pub patterns: Option<Arc<PatternSet>>,
+    pub tempo_bpm: f64,
+    /// Beats per bar: patterns switch on bar lines.
+    pub beats_per_bar: f64,
+    pub master: MasterConfig,
+    /// Start the internal transport as soon as this snapshot is adopted, if stopped.
+    pub autoplay: bool,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot {
+            channels: [None; MAX_CHANNELS],
+            cc_map: Vec::new(),
+            patterns: None,
+            tempo_bpm: 120.0,
+            beats_per_bar: 4.0,
+            master: MasterConfig::default(),
+            autoplay: false,
+        }
+    }
+}

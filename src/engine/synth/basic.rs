@@ -1,0 +1,110 @@
+//! The basic oscillators: sine, saw, triangle, square (mip-mapped band-limited
+//! tables), pulse and pulse-width modulation (differences of two band-limited saws,
+//! so they stay alias-free and DC-free at any width).
+
+use super::{OscState, Synth, SynthCtx, with_detune};
+use crate::tables::wavetable::{Shape, phase_inc, read};
+
+pub struct Sine;
+
+impl Synth for Sine {
+    fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
+        let table = ctx.waves.sine();
+        with_detune(st, ctx, out, 1, |ph, f, out, add| {
+            let inc = phase_inc(f, ctx.sample_rate as f64);
+            let mut p = ph[0];
+            for x in out.iter_mut() {
+                let v = read(table, p);
+                *x = if add { *x + v } else { v };
+                p = p.wrapping_add(inc);
+            }
+            ph[0] = p;
+        });
+    }
+}
+
+#[derive(Clone, Copy)]
+pub enum WaveKind {
+    Saw,
+    Triangle,
+    Square,
+}
+
+pub struct Wave(pub WaveKind);
+
+impl Synth for Wave {
+    fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
+        let shape = match self.0 {
+            WaveKind::Saw => Shape::Saw,
+            WaveKind::Triangle => Shape::Triangle,
+            WaveKind::Square => Shape::Square,
+        };
+        with_detune(st, ctx, out, 1, |ph, f, out, add| {
+            let inc = phase_inc(f, ctx.sample_rate as f64);
+            let table = ctx.waves.table(shape, inc);
+            let mut p = ph[0];
+            for x in out.iter_mut() {
+                let v = read(table, p);
+                *x = if add { *x + v } else { v };
+                p = p.wrapping_add(inc);
+            }
+            ph[0] = p;
+        });
+    }
+}
+
+/// Half a cycle as a 32-bit phase: the saw table's jump sits there.
+const HALF: u32 = 1 << 31;
+
+/// A band-limited pulse of duty `duty` (0..1), DC-free: the difference of two saws.
+#[inline]
+fn pulse_sample(table: &[f32], p: u32, duty: f32) -> f32 {
+    let offset = (duty as f64 * 4_294_967_296.0) as u32;
+    read(table, p.wrapping_sub(offset).wrapping_sub(HALF)) - read(table, p.wrapping_sub(HALF))
+}
+
+pub struct Pulse;
+
+impl Synth for Pulse {
+    fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
+        with_detune(st, ctx, out, 1, |ph, f, out, add| {
+            let inc = phase_inc(f, ctx.sample_rate as f64);
+            let table = ctx.waves.table(Shape::Saw, inc);
+            let mut p = ph[0];
+            for x in out.iter_mut() {
+                let v = pulse_sample(table, p, 0.25) * 0.5;
+                *x = if add { *x + v } else { v };
+                p = p.wrapping_add(inc);
+            }
+            ph[0] = p;
+        });
+    }
+}
+
+/// Pulse whose width sweeps 15%..85% with a sine LFO at `rate_hz`, from note-on.
+pub struct Pwm {
+    pub rate_hz: f64,
+}
+
+impl Synth for Pwm {
+    fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
+        let sr = ctx.sample_rate as f64;
+        let t0 = st.age as f64 / sr;
+        let n = out.len() as f64;
+        let duty_at = |t: f64| (0.5 + 0.35 * (std::f64::consts::TAU * self.rate_hz * t).sin()) as f32;
+        let (d0, d1) = (duty_at(t0), duty_at(t0 + n / sr));
+        with_detune(st, ctx, out, 1, |ph, f, out, add| {
+            let inc = phase_inc(f, sr);
+            let table = ctx.waves.table(Shape::Saw, inc);
+            let mut p = ph[0];
+            let len = out.len() as f32;
+            for (i, x) in out.iter_mut().enumerate() {
+                let duty = d0 + (d1 - d0) * (i as f32 / len);
+                let v = pulse_sample(table, p, duty) * 0.5;
+                *x = if add { *x + v } else { v };
+                p = p.wrapping_add(inc);
+            }
+            ph[0] = p;
+        });
+    }
+}

@@ -1,0 +1,74 @@
+//! Karplus-Strong plucked string: a noise burst circulating in a delay loop through
+//! a two-point average and a first-order all-pass that supplies the fractional part
+//! of the period, designed for an exact phase delay at the fundamental, so the pitch
+//! is exact (the classic integer loop is up to ~11 cents sharp). Lowest pitch is
+//! bounded by the voice's line length. Ignores `detune`.
+
+use super::{OscState, Synth, SynthCtx};
+use std::f64::consts::PI;
+
+/// Loop gain per period.
+const DECAY: f32 = 0.998;
+
+pub struct Pluck;
+
+/// Integer loop length and all-pass coefficient for `freq_hz`.
+fn tuning(freq_hz: f64, sample_rate: f64, max_len: usize) -> (usize, f32) {
+    let period = (sample_rate / freq_hz.max(1.0)).min(max_len as f64 - 1.0).max(2.2);
+    let n = (period - 0.6).floor();
+    let delta = period - 0.5 - n; // 0.1 ..= 1.1
+    let w = 2.0 * PI * freq_hz / sample_rate;
+    let c = ((1.0 - delta) * w / 2.0).sin() / ((1.0 + delta) * w / 2.0).sin();
+    (n as usize, c as f32)
+}
+
+// State: n[0] = write position, n[1] = loop length; z[0] = previous line output,
+// z[1] = all-pass input memory, z[2] = all-pass output memory.
+impl Synth for Pluck {
+    fn start(&self, st: &mut OscState, ctx: &SynthCtx) {
+        let (n, _) = tuning(ctx.freq_hz, ctx.sample_rate as f64, st.line.len());
+        let mut mean = 0.0;
+        for i in 0..n {
+            let v = st.noise();
+            st.line[i] = v;
+            mean += v;
+        }
+        mean /= n as f32;
+        for v in &mut st.line[..n] {
+            *v -= mean;
+        }
+        st.n[0] = 0;
+        st.n[1] = n;
+    }
+
+    fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
+        let (n, c) = tuning(ctx.freq_hz, ctx.sample_rate as f64, st.line.len());
+        let len = n.max(1);
+        let mut pos = st.n[0] % len;
+        let [mut prev, mut ap_x, mut ap_y, ..] = st.z;
+        for x in out.iter_mut() {
+            let d = st.line[pos];
+            let avg = 0.5 * (d + prev);
+            prev = d;
+            let y = c * avg + ap_x - c * ap_y;
+            ap_x = avg;
+            ap_y = y;
+            let v = y * DECAY;
+            st.line[pos] = v;
+            pos += 1;
+            if pos >= len {
+                pos = 0;
+            }
+            *x = d;
+        }
+        st.n[0] = pos;
+        st.n[1] = len;
+        st.z[0] = prev;
+        st.z[1] = ap_x;
+        st.z[2] = ap_y;
+    }
+
+    fn decays(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,14 @@
+//! jamrig: a live-coding host for a MIDI-driven synth rig.
+//!
+//! The source tree follows the threads: [`engine`] runs on the audio thread only;
+//! [`rig`] and [`script`] run on the control (script) thread and build what the
+//! engine reads; [`tables`] are built on the control side and read by the engine;
+//! [`offline`] drives the engine on a sample clock; [`dsp`], [`params`] and
+//! [`theory`] are pure building blocks any thread may use.
+
+pub mod dsp;
+pub mod engine;
+pub mod params;
+pub mod rig;
+pub mod tables;
+pub mod theory;

@@ -1,0 +1,108 @@
+//! Turns a [`Set`] into an engine [`Snapshot`] (control side). This is where names
+//! become indices and the pattern data takes its engine form; anything costly to
+//! prepare for the audio thread is prepared here.
+
+use super::set::{ChannelKind, Set, SyncMode};
+use crate::engine::snapshot::{CcMapping, ChannelConfig, Hit, MAX_CHANNELS, PatternConfig, PatternSet, Snapshot, Source};
+use crate::engine::synth::{SYNTHS, synth_index};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// A set that cannot become a snapshot.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BuildError {
+    #[error("channel {channel} plays {instrument}, whose synth \"{synth}\" jamrig does not have yet (it has: {available})")]
+    UnknownSynth { channel: u8, instrument: String, synth: String, available: String },
+    #[error("channel {0} is outside 1..16")]
+    BadChannel(u8),
+}
+
+/// Identifies an instrument: name, synth and options.
+fn instrument_id(name: &str, kind: &ChannelKind) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    name.hash(&mut h);
+    match kind {
+        ChannelKind::Synth { synth, options } => {
+            synth.hash(&mut h);
+            options.hash(&mut h);
+        }
+        ChannelKind::Drums => "drums".hash(&mut h),
+    }
+    h.finish()
+}
+
+/// The pattern set a set declares, in engine form.
+pub fn pattern_set(set: &Set) -> PatternSet {
+    let patterns = set
+        .patterns
+        .values()
+        .filter(|p| set.channels.contains_key(&p.channel))
+        .map(|p| {
+            let mut hits: Vec<Hit> = p
+                .hits
+                .iter()
+                .filter(|h| h.beat >= 0.0 && h.beat < p.length_beats)
+                .map(|h| Hit { beat: h.beat, note: h.note, velocity: h.velocity, length: h.length })
+                .collect();
+            hits.sort_by(|a, b| a.beat.total_cmp(&b.beat));
+            PatternConfig { name: p.name.clone(), channel: p.channel - 1, length_beats: p.length_beats, hits }
+        })
+        .collect();
+    PatternSet { patterns }
+}
+
+/// Builds the snapshot for `set`. `previous` is the pattern set last published: if
+/// the patterns are unchanged it is shared, so the engine sees "no change".
+pub fn build(set: &Set, previous: Option<&Arc<PatternSet>>) -> Result<Snapshot, BuildError> {
+    let mut snap = Snapshot::default();
+    for (&ch, spec) in &set.channels {
+        if !(1..=MAX_CHANNELS as u8).contains(&ch) {
+            return Err(BuildError::BadChannel(ch));
+        }
+        let source = match &spec.kind {
+            ChannelKind::Drums => Source::Drums,
+            ChannelKind::Synth { synth, .. } => match synth_index(synth) {
+                Some(i) => Source::Synth(i as u16),
+                None => {
+                    return Err(BuildError::UnknownSynth {
+                        channel: ch,
+                        instrument: spec.instrument.clone(),
+                        synth: synth.clone(),
+                        available: SYNTHS.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+                    });
+                }
+            },
+        };
+        snap.channels[ch as usize - 1] = Some(ChannelConfig {
+            source,
+            instrument_id: instrument_id(&spec.instrument, &spec.kind),
+            params: spec.params,
+            voice_limit: spec.voices,
+        });
+    }
+    snap.cc_map = set
+        .cc_map
+        .iter()
+        .map(|c| CcMapping {
+            cc: c.cc,
+            channel: c.channel.map(|ch| ch - 1),
+            param: c.param,
+            min: c.min,
+            max: c.max,
+            exponential: c.exponential,
+        })
+        .collect();
+    let patterns = pattern_set(set);
+    snap.patterns = Some(match previous {
+        Some(p) if **p == patterns => p.clone(),
+        _ => Arc::new(patterns),
+    });
+    snap.tempo_bpm = set.tempo_bpm;
+    snap.beats_per_bar = match set.sync {
+        SyncMode::Link { quantum } => quantum,
+        _ => set.beats_per_bar,
+    };
+    snap.master = set.master;
+    snap.autoplay = set.sync == SyncMode::Internal;
+    Ok(snap)
+}

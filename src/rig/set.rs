@@ -1,0 +1,106 @@
+//! A set as plain data: what evaluating `set.rhai` yields. No engine types beyond
+//! parameter values; comparing two sets tells what a reload changes.
+
+use crate::engine::snapshot::MasterConfig;
+use crate::params::{Param, ParamValues};
+use std::collections::BTreeMap;
+
+/// Where the transport takes its tempo and start/stop from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SyncMode {
+    Internal,
+    /// MIDI clock, Start/Stop/Continue and Song Position from the input port.
+    Midi,
+    /// An Ableton Link session, aligned at `quantum` beats.
+    Link { quantum: f64 },
+}
+
+impl SyncMode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SyncMode::Internal => "internal",
+            SyncMode::Midi => "midi",
+            SyncMode::Link { .. } => "link",
+        }
+    }
+}
+
+/// What a channel plays.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChannelKind {
+    /// A synth by name, with its synth-specific options.
+    Synth { synth: String, options: Vec<(String, String)> },
+    Drums,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelSpec {
+    /// The preset (or synth) name the channel was declared with, for display.
+    pub instrument: String,
+    pub kind: ChannelKind,
+    pub params: ParamValues,
+    pub voices: u8,
+}
+
+impl ChannelSpec {
+    pub fn is_drums(&self) -> bool {
+        self.kind == ChannelKind::Drums
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CcSpec {
+    pub cc: u8,
+    pub param: Param,
+    pub min: f32,
+    pub max: f32,
+    /// 1-based channel; `None` = every channel.
+    pub channel: Option<u8>,
+    pub exponential: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HitSpec {
+    pub beat: f64,
+    pub note: u8,
+    pub velocity: u8,
+    pub length: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PatternSpec {
+    pub name: String,
+    /// 1-based channel.
+    pub channel: u8,
+    pub length_beats: f64,
+    pub hits: Vec<HitSpec>,
+    /// The preset it came from, if any (for display).
+    pub preset: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Set {
+    pub tempo_bpm: f64,
+    pub beats_per_bar: f64,
+    pub sync: SyncMode,
+    /// By 1-based MIDI channel.
+    pub channels: BTreeMap<u8, ChannelSpec>,
+    pub cc_map: Vec<CcSpec>,
+    /// By name.
+    pub patterns: BTreeMap<String, PatternSpec>,
+    pub master: MasterConfig,
+}
+
+impl Default for Set {
+    fn default() -> Self {
+        Set {
+            tempo_bpm: 120.0,
+            beats_per_bar: 4.0,
+            sync: SyncMode::Internal,
+            channels: BTreeMap::new(),
+            cc_map: Vec::new(),
+            patterns: BTreeMap::new(),
+            master: MasterConfig::default(),
+        }
+    }
+}

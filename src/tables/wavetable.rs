@@ -1,0 +1,146 @@
+//! Band-limited wavetables: a sine table, and saw, square and triangle tables in
+//! half-octave mip levels whose harmonics stop below Nyquist for the pitch that
+//! reads them. Built once on the control thread (by inverse FFT); read-only after.
+
+use rustfft::{FftPlanner, num_complex::Complex};
+use std::f64::consts::PI;
+
+/// log2 of the table length.
+pub const TABLE_BITS: u32 = 11;
+/// Samples per table (one cycle).
+pub const TABLE_LEN: usize = 1 << TABLE_BITS;
+const FRAC_BITS: u32 = 32 - TABLE_BITS;
+const FRAC_MASK: u32 = (1 << FRAC_BITS) - 1;
+const FRAC_SCALE: f32 = 1.0 / (1u32 << FRAC_BITS) as f32;
+/// Mip levels: level k holds at most `MAX_HARMONICS / 2^(k/2)` harmonics.
+const LEVELS: usize = 20;
+const MAX_HARMONICS: usize = TABLE_LEN / 2 - 1;
+
+/// Waveform shapes that have mip tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Rising ramp, zero at phase 0, harmonics 1/n.
+    Saw,
+    /// +1 then -1, zero crossing at phase 0, odd harmonics 1/n.
+    Square,
+    /// Zero at phase 0, peak at 1/4 cycle, odd harmonics 1/n^2.
+    Triangle,
+}
+
+/// One cycle, `TABLE_LEN + 1` samples (the last repeats the first for interpolation).
+pub type Table = Box<[f32]>;
+
+pub struct Wavetables {
+    sine: Table,
+    mips: [Vec<Table>; 3],
+    harmonics: [usize; LEVELS],
+}
+
+/// Reads a table at a 32-bit phase (one cycle = 2^32), linearly interpolated.
+#[inline]
+pub fn read(table: &[f32], phase: u32) -> f32 {
+    let i = (phase >> FRAC_BITS) as usize;
+    let frac = (phase & FRAC_MASK) as f32 * FRAC_SCALE;
+    let a = table[i];
+    a + (table[i + 1] - a) * frac
+}
+
+/// The 32-bit phase increment for `freq_hz` at `sample_rate`.
+#[inline]
+pub fn phase_inc(freq_hz: f64, sample_rate: f64) -> u32 {
+    let cycles = (freq_hz / sample_rate).clamp(0.0, 0.5);
+    (cycles * 4_294_967_296.0).round().min(u32::MAX as f64) as u32
+}
+
+impl Wavetables {
+    pub fn new() -> Self {
+        let mut planner = FftPlanner::<f64>::new();
+        let ifft = planner.plan_fft_inverse(TABLE_LEN);
+        let mut harmonics = [0usize; LEVELS];
+        for (k, h) in harmonics.iter_mut().enumerate() {
+            *h = ((MAX_HARMONICS as f64) / 2f64.powf(k as f64 / 2.0)).floor().max(1.0) as usize;
+        }
+        let build = |coef: &dyn Fn(usize) -> f64, max_h: usize| -> Table {
+            // x[n] = sum_h b_h sin(2 pi h n / N): X[h] = -i b_h / 2, X[N-h] = i b_h / 2.
+            let mut spec = vec![Complex::new(0.0, 0.0); TABLE_LEN];
+            for h in 1..=max_h.min(MAX_HARMONICS) {
+                let b = coef(h);
+                spec[h] = Complex::new(0.0, -b / 2.0);
+                spec[TABLE_LEN - h] = Complex::new(0.0, b / 2.0);
+            }
+            ifft.process(&mut spec);
+            let mut t: Vec<f32> = spec.iter().map(|c| c.re as f32).collect();
+            t.push(t[0]);
+            t.into_boxed_slice()
+        };
+        let saw = |h: usize| 2.0 / PI * if h % 2 == 1 { 1.0 } else { -1.0 } / h as f64;
+        let square = |h: usize| if h % 2 == 1 { 4.0 / (PI * h as f64) } else { 0.0 };
+        let triangle = |h: usize| {
+            if h % 2 == 1 {
+                let sign = if (h / 2) % 2 == 0 { 1.0 } else { -1.0 };
+                8.0 / (PI * PI * (h * h) as f64) * sign
+            } else {
+                0.0
+            }
+        };
+        let shapes: [&dyn Fn(usize) -> f64; 3] = [&saw, &square, &triangle];
+        let mips = shapes.map(|f| harmonics.iter().map(|&h| build(f, h)).collect::<Vec<_>>());
+        Wavetables { sine: build(&|h| if h == 1 { 1.0 } else { 0.0 }, 1), mips, harmonics }
+    }
+
+    #[inline]
+    pub fn sine(&self) -> &[f32] {
+        &self.sine
+    }
+
+    /// The richest table of `shape` with no harmonic above Nyquist at `inc`.
+    #[inline]
+    pub fn table(&self, shape: Shape, inc: u32) -> &[f32] {
+        let levels = &self.mips[shape as usize];
+        let cycles = inc as f32 * (1.0 / 4_294_967_296.0);
+        let allowed = if cycles > 0.0 { (0.5 / cycles) as usize } else { usize::MAX };
+        let k = self.harmonics.iter().position(|&h| h <= allowed).unwrap_or(LEVELS - 1);
+        &levels[k]
+    }
+}
+
+impl Default for Wavetables {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_have_expected_values() {
+        let w = Wavetables::new();
+        let sine = w.sine();
+        assert!(sine[0].abs() < 1e-6);
+        assert!((sine[TABLE_LEN / 4] - 1.0).abs() < 1e-6);
+        let tri = w.table(Shape::Triangle, phase_inc(50.0, 48000.0));
+        assert!((tri[TABLE_LEN / 4] - 1.0).abs() < 0.01);
+        let saw = w.table(Shape::Saw, phase_inc(50.0, 48000.0));
+        assert!(saw[0].abs() < 1e-6);
+        assert!((saw[TABLE_LEN / 4] - 0.5).abs() < 0.02);
+    }
+
+    #[test]
+    fn high_notes_get_few_harmonics() {
+        let w = Wavetables::new();
+        let inc = phase_inc(4000.0, 48000.0); // 6 harmonics fit below Nyquist
+        let t = w.table(Shape::Saw, inc);
+        let idx = w.mips[0].iter().position(|x| std::ptr::eq(x.as_ref(), t)).unwrap();
+        assert!(w.harmonics[idx] <= 6);
+        assert!(w.harmonics[idx] >= 4);
+    }
+
+    #[test]
+    fn interpolated_read() {
+        let w = Wavetables::new();
+        let v = read(w.sine(), 1 << 30); // a quarter cycle
+        assert!((v - 1.0).abs() < 1e-5);
+    }
+}
