@@ -8,7 +8,9 @@
 
 pub mod dsp;
 pub mod engine;
+pub mod offline;
 pub mod params;
 pub mod rig;
+pub mod script;
 pub mod tables;
 pub mod theory;

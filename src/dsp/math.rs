@@ -1,13 +1,23 @@
 //! Small numeric helpers for inner loops.
 
-/// A smooth `tanh` approximation (rational, exact at 0, |error| < 2e-3, saturates at
-/// +/-1 for |x| >= 4.97). Cheaper than `f32::tanh` in per-sample loops.
+/// tanh as a clamped rational approximation (|error| < 1e-6), branch-free so that loops
+/// over it vectorise. The coefficients are the 13/6 minimax fit that Eigen's fast tanh uses.
 #[inline]
 pub fn fast_tanh(x: f32) -> f32 {
-    let x = x.clamp(-4.97, 4.97);
+    const CLAMP: f32 = 7.905_311;
+    let x = x.clamp(-CLAMP, CLAMP);
     let x2 = x * x;
-    let y = x * (135135.0 + x2 * (17325.0 + x2 * (378.0 + x2))) / (135135.0 + x2 * (62370.0 + x2 * (3150.0 + x2 * 28.0)));
-    y.clamp(-1.0, 1.0)
+    let p = x2 * -2.760_768_5e-16 + 2.000_188e-13;
+    let p = x2 * p - 8.604_672e-11;
+    let p = x2 * p + 5.122_297e-8;
+    let p = x2 * p + 1.485_722_4e-5;
+    let p = x2 * p + 6.372_619_3e-4;
+    let p = x2 * p + 4.893_524_6e-3;
+    let p = x * p;
+    let q = x2 * 1.198_258_4e-6 + 1.185_347e-4;
+    let q = x2 * q + 2.268_434_6e-3;
+    let q = x2 * q + 4.893_525e-3;
+    p / q
 }
 
 /// Converts decibels to a linear gain.
@@ -37,7 +47,7 @@ mod tests {
         let mut x = -10.0f32;
         while x < 10.0 {
             let e = (fast_tanh(x) - x.tanh()).abs();
-            assert!(e < 2e-3, "x={x} err={e}");
+            assert!(e < 1e-5, "x={x} err={e}");
             assert!(fast_tanh(x).abs() <= 1.0);
             x += 0.01;
         }

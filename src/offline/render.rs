@@ -1,0 +1,105 @@
+//! The offline renderer: owns an engine and its controller, feeds scheduled events
+//! in time, and renders blocks of interleaved stereo.
+
+use crate::engine::event::Event;
+use crate::engine::{Engine, EngineStats, TICK_FRAMES};
+use crate::rig::build::BuildError;
+use crate::rig::controller::Rig;
+use crate::rig::{Controller, Set};
+use crate::tables::Tables;
+use std::sync::Arc;
+
+/// Frames per `process` call unless told otherwise.
+pub const DEFAULT_BLOCK: usize = 512;
+
+/// How long to render.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Length {
+    Bars(f64),
+    Seconds(f64),
+    /// The MIDI file's length plus a tail, or 8 bars.
+    Auto,
+}
+
+#[derive(Clone, Debug)]
+pub struct RenderOptions {
+    pub sample_rate: u32,
+    pub length: Length,
+    /// Frames per `process` call (the result does not depend on it).
+    pub block: usize,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions { sample_rate: 48000, length: Length::Auto, block: DEFAULT_BLOCK }
+    }
+}
+
+/// Bars rendered when neither a length nor a MIDI file is given.
+pub const DEFAULT_BARS: f64 = 8.0;
+/// Extra time after a MIDI file ends, for releases and tails.
+pub const TAIL_SECONDS: f64 = 2.0;
+
+pub struct Renderer {
+    pub engine: Engine,
+    pub controller: Controller,
+    /// Events to feed, sorted by frame; `next` is the first not yet scheduled.
+    events: Vec<Event>,
+    next: usize,
+}
+
+impl Renderer {
+    /// An engine playing `set` at `sample_rate`, building its tables.
+    pub fn new(set: &Set, sample_rate: u32) -> Result<Self, BuildError> {
+        Self::with_tables(set, Arc::new(Tables::new(sample_rate as f32)))
+    }
+
+    /// Same, sharing already-built tables (they fix the sample rate).
+    pub fn with_tables(set: &Set, tables: Arc<Tables>) -> Result<Self, BuildError> {
+        let sr = tables.sample_rate;
+        let Rig { engine, controller } = Rig::new(set, sr, tables)?;
+        Ok(Renderer { engine, controller, events: Vec::new(), next: 0 })
+    }
+
+    pub fn sample_rate(&self) -> u32 {
+        self.engine.sample_rate() as u32
+    }
+
+    pub fn stats(&self) -> &Arc<EngineStats> {
+        self.engine.stats()
+    }
+
+    /// Adds events to play (any order; frames are absolute).
+    pub fn add_events(&mut self, evs: impl IntoIterator<Item = Event>) {
+        self.events.extend(evs);
+        self.events[self.next..].sort_by_key(|e| e.frame);
+    }
+
+    /// Publishes a new set; the engine adopts it at its next tick.
+    pub fn publish(&mut self, set: &Set) -> Result<(), BuildError> {
+        self.controller.publish_set(set)
+    }
+
+    /// Renders `frames` frames of interleaved stereo, `block` frames per call.
+    pub fn render(&mut self, frames: usize, block: usize) -> Vec<f32> {
+        let mut out = vec![0.0; frames * 2];
+        self.render_into(&mut out, block);
+        out
+    }
+
+    /// Renders into `out` (interleaved stereo), `block` frames per `process` call.
+    pub fn render_into(&mut self, out: &mut [f32], block: usize) {
+        let block = block.max(1);
+        for chunk in out.chunks_mut(block * 2) {
+            self.controller.collect();
+            // Hand the engine what it may need for this block (a tick can run past it).
+            let horizon = self.engine.frames_out() + (chunk.len() / 2) as u64 + TICK_FRAMES as u64;
+            while self.next < self.events.len() && self.events[self.next].frame < horizon {
+                self.engine.schedule(self.events[self.next]);
+                self.next += 1;
+            }
+            self.engine.process(chunk, 2);
+        }
+        self.controller.collect();
+    }
+}

@@ -1,0 +1,902 @@
+//! The set language: the functions a set calls and the channel properties it sets,
+//! registered with Rhai. Each call edits the [`EvalState`] being built. Control
+//! thread (during evaluation).
+
+use super::diagnostic::{did_you_mean, suggest_many};
+use super::library::{EnvelopeDef, InstrumentDef, LibHit, Library, PatternDef, drum_key};
+use crate::engine::snapshot::{MAX_CHANNELS, MasterMode};
+use crate::engine::synth::synth_index;
+use crate::engine::{DEFAULT_VOICE_LIMIT, MAX_VOICE_LIMIT};
+use crate::params::{Kind, PARAMS, Param, ParamValues, fmt_num};
+use crate::rig::set::{CcSpec, ChannelKind, ChannelSpec, HitSpec, PatternSpec, Set, SyncMode};
+use crate::theory::parse_note;
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FLOAT, INT, Map, Position};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Default length of a note-pattern hit whose length is not given, in beats.
+pub const DEFAULT_HIT_LENGTH: f64 = 0.5;
+/// Channel properties beyond the parameter table.
+pub const CHANNEL_PROPERTIES: &[&str] = &["voices", "envelope", "synth", "instrument", "number"];
+
+/// An error raised by an API function: a sentence, and optionally the text to
+/// underline and a short note under it.
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    pub message: String,
+    pub token: Option<String>,
+    pub help: Option<String>,
+}
+
+type Res<T> = Result<T, Box<EvalAltResult>>;
+
+fn fail<T>(message: impl Into<String>) -> Res<T> {
+    Err(EvalAltResult::ErrorRuntime(Dynamic::from(ApiError { message: message.into(), token: None, help: None }), Position::NONE).into())
+}
+
+fn fail_at<T>(message: impl Into<String>, token: &str, help: Option<String>) -> Res<T> {
+    let e = ApiError { message: message.into(), token: Some(token.to_string()), help };
+    Err(EvalAltResult::ErrorRuntime(Dynamic::from(e), Position::NONE).into())
+}
+
+/// The set under construction, with the library it resolves names against.
+pub struct EvalState {
+    pub set: Set,
+    pub lib: Library,
+    /// Where each channel was declared (to catch duplicates).
+    pub declared: BTreeMap<u8, String>,
+    /// REPL mode: declaring a channel again replaces it.
+    pub repl: bool,
+    /// Lines the script printed.
+    pub printed: Vec<String>,
+}
+
+impl EvalState {
+    pub fn new(lib: Library, base: Set, repl: bool) -> Self {
+        EvalState { set: base, lib, declared: BTreeMap::new(), repl, printed: Vec::new() }
+    }
+}
+
+pub type Shared = Arc<Mutex<EvalState>>;
+
+fn lock(s: &Shared) -> MutexGuard<'_, EvalState> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A handle on a channel of the set being built (what `channel(...)` returns).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChannelRef {
+    pub number: u8,
+}
+
+fn type_name(d: &Dynamic) -> &'static str {
+    if d.is_string() {
+        "text"
+    } else if d.is_int() {
+        "a whole number"
+    } else if d.is_float() {
+        "a number"
+    } else if d.is_array() {
+        "a list"
+    } else if d.is_map() {
+        "a map"
+    } else if d.is_bool() {
+        "true/false"
+    } else if d.is_unit() {
+        "nothing"
+    } else {
+        "a value"
+    }
+}
+
+/// A number from an int or a float.
+fn number(d: &Dynamic, what: &str) -> Res<f64> {
+    if let Some(i) = d.clone().try_cast::<INT>() {
+        Ok(i as f64)
+    } else if let Some(f) = d.clone().try_cast::<FLOAT>() {
+        Ok(f)
+    } else {
+        fail(format!("{what} must be a number, not {}", type_name(d)))
+    }
+}
+
+fn channel_number(d: &Dynamic) -> Res<u8> {
+    let n = number(d, "a channel")?;
+    if n.fract() != 0.0 || !(1.0..=MAX_CHANNELS as f64).contains(&n) {
+        return fail(format!("channel must be a whole number from 1 to 16, not {}", fmt_num(n as f32)));
+    }
+    Ok(n as u8)
+}
+
+fn text(d: &Dynamic, what: &str) -> Res<String> {
+    match d.clone().into_immutable_string() {
+        Ok(s) => Ok(s.to_string()),
+        Err(_) => fail(format!("{what} must be text in quotes, not {}", type_name(d))),
+    }
+}
+
+/// Sets one parameter from a script value, checking its type and range.
+fn set_param(values: &mut ParamValues, p: Param, v: &Dynamic) -> Res<()> {
+    let info = p.info();
+    let value = match info.kind {
+        Kind::Choice(names) => {
+            let s = text(v, info.name)?;
+            match names.iter().position(|n| *n == s) {
+                Some(i) => i as f32,
+                None => {
+                    let help = did_you_mean(&suggest_many(&s, names.iter().copied()));
+                    return fail_at(format!("{} must be one of {}, not \"{s}\"", info.name, names.join(", ")), &s, help);
+                }
+            }
+        }
+        Kind::Toggle => match v.as_bool() {
+            Ok(b) => b as u8 as f32,
+            Err(_) => return fail(format!("{} must be true or false, not {}", info.name, type_name(v))),
+        },
+        _ => number(v, info.name)? as f32,
+    };
+    match p.check(value) {
+        Ok(v) => {
+            values.set(p, v);
+            Ok(())
+        }
+        Err(msg) => fail(msg),
+    }
+}
+
+/// The script value of a parameter.
+fn get_param(values: &ParamValues, p: Param) -> Dynamic {
+    let v = values.get(p);
+    match p.info().kind {
+        Kind::Choice(names) => Dynamic::from(names.get(v as usize).copied().unwrap_or("").to_string()),
+        Kind::Toggle => Dynamic::from(v != 0.0),
+        _ => Dynamic::from(v as FLOAT),
+    }
+}
+
+fn unknown_param<T>(name: &str) -> Res<T> {
+    let names = PARAMS.iter().map(|p| p.name).chain(CHANNEL_PROPERTIES.iter().copied());
+    fail_at(format!("unknown parameter {name}"), name, did_you_mean(&suggest_many(name, names)))
+}
+
+fn apply_envelope(values: &mut ParamValues, lib: &Library, v: &Dynamic) -> Res<()> {
+    if let Some(map) = v.clone().try_cast::<Map>() {
+        for (k, val) in map {
+            let p = match k.as_str() {
+                "attack" => Param::Attack,
+                "decay" => Param::Decay,
+                "sustain" => Param::Sustain,
+                "release" => Param::Release,
+                other => {
+                    let help = did_you_mean(&suggest_many(other, ["attack", "decay", "sustain", "release"]));
+                    return fail_at(format!("an envelope has attack, decay, sustain and release, not {other}"), other, help);
+                }
+            };
+            set_param(values, p, &val)?;
+        }
+        return Ok(());
+    }
+    let name = text(v, "envelope")?;
+    match lib.envelopes.get(&name) {
+        Some(e) => {
+            values.set(Param::Attack, e.attack);
+            values.set(Param::Decay, e.decay);
+            values.set(Param::Sustain, e.sustain);
+            values.set(Param::Release, e.release);
+            Ok(())
+        }
+        None => {
+            let help = did_you_mean(&suggest_many(&name, lib.envelopes.keys().map(String::as_str)));
+            fail_at(format!("unknown envelope \"{name}\""), &name, help)
+        }
+    }
+}
+
+fn options_of(v: &Dynamic) -> Res<Vec<(String, String)>> {
+    let Some(map) = v.clone().try_cast::<Map>() else {
+        return fail(format!("synth_kw must be a map #{{...}}, not {}", type_name(v)));
+    };
+    Ok(map.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+}
+
+/// Applies a map of channel settings (parameters, envelope, synth, voices).
+fn apply_map(spec: &mut ChannelSpec, lib: &Library, map: &Map) -> Res<()> {
+    // The envelope first, so that attack/decay/... given alongside override it.
+    if let Some(env) = map.get("envelope") {
+        apply_envelope(&mut spec.params, lib, env)?;
+    }
+    for (k, v) in map {
+        match k.as_str() {
+            "envelope" => {}
+            "synth" => {
+                let s = text(v, "synth")?;
+                check_synth(&s, &s)?;
+                if spec.is_drums() {
+                    return fail("a drum channel plays the drum kit; it has no synth");
+                }
+                spec.kind = ChannelKind::Synth { synth: s, options: Vec::new() };
+            }
+            "synth_kw" => {
+                if let ChannelKind::Synth { options, .. } = &mut spec.kind {
+                    *options = options_of(v)?;
+                }
+            }
+            "voices" => spec.voices = voices(v)?,
+            name => match Param::from_name(name) {
+                Some(p) => set_param(&mut spec.params, p, v)?,
+                None => return unknown_param(name),
+            },
+        }
+    }
+    Ok(())
+}
+
+fn voices(v: &Dynamic) -> Res<u8> {
+    let n = number(v, "voices")?;
+    if n.fract() != 0.0 || !(1.0..=MAX_VOICE_LIMIT as f64).contains(&n) {
+        return fail(format!("voices is {}, outside 1..{MAX_VOICE_LIMIT}", fmt_num(n as f32)));
+    }
+    Ok(n as u8)
+}
+
+/// Fails, naming the synth, if the engine does not have it yet.
+fn check_synth(synth: &str, instrument: &str) -> Res<()> {
+    if synth_index(synth).is_some() {
+        return Ok(());
+    }
+    let have: Vec<&str> = crate::engine::synth::SYNTHS.iter().map(|s| s.name).collect();
+    let what = if synth == instrument { format!("synth \"{synth}\"") } else { format!("instrument \"{instrument}\" needs the synth \"{synth}\", which") };
+    let msg = if synth == instrument { format!("{what} is not one jamrig has") } else { format!("{what} jamrig does not have yet") };
+    fail_at(msg, instrument, Some(format!("synths available: {}", have.join(", "))))
+}
+
+/// A channel spec for preset `name` (an instrument preset, or a bare synth name).
+fn preset_channel(lib: &Library, name: &str) -> Res<ChannelSpec> {
+    let mut params = ParamValues::default();
+    if let Some(def) = lib.instruments.get(name) {
+        check_synth(&def.synth, name)?;
+        if let Some(e) = lib.envelopes.get(def.envelope.as_deref().unwrap_or("piano")) {
+            params.set(Param::Attack, e.attack);
+            params.set(Param::Decay, e.decay);
+            params.set(Param::Sustain, e.sustain);
+            params.set(Param::Release, e.release);
+        }
+        for (p, v) in &def.params {
+            params.set(*p, *v);
+        }
+        return Ok(ChannelSpec {
+            instrument: name.to_string(),
+            kind: ChannelKind::Synth { synth: def.synth.clone(), options: def.options.clone() },
+            params,
+            voices: DEFAULT_VOICE_LIMIT,
+        });
+    }
+    if synth_index(name).is_some() {
+        return Ok(ChannelSpec {
+            instrument: name.to_string(),
+            kind: ChannelKind::Synth { synth: name.to_string(), options: Vec::new() },
+            params,
+            voices: DEFAULT_VOICE_LIMIT,
+        });
+    }
+    let names = lib.instruments.keys().map(String::as_str).chain(crate::engine::synth::SYNTHS.iter().map(|s| s.name));
+    fail_at(format!("unknown instrument \"{name}\""), name, did_you_mean(&suggest_many(name, names)))
+}
+
+fn drum_channel() -> ChannelSpec {
+    ChannelSpec { instrument: "drums".into(), kind: ChannelKind::Drums, params: ParamValues::default(), voices: DEFAULT_VOICE_LIMIT }
+}
+
+fn declare(st: &mut EvalState, n: u8, spec: ChannelSpec, ctx_pos: Position) -> Res<ChannelRef> {
+    if !st.repl {
+        if let Some(at) = st.declared.get(&n) {
+            return fail(format!("channel {n} is declared twice (first at {at}); change the first declaration instead"));
+        }
+    }
+    st.declared.insert(n, format!("line {}", ctx_pos.line().unwrap_or(0)));
+    st.set.channels.insert(n, spec);
+    Ok(ChannelRef { number: n })
+}
+
+/// Parses a list of hits: `[beat, note or sound, velocity, length?]`.
+fn hits(lib: &Library, list: &Array, drums: bool, what: &str) -> Res<Vec<LibHit>> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, h) in list.iter().enumerate() {
+        let Some(a) = h.clone().try_cast::<Array>() else {
+            return fail(format!("{what}: hit {} must be a list [beat, note, velocity, length], not {}", i + 1, type_name(h)));
+        };
+        if !(2..=4).contains(&a.len()) {
+            return fail(format!("{what}: hit {} must be [beat, note, velocity] or [beat, note, velocity, length]", i + 1));
+        }
+        let beat = number(&a[0], "a hit's beat")?;
+        if beat < 0.0 {
+            return fail(format!("{what}: hit {} is at beat {}, before the pattern starts", i + 1, fmt_num(beat as f32)));
+        }
+        let (note, drum) = hit_note(lib, &a[1], drums)?;
+        let velocity = match a.get(2) {
+            Some(v) => {
+                let v = number(v, "velocity")?;
+                if !(1.0..=127.0).contains(&v) {
+                    return fail(format!("{what}: velocity {} is outside 1..127", fmt_num(v as f32)));
+                }
+                v as u8
+            }
+            None => 100,
+        };
+        let length = match a.get(3) {
+            Some(l) => {
+                let l = number(l, "a hit's length")?;
+                if l <= 0.0 {
+                    return fail(format!("{what}: hit {} has length {}; lengths are beats, above 0", i + 1, fmt_num(l as f32)));
+                }
+                Some(l)
+            }
+            None => None,
+        };
+        out.push(LibHit { beat, note, velocity, length, drum });
+    }
+    Ok(out)
+}
+
+fn hit_note(lib: &Library, v: &Dynamic, drums: bool) -> Res<(u8, bool)> {
+    if let Ok(n) = number(v, "a note") {
+        if n.fract() != 0.0 || !(0.0..=127.0).contains(&n) {
+            return fail(format!("note {} is outside the MIDI notes 0..127", fmt_num(n as f32)));
+        }
+        return Ok((n as u8, false));
+    }
+    let name = text(v, "a hit's note")?;
+    if let Some(&n) = lib.drum_sounds.get(&drum_key(&name)) {
+        if drums || parse_note(&name).is_none() {
+            return Ok((n, true));
+        }
+    }
+    if let Some(n) = parse_note(&name) {
+        return Ok((n, false));
+    }
+    let names = lib.drum_sounds.keys().map(String::as_str);
+    let help = if drums { did_you_mean(&suggest_many(&name, names)) } else { Some("notes are written like C4, F#2 or Eb3".into()) };
+    fail_at(format!("\"{name}\" is neither a note name nor a drum sound"), &name, help)
+}
+
+fn pattern_def(lib: &Library, name: &str, beats: &Dynamic, list: &Array, meter: Option<String>) -> Res<PatternDef> {
+    let beats = number(beats, "a pattern's length")?;
+    if beats <= 0.0 || beats > 1024.0 {
+        return fail(format!("pattern {name} is {} beats long; a pattern is 0..1024 beats", fmt_num(beats as f32)));
+    }
+    let hits = hits(lib, list, true, &format!("pattern {name}"))?;
+    Ok(PatternDef { beats, meter, hits })
+}
+
+/// Adds pattern `name` on `channel` from a library pattern, with options.
+fn place_pattern(st: &mut EvalState, name: &str, ch: u8, def: PatternDef, preset: Option<String>, opts: Option<Map>) -> Res<()> {
+    let Some(spec) = st.set.channels.get(&ch) else {
+        return fail(format!("pattern {name} plays on channel {ch}, which the set has not declared (declare it first)"));
+    };
+    let drums = spec.is_drums();
+    if !drums {
+        if let Some(h) = def.hits.iter().find(|h| h.drum) {
+            let sound = st.lib.drum_name(h.note).unwrap_or("a drum sound").to_string();
+            return fail(format!("pattern {name} has drum sounds ({sound}) but channel {ch} plays {}, not drums", spec.instrument));
+        }
+    }
+    let mut beats = def.beats;
+    let mut hits: Vec<HitSpec> = def.hits.iter().map(|h| hit_spec(h)).collect();
+    if let Some(opts) = opts {
+        let mut fill: Option<PatternDef> = None;
+        let mut every = 4.0;
+        for (k, v) in &opts {
+            match k.as_str() {
+                "fill" => {
+                    let f = text(v, "fill")?;
+                    match st.lib.fills.get(&f) {
+                        Some(d) => fill = Some(d.clone()),
+                        None => {
+                            let help = did_you_mean(&suggest_many(&f, st.lib.fills.keys().map(String::as_str)));
+                            return fail_at(format!("unknown fill \"{f}\""), &f, help);
+                        }
+                    }
+                }
+                "every" => {
+                    every = number(v, "every")?;
+                    if every < 1.0 || every.fract() != 0.0 || every > 64.0 {
+                        return fail("every must be a whole number of repeats from 1 to 64");
+                    }
+                }
+                other => {
+                    let help = did_you_mean(&suggest_many(other, ["fill", "every"]));
+                    return fail_at(format!("unknown pattern option {other} (options: fill, every)"), other, help);
+                }
+            }
+        }
+        if let Some(f) = fill {
+            // The fill replaces the end of every `every`-th repeat.
+            let total = beats * every;
+            let fill_at = (total - f.beats).max(0.0);
+            let mut all = Vec::new();
+            for k in 0..every as usize {
+                for h in &hits {
+                    let b = h.beat + k as f64 * beats;
+                    if b < fill_at {
+                        all.push(HitSpec { beat: b, ..*h });
+                    }
+                }
+            }
+            all.extend(f.hits.iter().map(|h| HitSpec { beat: fill_at + h.beat, ..hit_spec(h) }));
+            hits = all;
+            beats = total;
+        }
+    }
+    hits.retain(|h| h.beat < beats);
+    st.set.patterns.insert(name.to_string(), PatternSpec { name: name.to_string(), channel: ch, length_beats: beats, hits, preset });
+    Ok(())
+}
+
+fn hit_spec(h: &LibHit) -> HitSpec {
+    HitSpec { beat: h.beat, note: h.note, velocity: h.velocity, length: h.length.unwrap_or(if h.drum { 0.0 } else { DEFAULT_HIT_LENGTH }) }
+}
+
+/// Signature help for each API function (for "cannot take" errors).
+pub fn usage(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "tempo" => "tempo(bpm)",
+        "meter" => "meter(beats_per_bar)",
+        "sync" => "sync(\"internal\" | \"midi\" | \"link\"[, quantum])",
+        "master" => "master(#{ gain: 0.8, mode: \"softclip\" | \"limiter\" })",
+        "channel" => "channel(number, \"instrument\"[, #{ settings }]) or channel(number, #{ synth: ..., ... })",
+        "drums" => "drums(number[, #{ settings }])",
+        "ch" => "ch(number)",
+        "cc" => "cc(cc_number, \"parameter\", min, max[, channel | #{ channel: n, curve: \"linear\" | \"exp\" }])",
+        "pattern" => "pattern(\"name\", channel, \"preset\"[, #{ fill, every }]) or pattern(\"name\", channel, beats, [hits])",
+        "define_instrument" => "define_instrument(\"name\", #{ synth: ..., envelope: ..., parameters })",
+        "define_envelope" => "define_envelope(\"name\", #{ attack, decay, sustain, release })",
+        "define_pattern" | "define_fill" => "define_pattern(\"name\", beats, [[beat, sound, velocity], ...][, \"meter\"])",
+        "drum_sound" => "drum_sound(\"name\", note)",
+        "drum_alias" => "drum_alias(\"alias\", \"sound\")",
+        "gm_program" => "gm_program(program, \"instrument\")",
+        "note" => "note(\"C4\")",
+        _ => return None,
+    })
+}
+
+/// Every function a set can call (for suggestions).
+pub const FUNCTIONS: &[&str] = &[
+    "tempo",
+    "meter",
+    "sync",
+    "master",
+    "channel",
+    "drums",
+    "ch",
+    "cc",
+    "pattern",
+    "define_instrument",
+    "define_envelope",
+    "define_pattern",
+    "define_fill",
+    "drum_sound",
+    "drum_alias",
+    "gm_program",
+    "note",
+    "print",
+];
+
+/// Registers the set language on `engine`, editing `state`.
+pub fn register(engine: &mut Engine, state: &Shared) {
+    engine.register_type_with_name::<ChannelRef>("Channel");
+
+    let s = state.clone();
+    engine.register_fn("tempo", move |bpm: Dynamic| -> Res<()> {
+        let bpm = number(&bpm, "tempo")?;
+        if !(20.0..=400.0).contains(&bpm) {
+            return fail(format!("tempo is {}, outside 20..400 BPM", fmt_num(bpm as f32)));
+        }
+        lock(&s).set.tempo_bpm = bpm;
+        Ok(())
+    });
+    let s = state.clone();
+    engine.register_fn("meter", move |beats: Dynamic| -> Res<()> {
+        let b = number(&beats, "meter")?;
+        if !(1.0..=64.0).contains(&b) {
+            return fail(format!("meter is {} beats per bar, outside 1..64", fmt_num(b as f32)));
+        }
+        lock(&s).set.beats_per_bar = b;
+        Ok(())
+    });
+    let sync = |s: Shared| {
+        move |mode: Dynamic, quantum: Option<Dynamic>| -> Res<()> {
+            let m = text(&mode, "sync")?;
+            let mode = match m.as_str() {
+                "internal" => SyncMode::Internal,
+                "midi" => SyncMode::Midi,
+                "link" => {
+                    let q = match &quantum {
+                        Some(q) => number(q, "quantum")?,
+                        None => 4.0,
+                    };
+                    if !(1.0..=64.0).contains(&q) {
+                        return fail(format!("quantum is {}, outside 1..64 beats", fmt_num(q as f32)));
+                    }
+                    SyncMode::Link { quantum: q }
+                }
+                other => {
+                    let help = did_you_mean(&suggest_many(other, ["internal", "midi", "link"]));
+                    return fail_at(format!("sync is \"internal\", \"midi\" or \"link\", not \"{other}\""), other, help);
+                }
+            };
+            lock(&s).set.sync = mode;
+            Ok(())
+        }
+    };
+    let f = sync(state.clone());
+    engine.register_fn("sync", move |m: Dynamic| f(m, None));
+    let f = sync(state.clone());
+    engine.register_fn("sync", move |m: Dynamic, q: Dynamic| f(m, Some(q)));
+
+    let s = state.clone();
+    engine.register_fn("master", move |map: Map| -> Res<()> {
+        let mut st = lock(&s);
+        for (k, v) in map {
+            match k.as_str() {
+                "gain" => {
+                    let g = number(&v, "master gain")?;
+                    if !(0.0..=4.0).contains(&g) {
+                        return fail(format!("master gain is {}, outside 0..4", fmt_num(g as f32)));
+                    }
+                    st.set.master.gain = g as f32;
+                }
+                "mode" => {
+                    st.set.master.mode = match text(&v, "master mode")?.as_str() {
+                        "softclip" => MasterMode::SoftClip,
+                        "limiter" => MasterMode::Limiter,
+                        other => return fail_at(format!("master mode is \"softclip\" or \"limiter\", not \"{other}\""), other, None),
+                    }
+                }
+                other => {
+                    return fail_at(format!("master takes gain and mode, not {other}"), other, did_you_mean(&suggest_many(other, ["gain", "mode"])));
+                }
+            }
+        }
+        Ok(())
+    });
+
+    // Channels.
+    let s = state.clone();
+    engine.register_fn("channel", move |ctx: rhai::NativeCallContext, n: Dynamic, what: Dynamic| -> Res<ChannelRef> {
+        let n = channel_number(&n)?;
+        let mut st = lock(&s);
+        let spec = if let Some(map) = what.clone().try_cast::<Map>() {
+            let Some(synth) = map.get("synth") else {
+                return fail("a channel built from a map needs a synth: channel(1, #{ synth: \"saw\", ... })");
+            };
+            let synth = text(synth, "synth")?;
+            let mut spec = ChannelSpec {
+                instrument: synth.clone(),
+                kind: ChannelKind::Synth { synth, options: Vec::new() },
+                params: ParamValues::default(),
+                voices: DEFAULT_VOICE_LIMIT,
+            };
+            if !map.contains_key("envelope") {
+                apply_envelope(&mut spec.params, &st.lib, &Dynamic::from("piano".to_string()))?;
+            }
+            apply_map(&mut spec, &st.lib, &map)?;
+            spec
+        } else {
+            let name = text(&what, "an instrument")?;
+            preset_channel(&st.lib, &name)?
+        };
+        declare(&mut st, n, spec, ctx.call_position())
+    });
+    let s = state.clone();
+    engine.register_fn("channel", move |ctx: rhai::NativeCallContext, n: Dynamic, name: Dynamic, map: Map| -> Res<ChannelRef> {
+        let n = channel_number(&n)?;
+        let mut st = lock(&s);
+        let name = text(&name, "an instrument")?;
+        let mut spec = preset_channel(&st.lib, &name)?;
+        apply_map(&mut spec, &st.lib, &map)?;
+        declare(&mut st, n, spec, ctx.call_position())
+    });
+    let s = state.clone();
+    engine.register_fn("drums", move |ctx: rhai::NativeCallContext, n: Dynamic| -> Res<ChannelRef> {
+        let n = channel_number(&n)?;
+        let mut st = lock(&s);
+        declare(&mut st, n, drum_channel(), ctx.call_position())
+    });
+    let s = state.clone();
+    engine.register_fn("drums", move |ctx: rhai::NativeCallContext, n: Dynamic, map: Map| -> Res<ChannelRef> {
+        let n = channel_number(&n)?;
+        let mut st = lock(&s);
+        let mut spec = drum_channel();
+        apply_map(&mut spec, &st.lib, &map)?;
+        declare(&mut st, n, spec, ctx.call_position())
+    });
+    let s = state.clone();
+    engine.register_fn("ch", move |n: Dynamic| -> Res<ChannelRef> {
+        let n = channel_number(&n)?;
+        if !lock(&s).set.channels.contains_key(&n) {
+            return fail(format!("channel {n} is not in the rig"));
+        }
+        Ok(ChannelRef { number: n })
+    });
+
+    // Channel properties: every parameter, plus voices/envelope/synth/instrument.
+    for info in PARAMS {
+        let p = Param::from_name(info.name).expect("table is consistent");
+        let (g, st_set) = (state.clone(), state.clone());
+        engine.register_get_set(
+            info.name,
+            move |c: &mut ChannelRef| -> Res<Dynamic> {
+                let st = lock(&g);
+                match st.set.channels.get(&c.number) {
+                    Some(spec) => Ok(get_param(&spec.params, p)),
+                    None => fail(format!("channel {} is no longer in the rig", c.number)),
+                }
+            },
+            move |c: &mut ChannelRef, v: Dynamic| -> Res<()> {
+                let mut st = lock(&st_set);
+                match st.set.channels.get_mut(&c.number) {
+                    Some(spec) => set_param(&mut spec.params, p, &v),
+                    None => fail(format!("channel {} is no longer in the rig", c.number)),
+                }
+            },
+        );
+    }
+    let g = state.clone();
+    engine.register_get("voices", move |c: &mut ChannelRef| -> INT {
+        lock(&g).set.channels.get(&c.number).map(|s| s.voices as INT).unwrap_or(0)
+    });
+    let s = state.clone();
+    engine.register_set(
+        "voices",
+        move |c: &mut ChannelRef, v: Dynamic| -> Res<()> {
+            let n = voices(&v)?;
+            if let Some(spec) = lock(&s).set.channels.get_mut(&c.number) {
+                spec.voices = n;
+            }
+            Ok(())
+        },
+    );
+    let s = state.clone();
+    engine.register_set("envelope", move |c: &mut ChannelRef, v: Dynamic| -> Res<()> {
+        let mut st = lock(&s);
+        let EvalState { set, lib, .. } = &mut *st;
+        match set.channels.get_mut(&c.number) {
+            Some(spec) => apply_envelope(&mut spec.params, lib, &v),
+            None => fail(format!("channel {} is not in the rig", c.number)),
+        }
+    });
+    let s = state.clone();
+    engine.register_set("synth", move |c: &mut ChannelRef, v: Dynamic| -> Res<()> {
+        let name = text(&v, "synth")?;
+        check_synth(&name, &name)?;
+        let mut st = lock(&s);
+        match st.set.channels.get_mut(&c.number) {
+            Some(spec) if !spec.is_drums() => {
+                spec.instrument = name.clone();
+                spec.kind = ChannelKind::Synth { synth: name, options: Vec::new() };
+                Ok(())
+            }
+            Some(_) => fail("a drum channel plays the drum kit; it has no synth"),
+            None => fail(format!("channel {} is not in the rig", c.number)),
+        }
+    });
+    let g = state.clone();
+    engine.register_get("instrument", move |c: &mut ChannelRef| -> String {
+        lock(&g).set.channels.get(&c.number).map(|s| s.instrument.clone()).unwrap_or_default()
+    });
+    engine.register_get("number", |c: &mut ChannelRef| c.number as INT);
+    engine.register_fn("to_string", |c: &mut ChannelRef| format!("channel {}", c.number));
+
+    // CC mappings.
+    let cc = |s: Shared| {
+        move |n: Dynamic, param: Dynamic, min: Dynamic, max: Dynamic, opts: Option<Dynamic>| -> Res<()> {
+            let n = number(&n, "a CC number")?;
+            if n.fract() != 0.0 || !(0.0..=127.0).contains(&n) {
+                return fail(format!("CC number {} is outside 0..127", fmt_num(n as f32)));
+            }
+            let name = text(&param, "a parameter name")?;
+            let Some(p) = Param::from_name(&name) else { return unknown_param(&name) };
+            if matches!(p.info().kind, Kind::Choice(_) | Kind::Toggle) {
+                return fail(format!("{name} is not a number and cannot follow a CC"));
+            }
+            let (lo, hi) = (number(&min, "min")? as f32, number(&max, "max")? as f32);
+            for v in [lo, hi] {
+                if let Err(msg) = p.check(v) {
+                    return fail(format!("cc {}: {msg}", n as u8));
+                }
+            }
+            let mut channel = None;
+            let mut exponential = p.info().exponential && lo > 0.0 && hi > 0.0;
+            match &opts {
+                Some(o) if o.is_map() => {
+                    for (k, v) in o.clone().cast::<Map>() {
+                        match k.as_str() {
+                            "channel" => channel = Some(channel_number(&v)?),
+                            "curve" => {
+                                exponential = match text(&v, "curve")?.as_str() {
+                                    "linear" => false,
+                                    "exp" | "exponential" => {
+                                        if lo <= 0.0 || hi <= 0.0 {
+                                            return fail("an exponential curve needs min and max above 0");
+                                        }
+                                        true
+                                    }
+                                    other => return fail_at(format!("curve is \"linear\" or \"exp\", not \"{other}\""), other, None),
+                                }
+                            }
+                            other => return fail_at(format!("cc options are channel and curve, not {other}"), other, None),
+                        }
+                    }
+                }
+                Some(o) => channel = Some(channel_number(o)?),
+                None => {}
+            }
+            let mut st = lock(&s);
+            let spec = CcSpec { cc: n as u8, param: p, min: lo, max: hi, channel, exponential };
+            // A later mapping of the same CC, channel and parameter replaces the earlier one.
+            st.set.cc_map.retain(|c| !(c.cc == spec.cc && c.channel == spec.channel && c.param == spec.param));
+            st.set.cc_map.push(spec);
+            Ok(())
+        }
+    };
+    let f = cc(state.clone());
+    engine.register_fn("cc", move |n: Dynamic, p: Dynamic, lo: Dynamic, hi: Dynamic| f(n, p, lo, hi, None));
+    let f = cc(state.clone());
+    engine.register_fn("cc", move |n: Dynamic, p: Dynamic, lo: Dynamic, hi: Dynamic, o: Dynamic| f(n, p, lo, hi, Some(o)));
+
+    // Patterns.
+    let pat = |s: Shared| {
+        move |name: Dynamic, ch: Dynamic, what: Dynamic, list: Option<Array>, opts: Option<Map>| -> Res<()> {
+            let name = text(&name, "a pattern name")?;
+            let ch = channel_number(&ch)?;
+            let mut st = lock(&s);
+            match list {
+                None => {
+                    let preset = text(&what, "a pattern preset")?;
+                    let Some(def) = st.lib.patterns.get(&preset).cloned() else {
+                        let help = did_you_mean(&suggest_many(&preset, st.lib.patterns.keys().map(String::as_str)));
+                        return fail_at(format!("unknown pattern \"{preset}\""), &preset, help);
+                    };
+                    place_pattern(&mut st, &name, ch, def, Some(preset), opts)
+                }
+                Some(list) => {
+                    let drums = st.set.channels.get(&ch).is_some_and(|c| c.is_drums());
+                    let beats = number(&what, "a pattern's length in beats")?;
+                    if beats <= 0.0 || beats > 1024.0 {
+                        return fail(format!("pattern {name} is {} beats long; a pattern is 0..1024 beats", fmt_num(beats as f32)));
+                    }
+                    let hits = hits(&st.lib, &list, drums, &format!("pattern {name}"))?;
+                    place_pattern(&mut st, &name, ch, PatternDef { beats, meter: None, hits }, None, opts)
+                }
+            }
+        }
+    };
+    let f = pat(state.clone());
+    engine.register_fn("pattern", move |n: Dynamic, c: Dynamic, p: Dynamic| f(n, c, p, None, None));
+    let f = pat(state.clone());
+    engine.register_fn("pattern", move |n: Dynamic, c: Dynamic, p: Dynamic, o: Map| f(n, c, p, None, Some(o)));
+    let f = pat(state.clone());
+    engine.register_fn("pattern", move |n: Dynamic, c: Dynamic, b: Dynamic, l: Array| f(n, c, b, Some(l), None));
+    let f = pat(state.clone());
+    engine.register_fn("pattern", move |n: Dynamic, c: Dynamic, b: Dynamic, l: Array, o: Map| f(n, c, b, Some(l), Some(o)));
+
+    // Library definitions (the stdlib uses these; sets may too).
+    let s = state.clone();
+    engine.register_fn("define_instrument", move |name: Dynamic, map: Map| -> Res<()> {
+        let name = text(&name, "an instrument name")?;
+        let mut st = lock(&s);
+        let Some(synth) = map.get("synth") else {
+            return fail(format!("instrument {name} needs a synth"));
+        };
+        let mut def = InstrumentDef { synth: text(synth, "synth")?, envelope: None, options: Vec::new(), params: Vec::new() };
+        let mut scratch = ParamValues::default();
+        for (k, v) in &map {
+            match k.as_str() {
+                "synth" => {}
+                "envelope" => {
+                    let e = text(v, "envelope")?;
+                    if !st.lib.envelopes.contains_key(&e) {
+                        let help = did_you_mean(&suggest_many(&e, st.lib.envelopes.keys().map(String::as_str)));
+                        return fail_at(format!("unknown envelope \"{e}\""), &e, help);
+                    }
+                    def.envelope = Some(e);
+                }
+                "synth_kw" => def.options = options_of(v)?,
+                pname => {
+                    let Some(p) = Param::from_name(pname) else { return unknown_param(pname) };
+                    set_param(&mut scratch, p, v)?;
+                    def.params.push((p, scratch.get(p)));
+                }
+            }
+        }
+        st.lib.instruments.insert(name, def);
+        Ok(())
+    });
+    let s = state.clone();
+    engine.register_fn("define_envelope", move |name: Dynamic, map: Map| -> Res<()> {
+        let name = text(&name, "an envelope name")?;
+        let mut v = ParamValues::default();
+        let st_lib = lock(&s).lib.clone();
+        for k in ["attack", "decay", "sustain", "release"] {
+            if !map.contains_key(k) {
+                return fail(format!("envelope {name} needs attack, decay, sustain and release ({k} is missing)"));
+            }
+        }
+        apply_envelope(&mut v, &st_lib, &Dynamic::from(map))?;
+        let def = EnvelopeDef {
+            attack: v.get(Param::Attack),
+            decay: v.get(Param::Decay),
+            sustain: v.get(Param::Sustain),
+            release: v.get(Param::Release),
+        };
+        lock(&s).lib.envelopes.insert(name, def);
+        Ok(())
+    });
+    let s = state.clone();
+    engine.register_fn("drum_sound", move |name: Dynamic, note: Dynamic| -> Res<()> {
+        let name = drum_key(&text(&name, "a drum sound name")?);
+        let n = number(&note, "a MIDI note")?;
+        if n.fract() != 0.0 || !(0.0..=127.0).contains(&n) {
+            return fail(format!("drum note {} is outside 0..127", fmt_num(n as f32)));
+        }
+        lock(&s).lib.drum_sounds.insert(name, n as u8);
+        Ok(())
+    });
+    let s = state.clone();
+    engine.register_fn("drum_alias", move |alias: Dynamic, target: Dynamic| -> Res<()> {
+        let (alias, target) = (drum_key(&text(&alias, "an alias")?), drum_key(&text(&target, "a drum sound")?));
+        let mut st = lock(&s);
+        match st.lib.drum_sounds.get(&target).copied() {
+            Some(n) => {
+                st.lib.drum_sounds.insert(alias, n);
+                Ok(())
+            }
+            None => fail_at(format!("unknown drum sound \"{target}\""), &target, None),
+        }
+    });
+    let def_pat = |s: Shared, fills: bool| {
+        move |name: Dynamic, beats: Dynamic, list: Array, meter: Option<Dynamic>| -> Res<()> {
+            let name = text(&name, "a pattern name")?;
+            let meter = meter.map(|m| text(&m, "a meter")).transpose()?;
+            let mut st = lock(&s);
+            let def = pattern_def(&st.lib, &name, &beats, &list, meter)?;
+            if fills {
+                st.lib.fills.insert(name, def);
+            } else {
+                st.lib.patterns.insert(name, def);
+            }
+            Ok(())
+        }
+    };
+    for (fname, fills) in [("define_pattern", false), ("define_fill", true)] {
+        let f = def_pat(state.clone(), fills);
+        engine.register_fn(fname, move |n: Dynamic, b: Dynamic, l: Array| f(n, b, l, None));
+        let f = def_pat(state.clone(), fills);
+        engine.register_fn(fname, move |n: Dynamic, b: Dynamic, l: Array, m: Dynamic| f(n, b, l, Some(m)));
+    }
+    let s = state.clone();
+    engine.register_fn("gm_program", move |program: Dynamic, name: Dynamic| -> Res<()> {
+        let p = number(&program, "a program number")?;
+        if p.fract() != 0.0 || !(0.0..=127.0).contains(&p) {
+            return fail(format!("program {} is outside 0..127", fmt_num(p as f32)));
+        }
+        let name = text(&name, "an instrument name")?;
+        let mut st = lock(&s);
+        if !st.lib.instruments.contains_key(&name) {
+            let help = did_you_mean(&suggest_many(&name, st.lib.instruments.keys().map(String::as_str)));
+            return fail_at(format!("unknown instrument \"{name}\""), &name, help);
+        }
+        st.lib.gm.insert(p as u8, name);
+        Ok(())
+    });
+    engine.register_fn("note", |name: Dynamic| -> Res<INT> {
+        if let Ok(n) = number(&name, "a note") {
+            return Ok(n as INT);
+        }
+        let s = text(&name, "a note name")?;
+        match parse_note(&s) {
+            Some(n) => Ok(n as INT),
+            None => fail_at(format!("\"{s}\" is not a note name (like C4, F#2 or Eb3)"), &s, None),
+        }
+    });
+}

@@ -1,0 +1,273 @@
+//! Script diagnostics: every error names `path:line:col`, shows the source line with
+//! a caret and says in one sentence what was expected. Rhai's errors are translated
+//! here; the report is rendered by codespan-reporting. Control thread.
+
+use super::api::ApiError;
+use codespan_reporting::diagnostic::{Diagnostic as Report, Label};
+use codespan_reporting::files::SimpleFile;
+use codespan_reporting::term::{self, Config};
+use rhai::{EvalAltResult, ParseError, Position};
+use std::fmt;
+
+/// A located error in a set (or one of its imports).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diagnostic {
+    /// The file as the user named it.
+    pub path: String,
+    /// The file's text (empty if it could not be read).
+    pub source: String,
+    /// 1-based line and column (0 = unknown).
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    /// Text to underline, searched for from the column on (defaults to one character).
+    pub token: Option<String>,
+    /// A short note under the caret ("did you mean ...?").
+    pub label: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn new(path: &str, source: &str, pos: Position, message: impl Into<String>) -> Self {
+        Diagnostic {
+            path: path.to_string(),
+            source: source.to_string(),
+            line: pos.line().unwrap_or(0),
+            column: pos.position().unwrap_or(0),
+            message: message.into(),
+            token: None,
+            label: None,
+        }
+    }
+
+    /// `path:line:col: message` on one line.
+    pub fn headline(&self) -> String {
+        if self.line > 0 {
+            format!("{}:{}:{}: {}", self.path, self.line, self.column.max(1), self.message)
+        } else {
+            format!("{}: {}", self.path, self.message)
+        }
+    }
+
+    /// Byte range to underline.
+    fn span(&self) -> Option<std::ops::Range<usize>> {
+        if self.line == 0 {
+            return None;
+        }
+        let start_of_line = self.source.split_inclusive('\n').take(self.line - 1).map(str::len).sum::<usize>();
+        let line = self.source[start_of_line..].lines().next().unwrap_or("");
+        let col_byte = line.char_indices().nth(self.column.saturating_sub(1)).map(|(i, _)| i).unwrap_or(line.len());
+        if let Some(tok) = &self.token {
+            if let Some(i) = line[col_byte..].find(tok.as_str()).map(|i| i + col_byte).or_else(|| line.find(tok.as_str())) {
+                return Some(start_of_line + i..start_of_line + i + tok.len());
+            }
+        }
+        let width = line[col_byte..].chars().next().map(char::len_utf8).unwrap_or(0);
+        Some(start_of_line + col_byte..start_of_line + col_byte + width)
+    }
+
+    /// The full report: header, `path:line:col`, the line, a caret under the culprit.
+    pub fn render(&self) -> String {
+        let Some(span) = self.span() else {
+            return format!("error: {}\n  --> {}\n", self.message, self.path);
+        };
+        let file = SimpleFile::new(self.path.as_str(), self.source.as_str());
+        let mut label = Label::primary((), span);
+        if let Some(l) = &self.label {
+            label = label.with_message(l.clone());
+        }
+        let report = Report::error().with_message(&self.message).with_labels(vec![label]);
+        term::emit_into_string(&Config::default(), &file, &report).unwrap_or_else(|_| self.headline())
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render())
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+/// The closest of `candidates` to `word`, if close enough to be a likely typo.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let w = word.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&w, &c.to_lowercase()), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Up to three close names, for "did you mean" notes.
+pub fn suggest_many<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let w = word.to_lowercase();
+    let mut scored: Vec<(f64, &str)> = candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&w, &c.to_lowercase()), c))
+        .filter(|(s, _)| *s > 0.75)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.into_iter().take(3).map(|(_, c)| c).collect()
+}
+
+/// "did you mean x?" / "did you mean x, y or z?"
+pub fn did_you_mean(names: &[&str]) -> Option<String> {
+    match names {
+        [] => None,
+        [one] => Some(format!("did you mean {one}?")),
+        [init @ .., last] => Some(format!("did you mean {} or {last}?", init.join(", "))),
+    }
+}
+
+/// Where a script came from: its path and text, for locating errors.
+pub trait Sources {
+    /// The text of `path` (the set or a module it imported), if known.
+    fn text_of(&self, path: &str) -> Option<String>;
+    /// The main script's path.
+    fn main_path(&self) -> &str;
+}
+
+/// Translates a Rhai syntax error.
+pub fn from_parse_error(err: &ParseError, path: &str, source: &str) -> Diagnostic {
+    let msg = err.err_type().to_string();
+    let mut d = Diagnostic::new(path, source, err.position(), sentence(&msg));
+    d.message = format!("syntax error: {}", d.message);
+    d
+}
+
+fn sentence(s: &str) -> String {
+    let s = s.trim().trim_end_matches('.');
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// Names a Rhai type the way a musician would read it.
+fn type_word(t: &str) -> &'static str {
+    let t = t.trim();
+    if t.contains("ImmutableString") || t.contains("&str") || t.contains("String") || t == "string" {
+        "text"
+    } else if t == "i64" || t == "i32" || t == "int" {
+        "a whole number"
+    } else if t == "f64" || t == "f32" || t == "float" {
+        "a number"
+    } else if t.contains("Array") || t == "array" {
+        "a list [...]"
+    } else if t.contains("Map") || t == "map" {
+        "a map #{...}"
+    } else if t == "bool" {
+        "true/false"
+    } else if t.contains("ChannelRef") || t == "Channel" {
+        "a channel"
+    } else if t == "()" {
+        "nothing"
+    } else {
+        "a value"
+    }
+}
+
+/// Translates a Rhai evaluation error into a diagnostic located in the right file.
+/// `usage` gives the signature help for an API function name.
+pub fn from_eval_error(
+    err: &EvalAltResult,
+    sources: &dyn Sources,
+    functions: &[&str],
+    usage: &dyn Fn(&str) -> Option<&'static str>,
+) -> Diagnostic {
+    // Unwrap to the innermost error, tracking the file it happened in.
+    let mut file = sources.main_path().to_string();
+    let mut e = err;
+    let mut outer_pos = e.position();
+    loop {
+        match e {
+            EvalAltResult::ErrorInModule(name, inner, _) => {
+                file = name.clone();
+                outer_pos = inner.position();
+                e = inner;
+            }
+            EvalAltResult::ErrorInFunctionCall(_, src, inner, pos) => {
+                if !src.is_empty() {
+                    file = src.clone();
+                }
+                outer_pos = if inner.position().is_none() { *pos } else { inner.position() };
+                e = inner;
+            }
+            _ => break,
+        }
+    }
+    let pos = if e.position().is_none() { outer_pos } else { e.position() };
+    let text = sources.text_of(&file).unwrap_or_default();
+    let mut d = Diagnostic::new(&file, &text, pos, String::new());
+    match e {
+        EvalAltResult::ErrorRuntime(v, _) => {
+            if let Some(api) = v.clone().try_cast::<ApiError>() {
+                d.message = api.message;
+                d.token = api.token;
+                d.label = api.help;
+            } else {
+                d.message = format!("the script stopped: {v}");
+            }
+        }
+        EvalAltResult::ErrorParsing(p, _) => d.message = format!("syntax error: {}", sentence(&p.to_string())),
+        EvalAltResult::ErrorFunctionNotFound(sig, _) => {
+            let name = sig.split([' ', '(']).next().unwrap_or(sig).to_string();
+            let args: Vec<&str> = sig
+                .find('(')
+                .map(|i| sig[i + 1..].trim_end_matches(')').split(',').filter(|s| !s.trim().is_empty()).collect())
+                .unwrap_or_default();
+            if let Some(prop) = name.strip_prefix("set$").or_else(|| name.strip_prefix("get$")) {
+                let names: Vec<&str> = crate::params::PARAMS.iter().map(|p| p.name).chain(super::api::CHANNEL_PROPERTIES.iter().copied()).collect();
+                if args.first().is_some_and(|a| a.contains("ChannelRef")) {
+                    d.message = format!("unknown channel property {prop}");
+                    d.label = did_you_mean(&suggest_many(prop, names));
+                } else {
+                    d.message = format!("{prop} is not a property of {}", type_word(args.first().copied().unwrap_or("")));
+                }
+                d.token = Some(prop.to_string());
+            } else if let Some(help) = usage(&name) {
+                let kinds: Vec<&str> = args.iter().map(|a| type_word(a)).collect();
+                d.message = format!("{name} cannot take ({}): expected {help}", kinds.join(", "));
+                d.token = Some(name);
+            } else {
+                d.message = format!("unknown function {name}");
+                d.label = did_you_mean(&suggest_many(&name, functions.iter().copied()));
+                d.token = Some(name);
+            }
+        }
+        EvalAltResult::ErrorVariableNotFound(name, _) => {
+            d.message = format!("unknown variable {name} (declare it with let first)");
+            d.token = Some(name.clone());
+        }
+        EvalAltResult::ErrorPropertyNotFound(name, _) => {
+            d.message = format!("unknown property {name}");
+            d.token = Some(name.clone());
+        }
+        EvalAltResult::ErrorModuleNotFound(name, _) => {
+            d.message = format!("cannot import \"{name}\": no {name}.rhai beside the set and no stdlib module of that name");
+            d.token = Some(name.clone());
+        }
+        EvalAltResult::ErrorTooManyOperations(_) => {
+            d.message = "the script did not finish: it ran past its operation limit (an endless loop?)".into();
+        }
+        EvalAltResult::ErrorStackOverflow(_) => {
+            d.message = "functions call each other too deeply (runaway recursion?)".into();
+        }
+        EvalAltResult::ErrorDataTooLarge(what, _) => d.message = format!("{what} is larger than a set may build"),
+        EvalAltResult::ErrorTooManyModules(_) => d.message = "too many imports".into(),
+        EvalAltResult::ErrorTooManyVariables(_) => d.message = "too many variables".into(),
+        EvalAltResult::ErrorMismatchDataType(want, got, _) | EvalAltResult::ErrorMismatchOutputType(want, got, _) => {
+            d.message = format!("expected {}, found {}", type_word(want), type_word(got));
+        }
+        EvalAltResult::ErrorArithmetic(msg, _) => d.message = sentence(msg),
+        EvalAltResult::ErrorArrayBounds(len, i, _) => d.message = format!("index {i} is outside the list (it has {len} items)"),
+        EvalAltResult::ErrorIndexingType(t, _) => d.message = format!("{} cannot be indexed", type_word(t)),
+        EvalAltResult::ErrorAssignmentToConstant(name, _) => d.message = format!("{name} is a constant and cannot change"),
+        EvalAltResult::ErrorDotExpr(msg, _) => d.message = sentence(msg),
+        EvalAltResult::ErrorFor(_) => d.message = "for needs a range or a list to loop over".into(),
+        other => d.message = sentence(&other.to_string()),
+    }
+    d
+}

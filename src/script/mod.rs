@@ -1,0 +1,178 @@
+//! Rhai sets: evaluating `set.rhai` (and the modules it imports) into a plain
+//! [`Set`], with the stdlib preset library, guard limits, and located diagnostics.
+//! Control thread.
+
+pub mod api;
+pub mod diagnostic;
+pub mod diff;
+pub mod library;
+pub mod session;
+
+use crate::rig::set::Set;
+use api::{EvalState, FUNCTIONS, Shared};
+use diagnostic::{Diagnostic, Sources, from_eval_error, from_parse_error};
+use library::{Library, STDLIB, STDLIB_MODULES};
+use rhai::module_resolvers::ModuleResolver;
+use rhai::{Engine, EvalAltResult, Module, Position, Scope, Shared as RhaiShared};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Operations a script may run before it is stopped (a runaway loop ends in well
+/// under a second).
+pub const MAX_OPERATIONS: u64 = 2_000_000;
+/// Nested function calls.
+pub const MAX_CALL_DEPTH: usize = 64;
+/// Expression nesting (top level, inside functions).
+pub const MAX_EXPR_DEPTH: (usize, usize) = (64, 32);
+pub const MAX_STRING_LEN: usize = 64 * 1024;
+pub const MAX_ARRAY_LEN: usize = 100_000;
+pub const MAX_MAP_LEN: usize = 10_000;
+pub const MAX_MODULES: usize = 32;
+
+/// The outcome of evaluating a set.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    pub set: Set,
+    /// Files the set read: itself and every module it imported.
+    pub files: Vec<PathBuf>,
+    /// What the script printed.
+    pub printed: Vec<String>,
+    /// The GM program map, resolved to instrument names.
+    pub gm: BTreeMap<u8, String>,
+}
+
+/// Resolves `import "name"` to `name.rhai` in the set's folder, else a stdlib module,
+/// recording the files read. Nothing outside the set's folder is reachable.
+struct Resolver {
+    base: Option<PathBuf>,
+    read: Arc<Mutex<Vec<(String, PathBuf, String)>>>,
+}
+
+impl ModuleResolver for Resolver {
+    fn resolve(&self, engine: &Engine, _source: Option<&str>, path: &str, pos: Position) -> Result<RhaiShared<Module>, Box<EvalAltResult>> {
+        let not_found = || Box::new(EvalAltResult::ErrorModuleNotFound(path.to_string(), pos));
+        let safe = !path.is_empty() && !path.contains("..") && !Path::new(path).is_absolute() && !path.contains(':');
+        let local = self.base.as_ref().filter(|_| safe).map(|b| b.join(format!("{path}.rhai"))).filter(|p| p.is_file());
+        let (name, file, text) = match local {
+            Some(file) => {
+                let text = std::fs::read_to_string(&file).map_err(|_| not_found())?;
+                (file.display().to_string(), file, text)
+            }
+            None => match STDLIB_MODULES.iter().find(|(n, _)| *n == path) {
+                Some((n, text)) => (format!("stdlib/{n}.rhai"), PathBuf::new(), text.to_string()),
+                None => return Err(not_found()),
+            },
+        };
+        self.read.lock().unwrap_or_else(|p| p.into_inner()).push((name.clone(), file, text.clone()));
+        let mut ast = engine.compile(&text).map_err(|e| {
+            Box::new(EvalAltResult::ErrorInModule(name.clone(), Box::new(EvalAltResult::ErrorParsing(e.err_type().clone(), e.position())), pos))
+        })?;
+        ast.set_source(name.as_str());
+        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
+            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.clone(), e, pos)))?;
+        Ok(RhaiShared::new(module))
+    }
+}
+
+struct EvalSources<'a> {
+    main: &'a str,
+    main_text: &'a str,
+    modules: &'a [(String, PathBuf, String)],
+}
+
+impl Sources for EvalSources<'_> {
+    fn text_of(&self, path: &str) -> Option<String> {
+        if path == self.main {
+            return Some(self.main_text.to_string());
+        }
+        self.modules.iter().find(|(n, _, _)| n == path).map(|(_, _, t)| t.clone())
+    }
+
+    fn main_path(&self) -> &str {
+        self.main
+    }
+}
+
+/// Builds Rhai engines with the set language and limits, and holds the stdlib.
+pub struct ScriptHost {
+    stdlib: Arc<Library>,
+}
+
+impl ScriptHost {
+    /// Evaluates the stdlib (once).
+    pub fn new() -> Result<Self, Diagnostic> {
+        let state: Shared = Arc::new(Mutex::new(EvalState::new(Library::default(), Set::default(), false)));
+        let engine = Self::engine(&state, None, Arc::default());
+        for (path, text) in STDLIB {
+            let ast = engine.compile(text).map_err(|e| from_parse_error(&e, path, text))?;
+            engine.run_ast(&ast).map_err(|e| {
+                let src = EvalSources { main: path, main_text: text, modules: &[] };
+                from_eval_error(&e, &src, FUNCTIONS, &api::usage)
+            })?;
+        }
+        let lib = std::mem::take(&mut state.lock().unwrap_or_else(|p| p.into_inner()).lib);
+        Ok(ScriptHost { stdlib: Arc::new(lib) })
+    }
+
+    pub fn library(&self) -> &Library {
+        &self.stdlib
+    }
+
+    fn engine(state: &Shared, base: Option<PathBuf>, read: Arc<Mutex<Vec<(String, PathBuf, String)>>>) -> Engine {
+        let mut engine = Engine::new();
+        engine.set_max_operations(MAX_OPERATIONS);
+        engine.set_max_call_levels(MAX_CALL_DEPTH);
+        engine.set_max_expr_depths(MAX_EXPR_DEPTH.0, MAX_EXPR_DEPTH.1);
+        engine.set_max_string_size(MAX_STRING_LEN);
+        engine.set_max_array_size(MAX_ARRAY_LEN);
+        engine.set_max_map_size(MAX_MAP_LEN);
+        engine.set_max_modules(MAX_MODULES);
+        engine.disable_symbol("eval");
+        engine.set_module_resolver(Resolver { base, read });
+        let printed = state.clone();
+        engine.on_print(move |s| printed.lock().unwrap_or_else(|p| p.into_inner()).printed.push(s.to_string()));
+        engine.on_debug(|_, _, _| {});
+        api::register(&mut engine, state);
+        engine
+    }
+
+    /// Evaluates a set file.
+    pub fn eval_file(&self, path: &Path) -> Result<Evaluated, Diagnostic> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Diagnostic {
+            path: shown.clone(),
+            source: String::new(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the set: {e}"),
+            token: None,
+            label: None,
+        })?;
+        let base = path.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() });
+        let mut ev = self.eval_source(&shown, &text, base, Set::default(), false)?;
+        ev.files.insert(0, path.to_path_buf());
+        Ok(ev)
+    }
+
+    /// Evaluates script text named `name`, on top of `base` (an empty set for a
+    /// file; the live set for REPL lines, with `repl` allowing redeclaration).
+    pub fn eval_source(&self, name: &str, text: &str, folder: Option<PathBuf>, base: Set, repl: bool) -> Result<Evaluated, Diagnostic> {
+        let state: Shared = Arc::new(Mutex::new(EvalState::new((*self.stdlib).clone(), base, repl)));
+        let read = Arc::new(Mutex::new(Vec::new()));
+        let engine = Self::engine(&state, folder, read.clone());
+        let result = engine.compile(text).map_err(|e| from_parse_error(&e, name, text)).and_then(|mut ast| {
+            ast.set_source(name);
+            engine.run_ast(&ast).map_err(|e| {
+                let modules = read.lock().unwrap_or_else(|p| p.into_inner());
+                let src = EvalSources { main: name, main_text: text, modules: &modules };
+                from_eval_error(&e, &src, FUNCTIONS, &api::usage)
+            })
+        });
+        drop(engine);
+        result?;
+        let st = Arc::try_unwrap(state).ok().expect("engine dropped").into_inner().unwrap_or_else(|p| p.into_inner());
+        let files = read.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|(_, f, _)| !f.as_os_str().is_empty()).map(|(_, f, _)| f.clone()).collect();
+        Ok(Evaluated { set: st.set, files, printed: st.printed, gm: st.lib.gm })
+    }
+}

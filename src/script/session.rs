@@ -1,0 +1,136 @@
+//! A live session over one set file: load it, re-evaluate it from scratch on demand,
+//! diff against the running set, and publish; REPL lines edit the running set until
+//! the next reload replaces them. Control thread.
+
+use super::diagnostic::Diagnostic;
+use super::diff::diff;
+use super::{Evaluated, ScriptHost};
+use crate::rig::build::BuildError;
+use crate::rig::controller::Controller;
+use crate::rig::set::Set;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+/// Where a session publishes sets (the live engine's controller, or a test double).
+pub trait Publish {
+    fn publish_set(&mut self, set: &Set) -> Result<(), BuildError>;
+    /// The bar at which a pattern change will be heard (`None` if stopped).
+    fn next_bar(&self, beats_per_bar: f64) -> Option<u64>;
+}
+
+impl Publish for Controller {
+    fn publish_set(&mut self, set: &Set) -> Result<(), BuildError> {
+        Controller::publish_set(self, set)
+    }
+
+    fn next_bar(&self, beats_per_bar: f64) -> Option<u64> {
+        let st = self.stats();
+        st.playing.load(Relaxed).then(|| (st.beat() / beats_per_bar.max(1e-3)).floor() as u64 + 2)
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reload {
+    /// The set evaluated to the running set: nothing was published.
+    Unchanged { ms: f64 },
+    /// Published; `changes` lists what differs.
+    Changed { ms: f64, changes: Vec<String>, dropped: Vec<String> },
+    /// The set has an error; the running set plays on, untouched.
+    Failed(Diagnostic),
+}
+
+impl Reload {
+    /// The one line a reload prints.
+    pub fn line(&self) -> String {
+        match self {
+            Reload::Unchanged { ms } => format!("reloaded in {ms:.1} ms: no changes"),
+            Reload::Changed { ms, changes, dropped } => {
+                let mut s = format!("reloaded in {ms:.1} ms: {}", changes.join("; "));
+                if !dropped.is_empty() {
+                    s.push_str(&format!(" (replaced REPL tweaks: {})", dropped.join("; ")));
+                }
+                s
+            }
+            Reload::Failed(d) => format!("reload failed, still playing the previous set: {}", d.headline()),
+        }
+    }
+}
+
+pub struct Session {
+    host: ScriptHost,
+    path: PathBuf,
+    /// The running set (the file's, plus REPL tweaks).
+    running: Evaluated,
+    /// REPL lines applied since the file was last loaded.
+    tweaks: Vec<String>,
+}
+
+impl Session {
+    /// Evaluates `path` (nothing is published yet: build the rig from `set()`).
+    pub fn open(host: ScriptHost, path: &Path) -> Result<Session, Diagnostic> {
+        let running = host.eval_file(path)?;
+        Ok(Session { host, path: path.to_path_buf(), running, tweaks: Vec::new() })
+    }
+
+    pub fn set(&self) -> &Set {
+        &self.running.set
+    }
+
+    pub fn evaluated(&self) -> &Evaluated {
+        &self.running
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn host(&self) -> &ScriptHost {
+        &self.host
+    }
+
+    /// Files to watch: the set and its imports.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.running.files
+    }
+
+    /// Re-evaluates the file from scratch; publishes only if it differs.
+    pub fn reload(&mut self, out: &mut impl Publish) -> Reload {
+        let t0 = Instant::now();
+        let next = match self.host.eval_file(&self.path) {
+            Ok(ev) => ev,
+            Err(d) => return Reload::Failed(d),
+        };
+        let changes = diff(&self.running.set, &next.set, out.next_bar(next.set.beats_per_bar));
+        if changes.is_empty() {
+            self.running.files = next.files;
+            self.running.printed = next.printed;
+            let dropped = std::mem::take(&mut self.tweaks);
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            return if dropped.is_empty() { Reload::Unchanged { ms } } else { Reload::Changed { ms, changes, dropped } };
+        }
+        if let Err(e) = out.publish_set(&next.set) {
+            let mut d = Diagnostic::new(&self.path.display().to_string(), "", rhai::Position::NONE, e.to_string());
+            d.source.clear();
+            return Reload::Failed(d);
+        }
+        self.running = next;
+        let dropped = std::mem::take(&mut self.tweaks);
+        Reload::Changed { ms: t0.elapsed().as_secs_f64() * 1e3, changes, dropped }
+    }
+
+    /// Applies a REPL line (Rhai statements) to the running set; returns what changed.
+    pub fn apply_line(&mut self, line: &str, out: &mut impl Publish) -> Result<Vec<String>, Diagnostic> {
+        let folder = self.path.parent().map(Path::to_path_buf);
+        let ev = self.host.eval_source("repl", line, folder, self.running.set.clone(), true)?;
+        let changes = diff(&self.running.set, &ev.set, out.next_bar(ev.set.beats_per_bar));
+        if !changes.is_empty() {
+            out.publish_set(&ev.set).map_err(|e| Diagnostic::new("repl", line, rhai::Position::NONE, e.to_string()))?;
+            self.tweaks.push(line.trim().to_string());
+            self.running.set = ev.set;
+        }
+        self.running.printed = ev.printed;
+        Ok(changes)
+    }
+}
