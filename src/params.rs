@@ -166,11 +166,7 @@ impl Param {
     /// The value a CC position (0..=127) maps to between `min` and `max`.
     pub fn cc_value(min: f32, max: f32, exponential: bool, cc: u8) -> f32 {
         let x = cc.min(127) as f32 / 127.0;
-        if exponential && min > 0.0 && max > 0.0 {
-            min * (max / min).powf(x)
-        } else {
-            min + (max - min) * x
-        }
+        if exponential && min > 0.0 && max > 0.0 { min * (max / min).powf(x) } else { min + (max - min) * x }
     }
 }
 
@@ -243,10 +239,7 @@ mod tests {
     #[test]
     fn range_errors_name_the_range() {
         assert_eq!(Param::Reverb.check(1.5).unwrap_err(), "reverb is 1.5, outside 0..1");
-        assert_eq!(
-            Param::Lowpass.check(5.0).unwrap_err(),
-            "lowpass is 5, outside 10..20000 Hz (0 turns it off)"
-        );
+        assert_eq!(Param::Lowpass.check(5.0).unwrap_err(), "lowpass is 5, outside 10..20000 Hz (0 turns it off)");
         assert!(Param::Lowpass.check(0.0).is_ok());
     }
 

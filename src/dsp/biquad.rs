@@ -67,7 +67,8 @@ impl BiquadCoefs {
     pub fn magnitude(&self, freq_hz: f64, sample_rate: f64) -> f64 {
         let w = 2.0 * PI * freq_hz / sample_rate;
         let (c1, s1, c2, s2) = (w.cos(), -w.sin(), (2.0 * w).cos(), -(2.0 * w).sin());
-        let num = (self.b0 as f64 + self.b1 as f64 * c1 + self.b2 as f64 * c2, self.b1 as f64 * s1 + self.b2 as f64 * s2);
+        let num =
+            (self.b0 as f64 + self.b1 as f64 * c1 + self.b2 as f64 * c2, self.b1 as f64 * s1 + self.b2 as f64 * s2);
         let den = (1.0 + self.a1 as f64 * c1 + self.a2 as f64 * c2, self.a1 as f64 * s1 + self.a2 as f64 * s2);
         (num.0.hypot(num.1)) / (den.0.hypot(den.1))
     }

@@ -21,7 +21,15 @@ impl Chorus {
     /// Processes one tick of mono input into two wet outputs, the LFO moving at
     /// `rate_hz`, sweeping +/- `depth_s`. The LFO is evaluated at the tick's ends and
     /// interpolated (rates are far below the tick rate).
-    pub fn process(&mut self, input: &[f32], rate_hz: f32, depth_s: f32, sample_rate: f32, wet_l: &mut [f32], wet_r: &mut [f32]) {
+    pub fn process(
+        &mut self,
+        input: &[f32],
+        rate_hz: f32,
+        depth_s: f32,
+        sample_rate: f32,
+        wet_l: &mut [f32],
+        wet_r: &mut [f32],
+    ) {
         let n = input.len();
         let dphase = rate_hz as f64 / sample_rate as f64 * n as f64;
         let base = CHORUS_BASE_SECONDS * sample_rate;

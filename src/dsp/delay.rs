@@ -1,7 +1,5 @@
 //! Delay lines: a fractional-read ring buffer, and the bus's stereo feedback echo.
 
-use super::math::fast_tanh;
-
 /// A ring buffer read at fractional delays (linear interpolation).
 #[derive(Clone)]
 pub struct DelayLine {
@@ -27,7 +25,7 @@ impl DelayLine {
         let d = delay.clamp(1.0, self.max_delay());
         let di = d as usize;
         let frac = d - di as f32;
-        let i0 = (self.pos + len - di) % len;
+        let i0 = if self.pos >= di { self.pos - di } else { self.pos + len - di };
         let i1 = if i0 == 0 { len - 1 } else { i0 - 1 };
         let a = self.buf[i0];
         a + (self.buf[i1] - a) * frac
@@ -45,18 +43,59 @@ impl DelayLine {
     pub fn clear(&mut self) {
         self.buf.fill(0.0);
     }
+
+    /// Reads `out.len()` samples at a constant `delay` (>= `out.len()`), as
+    /// successive `read`s interleaved with writes would: sample `i` is the input from
+    /// `delay` samples before write `i`.
+    pub fn read_block(&self, delay: f32, out: &mut [f32]) {
+        let len = self.buf.len();
+        let d = delay.clamp(out.len() as f32, self.max_delay());
+        let di = d as usize;
+        let frac = d - di as f32;
+        // Sample i reads positions p0 + i (weight 1 - frac) and p0 + i - 1 (weight frac).
+        let p0 = (self.pos + len - di) % len;
+        let n = out.len();
+        if p0 >= 1 && p0 + n <= len {
+            let (a, b) = (&self.buf[p0..p0 + n], &self.buf[p0 - 1..p0 - 1 + n]);
+            for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
+                *o = a + (b - a) * frac;
+            }
+        } else {
+            for (i, o) in out.iter_mut().enumerate() {
+                let a = self.buf[(p0 + i) % len];
+                let b = self.buf[(p0 + i + len - 1) % len];
+                *o = a + (b - a) * frac;
+            }
+        }
+    }
+
+    /// Writes a block of samples.
+    pub fn write_block(&mut self, x: &[f32]) {
+        let len = self.buf.len();
+        let first = (len - self.pos).min(x.len());
+        self.buf[self.pos..self.pos + first].copy_from_slice(&x[..first]);
+        self.buf[..x.len() - first].copy_from_slice(&x[first..]);
+        self.pos = (self.pos + x.len()) % len;
+    }
 }
+
+/// Largest block [`StereoDelay::process`] takes.
+pub const MAX_BLOCK: usize = 64;
+/// Bound on what recirculates: feedback below 1 keeps echoes finite; this keeps a
+/// loud input from filling the line with huge values.
+const LOOP_LIMIT: f32 = 8.0;
 
 /// Stereo feedback echo: each side recirculates through its own line.
 #[derive(Clone)]
 pub struct StereoDelay {
     lines: [DelayLine; 2],
+    wet: [[f32; MAX_BLOCK]; 2],
 }
 
 impl StereoDelay {
     pub fn new(max_seconds: f32, sample_rate: f32) -> Self {
-        let n = (max_seconds * sample_rate).ceil() as usize + 4;
-        StereoDelay { lines: [DelayLine::new(n), DelayLine::new(n)] }
+        let n = (max_seconds * sample_rate).ceil() as usize + MAX_BLOCK + 4;
+        StereoDelay { lines: [DelayLine::new(n), DelayLine::new(n)], wet: [[0.0; MAX_BLOCK]; 2] }
     }
 
     /// One frame: returns the wet (echo) signal for each side. `delay` in samples.
@@ -64,10 +103,49 @@ impl StereoDelay {
     pub fn tick(&mut self, l: f32, r: f32, delay: f32, feedback: f32) -> (f32, f32) {
         let wl = self.lines[0].read(delay);
         let wr = self.lines[1].read(delay);
-        // The soft clip keeps a high-feedback loop bounded on loud input.
-        self.lines[0].write(fast_tanh(l + wl * feedback));
-        self.lines[1].write(fast_tanh(r + wr * feedback));
+        self.lines[0].write((l + wl * feedback).clamp(-LOOP_LIMIT, LOOP_LIMIT));
+        self.lines[1].write((r + wr * feedback).clamp(-LOOP_LIMIT, LOOP_LIMIT));
         (wl, wr)
+    }
+
+    /// A block (at most [`MAX_BLOCK`] frames): the delay moves linearly from `d0 + dd`
+    /// to `d0 + dd * n` samples and the feedback likewise; `l` and `r` become the
+    /// echo (wet) signal. Same result as `tick` frame by frame.
+    pub fn process(&mut self, l: &mut [f32], r: &mut [f32], d0: f32, dd: f32, f0: f32, fd: f32) {
+        let n = l.len().min(MAX_BLOCK);
+        let shortest = d0 + dd.min(0.0) * n as f32;
+        if shortest < n as f32 + 1.0 {
+            for i in 0..n {
+                let k = (i + 1) as f32;
+                (l[i], r[i]) = self.tick(l[i], r[i], d0 + dd * k, f0 + fd * k);
+            }
+            return;
+        }
+        // Every read reaches back before this block: read all, then write all.
+        for (side, x) in [&mut *l, &mut *r].into_iter().enumerate() {
+            let line = &mut self.lines[side];
+            let wet = &mut self.wet[side][..n];
+            if dd == 0.0 {
+                line.read_block(d0, wet);
+            } else {
+                let len = line.buf.len();
+                for (i, w) in wet.iter_mut().enumerate() {
+                    let d = (d0 + dd * (i + 1) as f32).min(line.max_delay()) - i as f32;
+                    let di = d as usize;
+                    let frac = d - di as f32;
+                    let i0 = if line.pos >= di { line.pos - di } else { line.pos + len - di };
+                    let i1 = if i0 == 0 { len - 1 } else { i0 - 1 };
+                    let a = line.buf[i0];
+                    *w = a + (line.buf[i1] - a) * frac;
+                }
+            }
+            for i in 0..n {
+                let fb = f0 + fd * (i + 1) as f32;
+                x[i] = (x[i] + wet[i] * fb).clamp(-LOOP_LIMIT, LOOP_LIMIT);
+            }
+            line.write_block(x);
+            x.copy_from_slice(wet);
+        }
     }
 
     pub fn clear(&mut self) {
@@ -90,6 +168,25 @@ mod tests {
         assert_eq!(d.read(1.0), 9.0);
         assert_eq!(d.read(3.0), 7.0);
         assert!((d.read(2.5) - 7.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn block_processing_matches_frame_by_frame() {
+        let mut a = StereoDelay::new(0.1, 1000.0);
+        let mut b = a.clone();
+        let input: Vec<f32> = (0..400).map(|i| ((i * 37 % 11) as f32 - 5.0) / 5.0).collect();
+        let mut out_a = Vec::new();
+        for (k, chunk) in input.chunks(32).enumerate() {
+            let d0 = 40.0 + k as f32;
+            let (mut l, mut r) = (chunk.to_vec(), chunk.to_vec());
+            b.process(&mut l, &mut r, d0, 0.03, 0.5, 0.001);
+            for i in 0..chunk.len() {
+                let kk = (i + 1) as f32;
+                let (wl, _) = a.tick(chunk[i], chunk[i], d0 + 0.03 * kk, 0.5 + 0.001 * kk);
+                out_a.push(wl);
+                assert!((wl - l[i]).abs() < 1e-6, "frame {}", k * 32 + i);
+            }
+        }
     }
 
     #[test]

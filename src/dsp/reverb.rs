@@ -1,14 +1,21 @@
 //! Stereo reverb: input diffusion (four Schroeder all-passes) into an eight-line
-//! feedback delay network with a Hadamard mixing matrix and per-line damping. The
-//! decay time (to -60 dB) can move at any time without clearing the tail.
+//! feedback delay network with a Householder mixing matrix (orthogonal, so energy
+//! preserving: `x - (2/N) sum x`) and per-line damping. The decay time (to -60 dB)
+//! can move at any time without clearing the tail.
+//!
+//! Each line's output is read and its new input written in the same ring slot, so
+//! the network runs sample by sample without copies, element-wise across lines.
 
-const LINE_MS: [f32; 8] = [21.5, 27.6, 31.7, 37.3, 41.6, 46.6, 51.4, 56.4];
+const LINES: usize = 8;
+const LINE_MS: [f32; LINES] = [21.5, 27.6, 31.7, 37.3, 41.6, 46.6, 51.4, 56.4];
 const DIFFUSER_MS: [f32; 4] = [3.2, 2.4, 8.6, 6.3];
 const DIFFUSION: f32 = 0.7;
 /// High-frequency damping inside the loop (one-pole coefficient, 0 = none).
 const DAMPING: f32 = 0.35;
 /// Output scale giving a wet level comparable to the dry signal.
 const WET_GAIN: f32 = 0.6;
+/// Longest block [`Reverb::process`] takes (shorter than any line at 8 kHz).
+pub const MAX_BLOCK: usize = 64;
 
 #[derive(Clone)]
 struct Ring {
@@ -32,35 +39,33 @@ impl Ring {
         }
         y
     }
-
-    #[inline]
-    fn peek(&self) -> f32 {
-        self.buf[self.pos]
-    }
 }
 
 #[derive(Clone)]
 pub struct Reverb {
-    lines: [Ring; 8],
-    lens: [f32; 8],
+    lines: [Ring; LINES],
+    lens: [f32; LINES],
     diffusers: [Ring; 4],
-    damp: [f32; 8],
-    gains: [f32; 8],
+    damp: [f32; LINES],
+    gains: [f32; LINES],
     decay_s: f32,
     sample_rate: f32,
+    /// Scratch for one block: the diffused input.
+    s: [f32; MAX_BLOCK],
 }
 
 impl Reverb {
     pub fn new(sample_rate: f32) -> Self {
-        let len = |ms: f32| (ms * 0.001 * sample_rate).round() as usize;
+        let len = |ms: f32| ((ms * 0.001 * sample_rate).round() as usize).max(MAX_BLOCK + 1);
         let mut r = Reverb {
             lines: LINE_MS.map(|ms| Ring::new(len(ms))),
-            lens: [0.0; 8],
-            diffusers: DIFFUSER_MS.map(|ms| Ring::new(len(ms))),
-            damp: [0.0; 8],
-            gains: [0.0; 8],
+            lens: [0.0; LINES],
+            diffusers: DIFFUSER_MS.map(|ms| Ring::new(((ms * 0.001 * sample_rate).round() as usize).max(1))),
+            damp: [0.0; LINES],
+            gains: [0.0; LINES],
             decay_s: 0.0,
             sample_rate,
+            s: [0.0; MAX_BLOCK],
         };
         for (l, ring) in r.lens.iter_mut().zip(&r.lines) {
             *l = ring.buf.len() as f32;
@@ -80,50 +85,74 @@ impl Reverb {
         }
     }
 
-    /// One frame: mono input, stereo wet output.
-    #[inline]
-    pub fn tick(&mut self, x: f32) -> (f32, f32) {
-        let mut s = x;
-        for d in &mut self.diffusers {
-            let delayed = d.peek();
-            let v = s + DIFFUSION * delayed;
-            d.swap(v);
-            s = delayed - DIFFUSION * v;
-        }
-        let mut o = [0.0f32; 8];
-        for (k, line) in self.lines.iter().enumerate() {
-            o[k] = line.peek();
-        }
-        // Fast Walsh-Hadamard transform, normalised (energy preserving).
-        let mut h = o;
-        let mut span = 1;
-        while span < 8 {
-            for i in (0..8).step_by(span * 2) {
-                for j in i..i + span {
-                    let (a, b) = (h[j], h[j + span]);
-                    h[j] = a + b;
-                    h[j + span] = a - b;
+    /// Processes mono input `x` (at most [`MAX_BLOCK`] samples) into stereo wet output.
+    pub fn process(&mut self, x: &[f32], out_l: &mut [f32], out_r: &mut [f32]) {
+        let n = x.len().min(MAX_BLOCK);
+        let Reverb { s, diffusers, lines, damp, gains, .. } = self;
+        // Diffuse the input: Schroeder all-passes, in place in their rings.
+        s[..n].copy_from_slice(&x[..n]);
+        for d in diffusers.iter_mut() {
+            if d.pos + n <= d.buf.len() && d.buf.len() >= n {
+                let ring = &mut d.buf[d.pos..d.pos + n];
+                for (v, slot) in s[..n].iter_mut().zip(ring.iter_mut()) {
+                    let delayed = *slot;
+                    let w = *v + DIFFUSION * delayed;
+                    *slot = w;
+                    *v = delayed - DIFFUSION * w;
+                }
+                d.pos = (d.pos + n) % d.buf.len();
+            } else {
+                for v in &mut s[..n] {
+                    let delayed = d.buf[d.pos];
+                    let w = *v + DIFFUSION * delayed;
+                    d.swap(w);
+                    *v = delayed - DIFFUSION * w;
                 }
             }
-            span *= 2;
         }
-        let norm = 0.353_553_38; // 1/sqrt(8)
-        for k in 0..8 {
-            let fb = h[k] * norm * self.gains[k];
-            self.damp[k] += (1.0 - DAMPING) * (fb - self.damp[k]);
-            let sign = if k & 1 == 0 { 1.0 } else { -1.0 };
-            self.lines[k].swap(self.damp[k] + s * sign);
+        // The network, sample by sample, element-wise over the lines: each line's
+        // output is read and its new input stored in the same ring slot.
+        const SIGN: [f32; LINES] = [1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 1.0, -1.0];
+        const TAP_L: [f32; LINES] = [1.0, 0.0, -1.0, 0.0, 1.0, 0.0, -1.0, 0.0];
+        const TAP_R: [f32; LINES] = [0.0, 1.0, 0.0, -1.0, 0.0, 1.0, 0.0, -1.0];
+        let a = 1.0 - DAMPING;
+        let mut idx = [0usize; LINES];
+        for k in 0..LINES {
+            idx[k] = lines[k].pos;
         }
-        let l = (o[0] - o[2] + o[4] - o[6]) * WET_GAIN;
-        let r = (o[1] - o[3] + o[5] - o[7]) * WET_GAIN;
-        (l, r)
+        let lens = lines.each_ref().map(|l| l.buf.len());
+        for i in 0..n {
+            let mut x = [0.0f32; LINES];
+            for k in 0..LINES {
+                x[k] = lines[k].buf[idx[k]];
+            }
+            let sum: f32 = x.iter().sum();
+            let mix = sum * (2.0 / LINES as f32);
+            let (mut wl, mut wr) = (0.0, 0.0);
+            for k in 0..LINES {
+                let v = (x[k] - mix) * gains[k];
+                damp[k] += a * (v - damp[k]);
+                lines[k].buf[idx[k]] = damp[k] + s[i] * SIGN[k];
+                wl += x[k] * TAP_L[k];
+                wr += x[k] * TAP_R[k];
+                idx[k] += 1;
+                if idx[k] == lens[k] {
+                    idx[k] = 0;
+                }
+            }
+            out_l[i] = wl * WET_GAIN;
+            out_r[i] = wr * WET_GAIN;
+        }
+        for k in 0..LINES {
+            lines[k].pos = idx[k];
+        }
     }
 
     pub fn clear(&mut self) {
         for r in self.lines.iter_mut().chain(self.diffusers.iter_mut()) {
             r.buf.fill(0.0);
         }
-        self.damp = [0.0; 8];
+        self.damp = [0.0; LINES];
     }
 
     pub fn is_finite(&self) -> bool {
@@ -135,32 +164,46 @@ impl Reverb {
 mod tests {
     use super::*;
 
-    fn tail_energy(decay: f32, from_s: f32, to_s: f32) -> f32 {
+    fn tail_energy(decay: f32, from_s: f32, to_s: f32, block: usize) -> f32 {
         let sr = 48000.0;
         let mut r = Reverb::new(sr);
         r.set_decay(decay);
         let mut e = 0.0;
-        for n in 0..(to_s * sr) as usize {
-            let (l, rr) = r.tick(if n == 0 { 1.0 } else { 0.0 });
-            if n as f32 >= from_s * sr {
-                e += l * l + rr * rr;
+        let total = (to_s * sr) as usize;
+        let (mut l, mut rr) = (vec![0.0; block], vec![0.0; block]);
+        let mut n = 0;
+        while n < total {
+            let x: Vec<f32> = (n..n + block).map(|i| if i == 0 { 1.0 } else { 0.0 }).collect();
+            r.process(&x, &mut l, &mut rr);
+            for i in 0..block {
+                if (n + i) as f32 >= from_s * sr {
+                    e += l[i] * l[i] + rr[i] * rr[i];
+                }
             }
+            n += block;
         }
         e
     }
 
     #[test]
     fn longer_decay_longer_tail() {
-        let short = tail_energy(0.5, 0.5, 1.5);
-        let long = tail_energy(3.0, 0.5, 1.5);
+        let short = tail_energy(0.5, 0.5, 1.5, 32);
+        let long = tail_energy(3.0, 0.5, 1.5, 32);
         assert!(long > short * 100.0, "short {short} long {long}");
     }
 
     #[test]
     fn decays_about_60_db_in_decay_time() {
-        let early = tail_energy(1.0, 0.1, 0.2);
-        let late = tail_energy(1.0, 1.1, 1.2);
+        let early = tail_energy(1.0, 0.1, 0.2, 32);
+        let late = tail_energy(1.0, 1.1, 1.2, 32);
         let drop_db = 10.0 * (late / early).log10();
         assert!((-75.0..-50.0).contains(&drop_db), "{drop_db}");
+    }
+
+    #[test]
+    fn block_size_does_not_matter() {
+        let a = tail_energy(1.5, 0.0, 0.5, 32);
+        let b = tail_energy(1.5, 0.0, 0.5, 16);
+        assert!((a - b).abs() <= 1e-6 * a, "{a} {b}");
     }
 }

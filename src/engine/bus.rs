@@ -65,14 +65,15 @@ impl FilterStage {
         }
         self.q.step(q, n);
         let c = SvfCoefs::new(self.log_cutoff.value().exp2(), self.q.value(), sr);
-        for (ch, buf) in [l, r].into_iter().enumerate() {
-            let f = &mut self.state[ch];
-            for (i, x) in buf.iter_mut().enumerate() {
-                let (lo, _, hi) = f.tick(&c, *x);
-                let y = if high { hi } else { lo };
-                let m = m0 + dm * (i + 1) as f32;
-                *x += (y - *x) * m;
-            }
+        // Both sides in one loop: two independent recursions run side by side.
+        let [fl, fr] = &mut self.state;
+        for (i, (xl, xr)) in l.iter_mut().zip(r.iter_mut()).enumerate() {
+            let (lo_l, _, hi_l) = fl.tick(&c, *xl);
+            let (lo_r, _, hi_r) = fr.tick(&c, *xr);
+            let (yl, yr) = if high { (hi_l, hi_r) } else { (lo_l, lo_r) };
+            let m = m0 + dm * (i + 1) as f32;
+            *xl += (yl - *xl) * m;
+            *xr += (yr - *xr) * m;
         }
         if !(self.state[0].is_finite() && self.state[1].is_finite()) {
             self.state = [Svf::default(); 2];
@@ -139,12 +140,6 @@ impl Bus {
         self.reverb.clear();
         self.highpass.state = [Svf::default(); 2];
         self.lowpass.state = [Svf::default(); 2];
-    }
-
-    /// Steps parameter `p` one tick toward its target: `(start, step)`.
-    #[inline]
-    fn ramp(&mut self, p: Param, t: &ParamValues, n: usize) -> (f32, f32) {
-        self.glides[p as usize].step(t.get(p), n)
     }
 
     /// Processes one tick of mono input into `out`, gliding toward the targets `t`.
@@ -234,39 +229,45 @@ impl Bus {
         self.lowpass.process(t.get(Param::Lowpass), t.get(Param::LowpassQ), false, sr, l, r);
 
         // Delay.
-        let (e0, ed) = self.ramp(Param::Delay, t, n);
-        let (dt0, dtd) = self.ramp(Param::DelayTime, t, n);
-        let (fb0, fbd) = self.ramp(Param::DelayFeedback, t, n);
+        let (e0, ed) = self.glides[Param::Delay as usize].step(t.get(Param::Delay), n);
+        let (dt0, dtd) = self.glides[Param::DelayTime as usize].step(t.get(Param::DelayTime), n);
+        let (fb0, fbd) = self.glides[Param::DelayFeedback as usize].step(t.get(Param::DelayFeedback), n);
         if e0 > 0.0 || ed != 0.0 {
             if self.delay_dormant {
                 self.delay.clear();
                 self.delay_dormant = false;
             }
+            let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
+            wl.copy_from_slice(l);
+            wr.copy_from_slice(r);
+            self.delay.process(wl, wr, dt0 * sr, dtd * sr, fb0, fbd);
             for i in 0..n {
-                let k = (i + 1) as f32;
-                let (wl, wr) = self.delay.tick(l[i], r[i], (dt0 + dtd * k) * sr, fb0 + fbd * k);
-                let m = e0 + ed * k;
-                l[i] += (wl - l[i]) * m;
-                r[i] += (wr - r[i]) * m;
+                let m = e0 + ed * (i + 1) as f32;
+                l[i] += (wl[i] - l[i]) * m;
+                r[i] += (wr[i] - r[i]) * m;
             }
         } else {
             self.delay_dormant = true;
         }
 
         // Reverb.
-        let (v0, vd) = self.ramp(Param::Reverb, t, n);
-        let (rd0, _) = self.ramp(Param::ReverbDecay, t, n);
+        let (v0, vd) = self.glides[Param::Reverb as usize].step(t.get(Param::Reverb), n);
+        let (rd0, _) = self.glides[Param::ReverbDecay as usize].step(t.get(Param::ReverbDecay), n);
         if v0 > 0.0 || vd != 0.0 {
             if self.reverb_dormant {
                 self.reverb.clear();
                 self.reverb_dormant = false;
             }
             self.reverb.set_decay(rd0);
+            let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
             for i in 0..n {
-                let (wl, wr) = self.reverb.tick(0.5 * (l[i] + r[i]));
+                mono[i] = 0.5 * (l[i] + r[i]);
+            }
+            self.reverb.process(mono, wl, wr);
+            for i in 0..n {
                 let m = v0 + vd * (i + 1) as f32;
-                l[i] += (wl - l[i]) * m;
-                r[i] += (wr - r[i]) * m;
+                l[i] += (wl[i] - l[i]) * m;
+                r[i] += (wr[i] - r[i]) * m;
             }
             if !self.reverb.is_finite() {
                 self.reverb.clear();
@@ -276,8 +277,8 @@ impl Bus {
         }
 
         // Volume and constant-power pan (gains interpolated across the tick).
-        let (vol0, vold) = self.ramp(Param::Volume, t, n);
-        let (pan0, pand) = self.ramp(Param::Pan, t, n);
+        let (vol0, vold) = self.glides[Param::Volume as usize].step(t.get(Param::Volume), n);
+        let (pan0, pand) = self.glides[Param::Pan as usize].step(t.get(Param::Pan), n);
         let angle = |pan: f32| (pan.clamp(-1.0, 1.0) + 1.0) * FRAC_PI_4;
         let (a0, a1) = (angle(pan0), angle(pan0 + pand * n as f32));
         let (gl0, gr0, gl1, gr1) = (a0.cos(), a0.sin(), a1.cos(), a1.sin());

@@ -120,12 +120,22 @@ impl Envelope {
                         }
                     }
                 }
+                Stage::Sustain if self.level == adsr.sustain => {
+                    out[i..].fill(self.level);
+                    if self.level <= 0.0 {
+                        self.stage = Stage::Done;
+                    }
+                    return;
+                }
                 Stage::Sustain => {
                     // Follows a moving sustain level without a step.
                     let s = adsr.sustain;
                     let k = 0.002;
                     while i < n {
                         self.level += (s - self.level) * k;
+                        if (self.level - s).abs() < 1e-6 {
+                            self.level = s;
+                        }
                         out[i] = self.level;
                         i += 1;
                     }

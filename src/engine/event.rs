@@ -5,16 +5,36 @@
 /// What happens. Channels are 0-based here (MIDI channel 1 is 0).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum EventKind {
-    NoteOn { channel: u8, note: u8, velocity: u8 },
-    NoteOff { channel: u8, note: u8 },
+    NoteOn {
+        channel: u8,
+        note: u8,
+        velocity: u8,
+    },
+    NoteOff {
+        channel: u8,
+        note: u8,
+    },
     /// A MIDI control change (standard meanings and the set's CC map).
-    Control { channel: u8, cc: u8, value: u8 },
+    Control {
+        channel: u8,
+        cc: u8,
+        value: u8,
+    },
     /// Pitch bend, -8192..=8191.
-    PitchBend { channel: u8, value: i16 },
+    PitchBend {
+        channel: u8,
+        value: i16,
+    },
     /// Program change: selects an instrument through the General MIDI map.
-    Program { channel: u8, program: u8 },
+    Program {
+        channel: u8,
+        program: u8,
+    },
     /// Channel pressure (aftertouch), 0..=127.
-    Pressure { channel: u8, value: u8 },
+    Pressure {
+        channel: u8,
+        value: u8,
+    },
     /// MIDI clock tick (24 per quarter note).
     Clock,
     /// Transport start from the top (MIDI Start, `:play`).
@@ -89,13 +109,17 @@ mod tests {
         assert_eq!(on.frame, 5);
         assert_eq!(Event::from_midi(0, &[0x90, 60, 0]).unwrap().kind, EventKind::NoteOff { channel: 0, note: 60 });
         assert_eq!(Event::from_midi(0, &[0xE0, 0, 0x40]).unwrap().kind, EventKind::PitchBend { channel: 0, value: 0 });
-        assert_eq!(Event::from_midi(0, &[0xE0, 0x7F, 0x7F]).unwrap().kind, EventKind::PitchBend { channel: 0, value: 8191 });
+        assert_eq!(
+            Event::from_midi(0, &[0xE0, 0x7F, 0x7F]).unwrap().kind,
+            EventKind::PitchBend { channel: 0, value: 8191 }
+        );
         assert_eq!(Event::from_midi(0, &[0xF2, 0x10, 0x01]).unwrap().kind, EventKind::SongPosition(144));
     }
 
     #[test]
     fn malformed_messages_are_ignored() {
-        for bad in [&[][..], &[0x90], &[0x90, 60], &[0x90, 0x80, 1], &[0x45, 1, 2], &[0xF0, 1, 2, 0xF7], &[0xA0, 1, 2]] {
+        for bad in [&[][..], &[0x90], &[0x90, 60], &[0x90, 0x80, 1], &[0x45, 1, 2], &[0xF0, 1, 2, 0xF7], &[0xA0, 1, 2]]
+        {
             assert_eq!(Event::from_midi(0, bad), None, "{bad:?}");
         }
     }

@@ -32,7 +32,7 @@ use transport::Transport;
 use voice::{Scratch, Voice, VoiceCtx, VoiceSource};
 
 /// Frames per engine tick.
-pub const TICK_FRAMES: usize = 32;
+pub const TICK_FRAMES: usize = 64;
 /// Voices a channel may sound at once unless the set says otherwise.
 pub const DEFAULT_VOICE_LIMIT: u8 = 16;
 /// The largest per-channel voice limit.
@@ -195,13 +195,10 @@ impl ChannelState {
     }
 
     /// Steps voice parameters and pitch bend one tick.
-    fn step_voice_params(&mut self) {
-        for p in Param::ALL {
-            let i = *p as usize;
-            if p.info().scope == Scope::Voice {
-                self.glides[i].step(self.target.0[i], TICK_FRAMES);
-                self.now.0[i] = self.glides[i].value();
-            }
+    fn step_voice_params(&mut self, voice_params: &[usize]) {
+        for &i in voice_params {
+            self.glides[i].step(self.target.0[i], TICK_FRAMES);
+            self.now.0[i] = self.glides[i].value();
         }
         let b = self.bend_target();
         self.bend.step(b, TICK_FRAMES);
@@ -238,19 +235,22 @@ impl Master {
     fn process(&mut self, cfg: &MasterConfig, l: &mut [f32], r: &mut [f32]) {
         let n = l.len();
         let (g0, gd) = self.gain.step(cfg.gain, n);
-        for i in 0..n {
-            let g = g0 + gd * (i + 1) as f32;
-            let (mut a, mut b) = (l[i] * g, r[i] * g);
-            if !(a.is_finite() && b.is_finite()) {
-                a = 0.0;
-                b = 0.0;
-            }
-            match cfg.mode {
-                MasterMode::SoftClip => {
-                    a = fast_tanh(a);
-                    b = fast_tanh(b);
+        if !l.iter().chain(r.iter()).all(|x| x.is_finite()) {
+            l.fill(0.0);
+            r.fill(0.0);
+        }
+        match cfg.mode {
+            MasterMode::SoftClip => {
+                for i in 0..n {
+                    let g = g0 + gd * (i + 1) as f32;
+                    l[i] = fast_tanh(l[i] * g).clamp(-1.0, 1.0);
+                    r[i] = fast_tanh(r[i] * g).clamp(-1.0, 1.0);
                 }
-                MasterMode::Limiter => {
+            }
+            MasterMode::Limiter => {
+                for i in 0..n {
+                    let g = g0 + gd * (i + 1) as f32;
+                    let (a, b) = (l[i] * g, r[i] * g);
                     let peak = a.abs().max(b.abs());
                     let want = if peak > self.ceiling { self.ceiling / peak } else { 1.0 };
                     if want < self.limiter_gain {
@@ -258,12 +258,10 @@ impl Master {
                     } else {
                         self.limiter_gain += (want - self.limiter_gain) * self.release;
                     }
-                    a *= self.limiter_gain;
-                    b *= self.limiter_gain;
+                    l[i] = (a * self.limiter_gain).clamp(-1.0, 1.0);
+                    r[i] = (b * self.limiter_gain).clamp(-1.0, 1.0);
                 }
             }
-            l[i] = a.clamp(-1.0, 1.0);
-            r[i] = b.clamp(-1.0, 1.0);
         }
     }
 }
@@ -316,8 +314,14 @@ pub struct Engine {
     note_offs: Vec<Event>,
     seq: u64,
     voices: Vec<Voice>,
+    /// Slots of sounding voices, in start order.
+    active: Vec<u16>,
+    /// Free slots.
+    free: Vec<u16>,
     serial: u64,
     channels: Vec<ChannelState>,
+    /// Indices of the voice-scope parameters.
+    voice_params: Vec<usize>,
     transport: Transport,
     sequencer: Sequencer,
     master: Master,
@@ -350,7 +354,10 @@ impl Engine {
             note_offs: Vec::with_capacity(NOTE_OFF_CAP),
             seq: 0,
             voices: (0..MAX_VOICES + STEAL_RESERVE).map(|_| Voice::new(line_len)).collect(),
+            active: Vec::with_capacity(MAX_VOICES + STEAL_RESERVE),
+            free: (0..(MAX_VOICES + STEAL_RESERVE) as u16).rev().collect(),
             serial: 0,
+            voice_params: Param::ALL.iter().filter(|p| p.info().scope == Scope::Voice).map(|p| *p as usize).collect(),
             channels: (0..MAX_CHANNELS).map(|_| ChannelState::new(sample_rate)).collect(),
             transport: Transport::new(sample_rate as f64, initial.tempo_bpm),
             sequencer: Sequencer::default(),
@@ -409,20 +416,35 @@ impl Engine {
     /// Audio thread.
     pub fn process(&mut self, out: &mut [f32], out_channels: usize) {
         let chans = out_channels.max(1);
-        for frame in out.chunks_exact_mut(chans) {
+        let mut rest = out;
+        while !rest.is_empty() {
             if self.fifo_pos == TICK_FRAMES {
                 self.render_tick();
                 self.fifo_pos = 0;
             }
-            let (l, r) = (self.fifo[2 * self.fifo_pos], self.fifo[2 * self.fifo_pos + 1]);
-            self.fifo_pos += 1;
-            if chans == 1 {
-                frame[0] = 0.5 * (l + r);
-            } else {
-                frame[0] = l;
-                frame[1] = r;
-                frame[2..].fill(0.0);
+            let n = (TICK_FRAMES - self.fifo_pos).min(rest.len() / chans);
+            if n == 0 {
+                rest.fill(0.0);
+                break;
             }
+            let (now, later) = rest.split_at_mut(n * chans);
+            let src = &self.fifo[2 * self.fifo_pos..2 * (self.fifo_pos + n)];
+            match chans {
+                2 => now.copy_from_slice(src),
+                1 => {
+                    for (o, lr) in now.iter_mut().zip(src.chunks_exact(2)) {
+                        *o = 0.5 * (lr[0] + lr[1]);
+                    }
+                }
+                _ => {
+                    for (frame, lr) in now.chunks_exact_mut(chans).zip(src.chunks_exact(2)) {
+                        frame[..2].copy_from_slice(lr);
+                        frame[2..].fill(0.0);
+                    }
+                }
+            }
+            self.fifo_pos += n;
+            rest = later;
         }
     }
 
@@ -629,9 +651,9 @@ impl Engine {
         self.take_due_note_offs(end);
         self.sort_tick_events();
 
-        for st in self.channels.iter_mut() {
+        for st in self.channels.iter_mut().filter(|st| !st.idle) {
             st.update_target();
-            st.step_voice_params();
+            st.step_voice_params(&self.voice_params);
             st.input = [0.0; TICK_FRAMES];
         }
 
@@ -662,10 +684,24 @@ impl Engine {
     fn render_voices(&mut self, from: usize, to: usize) {
         let tables = &*self.tables;
         let mut scratch = Scratch { wave: &mut self.wave[..to - from], env: &mut self.env[..to - from] };
-        for v in self.voices.iter_mut().filter(|v| v.active) {
+        let mut ended = false;
+        for &slot in &self.active {
+            let v = &mut self.voices[slot as usize];
             let st = &mut self.channels[v.channel as usize];
             let ctx = VoiceCtx { sample_rate: self.sr, tables, params: &st.now, bend: st.bend.value() };
             v.render(&ctx, &mut scratch, &mut st.input[from..to]);
+            ended |= !v.active;
+        }
+        if ended {
+            let voices = &self.voices;
+            let free = &mut self.free;
+            self.active.retain(|&slot| {
+                let keep = voices[slot as usize].active;
+                if !keep {
+                    free.push(slot);
+                }
+                keep
+            });
         }
     }
 
@@ -673,14 +709,13 @@ impl Engine {
         self.mix_l = [0.0; TICK_FRAMES];
         self.mix_r = [0.0; TICK_FRAMES];
         let mut counts = [0u32; MAX_CHANNELS];
-        for v in self.voices.iter().filter(|v| v.active) {
-            counts[v.channel as usize] += 1;
+        for &slot in &self.active {
+            counts[self.voices[slot as usize].channel as usize] += 1;
         }
         let stats = &self.ports.stats;
         for (ch, st) in self.channels.iter_mut().enumerate() {
             stats.voices[ch].store(counts[ch], Relaxed);
             if counts[ch] == 0 && st.idle {
-                st.snap();
                 continue;
             }
             st.idle = false;
@@ -735,7 +770,9 @@ impl Engine {
         match ev.kind {
             EventKind::NoteOn { channel, note, velocity } => self.note_on(channel, note, velocity),
             EventKind::NoteOff { channel, note } => {
-                let Some(st) = self.channels.get(channel as usize) else { return };
+                let Some(st) = self.channels.get(channel as usize) else {
+                    return;
+                };
                 let (pedal, params, sr) = (st.pedal, st.target, self.sr);
                 for v in self.voices.iter_mut() {
                     if v.active && v.channel == channel && v.note == note && v.held {
@@ -755,7 +792,9 @@ impl Engine {
 
     fn note_on(&mut self, channel: u8, note: u8, velocity: u8) {
         let ch = channel as usize;
-        let Some(cfg) = self.channels.get(ch).and_then(|c| c.config) else { return };
+        let Some(cfg) = self.channels.get(ch).and_then(|c| c.config) else {
+            return;
+        };
         let source = match cfg.source {
             Source::Synth(s) => VoiceSource::Synth(s),
             Source::Drums => match self.tables.drums.notes.get(note as usize).copied().flatten() {
@@ -776,7 +815,9 @@ impl Engine {
         let limit = cfg.voice_limit.clamp(1, MAX_VOICE_LIMIT) as usize;
         let mut count = 0;
         let mut victim: Option<usize> = None;
-        for (i, v) in self.voices.iter().enumerate() {
+        for &slot in &self.active {
+            let i = slot as usize;
+            let v = &self.voices[i];
             if v.active && v.channel == channel && v.steal_left == 0 {
                 count += 1;
                 let better = match victim {
@@ -797,31 +838,31 @@ impl Engine {
                 self.ports.stats.voices_stolen.fetch_add(1, Relaxed);
             }
         }
-        let slot = match self.voices.iter().position(|v| !v.active) {
-            Some(i) => i,
+        let slot = match self.free.pop() {
+            Some(i) => i as usize,
             None => {
                 // The whole pool is busy: cut the voice closest to silence.
                 self.ports.stats.voices_cut.fetch_add(1, Relaxed);
-                let mut best = 0;
-                for (i, v) in self.voices.iter().enumerate() {
-                    let key = |v: &Voice| (v.steal_left == 0, v.steal_left, v.serial);
-                    if key(v) < key(&self.voices[best]) {
-                        best = i;
-                    }
-                }
-                best
+                let key = |v: &Voice| (v.steal_left == 0, v.steal_left, v.serial);
+                let pos =
+                    (0..self.active.len()).min_by_key(|&k| key(&self.voices[self.active[k] as usize])).unwrap_or(0);
+                self.active.remove(pos) as usize
             }
         };
         self.serial += 1;
         let st = &mut self.channels[ch];
         if st.idle {
+            // Waking mid-tick: this tick's parameters and input were skipped.
+            st.update_target();
             st.snap();
+            st.input = [0.0; TICK_FRAMES];
             st.idle = false;
         }
         st.quiet_ticks = 0;
         let ctx = VoiceCtx { sample_rate: self.sr, tables: &self.tables, params: &st.now, bend: st.bend.value() };
         let seed = self.serial.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((channel as u64) << 8 | note as u64);
         self.voices[slot].start(channel, note, velocity, self.serial, source, cfg.instrument_id, seed, &ctx);
+        self.active.push(slot as u16);
     }
 
     fn control(&mut self, channel: u8, cc: u8, value: u8) {

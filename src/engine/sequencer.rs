@@ -30,7 +30,13 @@ impl Sequencer {
     /// Queues `next` to take over at the first bar line at or after `beat` (at once
     /// if the transport is stopped). Returns the pattern set it replaces, to be
     /// retired off the audio thread.
-    pub fn replace(&mut self, next: Arc<PatternSet>, transport: &Transport, frame: u64, beats_per_bar: f64) -> Option<Arc<PatternSet>> {
+    pub fn replace(
+        &mut self,
+        next: Arc<PatternSet>,
+        transport: &Transport,
+        frame: u64,
+        beats_per_bar: f64,
+    ) -> Option<Arc<PatternSet>> {
         if !transport.is_playing() || self.current.is_none() {
             let old = self.pending.take();
             let prev = self.current.replace(next);

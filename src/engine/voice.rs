@@ -19,7 +19,10 @@ const SILENCE: f32 = 1e-4;
 pub enum VoiceSource {
     Synth(u16),
     /// A drum one-shot: sound index and read position.
-    Drum { sound: u16, pos: usize },
+    Drum {
+        sound: u16,
+        pos: usize,
+    },
 }
 
 pub struct Voice {
@@ -96,7 +99,17 @@ impl Voice {
 
     /// Starts a note in this (free) slot.
     #[allow(clippy::too_many_arguments)]
-    pub fn start(&mut self, channel: u8, note: u8, velocity: u8, serial: u64, source: VoiceSource, instrument_id: u64, seed: u64, ctx: &VoiceCtx) {
+    pub fn start(
+        &mut self,
+        channel: u8,
+        note: u8,
+        velocity: u8,
+        serial: u64,
+        source: VoiceSource,
+        instrument_id: u64,
+        seed: u64,
+        ctx: &VoiceCtx,
+    ) {
         self.active = true;
         self.channel = channel;
         self.note = note;
@@ -182,13 +195,21 @@ impl Voice {
                 }
             }
             VoiceSource::Synth(s) => {
-                let frozen = self.frozen;
-                let params = frozen.as_ref().unwrap_or(ctx.params);
-                let sctx = self.synth_ctx(ctx, params);
+                let params = match &self.frozen {
+                    Some(p) => p,
+                    None => ctx.params,
+                };
+                let bend = if self.frozen.is_some() { 0.0 } else { ctx.bend };
+                let sctx = SynthCtx {
+                    sample_rate: ctx.sample_rate,
+                    freq_hz: note_hz(self.note as f64 + bend as f64),
+                    params,
+                    waves: &ctx.tables.waves,
+                };
                 let entry = &SYNTHS[s as usize];
                 entry.synth.render(&mut self.osc, &sctx, wave);
                 self.osc.age += n as u64;
-                self.add_layers(&sctx, wave);
+                add_layers(&mut self.osc, &mut self.sub_phase, &sctx, wave);
                 self.env.render(&Self::adsr(params), ctx.sample_rate, env);
                 if entry.synth.decays() && matches!(self.env.stage(), Stage::Sustain | Stage::Release) {
                     let peak = wave.iter().fold(0.0f32, |m, x| m.max(x.abs()));
@@ -223,27 +244,27 @@ impl Voice {
             }
         }
     }
+}
 
-    /// The sub-oscillator (a sine an octave down) and noise layers.
-    fn add_layers(&mut self, ctx: &SynthCtx, wave: &mut [f32]) {
-        let sub = ctx.param(Param::SubOsc);
-        if sub > 0.0 {
-            let inc = phase_inc(ctx.freq_hz * 0.5, ctx.sample_rate as f64);
-            let sine = ctx.waves.sine();
-            let (keep, add) = (1.0 - 0.3 * sub, 0.3 * sub);
-            let mut p = self.sub_phase;
-            for x in wave.iter_mut() {
-                *x = *x * keep + read(sine, p) * add;
-                p = p.wrapping_add(inc);
-            }
-            self.sub_phase = p;
+/// The sub-oscillator (a sine an octave down) and noise layers.
+fn add_layers(osc: &mut OscState, sub_phase: &mut u32, ctx: &SynthCtx, wave: &mut [f32]) {
+    let sub = ctx.param(Param::SubOsc);
+    if sub > 0.0 {
+        let inc = phase_inc(ctx.freq_hz * 0.5, ctx.sample_rate as f64);
+        let sine = ctx.waves.sine();
+        let (keep, add) = (1.0 - 0.3 * sub, 0.3 * sub);
+        let mut p = *sub_phase;
+        for x in wave.iter_mut() {
+            *x = *x * keep + read(sine, p) * add;
+            p = p.wrapping_add(inc);
         }
-        let noise = ctx.param(Param::NoiseMix);
-        if noise > 0.0 {
-            let (keep, add) = (1.0 - 0.5 * noise, 0.5 * noise);
-            for x in wave.iter_mut() {
-                *x = *x * keep + self.osc.noise() * add;
-            }
+        *sub_phase = p;
+    }
+    let noise = ctx.param(Param::NoiseMix);
+    if noise > 0.0 {
+        let (keep, add) = (1.0 - 0.5 * noise, 0.5 * noise);
+        for x in wave.iter_mut() {
+            *x = *x * keep + osc.noise() * add;
         }
     }
 }

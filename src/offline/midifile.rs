@@ -55,9 +55,15 @@ pub fn events_from_bytes(bytes: &[u8], path: &str, sample_rate: f64) -> Result<(
             TrackEventKind::Midi { channel, message } => {
                 let channel = channel.as_int();
                 match message {
-                    MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => EventKind::NoteOn { channel, note: key.as_int(), velocity: vel.as_int() },
-                    MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => EventKind::NoteOff { channel, note: key.as_int() },
-                    MidiMessage::Controller { controller, value } => EventKind::Control { channel, cc: controller.as_int(), value: value.as_int() },
+                    MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => {
+                        EventKind::NoteOn { channel, note: key.as_int(), velocity: vel.as_int() }
+                    }
+                    MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => {
+                        EventKind::NoteOff { channel, note: key.as_int() }
+                    }
+                    MidiMessage::Controller { controller, value } => {
+                        EventKind::Control { channel, cc: controller.as_int(), value: value.as_int() }
+                    }
                     MidiMessage::PitchBend { bend } => EventKind::PitchBend { channel, value: bend.as_int() },
                     MidiMessage::ProgramChange { program } => EventKind::Program { channel, program: program.as_int() },
                     MidiMessage::ChannelAftertouch { vel } => EventKind::Pressure { channel, value: vel.as_int() },

@@ -5,6 +5,7 @@ use crate::engine::event::Event;
 use crate::engine::{Engine, EngineStats, TICK_FRAMES};
 use crate::rig::build::BuildError;
 use crate::rig::controller::Rig;
+use crate::rig::set::SyncMode;
 use crate::rig::{Controller, Set};
 use crate::tables::Tables;
 use std::sync::Arc;
@@ -40,6 +41,17 @@ pub const DEFAULT_BARS: f64 = 8.0;
 /// Extra time after a MIDI file ends, for releases and tails.
 pub const TAIL_SECONDS: f64 = 2.0;
 
+/// The set as rendered offline: there is no external clock, so the transport runs
+/// on the set's own tempo whatever its `clock(...)` says (Link keeps its quantum).
+pub fn offline_view(set: &Set) -> Set {
+    let mut s = set.clone();
+    if let SyncMode::Link { quantum } = s.sync {
+        s.beats_per_bar = quantum;
+    }
+    s.sync = SyncMode::Internal;
+    s
+}
+
 pub struct Renderer {
     pub engine: Engine,
     pub controller: Controller,
@@ -57,7 +69,7 @@ impl Renderer {
     /// Same, sharing already-built tables (they fix the sample rate).
     pub fn with_tables(set: &Set, tables: Arc<Tables>) -> Result<Self, BuildError> {
         let sr = tables.sample_rate;
-        let Rig { engine, controller } = Rig::new(set, sr, tables)?;
+        let Rig { engine, controller } = Rig::new(&offline_view(set), sr, tables)?;
         Ok(Renderer { engine, controller, events: Vec::new(), next: 0 })
     }
 
@@ -77,7 +89,7 @@ impl Renderer {
 
     /// Publishes a new set; the engine adopts it at its next tick.
     pub fn publish(&mut self, set: &Set) -> Result<(), BuildError> {
-        self.controller.publish_set(set)
+        self.controller.publish_set(&offline_view(set))
     }
 
     /// Renders `frames` frames of interleaved stereo, `block` frames per call.

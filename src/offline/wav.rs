@@ -40,7 +40,8 @@ pub fn write(path: &Path, samples: &[f32], sample_rate: u32, format: SampleForma
     let name = path.file_name().context("the output path has no file name")?.to_string_lossy();
     let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
     let result = (|| -> anyhow::Result<()> {
-        let mut w = hound::WavWriter::create(&tmp, spec).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut w =
+            hound::WavWriter::create(&tmp, spec).with_context(|| format!("cannot create {}", path.display()))?;
         match format {
             SampleFormat::S16 => {
                 let mut w16 = w.get_i16_writer(samples.len() as u32);

@@ -3,7 +3,9 @@
 //! prepare for the audio thread is prepared here.
 
 use super::set::{ChannelKind, Set, SyncMode};
-use crate::engine::snapshot::{CcMapping, ChannelConfig, Hit, MAX_CHANNELS, PatternConfig, PatternSet, Snapshot, Source};
+use crate::engine::snapshot::{
+    CcMapping, ChannelConfig, Hit, MAX_CHANNELS, PatternConfig, PatternSet, Snapshot, Source,
+};
 use crate::engine::synth::{SYNTHS, synth_index};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -11,7 +13,9 @@ use std::sync::Arc;
 /// A set that cannot become a snapshot.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BuildError {
-    #[error("channel {channel} plays {instrument}, whose synth \"{synth}\" jamrig does not have yet (it has: {available})")]
+    #[error(
+        "channel {channel} plays {instrument}, whose synth \"{synth}\" jamrig does not have yet (it has: {available})"
+    )]
     UnknownSynth { channel: u8, instrument: String, synth: String, available: String },
     #[error("channel {0} is outside 1..16")]
     BadChannel(u8),

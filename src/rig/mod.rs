@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod controller;
+pub mod describe;
 pub mod set;
 
 pub use controller::{Controller, Rig};

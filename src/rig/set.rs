@@ -12,7 +12,9 @@ pub enum SyncMode {
     /// MIDI clock, Start/Stop/Continue and Song Position from the input port.
     Midi,
     /// An Ableton Link session, aligned at `quantum` beats.
-    Link { quantum: f64 },
+    Link {
+        quantum: f64,
+    },
 }
 
 impl SyncMode {
@@ -29,7 +31,10 @@ impl SyncMode {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ChannelKind {
     /// A synth by name, with its synth-specific options.
-    Synth { synth: String, options: Vec<(String, String)> },
+    Synth {
+        synth: String,
+        options: Vec<(String, String)>,
+    },
     Drums,
 }
 

@@ -31,7 +31,11 @@ pub struct ApiError {
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
 fn fail<T>(message: impl Into<String>) -> Res<T> {
-    Err(EvalAltResult::ErrorRuntime(Dynamic::from(ApiError { message: message.into(), token: None, help: None }), Position::NONE).into())
+    Err(EvalAltResult::ErrorRuntime(
+        Dynamic::from(ApiError { message: message.into(), token: None, help: None }),
+        Position::NONE,
+    )
+    .into())
 }
 
 fn fail_at<T>(message: impl Into<String>, token: &str, help: Option<String>) -> Res<T> {
@@ -125,13 +129,19 @@ fn set_param(values: &mut ParamValues, p: Param, v: &Dynamic) -> Res<()> {
                 Some(i) => i as f32,
                 None => {
                     let help = did_you_mean(&suggest_many(&s, names.iter().copied()));
-                    return fail_at(format!("{} must be one of {}, not \"{s}\"", info.name, names.join(", ")), &s, help);
+                    return fail_at(
+                        format!("{} must be one of {}, not \"{s}\"", info.name, names.join(", ")),
+                        &s,
+                        help,
+                    );
                 }
             }
         }
         Kind::Toggle => match v.as_bool() {
             Ok(b) => b as u8 as f32,
-            Err(_) => return fail(format!("{} must be true or false, not {}", info.name, type_name(v))),
+            Err(_) => {
+                return fail(format!("{} must be true or false, not {}", info.name, type_name(v)));
+            }
         },
         _ => number(v, info.name)? as f32,
     };
@@ -169,7 +179,11 @@ fn apply_envelope(values: &mut ParamValues, lib: &Library, v: &Dynamic) -> Res<(
                 "release" => Param::Release,
                 other => {
                     let help = did_you_mean(&suggest_many(other, ["attack", "decay", "sustain", "release"]));
-                    return fail_at(format!("an envelope has attack, decay, sustain and release, not {other}"), other, help);
+                    return fail_at(
+                        format!("an envelope has attack, decay, sustain and release, not {other}"),
+                        other,
+                        help,
+                    );
                 }
             };
             set_param(values, p, &val)?;
@@ -245,8 +259,16 @@ fn check_synth(synth: &str, instrument: &str) -> Res<()> {
         return Ok(());
     }
     let have: Vec<&str> = crate::engine::synth::SYNTHS.iter().map(|s| s.name).collect();
-    let what = if synth == instrument { format!("synth \"{synth}\"") } else { format!("instrument \"{instrument}\" needs the synth \"{synth}\", which") };
-    let msg = if synth == instrument { format!("{what} is not one jamrig has") } else { format!("{what} jamrig does not have yet") };
+    let what = if synth == instrument {
+        format!("synth \"{synth}\"")
+    } else {
+        format!("instrument \"{instrument}\" needs the synth \"{synth}\", which")
+    };
+    let msg = if synth == instrument {
+        format!("{what} is not one jamrig has")
+    } else {
+        format!("{what} jamrig does not have yet")
+    };
     fail_at(msg, instrument, Some(format!("synths available: {}", have.join(", "))))
 }
 
@@ -284,13 +306,20 @@ fn preset_channel(lib: &Library, name: &str) -> Res<ChannelSpec> {
 }
 
 fn drum_channel() -> ChannelSpec {
-    ChannelSpec { instrument: "drums".into(), kind: ChannelKind::Drums, params: ParamValues::default(), voices: DEFAULT_VOICE_LIMIT }
+    ChannelSpec {
+        instrument: "drums".into(),
+        kind: ChannelKind::Drums,
+        params: ParamValues::default(),
+        voices: DEFAULT_VOICE_LIMIT,
+    }
 }
 
 fn declare(st: &mut EvalState, n: u8, spec: ChannelSpec, ctx_pos: Position) -> Res<ChannelRef> {
     if !st.repl {
         if let Some(at) = st.declared.get(&n) {
-            return fail(format!("channel {n} is declared twice (first at {at}); change the first declaration instead"));
+            return fail(format!(
+                "channel {n} is declared twice (first at {at}); change the first declaration instead"
+            ));
         }
     }
     st.declared.insert(n, format!("line {}", ctx_pos.line().unwrap_or(0)));
@@ -303,14 +332,25 @@ fn hits(lib: &Library, list: &Array, drums: bool, what: &str) -> Res<Vec<LibHit>
     let mut out = Vec::with_capacity(list.len());
     for (i, h) in list.iter().enumerate() {
         let Some(a) = h.clone().try_cast::<Array>() else {
-            return fail(format!("{what}: hit {} must be a list [beat, note, velocity, length], not {}", i + 1, type_name(h)));
+            return fail(format!(
+                "{what}: hit {} must be a list [beat, note, velocity, length], not {}",
+                i + 1,
+                type_name(h)
+            ));
         };
         if !(2..=4).contains(&a.len()) {
-            return fail(format!("{what}: hit {} must be [beat, note, velocity] or [beat, note, velocity, length]", i + 1));
+            return fail(format!(
+                "{what}: hit {} must be [beat, note, velocity] or [beat, note, velocity, length]",
+                i + 1
+            ));
         }
         let beat = number(&a[0], "a hit's beat")?;
         if beat < 0.0 {
-            return fail(format!("{what}: hit {} is at beat {}, before the pattern starts", i + 1, fmt_num(beat as f32)));
+            return fail(format!(
+                "{what}: hit {} is at beat {}, before the pattern starts",
+                i + 1,
+                fmt_num(beat as f32)
+            ));
         }
         let (note, drum) = hit_note(lib, &a[1], drums)?;
         let velocity = match a.get(2) {
@@ -327,7 +367,11 @@ fn hits(lib: &Library, list: &Array, drums: bool, what: &str) -> Res<Vec<LibHit>
             Some(l) => {
                 let l = number(l, "a hit's length")?;
                 if l <= 0.0 {
-                    return fail(format!("{what}: hit {} has length {}; lengths are beats, above 0", i + 1, fmt_num(l as f32)));
+                    return fail(format!(
+                        "{what}: hit {} has length {}; lengths are beats, above 0",
+                        i + 1,
+                        fmt_num(l as f32)
+                    ));
                 }
                 Some(l)
             }
@@ -355,7 +399,11 @@ fn hit_note(lib: &Library, v: &Dynamic, drums: bool) -> Res<(u8, bool)> {
         return Ok((n, false));
     }
     let names = lib.drum_sounds.keys().map(String::as_str);
-    let help = if drums { did_you_mean(&suggest_many(&name, names)) } else { Some("notes are written like C4, F#2 or Eb3".into()) };
+    let help = if drums {
+        did_you_mean(&suggest_many(&name, names))
+    } else {
+        Some("notes are written like C4, F#2 or Eb3".into())
+    };
     fail_at(format!("\"{name}\" is neither a note name nor a drum sound"), &name, help)
 }
 
@@ -369,15 +417,27 @@ fn pattern_def(lib: &Library, name: &str, beats: &Dynamic, list: &Array, meter: 
 }
 
 /// Adds pattern `name` on `channel` from a library pattern, with options.
-fn place_pattern(st: &mut EvalState, name: &str, ch: u8, def: PatternDef, preset: Option<String>, opts: Option<Map>) -> Res<()> {
+fn place_pattern(
+    st: &mut EvalState,
+    name: &str,
+    ch: u8,
+    def: PatternDef,
+    preset: Option<String>,
+    opts: Option<Map>,
+) -> Res<()> {
     let Some(spec) = st.set.channels.get(&ch) else {
-        return fail(format!("pattern {name} plays on channel {ch}, which the set has not declared (declare it first)"));
+        return fail(format!(
+            "pattern {name} plays on channel {ch}, which the set has not declared (declare it first)"
+        ));
     };
     let drums = spec.is_drums();
     if !drums {
         if let Some(h) = def.hits.iter().find(|h| h.drum) {
             let sound = st.lib.drum_name(h.note).unwrap_or("a drum sound").to_string();
-            return fail(format!("pattern {name} has drum sounds ({sound}) but channel {ch} plays {}, not drums", spec.instrument));
+            return fail(format!(
+                "pattern {name} has drum sounds ({sound}) but channel {ch} plays {}, not drums",
+                spec.instrument
+            ));
         }
     }
     let mut beats = def.beats;
@@ -428,12 +488,20 @@ fn place_pattern(st: &mut EvalState, name: &str, ch: u8, def: PatternDef, preset
         }
     }
     hits.retain(|h| h.beat < beats);
-    st.set.patterns.insert(name.to_string(), PatternSpec { name: name.to_string(), channel: ch, length_beats: beats, hits, preset });
+    st.set.patterns.insert(
+        name.to_string(),
+        PatternSpec { name: name.to_string(), channel: ch, length_beats: beats, hits, preset },
+    );
     Ok(())
 }
 
 fn hit_spec(h: &LibHit) -> HitSpec {
-    HitSpec { beat: h.beat, note: h.note, velocity: h.velocity, length: h.length.unwrap_or(if h.drum { 0.0 } else { DEFAULT_HIT_LENGTH }) }
+    HitSpec {
+        beat: h.beat,
+        note: h.note,
+        velocity: h.velocity,
+        length: h.length.unwrap_or(if h.drum { 0.0 } else { DEFAULT_HIT_LENGTH }),
+    }
 }
 
 /// Signature help for each API function (for "cannot take" errors).
@@ -441,16 +509,20 @@ pub fn usage(name: &str) -> Option<&'static str> {
     Some(match name {
         "tempo" => "tempo(bpm)",
         "meter" => "meter(beats_per_bar)",
-        "sync" => "sync(\"internal\" | \"midi\" | \"link\"[, quantum])",
+        "clock" => "clock(\"internal\" | \"midi\" | \"link\"[, quantum])",
         "master" => "master(#{ gain: 0.8, mode: \"softclip\" | \"limiter\" })",
         "channel" => "channel(number, \"instrument\"[, #{ settings }]) or channel(number, #{ synth: ..., ... })",
         "drums" => "drums(number[, #{ settings }])",
         "ch" => "ch(number)",
         "cc" => "cc(cc_number, \"parameter\", min, max[, channel | #{ channel: n, curve: \"linear\" | \"exp\" }])",
-        "pattern" => "pattern(\"name\", channel, \"preset\"[, #{ fill, every }]) or pattern(\"name\", channel, beats, [hits])",
+        "pattern" => {
+            "pattern(\"name\", channel, \"preset\"[, #{ fill, every }]) or pattern(\"name\", channel, beats, [hits])"
+        }
         "define_instrument" => "define_instrument(\"name\", #{ synth: ..., envelope: ..., parameters })",
         "define_envelope" => "define_envelope(\"name\", #{ attack, decay, sustain, release })",
-        "define_pattern" | "define_fill" => "define_pattern(\"name\", beats, [[beat, sound, velocity], ...][, \"meter\"])",
+        "define_pattern" | "define_fill" => {
+            "define_pattern(\"name\", beats, [[beat, sound, velocity], ...][, \"meter\"])"
+        }
         "drum_sound" => "drum_sound(\"name\", note)",
         "drum_alias" => "drum_alias(\"alias\", \"sound\")",
         "gm_program" => "gm_program(program, \"instrument\")",
@@ -463,7 +535,7 @@ pub fn usage(name: &str) -> Option<&'static str> {
 pub const FUNCTIONS: &[&str] = &[
     "tempo",
     "meter",
-    "sync",
+    "clock",
     "master",
     "channel",
     "drums",
@@ -505,7 +577,7 @@ pub fn register(engine: &mut Engine, state: &Shared) {
     });
     let sync = |s: Shared| {
         move |mode: Dynamic, quantum: Option<Dynamic>| -> Res<()> {
-            let m = text(&mode, "sync")?;
+            let m = text(&mode, "clock")?;
             let mode = match m.as_str() {
                 "internal" => SyncMode::Internal,
                 "midi" => SyncMode::Midi,
@@ -521,7 +593,11 @@ pub fn register(engine: &mut Engine, state: &Shared) {
                 }
                 other => {
                     let help = did_you_mean(&suggest_many(other, ["internal", "midi", "link"]));
-                    return fail_at(format!("sync is \"internal\", \"midi\" or \"link\", not \"{other}\""), other, help);
+                    return fail_at(
+                        format!("clock is \"internal\", \"midi\" or \"link\", not \"{other}\""),
+                        other,
+                        help,
+                    );
                 }
             };
             lock(&s).set.sync = mode;
@@ -529,9 +605,9 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         }
     };
     let f = sync(state.clone());
-    engine.register_fn("sync", move |m: Dynamic| f(m, None));
+    engine.register_fn("clock", move |m: Dynamic| f(m, None));
     let f = sync(state.clone());
-    engine.register_fn("sync", move |m: Dynamic, q: Dynamic| f(m, Some(q)));
+    engine.register_fn("clock", move |m: Dynamic, q: Dynamic| f(m, Some(q)));
 
     let s = state.clone();
     engine.register_fn("master", move |map: Map| -> Res<()> {
@@ -549,11 +625,21 @@ pub fn register(engine: &mut Engine, state: &Shared) {
                     st.set.master.mode = match text(&v, "master mode")?.as_str() {
                         "softclip" => MasterMode::SoftClip,
                         "limiter" => MasterMode::Limiter,
-                        other => return fail_at(format!("master mode is \"softclip\" or \"limiter\", not \"{other}\""), other, None),
+                        other => {
+                            return fail_at(
+                                format!("master mode is \"softclip\" or \"limiter\", not \"{other}\""),
+                                other,
+                                None,
+                            );
+                        }
                     }
                 }
                 other => {
-                    return fail_at(format!("master takes gain and mode, not {other}"), other, did_you_mean(&suggest_many(other, ["gain", "mode"])));
+                    return fail_at(
+                        format!("master takes gain and mode, not {other}"),
+                        other,
+                        did_you_mean(&suggest_many(other, ["gain", "mode"])),
+                    );
                 }
             }
         }
@@ -588,14 +674,17 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         declare(&mut st, n, spec, ctx.call_position())
     });
     let s = state.clone();
-    engine.register_fn("channel", move |ctx: rhai::NativeCallContext, n: Dynamic, name: Dynamic, map: Map| -> Res<ChannelRef> {
-        let n = channel_number(&n)?;
-        let mut st = lock(&s);
-        let name = text(&name, "an instrument")?;
-        let mut spec = preset_channel(&st.lib, &name)?;
-        apply_map(&mut spec, &st.lib, &map)?;
-        declare(&mut st, n, spec, ctx.call_position())
-    });
+    engine.register_fn(
+        "channel",
+        move |ctx: rhai::NativeCallContext, n: Dynamic, name: Dynamic, map: Map| -> Res<ChannelRef> {
+            let n = channel_number(&n)?;
+            let mut st = lock(&s);
+            let name = text(&name, "an instrument")?;
+            let mut spec = preset_channel(&st.lib, &name)?;
+            apply_map(&mut spec, &st.lib, &map)?;
+            declare(&mut st, n, spec, ctx.call_position())
+        },
+    );
     let s = state.clone();
     engine.register_fn("drums", move |ctx: rhai::NativeCallContext, n: Dynamic| -> Res<ChannelRef> {
         let n = channel_number(&n)?;
@@ -646,16 +735,13 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         lock(&g).set.channels.get(&c.number).map(|s| s.voices as INT).unwrap_or(0)
     });
     let s = state.clone();
-    engine.register_set(
-        "voices",
-        move |c: &mut ChannelRef, v: Dynamic| -> Res<()> {
-            let n = voices(&v)?;
-            if let Some(spec) = lock(&s).set.channels.get_mut(&c.number) {
-                spec.voices = n;
-            }
-            Ok(())
-        },
-    );
+    engine.register_set("voices", move |c: &mut ChannelRef, v: Dynamic| -> Res<()> {
+        let n = voices(&v)?;
+        if let Some(spec) = lock(&s).set.channels.get_mut(&c.number) {
+            spec.voices = n;
+        }
+        Ok(())
+    });
     let s = state.clone();
     engine.register_set("envelope", move |c: &mut ChannelRef, v: Dynamic| -> Res<()> {
         let mut st = lock(&s);
@@ -695,7 +781,9 @@ pub fn register(engine: &mut Engine, state: &Shared) {
                 return fail(format!("CC number {} is outside 0..127", fmt_num(n as f32)));
             }
             let name = text(&param, "a parameter name")?;
-            let Some(p) = Param::from_name(&name) else { return unknown_param(&name) };
+            let Some(p) = Param::from_name(&name) else {
+                return unknown_param(&name);
+            };
             if matches!(p.info().kind, Kind::Choice(_) | Kind::Toggle) {
                 return fail(format!("{name} is not a number and cannot follow a CC"));
             }
@@ -721,10 +809,18 @@ pub fn register(engine: &mut Engine, state: &Shared) {
                                         }
                                         true
                                     }
-                                    other => return fail_at(format!("curve is \"linear\" or \"exp\", not \"{other}\""), other, None),
+                                    other => {
+                                        return fail_at(
+                                            format!("curve is \"linear\" or \"exp\", not \"{other}\""),
+                                            other,
+                                            None,
+                                        );
+                                    }
                                 }
                             }
-                            other => return fail_at(format!("cc options are channel and curve, not {other}"), other, None),
+                            other => {
+                                return fail_at(format!("cc options are channel and curve, not {other}"), other, None);
+                            }
                         }
                     }
                 }
@@ -742,7 +838,9 @@ pub fn register(engine: &mut Engine, state: &Shared) {
     let f = cc(state.clone());
     engine.register_fn("cc", move |n: Dynamic, p: Dynamic, lo: Dynamic, hi: Dynamic| f(n, p, lo, hi, None));
     let f = cc(state.clone());
-    engine.register_fn("cc", move |n: Dynamic, p: Dynamic, lo: Dynamic, hi: Dynamic, o: Dynamic| f(n, p, lo, hi, Some(o)));
+    engine.register_fn("cc", move |n: Dynamic, p: Dynamic, lo: Dynamic, hi: Dynamic, o: Dynamic| {
+        f(n, p, lo, hi, Some(o))
+    });
 
     // Patterns.
     let pat = |s: Shared| {
@@ -763,7 +861,10 @@ pub fn register(engine: &mut Engine, state: &Shared) {
                     let drums = st.set.channels.get(&ch).is_some_and(|c| c.is_drums());
                     let beats = number(&what, "a pattern's length in beats")?;
                     if beats <= 0.0 || beats > 1024.0 {
-                        return fail(format!("pattern {name} is {} beats long; a pattern is 0..1024 beats", fmt_num(beats as f32)));
+                        return fail(format!(
+                            "pattern {name} is {} beats long; a pattern is 0..1024 beats",
+                            fmt_num(beats as f32)
+                        ));
                     }
                     let hits = hits(&st.lib, &list, drums, &format!("pattern {name}"))?;
                     place_pattern(&mut st, &name, ch, PatternDef { beats, meter: None, hits }, None, opts)
@@ -778,7 +879,9 @@ pub fn register(engine: &mut Engine, state: &Shared) {
     let f = pat(state.clone());
     engine.register_fn("pattern", move |n: Dynamic, c: Dynamic, b: Dynamic, l: Array| f(n, c, b, Some(l), None));
     let f = pat(state.clone());
-    engine.register_fn("pattern", move |n: Dynamic, c: Dynamic, b: Dynamic, l: Array, o: Map| f(n, c, b, Some(l), Some(o)));
+    engine.register_fn("pattern", move |n: Dynamic, c: Dynamic, b: Dynamic, l: Array, o: Map| {
+        f(n, c, b, Some(l), Some(o))
+    });
 
     // Library definitions (the stdlib uses these; sets may too).
     let s = state.clone();
@@ -788,7 +891,8 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         let Some(synth) = map.get("synth") else {
             return fail(format!("instrument {name} needs a synth"));
         };
-        let mut def = InstrumentDef { synth: text(synth, "synth")?, envelope: None, options: Vec::new(), params: Vec::new() };
+        let mut def =
+            InstrumentDef { synth: text(synth, "synth")?, envelope: None, options: Vec::new(), params: Vec::new() };
         let mut scratch = ParamValues::default();
         for (k, v) in &map {
             match k.as_str() {
@@ -803,7 +907,9 @@ pub fn register(engine: &mut Engine, state: &Shared) {
                 }
                 "synth_kw" => def.options = options_of(v)?,
                 pname => {
-                    let Some(p) = Param::from_name(pname) else { return unknown_param(pname) };
+                    let Some(p) = Param::from_name(pname) else {
+                        return unknown_param(pname);
+                    };
                     set_param(&mut scratch, p, v)?;
                     def.params.push((p, scratch.get(p)));
                 }

@@ -57,7 +57,9 @@ impl Diagnostic {
         let line = self.source[start_of_line..].lines().next().unwrap_or("");
         let col_byte = line.char_indices().nth(self.column.saturating_sub(1)).map(|(i, _)| i).unwrap_or(line.len());
         if let Some(tok) = &self.token {
-            if let Some(i) = line[col_byte..].find(tok.as_str()).map(|i| i + col_byte).or_else(|| line.find(tok.as_str())) {
+            if let Some(i) =
+                line[col_byte..].find(tok.as_str()).map(|i| i + col_byte).or_else(|| line.find(tok.as_str()))
+            {
                 return Some(start_of_line + i..start_of_line + i + tok.len());
             }
         }
@@ -219,12 +221,17 @@ pub fn from_eval_error(
                 .map(|i| sig[i + 1..].trim_end_matches(')').split(',').filter(|s| !s.trim().is_empty()).collect())
                 .unwrap_or_default();
             if let Some(prop) = name.strip_prefix("set$").or_else(|| name.strip_prefix("get$")) {
-                let names: Vec<&str> = crate::params::PARAMS.iter().map(|p| p.name).chain(super::api::CHANNEL_PROPERTIES.iter().copied()).collect();
+                let names: Vec<&str> = crate::params::PARAMS
+                    .iter()
+                    .map(|p| p.name)
+                    .chain(super::api::CHANNEL_PROPERTIES.iter().copied())
+                    .collect();
                 if args.first().is_some_and(|a| a.contains("ChannelRef")) {
                     d.message = format!("unknown channel property {prop}");
                     d.label = did_you_mean(&suggest_many(prop, names));
                 } else {
-                    d.message = format!("{prop} is not a property of {}", type_word(args.first().copied().unwrap_or("")));
+                    d.message =
+                        format!("{prop} is not a property of {}", type_word(args.first().copied().unwrap_or("")));
                 }
                 d.token = Some(prop.to_string());
             } else if let Some(help) = usage(&name) {
@@ -246,7 +253,8 @@ pub fn from_eval_error(
             d.token = Some(name.clone());
         }
         EvalAltResult::ErrorModuleNotFound(name, _) => {
-            d.message = format!("cannot import \"{name}\": no {name}.rhai beside the set and no stdlib module of that name");
+            d.message =
+                format!("cannot import \"{name}\": no {name}.rhai beside the set and no stdlib module of that name");
             d.token = Some(name.clone());
         }
         EvalAltResult::ErrorTooManyOperations(_) => {
@@ -262,9 +270,13 @@ pub fn from_eval_error(
             d.message = format!("expected {}, found {}", type_word(want), type_word(got));
         }
         EvalAltResult::ErrorArithmetic(msg, _) => d.message = sentence(msg),
-        EvalAltResult::ErrorArrayBounds(len, i, _) => d.message = format!("index {i} is outside the list (it has {len} items)"),
+        EvalAltResult::ErrorArrayBounds(len, i, _) => {
+            d.message = format!("index {i} is outside the list (it has {len} items)")
+        }
         EvalAltResult::ErrorIndexingType(t, _) => d.message = format!("{} cannot be indexed", type_word(t)),
-        EvalAltResult::ErrorAssignmentToConstant(name, _) => d.message = format!("{name} is a constant and cannot change"),
+        EvalAltResult::ErrorAssignmentToConstant(name, _) => {
+            d.message = format!("{name} is a constant and cannot change")
+        }
         EvalAltResult::ErrorDotExpr(msg, _) => d.message = sentence(msg),
         EvalAltResult::ErrorFor(_) => d.message = "for needs a range or a list to loop over".into(),
         other => d.message = sentence(&other.to_string()),

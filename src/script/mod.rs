@@ -50,7 +50,13 @@ struct Resolver {
 }
 
 impl ModuleResolver for Resolver {
-    fn resolve(&self, engine: &Engine, _source: Option<&str>, path: &str, pos: Position) -> Result<RhaiShared<Module>, Box<EvalAltResult>> {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        _source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<RhaiShared<Module>, Box<EvalAltResult>> {
         let not_found = || Box::new(EvalAltResult::ErrorModuleNotFound(path.to_string(), pos));
         let safe = !path.is_empty() && !path.contains("..") && !Path::new(path).is_absolute() && !path.contains(':');
         let local = self.base.as_ref().filter(|_| safe).map(|b| b.join(format!("{path}.rhai"))).filter(|p| p.is_file());
@@ -66,7 +72,11 @@ impl ModuleResolver for Resolver {
         };
         self.read.lock().unwrap_or_else(|p| p.into_inner()).push((name.clone(), file, text.clone()));
         let mut ast = engine.compile(&text).map_err(|e| {
-            Box::new(EvalAltResult::ErrorInModule(name.clone(), Box::new(EvalAltResult::ErrorParsing(e.err_type().clone(), e.position())), pos))
+            Box::new(EvalAltResult::ErrorInModule(
+                name.clone(),
+                Box::new(EvalAltResult::ErrorParsing(e.err_type().clone(), e.position())),
+                pos,
+            ))
         })?;
         ast.set_source(name.as_str());
         let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
@@ -157,7 +167,14 @@ impl ScriptHost {
 
     /// Evaluates script text named `name`, on top of `base` (an empty set for a
     /// file; the live set for REPL lines, with `repl` allowing redeclaration).
-    pub fn eval_source(&self, name: &str, text: &str, folder: Option<PathBuf>, base: Set, repl: bool) -> Result<Evaluated, Diagnostic> {
+    pub fn eval_source(
+        &self,
+        name: &str,
+        text: &str,
+        folder: Option<PathBuf>,
+        base: Set,
+        repl: bool,
+    ) -> Result<Evaluated, Diagnostic> {
         let state: Shared = Arc::new(Mutex::new(EvalState::new((*self.stdlib).clone(), base, repl)));
         let read = Arc::new(Mutex::new(Vec::new()));
         let engine = Self::engine(&state, folder, read.clone());
@@ -172,7 +189,13 @@ impl ScriptHost {
         drop(engine);
         result?;
         let st = Arc::try_unwrap(state).ok().expect("engine dropped").into_inner().unwrap_or_else(|p| p.into_inner());
-        let files = read.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|(_, f, _)| !f.as_os_str().is_empty()).map(|(_, f, _)| f.clone()).collect();
+        let files = read
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, f, _)| !f.as_os_str().is_empty())
+            .map(|(_, f, _)| f.clone())
+            .collect();
         Ok(Evaluated { set: st.set, files, printed: st.printed, gm: st.lib.gm })
     }
 }

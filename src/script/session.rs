@@ -108,7 +108,11 @@ impl Session {
             self.running.printed = next.printed;
             let dropped = std::mem::take(&mut self.tweaks);
             let ms = t0.elapsed().as_secs_f64() * 1e3;
-            return if dropped.is_empty() { Reload::Unchanged { ms } } else { Reload::Changed { ms, changes, dropped } };
+            return if dropped.is_empty() {
+                Reload::Unchanged { ms }
+            } else {
+                Reload::Changed { ms, changes, dropped }
+            };
         }
         if let Err(e) = out.publish_set(&next.set) {
             let mut d = Diagnostic::new(&self.path.display().to_string(), "", rhai::Position::NONE, e.to_string());

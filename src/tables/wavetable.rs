@@ -74,7 +74,9 @@ impl Wavetables {
             t.into_boxed_slice()
         };
         let saw = |h: usize| 2.0 / PI * if h % 2 == 1 { 1.0 } else { -1.0 } / h as f64;
-        let square = |h: usize| if h % 2 == 1 { 4.0 / (PI * h as f64) } else { 0.0 };
+        let square = |h: usize| {
+            if h % 2 == 1 { 4.0 / (PI * h as f64) } else { 0.0 }
+        };
         let triangle = |h: usize| {
             if h % 2 == 1 {
                 let sign = if (h / 2) % 2 == 0 { 1.0 } else { -1.0 };

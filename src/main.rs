@@ -1,0 +1,77 @@
+//! The `jamrig` command: parses arguments and calls into the library.
+
+use clap::{Parser, Subcommand};
+use jamrig::offline::job::{self, RenderJob, ScriptFailure};
+use jamrig::offline::{Length, wav::SampleFormat};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "jamrig", version, about = "A live-coding host for a MIDI-driven synth rig")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render a set (and optionally a MIDI file) to a WAV file, faster than real time.
+    Render {
+        /// The set (a .rhai file); without one, the built-in example set plays.
+        set: Option<PathBuf>,
+        /// The WAV file to write.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// A Standard MIDI File to play through the set's channels.
+        #[arg(long)]
+        midi: Option<PathBuf>,
+        /// Length in bars (at the set's tempo and meter).
+        #[arg(long, conflicts_with = "seconds")]
+        bars: Option<f64>,
+        /// Length in seconds.
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Sample rate in Hz.
+        #[arg(long, default_value_t = 48000)]
+        rate: u32,
+        /// Sample format: s16, s24 or f32.
+        #[arg(long, default_value = "s16")]
+        format: SampleFormat,
+    },
+    /// Evaluate and validate a set, print the rig; exits non-zero on error.
+    Check { set: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Render { set, out, midi, bars, seconds, rate, format } => {
+            let length = match (bars, seconds) {
+                (Some(b), _) => Length::Bars(b),
+                (_, Some(s)) => Length::Seconds(s),
+                _ => Length::Auto,
+            };
+            let job = RenderJob { set, out: out.clone(), midi, length, sample_rate: rate, format };
+            job::run(&job).map(|r| {
+                eprintln!(
+                    "wrote {} ({:.1} s of audio in {:.2} s, {:.0}x real time)",
+                    out.display(),
+                    r.seconds,
+                    r.elapsed.as_secs_f64(),
+                    r.seconds / r.elapsed.as_secs_f64().max(1e-9)
+                );
+            })
+        }
+        Command::Check { set } => job::check(&set).map(|s| print!("{s}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<ScriptFailure>() {
+                Some(f) => eprint!("{f}"),
+                None => eprintln!("error: {e:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The `jamrig render` job: evaluate the set (or the built-in example), read an
+//! optional MIDI file, render to the requested length with a progress bar on a
+//! terminal, and write the WAV atomically. Runs on the caller's thread.
+
+use super::render::{DEFAULT_BARS, Length, Renderer, TAIL_SECONDS};
+use super::wav::{self, SampleFormat};
+use crate::script::ScriptHost;
+use crate::script::diagnostic::Diagnostic;
+use anyhow::{Context, Result, bail};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+/// The example set rendered when no set is named.
+pub const BUILTIN_SET: &str = include_str!("../../examples/set.rhai");
+pub const BUILTIN_NAME: &str = "examples/set.rhai (built in)";
+
+pub struct RenderJob {
+    pub set: Option<PathBuf>,
+    pub out: PathBuf,
+    pub midi: Option<PathBuf>,
+    pub length: Length,
+    pub sample_rate: u32,
+    pub format: SampleFormat,
+}
+
+/// Supported output rates.
+pub const RATES: std::ops::RangeInclusive<u32> = 8000..=192_000;
+
+/// What a render produced.
+pub struct Rendered {
+    pub frames: usize,
+    pub seconds: f64,
+    pub elapsed: std::time::Duration,
+}
+
+/// Errors that are a script diagnostic (printed as the full report).
+#[derive(Debug)]
+pub struct ScriptFailure(pub Diagnostic);
+
+impl std::fmt::Display for ScriptFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.render())
+    }
+}
+
+impl std::error::Error for ScriptFailure {}
+
+pub fn run(job: &RenderJob) -> Result<Rendered> {
+    if !RATES.contains(&job.sample_rate) {
+        bail!("--rate {} is outside {}..{} Hz", job.sample_rate, RATES.start(), RATES.end());
+    }
+    match job.length {
+        Length::Bars(b) if !(b > 0.0 && b <= 10_000.0) => {
+            bail!("--bars must be between 0 and 10000")
+        }
+        Length::Seconds(s) if !(s > 0.0 && s <= 36_000.0) => {
+            bail!("--seconds must be between 0 and 36000")
+        }
+        _ => {}
+    }
+    if job.out.is_dir() {
+        bail!("{} is a folder; give a file name for the WAV", job.out.display());
+    }
+    let host = ScriptHost::new().map_err(ScriptFailure)?;
+    let evaluated = match &job.set {
+        Some(path) => host.eval_file(path).map_err(ScriptFailure)?,
+        None => host.eval_source(BUILTIN_NAME, BUILTIN_SET, None, Default::default(), false).map_err(ScriptFailure)?,
+    };
+    let set = evaluated.set;
+    let sr = job.sample_rate as f64;
+    let midi = match &job.midi {
+        Some(p) => Some(super::midifile::read(p, sr)?),
+        None => None,
+    };
+    let seconds_per_bar = set.beats_per_bar * 60.0 / set.tempo_bpm;
+    let seconds = match job.length {
+        Length::Bars(b) => b * seconds_per_bar,
+        Length::Seconds(s) => s,
+        Length::Auto => match &midi {
+            Some((_, end)) => *end as f64 / sr + TAIL_SECONDS,
+            None => DEFAULT_BARS * seconds_per_bar,
+        },
+    };
+    let frames = (seconds * sr).round() as usize;
+    let t0 = std::time::Instant::now();
+    let mut r = Renderer::new(&set, job.sample_rate).context("cannot build the rig")?;
+    if let Some((events, _)) = midi {
+        r.add_events(events);
+    }
+    let mut samples = vec![0.0f32; frames * 2];
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let pb = indicatif::ProgressBar::new(frames as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("rendering {bar:30} {percent}% {eta}").expect("static template"),
+        );
+        pb
+    });
+    // Chunks of about a second keep the bar moving.
+    let chunk = job.sample_rate as usize * 2;
+    for part in samples.chunks_mut(chunk) {
+        r.render_into(part, super::render::DEFAULT_BLOCK);
+        if let Some(pb) = &bar {
+            pb.inc((part.len() / 2) as u64);
+        }
+    }
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    let elapsed = t0.elapsed();
+    wav::write(&job.out, &samples, job.sample_rate, job.format)?;
+    Ok(Rendered { frames, seconds, elapsed })
+}
+
+/// `jamrig check`: evaluates and validates a set, returning its description.
+pub fn check(path: &Path) -> Result<String> {
+    let host = ScriptHost::new().map_err(ScriptFailure)?;
+    let ev = host.eval_file(path).map_err(ScriptFailure)?;
+    crate::rig::build::build(&ev.set, None)?;
+    let mut s = format!("{}: ok\n", path.display());
+    s.push_str(&crate::rig::describe::describe(&ev.set));
+    for line in &ev.printed {
+        s.push_str(&format!("printed: {line}\n"));
+    }
+    Ok(s)
+}
