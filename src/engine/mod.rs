@@ -539,8 +539,13 @@ impl Engine {
             let same = self.sequencer.current().is_some_and(|c| Arc::ptr_eq(c, &p));
             if same {
                 self.retire(Garbage::Patterns(p));
-            } else if let Some(old) = self.sequencer.replace(p, &self.transport, frame, next.beats_per_bar) {
-                self.retire(Garbage::Patterns(old));
+                if let Some(queued) = self.sequencer.cancel_pending() {
+                    self.retire(Garbage::Patterns(queued));
+                }
+            } else {
+                for old in self.sequencer.replace(p, &self.transport, frame, next.beats_per_bar).into_iter().flatten() {
+                    self.retire(Garbage::Patterns(old));
+                }
             }
         }
         std::mem::replace(&mut self.snapshot, next)

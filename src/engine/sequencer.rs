@@ -28,19 +28,17 @@ impl Sequencer {
     }
 
     /// Queues `next` to take over at the first bar line at or after `beat` (at once
-    /// if the transport is stopped). Returns the pattern set it replaces, to be
-    /// retired off the audio thread.
+    /// if the transport is stopped). Returns the pattern sets it lets go of, to be
+    /// retired off the audio thread (never dropped here).
     pub fn replace(
         &mut self,
         next: Arc<PatternSet>,
         transport: &Transport,
         frame: u64,
         beats_per_bar: f64,
-    ) -> Option<Arc<PatternSet>> {
+    ) -> [Option<Arc<PatternSet>>; 2] {
         if !transport.is_playing() || self.current.is_none() {
-            let old = self.pending.take();
-            let prev = self.current.replace(next);
-            return prev.or(old);
+            return [self.current.replace(next), self.pending.take()];
         }
         let beat = transport.beat_at(frame);
         let bar = beats_per_bar.max(1e-3);
@@ -49,7 +47,12 @@ impl Sequencer {
             at += bar;
         }
         self.switch_beat = at;
-        self.pending.replace(next)
+        [self.pending.replace(next), None]
+    }
+
+    /// Keeps the running patterns: drops a queued change (returned for retirement).
+    pub fn cancel_pending(&mut self) -> Option<Arc<PatternSet>> {
+        self.pending.take()
     }
 
     /// Emits the hits in frames `[a, b)`; returns a replaced pattern set to retire.

@@ -1,0 +1,138 @@
+//! The realtime contract: the engine's process path (snapshot adoption and reload
+//! included, with bursts of every kind of event) never allocates or frees. Every
+//! call runs under `assert_no_alloc`, which counts violations in this build.
+
+use assert_no_alloc::{AllocDisabler, assert_no_alloc, reset_violation_count, violation_count};
+use jamrig::engine::event::{Event, EventKind};
+use jamrig::offline::Renderer;
+use jamrig::rig::Set;
+use std::sync::atomic::Ordering::Relaxed;
+
+mod common;
+
+#[global_allocator]
+static ALLOCATOR: AllocDisabler = AllocDisabler;
+
+/// Two sets that differ in every way a reload can: parameters, an instrument, a
+/// channel removed and one added, patterns, CC map, tempo.
+fn sets() -> (Set, Set) {
+    let a = common::set(
+        r#"
+        tempo(120);
+        channel(1, "synth_bass", #{ reverb: 0.3, delay: 0.3, chorus: 0.4, phaser: 0.3, tremolo_depth: 0.3 });
+        channel(2, #{ synth: "fm", envelope: "pad", lowpass: 900.0, distortion: 0.5, saturation: 0.4 });
+        channel(3, "pluck_synth", #{ highpass: 200.0, voices: 4 });
+        channel(4, "synth_pad");
+        drums(10);
+        cc(74, "lowpass", 200.0, 8000.0);
+        cc(71, "reverb", 0.0, 0.8, 2);
+        pattern("beat", 10, "rock");
+        pattern("bass", 1, 4.0, [[0.0, "A1", 100, 0.5], [1.5, "C2", 90, 0.25], [2.0, "E2", 100, 0.5]]);
+        "#,
+    );
+    let b = common::set(
+        r#"
+        tempo(133);
+        channel(1, "organ", #{ reverb: 0.6, delay_time: 0.5 });
+        channel(2, #{ synth: "fm", envelope: "pad", lowpass: 3000.0, fm_index: 8.0 });
+        channel(5, "supersaw", #{ detune: 20.0, sub_osc: 0.5, noise_mix: 0.2 });
+        channel(4, "synth_pad", #{ volume: 0.2 });
+        drums(10, #{ volume: 0.9 });
+        cc(74, "lowpass", 300.0, 6000.0, 5);
+        pattern("beat", 10, "house", #{ fill: "house", every: 2 });
+        pattern("lead", 5, 2.0, [[0.0, "A4", 100, 0.2], [0.5, "C5", 90, 0.2], [1.0, "E5", 100, 0.2]]);
+        "#,
+    );
+    (a, b)
+}
+
+/// Every kind of event, at frames inside the next block.
+fn burst(base: u64, round: usize) -> Vec<Event> {
+    let mut evs = Vec::new();
+    let f = |k: u64| base + k * 7;
+    for n in 0..24u8 {
+        let ch = n % 6;
+        evs.push(Event::new(f(n as u64), EventKind::NoteOn { channel: ch, note: 40 + n, velocity: 100 }));
+    }
+    for n in 0..12u8 {
+        evs.push(Event::new(f(30 + n as u64), EventKind::NoteOff { channel: n % 6, note: 40 + n }));
+    }
+    for note in [36u8, 38, 42, 46, 44, 49, 51] {
+        evs.push(Event::new(f(40), EventKind::NoteOn { channel: 9, note, velocity: 110 }));
+    }
+    evs.push(Event::new(f(41), EventKind::Control { channel: 0, cc: 74, value: (round % 128) as u8 }));
+    evs.push(Event::new(f(42), EventKind::Control { channel: 1, cc: 71, value: 64 }));
+    evs.push(Event::new(f(43), EventKind::Control { channel: 2, cc: 64, value: 127 }));
+    evs.push(Event::new(f(44), EventKind::Control { channel: 2, cc: 64, value: 0 }));
+    evs.push(Event::new(f(45), EventKind::Control { channel: 3, cc: 7, value: 90 }));
+    evs.push(Event::new(f(46), EventKind::Control { channel: 3, cc: 10, value: 20 }));
+    evs.push(Event::new(f(47), EventKind::Control { channel: 4, cc: 123, value: 0 }));
+    evs.push(Event::new(f(48), EventKind::Control { channel: 4, cc: 120, value: 0 }));
+    evs.push(Event::new(f(49), EventKind::PitchBend { channel: 0, value: (round as i16 * 97) % 8000 }));
+    evs.push(Event::new(f(50), EventKind::Program { channel: 1, program: 5 }));
+    evs.push(Event::new(f(51), EventKind::Pressure { channel: 1, value: 50 }));
+    match round % 50 {
+        10 => evs.push(Event::new(f(52), EventKind::Stop)),
+        11 => evs.push(Event::new(f(52), EventKind::Continue)),
+        20 => evs.push(Event::new(f(52), EventKind::Start)),
+        30 => evs.push(Event::new(f(52), EventKind::Tempo(90.0 + round as f32 % 60.0))),
+        40 => evs.push(Event::new(f(52), EventKind::Panic)),
+        _ => evs.push(Event::new(f(52), EventKind::Clock)),
+    }
+    evs
+}
+
+#[test]
+fn the_detector_sees_allocations() {
+    reset_violation_count();
+    assert_no_alloc(|| {
+        let v: Vec<u64> = Vec::with_capacity(64);
+        std::hint::black_box(v);
+    });
+    assert!(violation_count() > 0, "assert_no_alloc is not active in this build: the realtime test would prove nothing");
+    reset_violation_count();
+}
+
+#[test]
+fn process_never_allocates_across_1000_snapshot_swaps_and_event_bursts() {
+    let (a, b) = sets();
+    let Renderer { mut engine, mut controller, .. } = Renderer::with_tables(&a, common::tables(48000)).expect("rig");
+    let sizes = [16usize, 64, 100, 128, 512, 4096];
+    let mut out = vec![0.0f32; 4096 * 2];
+    for round in 0..1000 {
+        // Control side (allocation allowed): publish the other set, send a burst.
+        controller.publish_set(if round % 2 == 0 { &b } else { &a }).expect("publish");
+        for ev in burst(engine.frames_out(), round) {
+            controller.send(ev);
+        }
+        let frames = sizes[round % sizes.len()];
+        let buf = &mut out[..frames * 2];
+        reset_violation_count();
+        assert_no_alloc(|| engine.process(buf, 2));
+        assert_eq!(violation_count(), 0, "the process path allocated or freed in round {round} ({frames} frames)");
+        assert!(buf.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
+        controller.collect();
+    }
+    let stats = controller.stats();
+    assert_eq!(stats.snapshots_adopted.load(Relaxed), 1000, "every published snapshot was adopted");
+    assert_eq!(stats.trash_overflow.load(Relaxed), 0);
+    assert!(stats.voices_stolen.load(Relaxed) > 0, "the bursts exercised voice stealing");
+}
+
+#[test]
+fn retired_snapshots_are_freed_on_the_control_side() {
+    let (a, b) = sets();
+    let Renderer { mut engine, mut controller, .. } = Renderer::with_tables(&a, common::tables(48000)).expect("rig");
+    let mut out = vec![0.0f32; 256];
+    // Publish several times without collecting: retired snapshots wait in the queue
+    // for the control side; the engine neither frees nor loses them.
+    for i in 0..3 {
+        controller.publish_set(if i % 2 == 0 { &b } else { &a }).expect("publish");
+        reset_violation_count();
+        assert_no_alloc(|| engine.process(&mut out, 2));
+        assert_eq!(violation_count(), 0);
+    }
+    assert_eq!(controller.stats().trash_overflow.load(Relaxed), 0);
+    controller.collect();
+    assert!(!controller.has_pending());
+}
