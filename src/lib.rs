@@ -8,6 +8,7 @@
 
 pub mod dsp;
 pub mod engine;
+pub mod live;
 pub mod offline;
 pub mod params;
 pub mod rig;

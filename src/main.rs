@@ -2,7 +2,10 @@
 
 use clap::{Parser, Subcommand};
 use jamrig::offline::job::{self, RenderJob, ScriptFailure};
+use jamrig::live::PlayOutcome;
+use jamrig::live::control::PlayOptions;
 use jamrig::offline::{Length, wav::SampleFormat};
+use jamrig::rig::set::SyncMode;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,6 +18,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Play a set live: audio out, MIDI in, a REPL, and reload on save.
+    Play {
+        /// The set (a .rhai file).
+        set: PathBuf,
+        /// MIDI input: a name (case-insensitive part of it) or an index from `jamrig ports`.
+        #[arg(long)]
+        port: Option<String>,
+        /// Audio buffer in frames (a JACK server sets its own).
+        #[arg(long, default_value_t = 128)]
+        buffer: u32,
+        /// Audio output device: part of its name, from `jamrig ports`.
+        #[arg(long)]
+        device: Option<String>,
+        /// No REPL: play until SIGINT or SIGTERM.
+        #[arg(long)]
+        no_repl: bool,
+        /// Do not reload the set when it is saved.
+        #[arg(long)]
+        no_watch: bool,
+        /// Where the transport takes tempo and start/stop from (overrides the set's clock).
+        #[arg(long, value_parser = ["internal", "midi", "link"])]
+        sync: Option<String>,
+    },
+    /// List MIDI inputs and audio outputs.
+    Ports,
     /// Render a set (and optionally a MIDI file) to a WAV file, faster than real time.
     Render {
         /// The set (a .rhai file); without one, the built-in example set plays.
@@ -42,9 +70,35 @@ enum Command {
     Check { set: PathBuf },
 }
 
+/// Exit status when there is no usable audio output.
+const EXIT_NO_AUDIO: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Play { set, port, buffer, device, no_repl, no_watch, sync } => {
+            let sync = sync.map(|s| match s.as_str() {
+                "midi" => SyncMode::Midi,
+                "link" => SyncMode::Link { quantum: 4.0 },
+                _ => SyncMode::Internal,
+            });
+            let opts = PlayOptions { set, port, buffer, device, repl: !no_repl, watch: !no_watch, sync };
+            return match jamrig::live::play(opts) {
+                PlayOutcome::Stopped => ExitCode::SUCCESS,
+                PlayOutcome::NoAudio(msg) => {
+                    eprintln!("error: {msg}");
+                    ExitCode::from(EXIT_NO_AUDIO)
+                }
+                PlayOutcome::Failed(msg) => {
+                    eprint!("{}", if msg.starts_with("error") { msg } else { format!("error: {msg}\n") });
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Ports => {
+            print!("{}", jamrig::live::ports());
+            Ok(())
+        }
         Command::Render { set, out, midi, bars, seconds, rate, format } => {
             let length = match (bars, seconds) {
                 (Some(b), _) => Length::Bars(b),

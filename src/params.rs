@@ -186,6 +186,37 @@ pub fn fmt_num(v: f32) -> String {
     }
 }
 
+/// The parameter reference as a Markdown table (the set-language reference embeds
+/// it; a test keeps the two identical).
+pub fn reference_table() -> String {
+    let mut s = String::from("| parameter | unit | range | default | what it does |\n|---|---|---|---|---|\n");
+    for info in PARAMS {
+        let range = match info.kind {
+            Kind::Number { min, max } => format!("{}..{}", fmt_num(min), fmt_num(max)),
+            Kind::Cutoff { min, max } => format!("0 (off) or {}..{}", fmt_num(min), fmt_num(max)),
+            Kind::Choice(names) => names.join(", "),
+            Kind::Toggle => "true, false".to_string(),
+        };
+        let default = match info.kind {
+            Kind::Choice(names) => names[info.default as usize].to_string(),
+            Kind::Toggle => (info.default != 0.0).to_string(),
+            Kind::Cutoff { .. } if info.default == 0.0 => "0 (off)".to_string(),
+            _ => fmt_num(info.default),
+        };
+        let note = if info.rendered { "" } else { " (kept, not rendered yet)" };
+        s.push_str(&format!(
+            "| `{}` | {} | {} | {} | {}{} |\n",
+            info.name,
+            if info.unit.is_empty() { "" } else { info.unit },
+            range,
+            default,
+            info.doc,
+            note
+        ));
+    }
+    s
+}
+
 /// A full set of parameter values, indexed by [`Param`].
 #[derive(Clone, Copy, PartialEq)]
 pub struct ParamValues(pub [f32; NUM_PARAMS]);

@@ -66,7 +66,6 @@ pub enum Garbage {
 }
 
 /// Counters and meters the engine publishes for the REPL and tests (atomics only).
-#[derive(Default)]
 pub struct EngineStats {
     pub frames: AtomicU64,
     pub snapshots_adopted: AtomicU64,
@@ -88,12 +87,47 @@ pub struct EngineStats {
     /// Peak level per channel since last read (f32 bits; read with `swap(0)`).
     pub peaks: [AtomicU32; MAX_CHANNELS],
     pub master_peak: AtomicU32,
+    /// CC positions per channel and parameter (f32 bits; NaN = none), for `:save`.
+    pub overrides: [[AtomicU32; NUM_PARAMS]; MAX_CHANNELS],
+    /// Program changes ignored because the program's synth is not available.
+    pub programs_ignored: AtomicU64,
     pub playing: AtomicBool,
     pub tempo_bits: AtomicU64,
     pub beat_bits: AtomicU64,
 }
 
+impl Default for EngineStats {
+    fn default() -> Self {
+        EngineStats {
+            frames: AtomicU64::new(0),
+            snapshots_adopted: AtomicU64::new(0),
+            events_dropped: AtomicU64::new(0),
+            events_late: AtomicU64::new(0),
+            events_overflow: AtomicU64::new(0),
+            note_offs_overflow: AtomicU64::new(0),
+            voices_stolen: AtomicU64::new(0),
+            voices_cut: AtomicU64::new(0),
+            trash_overflow: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
+            voices: Default::default(),
+            peaks: Default::default(),
+            master_peak: AtomicU32::new(0),
+            overrides: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU32::new(f32::NAN.to_bits()))),
+            programs_ignored: AtomicU64::new(0),
+            playing: AtomicBool::new(false),
+            tempo_bits: AtomicU64::new(0),
+            beat_bits: AtomicU64::new(0),
+        }
+    }
+}
+
 impl EngineStats {
+    /// The CC position of a channel's parameter, if a CC has set it.
+    pub fn override_of(&self, ch: usize, p: Param) -> Option<f32> {
+        let v = f32::from_bits(self.overrides[ch][p as usize].load(Relaxed));
+        (!v.is_nan()).then_some(v)
+    }
+
     pub fn tempo(&self) -> f64 {
         f64::from_bits(self.tempo_bits.load(Relaxed))
     }
@@ -156,6 +190,8 @@ struct ChannelState {
     bend: Glide,
     bend_raw: i16,
     pedal: bool,
+    /// The program selected by a program change (until the set changes the channel's instrument).
+    program: Option<u8>,
     bus: Bus,
     input: [f32; TICK_FRAMES],
     quiet_ticks: u32,
@@ -175,6 +211,7 @@ impl ChannelState {
             bend: Glide::with_time(0.0, BEND_GLIDE_SECONDS, TICK_FRAMES, sr),
             bend_raw: 0,
             pedal: false,
+            program: None,
             bus: Bus::new(sr, TICK_FRAMES),
             input: [0.0; TICK_FRAMES],
             quiet_ticks: 0,
@@ -264,6 +301,15 @@ impl Master {
             }
         }
     }
+}
+
+/// A channel playing a program's instrument, keeping the channel's volume and pan.
+fn with_program(channel: ChannelConfig, program: ChannelConfig) -> ChannelConfig {
+    let mut c = program;
+    c.params.set(Param::Volume, channel.params.get(Param::Volume));
+    c.params.set(Param::Pan, channel.params.get(Param::Pan));
+    c.voice_limit = channel.voice_limit;
+    c
 }
 
 /// An event ordered within a tick: by frame, then by arrival.
@@ -495,7 +541,19 @@ impl Engine {
                     for i in 0..NUM_PARAMS {
                         if o.params.0[i] != n.params.0[i] {
                             st.overrides[i] = f32::NAN;
+                            self.ports.stats.overrides[ch][i].store(f32::NAN.to_bits(), Relaxed);
                         }
+                    }
+                    let set_changed_instrument = self.snapshot.channels[ch]
+                        .is_some_and(|prev| prev.instrument_id != n.instrument_id || prev.source != n.source);
+                    let mut n = n;
+                    match st.program {
+                        Some(p) if !set_changed_instrument => {
+                            if let Some(prog) = next.programs[p as usize] {
+                                n = with_program(n, prog);
+                            }
+                        }
+                        _ => st.program = None,
                     }
                     if o.instrument_id != n.instrument_id || o.source != n.source {
                         let now = st.now;
@@ -510,6 +568,10 @@ impl Engine {
                 (None, Some(n)) => {
                     let st = &mut self.channels[ch];
                     st.overrides = [f32::NAN; NUM_PARAMS];
+                    st.program = None;
+                    for o in &self.ports.stats.overrides[ch] {
+                        o.store(f32::NAN.to_bits(), Relaxed);
+                    }
                     st.config = Some(n);
                     st.last = n.params;
                     if st.idle {
@@ -791,6 +853,7 @@ impl Engine {
                     st.bend_raw = value.clamp(-8192, 8191);
                 }
             }
+            EventKind::Program { channel, program } => self.program_change(channel, program),
             _ => {}
         }
     }
@@ -879,13 +942,19 @@ impl Engine {
         let map = &self.snapshot.cc_map;
         let specific = map.iter().any(|m| m.cc == cc && m.channel == Some(channel));
         let mut mapped = false;
+        let stats = &self.ports.stats;
         for m in map.iter().filter(|m| m.cc == cc) {
             let v = crate::params::Param::cc_value(m.min, m.max, m.exponential, value);
+            let p = m.param as usize;
             match m.channel {
-                Some(c) if c == channel => self.channels[ch].overrides[m.param as usize] = v,
+                Some(c) if c == channel => {
+                    self.channels[ch].overrides[p] = v;
+                    stats.overrides[ch][p].store(v.to_bits(), Relaxed);
+                }
                 None if !specific => {
-                    for st in self.channels.iter_mut().filter(|s| s.config.is_some()) {
-                        st.overrides[m.param as usize] = v;
+                    for (i, st) in self.channels.iter_mut().enumerate().filter(|(_, s)| s.config.is_some()) {
+                        st.overrides[p] = v;
+                        stats.overrides[i][p].store(v.to_bits(), Relaxed);
                     }
                 }
                 _ => continue,
@@ -897,8 +966,15 @@ impl Engine {
         }
         let sr = self.sr;
         match cc {
-            7 => self.channels[ch].overrides[Param::Volume as usize] = value as f32 / 127.0,
-            10 => self.channels[ch].overrides[Param::Pan as usize] = ((value as f32 - 64.0) / 63.0).clamp(-1.0, 1.0),
+            7 | 10 => {
+                let (p, v) = if cc == 7 {
+                    (Param::Volume, value as f32 / 127.0)
+                } else {
+                    (Param::Pan, ((value as f32 - 64.0) / 63.0).clamp(-1.0, 1.0))
+                };
+                self.channels[ch].overrides[p as usize] = v;
+                self.ports.stats.overrides[ch][p as usize].store(v.to_bits(), Relaxed);
+            }
             64 => {
                 let down = value >= 64;
                 let st = &mut self.channels[ch];
@@ -918,6 +994,9 @@ impl Engine {
             121 => {
                 let st = &mut self.channels[ch];
                 st.overrides = [f32::NAN; NUM_PARAMS];
+                for o in &self.ports.stats.overrides[ch] {
+                    o.store(f32::NAN.to_bits(), Relaxed);
+                }
                 st.bend_raw = 0;
                 st.pedal = false;
             }
@@ -929,6 +1008,32 @@ impl Engine {
             }
             _ => {}
         }
+    }
+
+    /// Selects the General MIDI program's instrument on a channel: new notes use it,
+    /// sounding ones finish on the old sound; volume, pan and drum channels stay.
+    fn program_change(&mut self, channel: u8, program: u8) {
+        let ch = channel as usize;
+        let Some(st) = self.channels.get_mut(ch) else { return };
+        let Some(cfg) = st.config else { return };
+        if cfg.source == Source::Drums {
+            return;
+        }
+        let Some(prog) = self.snapshot.programs.get(program as usize).copied().flatten() else {
+            self.ports.stats.programs_ignored.fetch_add(1, Relaxed);
+            return;
+        };
+        let base = self.snapshot.channels[ch].unwrap_or(cfg);
+        let next = with_program(base, prog);
+        st.program = Some(program);
+        let now = st.now;
+        for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel) {
+            if v.frozen.is_none() && v.instrument_id == cfg.instrument_id {
+                v.frozen = Some(now);
+            }
+        }
+        st.config = Some(next);
+        st.last = next.params;
     }
 
     /// Everything fades out at once; pedals up, bends centred.

@@ -104,6 +104,9 @@ pub struct Snapshot {
     pub master: MasterConfig,
     /// Start the internal transport as soon as this snapshot is adopted, if stopped.
     pub autoplay: bool,
+    /// What a program change selects, per General MIDI program (`None`: the preset's
+    /// synth is not available, the program change is ignored).
+    pub programs: [Option<ChannelConfig>; 128],
 }
 
 impl Default for Snapshot {
@@ -116,6 +119,7 @@ impl Default for Snapshot {
             beats_per_bar: 4.0,
             master: MasterConfig::default(),
             autoplay: false,
+            programs: [None; 128],
         }
     }
 }

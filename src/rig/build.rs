@@ -35,6 +35,15 @@ fn instrument_id(name: &str, kind: &ChannelKind) -> u64 {
     h.finish()
 }
 
+fn channel_config(spec: &super::set::ChannelSpec, source: Source) -> ChannelConfig {
+    ChannelConfig {
+        source,
+        instrument_id: instrument_id(&spec.instrument, &spec.kind),
+        params: spec.params,
+        voice_limit: spec.voices,
+    }
+}
+
 /// The pattern set a set declares, in engine form.
 pub fn pattern_set(set: &Set) -> PatternSet {
     let patterns = set
@@ -77,12 +86,14 @@ pub fn build(set: &Set, previous: Option<&Arc<PatternSet>>) -> Result<Snapshot, 
                 }
             },
         };
-        snap.channels[ch as usize - 1] = Some(ChannelConfig {
-            source,
-            instrument_id: instrument_id(&spec.instrument, &spec.kind),
-            params: spec.params,
-            voice_limit: spec.voices,
-        });
+        snap.channels[ch as usize - 1] = Some(channel_config(spec, source));
+    }
+    for (&program, spec) in &set.programs {
+        if let ChannelKind::Synth { synth, .. } = &spec.kind {
+            if let (Some(i), Some(slot)) = (synth_index(synth), snap.programs.get_mut(program as usize)) {
+                *slot = Some(channel_config(spec, Source::Synth(i as u16)));
+            }
+        }
     }
     snap.cc_map = set
         .cc_map

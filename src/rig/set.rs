@@ -94,6 +94,9 @@ pub struct Set {
     /// By name.
     pub patterns: BTreeMap<String, PatternSpec>,
     pub master: MasterConfig,
+    /// What each General MIDI program change selects (programs whose synth is
+    /// available), from the library's GM map.
+    pub programs: BTreeMap<u8, ChannelSpec>,
 }
 
 impl Default for Set {
@@ -106,6 +109,7 @@ impl Default for Set {
             cc_map: Vec::new(),
             patterns: BTreeMap::new(),
             master: MasterConfig::default(),
+            programs: BTreeMap::new(),
         }
     }
 }

@@ -273,7 +273,7 @@ fn check_synth(synth: &str, instrument: &str) -> Res<()> {
 }
 
 /// A channel spec for preset `name` (an instrument preset, or a bare synth name).
-fn preset_channel(lib: &Library, name: &str) -> Res<ChannelSpec> {
+pub(crate) fn preset_channel(lib: &Library, name: &str) -> Res<ChannelSpec> {
     let mut params = ParamValues::default();
     if let Some(def) = lib.instruments.get(name) {
         check_synth(&def.synth, name)?;

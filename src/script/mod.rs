@@ -6,6 +6,7 @@ pub mod api;
 pub mod diagnostic;
 pub mod diff;
 pub mod library;
+pub mod save;
 pub mod session;
 
 use crate::rig::set::Set;
@@ -188,7 +189,13 @@ impl ScriptHost {
         });
         drop(engine);
         result?;
-        let st = Arc::try_unwrap(state).ok().expect("engine dropped").into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut st = Arc::try_unwrap(state).ok().expect("engine dropped").into_inner().unwrap_or_else(|p| p.into_inner());
+        st.set.programs = st
+            .lib
+            .gm
+            .iter()
+            .filter_map(|(&p, name)| api::preset_channel(&st.lib, name).ok().map(|spec| (p, spec)))
+            .collect();
         let files = read
             .lock()
             .unwrap_or_else(|p| p.into_inner())

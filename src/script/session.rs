@@ -7,7 +7,7 @@ use super::diff::diff;
 use super::{Evaluated, ScriptHost};
 use crate::rig::build::BuildError;
 use crate::rig::controller::Controller;
-use crate::rig::set::Set;
+use crate::rig::set::{Set, SyncMode};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -65,13 +65,23 @@ pub struct Session {
     running: Evaluated,
     /// REPL lines applied since the file was last loaded.
     tweaks: Vec<String>,
+    /// A clock chosen on the command line, which wins over the file's.
+    sync_override: Option<SyncMode>,
 }
 
 impl Session {
     /// Evaluates `path` (nothing is published yet: build the rig from `set()`).
     pub fn open(host: ScriptHost, path: &Path) -> Result<Session, Diagnostic> {
         let running = host.eval_file(path)?;
-        Ok(Session { host, path: path.to_path_buf(), running, tweaks: Vec::new() })
+        Ok(Session { host, path: path.to_path_buf(), running, tweaks: Vec::new(), sync_override: None })
+    }
+
+    /// Makes `sync` win over the set's own `clock(...)` (None: the set decides).
+    pub fn set_sync_override(&mut self, sync: Option<SyncMode>) {
+        self.sync_override = sync;
+        if let Some(s) = sync {
+            self.running.set.sync = s;
+        }
     }
 
     pub fn set(&self) -> &Set {
@@ -98,10 +108,13 @@ impl Session {
     /// Re-evaluates the file from scratch; publishes only if it differs.
     pub fn reload(&mut self, out: &mut impl Publish) -> Reload {
         let t0 = Instant::now();
-        let next = match self.host.eval_file(&self.path) {
+        let mut next = match self.host.eval_file(&self.path) {
             Ok(ev) => ev,
             Err(d) => return Reload::Failed(d),
         };
+        if let Some(s) = self.sync_override {
+            next.set.sync = s;
+        }
         let changes = diff(&self.running.set, &next.set, out.next_bar(next.set.beats_per_bar));
         if changes.is_empty() {
             self.running.files = next.files;
@@ -127,7 +140,10 @@ impl Session {
     /// Applies a REPL line (Rhai statements) to the running set; returns what changed.
     pub fn apply_line(&mut self, line: &str, out: &mut impl Publish) -> Result<Vec<String>, Diagnostic> {
         let folder = self.path.parent().map(Path::to_path_buf);
-        let ev = self.host.eval_source("repl", line, folder, self.running.set.clone(), true)?;
+        let mut ev = self.host.eval_source("repl", line, folder, self.running.set.clone(), true)?;
+        if let Some(s) = self.sync_override {
+            ev.set.sync = s;
+        }
         let changes = diff(&self.running.set, &ev.set, out.next_bar(ev.set.beats_per_bar));
         if !changes.is_empty() {
             out.publish_set(&ev.set).map_err(|e| Diagnostic::new("repl", line, rhai::Position::NONE, e.to_string()))?;

@@ -1,0 +1,84 @@
+//! Maps wall-clock instants to engine frames, so that live MIDI is placed at a fixed
+//! latency after it arrives and the spacing between notes is kept. The audio thread
+//! publishes (frame, instant) at each callback (wait-free); input threads read it
+//! (a sequence lock: they retry, the writer never waits).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+pub struct FrameClock {
+    base: Instant,
+    seq: AtomicU64,
+    frame: AtomicU64,
+    nanos: AtomicU64,
+    sample_rate: f64,
+    /// Frames between an arrival and its placement: one buffer plus one engine tick.
+    latency_frames: AtomicU64,
+}
+
+impl FrameClock {
+    pub fn new(sample_rate: u32, buffer_frames: u32) -> Self {
+        FrameClock {
+            base: Instant::now(),
+            seq: AtomicU64::new(0),
+            frame: AtomicU64::new(0),
+            nanos: AtomicU64::new(0),
+            sample_rate: sample_rate as f64,
+            latency_frames: AtomicU64::new(buffer_frames as u64 + crate::engine::TICK_FRAMES as u64),
+        }
+    }
+
+    pub fn latency_frames(&self) -> u64 {
+        self.latency_frames.load(Ordering::Relaxed)
+    }
+
+    fn nanos_of(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.base).as_nanos() as u64
+    }
+
+    /// Audio thread, at the start of each callback: `frame` is the next frame the
+    /// engine hands out, `block` the callback's length in frames.
+    #[inline]
+    pub fn publish(&self, frame: u64, at: Instant, block: usize) {
+        let ns = self.nanos_of(at);
+        self.latency_frames.store(block as u64 + crate::engine::TICK_FRAMES as u64, Ordering::Relaxed);
+        self.seq.fetch_add(1, Ordering::AcqRel);
+        self.frame.store(frame, Ordering::Release);
+        self.nanos.store(ns, Ordering::Release);
+        self.seq.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The engine frame at which something arriving at `at` should sound.
+    pub fn frame_for(&self, at: Instant) -> u64 {
+        let ns = self.nanos_of(at);
+        loop {
+            let s1 = self.seq.load(Ordering::Acquire);
+            let frame = self.frame.load(Ordering::Acquire);
+            let base_ns = self.nanos.load(Ordering::Acquire);
+            let s2 = self.seq.load(Ordering::Acquire);
+            if s1 == s2 && s1 % 2 == 0 {
+                let elapsed = (ns as i128 - base_ns as i128) as f64 / 1e9;
+                let f = frame as f64 + elapsed * self.sample_rate + self.latency_frames() as f64;
+                return f.max(0.0).round() as u64;
+            }
+            std::hint::spin_loop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn keeps_spacing_and_adds_latency() {
+        let c = FrameClock::new(48000, 128);
+        let t0 = Instant::now();
+        c.publish(1000, t0, 128);
+        let a = c.frame_for(t0);
+        let b = c.frame_for(t0 + Duration::from_millis(10));
+        assert_eq!(a, 1000 + 128 + 64);
+        assert_eq!(b - a, 480);
+    }
+}

@@ -1,0 +1,665 @@
+//! The control thread of `jamrig play`: owns the session (the set), the engine's
+//! controller, the audio stream and the MIDI connection, and handles REPL lines,
+//! saves of the set, and devices that come and go. It may allocate and block; the
+//! audio thread never waits for it.
+
+use super::audio::{self, AudioError, Chosen};
+use super::clock::FrameClock;
+use super::midi::{self, LogRecord, MIDI_LOG_CAP, MidiIn, MidiTap};
+use super::stats::LiveStats;
+use super::watch::{self, SetWatcher};
+use crate::engine::EngineStats;
+use crate::engine::event::{Event, EventKind};
+use crate::engine::snapshot::MAX_CHANNELS;
+use crate::params::Param;
+use crate::rig::controller::{EventSender, Rig};
+use crate::rig::set::{Set, SyncMode};
+use crate::rig::Controller;
+use crate::script::ScriptHost;
+use crate::script::diagnostic::Diagnostic;
+use crate::script::session::{Reload, Session};
+use crate::tables::Tables;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_queue::ArrayQueue;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long file events are merged into one reload.
+const WATCH_SETTLE: Duration = Duration::from_millis(5);
+/// How often lost devices are looked for.
+const DEVICE_POLL: Duration = Duration::from_secs(1);
+/// The control loop's idle wake-up (freeing retired snapshots, printing the log).
+const IDLE_WAKE: Duration = Duration::from_millis(5);
+/// Longest wait for released notes to ring out when stopping.
+const STOP_FADE: Duration = Duration::from_millis(400);
+
+#[derive(Clone, Debug)]
+pub struct PlayOptions {
+    pub set: PathBuf,
+    pub port: Option<String>,
+    pub buffer: u32,
+    pub device: Option<String>,
+    pub repl: bool,
+    pub watch: bool,
+    pub sync: Option<SyncMode>,
+}
+
+/// Messages to the control thread.
+pub enum Msg {
+    /// A REPL line; the reply says whether to go on.
+    Line(String, Sender<bool>),
+    /// A watched file was written.
+    FileChanged(PathBuf),
+    Quit,
+}
+
+/// Where the control thread prints (above the REPL prompt when there is one).
+pub type Out = Arc<Mutex<Box<dyn FnMut(&str) + Send>>>;
+
+fn say(out: &Out, text: &str) {
+    let mut f = out.lock().unwrap_or_else(|p| p.into_inner());
+    for line in text.trim_end_matches('\n').split('\n') {
+        f(line);
+    }
+}
+
+/// What the REPL thread reads directly (keyboard mode, meters), replaced when the
+/// engine is rebuilt.
+#[derive(Clone)]
+pub struct Handles {
+    pub sender: EventSender,
+    pub clock: Arc<FrameClock>,
+    pub stats: Arc<EngineStats>,
+}
+
+/// Why `jamrig play` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{}", .0.render())]
+    Script(Diagnostic),
+    #[error("{0}")]
+    Audio(#[from] AudioError),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub const COMMANDS: &[(&str, &str)] = &[
+    (":help", "this list"),
+    (":status", "channels, voices, levels, audio and MIDI health, tempo and sync"),
+    (":meters", "live level bars until a key is pressed"),
+    (":log on|off", "print incoming MIDI and transport messages"),
+    (":panic", "silence every note at once"),
+    (":play", "start the transport from the top"),
+    (":stop", "stop the transport (pattern notes are released)"),
+    (":tempo BPM", "change the tempo"),
+    (":sync internal|midi|link", "where the transport takes tempo and start/stop from"),
+    (":ports", "MIDI inputs and audio outputs"),
+    (":port NAME", "use another MIDI input (name or index)"),
+    (":keys [CH] [OCT]", "play notes on the computer keyboard (Esc leaves)"),
+    (":save FILE", "write the live rig (REPL tweaks and knob positions included) as a set"),
+    (":load FILE", "play another set file"),
+    (":reload", "reload the set now"),
+    (":watch on|off", "reload the set when it is saved (on by default)"),
+    (":quit", "stop and leave"),
+];
+
+pub fn help_text() -> String {
+    let mut s = String::from("commands:\n");
+    for (c, what) in COMMANDS {
+        s.push_str(&format!("  {c:<26} {what}\n"));
+    }
+    s.push_str("anything else is a set statement, e.g.  ch(2).lowpass = 900   or   pattern(\"beat\", 10, \"funk\");\n");
+    s
+}
+
+pub struct Live {
+    opts: PlayOptions,
+    session: Session,
+    controller: Controller,
+    stream: Option<cpal::Stream>,
+    chosen: Option<Chosen>,
+    audio: Arc<LiveStats>,
+    clock: Arc<FrameClock>,
+    tap: MidiTap,
+    midi: Option<MidiIn>,
+    /// A port to attach to when it appears.
+    midi_wanted: Option<String>,
+    log: Arc<ArrayQueue<LogRecord>>,
+    log_on: Arc<AtomicBool>,
+    watcher: Option<SetWatcher>,
+    watching: bool,
+    tx: Sender<Msg>,
+    out: Out,
+    handles: Arc<Mutex<Option<Handles>>>,
+    sample_rate: u32,
+    tables: Arc<Tables>,
+    last_poll: Instant,
+    lost_device: bool,
+}
+
+fn apply_sync(set: &mut Set, sync: Option<SyncMode>) {
+    if let Some(s) = sync {
+        set.sync = s;
+    }
+}
+
+impl Live {
+    /// Evaluates the set, opens the audio device and MIDI input, starts watching.
+    pub fn start(opts: PlayOptions, out: Out, tx: Sender<Msg>, handles: Arc<Mutex<Option<Handles>>>) -> Result<Live, StartError> {
+        let host = ScriptHost::new().map_err(StartError::Script)?;
+        let mut session = Session::open(host, &opts.set).map_err(StartError::Script)?;
+        session.set_sync_override(opts.sync);
+        let chosen = audio::choose(opts.device.as_deref(), opts.buffer)?;
+        let sample_rate = chosen.sample_rate();
+        let tables = Arc::new(Tables::new(sample_rate as f32));
+        let mut set = session.set().clone();
+        apply_sync(&mut set, opts.sync);
+        let Rig { engine, controller } = Rig::new(&set, sample_rate as f32, tables.clone()).map_err(|e| StartError::Other(e.to_string()))?;
+        let clock = Arc::new(FrameClock::new(sample_rate, chosen.buffer_frames()));
+        let audio_stats = Arc::new(LiveStats::default());
+        let stream = audio::start(&chosen, engine, clock.clone(), audio_stats.clone())?;
+        let log = Arc::new(ArrayQueue::new(MIDI_LOG_CAP));
+        let log_on = Arc::new(AtomicBool::new(false));
+        let tap = MidiTap { sender: controller.event_sender(), clock: clock.clone(), log: log.clone(), log_on: log_on.clone() };
+        let mut live = Live {
+            session,
+            controller,
+            stream: Some(stream),
+            chosen: Some(chosen),
+            audio: audio_stats,
+            clock,
+            tap,
+            midi: None,
+            midi_wanted: opts.port.clone(),
+            log,
+            log_on,
+            watcher: None,
+            watching: opts.watch,
+            tx,
+            out,
+            handles,
+            sample_rate,
+            tables,
+            last_poll: Instant::now(),
+            lost_device: false,
+            opts,
+        };
+        live.publish_handles();
+        let midi_line = match midi::connect(live.opts.port.as_deref(), &live.tap) {
+            Ok(m) => {
+                let line = format!("MIDI in: {}", m.port);
+                live.midi = Some(m);
+                live.midi_wanted = None;
+                line
+            }
+            Err(e) if live.opts.port.is_some() => format!("{e}: playing without MIDI input until it appears"),
+            Err(e) => format!("{e}: playing without MIDI input (patterns and :keys still work)"),
+        };
+        live.rewatch();
+        let set = live.session.set();
+        let chosen = live.chosen.as_ref().expect("just opened");
+        live.say(&format!(
+            "playing {}: {} channels, {} patterns, {} BPM, clock {} | audio: {}, {} Hz | {midi_line}",
+            live.opts.set.display(),
+            set.channels.len(),
+            set.patterns.len(),
+            crate::params::fmt_num(set.tempo_bpm as f32),
+            live.effective_sync().name(),
+            chosen.description,
+            sample_rate
+        ));
+        Ok(live)
+    }
+
+    /// The channels and their instruments (for `:meters`).
+    pub fn channel_names(&self) -> Vec<(u8, String)> {
+        self.session.set().channels.iter().map(|(n, c)| (*n, c.instrument.clone())).collect()
+    }
+
+    fn effective_sync(&self) -> SyncMode {
+        self.opts.sync.unwrap_or(self.session.set().sync)
+    }
+
+    fn say(&self, text: &str) {
+        say(&self.out, text);
+    }
+
+    fn publish_handles(&self) {
+        let h = Handles { sender: self.controller.event_sender(), clock: self.clock.clone(), stats: self.controller.stats().clone() };
+        *self.handles.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    }
+
+    fn rewatch(&mut self) {
+        self.watcher = None;
+        if !self.watching {
+            return;
+        }
+        let tx = self.tx.clone();
+        match watch::watch(self.session.files(), move |p| {
+            let _ = tx.send(Msg::FileChanged(p));
+        }) {
+            Ok(w) => self.watcher = Some(w),
+            Err(e) => self.say(&format!("cannot watch {}: {e} (use :reload)", self.opts.set.display())),
+        }
+    }
+
+    /// The control loop: returns when asked to quit.
+    pub fn run(mut self, rx: Receiver<Msg>) {
+        let mut stash: Vec<Msg> = Vec::new();
+        loop {
+            let msg = if stash.is_empty() { rx.recv_timeout(IDLE_WAKE) } else { Ok(stash.remove(0)) };
+            match msg {
+                Ok(Msg::Line(line, reply)) => {
+                    let go_on = self.command(&line);
+                    let _ = reply.send(go_on);
+                    if !go_on {
+                        break;
+                    }
+                }
+                Ok(Msg::FileChanged(_)) => {
+                    // Merge the events of one save; keep anything else for later.
+                    loop {
+                        match rx.recv_timeout(WATCH_SETTLE) {
+                            Ok(Msg::FileChanged(_)) => continue,
+                            Ok(other) => stash.push(other),
+                            Err(_) => break,
+                        }
+                    }
+                    self.reload();
+                }
+                Ok(Msg::Quit) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.controller.collect();
+            self.print_log();
+            if self.last_poll.elapsed() >= DEVICE_POLL {
+                self.last_poll = Instant::now();
+                self.poll_devices();
+            }
+        }
+        self.shutdown();
+    }
+
+    fn reload(&mut self) {
+        if std::fs::metadata(self.session.path()).map(|m| m.len() == 0).unwrap_or(false) {
+            self.say(&format!("{} is empty: still playing the previous set", self.session.path().display()));
+            return;
+        }
+        let files_before = self.session.files().to_vec();
+        let r = self.session.reload(&mut self.controller);
+        match &r {
+            Reload::Failed(d) => {
+                self.say(&r.line());
+                self.say(&d.render());
+            }
+            _ => self.say(&r.line()),
+        }
+        if self.session.files() != files_before.as_slice() {
+            self.rewatch();
+        }
+    }
+
+    fn print_log(&self) {
+        while let Some(r) = self.log.pop() {
+            self.say(&midi::describe(&r));
+        }
+    }
+
+    fn send_now(&self, kind: EventKind) {
+        self.controller.send(Event::new(self.clock.frame_for(Instant::now()), kind));
+    }
+
+    /// Rebuilds the engine on a (re)opened device.
+    fn open_audio(&mut self) -> Result<(), AudioError> {
+        let chosen = audio::choose(self.opts.device.as_deref(), self.opts.buffer)?;
+        let sr = chosen.sample_rate();
+        if sr != self.sample_rate {
+            self.tables = Arc::new(Tables::new(sr as f32));
+            self.sample_rate = sr;
+        }
+        let mut set = self.session.set().clone();
+        apply_sync(&mut set, self.opts.sync);
+        let Rig { engine, controller } =
+            Rig::new(&set, sr as f32, self.tables.clone()).map_err(|e| AudioError::Failed(e.to_string()))?;
+        self.clock = Arc::new(FrameClock::new(sr, chosen.buffer_frames()));
+        self.audio = Arc::new(LiveStats::default());
+        let stream = audio::start(&chosen, engine, self.clock.clone(), self.audio.clone())?;
+        self.controller = controller;
+        self.stream = Some(stream);
+        self.chosen = Some(chosen);
+        self.tap.sender = self.controller.event_sender();
+        self.tap.clock = self.clock.clone();
+        self.publish_handles();
+        // The MIDI callback holds the old engine's queue: reconnect.
+        if let Some(m) = self.midi.take() {
+            let port = m.port.clone();
+            m.close();
+            self.midi_wanted = Some(port);
+        }
+        Ok(())
+    }
+
+    fn poll_devices(&mut self) {
+        if self.stream.is_some() && self.audio.failed.load(Relaxed) {
+            let desc = self.chosen.as_ref().map(|c| c.description.clone()).unwrap_or_default();
+            self.stream = None;
+            self.lost_device = true;
+            self.say(&format!("audio device lost ({desc}); the REPL stays, and the device will be reopened when it returns"));
+        }
+        if self.stream.is_none() {
+            match self.open_audio() {
+                Ok(()) => {
+                    if self.lost_device {
+                        let desc = self.chosen.as_ref().map(|c| c.description.clone()).unwrap_or_default();
+                        self.say(&format!("audio device back: {desc}"));
+                    }
+                    self.lost_device = false;
+                }
+                Err(_) => return,
+            }
+        }
+        let ports = midi::list_inputs();
+        if let Some(m) = &self.midi {
+            if !ports.iter().any(|p| *p == m.port) {
+                let port = m.port.clone();
+                if let Some(m) = self.midi.take() {
+                    m.close();
+                }
+                self.say(&format!("MIDI input {port} is gone; it will be re-attached when it returns"));
+                self.midi_wanted = Some(port);
+            }
+        }
+        if self.midi.is_none() {
+            if let Some(want) = self.midi_wanted.clone() {
+                if midi::pick(Some(&want), &ports).is_some() {
+                    match midi::connect(Some(&want), &self.tap) {
+                        Ok(m) => {
+                            self.say(&format!("MIDI in: {}", m.port));
+                            self.midi = Some(m);
+                            self.midi_wanted = None;
+                        }
+                        Err(e) => self.say(&e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A REPL line: a colon command or set statements. Returns false to quit.
+    pub fn command(&mut self, line: &str) -> bool {
+        let line = line.trim();
+        if line.is_empty() {
+            return true;
+        }
+        if !line.starts_with(':') {
+            match self.session.apply_line(line, &mut self.controller) {
+                Ok(changes) => {
+                    for p in &self.session.evaluated().printed {
+                        self.say(p);
+                    }
+                    if changes.is_empty() {
+                        if self.session.evaluated().printed.is_empty() {
+                            self.say("(no change)");
+                        }
+                    } else {
+                        self.say(&changes.join("; "));
+                    }
+                }
+                Err(d) => self.say(&d.render()),
+            }
+            return true;
+        }
+        let mut words = line.split_whitespace();
+        let cmd = words.next().unwrap_or("");
+        let args: Vec<&str> = words.collect();
+        match cmd {
+            ":help" | ":h" => self.say(&help_text()),
+            ":quit" | ":q" | ":exit" => return false,
+            ":status" => self.say(&self.status()),
+            ":panic" => {
+                self.send_now(EventKind::Panic);
+                self.say("panic: all notes silenced");
+            }
+            ":play" => {
+                self.send_now(EventKind::Start);
+                self.say("transport: playing from the top");
+            }
+            ":stop" => {
+                self.send_now(EventKind::Stop);
+                self.say("transport: stopped");
+            }
+            ":tempo" => match args.first().and_then(|a| a.parse::<f64>().ok()) {
+                Some(bpm) => {
+                    let _ = self.command(&format!("tempo({bpm});"));
+                }
+                None => self.say("usage: :tempo BPM (e.g. :tempo 128)"),
+            },
+            ":sync" => match args.first().copied() {
+                Some(m @ ("internal" | "midi" | "link")) => {
+                    self.opts.sync = None;
+                    self.session.set_sync_override(None);
+                    let _ = self.command(&format!("clock(\"{m}\");"));
+                }
+                _ => self.say("usage: :sync internal|midi|link"),
+            },
+            ":log" => match args.first() {
+                Some(&"on") => {
+                    self.log_on.store(true, Relaxed);
+                    self.say("MIDI log on");
+                }
+                Some(&"off") => {
+                    self.log_on.store(false, Relaxed);
+                    self.say("MIDI log off");
+                }
+                _ => self.say("usage: :log on|off"),
+            },
+            ":ports" => {
+                let ins = midi::list_inputs();
+                let mut s = String::from("MIDI inputs:\n");
+                if ins.is_empty() {
+                    s.push_str("  (none)\n");
+                }
+                for (i, p) in ins.iter().enumerate() {
+                    let mark = if self.midi.as_ref().is_some_and(|m| &m.port == p) { " (in use)" } else { "" };
+                    s.push_str(&format!("  {i}: {p}{mark}\n"));
+                }
+                s.push_str("audio outputs:\n");
+                for o in audio::list_outputs() {
+                    s.push_str(&format!("  {o}\n"));
+                }
+                self.say(&s);
+            }
+            ":port" => {
+                if args.is_empty() {
+                    self.say("usage: :port NAME|INDEX");
+                } else {
+                    let want = args.join(" ");
+                    if let Some(m) = self.midi.take() {
+                        m.close();
+                    }
+                    match midi::connect(Some(&want), &self.tap) {
+                        Ok(m) => {
+                            self.say(&format!("MIDI in: {}", m.port));
+                            self.midi = Some(m);
+                            self.midi_wanted = None;
+                        }
+                        Err(e) => {
+                            self.say(&format!("{e}: it will be attached when it appears"));
+                            self.midi_wanted = Some(want);
+                        }
+                    }
+                }
+            }
+            ":save" => match args.first() {
+                Some(path) => self.save(Path::new(path)),
+                None => self.say("usage: :save FILE"),
+            },
+            ":load" => match args.first() {
+                Some(path) => self.load(Path::new(path)),
+                None => self.say("usage: :load FILE"),
+            },
+            ":reload" => self.reload(),
+            ":watch" => match args.first() {
+                Some(&"on") => {
+                    self.watching = true;
+                    self.rewatch();
+                    self.say("watching the set");
+                }
+                Some(&"off") => {
+                    self.watching = false;
+                    self.watcher = None;
+                    self.say("not watching the set (use :reload)");
+                }
+                _ => self.say("usage: :watch on|off"),
+            },
+            ":keys" | ":meters" => self.say(&format!("{cmd} needs a terminal")),
+            other => {
+                let names: Vec<&str> = COMMANDS.iter().map(|(c, _)| c.split(' ').next().unwrap_or(c)).collect();
+                let hint = crate::script::diagnostic::suggest(other, names).map(|s| format!(" (did you mean {s}?)")).unwrap_or_default();
+                self.say(&format!("unknown command {other}{hint}; :help lists them"));
+            }
+        }
+        true
+    }
+
+    /// The running set with the knob (CC) positions folded in.
+    fn live_set(&self) -> Set {
+        let mut set = self.session.set().clone();
+        let stats = self.controller.stats();
+        for (&ch, spec) in set.channels.iter_mut() {
+            for p in Param::ALL {
+                if let Some(v) = stats.override_of(ch as usize - 1, *p) {
+                    spec.params.set(*p, v);
+                }
+            }
+        }
+        set
+    }
+
+    fn save(&self, path: &Path) {
+        let text = crate::script::save::to_rhai(&self.live_set(), self.session.host().library());
+        match std::fs::write(path, text) {
+            Ok(()) => self.say(&format!("saved the live rig to {}", path.display())),
+            Err(e) => self.say(&format!("cannot write {}: {e}", path.display())),
+        }
+    }
+
+    fn load(&mut self, path: &Path) {
+        let host = match ScriptHost::new() {
+            Ok(h) => h,
+            Err(d) => return self.say(&d.render()),
+        };
+        match Session::open(host, path) {
+            Ok(mut s) => {
+                s.set_sync_override(self.opts.sync);
+                let mut set = s.set().clone();
+                apply_sync(&mut set, self.opts.sync);
+                match self.controller.publish_set(&set) {
+                    Ok(()) => {
+                        self.session = s;
+                        self.opts.set = path.to_path_buf();
+                        self.rewatch();
+                        self.say(&format!("playing {}", path.display()));
+                    }
+                    Err(e) => self.say(&e.to_string()),
+                }
+            }
+            Err(d) => self.say(&d.render()),
+        }
+    }
+
+    fn status(&self) -> String {
+        let stats = self.controller.stats();
+        let set = self.session.set();
+        let mut s = String::new();
+        let beat = stats.beat();
+        let bpb = set.beats_per_bar.max(1.0);
+        let transport = if stats.playing.load(Relaxed) {
+            format!("playing, bar {} beat {}", (beat / bpb).floor() as u64 + 1, (beat % bpb).floor() as u64 + 1)
+        } else {
+            "stopped".to_string()
+        };
+        s.push_str(&format!(
+            "set {}: {} BPM ({transport}), clock {}\n",
+            self.session.path().display(),
+            crate::params::fmt_num(stats.tempo() as f32),
+            self.effective_sync().name()
+        ));
+        match (&self.chosen, &self.stream) {
+            (Some(c), Some(_)) => {
+                let (mean, worst, frames) = self.audio.take();
+                let budget = frames as f64 / self.sample_rate as f64;
+                let pct = |d: Duration| if budget > 0.0 { d.as_secs_f64() / budget * 100.0 } else { 0.0 };
+                s.push_str(&format!(
+                    "audio: {}, {} Hz, {frames}-frame callbacks ({:.2} ms): mean {:.3} ms ({:.0}%), worst {:.3} ms ({:.0}%) of the budget; underruns {}\n",
+                    c.description,
+                    self.sample_rate,
+                    budget * 1e3,
+                    mean.as_secs_f64() * 1e3,
+                    pct(mean),
+                    worst.as_secs_f64() * 1e3,
+                    pct(worst),
+                    self.audio.underruns.load(Relaxed)
+                ));
+            }
+            _ => s.push_str("audio: no device (waiting for it to return)\n"),
+        }
+        s.push_str(&match &self.midi {
+            Some(m) => format!("MIDI in: {}\n", m.port),
+            None => match &self.midi_wanted {
+                Some(w) => format!("MIDI in: none (waiting for \"{w}\")\n"),
+                None => "MIDI in: none\n".to_string(),
+            },
+        });
+        for ch in 0..MAX_CHANNELS {
+            let Some(spec) = set.channels.get(&(ch as u8 + 1)) else { continue };
+            let peak = stats.take_peak(ch);
+            let level = if peak > 0.0 { format!("{:6.1} dB", 20.0 * peak.log10()) } else { "  silent".to_string() };
+            s.push_str(&format!(
+                "  ch{:<2} {:<18} {:>2} voices  peak {level}\n",
+                ch + 1,
+                spec.instrument,
+                stats.voices[ch].load(Relaxed)
+            ));
+        }
+        s.push_str(&format!(
+            "events: {} dropped (queue full), {} late, {} overflowed; voices stolen {}, cut {}; faults {}",
+            stats.events_dropped.load(Relaxed),
+            stats.events_late.load(Relaxed),
+            stats.events_overflow.load(Relaxed),
+            stats.voices_stolen.load(Relaxed),
+            stats.voices_cut.load(Relaxed),
+            stats.faults.load(Relaxed)
+        ));
+        s
+    }
+
+    /// Releases every note, lets the releases ring briefly, closes everything.
+    fn shutdown(mut self) {
+        if self.stream.is_some() {
+            for ch in 0..MAX_CHANNELS as u8 {
+                self.send_now(EventKind::Control { channel: ch, cc: 123, value: 0 });
+            }
+            self.send_now(EventKind::Stop);
+            let t0 = Instant::now();
+            std::thread::sleep(Duration::from_millis(20));
+            while t0.elapsed() < STOP_FADE {
+                let sounding: u32 = self.controller.stats().voices.iter().map(|v| v.load(Relaxed)).sum();
+                if sounding == 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if let Some(m) = self.midi.take() {
+            m.close();
+        }
+        self.watcher = None;
+        self.stream = None;
+        self.controller.collect();
+        self.say("stopped");
+    }
+}

@@ -1,0 +1,122 @@
+//! `jamrig play`: the live host. Threads: the audio callback (cpal) runs the engine;
+//! the MIDI callback (midir) stamps and queues events; the control thread
+//! ([`control`]) owns the set and everything that may allocate; the main thread
+//! runs the REPL ([`repl`]) or waits for a signal.
+
+pub mod audio;
+pub mod clock;
+pub mod control;
+pub mod keys;
+pub mod midi;
+pub mod repl;
+pub mod stats;
+pub mod watch;
+
+use control::{Handles, Live, Msg, Out, PlayOptions, StartError};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How `play` ended.
+#[derive(Debug)]
+pub enum PlayOutcome {
+    Stopped,
+    NoAudio(String),
+    Failed(String),
+}
+
+/// Plays a set until `:quit`, end of input, or SIGINT/SIGTERM.
+pub fn play(opts: PlayOptions) -> PlayOutcome {
+    let (tx, rx) = crossbeam_channel::unbounded::<Msg>();
+    let handles: Arc<Mutex<Option<Handles>>> = Arc::new(Mutex::new(None));
+    let mut repl = None;
+    let printer: Box<dyn FnMut(&str) + Send> = if opts.repl {
+        match crate::script::ScriptHost::new().and_then(|h| Ok(repl::Names::new(h.library()))) {
+            Ok(names) => match repl::Repl::new(names) {
+                Ok(mut r) => {
+                    let p = r.printer();
+                    repl = Some(r);
+                    p
+                }
+                Err(e) => return PlayOutcome::Failed(format!("cannot start the REPL: {e}")),
+            },
+            Err(d) => return PlayOutcome::Failed(d.render()),
+        }
+    } else {
+        Box::new(|s: &str| println!("{s}"))
+    };
+    let out: Out = Arc::new(Mutex::new(printer));
+
+    // Signals ask the control thread to stop cleanly.
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, term.clone());
+    }
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<Vec<(u8, String)>, StartError>>(1);
+    let control = {
+        let (out, tx, handles, opts) = (out.clone(), tx.clone(), handles.clone(), opts.clone());
+        std::thread::Builder::new()
+            .name("jamrig-control".into())
+            .spawn(move || match Live::start(opts, out, tx, handles) {
+                Ok(live) => {
+                    let _ = ready_tx.send(Ok(live.channel_names()));
+                    live.run(rx);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })
+            .expect("spawn the control thread")
+    };
+    let channels = match ready_rx.recv() {
+        Ok(Ok(ch)) => ch,
+        Ok(Err(StartError::Audio(e))) => {
+            let _ = control.join();
+            return PlayOutcome::NoAudio(e.to_string());
+        }
+        Ok(Err(e)) => {
+            let _ = control.join();
+            return PlayOutcome::Failed(e.to_string());
+        }
+        Err(_) => {
+            let _ = control.join();
+            return PlayOutcome::Failed("the control thread stopped".into());
+        }
+    };
+    // A watchdog turns SIGINT/SIGTERM into a clean stop.
+    {
+        let (term, tx) = (term.clone(), tx.clone());
+        std::thread::spawn(move || {
+            while !term.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = tx.send(Msg::Quit);
+        });
+    }
+    if let Some(r) = repl {
+        r.run(tx.clone(), handles.clone(), move || channels.clone());
+    }
+    let _ = control.join();
+    PlayOutcome::Stopped
+}
+
+/// `jamrig ports`.
+pub fn ports() -> String {
+    let mut s = String::from("MIDI inputs:\n");
+    let ins = midi::list_inputs();
+    if ins.is_empty() {
+        s.push_str("  (none)\n");
+    }
+    for (i, p) in ins.iter().enumerate() {
+        s.push_str(&format!("  {i}: {p}\n"));
+    }
+    s.push_str("audio outputs:\n");
+    let outs = audio::list_outputs();
+    if outs.is_empty() {
+        s.push_str("  (none: no sound card, and no JACK or PipeWire server)\n");
+    }
+    for o in outs {
+        s.push_str(&format!("  {o}\n"));
+    }
+    s
+}

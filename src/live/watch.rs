@@ -1,0 +1,51 @@
+//! Watches a set and the modules it imports. It watches their folders, not the
+//! files (editors save by writing a new file and renaming it over the old one), and
+//! reports a file once it is complete: closed after writing, or renamed into place.
+//! Known limit: a program that writes the file in several open/close rounds
+//! triggers one reload per round (the control thread merges events 5 ms apart).
+
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+pub struct SetWatcher {
+    _watcher: RecommendedWatcher,
+    pub files: BTreeSet<PathBuf>,
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Whether `event` completes a write of one of `files`: which one.
+pub fn completed_write(event: &Event, files: &BTreeSet<PathBuf>) -> Option<PathBuf> {
+    let done = match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both | RenameMode::Any)) => true,
+        _ => false,
+    };
+    if !done {
+        return None;
+    }
+    // For a rename with both paths, the destination is last.
+    event.paths.iter().rev().map(|p| absolute(p)).find(|p| files.contains(p))
+}
+
+/// Starts watching `files`; `notify` is called with the changed file.
+pub fn watch(files: &[PathBuf], notify: impl Fn(PathBuf) + Send + 'static) -> notify::Result<SetWatcher> {
+    let files: BTreeSet<PathBuf> = files.iter().map(|f| absolute(f)).collect();
+    let watched = files.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<Event>| {
+        if let Ok(ev) = res {
+            if let Some(p) = completed_write(&ev, &watched) {
+                notify(p);
+            }
+        }
+    })?;
+    let folders: BTreeSet<PathBuf> = files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect();
+    for folder in &folders {
+        watcher.watch(folder, RecursiveMode::NonRecursive)?;
+    }
+    Ok(SetWatcher { _watcher: watcher, files })
+}
