@@ -10,7 +10,7 @@ pub struct DelayLine {
 impl DelayLine {
     /// A line that can delay by up to `max_delay` samples.
     pub fn new(max_delay: usize) -> Self {
-        DelayLine { buf: vec![0.0; max_delay + 2].into_boxed_slice(), pos: 0 }
+        DelayLine { buf: super::zeroed(max_delay + 2), pos: 0 }
     }
 
     /// The longest delay this line can give.

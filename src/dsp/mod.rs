@@ -10,3 +10,15 @@ pub mod math;
 pub mod phaser;
 pub mod reverb;
 pub mod svf;
+
+/// A zeroed buffer whose pages are already mapped: a buffer the audio thread will
+/// write must not page-fault there on first touch (control side).
+pub fn zeroed(len: usize) -> Box<[f32]> {
+    let mut buf = vec![0.0f32; len].into_boxed_slice();
+    // Freshly allocated zeroed memory is mapped lazily; store to every page so the
+    // faults happen here. `black_box` keeps the stores from being elided.
+    for x in buf.iter_mut().step_by(1024) {
+        *std::hint::black_box(x) = 0.0;
+    }
+    buf
+}

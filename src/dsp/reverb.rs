@@ -25,7 +25,7 @@ struct Ring {
 
 impl Ring {
     fn new(len: usize) -> Self {
-        Ring { buf: vec![0.0; len.max(1)].into_boxed_slice(), pos: 0 }
+        Ring { buf: super::zeroed(len.max(1)), pos: 0 }
     }
 
     /// Returns the sample written `len` samples ago and stores `x` in its place.

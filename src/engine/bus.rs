@@ -116,9 +116,9 @@ impl Bus {
             delay_dormant: true,
             reverb: Reverb::new(sample_rate),
             reverb_dormant: true,
-            mono: vec![0.0; tick].into_boxed_slice(),
-            wet_l: vec![0.0; tick].into_boxed_slice(),
-            wet_r: vec![0.0; tick].into_boxed_slice(),
+            mono: crate::dsp::zeroed(tick),
+            wet_l: crate::dsp::zeroed(tick),
+            wet_r: crate::dsp::zeroed(tick),
         }
     }
 

@@ -64,7 +64,7 @@ pub fn list_outputs() -> Vec<String> {
     let mut names = Vec::new();
     for host in hosts() {
         if let Ok(devs) = host.output_devices() {
-            for d in devs {
+            for d in devs.filter(|d| d.supported_output_configs().is_ok_and(|mut c| c.next().is_some())) {
                 names.push(format!("{} ({})", describe(&d), host.id().name()));
             }
         }
@@ -157,7 +157,7 @@ pub fn start(chosen: &Chosen, mut engine: Engine, clock: Arc<FrameClock>, stats:
             timeout,
         ),
         SampleFormat::I16 => {
-            let mut scratch = vec![0.0f32; CONVERT_FRAMES * channels];
+            let mut scratch = crate::dsp::zeroed(CONVERT_FRAMES * channels);
             chosen.device.build_output_stream(
                 chosen.config,
                 move |data: &mut [i16], _: &cpal::OutputCallbackInfo| {

@@ -194,8 +194,17 @@ impl Live {
                 live.midi_wanted = None;
                 line
             }
-            Err(e) if live.opts.port.is_some() => format!("{e}: playing without MIDI input until it appears"),
-            Err(e) => format!("{e}: playing without MIDI input (patterns and :keys still work)"),
+            Err(e) => {
+                let wait = if live.opts.port.is_some() { "; it will be attached when it appears" } else { "" };
+                match midi::open_own_port(&live.tap) {
+                    Ok(m) => {
+                        let line = format!("MIDI in: {e}{wait}; listening on {}", m.port);
+                        live.midi = Some(m);
+                        line
+                    }
+                    Err(_) => format!("MIDI in: {e}{wait} (patterns and :keys still work)"),
+                }
+            }
         };
         live.rewatch();
         let set = live.session.set();
@@ -363,7 +372,7 @@ impl Live {
         }
         let ports = midi::list_inputs();
         if let Some(m) = &self.midi {
-            if !ports.iter().any(|p| *p == m.port) {
+            if !m.is_own() && !ports.iter().any(|p| *p == m.port) {
                 let port = m.port.clone();
                 if let Some(m) = self.midi.take() {
                     m.close();
@@ -372,13 +381,15 @@ impl Live {
                 self.midi_wanted = Some(port);
             }
         }
-        if self.midi.is_none() {
+        if self.midi.as_ref().is_none_or(|m| m.is_own()) {
             if let Some(want) = self.midi_wanted.clone() {
                 if midi::pick(Some(&want), &ports).is_some() {
                     match midi::connect(Some(&want), &self.tap) {
                         Ok(m) => {
                             self.say(&format!("MIDI in: {}", m.port));
-                            self.midi = Some(m);
+                            if let Some(own) = self.midi.replace(m) {
+                                own.close();
+                            }
                             self.midi_wanted = None;
                         }
                         Err(e) => self.say(&e),

@@ -98,7 +98,26 @@ pub fn connect(choice: Option<&str>, tap: &MidiTap) -> Result<MidiIn, String> {
     Ok(MidiIn { conn, port: names[i].clone() })
 }
 
+/// Opens jamrig's own input port for other programs (a DAW, another JACK or ALSA
+/// client) to connect to.
+pub fn open_own_port(tap: &MidiTap) -> Result<MidiIn, String> {
+    use midir::os::unix::VirtualInput;
+    let _quiet = super::audio::quiet_alsa();
+    let mut input = MidiInput::new(CLIENT).map_err(|e| format!("MIDI is unavailable: {e}"))?;
+    input.ignore(Ignore::SysexAndActiveSense);
+    let tap = tap.clone();
+    let conn = input
+        .create_virtual("in", move |_, bytes, _| tap.receive(bytes), ())
+        .map_err(|e| format!("cannot open a MIDI input port: {e}"))?;
+    Ok(MidiIn { conn, port: format!("{CLIENT}:in (jamrig's own port)") })
+}
+
 impl MidiIn {
+    /// Whether this is jamrig's own port rather than a connection to a device.
+    pub fn is_own(&self) -> bool {
+        self.port.ends_with("(jamrig's own port)")
+    }
+
     pub fn close(self) {
         self.conn.close();
     }

@@ -67,6 +67,44 @@ fn lock(s: &Shared) -> MutexGuard<'_, EvalState> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// `ch` as a variable: `ch[2].lowpass = 900` (what `ch(2).lowpass = 900` is
+/// rewritten to, since Rhai cannot assign through a call's result).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Channels;
+
+/// Rewrites `ch(N).` as `ch[N].` outside strings and comments, keeping every column.
+pub fn rewrite_channel_access(src: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    for line in src.split_inclusive('\n') {
+        let bytes = line.as_bytes();
+        let mut s = line.to_string().into_bytes();
+        let mut in_str = false;
+        let mut k = 0;
+        while k < bytes.len() {
+            match bytes[k] {
+                b'"' => in_str = !in_str,
+                b'/' if !in_str && bytes.get(k + 1) == Some(&b'/') => break,
+                b'c' if !in_str
+                    && line[k..].starts_with("ch(")
+                    && (k == 0 || !(bytes[k - 1].is_ascii_alphanumeric() || bytes[k - 1] == b'_' || bytes[k - 1] == b'.')) =>
+                {
+                    if let Some(close) = line[k + 3..].find(|c| c == ')' || c == '(').map(|j| j + k + 3) {
+                        if bytes[close] == b')' && bytes.get(close + 1) == Some(&b'.') {
+                            s[k + 2] = b'[';
+                            s[close] = b']';
+                            k = close;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            k += 1;
+        }
+        out.push_str(&String::from_utf8(s).unwrap_or_else(|_| line.to_string()));
+    }
+    out
+}
+
 /// A handle on a channel of the set being built (what `channel(...)` returns).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ChannelRef {
@@ -699,6 +737,16 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         apply_map(&mut spec, &st.lib, &map)?;
         declare(&mut st, n, spec, ctx.call_position())
     });
+    engine.register_type_with_name::<Channels>("Channels");
+    let s = state.clone();
+    engine.register_indexer_get(move |_: &mut Channels, n: INT| -> Res<ChannelRef> {
+        let n = channel_number(&Dynamic::from(n))?;
+        if !lock(&s).set.channels.contains_key(&n) {
+            return fail(format!("channel {n} is not in the rig"));
+        }
+        Ok(ChannelRef { number: n })
+    });
+    engine.register_indexer_set(|_: &mut Channels, _: INT, _: ChannelRef| {});
     let s = state.clone();
     engine.register_fn("ch", move |n: Dynamic| -> Res<ChannelRef> {
         let n = channel_number(&n)?;
@@ -1005,4 +1053,19 @@ pub fn register(engine: &mut Engine, state: &Shared) {
             None => fail_at(format!("\"{s}\" is not a note name (like C4, F#2 or Eb3)"), &s, None),
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_channel_access as rw;
+
+    #[test]
+    fn channel_access_rewrite_keeps_columns() {
+        assert_eq!(rw("ch(2).lowpass = 900;"), "ch[2].lowpass = 900;");
+        assert_eq!(rw("ch(2).reverb = ch(3).reverb + 0.1;"), "ch[2].reverb = ch[3].reverb + 0.1;");
+        assert_eq!(rw("let c = ch(2);"), "let c = ch(2);");
+        assert_eq!(rw("print(\"ch(2).x\"); // ch(1).y"), "print(\"ch(2).x\"); // ch(1).y");
+        assert_eq!(rw("mych(2).x"), "mych(2).x");
+        assert_eq!(rw("ch(note(\"C4\")).x"), "ch(note(\"C4\")).x");
+    }
 }

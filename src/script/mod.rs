@@ -179,9 +179,12 @@ impl ScriptHost {
         let state: Shared = Arc::new(Mutex::new(EvalState::new((*self.stdlib).clone(), base, repl)));
         let read = Arc::new(Mutex::new(Vec::new()));
         let engine = Self::engine(&state, folder, read.clone());
-        let result = engine.compile(text).map_err(|e| from_parse_error(&e, name, text)).and_then(|mut ast| {
+        let code = api::rewrite_channel_access(text);
+        let result = engine.compile(&code).map_err(|e| from_parse_error(&e, name, text)).and_then(|mut ast| {
             ast.set_source(name);
-            engine.run_ast(&ast).map_err(|e| {
+            let mut scope = Scope::new();
+            scope.push("ch", api::Channels);
+            engine.run_ast_with_scope(&mut scope, &ast).map_err(|e| {
                 let modules = read.lock().unwrap_or_else(|p| p.into_inner());
                 let src = EvalSources { main: name, main_text: text, modules: &modules };
                 from_eval_error(&e, &src, FUNCTIONS, &api::usage)

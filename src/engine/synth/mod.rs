@@ -41,7 +41,7 @@ impl OscState {
             n: [0; 4],
             rng: Pcg32::new(0, 0),
             age: 0,
-            line: vec![0.0; line_len].into_boxed_slice(),
+            line: crate::dsp::zeroed(line_len),
         }
     }
 
