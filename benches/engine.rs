@@ -182,8 +182,21 @@ fn reload() {
     );
 }
 
+/// A fixed amount of work for instruction counting (`valgrind --tool=callgrind
+/// --toggle-collect='*render_into*'`): 2 s of scenario (a).
+fn fixed_work(tables: &Arc<Tables>) {
+    let mut a = held(tables, "saw", 4, 8, true);
+    let mut buf = vec![0.0f32; SR as usize * 4];
+    a.render_into(&mut buf, BLOCK);
+    std::hint::black_box(&buf);
+}
+
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    if which.iter().any(|w| w == "fixed") {
+        fixed_work(&Arc::new(Tables::new(SR as f32)));
+        return;
+    }
     let run = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
     if run("memory") && which.len() == 1 {
         // Alone, so that peak memory is this scenario's own.

@@ -1,9 +1,9 @@
 //! The `jamrig` command: parses arguments and calls into the library.
 
 use clap::{Parser, Subcommand};
-use jamrig::offline::job::{self, RenderJob, ScriptFailure};
 use jamrig::live::PlayOutcome;
 use jamrig::live::control::PlayOptions;
+use jamrig::offline::job::{self, RenderJob, ScriptFailure};
 use jamrig::offline::{Length, wav::SampleFormat};
 use jamrig::rig::set::SyncMode;
 use std::path::PathBuf;

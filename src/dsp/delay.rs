@@ -69,6 +69,16 @@ impl DelayLine {
         }
     }
 
+    /// Where the next sample will be written.
+    pub fn write_pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The ring itself (read-only).
+    pub fn buffer(&self) -> &[f32] {
+        &self.buf
+    }
+
     /// Writes a block of samples.
     pub fn write_block(&mut self, x: &[f32]) {
         let len = self.buf.len();
@@ -84,18 +94,47 @@ pub const MAX_BLOCK: usize = 64;
 /// Bound on what recirculates: feedback below 1 keeps echoes finite; this keeps a
 /// loud input from filling the line with huge values.
 const LOOP_LIMIT: f32 = 8.0;
+/// A change of delay time larger than this (in seconds) crossfades to the new tap
+/// instead of sweeping the read head across the line (which would screech).
+pub const JUMP_SECONDS: f32 = 0.005;
+/// Length of that crossfade.
+pub const CROSSFADE_SECONDS: f32 = 0.03;
+/// Smaller changes move the read head at most this many samples per sample (a
+/// gentle tape-like pitch bend while a knob turns).
+const SLEW: f32 = 0.25;
 
 /// Stereo feedback echo: each side recirculates through its own line.
 #[derive(Clone)]
 pub struct StereoDelay {
     lines: [DelayLine; 2],
     wet: [[f32; MAX_BLOCK]; 2],
+    old_wet: [[f32; MAX_BLOCK]; 2],
+    /// Delay now, in samples.
+    current: f32,
+    /// The tap being faded out, and how far the crossfade has gone (0..1).
+    fading: Option<(f32, f32)>,
+    jump: f32,
+    fade_step: f32,
 }
 
 impl StereoDelay {
     pub fn new(max_seconds: f32, sample_rate: f32) -> Self {
         let n = (max_seconds * sample_rate).ceil() as usize + MAX_BLOCK + 4;
-        StereoDelay { lines: [DelayLine::new(n), DelayLine::new(n)], wet: [[0.0; MAX_BLOCK]; 2] }
+        StereoDelay {
+            lines: [DelayLine::new(n), DelayLine::new(n)],
+            wet: [[0.0; MAX_BLOCK]; 2],
+            old_wet: [[0.0; MAX_BLOCK]; 2],
+            current: 0.0,
+            fading: None,
+            jump: JUMP_SECONDS * sample_rate,
+            fade_step: 1.0 / (CROSSFADE_SECONDS * sample_rate),
+        }
+    }
+
+    /// Starts at `delay` samples with no transition (after waking up).
+    pub fn reset_time(&mut self, delay: f32) {
+        self.current = delay;
+        self.fading = None;
     }
 
     /// One frame: returns the wet (echo) signal for each side. `delay` in samples.
@@ -108,13 +147,28 @@ impl StereoDelay {
         (wl, wr)
     }
 
-    /// A block (at most [`MAX_BLOCK`] frames): the delay moves linearly from `d0 + dd`
-    /// to `d0 + dd * n` samples and the feedback likewise; `l` and `r` become the
-    /// echo (wet) signal. Same result as `tick` frame by frame.
-    pub fn process(&mut self, l: &mut [f32], r: &mut [f32], d0: f32, dd: f32, f0: f32, fd: f32) {
+    /// A block (at most [`MAX_BLOCK`] frames) heading for a delay of `target` samples,
+    /// the feedback moving from `f0 + fd` to `f0 + fd * n`; `l` and `r` become the echo.
+    pub fn process(&mut self, l: &mut [f32], r: &mut [f32], target: f32, f0: f32, fd: f32) {
         let n = l.len().min(MAX_BLOCK);
-        let shortest = d0 + dd.min(0.0) * n as f32;
+        let target = target.clamp(1.0, self.lines[0].max_delay());
+        if self.fading.is_none() && (target - self.current).abs() > self.jump {
+            self.fading = Some((self.current, 0.0));
+            self.current = target;
+        }
+        let d0 = self.current;
+        let dd = if self.fading.is_none() {
+            let max = SLEW * n as f32;
+            let next = d0 + (target - d0).clamp(-max, max);
+            self.current = next;
+            (next - d0) / n as f32
+        } else {
+            0.0
+        };
+        let shortest = d0.min(d0 + dd * n as f32).min(self.fading.map(|f| f.0).unwrap_or(f32::MAX));
         if shortest < n as f32 + 1.0 {
+            // Echoes shorter than the block: frame by frame, no crossfade.
+            self.fading = None;
             for i in 0..n {
                 let k = (i + 1) as f32;
                 (l[i], r[i]) = self.tick(l[i], r[i], d0 + dd * k, f0 + fd * k);
@@ -122,6 +176,7 @@ impl StereoDelay {
             return;
         }
         // Every read reaches back before this block: read all, then write all.
+        let fading = self.fading;
         for (side, x) in [&mut *l, &mut *r].into_iter().enumerate() {
             let line = &mut self.lines[side];
             let wet = &mut self.wet[side][..n];
@@ -139,12 +194,24 @@ impl StereoDelay {
                     *w = a + (line.buf[i1] - a) * frac;
                 }
             }
+            if let Some((old, progress)) = fading {
+                let old_wet = &mut self.old_wet[side][..n];
+                line.read_block(old, old_wet);
+                for (i, (w, o)) in wet.iter_mut().zip(old_wet.iter()).enumerate() {
+                    let x = (progress + self.fade_step * (i + 1) as f32).min(1.0);
+                    *w = *o + (*w - *o) * x;
+                }
+            }
             for i in 0..n {
                 let fb = f0 + fd * (i + 1) as f32;
                 x[i] = (x[i] + wet[i] * fb).clamp(-LOOP_LIMIT, LOOP_LIMIT);
             }
             line.write_block(x);
             x.copy_from_slice(wet);
+        }
+        if let Some((old, progress)) = fading {
+            let p = progress + self.fade_step * n as f32;
+            self.fading = if p >= 1.0 { None } else { Some((old, p)) };
         }
     }
 
@@ -179,10 +246,11 @@ mod tests {
         for (k, chunk) in input.chunks(32).enumerate() {
             let d0 = 40.0 + k as f32;
             let (mut l, mut r) = (chunk.to_vec(), chunk.to_vec());
-            b.process(&mut l, &mut r, d0, 0.03, 0.5, 0.001);
+            b.reset_time(d0);
+            b.process(&mut l, &mut r, d0, 0.5, 0.001);
             for i in 0..chunk.len() {
                 let kk = (i + 1) as f32;
-                let (wl, _) = a.tick(chunk[i], chunk[i], d0 + 0.03 * kk, 0.5 + 0.001 * kk);
+                let (wl, _) = a.tick(chunk[i], chunk[i], d0, 0.5 + 0.001 * kk);
                 out_a.push(wl);
                 assert!((wl - l[i]).abs() < 1e-6, "frame {}", k * 32 + i);
             }

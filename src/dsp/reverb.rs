@@ -6,6 +6,8 @@
 //! Each line's output is read and its new input written in the same ring slot, so
 //! the network runs sample by sample without copies, element-wise across lines.
 
+use wide::f32x8;
+
 const LINES: usize = 8;
 const LINE_MS: [f32; LINES] = [21.5, 27.6, 31.7, 37.3, 41.6, 46.6, 51.4, 56.4];
 const DIFFUSER_MS: [f32; 4] = [3.2, 2.4, 8.6, 6.3];
@@ -113,38 +115,54 @@ impl Reverb {
         // The network, sample by sample, element-wise over the lines: each line's
         // output is read and its new input stored in the same ring slot.
         const SIGN: [f32; LINES] = [1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 1.0, -1.0];
-        const TAP_L: [f32; LINES] = [1.0, 0.0, -1.0, 0.0, 1.0, 0.0, -1.0, 0.0];
-        const TAP_R: [f32; LINES] = [0.0, 1.0, 0.0, -1.0, 0.0, 1.0, 0.0, -1.0];
         let a = 1.0 - DAMPING;
-        let mut idx = [0usize; LINES];
-        for k in 0..LINES {
-            idx[k] = lines[k].pos;
-        }
-        let lens = lines.each_ref().map(|l| l.buf.len());
-        for i in 0..n {
-            let mut x = [0.0f32; LINES];
-            for k in 0..LINES {
-                x[k] = lines[k].buf[idx[k]];
-            }
-            let sum: f32 = x.iter().sum();
-            let mix = sum * (2.0 / LINES as f32);
-            let (mut wl, mut wr) = (0.0, 0.0);
-            for k in 0..LINES {
-                let v = (x[k] - mix) * gains[k];
-                damp[k] += a * (v - damp[k]);
-                lines[k].buf[idx[k]] = damp[k] + s[i] * SIGN[k];
-                wl += x[k] * TAP_L[k];
-                wr += x[k] * TAP_R[k];
-                idx[k] += 1;
-                if idx[k] == lens[k] {
-                    idx[k] = 0;
+        let mut done = 0;
+        while done < n {
+            // A segment in which no line wraps around.
+            let seg = lines.iter().map(|l| l.buf.len() - l.pos).min().unwrap_or(0).min(n - done).max(1);
+            let [l0, l1, l2, l3, l4, l5, l6, l7] = lines;
+            let rings: [&mut [f32]; LINES] = [
+                &mut l0.buf[l0.pos..l0.pos + seg],
+                &mut l1.buf[l1.pos..l1.pos + seg],
+                &mut l2.buf[l2.pos..l2.pos + seg],
+                &mut l3.buf[l3.pos..l3.pos + seg],
+                &mut l4.buf[l4.pos..l4.pos + seg],
+                &mut l5.buf[l5.pos..l5.pos + seg],
+                &mut l6.buf[l6.pos..l6.pos + seg],
+                &mut l7.buf[l7.pos..l7.pos + seg],
+            ];
+            // The eight lines side by side in SIMD lanes.
+            let g = f32x8::new(*gains);
+            let sign = f32x8::new(SIGN);
+            let mut d = f32x8::new(*damp);
+            for i in 0..seg {
+                let xs = [
+                    rings[0][i],
+                    rings[1][i],
+                    rings[2][i],
+                    rings[3][i],
+                    rings[4][i],
+                    rings[5][i],
+                    rings[6][i],
+                    rings[7][i],
+                ];
+                // Sums and taps on the scalars we already hold; the rest in lanes.
+                let mix =
+                    (((xs[0] + xs[1]) + (xs[2] + xs[3])) + ((xs[4] + xs[5]) + (xs[6] + xs[7]))) * (2.0 / LINES as f32);
+                out_l[done + i] = ((xs[0] - xs[2]) + (xs[4] - xs[6])) * WET_GAIN;
+                out_r[done + i] = ((xs[1] - xs[3]) + (xs[5] - xs[7])) * WET_GAIN;
+                let v = (f32x8::new(xs) - f32x8::splat(mix)) * g;
+                d += (v - d) * a;
+                let fb = (d + sign * s[done + i]).to_array();
+                for k in 0..LINES {
+                    rings[k][i] = fb[k];
                 }
             }
-            out_l[i] = wl * WET_GAIN;
-            out_r[i] = wr * WET_GAIN;
-        }
-        for k in 0..LINES {
-            lines[k].pos = idx[k];
+            *damp = d.to_array();
+            for l in lines.iter_mut() {
+                l.pos = (l.pos + seg) % l.buf.len();
+            }
+            done += seg;
         }
     }
 

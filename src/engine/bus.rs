@@ -16,6 +16,24 @@ use std::f32::consts::FRAC_PI_4;
 /// Longest echo the delay line holds.
 pub const MAX_DELAY_SECONDS: f32 = 2.0;
 
+/// Fade-in of a wet path's input when the effect switches on.
+const WAKE_FADE_SECONDS: f32 = 0.01;
+const CHORUS: usize = 0;
+const DELAY: usize = 1;
+const REVERB: usize = 2;
+
+/// Multiplies `buf` by a gain rising by `step` per sample up to 1.
+#[inline]
+fn ramp_in(gain: &mut f32, step: f32, buf: &mut [f32]) {
+    if *gain >= 1.0 {
+        return;
+    }
+    for x in buf.iter_mut() {
+        *gain = (*gain + step).min(1.0);
+        *x *= *gain;
+    }
+}
+
 /// The bus output of one tick.
 pub struct BusOut<'a> {
     pub left: &'a mut [f32],
@@ -94,7 +112,12 @@ pub struct Bus {
     delay_dormant: bool,
     reverb: Reverb,
     reverb_dormant: bool,
+    /// Input gains of the wet paths, ramping up from 0 after the path wakes, so the
+    /// first delayed sample is not a jump.
+    wake: [f32; 3],
+    wake_step: f32,
     mono: Box<[f32]>,
+    feed: Box<[f32]>,
     wet_l: Box<[f32]>,
     wet_r: Box<[f32]>,
 }
@@ -116,7 +139,10 @@ impl Bus {
             delay_dormant: true,
             reverb: Reverb::new(sample_rate),
             reverb_dormant: true,
+            wake: [1.0; 3],
+            wake_step: 1.0 / (WAKE_FADE_SECONDS * sample_rate),
             mono: crate::dsp::zeroed(tick),
+            feed: crate::dsp::zeroed(tick),
             wet_l: crate::dsp::zeroed(tick),
             wet_r: crate::dsp::zeroed(tick),
         }
@@ -130,6 +156,13 @@ impl Bus {
         }
         self.highpass.snap(t.get(Param::Highpass), t.get(Param::HighpassQ));
         self.lowpass.snap(t.get(Param::Lowpass), t.get(Param::LowpassQ));
+    }
+
+    /// The longest silence after which the bus can still sound again without new
+    /// input: one echo period while the delay runs (the reverb's lines are far
+    /// shorter than the idle time). A channel idles only after a longer silence.
+    pub fn silent_gap_seconds(&self, t: &ParamValues) -> f32 {
+        if self.delay_dormant { 0.0 } else { t.get(Param::DelayTime) * 1.1 + 0.05 }
     }
 
     /// Clears all state (after a numeric fault).
@@ -194,9 +227,13 @@ impl Bus {
             if self.chorus_dormant {
                 self.chorus.clear();
                 self.chorus_dormant = false;
+                self.wake[CHORUS] = 0.0;
             }
+            let feed = &mut self.feed[..n];
+            feed.copy_from_slice(mono);
+            ramp_in(&mut self.wake[CHORUS], self.wake_step, feed);
             let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
-            self.chorus.process(mono, t.get(Param::ChorusRate), cdep0, sr, wl, wr);
+            self.chorus.process(feed, t.get(Param::ChorusRate), cdep0, sr, wl, wr);
             for i in 0..n {
                 let c = (c0 + cd * (i + 1) as f32) * 0.5;
                 l[i] = mono[i] * (1.0 - c) + wl[i] * c;
@@ -228,19 +265,25 @@ impl Bus {
         self.highpass.process(t.get(Param::Highpass), t.get(Param::HighpassQ), true, sr, l, r);
         self.lowpass.process(t.get(Param::Lowpass), t.get(Param::LowpassQ), false, sr, l, r);
 
-        // Delay.
+        // Delay: the time is not glided here; the delay line crossfades big jumps and
+        // slews small moves itself.
         let (e0, ed) = self.glides[Param::Delay as usize].step(t.get(Param::Delay), n);
-        let (dt0, dtd) = self.glides[Param::DelayTime as usize].step(t.get(Param::DelayTime), n);
         let (fb0, fbd) = self.glides[Param::DelayFeedback as usize].step(t.get(Param::DelayFeedback), n);
+        let delay_samples = t.get(Param::DelayTime) * sr;
         if e0 > 0.0 || ed != 0.0 {
             if self.delay_dormant {
                 self.delay.clear();
+                self.delay.reset_time(delay_samples);
                 self.delay_dormant = false;
+                self.wake[DELAY] = 0.0;
             }
             let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
             wl.copy_from_slice(l);
             wr.copy_from_slice(r);
-            self.delay.process(wl, wr, dt0 * sr, dtd * sr, fb0, fbd);
+            let mut g = self.wake[DELAY];
+            ramp_in(&mut g, self.wake_step, wl);
+            ramp_in(&mut self.wake[DELAY], self.wake_step, wr);
+            self.delay.process(wl, wr, delay_samples, fb0, fbd);
             for i in 0..n {
                 let m = e0 + ed * (i + 1) as f32;
                 l[i] += (wl[i] - l[i]) * m;
@@ -257,12 +300,14 @@ impl Bus {
             if self.reverb_dormant {
                 self.reverb.clear();
                 self.reverb_dormant = false;
+                self.wake[REVERB] = 0.0;
             }
             self.reverb.set_decay(rd0);
             let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
             for i in 0..n {
                 mono[i] = 0.5 * (l[i] + r[i]);
             }
+            ramp_in(&mut self.wake[REVERB], self.wake_step, mono);
             self.reverb.process(mono, wl, wr);
             for i in 0..n {
                 let m = v0 + vd * (i + 1) as f32;
@@ -288,8 +333,8 @@ impl Bus {
             l[i] *= vol * (gl0 + (gl1 - gl0) * k);
             r[i] *= vol * (gr0 + (gr1 - gr0) * k);
         }
-        // Rate glides are not used per sample; keep them at their targets.
-        for p in [Param::TremoloRate, Param::ChorusRate, Param::PhaserRate] {
+        // These are not glided per sample; keep them at their targets.
+        for p in [Param::TremoloRate, Param::ChorusRate, Param::PhaserRate, Param::DelayTime] {
             self.glides[p as usize].reset(t.get(p));
         }
     }

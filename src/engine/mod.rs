@@ -806,7 +806,10 @@ impl Engine {
             stats.peaks[ch].fetch_max(peak.to_bits(), Relaxed);
             if counts[ch] == 0 && peak < 1e-5 {
                 st.quiet_ticks += 1;
-                if st.quiet_ticks >= self.idle_ticks {
+                // Silence between echoes is not the end: wait longer than an echo period.
+                if st.quiet_ticks >= self.idle_ticks
+                    && st.quiet_ticks as f32 * TICK_FRAMES as f32 >= st.bus.silent_gap_seconds(&st.target) * self.sr
+                {
                     st.idle = true;
                 }
             } else {

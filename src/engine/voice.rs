@@ -133,10 +133,10 @@ impl Voice {
     }
 
     fn synth_ctx<'a>(&self, ctx: &VoiceCtx<'a>, params: &'a ParamValues) -> SynthCtx<'a> {
-        let bend = if self.frozen.is_some() { 0.0 } else { ctx.bend };
+        // Pitch bend is the channel's, and applies to notes kept on an old instrument too.
         SynthCtx {
             sample_rate: ctx.sample_rate,
-            freq_hz: note_hz(self.note as f64 + bend as f64),
+            freq_hz: note_hz(self.note as f64 + ctx.bend as f64),
             params,
             waves: &ctx.tables.waves,
         }
@@ -199,10 +199,9 @@ impl Voice {
                     Some(p) => p,
                     None => ctx.params,
                 };
-                let bend = if self.frozen.is_some() { 0.0 } else { ctx.bend };
                 let sctx = SynthCtx {
                     sample_rate: ctx.sample_rate,
-                    freq_hz: note_hz(self.note as f64 + bend as f64),
+                    freq_hz: note_hz(self.note as f64 + ctx.bend as f64),
                     params,
                     waves: &ctx.tables.waves,
                 };

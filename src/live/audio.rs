@@ -45,7 +45,10 @@ impl Chosen {
 }
 
 fn describe(d: &cpal::Device) -> String {
-    d.description().map(|d| d.name().to_string()).or_else(|_| d.id().map(|i| i.to_string())).unwrap_or_else(|_| "?".into())
+    d.description()
+        .map(|d| d.name().to_string())
+        .or_else(|_| d.id().map(|i| i.to_string()))
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn hosts() -> Vec<cpal::Host> {
@@ -110,14 +113,21 @@ pub fn choose(name: Option<&str>, buffer: u32) -> Result<Chosen, AudioError> {
     };
     let what = describe(&device);
     let default = device.default_output_config().map_err(|_| {
-        no_device(&format!("the {} output \"{what}\" cannot be opened: no sound card, or no server behind it", host_id.name()))
+        no_device(&format!(
+            "the {} output \"{what}\" cannot be opened: no sound card, or no server behind it",
+            host_id.name()
+        ))
     })?;
     let rate = default.sample_rate();
     // Prefer 32-bit float at the device's rate; fall back to its default format.
     let format = device
         .supported_output_configs()
         .ok()
-        .and_then(|mut cs| cs.find(|c| c.sample_format() == SampleFormat::F32 && (c.min_sample_rate()..=c.max_sample_rate()).contains(&rate)))
+        .and_then(|mut cs| {
+            cs.find(|c| {
+                c.sample_format() == SampleFormat::F32 && (c.min_sample_rate()..=c.max_sample_rate()).contains(&rate)
+            })
+        })
         .map(|_| SampleFormat::F32)
         .unwrap_or(default.sample_format());
     let jack = host_id.name().eq_ignore_ascii_case("jack");
@@ -132,7 +142,12 @@ pub fn choose(name: Option<&str>, buffer: u32) -> Result<Chosen, AudioError> {
 }
 
 /// Starts the stream with `engine` in its callback.
-pub fn start(chosen: &Chosen, mut engine: Engine, clock: Arc<FrameClock>, stats: Arc<LiveStats>) -> Result<cpal::Stream, AudioError> {
+pub fn start(
+    chosen: &Chosen,
+    mut engine: Engine,
+    clock: Arc<FrameClock>,
+    stats: Arc<LiveStats>,
+) -> Result<cpal::Stream, AudioError> {
     let _quiet = quiet_alsa();
     let channels = chosen.config.channels as usize;
     let err_stats = stats.clone();

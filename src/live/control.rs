@@ -12,9 +12,9 @@ use crate::engine::EngineStats;
 use crate::engine::event::{Event, EventKind};
 use crate::engine::snapshot::MAX_CHANNELS;
 use crate::params::Param;
+use crate::rig::Controller;
 use crate::rig::controller::{EventSender, Rig};
 use crate::rig::set::{Set, SyncMode};
-use crate::rig::Controller;
 use crate::script::ScriptHost;
 use crate::script::diagnostic::Diagnostic;
 use crate::script::session::{Reload, Session};
@@ -147,7 +147,12 @@ fn apply_sync(set: &mut Set, sync: Option<SyncMode>) {
 
 impl Live {
     /// Evaluates the set, opens the audio device and MIDI input, starts watching.
-    pub fn start(opts: PlayOptions, out: Out, tx: Sender<Msg>, handles: Arc<Mutex<Option<Handles>>>) -> Result<Live, StartError> {
+    pub fn start(
+        opts: PlayOptions,
+        out: Out,
+        tx: Sender<Msg>,
+        handles: Arc<Mutex<Option<Handles>>>,
+    ) -> Result<Live, StartError> {
         let host = ScriptHost::new().map_err(StartError::Script)?;
         let mut session = Session::open(host, &opts.set).map_err(StartError::Script)?;
         session.set_sync_override(opts.sync);
@@ -156,13 +161,19 @@ impl Live {
         let tables = Arc::new(Tables::new(sample_rate as f32));
         let mut set = session.set().clone();
         apply_sync(&mut set, opts.sync);
-        let Rig { engine, controller } = Rig::new(&set, sample_rate as f32, tables.clone()).map_err(|e| StartError::Other(e.to_string()))?;
+        let Rig { engine, controller } =
+            Rig::new(&set, sample_rate as f32, tables.clone()).map_err(|e| StartError::Other(e.to_string()))?;
         let clock = Arc::new(FrameClock::new(sample_rate, chosen.buffer_frames()));
         let audio_stats = Arc::new(LiveStats::default());
         let stream = audio::start(&chosen, engine, clock.clone(), audio_stats.clone())?;
         let log = Arc::new(ArrayQueue::new(MIDI_LOG_CAP));
         let log_on = Arc::new(AtomicBool::new(false));
-        let tap = MidiTap { sender: controller.event_sender(), clock: clock.clone(), log: log.clone(), log_on: log_on.clone() };
+        let tap = MidiTap {
+            sender: controller.event_sender(),
+            clock: clock.clone(),
+            log: log.clone(),
+            log_on: log_on.clone(),
+        };
         let mut live = Live {
             session,
             controller,
@@ -236,7 +247,11 @@ impl Live {
     }
 
     fn publish_handles(&self) {
-        let h = Handles { sender: self.controller.event_sender(), clock: self.clock.clone(), stats: self.controller.stats().clone() };
+        let h = Handles {
+            sender: self.controller.event_sender(),
+            clock: self.clock.clone(),
+            stats: self.controller.stats().clone(),
+        };
         *self.handles.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
     }
 
@@ -356,7 +371,9 @@ impl Live {
             let desc = self.chosen.as_ref().map(|c| c.description.clone()).unwrap_or_default();
             self.stream = None;
             self.lost_device = true;
-            self.say(&format!("audio device lost ({desc}); the REPL stays, and the device will be reopened when it returns"));
+            self.say(&format!(
+                "audio device lost ({desc}); the REPL stays, and the device will be reopened when it returns"
+            ));
         }
         if self.stream.is_none() {
             match self.open_audio() {
@@ -529,7 +546,9 @@ impl Live {
             ":keys" | ":meters" => self.say(&format!("{cmd} needs a terminal")),
             other => {
                 let names: Vec<&str> = COMMANDS.iter().map(|(c, _)| c.split(' ').next().unwrap_or(c)).collect();
-                let hint = crate::script::diagnostic::suggest(other, names).map(|s| format!(" (did you mean {s}?)")).unwrap_or_default();
+                let hint = crate::script::diagnostic::suggest(other, names)
+                    .map(|s| format!(" (did you mean {s}?)"))
+                    .unwrap_or_default();
                 self.say(&format!("unknown command {other}{hint}; :help lists them"));
             }
         }

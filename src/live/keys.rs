@@ -57,7 +57,9 @@ pub fn keyboard(h: &Handles, channel: u8, mut octave: i32) -> std::io::Result<()
     let ch = channel.clamp(1, 16) - 1;
     let raw = RawMode::enter()?;
     let mode = if raw.enhanced { "key release supported" } else { "keys release 150 ms after you let go" };
-    print!("keyboard on channel {channel}, octave {octave} ({mode}); z..m and q..u play, up/down change octave, Esc leaves\r\n");
+    print!(
+        "keyboard on channel {channel}, octave {octave} ({mode}); z..m and q..u play, up/down change octave, Esc leaves\r\n"
+    );
     let _ = std::io::stdout().flush();
     let mut down: HashMap<char, (u8, Instant)> = HashMap::new();
     loop {

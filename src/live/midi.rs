@@ -132,7 +132,9 @@ pub fn describe(r: &LogRecord) -> String {
         [0xFB, ..] => "continue".to_string(),
         [0xFC, ..] => "stop".to_string(),
         [0xF2, l, h] => format!("song position {}", *l as u16 | (*h as u16) << 7),
-        [s @ 0x90..=0x9F, n, v] if *v > 0 => format!("ch{} note on {} ({n}) vel {v}", ch(*s), crate::theory::note_name(*n)),
+        [s @ 0x90..=0x9F, n, v] if *v > 0 => {
+            format!("ch{} note on {} ({n}) vel {v}", ch(*s), crate::theory::note_name(*n))
+        }
         [s @ 0x80..=0x9F, n, _] => format!("ch{} note off {} ({n})", ch(*s), crate::theory::note_name(*n)),
         [s @ 0xB0..=0xBF, c, v] => format!("ch{} cc{c} = {v}", ch(*s)),
         [s @ 0xC0..=0xCF, p, ..] => format!("ch{} program {p}", ch(*s)),

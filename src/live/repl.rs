@@ -128,7 +128,12 @@ impl Repl {
     }
 
     /// Reads lines until `:quit`, end of input or the control thread stops.
-    pub fn run(mut self, tx: Sender<Msg>, handles: Arc<Mutex<Option<Handles>>>, channels: impl Fn() -> Vec<(u8, String)>) {
+    pub fn run(
+        mut self,
+        tx: Sender<Msg>,
+        handles: Arc<Mutex<Option<Handles>>>,
+        channels: impl Fn() -> Vec<(u8, String)>,
+    ) {
         let prompt = if std::io::stdin().is_terminal() { "jamrig> " } else { "" };
         loop {
             match self.editor.readline(prompt) {
@@ -163,7 +168,12 @@ impl Repl {
         }
     }
 
-    fn terminal_command(&self, line: &str, handles: &Arc<Mutex<Option<Handles>>>, channels: &impl Fn() -> Vec<(u8, String)>) {
+    fn terminal_command(
+        &self,
+        line: &str,
+        handles: &Arc<Mutex<Option<Handles>>>,
+        channels: &impl Fn() -> Vec<(u8, String)>,
+    ) {
         if !std::io::stdin().is_terminal() {
             println!("{} needs a terminal", line.split_whitespace().next().unwrap_or(line));
             return;
@@ -189,13 +199,17 @@ mod tests {
 
     fn names() -> Names {
         let mut lib = Library::default();
-        lib.instruments.insert("synth_bass".into(), crate::script::library::InstrumentDef {
-            synth: "saw".into(),
-            envelope: None,
-            options: vec![],
-            params: vec![],
-        });
-        lib.patterns.insert("rock".into(), crate::script::library::PatternDef { beats: 4.0, meter: None, hits: vec![] });
+        lib.instruments.insert(
+            "synth_bass".into(),
+            crate::script::library::InstrumentDef {
+                synth: "saw".into(),
+                envelope: None,
+                options: vec![],
+                params: vec![],
+            },
+        );
+        lib.patterns
+            .insert("rock".into(), crate::script::library::PatternDef { beats: 4.0, meter: None, hits: vec![] });
         Names::new(&lib)
     }
 

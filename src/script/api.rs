@@ -86,7 +86,8 @@ pub fn rewrite_channel_access(src: &str) -> String {
                 b'/' if !in_str && bytes.get(k + 1) == Some(&b'/') => break,
                 b'c' if !in_str
                     && line[k..].starts_with("ch(")
-                    && (k == 0 || !(bytes[k - 1].is_ascii_alphanumeric() || bytes[k - 1] == b'_' || bytes[k - 1] == b'.')) =>
+                    && (k == 0
+                        || !(bytes[k - 1].is_ascii_alphanumeric() || bytes[k - 1] == b'_' || bytes[k - 1] == b'.')) =>
                 {
                     if let Some(close) = line[k + 3..].find(|c| c == ')' || c == '(').map(|j| j + k + 3) {
                         if bytes[close] == b')' && bytes.get(close + 1) == Some(&b'.') {

@@ -192,7 +192,8 @@ impl ScriptHost {
         });
         drop(engine);
         result?;
-        let mut st = Arc::try_unwrap(state).ok().expect("engine dropped").into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut st =
+            Arc::try_unwrap(state).ok().expect("engine dropped").into_inner().unwrap_or_else(|p| p.into_inner());
         st.set.programs = st
             .lib
             .gm

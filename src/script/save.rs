@@ -59,12 +59,23 @@ fn channel_line(n: u8, spec: &ChannelSpec, lib: &Library, out: &mut String) {
                 None => {
                     // Not a library preset (or changed): define it here first.
                     let opts: Vec<String> = options.iter().map(|(k, v)| format!("{k}: {}", option_value(v))).collect();
-                    let kw = if opts.is_empty() { String::new() } else { format!(", synth_kw: #{{ {} }}", opts.join(", ")) };
-                    let _ = writeln!(out, "define_instrument({}, #{{ synth: {}{kw} }});", quote(&spec.instrument), quote(synth));
+                    let kw =
+                        if opts.is_empty() { String::new() } else { format!(", synth_kw: #{{ {} }}", opts.join(", ")) };
+                    let _ = writeln!(
+                        out,
+                        "define_instrument({}, #{{ synth: {}{kw} }});",
+                        quote(&spec.instrument),
+                        quote(synth)
+                    );
                     let mut lib = lib.clone();
                     lib.instruments.insert(
                         spec.instrument.clone(),
-                        super::library::InstrumentDef { synth: synth.clone(), envelope: None, options: options.clone(), params: Vec::new() },
+                        super::library::InstrumentDef {
+                            synth: synth.clone(),
+                            envelope: None,
+                            options: options.clone(),
+                            params: Vec::new(),
+                        },
                     );
                     preset_channel(&lib, &spec.instrument).expect("the synth was checked when the set was built")
                 }
@@ -87,7 +98,11 @@ fn pattern_lines(p: &PatternSpec, set: &Set, lib: &Library, out: &mut String) {
     if let Some(preset) = &p.preset {
         let from_lib = lib.patterns.get(preset).map(|d| (d.beats, d.hits.len()));
         let same = from_lib == Some((p.length_beats, p.hits.len()))
-            && lib.patterns[preset].hits.iter().zip(&p.hits).all(|(a, b)| a.beat == b.beat && a.note == b.note && a.velocity == b.velocity);
+            && lib.patterns[preset]
+                .hits
+                .iter()
+                .zip(&p.hits)
+                .all(|(a, b)| a.beat == b.beat && a.note == b.note && a.velocity == b.velocity);
         if same {
             let _ = writeln!(out, "pattern({}, {}, {});", quote(&p.name), p.channel, quote(preset));
             return;
@@ -140,7 +155,14 @@ pub fn to_rhai(set: &Set, lib: &Library) -> String {
     for c in &set.cc_map {
         let curve = if c.exponential { "exp" } else { "linear" };
         let ch = c.channel.map(|n| format!("channel: {n}, ")).unwrap_or_default();
-        let _ = writeln!(out, "cc({}, {}, {}, {}, #{{ {ch}curve: \"{curve}\" }});", c.cc, quote(c.param.name()), num(c.min as f64), num(c.max as f64));
+        let _ = writeln!(
+            out,
+            "cc({}, {}, {}, {}, #{{ {ch}curve: \"{curve}\" }});",
+            c.cc,
+            quote(c.param.name()),
+            num(c.min as f64),
+            num(c.max as f64)
+        );
     }
     if !set.patterns.is_empty() {
         out.push('\n');

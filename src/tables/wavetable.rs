@@ -27,20 +27,22 @@ pub enum Shape {
     Triangle,
 }
 
-/// One cycle, `TABLE_LEN + 1` samples (the last repeats the first for interpolation).
-pub type Table = Box<[f32]>;
+/// One cycle, `TABLE_LEN + 1` samples (the last repeats the first for
+/// interpolation). A fixed-size array, so that reads need no bounds checks.
+pub type Table = [f32; TABLE_LEN + 1];
 
 pub struct Wavetables {
-    sine: Table,
-    mips: [Vec<Table>; 3],
+    sine: Box<Table>,
+    mips: [Vec<Box<Table>>; 3],
     harmonics: [usize; LEVELS],
 }
 
 /// Reads a table at a 32-bit phase (one cycle = 2^32), linearly interpolated.
 #[inline]
-pub fn read(table: &[f32], phase: u32) -> f32 {
+pub fn read(table: &Table, phase: u32) -> f32 {
     let i = (phase >> FRAC_BITS) as usize;
-    let frac = (phase & FRAC_MASK) as f32 * FRAC_SCALE;
+    // Through i32: a signed conversion is one instruction, an unsigned one is not.
+    let frac = (phase & FRAC_MASK) as i32 as f32 * FRAC_SCALE;
     let a = table[i];
     a + (table[i + 1] - a) * frac
 }
@@ -60,7 +62,7 @@ impl Wavetables {
         for (k, h) in harmonics.iter_mut().enumerate() {
             *h = ((MAX_HARMONICS as f64) / 2f64.powf(k as f64 / 2.0)).floor().max(1.0) as usize;
         }
-        let build = |coef: &dyn Fn(usize) -> f64, max_h: usize| -> Table {
+        let build = |coef: &dyn Fn(usize) -> f64, max_h: usize| -> Box<Table> {
             // x[n] = sum_h b_h sin(2 pi h n / N): X[h] = -i b_h / 2, X[N-h] = i b_h / 2.
             let mut spec = vec![Complex::new(0.0, 0.0); TABLE_LEN];
             for h in 1..=max_h.min(MAX_HARMONICS) {
@@ -69,9 +71,12 @@ impl Wavetables {
                 spec[TABLE_LEN - h] = Complex::new(0.0, b / 2.0);
             }
             ifft.process(&mut spec);
-            let mut t: Vec<f32> = spec.iter().map(|c| c.re as f32).collect();
-            t.push(t[0]);
-            t.into_boxed_slice()
+            let mut t = Box::new([0.0f32; TABLE_LEN + 1]);
+            for (o, c) in t.iter_mut().zip(&spec) {
+                *o = c.re as f32;
+            }
+            t[TABLE_LEN] = t[0];
+            t
         };
         let saw = |h: usize| 2.0 / PI * if h % 2 == 1 { 1.0 } else { -1.0 } / h as f64;
         let square = |h: usize| {
@@ -91,13 +96,13 @@ impl Wavetables {
     }
 
     #[inline]
-    pub fn sine(&self) -> &[f32] {
+    pub fn sine(&self) -> &Table {
         &self.sine
     }
 
     /// The richest table of `shape` with no harmonic above Nyquist at `inc`.
     #[inline]
-    pub fn table(&self, shape: Shape, inc: u32) -> &[f32] {
+    pub fn table(&self, shape: Shape, inc: u32) -> &Table {
         let levels = &self.mips[shape as usize];
         let cycles = inc as f32 * (1.0 / 4_294_967_296.0);
         let allowed = if cycles > 0.0 { (0.5 / cycles) as usize } else { usize::MAX };
@@ -134,7 +139,7 @@ mod tests {
         let w = Wavetables::new();
         let inc = phase_inc(4000.0, 48000.0); // 6 harmonics fit below Nyquist
         let t = w.table(Shape::Saw, inc);
-        let idx = w.mips[0].iter().position(|x| std::ptr::eq(x.as_ref(), t)).unwrap();
+        let idx = w.mips[0].iter().position(|x| std::ptr::eq(&**x, t)).unwrap();
         assert!(w.harmonics[idx] <= 6);
         assert!(w.harmonics[idx] >= 4);
     }

@@ -152,3 +152,255 @@ pub fn max_step(x: &[f32]) -> f32 {
 pub fn rms_windows(x: &[f32], win: usize) -> Vec<f32> {
     x.chunks(win).map(rms).collect()
 }
+
+// ---- Script helpers (script_language, script_diagnostics, script_reload, stdlib, cli) ----
+
+/// Evaluates set text named `test.rhai` (no folder: only stdlib imports resolve).
+pub fn eval(text: &str) -> Result<jamrig::script::Evaluated, jamrig::script::diagnostic::Diagnostic> {
+    host().eval_source("test.rhai", text, None, Set::default(), false)
+}
+
+/// The diagnostic set text fails with (panics if it evaluates).
+pub fn eval_err(text: &str) -> jamrig::script::diagnostic::Diagnostic {
+    match eval(text) {
+        Ok(_) => panic!("set evaluates, expected an error:\n{text}"),
+        Err(d) => d,
+    }
+}
+
+/// Where the carets of a rendered diagnostic sit under the line showing `source_line`:
+/// (first caret column, number of carets), 0-based chars into the source line.
+pub fn caret_span(rendered: &str, source_line: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = rendered.lines().collect();
+    let i = lines.iter().position(|l| match l.split_once('│') {
+        Some((gutter, rest)) => !gutter.trim().is_empty() && rest.strip_prefix(' ') == Some(source_line),
+        None => false,
+    })?;
+    let under = lines.get(i + 1)?;
+    let (_, rest) = under.split_once('│')?;
+    let rest: Vec<char> = rest.chars().skip(1).collect();
+    let start = rest.iter().position(|&c| c == '^')?;
+    let len = rest[start..].iter().take_while(|&&c| c == '^').count();
+    Some((start, len))
+}
+
+/// The text under the carets of a rendered diagnostic for `source_line`.
+pub fn underlined(rendered: &str, source_line: &str) -> Option<String> {
+    let (start, len) = caret_span(rendered, source_line)?;
+    Some(source_line.chars().skip(start).take(len).collect())
+}
+
+// ---------------------------------------------------------------------------------
+// Helpers added for the engine property tests (engine_sound, engine_timing,
+// engine_reload). Append-only: the helpers above keep their behaviour.
+
+pub fn pitch_bend(frame: u64, channel: u8, value: i16) -> Event {
+    Event::new(frame, EventKind::PitchBend { channel, value })
+}
+
+/// Frame index of `seconds` at `sample_rate`.
+pub fn at(seconds: f64, sample_rate: u32) -> usize {
+    (seconds * sample_rate as f64).round() as usize
+}
+
+/// The part of a mono signal between `t0` and `t1` seconds.
+pub fn span(x: &[f32], sample_rate: u32, t0: f64, t1: f64) -> &[f32] {
+    let (a, b) = (at(t0, sample_rate).min(x.len()), at(t1, sample_rate).min(x.len()));
+    &x[a..b]
+}
+
+/// Frequency of the sinusoidal component near `guess` Hz, from the advance of its
+/// short-time Fourier phase: the phase of a Hann-windowed DFT at `guess` is taken
+/// every `hop` seconds (unwrapped) across the whole signal, and the frequency is
+/// `guess` plus the mean phase slope. The analysis window (`win` samples) rejects
+/// components more than a few bins away (harmonics, sub-octaves). Over a span that
+/// is a whole number of periods of any slow modulation (e.g. a PWM LFO) the
+/// modulation's phase contribution cancels, which a spectral peak does not do.
+pub fn phase_freq(x: &[f32], sample_rate: u32, guess: f64, win: usize) -> f64 {
+    let sr = sample_rate as f64;
+    assert!(x.len() > win + 1, "signal shorter than the analysis window");
+    let w = std::f64::consts::TAU * guess / sr;
+    let phase_at = |start: usize| -> f64 {
+        let (mut re, mut im) = (0.0f64, 0.0f64);
+        for n in 0..win {
+            let h = 0.5 - 0.5 * (std::f64::consts::TAU * n as f64 / win as f64).cos();
+            let t = (start + n) as f64;
+            let v = x[start + n] as f64 * h;
+            re += v * (w * t).cos();
+            im -= v * (w * t).sin();
+        }
+        im.atan2(re)
+    };
+    let last = x.len() - win;
+    // Hops of a quarter window: the phase moves less than half a turn per hop for a
+    // frequency up to two window bins away from the guess.
+    let hop = (win / 4).max(1);
+    let mut starts: Vec<usize> = (0..=last).step_by(hop).collect();
+    if *starts.last().unwrap() != last {
+        starts.push(last);
+    }
+    let mut prev = phase_at(starts[0]);
+    let mut total = 0.0;
+    for &s in &starts[1..] {
+        let p = phase_at(s);
+        let mut d = p - prev;
+        d -= std::f64::consts::TAU * (d / std::f64::consts::TAU).round();
+        total += d;
+        prev = p;
+    }
+    guess + total / (std::f64::consts::TAU * last as f64 / sr)
+}
+
+/// 4-term Blackman-Harris window value (sidelobes below -92 dB).
+pub fn blackman_harris(i: usize, n: usize) -> f64 {
+    let t = std::f64::consts::TAU * i as f64 / n as f64;
+    0.35875 - 0.48829 * t.cos() + 0.14128 * (2.0 * t).cos() - 0.01168 * (3.0 * t).cos()
+}
+
+/// Magnitude spectrum with a Blackman-Harris window (for measurements that need a
+/// low leakage floor, such as aliasing), zero-padded to `fft_len`; with bin width.
+pub fn spectrum_bh(x: &[f32], sample_rate: f64, fft_len: usize) -> (Vec<f64>, f64) {
+    let n = x.len().min(fft_len);
+    let mut buf: Vec<Complex<f64>> = (0..fft_len)
+        .map(|i| if i < n { Complex::new(x[i] as f64 * blackman_harris(i, n), 0.0) } else { Complex::new(0.0, 0.0) })
+        .collect();
+    FftPlanner::new().plan_fft_forward(fft_len).process(&mut buf);
+    let mags = buf[..fft_len / 2].iter().map(|c| c.norm()).collect();
+    (mags, sample_rate / fft_len as f64)
+}
+
+/// Magnitude of the Blackman-Harris-windowed DTFT of `x` at `hz`.
+pub fn dtft_mag(x: &[f32], sample_rate: f64, hz: f64) -> f64 {
+    let n = x.len();
+    let w = std::f64::consts::TAU * hz / sample_rate;
+    let (c, s) = (w.cos(), w.sin());
+    // Rotating phasor, renormalised now and then.
+    let (mut pr, mut pi) = (1.0f64, 0.0f64);
+    let (mut re, mut im) = (0.0, 0.0);
+    for (i, v) in x.iter().enumerate() {
+        let a = *v as f64 * blackman_harris(i, n);
+        re += a * pr;
+        im -= a * pi;
+        let (nr, ni) = (pr * c - pi * s, pr * s + pi * c);
+        pr = nr;
+        pi = ni;
+        if i % 1024 == 1023 {
+            let m = (pr * pr + pi * pi).sqrt();
+            pr /= m;
+            pi /= m;
+        }
+    }
+    (re * re + im * im).sqrt()
+}
+
+/// Frequency of the strongest component between `lo` and `hi` Hz by direct DTFT
+/// (Blackman-Harris window): a grid search then golden-section refinement. For
+/// resolving close components (a supersaw's voices) over long windows.
+pub fn fine_peak_freq(x: &[f32], sample_rate: f64, lo: f64, hi: f64) -> f64 {
+    let n = x.len();
+    let xw: Vec<f64> = x.iter().enumerate().map(|(i, v)| *v as f64 * blackman_harris(i, n)).collect();
+    let mag = |hz: f64| -> f64 {
+        let w = std::f64::consts::TAU * hz / sample_rate;
+        let (c, s) = (w.cos(), w.sin());
+        let (mut pr, mut pi) = (1.0f64, 0.0f64);
+        let (mut re, mut im) = (0.0, 0.0);
+        for (i, a) in xw.iter().enumerate() {
+            re += a * pr;
+            im -= a * pi;
+            let (nr, ni) = (pr * c - pi * s, pr * s + pi * c);
+            pr = nr;
+            pi = ni;
+            if i % 1024 == 1023 {
+                let m = (pr * pr + pi * pi).sqrt();
+                pr /= m;
+                pi /= m;
+            }
+        }
+        (re * re + im * im).sqrt()
+    };
+    let steps = 64;
+    let grid: Vec<f64> = (0..=steps).map(|i| lo + (hi - lo) * i as f64 / steps as f64).collect();
+    let mags: Vec<f64> = grid.iter().map(|&f| mag(f)).collect();
+    let k = (0..=steps).max_by(|&a, &b| mags[a].total_cmp(&mags[b])).unwrap();
+    let (mut a, mut b) = (grid[k.saturating_sub(1)], grid[(k + 1).min(steps)]);
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    let (mut c, mut d) = (b - g * (b - a), a + g * (b - a));
+    let (mut fc, mut fd) = (mag(c), mag(d));
+    for _ in 0..40 {
+        if fc > fd {
+            b = d;
+            d = c;
+            fd = fc;
+            c = b - g * (b - a);
+            fc = mag(c);
+        } else {
+            a = c;
+            c = d;
+            fc = fd;
+            d = a + g * (b - a);
+            fd = mag(d);
+        }
+    }
+    0.5 * (a + b)
+}
+
+/// Amplitude envelope of a narrow-band signal: the magnitude of its analytic signal
+/// (FFT, negative frequencies removed).
+pub fn analytic_envelope(x: &[f32]) -> Vec<f32> {
+    let n = (2 * x.len()).next_power_of_two();
+    let mut buf: Vec<Complex<f64>> =
+        (0..n).map(|i| Complex::new(x.get(i).copied().unwrap_or(0.0) as f64, 0.0)).collect();
+    let mut planner = FftPlanner::new();
+    planner.plan_fft_forward(n).process(&mut buf);
+    for (k, c) in buf.iter_mut().enumerate() {
+        if k == 0 || k == n / 2 {
+            continue;
+        }
+        *c = if k < n / 2 { *c * 2.0 } else { Complex::new(0.0, 0.0) };
+    }
+    planner.plan_fft_inverse(n).process(&mut buf);
+    buf[..x.len()].iter().map(|c| (c.norm() / n as f64) as f32).collect()
+}
+
+/// Renders `frames` more frames from `r` in `block`-frame calls, returning the
+/// interleaved output and the largest per-channel voice count (`channel` 0-based)
+/// seen after any call.
+pub fn render_watching_voices(r: &mut Renderer, frames: usize, block: usize, channel: usize) -> (Vec<f32>, u32) {
+    let mut out = vec![0.0; frames * 2];
+    let mut most = 0;
+    for chunk in out.chunks_mut(block * 2) {
+        r.render_into(chunk, block);
+        most = most.max(r.stats().voices[channel].load(std::sync::atomic::Ordering::Relaxed));
+    }
+    (out, most)
+}
+
+/// Whether every sample is finite.
+pub fn all_finite(x: &[f32]) -> bool {
+    x.iter().all(|v| v.is_finite())
+}
+
+/// Click detector for a signal that should be a sinusoid of `hz` with slowly moving
+/// amplitude and phase (a held sine through gains, filters, echoes): the largest
+/// sample step divided by the largest step a sinusoid of the local peak level can
+/// make, 2 sin(pi hz / sr) * peak over the surrounding +/-1.5 periods. A steady or
+/// gliding sinusoid stays at or just under 1; a discontinuity (a cut, a jump, an
+/// echo starting on a non-zero sample) shows as a step the local level cannot
+/// explain. Samples where the local peak is below `floor` are skipped.
+pub fn click_ratio(x: &[f32], sample_rate: u32, hz: f64, floor: f32) -> (f32, usize) {
+    let p = (1.5 * sample_rate as f64 / hz).ceil() as usize;
+    let unit = 2.0 * (std::f64::consts::PI * hz / sample_rate as f64).sin() as f32;
+    let mut worst = (0.0f32, 0usize);
+    for n in 0..x.len().saturating_sub(1) {
+        let (a, b) = (n.saturating_sub(p), (n + p + 2).min(x.len()));
+        let local = peak(&x[a..b]);
+        if local < floor {
+            continue;
+        }
+        let r = (x[n + 1] - x[n]).abs() / (unit * local);
+        if r > worst.0 {
+            worst = (r, n);
+        }
+    }
+    worst
+}

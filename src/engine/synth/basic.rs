@@ -3,7 +3,26 @@
 //! so they stay alias-free and DC-free at any width).
 
 use super::{OscState, Synth, SynthCtx, with_detune};
-use crate::tables::wavetable::{Shape, phase_inc, read};
+use crate::tables::wavetable::{Shape, Table, phase_inc, read};
+
+/// Renders one oscillator copy: `f` gives the sample at a phase; adds into `out`
+/// or overwrites it (two loops, no per-sample branch).
+#[inline(always)]
+fn run(out: &mut [f32], phase: &mut u32, inc: u32, add: bool, f: impl Fn(u32) -> f32) {
+    let mut p = *phase;
+    if add {
+        for x in out.iter_mut() {
+            *x += f(p);
+            p = p.wrapping_add(inc);
+        }
+    } else {
+        for x in out.iter_mut() {
+            *x = f(p);
+            p = p.wrapping_add(inc);
+        }
+    }
+    *phase = p;
+}
 
 pub struct Sine;
 
@@ -12,13 +31,7 @@ impl Synth for Sine {
         let table = ctx.waves.sine();
         with_detune(st, ctx, out, 1, |ph, f, out, add| {
             let inc = phase_inc(f, ctx.sample_rate as f64);
-            let mut p = ph[0];
-            for x in out.iter_mut() {
-                let v = read(table, p);
-                *x = if add { *x + v } else { v };
-                p = p.wrapping_add(inc);
-            }
-            ph[0] = p;
+            run(out, &mut ph[0], inc, add, |p| read(table, p));
         });
     }
 }
@@ -42,13 +55,7 @@ impl Synth for Wave {
         with_detune(st, ctx, out, 1, |ph, f, out, add| {
             let inc = phase_inc(f, ctx.sample_rate as f64);
             let table = ctx.waves.table(shape, inc);
-            let mut p = ph[0];
-            for x in out.iter_mut() {
-                let v = read(table, p);
-                *x = if add { *x + v } else { v };
-                p = p.wrapping_add(inc);
-            }
-            ph[0] = p;
+            run(out, &mut ph[0], inc, add, |p| read(table, p));
         });
     }
 }
@@ -58,7 +65,7 @@ const HALF: u32 = 1 << 31;
 
 /// A band-limited pulse of duty `duty` (0..1), DC-free: the difference of two saws.
 #[inline]
-fn pulse_sample(table: &[f32], p: u32, duty: f32) -> f32 {
+fn pulse_sample(table: &Table, p: u32, duty: f32) -> f32 {
     let offset = (duty as f64 * 4_294_967_296.0) as u32;
     read(table, p.wrapping_sub(offset).wrapping_sub(HALF)) - read(table, p.wrapping_sub(HALF))
 }
@@ -70,13 +77,7 @@ impl Synth for Pulse {
         with_detune(st, ctx, out, 1, |ph, f, out, add| {
             let inc = phase_inc(f, ctx.sample_rate as f64);
             let table = ctx.waves.table(Shape::Saw, inc);
-            let mut p = ph[0];
-            for x in out.iter_mut() {
-                let v = pulse_sample(table, p, 0.25) * 0.5;
-                *x = if add { *x + v } else { v };
-                p = p.wrapping_add(inc);
-            }
-            ph[0] = p;
+            run(out, &mut ph[0], inc, add, |p| pulse_sample(table, p, 0.25) * 0.5);
         });
     }
 }
