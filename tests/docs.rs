@@ -28,7 +28,9 @@ fn check_examples(path: &str) {
     let blocks = rhai_blocks(&text);
     assert!(!blocks.is_empty(), "{path} has rhai examples");
     for (i, block) in blocks.iter().enumerate() {
-        if let Err(d) = common::host().eval_source(&format!("{path} example {}", i + 1), block, None, Set::default(), false) {
+        if let Err(d) =
+            common::host().eval_source(&format!("{path} example {}", i + 1), block, None, Set::default(), false)
+        {
             panic!("{path}: example {} does not evaluate:\n{}\n{}", i + 1, block, d.render());
         }
     }
@@ -57,7 +59,10 @@ fn reference_parameter_table_is_the_engines() {
 fn every_function_and_preset_is_documented() {
     let text = std::fs::read_to_string("stdlib/README.md").unwrap();
     for f in jamrig::script::api::FUNCTIONS {
-        assert!(text.contains(&format!("`{f}")) || text.contains(&format!("{f}(")), "function {f} is not in the reference");
+        assert!(
+            text.contains(&format!("`{f}")) || text.contains(&format!("{f}(")),
+            "function {f} is not in the reference"
+        );
     }
     let lib = common::host().library();
     let names = lib

@@ -89,7 +89,10 @@ fn the_detector_sees_allocations() {
         let v: Vec<u64> = Vec::with_capacity(64);
         std::hint::black_box(v);
     });
-    assert!(violation_count() > 0, "assert_no_alloc is not active in this build: the realtime test would prove nothing");
+    assert!(
+        violation_count() > 0,
+        "assert_no_alloc is not active in this build: the realtime test would prove nothing"
+    );
     reset_violation_count();
 }
 

@@ -16,7 +16,7 @@ fn setup() -> (tempfile::TempDir, PathBuf, Receiver<(Instant, PathBuf)>, jamrig:
     let set = dir.path().join("set.rhai");
     std::fs::write(&set, "tempo(120);\n").unwrap();
     let (tx, rx) = channel();
-    let w = watch(&[set.clone()], move |p| {
+    let w = watch(std::slice::from_ref(&set), move |p| {
         let _ = tx.send((Instant::now(), p));
     })
     .unwrap();

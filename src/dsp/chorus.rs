@@ -94,10 +94,8 @@ mod tests {
         for block in 0..20 {
             let x: Vec<f32> = (0..64).map(|i| if block == 0 && i == 0 { 1.0 } else { 0.0 }).collect();
             c.process(&x, 1.0, 0.0, sr, &mut l, &mut r);
-            for i in 0..64 {
-                if l[i] > 0.5 && first.is_none() {
-                    first = Some(block * 64 + i);
-                }
+            if first.is_none() {
+                first = l.iter().position(|v| *v > 0.5).map(|i| block * 64 + i);
             }
         }
         assert_eq!(first, Some(d));

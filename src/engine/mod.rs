@@ -903,11 +903,11 @@ impl Engine {
                 }
             }
         }
-        if count >= limit {
-            if let Some(i) = victim {
-                self.voices[i].steal(self.sr);
-                self.ports.stats.voices_stolen.fetch_add(1, Relaxed);
-            }
+        if count >= limit
+            && let Some(i) = victim
+        {
+            self.voices[i].steal(self.sr);
+            self.ports.stats.voices_stolen.fetch_add(1, Relaxed);
         }
         let slot = match self.free.pop() {
             Some(i) => i as usize,

@@ -51,14 +51,14 @@ fn describe(d: &cpal::Device) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// The hosts to look for devices in: a running JACK server first (with the `jack`
+/// feature), then the platform's default.
 fn hosts() -> Vec<cpal::Host> {
-    let mut out = Vec::new();
     #[cfg(feature = "jack")]
-    if let Ok(h) = cpal::host_from_id(cpal::HostId::Jack) {
-        out.push(h);
-    }
-    out.push(cpal::default_host());
-    out
+    let jack = cpal::host_from_id(cpal::HostId::Jack).ok();
+    #[cfg(not(feature = "jack"))]
+    let jack: Option<cpal::Host> = None;
+    jack.into_iter().chain(std::iter::once(cpal::default_host())).collect()
 }
 
 /// Names of the audio outputs, for `jamrig ports`.

@@ -56,7 +56,7 @@ impl FrameClock {
             let frame = self.frame.load(Ordering::Acquire);
             let base_ns = self.nanos.load(Ordering::Acquire);
             let s2 = self.seq.load(Ordering::Acquire);
-            if s1 == s2 && s1 % 2 == 0 {
+            if s1 == s2 && s1.is_multiple_of(2) {
                 let elapsed = (ns as i128 - base_ns as i128) as f64 / 1e9;
                 let f = frame as f64 + elapsed * self.sample_rate + self.latency_frames() as f64;
                 return f.max(0.0).round() as u64;

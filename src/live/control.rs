@@ -388,30 +388,30 @@ impl Live {
             }
         }
         let ports = midi::list_inputs();
-        if let Some(m) = &self.midi {
-            if !m.is_own() && !ports.iter().any(|p| *p == m.port) {
-                let port = m.port.clone();
-                if let Some(m) = self.midi.take() {
-                    m.close();
-                }
-                self.say(&format!("MIDI input {port} is gone; it will be re-attached when it returns"));
-                self.midi_wanted = Some(port);
+        if let Some(m) = &self.midi
+            && !m.is_own()
+            && !ports.contains(&m.port)
+        {
+            let port = m.port.clone();
+            if let Some(m) = self.midi.take() {
+                m.close();
             }
+            self.say(&format!("MIDI input {port} is gone; it will be re-attached when it returns"));
+            self.midi_wanted = Some(port);
         }
-        if self.midi.as_ref().is_none_or(|m| m.is_own()) {
-            if let Some(want) = self.midi_wanted.clone() {
-                if midi::pick(Some(&want), &ports).is_some() {
-                    match midi::connect(Some(&want), &self.tap) {
-                        Ok(m) => {
-                            self.say(&format!("MIDI in: {}", m.port));
-                            if let Some(own) = self.midi.replace(m) {
-                                own.close();
-                            }
-                            self.midi_wanted = None;
-                        }
-                        Err(e) => self.say(&e),
+        if self.midi.as_ref().is_none_or(|m| m.is_own())
+            && let Some(want) = self.midi_wanted.clone()
+            && midi::pick(Some(&want), &ports).is_some()
+        {
+            match midi::connect(Some(&want), &self.tap) {
+                Ok(m) => {
+                    self.say(&format!("MIDI in: {}", m.port));
+                    if let Some(own) = self.midi.replace(m) {
+                        own.close();
                     }
+                    self.midi_wanted = None;
                 }
+                Err(e) => self.say(&e),
             }
         }
     }

@@ -63,34 +63,34 @@ pub fn keyboard(h: &Handles, channel: u8, mut octave: i32) -> std::io::Result<()
     let _ = std::io::stdout().flush();
     let mut down: HashMap<char, (u8, Instant)> = HashMap::new();
     loop {
-        if event::poll(Duration::from_millis(5))? {
-            if let TermEvent::Key(k) = event::read()? {
-                match (k.code, k.kind) {
-                    (KeyCode::Esc, KeyEventKind::Press) => break,
-                    (KeyCode::Up, KeyEventKind::Press) => octave = (octave + 1).min(8),
-                    (KeyCode::Down, KeyEventKind::Press) => octave = (octave - 1).max(0),
-                    (KeyCode::Char(c), kind) => {
-                        let c = c.to_ascii_lowercase();
-                        let Some(off) = key_offset(c) else { continue };
-                        match kind {
-                            KeyEventKind::Release => {
-                                if let Some((note, _)) = down.remove(&c) {
-                                    send(h, EventKind::NoteOff { channel: ch, note });
-                                }
+        if event::poll(Duration::from_millis(5))?
+            && let TermEvent::Key(k) = event::read()?
+        {
+            match (k.code, k.kind) {
+                (KeyCode::Esc, KeyEventKind::Press) => break,
+                (KeyCode::Up, KeyEventKind::Press) => octave = (octave + 1).min(8),
+                (KeyCode::Down, KeyEventKind::Press) => octave = (octave - 1).max(0),
+                (KeyCode::Char(c), kind) => {
+                    let c = c.to_ascii_lowercase();
+                    let Some(off) = key_offset(c) else { continue };
+                    match kind {
+                        KeyEventKind::Release => {
+                            if let Some((note, _)) = down.remove(&c) {
+                                send(h, EventKind::NoteOff { channel: ch, note });
                             }
-                            _ => {
-                                if let Some(entry) = down.get_mut(&c) {
-                                    entry.1 = Instant::now(); // a repeat: still held
-                                } else {
-                                    let note = ((octave + 1) * 12 + off as i32).clamp(0, 127) as u8;
-                                    send(h, EventKind::NoteOn { channel: ch, note, velocity: VELOCITY });
-                                    down.insert(c, (note, Instant::now()));
-                                }
+                        }
+                        _ => {
+                            if let Some(entry) = down.get_mut(&c) {
+                                entry.1 = Instant::now(); // a repeat: still held
+                            } else {
+                                let note = ((octave + 1) * 12 + off as i32).clamp(0, 127) as u8;
+                                send(h, EventKind::NoteOn { channel: ch, note, velocity: VELOCITY });
+                                down.insert(c, (note, Instant::now()));
                             }
                         }
                     }
-                    _ => {}
                 }
+                _ => {}
             }
         }
         if !raw.enhanced {
@@ -135,12 +135,11 @@ pub fn meters(h: &Handles, channels: &[(u8, String)]) -> std::io::Result<()> {
         }
         write!(out, "\r master              {}\x1b[K\r\n", bar(h.stats.take_master_peak(), 40))?;
         out.flush()?;
-        if event::poll(Duration::from_millis(50))? {
-            if let TermEvent::Key(k) = event::read()? {
-                if k.kind == KeyEventKind::Press {
-                    break;
-                }
-            }
+        if event::poll(Duration::from_millis(50))?
+            && let TermEvent::Key(k) = event::read()?
+            && k.kind == KeyEventKind::Press
+        {
+            break;
         }
     }
     Ok(())

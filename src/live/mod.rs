@@ -31,7 +31,7 @@ pub fn play(opts: PlayOptions) -> PlayOutcome {
     let handles: Arc<Mutex<Option<Handles>>> = Arc::new(Mutex::new(None));
     let mut repl = None;
     let printer: Box<dyn FnMut(&str) + Send> = if opts.repl {
-        match crate::script::ScriptHost::new().and_then(|h| Ok(repl::Names::new(h.library()))) {
+        match crate::script::ScriptHost::new().map(|h| repl::Names::new(h.library())) {
             Ok(names) => match repl::Repl::new(names) {
                 Ok(mut r) => {
                     let p = r.printer();

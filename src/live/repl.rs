@@ -116,13 +116,13 @@ impl Repl {
 
     /// A printer that writes above the prompt (terminal), or plain stdout (piped).
     pub fn printer(&mut self) -> Box<dyn FnMut(&str) + Send> {
-        if std::io::stdin().is_terminal() {
-            if let Ok(mut p) = self.editor.create_external_printer() {
-                use rustyline::ExternalPrinter;
-                return Box::new(move |s: &str| {
-                    let _ = p.print(format!("{s}\n"));
-                });
-            }
+        if std::io::stdin().is_terminal()
+            && let Ok(mut p) = self.editor.create_external_printer()
+        {
+            use rustyline::ExternalPrinter;
+            return Box::new(move |s: &str| {
+                let _ = p.print(format!("{s}\n"));
+            });
         }
         Box::new(|s: &str| println!("{s}"))
     }

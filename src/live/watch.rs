@@ -20,11 +20,11 @@ fn absolute(p: &Path) -> PathBuf {
 
 /// Whether `event` completes a write of one of `files`: which one.
 pub fn completed_write(event: &Event, files: &BTreeSet<PathBuf>) -> Option<PathBuf> {
-    let done = match event.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both | RenameMode::Any)) => true,
-        _ => false,
-    };
+    let done = matches!(
+        event.kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both | RenameMode::Any))
+    );
     if !done {
         return None;
     }
@@ -37,10 +37,10 @@ pub fn watch(files: &[PathBuf], notify: impl Fn(PathBuf) + Send + 'static) -> no
     let files: BTreeSet<PathBuf> = files.iter().map(|f| absolute(f)).collect();
     let watched = files.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<Event>| {
-        if let Ok(ev) = res {
-            if let Some(p) = completed_write(&ev, &watched) {
-                notify(p);
-            }
+        if let Ok(ev) = res
+            && let Some(p) = completed_write(&ev, &watched)
+        {
+            notify(p);
         }
     })?;
     let folders: BTreeSet<PathBuf> = files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect();

@@ -51,10 +51,10 @@ pub fn run(job: &RenderJob) -> Result<Rendered> {
     }
     match job.length {
         Length::Bars(b) if !(b > 0.0 && b <= 10_000.0) => {
-            bail!("--bars must be between 0 and 10000")
+            bail!("--bars must be above 0 and at most 10000, not {b}")
         }
         Length::Seconds(s) if !(s > 0.0 && s <= 36_000.0) => {
-            bail!("--seconds must be between 0 and 36000")
+            bail!("--seconds must be above 0 and at most 36000, not {s}")
         }
         _ => {}
     }

@@ -89,10 +89,10 @@ pub fn build(set: &Set, previous: Option<&Arc<PatternSet>>) -> Result<Snapshot, 
         snap.channels[ch as usize - 1] = Some(channel_config(spec, source));
     }
     for (&program, spec) in &set.programs {
-        if let ChannelKind::Synth { synth, .. } = &spec.kind {
-            if let (Some(i), Some(slot)) = (synth_index(synth), snap.programs.get_mut(program as usize)) {
-                *slot = Some(channel_config(spec, Source::Synth(i as u16)));
-            }
+        if let ChannelKind::Synth { synth, .. } = &spec.kind
+            && let (Some(i), Some(slot)) = (synth_index(synth), snap.programs.get_mut(program as usize))
+        {
+            *slot = Some(channel_config(spec, Source::Synth(i as u16)));
         }
     }
     snap.cc_map = set

@@ -49,12 +49,12 @@ impl Controller {
             }
             drop(g);
         }
-        if self.in_flight < SNAPSHOT_QUEUE_CAP {
-            if let Some(s) = self.pending.take() {
-                match self.ports.snapshots.push(s) {
-                    Ok(()) => self.in_flight += 1,
-                    Err(rtrb::PushError::Full(s)) => self.pending = Some(s),
-                }
+        if self.in_flight < SNAPSHOT_QUEUE_CAP
+            && let Some(s) = self.pending.take()
+        {
+            match self.ports.snapshots.push(s) {
+                Ok(()) => self.in_flight += 1,
+                Err(rtrb::PushError::Full(s)) => self.pending = Some(s),
             }
         }
     }

@@ -67,21 +67,45 @@ fn lock(s: &Shared) -> MutexGuard<'_, EvalState> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// `ch` as a variable: `ch[2].lowpass = 900` (what `ch(2).lowpass = 900` is
-/// rewritten to, since Rhai cannot assign through a call's result).
+/// The channels as a variable, `c_[2].lowpass = 900`: what `ch(2).lowpass = 900`
+/// is rewritten to, since Rhai cannot assign through a call's result.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Channels;
 
-/// Rewrites `ch(N).` as `ch[N].` outside strings and comments, keeping every column.
+/// The variable `ch(N).` is rewritten to use (two letters, so columns are kept; not
+/// `ch` itself, which would shadow loop variables named `ch`).
+pub const CHANNELS_VAR: &str = "c_";
+
+/// The `)` closing a call's arguments from byte `from`, skipping strings; `None` if
+/// the arguments hold another call (not rewritten).
+fn closing_paren(line: &str, from: usize) -> Option<usize> {
+    let b = line.as_bytes();
+    let mut in_str = false;
+    let mut k = from;
+    while k < b.len() {
+        match b[k] {
+            b'\\' if in_str => k += 1,
+            b'"' => in_str = !in_str,
+            b'(' if !in_str => return None,
+            b')' if !in_str => return Some(k),
+            _ => {}
+        }
+        k += 1;
+    }
+    None
+}
+
+/// Rewrites `ch(N).` as `c_[N].` outside strings and comments, keeping every column.
 pub fn rewrite_channel_access(src: &str) -> String {
     let mut out = String::with_capacity(src.len());
     for line in src.split_inclusive('\n') {
         let bytes = line.as_bytes();
-        let mut s = line.to_string().into_bytes();
+        let mut s = bytes.to_vec();
         let mut in_str = false;
         let mut k = 0;
         while k < bytes.len() {
             match bytes[k] {
+                b'\\' if in_str => k += 1,
                 b'"' => in_str = !in_str,
                 b'/' if !in_str && bytes.get(k + 1) == Some(&b'/') => break,
                 b'c' if !in_str
@@ -89,8 +113,10 @@ pub fn rewrite_channel_access(src: &str) -> String {
                     && (k == 0
                         || !(bytes[k - 1].is_ascii_alphanumeric() || bytes[k - 1] == b'_' || bytes[k - 1] == b'.')) =>
                 {
-                    if let Some(close) = line[k + 3..].find(|c| c == ')' || c == '(').map(|j| j + k + 3) {
-                        if bytes[close] == b')' && bytes.get(close + 1) == Some(&b'.') {
+                    if let Some(close) = closing_paren(line, k + 3) {
+                        let after = line[close + 1..].trim_start_matches([' ', '\t']);
+                        if bytes[close] == b')' && after.starts_with('.') {
+                            s[k..k + 2].copy_from_slice(CHANNELS_VAR.as_bytes());
                             s[k + 2] = b'[';
                             s[close] = b']';
                             k = close;
@@ -132,6 +158,11 @@ fn type_name(d: &Dynamic) -> &'static str {
     }
 }
 
+/// How a value is written in a script (to find it on the line for the caret).
+fn lit(d: &Dynamic) -> String {
+    if d.is_string() { format!("\"{}\"", d.clone().into_string().unwrap_or_default()) } else { d.to_string() }
+}
+
 /// A number from an int or a float.
 fn number(d: &Dynamic, what: &str) -> Res<f64> {
     if let Some(i) = d.clone().try_cast::<INT>() {
@@ -139,16 +170,34 @@ fn number(d: &Dynamic, what: &str) -> Res<f64> {
     } else if let Some(f) = d.clone().try_cast::<FLOAT>() {
         Ok(f)
     } else {
-        fail(format!("{what} must be a number, not {}", type_name(d)))
+        fail_at(format!("{what} must be a number, not {}", type_name(d)), &lit(d), None)
     }
 }
 
 fn channel_number(d: &Dynamic) -> Res<u8> {
     let n = number(d, "a channel")?;
     if n.fract() != 0.0 || !(1.0..=MAX_CHANNELS as f64).contains(&n) {
-        return fail(format!("channel must be a whole number from 1 to 16, not {}", fmt_num(n as f32)));
+        return fail_at(
+            format!("channel must be a whole number from 1 to 16, not {}", fmt_num(n as f32)),
+            &lit(d),
+            None,
+        );
     }
     Ok(n as u8)
+}
+
+/// Adds `token` to an error that does not say where it is yet.
+fn at_token<T>(r: Res<T>, token: &str) -> Res<T> {
+    r.map_err(|mut e| {
+        if let EvalAltResult::ErrorRuntime(v, _) = &mut *e
+            && let Some(mut api) = v.clone().try_cast::<ApiError>()
+            && api.token.is_none()
+        {
+            api.token = Some(token.to_string());
+            *v = Dynamic::from(api);
+        }
+        e
+    })
 }
 
 fn text(d: &Dynamic, what: &str) -> Res<String> {
@@ -276,7 +325,7 @@ fn apply_map(spec: &mut ChannelSpec, lib: &Library, map: &Map) -> Res<()> {
             }
             "voices" => spec.voices = voices(v)?,
             name => match Param::from_name(name) {
-                Some(p) => set_param(&mut spec.params, p, v)?,
+                Some(p) => at_token(set_param(&mut spec.params, p, v), name)?,
                 None => return unknown_param(name),
             },
         }
@@ -354,12 +403,10 @@ fn drum_channel() -> ChannelSpec {
 }
 
 fn declare(st: &mut EvalState, n: u8, spec: ChannelSpec, ctx_pos: Position) -> Res<ChannelRef> {
-    if !st.repl {
-        if let Some(at) = st.declared.get(&n) {
-            return fail(format!(
-                "channel {n} is declared twice (first at {at}); change the first declaration instead"
-            ));
-        }
+    if !st.repl
+        && let Some(at) = st.declared.get(&n)
+    {
+        return fail(format!("channel {n} is declared twice (first at {at}); change the first declaration instead"));
     }
     st.declared.insert(n, format!("line {}", ctx_pos.line().unwrap_or(0)));
     st.set.channels.insert(n, spec);
@@ -429,10 +476,10 @@ fn hit_note(lib: &Library, v: &Dynamic, drums: bool) -> Res<(u8, bool)> {
         return Ok((n as u8, false));
     }
     let name = text(v, "a hit's note")?;
-    if let Some(&n) = lib.drum_sounds.get(&drum_key(&name)) {
-        if drums || parse_note(&name).is_none() {
-            return Ok((n, true));
-        }
+    if let Some(&n) = lib.drum_sounds.get(&drum_key(&name))
+        && (drums || parse_note(&name).is_none())
+    {
+        return Ok((n, true));
     }
     if let Some(n) = parse_note(&name) {
         return Ok((n, false));
@@ -452,7 +499,21 @@ fn pattern_def(lib: &Library, name: &str, beats: &Dynamic, list: &Array, meter: 
         return fail(format!("pattern {name} is {} beats long; a pattern is 0..1024 beats", fmt_num(beats as f32)));
     }
     let hits = hits(lib, list, true, &format!("pattern {name}"))?;
+    check_hits_fit(name, beats, &hits)?;
     Ok(PatternDef { beats, meter, hits })
+}
+
+/// A hit at or past the pattern's end would never play: say so.
+fn check_hits_fit(name: &str, beats: f64, hits: &[LibHit]) -> Res<()> {
+    match hits.iter().position(|h| h.beat >= beats) {
+        Some(i) => fail(format!(
+            "pattern {name}: hit {} is at beat {}, past the pattern's end ({} beats)",
+            i + 1,
+            fmt_num(hits[i].beat as f32),
+            fmt_num(beats as f32)
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Adds pattern `name` on `channel` from a library pattern, with options.
@@ -470,17 +531,15 @@ fn place_pattern(
         ));
     };
     let drums = spec.is_drums();
-    if !drums {
-        if let Some(h) = def.hits.iter().find(|h| h.drum) {
-            let sound = st.lib.drum_name(h.note).unwrap_or("a drum sound").to_string();
-            return fail(format!(
-                "pattern {name} has drum sounds ({sound}) but channel {ch} plays {}, not drums",
-                spec.instrument
-            ));
-        }
+    if !drums && let Some(h) = def.hits.iter().find(|h| h.drum) {
+        let sound = st.lib.drum_name(h.note).unwrap_or("a drum sound").to_string();
+        return fail(format!(
+            "pattern {name} has drum sounds ({sound}) but channel {ch} plays {}, not drums",
+            spec.instrument
+        ));
     }
     let mut beats = def.beats;
-    let mut hits: Vec<HitSpec> = def.hits.iter().map(|h| hit_spec(h)).collect();
+    let mut hits: Vec<HitSpec> = def.hits.iter().map(hit_spec).collect();
     if let Some(opts) = opts {
         let mut fill: Option<PatternDef> = None;
         let mut every = 4.0;
@@ -511,6 +570,14 @@ fn place_pattern(
         if let Some(f) = fill {
             // The fill replaces the end of every `every`-th repeat.
             let total = beats * every;
+            if f.beats > total {
+                return fail(format!(
+                    "the fill is {} beats, longer than {} repeats of the {}-beat pattern {name}; raise every",
+                    fmt_num(f.beats as f32),
+                    fmt_num(every as f32),
+                    fmt_num(beats as f32)
+                ));
+            }
             let fill_at = (total - f.beats).max(0.0);
             let mut all = Vec::new();
             for k in 0..every as usize {
@@ -598,10 +665,11 @@ pub fn register(engine: &mut Engine, state: &Shared) {
 
     let s = state.clone();
     engine.register_fn("tempo", move |bpm: Dynamic| -> Res<()> {
-        let bpm = number(&bpm, "tempo")?;
-        if !(20.0..=400.0).contains(&bpm) {
-            return fail(format!("tempo is {}, outside 20..400 BPM", fmt_num(bpm as f32)));
+        let value = number(&bpm, "tempo")?;
+        if !(20.0..=400.0).contains(&value) {
+            return fail_at(format!("tempo is {}, outside 20..400 BPM", fmt_num(value as f32)), &lit(&bpm), None);
         }
+        let bpm = value;
         lock(&s).set.tempo_bpm = bpm;
         Ok(())
     });
@@ -748,6 +816,9 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         Ok(ChannelRef { number: n })
     });
     engine.register_indexer_set(|_: &mut Channels, _: INT, _: ChannelRef| {});
+    engine.register_indexer_get(|_: &mut Channels, key: Dynamic| -> Res<ChannelRef> {
+        channel_number(&key).map(|number| ChannelRef { number })
+    });
     let s = state.clone();
     engine.register_fn("ch", move |n: Dynamic| -> Res<ChannelRef> {
         let n = channel_number(&n)?;
@@ -773,7 +844,7 @@ pub fn register(engine: &mut Engine, state: &Shared) {
             move |c: &mut ChannelRef, v: Dynamic| -> Res<()> {
                 let mut st = lock(&st_set);
                 match st.set.channels.get_mut(&c.number) {
-                    Some(spec) => set_param(&mut spec.params, p, &v),
+                    Some(spec) => at_token(set_param(&mut spec.params, p, &v), p.name()),
                     None => fail(format!("channel {} is no longer in the rig", c.number)),
                 }
             },
@@ -825,9 +896,10 @@ pub fn register(engine: &mut Engine, state: &Shared) {
     // CC mappings.
     let cc = |s: Shared| {
         move |n: Dynamic, param: Dynamic, min: Dynamic, max: Dynamic, opts: Option<Dynamic>| -> Res<()> {
-            let n = number(&n, "a CC number")?;
+            let raw = n;
+            let n = number(&raw, "a CC number")?;
             if n.fract() != 0.0 || !(0.0..=127.0).contains(&n) {
-                return fail(format!("CC number {} is outside 0..127", fmt_num(n as f32)));
+                return fail_at(format!("CC number {} is outside 0..127", fmt_num(n as f32)), &lit(&raw), None);
             }
             let name = text(&param, "a parameter name")?;
             let Some(p) = Param::from_name(&name) else {
@@ -916,6 +988,7 @@ pub fn register(engine: &mut Engine, state: &Shared) {
                         ));
                     }
                     let hits = hits(&st.lib, &list, drums, &format!("pattern {name}"))?;
+                    check_hits_fit(&name, beats, &hits)?;
                     place_pattern(&mut st, &name, ch, PatternDef { beats, meter: None, hits }, None, opts)
                 }
             }
@@ -1062,8 +1135,10 @@ mod tests {
 
     #[test]
     fn channel_access_rewrite_keeps_columns() {
-        assert_eq!(rw("ch(2).lowpass = 900;"), "ch[2].lowpass = 900;");
-        assert_eq!(rw("ch(2).reverb = ch(3).reverb + 0.1;"), "ch[2].reverb = ch[3].reverb + 0.1;");
+        assert_eq!(rw("ch(2).lowpass = 900;"), "c_[2].lowpass = 900;");
+        assert_eq!(rw("ch(2).reverb = ch(3).reverb + 0.1;"), "c_[2].reverb = c_[3].reverb + 0.1;");
+        assert_eq!(rw("ch(2) .reverb = 1;"), "c_[2] .reverb = 1;");
+        assert_eq!(rw("print(\"a \\\" b\"); ch(2).x = 1;"), "print(\"a \\\" b\"); c_[2].x = 1;");
         assert_eq!(rw("let c = ch(2);"), "let c = ch(2);");
         assert_eq!(rw("print(\"ch(2).x\"); // ch(1).y"), "print(\"ch(2).x\"); // ch(1).y");
         assert_eq!(rw("mych(2).x"), "mych(2).x");

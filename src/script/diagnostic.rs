@@ -39,12 +39,26 @@ impl Diagnostic {
         }
     }
 
-    /// `path:line:col: message` on one line.
+    /// `path:line:col: message` on one line (the column of the underlined text);
+    /// `path: message` for an error about the whole file.
     pub fn headline(&self) -> String {
         if self.line > 0 {
-            format!("{}:{}:{}: {}", self.path, self.line, self.column.max(1), self.message)
+            format!("{}:{}:{}: {}", self.path, self.line, self.underlined_column(), self.message)
+        } else if self.message.contains(&self.path) {
+            self.message.clone()
         } else {
             format!("{}: {}", self.path, self.message)
+        }
+    }
+
+    /// 1-based column (in characters) where the underline starts.
+    pub fn underlined_column(&self) -> usize {
+        match self.span() {
+            Some(span) => {
+                let line_start = self.source[..span.start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+                self.source[line_start..span.start].chars().count() + 1
+            }
+            None => self.column.max(1),
         }
     }
 
@@ -56,12 +70,11 @@ impl Diagnostic {
         let start_of_line = self.source.split_inclusive('\n').take(self.line - 1).map(str::len).sum::<usize>();
         let line = self.source[start_of_line..].lines().next().unwrap_or("");
         let col_byte = line.char_indices().nth(self.column.saturating_sub(1)).map(|(i, _)| i).unwrap_or(line.len());
-        if let Some(tok) = &self.token {
-            if let Some(i) =
+        if let Some(tok) = &self.token
+            && let Some(i) =
                 line[col_byte..].find(tok.as_str()).map(|i| i + col_byte).or_else(|| line.find(tok.as_str()))
-            {
-                return Some(start_of_line + i..start_of_line + i + tok.len());
-            }
+        {
+            return Some(start_of_line + i..start_of_line + i + tok.len());
         }
         let width = line[col_byte..].chars().next().map(char::len_utf8).unwrap_or(0);
         Some(start_of_line + col_byte..start_of_line + col_byte + width)
@@ -70,7 +83,7 @@ impl Diagnostic {
     /// The full report: header, `path:line:col`, the line, a caret under the culprit.
     pub fn render(&self) -> String {
         let Some(span) = self.span() else {
-            return format!("error: {}\n  --> {}\n", self.message, self.path);
+            return format!("error: {}\n", self.headline());
         };
         let file = SimpleFile::new(self.path.as_str(), self.source.as_str());
         let mut label = Label::primary((), span);
@@ -132,10 +145,50 @@ pub trait Sources {
 
 /// Translates a Rhai syntax error.
 pub fn from_parse_error(err: &ParseError, path: &str, source: &str) -> Diagnostic {
-    let msg = err.err_type().to_string();
-    let mut d = Diagnostic::new(path, source, err.position(), sentence(&msg));
-    d.message = format!("syntax error: {}", d.message);
+    let mut d = Diagnostic::new(path, source, err.position(), String::new());
+    let raw = err.err_type().to_string();
+    d.message =
+        if raw.starts_with("Expression cannot be assigned to") || raw.starts_with("expression cannot be assigned to") {
+            let line = source.lines().nth(d.line.saturating_sub(1)).unwrap_or("");
+            format!("syntax error: {}", assignment_help(line))
+        } else {
+            format!("syntax error: {}", syntax_message(&raw))
+        };
+    d.column = d.underlined_column();
+    if d.message.contains("expected ')'") && d.column <= 1 && d.line > 1 {
+        // The `)` is missing at the end of the previous line: point there.
+        d.line -= 1;
+        d.column = source.lines().nth(d.line - 1).map(|l| l.trim_end().chars().count() + 1).unwrap_or(1);
+    }
     d
+}
+
+/// Rhai's syntax messages, in the words of this project.
+fn syntax_message(raw: &str) -> String {
+    let msg = sentence(raw);
+    if let Some(rest) = msg.split("to separate the arguments to function call '").nth(1) {
+        let f = rest.trim_end_matches('\'');
+        return format!("expected ')' to close {f}(...), or ',' before another argument");
+    }
+    msg
+}
+
+/// For `channel(3, "saw").voices = 64`: say how to write it instead.
+fn assignment_help(line: &str) -> String {
+    let t = line.trim().trim_end_matches(';');
+    let parsed = (|| {
+        let (call, rest) = t.split_once(").")?;
+        let (func, args) = call.split_once('(')?;
+        let n = args.split(',').next()?.trim();
+        let (prop, value) = rest.split_once('=')?;
+        let (func, prop, value) = (func.trim(), prop.trim(), value.trim());
+        (matches!(func, "channel" | "drums") && n.parse::<u8>().is_ok() && !prop.is_empty())
+            .then(|| format!("cannot set a property of {func}(...) directly; write ch({n}).{prop} = {value} or let c = {func}({n}, ...); c.{prop} = {value}"))
+    })();
+    parsed.unwrap_or_else(|| {
+        "cannot assign to the result of a call; assign through a variable (let c = ...; c.x = ...) or ch(N).x = ..."
+            .into()
+    })
 }
 
 fn sentence(s: &str) -> String {
@@ -179,28 +232,33 @@ pub fn from_eval_error(
     functions: &[&str],
     usage: &dyn Fn(&str) -> Option<&'static str>,
 ) -> Diagnostic {
-    // Unwrap to the innermost error, tracking the file it happened in.
+    // Unwrap to the innermost error, tracking the file it happened in; errors inside
+    // the stdlib's own modules are shown where the user's script called them.
     let mut file = sources.main_path().to_string();
     let mut e = err;
     let mut outer_pos = e.position();
+    let mut user: Option<(String, Position)> = None;
     loop {
-        match e {
-            EvalAltResult::ErrorInModule(name, inner, _) => {
-                file = name.clone();
-                outer_pos = inner.position();
-                e = inner;
-            }
+        let (next_file, next_pos, inner) = match e {
+            EvalAltResult::ErrorInModule(name, inner, _) => (name.clone(), inner.position(), inner),
             EvalAltResult::ErrorInFunctionCall(_, src, inner, pos) => {
-                if !src.is_empty() {
-                    file = src.clone();
-                }
-                outer_pos = if inner.position().is_none() { *pos } else { inner.position() };
-                e = inner;
+                let f = if src.is_empty() { file.clone() } else { src.clone() };
+                (f, if inner.position().is_none() { *pos } else { inner.position() }, inner)
             }
             _ => break,
+        };
+        if next_file.starts_with("stdlib/") && !file.starts_with("stdlib/") && user.is_none() {
+            user = Some((file.clone(), if e.position().is_none() { outer_pos } else { e.position() }));
         }
+        file = next_file;
+        outer_pos = next_pos;
+        e = inner;
     }
-    let pos = if e.position().is_none() { outer_pos } else { e.position() };
+    let mut pos = if e.position().is_none() { outer_pos } else { e.position() };
+    if let Some((f, p)) = user {
+        file = f;
+        pos = p;
+    }
     let text = sources.text_of(&file).unwrap_or_default();
     let mut d = Diagnostic::new(&file, &text, pos, String::new());
     match e {
@@ -209,11 +267,28 @@ pub fn from_eval_error(
                 d.message = api.message;
                 d.token = api.token;
                 d.label = api.help;
+            } else if v.is_string() {
+                d.message = sentence(&v.to_string());
+            } else if let Some(m) = v.clone().try_cast::<rhai::Map>() {
+                // `throw #{ unknown: "chord quality", name: "maj9", options: [...] }`
+                let get = |k: &str| m.get(k).map(|v| v.to_string());
+                match (get("unknown"), get("name")) {
+                    (Some(what), Some(name)) => {
+                        d.message = format!("unknown {what} \"{name}\"");
+                        let options: Vec<String> = m
+                            .get("options")
+                            .and_then(|o| o.clone().try_cast::<rhai::Array>())
+                            .map(|a| a.iter().map(|x| x.to_string()).collect())
+                            .unwrap_or_default();
+                        d.label = did_you_mean(&suggest_many(&name, options.iter().map(String::as_str)));
+                    }
+                    _ => d.message = format!("the script stopped: {v}"),
+                }
             } else {
                 d.message = format!("the script stopped: {v}");
             }
         }
-        EvalAltResult::ErrorParsing(p, _) => d.message = format!("syntax error: {}", sentence(&p.to_string())),
+        EvalAltResult::ErrorParsing(p, _) => d.message = format!("syntax error: {}", syntax_message(&p.to_string())),
         EvalAltResult::ErrorFunctionNotFound(sig, _) => {
             let name = sig.split([' ', '(']).next().unwrap_or(sig).to_string();
             let args: Vec<&str> = sig
@@ -263,7 +338,17 @@ pub fn from_eval_error(
         EvalAltResult::ErrorStackOverflow(_) => {
             d.message = "functions call each other too deeply (runaway recursion?)".into();
         }
-        EvalAltResult::ErrorDataTooLarge(what, _) => d.message = format!("{what} is larger than a set may build"),
+        EvalAltResult::ErrorDataTooLarge(what, _) => {
+            d.message = if what.contains("array") {
+                format!("a list grew past {} items, more than a set may build", super::MAX_ARRAY_LEN)
+            } else if what.contains("string") {
+                format!("a text grew past {} characters, more than a set may build", super::MAX_STRING_LEN)
+            } else if what.contains("map") {
+                format!("a map grew past {} entries, more than a set may build", super::MAX_MAP_LEN)
+            } else {
+                format!("{} is more than a set may build", sentence(what))
+            }
+        }
         EvalAltResult::ErrorTooManyModules(_) => d.message = "too many imports".into(),
         EvalAltResult::ErrorTooManyVariables(_) => d.message = "too many variables".into(),
         EvalAltResult::ErrorMismatchDataType(want, got, _) | EvalAltResult::ErrorMismatchOutputType(want, got, _) => {
@@ -277,9 +362,32 @@ pub fn from_eval_error(
         EvalAltResult::ErrorAssignmentToConstant(name, _) => {
             d.message = format!("{name} is a constant and cannot change")
         }
-        EvalAltResult::ErrorDotExpr(msg, _) => d.message = sentence(msg),
+        EvalAltResult::ErrorDotExpr(msg, _) => {
+            // "no writable property 'x' - a setter is not registered for type 'Channel' ..."
+            // "unknown property 'x' - a getter is not registered for type 'Channel'"
+            let quoted: Vec<&str> = msg.split('\'').skip(1).step_by(2).collect();
+            match quoted.as_slice() {
+                [prop, ty, ..] if *ty == "Channel" => {
+                    let names = crate::params::PARAMS
+                        .iter()
+                        .map(|p| p.name)
+                        .chain(super::api::CHANNEL_PROPERTIES.iter().copied());
+                    d.message = format!("unknown channel property {prop}");
+                    d.label = did_you_mean(&suggest_many(prop, names));
+                    d.token = Some(prop.to_string());
+                }
+                [prop, ty, ..] => {
+                    d.message = format!("{} has no property {prop}", type_word(ty));
+                    d.token = Some(prop.to_string());
+                }
+                _ => d.message = sentence(msg),
+            }
+        }
         EvalAltResult::ErrorFor(_) => d.message = "for needs a range or a list to loop over".into(),
         other => d.message = sentence(&other.to_string()),
+    }
+    if d.line > 0 {
+        d.column = d.underlined_column();
     }
     d
 }

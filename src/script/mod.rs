@@ -14,7 +14,7 @@ use api::{EvalState, FUNCTIONS, Shared};
 use diagnostic::{Diagnostic, Sources, from_eval_error, from_parse_error};
 use library::{Library, STDLIB, STDLIB_MODULES};
 use rhai::module_resolvers::ModuleResolver;
-use rhai::{Engine, EvalAltResult, Module, Position, Scope, Shared as RhaiShared};
+use rhai::{Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared as RhaiShared};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,7 +27,9 @@ pub const MAX_CALL_DEPTH: usize = 64;
 /// Expression nesting (top level, inside functions).
 pub const MAX_EXPR_DEPTH: (usize, usize) = (64, 32);
 pub const MAX_STRING_LEN: usize = 64 * 1024;
-pub const MAX_ARRAY_LEN: usize = 100_000;
+/// Items in a list (growing a list by `push` costs more the longer it is, so this
+/// also bounds evaluation time).
+pub const MAX_ARRAY_LEN: usize = 16_384;
 pub const MAX_MAP_LEN: usize = 10_000;
 pub const MAX_MODULES: usize = 32;
 
@@ -48,6 +50,8 @@ pub struct Evaluated {
 struct Resolver {
     base: Option<PathBuf>,
     read: Arc<Mutex<Vec<(String, PathBuf, String)>>>,
+    /// Modules being imported right now, outermost first (to catch cycles).
+    stack: Arc<Mutex<Vec<String>>>,
 }
 
 impl ModuleResolver for Resolver {
@@ -59,8 +63,18 @@ impl ModuleResolver for Resolver {
         pos: Position,
     ) -> Result<RhaiShared<Module>, Box<EvalAltResult>> {
         let not_found = || Box::new(EvalAltResult::ErrorModuleNotFound(path.to_string(), pos));
-        let safe = !path.is_empty() && !path.contains("..") && !Path::new(path).is_absolute() && !path.contains(':');
-        let local = self.base.as_ref().filter(|_| safe).map(|b| b.join(format!("{path}.rhai"))).filter(|p| p.is_file());
+        let refuse = |why: String| {
+            Box::new(EvalAltResult::ErrorRuntime(
+                Dynamic::from(api::ApiError { message: why, token: Some(path.to_string()), help: None }),
+                pos,
+            ))
+        };
+        if path.is_empty() || path.contains("..") || Path::new(path).is_absolute() || path.contains(':') {
+            return Err(refuse(format!(
+                "cannot import \"{path}\": imports name a module in the set's own folder (no .., no absolute paths)"
+            )));
+        }
+        let local = self.base.as_ref().map(|b| b.join(format!("{path}.rhai"))).filter(|p| p.is_file());
         let (name, file, text) = match local {
             Some(file) => {
                 let text = std::fs::read_to_string(&file).map_err(|_| not_found())?;
@@ -71,19 +85,40 @@ impl ModuleResolver for Resolver {
                 None => return Err(not_found()),
             },
         };
+        {
+            let mut stack = self.stack.lock().unwrap_or_else(|p| p.into_inner());
+            if stack.contains(&name) {
+                let mut chain: Vec<String> = stack.iter().map(|s| module_name(s)).collect();
+                chain.push(module_name(&name));
+                return Err(refuse(format!(
+                    "cannot import \"{path}\": modules import each other ({})",
+                    chain.join(" -> ")
+                )));
+            }
+            stack.push(name.clone());
+        }
         self.read.lock().unwrap_or_else(|p| p.into_inner()).push((name.clone(), file, text.clone()));
-        let mut ast = engine.compile(&text).map_err(|e| {
-            Box::new(EvalAltResult::ErrorInModule(
-                name.clone(),
-                Box::new(EvalAltResult::ErrorParsing(e.err_type().clone(), e.position())),
-                pos,
-            ))
-        })?;
-        ast.set_source(name.as_str());
-        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
-            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.clone(), e, pos)))?;
-        Ok(RhaiShared::new(module))
+        let result = (|| {
+            let code = api::rewrite_channel_access(&text);
+            let mut ast = engine.compile(&code).map_err(|e| {
+                Box::new(EvalAltResult::ErrorInModule(
+                    name.clone(),
+                    Box::new(EvalAltResult::ErrorParsing(e.err_type().clone(), e.position())),
+                    pos,
+                ))
+            })?;
+            ast.set_source(name.as_str());
+            Module::eval_ast_as_new(Scope::new(), &ast, engine)
+                .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.clone(), e, pos)))
+        })();
+        self.stack.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        Ok(RhaiShared::new(result?))
     }
+}
+
+/// A module's short name, from its file name.
+fn module_name(path: &str) -> String {
+    Path::new(path).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| path.to_string())
 }
 
 struct EvalSources<'a> {
@@ -140,7 +175,12 @@ impl ScriptHost {
         engine.set_max_map_size(MAX_MAP_LEN);
         engine.set_max_modules(MAX_MODULES);
         engine.disable_symbol("eval");
-        engine.set_module_resolver(Resolver { base, read });
+        engine.set_module_resolver(Resolver { base, read, stack: Arc::default() });
+        // The channels as a variable everywhere (top level, functions, modules), so that
+        // `ch(2).lowpass = 900` (rewritten to `c_[2].lowpass = 900`) works anywhere.
+        let mut globals = Module::new();
+        globals.set_var(api::CHANNELS_VAR, api::Channels);
+        engine.register_global_module(globals.into());
         let printed = state.clone();
         engine.on_print(move |s| printed.lock().unwrap_or_else(|p| p.into_inner()).printed.push(s.to_string()));
         engine.on_debug(|_, _, _| {});
@@ -156,7 +196,7 @@ impl ScriptHost {
             source: String::new(),
             line: 0,
             column: 0,
-            message: format!("cannot read the set: {e}"),
+            message: format!("cannot read {shown}: {e}"),
             token: None,
             label: None,
         })?;
@@ -182,9 +222,7 @@ impl ScriptHost {
         let code = api::rewrite_channel_access(text);
         let result = engine.compile(&code).map_err(|e| from_parse_error(&e, name, text)).and_then(|mut ast| {
             ast.set_source(name);
-            let mut scope = Scope::new();
-            scope.push("ch", api::Channels);
-            engine.run_ast_with_scope(&mut scope, &ast).map_err(|e| {
+            engine.run_ast(&ast).map_err(|e| {
                 let modules = read.lock().unwrap_or_else(|p| p.into_inner());
                 let src = EvalSources { main: name, main_text: text, modules: &modules };
                 from_eval_error(&e, &src, FUNCTIONS, &api::usage)

@@ -50,7 +50,6 @@ fn channel_line(n: u8, spec: &ChannelSpec, lib: &Library, out: &mut String) {
                 items.push(format!("voices: {}", spec.voices));
             }
             let _ = writeln!(out, "drums({n}{});", map_literal(&items));
-            return;
         }
         ChannelKind::Synth { synth, options } => {
             let base = preset_channel(lib, &spec.instrument).ok().filter(|b| b.kind == spec.kind);

@@ -47,7 +47,8 @@ impl Reload {
         match self {
             Reload::Unchanged { ms } => format!("reloaded in {ms:.1} ms: no changes"),
             Reload::Changed { ms, changes, dropped } => {
-                let mut s = format!("reloaded in {ms:.1} ms: {}", changes.join("; "));
+                let what = if changes.is_empty() { "no changes".to_string() } else { changes.join("; ") };
+                let mut s = format!("reloaded in {ms:.1} ms: {what}");
                 if !dropped.is_empty() {
                     s.push_str(&format!(" (replaced REPL tweaks: {})", dropped.join("; ")));
                 }
@@ -147,7 +148,7 @@ impl Session {
         let changes = diff(&self.running.set, &ev.set, out.next_bar(ev.set.beats_per_bar));
         if !changes.is_empty() {
             out.publish_set(&ev.set).map_err(|e| Diagnostic::new("repl", line, rhai::Position::NONE, e.to_string()))?;
-            self.tweaks.push(line.trim().to_string());
+            self.tweaks.push(line.trim().trim_end_matches(';').trim().to_string());
             self.running.set = ev.set;
         }
         self.running.printed = ev.printed;

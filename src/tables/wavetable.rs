@@ -84,7 +84,7 @@ impl Wavetables {
         };
         let triangle = |h: usize| {
             if h % 2 == 1 {
-                let sign = if (h / 2) % 2 == 0 { 1.0 } else { -1.0 };
+                let sign = if (h / 2).is_multiple_of(2) { 1.0 } else { -1.0 };
                 8.0 / (PI * PI * (h * h) as f64) * sign
             } else {
                 0.0

@@ -1,6 +1,6 @@
 //! Shared test helpers: render sets from script text, and measure what comes out
 //! (pitch by FFT, onsets, levels). Each test binary uses the parts it needs.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::result_large_err)]
 
 use jamrig::engine::event::{Event, EventKind};
 use jamrig::offline::Renderer;

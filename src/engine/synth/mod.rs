@@ -50,7 +50,7 @@ impl OscState {
         self.phase = [0; MAX_PHASES];
         self.z = [0.0; 8];
         self.n = [0; 4];
-        self.rng = Pcg32::new(seed, 0xa02b_dbf7_bb3c_0a7);
+        self.rng = Pcg32::new(seed, 0x0a02_bdbf_7bb3_c0a7);
         self.age = 0;
     }
 

@@ -1,0 +1,675 @@
+//! Helpers for the live-host tests (`tests/live.rs` only): a JACK server on the
+//! dummy backend, `jamrig play` as a child process whose output lines are
+//! collected with their arrival times, and a probe JACK client that sends MIDI
+//! (at exact JACK frame times) and records what jamrig plays.
+//!
+//! Every guard cleans up on drop, panics included: the probe client is closed,
+//! jamrig is killed, the server is stopped. On a panic the guards print what
+//! jamrig and jackd wrote, to explain the failure.
+#![allow(dead_code)]
+
+use std::ffi::{CString, c_char};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub const SAMPLE_RATE: u32 = 48000;
+pub const PERIOD: u32 = 256;
+
+/// Serialises the tests of this binary (each runs its own server and processes,
+/// and measures timing: they must not share the two cores with each other).
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The name of the JACK server the tests start (one at a time).
+///
+/// A fixed name on purpose: jackd2 keeps its servers in a shared-memory registry of
+/// 8 slots, and a server that does not shut down cleanly (killed, or killed by
+/// SIGPIPE while it notifies a client that died) keeps its slot until a server of
+/// the same name starts again. Unique names per run would fill the registry for
+/// every JACK user of the machine ("Too many servers already active"). So two runs
+/// of this test binary at the same time collide (the second fails to start its
+/// server, and says so).
+pub const SERVER: &str = "jamrig_live";
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Waits for `child` to exit, up to `timeout`.
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if t0.elapsed() >= timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The JACK server.
+
+/// `jackd -n NAME -r -d dummy -r 48000 -p 256`, stopped on drop.
+pub struct JackServer {
+    pub name: String,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    starts: usize,
+}
+
+impl JackServer {
+    pub fn start(name: &str) -> JackServer {
+        let mut s =
+            JackServer { name: name.to_string(), child: None, dir: tempfile::tempdir().expect("temp dir"), starts: 0 };
+        s.restart();
+        s
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("jackd.{}.log", self.starts))
+    }
+
+    /// Starts the server (again, after [`JackServer::kill`]) and waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the server is running");
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path()).expect("jackd log");
+        let child = Command::new("jackd")
+            .args(["-n", &self.name, "-r", "-d", "dummy", "-r", &SAMPLE_RATE.to_string(), "-p", &PERIOD.to_string()])
+            .env("JACK_NO_AUDIO_RESERVATION", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("jackd log"))
+            .stderr(log)
+            .spawn()
+            .expect("jackd starts (is jackd2 installed?)");
+        self.child = Some(child);
+        let ok = Command::new("jack_wait")
+            .args(["-s", &self.name, "-w", "-t", "10"])
+            .env("JACK_NO_AUDIO_RESERVATION", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "jackd {} did not come up within 10 s:\n{}", self.name, self.log());
+        // jack_wait also succeeds on a server of that name that is not ours (another run).
+        std::thread::sleep(Duration::from_millis(100));
+        let exited = self.child.as_mut().unwrap().try_wait().ok().flatten();
+        if let Some(status) = exited {
+            self.child = None;
+            panic!("jackd {} exited ({status}): is another run of these tests using it?\n{}", self.name, self.log());
+        }
+    }
+
+    /// Kills the server with `sig` ("KILL", "TERM") and waits for it to exit: the
+    /// audio device goes away.
+    pub fn kill(&mut self, sig: &str) {
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), sig);
+            if wait_timeout(&mut c, Duration::from_secs(10)).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+}
+
+impl Drop for JackServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- jackd {} log ----\n{}", self.name, self.log());
+        }
+        self.kill("TERM");
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Output lines of a child process, with the instant each arrived.
+
+#[derive(Default)]
+struct LinesInner {
+    lines: Vec<(Instant, String)>,
+    closed: bool,
+}
+
+#[derive(Clone, Default)]
+pub struct Lines(Arc<(Mutex<LinesInner>, Condvar)>);
+
+impl Lines {
+    fn read_from(r: impl Read + Send + 'static) -> Lines {
+        let lines = Lines::default();
+        let l = lines.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(r);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match r.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+                        let (m, cv) = &*l.0;
+                        m.lock().unwrap().lines.push((Instant::now(), text));
+                        cv.notify_all();
+                    }
+                }
+            }
+            let (m, cv) = &*l.0;
+            m.lock().unwrap().closed = true;
+            cv.notify_all();
+        });
+        lines
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.0.lock().unwrap().lines.len()
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        self.0.0.lock().unwrap().lines.iter().map(|(_, s)| s.clone()).collect()
+    }
+
+    pub fn text(&self) -> String {
+        self.all().join("\n")
+    }
+
+    /// The first line at index `from` or later that satisfies `pred`, waiting up to
+    /// `timeout` for it: (index, arrival instant, line).
+    pub fn wait_for(
+        &self,
+        from: usize,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<(usize, Instant, String)> {
+        let deadline = Instant::now() + timeout;
+        let (m, cv) = &*self.0;
+        let mut g = m.lock().unwrap();
+        let mut next = from;
+        loop {
+            while next < g.lines.len() {
+                let (at, line) = &g.lines[next];
+                if pred(line) {
+                    return Some((next, *at, line.clone()));
+                }
+                next += 1;
+            }
+            let now = Instant::now();
+            if g.closed || now >= deadline {
+                return None;
+            }
+            g = cv.wait_timeout(g, deadline - now).unwrap().0;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// jamrig.
+
+/// `jamrig play SET ...` against a JACK server, killed on drop.
+pub struct Jamrig {
+    child: Mutex<Child>,
+    stdin: Option<ChildStdin>,
+    pub out: Lines,
+    pub err: Lines,
+    _data: tempfile::TempDir,
+}
+
+impl Jamrig {
+    /// Starts `jamrig play set args...` with `JACK_DEFAULT_SERVER=server`; stdin is
+    /// piped (the REPL reads it) unless `args` has `--no-repl`.
+    pub fn start(server: &str, set: &Path, args: &[&str]) -> Jamrig {
+        let data = tempfile::tempdir().expect("temp dir");
+        let no_repl = args.contains(&"--no-repl");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jamrig"))
+            .arg("play")
+            .arg(set)
+            .args(args)
+            .env("JACK_DEFAULT_SERVER", server)
+            .env("JACK_NO_AUDIO_RESERVATION", "1")
+            // REPL history goes here, not into the user's home.
+            .env("XDG_DATA_HOME", data.path())
+            .stdin(if no_repl { Stdio::null() } else { Stdio::piped() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("jamrig starts");
+        let out = Lines::read_from(child.stdout.take().unwrap());
+        let err = Lines::read_from(child.stderr.take().unwrap());
+        let stdin = child.stdin.take();
+        Jamrig { child: Mutex::new(child), stdin, out, err, _data: data }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().id()
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn exited(&self) -> Option<ExitStatus> {
+        self.child.lock().unwrap().try_wait().ok().flatten()
+    }
+
+    /// Waits for the startup line (`playing ...`) and returns it.
+    pub fn wait_started(&self, timeout: Duration) -> String {
+        match self.out.wait_for(0, timeout, |l| l.starts_with("playing ")) {
+            Some((_, _, l)) => l,
+            None => panic!("jamrig did not start within {timeout:?}{}\n{}", self.state(), self.transcript()),
+        }
+    }
+
+    /// A line on stdout at `from` or later that satisfies `pred`, or a panic that
+    /// says what was expected and what jamrig printed.
+    pub fn expect_line(
+        &self,
+        from: usize,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> (usize, Instant, String) {
+        match self.out.wait_for(from, timeout, pred) {
+            Some(x) => x,
+            None => panic!("no line {what} within {timeout:?}{}\n{}", self.state(), self.transcript()),
+        }
+    }
+
+    /// Writes one REPL line.
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        writeln!(stdin, "{line}").expect("write to jamrig's stdin");
+        stdin.flush().expect("flush jamrig's stdin");
+    }
+
+    /// Sends `line` and waits for the first line after it that satisfies `pred`.
+    pub fn command(&mut self, line: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> (usize, String) {
+        let from = self.out.len();
+        self.send_line(line);
+        let (i, _, l) = self.expect_line(from, timeout, &format!("answering `{line}`"), pred);
+        (i, l)
+    }
+
+    /// Closes stdin (end of input for the REPL).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    pub fn signal(&self, sig: &str) {
+        signal(self.pid(), sig);
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_timeout(&mut self.child.lock().unwrap(), timeout)
+    }
+
+    /// Whether jamrig is still running.
+    pub fn running(&self) -> bool {
+        self.exited().is_none()
+    }
+
+    /// ": jamrig exited (status)" when it has, for failure messages.
+    fn state(&self) -> String {
+        match self.exited() {
+            Some(s) => format!(": jamrig exited ({s})"),
+            None => String::new(),
+        }
+    }
+
+    pub fn transcript(&self) -> String {
+        format!("---- jamrig stdout ----\n{}\n---- jamrig stderr ----\n{}", self.out.text(), self.err.text())
+    }
+}
+
+impl Drop for Jamrig {
+    fn drop(&mut self) {
+        // A clean stop first: a JACK client that just dies makes jackd's own
+        // shutdown die of SIGPIPE later (and leak its registry slot).
+        self.stdin = None;
+        let child = self.child.get_mut().unwrap_or_else(|p| p.into_inner());
+        if matches!(child.try_wait(), Ok(None)) {
+            signal(child.id(), "TERM");
+            if wait_timeout(child, Duration::from_secs(3)).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            // Give the reader threads a moment to collect the last lines.
+            std::thread::sleep(Duration::from_millis(50));
+            eprintln!("{}", self.transcript());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The probe: a JACK client with a MIDI out port and two audio in ports.
+
+pub const PROBE_CLIENT: &str = "probe";
+pub const PROBE_MIDI: &str = "probe_midi";
+const MAX_MSG: usize = 32;
+const MAX_PENDING: usize = 256;
+
+#[derive(Clone, Copy)]
+struct MidiMsg {
+    /// Frames after the start of the cycle that picks the batch up.
+    delay: u32,
+    bytes: [u8; MAX_MSG],
+    len: usize,
+}
+
+struct Proc {
+    midi: jack::Port<jack::MidiOut>,
+    in_l: jack::Port<jack::AudioIn>,
+    in_r: jack::Port<jack::AudioIn>,
+    /// Batches from the test thread (taken whole, so a batch's delays share a cycle).
+    inbox: Arc<Mutex<Vec<MidiMsg>>>,
+    /// (due frame time, message), sorted by due time.
+    pending: Vec<(u32, MidiMsg)>,
+    /// Frame times at which messages were written.
+    sent: rtrb::Producer<u32>,
+    rec: rtrb::Producer<[f32; 2]>,
+    rec_req: Arc<AtomicU64>,
+    rec_start: Arc<AtomicU32>,
+    rec_left: u64,
+    cycles: Arc<AtomicU64>,
+}
+
+impl jack::ProcessHandler for Proc {
+    fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
+        let n = ps.n_frames();
+        let t0 = ps.last_frame_time();
+        if let Ok(mut inbox) = self.inbox.try_lock() {
+            for m in inbox.drain(..) {
+                if self.pending.len() < MAX_PENDING {
+                    let due = t0.wrapping_add(m.delay);
+                    // Insert after every message due at or before it (keeps batch order).
+                    let at = self
+                        .pending
+                        .iter()
+                        .position(|(d, _)| (d.wrapping_sub(due) as i32) > 0)
+                        .unwrap_or(self.pending.len());
+                    self.pending.insert(at, (due, m));
+                }
+            }
+        }
+        let mut w = self.midi.writer(ps);
+        let mut i = 0;
+        while i < self.pending.len() {
+            let (due, m) = self.pending[i];
+            let d = due.wrapping_sub(t0) as i32;
+            if d < n as i32 {
+                let offset = d.max(0) as u32;
+                if m.len > 0 {
+                    let _ = w.write(&jack::RawMidi { time: offset, bytes: &m.bytes[..m.len] });
+                }
+                let _ = self.sent.push(t0.wrapping_add(offset));
+                self.pending.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        if self.rec_left == 0 {
+            let req = self.rec_req.swap(0, Ordering::AcqRel);
+            if req > 0 {
+                self.rec_left = req;
+                self.rec_start.store(t0, Ordering::Release);
+            }
+        }
+        if self.rec_left > 0 {
+            let (l, r) = (self.in_l.as_slice(ps), self.in_r.as_slice(ps));
+            let k = (n as u64).min(self.rec_left) as usize;
+            for j in 0..k {
+                let _ = self.rec.push([l[j], r[j]]);
+            }
+            self.rec_left -= k as u64;
+        }
+        self.cycles.fetch_add(1, Ordering::Release);
+        jack::Control::Continue
+    }
+}
+
+/// A stereo capture: `start` is the JACK frame time of its first frame.
+pub struct Capture {
+    pub left: Vec<f32>,
+    pub right: Vec<f32>,
+    pub start: u32,
+}
+
+impl Capture {
+    pub fn mono(&self) -> Vec<f32> {
+        self.left.iter().zip(&self.right).map(|(l, r)| 0.5 * (l + r)).collect()
+    }
+
+    /// Frames `[from_s, to_s)` seconds into the capture, mono.
+    pub fn mono_range(&self, from_s: f64, to_s: f64) -> Vec<f32> {
+        let m = self.mono();
+        let a = ((from_s * SAMPLE_RATE as f64) as usize).min(m.len());
+        let b = ((to_s * SAMPLE_RATE as f64) as usize).min(m.len());
+        m[a..b].to_vec()
+    }
+}
+
+pub struct Probe {
+    client: Option<jack::AsyncClient<(), Proc>>,
+    inbox: Arc<Mutex<Vec<MidiMsg>>>,
+    sent: rtrb::Consumer<u32>,
+    rec: rtrb::Consumer<[f32; 2]>,
+    rec_req: Arc<AtomicU64>,
+    rec_start: Arc<AtomicU32>,
+    cycles: Arc<AtomicU64>,
+    pub midi_port: String,
+    pub inputs: [String; 2],
+}
+
+/// Opens a JACK client on the server `server` (jack's `Client::new` has no way to
+/// name the server: `jack_client_open` is variadic).
+fn open_client(server: &str, name: &str) -> Result<jack::Client, String> {
+    use jack::jack_sys as j;
+    type Open =
+        unsafe extern "C" fn(*const c_char, j::jack_options_t, *mut j::jack_status_t, ...) -> *mut j::jack_client_t;
+    let lib = j::library().map_err(|e| format!("libjack: {e}"))?;
+    let open: Open = unsafe { *lib.get::<Open>(b"jack_client_open\0").map_err(|e| format!("jack_client_open: {e}"))? };
+    let (cname, sname) = (CString::new(name).unwrap(), CString::new(server).unwrap());
+    let mut status: j::jack_status_t = 0;
+    let p = unsafe {
+        open(
+            cname.as_ptr(),
+            j::JackNoStartServer | j::JackServerName | j::JackUseExactName,
+            &mut status,
+            sname.as_ptr(),
+        )
+    };
+    if p.is_null() {
+        return Err(format!("cannot open a JACK client on {server} (status {status:#x})"));
+    }
+    Ok(unsafe { jack::Client::from_raw(p) })
+}
+
+impl Probe {
+    /// Opens the probe on `server`: `probe:probe_midi` (MIDI out), `probe:in_l` and
+    /// `probe:in_r` (audio in), and activates it.
+    pub fn open(server: &str) -> Probe {
+        let client = open_client(server, PROBE_CLIENT).unwrap_or_else(|e| panic!("{e}"));
+        jack::set_logger(jack::LoggerType::None);
+        assert_eq!(client.sample_rate(), SAMPLE_RATE);
+        let midi = client.register_port(PROBE_MIDI, jack::MidiOut::default()).expect("MIDI port");
+        let in_l = client.register_port("in_l", jack::AudioIn::default()).expect("audio port");
+        let in_r = client.register_port("in_r", jack::AudioIn::default()).expect("audio port");
+        let midi_port = midi.name().unwrap();
+        let inputs = [in_l.name().unwrap(), in_r.name().unwrap()];
+        let inbox = Arc::new(Mutex::new(Vec::with_capacity(MAX_PENDING)));
+        let (sent_p, sent) = rtrb::RingBuffer::new(4096);
+        let (rec_p, rec) = rtrb::RingBuffer::new(SAMPLE_RATE as usize * 30);
+        let rec_req = Arc::new(AtomicU64::new(0));
+        let rec_start = Arc::new(AtomicU32::new(0));
+        let cycles = Arc::new(AtomicU64::new(0));
+        let proc_ = Proc {
+            midi,
+            in_l,
+            in_r,
+            inbox: inbox.clone(),
+            pending: Vec::with_capacity(MAX_PENDING),
+            sent: sent_p,
+            rec: rec_p,
+            rec_req: rec_req.clone(),
+            rec_start: rec_start.clone(),
+            rec_left: 0,
+            cycles: cycles.clone(),
+        };
+        let client = client.activate_async((), proc_).expect("the probe activates");
+        let p = Probe { client: Some(client), inbox, sent, rec, rec_req, rec_start, cycles, midi_port, inputs };
+        p.wait_cycles(2, Duration::from_secs(5));
+        p
+    }
+
+    fn client(&self) -> &jack::Client {
+        self.client.as_ref().expect("open").as_client()
+    }
+
+    /// Waits until the process callback has run `n` more times.
+    pub fn wait_cycles(&self, n: u64, timeout: Duration) {
+        let start = self.cycles.load(Ordering::Acquire);
+        let t0 = Instant::now();
+        while self.cycles.load(Ordering::Acquire) < start + n {
+            assert!(t0.elapsed() < timeout, "the probe's process callback does not run");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Ports matching a JACK port-name regex.
+    pub fn ports(&self, pattern: &str) -> Vec<String> {
+        self.client().ports(Some(pattern), None, jack::PortFlags::empty())
+    }
+
+    /// Connects jamrig's audio outputs (`cpal_client_*:out_0/1`) to the probe's
+    /// inputs, waiting up to `timeout` for them to exist. Returns jamrig's client name.
+    pub fn connect_jamrig_audio(&self, timeout: Duration) -> String {
+        let t0 = Instant::now();
+        loop {
+            let outs =
+                self.client().ports(Some("^cpal_client_.*:out_[01]$"), Some("audio"), jack::PortFlags::IS_OUTPUT);
+            let l = outs.iter().find(|p| p.ends_with(":out_0"));
+            let r = outs.iter().find(|p| p.ends_with(":out_1"));
+            if let (Some(l), Some(r)) = (l, r) {
+                self.client().connect_ports_by_name(l, &self.inputs[0]).expect("connect out_0");
+                self.client().connect_ports_by_name(r, &self.inputs[1]).expect("connect out_1");
+                self.wait_cycles(2, Duration::from_secs(5));
+                return l.split(':').next().unwrap().to_string();
+            }
+            assert!(t0.elapsed() < timeout, "jamrig's audio ports do not appear; ports: {:?}", self.ports(".*"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Connects the probe's MIDI port to `port` (an input port of another client).
+    pub fn connect_midi_to(&self, port: &str) {
+        self.client()
+            .connect_ports_by_name(&self.midi_port, port)
+            .unwrap_or_else(|e| panic!("connect {} -> {port}: {e}", self.midi_port));
+        self.wait_cycles(2, Duration::from_secs(5));
+    }
+
+    /// Sends a batch of messages: each `(delay, bytes)` is written `delay` frames
+    /// after the start of the cycle that picks the batch up (exact JACK frame time).
+    pub fn send(&self, batch: &[(u32, &[u8])]) {
+        let mut inbox = self.inbox.lock().unwrap();
+        for (delay, bytes) in batch {
+            assert!(bytes.len() <= MAX_MSG);
+            let mut b = [0u8; MAX_MSG];
+            b[..bytes.len()].copy_from_slice(bytes);
+            inbox.push(MidiMsg { delay: *delay, bytes: b, len: bytes.len() });
+        }
+    }
+
+    /// Sends one message now.
+    pub fn send_now(&self, bytes: &[u8]) {
+        self.send(&[(0, bytes)]);
+    }
+
+    /// The frame times of the next `n` messages written, in order.
+    pub fn sent_times(&mut self, n: usize, timeout: Duration) -> Vec<u32> {
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        while out.len() < n {
+            match self.sent.pop() {
+                Ok(t) => out.push(t),
+                Err(_) => {
+                    assert!(t0.elapsed() < timeout, "only {} of {n} MIDI messages were written", out.len());
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        out
+    }
+
+    /// Forgets the frame times of messages written so far.
+    pub fn clear_sent(&mut self) {
+        while self.sent.pop().is_ok() {}
+    }
+
+    /// Starts recording `seconds` from the next cycle on; [`Probe::finish`] collects it.
+    pub fn start_recording(&mut self, seconds: f64) -> u64 {
+        while self.rec.pop().is_ok() {}
+        let frames = (seconds * SAMPLE_RATE as f64).round() as u64;
+        self.rec_req.store(frames, Ordering::Release);
+        frames
+    }
+
+    /// Collects a recording of `frames` started by [`Probe::start_recording`].
+    pub fn finish(&mut self, frames: u64) -> Capture {
+        let timeout = Duration::from_secs_f64(frames as f64 / SAMPLE_RATE as f64 * 3.0 + 5.0);
+        let t0 = Instant::now();
+        let (mut left, mut right) = (Vec::with_capacity(frames as usize), Vec::with_capacity(frames as usize));
+        while (left.len() as u64) < frames {
+            match self.rec.pop() {
+                Ok([l, r]) => {
+                    left.push(l);
+                    right.push(r);
+                }
+                Err(_) => {
+                    assert!(t0.elapsed() < timeout, "recorded only {} of {frames} frames in {timeout:?}", left.len());
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+        Capture { left, right, start: self.rec_start.load(Ordering::Acquire) }
+    }
+
+    /// Records `seconds` from now.
+    pub fn record(&mut self, seconds: f64) -> Capture {
+        let n = self.start_recording(seconds);
+        self.finish(n)
+    }
+
+    /// Closes the client (before its server goes away); [`Probe::reopen`] opens it again.
+    pub fn close(&mut self) {
+        self.client = None;
+    }
+
+    /// Opens the probe again on `server` (a new client, ports and recording).
+    pub fn reopen(&mut self, server: &str) {
+        self.close();
+        *self = Probe::open(server);
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        // Deactivates and closes the client.
+        self.client = None;
+    }
+}

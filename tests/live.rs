@@ -1,0 +1,517 @@
+//! End-to-end tests of the live host: `jamrig play` against a JACK server on the
+//! dummy backend (a paced audio clock, no sound card), with a probe JACK client that
+//! sends MIDI through a real JACK MIDI port and records jamrig's audio outputs.
+//!
+//! Run with: `CARGO_TARGET_DIR=target/jack cargo test --release --features jack --test live`
+//! (needs jackd2: `jackd`, `jack_wait`). The tests run one at a time (a global
+//! lock), each with its own server (always named [`SERVER`]: see there why); every
+//! process is stopped even on a panic.
+#![cfg(feature = "jack")]
+
+mod common;
+#[path = "common/live.rs"]
+mod live_support;
+
+use common::{band_level, cents, db, onsets, peak, peak_freq, rms, spectrum};
+use live_support::*;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const SR: f64 = SAMPLE_RATE as f64;
+const A4: f64 = 440.0;
+const C5: f64 = 523.251_130_6;
+const S: fn(u64) -> Duration = Duration::from_secs;
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+const SINE_SET: &str = "tempo(120);\nchannel(1, #{ synth: \"sine\", envelope: \"organ\" });\n";
+
+/// Writes `text` to `path` the way an editor saves: a temporary file renamed over it.
+fn save_like_an_editor(path: &Path, text: &str) {
+    let tmp = path.with_extension("rhai.swp");
+    std::fs::write(&tmp, text).expect("write the temporary file");
+    std::fs::rename(&tmp, path).expect("rename over the set");
+}
+
+/// A server, a probe, and jamrig playing a set with its MIDI input on the probe's
+/// port and its audio outputs connected to the probe's inputs. Fields drop in
+/// order: the probe, jamrig, the server, the folder.
+struct Rig {
+    probe: Probe,
+    jam: Jamrig,
+    server: JackServer,
+    set: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    fn start(set_text: &str, extra: &[&str]) -> Rig {
+        let server = JackServer::start(SERVER);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let set = dir.path().join("set.rhai");
+        std::fs::write(&set, set_text).unwrap();
+        let probe = Probe::open(&server.name);
+        let mut args = vec!["--port", PROBE_MIDI];
+        args.extend_from_slice(extra);
+        let jam = Jamrig::start(&server.name, &set, &args);
+        let line = jam.wait_started(S(20));
+        assert!(line.contains("audio: JACK Output (JACK), 48000 Hz"), "startup line: {line}");
+        assert!(line.contains(&format!("MIDI in: {}", probe.midi_port)), "jamrig is not on the probe's port: {line}");
+        probe.connect_jamrig_audio(S(5));
+        Rig { probe, jam, server, set, _dir: dir }
+    }
+}
+
+/// The share of the spectrum's energy above `hz`.
+fn energy_above(x: &[f32], hz: f64) -> f64 {
+    let (mags, bin) = spectrum(x, SR, 1 << 15);
+    let total: f64 = mags.iter().map(|m| m * m).sum();
+    let high: f64 = mags.iter().enumerate().filter(|(i, _)| *i as f64 * bin >= hz).map(|(_, m)| m * m).sum();
+    high / total.max(1e-30)
+}
+
+/// Spectral centroid (magnitude-weighted), Hz.
+fn centroid(x: &[f32]) -> f64 {
+    let (mags, bin) = spectrum(x, SR, 1 << 15);
+    let w: f64 = mags.iter().sum();
+    mags.iter().enumerate().map(|(i, m)| i as f64 * bin * m).sum::<f64>() / w.max(1e-30)
+}
+
+/// Records `seconds` and checks that a steady tone at `hz` (within 1 cent) is what
+/// sounds.
+fn assert_pitch(probe: &mut Probe, hz: f64, what: &str) -> f32 {
+    let c = probe.record(1.0);
+    let x = c.mono();
+    let level = rms(&x);
+    assert!(level > 0.02, "{what}: nothing plays (RMS {level})");
+    let f = peak_freq(&x, SR, hz * 0.7, hz * 1.3);
+    assert!(cents(f, hz).abs() < 1.0, "{what}: plays {f:.3} Hz, expected {hz:.3} Hz ({:+.2} cents)", cents(f, hz));
+    level
+}
+
+#[test]
+fn notes_through_a_real_midi_port_play_at_their_pitch() {
+    let _serial = serial();
+    let mut r = Rig::start(SINE_SET, &[]);
+    let before = r.probe.record(0.2);
+    assert_eq!(peak(&before.mono()), 0.0, "jamrig plays before any note");
+
+    r.probe.send_now(&[0x90, 69, 100]);
+    std::thread::sleep(MS(150));
+    assert_pitch(&mut r.probe, A4, "A4");
+
+    r.probe.send(&[(0, &[0x80, 69, 0]), (0, &[0x90, 72, 100])]);
+    std::thread::sleep(MS(150));
+    let c = r.probe.record(1.0);
+    let x = c.mono();
+    let f = peak_freq(&x, SR, 300.0, 800.0);
+    assert!(cents(f, C5).abs() < 1.0, "C5: plays {f:.3} Hz ({:+.2} cents)", cents(f, C5));
+    let (mags, bin) = spectrum(&x, SR, 1 << 16);
+    let (a, c5) = (band_level(&mags, bin, A4, 5.0), band_level(&mags, bin, C5, 5.0));
+    assert!(a < c5 * 0.01, "A4 still sounds after its note-off: {:.1} dB below C5", db((a / c5) as f32));
+    assert!(r.jam.running());
+}
+
+/// Sends two closed-hat hits `distance` frames apart (exact JACK frame times) and
+/// returns (distance between their onsets in the audio, latency of the first hit
+/// from its sending to its sound, in frames).
+fn two_hits(r: &mut Rig, distance: u32) -> (i64, i64) {
+    let frames = r.probe.start_recording(1.0);
+    r.probe.wait_cycles(3, S(5));
+    r.probe.clear_sent();
+    r.probe.send(&[(10, &[0x99, 42, 100]), (10 + distance, &[0x99, 42, 100])]);
+    let sent = r.probe.sent_times(2, S(5));
+    assert_eq!(sent[1].wrapping_sub(sent[0]), distance, "the probe sent the hits {distance} frames apart");
+    let c = r.probe.finish(frames);
+    // A closed hat starts on a non-zero sample and ends in exact silence after 47 ms.
+    let on = onsets(&c.left, 500);
+    assert_eq!(on.len(), 2, "expected two hits in the capture, found onsets at {on:?}");
+    let d = on[1] as i64 - on[0] as i64;
+    let latency = c.start.wrapping_add(on[0] as u32).wrapping_sub(sent[0]) as i32 as i64;
+    (d, latency)
+}
+
+#[test]
+#[ignore = "bug: live JACK MIDI is stamped with the wall-clock time of the JACK cycle that delivers it \
+            (midir's JACK backend drops the event's frame offset; jamrig stamps Instant::now() in the MIDI \
+            callback), so spacing is kept only to within one period (256 frames = 5.3 ms here) plus thread \
+            jitter, not 1 ms"]
+fn note_spacing_is_kept_within_1_ms() {
+    let _serial = serial();
+    let mut r = Rig::start("drums(10);\n", &[]);
+    let (d, latency) = two_hits(&mut r, 4800);
+    println!("hits sent 4800 frames (100 ms) apart sound {d} frames apart; latency {latency} frames");
+    assert!(
+        (d - 4800).abs() <= 48,
+        "hits sent 4800 frames apart sound {d} frames apart ({:+.2} ms)",
+        (d - 4800) as f64 / 48.0
+    );
+}
+
+/// What jamrig keeps today: the spacing to within one JACK period plus the
+/// scheduling jitter of its MIDI thread (up to 5 ms allowed: jackd runs without
+/// real-time priority here, on two cores shared with builds), and a latency of
+/// about one period plus 64 frames.
+#[test]
+fn note_spacing_is_kept_within_one_jack_period() {
+    let _serial = serial();
+    let mut r = Rig::start("drums(10);\n", &[]);
+    let mut errors = Vec::new();
+    for distance in [4800u32, 4800 + 128, 7200, 4800 + 64, 9600] {
+        let (d, latency) = two_hits(&mut r, distance);
+        let err = d - distance as i64;
+        println!("hits sent {distance} frames apart sound {d} frames apart ({err:+}); latency {latency} frames");
+        assert!(
+            err.abs() <= PERIOD as i64 + 240,
+            "hits sent {distance} frames apart sound {d} frames apart ({err:+} frames, {:+.2} ms)",
+            err as f64 / 48.0
+        );
+        assert!(
+            (0..=4 * PERIOD as i64 + 64).contains(&latency),
+            "latency {latency} frames from sending to sound (expected about one period + 64 frames)"
+        );
+        errors.push(err);
+    }
+    println!("spacing errors (frames): {errors:?}");
+}
+
+#[test]
+fn editing_the_set_while_playing_changes_the_sound() {
+    let _serial = serial();
+    let set =
+        |cut: u32| format!("tempo(120);\nchannel(1, #{{ synth: \"saw\", envelope: \"organ\", lowpass: {cut} }});\n");
+    let mut r = Rig::start(&set(8000), &[]);
+    r.probe.send_now(&[0x90, 57, 100]); // A3, held
+    std::thread::sleep(MS(200));
+    let before = r.probe.record(0.5).mono();
+    assert!(rms(&before) > 0.02, "the held note does not sound");
+
+    let from = r.jam.out.len();
+    let t0 = Instant::now();
+    save_like_an_editor(&r.set, &set(400));
+    let (_, at, line) = r.jam.expect_line(from, S(5), "`reloaded ...`", |l| l.starts_with("reloaded"));
+    let latency = at.duration_since(t0);
+    println!("save -> `{line}` in {:.1} ms", latency.as_secs_f64() * 1e3);
+    assert!(line.contains("ch1 lowpass 8000 -> 400"), "the reload line does not name the change: {line}");
+    assert!(latency < S(1), "the reload line came {latency:?} after the save");
+
+    std::thread::sleep(MS(100));
+    let after = r.probe.record(0.5).mono();
+    assert!(rms(&after) > 0.005, "the note stopped with the reload");
+    let (hb, ha) = (energy_above(&before, 2000.0), energy_above(&after, 2000.0));
+    let (cb, ca) = (centroid(&before), centroid(&after));
+    println!(
+        "energy above 2 kHz {:.1} dB -> {:.1} dB; centroid {cb:.0} Hz -> {ca:.0} Hz",
+        10.0 * hb.log10(),
+        10.0 * ha.log10()
+    );
+    assert!(ha < hb * 0.01, "energy above 2 kHz drops only {:.1} dB", 10.0 * (ha / hb).log10());
+    assert!(ca < cb * 0.5, "centroid {cb:.0} Hz -> {ca:.0} Hz");
+    assert!(r.jam.running());
+}
+
+#[test]
+fn a_broken_save_keeps_the_previous_set_playing() {
+    let _serial = serial();
+    let mut r = Rig::start(SINE_SET, &[]);
+    r.probe.send_now(&[0x90, 69, 100]);
+    std::thread::sleep(MS(200));
+    let before = rms(&r.probe.record(0.5).mono());
+    assert!(before > 0.02, "the held note does not sound");
+
+    let from = r.jam.out.len();
+    save_like_an_editor(&r.set, &format!("{SINE_SET}let x = ;\n"));
+    let (i, _, line) = r.jam.expect_line(from, S(5), "`reload failed ...`", |l| l.starts_with("reload failed"));
+    let at = format!("{}:3:9: ", r.set.display());
+    assert!(
+        line.starts_with("reload failed, still playing the previous set: ") && line.contains(&at),
+        "the failure line does not say where (expected `{at}`): {line}"
+    );
+    let (_, _, caret) =
+        r.jam.expect_line(i + 1, S(2), "with the caret", |l| l.contains('│') && l.trim_end().ends_with('^'));
+    let (_, _, source) = r.jam.expect_line(i + 1, S(2), "quoting the line", |l| l.contains("│ let x = ;"));
+    println!("{line}\n{source}\n{caret}");
+
+    std::thread::sleep(MS(100));
+    let c = r.probe.record(0.5).mono();
+    let after = rms(&c);
+    println!("RMS {:.2} dB -> {:.2} dB", db(before), db(after));
+    assert!((db(after) - db(before)).abs() < 1.0, "level changed from {:.2} dB to {:.2} dB", db(before), db(after));
+    let f = peak_freq(&c, SR, 300.0, 600.0);
+    assert!(cents(f, A4).abs() < 1.0, "plays {f:.2} Hz after the failed reload");
+
+    let from = r.jam.out.len();
+    save_like_an_editor(&r.set, "tempo(120);\nchannel(1, #{ synth: \"sine\", envelope: \"organ\", volume: 0.3 });\n");
+    let (_, _, line) = r.jam.expect_line(from, S(5), "`reloaded ...` after the fix", |l| l.starts_with("reload"));
+    assert!(line.starts_with("reloaded in ") && line.contains("ch1 volume 0.6 -> 0.3"), "after the fix: {line}");
+    std::thread::sleep(MS(100));
+    let fixed = rms(&r.probe.record(0.5).mono());
+    let change = db(fixed) - db(before);
+    assert!((change - db(0.5)).abs() < 1.0, "volume 0.6 -> 0.3 changed the level by {change:.2} dB");
+}
+
+#[test]
+fn the_repl_reads_stdin() {
+    let _serial = serial();
+    let mut r = Rig::start(&format!("{SINE_SET}drums(10);\n"), &[]);
+    r.probe.send_now(&[0x90, 69, 100]);
+    std::thread::sleep(MS(200));
+    let loud = rms(&r.probe.record(0.5).mono());
+    assert!(loud > 0.02, "the held note does not sound");
+
+    let (_, line) = r.jam.command("ch(1).volume = 0.1", S(5), |l| !l.trim().is_empty());
+    assert!(line.contains("ch1 volume 0.6 -> 0.1"), "answer to the volume change: {line}");
+    std::thread::sleep(MS(100));
+    let soft = rms(&r.probe.record(0.5).mono());
+    let change = db(soft) - db(loud);
+    let expected = db(0.1 / 0.6);
+    println!("volume 0.6 -> 0.1: {change:.2} dB (expected {expected:.2} dB)");
+    assert!(
+        (change - expected).abs() < 1.0,
+        "volume 0.6 -> 0.1 changed the level by {change:.2} dB, expected {expected:.2} dB"
+    );
+
+    let (start, _) = r.jam.command(":status", S(5), |l| l.starts_with("set "));
+    let (end, _, _) = r.jam.expect_line(start, S(5), "ending :status (events: ...)", |l| l.starts_with("events:"));
+    let status = r.jam.out.all()[start..=end].to_vec();
+    assert!(
+        status.iter().any(|l| l.starts_with("  ch1 ") && l.contains("sine")),
+        ":status has no line for ch1: {status:#?}"
+    );
+    assert!(status.iter().any(|l| l.starts_with("  ch10")), ":status has no line for ch10: {status:#?}");
+    assert!(status.iter().any(|l| l.starts_with("audio: JACK Output")), ":status has no audio line: {status:#?}");
+
+    let (_, line) = r.jam.command(":tempo 90", S(5), |l| !l.trim().is_empty());
+    assert_eq!(line, "tempo 120 -> 90");
+    let (_, line) = r.jam.command(":frobnicate", S(5), |l| !l.trim().is_empty());
+    assert!(line.starts_with("unknown command :frobnicate"), "answer to an unknown command: {line}");
+
+    let from = r.jam.out.len();
+    r.jam.close_stdin();
+    let status = r.jam.wait_exit(S(3));
+    assert!(status.is_some_and(|s| s.success()), "closing stdin: jamrig exits with {status:?}\n{}", r.jam.transcript());
+    r.jam.expect_line(from, S(1), "`stopped`", |l| l == "stopped");
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_releases_the_notes() {
+    let _serial = serial();
+    let mut r = Rig::start(SINE_SET, &["--no-repl"]);
+    r.probe.send_now(&[0x90, 69, 100]);
+    std::thread::sleep(MS(200));
+    let frames = r.probe.start_recording(3.0);
+    std::thread::sleep(MS(800));
+    let t0 = Instant::now();
+    r.jam.signal("TERM");
+    let status = r.jam.wait_exit(S(2));
+    let took = t0.elapsed();
+    assert!(status.is_some(), "jamrig still runs 2 s after SIGTERM");
+    println!("SIGTERM -> exit in {:.0} ms", took.as_secs_f64() * 1e3);
+    assert!(status.unwrap().success(), "exit status after SIGTERM: {status:?}");
+    r.jam.expect_line(0, S(1), "`stopped`", |l| l == "stopped");
+
+    let c = r.probe.finish(frames);
+    let x = &c.left;
+    let steady = peak(&x[(0.1 * SR) as usize..(0.6 * SR) as usize]);
+    assert!(steady > 0.05, "the held note does not sound");
+    let last = x.iter().rposition(|v| *v != 0.0).expect("sound in the capture");
+    assert!(last > (0.7 * SR) as usize, "the sound stopped {:.3} s into the capture, before SIGTERM", last as f64 / SR);
+    assert!(last + ((0.1 * SR) as usize) < x.len(), "no silence at the end of the capture");
+    let tail = peak(&x[last.saturating_sub(PERIOD as usize - 1)..=last]);
+    let loud_end = x[..=last].iter().rposition(|v| v.abs() >= 0.5 * steady).unwrap();
+    let fade_ms = (last - loud_end) as f64 / SR * 1e3;
+    println!(
+        "last block before silence: peak {:.1} dB below the note; fade from -6 dB to silence {fade_ms:.1} ms",
+        db(steady) - db(tail)
+    );
+    assert!(
+        tail < 0.1 * steady,
+        "hard cut: the last block before silence peaks at {:.1} dB of the note",
+        db(tail) - db(steady)
+    );
+    assert!(fade_ms >= 5.0, "the note ends in {fade_ms:.1} ms from half level: not released");
+}
+
+/// Brings the server down and up again (the probe too); returns the time from
+/// starting the server again to `audio device back`.
+fn restart_server(r: &mut Rig) -> Duration {
+    r.probe.close();
+    let from = r.jam.out.len();
+    r.server.kill("KILL");
+    r.jam.expect_line(from, S(5), "`audio device lost ...`", |l| l.starts_with("audio device lost"));
+    assert!(r.jam.running(), "jamrig exited when the server went away");
+    std::thread::sleep(MS(500));
+    let from = r.jam.out.len();
+    let t0 = Instant::now();
+    r.server.restart();
+    let (_, at, _) = r.jam.expect_line(from, S(5), "`audio device back ...`", |l| l.starts_with("audio device back"));
+    r.probe.reopen(&r.server.name);
+    std::thread::sleep(MS(300));
+    assert!(r.jam.running(), "jamrig exited after the server came back\n{}", r.jam.transcript());
+    at.duration_since(t0)
+}
+
+const PATTERN_SET: &str = "tempo(120);\nchannel(1, #{ synth: \"saw\", envelope: \"organ\" });\n\
+                           pattern(\"p\", 1, 1.0, [[0.0, \"A3\", 100, 0.75]]);\n";
+
+#[test]
+#[ignore = "bug: jamrig segfaults (exit 139) when the JACK server comes back: Live::open_audio closes the \
+            MIDI connection of the dead server (midir close -> jack_port_unregister on a zombie client)"]
+fn audio_comes_back_after_a_jack_server_restart() {
+    let _serial = serial();
+    let mut r = Rig::start(PATTERN_SET, &[]);
+    let c = r.probe.record(1.0).mono();
+    assert!(rms(&c) > 0.01, "the pattern does not play");
+    let back = restart_server(&mut r);
+    println!("server up -> `audio device back` in {:.0} ms", back.as_secs_f64() * 1e3);
+    r.probe.connect_jamrig_audio(S(5));
+    std::thread::sleep(MS(200));
+    let c = r.probe.record(1.5).mono();
+    assert!(rms(&c) > 0.01, "no audio after the server came back (RMS {})", rms(&c));
+    let f = peak_freq(&c, SR, 150.0, 300.0);
+    assert!(cents(f, 220.0).abs() < 5.0, "after the restart the pattern plays {f:.2} Hz, expected A3 (220 Hz)");
+    let (_, line) = r.jam.command(":status", S(5), |l| l.starts_with("audio:"));
+    assert!(line.starts_with("audio: JACK Output"), "{line}");
+}
+
+#[test]
+#[ignore = "bug: jamrig segfaults (exit 139) when the JACK server comes back: Live::open_audio closes the \
+            MIDI connection of the dead server (midir close -> jack_port_unregister on a zombie client)"]
+fn the_midi_port_is_reattached_after_a_jack_server_restart() {
+    let _serial = serial();
+    let mut r = Rig::start(SINE_SET, &[]);
+    let from = r.jam.out.len();
+    restart_server(&mut r);
+    let port = r.probe.midi_port.clone();
+    r.jam.expect_line(from, S(4), "re-attaching the MIDI port", |l| l == format!("MIDI in: {port}"));
+    r.probe.connect_jamrig_audio(S(5));
+    r.probe.send_now(&[0x90, 72, 100]);
+    std::thread::sleep(MS(150));
+    assert_pitch(&mut r.probe, C5, "C5 after the restart");
+}
+
+#[test]
+#[ignore = "bug: jamrig segfaults (exit 139) when the JACK server comes back; and once that is fixed, \
+            open_audio sets midi_wanted to \"jamrig:in (jamrig's own port)\", which no port name contains, \
+            so jamrig's own port is never opened again"]
+fn jamrigs_own_midi_port_comes_back_after_a_jack_server_restart() {
+    let _serial = serial();
+    let server = JackServer::start(SERVER);
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set.rhai");
+    std::fs::write(&set, SINE_SET).unwrap();
+    // No MIDI port exists when jamrig starts: it opens its own.
+    let jam = Jamrig::start(&server.name, &set, &[]);
+    let line = jam.wait_started(S(20));
+    assert!(line.contains("listening on jamrig:in (jamrig's own port)"), "{line}");
+    let mut probe = Probe::open(&server.name);
+    probe.close();
+    let mut r = Rig { probe, jam, server, set, _dir: dir };
+    restart_server(&mut r);
+    let t0 = Instant::now();
+    while r.probe.ports("^jamrig:in$").is_empty() {
+        assert!(t0.elapsed() < S(4), "jamrig:in is not back 4 s after the server; ports: {:?}", r.probe.ports(".*"));
+        std::thread::sleep(MS(50));
+    }
+    r.probe.connect_jamrig_audio(S(5));
+    r.probe.connect_midi_to("jamrig:in");
+    r.probe.send_now(&[0x90, 72, 100]);
+    std::thread::sleep(MS(150));
+    assert_pitch(&mut r.probe, C5, "C5 through jamrig:in after the restart");
+}
+
+#[test]
+fn a_midi_port_that_appears_later_is_attached() {
+    let _serial = serial();
+    let server = JackServer::start(SERVER);
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set.rhai");
+    std::fs::write(&set, SINE_SET).unwrap();
+    let jam = Jamrig::start(&server.name, &set, &["--port", PROBE_MIDI]);
+    let line = jam.wait_started(S(20));
+    assert!(
+        line.contains(&format!("no MIDI input matches \"{PROBE_MIDI}\"; it will be attached when it appears"))
+            && line.contains("listening on jamrig:in (jamrig's own port)"),
+        "startup line: {line}"
+    );
+    std::thread::sleep(MS(1500));
+    let from = jam.out.len();
+    let t0 = Instant::now();
+    let probe = Probe::open(&server.name);
+    let want = format!("MIDI in: {}", probe.midi_port);
+    let (_, at, _) = jam.expect_line(from, S(3), &format!("`{want}`"), |l| l == want);
+    println!("port created -> `{want}` in {:.0} ms", at.duration_since(t0).as_secs_f64() * 1e3);
+    let mut r = Rig { probe, jam, server, set, _dir: dir };
+    r.probe.connect_jamrig_audio(S(5));
+    r.probe.send_now(&[0x90, 69, 100]);
+    std::thread::sleep(MS(150));
+    assert_pitch(&mut r.probe, A4, "A4 through the attached port");
+    // jamrig's own port is closed once the wanted one is attached.
+    assert!(r.probe.ports("^jamrig:in$").is_empty(), "jamrig:in is still open: {:?}", r.probe.ports(".*"));
+}
+
+#[test]
+fn no_audio_device_exits_with_code_3() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set.rhai");
+    std::fs::write(&set, SINE_SET).unwrap();
+    // No server of this name runs, and the machine has no sound card.
+    let name = format!("{SERVER}_absent");
+    let mut jam = Jamrig::start(&name, &set, &["--no-repl"]);
+    let status = jam.wait_exit(S(15));
+    let status =
+        status.unwrap_or_else(|| panic!("jamrig still runs 15 s without an audio device\n{}", jam.transcript()));
+    std::thread::sleep(MS(50));
+    let err = jam.err.text();
+    assert_eq!(status.code(), Some(3), "exit status without an audio device\n{}", jam.transcript());
+    assert!(err.starts_with("error: no usable audio output ("), "stderr: {err}");
+    for noise in ["ALSA lib", "Cannot connect to server", "jack server is not running", "JackShm", "Cannot open"] {
+        assert!(!err.contains(noise), "library noise ({noise}) on stderr:\n{err}");
+    }
+    assert!(err.lines().count() <= 3, "stderr is more than the error message:\n{err}");
+    assert!(jam.out.all().iter().all(|l| !l.starts_with("playing ")), "stdout: {}", jam.out.text());
+}
+
+#[test]
+fn malformed_midi_is_ignored() {
+    let _serial = serial();
+    let mut r = Rig::start(SINE_SET, &[]);
+    r.jam.command(":log on", S(5), |l| l == "MIDI log on");
+    let garbage: &[&[u8]] = &[
+        &[0x90],                               // note on, no data
+        &[0x90, 69],                           // note on, no velocity
+        &[69, 100],                            // data bytes without status
+        &[0x45],                               // one data byte
+        &[0xF0, 0x7E, 0x7F, 0x09, 0x01, 0xF7], // sysex (GM on)
+        &[0xF0, 0x43, 0x12, 0x00],             // unterminated sysex
+        &[0xF7],                               // stray end of sysex
+        &[0xF4],                               // undefined status
+        &[0xF5, 0x01, 0x02],                   // undefined status with data
+        &[0xFD],                               // undefined real-time
+        &[0x90, 0xC5, 0xE4],                   // "data" bytes with the top bit set
+        &[0xB0, 120],                          // control change, no value
+        &[0xE0, 0x00],                         // pitch bend, one byte
+        &[0xF2, 0x10],                         // song position, one byte
+        &[0xC0],                               // program change, no program
+        &[0x80],                               // note off, no data
+        &[0xA0, 69, 50],                       // polyphonic aftertouch (unused)
+        &[0xFF; 24],                           // a run of resets
+    ];
+    let frames = r.probe.start_recording(0.6);
+    r.probe.wait_cycles(2, S(5));
+    let batch: Vec<(u32, &[u8])> = garbage.iter().enumerate().map(|(i, m)| (i as u32 * 7, *m)).collect();
+    r.probe.send(&batch);
+    let quiet = r.probe.finish(frames);
+    assert_eq!(peak(&quiet.mono()), 0.0, "malformed MIDI made a sound");
+    assert!(r.jam.running(), "jamrig died on malformed MIDI\n{}", r.jam.transcript());
+    r.jam.command(":status", S(5), |l| l.starts_with("events:"));
+
+    let from = r.jam.out.len();
+    r.probe.send_now(&[0x90, 72, 100]);
+    std::thread::sleep(MS(150));
+    assert_pitch(&mut r.probe, C5, "C5 after malformed MIDI");
+    r.jam.expect_line(from, S(2), "logging the valid note", |l| {
+        l.contains("midi @") && l.ends_with("ch1 note on C5 (72) vel 100")
+    });
+    assert!(r.jam.running());
+}
