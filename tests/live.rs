@@ -131,7 +131,6 @@ fn two_hits(r: &mut Rig, distance: u32) -> (i64, i64) {
 }
 
 #[test]
-#[ignore = "bug: live JACK MIDI is stamped with the wall-clock time of the JACK cycle that delivers it \
             (midir's JACK backend drops the event's frame offset; jamrig stamps Instant::now() in the MIDI \
             callback), so spacing is kept only to within one period (256 frames = 5.3 ms here) plus thread \
             jitter, not 1 ms"]
@@ -354,7 +353,6 @@ const PATTERN_SET: &str = "tempo(120);\nchannel(1, #{ synth: \"saw\", envelope: 
                            pattern(\"p\", 1, 1.0, [[0.0, \"A3\", 100, 0.75]]);\n";
 
 #[test]
-#[ignore = "bug: jamrig segfaults (exit 139) when the JACK server comes back: Live::open_audio closes the \
             MIDI connection of the dead server (midir close -> jack_port_unregister on a zombie client)"]
 fn audio_comes_back_after_a_jack_server_restart() {
     let _serial = serial();
@@ -374,7 +372,6 @@ fn audio_comes_back_after_a_jack_server_restart() {
 }
 
 #[test]
-#[ignore = "bug: jamrig segfaults (exit 139) when the JACK server comes back: Live::open_audio closes the \
             MIDI connection of the dead server (midir close -> jack_port_unregister on a zombie client)"]
 fn the_midi_port_is_reattached_after_a_jack_server_restart() {
     let _serial = serial();
@@ -390,7 +387,6 @@ fn the_midi_port_is_reattached_after_a_jack_server_restart() {
 }
 
 #[test]
-#[ignore = "bug: jamrig segfaults (exit 139) when the JACK server comes back; and once that is fixed, \
             open_audio sets midi_wanted to \"jamrig:in (jamrig's own port)\", which no port name contains, \
             so jamrig's own port is never opened again"]
 fn jamrigs_own_midi_port_comes_back_after_a_jack_server_restart() {

@@ -48,6 +48,12 @@ impl FrameClock {
         self.seq.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// The engine frame for something that arrived `offset` frames after `at`
+    /// (negative: before), e.g. a JACK MIDI event inside the current cycle.
+    pub fn frame_for_offset(&self, at: Instant, offset: i64) -> u64 {
+        (self.frame_for(at) as i64 + offset).max(0) as u64
+    }
+
     /// The engine frame at which something arriving at `at` should sound.
     pub fn frame_for(&self, at: Instant) -> u64 {
         let ns = self.nanos_of(at);

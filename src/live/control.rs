@@ -357,11 +357,18 @@ impl Live {
         self.tap.sender = self.controller.event_sender();
         self.tap.clock = self.clock.clone();
         self.publish_handles();
-        // The MIDI callback holds the old engine's queue: reconnect.
+        // The MIDI callback holds the old engine's queue: reconnect (to the same
+        // device, or reopen jamrig's own port).
         if let Some(m) = self.midi.take() {
-            let port = m.port.clone();
+            let (port, own) = (m.port.clone(), m.is_own());
             m.close();
-            self.midi_wanted = Some(port);
+            if own {
+                if let Ok(m) = midi::open_own_port(&self.tap) {
+                    self.midi = Some(m);
+                }
+            } else {
+                self.midi_wanted = Some(port);
+            }
         }
         Ok(())
     }

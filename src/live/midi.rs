@@ -1,20 +1,26 @@
-//! MIDI input through midir. The input callback (midir's thread, or JACK's process
-//! thread) stamps each message with the engine frame it should sound at, decodes it
-//! and queues it for the engine: no allocation, no lock. A port chosen by name is
-//! re-attached when it comes back.
+//! MIDI input. The input callback (midir's thread for ALSA, or JACK's process thread
+//! with the `jack` feature) stamps each message with the engine frame it should sound
+//! at, decodes it and queues it for the engine: no allocation, no lock. A port chosen
+//! by name is re-attached when it comes back; without one, jamrig opens its own input
+//! port for other programs to connect to.
 
 use super::clock::FrameClock;
 use crate::engine::event::Event;
 use crate::rig::controller::EventSender;
 use crossbeam_queue::ArrayQueue;
-use midir::{Ignore, MidiInput, MidiInputConnection};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Instant;
 
+#[cfg(feature = "jack")]
+pub use jack_in::{MidiIn, connect, list_inputs, open_own_port};
+#[cfg(not(feature = "jack"))]
+pub use seq_in::{MidiIn, connect, list_inputs, open_own_port};
+
 /// Messages the MIDI log holds before the REPL prints them.
 pub const MIDI_LOG_CAP: usize = 1024;
 const CLIENT: &str = "jamrig";
+const OWN_PORT_NOTE: &str = " (jamrig's own port)";
 
 /// A received message, for the `:log` display (fixed size).
 #[derive(Clone, Copy, Debug)]
@@ -34,9 +40,14 @@ pub struct MidiTap {
 }
 
 impl MidiTap {
-    /// Input thread: stamp, decode, queue (malformed messages are dropped).
+    /// Input thread: stamp with the arrival time, decode, queue.
+    #[cfg(not(feature = "jack"))]
     fn receive(&self, bytes: &[u8]) {
-        let frame = self.clock.frame_for(Instant::now());
+        self.receive_at(self.clock.frame_for(Instant::now()), bytes);
+    }
+
+    /// Input thread: decode and queue for `frame` (malformed messages are dropped).
+    fn receive_at(&self, frame: u64, bytes: &[u8]) {
         if let Some(ev) = Event::from_midi(frame, bytes) {
             self.sender.send(ev);
         }
@@ -46,15 +57,6 @@ impl MidiTap {
             b[..n].copy_from_slice(&bytes[..n]);
             let _ = self.log.push(LogRecord { frame, bytes: b, len: n as u8 });
         }
-    }
-}
-
-/// The MIDI input ports, by name.
-pub fn list_inputs() -> Vec<String> {
-    let _quiet = super::audio::quiet_alsa();
-    match MidiInput::new(CLIENT) {
-        Ok(m) => m.ports().iter().filter_map(|p| m.port_name(p).ok()).collect(),
-        Err(_) => Vec::new(),
     }
 }
 
@@ -72,54 +74,188 @@ pub fn pick(choice: Option<&str>, ports: &[String]) -> Option<usize> {
     }
 }
 
-/// A live connection to a MIDI input port.
-pub struct MidiIn {
-    conn: MidiInputConnection<()>,
-    pub port: String,
+fn no_match(choice: Option<&str>) -> String {
+    match choice {
+        Some(c) => format!("no MIDI input matches \"{c}\""),
+        None => "no MIDI input".to_string(),
+    }
 }
 
-/// Connects to the port `choice` names (first port by default).
-pub fn connect(choice: Option<&str>, tap: &MidiTap) -> Result<MidiIn, String> {
-    let _quiet = super::audio::quiet_alsa();
-    let mut input = MidiInput::new(CLIENT).map_err(|e| format!("MIDI is unavailable: {e}"))?;
-    input.ignore(Ignore::SysexAndActiveSense);
-    let ports = input.ports();
-    let names: Vec<String> = ports.iter().map(|p| input.port_name(p).unwrap_or_default()).collect();
-    let Some(i) = pick(choice, &names) else {
-        return Err(match choice {
-            Some(c) => format!("no MIDI input matches \"{c}\""),
-            None => "no MIDI input".to_string(),
-        });
-    };
-    let tap = tap.clone();
-    let conn = input
-        .connect(&ports[i], "in", move |_, bytes, _| tap.receive(bytes), ())
-        .map_err(|e| format!("cannot open MIDI input {}: {e}", names[i]))?;
-    Ok(MidiIn { conn, port: names[i].clone() })
-}
+/// MIDI through ALSA's sequencer (midir).
+#[cfg(not(feature = "jack"))]
+mod seq_in {
+    use super::{CLIENT, MidiTap, OWN_PORT_NOTE, no_match, pick};
+    use midir::{Ignore, MidiInput, MidiInputConnection};
 
-/// Opens jamrig's own input port for other programs (a DAW, another JACK or ALSA
-/// client) to connect to.
-pub fn open_own_port(tap: &MidiTap) -> Result<MidiIn, String> {
-    use midir::os::unix::VirtualInput;
-    let _quiet = super::audio::quiet_alsa();
-    let mut input = MidiInput::new(CLIENT).map_err(|e| format!("MIDI is unavailable: {e}"))?;
-    input.ignore(Ignore::SysexAndActiveSense);
-    let tap = tap.clone();
-    let conn = input
-        .create_virtual("in", move |_, bytes, _| tap.receive(bytes), ())
-        .map_err(|e| format!("cannot open a MIDI input port: {e}"))?;
-    Ok(MidiIn { conn, port: format!("{CLIENT}:in (jamrig's own port)") })
-}
-
-impl MidiIn {
-    /// Whether this is jamrig's own port rather than a connection to a device.
-    pub fn is_own(&self) -> bool {
-        self.port.ends_with("(jamrig's own port)")
+    /// A live connection to a MIDI input port, or jamrig's own port.
+    pub struct MidiIn {
+        conn: MidiInputConnection<()>,
+        pub port: String,
     }
 
-    pub fn close(self) {
-        self.conn.close();
+    impl MidiIn {
+        /// Whether this is jamrig's own port rather than a connection to a device.
+        pub fn is_own(&self) -> bool {
+            self.port.ends_with(OWN_PORT_NOTE)
+        }
+
+        pub fn close(self) {
+            self.conn.close();
+        }
+    }
+
+    fn input() -> Result<MidiInput, String> {
+        let mut input = MidiInput::new(CLIENT).map_err(|e| format!("MIDI is unavailable: {e}"))?;
+        input.ignore(Ignore::SysexAndActiveSense);
+        Ok(input)
+    }
+
+    /// The MIDI input ports, by name.
+    pub fn list_inputs() -> Vec<String> {
+        let _quiet = crate::live::audio::quiet_alsa();
+        match input() {
+            Ok(m) => m.ports().iter().filter_map(|p| m.port_name(p).ok()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Connects to the port `choice` names (first port by default).
+    pub fn connect(choice: Option<&str>, tap: &MidiTap) -> Result<MidiIn, String> {
+        let _quiet = crate::live::audio::quiet_alsa();
+        let input = input()?;
+        let ports = input.ports();
+        let names: Vec<String> = ports.iter().map(|p| input.port_name(p).unwrap_or_default()).collect();
+        let i = pick(choice, &names).ok_or_else(|| no_match(choice))?;
+        let tap = tap.clone();
+        let conn = input
+            .connect(&ports[i], "in", move |_, bytes, _| tap.receive(bytes), ())
+            .map_err(|e| format!("cannot open MIDI input {}: {e}", names[i]))?;
+        Ok(MidiIn { conn, port: names[i].clone() })
+    }
+
+    /// Opens jamrig's own input port for other programs to connect to.
+    pub fn open_own_port(tap: &MidiTap) -> Result<MidiIn, String> {
+        use midir::os::unix::VirtualInput;
+        let _quiet = crate::live::audio::quiet_alsa();
+        let tap = tap.clone();
+        let conn = input()?
+            .create_virtual("in", move |_, bytes, _| tap.receive(bytes), ())
+            .map_err(|e| format!("cannot open a MIDI input port: {e}"))?;
+        Ok(MidiIn { conn, port: format!("{CLIENT}:in{OWN_PORT_NOTE}") })
+    }
+}
+
+/// MIDI through a JACK server: each event is stamped from its frame offset within
+/// the cycle, so the spacing between notes is kept to the sample.
+#[cfg(feature = "jack")]
+mod jack_in {
+    use super::{CLIENT, MidiTap, OWN_PORT_NOTE, no_match, pick};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::time::Instant;
+
+    /// Notices the server going away: a client of a dead server must not be closed.
+    struct Watch(Arc<AtomicBool>);
+
+    impl jack::NotificationHandler for Watch {
+        unsafe fn shutdown(&mut self, _: jack::ClientStatus, _: &str) {
+            self.0.store(true, Relaxed);
+        }
+    }
+
+    type Process = jack::contrib::ClosureProcessHandler<
+        (),
+        Box<dyn FnMut(&jack::Client, &jack::ProcessScope) -> jack::Control + Send>,
+    >;
+
+    /// jamrig's JACK MIDI input port, connected to a source or waiting for one.
+    pub struct MidiIn {
+        client: Option<jack::AsyncClient<Watch, Process>>,
+        dead: Arc<AtomicBool>,
+        /// The connected source port (or this port, marked as jamrig's own).
+        pub port: String,
+    }
+
+    impl MidiIn {
+        pub fn is_own(&self) -> bool {
+            self.port.ends_with(OWN_PORT_NOTE)
+        }
+
+        pub fn close(mut self) {
+            if let Some(c) = self.client.take() {
+                if self.dead.load(Relaxed) {
+                    // Closing a client whose server has gone crashes libjack.
+                    std::mem::forget(c);
+                } else {
+                    drop(c);
+                }
+            }
+        }
+    }
+
+    fn open(tap: &MidiTap) -> Result<(jack::AsyncClient<Watch, Process>, String, Arc<AtomicBool>), String> {
+        let (client, _) = jack::Client::new(CLIENT, jack::ClientOptions::NO_START_SERVER)
+            .map_err(|e| format!("MIDI is unavailable (no JACK server: {e})"))?;
+        let port = client
+            .register_port("in", jack::MidiIn::default())
+            .map_err(|e| format!("cannot open a MIDI input port: {e}"))?;
+        let full = port.name().map_err(|e| e.to_string())?;
+        let tap = tap.clone();
+        let process: Box<dyn FnMut(&jack::Client, &jack::ProcessScope) -> jack::Control + Send> =
+            Box::new(move |_, ps| {
+                let now = Instant::now();
+                let since = ps.frames_since_cycle_start() as i64;
+                for ev in port.iter(ps) {
+                    let frame = tap.clock.frame_for_offset(now, ev.time as i64 - since);
+                    tap.receive_at(frame, ev.bytes);
+                }
+                jack::Control::Continue
+            });
+        let dead = Arc::new(AtomicBool::new(false));
+        let active = client
+            .activate_async(Watch(dead.clone()), jack::contrib::ClosureProcessHandler::new(process))
+            .map_err(|e| format!("cannot start the MIDI input: {e}"))?;
+        Ok((active, full, dead))
+    }
+
+    fn sources(client: &jack::Client, own: &str) -> Vec<String> {
+        client
+            .ports(None, Some("midi"), jack::PortFlags::IS_OUTPUT)
+            .into_iter()
+            .filter(|p| !p.starts_with(&format!("{}:", own.split(':').next().unwrap_or(own))))
+            .collect()
+    }
+
+    /// MIDI sources on the JACK server.
+    pub fn list_inputs() -> Vec<String> {
+        match jack::Client::new("jamrig_list", jack::ClientOptions::NO_START_SERVER) {
+            Ok((c, _)) => sources(&c, "jamrig_list:"),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Connects jamrig's port to the source `choice` names (the first by default).
+    pub fn connect(choice: Option<&str>, tap: &MidiTap) -> Result<MidiIn, String> {
+        let (active, own, dead) = open(tap)?;
+        let names = sources(active.as_client(), &own);
+        let mut m = MidiIn { client: Some(active), dead, port: String::new() };
+        let Some(i) = pick(choice, &names) else {
+            m.close();
+            return Err(no_match(choice));
+        };
+        let c = m.client.as_ref().expect("just opened").as_client();
+        if let Err(e) = c.connect_ports_by_name(&names[i], &own) {
+            m.close();
+            return Err(format!("cannot connect MIDI input {}: {e}", names[i]));
+        }
+        m.port = names[i].clone();
+        Ok(m)
+    }
+
+    /// Opens jamrig's own input port for other programs to connect to.
+    pub fn open_own_port(tap: &MidiTap) -> Result<MidiIn, String> {
+        let (active, own, dead) = open(tap)?;
+        Ok(MidiIn { client: Some(active), dead, port: format!("{own}{OWN_PORT_NOTE}") })
     }
 }
 
