@@ -162,9 +162,10 @@ pub fn start(
     let stream = match chosen.format {
         SampleFormat::F32 => chosen.device.build_output_stream(
             chosen.config,
-            move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
+            move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
                 let t0 = Instant::now();
-                clock.publish(engine.frames_out(), t0, data.len() / channels);
+                let playback = info.timestamp().playback.as_nanos() as u64;
+                clock.publish(engine.frames_out(), t0, playback, data.len() / channels);
                 engine.process(data, channels);
                 stats.record(t0.elapsed(), data.len() / channels);
             },
@@ -175,9 +176,10 @@ pub fn start(
             let mut scratch = crate::dsp::zeroed(CONVERT_FRAMES * channels);
             chosen.device.build_output_stream(
                 chosen.config,
-                move |data: &mut [i16], _: &cpal::OutputCallbackInfo| {
+                move |data: &mut [i16], info: &cpal::OutputCallbackInfo| {
                     let t0 = Instant::now();
-                    clock.publish(engine.frames_out(), t0, data.len() / channels);
+                    let playback = info.timestamp().playback.as_nanos() as u64;
+                    clock.publish(engine.frames_out(), t0, playback, data.len() / channels);
                     for chunk in data.chunks_mut(CONVERT_FRAMES * channels) {
                         let buf = &mut scratch[..chunk.len()];
                         engine.process(buf, channels);

@@ -11,6 +11,9 @@ pub struct FrameClock {
     seq: AtomicU64,
     frame: AtomicU64,
     nanos: AtomicU64,
+    /// The same moment on the audio stream's own clock (cpal's playback timestamp),
+    /// in ns; for JACK this is JACK's clock, free of scheduling jitter.
+    stream_nanos: AtomicU64,
     sample_rate: f64,
     /// Frames between an arrival and its placement: one buffer plus one engine tick.
     latency_frames: AtomicU64,
@@ -23,6 +26,7 @@ impl FrameClock {
             seq: AtomicU64::new(0),
             frame: AtomicU64::new(0),
             nanos: AtomicU64::new(0),
+            stream_nanos: AtomicU64::new(0),
             sample_rate: sample_rate as f64,
             latency_frames: AtomicU64::new(buffer_frames as u64 + crate::engine::TICK_FRAMES as u64),
         }
@@ -37,15 +41,52 @@ impl FrameClock {
     }
 
     /// Audio thread, at the start of each callback: `frame` is the next frame the
-    /// engine hands out, `block` the callback's length in frames.
+    /// engine hands out, `stream_ns` the stream's playback time of that frame (0 if
+    /// unknown), `block` the callback's length in frames.
     #[inline]
-    pub fn publish(&self, frame: u64, at: Instant, block: usize) {
+    pub fn publish(&self, frame: u64, at: Instant, stream_ns: u64, block: usize) {
         let ns = self.nanos_of(at);
         self.latency_frames.store(block as u64 + crate::engine::TICK_FRAMES as u64, Ordering::Relaxed);
         self.seq.fetch_add(1, Ordering::AcqRel);
         self.frame.store(frame, Ordering::Release);
         self.nanos.store(ns, Ordering::Release);
+        self.stream_nanos.store(stream_ns, Ordering::Release);
         self.seq.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The published (frame, instant ns, stream ns), read consistently.
+    fn snapshot(&self) -> (u64, u64, u64) {
+        loop {
+            let s1 = self.seq.load(Ordering::Acquire);
+            let frame = self.frame.load(Ordering::Acquire);
+            let ns = self.nanos.load(Ordering::Acquire);
+            let stream = self.stream_nanos.load(Ordering::Acquire);
+            let s2 = self.seq.load(Ordering::Acquire);
+            if s1 == s2 && s1.is_multiple_of(2) {
+                return (frame, ns, stream);
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Where `at` and `stream_ns` (the same moment on the stream's clock) fall on the
+    /// engine's frame line, without latency: `(by the instant, by the stream clock)`.
+    /// The first is unbiased but carries the audio callback's scheduling jitter (a
+    /// late callback makes it smaller); the second is jitter-free but offset by the
+    /// output's fixed latency. `None` if the stream has no timestamps.
+    pub fn raw_frames(&self, at: Instant, stream_ns: u64) -> Option<(f64, f64)> {
+        let (frame, ns, stream) = self.snapshot();
+        if stream == 0 {
+            return None;
+        }
+        let by_instant = frame as f64 + (self.nanos_of(at) as i128 - ns as i128) as f64 / 1e9 * self.sample_rate;
+        let by_stream = frame as f64 + (stream_ns as i128 - stream as i128) as f64 / 1e9 * self.sample_rate;
+        Some((by_instant, by_stream))
+    }
+
+    /// The frame at which something at raw frame position `raw` should sound.
+    pub fn place(&self, raw: f64) -> u64 {
+        (raw + self.latency_frames() as f64).max(0.0).round() as u64
     }
 
     /// The engine frame for something that arrived `offset` frames after `at`
@@ -81,10 +122,21 @@ mod tests {
     fn keeps_spacing_and_adds_latency() {
         let c = FrameClock::new(48000, 128);
         let t0 = Instant::now();
-        c.publish(1000, t0, 128);
+        c.publish(1000, t0, 0, 128);
         let a = c.frame_for(t0);
         let b = c.frame_for(t0 + Duration::from_millis(10));
         assert_eq!(a, 1000 + 128 + 64);
         assert_eq!(b - a, 480);
+        assert_eq!(c.raw_frames(t0, 5), None);
+    }
+
+    #[test]
+    fn both_clocks_on_the_frame_line() {
+        let c = FrameClock::new(48000, 256);
+        let t0 = Instant::now();
+        c.publish(1000, t0, 1_000_000_000, 256);
+        let (i, s) = c.raw_frames(t0 + Duration::from_millis(10), 1_010_000_000).unwrap();
+        assert!((i - 1480.0).abs() < 1e-6 && (s - 1480.0).abs() < 1e-6);
+        assert_eq!(c.place(1480.0), 1480 + 256 + 64);
     }
 }

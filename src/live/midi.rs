@@ -10,6 +10,7 @@ use crate::rig::controller::EventSender;
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+#[cfg(not(feature = "jack"))]
 use std::time::Instant;
 
 #[cfg(feature = "jack")]
@@ -163,10 +164,13 @@ mod jack_in {
         }
     }
 
-    type Process = jack::contrib::ClosureProcessHandler<
-        (),
-        Box<dyn FnMut(&jack::Client, &jack::ProcessScope) -> jack::Control + Send>,
-    >;
+    /// How far the learned clock offset may fall per cycle (follows drift), and a drop
+    /// that means the clocks were re-anchored (the engine was rebuilt).
+    const OFFSET_DECAY: f64 = 0.001;
+    const OFFSET_RESET: f64 = 4096.0;
+
+    type ProcessFn = Box<dyn FnMut(&jack::Client, &jack::ProcessScope) -> jack::Control + Send>;
+    type Process = jack::contrib::ClosureProcessHandler<(), ProcessFn>;
 
     /// jamrig's JACK MIDI input port, connected to a source or waiting for one.
     pub struct MidiIn {
@@ -193,7 +197,11 @@ mod jack_in {
         }
     }
 
-    fn open(tap: &MidiTap) -> Result<(jack::AsyncClient<Watch, Process>, String, Arc<AtomicBool>), String> {
+    type Active = jack::AsyncClient<Watch, Process>;
+
+    /// Opens jamrig's MIDI client and port: the running client, the port's full name,
+    /// and the flag that says the server has gone.
+    fn open(tap: &MidiTap) -> Result<(Active, String, Arc<AtomicBool>), String> {
         let (client, _) = jack::Client::new(CLIENT, jack::ClientOptions::NO_START_SERVER)
             .map_err(|e| format!("MIDI is unavailable (no JACK server: {e})"))?;
         let port = client
@@ -201,16 +209,34 @@ mod jack_in {
             .map_err(|e| format!("cannot open a MIDI input port: {e}"))?;
         let full = port.name().map_err(|e| e.to_string())?;
         let tap = tap.clone();
-        let process: Box<dyn FnMut(&jack::Client, &jack::ProcessScope) -> jack::Control + Send> =
-            Box::new(move |_, ps| {
-                let now = Instant::now();
-                let since = ps.frames_since_cycle_start() as i64;
-                for ev in port.iter(ps) {
-                    let frame = tap.clock.frame_for_offset(now, ev.time as i64 - since);
-                    tap.receive_at(frame, ev.bytes);
-                }
-                jack::Control::Continue
-            });
+        let mut offset: Option<f64> = None;
+        let process: ProcessFn = Box::new(move |_, ps| {
+            // Events are placed on JACK's clock (the cycle's start plus the event's
+            // offset), which the audio stream's timestamps share: no scheduling
+            // jitter. The fixed offset between that clock's playback times and the
+            // engine's frame line is learned as the largest difference seen (a late
+            // audio callback only ever makes the instant-based estimate smaller).
+            let now = Instant::now();
+            let since = ps.frames_since_cycle_start() as f64;
+            let cycle_ns = ps.cycle_times().ok().map(|t| t.current_usecs * 1000);
+            let raw = cycle_ns.and_then(|ns| tap.clock.raw_frames(now, ns));
+            if let Some((by_instant, by_stream)) = raw {
+                let measured = (by_instant - since) - by_stream;
+                offset = Some(match offset {
+                    Some(o) if measured < o - OFFSET_RESET => measured,
+                    Some(o) => f64::max(o - OFFSET_DECAY, measured),
+                    None => measured,
+                });
+            }
+            for ev in port.iter(ps) {
+                let frame = match (raw, offset) {
+                    (Some((_, by_stream)), Some(o)) => tap.clock.place(by_stream + o + ev.time as f64),
+                    _ => tap.clock.frame_for_offset(now, ev.time as i64 - since as i64),
+                };
+                tap.receive_at(frame, ev.bytes);
+            }
+            jack::Control::Continue
+        });
         let dead = Arc::new(AtomicBool::new(false));
         let active = client
             .activate_async(Watch(dead.clone()), jack::contrib::ClosureProcessHandler::new(process))
