@@ -170,7 +170,7 @@ impl StereoDelay {
             // Echoes shorter than the block: frame by frame, no crossfade.
             self.fading = None;
             for i in 0..n {
-                let k = (i + 1) as f32;
+                let k = (i as i32 + 1) as f32;
                 (l[i], r[i]) = self.tick(l[i], r[i], d0 + dd * k, f0 + fd * k);
             }
             return;
@@ -185,7 +185,7 @@ impl StereoDelay {
             } else {
                 let len = line.buf.len();
                 for (i, w) in wet.iter_mut().enumerate() {
-                    let d = (d0 + dd * (i + 1) as f32).min(line.max_delay()) - i as f32;
+                    let d = (d0 + dd * (i as i32 + 1) as f32).min(line.max_delay()) - i as f32;
                     let di = d as usize;
                     let frac = d - di as f32;
                     let i0 = if line.pos >= di { line.pos - di } else { line.pos + len - di };
@@ -198,12 +198,12 @@ impl StereoDelay {
                 let old_wet = &mut self.old_wet[side][..n];
                 line.read_block(old, old_wet);
                 for (i, (w, o)) in wet.iter_mut().zip(old_wet.iter()).enumerate() {
-                    let x = (progress + self.fade_step * (i + 1) as f32).min(1.0);
+                    let x = (progress + self.fade_step * (i as i32 + 1) as f32).min(1.0);
                     *w = *o + (*w - *o) * x;
                 }
             }
             for i in 0..n {
-                let fb = f0 + fd * (i + 1) as f32;
+                let fb = f0 + fd * (i as i32 + 1) as f32;
                 x[i] = (x[i] + wet[i] * fb).clamp(-LOOP_LIMIT, LOOP_LIMIT);
             }
             line.write_block(x);
@@ -249,7 +249,7 @@ mod tests {
             b.reset_time(d0);
             b.process(&mut l, &mut r, d0, 0.5, 0.001);
             for i in 0..chunk.len() {
-                let kk = (i + 1) as f32;
+                let kk = (i as i32 + 1) as f32;
                 let (wl, _) = a.tick(chunk[i], chunk[i], d0, 0.5 + 0.001 * kk);
                 out_a.push(wl);
                 assert!((wl - l[i]).abs() < 1e-6, "frame {}", k * 32 + i);

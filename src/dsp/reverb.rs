@@ -29,18 +29,6 @@ impl Ring {
     fn new(len: usize) -> Self {
         Ring { buf: super::zeroed(len.max(1)), pos: 0 }
     }
-
-    /// Returns the sample written `len` samples ago and stores `x` in its place.
-    #[inline]
-    fn swap(&mut self, x: f32) -> f32 {
-        let y = self.buf[self.pos];
-        self.buf[self.pos] = x;
-        self.pos += 1;
-        if self.pos == self.buf.len() {
-            self.pos = 0;
-        }
-        y
-    }
 }
 
 #[derive(Clone)]
@@ -94,22 +82,20 @@ impl Reverb {
         // Diffuse the input: Schroeder all-passes, in place in their rings.
         s[..n].copy_from_slice(&x[..n]);
         for d in diffusers.iter_mut() {
-            if d.pos + n <= d.buf.len() && d.buf.len() >= n {
-                let ring = &mut d.buf[d.pos..d.pos + n];
-                for (v, slot) in s[..n].iter_mut().zip(ring.iter_mut()) {
+            // Each sample reads and rewrites its own slot: any split of the block into
+            // wrap-free segments gives the same result.
+            let mut done = 0;
+            while done < n {
+                let seg = (d.buf.len() - d.pos).min(n - done);
+                let ring = &mut d.buf[d.pos..d.pos + seg];
+                for (v, slot) in s[done..done + seg].iter_mut().zip(ring.iter_mut()) {
                     let delayed = *slot;
                     let w = *v + DIFFUSION * delayed;
                     *slot = w;
                     *v = delayed - DIFFUSION * w;
                 }
-                d.pos = (d.pos + n) % d.buf.len();
-            } else {
-                for v in &mut s[..n] {
-                    let delayed = d.buf[d.pos];
-                    let w = *v + DIFFUSION * delayed;
-                    d.swap(w);
-                    *v = delayed - DIFFUSION * w;
-                }
+                d.pos = (d.pos + seg) % d.buf.len();
+                done += seg;
             }
         }
         // The network, sample by sample, element-wise over the lines: each line's

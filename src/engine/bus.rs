@@ -85,13 +85,22 @@ impl FilterStage {
         let c = SvfCoefs::new(self.log_cutoff.value().exp2(), self.q.value(), sr);
         // Both sides in one loop: two independent recursions run side by side.
         let [fl, fr] = &mut self.state;
-        for (i, (xl, xr)) in l.iter_mut().zip(r.iter_mut()).enumerate() {
-            let (lo_l, _, hi_l) = fl.tick(&c, *xl);
-            let (lo_r, _, hi_r) = fr.tick(&c, *xr);
-            let (yl, yr) = if high { (hi_l, hi_r) } else { (lo_l, lo_r) };
-            let m = m0 + dm * (i + 1) as f32;
-            *xl += (yl - *xl) * m;
-            *xr += (yr - *xr) * m;
+        if m0 == 1.0 && dm == 0.0 {
+            // Fully on: the filter's output as is.
+            for (xl, xr) in l.iter_mut().zip(r.iter_mut()) {
+                let (lo_l, _, hi_l) = fl.tick(&c, *xl);
+                let (lo_r, _, hi_r) = fr.tick(&c, *xr);
+                (*xl, *xr) = if high { (hi_l, hi_r) } else { (lo_l, lo_r) };
+            }
+        } else {
+            for (i, (xl, xr)) in l.iter_mut().zip(r.iter_mut()).enumerate() {
+                let (lo_l, _, hi_l) = fl.tick(&c, *xl);
+                let (lo_r, _, hi_r) = fr.tick(&c, *xr);
+                let (yl, yr) = if high { (hi_l, hi_r) } else { (lo_l, lo_r) };
+                let m = m0 + dm * (i as i32 + 1) as f32;
+                *xl += (yl - *xl) * m;
+                *xr += (yr - *xr) * m;
+            }
         }
         if !(self.state[0].is_finite() && self.state[1].is_finite()) {
             self.state = [Svf::default(); 2];
@@ -187,8 +196,8 @@ impl Bus {
         let (g0, gd) = self.glides[Param::DistortionDrive as usize].step(t.get(Param::DistortionDrive), n);
         if d0 > 0.0 || dd != 0.0 {
             for (i, x) in mono.iter_mut().enumerate() {
-                let a = d0 + dd * (i + 1) as f32;
-                let drive = (g0 + gd * (i + 1) as f32) * (1.0 + 3.0 * a);
+                let a = d0 + dd * (i as i32 + 1) as f32;
+                let drive = (g0 + gd * (i as i32 + 1) as f32) * (1.0 + 3.0 * a);
                 *x += (fast_tanh(*x * drive) * 0.5 - *x) * a;
             }
         }
@@ -197,7 +206,7 @@ impl Bus {
         let (s0, sd) = self.glides[Param::Saturation as usize].step(t.get(Param::Saturation), n);
         if s0 > 0.0 || sd != 0.0 {
             for (i, x) in mono.iter_mut().enumerate() {
-                let a = s0 + sd * (i + 1) as f32;
+                let a = s0 + sd * (i as i32 + 1) as f32;
                 *x += (fast_tanh(*x * (1.0 + 2.0 * a)) - *x) * a;
             }
         }
@@ -209,10 +218,11 @@ impl Bus {
         if t0 > 0.0 || td != 0.0 {
             let s_a = (self.trem_phase * std::f64::consts::TAU).sin() as f32;
             let s_b = ((self.trem_phase + dphase) * std::f64::consts::TAU).sin() as f32;
+            let ds = (s_b - s_a) / n as f32;
             for (i, x) in mono.iter_mut().enumerate() {
-                let k = (i + 1) as f32 / n as f32;
-                let depth = t0 + td * (i + 1) as f32;
-                let s = s_a + (s_b - s_a) * k;
+                let k = (i as i32 + 1) as f32;
+                let depth = t0 + td * k;
+                let s = s_a + ds * k;
                 *x *= 1.0 - depth * 0.5 * (1.0 + s);
             }
         }
@@ -235,7 +245,7 @@ impl Bus {
             let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
             self.chorus.process(feed, t.get(Param::ChorusRate), cdep0, sr, wl, wr);
             for i in 0..n {
-                let c = (c0 + cd * (i + 1) as f32) * 0.5;
+                let c = (c0 + cd * (i as i32 + 1) as f32) * 0.5;
                 l[i] = mono[i] * (1.0 - c) + wl[i] * c;
                 r[i] = mono[i] * (1.0 - c) + wr[i] * c;
             }
@@ -253,7 +263,7 @@ impl Bus {
             wr.copy_from_slice(r);
             self.phaser.process(wl, wr, t.get(Param::PhaserRate), sr);
             for i in 0..n {
-                let m = (p0 + pd * (i + 1) as f32) * 0.5;
+                let m = (p0 + pd * (i as i32 + 1) as f32) * 0.5;
                 l[i] += (wl[i] - l[i]) * m;
                 r[i] += (wr[i] - r[i]) * m;
             }
@@ -285,7 +295,7 @@ impl Bus {
             ramp_in(&mut self.wake[DELAY], self.wake_step, wr);
             self.delay.process(wl, wr, delay_samples, fb0, fbd);
             for i in 0..n {
-                let m = e0 + ed * (i + 1) as f32;
+                let m = e0 + ed * (i as i32 + 1) as f32;
                 l[i] += (wl[i] - l[i]) * m;
                 r[i] += (wr[i] - r[i]) * m;
             }
@@ -310,7 +320,7 @@ impl Bus {
             ramp_in(&mut self.wake[REVERB], self.wake_step, mono);
             self.reverb.process(mono, wl, wr);
             for i in 0..n {
-                let m = v0 + vd * (i + 1) as f32;
+                let m = v0 + vd * (i as i32 + 1) as f32;
                 l[i] += (wl[i] - l[i]) * m;
                 r[i] += (wr[i] - r[i]) * m;
             }
@@ -327,11 +337,13 @@ impl Bus {
         let angle = |pan: f32| (pan.clamp(-1.0, 1.0) + 1.0) * FRAC_PI_4;
         let (a0, a1) = (angle(pan0), angle(pan0 + pand * n as f32));
         let (gl0, gr0, gl1, gr1) = (a0.cos(), a0.sin(), a1.cos(), a1.sin());
+        // Per-sample gains, each a straight line across the tick.
+        let (dl, dr) = ((gl1 - gl0) / n as f32, (gr1 - gr0) / n as f32);
         for i in 0..n {
-            let k = (i + 1) as f32 / n as f32;
-            let vol = vol0 + vold * (i + 1) as f32;
-            l[i] *= vol * (gl0 + (gl1 - gl0) * k);
-            r[i] *= vol * (gr0 + (gr1 - gr0) * k);
+            let k = (i as i32 + 1) as f32;
+            let vol = vol0 + vold * k;
+            l[i] *= vol * (gl0 + dl * k);
+            r[i] *= vol * (gr0 + dr * k);
         }
         // These are not glided per sample; keep them at their targets.
         for p in [Param::TremoloRate, Param::ChorusRate, Param::PhaserRate, Param::DelayTime] {

@@ -64,6 +64,12 @@ impl Envelope {
         self.stage == Stage::Done
     }
 
+    /// The level if it is holding still (sustain reached), to skip per-sample work.
+    #[inline]
+    pub fn steady_level(&self, adsr: &Adsr) -> Option<f32> {
+        (self.stage == Stage::Sustain && self.level == adsr.sustain && self.level > 0.0).then_some(self.level)
+    }
+
     /// Starts the release from the current level.
     pub fn release(&mut self, adsr: &Adsr, sample_rate: f32) {
         if matches!(self.stage, Stage::Release | Stage::Done) {

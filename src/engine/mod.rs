@@ -279,14 +279,14 @@ impl Master {
         match cfg.mode {
             MasterMode::SoftClip => {
                 for i in 0..n {
-                    let g = g0 + gd * (i + 1) as f32;
+                    let g = g0 + gd * (i as i32 + 1) as f32;
                     l[i] = fast_tanh(l[i] * g).clamp(-1.0, 1.0);
                     r[i] = fast_tanh(r[i] * g).clamp(-1.0, 1.0);
                 }
             }
             MasterMode::Limiter => {
                 for i in 0..n {
-                    let g = g0 + gd * (i + 1) as f32;
+                    let g = g0 + gd * (i as i32 + 1) as f32;
                     let (a, b) = (l[i] * g, r[i] * g);
                     let peak = a.abs().max(b.abs());
                     let want = if peak > self.ceiling { self.ceiling / peak } else { 1.0 };

@@ -209,7 +209,18 @@ impl Voice {
                 entry.synth.render(&mut self.osc, &sctx, wave);
                 self.osc.age += n as u64;
                 add_layers(&mut self.osc, &mut self.sub_phase, &sctx, wave);
-                self.env.render(&Self::adsr(params), ctx.sample_rate, env);
+                let adsr = Self::adsr(params);
+                match self.env.steady_level(&adsr) {
+                    // Holding: the gain is a constant, no envelope buffer needed.
+                    Some(level) if self.steal_left == 0 && !entry.synth.decays() => {
+                        let g = self.gain * level;
+                        for (o, w) in out.iter_mut().zip(wave.iter()) {
+                            *o += w * g;
+                        }
+                        return;
+                    }
+                    _ => self.env.render(&adsr, ctx.sample_rate, env),
+                }
                 if entry.synth.decays() && matches!(self.env.stage(), Stage::Sustain | Stage::Release) {
                     let peak = wave.iter().fold(0.0f32, |m, x| m.max(x.abs()));
                     if peak * self.env.level() < SILENCE {
