@@ -274,6 +274,23 @@ fn save_latency() {
 
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    if which.iter().any(|w| w == "only-b") {
+        let tables = Arc::new(Tables::new(SR as f32));
+        for _ in 0..4 {
+            let mut b = held(&tables, "saw", 4, 32, true);
+            let (best, median) = rtf_runs(&mut b, 5, 1.0);
+            println!("(b) alone: best {best:.0}x median {median:.0}x");
+        }
+        return;
+    }
+    if which.iter().any(|w| w == "fixed-b") {
+        let tables = Arc::new(Tables::new(SR as f32));
+        let mut r = held(&tables, "saw", 4, 32, true);
+        let mut buf = vec![0.0f32; SR as usize * 2];
+        r.render_into(&mut buf, BLOCK);
+        std::hint::black_box(&buf);
+        return;
+    }
     if which.iter().any(|w| w == "fixed") {
         fixed_work(&Arc::new(Tables::new(SR as f32)));
         return;

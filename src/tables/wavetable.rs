@@ -31,9 +31,16 @@ pub enum Shape {
 /// interpolation). A fixed-size array, so that reads need no bounds checks.
 pub type Table = [f32; TABLE_LEN + 1];
 
+/// Floats between the starts of two mip levels in the shared allocation: a table
+/// plus padding to the next multiple of 16 floats, plus one cache line more, so that
+/// the same phase in different levels falls in different cache sets (voices reading
+/// many levels at once would otherwise evict each other).
+const STRIDE: usize = (TABLE_LEN + 1).div_ceil(16) * 16 + 16;
+
 pub struct Wavetables {
     sine: Box<Table>,
-    mips: [Vec<Box<Table>>; 3],
+    /// Every level of every shape, `STRIDE` apart: shape-major, level-minor.
+    mips: Box<[f32]>,
     harmonics: [usize; LEVELS],
 }
 
@@ -91,7 +98,13 @@ impl Wavetables {
             }
         };
         let shapes: [&dyn Fn(usize) -> f64; 3] = [&saw, &square, &triangle];
-        let mips = shapes.map(|f| harmonics.iter().map(|&h| build(f, h)).collect::<Vec<_>>());
+        let mut mips = crate::dsp::zeroed(shapes.len() * LEVELS * STRIDE);
+        for (s, f) in shapes.iter().enumerate() {
+            for (k, &h) in harmonics.iter().enumerate() {
+                let at = (s * LEVELS + k) * STRIDE;
+                mips[at..at + TABLE_LEN + 1].copy_from_slice(&*build(*f, h));
+            }
+        }
         Wavetables { sine: build(&|h| if h == 1 { 1.0 } else { 0.0 }, 1), mips, harmonics }
     }
 
@@ -103,11 +116,12 @@ impl Wavetables {
     /// The richest table of `shape` with no harmonic above Nyquist at `inc`.
     #[inline]
     pub fn table(&self, shape: Shape, inc: u32) -> &Table {
-        let levels = &self.mips[shape as usize];
+        let base = shape as usize * LEVELS * STRIDE;
         let cycles = inc as f32 * (1.0 / 4_294_967_296.0);
         let allowed = if cycles > 0.0 { (0.5 / cycles) as usize } else { usize::MAX };
         let k = self.harmonics.iter().position(|&h| h <= allowed).unwrap_or(LEVELS - 1);
-        &levels[k]
+        let at = base + k * STRIDE;
+        self.mips[at..at + TABLE_LEN + 1].try_into().expect("a level is TABLE_LEN + 1 long")
     }
 }
 
@@ -139,7 +153,7 @@ mod tests {
         let w = Wavetables::new();
         let inc = phase_inc(4000.0, 48000.0); // 6 harmonics fit below Nyquist
         let t = w.table(Shape::Saw, inc);
-        let idx = w.mips[0].iter().position(|x| std::ptr::eq(&**x, t)).unwrap();
+        let idx = (0..LEVELS).position(|k| std::ptr::eq(&w.mips[k * STRIDE], &t[0])).unwrap();
         assert!(w.harmonics[idx] <= 6);
         assert!(w.harmonics[idx] >= 4);
     }
