@@ -164,10 +164,8 @@ mod jack_in {
         }
     }
 
-    /// How far the learned clock offset may fall per cycle (follows drift), and a drop
-    /// that means the clocks were re-anchored (the engine was rebuilt).
-    const OFFSET_DECAY: f64 = 0.001;
-    const OFFSET_RESET: f64 = 4096.0;
+    /// Cycles per window of the clock-offset estimate (about 0.7 s at 256 frames).
+    const OFFSET_WINDOW: usize = 128;
 
     type ProcessFn = Box<dyn FnMut(&jack::Client, &jack::ProcessScope) -> jack::Control + Send>;
     type Process = jack::contrib::ClosureProcessHandler<(), ProcessFn>;
@@ -210,6 +208,7 @@ mod jack_in {
         let full = port.name().map_err(|e| e.to_string())?;
         let tap = tap.clone();
         let mut offset: Option<f64> = None;
+        let (mut window_max, mut previous_max, mut cycles) = (f64::MIN, f64::MIN, 0usize);
         let process: ProcessFn = Box::new(move |_, ps| {
             // Events are placed on JACK's clock (the cycle's start plus the event's
             // offset), which the audio stream's timestamps share: no scheduling
@@ -221,12 +220,19 @@ mod jack_in {
             let cycle_ns = ps.cycle_times().ok().map(|t| t.current_usecs * 1000);
             let raw = cycle_ns.and_then(|ns| tap.clock.raw_frames(now, ns));
             if let Some((by_instant, by_stream)) = raw {
+                // Jitter only ever lowers a measurement, so the offset is the largest
+                // one in the last two windows of cycles; windows roll over so that a
+                // change (the output's latency moves when ports are connected) is
+                // followed within two windows.
                 let measured = (by_instant - since) - by_stream;
-                offset = Some(match offset {
-                    Some(o) if measured < o - OFFSET_RESET => measured,
-                    Some(o) => f64::max(o - OFFSET_DECAY, measured),
-                    None => measured,
-                });
+                window_max = window_max.max(measured);
+                cycles += 1;
+                if cycles == OFFSET_WINDOW {
+                    previous_max = window_max;
+                    window_max = f64::MIN;
+                    cycles = 0;
+                }
+                offset = Some(previous_max.max(window_max));
             }
             for ev in port.iter(ps) {
                 let frame = match (raw, offset) {
