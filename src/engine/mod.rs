@@ -360,7 +360,7 @@ pub struct Engine {
     note_offs: Vec<Event>,
     seq: u64,
     voices: Vec<Voice>,
-    /// Slots of sounding voices, in start order.
+    /// Slots of sounding voices, in pitch order.
     active: Vec<u16>,
     /// Free slots.
     free: Vec<u16>,
@@ -933,7 +933,11 @@ impl Engine {
         let ctx = VoiceCtx { sample_rate: self.sr, tables: &self.tables, params: &st.now, bend: st.bend.value() };
         let seed = self.serial.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((channel as u64) << 8 | note as u64);
         self.voices[slot].start(channel, note, velocity, self.serial, source, cfg.instrument_id, seed, &ctx);
-        self.active.push(slot as u16);
+        // Keep the active list in pitch order: voices reading the same wavetable level
+        // then run back to back and find it in cache. (Within capacity: no allocation.)
+        let voices = &self.voices;
+        let at = self.active.partition_point(|&s| voices[s as usize].note <= note);
+        self.active.insert(at, slot as u16);
     }
 
     fn control(&mut self, channel: u8, cc: u8, value: u8) {
