@@ -29,6 +29,8 @@ pub struct Chosen {
     pub config: StreamConfig,
     format: SampleFormat,
     pub description: String,
+    /// The device is a JACK client.
+    jack: bool,
 }
 
 impl Chosen {
@@ -138,7 +140,7 @@ pub fn choose(name: Option<&str>, buffer: u32) -> Result<Chosen, AudioError> {
         buffer_size: if jack { BufferSize::Default } else { BufferSize::Fixed(buffer) },
     };
     let description = format!("{} ({})", describe(&device), host_id.name());
-    Ok(Chosen { device, config, format, description })
+    Ok(Chosen { device, config, format, description, jack })
 }
 
 /// Starts the stream with `engine` in its callback.
@@ -159,13 +161,16 @@ pub fn start(
         _ => err_stats.failed.store(true, Relaxed),
     };
     let timeout = Some(Duration::from_secs(5));
+    let mut jack_clock = JackClock::open(chosen.jack, stats.clone());
     let stream = match chosen.format {
         SampleFormat::F32 => chosen.device.build_output_stream(
             chosen.config,
             move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
                 let t0 = Instant::now();
                 let playback = info.timestamp().playback.as_nanos() as u64;
-                clock.publish(engine.frames_out(), t0, playback, data.len() / channels);
+                let block = data.len() / channels;
+                let frame = engine.frames_out();
+                clock.publish_with_jack_frame(frame, t0, playback, block, jack_clock.frame(frame));
                 engine.process(data, channels);
                 stats.record(t0.elapsed(), data.len() / channels);
             },
@@ -179,7 +184,9 @@ pub fn start(
                 move |data: &mut [i16], info: &cpal::OutputCallbackInfo| {
                     let t0 = Instant::now();
                     let playback = info.timestamp().playback.as_nanos() as u64;
-                    clock.publish(engine.frames_out(), t0, playback, data.len() / channels);
+                    let block = data.len() / channels;
+                    let frame = engine.frames_out();
+                    clock.publish_with_jack_frame(frame, t0, playback, block, jack_clock.frame(frame));
                     for chunk in data.chunks_mut(CONVERT_FRAMES * channels) {
                         let buf = &mut scratch[..chunk.len()];
                         engine.process(buf, channels);
@@ -198,4 +205,94 @@ pub fn start(
     .map_err(|e| AudioError::Failed(e.to_string()))?;
     stream.play().map_err(|e| AudioError::Failed(e.to_string()))?;
     Ok(stream)
+}
+
+/// Callbacks per window of the JACK frame offset's minimum (about a third of a
+/// second at 128 frames).
+#[cfg(feature = "jack")]
+const JACK_OFFSET_WINDOW: u32 = 128;
+
+/// The JACK frame time of the current cycle, read in the audio callback when the
+/// stream is a JACK client, so that JACK MIDI can be placed by frame counts. A
+/// separate (never activated) client of the same server: cpal keeps its own to
+/// itself, and `jack_last_frame_time` reads the server's frame timer, the same for
+/// every client in a cycle.
+///
+/// A callback that runs late (after the server has begun the next cycle, which a
+/// busy machine without real-time scheduling does now and then) reads a later
+/// cycle's frame time, never an earlier one. So the offset between JACK frames
+/// and engine frames is taken as the smallest one seen over the last one or two
+/// windows of callbacks; a lasting change (a skipped callback) is followed within
+/// two windows.
+#[cfg(feature = "jack")]
+struct JackClock {
+    client: Option<jack::Client>,
+    stats: Arc<LiveStats>,
+    /// Smallest `jack frame - engine frame` (wrapping) in this window and the last.
+    window_min: Option<u32>,
+    previous_min: Option<u32>,
+    callbacks: u32,
+}
+
+#[cfg(feature = "jack")]
+impl JackClock {
+    fn open(jack: bool, stats: Arc<LiveStats>) -> JackClock {
+        let client = jack
+            .then(|| jack::Client::new("jamrig_clock", jack::ClientOptions::NO_START_SERVER).ok())
+            .flatten()
+            .map(|(c, _)| c);
+        JackClock { client, stats, window_min: None, previous_min: None, callbacks: 0 }
+    }
+
+    /// Audio thread: the JACK frame time of the cycle whose output starts at engine
+    /// frame `engine_frame`. Reads the server's shared memory, no system call.
+    #[inline]
+    fn frame(&mut self, engine_frame: u64) -> Option<u32> {
+        // SAFETY: the client is open (closed only when this is dropped), and this
+        // runs in a process callback of the same server.
+        let jf = unsafe { jack::jack_sys::jack_last_frame_time(self.client.as_ref()?.raw()) };
+        let offset = jf.wrapping_sub(engine_frame as u32);
+        let smaller = |a: Option<u32>, b: u32| match a {
+            Some(a) if (a.wrapping_sub(b) as i32) <= 0 => a,
+            _ => b,
+        };
+        self.window_min = Some(smaller(self.window_min, offset));
+        self.callbacks += 1;
+        if self.callbacks == JACK_OFFSET_WINDOW {
+            self.previous_min = self.window_min.take();
+            self.callbacks = 0;
+        }
+        let best = match (self.window_min, self.previous_min) {
+            (Some(w), p) => smaller(p, w),
+            (None, p) => p?,
+        };
+        Some((engine_frame as u32).wrapping_add(best))
+    }
+}
+
+#[cfg(feature = "jack")]
+impl Drop for JackClock {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take()
+            && self.stats.failed.load(Relaxed)
+        {
+            // Closing a client whose server has gone crashes libjack.
+            std::mem::forget(c);
+        }
+    }
+}
+
+#[cfg(not(feature = "jack"))]
+struct JackClock;
+
+#[cfg(not(feature = "jack"))]
+impl JackClock {
+    fn open(_jack: bool, _stats: Arc<LiveStats>) -> JackClock {
+        JackClock
+    }
+
+    #[inline]
+    fn frame(&mut self, _engine_frame: u64) -> Option<u32> {
+        None
+    }
 }

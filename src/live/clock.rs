@@ -14,6 +14,9 @@ pub struct FrameClock {
     /// The same moment on the audio stream's own clock (cpal's playback timestamp),
     /// in ns; for JACK this is JACK's clock, free of scheduling jitter.
     stream_nanos: AtomicU64,
+    /// The same moment as a JACK frame time (`1 << 32 | frames`), when the stream
+    /// is a JACK client; 0 otherwise.
+    jack_frame: AtomicU64,
     sample_rate: f64,
     /// Frames between an arrival and its placement: one buffer plus one engine tick.
     latency_frames: AtomicU64,
@@ -27,6 +30,7 @@ impl FrameClock {
             frame: AtomicU64::new(0),
             nanos: AtomicU64::new(0),
             stream_nanos: AtomicU64::new(0),
+            jack_frame: AtomicU64::new(0),
             sample_rate: sample_rate as f64,
             latency_frames: AtomicU64::new(buffer_frames as u64 + crate::engine::TICK_FRAMES as u64),
         }
@@ -45,13 +49,47 @@ impl FrameClock {
     /// unknown), `block` the callback's length in frames.
     #[inline]
     pub fn publish(&self, frame: u64, at: Instant, stream_ns: u64, block: usize) {
+        self.publish_with_jack_frame(frame, at, stream_ns, block, None);
+    }
+
+    /// [`FrameClock::publish`] from a JACK process callback, with the cycle's JACK
+    /// frame time: JACK MIDI events are then placed by frame counts alone.
+    #[inline]
+    pub fn publish_with_jack_frame(&self, frame: u64, at: Instant, stream_ns: u64, block: usize, jack: Option<u32>) {
         let ns = self.nanos_of(at);
         self.latency_frames.store(block as u64 + crate::engine::TICK_FRAMES as u64, Ordering::Relaxed);
         self.seq.fetch_add(1, Ordering::AcqRel);
         self.frame.store(frame, Ordering::Release);
         self.nanos.store(ns, Ordering::Release);
         self.stream_nanos.store(stream_ns, Ordering::Release);
+        self.jack_frame.store(jack.map_or(0, |f| 1 << 32 | f as u64), Ordering::Release);
         self.seq.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The engine frame at which a JACK MIDI event at JACK frame time `jack_frame`
+    /// should sound: exact, from frame counts (the audio stream and the MIDI port
+    /// run in the same JACK cycles), one buffer and one tick later. `None` when the
+    /// audio stream gives no JACK frame times, or when the two are further apart
+    /// than a second (a stale publication: the stream has stopped).
+    pub fn place_jack(&self, jack_frame: u32) -> Option<u64> {
+        let (frame, jf) = loop {
+            let s1 = self.seq.load(Ordering::Acquire);
+            let frame = self.frame.load(Ordering::Acquire);
+            let jf = self.jack_frame.load(Ordering::Acquire);
+            let s2 = self.seq.load(Ordering::Acquire);
+            if s1 == s2 && s1.is_multiple_of(2) {
+                break (frame, jf);
+            }
+            std::hint::spin_loop();
+        };
+        if jf >> 32 == 0 {
+            return None;
+        }
+        let delta = jack_frame.wrapping_sub(jf as u32) as i32 as i64;
+        if delta.abs() > self.sample_rate as i64 {
+            return None;
+        }
+        Some((frame as i64 + delta + self.latency_frames() as i64).max(0) as u64)
     }
 
     /// The published (frame, instant ns, stream ns), read consistently.
@@ -138,5 +176,19 @@ mod tests {
         let (i, s) = c.raw_frames(t0 + Duration::from_millis(10), 1_010_000_000).unwrap();
         assert!((i - 1480.0).abs() < 1e-6 && (s - 1480.0).abs() < 1e-6);
         assert_eq!(c.place(1480.0), 1480 + 256 + 64);
+    }
+
+    #[test]
+    fn jack_events_placed_by_frame_counts() {
+        let c = FrameClock::new(48000, 128);
+        let t0 = Instant::now();
+        c.publish(1000, t0, 5, 128);
+        assert_eq!(c.place_jack(77), None, "no JACK frame time published");
+        // The JACK frame counter wraps; the engine's does not.
+        c.publish_with_jack_frame(1000, t0, 5, 128, Some(u32::MAX - 10));
+        assert_eq!(c.place_jack(u32::MAX - 10), Some(1000 + 128 + 64));
+        assert_eq!(c.place_jack(20), Some(1000 + 31 + 128 + 64));
+        assert_eq!(c.place_jack(u32::MAX - 10 - 128), Some(1000 - 128 + 128 + 64));
+        assert_eq!(c.place_jack(1_000_000), None, "a stale publication");
     }
 }

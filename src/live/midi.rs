@@ -210,9 +210,10 @@ mod jack_in {
         let mut offset: Option<f64> = None;
         let (mut window_max, mut previous_max, mut cycles) = (f64::MIN, f64::MIN, 0usize);
         let process: ProcessFn = Box::new(move |_, ps| {
-            // Events are placed on JACK's clock (the cycle's start plus the event's
-            // offset), which the audio stream's timestamps share: no scheduling
-            // jitter. The fixed offset between that clock's playback times and the
+            // Events are placed by JACK frame counts when the audio stream runs on
+            // the same JACK server: exact. Otherwise on JACK's clock (the cycle's
+            // start plus the event's offset), which the audio stream's timestamps
+            // share. The fixed offset between that clock's playback times and the
             // engine's frame line is learned as the largest difference seen (a late
             // audio callback only ever makes the instant-based estimate smaller).
             let now = Instant::now();
@@ -234,7 +235,12 @@ mod jack_in {
                 }
                 offset = Some(previous_max.max(window_max));
             }
+            let cycle_start = ps.last_frame_time();
             for ev in port.iter(ps) {
+                if let Some(frame) = tap.clock.place_jack(cycle_start.wrapping_add(ev.time)) {
+                    tap.receive_at(frame, ev.bytes);
+                    continue;
+                }
                 let frame = match (raw, offset) {
                     (Some((_, by_stream)), Some(o)) => tap.clock.place(by_stream + o + ev.time as f64),
                     _ => tap.clock.frame_for_offset(now, ev.time as i64 - since as i64),

@@ -69,12 +69,23 @@ pub struct JackServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     starts: usize,
+    period: u32,
 }
 
 impl JackServer {
     pub fn start(name: &str) -> JackServer {
-        let mut s =
-            JackServer { name: name.to_string(), child: None, dir: tempfile::tempdir().expect("temp dir"), starts: 0 };
+        JackServer::start_with_period(name, PERIOD)
+    }
+
+    /// A server whose cycles are `period` frames.
+    pub fn start_with_period(name: &str, period: u32) -> JackServer {
+        let mut s = JackServer {
+            name: name.to_string(),
+            child: None,
+            dir: tempfile::tempdir().expect("temp dir"),
+            starts: 0,
+            period,
+        };
         s.restart();
         s
     }
@@ -89,7 +100,17 @@ impl JackServer {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).expect("jackd log");
         let child = Command::new("jackd")
-            .args(["-n", &self.name, "-r", "-d", "dummy", "-r", &SAMPLE_RATE.to_string(), "-p", &PERIOD.to_string()])
+            .args([
+                "-n",
+                &self.name,
+                "-r",
+                "-d",
+                "dummy",
+                "-r",
+                &SAMPLE_RATE.to_string(),
+                "-p",
+                &self.period.to_string(),
+            ])
             .env("JACK_NO_AUDIO_RESERVATION", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("jackd log"))

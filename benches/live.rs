@@ -1,0 +1,161 @@
+//! Live-host benchmarks: `jamrig play` against a JACK server on the dummy backend
+//! (a paced audio clock, no sound card), with a probe client that sends MIDI at
+//! exact JACK frame times and records what jamrig plays. Prints the figures
+//! BENCHMARKS.md records. Run with (jackd2 installed, no other run of the live
+//! tests at the same time):
+//!
+//! `cargo bench --features jack --bench live` (add `-- latency` or `-- cpu` for one
+//! part; `-- cpu --long 60` sets the length of the long run in seconds).
+//!
+//! - MIDI in to audio out: 100 closed-hat hits sent at random frame offsets (any
+//!   position inside a JACK cycle), their onsets found in the recording; latency is
+//!   onset frame minus sending frame, jitter is its spread.
+//! - Callback CPU: the mean and worst callback time that `:status` reports, idle
+//!   and with 64 held voices (4 channels x 16, saw with low-pass, chorus, delay and
+//!   reverb) plus a drum pattern, the second over a long run (60 s by default).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/common/live.rs"]
+mod live_support;
+
+use live_support::*;
+use std::time::Duration;
+
+/// JACK cycle of the benchmark server: jamrig's default buffer.
+const CYCLE: u32 = 128;
+const HITS: usize = 100;
+const S: fn(u64) -> Duration = Duration::from_secs;
+
+/// Four channels of held saws with the effects of engine load (a), and drums.
+const SET: &str = r#"tempo(120);
+for c in 1..=4 {
+    channel(c, #{ synth: "saw", envelope: "organ", volume: 0.1, lowpass: 2000.0,
+                  chorus: 0.3, delay: 0.3, reverb: 0.3 });
+}
+drums(10, #{ volume: 0.5 });
+"#;
+
+const PATTERN: &str = "pattern(\"beat\", 10, \"house\");\n";
+
+struct Rig {
+    probe: Probe,
+    jam: Jamrig,
+    _server: JackServer,
+    set: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn start(set_text: &str) -> Rig {
+    let server = JackServer::start_with_period(SERVER, CYCLE);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let set = dir.path().join("set.rhai");
+    std::fs::write(&set, set_text).expect("write the set");
+    let probe = Probe::open(&server.name);
+    let jam = Jamrig::start(&server.name, &set, &["--port", PROBE_MIDI, "--buffer", &CYCLE.to_string()]);
+    let line = jam.wait_started(S(20));
+    println!("{line}");
+    probe.connect_jamrig_audio(S(5));
+    Rig { probe, jam, _server: server, set, _dir: dir }
+}
+
+/// A small deterministic generator (the offsets need not be random, only varied).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u32) -> u32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % n as u64) as u32
+    }
+}
+
+fn latency() {
+    let mut r = start("drums(10);\n");
+    let mut rng = Lcg(7);
+    // 150 ms apart on average (a closed hat rings 47 ms), at any frame of a cycle.
+    let mut at = 2 * CYCLE;
+    let mut batch = Vec::new();
+    for _ in 0..HITS {
+        batch.push(at);
+        at += 6000 + rng.next(2400);
+    }
+    let seconds = at as f64 / SAMPLE_RATE as f64 + 0.5;
+    // Past the stream's first second, when callbacks that start late can still
+    // shift the JACK frame offset by a cycle (it is a minimum over a window).
+    std::thread::sleep(S(1));
+    let frames = r.probe.start_recording(seconds);
+    r.probe.wait_cycles(3, S(5));
+    r.probe.clear_sent();
+    let msgs: Vec<(u32, &[u8])> = batch.iter().map(|&d| (d, &[0x99u8, 42, 100][..])).collect();
+    r.probe.send(&msgs);
+    let sent = r.probe.sent_times(HITS, S(seconds as u64 + 10));
+    let c = r.probe.finish(frames);
+    let on = common::onsets(&c.left, 500);
+    assert_eq!(on.len(), HITS, "expected {HITS} hits in the recording, found {}", on.len());
+    let lat: Vec<i64> =
+        on.iter().zip(&sent).map(|(&o, &s)| c.start.wrapping_add(o as u32).wrapping_sub(s) as i32 as i64).collect();
+    if std::env::var_os("JAMRIG_BENCH_VERBOSE").is_some() {
+        println!("latencies (frames): {lat:?}");
+    }
+    let (min, max) = (*lat.iter().min().unwrap(), *lat.iter().max().unwrap());
+    let mean = lat.iter().sum::<i64>() as f64 / lat.len() as f64;
+    let sd = (lat.iter().map(|&l| (l as f64 - mean).powi(2)).sum::<f64>() / lat.len() as f64).sqrt();
+    let ms = |f: f64| f / SAMPLE_RATE as f64 * 1e3;
+    println!(
+        "MIDI in -> audio out, {HITS} hits at random offsets, {CYCLE}-frame JACK cycles: latency mean {:.2} ms \
+         ({mean:.0} frames), min {:.2} ms, max {:.2} ms; jitter (max - min) {:.3} ms ({} frames), sd {:.3} ms",
+        ms(mean),
+        ms(min as f64),
+        ms(max as f64),
+        ms((max - min) as f64),
+        max - min,
+        ms(sd)
+    );
+    drop(r.jam);
+}
+
+/// Sends `:status` and returns its `audio:` line.
+fn status(jam: &mut Jamrig) -> String {
+    jam.command(":status", S(5), |l| l.starts_with("audio:")).1
+}
+
+fn cpu(long: u64) {
+    let mut r = start(SET);
+    std::thread::sleep(S(3));
+    status(&mut r.jam);
+    std::thread::sleep(S(10));
+    println!("idle, 10 s: {}", status(&mut r.jam));
+
+    // 64 held voices: 16 per channel, spread over four octaves.
+    let mut msgs: Vec<[u8; 3]> = Vec::new();
+    for ch in 0..4u8 {
+        for k in 0..16u8 {
+            msgs.push([0x90 | ch, 36 + k * 3 + ch, 90]);
+        }
+    }
+    let batch: Vec<(u32, &[u8])> = msgs.iter().map(|m| (0, &m[..])).collect();
+    r.probe.send(&batch);
+    std::fs::write(&r.set, format!("{SET}{PATTERN}")).expect("add the drum pattern");
+    r.jam.expect_line(0, S(5), "reloaded", |l| l.starts_with("reloaded"));
+    std::thread::sleep(S(2));
+    let voices = r.jam.command(":status", S(5), |l| l.trim_start().starts_with("ch1 ")).1;
+    status(&mut r.jam);
+    std::thread::sleep(S(long));
+    println!("64 voices + drum pattern, {long} s: {}", status(&mut r.jam));
+    println!("(channel 1 while playing: {})", voices.trim());
+    let events = r.jam.command(":status", S(5), |l| l.starts_with("events:")).1;
+    println!("{events}");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let long = args.iter().position(|a| a == "--long").and_then(|i| args.get(i + 1)).map_or(60, |v| v.parse().unwrap());
+    let which: Vec<&String> = args.iter().filter(|a| *a == "latency" || *a == "cpu").collect();
+    let run = |name: &str| which.is_empty() || which.iter().any(|w| *w == name);
+    let _serial = serial();
+    if run("latency") {
+        latency();
+    }
+    if run("cpu") {
+        cpu(long);
+    }
+}
