@@ -45,6 +45,31 @@ pub struct ParamInfo {
 pub const REVERB_TYPES: &[&str] =
     &["algorithmic", "plate", "hall", "cathedral", "spring", "cave", "parking_garage", "canyon", "taj_mahal"];
 
+/// Oscillator shapes of the drift synth.
+pub const DRIFT_SHAPES: &[&str] = &["saw", "square", "triangle", "pulse"];
+
+/// Mellotron tapes.
+pub const TAPES: &[&str] = &["strings", "flute", "choir"];
+
+/// Vowels of the choir and vocal synths.
+pub const VOWELS: &[&str] = &["ah", "ee", "oh", "oo", "eh"];
+
+/// The keys of a preset's `synth_kw` map and the parameters they set.
+pub const SYNTH_KW: &[(&str, Param)] = &[
+    ("slave_ratio", Param::SyncRatio),
+    ("mod_ratio", Param::RingRatio),
+    ("folds", Param::Folds),
+    ("drift_amount", Param::DriftAmount),
+    ("shape", Param::DriftShape),
+    ("tape", Param::Tape),
+    ("vowel", Param::Vowel),
+    ("lyric", Param::Vowel),
+    ("grain_size", Param::GrainSize),
+    ("density", Param::GrainDensity),
+    ("scatter", Param::GrainScatter),
+    ("pitch_var", Param::GrainPitchVar),
+];
+
 macro_rules! params {
     ($( $id:ident = $name:literal, $unit:literal, $kind:expr, $default:expr, $scope:ident, $rendered:literal, $exp:literal, $doc:literal; )*) => {
         /// A channel parameter, by index into [`PARAMS`].
@@ -99,16 +124,27 @@ params! {
     NoiseMix = "noise_mix", "", Number { min: 0.0, max: 1.0 }, 0.0, Voice, true, false, "white noise layer";
     FmRatio = "fm_ratio", "", Number { min: 0.01, max: 32.0 }, 2.0, Voice, true, false, "FM modulator frequency ratio";
     FmIndex = "fm_index", "", Number { min: 0.0, max: 50.0 }, 3.0, Voice, true, false, "FM modulation index (brightness)";
+    SyncRatio = "sync_ratio", "", Number { min: 1.0, max: 16.0 }, 1.5, Voice, true, false, "hard sync: slave oscillator frequency ratio";
+    RingRatio = "ring_ratio", "", Number { min: 0.01, max: 32.0 }, 1.5, Voice, true, false, "ring modulation: modulator frequency ratio";
+    Folds = "folds", "", Number { min: 0.5, max: 20.0 }, 3.0, Voice, true, false, "wavefolder drive (how many folds)";
+    DriftAmount = "drift_amount", "", Number { min: 0.0, max: 4.0 }, 0.15, Voice, true, false, "drift synth: depth of the slow pitch wander";
+    DriftShape = "drift_shape", "", Choice(DRIFT_SHAPES), 0.0, Voice, true, false, "drift synth: oscillator shape";
+    Tape = "tape", "", Choice(TAPES), 0.0, Voice, true, false, "mellotron tape";
+    Vowel = "vowel", "", Choice(VOWELS), 0.0, Voice, true, false, "choir and vocal synths: the vowel sung";
+    GrainSize = "grain_size", "s", Number { min: 0.005, max: 0.5 }, 0.04, Voice, true, true, "granular synth: grain length";
+    GrainDensity = "grain_density", "grains/s", Number { min: 1.0, max: 400.0 }, 50.0, Voice, true, true, "granular synth: grains per second";
+    GrainScatter = "grain_scatter", "", Number { min: 0.0, max: 1.0 }, 0.5, Voice, true, false, "granular synth: random spread of grain positions";
+    GrainPitchVar = "grain_pitch_var", "cents", Number { min: 0.0, max: 1200.0 }, 12.0, Voice, true, false, "granular synth: random pitch spread of grains";
     BendRange = "bend_range", "semitones", Number { min: 0.0, max: 48.0 }, 2.0, Voice, true, false, "pitch-bend range";
-    Spread = "spread", "", Number { min: 0.0, max: 1.0 }, 0.0, Voice, false, false, "stereo spread of detuned layers";
-    Analog = "analog", "", Number { min: 0.0, max: 1.0 }, 0.0, Voice, false, false, "random per-note pitch drift";
-    Glide = "glide", "s", Number { min: 0.0, max: 5.0 }, 0.0, Voice, false, true, "portamento time";
-    Legato = "legato", "", Toggle, 0.0, Voice, false, false, "mono legato playing";
-    VelToFilter = "vel_to_filter", "Hz", Number { min: 0.0, max: 20000.0 }, 0.0, Voice, false, false, "velocity opens the filter by this much";
-    FilterAttack = "filter_attack", "s", Number { min: 0.0, max: 20.0 }, 0.01, Voice, false, true, "filter envelope attack";
-    FilterDecay = "filter_decay", "s", Number { min: 0.0, max: 20.0 }, 0.3, Voice, false, true, "filter envelope decay";
-    FilterSustain = "filter_sustain", "", Number { min: 0.0, max: 1.0 }, 0.0, Voice, false, false, "filter envelope sustain";
-    FilterAmount = "filter_amount", "Hz", Number { min: -20000.0, max: 20000.0 }, 0.0, Voice, false, false, "filter envelope depth";
+    Spread = "spread", "", Number { min: 0.0, max: 1.0 }, 0.0, Bus, true, false, "stereo width (a delayed side signal; the mono sum is unchanged)";
+    Analog = "analog", "", Number { min: 0.0, max: 1.0 }, 0.0, Voice, true, false, "random per-note pitch drift";
+    Glide = "glide", "s", Number { min: 0.0, max: 5.0 }, 0.0, Voice, true, true, "portamento time";
+    Legato = "legato", "", Toggle, 0.0, Voice, true, false, "mono legato playing";
+    VelToFilter = "vel_to_filter", "Hz", Number { min: 0.0, max: 20000.0 }, 0.0, Voice, true, false, "velocity opens the filter by this much";
+    FilterAttack = "filter_attack", "s", Number { min: 0.0, max: 20.0 }, 0.01, Voice, true, true, "filter envelope attack";
+    FilterDecay = "filter_decay", "s", Number { min: 0.0, max: 20.0 }, 0.3, Voice, true, true, "filter envelope decay";
+    FilterSustain = "filter_sustain", "", Number { min: 0.0, max: 1.0 }, 0.0, Voice, true, false, "filter envelope sustain";
+    FilterAmount = "filter_amount", "Hz", Number { min: -20000.0, max: 20000.0 }, 0.0, Voice, true, false, "filter envelope depth";
     Humanize = "humanize", "", Number { min: 0.0, max: 1.0 }, 0.0, Voice, false, false, "timing and velocity variation";
     Ensemble = "ensemble", "", Number { min: 1.0, max: 16.0 }, 1.0, Voice, false, false, "number of ensemble players";
     Cabinet = "cabinet", "", Number { min: 0.0, max: 1.0 }, 0.0, Bus, false, false, "guitar cabinet simulation";

@@ -35,6 +35,9 @@ fn ramp_in(gain: &mut f32, step: f32, buf: &mut [f32]) {
 }
 
 /// The bus output of one tick.
+/// Delay of the stereo spread's side signal.
+const SPREAD_DELAY_SECONDS: f32 = 0.011;
+
 pub struct BusOut<'a> {
     pub left: &'a mut [f32],
     pub right: &'a mut [f32],
@@ -125,6 +128,10 @@ pub struct Bus {
     /// first delayed sample is not a jump.
     wake: [f32; 3],
     wake_step: f32,
+    /// The stereo spread's side-signal delay line (one delay's length) and position.
+    spread_line: Box<[f32]>,
+    spread_pos: usize,
+    spread_dormant: bool,
     mono: Box<[f32]>,
     feed: Box<[f32]>,
     wet_l: Box<[f32]>,
@@ -150,6 +157,9 @@ impl Bus {
             reverb_dormant: true,
             wake: [1.0; 3],
             wake_step: 1.0 / (WAKE_FADE_SECONDS * sample_rate),
+            spread_line: crate::dsp::zeroed(((SPREAD_DELAY_SECONDS * sample_rate) as usize).max(1)),
+            spread_pos: 0,
+            spread_dormant: true,
             mono: crate::dsp::zeroed(tick),
             feed: crate::dsp::zeroed(tick),
             wet_l: crate::dsp::zeroed(tick),
@@ -273,7 +283,28 @@ impl Bus {
 
         // Filters.
         self.highpass.process(t.get(Param::Highpass), t.get(Param::HighpassQ), true, sr, l, r);
-        self.lowpass.process(t.get(Param::Lowpass), t.get(Param::LowpassQ), false, sr, l, r);
+        // With a filter envelope or velocity-to-filter the low-pass is in every voice.
+        let cutoff = if super::voice::Voice::has_voice_filter(t) { 0.0 } else { t.get(Param::Lowpass) };
+        self.lowpass.process(cutoff, t.get(Param::LowpassQ), false, sr, l, r);
+
+        // Stereo spread: a side signal made of the mid delayed a little, added to the
+        // left and taken from the right. Wide in stereo; the mono sum is unchanged.
+        let (s0, sd) = self.glides[Param::Spread as usize].step(t.get(Param::Spread), n);
+        if s0 > 0.0 || sd != 0.0 {
+            self.spread_dormant = false;
+            let len = self.spread_line.len();
+            for i in 0..n {
+                let d = self.spread_line[self.spread_pos];
+                self.spread_line[self.spread_pos] = 0.5 * (l[i] + r[i]);
+                self.spread_pos = if self.spread_pos + 1 == len { 0 } else { self.spread_pos + 1 };
+                let side = 0.5 * (s0 + sd * (i as i32 + 1) as f32) * d;
+                l[i] += side;
+                r[i] -= side;
+            }
+        } else if !self.spread_dormant {
+            self.spread_line.fill(0.0);
+            self.spread_dormant = true;
+        }
 
         // Delay: the time is not glided here; the delay line crossfades big jumps and
         // slews small moves itself.

@@ -196,6 +196,44 @@ struct ChannelState {
     input: [f32; TICK_FRAMES],
     quiet_ticks: u32,
     idle: bool,
+    /// Keys down on the channel, oldest first (for legato's return to a held key).
+    keys: KeyStack,
+    /// The pitch of the last note started (where a glide starts from).
+    last_pitch: Option<f64>,
+}
+
+/// Keys held on a channel, in the order they went down; a fixed capacity (the
+/// oldest is forgotten when full).
+#[derive(Clone, Copy)]
+struct KeyStack {
+    keys: [u8; KEY_STACK],
+    len: usize,
+}
+
+/// Keys a channel remembers for legato.
+const KEY_STACK: usize = 16;
+
+impl KeyStack {
+    fn push(&mut self, note: u8) {
+        self.remove(note);
+        if self.len == KEY_STACK {
+            self.keys.copy_within(1.., 0);
+            self.len -= 1;
+        }
+        self.keys[self.len] = note;
+        self.len += 1;
+    }
+
+    fn remove(&mut self, note: u8) {
+        if let Some(i) = self.keys[..self.len].iter().position(|&k| k == note) {
+            self.keys.copy_within(i + 1..self.len, i);
+            self.len -= 1;
+        }
+    }
+
+    fn last(&self) -> Option<u8> {
+        self.len.checked_sub(1).map(|i| self.keys[i])
+    }
 }
 
 impl ChannelState {
@@ -216,6 +254,8 @@ impl ChannelState {
             input: [0.0; TICK_FRAMES],
             quiet_ticks: 0,
             idle: true,
+            keys: KeyStack { keys: [0; KEY_STACK], len: 0 },
+            last_pitch: None,
         }
     }
 
@@ -388,7 +428,7 @@ impl Engine {
     /// Builds an engine playing `initial`, allocating every buffer it will use.
     /// Control side.
     pub fn new(sample_rate: f32, tables: Arc<Tables>, initial: Snapshot, ports: EnginePorts) -> Self {
-        let line_len = ((sample_rate / 27.5).ceil() as usize + 4).next_power_of_two();
+        let line_len = synth::line_len(sample_rate);
         let mut e = Engine {
             sr: sample_rate,
             tables,
@@ -840,10 +880,25 @@ impl Engine {
         match ev.kind {
             EventKind::NoteOn { channel, note, velocity } => self.note_on(channel, note, velocity),
             EventKind::NoteOff { channel, note } => {
-                let Some(st) = self.channels.get(channel as usize) else {
+                let Some(st) = self.channels.get_mut(channel as usize) else {
                     return;
                 };
+                st.keys.remove(note);
                 let (pedal, params, sr) = (st.pedal, st.target, self.sr);
+                if params.get(Param::Legato) > 0.5
+                    && let Some(back) = st.keys.last()
+                {
+                    // Legato: releasing the sounding key returns to the last one held.
+                    let glide = st.now.get(Param::Glide);
+                    if let Some(v) = self
+                        .voices
+                        .iter_mut()
+                        .find(|v| v.active && v.channel == channel && v.note == note && v.held && v.steal_left == 0)
+                    {
+                        v.retarget(back, glide);
+                        return;
+                    }
+                }
                 for v in self.voices.iter_mut() {
                     if v.active && v.channel == channel && v.note == note && v.held {
                         v.key_up(pedal, &params, sr);
@@ -882,6 +937,27 @@ impl Engine {
                 None => return,
             },
         };
+        let st = &mut self.channels[ch];
+        let legato = matches!(source, VoiceSource::Synth(_)) && st.target.get(Param::Legato) > 0.5;
+        let glide = st.now.get(Param::Glide);
+        let glide_from = if glide > 0.0 { st.last_pitch } else { None };
+        st.keys.push(note);
+        if legato {
+            // One voice per channel: a key pressed while another is held moves it.
+            let (active, voices) = (&self.active, &mut self.voices);
+            if let Some(&slot) = active.iter().find(|&&s| {
+                let v = &voices[s as usize];
+                v.active && v.channel == channel && v.held && v.steal_left == 0
+            }) {
+                let v = &mut voices[slot as usize];
+                st.last_pitch = Some(note as f64);
+                v.retarget(note, glide);
+                return;
+            }
+        }
+        if matches!(source, VoiceSource::Synth(_)) {
+            st.last_pitch = Some(note as f64);
+        }
         // Make room on the channel: the oldest voice (released ones first) fades out.
         let limit = cfg.voice_limit.clamp(1, MAX_VOICE_LIMIT) as usize;
         let mut count = 0;
@@ -932,7 +1008,17 @@ impl Engine {
         st.quiet_ticks = 0;
         let ctx = VoiceCtx { sample_rate: self.sr, tables: &self.tables, params: &st.now, bend: st.bend.value() };
         let seed = self.serial.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((channel as u64) << 8 | note as u64);
-        self.voices[slot].start(channel, note, velocity, self.serial, source, cfg.instrument_id, seed, &ctx);
+        self.voices[slot].start(
+            channel,
+            note,
+            velocity,
+            self.serial,
+            source,
+            cfg.instrument_id,
+            seed,
+            glide_from,
+            &ctx,
+        );
         // Keep the active list in pitch order: voices reading the same wavetable level
         // then run back to back and find it in cache. (Within capacity: no allocation.)
         let voices = &self.voices;

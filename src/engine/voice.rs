@@ -3,6 +3,7 @@
 
 use super::envelope::{Adsr, Envelope, Stage};
 use super::synth::{OscState, SYNTHS, SynthCtx};
+use crate::dsp::svf::{Svf, SvfCoefs};
 use crate::params::{Param, ParamValues};
 use crate::tables::Tables;
 use crate::tables::wavetable::{phase_inc, read};
@@ -14,6 +15,12 @@ pub const STEAL_FADE_SECONDS: f32 = 0.005;
 const SILENT_SECONDS: f32 = 0.05;
 /// Level treated as silence (-80 dB).
 const SILENCE: f32 = 1e-4;
+/// Largest per-note pitch offset at `analog` 1, in semitones (10 cents).
+const ANALOG_OFFSET: f64 = 0.1;
+/// Depth of the slow pitch wander at `analog` 1, in semitones (4 cents).
+const ANALOG_WANDER: f64 = 0.04;
+/// The voice filter's cutoff when the channel's low-pass is off.
+const OPEN_CUTOFF: f32 = 20_000.0;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum VoiceSource {
@@ -47,6 +54,21 @@ pub struct Voice {
     steal_total: u32,
     quiet: u32,
     sub_phase: u32,
+    /// The pitch sounding, in semitones (the note, or on the way to it while gliding).
+    pitch: f64,
+    /// Glide speed toward `note`, in semitones per second.
+    glide_rate: f64,
+    /// Per-note analog character: a fixed offset (-1..1 of [`ANALOG_OFFSET`]), and
+    /// the wander's phase (cycles) and rate (Hz).
+    analog_offset: f64,
+    analog_phase: f64,
+    analog_rate: f64,
+    /// Velocity, 0..1 (opens the voice filter).
+    velocity: f32,
+    /// The voice filter and its envelope (when the channel has a filter envelope or
+    /// velocity-to-filter).
+    filter_env: Envelope,
+    filter: Svf,
     pub osc: OscState,
 }
 
@@ -84,6 +106,14 @@ impl Voice {
             steal_total: 0,
             quiet: 0,
             sub_phase: 0,
+            pitch: 0.0,
+            glide_rate: 0.0,
+            analog_offset: 0.0,
+            analog_phase: 0.0,
+            analog_rate: 0.0,
+            velocity: 0.0,
+            filter_env: Envelope::idle(),
+            filter: Svf::default(),
             osc: OscState::new(line_len),
         }
     }
@@ -97,7 +127,42 @@ impl Voice {
         }
     }
 
-    /// Starts a note in this (free) slot.
+    /// The filter envelope (released with the note's own release time).
+    fn filter_adsr(p: &ParamValues) -> Adsr {
+        Adsr {
+            attack: p.get(Param::FilterAttack),
+            decay: p.get(Param::FilterDecay),
+            sustain: p.get(Param::FilterSustain),
+            release: p.get(Param::Release),
+        }
+    }
+
+    /// Whether the channel's parameters ask for a filter in every voice.
+    pub fn has_voice_filter(p: &ParamValues) -> bool {
+        p.get(Param::FilterAmount) != 0.0 || p.get(Param::VelToFilter) != 0.0
+    }
+
+    /// The pitch sounding, in semitones (fractional while gliding).
+    pub fn pitch(&self) -> f64 {
+        self.pitch
+    }
+
+    /// Moves a sounding note to `note` without restarting it (legato), gliding over
+    /// `glide` seconds.
+    pub fn retarget(&mut self, note: u8, glide: f32) {
+        self.note = note;
+        self.held = true;
+        self.sustained = false;
+        self.set_glide(glide);
+    }
+
+    fn set_glide(&mut self, glide: f32) {
+        let distance = (self.note as f64 - self.pitch).abs();
+        self.glide_rate = if glide > 0.0 && distance > 0.0 { distance / glide as f64 } else { f64::INFINITY };
+    }
+
+    /// Starts a note in this (free) slot; with `glide_from` (a pitch in semitones)
+    /// it slides from there to the note over the channel's glide time.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         &mut self,
@@ -108,6 +173,7 @@ impl Voice {
         source: VoiceSource,
         instrument_id: u64,
         seed: u64,
+        glide_from: Option<f64>,
         ctx: &VoiceCtx,
     ) {
         self.active = true;
@@ -124,6 +190,17 @@ impl Voice {
         self.steal_left = 0;
         self.quiet = 0;
         self.sub_phase = 0;
+        self.velocity = v;
+        self.pitch = glide_from.unwrap_or(note as f64);
+        self.set_glide(ctx.params.get(Param::Glide));
+        // Analog character from the seed (the synth's noise source stays untouched).
+        let h = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (seed >> 29);
+        let unit = |bits: u64| (bits >> 11) as f64 / (1u64 << 53) as f64;
+        self.analog_offset = unit(h) * 2.0 - 1.0;
+        self.analog_phase = unit(h.rotate_left(23));
+        self.analog_rate = 0.1 + 0.3 * unit(h.rotate_left(41));
+        self.filter = Svf::default();
+        self.filter_env = Envelope::start(&Self::filter_adsr(ctx.params), ctx.sample_rate);
         self.osc.reset(seed);
         self.env = Envelope::start(&Self::adsr(ctx.params), ctx.sample_rate);
         if let VoiceSource::Synth(s) = source {
@@ -134,9 +211,16 @@ impl Voice {
 
     fn synth_ctx<'a>(&self, ctx: &VoiceCtx<'a>, params: &'a ParamValues) -> SynthCtx<'a> {
         // Pitch bend is the channel's, and applies to notes kept on an old instrument too.
+        let analog = params.get(Param::Analog) as f64;
+        let drift = if analog > 0.0 {
+            let wander = (self.analog_phase * std::f64::consts::TAU).sin();
+            analog * (ANALOG_OFFSET * self.analog_offset + ANALOG_WANDER * wander)
+        } else {
+            0.0
+        };
         SynthCtx {
             sample_rate: ctx.sample_rate,
-            freq_hz: note_hz(self.note as f64 + ctx.bend as f64),
+            freq_hz: note_hz(self.pitch + ctx.bend as f64 + drift),
             params,
             waves: &ctx.tables.waves,
         }
@@ -159,6 +243,7 @@ impl Voice {
         if matches!(self.source, VoiceSource::Synth(_)) {
             let p = self.frozen.as_ref().unwrap_or(params);
             self.env.release(&Self::adsr(p), sample_rate);
+            self.filter_env.release(&Self::filter_adsr(p), sample_rate);
         }
     }
 
@@ -199,16 +284,42 @@ impl Voice {
                     Some(p) => p,
                     None => ctx.params,
                 };
-                let sctx = SynthCtx {
-                    sample_rate: ctx.sample_rate,
-                    freq_hz: note_hz(self.note as f64 + ctx.bend as f64),
-                    params,
-                    waves: &ctx.tables.waves,
-                };
+                let sctx = self.synth_ctx(ctx, params);
                 let entry = &SYNTHS[s as usize];
                 entry.synth.render(&mut self.osc, &sctx, wave);
                 self.osc.age += n as u64;
                 add_layers(&mut self.osc, &mut self.sub_phase, &sctx, wave);
+                // Advance the glide and the analog wander.
+                let dt = n as f64 / ctx.sample_rate as f64;
+                let target = self.note as f64;
+                if self.pitch != target {
+                    let step = self.glide_rate * dt;
+                    self.pitch = if (target - self.pitch).abs() <= step {
+                        target
+                    } else {
+                        self.pitch + step.copysign(target - self.pitch)
+                    };
+                }
+                self.analog_phase = (self.analog_phase + self.analog_rate * dt).fract();
+                if Self::has_voice_filter(params) {
+                    // Cutoff: the channel's low-pass, opened by velocity and the filter
+                    // envelope; set once per segment (a tick at most).
+                    self.filter_env.render(&Self::filter_adsr(params), ctx.sample_rate, env);
+                    let base = match params.get(Param::Lowpass) {
+                        c if c > 0.0 => c,
+                        _ => OPEN_CUTOFF,
+                    };
+                    let cutoff = base
+                        + params.get(Param::VelToFilter) * self.velocity
+                        + params.get(Param::FilterAmount) * self.filter_env.level();
+                    let c = SvfCoefs::new(cutoff.max(20.0), params.get(Param::LowpassQ), ctx.sample_rate);
+                    for x in wave.iter_mut() {
+                        *x = self.filter.lowpass(&c, *x);
+                    }
+                    if !self.filter.is_finite() {
+                        self.filter = Svf::default();
+                    }
+                }
                 let adsr = Self::adsr(params);
                 match self.env.steady_level(&adsr) {
                     // Holding: the gain is a constant, no envelope buffer needed.

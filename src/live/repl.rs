@@ -201,12 +201,7 @@ mod tests {
         let mut lib = Library::default();
         lib.instruments.insert(
             "synth_bass".into(),
-            crate::script::library::InstrumentDef {
-                synth: "saw".into(),
-                envelope: None,
-                options: vec![],
-                params: vec![],
-            },
+            crate::script::library::InstrumentDef { synth: "saw".into(), envelope: None, params: vec![] },
         );
         lib.patterns
             .insert("rock".into(), crate::script::library::PatternDef { beats: 4.0, meter: None, hits: vec![] });

@@ -21,15 +21,12 @@ pub enum BuildError {
     BadChannel(u8),
 }
 
-/// Identifies an instrument: name, synth and options.
+/// Identifies an instrument: name and synth.
 fn instrument_id(name: &str, kind: &ChannelKind) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     name.hash(&mut h);
     match kind {
-        ChannelKind::Synth { synth, options } => {
-            synth.hash(&mut h);
-            options.hash(&mut h);
-        }
+        ChannelKind::Synth { synth } => synth.hash(&mut h),
         ChannelKind::Drums => "drums".hash(&mut h),
     }
     h.finish()

@@ -30,10 +30,9 @@ impl SyncMode {
 /// What a channel plays.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ChannelKind {
-    /// A synth by name, with its synth-specific options.
+    /// A synth by name (its options are parameters).
     Synth {
         synth: String,
-        options: Vec<(String, String)>,
     },
     Drums,
 }

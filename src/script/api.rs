@@ -294,11 +294,23 @@ fn apply_envelope(values: &mut ParamValues, lib: &Library, v: &Dynamic) -> Res<(
     }
 }
 
-fn options_of(v: &Dynamic) -> Res<Vec<(String, String)>> {
+/// Sets the parameters a `synth_kw` map names (the reference presets' synth
+/// options: `slave_ratio`, `mod_ratio`, `folds`, `tape`, ...), returning them.
+fn synth_kw(values: &mut ParamValues, v: &Dynamic) -> Res<Vec<Param>> {
     let Some(map) = v.clone().try_cast::<Map>() else {
         return fail(format!("synth_kw must be a map #{{...}}, not {}", type_name(v)));
     };
-    Ok(map.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    let mut set = Vec::new();
+    for (k, v) in &map {
+        let Some(&(_, p)) = crate::params::SYNTH_KW.iter().find(|(name, _)| *name == k.as_str()) else {
+            let names = crate::params::SYNTH_KW.iter().map(|(n, _)| *n);
+            let help = did_you_mean(&suggest_many(k, names));
+            return fail_at(format!("unknown synth_kw key {k}"), k, help);
+        };
+        at_token(set_param(values, p, v), k)?;
+        set.push(p);
+    }
+    Ok(set)
 }
 
 /// Applies a map of channel settings (parameters, envelope, synth, voices).
@@ -316,12 +328,10 @@ fn apply_map(spec: &mut ChannelSpec, lib: &Library, map: &Map) -> Res<()> {
                 if spec.is_drums() {
                     return fail("a drum channel plays the drum kit; it has no synth");
                 }
-                spec.kind = ChannelKind::Synth { synth: s, options: Vec::new() };
+                spec.kind = ChannelKind::Synth { synth: s };
             }
             "synth_kw" => {
-                if let ChannelKind::Synth { options, .. } = &mut spec.kind {
-                    *options = options_of(v)?;
-                }
+                synth_kw(&mut spec.params, v)?;
             }
             "voices" => spec.voices = voices(v)?,
             name => match Param::from_name(name) {
@@ -376,7 +386,7 @@ pub(crate) fn preset_channel(lib: &Library, name: &str) -> Res<ChannelSpec> {
         }
         return Ok(ChannelSpec {
             instrument: name.to_string(),
-            kind: ChannelKind::Synth { synth: def.synth.clone(), options: def.options.clone() },
+            kind: ChannelKind::Synth { synth: def.synth.clone() },
             params,
             voices: DEFAULT_VOICE_LIMIT,
         });
@@ -384,7 +394,7 @@ pub(crate) fn preset_channel(lib: &Library, name: &str) -> Res<ChannelSpec> {
     if synth_index(name).is_some() {
         return Ok(ChannelSpec {
             instrument: name.to_string(),
-            kind: ChannelKind::Synth { synth: name.to_string(), options: Vec::new() },
+            kind: ChannelKind::Synth { synth: name.to_string() },
             params,
             voices: DEFAULT_VOICE_LIMIT,
         });
@@ -765,7 +775,7 @@ pub fn register(engine: &mut Engine, state: &Shared) {
             let synth = text(synth, "synth")?;
             let mut spec = ChannelSpec {
                 instrument: synth.clone(),
-                kind: ChannelKind::Synth { synth, options: Vec::new() },
+                kind: ChannelKind::Synth { synth },
                 params: ParamValues::default(),
                 voices: DEFAULT_VOICE_LIMIT,
             };
@@ -879,7 +889,7 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         match st.set.channels.get_mut(&c.number) {
             Some(spec) if !spec.is_drums() => {
                 spec.instrument = name.clone();
-                spec.kind = ChannelKind::Synth { synth: name, options: Vec::new() };
+                spec.kind = ChannelKind::Synth { synth: name };
                 Ok(())
             }
             Some(_) => fail("a drum channel plays the drum kit; it has no synth"),
@@ -1013,8 +1023,7 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         let Some(synth) = map.get("synth") else {
             return fail(format!("instrument {name} needs a synth"));
         };
-        let mut def =
-            InstrumentDef { synth: text(synth, "synth")?, envelope: None, options: Vec::new(), params: Vec::new() };
+        let mut def = InstrumentDef { synth: text(synth, "synth")?, envelope: None, params: Vec::new() };
         let mut scratch = ParamValues::default();
         for (k, v) in &map {
             match k.as_str() {
@@ -1027,7 +1036,11 @@ pub fn register(engine: &mut Engine, state: &Shared) {
                     }
                     def.envelope = Some(e);
                 }
-                "synth_kw" => def.options = options_of(v)?,
+                "synth_kw" => {
+                    for p in synth_kw(&mut scratch, v)? {
+                        def.params.push((p, scratch.get(p)));
+                    }
+                }
                 pname => {
                     let Some(p) = Param::from_name(pname) else {
                         return unknown_param(pname);

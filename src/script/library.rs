@@ -24,7 +24,6 @@ pub const STDLIB_MODULES: &[(&str, &str)] = &[("music", include_str!("../../stdl
 pub struct InstrumentDef {
     pub synth: String,
     pub envelope: Option<String>,
-    pub options: Vec<(String, String)>,
     pub params: Vec<(Param, f32)>,
 }
 

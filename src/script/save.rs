@@ -51,30 +51,22 @@ fn channel_line(n: u8, spec: &ChannelSpec, lib: &Library, out: &mut String) {
             }
             let _ = writeln!(out, "drums({n}{});", map_literal(&items));
         }
-        ChannelKind::Synth { synth, options } => {
+        ChannelKind::Synth { synth } => {
             let base = preset_channel(lib, &spec.instrument).ok().filter(|b| b.kind == spec.kind);
             let base = match base {
                 Some(b) => b,
                 None => {
                     // Not a library preset (or changed): define it here first.
-                    let opts: Vec<String> = options.iter().map(|(k, v)| format!("{k}: {}", option_value(v))).collect();
-                    let kw =
-                        if opts.is_empty() { String::new() } else { format!(", synth_kw: #{{ {} }}", opts.join(", ")) };
                     let _ = writeln!(
                         out,
-                        "define_instrument({}, #{{ synth: {}{kw} }});",
+                        "define_instrument({}, #{{ synth: {} }});",
                         quote(&spec.instrument),
                         quote(synth)
                     );
                     let mut lib = lib.clone();
                     lib.instruments.insert(
                         spec.instrument.clone(),
-                        super::library::InstrumentDef {
-                            synth: synth.clone(),
-                            envelope: None,
-                            options: options.clone(),
-                            params: Vec::new(),
-                        },
+                        super::library::InstrumentDef { synth: synth.clone(), envelope: None, params: Vec::new() },
                     );
                     preset_channel(&lib, &spec.instrument).expect("the synth was checked when the set was built")
                 }
@@ -86,10 +78,6 @@ fn channel_line(n: u8, spec: &ChannelSpec, lib: &Library, out: &mut String) {
             let _ = writeln!(out, "channel({n}, {}{});", quote(&spec.instrument), map_literal(&items));
         }
     }
-}
-
-fn option_value(v: &str) -> String {
-    if v.parse::<f64>().is_ok() || v == "true" || v == "false" { v.to_string() } else { quote(v) }
 }
 
 fn pattern_lines(p: &PatternSpec, set: &Set, lib: &Library, out: &mut String) {

@@ -61,6 +61,9 @@ pub fn phase_inc(freq_hz: f64, sample_rate: f64) -> u32 {
     (cycles * 4_294_967_296.0).round().min(u32::MAX as f64) as u32
 }
 
+/// Level of the saw and square tables: their peaks, overshoot included, stay below 1.
+const GIBBS: f64 = 0.84;
+
 impl Wavetables {
     pub fn new() -> Self {
         let mut planner = FftPlanner::<f64>::new();
@@ -85,9 +88,11 @@ impl Wavetables {
             t[TABLE_LEN] = t[0];
             t
         };
-        let saw = |h: usize| 2.0 / PI * if h % 2 == 1 { 1.0 } else { -1.0 } / h as f64;
+        // Saw and square are scaled so that their Gibbs overshoot (about 18% of
+        // full scale with every harmonic below Nyquist) stays within full scale.
+        let saw = |h: usize| GIBBS * 2.0 / PI * if h % 2 == 1 { 1.0 } else { -1.0 } / h as f64;
         let square = |h: usize| {
-            if h % 2 == 1 { 4.0 / (PI * h as f64) } else { 0.0 }
+            if h % 2 == 1 { GIBBS * 4.0 / (PI * h as f64) } else { 0.0 }
         };
         let triangle = |h: usize| {
             if h % 2 == 1 {
@@ -145,7 +150,9 @@ mod tests {
         assert!((tri[TABLE_LEN / 4] - 1.0).abs() < 0.01);
         let saw = w.table(Shape::Saw, phase_inc(50.0, 48000.0));
         assert!(saw[0].abs() < 1e-6);
-        assert!((saw[TABLE_LEN / 4] - 0.5).abs() < 0.02);
+        assert!((saw[TABLE_LEN / 4] - 0.5 * GIBBS as f32).abs() < 0.02);
+        let peak = saw.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        assert!(peak <= 1.0 && peak > 0.95, "saw peak {peak}");
     }
 
     #[test]

@@ -4,27 +4,44 @@
 //! [`Synth`] plus one line in [`SYNTHS`].
 
 mod basic;
+mod bowed;
 mod fm;
+mod keys;
 mod noise;
 mod organ;
 mod pluck;
+mod plucked;
 mod supersaw;
+mod synths;
+mod winds;
 
 use crate::params::{Param, ParamValues};
 use crate::tables::wavetable::Wavetables;
 use rand_pcg::Pcg32;
 
-/// Oscillator phases a voice can hold (three detuned copies of up to eight).
-pub const MAX_PHASES: usize = 24;
+/// Oscillator phases a voice can hold (three detuned copies of up to eight, or
+/// one additive bank of up to 64 partials).
+pub const MAX_PHASES: usize = 64;
+/// Floats of filter and miscellaneous state a voice can hold.
+pub const MAX_Z: usize = 64;
+/// Integers of state a voice can hold.
+pub const MAX_N: usize = 8;
+
+/// Length of a voice's delay line at `sample_rate`: one period of A0 (27.5 Hz) and
+/// a little room, rounded up to a power of two. Physical models with two strings
+/// split it in halves.
+pub fn line_len(sample_rate: f32) -> usize {
+    ((sample_rate / 27.5).ceil() as usize + 4).next_power_of_two()
+}
 
 /// Per-voice synth state: allocated once with the voice pool, reset at note-on.
 pub struct OscState {
     /// 32-bit phase accumulators (one cycle = 2^32): exact pitch, no drift.
     pub phase: [u32; MAX_PHASES],
     /// Filter and miscellaneous state.
-    pub z: [f32; 8],
+    pub z: [f32; MAX_Z],
     /// Integer state (delay lengths, positions).
-    pub n: [usize; 4],
+    pub n: [usize; MAX_N],
     /// Seeded noise source: renders are deterministic.
     pub rng: Pcg32,
     /// Samples rendered since note-on.
@@ -37,8 +54,8 @@ impl OscState {
     pub fn new(line_len: usize) -> Self {
         OscState {
             phase: [0; MAX_PHASES],
-            z: [0.0; 8],
-            n: [0; 4],
+            z: [0.0; MAX_Z],
+            n: [0; MAX_N],
             rng: Pcg32::new(0, 0),
             age: 0,
             line: crate::dsp::zeroed(line_len),
@@ -48,8 +65,8 @@ impl OscState {
     /// Clears the state for a new note, seeding the noise source.
     pub fn reset(&mut self, seed: u64) {
         self.phase = [0; MAX_PHASES];
-        self.z = [0.0; 8];
-        self.n = [0; 4];
+        self.z = [0.0; MAX_Z];
+        self.n = [0; MAX_N];
         self.rng = Pcg32::new(seed, 0x0a02_bdbf_7bb3_c0a7);
         self.age = 0;
     }
@@ -99,22 +116,59 @@ pub struct SynthEntry {
     pub synth: &'static dyn Synth,
     /// One line for listings.
     pub about: &'static str,
+    /// The useful range, lowest and highest MIDI note (what the library tests play).
+    pub range: (u8, u8),
 }
 
 /// Every synth the engine has, by the name sets use.
 pub static SYNTHS: &[SynthEntry] = &[
-    SynthEntry { name: "sine", synth: &basic::Sine, about: "pure sine" },
-    SynthEntry { name: "saw", synth: &basic::Wave(basic::WaveKind::Saw), about: "band-limited sawtooth" },
-    SynthEntry { name: "triangle", synth: &basic::Wave(basic::WaveKind::Triangle), about: "band-limited triangle" },
-    SynthEntry { name: "square", synth: &basic::Wave(basic::WaveKind::Square), about: "band-limited square" },
-    SynthEntry { name: "pulse", synth: &basic::Pulse, about: "band-limited pulse, 25% duty" },
-    SynthEntry { name: "pwm_slow", synth: &basic::Pwm { rate_hz: 0.3 }, about: "pulse-width modulation, 0.3 Hz sweep" },
-    SynthEntry { name: "pwm_fast", synth: &basic::Pwm { rate_hz: 3.0 }, about: "pulse-width modulation, 3 Hz sweep" },
-    SynthEntry { name: "fm", synth: &fm::Fm, about: "two-operator FM (fm_ratio, fm_index)" },
-    SynthEntry { name: "supersaw", synth: &supersaw::Supersaw, about: "seven saws spread over +/-15 cents" },
-    SynthEntry { name: "noise", synth: &noise::Noise, about: "white noise" },
-    SynthEntry { name: "organ_synth", synth: &organ::Organ, about: "additive drawbar organ" },
-    SynthEntry { name: "pluck_synth", synth: &pluck::Pluck, about: "Karplus-Strong plucked string" },
+    SynthEntry { name: "sine", synth: &basic::Sine, about: "pure sine", range: (24, 108) },
+    SynthEntry {
+        name: "saw",
+        synth: &basic::Wave(basic::WaveKind::Saw),
+        about: "band-limited sawtooth",
+        range: (24, 108),
+    },
+    SynthEntry {
+        name: "triangle",
+        synth: &basic::Wave(basic::WaveKind::Triangle),
+        about: "band-limited triangle",
+        range: (24, 108),
+    },
+    SynthEntry {
+        name: "square",
+        synth: &basic::Wave(basic::WaveKind::Square),
+        about: "band-limited square",
+        range: (24, 108),
+    },
+    SynthEntry { name: "pulse", synth: &basic::Pulse, about: "band-limited pulse, 25% duty", range: (24, 108) },
+    SynthEntry {
+        name: "pwm_slow",
+        synth: &basic::Pwm { rate_hz: 0.3 },
+        about: "pulse-width modulation, 0.3 Hz sweep",
+        range: (24, 108),
+    },
+    SynthEntry {
+        name: "pwm_fast",
+        synth: &basic::Pwm { rate_hz: 3.0 },
+        about: "pulse-width modulation, 3 Hz sweep",
+        range: (24, 108),
+    },
+    SynthEntry { name: "fm", synth: &fm::Fm, about: "two-operator FM (fm_ratio, fm_index)", range: (24, 96) },
+    SynthEntry {
+        name: "supersaw",
+        synth: &supersaw::Supersaw,
+        about: "seven saws spread over +/-15 cents",
+        range: (24, 108),
+    },
+    SynthEntry { name: "noise", synth: &noise::Noise, about: "white noise", range: (24, 108) },
+    SynthEntry { name: "organ_synth", synth: &organ::Organ, about: "additive drawbar organ", range: (24, 96) },
+    SynthEntry { name: "pluck_synth", synth: &pluck::Pluck, about: "Karplus-Strong plucked string", range: (28, 96) },
+    // keys and mallets (keys.rs)
+    // bowed strings, organs and voices (bowed.rs)
+    // winds and reeds (winds.rs)
+    // plucked strings (plucked.rs)
+    // synthesizers (synths.rs)
 ];
 
 /// The registry index of a synth name.

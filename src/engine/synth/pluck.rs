@@ -7,6 +7,8 @@
 use super::{OscState, Synth, SynthCtx};
 use std::f64::consts::PI;
 
+/// Level of the noise burst: the filtered loop stays below full scale.
+const BURST: f32 = 0.85;
 /// Loop gain per period.
 const DECAY: f32 = 0.998;
 
@@ -29,7 +31,7 @@ impl Synth for Pluck {
         let (n, _) = tuning(ctx.freq_hz, ctx.sample_rate as f64, st.line.len());
         let mut mean = 0.0;
         for i in 0..n {
-            let v = st.noise();
+            let v = st.noise() * BURST;
             st.line[i] = v;
             mean += v;
         }

@@ -1,0 +1,1 @@
+//! Bowed strings, organs and voices: sustained additive and formant synths.

@@ -1,0 +1,1 @@
+//! Keys and mallets: pianos, electric pianos, tuned percussion, bells and bowls.

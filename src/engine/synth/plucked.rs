@@ -1,0 +1,1 @@
+//! Plucked strings: Karplus-Strong families (guitars, basses, banjo, sitar, ...).

@@ -1,0 +1,1 @@
+//! Synthesizers: mellotron, hard sync, ring modulation, wavefolding, analog drift, granular.

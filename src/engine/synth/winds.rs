@@ -1,0 +1,1 @@
+//! Winds and reeds: flutes, brass, reeds, bagpipe, theremin, pedal steel.
