@@ -68,10 +68,82 @@ enum Command {
     },
     /// Evaluate and validate a set, print the rig; exits non-zero on error.
     Check { set: PathBuf },
+    /// Hear one preset of the library: an instrument's note (held 1 s, then left to
+    /// ring out), a drum sound's hit, or two bars of a pattern or fill.
+    Audition {
+        /// An instrument, synth or drum sound (with --pattern: a pattern or fill).
+        #[arg(required_unless_present = "list")]
+        name: Option<String>,
+        /// The name is a pattern or fill.
+        #[arg(long)]
+        pattern: bool,
+        /// The note to play: a name (C4, F#2, Eb5) or a MIDI number.
+        #[arg(long, default_value = "C4")]
+        note: String,
+        /// Velocity, 1 to 127.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=127))]
+        velocity: u8,
+        /// Write a WAV file instead of playing on the audio device.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Audio output device (without --out): part of its name, from `jamrig ports`.
+        #[arg(long)]
+        device: Option<String>,
+        /// List every instrument, synth, drum sound, pattern and fill.
+        #[arg(long)]
+        list: bool,
+    },
 }
 
 /// Exit status when there is no usable audio output.
 const EXIT_NO_AUDIO: u8 = 3;
+
+/// `jamrig audition`: lists, or renders one preset to a WAV or the audio device.
+fn audition(
+    name: Option<String>,
+    pattern: bool,
+    note: &str,
+    velocity: u8,
+    out: Option<PathBuf>,
+    device: Option<String>,
+    list: bool,
+) -> anyhow::Result<()> {
+    use jamrig::offline::audition;
+    let host = jamrig::script::ScriptHost::new().map_err(ScriptFailure)?;
+    if list {
+        print!("{}", audition::list(host.library()));
+        return Ok(());
+    }
+    let name = name.unwrap_or_default();
+    let note_number = jamrig::theory::parse_note(note)
+        .or_else(|| note.parse::<u8>().ok().filter(|n| *n < 128))
+        .ok_or_else(|| anyhow::anyhow!("--note {note} is not a note: give a name like C4, F#2 or Eb5, or 0..127"))?;
+    let item = audition::resolve(host.library(), &name, pattern)?;
+    let chosen = match &out {
+        Some(_) => None,
+        None => Some(jamrig::live::audio::choose(device.as_deref(), 256)?),
+    };
+    let rate = chosen.as_ref().map_or(48_000, |c| c.sample_rate());
+    let plan = audition::plan(&host, &item, note_number, velocity, rate)?;
+    let samples = audition::render(&plan, std::sync::Arc::new(jamrig::tables::Tables::new(rate as f32)))?;
+    let seconds = samples.len() as f64 / 2.0 / rate as f64;
+    let what = match &item {
+        audition::Item::Instrument(n) => format!("{n} at {}", jamrig::theory::note_name(note_number)),
+        other => format!("{} {}", other.kind(), other.name()),
+    };
+    match (out, chosen) {
+        (Some(path), _) => {
+            jamrig::offline::wav::write(&path, &samples, rate, SampleFormat::S16)?;
+            eprintln!("wrote {} ({what}, {seconds:.1} s)", path.display());
+        }
+        (None, Some(c)) => {
+            eprintln!("playing {what} ({seconds:.1} s) on {}", c.description);
+            jamrig::live::audio::play_buffer(&c, samples)?;
+        }
+        (None, None) => unreachable!("a device was chosen when there is no --out"),
+    }
+    Ok(())
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -117,6 +189,15 @@ fn main() -> ExitCode {
             })
         }
         Command::Check { set } => job::check(&set).map(|s| print!("{s}")),
+        Command::Audition { name, pattern, note, velocity, out, device, list } => {
+            match audition(name, pattern, &note, velocity, out, device, list) {
+                Err(e) if e.downcast_ref::<jamrig::live::audio::AudioError>().is_some() => {
+                    eprintln!("error: {e}\nwrite a WAV instead with -o OUT.wav");
+                    return ExitCode::from(EXIT_NO_AUDIO);
+                }
+                other => other,
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

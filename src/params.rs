@@ -113,8 +113,8 @@ params! {
     DelayTime = "delay_time", "s", Number { min: 0.001, max: 2.0 }, 0.375, Bus, true, true, "time between echoes";
     DelayFeedback = "delay_feedback", "", Number { min: 0.0, max: 0.95 }, 0.4, Bus, true, false, "echo feedback (how many repeats)";
     Reverb = "reverb", "", Number { min: 0.0, max: 1.0 }, 0.0, Bus, true, false, "reverb mix";
-    ReverbDecay = "reverb_decay", "s", Number { min: 0.1, max: 20.0 }, 1.0, Bus, true, true, "reverb decay time (to -60 dB)";
-    ReverbType = "reverb_type", "", Choice(REVERB_TYPES), 0.0, Bus, false, false, "reverb character";
+    ReverbDecay = "reverb_decay", "s", Number { min: 0.1, max: 20.0 }, 1.0, Bus, true, true, "reverb decay time (to -60 dB); for a reverb_type other than algorithmic, a scale of the type's own time (1 = as the type)";
+    ReverbType = "reverb_type", "", Choice(REVERB_TYPES), 0.0, Bus, true, false, "reverb character: its decay time (scaled by reverb_decay over 1 s) and darkness";
     Attack = "attack", "s", Number { min: 0.0, max: 20.0 }, 0.005, Voice, true, true, "envelope attack time";
     Decay = "decay", "s", Number { min: 0.0, max: 20.0 }, 0.1, Voice, true, true, "envelope decay time (to the sustain level)";
     Sustain = "sustain", "", Number { min: 0.0, max: 1.0 }, 0.4, Voice, true, false, "envelope sustain level (0 = percussive)";

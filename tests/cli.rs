@@ -630,3 +630,56 @@ fn a_failed_render_keeps_an_existing_output_file() {
     render_fails(f.dir.path(), &["render", s(&f.path("set.rhai")), "--midi", s(&mid), "-o", s(&out)]);
     assert_eq!(std::fs::read(&out).unwrap(), b"previous");
 }
+
+// ---- jamrig audition ----
+
+#[test]
+fn audition_renders_an_instrument_note_held_then_rung_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("a.wav");
+    let o = jamrig(&["audition", "organ", "--note", "A4", "-o", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("organ at A4"), "{}", stderr(&o));
+    let (spec, x) = read_wav(&out);
+    let x = mono(&x);
+    let sr = spec.sample_rate as f64;
+    let seconds = x.len() as f64 / sr;
+    // One second held, then the release and a quarter second of silence.
+    assert!((1.2..4.0).contains(&seconds), "{seconds:.2} s");
+    let held = &x[(0.3 * sr) as usize..(0.9 * sr) as usize];
+    let f = common::fine_peak_freq(held, sr, 400.0, 480.0);
+    assert!(common::cents(f, 440.0).abs() < 3.0, "A4 heard at {f:.2} Hz");
+    assert!(peak(&x[x.len() - (0.1 * sr) as usize..]) < 1e-4, "rings out to silence");
+}
+
+#[test]
+fn audition_plays_drum_sounds_and_patterns_and_lists_the_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let hit = dir.path().join("k.wav");
+    let o = jamrig(&["audition", "snare", "-o", s(&hit)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, x) = read_wav(&hit);
+    assert!(peak(&x) > 0.05);
+    let pat = dir.path().join("p.wav");
+    let o = jamrig(&["audition", "--pattern", "rock", "-o", s(&pat)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (spec, x) = read_wav(&pat);
+    // Two 4-beat bars at 120 BPM, and the last hits ringing.
+    let seconds = x.len() as f64 / 2.0 / spec.sample_rate as f64;
+    assert!((4.0..6.0).contains(&seconds), "{seconds:.2} s");
+    let list = stdout(&jamrig(&["audition", "--list"]));
+    for section in ["instruments (84)", "drum sounds", "patterns (", "fills (37)", "synths (57)"] {
+        assert!(list.contains(section), "--list has no {section}:\n{list}");
+    }
+}
+
+#[test]
+fn audition_suggests_names_and_rejects_bad_notes() {
+    let o = jamrig(&["audition", "pianno", "-o", "/dev/null"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("did you mean") && stderr(&o).contains("piano"), "{}", stderr(&o));
+    let o = jamrig(&["audition", "--pattern", "rok", "-o", "/dev/null"]);
+    assert!(stderr(&o).contains("rock"), "{}", stderr(&o));
+    let o = jamrig(&["audition", "piano", "--note", "H2", "-o", "/dev/null"]);
+    assert!(!o.status.success() && stderr(&o).contains("not a note"), "{}", stderr(&o));
+}

@@ -170,3 +170,114 @@ fn every_instrument_preset_plays() {
     }
     assert!(bad.is_empty(), "{} problems:\n{}", bad.len(), bad.join("\n"));
 }
+
+// ---- Drum sounds, patterns and fills, through `jamrig audition`'s planner ----
+
+use jamrig::offline::audition::{self, Item};
+
+fn audition_render(item: &Item) -> (audition::Plan, Vec<f32>) {
+    let plan = audition::plan(common::host(), item, 60, 100, SR).expect("plan");
+    let out = audition::render(&plan, common::tables(SR)).expect("render");
+    (plan, out)
+}
+
+/// First frame that is not exactly zero.
+fn first_sound(x: &[f32]) -> Option<usize> {
+    x.iter().position(|v| *v != 0.0)
+}
+
+#[test]
+fn every_drum_sound_hits_on_time_and_decays_to_silence() {
+    let lib = common::host().library();
+    let lead_in = common::at(0.01, SR);
+    let mut bad = Vec::new();
+    for (name, &note) in &lib.drum_sounds {
+        let (_, out) = audition_render(&Item::Drum(name.clone(), note));
+        let l = common::left(&out);
+        let peak = common::peak(&l);
+        let onset = first_sound(&l);
+        let seconds = l.len() as f64 / SR as f64;
+        let tail = common::peak(&l[l.len().saturating_sub(SR as usize / 10)..]);
+        if peak < 0.01 {
+            bad.push(format!("{name} ({note}): silent, peak {peak:.4}"));
+        } else if onset.is_none_or(|o| o < lead_in || o > lead_in + 4) {
+            bad.push(format!("{name} ({note}): first sound at frame {onset:?}, the hit is at {lead_in}"));
+        } else if seconds > 10.0 || tail > 1e-4 {
+            bad.push(format!("{name} ({note}): still at {:.1} dB after {seconds:.1} s", common::db(tail)));
+        }
+    }
+    assert!(lib.drum_sounds.len() >= 74, "{} drum sounds", lib.drum_sounds.len());
+    assert!(bad.is_empty(), "{} problems:\n{}", bad.len(), bad.join("\n"));
+}
+
+/// Renders pattern or fill `item` one drum note at a time; every onset found (a
+/// sound after exact silence) must be a hit of the data, and every hit whose
+/// sound has ended before the next one must be found.
+fn check_pattern_onsets(item: &Item, def: &jamrig::script::library::PatternDef) -> Vec<String> {
+    let lib = common::host().library();
+    let mut bad = Vec::new();
+    let (plan, full) = audition_render(item);
+    if common::peak(&full) < 0.01 {
+        return vec![format!("{}: silent", item.name())];
+    }
+    let spb = 60.0 / plan.set.tempo_bpm;
+    let mut notes: Vec<u8> = def.hits.iter().map(|h| h.note).collect();
+    notes.sort();
+    notes.dedup();
+    for note in notes {
+        // The sound's own length, and its own onsets (some sounds, a guiro's scrape,
+        // have silences inside), from a single hit.
+        let sound = lib.drum_name(note).map(str::to_string).unwrap_or_default();
+        let mut single = audition::plan(common::host(), &Item::Drum(sound.clone(), note), 60, 100, SR).expect("plan");
+        single.seconds = Some(10.0); // all of it, not only down to -90 dB
+        let one = common::left(&audition::render(&single, common::tables(SR)).expect("render"));
+        let hit_at = first_sound(&one).unwrap_or(0);
+        let length = one.iter().rposition(|v| *v != 0.0).unwrap_or(0) - hit_at;
+        let inner: Vec<usize> = common::onsets(&one, 1).iter().map(|o| o - hit_at).collect();
+        let mut p = audition::plan(common::host(), item, 60, 100, SR).expect("plan");
+        for pat in p.set.patterns.values_mut() {
+            pat.hits.retain(|h| h.note == note && h.velocity > 0);
+        }
+        let out = audition::render(&p, common::tables(SR)).expect("render");
+        let l = common::left(&out);
+        let mut expected: Vec<usize> = Vec::new();
+        for rep in 0..audition::PATTERN_BARS as usize {
+            for h in def.hits.iter().filter(|h| h.note == note && h.velocity > 0) {
+                expected.push(((h.beat + rep as f64 * def.beats) * spb * SR as f64).round() as usize);
+            }
+        }
+        expected.sort();
+        expected.dedup();
+        let found = common::onsets(&l, 1);
+        for &o in &found {
+            if !expected.iter().any(|&e| inner.iter().any(|&d| o >= e + d && o <= e + d + 4)) {
+                bad.push(format!("{} {sound}: a sound at frame {o}, where the data has no hit", item.name()));
+            }
+        }
+        for (k, &e) in expected.iter().enumerate() {
+            let clear = k == 0 || e - expected[k - 1] > length + 8;
+            if clear && !found.iter().any(|&o| o >= e && o <= e + 4) {
+                bad.push(format!(
+                    "{} {sound}: no onset at frame {e} (beat {:.3})",
+                    item.name(),
+                    e as f64 / SR as f64 / spb
+                ));
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn every_pattern_and_fill_plays_its_hits_where_the_data_says() {
+    let lib = common::host().library();
+    let mut bad = Vec::new();
+    for (name, def) in &lib.patterns {
+        bad.extend(check_pattern_onsets(&Item::Pattern(name.clone()), def));
+    }
+    for (name, def) in &lib.fills {
+        bad.extend(check_pattern_onsets(&Item::Fill(name.clone()), def));
+    }
+    assert!(lib.patterns.len() >= 100 && lib.fills.len() >= 37);
+    assert!(bad.is_empty(), "{} problems:\n{}", bad.len(), bad.join("\n"));
+}

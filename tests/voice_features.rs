@@ -151,3 +151,28 @@ fn spread_widens_the_stereo_image_and_keeps_the_mono_sum() {
     let worst = a.iter().zip(&b).skip(at(0.3, SR)).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
     assert!(worst < 1e-4, "the mono sum moved by {worst}");
 }
+
+#[test]
+fn reverb_types_have_their_own_decay_and_darkness() {
+    // A short blip, then the tail: time for it to fall 40 dB below its peak.
+    let tail = |kind: &str| {
+        let set = format!(
+            r#"{LINEAR_MASTER} channel(1, #{{ synth: "saw", envelope: "organ", volume: 0.5, reverb: 1.0, reverb_type: "{kind}" }});"#
+        );
+        let x = mono(&render(&set, SR, 8.0, 64, &[note_on(0, 0, 69, 100), note_off(at(0.05, SR) as u64, 0, 69)]));
+        let w = rms_windows(span(&x, SR, 0.1, 8.0), 480);
+        let top = w.iter().cloned().fold(0.0f32, f32::max);
+        let fall = w.iter().position(|&v| v < top * 0.01).unwrap_or(w.len()) as f64 * 0.01;
+        let bright = energy_above(span(&x, SR, 0.3, 0.8), 3000.0);
+        (fall, bright)
+    };
+    let (algo, _) = tail("algorithmic");
+    let (cathedral, cathedral_bright) = tail("cathedral");
+    let (plate, plate_bright) = tail("plate");
+    assert!(cathedral > 3.0 * algo, "cathedral tail {cathedral:.2} s vs algorithmic {algo:.2} s");
+    assert!(plate > 2.0 * algo, "plate tail {plate:.2} s vs algorithmic {algo:.2} s");
+    assert!(
+        plate_bright > 2.0 * cathedral_bright,
+        "plate {plate_bright:.2e} brighter than cathedral {cathedral_bright:.2e}"
+    );
+}

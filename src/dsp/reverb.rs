@@ -12,8 +12,8 @@ const LINES: usize = 8;
 const LINE_MS: [f32; LINES] = [21.5, 27.6, 31.7, 37.3, 41.6, 46.6, 51.4, 56.4];
 const DIFFUSER_MS: [f32; 4] = [3.2, 2.4, 8.6, 6.3];
 const DIFFUSION: f32 = 0.7;
-/// High-frequency damping inside the loop (one-pole coefficient, 0 = none).
-const DAMPING: f32 = 0.35;
+/// High-frequency damping inside the loop by default (one-pole coefficient, 0 = none).
+pub const DEFAULT_DAMPING: f32 = 0.35;
 /// Output scale giving a wet level comparable to the dry signal.
 const WET_GAIN: f32 = 0.6;
 /// Longest block [`Reverb::process`] takes (shorter than any line at 8 kHz).
@@ -39,6 +39,8 @@ pub struct Reverb {
     damp: [f32; LINES],
     gains: [f32; LINES],
     decay_s: f32,
+    /// High-frequency damping in the loop (0 = none, towards 1 = dark).
+    damping: f32,
     sample_rate: f32,
     /// Scratch for one block: the diffused input.
     s: [f32; MAX_BLOCK],
@@ -54,6 +56,7 @@ impl Reverb {
             damp: [0.0; LINES],
             gains: [0.0; LINES],
             decay_s: 0.0,
+            damping: DEFAULT_DAMPING,
             sample_rate,
             s: [0.0; MAX_BLOCK],
         };
@@ -73,6 +76,11 @@ impl Reverb {
         for (g, len) in self.gains.iter_mut().zip(self.lens) {
             *g = 10f32.powf(-3.0 * len / (seconds.max(0.05) * self.sample_rate));
         }
+    }
+
+    /// Sets the high-frequency damping inside the loop (0 = bright .. 0.9 = dark).
+    pub fn set_damping(&mut self, damping: f32) {
+        self.damping = damping.clamp(0.0, 0.9);
     }
 
     /// Processes mono input `x` (at most [`MAX_BLOCK`] samples) into stereo wet output.
@@ -101,7 +109,7 @@ impl Reverb {
         // The network, sample by sample, element-wise over the lines: each line's
         // output is read and its new input stored in the same ring slot.
         const SIGN: [f32; LINES] = [1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 1.0, -1.0];
-        let a = 1.0 - DAMPING;
+        let a = 1.0 - self.damping;
         let mut done = 0;
         while done < n {
             // A segment in which no line wraps around.

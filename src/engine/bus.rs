@@ -35,6 +35,21 @@ fn ramp_in(gain: &mut f32, step: f32, buf: &mut [f32]) {
 }
 
 /// The bus output of one tick.
+/// Per reverb type (in [`crate::params::REVERB_TYPES`] order): decay time in seconds
+/// at `reverb_decay` 1, and high-frequency damping. The algorithmic reverb's decay
+/// is `reverb_decay` itself.
+const REVERB_CHARACTERS: [(f32, f32); 9] = [
+    (1.0, crate::dsp::reverb::DEFAULT_DAMPING), // algorithmic
+    (4.0, 0.15),                                // plate: long, bright
+    (2.5, 0.4),                                 // hall
+    (6.0, 0.6),                                 // cathedral: long, dark
+    (3.0, 0.45),                                // spring
+    (8.0, 0.7),                                 // cave: very dark
+    (3.0, 0.15),                                // parking garage: hard surfaces
+    (5.0, 0.35),                                // canyon
+    (12.0, 0.5),                                // taj mahal: the longest
+];
+
 /// Delay of the stereo spread's side signal.
 const SPREAD_DELAY_SECONDS: f32 = 0.011;
 
@@ -343,7 +358,12 @@ impl Bus {
                 self.reverb_dormant = false;
                 self.wake[REVERB] = 0.0;
             }
-            self.reverb.set_decay(rd0);
+            // The type's character: its own decay time (scaled by reverb_decay over
+            // its 1 s default) and its damping.
+            let (type_decay, damping) =
+                REVERB_CHARACTERS.get(t.get(Param::ReverbType) as usize).copied().unwrap_or(REVERB_CHARACTERS[0]);
+            self.reverb.set_decay(rd0 * type_decay);
+            self.reverb.set_damping(damping);
             let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
             for i in 0..n {
                 mono[i] = 0.5 * (l[i] + r[i]);

@@ -78,7 +78,11 @@ pub fn run(job: &RenderJob) -> Result<Rendered> {
         Length::Seconds(s) => s,
         Length::Auto => match &midi {
             Some((_, end)) => *end as f64 / sr + TAIL_SECONDS,
-            None => DEFAULT_BARS * seconds_per_bar,
+            // At least one full cycle of the longest pattern.
+            None => {
+                let longest = set.patterns.values().map(|p| p.length_beats).fold(0.0, f64::max);
+                (DEFAULT_BARS * seconds_per_bar).max(longest * 60.0 / set.tempo_bpm + TAIL_SECONDS)
+            }
         },
     };
     let frames = (seconds * sr).round() as usize;

@@ -2,6 +2,7 @@
 //! thread (which plays the audio thread's part), far faster than real time and
 //! bit-identical from run to run. Used by `jamrig render` and by the tests.
 
+pub mod audition;
 pub mod job;
 pub mod midifile;
 pub mod render;

@@ -18,7 +18,8 @@ pub const DEFAULT_BLOCK: usize = 512;
 pub enum Length {
     Bars(f64),
     Seconds(f64),
-    /// The MIDI file's length plus a tail, or 8 bars.
+    /// The MIDI file's length plus a tail; without one, 8 bars or one cycle of the
+    /// longest pattern (and a tail), whichever is longer.
     Auto,
 }
 
