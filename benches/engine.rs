@@ -1,6 +1,6 @@
 //! Engine benchmarks: prints the figures BENCHMARKS.md records. Run with
 //! `cargo bench --bench engine` (add `-- NAME` to run one: throughput, voices,
-//! startup, memory, reload).
+//! startup, memory, reload, save, synths).
 //!
 //! Every figure is measured on one core, offline (the renderer's thread plays the
 //! audio thread's part), at 48 kHz with 128-frame blocks unless it says otherwise.
@@ -28,12 +28,7 @@ fn synth_channel(synth: &str, fx: bool, voices: u8) -> ChannelSpec {
         params.set(Param::Delay, 0.3);
         params.set(Param::Reverb, 0.3);
     }
-    ChannelSpec {
-        instrument: synth.into(),
-        kind: ChannelKind::Synth { synth: synth.into(), options: vec![] },
-        params,
-        voices,
-    }
+    ChannelSpec { instrument: synth.into(), kind: ChannelKind::Synth { synth: synth.into() }, params, voices }
 }
 
 /// `channels` channels of `voices` held notes each.
@@ -145,7 +140,83 @@ fn voices(tables: &Arc<Tables>) {
     );
 }
 
+/// Cost of every synth alone: one voice rendered straight from the synth (no
+/// envelope, no bus) at three pitches, in ns per voice-sample; then how many voices
+/// of the costliest synth an engine renders with every 128-frame block in time.
+fn synth_costs(tables: &Arc<Tables>) {
+    use jamrig::engine::synth::{OscState, SYNTHS, SynthCtx, line_len};
+    let params = jamrig::params::ParamValues::default();
+    let mut rows = Vec::new();
+    for entry in SYNTHS {
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            let mut samples = 0usize;
+            let t0 = Instant::now();
+            for note in [48.0, 60.0, 72.0] {
+                let mut st = OscState::new(line_len(SR as f32));
+                st.reset(7);
+                let ctx = SynthCtx {
+                    sample_rate: SR as f32,
+                    freq_hz: jamrig::theory::note_hz(note),
+                    params: &params,
+                    waves: &tables.waves,
+                };
+                entry.synth.start(&mut st, &ctx);
+                let mut buf = [0.0f32; TICK_FRAMES];
+                for _ in 0..(SR as usize / TICK_FRAMES) {
+                    entry.synth.render(&mut st, &ctx, &mut buf);
+                    st.age += TICK_FRAMES as u64;
+                    std::hint::black_box(&buf);
+                }
+                samples += SR as usize / TICK_FRAMES * TICK_FRAMES;
+            }
+            runs.push(t0.elapsed().as_secs_f64() * 1e9 / samples as f64);
+        }
+        runs.sort_by(f64::total_cmp);
+        rows.push((entry.name, runs[0]));
+    }
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("synth cost, one voice, ns per voice-sample (best of 3; notes 48, 60, 72, 1 s each):");
+    for (name, ns) in &rows {
+        println!("    {name:28} {ns:7.1}");
+    }
+    let (costliest, _) = rows[0];
+    let budget = Duration::from_secs_f64(BLOCK as f64 / SR as f64);
+    let mut fits = 0;
+    for n in [16usize, 32, 48, 64, 96, 128, 192, 256] {
+        let channels = n.div_ceil(64);
+        let mut r = held(tables, costliest, channels, n / channels, false);
+        let worst = (0..3).map(|_| time_blocks(&mut r, 1.0).1).min().expect("three trials");
+        let frac = worst.as_secs_f64() / budget.as_secs_f64();
+        println!("    {n:4} {costliest} voices: worst 128-frame block {:.0}% of its budget", frac * 100.0);
+        if frac < 1.0 {
+            fits = n;
+        } else {
+            break;
+        }
+    }
+    println!("voices of the costliest synth ({costliest}) in real time at 128-frame blocks: {fits} (target >= 64)");
+}
+
 fn startup() {
+    // Every example set, loaded from scratch (stdlib, tables, drum kit, set).
+    for path in ["examples/set.rhai", "examples/tour.rhai", "examples/live-coding.rhai", "examples/op-xy.rhai"] {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            let host = ScriptHost::new().expect("stdlib");
+            let ev = host.eval_file(std::path::Path::new(path)).expect("example set");
+            let r = Renderer::new(&ev.set, SR).expect("rig");
+            std::hint::black_box(&r);
+            times.push(t0.elapsed());
+        }
+        times.sort();
+        println!(
+            "    load {path}: median {:.0} ms, worst {:.0} ms (target < 300 ms)",
+            times[2].as_secs_f64() * 1e3,
+            times[4].as_secs_f64() * 1e3
+        );
+    }
     let mut times = Vec::new();
     for _ in 0..5 {
         let t0 = Instant::now();
@@ -316,6 +387,9 @@ fn main() {
     }
     if run("save") {
         save_latency();
+    }
+    if run("synths") {
+        synth_costs(&tables);
     }
     if run("memory") {
         println!("(e) run `cargo bench --bench engine -- memory` alone to measure peak memory");
