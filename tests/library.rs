@@ -241,7 +241,7 @@ fn check_pattern_onsets(item: &Item, def: &jamrig::script::library::PatternDef) 
         let out = audition::render(&p, common::tables(SR)).expect("render");
         let l = common::left(&out);
         let mut expected: Vec<usize> = Vec::new();
-        for rep in 0..audition::PATTERN_BARS as usize {
+        for rep in 0..audition::repeats(def) {
             for h in def.hits.iter().filter(|h| h.note == note && h.velocity > 0) {
                 expected.push(((h.beat + rep as f64 * def.beats) * spb * SR as f64).round() as usize);
             }

@@ -22,7 +22,7 @@ pub const MAX_TAIL_SECONDS: f64 = 30.0;
 const SILENCE: f32 = 3.2e-5;
 /// ...for this long.
 const SILENT_FOR_SECONDS: f64 = 0.25;
-/// Repeats of a pattern or fill.
+/// Bars of a pattern or fill played (whole repeats of it, at least one).
 pub const PATTERN_BARS: f64 = 2.0;
 /// Time left after a pattern's last repeat for its hits to ring.
 const PATTERN_TAIL_SECONDS: f64 = 1.5;
@@ -63,23 +63,31 @@ impl Item {
 /// Finds `name` in the library: instruments and synths, then drum sounds, or with
 /// `pattern` set, patterns and then fills. Unknown names get the nearest ones.
 pub fn resolve(lib: &Library, name: &str, pattern: bool) -> Result<Item> {
+    // Spaces, dashes and underscores are the same ("bossa_nova" is "bossa nova").
+    let key = drum_key(name);
+    fn same<'a>(mut names: impl Iterator<Item = &'a String>, key: &str) -> Option<String> {
+        names.find(|n| drum_key(n) == key).cloned()
+    }
     if pattern {
-        if lib.patterns.contains_key(name) {
-            return Ok(Item::Pattern(name.to_string()));
+        if let Some(n) = same(lib.patterns.keys(), &key) {
+            return Ok(Item::Pattern(n));
         }
-        if lib.fills.contains_key(name) {
-            return Ok(Item::Fill(name.to_string()));
+        if let Some(n) = same(lib.fills.keys(), &key) {
+            return Ok(Item::Fill(n));
         }
         let names = lib.patterns.keys().chain(lib.fills.keys()).map(String::as_str);
         bail!("no pattern or fill named \"{name}\"{}", hint(name, names));
     }
-    if lib.instruments.contains_key(name) || SYNTHS.iter().any(|s| s.name == name) {
-        return Ok(Item::Instrument(name.to_string()));
+    if let Some(n) = same(lib.instruments.keys(), &key) {
+        return Ok(Item::Instrument(n));
+    }
+    if let Some(s) = SYNTHS.iter().find(|s| s.name == key) {
+        return Ok(Item::Instrument(s.name.to_string()));
     }
     if let Some(&note) = lib.drum_sounds.get(&drum_key(name)) {
         return Ok(Item::Drum(drum_key(name), note));
     }
-    if lib.patterns.contains_key(name) || lib.fills.contains_key(name) {
+    if same(lib.patterns.keys().chain(lib.fills.keys()), &key).is_some() {
         bail!("\"{name}\" is a pattern or fill: audition it with --pattern {name}");
     }
     let names = lib
@@ -92,7 +100,9 @@ pub fn resolve(lib: &Library, name: &str, pattern: bool) -> Result<Item> {
 }
 
 fn hint<'a>(name: &str, names: impl Iterator<Item = &'a str>) -> String {
-    match did_you_mean(&suggest_many(name, names)) {
+    let mut near = suggest_many(name, names);
+    near.dedup();
+    match did_you_mean(&near) {
         Some(h) => format!("; {h}"),
         None => "; `jamrig audition --list` lists them".to_string(),
     }
@@ -105,6 +115,8 @@ pub fn list(lib: &Library) -> String {
         let _ = writeln!(out, "{title} ({}):", names.len());
         let mut line = String::from(" ");
         for n in names {
+            // Names with spaces in quotes, as they are typed.
+            let n = if n.contains(' ') { format!("\"{n}\"") } else { n };
             if line.len() + n.len() + 1 > 78 {
                 let _ = writeln!(out, "{line}");
                 line = String::from(" ");
@@ -156,7 +168,7 @@ pub fn plan(host: &ScriptHost, item: &Item, note: u8, velocity: u8, sample_rate:
     let seconds = match def {
         Some((name, def)) => {
             let play = add_pattern(&mut set, name, def);
-            // The transport stops after the second repeat; the last hits ring on.
+            // The transport stops after two bars; the last hits ring on.
             events.push(Event::new(frame(play), EventKind::Stop));
             Some(play + PATTERN_TAIL_SECONDS)
         }
@@ -165,7 +177,21 @@ pub fn plan(host: &ScriptHost, item: &Item, note: u8, velocity: u8, sample_rate:
     Ok(Plan { set, events, seconds, hold_frames: frame(LEAD_IN_SECONDS + HOLD_SECONDS) })
 }
 
-/// Adds `def` on the drum channel; returns the length of two repeats in seconds.
+/// Beats in a bar of `def`'s meter ("12/8" is 6 quarter-note beats; 4 without one).
+fn bar_beats(def: &PatternDef) -> f64 {
+    let parsed = def.meter.as_deref().and_then(|m| {
+        let (n, d) = m.split_once('/')?;
+        Some(n.trim().parse::<f64>().ok()? * 4.0 / d.trim().parse::<f64>().ok()?)
+    });
+    parsed.filter(|b| *b > 0.0).unwrap_or(4.0)
+}
+
+/// How many times `def` repeats to fill [`PATTERN_BARS`] bars (at least once).
+pub fn repeats(def: &PatternDef) -> usize {
+    ((PATTERN_BARS * bar_beats(def) / def.beats) - 1e-9).ceil().max(1.0) as usize
+}
+
+/// Adds `def` on the drum channel; returns the length of its repeats in seconds.
 fn add_pattern(set: &mut Set, name: &str, def: &PatternDef) -> f64 {
     let hits = def
         .hits
@@ -182,7 +208,7 @@ fn add_pattern(set: &mut Set, name: &str, def: &PatternDef) -> f64 {
             preset: Some(name.to_string()),
         },
     );
-    PATTERN_BARS * def.beats * 60.0 / set.tempo_bpm
+    repeats(def) as f64 * def.beats * 60.0 / set.tempo_bpm
 }
 
 /// A planned audition.
@@ -231,6 +257,7 @@ mod tests {
         assert_eq!(resolve(lib, "saw", false).unwrap(), Item::Instrument("saw".into()));
         assert!(matches!(resolve(lib, "kick", false).unwrap(), Item::Drum(_, 36)));
         assert_eq!(resolve(lib, "rock", true).unwrap(), Item::Pattern("rock".into()));
+        assert_eq!(resolve(lib, "bossa_nova", true).unwrap(), Item::Pattern("bossa nova".into()));
         let e = resolve(lib, "sawz", false).unwrap_err().to_string();
         assert!(e.contains("saw"), "{e}");
         let e = resolve(lib, "rock", false).unwrap_err().to_string();
