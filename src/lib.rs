@@ -10,6 +10,7 @@
 // the control side, rarely, so their size in `Result`s does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod capture;
 pub mod dsp;
 pub mod engine;
 pub mod live;
