@@ -40,6 +40,9 @@ enum Command {
         /// Where the transport takes tempo and start/stop from (overrides the set's clock).
         #[arg(long, value_parser = ["internal", "midi", "link"])]
         sync: Option<String>,
+        /// Record the MIDI input of the whole run into this file (written on exit).
+        #[arg(long, value_name = "FILE.mid")]
+        record: Option<PathBuf>,
     },
     /// List MIDI inputs and audio outputs.
     Ports,
@@ -148,13 +151,13 @@ fn audition(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Play { set, port, buffer, device, no_repl, no_watch, sync } => {
+        Command::Play { set, port, buffer, device, no_repl, no_watch, sync, record } => {
             let sync = sync.map(|s| match s.as_str() {
                 "midi" => SyncMode::Midi,
                 "link" => SyncMode::Link { quantum: 4.0 },
                 _ => SyncMode::Internal,
             });
-            let opts = PlayOptions { set, port, buffer, device, repl: !no_repl, watch: !no_watch, sync };
+            let opts = PlayOptions { set, port, buffer, device, repl: !no_repl, watch: !no_watch, sync, record };
             return match jamrig::live::play(opts) {
                 PlayOutcome::Stopped => ExitCode::SUCCESS,
                 PlayOutcome::NoAudio(msg) => {

@@ -3,3 +3,4 @@
 //! thread.
 
 pub mod smf;
+pub mod recorder;

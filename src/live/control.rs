@@ -8,6 +8,7 @@ use super::clock::FrameClock;
 use super::midi::{self, LogRecord, MIDI_LOG_CAP, MidiIn, MidiTap};
 use super::stats::LiveStats;
 use super::watch::{self, SetWatcher};
+use crate::capture::recorder::{RecordTap, Recorder};
 use crate::engine::EngineStats;
 use crate::engine::event::{Event, EventKind};
 use crate::engine::snapshot::MAX_CHANNELS;
@@ -44,6 +45,8 @@ pub struct PlayOptions {
     pub repl: bool,
     pub watch: bool,
     pub sync: Option<SyncMode>,
+    /// Record the whole run into this MIDI file, written on exit.
+    pub record: Option<PathBuf>,
 }
 
 /// Messages to the control thread.
@@ -98,6 +101,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":ports", "MIDI inputs and audio outputs"),
     (":port NAME", "use another MIDI input (name or index)"),
     (":keys [CH] [OCT]", "play notes on the computer keyboard (Esc leaves)"),
+    (":rec [stop|save FILE]", "record MIDI input; stop; write the take as a MIDI file"),
     (":save FILE", "write the live rig (REPL tweaks and knob positions included) as a set"),
     (":load FILE", "play another set file"),
     (":reload", "reload the set now"),
@@ -137,6 +141,8 @@ pub struct Live {
     tables: Arc<Tables>,
     last_poll: Instant,
     lost_device: bool,
+    record_tap: Arc<RecordTap>,
+    recorder: Recorder,
 }
 
 fn apply_sync(set: &mut Set, sync: Option<SyncMode>) {
@@ -168,11 +174,13 @@ impl Live {
         let stream = audio::start(&chosen, engine, clock.clone(), audio_stats.clone())?;
         let log = Arc::new(ArrayQueue::new(MIDI_LOG_CAP));
         let log_on = Arc::new(AtomicBool::new(false));
+        let record_tap = Arc::new(RecordTap::default());
         let tap = MidiTap {
             sender: controller.event_sender(),
             clock: clock.clone(),
             log: log.clone(),
             log_on: log_on.clone(),
+            record: record_tap.clone(),
         };
         let mut live = Live {
             session,
@@ -195,8 +203,13 @@ impl Live {
             tables,
             last_poll: Instant::now(),
             lost_device: false,
+            record_tap,
+            recorder: Recorder::new(sample_rate as f64),
             opts,
         };
+        if live.opts.record.is_some() {
+            live.rec_start();
+        }
         live.publish_handles();
         let midi_line = match midi::connect(live.opts.port.as_deref(), &live.tap) {
             Ok(m) => {
@@ -299,6 +312,8 @@ impl Live {
             }
             self.controller.collect();
             self.print_log();
+            let (now, bpm) = self.rec_clock();
+            self.recorder.drain(&self.record_tap, now, bpm);
             if self.last_poll.elapsed() >= DEVICE_POLL {
                 self.last_poll = Instant::now();
                 self.poll_devices();
@@ -323,6 +338,36 @@ impl Live {
         }
         if self.session.files() != files_before.as_slice() {
             self.rewatch();
+        }
+    }
+
+    /// The engine frame now and the transport's tempo, for the recorder.
+    fn rec_clock(&self) -> (u64, f64) {
+        (self.clock.frame_for(Instant::now()), self.controller.stats().tempo())
+    }
+
+    fn rec_start(&mut self) {
+        let (now, bpm) = self.rec_clock();
+        self.recorder.start(&self.record_tap, now, bpm);
+    }
+
+    /// Stops recording (if it is on) and says what the take holds.
+    fn rec_stop(&mut self) {
+        if !self.recorder.is_recording() {
+            return;
+        }
+        let (now, bpm) = self.rec_clock();
+        let lost = self.recorder.stop(&self.record_tap, now, bpm);
+        let lost =
+            if lost > 0 { format!(" ({lost} events lost: the recording queue was full)") } else { String::new() };
+        self.say(&format!("recorded {}{lost}", self.recorder.summary()));
+    }
+
+    fn rec_save(&mut self, path: &Path) {
+        self.rec_stop();
+        match self.recorder.save(path) {
+            Ok(()) => self.say(&format!("wrote {} ({})", path.display(), self.recorder.summary())),
+            Err(e) => self.say(&format!("cannot write {}: {e}", path.display())),
         }
     }
 
@@ -528,6 +573,21 @@ impl Live {
                     }
                 }
             }
+            ":rec" => match args.as_slice() {
+                [] => {
+                    self.rec_start();
+                    self.say("recording (:rec stop, then :rec save FILE.mid)");
+                }
+                ["stop"] => {
+                    if self.recorder.is_recording() {
+                        self.rec_stop();
+                    } else {
+                        self.say("not recording");
+                    }
+                }
+                ["save", path] => self.rec_save(Path::new(path)),
+                _ => self.say("usage: :rec | :rec stop | :rec save FILE.mid"),
+            },
             ":save" => match args.first() {
                 Some(path) => self.save(Path::new(path)),
                 None => self.say("usage: :save FILE"),
@@ -690,6 +750,9 @@ impl Live {
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
+        }
+        if let Some(path) = self.opts.record.clone() {
+            self.rec_save(&path);
         }
         if let Some(m) = self.midi.take() {
             m.close();
