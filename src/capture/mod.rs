@@ -2,5 +2,5 @@
 //! ([`smf`]); the control side collects the events and writes them off the audio
 //! thread.
 
-pub mod smf;
 pub mod recorder;
+pub mod smf;

@@ -1,1 +1,886 @@
 //! Plucked strings: Karplus-Strong families (guitars, basses, banjo, sitar, ...).
+//!
+//! Every instrument is one or two Karplus-Strong strings: a smoothed noise burst
+//! circulating in a delay loop with a loss filter and a per-period gain, followed by
+//! its body (band-pass resonances, in sequence or in parallel), an optional low-pass
+//! and instrument extras (harpsichord quill chiff, electric pickup comb and
+//! brightness, sitar buzz bridge, chikari and sympathetic strings).
+//!
+//! Techniques:
+//! - Sample-rate independence. The descriptions are written for 44.1 kHz: two-tap
+//!   smoothing passes over the burst and a two-tap loop filter, whose losses in Hz
+//!   would shrink at higher rates. Both are redesigned per rate as a cascade of
+//!   two-point averages plus one two-tap `(1 - a, a)` section with the same
+//!   curvature of the magnitude response (same loss per period at every audio
+//!   frequency, to second order; exact at 44.1 kHz). The burst is white noise drawn
+//!   at 44.1 kHz (linearly interpolated at higher rates), so that its level in the
+//!   audio band does not depend on the rate. Loop gains are per period, so decay
+//!   times in seconds are the same at every rate.
+//! - Exact pitch: the loop's integer delay plus the exact phase delay of the loop
+//!   filter at the fundamental, with the rest supplied by a first-order all-pass
+//!   designed for that phase delay (as in `pluck.rs`), recomputed every render call
+//!   (pitch bends move the read tap behind a fixed write pointer).
+//! - Bounded decay: the reference's loop gains let low notes ring for minutes; after
+//!   1 s an extra per-period loss fades in so that the fundamental is 80 dB down
+//!   by 9.5 s at any pitch.
+//! - Fixed output gains (a few dB more for the upright bass's lowest notes)
+//!   instead of per-note normalisation.
+//!
+//! Two-string models (mandolin, oud) use the two halves of the voice's delay line.
+//! The oud's two unison strings have their own bursts and damping. The mandolin's
+//! course is plucked by one stroke (the same burst) and its strings are detuned
+//! apart so that the fundamental beats slowly (at most 0.45 Hz, 3 cents): the
+//! reference's random +/-1-sample detune put them up to 70 cents apart at the top,
+//! and any beat minimum within the first second pulls the heard pitch off the note.
+//! Ignores `detune`.
+
+use super::{OscState, Synth, SynthCtx};
+use crate::dsp::biquad::BiquadCoefs;
+use crate::tables::wavetable::{phase_inc, read};
+use rand::RngExt;
+use std::f64::consts::{FRAC_1_SQRT_2, PI};
+
+/// The rate the descriptions' per-sample filters were written for.
+const REF_SR: f64 = 44_100.0;
+/// Most two-point averages in a redesigned filter (4.7 are needed at 96 kHz; above
+/// ~130 kHz the losses stay those of 6).
+const MAX_AVG: usize = 6;
+/// Floats of one string's filter state: the averages, the two-tap memory, the
+/// all-pass input and output memories.
+const STR_Z: usize = MAX_AVG + 3;
+
+/// The extra loss starts fading in at this age (seconds)...
+const EXTRA_FROM: f64 = 1.0;
+/// ... is complete at this age...
+const EXTRA_FULL: f64 = 3.0;
+/// ... and brings the fundamental 80 dB down by this age.
+const EXTRA_END: f64 = 9.5;
+
+// State layout (z):
+const Z_S1: usize = 0; // string 1 filter state (STR_Z floats)
+const Z_S2: usize = Z_S1 + STR_Z; // string 2 filter state (STR_Z floats)
+const Z_BODY: usize = Z_S2 + STR_Z; // three body biquads (2 floats each)
+const Z_LP: usize = Z_BODY + 6; // post low-pass biquad (2 floats)
+const Z_HP: usize = Z_LP + 2; // pickup brightness high-pass: output, previous input
+const Z_CHIFF: usize = Z_HP + 2; // chiff noise: previous, next, fraction; envelope
+const Z_CHIKARI: usize = Z_CHIFF + 4; // sitar chikari envelope
+const Z_DETUNE: usize = Z_CHIKARI + 1; // beat between the strings, Hz
+// n[0], n[1]: write positions of strings 1 and 2 (in their half of the line).
+// phase[0], phase[1]: sitar chikari sines at 2f and 3f.
+
+/// Body resonances: `(centre Hz, half-width Hz, gain)`.
+type Resonances = &'static [(f64, f64, f32)];
+
+#[derive(Clone, Copy)]
+enum Body {
+    None,
+    /// Each stage adds its band-pass of the already boosted signal.
+    Sequential(Resonances),
+    /// `0.6 x + sum of the band-passes of x`.
+    Parallel(Resonances),
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Extra {
+    None,
+    /// Harpsichord: a 3 ms noise click of the quill.
+    Chiff,
+    /// Electric guitar: pickup comb at a quarter period and a bright high-pass.
+    Pickup,
+    /// Sitar: one-sided clipping bridge in the loop, decay change at 0.3 s,
+    /// chikari drones and sympathetic-string echoes.
+    Sitar,
+}
+
+/// One instrument.
+struct Spec {
+    /// Burst amplitude (uniform noise in -burst..burst).
+    burst: f32,
+    /// Smoothing passes over the burst at 44.1 kHz: count, weights of the sample
+    /// and of its successor.
+    passes: (f64, f64, f64),
+    /// Loop filter weights at 44.1 kHz: older sample, newer sample.
+    taps: (f64, f64),
+    /// Loop gain per period of each string.
+    decay: [f32; 2],
+    /// Level of each string (0 for the second: one string).
+    mix: [f32; 2],
+    /// Fastest beat between the fundamentals of the two strings, Hz (a random rate of
+    /// 55 % to all of it, either way round; at most [`MAX_DETUNE_CENTS`] apart).
+    detune: f64,
+    /// Correlation of the second string's burst with the first's (1: the same).
+    correlation: f32,
+    body: Body,
+    /// Post low-pass at `min(.0, .1 x f)` Hz; 0 for none.
+    lowpass: (f64, f64),
+    extra: Extra,
+    /// Output gain.
+    gain: f32,
+    /// Extra gain (dB) for low notes: none at `.0` Hz, `.1` dB an octave below.
+    bass_boost: (f64, f64),
+}
+
+const BASS_GUITAR: Spec = Spec {
+    burst: 0.8,
+    passes: (3.0, 0.5, 0.5),
+    taps: (0.45, 0.55),
+    decay: [0.9992, 0.0],
+    mix: [1.0, 0.0],
+    detune: 0.0,
+    correlation: 0.0,
+    body: Body::None,
+    lowpass: (1200.0, f64::INFINITY),
+    extra: Extra::None,
+    gain: 1.86,
+    bass_boost: (0.0, 0.0),
+};
+
+const HARPSICHORD: Spec = Spec {
+    burst: 1.0,
+    passes: (1.0, 0.7, 0.3),
+    taps: (0.5, 0.5),
+    decay: [0.999, 0.0],
+    mix: [1.0, 0.0],
+    detune: 0.0,
+    correlation: 0.0,
+    body: Body::None,
+    lowpass: (0.0, 0.0),
+    extra: Extra::Chiff,
+    gain: 0.66,
+    bass_boost: (0.0, 0.0),
+};
+
+const UPRIGHT_BASS: Spec = Spec {
+    burst: 0.6,
+    passes: (5.0, 0.5, 0.5),
+    taps: (0.5, 0.5),
+    decay: [0.9985, 0.0],
+    mix: [1.0, 0.0],
+    detune: 0.0,
+    correlation: 0.0,
+    body: Body::Sequential(&[(80.0, 40.0, 0.4), (200.0, 60.0, 0.3), (400.0, 100.0, 0.15)]),
+    lowpass: (1500.0, 6.0),
+    extra: Extra::None,
+    gain: 2.5,
+    bass_boost: (82.4, 4.0),
+};
+
+const BANJO: Spec = Spec {
+    burst: 0.9,
+    passes: (1.0, 0.7, 0.3),
+    taps: (0.5, 0.5),
+    decay: [0.9988, 0.0],
+    mix: [1.0, 0.0],
+    detune: 0.0,
+    correlation: 0.0,
+    body: Body::Sequential(&[(600.0, 200.0, 0.5), (1500.0, 300.0, 0.4), (3000.0, 500.0, 0.25)]),
+    lowpass: (0.0, 0.0),
+    extra: Extra::None,
+    gain: 0.78,
+    bass_boost: (0.0, 0.0),
+};
+
+const MANDOLIN: Spec = Spec {
+    burst: 0.8,
+    passes: (1.0, 0.65, 0.35),
+    taps: (0.5, 0.5),
+    decay: [0.9988, 0.9988],
+    mix: [0.55, 0.45],
+    detune: 0.45,
+    correlation: 1.0,
+    body: Body::Sequential(&[(500.0, 120.0, 0.3), (1000.0, 200.0, 0.25), (2000.0, 300.0, 0.15)]),
+    lowpass: (0.0, 0.0),
+    extra: Extra::None,
+    gain: 0.92,
+    bass_boost: (0.0, 0.0),
+};
+
+const UKULELE: Spec = Spec {
+    burst: 0.5,
+    passes: (5.0, 0.55, 0.45),
+    taps: (0.5, 0.5),
+    decay: [0.998, 0.0],
+    mix: [1.0, 0.0],
+    detune: 0.0,
+    correlation: 0.0,
+    body: Body::Sequential(&[(350.0, 100.0, 0.35), (700.0, 150.0, 0.25), (1200.0, 200.0, 0.15)]),
+    lowpass: (6000.0, 12.0),
+    extra: Extra::None,
+    gain: 1.72,
+    bass_boost: (0.0, 0.0),
+};
+
+const ACOUSTIC_GUITAR: Spec = Spec {
+    burst: 0.8,
+    passes: (2.0, 0.6, 0.4),
+    taps: (0.5, 0.5),
+    decay: [0.9988, 0.0],
+    mix: [1.0, 0.0],
+    detune: 0.0,
+    correlation: 0.0,
+    body: Body::Parallel(&[(110.0, 60.0, 0.4), (250.0, 80.0, 0.3), (500.0, 120.0, 0.2)]),
+    lowpass: (5000.0, f64::INFINITY),
+    extra: Extra::None,
+    gain: 1.7,
+    bass_boost: (0.0, 0.0),
+};
+
+const SITAR: Spec = Spec {
+    burst: 1.0,
+    passes: (0.0, 0.5, 0.5),
+    taps: (0.4, 0.6),
+    decay: [0.9996, 0.0],
+    mix: [1.0, 0.0],
+    detune: 0.0,
+    correlation: 0.0,
+    body: Body::None,
+    lowpass: (0.0, 0.0),
+    extra: Extra::Sitar,
+    gain: 0.7,
+    bass_boost: (0.0, 0.0),
+};
+
+const OUD: Spec = Spec {
+    burst: 0.7,
+    passes: (3.0, 0.5, 0.5),
+    taps: (0.5, 0.5),
+    decay: [0.9985, 0.9978],
+    mix: [0.6, 0.4],
+    detune: 0.0,
+    correlation: 0.0,
+    body: Body::Parallel(&[(90.0, 50.0, 0.5), (220.0, 80.0, 0.35), (450.0, 120.0, 0.15)]),
+    lowpass: (3000.0, f64::INFINITY),
+    extra: Extra::None,
+    gain: 3.0,
+    bass_boost: (0.0, 0.0),
+};
+
+const ELECTRIC_GUITAR: Spec = Spec {
+    burst: 1.0,
+    passes: (0.0, 0.5, 0.5),
+    taps: (0.5, 0.5),
+    decay: [0.9993, 0.0],
+    mix: [1.0, 0.0],
+    detune: 0.0,
+    correlation: 0.0,
+    body: Body::None,
+    lowpass: (0.0, 0.0),
+    extra: Extra::Pickup,
+    gain: 0.63,
+    bass_boost: (0.0, 0.0),
+};
+
+/// Most detune between the two strings of a course, cents. Their beat is kept slow
+/// (see `Spec::detune`): a beat minimum of the fundamental within a second would move
+/// its perceived (and measured) pitch away from the note.
+const MAX_DETUNE_CENTS: f64 = 3.0;
+
+/// Sitar: loop gain per period during the first 0.3 s (then `SITAR.decay[0]`).
+const SITAR_EARLY_DECAY: f32 = 0.9992;
+const SITAR_EARLY_SECONDS: f64 = 0.3;
+/// Sitar bridge: the output clips above this with slope 1/2; in the loop, where the
+/// reference clips only the older of the two filtered samples (weight 0.4), the
+/// slope is 1 - 0.4 / 2.
+const SITAR_KNEE: f32 = 0.25;
+const SITAR_LOOP_SLOPE: f32 = 0.8;
+
+macro_rules! plucked {
+    ($(#[$doc:meta])* $name:ident, $spec:ident) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl Synth for $name {
+            fn start(&self, st: &mut OscState, ctx: &SynthCtx) {
+                start(&$spec, st, ctx);
+            }
+
+            fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
+                render(&$spec, st, ctx, out);
+            }
+
+            fn decays(&self) -> bool {
+                true
+            }
+        }
+    };
+}
+
+plucked!(
+    /// Electric bass: three-pass smoothed burst, slightly asymmetric loop filter, 1.2 kHz low-pass.
+    BassGuitar,
+    BASS_GUITAR
+);
+plucked!(
+    /// Harpsichord: bright burst, long ring, quill chiff.
+    Harpsichord,
+    HARPSICHORD
+);
+plucked!(
+    /// Upright bass: dark burst, three sequential body resonances, low-pass at six times the pitch.
+    UprightBass,
+    UPRIGHT_BASS
+);
+plucked!(
+    /// Banjo: bright burst and a drum-head body (600, 1500, 3000 Hz).
+    Banjo,
+    BANJO
+);
+plucked!(
+    /// Mandolin: a course of two slightly detuned strings, small body.
+    Mandolin,
+    MANDOLIN
+);
+plucked!(
+    /// Ukulele: soft burst, small body, low-pass at twelve times the pitch.
+    Ukulele,
+    UKULELE
+);
+plucked!(
+    /// Acoustic guitar: three parallel body resonances, 5 kHz low-pass.
+    AcousticGuitar,
+    ACOUSTIC_GUITAR
+);
+plucked!(
+    /// Sitar: buzzing bridge (one-sided clipper in the loop), chikari and sympathetic strings.
+    Sitar,
+    SITAR
+);
+plucked!(
+    /// Oud: two unison strings with different damping, deep parallel body, 3 kHz low-pass.
+    Oud,
+    OUD
+);
+plucked!(
+    /// Electric guitar: raw burst, long sustain, pickup comb and brightness.
+    ElectricGuitar,
+    ELECTRIC_GUITAR
+);
+
+/// A uniform sample in -1..1 from the voice's generator.
+#[inline]
+fn uniform(st: &mut OscState) -> f32 {
+    st.rng.random::<f32>() * 2.0 - 1.0
+}
+
+/// White noise with the spectrum of 44.1 kHz white noise: at higher rates, values
+/// drawn at 44.1 kHz and interpolated linearly (so the level in the audio band does
+/// not depend on the rate).
+#[derive(Clone, Copy)]
+struct Noise44 {
+    prev: f32,
+    next: f32,
+    frac: f32,
+}
+
+impl Noise44 {
+    fn new(st: &mut OscState) -> Self {
+        Noise44 { prev: uniform(st), next: uniform(st), frac: 0.0 }
+    }
+
+    fn load(z: &[f32]) -> Self {
+        Noise44 { prev: z[0], next: z[1], frac: z[2] }
+    }
+
+    fn store(&self, z: &mut [f32]) {
+        z[0] = self.prev;
+        z[1] = self.next;
+        z[2] = self.frac;
+    }
+
+    #[inline]
+    fn sample(&mut self, st: &mut OscState, step: f32) -> f32 {
+        let v = self.prev + (self.next - self.prev) * self.frac;
+        self.frac += step;
+        while self.frac >= 1.0 {
+            self.frac -= 1.0;
+            self.prev = self.next;
+            self.next = uniform(st);
+        }
+        v
+    }
+}
+
+/// Step of [`Noise44`] per sample at `sample_rate`.
+fn noise_step(sample_rate: f32) -> f32 {
+    (REF_SR as f32 / sample_rate.max(1.0)).min(1.0)
+}
+
+/// A two-tap filter with weights `(older, newer)` at 44.1 kHz, applied `count`
+/// times, redesigned at `sample_rate` as two-point averages plus one `(a, 1 - a)`
+/// section (`a` on the older sample) with the same loss at low frequencies:
+/// returns (number of averages, `a`).
+fn redesign(count: f64, older: f64, newer: f64, sample_rate: f64) -> (usize, f64) {
+    // |H|^2 = 1 - 2 w0 w1 (1 - cos w) ~ 1 - w0 w1 w^2: one average has w0 w1 = 1/4.
+    let m = count * 4.0 * older * newer * (sample_rate / REF_SR).powi(2);
+    let m = if m.is_finite() { m.max(0.0) } else { 0.0 };
+    let avgs = (m.floor() as usize).min(MAX_AVG);
+    let frac = (m - avgs as f64).clamp(0.0, 1.0);
+    (avgs, (1.0 - (1.0 - frac).sqrt()) / 2.0)
+}
+
+/// One string's loop for the current render call.
+#[derive(Clone, Copy)]
+struct Loop {
+    /// Integer delay in samples.
+    len: usize,
+    /// Two-point averages in the loss filter.
+    avgs: usize,
+    /// Weight of the older sample in the two-tap section.
+    a: f32,
+    /// All-pass coefficient for the fractional delay.
+    c: f32,
+    /// Loop gain per period.
+    gain: f32,
+}
+
+impl Loop {
+    /// The loop sounding `freq_hz` in a line of `max_len` samples.
+    fn new(spec: &Spec, freq_hz: f64, sample_rate: f64, max_len: usize) -> Self {
+        let (avgs, a) = redesign(1.0, spec.taps.0, spec.taps.1, sample_rate);
+        let f = freq_hz.clamp(1.0, 0.45 * sample_rate);
+        let w = 2.0 * PI * f / sample_rate;
+        // Phase delays: 1/2 per average, and the two-tap section's at w.
+        let fixed = 0.5 * avgs as f64 + (a * w.sin()).atan2(1.0 - a + a * w.cos()) / w;
+        let period = (sample_rate / f).min(max_len as f64 - 2.0).max(fixed + 2.2);
+        let rest = period - fixed;
+        let n = (rest - 0.1).floor().max(1.0);
+        let delta = rest - n; // 0.1 ..= 1.1
+        let c = ((1.0 - delta) * w / 2.0).sin() / ((1.0 + delta) * w / 2.0).sin();
+        Loop { len: n as usize, avgs, a: a as f32, c: c as f32, gain: 1.0 }
+    }
+}
+
+/// One string's filter state (loaded from and stored to `st.z`).
+#[derive(Clone, Copy)]
+struct StringState {
+    avg: [f32; MAX_AVG],
+    older: f32,
+    ap_x: f32,
+    ap_y: f32,
+}
+
+impl StringState {
+    fn load(z: &[f32]) -> Self {
+        let mut avg = [0.0; MAX_AVG];
+        avg.copy_from_slice(&z[..MAX_AVG]);
+        StringState { avg, older: z[MAX_AVG], ap_x: z[MAX_AVG + 1], ap_y: z[MAX_AVG + 2] }
+    }
+
+    fn store(&self, z: &mut [f32]) {
+        z[..MAX_AVG].copy_from_slice(&self.avg);
+        z[MAX_AVG] = self.older;
+        z[MAX_AVG + 1] = self.ap_x;
+        z[MAX_AVG + 2] = self.ap_y;
+    }
+
+    /// The loop filter: averages, two-tap section, fractional-delay all-pass, gain.
+    #[inline]
+    fn filter(&mut self, x: f32, lp: &Loop) -> f32 {
+        let mut u = x;
+        for s in self.avg.iter_mut().take(lp.avgs) {
+            let o = 0.5 * (u + *s);
+            *s = u;
+            u = o;
+        }
+        let o = (1.0 - lp.a) * u + lp.a * self.older;
+        self.older = u;
+        let y = lp.c * o + self.ap_x - lp.c * self.ap_y;
+        self.ap_x = o;
+        self.ap_y = y;
+        y * lp.gain
+    }
+}
+
+/// The extra per-period gain that makes a string of loop gain `decay` die away in
+/// time at `freq_hz`, at `age` seconds (1 before [`EXTRA_FROM`]).
+fn extra_gain(spec: &Spec, decay: f32, freq_hz: f64, age: f64) -> f32 {
+    if age <= EXTRA_FROM {
+        return 1.0;
+    }
+    let f = freq_hz.max(1.0);
+    let (w0, w1) = spec.taps;
+    let w = (2.0 * PI * f / REF_SR).min(PI);
+    let h = (1.0 - 2.0 * w0 * w1 * (1.0 - w.cos())).max(1e-9).sqrt();
+    // The reference's decay of the fundamental, dB per second.
+    let db_per_s = -20.0 * (decay as f64 * h).max(1e-9).log10() * f;
+    let needed = (80.0 - EXTRA_END * db_per_s) / (EXTRA_END - 0.5 * (EXTRA_FROM + EXTRA_FULL));
+    if needed <= 0.0 {
+        return 1.0;
+    }
+    let ramp = ((age - EXTRA_FROM) / (EXTRA_FULL - EXTRA_FROM)).min(1.0);
+    10f64.powf(-needed * ramp / (20.0 * f)) as f32
+}
+
+/// Smooths a burst in place (the reference's passes, redesigned for the rate) and
+/// removes its mean.
+fn smooth(spec: &Spec, buf: &mut [f32], sample_rate: f32) {
+    let (full, a) = redesign(spec.passes.0, spec.passes.1, spec.passes.2, sample_rate as f64);
+    let mut pass = |w_next: f32| {
+        for j in 0..buf.len().saturating_sub(1) {
+            buf[j] = (1.0 - w_next) * buf[j] + w_next * buf[j + 1];
+        }
+    };
+    for _ in 0..full {
+        pass(0.5);
+    }
+    if a > 0.0 {
+        pass(a as f32);
+    }
+    let mean = buf.iter().sum::<f32>() / buf.len().max(1) as f32;
+    for v in buf.iter_mut() {
+        *v -= mean;
+    }
+}
+
+/// Writes the bursts into the delay line (one string: all of it; two: a half
+/// each), the rest cleared; returns the write positions.
+fn pluck(spec: &Spec, st: &mut OscState, freqs: [f64; 2], sample_rate: f32) -> [usize; 2] {
+    let total = st.line.len();
+    let two = spec.mix[1] > 0.0;
+    let size = if two { total / 2 } else { total };
+    if size < 8 {
+        return [0, 0];
+    }
+    let sr = sample_rate as f64;
+    let n1 = Loop::new(spec, freqs[0], sr, size).len.min(size - 1);
+    let step = noise_step(sample_rate);
+    let mut source = Noise44::new(st);
+    for i in 0..n1 {
+        let v = source.sample(st, step) * spec.burst;
+        st.line[i] = v;
+    }
+    st.line[n1..size].fill(0.0);
+    if !two {
+        smooth(spec, &mut st.line[..n1], sample_rate);
+        return [n1, 0];
+    }
+    // The second string: the first one's raw burst, partly replaced by its own noise.
+    let n2 = Loop::new(spec, freqs[1], sr, size).len.min(size - 1);
+    let (same, own) = (spec.correlation, (1.0 - spec.correlation * spec.correlation).max(0.0).sqrt());
+    for i in 0..n2 {
+        let v = same * st.line[i % n1.max(1)] + own * source.sample(st, step) * spec.burst;
+        st.line[size + i] = v;
+    }
+    st.line[size + n2..].fill(0.0);
+    let (first, second) = st.line.split_at_mut(size);
+    smooth(spec, &mut first[..n1], sample_rate);
+    smooth(spec, &mut second[..n2], sample_rate);
+    [n1, n2]
+}
+
+/// The pitches of the two strings: detuned apart around `freq_hz` so that their
+/// level-weighted mean is the note.
+fn string_freqs(spec: &Spec, st: &OscState, freq_hz: f64) -> [f64; 2] {
+    let beat = st.z[Z_DETUNE] as f64;
+    let cents = (1200.0 * (1.0 + beat.abs() / freq_hz.max(1.0)).log2()).min(MAX_DETUNE_CENTS) * beat.signum();
+    let total = (spec.mix[0] + spec.mix[1]).max(1e-6) as f64;
+    let up = cents * spec.mix[1] as f64 / total;
+    let down = cents * spec.mix[0] as f64 / total;
+    [freq_hz * (up / 1200.0).exp2(), freq_hz * (-down / 1200.0).exp2()]
+}
+
+fn start(spec: &Spec, st: &mut OscState, ctx: &SynthCtx) {
+    let sr = ctx.sample_rate;
+    if spec.mix[1] > 0.0 && spec.detune > 0.0 {
+        let u = uniform(st);
+        // 55 % to all of the fastest beat, either way round.
+        let amount = spec.detune * (0.55 + 0.45 * u.abs() as f64);
+        st.z[Z_DETUNE] = (amount * if u < 0.0 { -1.0 } else { 1.0 }) as f32;
+    }
+    let freqs = string_freqs(spec, st, ctx.freq_hz);
+    [st.n[0], st.n[1]] = pluck(spec, st, freqs, sr);
+    match spec.extra {
+        Extra::Chiff => {
+            let source = Noise44::new(st);
+            source.store(&mut st.z[Z_CHIFF..Z_CHIFF + 3]);
+            st.z[Z_CHIFF + 3] = 1.0;
+        }
+        Extra::Sitar => st.z[Z_CHIKARI] = 1.0,
+        _ => {}
+    }
+}
+
+/// Runs one string over `out` (adding `mix` times its output, or overwriting when
+/// `add` is false) in `buf`, from write position `w`; returns the new position.
+fn run_string(
+    buf: &mut [f32],
+    w: usize,
+    s: &mut StringState,
+    lp: &Loop,
+    mix: f32,
+    out: &mut [f32],
+    add: bool,
+) -> usize {
+    let size = buf.len();
+    let n = lp.len.min(size - 1);
+    let mut w = w % size;
+    let mut r = (w + size - n) % size;
+    for x in out.iter_mut() {
+        let v = buf[r];
+        buf[w] = s.filter(v, lp);
+        w += 1;
+        if w == size {
+            w = 0;
+        }
+        r += 1;
+        if r == size {
+            r = 0;
+        }
+        if add {
+            *x += mix * v;
+        } else {
+            *x = mix * v;
+        }
+    }
+    w
+}
+
+/// The line value `back` samples before read position `r` (fractional, linear).
+#[inline]
+fn tap(buf: &[f32], r: usize, back: f32) -> f32 {
+    let size = buf.len();
+    let i = back as usize;
+    let frac = back - i as f32;
+    let a = buf[(r + 2 * size - i) % size];
+    let b = buf[(r + 2 * size - i - 1) % size];
+    a + (b - a) * frac
+}
+
+/// The sitar's bridge on the output.
+#[inline]
+fn bridge(v: f32) -> f32 {
+    if v > SITAR_KNEE { SITAR_KNEE + (v - SITAR_KNEE) * 0.5 } else { v }
+}
+
+/// The sitar string with its clipping bridge in the loop, sympathetic-string taps
+/// at 1/(h f) for h = 2..5 (delays in samples; 0 = off), into `out`.
+fn run_sitar(buf: &mut [f32], w: usize, s: &mut StringState, lp: &Loop, symp: &[f32; 4], out: &mut [f32]) -> usize {
+    let size = buf.len();
+    let n = lp.len.min(size - 1);
+    let mut w = w % size;
+    let mut r = (w + size - n) % size;
+    for x in out.iter_mut() {
+        let v = buf[r];
+        let looped = if v > SITAR_KNEE { SITAR_KNEE + (v - SITAR_KNEE) * SITAR_LOOP_SLOPE } else { v };
+        let mut y = bridge(v);
+        for &d in symp {
+            if d > 0.0 {
+                y += 0.04 * bridge(tap(buf, r, d));
+            }
+        }
+        buf[w] = s.filter(looped, lp);
+        w += 1;
+        if w == size {
+            w = 0;
+        }
+        r += 1;
+        if r == size {
+            r = 0;
+        }
+        *x = y;
+    }
+    w
+}
+
+/// The electric guitar string with its pickup comb `x[n] - 0.3 x[n - d]`.
+fn run_pickup(buf: &mut [f32], w: usize, s: &mut StringState, lp: &Loop, d: f32, out: &mut [f32]) -> usize {
+    let size = buf.len();
+    let n = lp.len.min(size - 1);
+    let mut w = w % size;
+    let mut r = (w + size - n) % size;
+    for x in out.iter_mut() {
+        let v = buf[r];
+        let y = v - 0.3 * tap(buf, r, d);
+        buf[w] = s.filter(v, lp);
+        w += 1;
+        if w == size {
+            w = 0;
+        }
+        r += 1;
+        if r == size {
+            r = 0;
+        }
+        *x = y;
+    }
+    w
+}
+
+/// A biquad tick (transposed direct form II) with its state in `s`.
+#[inline]
+fn biquad(c: &BiquadCoefs, s: &mut [f32; 2], x: f32) -> f32 {
+    let y = c.b0 * x + s[0];
+    s[0] = c.b1 * x - c.a1 * y + s[1];
+    s[1] = c.b2 * x - c.a2 * y;
+    y
+}
+
+fn resonance(centre: f64, half_width: f64, sample_rate: f64) -> BiquadCoefs {
+    BiquadCoefs::bandpass_range((centre - half_width).max(20.0), (centre + half_width).min(22_049.0), sample_rate)
+}
+
+fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
+    let sr = ctx.sample_rate as f64;
+    let total = st.line.len();
+    if total < 16 || out.is_empty() {
+        out.fill(0.0);
+        return;
+    }
+    let f = ctx.freq_hz.max(1.0);
+    let age = st.age as f64 / sr;
+    let two = spec.mix[1] > 0.0;
+    let size = if two { total / 2 } else { total };
+
+    // The strings.
+    let [f1, f2] = string_freqs(spec, st, f);
+    let mut lp1 = Loop::new(spec, f1, sr, size);
+    let early = spec.extra == Extra::Sitar && age < SITAR_EARLY_SECONDS;
+    let decay1 = if early { SITAR_EARLY_DECAY } else { spec.decay[0] };
+    lp1.gain = decay1 * extra_gain(spec, spec.decay[0], f1, age);
+    let (first, second) = st.line.split_at_mut(size);
+    let mut s1 = StringState::load(&st.z[Z_S1..Z_S1 + STR_Z]);
+    st.n[0] = match spec.extra {
+        Extra::Sitar => {
+            let mut symp = [0.0f32; 4];
+            for (h, d) in symp.iter_mut().enumerate() {
+                let hf = f * (h + 2) as f64;
+                let back = (sr / hf) as f32;
+                // Taps must lie in the part of the line not yet overwritten.
+                if hf < REF_SR / 2.0 && lp1.len as f32 + back + 2.0 < size as f32 {
+                    *d = back;
+                }
+            }
+            run_sitar(first, st.n[0], &mut s1, &lp1, &symp, out)
+        }
+        Extra::Pickup => {
+            let d = ((sr / f) as f32 / 4.0).min((size - lp1.len.min(size)) as f32 - 2.0).max(0.0);
+            run_pickup(first, st.n[0], &mut s1, &lp1, d, out)
+        }
+        _ => run_string(first, st.n[0], &mut s1, &lp1, spec.mix[0], out, false),
+    };
+    s1.store(&mut st.z[Z_S1..Z_S1 + STR_Z]);
+    if two {
+        let mut lp2 = Loop::new(spec, f2, sr, size);
+        lp2.gain = spec.decay[1] * extra_gain(spec, spec.decay[1], f2, age);
+        let mut s2 = StringState::load(&st.z[Z_S2..Z_S2 + STR_Z]);
+        st.n[1] = run_string(second, st.n[1], &mut s2, &lp2, spec.mix[1], out, true);
+        s2.store(&mut st.z[Z_S2..Z_S2 + STR_Z]);
+    }
+
+    // Extras on the string's output.
+    match spec.extra {
+        Extra::Chiff => {
+            let mut env = st.z[Z_CHIFF + 3];
+            if env > 1e-6 {
+                // exp(-15) over 3 ms.
+                let k = (-15.0 / (0.003 * sr)).exp() as f32;
+                let step = noise_step(ctx.sample_rate);
+                let mut source = Noise44::load(&st.z[Z_CHIFF..Z_CHIFF + 3]);
+                for x in out.iter_mut() {
+                    *x += 0.5 * env * source.sample(st, step);
+                    env *= k;
+                }
+                source.store(&mut st.z[Z_CHIFF..Z_CHIFF + 3]);
+                st.z[Z_CHIFF + 3] = env;
+            }
+        }
+        Extra::Pickup => {
+            // One-pole high-pass at ~1.24 kHz scaled to the reference's 0.15/0.85
+            // section (high-frequency gain 0.176), mixed in at 0.2.
+            let p = (-2.0 * PI * 1240.0 / sr).exp() as f32;
+            let mix = 0.2 * 0.176;
+            let [mut y, mut x1] = [st.z[Z_HP], st.z[Z_HP + 1]];
+            for x in out.iter_mut() {
+                y = p * (y + *x - x1);
+                x1 = *x;
+                *x += mix * y;
+            }
+            st.z[Z_HP] = y;
+            st.z[Z_HP + 1] = x1;
+        }
+        Extra::Sitar => {
+            let mut env = st.z[Z_CHIKARI];
+            if env > 1e-5 {
+                let k = (-2.0 / sr).exp() as f32;
+                let sine = ctx.waves.sine();
+                let nyq = 0.45 * sr;
+                let i2 = if 2.0 * f < nyq { phase_inc(2.0 * f, sr) } else { 0 };
+                let i3 = if 3.0 * f < nyq { phase_inc(3.0 * f, sr) } else { 0 };
+                let (a2, a3) = (if i2 > 0 { 0.04 } else { 0.0 }, if i3 > 0 { 0.025 } else { 0.0 });
+                let [mut p2, mut p3] = [st.phase[0], st.phase[1]];
+                for x in out.iter_mut() {
+                    *x += env * (a2 * read(sine, p2) + a3 * read(sine, p3));
+                    p2 = p2.wrapping_add(i2);
+                    p3 = p3.wrapping_add(i3);
+                    env *= k;
+                }
+                st.phase[0] = p2;
+                st.phase[1] = p3;
+                st.z[Z_CHIKARI] = env;
+            }
+        }
+        Extra::None => {}
+    }
+
+    // Body.
+    match spec.body {
+        Body::None => {}
+        Body::Sequential(res) => {
+            for (i, &(c, bw, g)) in res.iter().take(3).enumerate() {
+                let co = resonance(c, bw, sr);
+                let z = Z_BODY + 2 * i;
+                let mut s = [st.z[z], st.z[z + 1]];
+                for x in out.iter_mut() {
+                    *x += g * biquad(&co, &mut s, *x);
+                }
+                st.z[z] = s[0];
+                st.z[z + 1] = s[1];
+            }
+        }
+        Body::Parallel(res) => {
+            let mut co = [BiquadCoefs::IDENTITY; 3];
+            let mut g = [0.0f32; 3];
+            for (i, &(c, bw, gain)) in res.iter().take(3).enumerate() {
+                co[i] = resonance(c, bw, sr);
+                g[i] = gain;
+            }
+            let mut s = [[0.0f32; 2]; 3];
+            for (i, s) in s.iter_mut().enumerate() {
+                *s = [st.z[Z_BODY + 2 * i], st.z[Z_BODY + 2 * i + 1]];
+            }
+            for x in out.iter_mut() {
+                let r = g[0] * biquad(&co[0], &mut s[0], *x)
+                    + g[1] * biquad(&co[1], &mut s[1], *x)
+                    + g[2] * biquad(&co[2], &mut s[2], *x);
+                *x = 0.6 * *x + r;
+            }
+            for (i, s) in s.iter().enumerate() {
+                st.z[Z_BODY + 2 * i] = s[0];
+                st.z[Z_BODY + 2 * i + 1] = s[1];
+            }
+        }
+    }
+
+    // Low-pass and output gain.
+    let (boost_hz, boost_db) = spec.bass_boost;
+    let g = if boost_db > 0.0 {
+        let octaves = ((boost_hz / f).log2()).clamp(0.0, 1.0);
+        spec.gain * 10f64.powf(boost_db * octaves / 20.0) as f32
+    } else {
+        spec.gain
+    };
+    let (max_hz, times_f) = spec.lowpass;
+    if max_hz > 0.0 {
+        let fc = max_hz.min(times_f * f).min(0.45 * sr);
+        let co = BiquadCoefs::lowpass(fc, FRAC_1_SQRT_2, sr);
+        let mut s = [st.z[Z_LP], st.z[Z_LP + 1]];
+        for x in out.iter_mut() {
+            *x = g * biquad(&co, &mut s, *x);
+        }
+        st.z[Z_LP] = s[0];
+        st.z[Z_LP + 1] = s[1];
+    } else {
+        for x in out.iter_mut() {
+            *x *= g;
+        }
+    }
+}
