@@ -120,13 +120,13 @@ fn check_reports_a_broken_set() {
 fn check_reports_a_preset_the_engine_cannot_play() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("piano.rhai");
-    std::fs::write(&path, "channel(1, \"piano\");\n").unwrap();
+    std::fs::write(&path, "define_instrument(\"grand\", #{ synth: \"pianno_synth\" });\nchannel(1, \"grand\");\n")
+        .unwrap();
     let o = jamrig(&["check", s(&path)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).starts_with(
-            "error: instrument \"piano\" needs the synth \"piano_synth\", which jamrig does not have yet\n"
-        ),
+        stderr(&o)
+            .starts_with("error: instrument \"grand\" needs the synth \"pianno_synth\", which jamrig does not have\n"),
         "{}",
         stderr(&o)
     );

@@ -139,3 +139,42 @@ fn retired_snapshots_are_freed_on_the_control_side() {
     controller.collect();
     assert!(!controller.has_pending());
 }
+
+/// Every synth of the library, with the voice filter, glide, legato, analog and
+/// spread in play: note-on (the synth's `start`), rendering and release all run
+/// without allocating.
+#[test]
+fn every_synth_plays_without_allocating() {
+    let synths: Vec<&str> = jamrig::engine::synth::SYNTHS.iter().map(|s| s.name).collect();
+    for group in synths.chunks(15) {
+        let mut text = String::new();
+        for (i, name) in group.iter().enumerate() {
+            let ch = if i >= 9 { i + 2 } else { i + 1 };
+            text.push_str(&format!(
+                "channel({ch}, #{{ synth: \"{name}\", envelope: \"pluck\", filter_amount: 3000.0, vel_to_filter: 2000.0, \
+                 glide: 0.05, legato: {}, analog: 0.5, spread: 0.5 }});\n",
+                i % 2 == 0
+            ));
+        }
+        let set = common::set(&text);
+        let Renderer { mut engine, mut controller, .. } =
+            Renderer::with_tables(&set, common::tables(48000)).expect("rig");
+        let mut out = vec![0.0f32; 256 * 2];
+        for round in 0..200u64 {
+            for i in 0..group.len() {
+                let channel = if i >= 9 { i as u8 + 1 } else { i as u8 };
+                let note = 36 + ((round * 7 + i as u64 * 5) % 60) as u8;
+                let frame = engine.frames_out();
+                controller.send(Event::new(frame, EventKind::NoteOn { channel, note, velocity: 100 }));
+                if round % 3 == 2 {
+                    controller.send(Event::new(frame + 100, EventKind::NoteOff { channel, note }));
+                }
+            }
+            reset_violation_count();
+            assert_no_alloc(|| engine.process(&mut out, 2));
+            assert_eq!(violation_count(), 0, "playing {group:?} allocated in round {round}");
+            assert!(out.iter().all(|x| x.is_finite()));
+            controller.collect();
+        }
+    }
+}

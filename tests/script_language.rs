@@ -545,8 +545,9 @@ fn gm_programs_resolve_to_channels_and_a_set_may_remap_them() {
     let ev = eval("").unwrap();
     assert_eq!(ev.gm.len(), 128);
     assert_eq!(ev.gm[&0], "piano");
-    // Programs whose synth is missing are not in the set.
-    assert!(!ev.set.programs.contains_key(&0));
+    // Every program resolves to a playable instrument.
+    assert_eq!(ev.set.programs.len(), 128);
+    assert_eq!(ev.set.programs[&0].instrument, "piano");
     let ev = eval(r#"gm_program(0, "synth_bass");"#).unwrap();
     assert_eq!(ev.gm[&0], "synth_bass");
     assert_eq!(ev.set.programs[&0].instrument, "synth_bass");

@@ -351,7 +351,7 @@ fn every_instrument_builds_a_channel_or_names_its_missing_synth() {
                 assert!(!has_synth(&def.synth), "{name} ({}) fails: {}", def.synth, d.headline());
                 assert_eq!(
                     d.message,
-                    format!("instrument \"{name}\" needs the synth \"{}\", which jamrig does not have yet", def.synth)
+                    format!("instrument \"{name}\" needs the synth \"{}\", which jamrig does not have", def.synth)
                 );
                 assert_eq!(d.token.as_deref(), Some(name.as_str()));
                 waiting.entry(def.synth.clone()).or_default().push(name.clone());
@@ -359,6 +359,7 @@ fn every_instrument_builds_a_channel_or_names_its_missing_synth() {
         }
     }
     assert_eq!(working.len() + waiting.values().map(Vec::len).sum::<usize>(), 84);
+    assert!(waiting.is_empty(), "instruments waiting for a synth: {waiting:?}");
     println!("{} instruments build now: {}", working.len(), working.join(", "));
     for (synth, names) in &waiting {
         println!("waiting for {synth}: {}", names.join(", "));

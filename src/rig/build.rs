@@ -13,9 +13,7 @@ use std::sync::Arc;
 /// A set that cannot become a snapshot.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BuildError {
-    #[error(
-        "channel {channel} plays {instrument}, whose synth \"{synth}\" jamrig does not have yet (it has: {available})"
-    )]
+    #[error("channel {channel} plays {instrument}, whose synth \"{synth}\" jamrig does not have (it has: {available})")]
     UnknownSynth { channel: u8, instrument: String, synth: String, available: String },
     #[error("channel {0} is outside 1..16")]
     BadChannel(u8),

@@ -351,12 +351,13 @@ fn voices(v: &Dynamic) -> Res<u8> {
     Ok(n as u8)
 }
 
-/// Fails, naming the synth, if the engine does not have it yet.
+/// Fails, naming the synth (and the nearest ones), if the engine does not have it.
 fn check_synth(synth: &str, instrument: &str) -> Res<()> {
     if synth_index(synth).is_some() {
         return Ok(());
     }
-    let have: Vec<&str> = crate::engine::synth::SYNTHS.iter().map(|s| s.name).collect();
+    let near = suggest_many(synth, crate::engine::synth::SYNTHS.iter().map(|s| s.name));
+    let help = did_you_mean(&near).or_else(|| Some("`jamrig audition --list` lists the synths".to_string()));
     let what = if synth == instrument {
         format!("synth \"{synth}\"")
     } else {
@@ -365,9 +366,9 @@ fn check_synth(synth: &str, instrument: &str) -> Res<()> {
     let msg = if synth == instrument {
         format!("{what} is not one jamrig has")
     } else {
-        format!("{what} jamrig does not have yet")
+        format!("{what} jamrig does not have")
     };
-    fail_at(msg, instrument, Some(format!("synths available: {}", have.join(", "))))
+    fail_at(msg, instrument, help)
 }
 
 /// A channel spec for preset `name` (an instrument preset, or a bare synth name).
