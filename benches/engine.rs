@@ -188,7 +188,12 @@ fn synth_costs(tables: &Arc<Tables>) {
         let mut r = held(tables, costliest, channels, n / channels, false);
         let worst = (0..3).map(|_| time_blocks(&mut r, 1.0).1).min().expect("three trials");
         let frac = worst.as_secs_f64() / budget.as_secs_f64();
-        println!("    {n:4} {costliest} voices: worst 128-frame block {:.0}% of its budget", frac * 100.0);
+        // A synth that decays frees its voices: say how many still sounded.
+        let sounding: u32 = r.stats().voices.iter().map(|v| v.load(std::sync::atomic::Ordering::Relaxed)).sum();
+        println!(
+            "    {n:4} {costliest} voices ({sounding} still sounding at the end): worst 128-frame block {:.0}% of its budget",
+            frac * 100.0
+        );
         if frac < 1.0 {
             fits = n;
         } else {

@@ -9,10 +9,12 @@
 //! skipped above (decided per render call, so bends stay alias-free).
 //!
 //! - Piano: stiff-string partials `F_n = n f sqrt(1 + B n^2)` (B grows with pitch),
-//!   felt-filtered comb excitation, per-partial decay rising with frequency, one to
-//!   three detuned strings per note. The strings of a partial are summed in closed
-//!   form as one carrier whose amplitude and phase offset (the beating) are updated
-//!   per render call, so three strings cost one oscillator. A short hammer knock.
+//!   felt-filtered comb excitation (strike position and felt brightness by pitch),
+//!   per-partial decay rising with frequency, a short hammer knock. One to three
+//!   strings per note, struck in phase and detuned symmetrically: their sum is one
+//!   oscillator per partial at the exact frequency with a beating amplitude
+//!   (evaluated per render call from the fundamental's accumulated phase, so it
+//!   follows bends), so a three-string unison costs no more than one string.
 //! - Rhodes and Wurlitzer: harmonic partials with a two-stage decay, an attack click
 //!   (tine) or an early "bark" (reed), then soft tanh saturation.
 //! - Vibraphone (motor tremolo), marimba (natural bar decay, shorter at high
@@ -266,15 +268,20 @@ fn hash(mut x: u32) -> u32 {
     x
 }
 
+/// Level of the two detuned strings of a three-string unison, relative to the middle
+/// one: below 1/2 the sum never changes sign, so the partial stays centred on its
+/// frequency (equal strings would cancel every beat and pull the heard pitch).
+const UNISON_SIDE: f32 = 0.4;
+
 /// The summed strings of a partial, relative to one string, at `beat` cycles of the
 /// detuning (`ratio x cycles x eps`). The hammer strikes the strings in phase and
 /// the detunings are symmetric, so the sum is the partial at its exact frequency
-/// times a real (signed) amplitude: `(1 + 2 cos)/3` for three strings, `cos` for two.
+/// times a real amplitude: `(1 + 2 w cos)/(1 + 2 w)` for three strings, `cos` for two.
 #[inline]
 fn piano_unison(sine: &Table, beat: f64, strings: usize) -> f32 {
     let c = read(sine, turns_phase(beat).wrapping_add(QUARTER));
     match strings {
-        3 => (1.0 + 2.0 * c) * (1.0 / 3.0),
+        3 => (1.0 + 2.0 * UNISON_SIDE * c) * (1.0 / (1.0 + 2.0 * UNISON_SIDE)),
         2 => c,
         _ => 1.0,
     }
@@ -399,18 +406,18 @@ const WURLI_GAIN: f32 = 0.7;
 
 pub struct Rhodes;
 
-// State: phase[k] = harmonic k + 1 (k < 6), phase[6], phase[7] = attack click.
+// State: phase[k] = harmonic k + 1 (k < 6); z[0] = brightness (from the pitch at
+// note-on).
 impl Synth for Rhodes {
-    fn start(&self, st: &mut OscState, _ctx: &SynthCtx) {
-        for k in 0..6 {
-            st.phase[k] = random_phase(st);
-        }
+    fn start(&self, st: &mut OscState, ctx: &SynthCtx) {
+        random_phases(st, 6);
+        st.z[0] = brightness(ctx.freq_hz, 800.0);
     }
 
     fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
         out.fill(0.0);
         let span = Span::new(st, ctx, out.len());
-        let br = brightness(ctx.freq_hz, 800.0);
+        let br = st.z[0];
         let amps = [1.0, 0.6 + 0.15 * br, 0.15 + 0.1 * br, 0.08 + 0.08 * br, 0.04, 0.02];
         let spread = 0.8 + 0.3 * br;
         let env = span.at(|t| onset(t) * two_stage(t, 4.0, 0.15, 1.2));
@@ -433,18 +440,18 @@ impl Synth for Rhodes {
 
 pub struct Wurlitzer;
 
-// State: phase[k] = harmonic k + 1 (k < 7).
+// State: phase[k] = harmonic k + 1 (k < 7); z[0] = brightness (from the pitch at
+// note-on).
 impl Synth for Wurlitzer {
-    fn start(&self, st: &mut OscState, _ctx: &SynthCtx) {
-        for k in 0..7 {
-            st.phase[k] = random_phase(st);
-        }
+    fn start(&self, st: &mut OscState, ctx: &SynthCtx) {
+        random_phases(st, 7);
+        st.z[0] = brightness(ctx.freq_hz, 800.0);
     }
 
     fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
         out.fill(0.0);
         let span = Span::new(st, ctx, out.len());
-        let br = brightness(ctx.freq_hz, 800.0);
+        let br = st.z[0];
         let amps = [1.0, 0.4, 0.5 + 0.15 * br, 0.15, 0.25 + 0.1 * br, 0.08, 0.12];
         let spread = 1.0 + 0.4 * br;
         let env = span.at(|t| onset(t) * two_stage(t, 5.0, 0.1, 2.0));
@@ -529,14 +536,19 @@ const MARIMBA_GAIN: f32 = 0.6;
 
 pub struct Marimba;
 
-// State: phase[k] = mode k; z[0] = mallet noise low-pass.
+// State: phase[k] = mode k; z[0] = mallet noise low-pass; z[1] = the bar's decay
+// rate (1/s, from the pitch at note-on).
 impl Synth for Marimba {
+    fn start(&self, st: &mut OscState, ctx: &SynthCtx) {
+        // The bar rings for 2.5 s (to -60 dB) at A2, shorter higher up.
+        let t60 = 2.5 * (ctx.freq_hz.max(20.0) / 110.0).powf(-0.5);
+        st.z[1] = (6.9 / t60) as f32;
+    }
+
     fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
         out.fill(0.0);
         let span = Span::new(st, ctx, out.len());
-        // The bar rings for 2.5 s (to -60 dB) at A2, shorter higher up.
-        let t60 = 2.5 * (ctx.freq_hz.max(20.0) / 110.0).powf(-0.5) as f32;
-        let modes: [Mode; 3] = [(1.0, 0.8, 6.9 / t60), (4.0, 0.15, 20.0), (9.2, 0.05, 40.0)];
+        let modes: [Mode; 3] = [(1.0, 0.8, st.z[1]), (4.0, 0.15, 20.0), (9.2, 0.05, 40.0)];
         let env = span.at(|t| MARIMBA_GAIN * onset(t) * (1.0 + 0.3 * (-3.0 * t).exp()));
         add_modes(st, ctx, span, &modes, env, out);
         add_noise(st, span, 0.2 * MARIMBA_GAIN, 0.005, 10.0, 5000.0, 0, out);
@@ -717,10 +729,12 @@ const TINGSHA_MODES: [BeatMode; 4] = [
 
 pub struct Tingsha;
 
-// State: phase[k], phase[32 + k] = mode k's carrier and beat; z[0] = clash low-pass.
+// State: phase[k], phase[32 + k] = mode k's carrier and beat; z[0] = clash low-pass;
+// z[1] = the pitch at note-on (the beat rates follow it).
 impl Synth for Tingsha {
-    fn start(&self, st: &mut OscState, _ctx: &SynthCtx) {
+    fn start(&self, st: &mut OscState, ctx: &SynthCtx) {
         random_beating(st, TINGSHA_MODES.len(), false);
+        st.z[1] = ctx.freq_hz as f32;
     }
 
     fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
@@ -730,7 +744,8 @@ impl Synth for Tingsha {
             let rate = TINGSHA_MODES.get(k).map_or(0.0, |m| m.2);
             TINGSHA_GAIN * onset(t) * (-(1.8 + rate) * t).exp()
         };
-        add_beating(st, ctx, span, &TINGSHA_MODES, ctx.freq_hz as f32, env, out);
+        let f0 = st.z[1];
+        add_beating(st, ctx, span, &TINGSHA_MODES, f0, env, out);
         add_noise(st, span, 0.4 * TINGSHA_GAIN, 0.003, 20.0, 12_000.0, 0, out);
     }
 
