@@ -507,9 +507,12 @@ fn malformed_midi_is_ignored() {
 
 // ---- Recording to a MIDI file ----
 
+/// A track as (absolute tick, message bytes), meta events as `FF type data`.
+type SmfTrack = Vec<(u64, Vec<u8>)>;
+
 /// A Standard MIDI File read by a reader written here, independent of the one
-/// jamrig writes with: (format, ticks per beat, tracks of (absolute tick, bytes)).
-fn read_smf(bytes: &[u8]) -> (u16, u16, Vec<Vec<(u64, Vec<u8>)>>) {
+/// jamrig writes with: (format, ticks per beat, tracks).
+fn read_smf(bytes: &[u8]) -> (u16, u16, Vec<SmfTrack>) {
     let be16 = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
     let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
     assert_eq!(&bytes[..4], b"MThd");
