@@ -13,8 +13,13 @@ use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, T
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const EXAMPLES: &[&str] =
-    &["examples/set.rhai", "examples/live-coding.rhai", "examples/op-xy.rhai", "examples/minimal.rhai"];
+const EXAMPLES: &[&str] = &[
+    "examples/set.rhai",
+    "examples/live-coding.rhai",
+    "examples/op-xy.rhai",
+    "examples/minimal.rhai",
+    "examples/tour.rhai",
+];
 
 fn jamrig(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_jamrig")).args(args).output().expect("jamrig runs")
@@ -208,7 +213,29 @@ fn render_each_example() {
         assert_eq!(err.lines().count(), 1, "{err}");
         check_music(&out, ex, expected_frames(Some(ex), 2.0, sr), sr, bits, float);
     }
-    assert_eq!(entries(dir.path()), ["ex0.wav", "ex1.wav", "ex2.wav", "ex3.wav"], "no stray files");
+    assert_eq!(entries(dir.path()), ["ex0.wav", "ex1.wav", "ex2.wav", "ex3.wav", "ex4.wav"], "no stray files");
+}
+
+#[test]
+fn the_tour_renders_its_whole_cycle_and_every_stop_sounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tour.wav");
+    render_ok(&["render", "examples/tour.rhai", "-o", s(&out), "--rate", "16000"]);
+    let (spec, x) = read_wav(&out);
+    let sr = spec.sample_rate as f64;
+    let left = common::left(&x);
+    // 15 stops of 8 beats and 8 beats more at 96 BPM, then the 2 s tail.
+    let beat = 60.0 / 96.0;
+    let seconds = left.len() as f64 / sr;
+    assert!((seconds - (128.0 * beat + 2.0)).abs() < 0.1, "the tour lasts {seconds:.1} s");
+    // Each stop adds clearly to the drums alone (the last 8 beats): at least 70%
+    // of their energy.
+    let window = |b0: f64| rms(&left[(b0 * beat * sr) as usize..((b0 + 8.0) * beat * sr) as usize]);
+    let drums_alone = window(120.0);
+    for stop in 0..15 {
+        let level = window(stop as f64 * 8.0);
+        assert!(level > 1.3 * drums_alone, "stop {stop}: {level:.4} against the drums alone {drums_alone:.4}");
+    }
 }
 
 #[test]
