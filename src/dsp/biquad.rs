@@ -74,24 +74,32 @@ impl BiquadCoefs {
     }
 }
 
+impl BiquadCoefs {
+    /// One step of the section (transposed direct form II) with its state in `s`:
+    /// for filters whose state lives in a voice's plain float slots.
+    #[inline(always)]
+    pub fn step(&self, s: &mut [f32; 2], x: f32) -> f32 {
+        let y = self.b0 * x + s[0];
+        s[0] = self.b1 * x - self.a1 * y + s[1];
+        s[1] = self.b2 * x - self.a2 * y;
+        y
+    }
+}
+
 /// One biquad section's state (transposed direct form II).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Biquad {
-    z1: f32,
-    z2: f32,
+    z: [f32; 2],
 }
 
 impl Biquad {
     pub const fn new() -> Self {
-        Biquad { z1: 0.0, z2: 0.0 }
+        Biquad { z: [0.0; 2] }
     }
 
     #[inline]
     pub fn tick(&mut self, c: &BiquadCoefs, x: f32) -> f32 {
-        let y = c.b0 * x + self.z1;
-        self.z1 = c.b1 * x - c.a1 * y + self.z2;
-        self.z2 = c.b2 * x - c.a2 * y;
-        y
+        c.step(&mut self.z, x)
     }
 
     /// Filters `buf` in place.

@@ -302,50 +302,42 @@ impl JackClock {
 /// is rendered beforehand, the callback only copies it.
 pub fn play_buffer(chosen: &Chosen, samples: Vec<f32>) -> Result<(), AudioError> {
     let _quiet = quiet_alsa();
-    let channels = chosen.config.channels as usize;
     let frames = samples.len() / 2;
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // The next frame of `samples` for output frame `i`: stereo to any channel count.
-    fn frame_of(samples: &[f32], at: usize, ch: usize) -> f32 {
-        samples.get(at * 2 + ch.min(1)).copied().unwrap_or(0.0)
-    }
     let (pos, fail) = (done.clone(), failed.clone());
     let on_error = move |e: cpal::Error| {
         if !matches!(e.kind(), cpal::ErrorKind::Xrun) {
             fail.store(true, Relaxed);
         }
     };
-    let timeout = Some(Duration::from_secs(5));
+    /// A stream of `T` samples copying `samples` (stereo) to any channel count.
+    fn build<T: cpal::SizedSample + cpal::FromSample<f32>>(
+        chosen: &Chosen,
+        samples: Vec<f32>,
+        pos: Arc<std::sync::atomic::AtomicUsize>,
+        on_error: impl FnMut(cpal::Error) + Send + 'static,
+    ) -> Result<cpal::Stream, cpal::Error> {
+        let channels = chosen.config.channels as usize;
+        chosen.device.build_output_stream(
+            chosen.config,
+            move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
+                let start = pos.load(Relaxed);
+                for (i, frame) in data.chunks_mut(channels).enumerate() {
+                    for (c, o) in frame.iter_mut().enumerate() {
+                        let x = samples.get((start + i) * 2 + c.min(1)).copied().unwrap_or(0.0);
+                        *o = T::from_sample(x);
+                    }
+                }
+                pos.store(start + data.len() / channels, Relaxed);
+            },
+            on_error,
+            Some(Duration::from_secs(5)),
+        )
+    }
     let stream = match chosen.format {
-        SampleFormat::F32 => chosen.device.build_output_stream(
-            chosen.config,
-            move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
-                let start = pos.load(Relaxed);
-                for (i, frame) in data.chunks_mut(channels).enumerate() {
-                    for (c, o) in frame.iter_mut().enumerate() {
-                        *o = frame_of(&samples, start + i, c);
-                    }
-                }
-                pos.store(start + data.len() / channels, Relaxed);
-            },
-            on_error,
-            timeout,
-        ),
-        SampleFormat::I16 => chosen.device.build_output_stream(
-            chosen.config,
-            move |data: &mut [i16], _: &cpal::OutputCallbackInfo| {
-                let start = pos.load(Relaxed);
-                for (i, frame) in data.chunks_mut(channels).enumerate() {
-                    for (c, o) in frame.iter_mut().enumerate() {
-                        *o = (frame_of(&samples, start + i, c) * 32767.0) as i16;
-                    }
-                }
-                pos.store(start + data.len() / channels, Relaxed);
-            },
-            on_error,
-            timeout,
-        ),
+        SampleFormat::F32 => build::<f32>(chosen, samples, pos, on_error),
+        SampleFormat::I16 => build::<i16>(chosen, samples, pos, on_error),
         other => return Err(AudioError::Failed(format!("the device wants {other} samples; jamrig writes f32 or i16"))),
     }
     .map_err(|e| AudioError::Failed(e.to_string()))?;

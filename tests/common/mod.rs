@@ -271,14 +271,23 @@ pub fn spectrum_bh(x: &[f32], sample_rate: f64, fft_len: usize) -> (Vec<f64>, f6
 
 /// Magnitude of the Blackman-Harris-windowed DTFT of `x` at `hz`.
 pub fn dtft_mag(x: &[f32], sample_rate: f64, hz: f64) -> f64 {
+    dft_mag(&windowed(x), sample_rate, hz)
+}
+
+/// `x` times a Blackman-Harris window.
+fn windowed(x: &[f32]) -> Vec<f64> {
     let n = x.len();
+    x.iter().enumerate().map(|(i, v)| *v as f64 * blackman_harris(i, n)).collect()
+}
+
+/// Magnitude of the DTFT of (already windowed) `xw` at `hz`.
+fn dft_mag(xw: &[f64], sample_rate: f64, hz: f64) -> f64 {
     let w = std::f64::consts::TAU * hz / sample_rate;
     let (c, s) = (w.cos(), w.sin());
     // Rotating phasor, renormalised now and then.
     let (mut pr, mut pi) = (1.0f64, 0.0f64);
     let (mut re, mut im) = (0.0, 0.0);
-    for (i, v) in x.iter().enumerate() {
-        let a = *v as f64 * blackman_harris(i, n);
+    for (i, a) in xw.iter().enumerate() {
         re += a * pr;
         im -= a * pi;
         let (nr, ni) = (pr * c - pi * s, pr * s + pi * c);
@@ -297,27 +306,8 @@ pub fn dtft_mag(x: &[f32], sample_rate: f64, hz: f64) -> f64 {
 /// (Blackman-Harris window): a grid search then golden-section refinement. For
 /// resolving close components (a supersaw's voices) over long windows.
 pub fn fine_peak_freq(x: &[f32], sample_rate: f64, lo: f64, hi: f64) -> f64 {
-    let n = x.len();
-    let xw: Vec<f64> = x.iter().enumerate().map(|(i, v)| *v as f64 * blackman_harris(i, n)).collect();
-    let mag = |hz: f64| -> f64 {
-        let w = std::f64::consts::TAU * hz / sample_rate;
-        let (c, s) = (w.cos(), w.sin());
-        let (mut pr, mut pi) = (1.0f64, 0.0f64);
-        let (mut re, mut im) = (0.0, 0.0);
-        for (i, a) in xw.iter().enumerate() {
-            re += a * pr;
-            im -= a * pi;
-            let (nr, ni) = (pr * c - pi * s, pr * s + pi * c);
-            pr = nr;
-            pi = ni;
-            if i % 1024 == 1023 {
-                let m = (pr * pr + pi * pi).sqrt();
-                pr /= m;
-                pi /= m;
-            }
-        }
-        (re * re + im * im).sqrt()
-    };
+    let xw = windowed(x);
+    let mag = |hz: f64| dft_mag(&xw, sample_rate, hz);
     let steps = 64;
     let grid: Vec<f64> = (0..=steps).map(|i| lo + (hi - lo) * i as f64 / steps as f64).collect();
     let mags: Vec<f64> = grid.iter().map(|&f| mag(f)).collect();

@@ -146,6 +146,14 @@ fn set_gain(st: &mut OscState, reeds: &[(f64, usize)], sr: f64, peak_factor: f32
     };
 }
 
+/// A copy of the bank's coefficients and its gain (the renderer takes the state
+/// mutably).
+fn bank(st: &OscState) -> ([f32; 2 * MAXP], f32) {
+    let mut coefs = [0.0f32; 2 * MAXP];
+    coefs.copy_from_slice(&st.z[COEF..COEF + 2 * MAXP]);
+    (coefs, st.z[Z_GAIN])
+}
+
 /// Whether the coefficients must be recomputed (new pitch or vowel); records the
 /// new keys.
 fn stale(st: &mut OscState, ctx: &SynthCtx, vowel: f32) -> bool {
@@ -447,9 +455,7 @@ impl Synth for Bowed {
         }
         let sine = ctx.waves.sine();
         let sr = ctx.sample_rate;
-        let mut coefs = [0.0f32; 2 * MAXP];
-        coefs.copy_from_slice(&st.z[COEF..COEF + 2 * MAXP]);
-        let gain = st.z[Z_GAIN];
+        let (coefs, gain) = bank(st);
         let rate = st.z[Z_VIB_RATE];
         let mut age = st.age;
         for chunk in out.chunks_mut(BLOCK) {
@@ -519,9 +525,7 @@ impl Synth for PipeOrgan {
             self.refresh(st, ctx);
         }
         let sr = ctx.sample_rate;
-        let mut coefs = [0.0f32; 2 * MAXP];
-        coefs.copy_from_slice(&st.z[COEF..COEF + 2 * MAXP]);
-        let gain = st.z[Z_GAIN];
+        let (coefs, gain) = bank(st);
         let mut age = st.age;
         let chiff_len = (CHIFF_SECONDS * sr) as u64;
         for chunk in out.chunks_mut(BLOCK) {
@@ -579,9 +583,7 @@ impl Synth for Harmonium {
         }
         let sine = ctx.waves.sine();
         let sr = ctx.sample_rate;
-        let mut coefs = [0.0f32; 2 * MAXP];
-        coefs.copy_from_slice(&st.z[COEF..COEF + 2 * MAXP]);
-        let gain = st.z[Z_GAIN];
+        let (coefs, gain) = bank(st);
         for chunk in out.chunks_mut(BLOCK) {
             render_bank(st, ctx, chunk, None, &[(1.0, HARMONIUM_HARMONICS)], &coefs, None, gain);
             amp_lfo(st, sine, sr, 0.5, 0.9, 0.1, chunk);
@@ -640,9 +642,7 @@ impl Synth for Accordion {
         }
         let sine = ctx.waves.sine();
         let sr = ctx.sample_rate;
-        let mut coefs = [0.0f32; 2 * MAXP];
-        coefs.copy_from_slice(&st.z[COEF..COEF + 2 * MAXP]);
-        let gain = st.z[Z_GAIN];
+        let (coefs, gain) = bank(st);
         let reeds = Self::reeds();
         for chunk in out.chunks_mut(BLOCK) {
             render_bank(st, ctx, chunk, None, &reeds, &coefs, None, gain);
@@ -814,9 +814,7 @@ impl Synth for Choir {
             self.refresh(st, ctx, v);
         }
         let sr = ctx.sample_rate;
-        let mut coefs = [0.0f32; 2 * MAXP];
-        coefs.copy_from_slice(&st.z[COEF..COEF + 2 * MAXP]);
-        let gain = st.z[Z_GAIN];
+        let (coefs, gain) = bank(st);
         let mut age = st.age;
         // The breath runs until its envelope is below -100 dB (about 0.18 s).
         let breath_len = (BREATH_SECONDS * 2.3 * sr) as u64;
@@ -833,8 +831,8 @@ impl Synth for Choir {
                 let mut s2 = [st.z[Z_MISC + 2], st.z[Z_MISC + 3]];
                 for x in chunk.iter_mut() {
                     let n = st.noise() * env;
-                    let y1 = biquad_tick(&bp1, &mut s1, n);
-                    let y2 = biquad_tick(&bp2, &mut s2, y1);
+                    let y1 = bp1.step(&mut s1, n);
+                    let y2 = bp2.step(&mut s2, y1);
                     *x += y2;
                     env *= k;
                 }
@@ -845,15 +843,6 @@ impl Synth for Choir {
             age += chunk.len() as u64;
         }
     }
-}
-
-/// One biquad step (transposed direct form II) with its state in two floats.
-#[inline]
-fn biquad_tick(c: &BiquadCoefs, z: &mut [f32; 2], x: f32) -> f32 {
-    let y = c.b0 * x + z[0];
-    z[0] = c.b1 * x - c.a1 * y + z[1];
-    z[1] = c.b2 * x - c.a2 * y;
-    y
 }
 
 /// Solo voice: the harmonics of a glottal pulse (a half-sine opening over 60% of
@@ -917,9 +906,7 @@ impl Synth for Vocal {
         }
         let sine = ctx.waves.sine();
         let sr = ctx.sample_rate;
-        let mut coefs = [0.0f32; 2 * MAXP];
-        coefs.copy_from_slice(&st.z[COEF..COEF + 2 * MAXP]);
-        let gain = st.z[Z_GAIN];
+        let (coefs, gain) = bank(st);
         // One-pole smoothing of uniform noise (deviation 1/sqrt(3)) and the scale
         // that gives the smoothed noise a deviation of 1.
         let a = 1.0 - (-std::f32::consts::TAU * WOBBLE_HZ / sr).exp();

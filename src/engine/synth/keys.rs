@@ -193,15 +193,6 @@ fn add_noise(
     }
 }
 
-/// One biquad step (transposed direct form II) with its state in `s`.
-#[inline]
-fn biquad(c: &BiquadCoefs, s: &mut [f32; 2], x: f32) -> f32 {
-    let y = c.b0 * x + s[0];
-    s[0] = c.b1 * x - c.a1 * y + s[1];
-    s[1] = c.b2 * x - c.a2 * y;
-    y
-}
-
 /// Filter state with denormal-range values set to zero (the sound has died away).
 #[inline]
 fn flush(x: f32) -> f32 {
@@ -577,8 +568,8 @@ impl Synth for Kalimba {
         let mut s1 = [st.z[0], st.z[1]];
         let mut s2 = [st.z[2], st.z[3]];
         for x in out.iter_mut() {
-            let a = *x + 0.2 * biquad(&c1, &mut s1, *x);
-            *x = a + 0.15 * biquad(&c2, &mut s2, a);
+            let a = *x + 0.2 * c1.step(&mut s1, *x);
+            *x = a + 0.15 * c2.step(&mut s2, a);
         }
         st.z[..4].copy_from_slice(&[flush(s1[0]), flush(s1[1]), flush(s2[0]), flush(s2[1])]);
     }
@@ -631,7 +622,7 @@ impl Synth for Timpani {
         let c = BiquadCoefs::bandpass_range((0.7 * f).max(20.0), 1.3 * f, ctx.sample_rate as f64);
         let mut s = [st.z[1], st.z[2]];
         for x in out.iter_mut() {
-            *x += 0.4 * biquad(&c, &mut s, *x);
+            *x += 0.4 * c.step(&mut s, *x);
         }
         st.z[1] = flush(s[0]);
         st.z[2] = flush(s[1]);
@@ -841,24 +832,13 @@ const HARP_KS: f32 = 0.05;
 
 pub struct Harp;
 
-/// Integer loop length and all-pass coefficient that make a two-point-average
-/// Karplus-Strong loop sound at `freq_hz` exactly.
-fn ks_tuning(freq_hz: f64, sample_rate: f64, max_len: usize) -> (usize, f32) {
-    let period = (sample_rate / freq_hz.max(1.0)).min(max_len as f64 - 1.0).max(2.2);
-    let n = (period - 0.6).floor();
-    let delta = period - 0.5 - n;
-    let w = 2.0 * PI * freq_hz / sample_rate;
-    let c = ((1.0 - delta) * w / 2.0).sin() / ((1.0 + delta) * w / 2.0).sin();
-    (n as usize, c as f32)
-}
-
 // State: phase[k] = harmonic k + 1 (k < 10); n[0] = loop position, n[1] = loop
 // length; z[0] = previous line output, z[1], z[2] = all-pass input and output memory.
 impl Synth for Harp {
     fn start(&self, st: &mut OscState, ctx: &SynthCtx) {
         random_phases(st, 10);
         let sr = ctx.sample_rate as f64;
-        let (n, _) = ks_tuning(ctx.freq_hz, sr, st.line.len());
+        let (n, _) = super::pluck::tuning(ctx.freq_hz, sr, st.line.len());
         let n = n.min(st.line.len());
         // A noise burst, softened by a low-pass at 5 kHz (two passes of a one-pole),
         // at the same level per Hz at every sample rate.
@@ -897,33 +877,13 @@ impl Synth for Harp {
             partial(st, ctx, k, (k + 1) as f64, g, out);
         }
         if span.t0 < HARP_KS && !st.line.is_empty() {
-            let (n, c) = ks_tuning(ctx.freq_hz, ctx.sample_rate as f64, st.line.len());
-            let len = n.clamp(1, st.line.len());
-            let mut pos = st.n[0] % len;
-            let [mut prev, mut ap_x, mut ap_y, ..] = st.z;
             let left = (((HARP_KS - span.t0) * span.sr).ceil() as usize).min(out.len());
             let mut e = 0.4 * HARP_GAIN * (-8.0 * span.t0 / HARP_KS).exp();
             let k = (-8.0 / (HARP_KS * span.sr)).exp();
-            for x in out[..left].iter_mut() {
-                let d = st.line[pos];
-                let avg = 0.5 * (d + prev);
-                prev = d;
-                let y = c * avg + ap_x - c * ap_y;
-                ap_x = avg;
-                ap_y = y;
-                st.line[pos] = y;
-                pos += 1;
-                if pos >= len {
-                    pos = 0;
-                }
-                *x += d * e;
+            super::pluck::run_loop(st, ctx, 1.0, left, |i, d| {
+                out[i] += d * e;
                 e *= k;
-            }
-            st.n[0] = pos;
-            st.n[1] = len;
-            st.z[0] = prev;
-            st.z[1] = ap_x;
-            st.z[2] = ap_y;
+            });
         }
     }
 

@@ -14,14 +14,44 @@ const DECAY: f32 = 0.998;
 
 pub struct Pluck;
 
-/// Integer loop length and all-pass coefficient for `freq_hz`.
-fn tuning(freq_hz: f64, sample_rate: f64, max_len: usize) -> (usize, f32) {
+/// Integer loop length and all-pass coefficient that make a two-point-average
+/// loop sound at `freq_hz` exactly.
+pub(super) fn tuning(freq_hz: f64, sample_rate: f64, max_len: usize) -> (usize, f32) {
     let period = (sample_rate / freq_hz.max(1.0)).min(max_len as f64 - 1.0).max(2.2);
     let n = (period - 0.6).floor();
     let delta = period - 0.5 - n; // 0.1 ..= 1.1
     let w = 2.0 * PI * freq_hz / sample_rate;
     let c = ((1.0 - delta) * w / 2.0).sin() / ((1.0 + delta) * w / 2.0).sin();
     (n as usize, c as f32)
+}
+
+/// Runs the tuned loop (state as below) for `frames` samples with `gain` per
+/// pass, handing each line output to `emit(i, sample)`.
+#[inline]
+pub(super) fn run_loop(st: &mut OscState, ctx: &SynthCtx, gain: f32, frames: usize, mut emit: impl FnMut(usize, f32)) {
+    let (n, c) = tuning(ctx.freq_hz, ctx.sample_rate as f64, st.line.len());
+    let len = n.clamp(1, st.line.len().max(1));
+    let mut pos = st.n[0] % len;
+    let [mut prev, mut ap_x, mut ap_y, ..] = st.z;
+    for i in 0..frames {
+        let d = st.line[pos];
+        let avg = 0.5 * (d + prev);
+        prev = d;
+        let y = c * avg + ap_x - c * ap_y;
+        ap_x = avg;
+        ap_y = y;
+        st.line[pos] = y * gain;
+        pos += 1;
+        if pos >= len {
+            pos = 0;
+        }
+        emit(i, d);
+    }
+    st.n[0] = pos;
+    st.n[1] = len;
+    st.z[0] = prev;
+    st.z[1] = ap_x;
+    st.z[2] = ap_y;
 }
 
 // State: n[0] = write position, n[1] = loop length; z[0] = previous line output,
@@ -44,30 +74,7 @@ impl Synth for Pluck {
     }
 
     fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
-        let (n, c) = tuning(ctx.freq_hz, ctx.sample_rate as f64, st.line.len());
-        let len = n.max(1);
-        let mut pos = st.n[0] % len;
-        let [mut prev, mut ap_x, mut ap_y, ..] = st.z;
-        for x in out.iter_mut() {
-            let d = st.line[pos];
-            let avg = 0.5 * (d + prev);
-            prev = d;
-            let y = c * avg + ap_x - c * ap_y;
-            ap_x = avg;
-            ap_y = y;
-            let v = y * DECAY;
-            st.line[pos] = v;
-            pos += 1;
-            if pos >= len {
-                pos = 0;
-            }
-            *x = d;
-        }
-        st.n[0] = pos;
-        st.n[1] = len;
-        st.z[0] = prev;
-        st.z[1] = ap_x;
-        st.z[2] = ap_y;
+        run_loop(st, ctx, DECAY, out.len(), |i, d| out[i] = d);
     }
 
     fn decays(&self) -> bool {

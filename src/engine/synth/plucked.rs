@@ -120,24 +120,11 @@ struct Spec {
     bass_boost: (f64, f64),
 }
 
-const BASS_GUITAR: Spec = Spec {
-    burst: 0.8,
-    passes: (3.0, 0.5, 0.5),
-    taps: (0.45, 0.55),
-    decay: [0.9992, 0.0],
-    mix: [1.0, 0.0],
-    detune: 0.0,
-    correlation: 0.0,
-    body: Body::None,
-    lowpass: (1200.0, f64::INFINITY),
-    extra: Extra::None,
-    gain: 1.86,
-    bass_boost: (0.0, 0.0),
-};
-
-const HARPSICHORD: Spec = Spec {
+/// What most plucked strings share: one string, the plain two-point loop filter,
+/// no body, no post filter, no extras.
+const ONE_STRING: Spec = Spec {
     burst: 1.0,
-    passes: (1.0, 0.7, 0.3),
+    passes: (0.0, 0.5, 0.5),
     taps: (0.5, 0.5),
     decay: [0.999, 0.0],
     mix: [1.0, 0.0],
@@ -145,84 +132,74 @@ const HARPSICHORD: Spec = Spec {
     correlation: 0.0,
     body: Body::None,
     lowpass: (0.0, 0.0),
-    extra: Extra::Chiff,
-    gain: 0.66,
+    extra: Extra::None,
+    gain: 1.0,
     bass_boost: (0.0, 0.0),
 };
+
+const BASS_GUITAR: Spec = Spec {
+    burst: 0.8,
+    passes: (3.0, 0.5, 0.5),
+    taps: (0.45, 0.55),
+    decay: [0.9992, 0.0],
+    lowpass: (1200.0, f64::INFINITY),
+    gain: 1.86,
+    ..ONE_STRING
+};
+
+const HARPSICHORD: Spec =
+    Spec { burst: 1.0, passes: (1.0, 0.7, 0.3), decay: [0.999, 0.0], extra: Extra::Chiff, gain: 0.66, ..ONE_STRING };
 
 const UPRIGHT_BASS: Spec = Spec {
     burst: 0.6,
     passes: (5.0, 0.5, 0.5),
-    taps: (0.5, 0.5),
     decay: [0.9985, 0.0],
-    mix: [1.0, 0.0],
-    detune: 0.0,
-    correlation: 0.0,
     body: Body::Sequential(&[(80.0, 40.0, 0.4), (200.0, 60.0, 0.3), (400.0, 100.0, 0.15)]),
     lowpass: (1500.0, 6.0),
-    extra: Extra::None,
     gain: 2.5,
     bass_boost: (82.4, 4.0),
+    ..ONE_STRING
 };
 
 const BANJO: Spec = Spec {
     burst: 0.9,
     passes: (1.0, 0.7, 0.3),
-    taps: (0.5, 0.5),
     decay: [0.9988, 0.0],
-    mix: [1.0, 0.0],
-    detune: 0.0,
-    correlation: 0.0,
     body: Body::Sequential(&[(600.0, 200.0, 0.5), (1500.0, 300.0, 0.4), (3000.0, 500.0, 0.25)]),
-    lowpass: (0.0, 0.0),
-    extra: Extra::None,
     gain: 0.78,
-    bass_boost: (0.0, 0.0),
+    ..ONE_STRING
 };
 
 const MANDOLIN: Spec = Spec {
     burst: 0.8,
     passes: (1.0, 0.65, 0.35),
-    taps: (0.5, 0.5),
     decay: [0.9988, 0.9988],
     mix: [0.55, 0.45],
     detune: 0.45,
     correlation: 1.0,
     body: Body::Sequential(&[(500.0, 120.0, 0.3), (1000.0, 200.0, 0.25), (2000.0, 300.0, 0.15)]),
-    lowpass: (0.0, 0.0),
-    extra: Extra::None,
     gain: 0.92,
-    bass_boost: (0.0, 0.0),
+    ..ONE_STRING
 };
 
 const UKULELE: Spec = Spec {
     burst: 0.5,
     passes: (5.0, 0.55, 0.45),
-    taps: (0.5, 0.5),
     decay: [0.998, 0.0],
-    mix: [1.0, 0.0],
-    detune: 0.0,
-    correlation: 0.0,
     body: Body::Sequential(&[(350.0, 100.0, 0.35), (700.0, 150.0, 0.25), (1200.0, 200.0, 0.15)]),
     lowpass: (6000.0, 12.0),
-    extra: Extra::None,
     gain: 1.72,
-    bass_boost: (0.0, 0.0),
+    ..ONE_STRING
 };
 
 const ACOUSTIC_GUITAR: Spec = Spec {
     burst: 0.8,
     passes: (2.0, 0.6, 0.4),
-    taps: (0.5, 0.5),
     decay: [0.9988, 0.0],
-    mix: [1.0, 0.0],
-    detune: 0.0,
-    correlation: 0.0,
     body: Body::Parallel(&[(110.0, 60.0, 0.4), (250.0, 80.0, 0.3), (500.0, 120.0, 0.2)]),
     lowpass: (5000.0, f64::INFINITY),
-    extra: Extra::None,
     gain: 1.7,
-    bass_boost: (0.0, 0.0),
+    ..ONE_STRING
 };
 
 const SITAR: Spec = Spec {
@@ -230,45 +207,24 @@ const SITAR: Spec = Spec {
     passes: (0.0, 0.5, 0.5),
     taps: (0.4, 0.6),
     decay: [0.9996, 0.0],
-    mix: [1.0, 0.0],
-    detune: 0.0,
-    correlation: 0.0,
-    body: Body::None,
-    lowpass: (0.0, 0.0),
     extra: Extra::Sitar,
     gain: 0.7,
-    bass_boost: (0.0, 0.0),
+    ..ONE_STRING
 };
 
 const OUD: Spec = Spec {
     burst: 0.7,
     passes: (3.0, 0.5, 0.5),
-    taps: (0.5, 0.5),
     decay: [0.9985, 0.9978],
     mix: [0.6, 0.4],
-    detune: 0.0,
-    correlation: 0.0,
     body: Body::Parallel(&[(90.0, 50.0, 0.5), (220.0, 80.0, 0.35), (450.0, 120.0, 0.15)]),
     lowpass: (3000.0, f64::INFINITY),
-    extra: Extra::None,
     gain: 3.0,
-    bass_boost: (0.0, 0.0),
+    ..ONE_STRING
 };
 
-const ELECTRIC_GUITAR: Spec = Spec {
-    burst: 1.0,
-    passes: (0.0, 0.5, 0.5),
-    taps: (0.5, 0.5),
-    decay: [0.9993, 0.0],
-    mix: [1.0, 0.0],
-    detune: 0.0,
-    correlation: 0.0,
-    body: Body::None,
-    lowpass: (0.0, 0.0),
-    extra: Extra::Pickup,
-    gain: 0.63,
-    bass_boost: (0.0, 0.0),
-};
+const ELECTRIC_GUITAR: Spec =
+    Spec { burst: 1.0, passes: (0.0, 0.5, 0.5), decay: [0.9993, 0.0], extra: Extra::Pickup, gain: 0.63, ..ONE_STRING };
 
 /// Most detune between the two strings of a course, cents. Their beat is kept slow
 /// (see `Spec::detune`): a beat minimum of the fundamental within a second would move
@@ -705,15 +661,6 @@ fn run_pickup(buf: &mut [f32], w: usize, s: &mut StringState, lp: &Loop, d: f32,
     w
 }
 
-/// A biquad tick (transposed direct form II) with its state in `s`.
-#[inline]
-fn biquad(c: &BiquadCoefs, s: &mut [f32; 2], x: f32) -> f32 {
-    let y = c.b0 * x + s[0];
-    s[0] = c.b1 * x - c.a1 * y + s[1];
-    s[1] = c.b2 * x - c.a2 * y;
-    y
-}
-
 fn resonance(centre: f64, half_width: f64, sample_rate: f64) -> BiquadCoefs {
     BiquadCoefs::bandpass_range((centre - half_width).max(20.0), (centre + half_width).min(22_049.0), sample_rate)
 }
@@ -830,7 +777,7 @@ fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
                 let z = Z_BODY + 2 * i;
                 let mut s = [st.z[z], st.z[z + 1]];
                 for x in out.iter_mut() {
-                    *x += g * biquad(&co, &mut s, *x);
+                    *x += g * co.step(&mut s, *x);
                 }
                 st.z[z] = s[0];
                 st.z[z + 1] = s[1];
@@ -848,9 +795,9 @@ fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
                 *s = [st.z[Z_BODY + 2 * i], st.z[Z_BODY + 2 * i + 1]];
             }
             for x in out.iter_mut() {
-                let r = g[0] * biquad(&co[0], &mut s[0], *x)
-                    + g[1] * biquad(&co[1], &mut s[1], *x)
-                    + g[2] * biquad(&co[2], &mut s[2], *x);
+                let r = g[0] * co[0].step(&mut s[0], *x)
+                    + g[1] * co[1].step(&mut s[1], *x)
+                    + g[2] * co[2].step(&mut s[2], *x);
                 *x = 0.6 * *x + r;
             }
             for (i, s) in s.iter().enumerate() {
@@ -874,7 +821,7 @@ fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
         let co = BiquadCoefs::lowpass(fc, FRAC_1_SQRT_2, sr);
         let mut s = [st.z[Z_LP], st.z[Z_LP + 1]];
         for x in out.iter_mut() {
-            *x = g * biquad(&co, &mut s, *x);
+            *x = g * co.step(&mut s, *x);
         }
         st.z[Z_LP] = s[0];
         st.z[Z_LP + 1] = s[1];

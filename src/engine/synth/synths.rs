@@ -109,15 +109,6 @@ impl Ramp {
     }
 }
 
-/// One transposed-direct-form-II biquad step with its state in `s`.
-#[inline(always)]
-fn biquad(c: &BiquadCoefs, s: &mut (f32, f32), x: f32) -> f32 {
-    let y = c.b0 * x + s.0;
-    s.0 = c.b1 * x - c.a1 * y + s.1;
-    s.1 = c.b2 * x - c.a2 * y;
-    y
-}
-
 /// Scale of white noise so that its density in the audible band matches the
 /// reference's at 44.1 kHz.
 #[inline]
@@ -264,12 +255,12 @@ impl Synth for Mellotron {
                 st.phase[0] = p;
                 let bp = BiquadCoefs::bandpass((2.5 * f).clamp(800.0, 5000.0), BREATH_Q, sr);
                 let level = BREATH * UNIFORM_TO_UNIT * noise_scale(sr);
-                let mut s = (st.z[8], st.z[9]);
+                let mut s = [st.z[8], st.z[9]];
                 for x in out.iter_mut() {
                     let w = st.noise() * level;
-                    *x += biquad(&bp, &mut s, w);
+                    *x += bp.step(&mut s, w);
                 }
-                (st.z[8], st.z[9]) = s;
+                [st.z[8], st.z[9]] = s;
                 FLUTE_GAIN
             }
             2 => {
@@ -330,13 +321,13 @@ impl Synth for Mellotron {
         let hp = BiquadCoefs::highpass((0.9 * f).min(300.0), std::f64::consts::FRAC_1_SQRT_2, sr);
         let lp = BiquadCoefs::lowpass(6000.0, std::f64::consts::FRAC_1_SQRT_2, sr);
         let hiss = HISS * UNIFORM_TO_UNIT * noise_scale(sr);
-        let (mut sh, mut sl) = ((st.z[4], st.z[5]), (st.z[6], st.z[7]));
+        let (mut sh, mut sl) = ([st.z[4], st.z[5]], [st.z[6], st.z[7]]);
         for x in out.iter_mut() {
-            let v = biquad(&lp, &mut sl, biquad(&hp, &mut sh, *x * gain));
+            let v = lp.step(&mut sl, hp.step(&mut sh, *x * gain));
             let v = fast_tanh(SAT_DRIVE * v) * SAT_MAKEUP + st.noise() * hiss;
             *x = v * TAPE_OUT;
         }
-        (st.z[4], st.z[5], st.z[6], st.z[7]) = (sh.0, sh.1, sl.0, sl.1);
+        st.z[4..8].copy_from_slice(&[sh[0], sh[1], sl[0], sl[1]]);
     }
 }
 

@@ -85,15 +85,6 @@ fn noise_scale(ctx: &SynthCtx) -> f32 {
     (ctx.sample_rate / 44_100.0).sqrt() * SQRT3
 }
 
-/// One transposed-direct-form-II biquad step with its state in `s`.
-#[inline]
-fn bq(c: &BiquadCoefs, s: &mut [f32; 2], x: f32) -> f32 {
-    let y = c.b0 * x + s[0];
-    s[0] = c.b1 * x - c.a1 * y + s[1];
-    s[1] = c.b2 * x - c.a2 * y;
-    y
-}
-
 #[inline]
 fn load2(st: &OscState, at: usize) -> [f32; 2] {
     [st.z[at], st.z[at + 1]]
@@ -294,7 +285,7 @@ impl Synth for Flute {
         let mut s = load2(st, ZS);
         render_bank(st, ctx, out, &FLUTE_VIB, 0.0, &bank, |st, _, chunk| {
             for x in chunk.iter_mut() {
-                *x += bq(&c, &mut s, st.noise() * amp);
+                *x += c.step(&mut s, st.noise() * amp);
             }
         });
         store2(st, ZS, s);
@@ -375,7 +366,7 @@ impl Synth for Clarinet {
         let mut s = load2(st, ZS);
         render_bank(st, ctx, out, &CLARINET_VIB, 0.0, &bank, |st, _, chunk| {
             for x in chunk.iter_mut() {
-                *x += bq(&c, &mut s, st.noise() * amp);
+                *x += c.step(&mut s, st.noise() * amp);
             }
         });
         store2(st, ZS, s);
@@ -407,7 +398,7 @@ impl Synth for Oboe {
         let mut s = load2(st, ZS);
         render_bank(st, ctx, out, &OBOE_VIB, 0.0, &bank, |st, _, chunk| {
             for x in chunk.iter_mut() {
-                *x += bq(&c, &mut s, st.noise() * amp);
+                *x += c.step(&mut s, st.noise() * amp);
             }
         });
         store2(st, ZS, s);
@@ -530,10 +521,10 @@ impl Synth for Saxophone {
                 let y = *x;
                 let mut v = 0.7 * y;
                 for ((c, s), &(_, _, gain)) in formants.iter().zip(fs.iter_mut()).zip(&SAX_FORMANTS) {
-                    v += gain * bq(c, s, y);
+                    v += gain * c.step(s, y);
                 }
-                v += bq(&c_breath, &mut s_breath, st.noise()) * breath_env;
-                v += bq(&c_buzz, &mut s_buzz, st.noise()) * 0.06 * ns;
+                v += c_breath.step(&mut s_breath, st.noise()) * breath_env;
+                v += c_buzz.step(&mut s_buzz, st.noise()) * 0.06 * ns;
                 let ti = age0 + i as f32;
                 if ti < click_len {
                     v += 0.12 * ns / SQRT3 * st.noise() * (-click_k * ti).exp();
@@ -652,7 +643,7 @@ impl Synth for Bagpipe {
         render_bank(st, ctx, out, &NO_VIB, 0.0, &bank, |st, offset, chunk| {
             let mut w = w0 + dw * offset as f32;
             for x in chunk.iter_mut() {
-                *x = (*x + bq(&c, &mut s, st.noise() * amp)) * w;
+                *x = (*x + c.step(&mut s, st.noise() * amp)) * w;
                 w += dw;
             }
         });
