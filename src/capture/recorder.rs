@@ -31,16 +31,7 @@ impl RecordTap {
     /// Input thread: keeps a copy of a channel event while recording.
     #[inline]
     pub fn offer(&self, ev: Event) {
-        let channel_event = matches!(
-            ev.kind,
-            EventKind::NoteOn { .. }
-                | EventKind::NoteOff { .. }
-                | EventKind::Control { .. }
-                | EventKind::PitchBend { .. }
-                | EventKind::Program { .. }
-                | EventKind::Pressure { .. }
-        );
-        if channel_event && self.on.load(Relaxed) && self.queue.push(ev).is_err() {
+        if ev.kind.channel().is_some() && self.on.load(Relaxed) && self.queue.push(ev).is_err() {
             self.overflow.fetch_add(1, Relaxed);
         }
     }
@@ -131,20 +122,7 @@ impl Recorder {
     pub fn summary(&self) -> String {
         let notes = self.take.events.iter().filter(|e| matches!(e.kind, EventKind::NoteOn { .. })).count();
         let seconds = self.take.end as f64 / self.take.sample_rate.max(1.0);
-        let mut channels: Vec<u8> = self
-            .take
-            .events
-            .iter()
-            .filter_map(|e| match e.kind {
-                EventKind::NoteOn { channel, .. }
-                | EventKind::NoteOff { channel, .. }
-                | EventKind::Control { channel, .. }
-                | EventKind::PitchBend { channel, .. }
-                | EventKind::Program { channel, .. }
-                | EventKind::Pressure { channel, .. } => Some(channel + 1),
-                _ => None,
-            })
-            .collect();
+        let mut channels: Vec<u8> = self.take.events.iter().filter_map(|e| e.kind.channel()).map(|c| c + 1).collect();
         channels.sort();
         channels.dedup();
         let chs: Vec<String> = channels.iter().map(|c| c.to_string()).collect();

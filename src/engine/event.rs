@@ -58,6 +58,21 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+impl EventKind {
+    /// The (0-based) channel of a channel event; `None` for transport events.
+    pub fn channel(&self) -> Option<u8> {
+        match *self {
+            EventKind::NoteOn { channel, .. }
+            | EventKind::NoteOff { channel, .. }
+            | EventKind::Control { channel, .. }
+            | EventKind::PitchBend { channel, .. }
+            | EventKind::Program { channel, .. }
+            | EventKind::Pressure { channel, .. } => Some(channel),
+            _ => None,
+        }
+    }
+}
+
 impl Event {
     pub fn new(frame: u64, kind: EventKind) -> Self {
         Event { frame, kind }
