@@ -37,14 +37,24 @@ pub enum EventKind {
     },
     /// MIDI clock tick (24 per quarter note).
     Clock,
-    /// Transport start from the top (MIDI Start, `:play`).
-    Start,
-    /// Transport stop (MIDI Stop, `:stop`).
-    Stop,
-    /// Transport continue from where it stopped.
-    Continue,
+    /// MIDI Start: the clock's source plays from the top at its next tick.
+    ClockStart,
+    /// MIDI Stop.
+    ClockStop,
+    /// MIDI Continue: from the song position at the next tick.
+    ClockContinue,
     /// Song position in MIDI beats (sixteenth notes).
     SongPosition(u16),
+    /// Internal transport start from the top (`:play`).
+    Start,
+    /// Internal transport stop (`:stop`).
+    Stop,
+    /// Internal transport continue from where it stopped.
+    Continue,
+    /// The engine's own: an external session starts playing here, at `beat`.
+    Launch {
+        beat: f64,
+    },
     /// Internal tempo, in BPM.
     Tempo(f32),
     /// Silence everything at once (all notes off and all sound off, every channel).
@@ -85,9 +95,9 @@ impl Event {
         let data = |i: usize| bytes.get(i).copied().filter(|b| *b < 0x80);
         let kind = match status {
             0xF8 => EventKind::Clock,
-            0xFA => EventKind::Start,
-            0xFB => EventKind::Continue,
-            0xFC => EventKind::Stop,
+            0xFA => EventKind::ClockStart,
+            0xFB => EventKind::ClockContinue,
+            0xFC => EventKind::ClockStop,
             0xF2 => EventKind::SongPosition(data(1)? as u16 | (data(2)? as u16) << 7),
             0x80..=0xEF => {
                 let channel = status & 0x0F;

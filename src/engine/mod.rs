@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod event;
 pub mod sequencer;
 pub mod snapshot;
+pub mod sync;
 pub mod synth;
 pub mod transport;
 pub mod voice;
@@ -28,6 +29,7 @@ use sequencer::{Sequencer, Sink};
 use snapshot::{ChannelConfig, MAX_CHANNELS, MasterConfig, MasterMode, PatternSet, Snapshot, Source};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use sync::{ClockAction, ClockFollower, ExternalTimeline, FOLLOW_HORIZON_BEATS, JUMP_BEATS, SyncMode};
 use transport::Transport;
 use voice::{Scratch, Voice, VoiceCtx, VoiceSource};
 
@@ -94,6 +96,10 @@ pub struct EngineStats {
     pub playing: AtomicBool,
     pub tempo_bits: AtomicU64,
     pub beat_bits: AtomicU64,
+    /// The incoming MIDI clock's tempo (f64 bits; 0 when no clock has been seen).
+    pub clock_tempo_bits: AtomicU64,
+    /// MIDI clock ticks received.
+    pub clock_ticks: AtomicU64,
 }
 
 impl Default for EngineStats {
@@ -117,6 +123,8 @@ impl Default for EngineStats {
             playing: AtomicBool::new(false),
             tempo_bits: AtomicU64::new(0),
             beat_bits: AtomicU64::new(0),
+            clock_tempo_bits: AtomicU64::new(0),
+            clock_ticks: AtomicU64::new(0),
         }
     }
 }
@@ -134,6 +142,12 @@ impl EngineStats {
 
     pub fn beat(&self) -> f64 {
         f64::from_bits(self.beat_bits.load(Relaxed))
+    }
+
+    /// The incoming MIDI clock's tempo, if a clock has been seen.
+    pub fn clock_tempo(&self) -> Option<f64> {
+        let t = f64::from_bits(self.clock_tempo_bits.load(Relaxed));
+        (t > 0.0).then_some(t)
     }
 
     /// Takes (and resets) a channel's peak level.
@@ -409,6 +423,10 @@ pub struct Engine {
     /// Indices of the voice-scope parameters.
     voice_params: Vec<usize>,
     transport: Transport,
+    /// Reads MIDI clock whatever the source (so switching to it is seamless).
+    follower: ClockFollower,
+    /// The newest external session timeline (Link), from the audio callback.
+    timeline: Option<ExternalTimeline>,
     sequencer: Sequencer,
     master: Master,
     /// First frame of the next tick.
@@ -446,6 +464,8 @@ impl Engine {
             voice_params: Param::ALL.iter().filter(|p| p.info().scope == Scope::Voice).map(|p| *p as usize).collect(),
             channels: (0..MAX_CHANNELS).map(|_| ChannelState::new(sample_rate)).collect(),
             transport: Transport::new(sample_rate as f64, initial.tempo_bpm),
+            follower: ClockFollower::new(sample_rate as f64),
+            timeline: None,
             sequencer: Sequencer::default(),
             master: Master::new(sample_rate),
             frame: 0,
@@ -459,7 +479,7 @@ impl Engine {
             bus_r: [0.0; TICK_FRAMES],
             idle_ticks: (IDLE_SECONDS * sample_rate / TICK_FRAMES as f32) as u32,
         };
-        let autoplay = initial.autoplay;
+        let autoplay = initial.autoplay && initial.sync == SyncMode::Internal;
         let placeholder = e.adopt(Box::new(initial));
         drop(placeholder); // control side: freeing here is fine
         if autoplay {
@@ -496,6 +516,18 @@ impl Engine {
     pub fn schedule(&mut self, ev: Event) {
         push_bounded(&mut self.future, Queued { seq: self.seq, ev }, &self.ports.stats.events_overflow);
         self.seq += 1;
+    }
+
+    /// Hands the engine an external session's timeline (Ableton Link), captured by
+    /// the audio callback just before [`Engine::process`]. Used while the set's
+    /// sync mode is Link. Audio thread.
+    pub fn follow_timeline(&mut self, timeline: ExternalTimeline) {
+        self.timeline = Some(timeline);
+    }
+
+    /// The sync mode of the running snapshot.
+    pub fn sync_mode(&self) -> SyncMode {
+        self.snapshot.sync
     }
 
     /// Fills `out` (interleaved, `out_channels` per frame) with the next frames.
@@ -634,7 +666,9 @@ impl Engine {
                 self.channels[ch].last = c.params;
             }
         }
-        if next.tempo_bpm != self.snapshot.tempo_bpm {
+        if next.sync != self.snapshot.sync {
+            self.switch_sync(frame, next.sync, next.tempo_bpm);
+        } else if next.tempo_bpm != self.snapshot.tempo_bpm && next.sync == SyncMode::Internal {
             self.transport.set_tempo(frame, next.tempo_bpm);
         }
         if let Some(p) = next.patterns.take() {
@@ -696,7 +730,72 @@ impl Engine {
     }
 
     fn is_transport_event(k: &EventKind) -> bool {
-        matches!(k, EventKind::Start | EventKind::Stop | EventKind::Continue | EventKind::Tempo(_) | EventKind::Panic)
+        matches!(
+            k,
+            EventKind::Start
+                | EventKind::Stop
+                | EventKind::Continue
+                | EventKind::Tempo(_)
+                | EventKind::Panic
+                | EventKind::Clock
+                | EventKind::ClockStart
+                | EventKind::ClockStop
+                | EventKind::ClockContinue
+                | EventKind::SongPosition(_)
+                | EventKind::Launch { .. }
+        )
+    }
+
+    /// Changes where the transport takes its time from, at `frame`, without a
+    /// jump: the beat carries on where it is.
+    fn switch_sync(&mut self, frame: u64, to: SyncMode, set_tempo: f64) {
+        match to {
+            SyncMode::Internal => {
+                self.follower.release();
+                self.transport.set_tempo(frame, set_tempo);
+            }
+            SyncMode::Midi => {
+                if self.transport.is_playing() && !self.follower.is_running() {
+                    self.follower.adopt_running(self.transport.beat_at(frame));
+                }
+            }
+            SyncMode::Link { .. } => self.follower.release(),
+        }
+    }
+
+    /// Follows the Link session over the tick starting at `start`: the beat and
+    /// tempo at the tick's first frame, start at the next quantum when the
+    /// session starts, stop when it stops.
+    fn follow_link(&mut self, start: u64, end: u64) {
+        let (SyncMode::Link { quantum }, Some(tl)) = (self.snapshot.sync, self.timeline) else {
+            return;
+        };
+        if !(tl.bpm > 0.0 && tl.beat.is_finite()) {
+            return;
+        }
+        let sr = self.sr as f64;
+        let target = tl.beat_at(start, sr);
+        let playing = self.transport.is_playing();
+        if playing && tl.playing {
+            self.transport.follow(start, target, tl.bpm, FOLLOW_HORIZON_BEATS, JUMP_BEATS);
+        } else if playing {
+            self.transport.stop(start);
+            self.release_pattern_notes(start);
+        } else {
+            self.transport.follow(start, target, tl.bpm, FOLLOW_HORIZON_BEATS, JUMP_BEATS);
+            if tl.playing {
+                // Land on the session's next bar line (its quantum).
+                let q = quantum.max(1e-3);
+                let next = (target / q - 1e-9).ceil() * q;
+                let fpb = 60.0 * sr / tl.bpm;
+                let at = start + ((next - target) * fpb).ceil().max(0.0) as u64;
+                if at < end {
+                    let ev = Event::new(at, EventKind::Launch { beat: next });
+                    push_bounded(&mut self.tick_events, Queued { seq: self.seq, ev }, &self.ports.stats.events_overflow);
+                    self.seq += 1;
+                }
+            }
+        }
     }
 
     /// Runs the sequencer over `[a, b)`.
@@ -712,20 +811,91 @@ impl Engine {
         }
     }
 
-    /// Applies a transport event at its frame.
+    /// Applies a transport event at its frame. The sync source owns the transport:
+    /// internal commands act only in internal mode, MIDI clock messages only in
+    /// MIDI mode (the follower reads the clock in every mode).
     fn apply_transport(&mut self, ev: Event) {
+        let mode = self.snapshot.sync;
+        let internal = mode == SyncMode::Internal;
+        let midi = mode == SyncMode::Midi;
         match ev.kind {
-            EventKind::Start => self.transport.start(ev.frame),
-            EventKind::Continue => self.transport.resume(ev.frame),
-            EventKind::Stop => {
-                self.transport.stop(ev.frame);
-                self.release_pattern_notes(ev.frame);
-            }
-            EventKind::Tempo(bpm) => self.transport.set_tempo(ev.frame, bpm as f64),
+            EventKind::Start if internal => self.transport.start(ev.frame),
+            EventKind::Continue if internal => self.transport.resume(ev.frame),
+            EventKind::Stop if internal => self.stop_transport(ev.frame),
+            EventKind::Tempo(bpm) if internal => self.transport.set_tempo(ev.frame, bpm as f64),
             EventKind::Panic => {
                 self.note_offs.clear();
             }
+            EventKind::Clock => {
+                let action = self.follower.tick(ev.frame);
+                let stats = &self.ports.stats;
+                stats.clock_ticks.fetch_add(1, Relaxed);
+                stats.clock_tempo_bits.store(self.follower.tempo().unwrap_or(0.0).to_bits(), Relaxed);
+                if midi {
+                    self.clock_action(ev.frame, action);
+                }
+            }
+            EventKind::ClockStart => {
+                let action = self.follower.start();
+                if midi {
+                    self.clock_action(ev.frame, action);
+                }
+            }
+            EventKind::ClockContinue => {
+                let action = self.follower.resume();
+                if midi {
+                    self.clock_action(ev.frame, action);
+                }
+            }
+            EventKind::ClockStop => {
+                let action = self.follower.stop();
+                if midi {
+                    self.clock_action(ev.frame, action);
+                }
+            }
+            EventKind::SongPosition(p) => {
+                let action = self.follower.song_position(p);
+                if midi {
+                    self.clock_action(ev.frame, action);
+                }
+            }
+            EventKind::Launch { beat } => {
+                let bpm = self.transport.tempo();
+                self.transport.play_at(ev.frame, beat, bpm);
+            }
             _ => {}
+        }
+    }
+
+    fn stop_transport(&mut self, frame: u64) {
+        self.transport.stop(frame);
+        self.release_pattern_notes(frame);
+    }
+
+    /// Does what the MIDI clock follower asks, at `frame` (the message's frame).
+    fn clock_action(&mut self, frame: u64, action: ClockAction) {
+        let bpm_of = |fpb: f64, sr: f32| 60.0 * sr as f64 / fpb;
+        match action {
+            ClockAction::None => {}
+            ClockAction::Stop => self.stop_transport(frame),
+            ClockAction::Locate { beat } => {
+                if self.transport.is_playing() {
+                    self.stop_transport(frame);
+                }
+                self.transport.locate(frame, beat);
+            }
+            ClockAction::Play { frame: at, beat } => {
+                let (target, bpm) = match self.follower.frames_per_beat() {
+                    Some(fpb) => (beat + (frame as f64 - at) / fpb, bpm_of(fpb, self.sr)),
+                    None => (beat, self.transport.tempo()),
+                };
+                self.transport.play_at(frame, target, bpm);
+            }
+            ClockAction::Follow { frame: at, beat, frames_per_beat } => {
+                let target = beat + (frame as f64 - at) / frames_per_beat;
+                let bpm = bpm_of(frames_per_beat, self.sr);
+                self.transport.follow(frame, target, bpm, FOLLOW_HORIZON_BEATS, JUMP_BEATS);
+            }
         }
     }
 
@@ -741,6 +911,7 @@ impl Engine {
         let end = start + TICK_FRAMES as u64;
         self.receive_snapshots();
         self.gather_events(start, end);
+        self.follow_link(start, end);
         self.sort_tick_events();
 
         // Transport changes and the sequencer, at exact frames.

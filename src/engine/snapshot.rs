@@ -104,6 +104,8 @@ pub struct Snapshot {
     pub master: MasterConfig,
     /// Start the internal transport as soon as this snapshot is adopted, if stopped.
     pub autoplay: bool,
+    /// Where the transport takes its time from.
+    pub sync: crate::engine::sync::SyncMode,
     /// What a program change selects, per General MIDI program (`None`: the preset's
     /// synth is not available, the program change is ignored).
     pub programs: [Option<ChannelConfig>; 128],
@@ -119,6 +121,7 @@ impl Default for Snapshot {
             beats_per_bar: 4.0,
             master: MasterConfig::default(),
             autoplay: false,
+            sync: crate::engine::sync::SyncMode::Internal,
             programs: [None; 128],
         }
     }

@@ -102,6 +102,39 @@ impl Transport {
         self.anchor_frame = frame;
         self.anchor_beat = beat;
     }
+
+    /// Plays from `beat` at `frame`, at `bpm` (an external source starting).
+    pub fn play_at(&mut self, frame: u64, beat: f64, bpm: f64) {
+        self.locate(frame, beat);
+        self.set_tempo_value(bpm);
+        self.playing = true;
+    }
+
+    /// Follows an external source whose beat at `frame` is `target` and whose tempo
+    /// is `bpm`. The beat stays continuous at `frame` (nothing is skipped or played
+    /// twice); the rate is nudged so the phase error closes over `horizon_beats`.
+    /// An error beyond `jump_beats` is taken at once (a relocation). Returns whether
+    /// it jumped.
+    pub fn follow(&mut self, frame: u64, target: f64, bpm: f64, horizon_beats: f64, jump_beats: f64) -> bool {
+        if !self.playing {
+            self.locate(frame, target);
+            self.set_tempo_value(bpm);
+            return false;
+        }
+        self.reanchor(frame);
+        self.set_tempo_value(bpm);
+        let error = target - self.anchor_beat;
+        if error.abs() > jump_beats {
+            self.anchor_beat = target;
+            return true;
+        }
+        // Beats per frame: the source's rate plus the correction, kept within a
+        // factor of two of it (never backwards).
+        let rate = 1.0 / self.frames_per_beat;
+        let nudged = (rate + error / (horizon_beats.max(1e-3) * self.frames_per_beat)).clamp(0.5 * rate, 2.0 * rate);
+        self.frames_per_beat = 1.0 / nudged;
+        false
+    }
 }
 
 #[cfg(test)]
@@ -126,6 +159,24 @@ mod tests {
         t.set_tempo(24000, 60.0);
         assert!((t.beat_at(24000) - 1.0).abs() < 1e-12);
         assert_eq!(t.frame_at(2.0), 24000 + 48000);
+    }
+
+    #[test]
+    fn following_keeps_the_beat_continuous_and_closes_the_error() {
+        let mut t = Transport::new(48000.0, 120.0);
+        t.start(0);
+        // The source runs 0.01 beat ahead: no jump, the beat at the frame is
+        // unchanged, and after the horizon the error is (nearly) gone.
+        let at = 24000;
+        let before = t.beat_at(at);
+        assert!(!t.follow(at, before + 0.01, 120.0, 0.25, 0.25));
+        assert!((t.beat_at(at) - before).abs() < 1e-12);
+        assert_eq!(t.tempo(), 120.0);
+        let later = at + 6000; // a quarter beat
+        assert!((t.beat_at(later) - (before + 0.25 + 0.01)).abs() < 1e-9);
+        // A large error jumps.
+        assert!(t.follow(later, 10.0, 120.0, 0.25, 0.25));
+        assert_eq!(t.beat_at(later), 10.0);
     }
 
     #[test]

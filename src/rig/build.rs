@@ -114,5 +114,6 @@ pub fn build(set: &Set, previous: Option<&Arc<PatternSet>>) -> Result<Snapshot, 
     };
     snap.master = set.master;
     snap.autoplay = set.sync == SyncMode::Internal;
+    snap.sync = set.sync;
     Ok(snap)
 }

@@ -5,27 +5,7 @@ use crate::engine::snapshot::MasterConfig;
 use crate::params::{Param, ParamValues};
 use std::collections::BTreeMap;
 
-/// Where the transport takes its tempo and start/stop from.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum SyncMode {
-    Internal,
-    /// MIDI clock, Start/Stop/Continue and Song Position from the input port.
-    Midi,
-    /// An Ableton Link session, aligned at `quantum` beats.
-    Link {
-        quantum: f64,
-    },
-}
-
-impl SyncMode {
-    pub fn name(&self) -> &'static str {
-        match self {
-            SyncMode::Internal => "internal",
-            SyncMode::Midi => "midi",
-            SyncMode::Link { .. } => "link",
-        }
-    }
-}
+pub use crate::engine::sync::SyncMode;
 
 /// What a channel plays.
 #[derive(Clone, Debug, PartialEq)]
