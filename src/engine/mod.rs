@@ -29,7 +29,9 @@ use sequencer::{Sequencer, Sink};
 use snapshot::{ChannelConfig, MAX_CHANNELS, MasterConfig, MasterMode, PatternSet, Snapshot, Source};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use sync::{ClockAction, ClockFollower, ExternalTimeline, FOLLOW_HORIZON_BEATS, JUMP_BEATS, SyncMode};
+use sync::{
+    CLOCK_HORIZON_BEATS, ClockAction, ClockFollower, ExternalTimeline, JUMP_BEATS, LINK_HORIZON_BEATS, SyncMode,
+};
 use transport::Transport;
 use voice::{Scratch, Voice, VoiceCtx, VoiceSource};
 
@@ -777,12 +779,12 @@ impl Engine {
         let target = tl.beat_at(start, sr);
         let playing = self.transport.is_playing();
         if playing && tl.playing {
-            self.transport.follow(start, target, tl.bpm, FOLLOW_HORIZON_BEATS, JUMP_BEATS);
+            self.transport.follow(start, target, tl.bpm, LINK_HORIZON_BEATS, JUMP_BEATS);
         } else if playing {
             self.transport.stop(start);
             self.release_pattern_notes(start);
         } else {
-            self.transport.follow(start, target, tl.bpm, FOLLOW_HORIZON_BEATS, JUMP_BEATS);
+            self.transport.follow(start, target, tl.bpm, LINK_HORIZON_BEATS, JUMP_BEATS);
             if tl.playing {
                 // Land on the session's next bar line (its quantum).
                 let q = quantum.max(1e-3);
@@ -791,7 +793,11 @@ impl Engine {
                 let at = start + ((next - target) * fpb).ceil().max(0.0) as u64;
                 if at < end {
                     let ev = Event::new(at, EventKind::Launch { beat: next });
-                    push_bounded(&mut self.tick_events, Queued { seq: self.seq, ev }, &self.ports.stats.events_overflow);
+                    push_bounded(
+                        &mut self.tick_events,
+                        Queued { seq: self.seq, ev },
+                        &self.ports.stats.events_overflow,
+                    );
                     self.seq += 1;
                 }
             }
@@ -894,7 +900,7 @@ impl Engine {
             ClockAction::Follow { frame: at, beat, frames_per_beat } => {
                 let target = beat + (frame as f64 - at) / frames_per_beat;
                 let bpm = bpm_of(frames_per_beat, self.sr);
-                self.transport.follow(frame, target, bpm, FOLLOW_HORIZON_BEATS, JUMP_BEATS);
+                self.transport.follow(frame, target, bpm, CLOCK_HORIZON_BEATS, JUMP_BEATS);
             }
         }
     }

@@ -16,12 +16,18 @@ pub const FIT_WINDOW: usize = 96;
 const CHANGE_SIGMAS: f64 = 3.0;
 /// Residuals in a row, all one side, that declare a tempo change (the fit restarts).
 const CHANGE_RUN: u32 = 3;
+/// Ticks over which the jitter measure averages.
+const JITTER_AVERAGE_TICKS: f64 = 64.0;
 /// The smallest jitter assumed, in seconds (below it, timestamps are exact).
 const JITTER_FLOOR_S: f64 = 0.000_25;
 /// A gap longer than this many tick periods means the clock stopped and restarted.
 const GAP_TICKS: f64 = 4.0;
-/// Beats over which a phase error is closed while following (the rate is nudged).
-pub const FOLLOW_HORIZON_BEATS: f64 = 0.25;
+/// Beats over which a phase error to the MIDI clock is closed (the rate is nudged):
+/// one tick, so each tick's fitted frame is met by the next (the fit has already
+/// smoothed the jitter).
+pub const CLOCK_HORIZON_BEATS: f64 = 1.0 / CLOCK_PPQN as f64;
+/// The same for Link, whose timeline is smooth: a sixteenth note.
+pub const LINK_HORIZON_BEATS: f64 = 0.25;
 /// A phase error beyond this (in beats) is corrected by a jump, not a nudge.
 pub const JUMP_BEATS: f64 = 0.25;
 
@@ -93,8 +99,12 @@ pub struct ClockFollower {
     /// oldest is 0). Valid when `len >= 2`.
     slope: f64,
     intercept: f64,
-    /// Measured jitter (RMS residual, frames).
+    /// Measured jitter (frames, RMS): from the second differences of successive
+    /// ticks, which a steady or slowly changing tempo leaves at zero, so that a
+    /// tempo ramp is not mistaken for jitter.
     jitter: f64,
+    /// The tick before the last, for the second difference.
+    prev: Option<f64>,
     /// Consecutive one-sided large residuals (sign in `run_sign`).
     run: u32,
     run_sign: f64,
@@ -120,6 +130,7 @@ impl ClockFollower {
             slope: 0.0,
             intercept: 0.0,
             jitter: 0.0,
+            prev: None,
             run: 0,
             run_sign: 0.0,
             running: false,
@@ -245,6 +256,13 @@ impl ClockFollower {
                 self.restart();
             }
         }
+        if let (Some(b), Some(c)) = (self.prev, self.last_frame) {
+            let d2 = f - 2.0 * c + b;
+            let var = d2 * d2 / 6.0;
+            let w = 1.0 / JITTER_AVERAGE_TICKS;
+            self.jitter = (self.jitter * self.jitter * (1.0 - w) + var * w).sqrt();
+        }
+        self.prev = self.last_frame;
         self.last_frame = Some(f);
         if self.len >= 3 {
             let predicted = self.intercept + self.slope * self.len as f64;
@@ -276,7 +294,7 @@ impl ClockFollower {
         self.len = 0;
         self.head = 0;
         self.run = 0;
-        self.jitter = 0.0;
+        self.prev = None;
     }
 
     fn keep_last(&mut self, n: usize) {
@@ -317,14 +335,6 @@ impl ClockFollower {
         }
         self.slope = sxy / sxx;
         self.intercept = base + mean_y - self.slope * mean_i;
-        if n >= 3 {
-            let mut ss = 0.0;
-            for i in 0..n {
-                let r = self.ring[(self.head + i) % FIT_WINDOW] - self.intercept - self.slope * i as f64;
-                ss += r * r;
-            }
-            self.jitter = (ss / (nf - 2.0)).sqrt();
-        }
     }
 }
 

@@ -59,6 +59,8 @@ pub struct Renderer {
     /// Events to feed, sorted by frame; `next` is the first not yet scheduled.
     events: Vec<Event>,
     next: usize,
+    /// Keep the set's sync mode (MIDI clock among the events drives the transport).
+    keep_sync: bool,
 }
 
 impl Renderer {
@@ -71,7 +73,16 @@ impl Renderer {
     pub fn with_tables(set: &Set, tables: Arc<Tables>) -> Result<Self, BuildError> {
         let sr = tables.sample_rate;
         let Rig { engine, controller } = Rig::new(&offline_view(set), sr, tables)?;
-        Ok(Renderer { engine, controller, events: Vec::new(), next: 0 })
+        Ok(Renderer { engine, controller, events: Vec::new(), next: 0, keep_sync: false })
+    }
+
+    /// An engine playing `set` with its own sync mode: with `clock("midi")`, the
+    /// MIDI clock ticks and Start/Stop/Continue/Song Position among the events drive
+    /// the transport, as they would live.
+    pub fn following_clock(set: &Set, tables: Arc<Tables>) -> Result<Self, BuildError> {
+        let sr = tables.sample_rate;
+        let Rig { engine, controller } = Rig::new(set, sr, tables)?;
+        Ok(Renderer { engine, controller, events: Vec::new(), next: 0, keep_sync: true })
     }
 
     pub fn sample_rate(&self) -> u32 {
@@ -90,7 +101,7 @@ impl Renderer {
 
     /// Publishes a new set; the engine adopts it at its next tick.
     pub fn publish(&mut self, set: &Set) -> Result<(), BuildError> {
-        self.controller.publish_set(&offline_view(set))
+        if self.keep_sync { self.controller.publish_set(set) } else { self.controller.publish_set(&offline_view(set)) }
     }
 
     /// Renders `frames` frames of interleaved stereo, `block` frames per call.
