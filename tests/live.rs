@@ -656,3 +656,75 @@ fn record_flag_writes_the_whole_run_on_sigterm() {
     let beats = (offs[0] - notes[0].0) as f64 / tpb as f64;
     assert!((beats - 0.2).abs() < 0.002 + 3.0 * PERIOD as f64 / 24_000.0, "0.1 s at 120 BPM is 0.2 beats, got {beats}");
 }
+
+/// Onsets (capture frames) of closed hats, as JACK frame times.
+fn hat_onsets_jack(c: &Capture) -> Vec<u32> {
+    onsets(&c.left, 2000).into_iter().map(|i| c.start.wrapping_add(i as u32)).collect()
+}
+
+/// For each onset, its distance in frames to the tick of its beat (`ticks` are the
+/// JACK frame times of the song's ticks from its first; every 24th is a beat).
+fn offsets_to_beats(on: &[u32], ticks: &[u32]) -> Vec<i64> {
+    let beats: Vec<u32> = ticks.iter().step_by(24).copied().collect();
+    on.iter()
+        .map(|&o| beats.iter().map(|&b| o.wrapping_sub(b) as i32 as i64).min_by_key(|d| d.abs()).expect("beats"))
+        .collect()
+}
+
+/// MIDI clock through a real MIDI port: the probe runs a jitter-free 24 ppqn
+/// clock, then Start. The hats a pattern plays on every beat sound a fixed
+/// latency after the tick of their beat (the same for every beat, within 1 ms),
+/// follow a tempo change within a beat, and stop with Stop.
+#[test]
+fn midi_clock_drives_the_patterns_on_the_tick_grid() {
+    let _serial = serial();
+    let set = "tempo(90); clock(\"midi\"); drums(10);\npattern(\"beat\", 10, 1.0, [[0.0, \"closed_hat\", 100]]);\n";
+    let mut r = Rig::start(set, &[]);
+    r.probe.set_clock(120.0);
+    std::thread::sleep(S(2));
+    let silent = r.probe.record(0.5);
+    assert_eq!(peak(&silent.mono()), 0.0, "the pattern plays before Start");
+
+    r.probe.take_ticks();
+    r.probe.clear_sent();
+    let frames = r.probe.start_recording(6.0);
+    r.probe.send_now(&[0xFA]);
+    let start = r.probe.sent_times(1, S(5))[0];
+    std::thread::sleep(MS(3000));
+    r.probe.set_clock(140.0);
+    let c = r.probe.finish(frames);
+    let ticks: Vec<u32> = r.probe.take_ticks().into_iter().filter(|t| (t.wrapping_sub(start) as i32) > 0).collect();
+    let on = hat_onsets_jack(&c);
+
+    let offsets = offsets_to_beats(&on, &ticks);
+    println!("onset - beat tick (frames): {offsets:?}");
+    assert!(on.len() >= 12, "only {} hats in 6 s of a 120-140 BPM clock", on.len());
+    // The first hat is beat 1 of the song: on the first tick after Start.
+    assert_eq!(offsets_to_beats(&on[..1], &ticks[..1]), offsets[..1], "the first hat is not on the first tick");
+    let mut sorted = offsets.clone();
+    sorted.sort();
+    let median = sorted[sorted.len() / 2];
+    assert!(
+        (0..=4 * PERIOD as i64 + 64).contains(&median),
+        "hats sound {median} frames after their ticks (expected about one period + 64)"
+    );
+    // Every beat, before and after the change (skipping the beat in which the
+    // change happens), sits at the same latency within 1 ms.
+    // The first tick at 140 BPM (857 frames apart, against 1000 at 120).
+    let change = (1..ticks.len()).find(|&i| ticks[i].wrapping_sub(ticks[i - 1]) < 930).expect("the tempo changed");
+    let change_beat_frame = ticks[change];
+    for (o, d) in on.iter().zip(&offsets) {
+        let after_change = o.wrapping_sub(change_beat_frame) as i32;
+        if (0..(2 * 48000 * 60 / 140) as i32).contains(&after_change) {
+            continue; // the beat of the change and the one after it: catching up
+        }
+        assert!((d - median).abs() <= 48, "a hat is {} frames off the others' latency ({offsets:?})", d - median);
+    }
+
+    // Stop: the hats stop.
+    r.probe.send_now(&[0xFC]);
+    std::thread::sleep(MS(300));
+    let after = r.probe.record(1.0);
+    assert_eq!(peak(&after.mono()), 0.0, "hats after Stop");
+    r.probe.set_clock(0.0);
+}

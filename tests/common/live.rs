@@ -402,6 +402,13 @@ struct Proc {
     pending: Vec<(u32, MidiMsg)>,
     /// Frame times at which messages were written.
     sent: rtrb::Producer<u32>,
+    /// The built-in MIDI clock: frames per tick (f64 bits; 0 = off), the frame
+    /// time of the next tick (fractional), and the frame times ticks were written.
+    clock_period: Arc<AtomicU64>,
+    clock_next: Option<f64>,
+    ticks_sent: rtrb::Producer<u32>,
+    /// This cycle's messages, put in time order before writing.
+    out: Vec<(u32, MidiMsg, bool)>,
     rec: rtrb::Producer<[f32; 2]>,
     rec_req: Arc<AtomicU64>,
     rec_start: Arc<AtomicU32>,
@@ -427,20 +434,44 @@ impl jack::ProcessHandler for Proc {
                 }
             }
         }
-        let mut w = self.midi.writer(ps);
+        self.out.clear();
         let mut i = 0;
         while i < self.pending.len() {
             let (due, m) = self.pending[i];
             let d = due.wrapping_sub(t0) as i32;
             if d < n as i32 {
-                let offset = d.max(0) as u32;
-                if m.len > 0 {
-                    let _ = w.write(&jack::RawMidi { time: offset, bytes: &m.bytes[..m.len] });
-                }
-                let _ = self.sent.push(t0.wrapping_add(offset));
+                self.out.push((d.max(0) as u32, m, false));
                 self.pending.remove(i);
             } else {
                 i += 1;
+            }
+        }
+        let period = f64::from_bits(self.clock_period.load(Ordering::Acquire));
+        if period > 0.0 {
+            // Frame times as f64 relative to this cycle (JACK's u32 frame time wraps).
+            let next = self.clock_next.unwrap_or(0.0).max(0.0);
+            let mut at = next;
+            let mut tick = [0u8; MAX_MSG];
+            tick[0] = 0xF8;
+            while at < n as f64 {
+                self.out.push((at.round() as u32, MidiMsg { delay: 0, bytes: tick, len: 1 }, true));
+                at += period;
+            }
+            self.clock_next = Some(at - n as f64);
+        } else {
+            self.clock_next = None;
+        }
+        self.out.sort_by_key(|(offset, _, _)| *offset);
+        let mut w = self.midi.writer(ps);
+        for (offset, m, is_tick) in self.out.iter() {
+            let offset = (*offset).min(n - 1);
+            if m.len > 0 {
+                let _ = w.write(&jack::RawMidi { time: offset, bytes: &m.bytes[..m.len] });
+            }
+            if *is_tick {
+                let _ = self.ticks_sent.push(t0.wrapping_add(offset));
+            } else {
+                let _ = self.sent.push(t0.wrapping_add(offset));
             }
         }
         if self.rec_left == 0 {
@@ -488,6 +519,8 @@ pub struct Probe {
     client: Option<jack::AsyncClient<(), Proc>>,
     inbox: Arc<Mutex<Vec<MidiMsg>>>,
     sent: rtrb::Consumer<u32>,
+    clock_period: Arc<AtomicU64>,
+    ticks_sent: rtrb::Consumer<u32>,
     rec: rtrb::Consumer<[f32; 2]>,
     rec_req: Arc<AtomicU64>,
     rec_start: Arc<AtomicU32>,
@@ -534,6 +567,8 @@ impl Probe {
         let inputs = [in_l.name().unwrap(), in_r.name().unwrap()];
         let inbox = Arc::new(Mutex::new(Vec::with_capacity(MAX_PENDING)));
         let (sent_p, sent) = rtrb::RingBuffer::new(4096);
+        let (ticks_p, ticks_sent) = rtrb::RingBuffer::new(1 << 16);
+        let clock_period = Arc::new(AtomicU64::new(0));
         let (rec_p, rec) = rtrb::RingBuffer::new(SAMPLE_RATE as usize * 30);
         let rec_req = Arc::new(AtomicU64::new(0));
         let rec_start = Arc::new(AtomicU32::new(0));
@@ -545,6 +580,10 @@ impl Probe {
             inbox: inbox.clone(),
             pending: Vec::with_capacity(MAX_PENDING),
             sent: sent_p,
+            clock_period: clock_period.clone(),
+            clock_next: None,
+            ticks_sent: ticks_p,
+            out: Vec::with_capacity(4 * MAX_PENDING),
             rec: rec_p,
             rec_req: rec_req.clone(),
             rec_start: rec_start.clone(),
@@ -552,7 +591,19 @@ impl Probe {
             cycles: cycles.clone(),
         };
         let client = client.activate_async((), proc_).expect("the probe activates");
-        let p = Probe { client: Some(client), inbox, sent, rec, rec_req, rec_start, cycles, midi_port, inputs };
+        let p = Probe {
+            client: Some(client),
+            inbox,
+            sent,
+            clock_period,
+            ticks_sent,
+            rec,
+            rec_req,
+            rec_start,
+            cycles,
+            midi_port,
+            inputs,
+        };
         p.wait_cycles(2, Duration::from_secs(5));
         p
     }
@@ -637,6 +688,22 @@ impl Probe {
         out
     }
 
+    /// Runs the probe's MIDI clock at `bpm` (24 ticks per beat, at exact fractional
+    /// frame times; a change takes effect from the next tick); 0 stops it.
+    pub fn set_clock(&self, bpm: f64) {
+        let period = if bpm > 0.0 { 60.0 * SAMPLE_RATE as f64 / (bpm * 24.0) } else { 0.0 };
+        self.clock_period.store(period.to_bits(), Ordering::Release);
+    }
+
+    /// The frame times of the clock ticks written since the last call.
+    pub fn take_ticks(&mut self) -> Vec<u32> {
+        let mut out = Vec::new();
+        while let Ok(t) = self.ticks_sent.pop() {
+            out.push(t);
+        }
+        out
+    }
+
     /// Forgets the frame times of messages written so far.
     pub fn clear_sent(&mut self) {
         while self.sent.pop().is_ok() {}
@@ -693,4 +760,210 @@ impl Drop for Probe {
         // Deactivates and closes the client.
         self.client = None;
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Ableton Link: a network namespace with the loopback only, and the clocks to
+// compare what jamrig plays with a Link peer's timeline.
+
+/// Set (to "1") in the environment of a test run inside the loopback-only network
+/// namespace by [`run_in_loopback_netns`].
+pub const NETNS_ENV: &str = "JAMRIG_LINK_NETNS";
+
+/// The network interfaces this process sees (its network namespace's, from
+/// `/proc/self/net/dev`).
+pub fn net_interfaces() -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/self/net/dev").expect("read /proc/self/net/dev");
+    text.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_string()).collect()
+}
+
+/// Panics unless this process was started by [`run_in_loopback_netns`] and sees no
+/// network interface but the loopback: a test that opens Link calls it first, so
+/// that no Link traffic ever leaves the machine.
+pub fn require_loopback_netns() {
+    assert_eq!(
+        std::env::var(NETNS_ENV).as_deref(),
+        Ok("1"),
+        "this test opens Ableton Link and runs only inside a loopback-only network namespace: \
+         run the test of the same name without `inner_` (it starts this one under `unshare -rn`)"
+    );
+    let ifs = net_interfaces();
+    assert_eq!(ifs, ["lo"], "not in a loopback-only network namespace: interfaces {ifs:?}");
+}
+
+/// Runs the test `name` of this test binary (`--exact`, ignored tests included)
+/// inside a new user and network namespace (`unshare -rn`) whose only interface is
+/// the loopback, brought up, with [`NETNS_ENV`] set. Prints its output (the test
+/// harness shows it on failure) and panics if it failed.
+pub fn run_in_loopback_netns(name: &str) {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    run_in_loopback_netns_with(&exe, &[name, "--exact", "--include-ignored", "--nocapture", "--test-threads=1"]);
+}
+
+/// Runs `exe args...` inside a new loopback-only network namespace (see
+/// [`run_in_loopback_netns`]) and panics if it fails.
+pub fn run_in_loopback_netns_with(exe: &Path, args: &[&str]) {
+    let out = Command::new("unshare")
+        .args(["-rn", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        .arg(exe)
+        .args(args)
+        .env(NETNS_ENV, "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run unshare (util-linux; scripts/deps.sh installs it)");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{} {args:?} failed in the loopback-only namespace ({})", exe.display(), out.status);
+}
+
+/// `(start frame, start µs)` of JACK cycles on JACK's clock, sampled while a
+/// recording runs, to give each recorded frame its time.
+#[derive(Default)]
+pub struct CycleMap {
+    points: Vec<(u32, u64)>,
+}
+
+impl CycleMap {
+    /// The JACK time (µs) of frame time `frame`, from the latest cycle start at or
+    /// before it (at the nominal sample rate from there).
+    pub fn usecs(&self, frame: u32) -> Option<f64> {
+        self.points
+            .iter()
+            .map(|&(f, us)| (frame.wrapping_sub(f) as i32, us))
+            .filter(|&(d, _)| d >= 0)
+            .min_by_key(|&(d, _)| d)
+            .map(|(d, us)| us as f64 + d as f64 * 1e6 / SAMPLE_RATE as f64)
+    }
+}
+
+/// Pairs of readings of JACK's clock and Link's (which may differ: Link reads
+/// CLOCK_MONOTONIC_RAW on Linux), to convert one into the other.
+#[derive(Default)]
+pub struct ClockPairs {
+    /// (JACK µs, Link µs - JACK µs), each taken between two JACK readings at most a
+    /// few µs apart.
+    pairs: Vec<(f64, f64)>,
+}
+
+impl ClockPairs {
+    /// Reads both clocks now (keeps the reading only if it was not interrupted).
+    pub fn sample(&mut self, link: &rusty_link::AblLink) {
+        for _ in 0..20 {
+            let a = jack::get_time();
+            let l = link.clock_micros();
+            let b = jack::get_time();
+            if b - a <= 20 {
+                let j = (a + b) as f64 / 2.0;
+                self.pairs.push((j, l as f64 - j));
+                return;
+            }
+        }
+    }
+
+    /// The Link time of JACK time `jack_us`, with the offset interpolated between
+    /// (or extrapolated from) the first and last pairs.
+    pub fn to_link(&self, jack_us: f64) -> f64 {
+        let (Some(&(j0, o0)), Some(&(j1, o1))) = (self.pairs.first(), self.pairs.last()) else {
+            panic!("no clock pairs sampled");
+        };
+        let o = if j1 > j0 { o0 + (o1 - o0) * (jack_us - j0) / (j1 - j0) } else { o0 };
+        jack_us + o
+    }
+
+    /// How far Link's clock ran from JACK's over the pairs (µs).
+    pub fn drift(&self) -> f64 {
+        match (self.pairs.first(), self.pairs.last()) {
+            (Some(a), Some(b)) => b.1 - a.1,
+            _ => 0.0,
+        }
+    }
+}
+
+impl Probe {
+    /// The current JACK cycle's first frame time and its start on JACK's clock
+    /// (µs), read from any thread.
+    pub fn cycle_start(&self) -> Option<(u32, u64)> {
+        let (mut frames, mut usecs, mut next, mut period) = (0, 0, 0, 0.0);
+        // SAFETY: the client is open; the call only reads the server's timer.
+        let r = unsafe {
+            (jack::jack_sys::jack_get_cycle_times)(self.client().raw(), &mut frames, &mut usecs, &mut next, &mut period)
+        };
+        (r == Some(0)).then_some((frames, usecs))
+    }
+
+    /// The playback latency JACK reports for `port` (the largest of its range), in
+    /// frames: how long after its cycle a frame written to it reaches the speaker.
+    pub fn playback_latency(&self, port: &str) -> u32 {
+        let p = self.client().port_by_name(port).unwrap_or_else(|| panic!("no port {port}"));
+        p.get_latency_range(jack::LatencyType::Playback).1
+    }
+
+    /// Records `seconds` from the next cycle on, sampling the cycle starts and the
+    /// JACK/Link clock pairs all along.
+    pub fn record_timed(&mut self, seconds: f64, link: &rusty_link::AblLink) -> (Capture, CycleMap, ClockPairs) {
+        let frames = self.start_recording(seconds);
+        let (mut map, mut pairs) = (CycleMap::default(), ClockPairs::default());
+        let t0 = Instant::now();
+        while t0.elapsed().as_secs_f64() < seconds + 0.3 {
+            if let Some(p) = self.cycle_start()
+                && map.points.last() != Some(&p)
+            {
+                map.points.push(p);
+            }
+            pairs.sample(link);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        (self.finish(frames), map, pairs)
+    }
+}
+
+/// The phase of a recording against a Link peer's timeline.
+pub struct LinkPhase {
+    /// Per onset: how late it sounds against the peer's nearest beat, in ms.
+    pub errors_ms: Vec<f64>,
+    /// The beats the onsets fell on.
+    pub beats: Vec<f64>,
+    pub latency_frames: u32,
+    pub clock_drift_us: f64,
+}
+
+impl LinkPhase {
+    pub fn mean_ms(&self) -> f64 {
+        self.errors_ms.iter().sum::<f64>() / self.errors_ms.len().max(1) as f64
+    }
+
+    pub fn worst_ms(&self) -> f64 {
+        self.errors_ms.iter().fold(0.0, |w: f64, e| w.max(e.abs()))
+    }
+}
+
+/// Records `seconds` of what jamrig plays (a click on every beat, its first sample
+/// the hit) and compares each onset with the peer's timeline: the onset's frame
+/// time becomes a JACK time (from the cycle starts), plus the playback latency of
+/// jamrig's output port `out_port` (the moment it reaches the speaker), then a
+/// Link time (from the clock pairs); its error is its distance from the time the
+/// peer gives the nearest beat.
+pub fn measure_link_phase(
+    probe: &mut Probe,
+    peer: &rusty_link::AblLink,
+    out_port: &str,
+    quantum: f64,
+    seconds: f64,
+) -> LinkPhase {
+    let latency_frames = probe.playback_latency(out_port);
+    let (capture, map, pairs) = probe.record_timed(seconds, peer);
+    let mut state = rusty_link::SessionState::new();
+    peer.capture_app_session_state(&mut state);
+    let latency_us = latency_frames as f64 * 1e6 / SAMPLE_RATE as f64;
+    let (mut errors_ms, mut beats) = (Vec::new(), Vec::new());
+    for on in super::common::onsets(&capture.left, 500) {
+        let frame = capture.start.wrapping_add(on as u32);
+        let jack_us = map.usecs(frame).expect("a cycle start before every onset") + latency_us;
+        let link_us = pairs.to_link(jack_us);
+        let beat = state.beat_at_time(link_us.round() as i64, quantum).round();
+        let expected = state.time_at_beat(beat, quantum) as f64;
+        errors_ms.push((link_us - expected) / 1e3);
+        beats.push(beat);
+    }
+    LinkPhase { errors_ms, beats, latency_frames, clock_drift_us: pairs.drift() }
 }
