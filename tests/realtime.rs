@@ -178,3 +178,63 @@ fn every_synth_plays_without_allocating() {
         }
     }
 }
+
+/// The sync path: the sync mode switching between internal, MIDI clock and Link
+/// with every reload, MIDI clock ticks (steady and with tempo jumps), Start, Stop,
+/// Continue and Song Position, and a Link timeline handed in before every call.
+#[test]
+fn sync_sources_never_allocate() {
+    let (a, b) = sets();
+    let modes = [
+        jamrig::rig::set::SyncMode::Internal,
+        jamrig::rig::set::SyncMode::Midi,
+        jamrig::rig::set::SyncMode::Link { quantum: 4.0 },
+    ];
+    let with = |s: &Set, m| {
+        let mut s = s.clone();
+        s.sync = m;
+        s
+    };
+    let Renderer { mut engine, mut controller, .. } =
+        Renderer::following_clock(&with(&a, modes[1]), common::tables(48000)).expect("rig");
+    let mut out = vec![0.0f32; 4096 * 2];
+    let sizes = [64usize, 128, 256, 512];
+    let mut tick_at = 0.0f64;
+    let mut beat = 0.0f64;
+    for round in 0..600 {
+        if round % 20 == 0 {
+            let m = modes[(round / 20) % 3];
+            controller.publish_set(&with(if round % 40 == 0 { &b } else { &a }, m)).expect("publish");
+        }
+        let frames = sizes[round % sizes.len()];
+        let base = engine.frames_out();
+        let period = if (round / 50) % 2 == 0 { 1000.0 } else { 700.0 };
+        while tick_at < (base + frames as u64) as f64 {
+            controller.send(Event::new(tick_at.max(base as f64) as u64, EventKind::Clock));
+            tick_at += period;
+        }
+        let kind = match round % 60 {
+            1 => Some(EventKind::ClockStart),
+            25 => Some(EventKind::ClockStop),
+            27 => Some(EventKind::SongPosition(32)),
+            30 => Some(EventKind::ClockContinue),
+            _ => None,
+        };
+        if let Some(k) = kind {
+            controller.send(Event::new(base + 3, k));
+        }
+        let timeline =
+            jamrig::engine::sync::ExternalTimeline { frame: base, beat, bpm: 125.0, playing: (round / 30) % 2 == 0 };
+        beat += frames as f64 * 125.0 / (60.0 * 48000.0);
+        let buf = &mut out[..frames * 2];
+        reset_violation_count();
+        assert_no_alloc(|| {
+            engine.follow_timeline(timeline);
+            engine.process(buf, 2)
+        });
+        assert_eq!(violation_count(), 0, "the sync path allocated or freed in round {round}");
+        assert!(buf.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
+        controller.collect();
+    }
+    assert!(controller.stats().clock_ticks.load(Relaxed) > 100, "the clock was read");
+}
