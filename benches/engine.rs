@@ -348,6 +348,96 @@ fn save_latency() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// One run of the MIDI clock follower: a clock whose tempo for tick `k` is
+/// `bpm(k)`, with uniform jitter of up to `jitter_ms`, Start after one beat of
+/// pre-roll, hats on every beat. Returns, per song beat, the hat's onset minus its
+/// tick (ms), and per tick the clock tempo the engine reported right after it.
+fn clock_run(bpm: &dyn Fn(usize) -> f64, beats: usize, jitter_ms: f64, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    use rand::Rng;
+    let host = ScriptHost::new().expect("stdlib");
+    let text = r#"tempo(100); clock("midi"); drums(10); pattern("beat", 10, 1.0, [[0.0, "closed_hat", 100]]);"#;
+    let set = host.eval_source("clock.rhai", text, None, Set::default(), false).expect("set").set;
+    let mut r = Renderer::following_clock(&set, Arc::new(Tables::new(SR as f32))).expect("rig");
+    let sr = SR as f64;
+    let pre = 24;
+    let n = pre + beats * 24;
+    let mut ideal = Vec::with_capacity(n);
+    let mut t = 4800.0;
+    for k in 0..n {
+        ideal.push(t);
+        t += 60.0 * sr / (bpm(k) * 24.0);
+    }
+    let mut rng = rand_pcg::Pcg32::new(seed, 11);
+    let mut events: Vec<Event> = ideal
+        .iter()
+        .map(|t| {
+            let u = (rng.next_u32() as f64 / u32::MAX as f64) * 2.0 - 1.0;
+            Event::new((t + u * jitter_ms * 1e-3 * sr).round() as u64, EventKind::Clock)
+        })
+        .collect();
+    events.push(Event::new((ideal[pre] - 100.0) as u64, EventKind::ClockStart));
+    r.add_events(events);
+    let mut tempos = Vec::with_capacity(n);
+    let mut onsets = Vec::new();
+    let (mut frame, mut quiet) = (0u64, usize::MAX);
+    for k in 0..n {
+        let until = if k + 1 < n { ideal[k + 1] as u64 - 64 } else { ideal[k] as u64 + 1000 };
+        let out = r.render(until.saturating_sub(frame) as usize, 512);
+        for lr in out.chunks_exact(2) {
+            if lr[0] != 0.0 {
+                if quiet >= 2000 {
+                    onsets.push(frame);
+                }
+                quiet = 0;
+            } else {
+                quiet = quiet.saturating_add(1);
+            }
+            frame += 1;
+        }
+        tempos.push(r.stats().clock_tempo().unwrap_or(0.0));
+    }
+    let phase = (0..beats)
+        .filter_map(|b| {
+            let want = ideal[pre + 24 * b];
+            onsets.iter().map(|&o| (o as f64 - want) / sr * 1e3).min_by(|x, y| x.abs().total_cmp(&y.abs()))
+        })
+        .collect();
+    (phase, tempos)
+}
+
+fn clock_follower() {
+    let stats = |x: &[f64]| {
+        let mean = x.iter().sum::<f64>() / x.len() as f64;
+        let rms = (x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64).sqrt();
+        let worst = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        (mean, rms, worst)
+    };
+    for jitter in [0.0, 1.0] {
+        let beats = 600;
+        let (phase, tempos) = clock_run(&|_| 120.0, beats, jitter, 1);
+        let settled: Vec<f64> = tempos[24 * 8..].iter().map(|t| t - 120.0).collect();
+        let (tm, _, tw) = stats(&settled);
+        let (pm, pr, pw) = stats(&phase[8..]);
+        println!(
+            "clock, steady 120 BPM, {jitter} ms jitter, {beats} beats: tempo error mean {tm:+.4} worst {tw:.4} BPM; phase error mean {pm:+.3} rms {pr:.3} worst {pw:.3} ms"
+        );
+    }
+    for (from, to, jitter) in [(120.0, 132.0, 0.0), (120.0, 132.0, 1.0), (140.0, 96.0, 1.0), (120.0, 120.5, 1.0)] {
+        let step = 32 * 24;
+        let (phase, tempos) = clock_run(&move |k: usize| if k < 24 + step { from } else { to }, 64, jitter, 2);
+        // Ticks from the change until the estimate stays within 0.1 BPM.
+        let after = &tempos[24 + step..];
+        let within = after.iter().rposition(|t| (t - to).abs() >= 0.1).map_or(0, |i| i + 1);
+        let (_, _, before_w) = stats(&phase[8..32]);
+        let (_, _, change_w) = stats(&phase[32..34]);
+        let (_, _, after_w) = stats(&phase[34..]);
+        println!(
+            "clock, step {from} -> {to} BPM, {jitter} ms jitter: within 0.1 BPM after {within} ticks ({:.2} beats); phase error worst {before_w:.3} ms before, {change_w:.3} ms in the two beats of the change, {after_w:.3} ms after",
+            within as f64 / 24.0
+        );
+    }
+}
+
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     if which.iter().any(|w| w == "only-b") {
@@ -395,6 +485,9 @@ fn main() {
     }
     if run("synths") {
         synth_costs(&tables);
+    }
+    if run("clock") {
+        clock_follower();
     }
     if run("memory") {
         println!("(e) run `cargo bench --bench engine -- memory` alone to measure peak memory");

@@ -148,7 +148,7 @@ impl ClockFollower {
 
     /// Frames per beat by the fit.
     pub fn frames_per_beat(&self) -> Option<f64> {
-        (self.len >= 2 && self.slope > 0.0).then(|| self.slope * CLOCK_PPQN as f64)
+        (self.len >= 2 && self.slope > 0.0).then_some(self.slope * CLOCK_PPQN as f64)
     }
 
     /// The clock drives playback (Start or Continue seen, no Stop since).
