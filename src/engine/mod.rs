@@ -15,6 +15,7 @@ pub mod sequencer;
 pub mod snapshot;
 pub mod sync;
 pub mod synth;
+pub mod tap;
 pub mod transport;
 pub mod voice;
 
@@ -373,6 +374,8 @@ fn with_program(channel: ChannelConfig, program: ChannelConfig) -> ChannelConfig
 struct Queued {
     seq: u64,
     ev: Event,
+    /// From outside the engine (captured), not made by it.
+    external: bool,
 }
 
 /// Collects what the sequencer emits during one tick.
@@ -386,7 +389,7 @@ struct TickSink<'a> {
 impl Sink for TickSink<'_> {
     fn note_on(&mut self, frame: u64, channel: u8, note: u8, velocity: u8) {
         let ev = Event::new(frame, EventKind::NoteOn { channel, note, velocity });
-        push_bounded(self.events, Queued { seq: *self.seq, ev }, &self.stats.events_overflow);
+        push_bounded(self.events, Queued { seq: *self.seq, ev, external: false }, &self.stats.events_overflow);
         *self.seq += 1;
     }
 
@@ -429,6 +432,10 @@ pub struct Engine {
     follower: ClockFollower,
     /// The newest external session timeline (Link), from the audio callback.
     timeline: Option<ExternalTimeline>,
+    /// Where a session capture is told what shaped the sound, if one runs.
+    capture: Option<Arc<tap::CaptureTap>>,
+    /// The timeline last told to the capture.
+    captured_timeline: Option<ExternalTimeline>,
     sequencer: Sequencer,
     master: Master,
     /// First frame of the next tick.
@@ -468,6 +475,8 @@ impl Engine {
             transport: Transport::new(sample_rate as f64, initial.tempo_bpm),
             follower: ClockFollower::new(sample_rate as f64),
             timeline: None,
+            capture: None,
+            captured_timeline: None,
             sequencer: Sequencer::default(),
             master: Master::new(sample_rate),
             frame: 0,
@@ -516,7 +525,7 @@ impl Engine {
     /// Schedules an event directly (the offline renderer, on the engine's own
     /// thread). Audio thread: no allocation; counts overflow.
     pub fn schedule(&mut self, ev: Event) {
-        push_bounded(&mut self.future, Queued { seq: self.seq, ev }, &self.ports.stats.events_overflow);
+        push_bounded(&mut self.future, Queued { seq: self.seq, ev, external: true }, &self.ports.stats.events_overflow);
         self.seq += 1;
     }
 
@@ -525,6 +534,12 @@ impl Engine {
     /// sync mode is Link. Audio thread.
     pub fn follow_timeline(&mut self, timeline: ExternalTimeline) {
         self.timeline = Some(timeline);
+    }
+
+    /// Tells `tap` from now on what shapes the sound (a session capture). Control
+    /// side, before the engine starts.
+    pub fn capture_into(&mut self, tap: Arc<tap::CaptureTap>) {
+        self.capture = Some(tap);
     }
 
     /// The sync mode of the running snapshot.
@@ -594,6 +609,9 @@ impl Engine {
         self.flush_stash();
         while let Ok(next) = self.ports.snapshots.pop() {
             let old = self.adopt(next);
+            if let Some(tap) = &self.capture {
+                tap.push(tap::Captured::Adopted { serial: self.snapshot.serial, frame: self.frame });
+            }
             self.retire(Garbage::Snapshot(old));
             self.ports.stats.snapshots_adopted.fetch_add(1, Relaxed);
         }
@@ -694,7 +712,7 @@ impl Engine {
     fn gather_events(&mut self, start: u64, end: u64) {
         let stats = &self.ports.stats;
         while let Some(ev) = self.ports.events.pop() {
-            push_bounded(&mut self.future, Queued { seq: self.seq, ev }, &stats.events_overflow);
+            push_bounded(&mut self.future, Queued { seq: self.seq, ev, external: true }, &stats.events_overflow);
             self.seq += 1;
         }
         self.tick_events.clear();
@@ -719,7 +737,8 @@ impl Engine {
         while i < self.note_offs.len() {
             if self.note_offs[i].frame < end {
                 let ev = self.note_offs.swap_remove(i);
-                push_bounded(&mut self.tick_events, Queued { seq: self.seq, ev }, &self.ports.stats.events_overflow);
+                let q = Queued { seq: self.seq, ev, external: false };
+                push_bounded(&mut self.tick_events, q, &self.ports.stats.events_overflow);
                 self.seq += 1;
             } else {
                 i += 1;
@@ -775,6 +794,12 @@ impl Engine {
         if !(tl.bpm > 0.0 && tl.beat.is_finite()) {
             return;
         }
+        if let Some(tap) = &self.capture
+            && self.captured_timeline != Some(tl)
+        {
+            tap.push(tap::Captured::Timeline { frame: start, timeline: tl });
+            self.captured_timeline = Some(tl);
+        }
         let sr = self.sr as f64;
         let target = tl.beat_at(start, sr);
         let playing = self.transport.is_playing();
@@ -795,7 +820,7 @@ impl Engine {
                     let ev = Event::new(at, EventKind::Launch { beat: next });
                     push_bounded(
                         &mut self.tick_events,
-                        Queued { seq: self.seq, ev },
+                        Queued { seq: self.seq, ev, external: false },
                         &self.ports.stats.events_overflow,
                     );
                     self.seq += 1;
@@ -917,6 +942,12 @@ impl Engine {
         let end = start + TICK_FRAMES as u64;
         self.receive_snapshots();
         self.gather_events(start, end);
+        self.sort_tick_events();
+        if let Some(tap) = &self.capture {
+            for q in self.tick_events.iter().filter(|q| q.external) {
+                tap.push(tap::Captured::Event(q.ev));
+            }
+        }
         self.follow_link(start, end);
         self.sort_tick_events();
 

@@ -106,6 +106,9 @@ pub struct Snapshot {
     pub autoplay: bool,
     /// Where the transport takes its time from.
     pub sync: crate::engine::sync::SyncMode,
+    /// Numbered by the publisher (0: the one the engine starts with), so that a
+    /// session capture can say which snapshot was adopted when.
+    pub serial: u64,
     /// What a program change selects, per General MIDI program (`None`: the preset's
     /// synth is not available, the program change is ignored).
     pub programs: [Option<ChannelConfig>; 128],
@@ -122,6 +125,7 @@ impl Default for Snapshot {
             master: MasterConfig::default(),
             autoplay: false,
             sync: crate::engine::sync::SyncMode::Internal,
+            serial: 0,
             programs: [None; 128],
         }
     }

@@ -19,11 +19,13 @@ pub struct Controller {
     in_flight: usize,
     /// The pattern set last published, shared when unchanged.
     patterns: Option<Arc<PatternSet>>,
+    /// The serial of the last snapshot published (0: the engine's first).
+    serial: u64,
 }
 
 impl Controller {
     pub fn new(ports: ControlPorts) -> Self {
-        Controller { ports, pending: None, in_flight: 0, patterns: None }
+        Controller { ports, pending: None, in_flight: 0, patterns: None, serial: 0 }
     }
 
     /// Builds `set` and publishes it. On error nothing is published.
@@ -34,8 +36,15 @@ impl Controller {
         Ok(())
     }
 
+    /// The serial of the last snapshot published (0 before any).
+    pub fn last_serial(&self) -> u64 {
+        self.serial
+    }
+
     /// Publishes a snapshot; the engine adopts the newest at its next tick.
-    pub fn publish(&mut self, snap: crate::engine::snapshot::Snapshot) {
+    pub fn publish(&mut self, mut snap: crate::engine::snapshot::Snapshot) {
+        self.serial += 1;
+        snap.serial = self.serial;
         self.pending = Some(Box::new(snap));
         self.collect();
     }

@@ -39,6 +39,8 @@ pub struct Evaluated {
     pub set: Set,
     /// Files the set read: itself and every module it imported.
     pub files: Vec<PathBuf>,
+    /// The text of each of those files as it was read (what a session capture keeps).
+    pub sources: Vec<(PathBuf, String)>,
     /// What the script printed.
     pub printed: Vec<String>,
     /// The GM program map, resolved to instrument names.
@@ -203,6 +205,7 @@ impl ScriptHost {
         let base = path.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() });
         let mut ev = self.eval_source(&shown, &text, base, Set::default(), false)?;
         ev.files.insert(0, path.to_path_buf());
+        ev.sources.insert(0, (path.to_path_buf(), text));
         Ok(ev)
     }
 
@@ -238,13 +241,14 @@ impl ScriptHost {
             .iter()
             .filter_map(|(&p, name)| api::preset_channel(&st.lib, name).ok().map(|spec| (p, spec)))
             .collect();
-        let files = read
+        let sources: Vec<(PathBuf, String)> = read
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .filter(|(_, f, _)| !f.as_os_str().is_empty())
-            .map(|(_, f, _)| f.clone())
+            .map(|(_, f, text)| (f.clone(), text.clone()))
             .collect();
-        Ok(Evaluated { set: st.set, files, printed: st.printed, gm: st.lib.gm })
+        let files = sources.iter().map(|(f, _)| f.clone()).collect();
+        Ok(Evaluated { set: st.set, files, sources, printed: st.printed, gm: st.lib.gm })
     }
 }

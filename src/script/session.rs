@@ -106,6 +106,22 @@ impl Session {
         &self.running.files
     }
 
+    /// The REPL lines applied, in order, on top of the file's set.
+    pub fn tweaks(&self) -> &[String] {
+        &self.tweaks
+    }
+
+    /// The clock chosen on the command line, if any.
+    pub fn sync_override(&self) -> Option<SyncMode> {
+        self.sync_override
+    }
+
+    /// The text of every file the running set was made from (the set, its imports,
+    /// and modules REPL lines imported), as read.
+    pub fn sources(&self) -> &[(PathBuf, String)] {
+        &self.running.sources
+    }
+
     /// Re-evaluates the file from scratch; publishes only if it differs.
     pub fn reload(&mut self, out: &mut impl Publish) -> Reload {
         let t0 = Instant::now();
@@ -119,6 +135,7 @@ impl Session {
         let changes = diff(&self.running.set, &next.set, out.next_bar(next.set.beats_per_bar));
         if changes.is_empty() {
             self.running.files = next.files;
+            self.running.sources = next.sources;
             self.running.printed = next.printed;
             let dropped = std::mem::take(&mut self.tweaks);
             let ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -150,6 +167,11 @@ impl Session {
             out.publish_set(&ev.set).map_err(|e| Diagnostic::new("repl", line, rhai::Position::NONE, e.to_string()))?;
             self.tweaks.push(line.trim().trim_end_matches(';').trim().to_string());
             self.running.set = ev.set;
+            for (path, text) in ev.sources {
+                if !self.running.sources.iter().any(|(p, _)| *p == path) {
+                    self.running.sources.push((path, text));
+                }
+            }
         }
         self.running.printed = ev.printed;
         Ok(changes)
