@@ -120,17 +120,24 @@ pub fn read(dir: &Path) -> Result<CaptureLog, CaptureError> {
                 log.set_name = set;
                 header = true;
             }
-            Record::Set { serial, main, files: changed, repl, sync } => {
+            Record::Set { serial, main, uses, files: changed, repl, sync } => {
                 if let Some(s) = &sync
                     && parse_sync(s).is_none()
                 {
                     return Err(damaged(n, format!("unknown clock \"{s}\"")));
                 }
                 files.extend(changed);
-                if !files.contains_key(&main) {
+                let mut own = files.clone();
+                if !uses.is_empty() {
+                    if let Some(missing) = uses.iter().find(|u| !files.contains_key(*u)) {
+                        return Err(damaged(n, format!("the file {missing} is not in the capture")));
+                    }
+                    own.retain(|name, _| uses.contains(name));
+                }
+                if !own.contains_key(&main) {
                     return Err(damaged(n, format!("the set's file {main} is not in the capture")));
                 }
-                log.sets.insert(serial, CapturedSet { main, files: files.clone(), repl, sync });
+                log.sets.insert(serial, CapturedSet { main, files: own, repl, sync });
             }
             Record::Adopt { serial, frame } => {
                 if !log.sets.contains_key(&serial) {

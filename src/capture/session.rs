@@ -37,12 +37,15 @@ const FLUSH_AFTER: Duration = Duration::from_millis(100);
 pub enum Record {
     /// The first line.
     Header { format: String, version: u32, sample_rate: u32, set: String },
-    /// A set as published: its main file, the text of every file that changed
-    /// since the previous `set` record (all of them the first time), the REPL
-    /// lines applied on top in order, and the clock forced on the command line.
+    /// A set as published: its main file, the names of all the files it was made
+    /// from (`uses`), the text of each that changed since the previous `set` record
+    /// (all of them the first time), the REPL lines applied on top in order, and
+    /// the clock forced on the command line.
     Set {
         serial: u64,
         main: String,
+        #[serde(default)]
+        uses: Vec<String>,
         #[serde(default)]
         files: BTreeMap<String, String>,
         #[serde(default)]
@@ -283,8 +286,10 @@ impl SessionCapture {
     fn write_set(&mut self, serial: u64, session: &Session) {
         let folder = session.path().parent().unwrap_or(Path::new("")).to_path_buf();
         let mut changed = BTreeMap::new();
+        let mut uses = Vec::new();
         for (path, text) in session.sources() {
             let name = capture_name(&folder, path);
+            uses.push(name.clone());
             if self.files.get(&name) != Some(text) {
                 self.files.insert(name.clone(), text.clone());
                 changed.insert(name, text.clone());
@@ -293,6 +298,7 @@ impl SessionCapture {
         self.writer.send(Record::Set {
             serial,
             main: capture_name(&folder, session.path()),
+            uses,
             files: changed,
             repl: session.tweaks().to_vec(),
             sync: session.sync_override().map(sync_name),

@@ -31,6 +31,8 @@ pub struct Rendered {
     pub frames: usize,
     pub seconds: f64,
     pub elapsed: std::time::Duration,
+    /// Things the user should know about the result.
+    pub warnings: Vec<String>,
 }
 
 /// Errors that are a script diagnostic (printed as the full report).
@@ -112,7 +114,39 @@ pub fn run(job: &RenderJob) -> Result<Rendered> {
     }
     let elapsed = t0.elapsed();
     wav::write(&job.out, &samples, job.sample_rate, job.format)?;
-    Ok(Rendered { frames, seconds, elapsed })
+    Ok(Rendered { frames, seconds, elapsed, warnings: Vec::new() })
+}
+
+/// `jamrig render --replay DIR`: plays a session capture again into a WAV at the
+/// capture's sample rate.
+pub fn replay(dir: &Path, out: &Path, format: SampleFormat) -> Result<Rendered> {
+    use crate::capture::replay;
+    if out.is_dir() {
+        bail!("{} is a folder; give a file name for the WAV", out.display());
+    }
+    let log = replay::read(dir)?;
+    let mut warnings = Vec::new();
+    if log.lost > 0 {
+        warnings.push(format!(
+            "the capture lost {} records while it was made: the replay may differ from the session",
+            log.lost
+        ));
+    }
+    if log.skipped > 0 {
+        warnings.push(format!("skipped {} records of kinds this version does not know", log.skipped));
+    }
+    if log.end.is_none() {
+        warnings.push(
+            "the capture has no end record (the session did not end cleanly): replaying to its last record plus 2 s"
+                .into(),
+        );
+    }
+    let t0 = std::time::Instant::now();
+    let mut samples = Vec::with_capacity(log.frames() as usize * 2);
+    let frames = replay::replay(&log, |x| samples.extend_from_slice(x))? as usize;
+    let elapsed = t0.elapsed();
+    wav::write(out, &samples, log.sample_rate, format)?;
+    Ok(Rendered { frames, seconds: frames as f64 / log.sample_rate as f64, elapsed, warnings })
 }
 
 /// `jamrig check`: evaluates and validates a set, returning its description.
