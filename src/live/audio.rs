@@ -1,8 +1,10 @@
 //! Audio output through cpal: picks the host and device, opens a stream with a
 //! fixed buffer size, and runs the engine in its callback (the audio thread). The
-//! callback only calls the engine, stamps the frame clock and records its timing.
+//! callback only calls the engine, stamps the frame clock, hands the engine the
+//! Link session's timeline (when Link is on) and records its timing.
 
 use super::clock::FrameClock;
+use super::link::LinkClock;
 use super::stats::LiveStats;
 use crate::engine::Engine;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
@@ -143,12 +145,31 @@ pub fn choose(name: Option<&str>, buffer: u32) -> Result<Chosen, AudioError> {
     Ok(Chosen { device, config, format, description, jack })
 }
 
-/// Starts the stream with `engine` in its callback.
+/// The output latency of a callback: from its callback timestamp to the playback
+/// timestamp of its first frame (zero if the stream gives them out of order).
+#[inline]
+fn output_latency(info: &cpal::OutputCallbackInfo) -> Duration {
+    let t = info.timestamp();
+    t.playback.saturating_duration_since(t.callback)
+}
+
+/// Audio thread, before `engine.process`: hands the engine the Link session's
+/// timeline at the first frame this callback hands out, while Link is on.
+#[inline]
+fn follow_link(engine: &mut Engine, link: &mut LinkClock, info: &cpal::OutputCallbackInfo) {
+    if let Some(t) = link.timeline(engine.frames_out(), output_latency(info), engine.sample_rate() as f64) {
+        engine.follow_timeline(t);
+    }
+}
+
+/// Starts the stream with `engine` in its callback; `link` is the Link session's
+/// end for the callback.
 pub fn start(
     chosen: &Chosen,
     mut engine: Engine,
     clock: Arc<FrameClock>,
     stats: Arc<LiveStats>,
+    mut link: LinkClock,
 ) -> Result<cpal::Stream, AudioError> {
     let _quiet = quiet_alsa();
     let channels = chosen.config.channels as usize;
@@ -171,6 +192,7 @@ pub fn start(
                 let block = data.len() / channels;
                 let frame = engine.frames_out();
                 clock.publish_with_jack_frame(frame, t0, playback, block, jack_clock.frame(frame));
+                follow_link(&mut engine, &mut link, info);
                 engine.process(data, channels);
                 stats.record(t0.elapsed(), data.len() / channels);
             },
@@ -187,6 +209,7 @@ pub fn start(
                     let block = data.len() / channels;
                     let frame = engine.frames_out();
                     clock.publish_with_jack_frame(frame, t0, playback, block, jack_clock.frame(frame));
+                    follow_link(&mut engine, &mut link, info);
                     for chunk in data.chunks_mut(CONVERT_FRAMES * channels) {
                         let buf = &mut scratch[..chunk.len()];
                         engine.process(buf, channels);

@@ -1,10 +1,11 @@
 //! The control thread of `jamrig play`: owns the session (the set), the engine's
-//! controller, the audio stream and the MIDI connection, and handles REPL lines,
-//! saves of the set, and devices that come and go. It may allocate and block; the
-//! audio thread never waits for it.
+//! controller, the audio stream, the MIDI connection and the Link session, and
+//! handles REPL lines, saves of the set, and devices that come and go. It may
+//! allocate and block; the audio thread never waits for it.
 
 use super::audio::{self, AudioError, Chosen};
 use super::clock::FrameClock;
+use super::link::LinkSession;
 use super::midi::{self, LogRecord, MIDI_LOG_CAP, MidiIn, MidiTap};
 use super::stats::LiveStats;
 use super::watch::{self, SetWatcher};
@@ -14,11 +15,12 @@ use crate::engine::event::{Event, EventKind};
 use crate::engine::snapshot::MAX_CHANNELS;
 use crate::params::Param;
 use crate::rig::Controller;
+use crate::rig::build::BuildError;
 use crate::rig::controller::{EventSender, Rig};
 use crate::rig::set::{Set, SyncMode};
 use crate::script::ScriptHost;
 use crate::script::diagnostic::Diagnostic;
-use crate::script::session::{Reload, Session};
+use crate::script::session::{Publish, Reload, Session};
 use crate::tables::Tables;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crossbeam_queue::ArrayQueue;
@@ -35,6 +37,8 @@ const DEVICE_POLL: Duration = Duration::from_secs(1);
 const IDLE_WAKE: Duration = Duration::from_millis(5);
 /// Longest wait for released notes to ring out when stopping.
 const STOP_FADE: Duration = Duration::from_millis(400);
+/// How often the Link session's peer count is looked at (a change is printed).
+const LINK_POLL: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Debug)]
 pub struct PlayOptions {
@@ -94,9 +98,9 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":meters", "live level bars until a key is pressed"),
     (":log on|off", "print incoming MIDI and transport messages"),
     (":panic", "silence every note at once"),
-    (":play", "start the transport from the top"),
-    (":stop", "stop the transport (pattern notes are released)"),
-    (":tempo BPM", "change the tempo"),
+    (":play", "start the transport from the top (Link: start the session at its next bar)"),
+    (":stop", "stop the transport, pattern notes are released (Link: stop the session)"),
+    (":tempo BPM", "change the tempo (Link: propose it to the session)"),
     (":sync internal|midi|link", "where the transport takes tempo and start/stop from"),
     (":ports", "MIDI inputs and audio outputs"),
     (":port NAME", "use another MIDI input (name or index)"),
@@ -143,6 +147,47 @@ pub struct Live {
     lost_device: bool,
     record_tap: Arc<RecordTap>,
     recorder: Recorder,
+    /// The Link session: enabled only while the sync mode is Link.
+    link: LinkSession,
+    /// Link peers last reported.
+    link_peers: u64,
+    last_link_poll: Instant,
+}
+
+/// Publishes sets to the engine with the Link session kept in step: Link is
+/// enabled before a set in Link mode reaches the engine (so the engine never
+/// follows a stale timeline) and disabled after one that leaves Link mode; a
+/// tempo the set changes is proposed to the session.
+struct LinkedPublisher<'a> {
+    controller: &'a mut Controller,
+    link: &'a mut LinkSession,
+}
+
+impl Publish for LinkedPublisher<'_> {
+    fn publish_set(&mut self, set: &Set) -> Result<(), BuildError> {
+        let link_mode = matches!(set.sync, SyncMode::Link { .. });
+        if link_mode {
+            self.link.follow(set.sync, set.tempo_bpm);
+        }
+        self.controller.publish_set(set)?;
+        if !link_mode {
+            self.link.follow(set.sync, set.tempo_bpm);
+        }
+        Ok(())
+    }
+
+    fn next_bar(&self, beats_per_bar: f64) -> Option<u64> {
+        self.controller.next_bar(beats_per_bar)
+    }
+}
+
+/// What `:play` and `:stop` say while the MIDI clock drives the transport.
+const MIDI_OWNS_TRANSPORT: &str =
+    "transport: follows the MIDI clock's source (start and stop it there; :sync internal to use :play/:stop)";
+
+/// "1 peer", "2 peers".
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 
 fn apply_sync(set: &mut Set, sync: Option<SyncMode>) {
@@ -169,9 +214,11 @@ impl Live {
         apply_sync(&mut set, opts.sync);
         let Rig { engine, controller } =
             Rig::new(&set, sample_rate as f32, tables.clone()).map_err(|e| StartError::Other(e.to_string()))?;
+        let mut link = LinkSession::new(set.tempo_bpm);
+        link.follow(set.sync, set.tempo_bpm);
         let clock = Arc::new(FrameClock::new(sample_rate, chosen.buffer_frames()));
         let audio_stats = Arc::new(LiveStats::default());
-        let stream = audio::start(&chosen, engine, clock.clone(), audio_stats.clone())?;
+        let stream = audio::start(&chosen, engine, clock.clone(), audio_stats.clone(), link.clock())?;
         let log = Arc::new(ArrayQueue::new(MIDI_LOG_CAP));
         let log_on = Arc::new(AtomicBool::new(false));
         let record_tap = Arc::new(RecordTap::default());
@@ -205,6 +252,9 @@ impl Live {
             lost_device: false,
             record_tap,
             recorder: Recorder::new(sample_rate as f64),
+            link,
+            link_peers: 0,
+            last_link_poll: Instant::now(),
             opts,
         };
         if live.opts.record.is_some() {
@@ -318,6 +368,10 @@ impl Live {
                 self.last_poll = Instant::now();
                 self.poll_devices();
             }
+            if self.last_link_poll.elapsed() >= LINK_POLL {
+                self.last_link_poll = Instant::now();
+                self.poll_link();
+            }
         }
         self.shutdown();
     }
@@ -328,7 +382,7 @@ impl Live {
             return;
         }
         let files_before = self.session.files().to_vec();
-        let r = self.session.reload(&mut self.controller);
+        let r = self.session.reload(&mut LinkedPublisher { controller: &mut self.controller, link: &mut self.link });
         match &r {
             Reload::Failed(d) => {
                 self.say(&r.line());
@@ -371,6 +425,15 @@ impl Live {
         }
     }
 
+    /// Says when peers join or leave the Link session.
+    fn poll_link(&mut self) {
+        let peers = if self.link.is_enabled() { self.link.peers() } else { 0 };
+        if peers != self.link_peers {
+            self.link_peers = peers;
+            self.say(&format!("Link: {}", plural(peers, "peer")));
+        }
+    }
+
     fn print_log(&self) {
         while let Some(r) = self.log.pop() {
             self.say(&midi::describe(&r));
@@ -395,7 +458,7 @@ impl Live {
             Rig::new(&set, sr as f32, self.tables.clone()).map_err(|e| AudioError::Failed(e.to_string()))?;
         self.clock = Arc::new(FrameClock::new(sr, chosen.buffer_frames()));
         self.audio = Arc::new(LiveStats::default());
-        let stream = audio::start(&chosen, engine, self.clock.clone(), self.audio.clone())?;
+        let stream = audio::start(&chosen, engine, self.clock.clone(), self.audio.clone(), self.link.clock())?;
         self.controller = controller;
         self.stream = Some(stream);
         self.chosen = Some(chosen);
@@ -475,7 +538,8 @@ impl Live {
             return true;
         }
         if !line.starts_with(':') {
-            match self.session.apply_line(line, &mut self.controller) {
+            let mut publisher = LinkedPublisher { controller: &mut self.controller, link: &mut self.link };
+            match self.session.apply_line(line, &mut publisher) {
                 Ok(changes) => {
                     for p in &self.session.evaluated().printed {
                         self.say(p);
@@ -498,22 +562,58 @@ impl Live {
         match cmd {
             ":help" | ":h" => self.say(&help_text()),
             ":quit" | ":q" | ":exit" => return false,
-            ":status" => self.say(&self.status()),
+            ":status" => {
+                let s = self.status();
+                self.say(&s);
+            }
             ":panic" => {
                 self.send_now(EventKind::Panic);
                 self.say("panic: all notes silenced");
             }
-            ":play" => {
-                self.send_now(EventKind::Start);
-                self.say("transport: playing from the top");
-            }
-            ":stop" => {
-                self.send_now(EventKind::Stop);
-                self.say("transport: stopped");
-            }
+            ":play" => match self.effective_sync() {
+                SyncMode::Internal => {
+                    self.send_now(EventKind::Start);
+                    self.say("transport: playing from the top");
+                }
+                SyncMode::Midi => self.say(MIDI_OWNS_TRANSPORT),
+                SyncMode::Link { quantum } => {
+                    self.link.propose_start();
+                    self.say(&format!(
+                        "transport: Link session started; playing from its next bar ({} beats)",
+                        crate::params::fmt_num(quantum as f32)
+                    ));
+                }
+            },
+            ":stop" => match self.effective_sync() {
+                SyncMode::Internal => {
+                    self.send_now(EventKind::Stop);
+                    self.say("transport: stopped");
+                }
+                SyncMode::Midi => self.say(MIDI_OWNS_TRANSPORT),
+                SyncMode::Link { .. } => {
+                    self.link.propose_stop();
+                    self.say("transport: Link session stopped");
+                }
+            },
             ":tempo" => match args.first().and_then(|a| a.parse::<f64>().ok()) {
                 Some(bpm) => {
                     let _ = self.command(&format!("tempo({bpm});"));
+                    // The set took it (it is in range): the transport's source decides.
+                    if self.session.set().tempo_bpm == bpm {
+                        match self.effective_sync() {
+                            SyncMode::Internal => {}
+                            SyncMode::Midi => self.say("(the MIDI clock sets the tempo while the clock is midi)"),
+                            SyncMode::Link { .. } => {
+                                // Again even if the set had it already: the session
+                                // may have moved away from it.
+                                self.link.propose_tempo(bpm);
+                                self.say(&format!(
+                                    "tempo {} BPM proposed to the Link session",
+                                    crate::params::fmt_num(bpm as f32)
+                                ));
+                            }
+                        }
+                    }
                 }
                 None => self.say("usage: :tempo BPM (e.g. :tempo 128)"),
             },
@@ -654,7 +754,8 @@ impl Live {
                 s.set_sync_override(self.opts.sync);
                 let mut set = s.set().clone();
                 apply_sync(&mut set, self.opts.sync);
-                match self.controller.publish_set(&set) {
+                let mut publisher = LinkedPublisher { controller: &mut self.controller, link: &mut self.link };
+                match publisher.publish_set(&set) {
                     Ok(()) => {
                         self.session = s;
                         self.opts.set = path.to_path_buf();
@@ -668,8 +769,9 @@ impl Live {
         }
     }
 
-    fn status(&self) -> String {
-        let stats = self.controller.stats();
+    fn status(&mut self) -> String {
+        let sync = self.sync_line();
+        let stats = self.controller.stats().clone();
         let set = self.session.set();
         let mut s = String::new();
         let beat = stats.beat();
@@ -685,6 +787,7 @@ impl Live {
             crate::params::fmt_num(stats.tempo() as f32),
             self.effective_sync().name()
         ));
+        s.push_str(&sync);
         match (&self.chosen, &self.stream) {
             (Some(c), Some(_)) => {
                 let (mean, worst, frames) = self.audio.take();
@@ -732,6 +835,30 @@ impl Live {
             stats.faults.load(Relaxed)
         ));
         s
+    }
+
+    /// The `sync:` line of `:status`: the source, the Link session (peers, tempo,
+    /// start/stop) in Link mode, and the incoming MIDI clock's tempo in any mode.
+    fn sync_line(&mut self) -> String {
+        let stats = self.controller.stats().clone();
+        let clock_in = match stats.clock_tempo() {
+            Some(bpm) => format!("MIDI clock in at {bpm:.2} BPM"),
+            None => "no MIDI clock in".to_string(),
+        };
+        match self.effective_sync() {
+            SyncMode::Internal => format!("sync: internal; {clock_in}\n"),
+            SyncMode::Midi => format!("sync: midi; {clock_in}\n"),
+            SyncMode::Link { quantum } => {
+                let l = self.link.status();
+                format!(
+                    "sync: link, quantum {}: {}, session {:.2} BPM, session {}; {clock_in}\n",
+                    crate::params::fmt_num(quantum as f32),
+                    plural(l.peers, "peer"),
+                    l.bpm,
+                    if l.playing { "playing" } else { "stopped" }
+                )
+            }
+        }
     }
 
     /// Releases every note, lets the releases ring briefly, closes everything.

@@ -1,12 +1,13 @@
 //! `jamrig play`: the live host. Threads: the audio callback (cpal) runs the engine;
 //! the MIDI callback (midir) stamps and queues events; the control thread
-//! ([`control`]) owns the set and everything that may allocate; the main thread
-//! runs the REPL ([`repl`]) or waits for a signal.
+//! ([`control`]) owns the set, the Link session ([`link`]) and everything that may
+//! allocate; the main thread runs the REPL ([`repl`]) or waits for a signal.
 
 pub mod audio;
 pub mod clock;
 pub mod control;
 pub mod keys;
+pub mod link;
 pub mod midi;
 pub mod repl;
 pub mod stats;

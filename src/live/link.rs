@@ -1,0 +1,269 @@
+//! Ableton Link for `jamrig play`. [`LinkSession`] lives on the control thread: it
+//! joins and leaves the session as the sync mode changes, and proposes tempo and
+//! start/stop to it. [`LinkClock`] is its end in the audio callback (the audio
+//! thread): it reads the session's timeline for the engine, without allocating,
+//! locking or blocking.
+//!
+//! Link is created at startup but enabled (and so on the network) only while the
+//! sync mode is Link. Its callbacks are never registered (rusty_link's closures
+//! outlive their stack frame): peers, tempo and start/stop are polled.
+
+use crate::engine::sync::{ExternalTimeline, SyncMode};
+use rusty_link::{AblLink, SessionState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// How far ahead of now `:play` starts the session: enough for the start to reach
+/// the audio callback and the speaker before it happens, so the first beat is not
+/// skipped (the engine starts on the session's next bar line).
+pub const START_LEAD: Duration = Duration::from_millis(100);
+
+/// The quantum used until a Link mode says otherwise.
+const DEFAULT_QUANTUM: f64 = 4.0;
+
+/// Frames per window of the audio clock's offset minimum (a quarter of a second at
+/// 48 kHz): see [`OffsetFilter`].
+const OFFSET_WINDOW_FRAMES: u64 = 12_000;
+
+/// What the control side tells the audio side: a flag and a number, no work.
+struct Shared {
+    /// Link is enabled: the callback reads the timeline.
+    on: AtomicBool,
+    /// The session's quantum (f64 bits).
+    quantum_bits: AtomicU64,
+}
+
+/// The session as the control thread sees it (for `:status`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinkStatus {
+    pub peers: u64,
+    pub bpm: f64,
+    pub playing: bool,
+}
+
+/// The Link session, owned by the control thread. Everything here may block
+/// briefly or allocate: never call it from the audio callback.
+pub struct LinkSession {
+    link: Arc<AblLink>,
+    shared: Arc<Shared>,
+    /// Scratch state for captures and proposals on this thread.
+    app: SessionState,
+    /// The tempo of the set last published, to propose only what a set changes.
+    set_bpm: f64,
+}
+
+impl LinkSession {
+    /// A session at `bpm`, not enabled (no network traffic), with start/stop sync.
+    pub fn new(bpm: f64) -> LinkSession {
+        let link = AblLink::new(bpm);
+        link.enable_start_stop_sync(true);
+        LinkSession {
+            link: Arc::new(link),
+            shared: Arc::new(Shared {
+                on: AtomicBool::new(false),
+                quantum_bits: AtomicU64::new(DEFAULT_QUANTUM.to_bits()),
+            }),
+            app: SessionState::new(),
+            set_bpm: bpm,
+        }
+    }
+
+    /// The audio callback's end. Allocates (its session state): control side, once
+    /// per audio stream.
+    pub fn clock(&self) -> LinkClock {
+        LinkClock {
+            link: self.link.clone(),
+            shared: self.shared.clone(),
+            state: SessionState::new(),
+            offset: OffsetFilter::default(),
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.shared.on.load(Relaxed)
+    }
+
+    /// The quantum the session is aligned at.
+    pub fn quantum(&self) -> f64 {
+        f64::from_bits(self.shared.quantum_bits.load(Relaxed))
+    }
+
+    /// Joins the session (Link on) in Link mode, leaves it otherwise. A set at
+    /// `set_bpm` is about to play: in Link mode, a tempo the set changes is proposed
+    /// to the session; joining starts alone at that tempo until peers are found
+    /// (an existing session keeps its own tempo).
+    pub fn follow(&mut self, mode: SyncMode, set_bpm: f64) {
+        let changed = set_bpm != self.set_bpm;
+        self.set_bpm = set_bpm;
+        match mode {
+            SyncMode::Link { quantum } => {
+                self.shared.quantum_bits.store(quantum.to_bits(), Relaxed);
+                if !self.link.is_enabled() {
+                    // Link keeps the local tempo when it starts a session of its own.
+                    self.propose_tempo(set_bpm);
+                    self.link.enable(true);
+                    self.shared.on.store(true, Relaxed);
+                } else if changed {
+                    self.propose_tempo(set_bpm);
+                }
+            }
+            SyncMode::Internal | SyncMode::Midi => {
+                if self.link.is_enabled() {
+                    self.shared.on.store(false, Relaxed);
+                    self.link.enable(false);
+                }
+            }
+        }
+    }
+
+    /// Peers in the session besides us (0 when Link is off).
+    pub fn peers(&self) -> u64 {
+        self.link.num_peers()
+    }
+
+    /// The session's peers, tempo and start/stop state.
+    pub fn status(&mut self) -> LinkStatus {
+        self.link.capture_app_session_state(&mut self.app);
+        LinkStatus { peers: self.link.num_peers(), bpm: self.app.tempo(), playing: self.app.is_playing() }
+    }
+
+    /// Proposes `bpm` to the session, from now.
+    pub fn propose_tempo(&mut self, bpm: f64) {
+        self.link.capture_app_session_state(&mut self.app);
+        self.app.set_tempo(bpm, self.link.clock_micros());
+        self.link.commit_app_session_state(&self.app);
+    }
+
+    /// Proposes to start the session, with beat 0 on a bar line (of the quantum)
+    /// [`START_LEAD`] from now, or (alone) exactly then.
+    pub fn propose_start(&mut self) {
+        self.link.capture_app_session_state(&mut self.app);
+        let at = self.link.clock_micros() + START_LEAD.as_micros() as i64;
+        self.app.set_is_playing_and_request_beat_at_time(true, at, 0.0, self.quantum());
+        self.link.commit_app_session_state(&self.app);
+    }
+
+    /// Proposes to stop the session now.
+    pub fn propose_stop(&mut self) {
+        self.link.capture_app_session_state(&mut self.app);
+        self.app.set_is_playing(false, self.link.clock_micros());
+        self.link.commit_app_session_state(&self.app);
+    }
+}
+
+impl Drop for LinkSession {
+    fn drop(&mut self) {
+        self.shared.on.store(false, Relaxed);
+        self.link.enable(false);
+    }
+}
+
+/// The audio callback's end of the Link session: the timeline at the frame the
+/// callback hands out first. Built on the control side ([`LinkSession::clock`]).
+pub struct LinkClock {
+    link: Arc<AblLink>,
+    shared: Arc<Shared>,
+    /// Preallocated: captures overwrite it in place.
+    state: SessionState,
+    offset: OffsetFilter,
+}
+
+impl LinkClock {
+    /// Audio thread. The session's timeline for engine frame `frame`, which reaches
+    /// the speaker `latency` from now (the callback's output latency: cpal's
+    /// playback timestamp minus its callback timestamp), at `sample_rate`; `None`
+    /// while Link is off. No allocation, lock or system call beyond reading the
+    /// clock.
+    #[inline]
+    pub fn timeline(&mut self, frame: u64, latency: Duration, sample_rate: f64) -> Option<ExternalTimeline> {
+        if !self.shared.on.load(Relaxed) {
+            return None;
+        }
+        self.link.capture_audio_session_state(&mut self.state);
+        let quantum = f64::from_bits(self.shared.quantum_bits.load(Relaxed));
+        let heard_us = self.link.clock_micros() as f64 + latency.as_nanos() as f64 / 1e3;
+        let at = self.offset.host_time(frame, heard_us, sample_rate);
+        Some(ExternalTimeline {
+            frame,
+            beat: self.state.beat_at_time(at.round() as i64, quantum),
+            bpm: self.state.tempo(),
+            playing: self.state.is_playing(),
+        })
+    }
+}
+
+/// Smooths the moment each callback's first frame is heard (host µs) against the
+/// frame count. A callback that runs late (the machine is busy, or it runs after
+/// its device cycle has ended) measures from a later moment and places its frames
+/// later than they sound, never earlier; so the offset between host time and the
+/// frame line is taken as the smallest seen over the last one or two windows of
+/// [`OFFSET_WINDOW_FRAMES`]. A lasting change (frames lost in an underrun) is
+/// followed within two windows; an earlier offset at once.
+#[derive(Default)]
+struct OffsetFilter {
+    /// Smallest `host µs - frame µs` in this window and the last.
+    window_min: Option<f64>,
+    previous_min: Option<f64>,
+    window_end: u64,
+}
+
+impl OffsetFilter {
+    /// The host time (µs) at which `frame` is heard, given that a callback has just
+    /// measured it at `heard_us`.
+    fn host_time(&mut self, frame: u64, heard_us: f64, sample_rate: f64) -> f64 {
+        let frame_us = frame as f64 * 1e6 / sample_rate.max(1.0);
+        let offset = heard_us - frame_us;
+        self.window_min = Some(self.window_min.map_or(offset, |m| m.min(offset)));
+        if frame >= self.window_end {
+            self.previous_min = self.window_min.take();
+            self.window_end = frame + OFFSET_WINDOW_FRAMES;
+        }
+        let best = match (self.window_min, self.previous_min) {
+            (Some(w), Some(p)) => w.min(p),
+            (w, p) => w.or(p).unwrap_or(offset),
+        };
+        frame_us + best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn late_callbacks_do_not_move_the_frame_line() {
+        let mut f = OffsetFilter::default();
+        let sr = 48000.0;
+        // 128-frame callbacks heard at 1 s + frame time; every 7th runs 3 ms late.
+        for k in 0..400u64 {
+            let frame = k * 128;
+            let late = if k % 7 == 3 { 3000.0 } else { 0.0 };
+            let t = f.host_time(frame, 1e6 + frame as f64 * 1e6 / sr + late, sr);
+            if k > 0 {
+                assert!((t - (1e6 + frame as f64 * 1e6 / sr)).abs() < 1e-6, "callback {k}: {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_lasting_change_is_followed_within_two_windows() {
+        let mut f = OffsetFilter::default();
+        let sr = 48000.0;
+        let heard = |frame: u64, shift: f64| 1e6 + frame as f64 * 1e6 / sr + shift;
+        let mut frame = 0;
+        while frame < 48_000 {
+            f.host_time(frame, heard(frame, 0.0), sr);
+            frame += 128;
+        }
+        // The device lost 10 ms (an underrun): from now on frames sound later.
+        let mut t = 0.0;
+        for _ in 0..(2 * OFFSET_WINDOW_FRAMES / 128 + 2) {
+            t = f.host_time(frame, heard(frame, 10_000.0), sr);
+            frame += 128;
+        }
+        assert!((t - heard(frame - 128, 10_000.0)).abs() < 1e-6);
+        // Earlier again: followed at once.
+        assert!((f.host_time(frame, heard(frame, -5_000.0), sr) - heard(frame, -5_000.0)).abs() < 1e-6);
+    }
+}
