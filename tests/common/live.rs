@@ -816,23 +816,37 @@ pub fn run_in_loopback_netns_with(exe: &Path, args: &[&str]) {
     assert!(out.status.success(), "{} {args:?} failed in the loopback-only namespace ({})", exe.display(), out.status);
 }
 
-/// `(start frame, start µs)` of JACK cycles on JACK's clock, sampled while a
-/// recording runs, to give each recorded frame its time.
+/// Frames either side of a moment whose cycle starts time it (a quarter second).
+const CYCLE_WINDOW_FRAMES: i64 = 12_000;
+
+/// `(first frame, start µs)` of JACK cycles on JACK's clock, as measured when they
+/// began (not JACK's filtered estimate, which jumps after an overrun), sampled while
+/// a recording runs, to give each recorded frame its time.
+///
+/// The dummy backend starts its cycles on a fixed schedule, and a cycle can begin
+/// late (the machine is busy), never early: so a frame's time is taken from the
+/// earliest cycle starts around it, on the frame line (the smallest offset between
+/// measured start and frame count within [`CYCLE_WINDOW_FRAMES`]).
 #[derive(Default)]
 pub struct CycleMap {
-    points: Vec<(u32, u64)>,
+    points: Vec<(u32, f64)>,
 }
 
 impl CycleMap {
-    /// The JACK time (µs) of frame time `frame`, from the latest cycle start at or
-    /// before it (at the nominal sample rate from there).
+    /// The JACK time (µs) at which frame time `frame` began.
     pub fn usecs(&self, frame: u32) -> Option<f64> {
+        let per_frame = 1e6 / SAMPLE_RATE as f64;
         self.points
             .iter()
-            .map(|&(f, us)| (frame.wrapping_sub(f) as i32, us))
-            .filter(|&(d, _)| d >= 0)
-            .min_by_key(|&(d, _)| d)
-            .map(|(d, us)| us as f64 + d as f64 * 1e6 / SAMPLE_RATE as f64)
+            .map(|&(f, us)| (frame.wrapping_sub(f) as i32 as i64, us))
+            .filter(|&(d, _)| d.abs() <= CYCLE_WINDOW_FRAMES)
+            .map(|(d, us)| us + d as f64 * per_frame)
+            .min_by(f64::total_cmp)
+    }
+
+    /// Cycle starts sampled.
+    pub fn len(&self) -> usize {
+        self.points.len()
     }
 }
 
@@ -847,11 +861,11 @@ pub struct ClockPairs {
 
 impl ClockPairs {
     /// Reads both clocks now (keeps the reading only if it was not interrupted).
-    pub fn sample(&mut self, link: &rusty_link::AblLink) {
+    pub fn sample(&mut self, jack: &jack::Client, link: &rusty_link::AblLink) {
         for _ in 0..20 {
-            let a = jack::get_time();
+            let a = jack.time();
             let l = link.clock_micros();
-            let b = jack::get_time();
+            let b = jack.time();
             if b - a <= 20 {
                 let j = (a + b) as f64 / 2.0;
                 self.pairs.push((j, l as f64 - j));
@@ -879,16 +893,110 @@ impl ClockPairs {
     }
 }
 
-impl Probe {
-    /// The current JACK cycle's first frame time and its start on JACK's clock
-    /// (µs), read from any thread.
-    pub fn cycle_start(&self) -> Option<(u32, u64)> {
+/// Silent frames before a sound that make it an onset (a closed hat rings ~47 ms,
+/// beats are 500 ms apart at 120 BPM).
+const ONSET_GAP: u32 = 500;
+
+/// The onset client's process callback: stamps every onset on its left input
+/// with its JACK frame time, so a cycle the server skips (an overrun on a busy
+/// machine) costs no timing.
+struct OnsetProc {
+    in_l: jack::Port<jack::AudioIn>,
+    _in_r: jack::Port<jack::AudioIn>,
+    quiet: u32,
+    onsets: rtrb::Producer<u32>,
+}
+
+impl jack::ProcessHandler for OnsetProc {
+    fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
+        let t0 = ps.last_frame_time();
+        for (i, &x) in self.in_l.as_slice(ps).iter().enumerate() {
+            if x != 0.0 {
+                if self.quiet >= ONSET_GAP {
+                    let _ = self.onsets.push(t0.wrapping_add(i as u32));
+                }
+                self.quiet = 0;
+            } else {
+                self.quiet = self.quiet.saturating_add(1);
+            }
+        }
+        jack::Control::Continue
+    }
+}
+
+/// A JACK client listening to jamrig's outputs for onsets (the first sound after
+/// [`ONSET_GAP`] silent frames), each stamped with its JACK frame time.
+pub struct OnsetProbe {
+    client: Option<jack::AsyncClient<(), OnsetProc>>,
+    onsets: rtrb::Consumer<u32>,
+    inputs: [String; 2],
+}
+
+impl OnsetProbe {
+    pub fn open(server: &str) -> OnsetProbe {
+        let client = open_client(server, "onsets").unwrap_or_else(|e| panic!("{e}"));
+        jack::set_logger(jack::LoggerType::None);
+        assert_eq!(client.sample_rate(), SAMPLE_RATE);
+        let in_l = client.register_port("in_l", jack::AudioIn::default()).expect("audio port");
+        let in_r = client.register_port("in_r", jack::AudioIn::default()).expect("audio port");
+        let inputs = [in_l.name().unwrap(), in_r.name().unwrap()];
+        let (tx, onsets) = rtrb::RingBuffer::new(4096);
+        let proc_ = OnsetProc { in_l, _in_r: in_r, quiet: 0, onsets: tx };
+        let client = client.activate_async((), proc_).expect("the onset client activates");
+        OnsetProbe { client: Some(client), onsets, inputs }
+    }
+
+    fn client(&self) -> &jack::Client {
+        self.client.as_ref().expect("open").as_client()
+    }
+
+    /// Connects jamrig's audio outputs to the inputs, waiting up to `timeout` for
+    /// them. Returns jamrig's left output port.
+    pub fn connect_jamrig_audio(&self, timeout: Duration) -> String {
+        let t0 = Instant::now();
+        loop {
+            let outs =
+                self.client().ports(Some("^cpal_client_.*:out_[01]$"), Some("audio"), jack::PortFlags::IS_OUTPUT);
+            let l = outs.iter().find(|p| p.ends_with(":out_0"));
+            let r = outs.iter().find(|p| p.ends_with(":out_1"));
+            if let (Some(l), Some(r)) = (l, r) {
+                self.client().connect_ports_by_name(l, &self.inputs[0]).expect("connect out_0");
+                self.client().connect_ports_by_name(r, &self.inputs[1]).expect("connect out_1");
+                return l.clone();
+            }
+            assert!(t0.elapsed() < timeout, "jamrig's audio ports do not appear");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The onsets found since the last call, as JACK frame times.
+    pub fn take_onsets(&mut self) -> Vec<u32> {
+        let mut v = Vec::new();
+        while let Ok(f) = self.onsets.pop() {
+            v.push(f);
+        }
+        v
+    }
+
+    /// The current JACK cycle's first frame time, read from any thread.
+    fn cycle_frames(&self) -> Option<u32> {
         let (mut frames, mut usecs, mut next, mut period) = (0, 0, 0, 0.0);
         // SAFETY: the client is open; the call only reads the server's timer.
         let r = unsafe {
             (jack::jack_sys::jack_get_cycle_times)(self.client().raw(), &mut frames, &mut usecs, &mut next, &mut period)
         };
-        (r == Some(0)).then_some((frames, usecs))
+        (r == Some(0)).then_some(frames)
+    }
+
+    /// The current JACK cycle's first frame time and the moment it began on JACK's
+    /// clock (µs, as measured then, to a frame), read from any thread.
+    pub fn cycle_start(&self) -> Option<(u32, f64)> {
+        let before = self.cycle_frames()?;
+        let now = self.client().time();
+        // SAFETY: as above.
+        let since = unsafe { jack::jack_sys::jack_frames_since_cycle_start(self.client().raw()) };
+        let after = self.cycle_frames()?;
+        (before == after).then(|| (before, now as f64 - since as f64 * 1e6 / SAMPLE_RATE as f64))
     }
 
     /// The playback latency JACK reports for `port` (the largest of its range), in
@@ -898,33 +1006,42 @@ impl Probe {
         p.get_latency_range(jack::LatencyType::Playback).1
     }
 
-    /// Records `seconds` from the next cycle on, sampling the cycle starts and the
-    /// JACK/Link clock pairs all along.
-    pub fn record_timed(&mut self, seconds: f64, link: &rusty_link::AblLink) -> (Capture, CycleMap, ClockPairs) {
-        let frames = self.start_recording(seconds);
+    /// Listens for `seconds`, sampling the cycle starts and the JACK/Link clock
+    /// pairs all along: the onsets heard, and the maps to time them.
+    pub fn listen(&mut self, seconds: f64, link: &rusty_link::AblLink) -> (Vec<u32>, CycleMap, ClockPairs) {
         let (mut map, mut pairs) = (CycleMap::default(), ClockPairs::default());
+        self.take_onsets();
         let t0 = Instant::now();
-        while t0.elapsed().as_secs_f64() < seconds + 0.3 {
+        while t0.elapsed().as_secs_f64() < seconds {
             if let Some(p) = self.cycle_start()
                 && map.points.last() != Some(&p)
             {
                 map.points.push(p);
             }
-            pairs.sample(link);
+            pairs.sample(self.client(), link);
             std::thread::sleep(Duration::from_millis(2));
         }
-        (self.finish(frames), map, pairs)
+        (self.take_onsets(), map, pairs)
     }
 }
 
-/// The phase of a recording against a Link peer's timeline.
+impl Drop for OnsetProbe {
+    fn drop(&mut self) {
+        self.client = None;
+    }
+}
+
+/// The phase of what jamrig plays against a Link peer's timeline.
 pub struct LinkPhase {
     /// Per onset: how late it sounds against the peer's nearest beat, in ms.
     pub errors_ms: Vec<f64>,
     /// The beats the onsets fell on.
     pub beats: Vec<f64>,
     pub latency_frames: u32,
+    /// How far Link's clock ran from JACK's during the recording (µs).
     pub clock_drift_us: f64,
+    /// Cycle starts sampled while listening.
+    pub cycle_starts: usize,
 }
 
 impl LinkPhase {
@@ -937,33 +1054,32 @@ impl LinkPhase {
     }
 }
 
-/// Records `seconds` of what jamrig plays (a click on every beat, its first sample
+/// Listens `seconds` to what jamrig plays (a click on every beat, its first sample
 /// the hit) and compares each onset with the peer's timeline: the onset's frame
 /// time becomes a JACK time (from the cycle starts), plus the playback latency of
 /// jamrig's output port `out_port` (the moment it reaches the speaker), then a
 /// Link time (from the clock pairs); its error is its distance from the time the
 /// peer gives the nearest beat.
 pub fn measure_link_phase(
-    probe: &mut Probe,
+    probe: &mut OnsetProbe,
     peer: &rusty_link::AblLink,
     out_port: &str,
     quantum: f64,
     seconds: f64,
 ) -> LinkPhase {
     let latency_frames = probe.playback_latency(out_port);
-    let (capture, map, pairs) = probe.record_timed(seconds, peer);
+    let (onsets, map, pairs) = probe.listen(seconds, peer);
     let mut state = rusty_link::SessionState::new();
     peer.capture_app_session_state(&mut state);
     let latency_us = latency_frames as f64 * 1e6 / SAMPLE_RATE as f64;
     let (mut errors_ms, mut beats) = (Vec::new(), Vec::new());
-    for on in super::common::onsets(&capture.left, 500) {
-        let frame = capture.start.wrapping_add(on as u32);
-        let jack_us = map.usecs(frame).expect("a cycle start before every onset") + latency_us;
-        let link_us = pairs.to_link(jack_us);
+    for frame in onsets {
+        let Some(us) = map.usecs(frame) else { continue };
+        let link_us = pairs.to_link(us + latency_us);
         let beat = state.beat_at_time(link_us.round() as i64, quantum).round();
         let expected = state.time_at_beat(beat, quantum) as f64;
         errors_ms.push((link_us - expected) / 1e3);
         beats.push(beat);
     }
-    LinkPhase { errors_ms, beats, latency_frames, clock_drift_us: pairs.drift() }
+    LinkPhase { errors_ms, beats, latency_frames, clock_drift_us: pairs.drift(), cycle_starts: map.len() }
 }
