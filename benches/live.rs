@@ -4,8 +4,9 @@
 //! BENCHMARKS.md records. Run with (jackd2 installed, no other run of the live
 //! tests at the same time):
 //!
-//! `cargo bench --features jack --bench live` (add `-- latency` or `-- cpu` for one
-//! part; `-- cpu --long 60` sets the length of the long run in seconds).
+//! `cargo bench --features jack --bench live` (add `-- latency`, `-- cpu` or
+//! `-- link` for one part; `-- cpu --long 60` sets the length of the long run in
+//! seconds).
 //!
 //! - MIDI in to audio out: 100 closed-hat hits sent at random frame offsets (any
 //!   position inside a JACK cycle), their onsets found in the recording; latency is
@@ -13,6 +14,11 @@
 //! - Callback CPU: the mean and worst callback time that `:status` reports, idle
 //!   and with 64 held voices (4 channels x 16, saw with low-pass, chorus, delay and
 //!   reverb) plus a drum pattern, the second over a long run (60 s by default).
+//! - Link phase: `jamrig play --sync link` and a second Link peer (in this
+//!   process), inside a network namespace with the loopback only (the bench re-runs
+//!   itself under `unshare -rn`); a click on every beat for 60 s, each onset's
+//!   moment at the speaker against the time the peer gives its beat: mean and worst
+//!   error.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -146,10 +152,70 @@ fn cpu(long: u64) {
     println!("{events}");
 }
 
+/// Seconds of clicks the Link phase is measured over.
+const LINK_SECONDS: f64 = 60.0;
+
+fn link_phase() {
+    if std::env::var_os(NETNS_ENV).is_none() {
+        // Link only ever runs inside a loopback-only namespace.
+        let exe = std::env::current_exe().expect("the bench binary's path");
+        run_in_loopback_netns_with(&exe, &["link"]);
+        return;
+    }
+    require_loopback_netns();
+    let server = JackServer::start_with_period("jamrig_link", CYCLE);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let set = dir.path().join("set.rhai");
+    std::fs::write(
+        &set,
+        "tempo(120); clock(\"link\", 4); drums(10);\npattern(\"click\", 10, 1.0, [[0.0, \"closed_hat\", 100]]);\n",
+    )
+    .expect("write the set");
+    let mut probe = OnsetProbe::open(&server.name);
+    let jam = Jamrig::start(&server.name, &set, &["--sync", "link", "--buffer", &CYCLE.to_string()]);
+    println!("{}", jam.wait_started(S(20)));
+    let out_port = probe.connect_jamrig_audio(S(5));
+    let peer = rusty_link::AblLink::new(120.0);
+    peer.enable_start_stop_sync(true);
+    peer.enable(true);
+    let t0 = std::time::Instant::now();
+    while peer.num_peers() != 1 {
+        assert!(t0.elapsed() < S(5), "jamrig and the peer do not find each other");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut s = rusty_link::SessionState::new();
+    peer.capture_app_session_state(&mut s);
+    s.set_is_playing_and_request_beat_at_time(true, peer.clock_micros(), 0.0, 4.0);
+    peer.commit_app_session_state(&s);
+    // The transport starts on the session's next bar; a bar more to settle.
+    std::thread::sleep(S(5));
+    let xruns = |s: &JackServer| s.log().matches("XRun").count();
+    let before = xruns(&server);
+    let phase = measure_link_phase(&mut probe, &peer, &out_port, 4.0, LINK_SECONDS);
+    let overruns = xruns(&server) - before;
+    let mut abs: Vec<f64> = phase.errors_ms.iter().map(|e| e.abs()).collect();
+    abs.sort_by(f64::total_cmp);
+    let within = abs.iter().filter(|e| **e < 1.0).count();
+    if std::env::var_os("JAMRIG_BENCH_VERBOSE").is_some() {
+        println!("errors (ms): {:?}", phase.errors_ms);
+    }
+    println!(
+        "Link phase against a peer, {} clicks over {LINK_SECONDS} s at 120 BPM, {CYCLE}-frame JACK cycles: \
+         mean {:+.3} ms, median |error| {:.3} ms, worst {:.3} ms; {within} of {} within 1 ms; \
+         {overruns} JACK overruns meanwhile",
+        phase.errors_ms.len(),
+        phase.mean_ms(),
+        abs.get(abs.len() / 2).copied().unwrap_or(0.0),
+        phase.worst_ms(),
+        phase.errors_ms.len(),
+    );
+    drop(jam);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let long = args.iter().position(|a| a == "--long").and_then(|i| args.get(i + 1)).map_or(60, |v| v.parse().unwrap());
-    let which: Vec<&String> = args.iter().filter(|a| *a == "latency" || *a == "cpu").collect();
+    let which: Vec<&String> = args.iter().filter(|a| ["latency", "cpu", "link"].contains(&a.as_str())).collect();
     let run = |name: &str| which.is_empty() || which.iter().any(|w| *w == name);
     let _serial = serial();
     if run("latency") {
@@ -157,5 +223,8 @@ fn main() {
     }
     if run("cpu") {
         cpu(long);
+    }
+    if run("link") {
+        link_phase();
     }
 }
