@@ -438,6 +438,84 @@ fn clock_follower() {
     }
 }
 
+/// A minute of the example set with dense playing on top (a note every 50 ms, a
+/// knob every 100 ms), run as the live host runs it, with and without a session
+/// capture: the capture's size, its cost on the audio path, and how fast the
+/// replay renders (and that it gives the same samples).
+fn capture_cost() {
+    use jamrig::capture::replay;
+    use jamrig::capture::session::{CAPTURE_FILE, SessionCapture};
+    use jamrig::script::session::Session;
+    let dir = std::env::temp_dir().join(format!("jamrig-bench-capture-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let set_path = dir.join("set.rhai");
+    std::fs::copy("examples/set.rhai", &set_path).expect("example set");
+    let seconds = 60.0;
+    let run = |capture: bool| -> (Vec<f32>, Duration) {
+        let session = Session::open(ScriptHost::new().expect("stdlib"), &set_path).expect("set");
+        let mut r = Renderer::following_clock(session.set(), Arc::new(Tables::new(SR as f32))).expect("rig");
+        let mut cap = capture.then(|| {
+            let (c, tap) = SessionCapture::start(&dir.join("take"), SR, &session).expect("capture");
+            r.engine.capture_into(tap);
+            c
+        });
+        let total = (seconds * SR as f64) as usize;
+        let mut audio = Vec::with_capacity(total * 2);
+        let mut buf = vec![0.0f32; 2 * BLOCK];
+        let mut busy = Duration::ZERO;
+        let mut k = 0u64;
+        while audio.len() < total * 2 {
+            let now = r.engine.frames_out();
+            while k * 2400 < now + 2 * BLOCK as u64 {
+                let note = 48 + (k * 7 % 36) as u8;
+                r.controller.send(Event::new(k * 2400, EventKind::NoteOn { channel: 0, note, velocity: 90 }));
+                r.controller.send(Event::new(k * 2400 + 2000, EventKind::NoteOff { channel: 0, note }));
+                if k.is_multiple_of(2) {
+                    let value = (k % 128) as u8;
+                    r.controller.send(Event::new(k * 2400 + 7, EventKind::Control { channel: 0, cc: 74, value }));
+                }
+                k += 1;
+            }
+            let t0 = Instant::now();
+            r.engine.process(&mut buf, 2);
+            busy += t0.elapsed();
+            audio.extend_from_slice(&buf);
+            r.controller.collect();
+            if let Some(c) = &mut cap {
+                c.drain();
+            }
+        }
+        if let Some(c) = cap {
+            c.finish(r.engine.frames_out()).expect("capture written");
+        }
+        (audio, busy)
+    };
+    let (_, plain) = run(false);
+    let (live, with) = run(true);
+    let file = dir.join("take").join(CAPTURE_FILE);
+    let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let lines = std::fs::read_to_string(&file).map(|t| t.lines().count()).unwrap_or(0);
+    let log = replay::read(&dir.join("take")).expect("capture reads");
+    let t0 = Instant::now();
+    let mut again = Vec::with_capacity(live.len());
+    replay::replay(&log, |x| again.extend_from_slice(x)).expect("replay");
+    let replay_time = t0.elapsed();
+    let same = again.len() >= live.len() && again[..live.len()] == live[..];
+    println!(
+        "capture, 60 s of examples/set.rhai with a note every 50 ms and a knob every 100 ms: {lines} records, {:.0} kB ({:.1} kB per minute)",
+        bytes as f64 / 1e3,
+        bytes as f64 / 1e3 / (seconds / 60.0)
+    );
+    println!(
+        "capture, audio path: {:.1} ms without the capture tap, {:.1} ms with it ({:+.1}%); replay: {:.0}x real time, same samples as live: {same}",
+        plain.as_secs_f64() * 1e3,
+        with.as_secs_f64() * 1e3,
+        (with.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0,
+        seconds / replay_time.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     if which.iter().any(|w| w == "only-b") {
@@ -488,6 +566,9 @@ fn main() {
     }
     if run("clock") {
         clock_follower();
+    }
+    if run("capture") {
+        capture_cost();
     }
     if run("memory") {
         println!("(e) run `cargo bench --bench engine -- memory` alone to measure peak memory");

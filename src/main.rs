@@ -43,13 +43,27 @@ enum Command {
         /// Record the MIDI input of the whole run into this file (written on exit).
         #[arg(long, value_name = "FILE.mid")]
         record: Option<PathBuf>,
+        /// With --record: record the notes the patterns play too, on their channels.
+        #[arg(long, requires = "record")]
+        record_patterns: bool,
+        /// Capture the session into this folder: MIDI input, transport changes,
+        /// every reload's script text and REPL change, with sample positions; play
+        /// it again with `jamrig render --replay DIR -o OUT.wav`.
+        #[arg(long, value_name = "DIR")]
+        capture: Option<PathBuf>,
     },
     /// List MIDI inputs and audio outputs.
     Ports,
-    /// Render a set (and optionally a MIDI file) to a WAV file, faster than real time.
+    /// Render a set (and optionally a MIDI file) to a WAV file, faster than real time;
+    /// or play a session capture again (`--replay DIR`).
     Render {
         /// The set (a .rhai file); without one, the built-in example set plays.
+        #[arg(conflicts_with = "replay")]
         set: Option<PathBuf>,
+        /// A session capture folder (from `jamrig play --capture DIR`) to play again,
+        /// exactly as the session sounded, at its own sample rate.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["midi", "bars", "seconds", "rate"])]
+        replay: Option<PathBuf>,
         /// The WAV file to write.
         #[arg(short, long)]
         out: PathBuf,
@@ -151,13 +165,24 @@ fn audition(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Play { set, port, buffer, device, no_repl, no_watch, sync, record } => {
+        Command::Play { set, port, buffer, device, no_repl, no_watch, sync, record, record_patterns, capture } => {
             let sync = sync.map(|s| match s.as_str() {
                 "midi" => SyncMode::Midi,
                 "link" => SyncMode::Link { quantum: 4.0 },
                 _ => SyncMode::Internal,
             });
-            let opts = PlayOptions { set, port, buffer, device, repl: !no_repl, watch: !no_watch, sync, record };
+            let opts = PlayOptions {
+                set,
+                port,
+                buffer,
+                device,
+                repl: !no_repl,
+                watch: !no_watch,
+                sync,
+                record,
+                record_patterns,
+                capture,
+            };
             return match jamrig::live::play(opts) {
                 PlayOutcome::Stopped => ExitCode::SUCCESS,
                 PlayOutcome::NoAudio(msg) => {
@@ -174,14 +199,21 @@ fn main() -> ExitCode {
             print!("{}", jamrig::live::ports());
             Ok(())
         }
-        Command::Render { set, out, midi, bars, seconds, rate, format } => {
+        Command::Render { set, replay, out, midi, bars, seconds, rate, format } => {
             let length = match (bars, seconds) {
                 (Some(b), _) => Length::Bars(b),
                 (_, Some(s)) => Length::Seconds(s),
                 _ => Length::Auto,
             };
             let job = RenderJob { set, out: out.clone(), midi, length, sample_rate: rate, format };
-            job::run(&job).map(|r| {
+            let result = match &replay {
+                Some(dir) => job::replay(dir, &out, format),
+                None => job::run(&job),
+            };
+            result.map(|r| {
+                for w in &r.warnings {
+                    eprintln!("warning: {w}");
+                }
                 eprintln!(
                     "wrote {} ({:.1} s of audio in {:.2} s, {:.0}x real time)",
                     out.display(),

@@ -3,9 +3,12 @@
 //! call runs under `assert_no_alloc`, which counts violations in this build.
 
 use assert_no_alloc::{AllocDisabler, assert_no_alloc, reset_violation_count, violation_count};
+use jamrig::capture::recorder::{RecordTap, Recorder};
 use jamrig::engine::event::{Event, EventKind};
+use jamrig::engine::tap::CaptureTap;
 use jamrig::offline::Renderer;
 use jamrig::rig::Set;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 mod common;
@@ -100,6 +103,16 @@ fn the_detector_sees_allocations() {
 fn process_never_allocates_across_1000_snapshot_swaps_and_event_bursts() {
     let (a, b) = sets();
     let Renderer { mut engine, mut controller, .. } = Renderer::with_tables(&a, common::tables(48000)).expect("rig");
+    // A recording of everything played (pattern notes too) and a session capture
+    // run all along.
+    let record = Arc::new(RecordTap::default());
+    record.set_patterns(true);
+    engine.record_into(record.clone());
+    let capture = Arc::new(CaptureTap::default());
+    engine.capture_into(capture.clone());
+    let mut recorder = Recorder::new(48000.0);
+    recorder.start(&record, 0, controller.stats().transport());
+    let mut captured = 0usize;
     let sizes = [16usize, 64, 100, 128, 512, 4096];
     let mut out = vec![0.0f32; 4096 * 2];
     for round in 0..1000 {
@@ -115,7 +128,14 @@ fn process_never_allocates_across_1000_snapshot_swaps_and_event_bursts() {
         assert_eq!(violation_count(), 0, "the process path allocated or freed in round {round} ({frames} frames)");
         assert!(buf.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
         controller.collect();
+        recorder.drain(&record, controller.stats().transport());
+        while capture.pop().is_some() {
+            captured += 1;
+        }
     }
+    assert!(recorder.take().events.len() > 10_000, "the recording kept what was played");
+    assert!(captured > 10_000, "the capture was told what was played");
+    assert_eq!(capture.lost.load(Relaxed), 0);
     let stats = controller.stats();
     assert_eq!(stats.snapshots_adopted.load(Relaxed), 1000, "every published snapshot was adopted");
     assert_eq!(stats.trash_overflow.load(Relaxed), 0);

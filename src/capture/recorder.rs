@@ -1,9 +1,12 @@
-//! Recording what is played into a take. The MIDI input thread offers each channel
-//! event to a bounded lock-free queue ([`RecordTap`], never blocking, overflow
-//! counted); the control thread drains it into the take, notes the transport's
-//! tempo as it changes, and writes the file. Nothing here runs on the audio thread.
+//! Recording what is played into a take. The engine offers each channel event it
+//! plays, at the frame it plays it, to a bounded lock-free queue ([`RecordTap`]:
+//! one push, never blocking, overflow counted): what came in over MIDI or from the
+//! REPL and `:keys`, and, when asked, the notes the patterns play. The control
+//! thread drains it into the take, notes the transport's tempo as it changes, and
+//! writes the file.
 
 use super::smf::{Take, TempoChange, to_bytes};
+use crate::engine::TransportReading;
 use crate::engine::event::{Event, EventKind};
 use crossbeam_queue::ArrayQueue;
 use std::path::Path;
@@ -17,33 +20,67 @@ pub const RECORD_QUEUE: usize = 16_384;
 pub struct RecordTap {
     queue: ArrayQueue<Event>,
     on: AtomicBool,
+    /// Record the notes patterns play too.
+    patterns: AtomicBool,
     /// Events lost because the queue was full.
     pub overflow: AtomicU64,
 }
 
 impl Default for RecordTap {
     fn default() -> Self {
-        RecordTap { queue: ArrayQueue::new(RECORD_QUEUE), on: AtomicBool::new(false), overflow: AtomicU64::new(0) }
-    }
-}
-
-impl RecordTap {
-    /// Input thread: keeps a copy of a channel event while recording.
-    #[inline]
-    pub fn offer(&self, ev: Event) {
-        if ev.kind.channel().is_some() && self.on.load(Relaxed) && self.queue.push(ev).is_err() {
-            self.overflow.fetch_add(1, Relaxed);
+        RecordTap {
+            queue: ArrayQueue::new(RECORD_QUEUE),
+            on: AtomicBool::new(false),
+            patterns: AtomicBool::new(false),
+            overflow: AtomicU64::new(0),
         }
     }
 }
 
+impl RecordTap {
+    /// Audio thread: keeps a copy of a channel event while recording (one made by a
+    /// pattern only if pattern notes are recorded).
+    #[inline]
+    pub fn offer(&self, ev: Event, from_pattern: bool) {
+        if ev.kind.channel().is_some()
+            && self.on.load(Relaxed)
+            && (!from_pattern || self.patterns.load(Relaxed))
+            && self.queue.push(ev).is_err()
+        {
+            self.overflow.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Whether the notes patterns play are recorded as well.
+    pub fn set_patterns(&self, on: bool) {
+        self.patterns.store(on, Relaxed);
+    }
+
+    pub fn records_patterns(&self) -> bool {
+        self.patterns.load(Relaxed)
+    }
+}
+
+/// Tempo differences below this are not written (a steady clock's estimate
+/// wobbles by less).
+pub const TEMPO_RESOLUTION_BPM: f64 = 0.001;
+
 /// The control thread's side: the take being recorded.
+///
+/// The take's tempo map follows the transport whatever drives it. While it
+/// plays, the recorder measures the tempo over each stretch of at least a beat
+/// from the transport's own (frame, beat) readings, and writes it from the
+/// stretch's start. So the file's beats fall where the transport's did, at the
+/// start of every stretch. A MIDI clock's or Link's tempo, which the
+/// transport follows tick by tick, does not flood the file with tempo changes.
 pub struct Recorder {
     take: Take,
     /// Engine frame at which the take starts (its frame 0).
     start: u64,
     recording: bool,
     last_bpm: f64,
+    /// The start of the stretch being measured: (frame, beat).
+    anchor: Option<(u64, f64)>,
     lost_before: u64,
 }
 
@@ -54,6 +91,7 @@ impl Recorder {
             start: 0,
             recording: false,
             last_bpm: 0.0,
+            anchor: None,
             lost_before: 0,
         }
     }
@@ -67,43 +105,77 @@ impl Recorder {
         &self.take
     }
 
-    /// Starts a new take at engine frame `now`, at tempo `bpm`.
-    pub fn start(&mut self, tap: &RecordTap, now: u64, bpm: f64) {
+    /// Starts a new take at engine frame `now`, with the transport as `t` says.
+    pub fn start(&mut self, tap: &RecordTap, now: u64, t: TransportReading) {
         while tap.queue.pop().is_some() {}
         self.take = Take { sample_rate: self.take.sample_rate, ..Take::default() };
-        self.take.tempo.push(TempoChange { frame: 0, bpm });
+        self.take.tempo.push(TempoChange { frame: 0, bpm: t.bpm });
         self.start = now;
-        self.last_bpm = bpm;
+        self.last_bpm = t.bpm;
+        self.anchor = None;
         self.lost_before = tap.overflow.load(Relaxed);
         self.recording = true;
         tap.on.store(true, Relaxed);
     }
 
-    /// Moves queued events into the take and notes a tempo change (control thread,
-    /// every few milliseconds).
-    pub fn drain(&mut self, tap: &RecordTap, now: u64, bpm: f64) {
+    /// Moves queued events into the take and follows the transport's tempo
+    /// (control thread, every few milliseconds).
+    pub fn drain(&mut self, tap: &RecordTap, t: TransportReading) {
         if !self.recording {
             return;
         }
         while let Some(ev) = tap.queue.pop() {
-            // Input threads race by a hair: keep frames in order.
+            // Keep frames in order (the engine offers them in order, tick by tick).
             let last = self.take.events.last().map_or(0, |e| e.frame);
             let frame = ev.frame.saturating_sub(self.start).max(last);
             self.take.events.push(Event::new(frame, ev.kind));
         }
-        if bpm != self.last_bpm && bpm > 0.0 {
-            self.last_bpm = bpm;
-            self.take.tempo.push(TempoChange { frame: now.saturating_sub(self.start), bpm });
+        self.follow_tempo(t);
+    }
+
+    fn follow_tempo(&mut self, t: TransportReading) {
+        if !t.playing || t.bpm <= 0.0 {
+            self.anchor = None;
+            return;
+        }
+        let sr = self.take.sample_rate;
+        match self.anchor {
+            None => {
+                self.anchor = Some((t.frame, t.beat));
+                self.note_tempo(t.frame, t.bpm);
+            }
+            Some((f0, b0)) if t.frame > f0 && t.beat - b0 >= 1.0 => {
+                let measured = (t.beat - b0) * 60.0 * sr / (t.frame - f0) as f64;
+                self.note_tempo(f0, measured);
+                self.anchor = Some((t.frame, t.beat));
+            }
+            Some(_) => {}
         }
     }
 
+    /// Writes `bpm` from engine frame `frame` on, if it differs from the tempo
+    /// in force.
+    fn note_tempo(&mut self, frame: u64, bpm: f64) {
+        if (bpm - self.last_bpm).abs() < TEMPO_RESOLUTION_BPM {
+            return;
+        }
+        let at = frame.saturating_sub(self.start);
+        // A stretch never starts before the last change written.
+        let at = at.max(self.take.tempo.last().map_or(0, |c| c.frame));
+        match self.take.tempo.last_mut() {
+            Some(last) if last.frame == at => last.bpm = bpm,
+            _ => self.take.tempo.push(TempoChange { frame: at, bpm }),
+        }
+        self.last_bpm = bpm;
+    }
+
     /// Stops at engine frame `now`; returns the events lost to a full queue.
-    pub fn stop(&mut self, tap: &RecordTap, now: u64, bpm: f64) -> u64 {
+    pub fn stop(&mut self, tap: &RecordTap, now: u64, t: TransportReading) -> u64 {
         if !self.recording {
             return 0;
         }
         tap.on.store(false, Relaxed);
-        self.drain(tap, now, bpm);
+        self.drain(tap, t);
         self.recording = false;
         let last = self.take.events.last().map_or(0, |e| e.frame);
         self.take.end = now.saturating_sub(self.start).max(last);
@@ -134,33 +206,83 @@ impl Recorder {
 mod tests {
     use super::*;
 
+    fn stopped(frame: u64, bpm: f64) -> TransportReading {
+        TransportReading { frame, beat: 0.0, bpm, playing: false }
+    }
+
     #[test]
     fn only_channel_events_while_on_are_kept_relative_to_the_start() {
         let tap = RecordTap::default();
         let mut r = Recorder::new(48_000.0);
-        tap.offer(Event::new(10, EventKind::NoteOn { channel: 0, note: 60, velocity: 90 }));
-        r.start(&tap, 1000, 120.0);
-        tap.offer(Event::new(1500, EventKind::NoteOn { channel: 0, note: 60, velocity: 90 }));
-        tap.offer(Event::new(1600, EventKind::Clock));
-        r.drain(&tap, 2000, 100.0);
-        tap.offer(Event::new(2500, EventKind::NoteOff { channel: 0, note: 60 }));
-        assert_eq!(r.stop(&tap, 3000, 100.0), 0);
-        tap.offer(Event::new(3500, EventKind::NoteOn { channel: 0, note: 62, velocity: 90 }));
+        tap.offer(Event::new(10, EventKind::NoteOn { channel: 0, note: 60, velocity: 90 }), false);
+        r.start(&tap, 1000, stopped(1000, 120.0));
+        tap.offer(Event::new(1500, EventKind::NoteOn { channel: 0, note: 60, velocity: 90 }), false);
+        tap.offer(Event::new(1600, EventKind::Clock), false);
+        tap.offer(Event::new(1700, EventKind::NoteOn { channel: 9, note: 36, velocity: 90 }), true);
+        r.drain(&tap, stopped(2000, 120.0));
+        tap.offer(Event::new(2500, EventKind::NoteOff { channel: 0, note: 60 }), false);
+        assert_eq!(r.stop(&tap, 3000, stopped(3000, 120.0)), 0);
+        tap.offer(Event::new(3500, EventKind::NoteOn { channel: 0, note: 62, velocity: 90 }), false);
         let t = r.take();
         assert_eq!(t.events.iter().map(|e| e.frame).collect::<Vec<_>>(), vec![500, 1500]);
-        assert_eq!(t.tempo, vec![TempoChange { frame: 0, bpm: 120.0 }, TempoChange { frame: 1000, bpm: 100.0 }]);
+        assert_eq!(t.tempo, vec![TempoChange { frame: 0, bpm: 120.0 }]);
         assert_eq!(t.end, 2000);
+    }
+
+    /// A transport following a jittery clock (its tempo reading wobbling every
+    /// few milliseconds) gives one tempo change per beat at most, and the file's
+    /// beats land where the transport's did.
+    #[test]
+    fn the_tempo_map_follows_the_transport_beat_by_beat() {
+        let sr = 48_000.0;
+        let tap = RecordTap::default();
+        let mut r = Recorder::new(sr);
+        let playing = |frame: u64, beat: f64, bpm: f64| TransportReading { frame, beat, bpm, playing: true };
+        r.start(&tap, 0, playing(0, 0.0, 120.0));
+        // The true tempo ramps from 120 to 130 over 32 beats; readings every 5 ms
+        // carry a wobbling tempo estimate.
+        let (mut frame, mut beat) = (0u64, 0.0f64);
+        let mut k = 0u64;
+        while beat < 32.0 {
+            let bpm = 120.0 + 10.0 * beat / 32.0;
+            let wobble = if k.is_multiple_of(2) { 0.03 } else { -0.03 };
+            r.drain(&tap, playing(frame, beat, bpm + wobble));
+            frame += 240;
+            beat += 240.0 * bpm / (60.0 * sr);
+            k += 1;
+        }
+        let take = r.take();
+        assert!(take.tempo.len() <= 33, "{} tempo changes for 32 beats", take.tempo.len());
+        assert!(take.tempo.last().unwrap().bpm > 128.0);
+        // Each stretch's start: the file's beat there (ticks / 960) is the
+        // transport's beat there.
+        let ticks = crate::capture::smf::frames_to_ticks(take, take.tempo.last().unwrap().frame);
+        let f = take.tempo.last().unwrap().frame;
+        let beat_then = {
+            // The transport's beat at that frame, by the same ramp.
+            let (mut fr, mut b) = (0u64, 0.0f64);
+            while fr < f {
+                b += 240.0 * (120.0 + 10.0 * b / 32.0) / (60.0 * sr);
+                fr += 240;
+            }
+            b
+        };
+        assert!(
+            (ticks as f64 / 960.0 - beat_then).abs() < 0.01,
+            "file beat {} vs transport beat {beat_then}",
+            ticks as f64 / 960.0
+        );
     }
 
     #[test]
     fn a_full_queue_counts_what_it_loses() {
         let tap = RecordTap::default();
         let mut r = Recorder::new(48_000.0);
-        r.start(&tap, 0, 120.0);
+        r.start(&tap, 0, stopped(0, 120.0));
         for i in 0..RECORD_QUEUE as u64 + 5 {
-            tap.offer(Event::new(i, EventKind::Control { channel: 0, cc: 1, value: 1 }));
+            tap.offer(Event::new(i, EventKind::Control { channel: 0, cc: 1, value: 1 }), false);
         }
-        assert_eq!(r.stop(&tap, 100_000, 120.0), 5);
+        assert_eq!(r.stop(&tap, 100_000, stopped(100_000, 120.0)), 5);
         assert_eq!(r.take().events.len(), RECORD_QUEUE);
     }
 }

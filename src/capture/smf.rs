@@ -65,6 +65,11 @@ impl TickMap {
     }
 }
 
+/// The tick (at 960 per beat) a frame of `take` falls on.
+pub fn frames_to_ticks(take: &Take, frame: u64) -> u64 {
+    TickMap::new(take).tick(frame)
+}
+
 fn u7c(v: u8) -> u7 {
     u7::new(v.min(127))
 }

@@ -103,6 +103,19 @@ pub struct EngineStats {
     pub clock_tempo_bits: AtomicU64,
     /// MIDI clock ticks received.
     pub clock_ticks: AtomicU64,
+    /// Sequence lock over `frames`, `playing`, `tempo_bits` and `beat_bits` (odd
+    /// while the engine writes them), for [`EngineStats::transport`].
+    transport_seq: AtomicU64,
+}
+
+/// The transport at one engine frame, read consistently.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TransportReading {
+    /// The frame (a tick start) the reading is for.
+    pub frame: u64,
+    pub beat: f64,
+    pub bpm: f64,
+    pub playing: bool,
 }
 
 impl Default for EngineStats {
@@ -128,6 +141,7 @@ impl Default for EngineStats {
             beat_bits: AtomicU64::new(0),
             clock_tempo_bits: AtomicU64::new(0),
             clock_ticks: AtomicU64::new(0),
+            transport_seq: AtomicU64::new(0),
         }
     }
 }
@@ -145,6 +159,29 @@ impl EngineStats {
 
     pub fn beat(&self) -> f64 {
         f64::from_bits(self.beat_bits.load(Relaxed))
+    }
+
+    /// Frame, beat, tempo and playing flag as of one tick (never torn between two
+    /// ticks: the reader retries while the engine writes).
+    pub fn transport(&self) -> TransportReading {
+        use std::sync::atomic::{Ordering::Acquire, fence};
+        loop {
+            let s1 = self.transport_seq.load(Acquire);
+            if s1 % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let r = TransportReading {
+                frame: self.frames.load(Relaxed),
+                beat: self.beat(),
+                bpm: self.tempo(),
+                playing: self.playing.load(Relaxed),
+            };
+            fence(Acquire);
+            if self.transport_seq.load(Relaxed) == s1 {
+                return r;
+            }
+        }
     }
 
     /// The incoming MIDI clock's tempo, if a clock has been seen.
@@ -436,6 +473,8 @@ pub struct Engine {
     capture: Option<Arc<tap::CaptureTap>>,
     /// The timeline last told to the capture.
     captured_timeline: Option<ExternalTimeline>,
+    /// Where a recording takes the channel events played, if one is wired.
+    record: Option<Arc<crate::capture::recorder::RecordTap>>,
     sequencer: Sequencer,
     master: Master,
     /// First frame of the next tick.
@@ -477,6 +516,7 @@ impl Engine {
             timeline: None,
             capture: None,
             captured_timeline: None,
+            record: None,
             sequencer: Sequencer::default(),
             master: Master::new(sample_rate),
             frame: 0,
@@ -540,6 +580,12 @@ impl Engine {
     /// side, before the engine starts.
     pub fn capture_into(&mut self, tap: Arc<tap::CaptureTap>) {
         self.capture = Some(tap);
+    }
+
+    /// Offers `tap` every channel event as it is played (it keeps them while
+    /// recording). Control side, before the engine starts.
+    pub fn record_into(&mut self, tap: Arc<crate::capture::recorder::RecordTap>) {
+        self.record = Some(tap);
     }
 
     /// The sync mode of the running snapshot.
@@ -965,6 +1011,11 @@ impl Engine {
         self.sequence(cursor, end);
         self.take_due_note_offs(end);
         self.sort_tick_events();
+        if let Some(tap) = &self.record {
+            for q in &self.tick_events {
+                tap.offer(q.ev, !q.external);
+            }
+        }
 
         for st in self.channels.iter_mut().filter(|st| !st.idle) {
             st.update_target();
@@ -1076,11 +1127,15 @@ impl Engine {
     }
 
     fn publish_transport(&self) {
+        use std::sync::atomic::{Ordering::Release, fence};
         let s = &self.ports.stats;
+        s.transport_seq.fetch_add(1, Relaxed);
+        fence(Release);
         s.frames.store(self.frame, Relaxed);
         s.playing.store(self.transport.is_playing(), Relaxed);
         s.tempo_bits.store(self.transport.tempo().to_bits(), Relaxed);
         s.beat_bits.store(self.transport.beat_at(self.frame).to_bits(), Relaxed);
+        s.transport_seq.fetch_add(1, Release);
     }
 
     /// Applies a channel event.

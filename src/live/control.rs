@@ -10,6 +10,7 @@ use super::midi::{self, LogRecord, MIDI_LOG_CAP, MidiIn, MidiTap};
 use super::stats::LiveStats;
 use super::watch::{self, SetWatcher};
 use crate::capture::recorder::{RecordTap, Recorder};
+use crate::capture::session::SessionCapture;
 use crate::engine::EngineStats;
 use crate::engine::event::{Event, EventKind};
 use crate::engine::snapshot::MAX_CHANNELS;
@@ -51,6 +52,10 @@ pub struct PlayOptions {
     pub sync: Option<SyncMode>,
     /// Record the whole run into this MIDI file, written on exit.
     pub record: Option<PathBuf>,
+    /// Record the notes the patterns play too (on their channels).
+    pub record_patterns: bool,
+    /// Capture the session (everything that shapes the sound) into this folder.
+    pub capture: Option<PathBuf>,
 }
 
 /// Messages to the control thread.
@@ -105,7 +110,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":ports", "MIDI inputs and audio outputs"),
     (":port NAME", "use another MIDI input (name or index)"),
     (":keys [CH] [OCT]", "play notes on the computer keyboard (Esc leaves)"),
-    (":rec [stop|save FILE]", "record MIDI input; stop; write the take as a MIDI file"),
+    (
+        ":rec [patterns|stop|save FILE]",
+        "record what is played (with `patterns`, the patterns' notes too); stop; write the take as a MIDI file",
+    ),
     (":save FILE", "write the live rig (REPL tweaks and knob positions included) as a set"),
     (":load FILE", "play another set file"),
     (":reload", "reload the set now"),
@@ -147,6 +155,8 @@ pub struct Live {
     lost_device: bool,
     record_tap: Arc<RecordTap>,
     recorder: Recorder,
+    /// The session capture, while one runs.
+    capture: Option<SessionCapture>,
     /// The Link session: enabled only while the sync mode is Link.
     link: LinkSession,
     /// Link peers last reported.
@@ -212,8 +222,20 @@ impl Live {
         let tables = Arc::new(Tables::new(sample_rate as f32));
         let mut set = session.set().clone();
         apply_sync(&mut set, opts.sync);
-        let Rig { engine, controller } =
+        let Rig { mut engine, controller } =
             Rig::new(&set, sample_rate as f32, tables.clone()).map_err(|e| StartError::Other(e.to_string()))?;
+        let record_tap = Arc::new(RecordTap::default());
+        record_tap.set_patterns(opts.record_patterns);
+        engine.record_into(record_tap.clone());
+        let capture = match &opts.capture {
+            Some(dir) => {
+                let (c, tap) = SessionCapture::start(dir, sample_rate, &session)
+                    .map_err(|e| StartError::Other(format!("cannot capture into {}: {e}", dir.display())))?;
+                engine.capture_into(tap);
+                Some(c)
+            }
+            None => None,
+        };
         let mut link = LinkSession::new(set.tempo_bpm);
         link.follow(set.sync, set.tempo_bpm);
         let clock = Arc::new(FrameClock::new(sample_rate, chosen.buffer_frames()));
@@ -221,13 +243,11 @@ impl Live {
         let stream = audio::start(&chosen, engine, clock.clone(), audio_stats.clone(), link.clock())?;
         let log = Arc::new(ArrayQueue::new(MIDI_LOG_CAP));
         let log_on = Arc::new(AtomicBool::new(false));
-        let record_tap = Arc::new(RecordTap::default());
         let tap = MidiTap {
             sender: controller.event_sender(),
             clock: clock.clone(),
             log: log.clone(),
             log_on: log_on.clone(),
-            record: record_tap.clone(),
         };
         let mut live = Live {
             session,
@@ -252,6 +272,7 @@ impl Live {
             lost_device: false,
             record_tap,
             recorder: Recorder::new(sample_rate as f64),
+            capture,
             link,
             link_peers: 0,
             last_link_poll: Instant::now(),
@@ -362,8 +383,11 @@ impl Live {
             }
             self.controller.collect();
             self.print_log();
-            let (now, bpm) = self.rec_clock();
-            self.recorder.drain(&self.record_tap, now, bpm);
+            self.recorder.drain(&self.record_tap, self.controller.stats().transport());
+            if let Some(c) = &mut self.capture {
+                c.note_set(self.controller.last_serial(), &self.session);
+                c.drain();
+            }
             if self.last_poll.elapsed() >= DEVICE_POLL {
                 self.last_poll = Instant::now();
                 self.poll_devices();
@@ -395,14 +419,14 @@ impl Live {
         }
     }
 
-    /// The engine frame now and the transport's tempo, for the recorder.
-    fn rec_clock(&self) -> (u64, f64) {
-        (self.clock.frame_for(Instant::now()), self.controller.stats().tempo())
+    /// The engine frame now and the transport, for the recorder.
+    fn rec_clock(&self) -> (u64, crate::engine::TransportReading) {
+        (self.clock.frame_for(Instant::now()), self.controller.stats().transport())
     }
 
     fn rec_start(&mut self) {
-        let (now, bpm) = self.rec_clock();
-        self.recorder.start(&self.record_tap, now, bpm);
+        let (now, t) = self.rec_clock();
+        self.recorder.start(&self.record_tap, now, t);
     }
 
     /// Stops recording (if it is on) and says what the take holds.
@@ -410,8 +434,8 @@ impl Live {
         if !self.recorder.is_recording() {
             return;
         }
-        let (now, bpm) = self.rec_clock();
-        let lost = self.recorder.stop(&self.record_tap, now, bpm);
+        let (now, t) = self.rec_clock();
+        let lost = self.recorder.stop(&self.record_tap, now, t);
         let lost =
             if lost > 0 { format!(" ({lost} events lost: the recording queue was full)") } else { String::new() };
         self.say(&format!("recorded {}{lost}", self.recorder.summary()));
@@ -454,8 +478,12 @@ impl Live {
         }
         let mut set = self.session.set().clone();
         apply_sync(&mut set, self.opts.sync);
-        let Rig { engine, controller } =
+        let Rig { mut engine, controller } =
             Rig::new(&set, sr as f32, self.tables.clone()).map_err(|e| AudioError::Failed(e.to_string()))?;
+        engine.record_into(self.record_tap.clone());
+        // A new engine starts its frames again: the capture covers the session up to
+        // here and ends.
+        self.end_capture("the audio device was reopened");
         self.clock = Arc::new(FrameClock::new(sr, chosen.buffer_frames()));
         self.audio = Arc::new(LiveStats::default());
         let stream = audio::start(&chosen, engine, self.clock.clone(), self.audio.clone(), self.link.clock())?;
@@ -674,9 +702,12 @@ impl Live {
                 }
             }
             ":rec" => match args.as_slice() {
-                [] => {
+                [] | ["patterns"] => {
+                    let patterns = !args.is_empty();
+                    self.record_tap.set_patterns(patterns);
                     self.rec_start();
-                    self.say("recording (:rec stop, then :rec save FILE.mid)");
+                    let what = if patterns { "the input and the patterns' notes" } else { "the input" };
+                    self.say(&format!("recording {what} (:rec stop, then :rec save FILE.mid)"));
                 }
                 ["stop"] => {
                     if self.recorder.is_recording() {
@@ -686,7 +717,7 @@ impl Live {
                     }
                 }
                 ["save", path] => self.rec_save(Path::new(path)),
-                _ => self.say("usage: :rec | :rec stop | :rec save FILE.mid"),
+                _ => self.say("usage: :rec [patterns] | :rec stop | :rec save FILE.mid"),
             },
             ":save" => match args.first() {
                 Some(path) => self.save(Path::new(path)),
@@ -887,6 +918,20 @@ impl Live {
         self.watcher = None;
         self.stream = None;
         self.controller.collect();
+        self.end_capture("");
         self.say("stopped");
+    }
+
+    /// Finishes the session capture, if one runs, at the engine's last frame.
+    fn end_capture(&mut self, why: &str) {
+        if let Some(mut c) = self.capture.take() {
+            c.note_set(self.controller.last_serial(), &self.session);
+            let end = self.controller.stats().frames.load(Relaxed);
+            match c.finish(end) {
+                Ok(line) if why.is_empty() => self.say(&line),
+                Ok(line) => self.say(&format!("{line}; it ends here: {why}")),
+                Err(e) => self.say(&format!("capture: cannot finish the capture: {e}")),
+            }
+        }
     }
 }

@@ -38,8 +38,6 @@ pub struct MidiTap {
     pub clock: Arc<FrameClock>,
     pub log: Arc<ArrayQueue<LogRecord>>,
     pub log_on: Arc<AtomicBool>,
-    /// A copy of every channel event while recording.
-    pub record: Arc<crate::capture::recorder::RecordTap>,
 }
 
 impl MidiTap {
@@ -53,7 +51,6 @@ impl MidiTap {
     fn receive_at(&self, frame: u64, bytes: &[u8]) {
         if let Some(ev) = Event::from_midi(frame, bytes) {
             self.sender.send(ev);
-            self.record.offer(ev);
         }
         if self.log_on.load(Relaxed) && bytes.first() != Some(&0xF8) {
             let mut b = [0u8; 3];
