@@ -313,3 +313,33 @@ fn switching_to_midi_clock_while_playing_does_not_jump() {
     assert!(gaps.iter().all(|g| (0.45..=0.65).contains(g)), "gaps {gaps:.3?}");
     assert!((gaps[0] - 0.6).abs() < 1e-3 && (gaps.last().unwrap() - 0.5).abs() < 1e-3, "gaps {gaps:.3?}");
 }
+
+/// Following an external session's timeline (what the audio callback hands the
+/// engine from Ableton Link): nothing plays until the session plays, the first hat
+/// lands on the session's next bar line (quantum 4), every hat sits on a session
+/// beat, and the session's stop stops the pattern.
+#[test]
+fn a_link_timeline_drives_the_patterns_on_the_sessions_grid() {
+    use jamrig::engine::sync::ExternalTimeline;
+    let text = r#"tempo(100); clock("link", 4); drums(10); pattern("beat", 10, 1.0, [[0.0, "closed_hat", 100]]);"#;
+    let mut r = Renderer::following_clock(&set(text), tables(SR)).expect("rig");
+    let (bpm, b0) = (126.0, 2.3);
+    let session_beat = |f: u64| b0 + f as f64 * bpm / (60.0 * SRF);
+    let (play_at, stop_at) = ((0.5 * SRF) as u64, (3.0 * SRF) as u64);
+    let mut audio = Vec::new();
+    while audio.len() < (4.0 * SRF) as usize * 2 {
+        let now = r.engine.frames_out();
+        let playing = (play_at..stop_at).contains(&now);
+        r.engine.follow_timeline(ExternalTimeline { frame: now, beat: session_beat(now), bpm, playing });
+        audio.extend(r.render(256, 256));
+    }
+    let on = onsets(&mono(&audio), 2000);
+    let frame_of = |beat: f64| (beat - b0) * 60.0 * SRF / bpm;
+    // The session plays from 0.5 s (beat 3.35): the next bar line is beat 4; it
+    // stops at 3.0 s (beat 8.6).
+    let want: Vec<f64> = (4..=8).map(|b| frame_of(b as f64)).collect();
+    assert_eq!(on.len(), want.len(), "onsets {on:?}, session beats at {want:.0?}");
+    for (got, want) in on.iter().zip(&want) {
+        assert!((*got as f64 - want).abs() <= 1.0, "a hat at {got}, the session's beat at {want:.1}");
+    }
+}

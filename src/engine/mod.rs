@@ -828,6 +828,11 @@ impl Engine {
             }
             SyncMode::Link { .. } => self.follower.release(),
         }
+        if !matches!(to, SyncMode::Link { .. }) {
+            // A later return to Link waits for a fresh timeline.
+            self.timeline = None;
+            self.captured_timeline = None;
+        }
     }
 
     /// Follows the Link session over the tick starting at `start`: the beat and
