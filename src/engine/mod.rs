@@ -908,35 +908,24 @@ impl Engine {
             EventKind::Panic => {
                 self.note_offs.clear();
             }
-            EventKind::Clock => {
-                let action = self.follower.tick(ev.frame);
-                let stats = &self.ports.stats;
-                stats.clock_ticks.fetch_add(1, Relaxed);
-                stats.clock_tempo_bits.store(self.follower.tempo().unwrap_or(0.0).to_bits(), Relaxed);
-                if midi {
-                    self.clock_action(ev.frame, action);
-                }
-            }
-            EventKind::ClockStart => {
-                let action = self.follower.start();
-                if midi {
-                    self.clock_action(ev.frame, action);
-                }
-            }
-            EventKind::ClockContinue => {
-                let action = self.follower.resume();
-                if midi {
-                    self.clock_action(ev.frame, action);
-                }
-            }
-            EventKind::ClockStop => {
-                let action = self.follower.stop();
-                if midi {
-                    self.clock_action(ev.frame, action);
-                }
-            }
-            EventKind::SongPosition(p) => {
-                let action = self.follower.song_position(p);
+            EventKind::Clock
+            | EventKind::ClockStart
+            | EventKind::ClockContinue
+            | EventKind::ClockStop
+            | EventKind::SongPosition(_) => {
+                let action = match ev.kind {
+                    EventKind::ClockStart => self.follower.start(),
+                    EventKind::ClockContinue => self.follower.resume(),
+                    EventKind::ClockStop => self.follower.stop(),
+                    EventKind::SongPosition(p) => self.follower.song_position(p),
+                    _ => {
+                        let action = self.follower.tick(ev.frame);
+                        let stats = &self.ports.stats;
+                        stats.clock_ticks.fetch_add(1, Relaxed);
+                        stats.clock_tempo_bits.store(self.follower.tempo().unwrap_or(0.0).to_bits(), Relaxed);
+                        action
+                    }
+                };
                 if midi {
                     self.clock_action(ev.frame, action);
                 }

@@ -529,6 +529,27 @@ pub struct Probe {
     pub inputs: [String; 2],
 }
 
+/// Connects jamrig's audio outputs (`cpal_client_*:out_0/1`) to `inputs`,
+/// waiting up to `timeout` for them to exist. Returns jamrig's left output port.
+fn connect_jamrig_outputs(client: &jack::Client, inputs: &[String], timeout: Duration) -> String {
+    let t0 = Instant::now();
+    loop {
+        let outs = client.ports(Some("^cpal_client_.*:out_[01]$"), Some("audio"), jack::PortFlags::IS_OUTPUT);
+        let l = outs.iter().find(|p| p.ends_with(":out_0"));
+        let r = outs.iter().find(|p| p.ends_with(":out_1"));
+        if let (Some(l), Some(r)) = (l, r) {
+            client.connect_ports_by_name(l, &inputs[0]).expect("connect out_0");
+            client.connect_ports_by_name(r, &inputs[1]).expect("connect out_1");
+            return l.clone();
+        }
+        if t0.elapsed() >= timeout {
+            let all = client.ports(Some(".*"), None, jack::PortFlags::empty());
+            panic!("jamrig's audio ports do not appear; ports: {all:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Opens a JACK client on the server `server` (jack's `Client::new` has no way to
 /// name the server: `jack_client_open` is variadic).
 fn open_client(server: &str, name: &str) -> Result<jack::Client, String> {
@@ -630,21 +651,9 @@ impl Probe {
     /// Connects jamrig's audio outputs (`cpal_client_*:out_0/1`) to the probe's
     /// inputs, waiting up to `timeout` for them to exist. Returns jamrig's client name.
     pub fn connect_jamrig_audio(&self, timeout: Duration) -> String {
-        let t0 = Instant::now();
-        loop {
-            let outs =
-                self.client().ports(Some("^cpal_client_.*:out_[01]$"), Some("audio"), jack::PortFlags::IS_OUTPUT);
-            let l = outs.iter().find(|p| p.ends_with(":out_0"));
-            let r = outs.iter().find(|p| p.ends_with(":out_1"));
-            if let (Some(l), Some(r)) = (l, r) {
-                self.client().connect_ports_by_name(l, &self.inputs[0]).expect("connect out_0");
-                self.client().connect_ports_by_name(r, &self.inputs[1]).expect("connect out_1");
-                self.wait_cycles(2, Duration::from_secs(5));
-                return l.split(':').next().unwrap().to_string();
-            }
-            assert!(t0.elapsed() < timeout, "jamrig's audio ports do not appear; ports: {:?}", self.ports(".*"));
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let l = connect_jamrig_outputs(self.client(), &self.inputs, timeout);
+        self.wait_cycles(2, Duration::from_secs(5));
+        l.split(':').next().unwrap().to_string()
     }
 
     /// Connects the probe's MIDI port to `port` (an input port of another client).
@@ -953,20 +962,7 @@ impl OnsetProbe {
     /// Connects jamrig's audio outputs to the inputs, waiting up to `timeout` for
     /// them. Returns jamrig's left output port.
     pub fn connect_jamrig_audio(&self, timeout: Duration) -> String {
-        let t0 = Instant::now();
-        loop {
-            let outs =
-                self.client().ports(Some("^cpal_client_.*:out_[01]$"), Some("audio"), jack::PortFlags::IS_OUTPUT);
-            let l = outs.iter().find(|p| p.ends_with(":out_0"));
-            let r = outs.iter().find(|p| p.ends_with(":out_1"));
-            if let (Some(l), Some(r)) = (l, r) {
-                self.client().connect_ports_by_name(l, &self.inputs[0]).expect("connect out_0");
-                self.client().connect_ports_by_name(r, &self.inputs[1]).expect("connect out_1");
-                return l.clone();
-            }
-            assert!(t0.elapsed() < timeout, "jamrig's audio ports do not appear");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        connect_jamrig_outputs(self.client(), &self.inputs, timeout)
     }
 
     /// The onsets found since the last call, as JACK frame times.
