@@ -817,3 +817,10 @@ fn eval_is_refused_with_a_clear_message() {
     let d = eval_err("eval(\"tempo(100)\");");
     assert_eq!(d.headline(), "test.rhai:1:1: syntax error: reserved keyword 'eval' is disabled");
 }
+
+#[test]
+fn sync_points_to_clock() {
+    let d = common::eval_err("tempo(120);\nsync(\"midi\");\n");
+    assert_eq!(d.line, 2, "{}", d.render());
+    assert!(d.message.contains("clock(\"midi\")"), "{}", d.message);
+}

@@ -166,6 +166,10 @@ pub fn from_parse_error(err: &ParseError, path: &str, source: &str) -> Diagnosti
 /// Rhai's syntax messages, in the words of this project.
 fn syntax_message(raw: &str) -> String {
     let msg = sentence(raw);
+    if msg.starts_with("'sync' is a reserved keyword") {
+        // Rhai keeps `sync` for itself: the function is `clock`.
+        return "'sync' is a reserved word in Rhai: the transport's source is chosen with clock(\"internal\"), clock(\"midi\") or clock(\"link\", quantum)".into();
+    }
     if let Some(rest) = msg.split("to separate the arguments to function call '").nth(1) {
         let f = rest.trim_end_matches('\'');
         return format!("expected ')' to close {f}(...), or ',' before another argument");
