@@ -75,8 +75,9 @@ pub const TEMPO_RESOLUTION_BPM: f64 = 0.001;
 /// transport follows tick by tick, does not flood the file with tempo changes.
 pub struct Recorder {
     take: Take,
-    /// Engine frame at which the take starts (its frame 0).
-    start: u64,
+    /// Added to an engine frame to give the take's frame (minus the engine
+    /// frame at which the take started; moved on when the engine is replaced).
+    offset: i64,
     recording: bool,
     last_bpm: f64,
     /// The start of the stretch being measured: (frame, beat).
@@ -88,7 +89,7 @@ impl Recorder {
     pub fn new(sample_rate: f64) -> Self {
         Recorder {
             take: Take { sample_rate, ..Take::default() },
-            start: 0,
+            offset: 0,
             recording: false,
             last_bpm: 0.0,
             anchor: None,
@@ -110,7 +111,7 @@ impl Recorder {
         while tap.queue.pop().is_some() {}
         self.take = Take { sample_rate: self.take.sample_rate, ..Take::default() };
         self.take.tempo.push(TempoChange { frame: 0, bpm: t.bpm });
-        self.start = now;
+        self.offset = -(now as i64);
         self.last_bpm = t.bpm;
         self.anchor = None;
         self.lost_before = tap.overflow.load(Relaxed);
@@ -127,7 +128,7 @@ impl Recorder {
         while let Some(ev) = tap.queue.pop() {
             // Keep frames in order (the engine offers them in order, tick by tick).
             let last = self.take.events.last().map_or(0, |e| e.frame);
-            let frame = ev.frame.saturating_sub(self.start).max(last);
+            let frame = self.take_frame(ev.frame).max(last);
             self.take.events.push(Event::new(frame, ev.kind));
         }
         self.follow_tempo(t);
@@ -159,7 +160,7 @@ impl Recorder {
         if (bpm - self.last_bpm).abs() < TEMPO_RESOLUTION_BPM {
             return;
         }
-        let at = frame.saturating_sub(self.start);
+        let at = self.take_frame(frame);
         // A stretch never starts before the last change written.
         let at = at.max(self.take.tempo.last().map_or(0, |c| c.frame));
         match self.take.tempo.last_mut() {
@@ -167,6 +168,17 @@ impl Recorder {
             _ => self.take.tempo.push(TempoChange { frame: at, bpm }),
         }
         self.last_bpm = bpm;
+    }
+
+    fn take_frame(&self, engine_frame: u64) -> u64 {
+        (engine_frame as i64 + self.offset).max(0) as u64
+    }
+
+    /// A new engine replaces one that played `old_end` frames (the audio device
+    /// was reopened): the take goes on from there, its new frames after the old.
+    pub fn rebase(&mut self, old_end: u64) {
+        self.offset += old_end as i64;
+        self.anchor = None;
     }
 
     /// Stops at engine frame `now`; returns the events lost to a full queue.
@@ -178,7 +190,7 @@ impl Recorder {
         self.drain(tap, t);
         self.recording = false;
         let last = self.take.events.last().map_or(0, |e| e.frame);
-        self.take.end = now.saturating_sub(self.start).max(last);
+        self.take.end = self.take_frame(now).max(last);
         tap.overflow.load(Relaxed) - self.lost_before
     }
 
@@ -272,6 +284,22 @@ mod tests {
             "file beat {} vs transport beat {beat_then}",
             ticks as f64 / 960.0
         );
+    }
+
+    #[test]
+    fn a_new_engine_goes_on_after_the_old_one() {
+        let tap = RecordTap::default();
+        tap.on.store(true, Relaxed);
+        let mut r = Recorder::new(48_000.0);
+        r.start(&tap, 1000, stopped(1000, 120.0));
+        tap.offer(Event::new(5000, EventKind::NoteOn { channel: 0, note: 60, velocity: 90 }), false);
+        r.drain(&tap, stopped(6000, 120.0));
+        // The old engine played 10000 frames; the new one starts again from 0.
+        r.rebase(10_000);
+        tap.offer(Event::new(500, EventKind::NoteOff { channel: 0, note: 60 }), false);
+        assert_eq!(r.stop(&tap, 2000, stopped(2000, 120.0)), 0);
+        assert_eq!(r.take().events.iter().map(|e| e.frame).collect::<Vec<_>>(), vec![4000, 9500]);
+        assert_eq!(r.take().end, 11_000);
     }
 
     #[test]

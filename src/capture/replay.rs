@@ -3,7 +3,7 @@
 //! engine adopted them, the same events at the frames they took effect, the same
 //! external timeline; through the same engine, so the output is the live output.
 
-use super::session::{CAPTURE_FILE, FORMAT, Record, VERSION, parse_sync, record_event, record_timeline};
+use super::session::{CAPTURE_FILE, FORMAT, Record, VERSION, parse_sync, part_file, record_event, record_timeline};
 use crate::engine::TICK_FRAMES;
 use crate::engine::event::Event;
 use crate::engine::sync::ExternalTimeline;
@@ -72,8 +72,30 @@ impl CaptureLog {
     }
 }
 
-/// Reads `dir/capture.jsonl`. The first damaged record fails the whole read,
-/// naming its line.
+/// The files of a capture, in order: `capture.jsonl`, then `capture.2.jsonl` and
+/// on if the audio device was reopened (a file named directly is the only part).
+pub fn parts(dir: &Path) -> Vec<PathBuf> {
+    if !dir.is_dir() {
+        return vec![dir.to_path_buf()];
+    }
+    let mut out = vec![dir.join(CAPTURE_FILE)];
+    for n in 2.. {
+        let p = dir.join(part_file(n));
+        if !p.is_file() {
+            break;
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// Reads every part of a capture (see [`parts`]).
+pub fn read_all(dir: &Path) -> Result<Vec<CaptureLog>, CaptureError> {
+    parts(dir).iter().map(|p| read(p)).collect()
+}
+
+/// Reads `dir/capture.jsonl` (or the capture file `dir` names). The first
+/// damaged record fails the whole read, naming its line.
 pub fn read(dir: &Path) -> Result<CaptureLog, CaptureError> {
     let path = if dir.is_dir() { dir.join(CAPTURE_FILE) } else { dir.to_path_buf() };
     let file = std::fs::File::open(&path).map_err(|source| CaptureError::Io { path: path.clone(), source })?;

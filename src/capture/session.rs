@@ -20,8 +20,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-/// The file inside a capture folder.
+/// The file inside a capture folder (the first part).
 pub const CAPTURE_FILE: &str = "capture.jsonl";
+
+/// The file of part `n` (from 1) of a capture: a session whose audio device was
+/// reopened goes on in a new part, since its engine starts again from frame 0.
+pub fn part_file(n: u32) -> String {
+    if n <= 1 { CAPTURE_FILE.to_string() } else { format!("capture.{n}.jsonl") }
+}
 /// The header's `format`.
 pub const FORMAT: &str = "jamrig-capture";
 /// The format version this build writes and the newest it reads.
@@ -163,10 +169,10 @@ pub struct CaptureWriter {
 }
 
 impl CaptureWriter {
-    /// Creates `dir` (if needed) and its capture file, and writes the header.
-    pub fn create(dir: &Path, sample_rate: u32, set: &str) -> std::io::Result<CaptureWriter> {
+    /// Creates `dir` (if needed) and the file of part `part`, and writes the header.
+    pub fn create(dir: &Path, part: u32, sample_rate: u32, set: &str) -> std::io::Result<CaptureWriter> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(CAPTURE_FILE);
+        let path = dir.join(part_file(part));
         let file = std::fs::File::create(&path)?;
         let mut out = BufWriter::new(file);
         let header = Record::Header { format: FORMAT.into(), version: VERSION, sample_rate, set: set.into() };
@@ -241,6 +247,7 @@ pub struct SessionCapture {
     /// Every file's text as last written, by its name relative to the set's folder.
     files: BTreeMap<String, String>,
     lost_noted: u64,
+    part: u32,
 }
 
 /// A file's name in a capture: relative to the set's folder.
@@ -261,10 +268,21 @@ impl SessionCapture {
         sample_rate: u32,
         session: &Session,
     ) -> std::io::Result<(SessionCapture, Arc<CaptureTap>)> {
+        Self::start_part(dir, 1, sample_rate, session)
+    }
+
+    /// The same for part `part` of the capture (a new engine after the audio
+    /// device was reopened).
+    pub fn start_part(
+        dir: &Path,
+        part: u32,
+        sample_rate: u32,
+        session: &Session,
+    ) -> std::io::Result<(SessionCapture, Arc<CaptureTap>)> {
         let set_name = session.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let writer = CaptureWriter::create(dir, sample_rate, &set_name)?;
+        let writer = CaptureWriter::create(dir, part, sample_rate, &set_name)?;
         let tap = Arc::new(CaptureTap::default());
-        let mut c = SessionCapture { writer, tap: tap.clone(), serial: 0, files: BTreeMap::new(), lost_noted: 0 };
+        let mut c = SessionCapture { writer, tap: tap.clone(), serial: 0, files: BTreeMap::new(), lost_noted: 0, part };
         c.write_set(0, session);
         c.writer.send(Record::Adopt { serial: 0, frame: 0 });
         Ok((c, tap))
@@ -272,6 +290,11 @@ impl SessionCapture {
 
     pub fn path(&self) -> &Path {
         &self.writer.path
+    }
+
+    /// Which part of the capture this is (from 1).
+    pub fn part(&self) -> u32 {
+        self.part
     }
 
     /// Notes the session's set if a newer one than the last written has been

@@ -481,9 +481,21 @@ impl Live {
         let Rig { mut engine, controller } =
             Rig::new(&set, sr as f32, self.tables.clone()).map_err(|e| AudioError::Failed(e.to_string()))?;
         engine.record_into(self.record_tap.clone());
-        // A new engine starts its frames again: the capture covers the session up to
-        // here and ends.
-        self.end_capture("the audio device was reopened");
+        // A new engine starts its frames again: a recording goes on after what the
+        // old one played, the capture in a new part.
+        self.recorder.drain(&self.record_tap, self.controller.stats().transport());
+        self.recorder.rebase(self.controller.stats().frames.load(Relaxed));
+        if let Some(part) = self.end_capture("the audio device was reopened") {
+            let dir = self.opts.capture.clone().unwrap_or_default();
+            match SessionCapture::start_part(&dir, part + 1, sr, &self.session) {
+                Ok((c, tap)) => {
+                    engine.capture_into(tap);
+                    self.say(&format!("capture: goes on in {}", c.path().display()));
+                    self.capture = Some(c);
+                }
+                Err(e) => self.say(&format!("capture: cannot go on in {}: {e}", dir.display())),
+            }
+        }
         self.clock = Arc::new(FrameClock::new(sr, chosen.buffer_frames()));
         self.audio = Arc::new(LiveStats::default());
         let stream = audio::start(&chosen, engine, self.clock.clone(), self.audio.clone(), self.link.clock())?;
@@ -918,20 +930,23 @@ impl Live {
         self.watcher = None;
         self.stream = None;
         self.controller.collect();
-        self.end_capture("");
+        let _ = self.end_capture("");
         self.say("stopped");
     }
 
-    /// Finishes the session capture, if one runs, at the engine's last frame.
-    fn end_capture(&mut self, why: &str) {
+    /// Finishes the session capture, if one runs, at the engine's last frame;
+    /// returns the part it was.
+    fn end_capture(&mut self, why: &str) -> Option<u32> {
+        let part = self.capture.as_ref().map(|c| c.part());
         if let Some(mut c) = self.capture.take() {
             c.note_set(self.controller.last_serial(), &self.session);
             let end = self.controller.stats().frames.load(Relaxed);
             match c.finish(end) {
                 Ok(line) if why.is_empty() => self.say(&line),
-                Ok(line) => self.say(&format!("{line}; it ends here: {why}")),
+                Ok(line) => self.say(&format!("{line}; this part ends here: {why}")),
                 Err(e) => self.say(&format!("capture: cannot finish the capture: {e}")),
             }
         }
+        part
     }
 }

@@ -124,29 +124,45 @@ pub fn replay(dir: &Path, out: &Path, format: SampleFormat) -> Result<Rendered> 
     if out.is_dir() {
         bail!("{} is a folder; give a file name for the WAV", out.display());
     }
-    let log = replay::read(dir)?;
+    let logs = replay::read_all(dir)?;
+    let names = replay::parts(dir);
+    let rate = logs[0].sample_rate;
     let mut warnings = Vec::new();
-    if log.lost > 0 {
-        warnings.push(format!(
-            "the capture lost {} records while it was made: the replay may differ from the session",
-            log.lost
-        ));
+    for (log, name) in logs.iter().zip(&names) {
+        let name = name.display();
+        if log.sample_rate != rate {
+            bail!(
+                "{name} was captured at {} Hz and the first part at {rate} Hz: replay the parts one at a time (jamrig render --replay {name} -o ...)",
+                log.sample_rate
+            );
+        }
+        if log.lost > 0 {
+            warnings.push(format!(
+                "{name}: {} records were lost while it was made: the replay may differ from the session",
+                log.lost
+            ));
+        }
+        if log.skipped > 0 {
+            warnings.push(format!("{name}: skipped {} records of kinds this version does not know", log.skipped));
+        }
+        if log.end.is_none() {
+            warnings.push(format!(
+                "{name} has no end record (the session did not end cleanly): replaying to its last record plus 2 s"
+            ));
+        }
     }
-    if log.skipped > 0 {
-        warnings.push(format!("skipped {} records of kinds this version does not know", log.skipped));
-    }
-    if log.end.is_none() {
-        warnings.push(
-            "the capture has no end record (the session did not end cleanly): replaying to its last record plus 2 s"
-                .into(),
-        );
+    if logs.len() > 1 {
+        warnings.push(format!("{} parts (the audio device was reopened), played one after the other", logs.len()));
     }
     let t0 = std::time::Instant::now();
-    let mut samples = Vec::with_capacity(log.frames() as usize * 2);
-    let frames = replay::replay(&log, |x| samples.extend_from_slice(x))? as usize;
+    let mut samples = Vec::with_capacity(logs.iter().map(|l| l.frames() as usize * 2).sum());
+    let mut frames = 0;
+    for log in &logs {
+        frames += replay::replay(log, |x| samples.extend_from_slice(x))? as usize;
+    }
     let elapsed = t0.elapsed();
-    wav::write(out, &samples, log.sample_rate, format)?;
-    Ok(Rendered { frames, seconds: frames as f64 / log.sample_rate as f64, elapsed, warnings })
+    wav::write(out, &samples, rate, format)?;
+    Ok(Rendered { frames, seconds: frames as f64 / rate as f64, elapsed, warnings })
 }
 
 /// `jamrig check`: evaluates and validates a set, returning its description.
