@@ -657,11 +657,6 @@ fn record_flag_writes_the_whole_run_on_sigterm() {
     assert!((beats - 0.2).abs() < 0.002 + 3.0 * PERIOD as f64 / 24_000.0, "0.1 s at 120 BPM is 0.2 beats, got {beats}");
 }
 
-/// Onsets (capture frames) of closed hats, as JACK frame times.
-fn hat_onsets_jack(c: &Capture) -> Vec<u32> {
-    onsets(&c.left, 2000).into_iter().map(|i| c.start.wrapping_add(i as u32)).collect()
-}
-
 /// For each onset, its distance in frames to the tick of its beat (`ticks` are the
 /// JACK frame times of the song's ticks from its first; every 24th is a beat).
 fn offsets_to_beats(on: &[u32], ticks: &[u32]) -> Vec<i64> {
@@ -680,6 +675,10 @@ fn midi_clock_drives_the_patterns_on_the_tick_grid() {
     let _serial = serial();
     let set = "tempo(90); clock(\"midi\"); drums(10);\npattern(\"beat\", 10, 1.0, [[0.0, \"closed_hat\", 100]]);\n";
     let mut r = Rig::start(set, &[]);
+    // Onsets stamped with their JACK frame times as they come (a recording would
+    // lose a cycle the server skips, and shift everything after it).
+    let mut onset_probe = OnsetProbe::open(&r.server.name);
+    onset_probe.connect_jamrig_audio(S(5));
     r.probe.set_clock(120.0);
     std::thread::sleep(S(2));
     let silent = r.probe.record(0.5);
@@ -687,17 +686,19 @@ fn midi_clock_drives_the_patterns_on_the_tick_grid() {
 
     r.probe.take_ticks();
     r.probe.clear_sent();
-    let frames = r.probe.start_recording(6.0);
+    onset_probe.take_onsets();
+    let xruns_before = xruns(&r.server);
     r.probe.send_now(&[0xFA]);
     let start = r.probe.sent_times(1, S(5))[0];
     std::thread::sleep(MS(3000));
     r.probe.set_clock(140.0);
-    let c = r.probe.finish(frames);
+    std::thread::sleep(MS(3000));
+    let overruns = xruns(&r.server) - xruns_before;
     let ticks: Vec<u32> = r.probe.take_ticks().into_iter().filter(|t| (t.wrapping_sub(start) as i32) > 0).collect();
-    let on = hat_onsets_jack(&c);
+    let on: Vec<u32> = onset_probe.take_onsets().into_iter().filter(|o| (o.wrapping_sub(start) as i32) > 0).collect();
 
     let offsets = offsets_to_beats(&on, &ticks);
-    println!("onset - beat tick (frames): {offsets:?}");
+    println!("onset - beat tick (frames): {offsets:?}; {overruns} JACK overruns meanwhile");
     assert!(on.len() >= 12, "only {} hats in 6 s of a 120-140 BPM clock", on.len());
     // The first hat is beat 1 of the song: on the first tick after Start.
     assert_eq!(offsets_to_beats(&on[..1], &ticks[..1]), offsets[..1], "the first hat is not on the first tick");
@@ -718,7 +719,14 @@ fn midi_clock_drives_the_patterns_on_the_tick_grid() {
         if (0..2 * 48000 * 60 / 140).contains(&after_change) {
             continue; // the beat of the change and the one after it: catching up
         }
-        assert!((d - median).abs() <= 48, "a hat is {} frames off the others' latency ({offsets:?})", d - median);
+        // A busy machine makes the server skip a cycle now and then (an XRun in
+        // its log), and MIDI placement is then off by whole cycles for a while
+        // (see the live benchmarks): only then may a hat be a whole number of
+        // periods away.
+        let off = d - median;
+        let by_cycles = off - (off as f64 / PERIOD as f64).round() as i64 * PERIOD as i64;
+        let ok = off.abs() <= 48 || (overruns > 0 && by_cycles.abs() <= 48);
+        assert!(ok, "a hat is {off} frames off the others' latency ({offsets:?}; {overruns} overruns)");
     }
 
     // Stop: the hats stop.
@@ -730,11 +738,70 @@ fn midi_clock_drives_the_patterns_on_the_tick_grid() {
 }
 
 /// Where `part` (a stretch of live output) sits in `whole` (a replay), matched
-/// bit for bit on its first 4096 samples.
-fn find_in(whole: &[f32], part: &[f32]) -> Option<usize> {
+/// bit for bit on its first 4096 samples, searching from `from`.
+fn find_in(whole: &[f32], part: &[f32], from: usize) -> Option<usize> {
     let probe = &part[..4096.min(part.len())];
-    (0..whole.len().saturating_sub(part.len()) + 1)
+    (from..whole.len().saturating_sub(probe.len()) + 1)
         .find(|&d| whole[d..d + probe.len()].iter().zip(probe).all(|(a, b)| a.to_bits() == b.to_bits()))
+}
+
+/// How many frames of the live capture stand in the replay bit for bit (both
+/// channels), and where the first difference is. Where they part (a cycle the
+/// server skipped: the live output lost a cycle the engine did render), the rest
+/// is looked for again further on.
+fn exact_frames(replay: &[f32], live: &Capture) -> (usize, Option<usize>) {
+    let left: Vec<f32> = replay.iter().step_by(2).copied().collect();
+    let right: Vec<f32> = replay.iter().skip(1).step_by(2).copied().collect();
+    let same = |a: usize, i: usize| {
+        left[a].to_bits() == live.left[i].to_bits() && right[a].to_bits() == live.right[i].to_bits()
+    };
+    let (mut matched, mut first_diff, mut i, mut from) = (0, None, 0, 0);
+    while i + 4096 <= live.left.len() {
+        let Some(at) = find_in(&left, &live.left[i..], from) else {
+            first_diff = first_diff.or(Some(i));
+            i += PERIOD as usize;
+            continue;
+        };
+        let mut k = 0;
+        while i + k < live.left.len() && at + k < left.len() && same(at + k, i + k) {
+            k += 1;
+        }
+        matched += k;
+        if i + k < live.left.len() {
+            first_diff = first_diff.or(Some(i + k));
+        }
+        i += k.max(PERIOD as usize);
+        from = at + k;
+    }
+    (matched, first_diff)
+}
+
+/// The live capture stands in the replay bit for bit: all of it when the server
+/// ran every cycle on time (`xruns` = 0). A busy machine makes the server skip
+/// cycles now and then (each an XRun in its log); the live output then lacks a
+/// cycle the engine rendered, and the rest must still match once found again.
+fn assert_found_exactly(replay: &[f32], live: &Capture, xruns: usize) {
+    assert!(rms(&live.left) > 0.01, "the live session is silent");
+    let (matched, first_diff) = exact_frames(replay, live);
+    let n = live.left.len();
+    println!("{matched} of {n} live frames found bit for bit in the replay; {xruns} JACK overruns meanwhile");
+    if xruns == 0 {
+        assert_eq!(
+            first_diff,
+            None,
+            "the replay departs from the live output {:?} s into the recording ({matched} of {n} frames match)",
+            first_diff.map(|i| i as f64 / SR)
+        );
+    } else {
+        assert!(
+            matched as f64 >= 0.9 * n as f64,
+            "with {xruns} overruns, only {matched} of {n} frames match the replay bit for bit"
+        );
+    }
+}
+
+fn xruns(server: &JackServer) -> usize {
+    server.log().matches("XRun").count()
 }
 
 /// A session through the live path (MIDI notes and a knob through a real port, a
@@ -749,6 +816,7 @@ fn a_captured_session_replays_exactly_as_it_played_live() {
     let set_v1 = "tempo(112);\nchannel(1, #{ synth: \"saw\", envelope: \"pluck\", lowpass: 2000.0, reverb: 0.2 });\ndrums(10);\npattern(\"beat\", 10, \"rock\");\n";
     let set_v2 = "tempo(128);\nchannel(1, #{ synth: \"square\", envelope: \"pluck\", lowpass: 3000.0, delay: 0.3 });\ndrums(10);\npattern(\"beat\", 10, \"house\");\n";
     let mut r = Rig::start(set_v1, &["--capture", capture.to_str().unwrap()]);
+    let xruns_before = xruns(&r.server);
     let frames = r.probe.start_recording(5.0);
     for i in 0..8u8 {
         let note = 57 + i * 2;
@@ -761,6 +829,7 @@ fn a_captured_session_replays_exactly_as_it_played_live() {
         }
     }
     let live = r.probe.finish(frames);
+    let overruns = xruns(&r.server) - xruns_before;
     r.jam.send_line(":quit");
     assert!(r.jam.wait_exit(S(10)).is_some_and(|s| s.success()), "jamrig exits cleanly\n{}", r.jam.transcript());
     assert!(r.jam.out.text().contains("capture: wrote"), "{}", r.jam.transcript());
@@ -768,7 +837,7 @@ fn a_captured_session_replays_exactly_as_it_played_live() {
     let (a, _) = replay_capture(&capture, &dir.path().join("a.wav"));
     let (b, _) = replay_capture(&capture, &dir.path().join("b.wav"));
     assert!(a == b, "two replays of the same capture differ");
-    assert_found_exactly(&wav_samples(&a), &live);
+    assert_found_exactly(&wav_samples(&a), &live, overruns);
 }
 
 /// Runs `jamrig render --replay DIR -o OUT --format f32`; returns the file and
@@ -791,24 +860,6 @@ fn wav_samples(bytes: &[u8]) -> Vec<f32> {
     hound::WavReader::new(std::io::Cursor::new(bytes)).unwrap().into_samples::<f32>().map(|s| s.unwrap()).collect()
 }
 
-/// The live capture stands in the replay (interleaved stereo) bit for bit.
-fn assert_found_exactly(replay: &[f32], live: &Capture) {
-    let left: Vec<f32> = replay.iter().step_by(2).copied().collect();
-    assert!(rms(&live.left) > 0.01, "the live session is silent");
-    let at = find_in(&left, &live.left).expect("the live output is not found in the replay");
-    let n = live.left.len().min(left.len() - at);
-    let differ = (0..n).find(|&i| left[at + i].to_bits() != live.left[i].to_bits());
-    assert_eq!(
-        differ,
-        None,
-        "the replay departs from the live output {:?} s into the recording",
-        differ.map(|i| i as f64 / SR)
-    );
-    let right: Vec<f32> = replay.iter().skip(1).step_by(2).copied().collect();
-    assert!((0..n).all(|i| right[at + i].to_bits() == live.right[i].to_bits()), "the right channel differs");
-    assert!(n as f64 > 0.9 * live.left.len() as f64, "compared only {n} frames");
-}
-
 /// A JACK server restart mid-session: the engine starts again, the capture goes
 /// on in a second part, and the replay plays both parts, the second as it was
 /// heard after the restart.
@@ -823,9 +874,11 @@ fn a_capture_goes_on_in_a_new_part_after_the_audio_device_comes_back() {
     restart_server(&mut r);
     r.probe.connect_jamrig_audio(S(5));
     std::thread::sleep(MS(200));
+    let xruns_before = xruns(&r.server);
     let frames = r.probe.start_recording(2.0);
     r.probe.send(&[(100, &[0x90, 67, 90]), (30_000, &[0x80, 67, 0])]);
     let live = r.probe.finish(frames);
+    let overruns = xruns(&r.server) - xruns_before;
     r.jam.send_line(":quit");
     assert!(r.jam.wait_exit(S(10)).is_some_and(|s| s.success()), "jamrig exits cleanly\n{}", r.jam.transcript());
     let out = r.jam.out.text();
@@ -834,5 +887,5 @@ fn a_capture_goes_on_in_a_new_part_after_the_audio_device_comes_back() {
     assert!(capture.join("capture.2.jsonl").is_file());
     let (wav, said) = replay_capture(&capture, &dir.path().join("both.wav"));
     assert!(said.contains("2 parts"), "{said}");
-    assert_found_exactly(&wav_samples(&wav), &live);
+    assert_found_exactly(&wav_samples(&wav), &live, overruns);
 }
