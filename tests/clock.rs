@@ -127,13 +127,20 @@ fn song(pre_ticks: usize, song_ticks: usize, bpm: impl Fn(usize) -> f64 + Copy) 
     (all[..pre_ticks].to_vec(), all[pre_ticks..].to_vec(), start_frame)
 }
 
+/// The clock events of a song: the pre-roll ticks, Start, the song's ticks, with
+/// up to `jitter_ms` of jitter (seeded by `seed` and `seed + 1`).
+fn started(pre: &[f64], song_ticks: &[f64], start: u64, jitter_ms: f64, seed: u64) -> Vec<Event> {
+    let mut ev = clock_events(pre, jitter_ms, seed);
+    ev.push(Event::new(start, EventKind::ClockStart));
+    ev.extend(clock_events(song_ticks, jitter_ms, seed + 1));
+    ev
+}
+
 #[test]
 fn steady_clock_puts_every_beat_on_its_tick() {
     for bpm in [120.0, 133.0, 87.5] {
         let (pre, song_ticks, start) = song(48, 24 * 32, |_| bpm);
-        let mut ev = clock_events(&pre, 0.0, 1);
-        ev.push(Event::new(start, EventKind::ClockStart));
-        ev.extend(clock_events(&song_ticks, 0.0, 1));
+        let ev = started(&pre, &song_ticks, start, 0.0, 1);
         let seconds = end_of(&song_ticks);
         let run = run(&hat_set("midi"), ev, seconds, 0.25);
         let errors = phase_errors_ms(&run.onsets, &song_ticks, 0..32);
@@ -152,9 +159,7 @@ fn jittered_clock_for_ten_minutes_holds_tempo_and_phase() {
     let bpm = 124.0;
     let beats = (600.0 * bpm / 60.0) as usize;
     let (pre, song_ticks, start) = song(96, beats * PPQN, |_| bpm);
-    let mut ev = clock_events(&pre, 1.0, 42);
-    ev.push(Event::new(start, EventKind::ClockStart));
-    ev.extend(clock_events(&song_ticks, 1.0, 43));
+    let ev = started(&pre, &song_ticks, start, 1.0, 42);
     let seconds = end_of(&song_ticks);
     let run = run(&hat_set("midi"), ev, seconds, 1.0);
     assert!(run.onsets.len() >= beats - 1, "{} hats for {beats} beats", run.onsets.len());
@@ -191,9 +196,7 @@ fn tempo_steps_are_followed_within_a_beat() {
         let step_beat = 16;
         let bpm = move |k: usize| if k < step_beat * PPQN { from } else { to };
         let (pre, song_ticks, start) = song(48, 32 * PPQN, bpm);
-        let mut ev = clock_events(&pre, jitter, 5);
-        ev.push(Event::new(start, EventKind::ClockStart));
-        ev.extend(clock_events(&song_ticks, jitter, 6));
+        let ev = started(&pre, &song_ticks, start, jitter, 5);
         let seconds = end_of(&song_ticks);
         let run = run(&hat_set("midi"), ev, seconds, 0.01);
         // The tempo one beat after the step.
@@ -211,9 +214,7 @@ fn tempo_steps_are_followed_within_a_beat() {
 fn tempo_ramps_keep_the_beats_on_the_ticks() {
     let ramp = |k: usize| 100.0 + 40.0 * (k as f64 / (32 * PPQN) as f64).min(1.0);
     let (pre, song_ticks, start) = song(48, 40 * PPQN, ramp);
-    let mut ev = clock_events(&pre, 0.0, 1);
-    ev.push(Event::new(start, EventKind::ClockStart));
-    ev.extend(clock_events(&song_ticks, 0.0, 1));
+    let ev = started(&pre, &song_ticks, start, 0.0, 1);
     let seconds = end_of(&song_ticks);
     let run = run(&hat_set("midi"), ev, seconds, 0.25);
     let errors = phase_errors_ms(&run.onsets, &song_ticks, 0..40);
@@ -228,8 +229,7 @@ fn stop_continue_and_song_position() {
     let bpm = 120.0;
     let (pre, song_ticks, start) = song(24, 40 * PPQN, |_| bpm);
     let p = period(bpm);
-    let mut ev = clock_events(&pre, 0.0, 1);
-    ev.push(Event::new(start, EventKind::ClockStart));
+    let mut ev = started(&pre, &song_ticks, start, 0.0, 1);
     // Play beats 0..8, stop between tick 8*24-1 and 8*24 (so the song position is
     // beat 8), silence for 4 beats of ticks, Continue: beat 8 falls on the first
     // tick after it.
@@ -244,7 +244,6 @@ fn stop_continue_and_song_position() {
     ev.push(Event::new(stop2, EventKind::ClockStop));
     ev.push(Event::new(stop2 + 100, EventKind::SongPosition(40)));
     ev.push(Event::new(cont2, EventKind::ClockContinue));
-    ev.extend(clock_events(&song_ticks, 0.0, 1));
     // A held note pattern shows the release: a pad note across the stop.
     let set_text = format!(
         "{}\nchannel(1, #{{ synth: \"sine\", envelope: \"pad\" }});\npattern(\"pad\", 1, 16.0, [[0.0, \"C4\", 100, 16.0]]);",
@@ -280,9 +279,7 @@ fn stop_continue_and_song_position() {
 #[test]
 fn internal_mode_reads_the_clock_but_keeps_its_own_time() {
     let (pre, song_ticks, start) = song(48, 16 * PPQN, |_| 150.0);
-    let mut ev = clock_events(&pre, 0.0, 1);
-    ev.push(Event::new(start, EventKind::ClockStart));
-    ev.extend(clock_events(&song_ticks, 0.0, 1));
+    let ev = started(&pre, &song_ticks, start, 0.0, 1);
     let run = run(&hat_set("internal"), ev, 4.0, 0.5);
     let beat = 60.0 * SRF / 100.0;
     for (i, on) in run.onsets.iter().enumerate() {

@@ -55,10 +55,6 @@ impl RecordTap {
     pub fn set_patterns(&self, on: bool) {
         self.patterns.store(on, Relaxed);
     }
-
-    pub fn records_patterns(&self) -> bool {
-        self.patterns.load(Relaxed)
-    }
 }
 
 /// Tempo differences below this are not written (a steady clock's estimate

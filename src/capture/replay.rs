@@ -3,7 +3,7 @@
 //! engine adopted them, the same events at the frames they took effect, the same
 //! external timeline; through the same engine, so the output is the live output.
 
-use super::session::{CAPTURE_FILE, FORMAT, Record, VERSION, parse_sync, part_file, record_event, record_timeline};
+use super::session::{CAPTURE_FILE, FORMAT, Record, VERSION, parse_sync, part_file, record_event};
 use crate::engine::TICK_FRAMES;
 use crate::engine::event::Event;
 use crate::engine::sync::ExternalTimeline;
@@ -181,7 +181,7 @@ pub fn read(dir: &Path) -> Result<CaptureLog, CaptureError> {
                 if !(beat.is_finite() && bpm.is_finite() && bpm > 0.0) {
                     return Err(damaged(n, "timeline with a non-finite beat or tempo".into()));
                 }
-                log.timelines.push((frame, record_timeline(at, beat, bpm, playing)));
+                log.timelines.push((frame, ExternalTimeline { frame: at, beat, bpm, playing }));
             }
             Record::Lost { count } => log.lost += count,
             Record::End { frame } => log.end = Some(frame),
@@ -233,16 +233,20 @@ pub fn evaluate(host: &ScriptHost, set: &CapturedSet, scratch: &Path) -> Result<
 /// Plays a capture again: `sink` receives interleaved stereo in order.
 pub fn replay(log: &CaptureLog, mut sink: impl FnMut(&[f32])) -> Result<u64, CaptureError> {
     let host = ScriptHost::new().map_err(|d| CaptureError::Set(d.render()))?;
-    let scratch = tempfile_dir()?;
+    // Removed when dropped, whatever happens below.
+    let scratch = tempfile::Builder::new()
+        .prefix("jamrig-replay-")
+        .tempdir()
+        .map_err(|source| CaptureError::Io { path: std::env::temp_dir(), source })?;
     let mut sets: BTreeMap<u64, Set> = BTreeMap::new();
     for (_, serial) in &log.adopts {
         if !sets.contains_key(serial) {
             // Each set from a clean folder: files of a later set must not leak in.
-            let dir = scratch.join(format!("set-{serial}"));
+            let dir = scratch.path().join(format!("set-{serial}"));
             sets.insert(*serial, evaluate(&host, &log.sets[serial], &dir)?);
         }
     }
-    let _ = std::fs::remove_dir_all(&scratch);
+    drop(scratch);
     let tables = Arc::new(crate::tables::Tables::new(log.sample_rate as f32));
     let first = &sets[&log.adopts[0].1];
     let mut r = Renderer::following_clock(first, tables).map_err(|e| CaptureError::Set(e.to_string()))?;
@@ -271,16 +275,4 @@ pub fn replay(log: &CaptureLog, mut sink: impl FnMut(&[f32])) -> Result<u64, Cap
         done += n as u64;
     }
     Ok(done)
-}
-
-fn tempfile_dir() -> Result<PathBuf, CaptureError> {
-    let dir = std::env::temp_dir().join(format!("jamrig-replay-{}-{}", std::process::id(), unique()));
-    std::fs::create_dir_all(&dir).map_err(|source| CaptureError::Io { path: dir.clone(), source })?;
-    Ok(dir)
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
 }

@@ -9,7 +9,7 @@
 //! both; a change that old readers could not skip safely raises `version`.
 
 use crate::engine::event::{Event, EventKind};
-use crate::engine::sync::{ExternalTimeline, SyncMode};
+use crate::engine::sync::SyncMode;
 use crate::engine::tap::{CaptureTap, Captured};
 use crate::script::session::Session;
 use serde::{Deserialize, Serialize};
@@ -362,9 +362,4 @@ impl SessionCapture {
         }
         Ok(s)
     }
-}
-
-/// The timeline an `timeline` record describes.
-pub fn record_timeline(at: u64, beat: f64, bpm: f64, playing: bool) -> ExternalTimeline {
-    ExternalTimeline { frame: at, beat, bpm, playing }
 }

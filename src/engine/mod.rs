@@ -982,14 +982,13 @@ impl Engine {
         let end = start + TICK_FRAMES as u64;
         self.receive_snapshots();
         self.gather_events(start, end);
+        self.follow_link(start, end);
         self.sort_tick_events();
         if let Some(tap) = &self.capture {
             for q in self.tick_events.iter().filter(|q| q.external) {
                 tap.push(tap::Captured::Event(q.ev));
             }
         }
-        self.follow_link(start, end);
-        self.sort_tick_events();
 
         // Transport changes and the sequencer, at exact frames.
         let mut cursor = start;

@@ -114,8 +114,6 @@ pub struct ClockFollower {
     armed: bool,
     /// Song position of the next tick, in ticks.
     song_tick: u64,
-    /// A fit's worth of tempo is known (the clock is present).
-    ticks_seen: u64,
     /// Frame of the last tick.
     last_frame: Option<f64>,
 }
@@ -136,7 +134,6 @@ impl ClockFollower {
             running: false,
             armed: false,
             song_tick: 0,
-            ticks_seen: 0,
             last_frame: None,
         }
     }
@@ -159,11 +156,6 @@ impl ClockFollower {
     /// Song position of the next tick, in ticks.
     pub fn song_tick(&self) -> u64 {
         self.song_tick
-    }
-
-    /// Ticks seen since the follower was made (for the status line and tests).
-    pub fn ticks_seen(&self) -> u64 {
-        self.ticks_seen
     }
 
     /// Takes over a running transport at `beat` (switching to MIDI clock while
@@ -217,7 +209,6 @@ impl ClockFollower {
     /// A clock tick at `frame`.
     pub fn tick(&mut self, frame: u64) -> ClockAction {
         let f = frame as f64;
-        self.ticks_seen += 1;
         self.observe(f);
         if !self.running {
             return ClockAction::None;

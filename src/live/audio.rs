@@ -4,6 +4,8 @@
 //! Link session's timeline (when Link is on) and records its timing.
 
 use super::clock::FrameClock;
+#[cfg(feature = "jack")]
+use super::clock::WindowedMin;
 use super::link::LinkClock;
 use super::stats::LiveStats;
 use crate::engine::Engine;
@@ -252,8 +254,7 @@ struct JackClock {
     client: Option<jack::Client>,
     stats: Arc<LiveStats>,
     /// Smallest `jack frame - engine frame` (wrapping) in this window and the last.
-    window_min: Option<u32>,
-    previous_min: Option<u32>,
+    offset: WindowedMin<u32>,
     callbacks: u32,
 }
 
@@ -264,7 +265,8 @@ impl JackClock {
             .then(|| jack::Client::new("jamrig_clock", jack::ClientOptions::NO_START_SERVER).ok())
             .flatten()
             .map(|(c, _)| c);
-        JackClock { client, stats, window_min: None, previous_min: None, callbacks: 0 }
+        let wrapping_less = |a: u32, b: u32| (a.wrapping_sub(b) as i32) < 0;
+        JackClock { client, stats, offset: WindowedMin::new(wrapping_less), callbacks: 0 }
     }
 
     /// Audio thread: the JACK frame time of the cycle whose output starts at engine
@@ -274,22 +276,13 @@ impl JackClock {
         // SAFETY: the client is open (closed only when this is dropped), and this
         // runs in a process callback of the same server.
         let jf = unsafe { jack::jack_sys::jack_last_frame_time(self.client.as_ref()?.raw()) };
-        let offset = jf.wrapping_sub(engine_frame as u32);
-        let smaller = |a: Option<u32>, b: u32| match a {
-            Some(a) if (a.wrapping_sub(b) as i32) <= 0 => a,
-            _ => b,
-        };
-        self.window_min = Some(smaller(self.window_min, offset));
+        self.offset.push(jf.wrapping_sub(engine_frame as u32));
         self.callbacks += 1;
         if self.callbacks == JACK_OFFSET_WINDOW {
-            self.previous_min = self.window_min.take();
+            self.offset.roll();
             self.callbacks = 0;
         }
-        let best = match (self.window_min, self.previous_min) {
-            (Some(w), p) => smaller(p, w),
-            (None, p) => p?,
-        };
-        Some((engine_frame as u32).wrapping_add(best))
+        Some((engine_frame as u32).wrapping_add(self.offset.best()?))
     }
 }
 

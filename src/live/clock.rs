@@ -6,6 +6,51 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+/// The smallest of a value over the current window and the one before it. A
+/// callback that runs late measures a later moment than its cycle's, never an
+/// earlier one, so the smallest recent offset between two clocks is the true one;
+/// keeping two windows follows a lasting change within two windows. The caller
+/// says when a window ends ([`WindowedMin::roll`]); `less` orders the values.
+pub struct WindowedMin<T> {
+    current: Option<T>,
+    previous: Option<T>,
+    less: fn(T, T) -> bool,
+}
+
+impl<T: Copy> WindowedMin<T> {
+    pub const fn new(less: fn(T, T) -> bool) -> Self {
+        WindowedMin { current: None, previous: None, less }
+    }
+
+    fn smaller(&self, a: Option<T>, b: T) -> T {
+        match a {
+            Some(a) if !(self.less)(b, a) => a,
+            _ => b,
+        }
+    }
+
+    /// Adds a value to the current window.
+    #[inline]
+    pub fn push(&mut self, v: T) {
+        self.current = Some(self.smaller(self.current, v));
+    }
+
+    /// Ends the current window: it becomes the previous one.
+    #[inline]
+    pub fn roll(&mut self) {
+        self.previous = self.current.take();
+    }
+
+    /// The smallest value of both windows (`None` before any value).
+    #[inline]
+    pub fn best(&self) -> Option<T> {
+        match (self.current, self.previous) {
+            (Some(c), p) => Some(self.smaller(p, c)),
+            (None, p) => p,
+        }
+    }
+}
+
 pub struct FrameClock {
     base: Instant,
     seq: AtomicU64,
@@ -154,6 +199,23 @@ impl FrameClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windowed_min_keeps_two_windows_and_wraps() {
+        let mut m = WindowedMin::new(|a: u32, b: u32| (a.wrapping_sub(b) as i32) < 0);
+        assert_eq!(m.best(), None);
+        // Around the wrap of a 32-bit frame counter, u32::MAX - 1 is before 3.
+        m.push(3);
+        m.push(u32::MAX - 1);
+        m.push(10);
+        assert_eq!(m.best(), Some(u32::MAX - 1));
+        m.roll();
+        assert_eq!(m.best(), Some(u32::MAX - 1), "the previous window still counts");
+        m.push(20);
+        assert_eq!(m.best(), Some(u32::MAX - 1));
+        m.roll();
+        assert_eq!(m.best(), Some(20), "a lasting change is followed after two windows");
+    }
     use std::time::Duration;
 
     #[test]

@@ -8,6 +8,7 @@
 //! sync mode is Link. Its callbacks are never registered (rusty_link's closures
 //! outlive their stack frame): peers, tempo and start/stop are polled.
 
+use super::clock::WindowedMin;
 use crate::engine::sync::{ExternalTimeline, SyncMode};
 use rusty_link::{AblLink, SessionState};
 use std::sync::Arc;
@@ -200,12 +201,16 @@ impl LinkClock {
 /// frame line is taken as the smallest seen over the last one or two windows of
 /// [`OFFSET_WINDOW_FRAMES`]. A lasting change (frames lost in an underrun) is
 /// followed within two windows; an earlier offset at once.
-#[derive(Default)]
 struct OffsetFilter {
     /// Smallest `host µs - frame µs` in this window and the last.
-    window_min: Option<f64>,
-    previous_min: Option<f64>,
+    offset: WindowedMin<f64>,
     window_end: u64,
+}
+
+impl Default for OffsetFilter {
+    fn default() -> Self {
+        OffsetFilter { offset: WindowedMin::new(|a, b| a < b), window_end: 0 }
+    }
 }
 
 impl OffsetFilter {
@@ -214,16 +219,12 @@ impl OffsetFilter {
     fn host_time(&mut self, frame: u64, heard_us: f64, sample_rate: f64) -> f64 {
         let frame_us = frame as f64 * 1e6 / sample_rate.max(1.0);
         let offset = heard_us - frame_us;
-        self.window_min = Some(self.window_min.map_or(offset, |m| m.min(offset)));
+        self.offset.push(offset);
         if frame >= self.window_end {
-            self.previous_min = self.window_min.take();
+            self.offset.roll();
             self.window_end = frame + OFFSET_WINDOW_FRAMES;
         }
-        let best = match (self.window_min, self.previous_min) {
-            (Some(w), Some(p)) => w.min(p),
-            (w, p) => w.or(p).unwrap_or(offset),
-        };
-        frame_us + best
+        frame_us + self.offset.best().unwrap_or(offset)
     }
 }
 
