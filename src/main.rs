@@ -84,7 +84,17 @@ enum Command {
         format: SampleFormat,
     },
     /// Evaluate and validate a set, print the rig; exits non-zero on error.
-    Check { set: PathBuf },
+    Check {
+        set: PathBuf,
+        /// Print the events the set's patterns play in the first BARS bars instead of
+        /// the rig (sorted by time): one JSON object per line with the keys pattern,
+        /// channel, beat, note, velocity and length (beats).
+        #[arg(long, value_name = "BARS")]
+        events: Option<f64>,
+        /// With --events: json (one object per line) or text (a readable table).
+        #[arg(long, value_enum, default_value = "json", requires = "events")]
+        format: job::EventFormat,
+    },
     /// Hear one preset of the library: an instrument's note (held 1 s, then left to
     /// ring out), a drum sound's hit, or two bars of a pattern or fill.
     Audition {
@@ -223,7 +233,10 @@ fn main() -> ExitCode {
                 );
             })
         }
-        Command::Check { set } => job::check(&set).map(|s| print!("{s}")),
+        Command::Check { set, events, format } => match events {
+            Some(bars) => job::check_events(&set, bars, format).map(|s| print!("{s}")),
+            None => job::check(&set).map(|s| print!("{s}")),
+        },
         Command::Audition { name, pattern, note, velocity, out, device, list } => {
             match audition(name, pattern, &note, velocity, out, device, list) {
                 Err(e) if e.downcast_ref::<jamrig::live::audio::AudioError>().is_some() => {

@@ -177,3 +177,29 @@ pub fn check(path: &Path) -> Result<String> {
     }
     Ok(s)
 }
+
+/// How `jamrig check --events` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventFormat {
+    /// One JSON object per line.
+    Json,
+    /// A readable table.
+    Text,
+}
+
+/// `jamrig check SET --events BARS`: the events the set's patterns play in the first
+/// `bars` bars.
+pub fn check_events(path: &Path, bars: f64, format: EventFormat) -> Result<String> {
+    use crate::rig::events;
+    if !(bars > 0.0 && bars <= events::MAX_BARS) {
+        bail!("--events takes a number of bars above 0 and at most {}, not {bars}", events::MAX_BARS);
+    }
+    let host = ScriptHost::new().map_err(ScriptFailure)?;
+    let ev = host.eval_file(path).map_err(ScriptFailure)?;
+    crate::rig::build::build(&ev.set, None)?;
+    let list = events::events(&ev.set, bars, None);
+    Ok(match format {
+        EventFormat::Json => events::json_lines(&list),
+        EventFormat::Text => events::table(&ev.set, host.library(), &list),
+    })
+}

@@ -6,6 +6,7 @@
 pub mod build;
 pub mod controller;
 pub mod describe;
+pub mod events;
 pub mod set;
 
 pub use controller::{Controller, Rig};

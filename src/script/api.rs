@@ -53,11 +53,13 @@ pub struct EvalState {
     pub repl: bool,
     /// Lines the script printed.
     pub printed: Vec<String>,
+    /// The patterns placed from mini-notation (expanded again if the meter changes).
+    pub minis: super::patterns::Placed,
 }
 
 impl EvalState {
     pub fn new(lib: Library, base: Set, repl: bool) -> Self {
-        EvalState { set: base, lib, declared: BTreeMap::new(), repl, printed: Vec::new() }
+        EvalState { set: base, lib, declared: BTreeMap::new(), repl, printed: Vec::new(), minis: Default::default() }
     }
 }
 
@@ -644,8 +646,13 @@ pub fn usage(name: &str) -> Option<&'static str> {
         "drum_alias" => "drum_alias(\"alias\", \"sound\")",
         "gm_program" => "gm_program(program, \"instrument\")",
         "note" => "note(\"C4\")",
-        _ => return None,
+        _ => return super::patterns::usage(name),
     })
+}
+
+/// Every function a set can call, the pattern functions included (for suggestions).
+pub fn all_functions() -> Vec<&'static str> {
+    FUNCTIONS.iter().chain(super::patterns::FUNCTIONS).copied().collect()
 }
 
 /// Every function a set can call (for suggestions).
@@ -673,6 +680,7 @@ pub const FUNCTIONS: &[&str] = &[
 /// Registers the set language on `engine`, editing `state`.
 pub fn register(engine: &mut Engine, state: &Shared) {
     engine.register_type_with_name::<ChannelRef>("Channel");
+    super::patterns::register(engine);
 
     let s = state.clone();
     engine.register_fn("tempo", move |bpm: Dynamic| -> Res<()> {
@@ -690,8 +698,9 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         if !(1.0..=64.0).contains(&b) {
             return fail(format!("meter is {} beats per bar, outside 1..64", fmt_num(b as f32)));
         }
-        lock(&s).set.beats_per_bar = b;
-        Ok(())
+        let mut st = lock(&s);
+        st.set.beats_per_bar = b;
+        super::patterns::replace_all(&mut st)
     });
     let sync = |s: Shared| {
         move |mode: Dynamic, quantum: Option<Dynamic>| -> Res<()> {
@@ -980,6 +989,10 @@ pub fn register(engine: &mut Engine, state: &Shared) {
             let name = text(&name, "a pattern name")?;
             let ch = channel_number(&ch)?;
             let mut st = lock(&s);
+            if let Some(p) = what.clone().try_cast::<super::patterns::MiniPattern>() {
+                return super::patterns::place(&mut st, &name, ch, &p, opts);
+            }
+            st.minis.patterns.remove(&name);
             match list {
                 None => {
                     let preset = text(&what, "a pattern preset")?;

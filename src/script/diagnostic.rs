@@ -271,6 +271,8 @@ pub fn from_eval_error(
                 d.message = api.message;
                 d.token = api.token;
                 d.label = api.help;
+            } else if let Some(m) = v.clone().try_cast::<super::patterns::MiniFailure>() {
+                super::patterns::locate(&mut d, &m);
             } else if v.is_string() {
                 d.message = sentence(&v.to_string());
             } else if let Some(m) = v.clone().try_cast::<rhai::Map>() {

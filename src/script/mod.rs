@@ -6,11 +6,13 @@ pub mod api;
 pub mod diagnostic;
 pub mod diff;
 pub mod library;
+pub mod mini;
+pub mod patterns;
 pub mod save;
 pub mod session;
 
 use crate::rig::set::Set;
-use api::{EvalState, FUNCTIONS, Shared};
+use api::{EvalState, Shared};
 use diagnostic::{Diagnostic, Sources, from_eval_error, from_parse_error};
 use library::{Library, STDLIB, STDLIB_MODULES};
 use rhai::module_resolvers::ModuleResolver;
@@ -156,7 +158,7 @@ impl ScriptHost {
             let ast = engine.compile(text).map_err(|e| from_parse_error(&e, path, text))?;
             engine.run_ast(&ast).map_err(|e| {
                 let src = EvalSources { main: path, main_text: text, modules: &[] };
-                from_eval_error(&e, &src, FUNCTIONS, &api::usage)
+                from_eval_error(&e, &src, &api::all_functions(), &api::usage)
             })?;
         }
         let lib = std::mem::take(&mut state.lock().unwrap_or_else(|p| p.into_inner()).lib);
@@ -228,7 +230,7 @@ impl ScriptHost {
             engine.run_ast(&ast).map_err(|e| {
                 let modules = read.lock().unwrap_or_else(|p| p.into_inner());
                 let src = EvalSources { main: name, main_text: text, modules: &modules };
-                from_eval_error(&e, &src, FUNCTIONS, &api::usage)
+                from_eval_error(&e, &src, &api::all_functions(), &api::usage)
             })
         });
         drop(engine);
