@@ -2,10 +2,16 @@
 # Installs what building and testing jamrig needs, skipping what is already there:
 # the Debian/Ubuntu packages (ALSA and JACK headers, JACK itself for the live tests,
 # cmake and libclang for Ableton Link's C++), and a Rust toolchain through rustup
-# if there is no cargo. Safe to run any number of times.
+# if there is no cargo, and Strudel's reference implementation of the mini-notation
+# from npm (scripts/strudel.sh). Safe to run any number of times.
 set -euo pipefail
 
 packages=(pkg-config g++ cmake libasound2-dev libclang-dev jackd2 libjack-jackd2-dev libasound2-plugins iproute2 util-linux)
+# Node.js runs Strudel, the reference for the mini-notation conformance test; a
+# Node.js installed some other way (with its own npm) is fine too.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -35,3 +41,5 @@ if ! command -v cargo >/dev/null 2>&1; then
         curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt >&2
     fi
 fi
+
+"$(dirname "$0")/strudel.sh"

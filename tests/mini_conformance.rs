@@ -1,0 +1,232 @@
+//! Conformance of jamrig's mini-notation with Strudel itself: every string of the
+//! corpus (tests/data/mini-corpus.txt) and every transform expression
+//! (tests/data/mini-transforms.txt) is played by `@strudel/mini` 1.1.0 under Node
+//! (tests/strudel/events.mjs) and by `jamrig check --events 8`; the onsets (as
+//! fractions of a cycle, one cycle a bar of 4 beats), notes and lengths must be the
+//! same events, exactly, random choices (`?`, `|`, degrade_by, sometimes) included.
+//! Strudel is installed from npm by scripts/strudel.sh (which the test command
+//! runs); without it, or without Node, the test fails and says what to run.
+
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const CYCLES: u32 = 8;
+const BEATS_PER_BAR: f64 = 4.0;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The GM notes of the short drum names the corpus uses (written out here, apart
+/// from jamrig's own table, so that the two are checked against each other).
+fn drum_note(name: &str) -> Option<u8> {
+    Some(match name {
+        "bd" => 36,
+        "sd" | "sn" => 38,
+        "rim" => 37,
+        "cp" => 39,
+        "hh" => 42,
+        "oh" => 46,
+        "lt" => 45,
+        "mt" => 47,
+        "ht" => 50,
+        "cr" => 49,
+        "rd" => 51,
+        "rb" => 53,
+        "cb" => 56,
+        _ => return None,
+    })
+}
+
+/// Installs Strudel if it is missing (scripts/strudel.sh is idempotent) and copies
+/// the reference script beside its node_modules; returns the script's path.
+fn strudel() -> PathBuf {
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        node.as_ref().is_ok_and(|o| o.status.success()),
+        "Node.js is not installed: the mini-notation conformance test runs Strudel under Node; run ./scripts/deps.sh"
+    );
+    let status = Command::new(root().join("scripts/strudel.sh")).status().expect("scripts/strudel.sh runs");
+    assert!(status.success(), "scripts/strudel.sh could not install Strudel (see its message above)");
+    let dir = root().join("target/strudel");
+    let script = dir.join("events.mjs");
+    std::fs::copy(root().join("tests/strudel/events.mjs"), &script).expect("copy the reference script");
+    script
+}
+
+/// One event, comparable: beat, note, length.
+#[derive(Clone, Debug, PartialEq)]
+struct Ev {
+    beat: f64,
+    note: i64,
+    length: f64,
+}
+
+fn sorted(mut v: Vec<Ev>) -> Vec<Ev> {
+    v.sort_by(|a, b| a.beat.total_cmp(&b.beat).then(a.note.cmp(&b.note)).then(a.length.total_cmp(&b.length)));
+    v
+}
+
+fn frac(j: &Json) -> f64 {
+    j[0].as_f64().unwrap() / j[1].as_f64().unwrap()
+}
+
+/// Strudel's events for each case id (or its error).
+fn strudel_events(cases: &[(String, Json, bool)]) -> BTreeMap<String, Result<Vec<Ev>, String>> {
+    let script = strudel();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("cases.json");
+    let list: Vec<Json> = cases.iter().map(|(_, c, _)| c.clone()).collect();
+    std::fs::write(&file, serde_json::to_string(&list).unwrap()).unwrap();
+    let out = Command::new("node").arg(&script).arg(&file).arg(CYCLES.to_string()).output().expect("node runs");
+    assert!(out.status.success(), "node failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut map: BTreeMap<String, Result<Vec<Ev>, String>> = BTreeMap::new();
+    for (id, _, _) in cases {
+        map.insert(id.clone(), Ok(Vec::new()));
+    }
+    let drums: BTreeMap<&str, bool> = cases.iter().map(|(id, _, d)| (id.as_str(), *d)).collect();
+    for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with('{')) {
+        let j: Json = serde_json::from_str(line).unwrap();
+        let id = j["id"].as_str().unwrap().to_string();
+        if let Some(e) = j.get("error") {
+            map.insert(id, Err(e.to_string()));
+            continue;
+        }
+        let value = if j["value"].is_array() { j["value"][0].clone() } else { j["value"].clone() };
+        let note = match (value.as_str(), drums[id.as_str()]) {
+            (Some(name), true) => drum_note(name).unwrap_or_else(|| panic!("{id}: no GM note for {name}")) as i64,
+            _ => j["midi"].as_f64().unwrap_or_else(|| panic!("{id}: Strudel's value {value} is no note")) as i64,
+        };
+        let ev = Ev {
+            beat: frac(&j["begin"]) * BEATS_PER_BAR,
+            note,
+            length: (frac(&j["end"]) - frac(&j["begin"])) * BEATS_PER_BAR,
+        };
+        if let Some(Ok(v)) = map.get_mut(&id) {
+            v.push(ev);
+        }
+    }
+    map
+}
+
+/// jamrig's events for each pattern of `set` (by name), from `jamrig check --events`;
+/// the error for a set that does not evaluate.
+fn try_jamrig_events(set: &str) -> Result<BTreeMap<String, Vec<Ev>>, String> {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("corpus.rhai");
+    std::fs::write(&path, set).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_jamrig"))
+        .args(["check", path.to_str().unwrap(), "--events", &CYCLES.to_string()])
+        .output()
+        .expect("jamrig runs");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let mut map: BTreeMap<String, Vec<Ev>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let j: Json = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let keys: Vec<&str> = j.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 6, "exactly six keys: {line}");
+        map.entry(j["pattern"].as_str().unwrap().to_string()).or_default().push(Ev {
+            beat: j["beat"].as_f64().unwrap(),
+            note: j["note"].as_i64().unwrap(),
+            length: j["length"].as_f64().unwrap(),
+        });
+    }
+    Ok(map)
+}
+
+/// As [`try_jamrig_events`]; if the set fails, each pattern line is tried alone and
+/// every failing one is reported.
+fn jamrig_events(head: &str, lines: &[String]) -> BTreeMap<String, Vec<Ev>> {
+    match try_jamrig_events(&(head.to_string() + &lines.concat())) {
+        Ok(m) => m,
+        Err(_) => {
+            let errors: Vec<String> = lines
+                .iter()
+                .filter_map(|l| try_jamrig_events(&(head.to_string() + l)).err().map(|e| format!("{l}{e}")))
+                .collect();
+            panic!("{} patterns fail in jamrig:\n{}", errors.len(), errors.join("\n"));
+        }
+    }
+}
+
+fn rhai_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Compares the two sides case by case; returns the cases that differ, described.
+fn compare(
+    cases: &[(String, Json, bool)],
+    what: &BTreeMap<String, String>,
+    strudel: &BTreeMap<String, Result<Vec<Ev>, String>>,
+    jamrig: &BTreeMap<String, Vec<Ev>>,
+) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (id, _, _) in cases {
+        let want = match &strudel[id] {
+            Ok(v) => sorted(v.clone()),
+            Err(e) => {
+                bad.push(format!("{id} {}: Strudel cannot play it: {e}", what[id]));
+                continue;
+            }
+        };
+        let got = sorted(jamrig.get(id).cloned().unwrap_or_default());
+        let same = want.len() == got.len()
+            && want
+                .iter()
+                .zip(&got)
+                .all(|(a, b)| a.note == b.note && (a.beat - b.beat).abs() < 1e-9 && (a.length - b.length).abs() < 1e-9);
+        if !same {
+            let show =
+                |v: &[Ev]| v.iter().take(12).map(|e| format!("{}:{}", e.beat, e.note)).collect::<Vec<_>>().join(" ");
+            bad.push(format!(
+                "{id} {}: Strudel {} events [{}], jamrig {} [{}]",
+                what[id],
+                want.len(),
+                show(&want),
+                got.len(),
+                show(&got)
+            ));
+        }
+    }
+    bad
+}
+
+fn run(corpus: &Path, expressions: bool) -> usize {
+    let text = std::fs::read_to_string(corpus).unwrap();
+    let mut cases = Vec::new();
+    let mut what = BTreeMap::new();
+    let head = "drums(10);\nchannel(1, \"organ\");\n";
+    let mut set = Vec::new();
+    for (i, line) in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).enumerate() {
+        let (kind, rest) = line.split_once('\t').unwrap_or_else(|| panic!("corpus line without a tab: {line}"));
+        let drums = kind == "drums";
+        let id = format!("c{i}");
+        let ch = if drums { 10 } else { 1 };
+        if expressions {
+            // `jamrig expression` or `jamrig expression <TAB> Strudel expression`
+            let (ours, theirs) = rest.split_once('\t').unwrap_or((rest, rest));
+            cases.push((id.clone(), serde_json::json!({ "id": id, "expr": theirs }), drums));
+            set.push(format!("pattern(\"{id}\", {ch}, {ours});\n"));
+            what.insert(id, ours.to_string());
+        } else {
+            cases.push((id.clone(), serde_json::json!({ "id": id, "mini": rest }), drums));
+            set.push(format!("pattern(\"{id}\", {ch}, mini({}));\n", rhai_string(rest)));
+            what.insert(id, format!("\"{rest}\""));
+        }
+    }
+    let strudel = strudel_events(&cases);
+    let jamrig = jamrig_events(head, &set);
+    let bad = compare(&cases, &what, &strudel, &jamrig);
+    assert!(bad.is_empty(), "{} of {} cases differ from Strudel:\n{}", bad.len(), cases.len(), bad.join("\n"));
+    cases.len()
+}
+
+#[test]
+fn mini_notation_strings_play_as_in_strudel() {
+    let n = run(&root().join("tests/data/mini-corpus.txt"), false);
+    assert!(n >= 300, "the corpus has {n} strings; it covers every operator with at least 300");
+}
