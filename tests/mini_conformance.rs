@@ -141,12 +141,12 @@ fn try_jamrig_events(set: &str) -> Result<BTreeMap<String, Vec<Ev>>, String> {
 /// As [`try_jamrig_events`]; if the set fails, each pattern line is tried alone and
 /// every failing one is reported.
 fn jamrig_events(head: &str, lines: &[String]) -> BTreeMap<String, Vec<Ev>> {
-    match try_jamrig_events(&(head.to_string() + &lines.concat())) {
+    match try_jamrig_events(&format!("{head}{}", lines.concat())) {
         Ok(m) => m,
         Err(_) => {
             let errors: Vec<String> = lines
                 .iter()
-                .filter_map(|l| try_jamrig_events(&(head.to_string() + l)).err().map(|e| format!("{l}{e}")))
+                .filter_map(|l| try_jamrig_events(&format!("{head}{l}")).err().map(|e| format!("{l}{e}")))
                 .collect();
             panic!("{} patterns fail in jamrig:\n{}", errors.len(), errors.join("\n"));
         }
@@ -229,4 +229,30 @@ fn run(corpus: &Path, expressions: bool) -> usize {
 fn mini_notation_strings_play_as_in_strudel() {
     let n = run(&root().join("tests/data/mini-corpus.txt"), false);
     assert!(n >= 300, "the corpus has {n} strings; it covers every operator with at least 300");
+}
+
+#[test]
+fn transforms_play_as_in_strudel() {
+    let n = run(&root().join("tests/data/mini-transforms.txt"), true);
+    assert!(n >= 40, "{n} transform expressions");
+}
+
+#[test]
+fn strings_strudel_rejects_are_errors_that_point_into_the_string() {
+    let text = std::fs::read_to_string(root().join("tests/data/mini-rejected.txt")).unwrap();
+    let strings: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let cases: Vec<(String, Json, bool)> = strings
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("r{i}"), serde_json::json!({ "id": format!("r{i}"), "mini": s }), true))
+        .collect();
+    let strudel = strudel_events(&cases);
+    for ((id, _, _), s) in cases.iter().zip(&strings) {
+        assert!(strudel[id].is_err(), "Strudel plays {s:?}, which this list says it rejects");
+        let err = jamrig::script::mini::read(s).expect_err(s);
+        let at = err.at.expect("a parse error has a place").at;
+        assert!(at.start <= s.len() && at.end <= s.len() && at.start <= at.end, "{s:?}: {at:?}");
+        assert!(err.message.len() > 10 && !err.message.ends_with('.'), "{s:?}: {}", err.message);
+    }
+    assert!(strings.len() >= 30);
 }
