@@ -110,6 +110,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":ports", "MIDI inputs and audio outputs"),
     (":port NAME", "use another MIDI input (name or index)"),
     (":keys [CH] [OCT]", "play notes on the computer keyboard (Esc leaves)"),
+    (":events NAME [BARS]", "a pattern's events as a grid, one line per bar (x where a note starts)"),
     (
         ":rec [patterns|stop|save FILE]",
         "record what is played (with `patterns`, the patterns' notes too); stop; write the take as a MIDI file",
@@ -752,6 +753,19 @@ impl Live {
                     self.say("not watching the set (use :reload)");
                 }
                 _ => self.say("usage: :watch on|off"),
+            },
+            ":events" => match args.as_slice() {
+                [name] | [name, _] => match args.get(1).map(|b| b.parse::<f64>()).transpose() {
+                    Ok(bars) => {
+                        let lib = self.session.host().library();
+                        match crate::rig::events::grid(self.session.set(), lib, name, bars) {
+                            Ok(g) => self.say(g.trim_end()),
+                            Err(e) => self.say(&e),
+                        }
+                    }
+                    Err(_) => self.say("usage: :events NAME [BARS] (BARS a whole number of bars)"),
+                },
+                _ => self.say("usage: :events NAME [BARS]"),
             },
             ":keys" | ":meters" => self.say(&format!("{cmd} needs a terminal")),
             other => {

@@ -166,10 +166,11 @@ pub fn grid(set: &Set, lib: &Library, name: &str, bars: Option<f64>) -> Result<S
         crate::params::fmt_num(bpb as f32),
         if rounded { " (onsets rounded to the nearest step)" } else { "" }
     );
-    s.push_str("       ");
+    let mut header = String::from("       ");
     for n in &names {
-        s.push_str(&format!("  {n:<width$}"));
+        header.push_str(&format!("  {n:<width$}"));
     }
+    s.push_str(header.trim_end());
     s.push('\n');
     for bar in 0..bars as u64 {
         let mut line = format!("bar {:<3}", bar + 1);
