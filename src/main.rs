@@ -91,7 +91,8 @@ enum Command {
         /// channel, beat, note, velocity and length (beats).
         #[arg(long, value_name = "BARS")]
         events: Option<f64>,
-        /// With --events: json (one object per line) or text (a readable table).
+        /// With --events: json (one object per line), text (a readable table) or grid
+        /// (each pattern, one line per bar).
         #[arg(long, value_enum, default_value = "json", requires = "events")]
         format: job::EventFormat,
     },

@@ -46,6 +46,33 @@ fn readme_examples_evaluate() {
     check_examples("README.md");
 }
 
+/// Each `grid NAME` block shows what the rhai block before it plays: the pattern
+/// NAME's grid over the bars the block shows.
+#[test]
+fn reference_grids_are_what_the_examples_play() {
+    let text = std::fs::read_to_string("stdlib/README.md").unwrap();
+    let mut last_rhai: Option<String> = None;
+    let mut checked = 0;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let block = |lines: &mut std::str::Lines| {
+            lines.by_ref().take_while(|l| !l.starts_with("```")).map(|l| format!("{l}\n")).collect::<String>()
+        };
+        if line.starts_with("```rhai") {
+            last_rhai = Some(block(&mut lines));
+        } else if let Some(name) = line.strip_prefix("```grid ") {
+            let want = block(&mut lines);
+            let code = last_rhai.as_ref().expect("a grid follows a rhai example");
+            let ev = common::host().eval_source("grid example", code, None, Set::default(), false).unwrap();
+            let bars = want.lines().filter(|l| l.starts_with("bar ")).count() as f64;
+            let got = jamrig::rig::events::grid(&ev.set, common::host().library(), name, Some(bars)).unwrap();
+            assert_eq!(got, want, "stdlib/README.md: the grid of {name} is now:\n{got}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "{checked} grids");
+}
+
 #[test]
 fn reference_parameter_table_is_the_engines() {
     let text = std::fs::read_to_string("stdlib/README.md").unwrap();
@@ -58,7 +85,7 @@ fn reference_parameter_table_is_the_engines() {
 #[test]
 fn every_function_and_preset_is_documented() {
     let text = std::fs::read_to_string("stdlib/README.md").unwrap();
-    for f in jamrig::script::api::FUNCTIONS {
+    for f in jamrig::script::api::all_functions() {
         assert!(
             text.contains(&format!("`{f}")) || text.contains(&format!("{f}(")),
             "function {f} is not in the reference"

@@ -185,6 +185,8 @@ pub enum EventFormat {
     Json,
     /// A readable table.
     Text,
+    /// Each pattern as a grid, one line per bar (as the REPL's `:events`).
+    Grid,
 }
 
 /// `jamrig check SET --events BARS`: the events the set's patterns play in the first
@@ -201,5 +203,14 @@ pub fn check_events(path: &Path, bars: f64, format: EventFormat) -> Result<Strin
     Ok(match format {
         EventFormat::Json => events::json_lines(&list),
         EventFormat::Text => events::table(&ev.set, host.library(), &list),
+        EventFormat::Grid => {
+            let mut s = String::new();
+            for name in ev.set.patterns.keys() {
+                s.push_str(
+                    &events::grid(&ev.set, host.library(), name, Some(bars.ceil())).map_err(anyhow::Error::msg)?,
+                );
+            }
+            s
+        }
     })
 }
