@@ -31,6 +31,7 @@ impl Names {
         let commands = COMMANDS.iter().map(|(c, _)| c.split(' ').next().unwrap_or(c).to_string()).collect();
         let code = FUNCTIONS
             .iter()
+            .chain(crate::script::patterns::FUNCTIONS)
             .map(|s| s.to_string())
             .chain(PARAMS.iter().map(|p| p.name.to_string()))
             .chain(CHANNEL_PROPERTIES.iter().map(|s| s.to_string()))

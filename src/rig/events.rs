@@ -159,11 +159,12 @@ pub fn grid(set: &Set, lib: &Library, name: &str, bars: Option<f64>) -> Result<S
     let names: Vec<String> = sounds.iter().map(|n| sound_name(lib, drums, *n)).collect();
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max(steps);
     let mut s = format!(
-        "{name} on channel {}: {} bar{} of {} beats, {steps} steps a bar{}\n",
+        "{name} on channel {}: {} bar{} of {} beats, {steps} step{} a bar{}\n",
         p.channel,
         bars,
         if bars == 1.0 { "" } else { "s" },
         crate::params::fmt_num(bpb as f32),
+        if steps == 1 { "" } else { "s" },
         if rounded { " (onsets rounded to the nearest step)" } else { "" }
     );
     let mut header = String::from("       ");
