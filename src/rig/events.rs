@@ -139,7 +139,7 @@ pub fn grid(set: &Set, lib: &Library, name: &str, bars: Option<f64>) -> Result<S
     };
     let bpb = set.beats_per_bar;
     let bars = match bars {
-        Some(b) if b >= 1.0 && b <= MAX_BARS && b.fract() == 0.0 => b,
+        Some(b) if (1.0..=MAX_BARS).contains(&b) && b.fract() == 0.0 => b,
         Some(_) => return Err(format!("the number of bars is a whole number from 1 to {MAX_BARS}")),
         None => (p.length_beats / bpb).ceil().clamp(1.0, 8.0),
     };

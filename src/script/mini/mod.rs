@@ -114,6 +114,6 @@ pub fn events(pat: &Pattern, cycles: u32) -> Result<Vec<Event>, MiniError> {
             out.len()
         )));
     }
-    out.sort_by(|a, b| a.begin.cmp(&b.begin));
+    out.sort_by_key(|a| a.begin);
     Ok(out)
 }

@@ -704,7 +704,7 @@ mod tests {
             .filter(Hap::has_onset)
             .map(|h| (h.whole.unwrap().begin, h.value))
             .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.sort_by_key(|a| a.0);
         v
     }
 
