@@ -1,6 +1,6 @@
 //! Engine benchmarks: prints the figures BENCHMARKS.md records. Run with
 //! `cargo bench --bench engine` (add `-- NAME` to run one: throughput, voices,
-//! startup, memory, reload, save, synths).
+//! startup, memory, reload, save, synths, mini).
 //!
 //! Every figure is measured on one core, offline (the renderer's thread plays the
 //! audio thread's part), at 48 kHz with 128-frame blocks unless it says otherwise.
@@ -295,6 +295,64 @@ fn reload() {
     );
 }
 
+/// Mini-notation on the control thread: a reload of `examples/live-coding.rhai`
+/// (whose patterns are mini-notation), and reading plus expanding every string of
+/// the conformance corpus on a drum or melodic channel.
+fn mini_notation() {
+    use jamrig::script::mini::{self, pattern::Pattern};
+    let host = ScriptHost::new().expect("stdlib");
+    let path = std::path::Path::new("examples/live-coding.rhai");
+    let ev = host.eval_file(path).expect("set");
+    let tables = Arc::new(Tables::new(SR as f32));
+    let mut r = Renderer::with_tables(&ev.set, tables).expect("rig");
+    let mut times = Vec::new();
+    for i in 0..200 {
+        let t0 = Instant::now();
+        let mut ev = host.eval_file(path).expect("set");
+        ev.set.tempo_bpm = 100.0 + (i % 2) as f64;
+        r.publish(&ev.set).expect("publish");
+        times.push(t0.elapsed());
+        r.render(TICK_FRAMES * 4, TICK_FRAMES);
+    }
+    times.sort();
+    println!(
+        "mini: reload of examples/live-coding.rhai (evaluate, expand, build, publish): median {:.2} ms, p95 {:.2} ms",
+        times[100].as_secs_f64() * 1e3,
+        times[190].as_secs_f64() * 1e3
+    );
+    let corpus = std::fs::read_to_string("tests/data/mini-corpus.txt").expect("corpus");
+    let lines: Vec<(bool, &str)> =
+        corpus.lines().filter_map(|l| l.split_once('\t')).map(|(k, s)| (k == "drums", s)).collect();
+    let lib = host.library();
+    let mut each = Vec::new();
+    let mut hits = 0;
+    let t_all = Instant::now();
+    for (drums, s) in &lines {
+        let t0 = Instant::now();
+        let p: Pattern = mini::read(s).expect("corpus string");
+        let (_, h) = jamrig::script::patterns::expand(lib, &p, *drums, 4.0, None).expect("expands");
+        each.push(t0.elapsed());
+        hits += h.len();
+    }
+    let total = t_all.elapsed();
+    each.sort();
+    println!(
+        "mini: read + expand {} corpus strings ({hits} hits): {:.1} ms in all, median {:.3} ms, worst {:.2} ms",
+        lines.len(),
+        total.as_secs_f64() * 1e3,
+        each[each.len() / 2].as_secs_f64() * 1e3,
+        each[each.len() - 1].as_secs_f64() * 1e3
+    );
+    let t0 = Instant::now();
+    let p = mini::read("[bd | sd | hh]*16?, cp(<3 5>,8,<0 2>)").expect("string");
+    let (_, h) = jamrig::script::patterns::expand(lib, &p, true, 4.0, Some(256)).expect("expands");
+    println!(
+        "mini: 256 bars of \"[bd | sd | hh]*16?, cp(<3 5>,8,<0 2>)\" ({} hits): {:.1} ms",
+        h.len(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+}
+
 /// A fixed amount of work for instruction counting (`valgrind --tool=callgrind
 /// --toggle-collect='*render_into*'`): 2 s of scenario (a).
 fn fixed_work(tables: &Arc<Tables>) {
@@ -563,6 +621,9 @@ fn main() {
     }
     if run("synths") {
         synth_costs(&tables);
+    }
+    if run("mini") {
+        mini_notation();
     }
     if run("clock") {
         clock_follower();

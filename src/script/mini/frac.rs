@@ -12,18 +12,18 @@ use std::ops::{Add, Div, Mul, Neg, Sub};
 
 /// A time or a factor, in cycles: an exact rational.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Frac(Ratio<i128>);
+pub struct Frac(Ratio<i64>);
 
 impl Frac {
     pub const ZERO: Frac = Frac(Ratio::new_raw(0, 1));
     pub const ONE: Frac = Frac(Ratio::new_raw(1, 1));
 
     pub fn int(n: i64) -> Frac {
-        Frac(Ratio::from_integer(n as i128))
+        Frac(Ratio::from_integer(n))
     }
 
     /// `n / d`; a zero denominator is a fault (and gives zero).
-    pub fn new(n: i128, d: i128) -> Frac {
+    pub fn new(n: i64, d: i64) -> Frac {
         if d == 0 {
             fault(Fault::Overflow);
             return Frac::ZERO;
@@ -31,11 +31,11 @@ impl Frac {
         Frac(Ratio::new(n, d))
     }
 
-    pub fn numer(&self) -> i128 {
+    pub fn numer(&self) -> i64 {
         *self.0.numer()
     }
 
-    pub fn denom(&self) -> i128 {
+    pub fn denom(&self) -> i64 {
         *self.0.denom()
     }
 
@@ -64,7 +64,7 @@ impl Frac {
     }
 
     /// Whole cycle number (floor).
-    pub fn floor_int(self) -> i128 {
+    pub fn floor_int(self) -> i64 {
         self.sam().numer()
     }
 
@@ -130,16 +130,16 @@ impl Frac {
             }
             (n * scale, dd)
         };
-        if num > 1e30 || den > 1e30 {
+        if num > 1e18 || den > 1e18 {
             fault(Fault::Overflow);
             return Frac::ZERO;
         }
-        let f = Frac::new(num as i128, den as i128);
+        let f = Frac::new(num as i64, den as i64);
         if negative { -f } else { f }
     }
 }
 
-fn checked(r: Option<Ratio<i128>>) -> Frac {
+fn checked(r: Option<Ratio<i64>>) -> Frac {
     match r {
         Some(r) => Frac(r),
         None => {

@@ -67,7 +67,7 @@ pub fn read(text: &str) -> Result<Pattern, MiniError> {
 /// Queries the first cycles of `pat`, so that values an operator cannot use are
 /// reported where the pattern is written rather than where it is played.
 pub fn check(pat: &Pattern) -> Result<(), MiniError> {
-    let n = whole_cycles(pat.period()).map(|p| p.numer().clamp(1, TRIAL_CYCLES as i128) as i64).unwrap_or(1);
+    let n = whole_cycles(pat.period()).map(|p| p.numer().clamp(1, TRIAL_CYCLES as i64)).unwrap_or(1);
     guarded(|| pat.query(Span::new(Frac::ZERO, Frac::int(n))))?;
     Ok(())
 }
@@ -83,8 +83,8 @@ pub fn cycles_of(pat: &Pattern, cycles: Option<u32>) -> Result<u32, MiniError> {
             "jamrig cannot tell after how many bars this pattern repeats; give it with #{{ cycles: N }} (at most {MAX_CYCLES})"
         )));
     };
-    let n = if pat.is_random() { period * ((RANDOM_CYCLES as i128 + period - 1) / period) } else { period };
-    if n > MAX_CYCLES as i128 {
+    let n = if pat.is_random() { period * ((RANDOM_CYCLES as i64 + period - 1) / period) } else { period };
+    if n > MAX_CYCLES as i64 {
         return Err(MiniError::plain(format!(
             "the pattern repeats only after {n} bars; at most {MAX_CYCLES} are expanded (make it shorter, or give #{{ cycles: N }} to play its first N bars on a loop)"
         )));

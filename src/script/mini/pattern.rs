@@ -98,11 +98,11 @@ pub struct Pattern {
 }
 
 /// Longest period, in cycles, worth working out (longer ones count as unknown).
-const MAX_KNOWN_PERIOD: i128 = 1 << 20;
+const MAX_KNOWN_PERIOD: i64 = 1 << 20;
 
 /// The smallest whole number of cycles that is a multiple of `p`.
 pub fn whole_cycles(p: Option<Frac>) -> Option<Frac> {
-    p.map(|p| Frac::int(p.numer().clamp(1, i64::MAX as i128) as i64))
+    p.map(|p| Frac::int(p.numer().max(1)))
 }
 
 /// The least common multiple of two periods (unknown if either is).
@@ -173,7 +173,7 @@ pub fn slowcat(pats: Vec<Pattern>) -> Pattern {
         1 => return pats.into_iter().next().unwrap_or_else(silence),
         _ => {}
     }
-    let n = pats.len() as i128;
+    let n = pats.len() as i64;
     let period = lcm_all(pats.iter().map(|p| whole_cycles(p.period)))
         .filter(|l| l.numer().saturating_mul(n) <= MAX_KNOWN_PERIOD)
         .map(|l| l * Frac::new(n, 1));
@@ -197,7 +197,7 @@ pub fn slowcat_prime(pats: Vec<Pattern>) -> Pattern {
     if pats.is_empty() {
         return silence();
     }
-    let n = pats.len() as i128;
+    let n = pats.len() as i64;
     let period = lcm(Some(Frac::new(n, 1)), lcm_all(pats.iter().map(|p| whole_cycles(p.period))));
     let random = pats.iter().any(|p| p.random);
     Pattern::new(move |span: Span| {
