@@ -271,9 +271,8 @@ fn memory() {
     );
 }
 
-fn reload() {
-    let host = ScriptHost::new().expect("stdlib");
-    let path = std::path::Path::new("examples/set.rhai");
+/// Median and p95 of 200 reloads of `path` (evaluate, validate, build, publish).
+fn reload_times(host: &ScriptHost, path: &std::path::Path) -> (f64, f64) {
     let ev = host.eval_file(path).expect("set");
     let tables = Arc::new(Tables::new(SR as f32));
     let mut r = Renderer::with_tables(&ev.set, tables).expect("rig");
@@ -288,10 +287,14 @@ fn reload() {
         r.render(TICK_FRAMES * 4, TICK_FRAMES);
     }
     times.sort();
+    (times[100].as_secs_f64() * 1e3, times[190].as_secs_f64() * 1e3)
+}
+
+fn reload() {
+    let host = ScriptHost::new().expect("stdlib");
+    let (median, p95) = reload_times(&host, std::path::Path::new("examples/set.rhai"));
     println!(
-        "reload: evaluate + validate + build + publish examples/set.rhai: median {:.2} ms, p95 {:.2} ms (target: median < 10 ms)",
-        times[100].as_secs_f64() * 1e3,
-        times[190].as_secs_f64() * 1e3
+        "reload: evaluate + validate + build + publish examples/set.rhai: median {median:.2} ms, p95 {p95:.2} ms (target: median < 10 ms)"
     );
 }
 
@@ -301,24 +304,9 @@ fn reload() {
 fn mini_notation() {
     use jamrig::script::mini::{self, pattern::Pattern};
     let host = ScriptHost::new().expect("stdlib");
-    let path = std::path::Path::new("examples/live-coding.rhai");
-    let ev = host.eval_file(path).expect("set");
-    let tables = Arc::new(Tables::new(SR as f32));
-    let mut r = Renderer::with_tables(&ev.set, tables).expect("rig");
-    let mut times = Vec::new();
-    for i in 0..200 {
-        let t0 = Instant::now();
-        let mut ev = host.eval_file(path).expect("set");
-        ev.set.tempo_bpm = 100.0 + (i % 2) as f64;
-        r.publish(&ev.set).expect("publish");
-        times.push(t0.elapsed());
-        r.render(TICK_FRAMES * 4, TICK_FRAMES);
-    }
-    times.sort();
+    let (median, p95) = reload_times(&host, std::path::Path::new("examples/live-coding.rhai"));
     println!(
-        "mini: reload of examples/live-coding.rhai (evaluate, expand, build, publish): median {:.2} ms, p95 {:.2} ms",
-        times[100].as_secs_f64() * 1e3,
-        times[190].as_secs_f64() * 1e3
+        "mini: reload of examples/live-coding.rhai (evaluate, expand, build, publish): median {median:.2} ms, p95 {p95:.2} ms"
     );
     let corpus = std::fs::read_to_string("tests/data/mini-corpus.txt").expect("corpus");
     let lines: Vec<(bool, &str)> =

@@ -13,13 +13,9 @@ pub fn note_name(note: u8) -> String {
     format!("{}{}", SHARP_NAMES[note as usize % 12], note as i32 / 12 - 1)
 }
 
-/// Parses a note name (`"C4"`, `"c#3"`, `"Eb4"`, `"F##2"`, `"Bb-1"`) into a MIDI note.
-/// Middle C is C4 = 60. Returns `None` for anything else or outside 0..=127.
-pub fn parse_note(name: &str) -> Option<u8> {
-    let s = name.trim();
-    let mut chars = s.chars();
-    let letter = chars.next()?.to_ascii_uppercase();
-    let base: i32 = match letter {
+/// The pitch class of a note letter (`c` or `C` is 0, `b` 11).
+pub fn letter_chroma(letter: char) -> Option<i32> {
+    Some(match letter.to_ascii_uppercase() {
         'C' => 0,
         'D' => 2,
         'E' => 4,
@@ -28,7 +24,15 @@ pub fn parse_note(name: &str) -> Option<u8> {
         'A' => 9,
         'B' => 11,
         _ => return None,
-    };
+    })
+}
+
+/// Parses a note name (`"C4"`, `"c#3"`, `"Eb4"`, `"F##2"`, `"Bb-1"`) into a MIDI note.
+/// Middle C is C4 = 60. Returns `None` for anything else or outside 0..=127.
+pub fn parse_note(name: &str) -> Option<u8> {
+    let s = name.trim();
+    let mut chars = s.chars();
+    let base = letter_chroma(chars.next()?)?;
     let rest = chars.as_str();
     let accidentals = rest.len() - rest.trim_start_matches(['#', 'b', '♯', '♭']).len();
     let (acc, octave) = rest.split_at(accidentals);

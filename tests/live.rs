@@ -281,6 +281,15 @@ fn the_repl_reads_stdin() {
     let (_, line) = r.jam.command(":frobnicate", S(5), |l| !l.trim().is_empty());
     assert!(line.starts_with("unknown command :frobnicate"), "answer to an unknown command: {line}");
 
+    // A mini-notation pattern from a REPL line, and its grid (:events).
+    let (_, line) = r.jam.command("pattern(\"beat\", 10, mini(\"bd*2 [~ sn]\"));", S(5), |l| !l.trim().is_empty());
+    assert!(line.contains("beat"), "answer to the pattern: {line}");
+    let (start, line) = r.jam.command(":events beat 2", S(5), |l| l.starts_with("beat on channel 10"));
+    assert_eq!(line, "beat on channel 10: 2 bars of 4 beats, 4 steps a bar");
+    let (end, _, _) = r.jam.expect_line(start, S(5), "bar 2 of the grid", |l| l.starts_with("bar 2"));
+    let grid = r.jam.out.all()[start + 1..=end].to_vec();
+    assert_eq!(grid[1..], ["bar 1    xx..   ...x", "bar 2    xx..   ...x"], "grid: {grid:#?}");
+
     let from = r.jam.out.len();
     r.jam.close_stdin();
     let status = r.jam.wait_exit(S(3));

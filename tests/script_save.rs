@@ -58,3 +58,16 @@ fn tweaks_custom_instruments_and_knob_positions_round_trip() {
     set.channels.get_mut(&2).unwrap().params.set(jamrig::params::Param::Lowpass, 912.5);
     round_trip(&set);
 }
+
+/// Regression: `:save` wrote drum hits without their length and beats rounded to 4
+/// decimals, so a mini-notation pattern (drum hits last their step; triplets are
+/// thirds of a beat) did not read back the same.
+#[test]
+fn a_mini_pattern_with_triplets_and_drum_lengths_round_trips() {
+    let ev = common::eval(
+        "drums(10);\nchannel(1, \"organ\");\npattern(\"d\", 10, mini(\"bd*3 [sn sn sn]\"));\npattern(\"m\", 1, mini(\"c4 e4 g4\"));\n",
+    )
+    .unwrap();
+    assert!(ev.set.patterns["d"].hits.iter().any(|h| h.length > 0.0 && (h.beat * 4.0).fract() != 0.0));
+    round_trip(&ev.set);
+}

@@ -19,6 +19,12 @@ fn num(v: f64) -> String {
     if s.contains('.') || s.contains('e') { s } else { format!("{s}.0") }
 }
 
+/// A beat or a length exactly (shortest form that reads back as the same f64), so
+/// that triplets and the lengths of mini-notation hits survive a save.
+fn exact(v: f64) -> String {
+    format!("{v:?}")
+}
+
 fn value(p: Param, v: f32) -> String {
     match p.info().kind {
         Kind::Choice(names) => quote(names.get(v as usize).copied().unwrap_or("")),
@@ -96,16 +102,16 @@ fn pattern_lines(p: &PatternSpec, set: &Set, lib: &Library, out: &mut String) {
         }
         let _ = writeln!(out, "// pattern {} started from the preset {}", p.name, quote(preset));
     }
-    let _ = writeln!(out, "pattern({}, {}, {}, [", quote(&p.name), p.channel, num(p.length_beats));
+    let _ = writeln!(out, "pattern({}, {}, {}, [", quote(&p.name), p.channel, exact(p.length_beats));
     for h in &p.hits {
         let note = match (drums, lib.drum_name(h.note)) {
             (true, Some(name)) => quote(name),
             _ => quote(&note_name(h.note)),
         };
-        if drums {
-            let _ = writeln!(out, "    [{}, {note}, {}],", num(h.beat), h.velocity);
+        if drums && h.length == 0.0 {
+            let _ = writeln!(out, "    [{}, {note}, {}],", exact(h.beat), h.velocity);
         } else {
-            let _ = writeln!(out, "    [{}, {note}, {}, {}],", num(h.beat), h.velocity, num(h.length));
+            let _ = writeln!(out, "    [{}, {note}, {}, {}],", exact(h.beat), h.velocity, exact(h.length));
         }
     }
     let _ = writeln!(out, "]);");

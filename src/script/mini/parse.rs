@@ -283,19 +283,7 @@ impl Parser<'_> {
         let head = self.sequence()?;
         for (c, align) in [(',', Align::Stack), ('|', Align::Rand), ('.', Align::Feet)] {
             let mut parts = vec![head.clone()];
-            loop {
-                let save = self.pos;
-                if !self.sep(c) {
-                    break;
-                }
-                match self.sequence() {
-                    Some(s) => parts.push(s),
-                    None => {
-                        self.pos = save;
-                        break;
-                    }
-                }
-            }
+            self.more_sequences(c, &mut parts);
             if parts.len() > 1 {
                 let seed = match align {
                     Align::Stack => 0,
@@ -314,9 +302,15 @@ impl Parser<'_> {
     fn polymeter_stack(&mut self, align: Align) -> Option<Node> {
         let start = self.pos;
         let mut parts = vec![self.sequence()?];
+        self.more_sequences(',', &mut parts);
+        Some(Node::Group { align, parts, seed: 0, steps: None, at: start..self.pos })
+    }
+
+    /// `(c sequence)*`, appended to `parts`.
+    fn more_sequences(&mut self, c: char, parts: &mut Vec<Node>) {
         loop {
             let save = self.pos;
-            if !self.sep(',') {
+            if !self.sep(c) {
                 break;
             }
             match self.sequence() {
@@ -327,7 +321,6 @@ impl Parser<'_> {
                 }
             }
         }
-        Some(Node::Group { align, parts, seed: 0, steps: None, at: start..self.pos })
     }
 
     /// `'^'? slice_with_ops+`

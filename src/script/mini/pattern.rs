@@ -436,21 +436,7 @@ impl Pattern {
         other: &Pattern,
         f: impl Fn(&Value, &Value) -> Option<Value> + Send + Sync + 'static,
     ) -> Pattern {
-        let (l, r) = (self.clone(), other.clone());
-        Pattern::new(move |span| {
-            let mut out = Vec::new();
-            for hf in l.query(span) {
-                for hv in r.query(hf.whole_or_part()) {
-                    if let Some(part) = hf.part.intersection(&hv.part)
-                        && let Some(value) = f(&hf.value, &hv.value)
-                    {
-                        out.push(Hap { whole: hf.whole, part, value });
-                    }
-                }
-            }
-            out
-        })
-        .meta(lcm(self.period, other.period), self.random || other.random)
+        app(self, other, true, f)
     }
 
     /// Structure from `other`, values from `self` sampled over each of its events.
@@ -459,21 +445,7 @@ impl Pattern {
         other: &Pattern,
         f: impl Fn(&Value, &Value) -> Option<Value> + Send + Sync + 'static,
     ) -> Pattern {
-        let (l, r) = (self.clone(), other.clone());
-        Pattern::new(move |span| {
-            let mut out = Vec::new();
-            for hv in r.query(span) {
-                for hf in l.query(hv.whole_or_part()) {
-                    if let Some(part) = hf.part.intersection(&hv.part)
-                        && let Some(value) = f(&hf.value, &hv.value)
-                    {
-                        out.push(Hap { whole: hv.whole, part, value });
-                    }
-                }
-            }
-            out
-        })
-        .meta(lcm(self.period, other.period), self.random || other.random)
+        app(self, other, false, f)
     }
 
     /// A pattern of patterns flattened, with the inner events' timing (Strudel's
@@ -609,6 +581,33 @@ impl Pattern {
             }
         }
     }
+}
+
+/// Values of `l` and `r` combined by `f`, with the structure of `l` (`left`) or of
+/// `r`: each event of the structure samples the other pattern over its whole.
+fn app(
+    l: &Pattern,
+    r: &Pattern,
+    left: bool,
+    f: impl Fn(&Value, &Value) -> Option<Value> + Send + Sync + 'static,
+) -> Pattern {
+    let (meta_period, meta_random) = (lcm(l.period, r.period), l.random || r.random);
+    let (structure, other) = if left { (l.clone(), r.clone()) } else { (r.clone(), l.clone()) };
+    Pattern::new(move |span| {
+        let mut out = Vec::new();
+        for hs in structure.query(span) {
+            for ho in other.query(hs.whole_or_part()) {
+                let (hl, hr) = if left { (&hs, &ho) } else { (&ho, &hs) };
+                if let Some(part) = hl.part.intersection(&hr.part)
+                    && let Some(value) = f(&hl.value, &hr.value)
+                {
+                    out.push(Hap { whole: hs.whole, part, value });
+                }
+            }
+        }
+        out
+    })
+    .meta(meta_period, meta_random)
 }
 
 /// Bjorklund's algorithm as Strudel runs it (negative pulses give the complement).

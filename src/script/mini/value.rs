@@ -115,17 +115,7 @@ pub fn js_number(s: &str) -> Option<f64> {
 /// sharp, `b` or `f` flat) and an octave (3 if none); `c4` is MIDI 60.
 pub fn note_number(word: &str) -> Option<i64> {
     let mut chars = word.chars();
-    let letter = chars.next()?.to_ascii_lowercase();
-    let chroma = match letter {
-        'c' => 0,
-        'd' => 2,
-        'e' => 4,
-        'f' => 5,
-        'g' => 7,
-        'a' => 9,
-        'b' => 11,
-        _ => return None,
-    };
+    let chroma = crate::theory::letter_chroma(chars.next()?)? as i64;
     let rest = chars.as_str();
     let acc_len = rest.len() - rest.trim_start_matches(['#', 'b', 's', 'f']).len();
     let (acc, octave) = rest.split_at(acc_len);
