@@ -395,3 +395,35 @@ fn dampers_stop_released_notes_upper_partials_first() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// Regression: the sitar carried DC at -8.5 dB of its RMS (its one-sided bridge),
+/// acid bass and the electric pianos some too (distortion and saturation of even
+/// harmonics), which thumps at note-off. Every preset's DC (the mean of a whole note,
+/// 0.7 s held and 0.5 s after, left and right; DC-free sound averages to nothing over
+/// its whole life) is now at least 40 dB under the RMS of the held note.
+#[test]
+fn no_preset_carries_dc() {
+    let lib = common::host().library();
+    let mut names: Vec<&String> = lib.instruments.keys().collect();
+    names.sort();
+    let mut bad = Vec::new();
+    let mut worst = (f32::NEG_INFINITY, String::new());
+    for name in names {
+        let text = format!("channel(1, \"{name}\");");
+        let set = common::set(&text);
+        let (lo, hi) = jamrig::offline::levels::preset_range(&set);
+        let (out, _) = play(&text, 60u8.clamp(lo, hi), 0.7, 0.5);
+        for side in [common::left(&out), common::right(&out)] {
+            let mean = side.iter().map(|v| *v as f64).sum::<f64>() / side.len() as f64;
+            let rel = common::db(mean.abs() as f32) - common::db(common::rms(common::span(&side, SR, 0.01, 0.71)));
+            if rel > worst.0 {
+                worst = (rel, name.clone());
+            }
+            if rel > -40.0 {
+                bad.push(format!("{name}: DC {rel:.1} dB of the RMS"));
+            }
+        }
+    }
+    println!("largest DC: {} at {:.1} dB of its RMS", worst.1, worst.0);
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}

@@ -131,6 +131,8 @@ pub struct Bus {
     sr: f32,
     glides: [Glide; NUM_PARAMS],
     trem_phase: f64,
+    /// DC blocker after distortion and saturation (every channel).
+    dc: [f32; 2],
     chorus: Chorus,
     chorus_dormant: bool,
     phaser: Phaser,
@@ -166,6 +168,7 @@ impl Bus {
             sr: sample_rate,
             glides: std::array::from_fn(|i| Glide::new(defaults.0[i], tick, sample_rate)),
             trem_phase: 0.0,
+            dc: [0.0; 2],
             chorus: Chorus::new(sample_rate),
             chorus_dormant: true,
             phaser: Phaser::default(),
@@ -213,6 +216,7 @@ impl Bus {
 
     /// Clears all state (after a numeric fault).
     pub fn clear(&mut self) {
+        self.dc = [0.0; 2];
         self.chorus.clear();
         self.phaser.clear();
         self.delay.clear();
@@ -247,6 +251,11 @@ impl Bus {
                 *x += (fast_tanh(*x * (1.0 + 2.0 * a)) - *x) * a;
             }
         }
+
+        // DC out: some synths make it (tape, reeds), and driven even harmonics (an
+        // asymmetric wave through the curves above) do too. A 5 Hz corner leaves the
+        // lowest bass alone.
+        crate::dsp::math::dc_block(mono, &mut self.dc, sr);
 
         // Tremolo: gain 1 - depth * (1 + sin) / 2.
         let (t0, td) = self.glides[Param::TremoloDepth as usize].step(t.get(Param::TremoloDepth), n);

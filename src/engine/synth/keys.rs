@@ -439,7 +439,8 @@ fn ep_damper(k: usize, t: f32, released: f32) -> f32 {
 pub struct Rhodes;
 
 // State: phase[k] = harmonic k + 1 (k < 6); z[0] = brightness (from the pitch at
-// note-on); z[1] = when the damper fell (s since note-on, 0 = held).
+// note-on); z[1] = when the damper fell (s since note-on, 0 = held); z[2], z[3] = DC
+// blocker.
 impl Synth for Rhodes {
     fn start(&self, st: &mut OscState, ctx: &SynthCtx) {
         random_phases(st, 6);
@@ -465,6 +466,10 @@ impl Synth for Rhodes {
         for x in out.iter_mut() {
             *x = fast_tanh(1.2 * *x) * (RHODES_GAIN / 1.2);
         }
+        // The saturation of even harmonics leaves DC: take it out.
+        let mut dc = [st.z[2], st.z[3]];
+        crate::dsp::math::dc_block(out, &mut dc, ctx.sample_rate);
+        [st.z[2], st.z[3]] = dc;
     }
 
     fn decays(&self) -> bool {
@@ -480,7 +485,8 @@ impl Synth for Rhodes {
 pub struct Wurlitzer;
 
 // State: phase[k] = harmonic k + 1 (k < 7); z[0] = brightness (from the pitch at
-// note-on); z[1] = when the damper fell (s since note-on, 0 = held).
+// note-on); z[1] = when the damper fell (s since note-on, 0 = held); z[2], z[3] = DC
+// blocker.
 impl Synth for Wurlitzer {
     fn start(&self, st: &mut OscState, ctx: &SynthCtx) {
         random_phases(st, 7);
@@ -515,6 +521,9 @@ impl Synth for Wurlitzer {
         for x in out.iter_mut() {
             *x = fast_tanh(1.1 * *x) * (WURLI_GAIN / 1.1);
         }
+        let mut dc = [st.z[2], st.z[3]];
+        crate::dsp::math::dc_block(out, &mut dc, ctx.sample_rate);
+        [st.z[2], st.z[3]] = dc;
     }
 
     fn decays(&self) -> bool {

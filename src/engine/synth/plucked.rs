@@ -66,6 +66,7 @@ const Z_CHIFF: usize = Z_HP + 2; // chiff noise: previous, next, fraction; envel
 const Z_CHIKARI: usize = Z_CHIFF + 4; // sitar chikari envelope
 const Z_DETUNE: usize = Z_CHIKARI + 1; // beat between the strings, Hz
 const Z_MUTE: usize = Z_DETUNE + 1; // 1 once the string is muted (key up)
+const Z_DC: usize = Z_MUTE + 1; // sitar DC blocker: previous input and output
 // n[0], n[1]: write positions of strings 1 and 2 (in their half of the line).
 // phase[0], phase[1]: sitar chikari sines at 2f and 3f.
 
@@ -823,6 +824,13 @@ fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
                 st.z[Z_BODY + 2 * i + 1] = s[1];
             }
         }
+    }
+
+    // The sitar's one-sided bridge leaves DC (-8.5 dB of its RMS): take it out.
+    if spec.extra == Extra::Sitar {
+        let mut dc = [st.z[Z_DC], st.z[Z_DC + 1]];
+        crate::dsp::math::dc_block(out, &mut dc, ctx.sample_rate);
+        [st.z[Z_DC], st.z[Z_DC + 1]] = dc;
     }
 
     // Low-pass and output gain.
