@@ -24,6 +24,10 @@ pub fn fast_tanh(x: f32) -> f32 {
 /// 0.15 dB, high enough to settle in a few tens of milliseconds.
 pub const DC_BLOCK_HZ: f32 = 5.0;
 
+/// Below this (-80 dB), a DC blocker fed exact silence outputs exact silence: what
+/// was silent stays silent (no endless filter tail after a sound ends).
+const DC_BLOCK_FLUSH: f32 = 1e-4;
+
 /// Removes DC from `x` in place with a one-pole high-pass at [`DC_BLOCK_HZ`];
 /// `state` holds the previous input and output.
 #[inline]
@@ -33,7 +37,7 @@ pub fn dc_block(x: &mut [f32], state: &mut [f32; 2], sample_rate: f32) {
     for v in x.iter_mut() {
         let y = *v - x1 + r * y1;
         x1 = *v;
-        y1 = if y.abs() < 1e-20 { 0.0 } else { y };
+        y1 = if *v == 0.0 && y.abs() < DC_BLOCK_FLUSH { 0.0 } else { y };
         *v = y1;
     }
     *state = [x1, y1];

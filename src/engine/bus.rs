@@ -131,7 +131,7 @@ pub struct Bus {
     sr: f32,
     glides: [Glide; NUM_PARAMS],
     trem_phase: f64,
-    /// DC blocker after distortion and saturation (every channel).
+    /// DC blocker after distortion and saturation.
     dc: [f32; 2],
     chorus: Chorus,
     chorus_dormant: bool,
@@ -252,10 +252,11 @@ impl Bus {
             }
         }
 
-        // DC out: some synths make it (tape, reeds), and driven even harmonics (an
-        // asymmetric wave through the curves above) do too. A 5 Hz corner leaves the
-        // lowest bass alone.
-        crate::dsp::math::dc_block(mono, &mut self.dc, sr);
+        // DC out: driven even harmonics (an asymmetric wave through the curves above)
+        // leave it. A 5 Hz corner leaves the lowest bass alone.
+        if d0 > 0.0 || dd != 0.0 || s0 > 0.0 || sd != 0.0 {
+            crate::dsp::math::dc_block(mono, &mut self.dc, sr);
+        }
 
         // Tremolo: gain 1 - depth * (1 + sin) / 2.
         let (t0, td) = self.glides[Param::TremoloDepth as usize].step(t.get(Param::TremoloDepth), n);
