@@ -60,7 +60,7 @@ impl Ring {
 
 /// The smallest prime at or above `n`.
 fn prime_at_least(n: usize) -> usize {
-    let is_prime = |k: usize| k >= 2 && (2..).take_while(|d| d * d <= k).all(|d| k % d != 0);
+    let is_prime = |k: usize| k >= 2 && (2..).take_while(|d| d * d <= k).all(|d| !k.is_multiple_of(d));
     (n.max(2)..).find(|&k| is_prime(k)).unwrap_or(n)
 }
 
