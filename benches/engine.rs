@@ -1,6 +1,6 @@
 //! Engine benchmarks: prints the figures BENCHMARKS.md records. Run with
 //! `cargo bench --bench engine` (add `-- NAME` to run one: throughput, voices,
-//! startup, memory, reload, save, synths).
+//! startup, memory, reload, save, synths, tail).
 //!
 //! Every figure is measured on one core, offline (the renderer's thread plays the
 //! audio thread's part), at 48 kHz with 128-frame blocks unless it says otherwise.
@@ -516,6 +516,47 @@ fn capture_cost() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// CPU per audio second while notes play, and then in the fading tail that follows
+/// (bus filters, delay feedback and reverb ringing out after the last note-off),
+/// where values sink towards the denormal range.
+fn tail(tables: &Arc<Tables>) {
+    let mut set = Set::default();
+    for ch in 1..=4u8 {
+        let mut c = synth_channel("saw", true, 8);
+        c.params.set(Param::Highpass, 80.0);
+        c.params.set(Param::DelayFeedback, 0.85);
+        c.params.set(Param::DelayTime, 0.3);
+        c.params.set(Param::Release, 0.05);
+        set.channels.insert(ch, c);
+    }
+    let mut best_play = f64::MAX;
+    let mut best_tail = [f64::MAX; 4];
+    for _ in 0..3 {
+        let mut r = Renderer::with_tables(&set, tables.clone()).expect("rig builds");
+        let mut evs = Vec::new();
+        for ch in 0..4u8 {
+            for v in 0..4u8 {
+                let note = 48 + v * 5 + ch;
+                evs.push(Event::new(0, EventKind::NoteOn { channel: ch, note, velocity: 100 }));
+                evs.push(Event::new(SR as u64 * 2, EventKind::NoteOff { channel: ch, note }));
+            }
+        }
+        r.add_events(evs);
+        let (rtf, _) = time_blocks(&mut r, 2.0);
+        best_play = best_play.min(1.0 / rtf);
+        // The tail, second by second: 0-5 s, 5-10 s, 10-20 s, 20-40 s after the last note.
+        for (k, secs) in [5.0, 5.0, 10.0, 20.0].into_iter().enumerate() {
+            let (rtf, _) = time_blocks(&mut r, secs);
+            best_tail[k] = best_tail[k].min(1.0 / rtf);
+        }
+    }
+    println!("tail: CPU seconds per audio second (best of 3), 4 channels x 4 saw voices, every effect, feedback 0.85");
+    println!("  while playing: {best_play:.4}");
+    for (label, v) in ["0-5 s", "5-10 s", "10-20 s", "20-40 s"].iter().zip(best_tail) {
+        println!("  tail {label} after the last note: {v:.4}");
+    }
+}
+
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     if which.iter().any(|w| w == "only-b") {
@@ -569,6 +610,9 @@ fn main() {
     }
     if run("capture") {
         capture_cost();
+    }
+    if run("tail") {
+        tail(&tables);
     }
     if run("memory") {
         println!("(e) run `cargo bench --bench engine -- memory` alone to measure peak memory");
