@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The largest set or module file read (a set is a page of script, not megabytes).
-pub const MAX_SET_BYTES: u64 = 256 * 1024;
+pub const MAX_SET_BYTES: u64 = 128 * 1024;
 /// The largest MIDI file read.
 pub const MAX_MIDI_BYTES: u64 = 4 * 1024 * 1024;
 /// The largest capture file (one part) read.

@@ -108,6 +108,12 @@ pub fn read(dir: &Path) -> Result<CaptureLog, CaptureError> {
     crate::files::check_input(&path, crate::files::MAX_CAPTURE_BYTES, "capture")
         .map_err(|e| CaptureError::Set(e.to_string()))?;
     let file = std::fs::File::open(&path).map_err(|source| CaptureError::Io { path: path.clone(), source })?;
+    parse(std::io::BufReader::new(file), &path)
+}
+
+/// Reads a capture's records from `input` (`path` names it in errors).
+pub fn parse(input: impl BufRead, path: &Path) -> Result<CaptureLog, CaptureError> {
+    let path = path.to_path_buf();
     let damaged = |line: usize, message: String| CaptureError::Damaged { path: path.clone(), line, message };
     // Frames past the longest render are damage (set once the header gives the rate).
     let mut max_frame = u64::MAX;
@@ -122,7 +128,7 @@ pub fn read(dir: &Path) -> Result<CaptureLog, CaptureError> {
     let mut log = CaptureLog::default();
     let mut files: BTreeMap<String, String> = BTreeMap::new();
     let mut header = false;
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+    for (i, line) in input.lines().enumerate() {
         let n = i + 1;
         let line = line.map_err(|e| damaged(n, e.to_string()))?;
         if line.trim().is_empty() {

@@ -233,8 +233,16 @@ pub fn render(plan: &Plan, tables: std::sync::Arc<crate::tables::Tables>) -> Res
 
 /// Renders the plan into a WAV file (16-bit), streaming it; returns the frames.
 pub fn write(plan: &Plan, tables: std::sync::Arc<crate::tables::Tables>, path: &std::path::Path) -> Result<u64> {
+    let stop = super::job::interrupted();
+    stop.store(false, std::sync::atomic::Ordering::Relaxed);
     let mut wav = super::wav::WavStream::create(path, tables.sample_rate as u32, super::wav::SampleFormat::S16)?;
-    render_with(plan, tables, |x| wav.write(x))?;
+    // Stopped by SIGINT or SIGTERM, the partial file is removed (`wav` is dropped).
+    render_with(plan, tables, |x| {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            anyhow::bail!("interrupted: nothing was written");
+        }
+        wav.write(x)
+    })?;
     let frames = wav.frames();
     wav.finish()?;
     Ok(frames)

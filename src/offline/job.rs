@@ -105,7 +105,7 @@ impl std::error::Error for ScriptFailure {}
 
 /// Set when SIGINT or SIGTERM arrives during a render (the render stops and removes
 /// its partial file instead of the process dying with it in place).
-fn interrupted() -> &'static Arc<AtomicBool> {
+pub fn interrupted() -> &'static Arc<AtomicBool> {
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
     FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
@@ -287,7 +287,7 @@ pub fn run(job: &RenderJob) -> Result<Rendered> {
             bail!("--bars must be above 0 and at most {MAX_BARS}, not {b}")
         }
         Length::Seconds(s) if !(s > 0.0 && s <= MAX_RENDER_SECONDS) => {
-            bail!("--seconds must be above 0 and at most {MAX_RENDER_SECONDS} ({hours} hours), not {s}")
+            bail!("--seconds must be above 0 and at most {MAX_RENDER_SECONDS}, not {s}")
         }
         _ => {}
     }

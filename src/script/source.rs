@@ -39,7 +39,7 @@ pub const FORBIDDEN: &[&str] = &["curry"];
 /// `let` and `const` declarations a set (or module) may write. Each declaration
 /// and each use of a variable searches the ones before it while the script is
 /// parsed, so their number bounds the parse time.
-pub const MAX_DECLARATIONS: usize = 1024;
+pub const MAX_DECLARATIONS: usize = 256;
 
 /// What a scan of a script's code (outside strings and comments) found.
 #[derive(Debug, Default, PartialEq)]
@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn forbidden_words_and_too_many_declarations_are_found_in_code_only() {
-        assert_eq!(scan("let p = Fn(\"f\"); p = p.curry(1);").forbidden, Some((25, "curry")));
+        assert_eq!(scan("let p = Fn(\"f\"); p = p.curry(1);").forbidden, Some((23, "curry")));
         assert_eq!(scan("print(\"curry\"); // curry\nlet curry_x = 1;").forbidden, None);
         let many = "let x = 1;\n".repeat(MAX_DECLARATIONS + 1);
         assert_eq!(scan(&many).too_many_at, Some(11 * MAX_DECLARATIONS));
