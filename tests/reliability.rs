@@ -256,7 +256,7 @@ fn generated_hostile_sets_fail_with_a_located_error_or_play_finite_audio() {
             text.push_str(&hostile_call(&mut g));
             text.push('\n');
         }
-        let result = std::panic::catch_unwind(|| common::eval(&text));
+        let result = std::panic::catch_unwind(|| common::eval(&text).map_err(Box::new));
         let Ok(result) = result else { panic!("case {case} panicked:\n{text}") };
         match result {
             Err(d) => {

@@ -115,7 +115,7 @@ fn emit(set: &PatternSet, a: u64, b: u64, transport: &Transport, sink: &mut impl
     }
     for p in &set.patterns {
         let len = p.length_beats;
-        if !(len >= MIN_PATTERN_BEATS) || p.hits.is_empty() {
+        if len.is_nan() || len < MIN_PATTERN_BEATS || p.hits.is_empty() {
             continue;
         }
         let mut cycle = (lo / len).floor().max(0.0) as u64;
