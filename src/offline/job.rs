@@ -169,39 +169,15 @@ impl Writer {
         Ok(())
     }
 
-    /// Renders `frames` frames; with `fade`, the last [`CUT_FADE_SECONDS`] fade to
-    /// silence (an exact cut without a click).
-    fn render(&mut self, r: &mut Renderer, frames: u64, fade: bool) -> Result<()> {
-        let fade_frames = if fade { (CUT_FADE_SECONDS * r.sample_rate() as f64).ceil() as u64 } else { 0 };
-        let mut done = 0u64;
-        while done < frames {
-            self.check_interrupt()?;
-            let n = (frames - done).min(self.chunk as u64) as usize;
-            let mut buf = std::mem::take(&mut self.buf);
-            r.render_into(&mut buf[..2 * n], DEFAULT_BLOCK);
-            for i in 0..n {
-                let left = frames - (done + i as u64);
-                if left <= fade_frames {
-                    let g = (left - 1) as f32 / fade_frames as f32;
-                    buf[2 * i] *= g;
-                    buf[2 * i + 1] *= g;
-                }
-            }
-            let result = self.put(&buf[..2 * n]);
-            self.buf = buf;
-            result?;
-            done += n as u64;
-        }
-        Ok(())
-    }
-
-    /// Renders until the output has stayed below [`SILENCE`] for
-    /// [`SILENT_FOR_SECONDS`], or `max_frames` (ending in a fade there). Returns
-    /// the frames rendered.
-    fn ring_out(&mut self, r: &mut Renderer, max_frames: u64) -> Result<u64> {
+    /// Renders up to `max_frames` frames; with `fade`, the last
+    /// [`CUT_FADE_SECONDS`] before `max_frames` fade to silence (a cut without a
+    /// click); with `until_quiet`, it stops sooner once the output has stayed below
+    /// [`SILENCE`] for [`SILENT_FOR_SECONDS`] (a ring-out). Returns the frames
+    /// rendered.
+    fn render(&mut self, r: &mut Renderer, max_frames: u64, fade: bool, until_quiet: bool) -> Result<u64> {
         let sr = r.sample_rate() as f64;
-        let quiet_needed = (SILENT_FOR_SECONDS * sr) as u64;
-        let fade_frames = (CUT_FADE_SECONDS * sr).ceil() as u64;
+        let fade_frames = if fade { (CUT_FADE_SECONDS * sr).ceil() as u64 } else { 0 };
+        let quiet_needed = if until_quiet { (SILENT_FOR_SECONDS * sr) as u64 } else { u64::MAX };
         let (mut done, mut quiet) = (0u64, 0u64);
         while done < max_frames && quiet < quiet_needed {
             self.check_interrupt()?;
@@ -341,12 +317,12 @@ pub fn run(job: &RenderJob) -> Result<Rendered> {
     }
     let tail_frames = (tail * sr).round() as u64;
     let mut w = Writer::new(&job.out, job.sample_rate, job.format, frames + tail_frames)?;
-    w.render(&mut r, frames, tail_frames == 0)?;
+    w.render(&mut r, frames, tail_frames == 0, false)?;
     if tail_frames > 0 {
         // The end: patterns stop, held notes are released, the rest of the MIDI
         // file is left out; effects and releases ring on.
         r.end_at(frames);
-        w.ring_out(&mut r, tail_frames)?;
+        w.render(&mut r, tail_frames, true, true)?;
     }
     let written = w.finish()?;
     let elapsed = t0.elapsed();
