@@ -824,6 +824,11 @@ fn rough_edges_of_set_text_get_located_errors() {
     assert!(d.message.contains("never closed"), "{}", d.message);
     // Bytes that are not UTF-8.
     let dir = tempfile::tempdir().unwrap();
+    // A module whose unclosed comment is past line 65535 (Rhai's positions end there).
+    std::fs::write(dir.path().join("far.rhai"), format!("{}/* open", "\n".repeat(70_000))).unwrap();
+    std::fs::write(dir.path().join("main.rhai"), "import \"far\" as f;\n").unwrap();
+    let d = common::host().eval_file(&dir.path().join("main.rhai")).unwrap_err();
+    assert!(d.message.contains("never closed"), "{}", d.message);
     let bad = dir.path().join("bad.rhai");
     std::fs::write(&bad, b"tempo(120);\nlet x = \"\xff\xfe\";\n").unwrap();
     let o = jamrig(&["check", s(&bad)]);

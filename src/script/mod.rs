@@ -139,10 +139,12 @@ impl ModuleResolver for Resolver {
         let result = (|| {
             if let Some((at, message, token)) = source::problem(&text) {
                 let (line, column) = source::line_col(&text, at);
+                // Rhai positions count to 65535 (never 0).
+                let (line, column) = (line.clamp(1, u16::MAX as usize) as u16, column.min(u16::MAX as usize) as u16);
                 let e = api::ApiError { message, token: Some(token.into()), help: None };
                 return Err(Box::new(EvalAltResult::ErrorInModule(
                     name.clone(),
-                    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(e), Position::new(line as u16, column as u16))),
+                    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(e), Position::new(line, column))),
                     pos,
                 )));
             }
