@@ -39,7 +39,7 @@ pub const FORBIDDEN: &[&str] = &["curry"];
 /// `let` and `const` declarations a set (or module) may write. Each declaration
 /// and each use of a variable searches the ones before it while the script is
 /// parsed, so their number bounds the parse time.
-pub const MAX_DECLARATIONS: usize = 256;
+pub const MAX_DECLARATIONS: usize = 1024;
 
 /// What a scan of a script's code (outside strings and comments) found.
 #[derive(Debug, Default, PartialEq)]
