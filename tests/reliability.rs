@@ -292,6 +292,16 @@ fn sleep_is_refused_in_sets_modules_and_repl_lines() {
     assert!(d.message.contains("sleep is not available"), "{}", d.message);
 }
 
+#[test]
+fn a_set_cannot_read_the_clock() {
+    // A set evaluates to the same rig every time (reloads, captures and replays rely
+    // on it): Rhai's time functions are not part of the language.
+    for line in ["let t = timestamp();", "let t = timestamp(); print(t.elapsed);"] {
+        let d = common::eval_err(line);
+        assert!(d.message.contains("timestamp"), "{line}: {}", d.message);
+    }
+}
+
 /// Arguments of every type a built-in may take, at their extremes.
 fn extreme_args(ty: &str) -> Vec<String> {
     let ty = ty.trim();
