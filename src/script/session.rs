@@ -3,8 +3,9 @@
 //! the next reload replaces them. Control thread.
 
 use super::diagnostic::Diagnostic;
-use super::diff::diff;
+use super::diff::diff_live;
 use super::{Evaluated, ScriptHost};
+use crate::params::Param;
 use crate::rig::build::BuildError;
 use crate::rig::controller::Controller;
 use crate::rig::set::{Set, SyncMode};
@@ -17,6 +18,11 @@ pub trait Publish {
     fn publish_set(&mut self, set: &Set) -> Result<(), BuildError>;
     /// The bar at which a pattern change will be heard (`None` if stopped).
     fn next_bar(&self, beats_per_bar: f64) -> Option<u64>;
+    /// The value a knob has given channel `ch`'s (from 1) parameter, if one has:
+    /// what the change lines start from.
+    fn live_value(&self, _ch: u8, _p: Param) -> Option<f32> {
+        None
+    }
 }
 
 impl Publish for Controller {
@@ -27,6 +33,10 @@ impl Publish for Controller {
     fn next_bar(&self, beats_per_bar: f64) -> Option<u64> {
         let st = self.stats();
         st.playing.load(Relaxed).then(|| (st.beat() / beats_per_bar.max(1e-3)).floor() as u64 + 2)
+    }
+
+    fn live_value(&self, ch: u8, p: Param) -> Option<f32> {
+        self.stats().override_of((ch as usize).checked_sub(1)?, p)
     }
 }
 
@@ -132,7 +142,8 @@ impl Session {
         if let Some(s) = self.sync_override {
             next.set.sync = s;
         }
-        let changes = diff(&self.running.set, &next.set, out.next_bar(next.set.beats_per_bar));
+        let changes =
+            diff_live(&self.running.set, &next.set, out.next_bar(next.set.beats_per_bar), |c, p| out.live_value(c, p));
         if changes.is_empty() {
             self.running.files = next.files;
             self.running.sources = next.sources;
@@ -162,7 +173,8 @@ impl Session {
         if let Some(s) = self.sync_override {
             ev.set.sync = s;
         }
-        let changes = diff(&self.running.set, &ev.set, out.next_bar(ev.set.beats_per_bar));
+        let changes =
+            diff_live(&self.running.set, &ev.set, out.next_bar(ev.set.beats_per_bar), |c, p| out.live_value(c, p));
         if !changes.is_empty() {
             out.publish_set(&ev.set).map_err(|e| Diagnostic::new("repl", line, rhai::Position::NONE, e.to_string()))?;
             self.tweaks.push(line.trim().trim_end_matches(';').trim().to_string());
