@@ -120,7 +120,7 @@ fn inner_the_capture_path_never_allocates() {
     let Rig { mut engine, mut controller } = Rig::new(&set, 48000.0, common::tables(48000)).expect("rig");
     assert_eq!(engine.sync_mode(), SyncMode::Link { quantum: QUANTUM });
     let mut session = LinkSession::new(120.0);
-    session.follow(set.sync, set.tempo_bpm);
+    session.follow(set.sync, set.tempo_bpm, false);
     let mut clock = session.clock();
     session.propose_start();
     let mut out = vec![0.0f32; 256 * 2];
@@ -133,14 +133,22 @@ fn inner_the_capture_path_never_allocates() {
             500 => session.propose_tempo(133.0),
             900 => session.propose_stop(),
             1000 => session.propose_start(),
-            1500 => session.follow(SyncMode::Internal, 120.0),
-            1700 => session.follow(set.sync, set.tempo_bpm),
+            1500 => {
+                session.follow(SyncMode::Internal, 120.0, false);
+            }
+            1700 => {
+                session.follow(set.sync, set.tempo_bpm, false);
+            }
             _ => {}
         }
         reset_violation_count();
         let mut got = None;
         let calls = c_alloc::calls_in(|| {
             assert_no_alloc(|| {
+                if round % 300 == 150 {
+                    // The device reported an overrun.
+                    clock.after_overrun();
+                }
                 got = clock.timeline(engine.frames_out(), latency, 48000.0);
                 if let Some(t) = got {
                     engine.follow_timeline(t);
@@ -180,7 +188,9 @@ mod with_jack {
     /// Link rounds tempos on the wire.
     const TEMPO_TOLERANCE: f64 = 1e-3;
     /// The JACK server of these tests (not the live tests' one: both may run at once).
-    const LINK_SERVER: &str = "jamrig_link";
+    fn link_server() -> String {
+        server_name("jamrig_link")
+    }
     /// Polls `f` until it gives `Some`, up to `timeout`.
     fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
         let t0 = Instant::now();
@@ -221,7 +231,7 @@ mod with_jack {
 
     impl LinkRig {
         fn start(set_text: &str) -> LinkRig {
-            let server = JackServer::start_with_period(LINK_SERVER, 128);
+            let server = JackServer::start_with_period(&link_server(), 128);
             let dir = tempfile::tempdir().expect("temp dir");
             let set = dir.path().join("set.rhai");
             std::fs::write(&set, set_text).expect("write the set");

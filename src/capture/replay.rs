@@ -55,6 +55,8 @@ pub struct CaptureLog {
     pub lost: u64,
     /// Records of kinds this build does not know (skipped).
     pub skipped: u64,
+    /// What MIDI had set on the channels before this part began.
+    pub channels: Vec<crate::engine::ChannelMidi>,
 }
 
 impl CaptureLog {
@@ -115,7 +117,7 @@ pub fn read(dir: &Path) -> Result<CaptureLog, CaptureError> {
             .and_then(|k| k.as_str())
             .map(str::to_string)
             .ok_or_else(|| damaged(n, "no \"record\" kind".into()))?;
-        const KNOWN: [&str; 7] = ["header", "set", "adopt", "event", "timeline", "lost", "end"];
+        const KNOWN: [&str; 8] = ["header", "set", "adopt", "event", "timeline", "channels", "lost", "end"];
         if !KNOWN.contains(&kind.as_str()) {
             log.skipped += 1;
             continue;
@@ -182,6 +184,11 @@ pub fn read(dir: &Path) -> Result<CaptureLog, CaptureError> {
                     return Err(damaged(n, "timeline with a non-finite beat or tempo".into()));
                 }
                 log.timelines.push((frame, ExternalTimeline { frame: at, beat, bpm, playing }));
+            }
+            Record::Channels { channels } => {
+                for c in channels {
+                    log.channels.push(c.to_midi().map_err(|m| damaged(n, m))?);
+                }
             }
             Record::Lost { count } => log.lost += count,
             Record::End { frame } => log.end = Some(frame),
@@ -250,6 +257,7 @@ pub fn replay(log: &CaptureLog, mut sink: impl FnMut(&[f32])) -> Result<u64, Cap
     let tables = Arc::new(crate::tables::Tables::new(log.sample_rate as f32));
     let first = &sets[&log.adopts[0].1];
     let mut r = Renderer::following_clock(first, tables).map_err(|e| CaptureError::Set(e.to_string()))?;
+    r.engine.restore_channel_midi(&log.channels);
     r.add_events(log.events.iter().copied());
     let total = log.frames();
     let (mut adopts, mut timelines) = (log.adopts[1..].iter().peekable(), log.timelines.iter().peekable());

@@ -35,6 +35,14 @@ impl<T: Copy> WindowedMin<T> {
         self.current = Some(self.smaller(self.current, v));
     }
 
+    /// Forgets both windows: the next value stands alone (after an overrun, when
+    /// the offset has moved for good and the old minimum is wrong).
+    #[inline]
+    pub fn reset(&mut self) {
+        self.current = None;
+        self.previous = None;
+    }
+
     /// Ends the current window: it becomes the previous one.
     #[inline]
     pub fn roll(&mut self) {

@@ -40,6 +40,36 @@ const IDLE_WAKE: Duration = Duration::from_millis(5);
 const STOP_FADE: Duration = Duration::from_millis(400);
 /// How often the Link session's peer count is looked at (a change is printed).
 const LINK_POLL: Duration = Duration::from_millis(200);
+/// An open stream whose callback has not run for this long has lost its device
+/// (a server behind ALSA's jack plugin that died leaves the stream open and
+/// silent, with no error).
+const STALL: Duration = Duration::from_secs(1);
+/// How long a new stream may take to run its first callback before a stall counts.
+const START_GRACE: Duration = Duration::from_secs(2);
+
+/// Watches an open stream's callback count for a stall.
+struct StallWatch {
+    callbacks: u64,
+    /// The last moment the count moved (or the stream opened, plus the grace).
+    moved: Instant,
+}
+
+impl StallWatch {
+    fn new() -> StallWatch {
+        StallWatch { callbacks: 0, moved: Instant::now() + START_GRACE }
+    }
+
+    /// Whether the callback has stalled, given its count now.
+    fn stalled(&mut self, callbacks: u64) -> bool {
+        let now = Instant::now();
+        if callbacks != self.callbacks {
+            self.callbacks = callbacks;
+            self.moved = self.moved.max(now);
+            return false;
+        }
+        now.saturating_duration_since(self.moved) >= STALL
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct PlayOptions {
@@ -153,6 +183,8 @@ pub struct Live {
     tables: Arc<Tables>,
     last_poll: Instant,
     lost_device: bool,
+    /// Notices a stream whose callback stopped running.
+    stall: StallWatch,
     record_tap: Arc<RecordTap>,
     recorder: Recorder,
     /// The session capture, while one runs.
@@ -161,6 +193,14 @@ pub struct Live {
     link: LinkSession,
     /// Link peers last reported.
     link_peers: u64,
+    /// The session's tempo and start/stop last seen (a peer's change is printed).
+    link_seen: Option<(f64, bool)>,
+    /// Whether the session's start/stop state is known: Link tells a newcomer of
+    /// start/stop changes only, so after joining a session it is not, until one
+    /// comes (or jamrig makes one).
+    link_start_stop_known: bool,
+    /// The tempo of the set's file as last read (REPL tweaks aside).
+    file_tempo: f64,
     last_link_poll: Instant,
 }
 
@@ -171,17 +211,34 @@ pub struct Live {
 struct LinkedPublisher<'a> {
     controller: &'a mut Controller,
     link: &'a mut LinkSession,
+    /// For a set read from its file: the tempo the file had before. Its tempo is
+    /// proposed only if the file changed it (a reload that only drops a `:tempo`
+    /// tweak leaves the session's tempo alone). `None` for a REPL line, whose tempo
+    /// is proposed if it differs from the set last published.
+    file_tempo: Option<f64>,
+    /// A tempo was proposed to the session.
+    proposed: bool,
+}
+
+impl LinkedPublisher<'_> {
+    fn propose(&self, set: &Set) -> bool {
+        match self.file_tempo {
+            Some(before) => set.tempo_bpm != before,
+            None => set.tempo_bpm != self.link.set_bpm(),
+        }
+    }
 }
 
 impl Publish for LinkedPublisher<'_> {
     fn publish_set(&mut self, set: &Set) -> Result<(), BuildError> {
         let link_mode = matches!(set.sync, SyncMode::Link { .. });
+        let propose = self.propose(set);
         if link_mode {
-            self.link.follow(set.sync, set.tempo_bpm);
+            self.proposed |= self.link.follow(set.sync, set.tempo_bpm, propose);
         }
         self.controller.publish_set(set)?;
         if !link_mode {
-            self.link.follow(set.sync, set.tempo_bpm);
+            self.link.follow(set.sync, set.tempo_bpm, propose);
         }
         Ok(())
     }
@@ -189,6 +246,19 @@ impl Publish for LinkedPublisher<'_> {
     fn next_bar(&self, beats_per_bar: f64) -> Option<u64> {
         self.controller.next_bar(beats_per_bar)
     }
+
+    fn live_value(&self, ch: u8, p: crate::params::Param) -> Option<f32> {
+        self.controller.live_value(ch, p)
+    }
+}
+
+/// A change of the Link session's tempo smaller than this is not reported (Link
+/// rounds tempos on the wire).
+const LINK_TEMPO_STEP: f64 = 0.005;
+
+/// A tempo as shown: two decimals at most.
+fn fmt_bpm(bpm: f64) -> String {
+    crate::params::fmt_num(((bpm * 100.0).round() / 100.0) as f32)
 }
 
 /// What `:play` and `:stop` say while the MIDI clock drives the transport.
@@ -218,6 +288,9 @@ impl Live {
         let mut session = Session::open(host, &opts.set).map_err(StartError::Script)?;
         session.set_sync_override(opts.sync);
         let chosen = audio::choose(opts.device.as_deref(), opts.buffer)?;
+        if let Some(note) = &chosen.buffer_note {
+            say(&out, note);
+        }
         let sample_rate = chosen.sample_rate();
         let tables = Arc::new(Tables::new(sample_rate as f32));
         let mut set = session.set().clone();
@@ -237,7 +310,7 @@ impl Live {
             None => None,
         };
         let mut link = LinkSession::new(set.tempo_bpm);
-        link.follow(set.sync, set.tempo_bpm);
+        link.follow(set.sync, set.tempo_bpm, false);
         let clock = Arc::new(FrameClock::new(sample_rate, chosen.buffer_frames()));
         let audio_stats = Arc::new(LiveStats::default());
         let stream = audio::start(&chosen, engine, clock.clone(), audio_stats.clone(), link.clock())?;
@@ -270,11 +343,15 @@ impl Live {
             tables,
             last_poll: Instant::now(),
             lost_device: false,
+            stall: StallWatch::new(),
             record_tap,
             recorder: Recorder::new(sample_rate as f64),
             capture,
             link,
             link_peers: 0,
+            link_seen: None,
+            link_start_stop_known: true,
+            file_tempo: set.tempo_bpm,
             last_link_poll: Instant::now(),
             opts,
         };
@@ -388,6 +465,9 @@ impl Live {
                 c.note_set(self.controller.last_serial(), &self.session);
                 c.drain();
             }
+            if self.stream.is_some() && self.stall.stalled(self.audio.callbacks_total.load(Relaxed)) {
+                self.lose_device(&format!("no audio callback for {} s", STALL.as_secs()), true);
+            }
             if self.last_poll.elapsed() >= DEVICE_POLL {
                 self.last_poll = Instant::now();
                 self.poll_devices();
@@ -406,7 +486,19 @@ impl Live {
             return;
         }
         let files_before = self.session.files().to_vec();
-        let r = self.session.reload(&mut LinkedPublisher { controller: &mut self.controller, link: &mut self.link });
+        let mut publisher = LinkedPublisher {
+            controller: &mut self.controller,
+            link: &mut self.link,
+            file_tempo: Some(self.file_tempo),
+            proposed: false,
+        };
+        let r = self.session.reload(&mut publisher);
+        if publisher.proposed {
+            self.seen_own_link_change();
+        }
+        if matches!(r, Reload::Changed { .. } | Reload::Unchanged { .. }) {
+            self.file_tempo = self.session.set().tempo_bpm;
+        }
         match &r {
             Reload::Failed(d) => {
                 self.say(&r.line());
@@ -449,13 +541,51 @@ impl Live {
         }
     }
 
-    /// Says when peers join or leave the Link session.
+    /// Says when peers join or leave the Link session, and when a peer changes its
+    /// tempo or starts or stops it (jamrig's own proposals are said where they are
+    /// made).
     fn poll_link(&mut self) {
         let peers = if self.link.is_enabled() { self.link.peers() } else { 0 };
+        let joined = self.link_peers == 0 && peers > 0;
         if peers != self.link_peers {
             self.link_peers = peers;
             self.say(&format!("Link: {}", plural(peers, "peer")));
         }
+        if !self.link.is_enabled() {
+            self.link_seen = None;
+            return;
+        }
+        let now = self.link.status();
+        if peers == 0 {
+            self.link_start_stop_known = true;
+        } else if joined && !now.playing {
+            self.link_start_stop_known = false;
+            self.link_seen = Some((now.bpm, now.playing));
+            self.say(&format!(
+                "Link: joined a session at {} BPM; Link does not tell a newcomer whether it already plays: if it does, :play joins it at its next bar without moving its beat",
+                fmt_bpm(now.bpm)
+            ));
+            return;
+        }
+        if let Some((bpm, playing)) = self.link_seen.replace((now.bpm, now.playing))
+            && peers > 0
+        {
+            if (now.bpm - bpm).abs() >= LINK_TEMPO_STEP {
+                self.say(&format!("Link: a peer set the tempo to {} BPM", fmt_bpm(now.bpm)));
+            }
+            if now.playing != playing {
+                let what = if now.playing { "started" } else { "stopped" };
+                self.say(&format!("Link: a peer {what} the session"));
+                self.link_start_stop_known = true;
+            }
+        }
+    }
+
+    /// Notes the session's state after jamrig's own proposal, so that it is not
+    /// reported as a peer's.
+    fn seen_own_link_change(&mut self) {
+        let now = self.link.status();
+        self.link_seen = Some((now.bpm, now.playing));
     }
 
     fn print_log(&self) {
@@ -466,6 +596,25 @@ impl Live {
 
     fn send_now(&self, kind: EventKind) {
         self.controller.send(Event::new(self.clock.frame_for(Instant::now()), kind));
+    }
+
+    /// Closes the MIDI input, letting go of the notes and pedals it held down;
+    /// returns ", its N notes released" (or nothing when it held none).
+    fn close_midi(&mut self) -> String {
+        let Some(m) = self.midi.take() else { return String::new() };
+        let released = m.held.release();
+        m.close();
+        let notes = released.iter().filter(|k| matches!(k, EventKind::NoteOff { .. })).count();
+        let pedals = released.len() - notes;
+        for kind in released {
+            self.send_now(kind);
+        }
+        match (notes, pedals) {
+            (0, 0) => String::new(),
+            (n, 0) => format!(" ({} released)", plural(n as u64, "held note")),
+            (0, p) => format!(" ({} lifted)", plural(p as u64, "pedal")),
+            (n, p) => format!(" ({} released, {} lifted)", plural(n as u64, "held note"), plural(p as u64, "pedal")),
+        }
     }
 
     /// Rebuilds the engine on a (re)opened device.
@@ -480,6 +629,10 @@ impl Live {
         apply_sync(&mut set, self.opts.sync);
         let Rig { mut engine, controller } =
             Rig::new(&set, sr as f32, self.tables.clone()).map_err(|e| AudioError::Failed(e.to_string()))?;
+        // What MIDI set on the old engine (knobs, volume, pan, expression, programs,
+        // bend, pedal) goes on in the new one, as the REPL's tweaks do.
+        let midi_state = self.controller.stats().channel_midi();
+        engine.restore_channel_midi(&midi_state);
         engine.record_into(self.record_tap.clone());
         // A new engine starts its frames again: a recording goes on after what the
         // old one played, the capture in a new part.
@@ -488,7 +641,8 @@ impl Live {
         if let Some(part) = self.end_capture("the audio device was reopened") {
             let dir = self.opts.capture.clone().unwrap_or_default();
             match SessionCapture::start_part(&dir, part + 1, sr, &self.session) {
-                Ok((c, tap)) => {
+                Ok((mut c, tap)) => {
+                    c.note_channel_midi(&midi_state);
                     engine.capture_into(tap);
                     self.say(&format!("capture: goes on in {}", c.path().display()));
                     self.capture = Some(c);
@@ -501,6 +655,7 @@ impl Live {
         let stream = audio::start(&chosen, engine, self.clock.clone(), self.audio.clone(), self.link.clock())?;
         self.controller = controller;
         self.stream = Some(stream);
+        self.stall = StallWatch::new();
         self.chosen = Some(chosen);
         self.tap.sender = self.controller.event_sender();
         self.tap.clock = self.clock.clone();
@@ -521,21 +676,41 @@ impl Live {
         Ok(())
     }
 
+    /// The stream has lost its device (`why`): it is closed, and reopened when the
+    /// device returns.
+    fn lose_device(&mut self, why: &str, stalled: bool) {
+        let desc = self.chosen.as_ref().map(|c| c.description.clone()).unwrap_or_default();
+        // A client of a server that has gone must not be closed (libjack crashes).
+        self.audio.failed.store(true, Relaxed);
+        if let Some(stream) = self.stream.take() {
+            if stalled {
+                // A stream that stalled with no error sits on a device that is gone
+                // without saying so (a JACK server behind ALSA's jack plugin that
+                // died): closing it crashes in the plugin's libjack. It is left
+                // alone: its thread stays blocked and its memory is not given back.
+                std::mem::forget(stream);
+            } else {
+                drop(stream);
+            }
+        }
+        self.lost_device = true;
+        self.say(&format!(
+            "audio device lost ({desc}: {why}); the REPL stays, and the device will be reopened when it returns"
+        ));
+    }
+
     fn poll_devices(&mut self) {
         if self.stream.is_some() && self.audio.failed.load(Relaxed) {
-            let desc = self.chosen.as_ref().map(|c| c.description.clone()).unwrap_or_default();
-            self.stream = None;
-            self.lost_device = true;
-            self.say(&format!(
-                "audio device lost ({desc}); the REPL stays, and the device will be reopened when it returns"
-            ));
+            self.lose_device("it reported an error", false);
         }
         if self.stream.is_none() {
             match self.open_audio() {
                 Ok(()) => {
                     if self.lost_device {
-                        let desc = self.chosen.as_ref().map(|c| c.description.clone()).unwrap_or_default();
-                        self.say(&format!("audio device back: {desc}"));
+                        let c = self.chosen.as_ref();
+                        let desc = c.map(|c| c.description.clone()).unwrap_or_default();
+                        let note = c.and_then(|c| c.buffer_note.clone()).map(|n| format!("; {n}")).unwrap_or_default();
+                        self.say(&format!("audio device back: {desc}{note}"));
                     }
                     self.lost_device = false;
                 }
@@ -548,10 +723,8 @@ impl Live {
             && !ports.contains(&m.port)
         {
             let port = m.port.clone();
-            if let Some(m) = self.midi.take() {
-                m.close();
-            }
-            self.say(&format!("MIDI input {port} is gone; it will be re-attached when it returns"));
+            let released = self.close_midi();
+            self.say(&format!("MIDI input {port} is gone{released}; it will be re-attached when it returns"));
             self.midi_wanted = Some(port);
         }
         if self.midi.as_ref().is_none_or(|m| m.is_own())
@@ -578,8 +751,17 @@ impl Live {
             return true;
         }
         if !line.starts_with(':') {
-            let mut publisher = LinkedPublisher { controller: &mut self.controller, link: &mut self.link };
-            match self.session.apply_line(line, &mut publisher) {
+            let mut publisher = LinkedPublisher {
+                controller: &mut self.controller,
+                link: &mut self.link,
+                file_tempo: None,
+                proposed: false,
+            };
+            let applied = self.session.apply_line(line, &mut publisher);
+            if publisher.proposed {
+                self.seen_own_link_change();
+            }
+            match applied {
                 Ok(changes) => {
                     for p in &self.session.evaluated().printed {
                         self.say(p);
@@ -617,11 +799,28 @@ impl Live {
                 }
                 SyncMode::Midi => self.say(MIDI_OWNS_TRANSPORT),
                 SyncMode::Link { quantum } => {
-                    self.link.propose_start();
-                    self.say(&format!(
-                        "transport: Link session started; playing from its next bar ({} beats)",
-                        crate::params::fmt_num(quantum as f32)
-                    ));
+                    let bar = crate::params::fmt_num(quantum as f32);
+                    if self.link.status().playing {
+                        // Starting it again would move its beat 0 and silence
+                        // every peer until the next bar.
+                        self.say(&format!(
+                            "transport: the Link session is already playing; jamrig plays along (from its next bar of {bar} beats if it is not yet)"
+                        ));
+                    } else {
+                        let unknown = !self.link_start_stop_known;
+                        self.link.propose_start();
+                        self.link_start_stop_known = true;
+                        self.seen_own_link_change();
+                        if unknown {
+                            self.say(&format!(
+                                "transport: Link session playing (its beat stays where it is); jamrig plays from its next bar ({bar} beats)"
+                            ));
+                        } else {
+                            self.say(&format!(
+                                "transport: Link session started; playing from its next bar ({bar} beats)"
+                            ));
+                        }
+                    }
                 }
             },
             ":stop" => match self.effective_sync() {
@@ -632,6 +831,8 @@ impl Live {
                 SyncMode::Midi => self.say(MIDI_OWNS_TRANSPORT),
                 SyncMode::Link { .. } => {
                     self.link.propose_stop();
+                    self.link_start_stop_known = true;
+                    self.seen_own_link_change();
                     self.say("transport: Link session stopped");
                 }
             },
@@ -647,6 +848,7 @@ impl Live {
                                 // Again even if the set had it already: the session
                                 // may have moved away from it.
                                 self.link.propose_tempo(bpm);
+                                self.seen_own_link_change();
                                 self.say(&format!(
                                     "tempo {} BPM proposed to the Link session",
                                     crate::params::fmt_num(bpm as f32)
@@ -697,8 +899,9 @@ impl Live {
                     self.say("usage: :port NAME|INDEX");
                 } else {
                     let want = args.join(" ");
-                    if let Some(m) = self.midi.take() {
-                        m.close();
+                    let released = self.close_midi();
+                    if !released.is_empty() {
+                        self.say(&format!("MIDI in: closed{released}"));
                     }
                     match midi::connect(Some(&want), &self.tap) {
                         Ok(m) => {
@@ -797,9 +1000,19 @@ impl Live {
                 s.set_sync_override(self.opts.sync);
                 let mut set = s.set().clone();
                 apply_sync(&mut set, self.opts.sync);
-                let mut publisher = LinkedPublisher { controller: &mut self.controller, link: &mut self.link };
-                match publisher.publish_set(&set) {
+                let mut publisher = LinkedPublisher {
+                    controller: &mut self.controller,
+                    link: &mut self.link,
+                    file_tempo: Some(self.file_tempo),
+                    proposed: false,
+                };
+                let published = publisher.publish_set(&set);
+                if publisher.proposed {
+                    self.seen_own_link_change();
+                }
+                match published {
                     Ok(()) => {
+                        self.file_tempo = set.tempo_bpm;
                         self.session = s;
                         self.opts.set = path.to_path_buf();
                         self.rewatch();
@@ -893,12 +1106,16 @@ impl Live {
             SyncMode::Midi => format!("sync: midi; {clock_in}\n"),
             SyncMode::Link { quantum } => {
                 let l = self.link.status();
+                let state = match (l.playing, self.link_start_stop_known) {
+                    (true, _) => "playing",
+                    (false, true) => "stopped",
+                    (false, false) => "start/stop not told since joining (:play joins it)",
+                };
                 format!(
-                    "sync: link, quantum {}: {}, session {:.2} BPM, session {}; {clock_in}\n",
+                    "sync: link, quantum {}: {}, session {:.2} BPM, session {state}; {clock_in}\n",
                     crate::params::fmt_num(quantum as f32),
                     plural(l.peers, "peer"),
                     l.bpm,
-                    if l.playing { "playing" } else { "stopped" }
                 )
             }
         }

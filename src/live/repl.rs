@@ -160,7 +160,10 @@ impl Repl {
                     }
                 }
                 Err(ReadlineError::Interrupted) => println!("(Ctrl-D or :quit leaves)"),
-                Err(_) => {
+                Err(e) => {
+                    if matches!(e, ReadlineError::Eof) && !std::io::stdin().is_terminal() {
+                        println!("end of input: stopping (--no-repl plays on without reading stdin)");
+                    }
                     let _ = tx.send(Msg::Quit);
                     break;
                 }
