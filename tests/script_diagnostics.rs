@@ -372,8 +372,8 @@ fn value_out_of_range_message() {
     let d = eval_err("let c = channel(1, \"synth_bass\");\nc.lowpass = 5;");
     assert_eq!(d.message, "lowpass is 5, outside 10..20000 Hz (0 turns it off)");
     assert_eq!(d.line, 2);
-    let d = eval_err("tempo(500);");
-    assert_eq!(d.headline(), "test.rhai:1:7: tempo is 500, outside 20..400 BPM");
+    let d = eval_err("tempo(1000);");
+    assert_eq!(d.headline(), "test.rhai:1:7: tempo is 1000, outside 20..999 BPM");
     let d = eval_err("let c = channel(1, \"organ\");\nc.voices = 100;");
     assert_eq!(d.headline(), "test.rhai:2:3: voices is 100, outside 1..64");
 }

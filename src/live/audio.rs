@@ -379,7 +379,8 @@ pub fn start(
 /// second at 128 frames).
 #[cfg(feature = "jack")]
 const JACK_OFFSET_WINDOW: u32 = 128;
-/// Callbacks after an overrun over which the new JACK frame offset is measured.
+/// Callbacks after an overrun over which the new JACK frame offset is measured
+/// (one that runs late reads a later cycle's frame time).
 #[cfg(feature = "jack")]
 const OVERRUN_SETTLE: u32 = 4;
 
@@ -402,10 +403,6 @@ struct JackClock {
     /// Smallest `jack frame - engine frame` (wrapping) in this window and the last.
     offset: WindowedMin<u32>,
     callbacks: u32,
-    /// The offset before an overrun, and the callbacks since it, until the new
-    /// offset is measured ([`OVERRUN_SETTLE`] callbacks: one that runs late reads a
-    /// later cycle's frame time).
-    before_overrun: Option<(u32, u32)>,
     /// How far the offset moved over the last overrun, in frames, until taken.
     moved: Option<i64>,
 }
@@ -418,14 +415,7 @@ impl JackClock {
             .flatten()
             .map(|(c, _)| c);
         let wrapping_less = |a: u32, b: u32| (a.wrapping_sub(b) as i32) < 0;
-        JackClock {
-            client,
-            stats,
-            offset: WindowedMin::new(wrapping_less),
-            callbacks: 0,
-            before_overrun: None,
-            moved: None,
-        }
+        JackClock { client, stats, offset: WindowedMin::new(wrapping_less), callbacks: 0, moved: None }
     }
 
     /// Audio thread: the JACK frame time of the cycle whose output starts at engine
@@ -435,31 +425,25 @@ impl JackClock {
         // SAFETY: the client is open (closed only when this is dropped), and this
         // runs in a process callback of the same server.
         let jf = unsafe { jack::jack_sys::jack_last_frame_time(self.client.as_ref()?.raw()) };
-        self.offset.push(jf.wrapping_sub(engine_frame as u32));
+        let old = self.offset.best();
+        if self.offset.push(jf.wrapping_sub(engine_frame as u32))
+            && let (Some(old), Some(new)) = (old, self.offset.best())
+        {
+            self.moved = Some(new.wrapping_sub(old) as i32 as i64);
+        }
         self.callbacks += 1;
         if self.callbacks == JACK_OFFSET_WINDOW {
             self.offset.roll();
             self.callbacks = 0;
         }
-        let best = self.offset.best()?;
-        if let Some((old, n)) = self.before_overrun.take() {
-            if n + 1 < OVERRUN_SETTLE {
-                self.before_overrun = Some((old, n + 1));
-            } else {
-                self.moved = Some(best.wrapping_sub(old) as i32 as i64);
-            }
-        }
-        Some((engine_frame as u32).wrapping_add(best))
+        Some((engine_frame as u32).wrapping_add(self.offset.best()?))
     }
 
-    /// Audio thread: after an overrun the server has skipped cycles, so the offset
-    /// has grown for good: measure it afresh.
+    /// Audio thread: after an overrun the server may have skipped cycles, so the
+    /// offset may have grown for good: measure it afresh over the next callbacks.
     #[inline]
     fn after_overrun(&mut self) {
-        let old = self.before_overrun.map(|(o, _)| o).or(self.offset.best());
-        self.before_overrun = old.map(|o| (o, 0));
-        self.offset.reset();
-        self.callbacks = 0;
+        self.offset.settle_afresh(OVERRUN_SETTLE);
     }
 
     /// Whether it reads JACK frame times (the stream is a JACK client).

@@ -199,6 +199,8 @@ pub struct Live {
     /// start/stop changes only, so after joining a session it is not, until one
     /// comes (or jamrig makes one).
     link_start_stop_known: bool,
+    /// When the session's timeline was last re-mapped (not by jamrig).
+    link_moved_at: Option<Instant>,
     /// The tempo of the set's file as last read (REPL tweaks aside).
     file_tempo: f64,
     last_link_poll: Instant,
@@ -251,6 +253,10 @@ impl Publish for LinkedPublisher<'_> {
         self.controller.live_value(ch, p)
     }
 }
+
+/// A re-mapped timeline this close to the first peer means jamrig joined the
+/// peer's session (rather than the peer jamrig's).
+const LINK_JOIN_WINDOW: Duration = Duration::from_secs(2);
 
 /// A change of the Link session's tempo smaller than this is not reported (Link
 /// rounds tempos on the wire).
@@ -351,6 +357,7 @@ impl Live {
             link_peers: 0,
             link_seen: None,
             link_start_stop_known: true,
+            link_moved_at: None,
             file_tempo: set.tempo_bpm,
             last_link_poll: Instant::now(),
             opts,
@@ -556,9 +563,15 @@ impl Live {
             return;
         }
         let now = self.link.status();
+        // jamrig joined another session (its timeline was re-mapped onto the
+        // session's), rather than a peer joining jamrig's.
+        if self.link.timeline_moved() {
+            self.link_moved_at = Some(Instant::now());
+        }
+        let moved = self.link_moved_at.is_some_and(|t| t.elapsed() < LINK_JOIN_WINDOW);
         if peers == 0 {
             self.link_start_stop_known = true;
-        } else if joined && !now.playing {
+        } else if joined && moved && !now.playing {
             self.link_start_stop_known = false;
             self.link_seen = Some((now.bpm, now.playing));
             self.say(&format!(
@@ -586,6 +599,7 @@ impl Live {
     fn seen_own_link_change(&mut self) {
         let now = self.link.status();
         self.link_seen = Some((now.bpm, now.playing));
+        self.link.note_timeline();
     }
 
     fn print_log(&self) {

@@ -677,8 +677,10 @@ pub fn register(engine: &mut Engine, state: &Shared) {
     let s = state.clone();
     engine.register_fn("tempo", move |bpm: Dynamic| -> Res<()> {
         let value = number(&bpm, "tempo")?;
-        if !(20.0..=400.0).contains(&value) {
-            return fail_at(format!("tempo is {}, outside 20..400 BPM", fmt_num(value as f32)), &lit(&bpm), None);
+        let range = crate::engine::transport::TEMPO_RANGE_BPM;
+        if !range.contains(&value) {
+            let (lo, hi) = (fmt_num(*range.start() as f32), fmt_num(*range.end() as f32));
+            return fail_at(format!("tempo is {}, outside {lo}..{hi} BPM", fmt_num(value as f32)), &lit(&bpm), None);
         }
         let bpm = value;
         lock(&s).set.tempo_bpm = bpm;
