@@ -225,9 +225,11 @@ pub fn evaluate(host: &ScriptHost, set: &CapturedSet, scratch: &Path) -> Result<
         ev.set.sync = s;
     }
     let mut current = ev.set;
+    // The lines share their variables, as they did in the REPL.
+    let mut scope = rhai::Scope::new();
     for line in &set.repl {
-        let mut e = host
-            .eval_source("repl", line, Some(scratch.to_path_buf()), current.clone(), true)
+        let (mut e, _) = host
+            .eval_repl(line, Some(scratch.to_path_buf()), current.clone(), &mut scope)
             .map_err(|d| err(d.render()))?;
         if let Some(s) = sync {
             e.set.sync = s;

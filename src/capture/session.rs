@@ -392,7 +392,7 @@ impl SessionCapture {
             main: capture_name(&folder, session.path()),
             uses,
             files: changed,
-            repl: session.tweaks().to_vec(),
+            repl: session.repl_lines(),
             sync: session.sync_override().map(sync_name),
         });
         self.serial = serial;

@@ -131,15 +131,15 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":help", "this list"),
     (":status", "channels, voices, levels, audio and MIDI health, tempo and sync"),
     (":meters", "live level bars until a key is pressed"),
-    (":log on|off", "print incoming MIDI and transport messages"),
+    (":log [on|off]", "print incoming MIDI and transport messages, at their bar and beat"),
     (":panic", "silence every note at once"),
     (":play", "start the transport from the top (Link: start the session at its next bar)"),
     (":stop", "stop the transport, pattern notes are released (Link: stop the session)"),
-    (":tempo BPM", "change the tempo (Link: propose it to the session)"),
+    (":tempo [BPM]", "show or change the tempo (Link: propose it to the session)"),
     (":sync internal|midi|link", "where the transport takes tempo and start/stop from"),
     (":ports", "MIDI inputs and audio outputs"),
     (":port NAME", "use another MIDI input (name or index)"),
-    (":keys [CH] [OCT]", "play notes on the computer keyboard (Esc leaves)"),
+    (":keys [CH] [OCT]", "play notes on the computer keyboard, channel 1..16, octave 0..8 (Esc leaves)"),
     (
         ":rec [patterns|stop|save FILE]",
         "record what is played (with `patterns`, the patterns' notes too); stop; write the take as a MIDI file",
@@ -147,14 +147,15 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":save FILE", "write the live rig (REPL tweaks and knob positions included) as a set"),
     (":load FILE", "play another set file"),
     (":reload", "reload the set now"),
-    (":watch on|off", "reload the set when it is saved (on by default)"),
+    (":watch [on|off]", "reload the set when it is saved (on by default)"),
     (":quit", "stop and leave"),
 ];
 
 pub fn help_text() -> String {
     let mut s = String::from("commands:\n");
+    let width = COMMANDS.iter().map(|(c, _)| c.chars().count()).max().unwrap_or(0);
     for (c, what) in COMMANDS {
-        s.push_str(&format!("  {c:<26} {what}\n"));
+        s.push_str(&format!("  {c:<width$}  {what}\n"));
     }
     s.push_str("anything else is a set statement, e.g.  ch(2).lowpass = 900   or   pattern(\"beat\", 10, \"funk\");\n");
     s
@@ -276,6 +277,28 @@ fn plural(n: u64, what: &str) -> String {
     if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 
+/// The channel (1..=16) and octave (0..=8) of `:keys [CH] [OCT]`, or what is wrong.
+pub fn keys_args(args: &[&str]) -> Result<(u8, i32), String> {
+    let ch = match args.first() {
+        None => 1,
+        Some(a) => match a.parse::<u8>() {
+            Ok(c @ 1..=16) => c,
+            _ => return Err(format!(":keys: channel {a} is not 1..16 (e.g. :keys 2 3)")),
+        },
+    };
+    let oct = match args.get(1) {
+        None => 4,
+        Some(a) => match a.parse::<i32>() {
+            Ok(o @ 0..=8) => o,
+            _ => return Err(format!(":keys: octave {a} is not 0..8 (e.g. :keys 2 3)")),
+        },
+    };
+    if args.len() > 2 {
+        return Err("usage: :keys [CHANNEL 1..16] [OCTAVE 0..8]".into());
+    }
+    Ok((ch, oct))
+}
+
 fn apply_sync(set: &mut Set, sync: Option<SyncMode>) {
     if let Some(s) = sync {
         set.sync = s;
@@ -389,10 +412,10 @@ impl Live {
         let set = live.session.set();
         let chosen = live.chosen.as_ref().expect("just opened");
         live.say(&format!(
-            "playing {}: {} channels, {} patterns, {} BPM, clock {} | audio: {}, {} Hz | {midi_line}",
+            "playing {}: {}, {}, {} BPM, clock {} | audio: {}, {} Hz | {midi_line}",
             live.opts.set.display(),
-            set.channels.len(),
-            set.patterns.len(),
+            plural(set.channels.len() as u64, "channel"),
+            plural(set.patterns.len() as u64, "pattern"),
             crate::params::fmt_num(set.tempo_bpm as f32),
             live.effective_sync().name(),
             chosen.description,
@@ -508,8 +531,12 @@ impl Live {
         }
         match &r {
             Reload::Failed(d) => {
+                // The line names the place and the error; then the line quoted.
                 self.say(&r.line());
-                self.say(&d.render());
+                let snippet = d.render_snippet();
+                if !snippet.is_empty() {
+                    self.say(&snippet);
+                }
             }
             _ => self.say(&r.line()),
         }
@@ -602,9 +629,20 @@ impl Live {
         self.link.note_timeline();
     }
 
+    /// Prints the logged MIDI messages, each at the bar and beat it takes effect.
     fn print_log(&self) {
+        if self.log.is_empty() {
+            return;
+        }
+        let t = self.controller.stats().transport();
+        let bpb = self.session.set().beats_per_bar.max(1.0);
+        let sr = self.sample_rate as f64;
         while let Some(r) = self.log.pop() {
-            self.say(&midi::describe(&r));
+            let at = t.playing.then(|| {
+                let beat = (t.beat + (r.frame as f64 - t.frame as f64) * t.bpm / (60.0 * sr)).max(0.0);
+                ((beat / bpb).floor() as u64 + 1, beat % bpb + 1.0)
+            });
+            self.say(&midi::describe(&r, at));
         }
     }
 
@@ -780,8 +818,11 @@ impl Live {
                     for p in &self.session.evaluated().printed {
                         self.say(p);
                     }
+                    if let Some(v) = self.session.value() {
+                        self.say(&format!("=> {v}"));
+                    }
                     if changes.is_empty() {
-                        if self.session.evaluated().printed.is_empty() {
+                        if self.session.evaluated().printed.is_empty() && self.session.value().is_none() {
                             self.say("(no change)");
                         }
                     } else {
@@ -871,6 +912,14 @@ impl Live {
                         }
                     }
                 }
+                None if args.is_empty() => {
+                    // The set's own, or what the transport follows from its source.
+                    let (bpm, source) = match self.effective_sync() {
+                        SyncMode::Internal => (self.session.set().tempo_bpm, String::new()),
+                        other => (self.controller.stats().tempo(), format!(", following {}", other.name())),
+                    };
+                    self.say(&format!("tempo {} BPM{source} (:tempo BPM changes it)", fmt_bpm(bpm)));
+                }
                 None => self.say("usage: :tempo BPM (e.g. :tempo 128)"),
             },
             ":sync" => match args.first().copied() {
@@ -889,6 +938,10 @@ impl Live {
                 Some(&"off") => {
                     self.log_on.store(false, Relaxed);
                     self.say("MIDI log off");
+                }
+                None => {
+                    let on = if self.log_on.load(Relaxed) { "on" } else { "off" };
+                    self.say(&format!("MIDI log {on} (:log on|off)"));
                 }
                 _ => self.say("usage: :log on|off"),
             },
@@ -968,9 +1021,17 @@ impl Live {
                     self.watcher = None;
                     self.say("not watching the set (use :reload)");
                 }
+                None => {
+                    let on = if self.watching { "on" } else { "off (use :reload)" };
+                    self.say(&format!("watching the set: {on} (:watch on|off)"));
+                }
                 _ => self.say("usage: :watch on|off"),
             },
-            ":keys" | ":meters" => self.say(&format!("{cmd} needs a terminal")),
+            ":keys" => match keys_args(&args) {
+                Ok(_) => self.say(":keys needs a terminal"),
+                Err(e) => self.say(&e),
+            },
+            ":meters" => self.say(":meters needs a terminal"),
             other => {
                 let names: Vec<&str> = COMMANDS.iter().map(|(c, _)| c.split(' ').next().unwrap_or(c)).collect();
                 let hint = crate::script::diagnostic::suggest(other, names)
@@ -1088,11 +1149,17 @@ impl Live {
             let Some(spec) = set.channels.get(&(ch as u8 + 1)) else { continue };
             let peak = stats.take_peak(ch);
             let level = if peak > 0.0 { format!("{:6.1} dB", 20.0 * peak.log10()) } else { "  silent".to_string() };
+            // A program change shows what the channel plays now.
+            let instrument = match stats.program_of(ch).and_then(|p| set.programs.get(&p).map(|s| (p, s))) {
+                Some((p, prog)) => format!("{} (program {p})", prog.instrument),
+                None => spec.instrument.clone(),
+            };
+            let voices = stats.voices[ch].load(Relaxed);
             s.push_str(&format!(
-                "  ch{:<2} {:<18} {:>2} voices  peak {level}\n",
+                "  ch{:<2} {instrument:<30} {:>2} {:<6}  peak {level}\n",
                 ch + 1,
-                spec.instrument,
-                stats.voices[ch].load(Relaxed)
+                voices,
+                if voices == 1 { "voice" } else { "voices" }
             ));
         }
         s.push_str(&format!(

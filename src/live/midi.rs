@@ -370,8 +370,9 @@ mod jack_in {
     }
 }
 
-/// Formats a logged message as one line.
-pub fn describe(r: &LogRecord) -> String {
+/// Formats a logged message as one line, at its bar and beat (1-based; `None`
+/// while the transport is stopped).
+pub fn describe(r: &LogRecord, at: Option<(u64, f64)>) -> String {
     let b = &r.bytes[..r.len as usize];
     let ch = |s: u8| (s & 0x0F) + 1;
     let text = match b {
@@ -389,7 +390,10 @@ pub fn describe(r: &LogRecord) -> String {
         [s @ 0xE0..=0xEF, l, h] => format!("ch{} bend {}", ch(*s), (*l as i32 | (*h as i32) << 7) - 8192),
         other => format!("{other:02x?}"),
     };
-    format!("midi @{}: {text}", r.frame)
+    match at {
+        Some((bar, beat)) => format!("midi bar {bar} beat {beat:.2}: {text}"),
+        None => format!("midi (stopped): {text}"),
+    }
 }
 
 #[cfg(test)]
@@ -409,8 +413,8 @@ mod tests {
     #[test]
     fn log_lines() {
         let r = LogRecord { frame: 7, bytes: [0x91, 60, 100], len: 3 };
-        assert_eq!(describe(&r), "midi @7: ch2 note on C4 (60) vel 100");
+        assert_eq!(describe(&r, Some((3, 2.5))), "midi bar 3 beat 2.50: ch2 note on C4 (60) vel 100");
         let r = LogRecord { frame: 9, bytes: [0xE0, 0, 0x40], len: 3 };
-        assert_eq!(describe(&r), "midi @9: ch1 bend 0");
+        assert_eq!(describe(&r, None), "midi (stopped): ch1 bend 0");
     }
 }
