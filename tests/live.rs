@@ -722,6 +722,37 @@ fn record_flag_writes_the_whole_run_on_sigterm() {
     assert_eq!(offs.len(), 1);
     let beats = (offs[0] - notes[0].0) as f64 / tpb as f64;
     assert!((beats - 0.2).abs() < 0.002 + 3.0 * PERIOD as f64 / 24_000.0, "0.1 s at 120 BPM is 0.2 beats, got {beats}");
+    // Regression (issue 13): stopping sent all-notes-off on every channel, and
+    // the take kept them though nobody had played them.
+    let controls: Vec<_> = tracks.iter().flatten().filter(|(_, e)| e[0] & 0xF0 == 0xB0).collect();
+    assert!(controls.is_empty(), "messages nobody sent in the take: {controls:?}");
+}
+
+/// Regression (issue 13): `:quit` with a take that was never saved dropped it
+/// silently, and `:rec save` with nothing recorded wrote an empty file. The take
+/// is saved beside the set under a free name, and says where; an empty one is
+/// not written, and jamrig says why.
+#[test]
+fn an_unsaved_take_is_saved_on_quit_and_an_empty_one_is_not() {
+    let _serial = serial();
+    let mut r = Rig::start(SINE_SET, &[]);
+    let empty = r._dir.path().join("empty.mid");
+    let (_, line) = r.jam.command(&format!(":rec save {}", empty.display()), S(5), |l| !l.trim().is_empty());
+    assert!(line.starts_with("nothing recorded: :rec starts a recording"), "{line}");
+    assert!(!empty.exists(), "an empty take was written");
+    r.jam.command(":rec", S(5), |l| l.starts_with("recording"));
+    r.probe.send(&[(0, &[0x90, 69, 100][..]), (4800, &[0x80, 69, 0][..]), (9600, &[0x90, 72, 100][..])]);
+    r.probe.sent_times(3, S(5));
+    std::thread::sleep(MS(200));
+    r.jam.send_line(":quit");
+    assert!(r.jam.wait_exit(S(10)).is_some_and(|s| s.success()), "{}", r.jam.transcript());
+    let path = r._dir.path().join("take-1.mid");
+    let said = format!("the take was not saved: saving it as {}", path.display());
+    r.jam.expect_line(0, S(1), "saying where the take went", |l| l == said);
+    let (_, _, tracks) = read_smf(&std::fs::read(&path).expect("the take was written"));
+    let ons = tracks.iter().flatten().filter(|(_, e)| e[0] & 0xF0 == 0x90).count();
+    let offs = tracks.iter().flatten().filter(|(_, e)| e[0] & 0xF0 == 0x80).count();
+    assert_eq!((ons, offs), (2, 2), "both notes, the held one ended with the take: {tracks:?}");
 }
 
 /// For each onset, its distance in frames to the tick of its beat (`ticks` are the

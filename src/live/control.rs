@@ -188,6 +188,8 @@ pub struct Live {
     stall: StallWatch,
     record_tap: Arc<RecordTap>,
     recorder: Recorder,
+    /// A take was recorded and not saved since.
+    take_unsaved: bool,
     /// The session capture, while one runs.
     capture: Option<SessionCapture>,
     /// The Link session: enabled only while the sync mode is Link.
@@ -375,6 +377,7 @@ impl Live {
             stall: StallWatch::new(),
             record_tap,
             recorder: Recorder::new(sample_rate as f64),
+            take_unsaved: false,
             capture,
             link,
             link_peers: 0,
@@ -553,6 +556,7 @@ impl Live {
     fn rec_start(&mut self) {
         let (now, t) = self.rec_clock();
         self.recorder.start(&self.record_tap, now, t);
+        self.take_unsaved = true;
     }
 
     /// Stops recording (if it is on) and says what the take holds.
@@ -569,10 +573,26 @@ impl Live {
 
     fn rec_save(&mut self, path: &Path) {
         self.rec_stop();
+        if self.recorder.is_empty() {
+            self.say("nothing recorded: :rec starts a recording (then :rec stop, :rec save FILE.mid)");
+            return;
+        }
         match self.recorder.save(path) {
-            Ok(()) => self.say(&format!("wrote {} ({})", path.display(), self.recorder.summary())),
+            Ok(()) => {
+                self.take_unsaved = false;
+                self.say(&format!("wrote {} ({})", path.display(), self.recorder.summary()))
+            }
             Err(e) => self.say(&format!("cannot write {}: {e}", path.display())),
         }
+    }
+
+    /// A name for a take nobody saved: `take-N.mid` beside the set (the first N
+    /// free), or in the current folder if the set's is not writable.
+    fn default_take_path(&self) -> PathBuf {
+        let folder = self.session.path().parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let writable = std::fs::metadata(folder).is_ok_and(|m| !m.permissions().readonly());
+        let folder = if writable { folder } else { Path::new(".") };
+        (1..).map(|n| folder.join(format!("take-{n}.mid"))).find(|p| !p.exists()).expect("a free name")
     }
 
     /// Says when peers join or leave the Link session, and when a peer changes its
@@ -1043,10 +1063,12 @@ impl Live {
         true
     }
 
-    /// The running set with the knob (CC) positions folded in.
+    /// The running set with the instruments program changes chose and the knob
+    /// (CC) positions folded in.
     fn live_set(&self) -> Set {
-        let mut set = self.session.set().clone();
         let stats = self.controller.stats();
+        let mut set =
+            crate::script::save::with_programs(self.session.set(), |n| stats.program_of((n as usize).checked_sub(1)?));
         for (&ch, spec) in set.channels.iter_mut() {
             for p in Param::ALL {
                 if let Some(v) = stats.override_of(ch as usize - 1, *p) {
@@ -1204,6 +1226,9 @@ impl Live {
 
     /// Releases every note, lets the releases ring briefly, closes everything.
     fn shutdown(mut self) {
+        // The take ends before jamrig lets go of the notes (it closes those still
+        // held itself): no all-notes-off that nobody played goes into it.
+        self.rec_stop();
         if self.stream.is_some() {
             for ch in 0..MAX_CHANNELS as u8 {
                 self.send_now(EventKind::Control { channel: ch, cc: 123, value: 0 });
@@ -1220,6 +1245,11 @@ impl Live {
             }
         }
         if let Some(path) = self.opts.record.clone() {
+            self.rec_save(&path);
+        } else if self.take_unsaved && !self.recorder.is_empty() {
+            // Never dropped silently.
+            let path = self.default_take_path();
+            self.say(&format!("the take was not saved: saving it as {}", path.display()));
             self.rec_save(&path);
         }
         if let Some(m) = self.midi.take() {
