@@ -1374,3 +1374,55 @@ fn a_dead_server_behind_alsa_is_noticed_and_the_device_reopened() {
         assert!(line.contains(&format!(" {period}-frame callbacks")), "at {period}: {line}");
     }
 }
+
+/// Runs `jamrig ARGS` with `JACK_DEFAULT_SERVER=server`: (status, stdout, stderr).
+fn jamrig_cli(server: &str, args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_jamrig"))
+        .args(args)
+        .env("JACK_DEFAULT_SERVER", server)
+        .env("JACK_NO_AUDIO_RESERVATION", "1")
+        .output()
+        .expect("jamrig runs");
+    (o.status, String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// Regressions (issue 13): `jamrig ports` listed the JACK server's input among the
+/// audio outputs, and with no server said only "(none)" for MIDI. MIDI sources
+/// are listed under inputs, the server's output alone under outputs, and without
+/// a server jamrig says there is none.
+#[test]
+fn ports_lists_inputs_and_outputs_apart_and_says_why_midi_is_missing() {
+    let _serial = serial();
+    let (_, out, _) = jamrig_cli(&format!("{}_absent", server()), &["ports"]);
+    assert!(
+        out.contains(
+            "MIDI inputs:\n  (none: MIDI is unavailable: no JACK server running (this build takes MIDI from JACK))"
+        ),
+        "{out}"
+    );
+    let server = JackServer::start(server());
+    let probe = Probe::open(&server.name);
+    let (status, out, err) = jamrig_cli(&server.name, &["ports"]);
+    assert!(status.success(), "{err}");
+    let (ins, outs) = out.split_once("audio outputs:").expect("two sections");
+    assert!(ins.contains(&probe.midi_port), "the probe's MIDI port is not under the MIDI inputs:\n{out}");
+    assert!(outs.contains("JACK Output (JACK)") && !outs.contains("JACK Input"), "audio outputs:\n{outs}");
+}
+
+/// Regression (issue 13): `--device Discard` (ALSA's null device, which does not
+/// keep time) ran the set hundreds of times faster than real time. It is refused,
+/// with exit status 3 (no usable audio output), and says why.
+#[test]
+fn a_device_that_does_not_keep_time_is_refused() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set.rhai");
+    std::fs::write(&set, SINE_SET).unwrap();
+    let (status, out, err) = jamrig_cli(
+        &format!("{}_absent", server()),
+        &["play", set.to_str().unwrap(), "--device", "Discard", "--no-repl"],
+    );
+    assert_eq!(status.code(), Some(3), "stdout: {out}\nstderr: {err}");
+    assert!(err.contains("does not keep time") && err.contains("--device"), "{err}");
+    assert!(!out.contains("playing "), "{out}");
+}

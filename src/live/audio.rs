@@ -72,18 +72,55 @@ fn hosts() -> Vec<cpal::Host> {
     jack.into_iter().chain(std::iter::once(cpal::default_host())).collect()
 }
 
+/// Whether `d` plays sound: cpal lists a JACK server's input beside its output,
+/// both saying they take output configurations.
+fn is_output(d: &cpal::Device) -> bool {
+    let jack_input = d.id().is_ok_and(|id| id.host().name().eq_ignore_ascii_case("jack") && id.id() == "input");
+    !jack_input && d.supported_output_configs().is_ok_and(|mut c| c.next().is_some())
+}
+
 /// Names of the audio outputs, for `jamrig ports`.
 pub fn list_outputs() -> Vec<String> {
     let _quiet = quiet_alsa();
     let mut names = Vec::new();
     for host in hosts() {
         if let Ok(devs) = host.output_devices() {
-            for d in devs.filter(|d| d.supported_output_configs().is_ok_and(|mut c| c.next().is_some())) {
+            for d in devs.filter(is_output) {
                 names.push(format!("{} ({})", describe(&d), host.id().name()));
             }
         }
     }
     names
+}
+
+/// How long a new stream is watched to see that it keeps time.
+const PACING_CHECK: Duration = Duration::from_millis(150);
+/// A stream that hands out frames this many times faster than real time does not
+/// keep time (a null device, a file).
+const UNPACED_RATIO: f64 = 3.0;
+
+/// Watches a stream that has just started: a device that does not keep time
+/// (ALSA's "Discard all samples", a file) runs the engine far faster than real
+/// time, and is refused. Control side, for [`PACING_CHECK`].
+pub fn check_pacing(chosen: &Chosen, stats: &LiveStats) -> Result<(), AudioError> {
+    let t0 = Instant::now();
+    let sr = chosen.sample_rate() as f64;
+    // Two buffers may be filled at once when a stream starts.
+    let slack = 2.0 * chosen.buffer_frames() as f64;
+    while t0.elapsed() < PACING_CHECK {
+        std::thread::sleep(Duration::from_millis(10));
+        let frames = stats.frames_total.load(Relaxed) as f64;
+        let elapsed = t0.elapsed().as_secs_f64();
+        if frames > slack + UNPACED_RATIO * elapsed * sr {
+            return Err(AudioError::NoDevice(format!(
+                "the audio output \"{}\" does not keep time: it took {:.1} s of audio in {:.2} s (a null or file device).\nChoose one that plays with --device (jamrig ports lists them), or render offline: jamrig render SET -o out.wav",
+                chosen.description,
+                frames / sr,
+                elapsed
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Keeps ALSA's own error messages (a screenful when there is no sound card) off
@@ -178,10 +215,9 @@ pub fn choose(name: Option<&str>, buffer: u32) -> Result<Chosen, AudioError> {
     for host in candidates {
         let found = match name {
             None => host.default_output_device(),
-            Some(want) => host
-                .output_devices()
-                .ok()
-                .and_then(|mut devs| devs.find(|d| describe(d).to_lowercase().contains(&want.to_lowercase()))),
+            Some(want) => host.output_devices().ok().and_then(|mut devs| {
+                devs.find(|d| is_output(d) && describe(d).to_lowercase().contains(&want.to_lowercase()))
+            }),
         };
         if let Some(d) = found {
             device = Some((host.id(), d));

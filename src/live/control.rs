@@ -345,6 +345,7 @@ impl Live {
         let clock = Arc::new(FrameClock::new(sample_rate, chosen.buffer_frames()));
         let audio_stats = Arc::new(LiveStats::default());
         let stream = audio::start(&chosen, engine, clock.clone(), audio_stats.clone(), link.clock())?;
+        audio::check_pacing(&chosen, &audio_stats)?;
         let log = Arc::new(ArrayQueue::new(MIDI_LOG_CAP));
         let log_on = Arc::new(AtomicBool::new(false));
         let tap = MidiTap {
@@ -969,7 +970,10 @@ impl Live {
                 let ins = midi::list_inputs();
                 let mut s = String::from("MIDI inputs:\n");
                 if ins.is_empty() {
-                    s.push_str("  (none)\n");
+                    match midi::unavailable() {
+                        Some(why) => s.push_str(&format!("  (none: {why})\n")),
+                        None => s.push_str("  (none)\n"),
+                    }
                 }
                 for (i, p) in ins.iter().enumerate() {
                     let mark = if self.midi.as_ref().is_some_and(|m| &m.port == p) { " (in use)" } else { "" };

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 #[cfg(feature = "jack")]
-pub use jack_in::{MidiIn, connect, list_inputs, open_own_port};
+pub use jack_in::{MidiIn, connect, list_inputs, open_own_port, unavailable};
 #[cfg(not(feature = "jack"))]
-pub use seq_in::{MidiIn, connect, list_inputs, open_own_port};
+pub use seq_in::{MidiIn, connect, list_inputs, open_own_port, unavailable};
 
 /// Messages the MIDI log holds before the REPL prints them.
 pub const MIDI_LOG_CAP: usize = 1024;
@@ -171,9 +171,21 @@ mod seq_in {
     }
 
     fn input() -> Result<MidiInput, String> {
-        let mut input = MidiInput::new(CLIENT).map_err(|e| format!("MIDI is unavailable: {e}"))?;
+        let mut input = MidiInput::new(CLIENT).map_err(|e| {
+            if std::path::Path::new("/dev/snd/seq").exists() {
+                format!("MIDI is unavailable: the ALSA sequencer refused jamrig ({e})")
+            } else {
+                "MIDI is unavailable: this system has no ALSA sequencer (no /dev/snd/seq: load the snd-seq kernel module, or use a build with the jack feature and a JACK server)".to_string()
+            }
+        })?;
         input.ignore(Ignore::SysexAndActiveSense);
         Ok(input)
+    }
+
+    /// Why there are no MIDI inputs, if MIDI itself is unavailable.
+    pub fn unavailable() -> Option<String> {
+        let _quiet = crate::live::audio::quiet_alsa();
+        input().err()
     }
 
     /// The MIDI input ports, by name.
@@ -271,8 +283,8 @@ mod jack_in {
     /// Opens jamrig's MIDI client and port: the running client, the port's full name,
     /// and the flag that says the server has gone.
     fn open(tap: &MidiTap) -> Result<(Active, String, Arc<AtomicBool>, Arc<Held>), String> {
-        let (client, _) = jack::Client::new(CLIENT, jack::ClientOptions::NO_START_SERVER)
-            .map_err(|e| format!("MIDI is unavailable (no JACK server: {e})"))?;
+        let (client, _) =
+            jack::Client::new(CLIENT, jack::ClientOptions::NO_START_SERVER).map_err(|_| NO_SERVER.to_string())?;
         let port = client
             .register_port("in", jack::MidiIn::default())
             .map_err(|e| format!("cannot open a MIDI input port: {e}"))?;
@@ -335,6 +347,17 @@ mod jack_in {
             .into_iter()
             .filter(|p| !p.starts_with(&format!("{}:", own.split(':').next().unwrap_or(own))))
             .collect()
+    }
+
+    /// What the JACK build says when it finds no server to take MIDI from.
+    const NO_SERVER: &str = "MIDI is unavailable: no JACK server running (this build takes MIDI from JACK)";
+
+    /// Why there are no MIDI inputs, if MIDI itself is unavailable.
+    pub fn unavailable() -> Option<String> {
+        match jack::Client::new("jamrig_list", jack::ClientOptions::NO_START_SERVER) {
+            Ok(_) => None,
+            Err(_) => Some(NO_SERVER.to_string()),
+        }
     }
 
     /// MIDI sources on the JACK server.

@@ -169,7 +169,10 @@ pub fn ports() -> String {
     let mut s = String::from("MIDI inputs:\n");
     let ins = midi::list_inputs();
     if ins.is_empty() {
-        s.push_str("  (none)\n");
+        match midi::unavailable() {
+            Some(why) => s.push_str(&format!("  (none: {why})\n")),
+            None => s.push_str("  (none)\n"),
+        }
     }
     for (i, p) in ins.iter().enumerate() {
         s.push_str(&format!("  {i}: {p}\n"));

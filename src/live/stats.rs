@@ -8,6 +8,8 @@ use std::time::Duration;
 pub struct LiveStats {
     /// Callbacks since the stream started (never reset: a stall shows as no change).
     pub callbacks_total: AtomicU64,
+    /// Frames handed out since the stream started (never reset).
+    pub frames_total: AtomicU64,
     pub callbacks: AtomicU64,
     pub busy_ns: AtomicU64,
     pub worst_ns: AtomicU64,
@@ -23,6 +25,7 @@ impl LiveStats {
     pub fn record(&self, took: Duration, frames: usize) {
         let ns = took.as_nanos() as u64;
         self.callbacks_total.fetch_add(1, Relaxed);
+        self.frames_total.fetch_add(frames as u64, Relaxed);
         self.callbacks.fetch_add(1, Relaxed);
         self.busy_ns.fetch_add(ns, Relaxed);
         self.worst_ns.fetch_max(ns, Relaxed);
