@@ -336,7 +336,7 @@ impl ScriptHost {
         base: Set,
         repl: bool,
     ) -> Result<Evaluated, Diagnostic> {
-        self.eval_in(name, text, folder.map(Folder::Disk), base, repl)
+        self.eval_scoped(name, text, folder.map(Folder::Disk), base, repl, None).map(|(ev, _)| ev)
     }
 
     /// Evaluates script text named `name` whose modules come from `folder`.
@@ -348,6 +348,31 @@ impl ScriptHost {
         base: Set,
         repl: bool,
     ) -> Result<Evaluated, Diagnostic> {
+        self.eval_scoped(name, text, folder, base, repl, None).map(|(ev, _)| ev)
+    }
+
+    /// Evaluates a REPL line on top of the live set `base`, in `scope` (where the
+    /// variables of earlier lines live, and this line's stay). Also returns the
+    /// line's value, shown as the REPL shows it, if it has one.
+    pub fn eval_repl(
+        &self,
+        text: &str,
+        folder: Option<Folder>,
+        base: Set,
+        scope: &mut Scope<'static>,
+    ) -> Result<(Evaluated, Option<String>), Diagnostic> {
+        self.eval_scoped("repl", text, folder, base, true, Some(scope))
+    }
+
+    fn eval_scoped(
+        &self,
+        name: &str,
+        text: &str,
+        folder: Option<Folder>,
+        base: Set,
+        repl: bool,
+        scope: Option<&mut Scope<'static>>,
+    ) -> Result<(Evaluated, Option<String>), Diagnostic> {
         if text.len() as u64 > crate::files::MAX_SET_BYTES {
             return Err(Diagnostic::whole_file(
                 name,
@@ -365,14 +390,18 @@ impl ScriptHost {
         let code = api::rewrite_channel_access(text);
         let result = engine.compile(&code).map_err(|e| from_parse_error(&e, name, text)).and_then(|mut ast| {
             ast.set_source(name);
-            engine.run_ast(&ast).map_err(|e| {
+            let value = match scope {
+                Some(scope) => engine.eval_ast_with_scope::<Dynamic>(scope, &ast).map(Some),
+                None => engine.run_ast(&ast).map(|()| None),
+            };
+            value.map_err(|e| {
                 let modules = read.lock().unwrap_or_else(|p| p.into_inner());
                 let src = EvalSources { main: name, main_text: text, modules: &modules };
                 from_eval_error(&e, &src, &api::all_functions(), &api::usage)
             })
         });
         drop(engine);
-        result?;
+        let value = result?.filter(|v| !v.is_unit()).map(|v| api::show_value(&v));
         let mut st =
             Arc::try_unwrap(state).ok().expect("engine dropped").into_inner().unwrap_or_else(|p| p.into_inner());
         st.set.programs = st
@@ -389,6 +418,6 @@ impl ScriptHost {
             .map(|(_, f, text)| (f.clone(), text.clone()))
             .collect();
         let files = sources.iter().map(|(f, _)| f.clone()).collect();
-        Ok(Evaluated { set: st.set, files, sources, printed: st.printed, gm: st.lib.gm })
+        Ok((Evaluated { set: st.set, files, sources, printed: st.printed, gm: st.lib.gm }, value))
     }
 }
