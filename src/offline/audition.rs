@@ -316,13 +316,15 @@ mod tests {
     fn names_resolve_to_their_kind() {
         let host = ScriptHost::new().expect("stdlib");
         let lib = host.library();
-        assert_eq!(resolve(lib, "saw", false).unwrap(), Item::Instrument("saw".into()));
-        assert!(matches!(resolve(lib, "kick", false).unwrap(), Item::Drum(_, 36)));
-        assert_eq!(resolve(lib, "rock", true).unwrap(), Item::Pattern("rock".into()));
-        assert_eq!(resolve(lib, "bossa_nova", true).unwrap(), Item::Pattern("bossa nova".into()));
-        let e = resolve(lib, "sawz", false).unwrap_err().to_string();
+        assert_eq!(resolve(lib, "saw", Kind::Sound).unwrap(), Item::Instrument("saw".into()));
+        assert!(matches!(resolve(lib, "kick", Kind::Sound).unwrap(), Item::Drum(_, 36)));
+        assert_eq!(resolve(lib, "rock", Kind::Pattern).unwrap(), Item::Pattern("rock".into()));
+        assert_eq!(resolve(lib, "bossa_nova", Kind::Pattern).unwrap(), Item::Pattern("bossa nova".into()));
+        let e = resolve(lib, "sawz", Kind::Sound).unwrap_err().to_string();
         assert!(e.contains("saw"), "{e}");
-        let e = resolve(lib, "rock", false).unwrap_err().to_string();
-        assert!(e.contains("--pattern"), "{e}");
+        let e = resolve(lib, "rock", Kind::Sound).unwrap_err().to_string();
+        assert!(e.contains("--pattern") && e.contains("--fill"), "{e}");
+        assert_eq!(resolve(lib, "rock", Kind::Fill).unwrap(), Item::Fill("rock".into()));
+        assert!(resolve(lib, "bebop", Kind::Fill).is_err(), "bebop is a pattern, not a fill");
     }
 }
