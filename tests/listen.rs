@@ -380,8 +380,24 @@ fn a_token_is_needed_when_given_and_beyond_loopback() {
     let mut tcp = r.tcp();
     assert_eq!(tcp.ask(":token sesame-1234\n"), "token accepted");
     assert!(tcp.ask("ch(2).volume = 0.2\n").contains("volume"));
+    // scripts/jamrig-send, as the README's editor bindings use it: a line, a block.
+    let send = |code: &str| {
+        let mut child = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/jamrig-send"))
+            .env("JAMRIG_PORT", r.port.to_string())
+            .env("JAMRIG_TOKEN", "sesame-1234")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("scripts/jamrig-send runs");
+        child.stdin.take().unwrap().write_all(code.as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "jamrig-send {code:?}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert_eq!(send(":tempo 125\n"), "tempo 120 -> 125\n");
+    assert_eq!(send("let k = 0.5;\n\nch(2).volume = k\n\n"), "ch2 volume 0.2 -> 0.5\n");
     let st = r.port_status();
-    assert!(st.contains("4 bad tokens") && st.contains("2 requests"), "{st}");
+    assert!(st.contains("4 bad tokens") && st.contains("4 requests"), "{st}");
 }
 
 /// A flood of requests, fuzzed packets and lines, surplus connections and a
