@@ -493,9 +493,23 @@ impl Live {
             super::listen::Request::Line(line) => {
                 self.command(line);
             }
-            super::listen::Request::Note { channel, .. } if !self.session.set().channels.contains_key(channel) => {
+            super::listen::Request::Note { channel, .. } | super::listen::Request::Param { channel, .. }
+                if !self.session.set().channels.contains_key(channel) =>
+            {
                 self.reply_failed.set(true);
                 self.say(&format!("channel {channel} is not in the set"));
+            }
+            super::listen::Request::Param { channel, param, value } => {
+                let ch = *channel as usize - 1;
+                let stats = self.controller.stats();
+                let spec = self.session.set().channels.get(channel);
+                let before = stats.override_of(ch, *param).or(spec.map(|s| s.params.get(*param)));
+                if let Some(ev) = r.request.param_event(self.clock.frame_for(Instant::now())) {
+                    self.controller.send(ev);
+                }
+                let text = |v| crate::script::diff::param_text(*param, v);
+                let from = before.map(|b| format!("{} -> ", text(b))).unwrap_or_default();
+                self.say(&format!("ch{channel} {param} {from}{} (knob)", text(*value)));
             }
             note => {
                 let bpm = self.controller.stats().tempo();

@@ -12,6 +12,7 @@
 //! device); set statements can read no more than a set can.
 
 use super::control::Msg;
+use crate::params::Param;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use rosc::{OscMessage, OscPacket, OscType};
 use std::io::{ErrorKind, Read, Write};
@@ -142,6 +143,8 @@ pub enum Request {
     Line(String),
     /// A note now, `beats` long at the tempo it starts at. Channel 1..=16.
     Note { channel: u8, note: u8, velocity: u8, beats: f64 },
+    /// A channel's parameter set as a knob sets it (checked against its range).
+    Param { channel: u8, param: Param, value: f32 },
 }
 
 impl Request {
@@ -154,7 +157,17 @@ impl Request {
                 crate::theory::note_name(*note),
                 crate::params::fmt_num(*beats as f32)
             ),
+            Request::Param { channel, param, value } => {
+                format!("knob ch{channel} {param} {}", crate::script::diff::param_text(*param, *value))
+            }
         }
+    }
+
+    /// The event of a knob request at engine frame `at` (`None` otherwise).
+    pub fn param_event(&self, at: u64) -> Option<crate::engine::event::Event> {
+        use crate::engine::event::{Event, EventKind};
+        let Request::Param { channel, param, value } = *self else { return None };
+        Some(Event::new(at, EventKind::Param { channel: channel - 1, param: param as u8, value }))
     }
 
     /// The note-on and note-off of a note request starting at engine frame `at`
@@ -311,11 +324,6 @@ fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A value as a Rhai number literal.
-fn rhai_number(v: f64) -> String {
-    if v.fract() == 0.0 { format!("{v:.1}") } else { format!("{v}") }
-}
-
 /// The request an OSC message makes. With a `token`, the message's first argument
 /// must be it.
 pub fn osc_request(msg: &OscMessage, token: Option<&str>) -> Result<Request, Refusal> {
@@ -340,16 +348,18 @@ pub fn osc_request(msg: &OscMessage, token: Option<&str>) -> Result<Request, Ref
     match (addr, args) {
         ("/jamrig/eval", [OscType::String(s)]) => check_line(s).and(line(s.clone())),
         ("/jamrig/param", [ch, OscType::String(name), value]) => {
-            let ch = whole(ch, 1, 16).ok_or_else(|| usage(addr))?;
-            let value = number(value).filter(|v| v.abs() <= 1e9).ok_or_else(|| usage(addr))?;
-            if crate::params::Param::from_name(name).is_none() {
+            let channel = whole(ch, 1, 16).ok_or_else(|| usage(addr))?;
+            let value = number(value).ok_or_else(|| usage(addr))?;
+            let Some(param) = Param::from_name(name) else {
                 let names = crate::params::PARAMS.iter().map(|p| p.name);
                 let hint = crate::script::diagnostic::suggest(name, names)
                     .map(|s| format!(" (did you mean {s}?)"))
                     .unwrap_or_default();
                 return Err(refuse(Refused::WrongType, format!("/jamrig/param: unknown parameter {name}{hint}")));
-            }
-            line(format!("ch({ch}).{name} = {};", rhai_number(value)))
+            };
+            let value =
+                param.check(value as f32).map_err(|e| refuse(Refused::WrongType, format!("/jamrig/param: {e}")))?;
+            Ok(Request::Param { channel, param, value })
         }
         ("/jamrig/note", [ch, note, velocity, length]) => {
             let (Some(channel), Some(note), Some(velocity)) =
@@ -855,10 +865,11 @@ mod tests {
     fn osc_messages_become_repl_lines_and_notes() {
         assert_eq!(request("/jamrig/eval", vec![s("ch(1).volume = 0.5")]), line("ch(1).volume = 0.5"));
         assert_eq!(request("/jamrig/eval", vec![s(":status")]), line(":status"));
-        let param = |ch, v| request("/jamrig/param", vec![ch, s("lowpass"), v]);
-        assert_eq!(param(OscType::Int(2), OscType::Float(900.0)), line("ch(2).lowpass = 900.0;"));
-        assert_eq!(param(OscType::Float(2.0), OscType::Double(0.25)), line("ch(2).lowpass = 0.25;"));
-        assert_eq!(param(OscType::Long(16), OscType::Int(-3)), line("ch(16).lowpass = -3.0;"));
+        let param = |ch, name, v| request("/jamrig/param", vec![ch, s(name), v]);
+        let knob = |channel, param, value| Ok(Request::Param { channel, param, value });
+        assert_eq!(param(OscType::Int(2), "lowpass", OscType::Float(900.0)), knob(2, Param::Lowpass, 900.0));
+        assert_eq!(param(OscType::Float(2.0), "lowpass", OscType::Double(0.0)), knob(2, Param::Lowpass, 0.0));
+        assert_eq!(param(OscType::Long(16), "pan", OscType::Int(-1)), knob(16, Param::Pan, -1.0));
         assert_eq!(
             request("/jamrig/note", vec![OscType::Int(3), OscType::Int(60), OscType::Int(100), OscType::Float(0.5)]),
             Ok(Request::Note { channel: 3, note: 60, velocity: 100, beats: 0.5 })
@@ -888,6 +899,8 @@ mod tests {
             vec![OscType::Int(1), OscType::Int(3), OscType::Float(1.0)],
             vec![OscType::Int(1), s("lowpass"), OscType::Float(f32::NAN)],
             vec![OscType::Int(1), s("lowpass"), OscType::Double(1e12)],
+            vec![OscType::Int(1), s("lowpass"), OscType::Double(5.0)],
+            vec![OscType::Int(1), s("volume"), OscType::Double(1.5)],
             vec![OscType::Int(1), s("lowpass")],
         ] {
             assert_eq!(refused(request("/jamrig/param", args.clone())).0, Refused::WrongType, "{args:?}");
@@ -895,6 +908,8 @@ mod tests {
         let (k, t) = refused(request("/jamrig/param", vec![OscType::Int(1), s("lowpas"), OscType::Int(3)]));
         assert_eq!(k, Refused::WrongType);
         assert_eq!(t, "/jamrig/param: unknown parameter lowpas (did you mean lowpass?)");
+        let (_, t) = refused(request("/jamrig/param", vec![OscType::Int(1), s("lowpass"), OscType::Int(3)]));
+        assert_eq!(t, "/jamrig/param: lowpass is 3, outside 10..20000 Hz (0 turns it off)");
         // Names are checked, so nothing but a parameter reaches the script.
         let (k, _) = refused(request("/jamrig/param", vec![OscType::Int(1), s("volume = 0; x"), OscType::Int(3)]));
         assert_eq!(k, Refused::WrongType);
@@ -1061,6 +1076,12 @@ mod tests {
             ])
         );
         assert_eq!(Request::Line("1".into()).note_events(0, 120.0, 48000.0), None);
+        let k = Request::Param { channel: 3, param: Param::Lowpass, value: 900.0 };
+        assert_eq!(
+            k.param_event(77),
+            Some(Event::new(77, EventKind::Param { channel: 2, param: Param::Lowpass as u8, value: 900.0 }))
+        );
+        assert_eq!(k.describe(), "knob ch3 lowpass 900");
     }
 
     /// Mutated packets and lines (bytes flipped, cut, repeated, spliced), seeded:
