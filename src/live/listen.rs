@@ -39,6 +39,10 @@ pub const RATE_PER_SECOND: f64 = 200.0;
 /// Requests taken at once before the rate counts (an editor that sends a long
 /// selection line by line).
 pub const RATE_BURST: f64 = 400.0;
+/// A request costs one more of the rate's requests for each this many bytes:
+/// the session keeps the lines it evaluates (to replay them), so the rate also
+/// bounds how fast senders can make it grow (50 KiB a second).
+pub const RATE_BYTES_PER_REQUEST: usize = 256;
 /// A TCP request (a line, or a block) must arrive whole within this long of its
 /// first byte, or the connection is closed (slowloris).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -496,7 +500,8 @@ fn too_long() -> Refusal {
     )
 }
 
-/// A token bucket: [`RATE_PER_SECOND`] requests a second, bursts of [`RATE_BURST`].
+/// A token bucket: [`RATE_PER_SECOND`] requests a second, bursts of [`RATE_BURST`];
+/// a request of `n` bytes counts as `1 + n / RATE_BYTES_PER_REQUEST`.
 pub struct RateLimit {
     tokens: f64,
     last: Instant,
@@ -507,13 +512,14 @@ impl RateLimit {
         RateLimit { tokens: RATE_BURST, last: now }
     }
 
-    /// Whether one more request may pass at `now`.
-    pub fn take(&mut self, now: Instant) -> bool {
+    /// Whether one more request of `bytes` may pass at `now`.
+    pub fn take(&mut self, now: Instant, bytes: usize) -> bool {
         let dt = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = self.last.max(now);
         self.tokens = (self.tokens + dt * RATE_PER_SECOND).min(RATE_BURST);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        let cost = (1 + bytes / RATE_BYTES_PER_REQUEST) as f64;
+        if self.tokens >= cost {
+            self.tokens -= cost;
             true
         } else {
             false
@@ -535,9 +541,10 @@ impl Shared {
         self.stop.load(Relaxed)
     }
 
-    /// Whether the rate limit lets one more request pass (counted when it does not).
-    fn allow(&self) -> bool {
-        let ok = self.rate.lock().unwrap_or_else(|p| p.into_inner()).take(Instant::now());
+    /// Whether the rate limit lets one more request of `bytes` pass (counted when
+    /// it does not).
+    fn allow(&self, bytes: usize) -> bool {
+        let ok = self.rate.lock().unwrap_or_else(|p| p.into_inner()).take(Instant::now(), bytes);
         if !ok {
             self.stats.rate_limited.fetch_add(1, Relaxed);
         }
@@ -658,7 +665,7 @@ fn osc_receive(sock: UdpSocket, shared: &Shared, queue: Sender<(SocketAddr, Requ
                 continue;
             }
         };
-        if !shared.allow() {
+        if !shared.allow(n) {
             continue;
         }
         let refused = |r: Refusal| {
@@ -800,8 +807,10 @@ fn tcp_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                     );
                     return;
                 }
-                Item::Request(_) if !shared.allow() => {
-                    format!("error: too many requests (at most {RATE_PER_SECOND} a second); this one was dropped")
+                Item::Request(line) if !shared.allow(line.len()) => {
+                    format!(
+                        "error: too many requests (at most {RATE_PER_SECOND} a second, a request counting once more for each {RATE_BYTES_PER_REQUEST} bytes); this one was dropped"
+                    )
                 }
                 Item::Request(line) => match check_line(&line) {
                     Err(r) => {
@@ -1043,11 +1052,16 @@ mod tests {
     fn the_rate_limit_passes_a_burst_then_the_rate() {
         let t0 = Instant::now();
         let mut rate = RateLimit::new(t0);
-        let burst = (0..2 * RATE_BURST as usize).filter(|_| rate.take(t0)).count();
+        let burst = (0..2 * RATE_BURST as usize).filter(|_| rate.take(t0, 10)).count();
         assert_eq!(burst, RATE_BURST as usize);
         let later = t0 + Duration::from_secs(1);
-        let more = (0..2 * RATE_BURST as usize).filter(|_| rate.take(later)).count();
+        let more = (0..2 * RATE_BURST as usize).filter(|_| rate.take(later, 0)).count();
         assert_eq!(more, RATE_PER_SECOND as usize);
+        // Large requests count for their size: 50 KiB a second.
+        let later = later + Duration::from_secs(1);
+        let block = 4 * RATE_BYTES_PER_REQUEST - 1;
+        let blocks = (0..RATE_BURST as usize).filter(|_| rate.take(later, block)).count();
+        assert_eq!(blocks, RATE_PER_SECOND as usize / 4);
     }
 
     #[test]
