@@ -55,8 +55,16 @@ enum Command {
         /// it again with `jamrig render --replay DIR -o OUT.wav`.
         #[arg(long, value_name = "DIR")]
         capture: Option<PathBuf>,
+        /// Connect jamrig's MIDI output (`jamrig:out`) to this device: a name (part
+        /// of it) or an index from `jamrig ports`.
+        #[arg(long, value_name = "NAME|INDEX")]
+        midi_out: Option<String>,
+        /// Send MIDI clock (24 ppqn, Start, Stop, Continue, Song Position) from the
+        /// transport, whatever its source (overrides the set's clock_out).
+        #[arg(long)]
+        clock_out: bool,
     },
-    /// List MIDI inputs and audio outputs.
+    /// List MIDI inputs and outputs and audio outputs.
     Ports,
     /// Render a set (and optionally a MIDI file) to a WAV file, faster than real time;
     /// or play a session capture again (`--replay DIR`).
@@ -216,7 +224,20 @@ fn audition(args: AuditionArgs) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Play { set, port, buffer, device, no_repl, no_watch, sync, record, record_patterns, capture } => {
+        Command::Play {
+            set,
+            port,
+            buffer,
+            device,
+            no_repl,
+            no_watch,
+            sync,
+            record,
+            record_patterns,
+            capture,
+            midi_out,
+            clock_out,
+        } => {
             let sync = sync.map(|s| match s.as_str() {
                 "midi" => SyncMode::Midi,
                 "link" => SyncMode::Link { quantum: 4.0 },
@@ -233,6 +254,8 @@ fn main() -> ExitCode {
                 record,
                 record_patterns,
                 capture,
+                midi_out,
+                clock_out,
             };
             return match jamrig::live::play(opts) {
                 PlayOutcome::Stopped => ExitCode::SUCCESS,

@@ -358,6 +358,7 @@ pub fn start(
         _ => err_stats.failed.store(true, Relaxed),
     };
     let timeout = Some(Duration::from_secs(5));
+    let sr = chosen.sample_rate() as f64;
     let mut jack_clock = JackClock::open(chosen.jack, stats.clone());
     let mut overruns = Overruns { stats: stats.clone(), seen: 0 };
     let stream = match chosen.format {
@@ -370,6 +371,7 @@ pub fn start(
                 let frame = engine.frames_out();
                 let overran = after_overruns(&mut overruns, &mut jack_clock, &mut link);
                 clock.publish_with_jack_frame(frame, t0, playback, block, jack_clock.frame(frame));
+                clock.set_output_latency(jack_clock.from_cycle_start(output_latency(info).as_secs_f64() * sr));
                 frame_line_moved(overran, &mut jack_clock, &mut engine);
                 follow_link(&mut engine, &mut link, info);
                 engine.process(data, channels);
@@ -389,6 +391,7 @@ pub fn start(
                     let frame = engine.frames_out();
                     let overran = after_overruns(&mut overruns, &mut jack_clock, &mut link);
                     clock.publish_with_jack_frame(frame, t0, playback, block, jack_clock.frame(frame));
+                    clock.set_output_latency(jack_clock.from_cycle_start(output_latency(info).as_secs_f64() * sr));
                     frame_line_moved(overran, &mut jack_clock, &mut engine);
                     follow_link(&mut engine, &mut link, info);
                     for chunk in data.chunks_mut(CONVERT_FRAMES * channels) {
@@ -488,6 +491,19 @@ impl JackClock {
         self.client.is_some()
     }
 
+    /// Audio thread: an output latency measured from the callback (`frames`), as
+    /// measured from the start of its JACK cycle: the port's own latency, the same
+    /// in every cycle however late the callback runs in it.
+    #[inline]
+    fn from_cycle_start(&self, frames: f64) -> u64 {
+        let since = match &self.client {
+            // SAFETY: the client is open; the call reads the server's timer.
+            Some(c) => (unsafe { jack::jack_sys::jack_frames_since_cycle_start(c.raw()) }) as f64,
+            None => 0.0,
+        };
+        (frames + since).round().max(0.0) as u64
+    }
+
     /// Audio thread: how many frames the JACK frame line moved ahead of the
     /// engine's over the last overrun (the cycles the engine did not render), once,
     /// after the next [`JackClock::frame`]; `None` when not measured.
@@ -531,6 +547,11 @@ impl JackClock {
     #[inline]
     fn measures(&self) -> bool {
         false
+    }
+
+    #[inline]
+    fn from_cycle_start(&self, frames: f64) -> u64 {
+        frames.round().max(0.0) as u64
     }
 
     #[inline]

@@ -9,6 +9,7 @@ pub mod control;
 pub mod keys;
 pub mod link;
 pub mod midi;
+pub mod midi_out;
 pub mod repl;
 pub mod stats;
 pub mod watch;
@@ -175,6 +176,17 @@ pub fn ports() -> String {
         }
     }
     for (i, p) in ins.iter().enumerate() {
+        s.push_str(&format!("  {i}: {p}\n"));
+    }
+    s.push_str("MIDI outputs:\n");
+    let midi_outs = midi::list_outputs();
+    if midi_outs.is_empty() {
+        match midi::unavailable() {
+            Some(why) => s.push_str(&format!("  (none: {why})\n")),
+            None => s.push_str("  (none)\n"),
+        }
+    }
+    for (i, p) in midi_outs.iter().enumerate() {
         s.push_str(&format!("  {i}: {p}\n"));
     }
     s.push_str("audio outputs:\n");
