@@ -56,12 +56,42 @@ impl Rig {
         self.probe.take_received()
     }
 
-    /// The output latency `:status` says MIDI out waits for, in frames.
+    /// The delay `:status` says MIDI out leaves after the audio, in frames.
     fn status_latency(&mut self) -> i64 {
         let (_, line) = self.jam.command(":status", S(5), |l| l.starts_with("MIDI out:"));
         let frames = line.split(", ").nth(1).and_then(|w| w.split(' ').next()).and_then(|n| n.parse().ok());
         frames.unwrap_or_else(|| panic!("no latency in the status line: {line}"))
     }
+}
+
+/// Overruns the server logged (each may skip whole cycles: then everything jamrig
+/// plays after it, audio and MIDI alike, is that much later).
+fn xruns(server: &JackServer) -> usize {
+    server.log().matches("XRun").count()
+}
+
+/// Checks spacings against `expected` frames: each within one frame, except at
+/// most `overruns` that are later by whole cycles (the server skipped them).
+/// Returns the spacings with those skips taken out.
+fn check_spacing(spacing: &[i64], expected: f64, overruns: usize, what: &str) -> Vec<f64> {
+    let period = PERIOD as f64;
+    let mut skips = 0;
+    let mut kept = Vec::new();
+    for &d in spacing {
+        let e = d as f64 - expected;
+        let cycles = (e / period).round();
+        assert!(
+            (e - cycles * period).abs() <= 1.0,
+            "{what}: spacing {d} is not {expected} within a frame: {spacing:?}"
+        );
+        if cycles != 0.0 {
+            assert!(cycles > 0.0, "{what}: a spacing of {d} frames is whole cycles short: {spacing:?}");
+            skips += 1;
+        }
+        kept.push(e - cycles * period + expected);
+    }
+    assert!(skips <= overruns, "{what}: {skips} spacings whole cycles long, but only {overruns} overruns: {spacing:?}");
+    kept
 }
 
 /// Frames between two JACK frame times (wrapping).
@@ -81,32 +111,42 @@ fn frames_of(rx: &[Received], bytes: &[u8]) -> Vec<u32> {
 /// An external channel's pattern leaves `jamrig:out` at its exact frames: note-ons
 /// on the out channel at the pattern's spacing to the frame, note-offs their length
 /// later, and every note at a constant distance from the drum hit jamrig plays on
-/// the same beat: the output latency `:status` names (at least one period).
+/// the same beat: the delay `:status` names (the audio's output latency beyond
+/// the MIDI port's, so that the two sound together).
 #[test]
 fn an_external_channels_pattern_leaves_at_its_frames_with_the_audio() {
     let _serial = serial();
     let set = r#"tempo(120);
 drums(10);
-channel(5, #{ midi_out: "probe", out_channel: 2 });
+channel(5, #{ midi_out: "onsets:midi_in", out_channel: 2 });
 pattern("hat", 10, 1.0, [[0.0, "closed_hat", 100]]);
 pattern("ext", 5, 2.0, [[0.0, "C4", 100, 0.25], [0.5, "E4", 90, 0.25], [1.0, "G4", 80, 0.5]]);
 "#;
-    let mut r = Rig::start(set, &[]);
-    r.wait_out_connected();
+    // The onset client hears both, downstream of jamrig only (jamrig connects
+    // its MIDI output to it when it appears).
+    let r = Rig::start(set, &[]);
     let mut onsets = OnsetProbe::open(&r.server.name);
     onsets.connect_jamrig_audio(S(5));
+    r.jam.expect_line(0, S(5), "connecting the MIDI output to the onset client", |l| {
+        l.starts_with("MIDI out: jamrig:out -> onsets:midi_in")
+    });
+    let overruns_before = xruns(&r.server);
     std::thread::sleep(MS(500));
     onsets.take_onsets();
-    let rx = r.receive_for(S(3));
+    onsets.take_received();
+    std::thread::sleep(S(3));
+    let rx = onsets.take_received();
     let hats = onsets.take_onsets();
     assert!(rx.iter().all(|m| matches!(status_of(m), 0x91 | 0x81)), "not all on channel 2 as notes: {rx:?}");
     let on: Vec<&Received> = rx.iter().filter(|m| status_of(m) == 0x91).collect();
     assert!(on.len() >= 8, "only {} note-ons in 3 s: {rx:?}", on.len());
-    // Every half beat (12000 frames at 120 BPM), C4 E4 G4 and a rest, exactly.
+    // Every half beat (12000 frames at 120 BPM), C4 E4 G4 and a rest, exactly
+    // (but for whole cycles the server skipped).
+    let overruns = xruns(&r.server) - overruns_before;
     for w in on.windows(2) {
         let d = between(w[0].frame, w[1].frame);
-        let expected = if w[0].bytes[1] == 67 { 24000 } else { 12000 };
-        assert_eq!(d, expected, "note-ons {:?} then {:?} are {d} frames apart, not {expected}", w[0], w[1]);
+        let expected = if w[0].bytes[1] == 67 { 24000.0 } else { 12000.0 };
+        check_spacing(&[d], expected, overruns, "note-ons");
     }
     for n in &on {
         let (note, vel) = (n.bytes[1], n.bytes[2]);
@@ -114,11 +154,12 @@ pattern("ext", 5, 2.0, [[0.0, "C4", 100, 0.25], [0.5, "E4", 90, 0.25], [1.0, "G4
         let len = if note == 67 { 12000 } else { 6000 };
         let off = rx.iter().find(|m| m.bytes == [0x81, note, 0] && between(n.frame, m.frame) > 0);
         if let Some(off) = off {
-            assert_eq!(between(n.frame, off.frame), len, "note {note}: its note-off is not {len} frames later");
+            check_spacing(&[between(n.frame, off.frame)], len as f64, overruns, &format!("note {note}'s length"));
         }
     }
     // Beside the audio: each C4 and G4 falls on a beat, with a hat.
-    let latency = r.status_latency().max(PERIOD as i64);
+    let mut r = r;
+    let latency = r.status_latency();
     let mut distances = Vec::new();
     for n in on.iter().filter(|n| n.bytes[1] != 64) {
         let nearest = hats.iter().map(|h| between(*h, n.frame)).min_by_key(|d| d.abs()).expect("hats sound");
@@ -143,16 +184,25 @@ fn clock_out_ticks_evenly_and_starts_and_stops_with_the_transport() {
     let set = "tempo(128);\nclock_out(true);\nchannel(1, \"organ\");\n";
     let mut r = Rig::start(set, &["--midi-out", "probe:midi_in"]);
     r.wait_out_connected();
+    let overruns_before = xruns(&r.server);
     let rx = r.receive_for(S(4));
+    let overruns = xruns(&r.server) - overruns_before;
     let ticks = frames_of(&rx, &[0xF8]);
-    // 51.2 ticks a second.
-    assert!(ticks.len() >= 200, "only {} ticks in 4 s at 128 BPM", ticks.len());
+    // 51.2 ticks a second (fewer when the server skips cycles).
+    assert!(ticks.len() >= 150, "only {} ticks in 4 s at 128 BPM", ticks.len());
     let period = 60.0 * SR / (128.0 * 24.0);
     let spacing: Vec<i64> = ticks.windows(2).map(|w| between(w[0], w[1])).collect();
-    let worst = spacing.iter().map(|d| (*d as f64 - period).abs()).fold(0.0, f64::max);
-    // Against the straight line through them: the jitter at the port.
+    let kept = check_spacing(&spacing, period, overruns, "clock ticks");
+    let worst = kept.iter().map(|d| (d - period).abs()).fold(0.0, f64::max);
+    // Against the straight line through them (whole skipped cycles taken out): the
+    // jitter at the port.
     let n = ticks.len() as f64;
-    let at: Vec<f64> = ticks.iter().map(|t| between(ticks[0], *t) as f64).collect();
+    let at: Vec<f64> = std::iter::once(0.0)
+        .chain(kept.iter().scan(0.0, |t, d| {
+            *t += d;
+            Some(*t)
+        }))
+        .collect();
     let mean_k = (n - 1.0) / 2.0;
     let mean_t = at.iter().sum::<f64>() / n;
     let slope = at.iter().enumerate().map(|(k, t)| (k as f64 - mean_k) * (t - mean_t)).sum::<f64>()
@@ -161,7 +211,7 @@ fn clock_out_ticks_evenly_and_starts_and_stops_with_the_transport() {
     let rms = (residuals.iter().map(|x| x * x).sum::<f64>() / n).sqrt();
     let peak = residuals.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     println!(
-        "clock out at 128 BPM, {} ticks: spacing {:.4} frames (ideal {period}), worst spacing error {worst:.2} frames; jitter against the fit: rms {:.4} ms, peak {:.4} ms",
+        "clock out at 128 BPM, {} ticks ({overruns} server overruns): spacing {:.4} frames (ideal {period}), worst spacing error {worst:.2} frames; jitter against the fit: rms {:.4} ms, peak {:.4} ms",
         ticks.len(),
         slope,
         rms / SR * 1e3,
@@ -197,23 +247,27 @@ fn clock_out_follows_an_external_midi_clock_with_song_position() {
     r.probe.set_clock(120.0);
     std::thread::sleep(S(1));
     assert!(r.probe.take_received().is_empty(), "clock out sends nothing while the clock in is stopped");
+    let overruns_before = xruns(&r.server);
     r.probe.send_now(&[0xFA]);
     let rx = r.receive_for(S(2));
+    let overruns = xruns(&r.server) - overruns_before;
     assert_eq!(rx.first().map(|m| m.bytes.clone()), Some(vec![0xFA]), "Start follows the clock's: {:?}", &rx[..3]);
     let ticks = frames_of(&rx, &[0xF8]);
     assert!(ticks.len() > 40, "ticks follow: {}", ticks.len());
     let spacing: Vec<i64> = ticks.windows(2).map(|w| between(w[0], w[1])).collect();
     println!("following 120 BPM: tick spacing {spacing:?}");
     // The follower's fit settles on the incoming ticks within a few; from then on
-    // the spacing is the clock's to the frame. On this shared machine the server
-    // overruns now and then: a tick near an overrun may move, by less than an
-    // engine tick (64 frames), and the next one makes up for it.
+    // the spacing is the clock's to the frame. An overrun (this machine is shared,
+    // and jackd runs without real-time priority) delays the incoming ticks: the
+    // ticks around one may move, by less than an engine tick (64 frames).
     let settled = &spacing[8..];
-    let exact = settled.iter().filter(|d| (*d - 1000).abs() <= 1).count();
-    assert!(exact * 20 >= settled.len() * 19, "fewer than 95% of the ticks 1000 frames apart: {spacing:?}");
-    assert!(settled.iter().all(|d| (d - 1000).abs() < 64), "a tick moved by an engine tick or more: {spacing:?}");
-    let total: i64 = settled.iter().sum();
-    assert!((total - 1000 * settled.len() as i64).abs() <= 1, "the ticks drift from the clock's: {spacing:?}");
+    let off: Vec<i64> = settled.iter().copied().filter(|d| (d - 1000).abs() > 1).collect();
+    assert!(
+        off.len() <= 6 * overruns,
+        "{} ticks off the clock's spacing with {overruns} overruns: {spacing:?}",
+        off.len()
+    );
+    assert!(off.iter().all(|d| (d - 1000).abs() < 64 + PERIOD as i64), "a tick moved too far: {spacing:?}");
 
     r.probe.send_now(&[0xFC]);
     let rx = r.receive_for(MS(500));

@@ -103,6 +103,11 @@ const UNPACED_RATIO: f64 = 3.0;
 /// (ALSA's "Discard all samples", a file) runs the engine far faster than real
 /// time, and is refused. Control side, for [`PACING_CHECK`].
 pub fn check_pacing(chosen: &Chosen, stats: &LiveStats) -> Result<(), AudioError> {
+    if chosen.jack {
+        // A JACK server keeps time (its clock is the device's, or its own), and
+        // runs the cycles it missed while starting back to back.
+        return Ok(());
+    }
     let t0 = Instant::now();
     let sr = chosen.sample_rate() as f64;
     // Two buffers may be filled at once when a stream starts.
@@ -338,9 +343,45 @@ fn frame_line_moved(overran: bool, jack_clock: &mut JackClock, engine: &mut Engi
     }
 }
 
+/// A running audio stream: cpal's, or (the `jack` build on a JACK server) jamrig's
+/// own JACK client, which carries the MIDI ports too.
+pub enum Stream {
+    Cpal(cpal::Stream),
+    #[cfg(feature = "jack")]
+    Jack(super::jack_host::JackStream),
+}
+
+impl Stream {
+    /// The JACK client, when the stream is one.
+    #[cfg(feature = "jack")]
+    pub fn jack(&self) -> Option<&super::jack_host::JackStream> {
+        match self {
+            Stream::Jack(j) => Some(j),
+            Stream::Cpal(_) => None,
+        }
+    }
+}
+
 /// Starts the stream with `engine` in its callback; `link` is the Link session's
-/// end for the callback.
+/// end for the callback; `tap` is where MIDI input goes when the stream carries
+/// it (a JACK client).
 pub fn start(
+    chosen: &Chosen,
+    engine: Engine,
+    clock: Arc<FrameClock>,
+    stats: Arc<LiveStats>,
+    link: LinkClock,
+    tap: &super::midi::MidiTap,
+) -> Result<Stream, AudioError> {
+    #[cfg(feature = "jack")]
+    if chosen.jack {
+        return super::jack_host::JackStream::start(engine, clock, stats, link, tap).map(Stream::Jack);
+    }
+    let _ = tap;
+    start_cpal(chosen, engine, clock, stats, link).map(Stream::Cpal)
+}
+
+fn start_cpal(
     chosen: &Chosen,
     mut engine: Engine,
     clock: Arc<FrameClock>,

@@ -178,7 +178,7 @@ pub struct Live {
     opts: PlayOptions,
     session: Session,
     controller: Controller,
-    stream: Option<cpal::Stream>,
+    stream: Option<audio::Stream>,
     chosen: Option<Chosen>,
     audio: Arc<LiveStats>,
     clock: Arc<FrameClock>,
@@ -368,8 +368,6 @@ impl Live {
         link.follow(set.sync, set.tempo_bpm, false);
         let clock = Arc::new(FrameClock::new(sample_rate, chosen.buffer_frames()));
         let audio_stats = Arc::new(LiveStats::default());
-        let stream = audio::start(&chosen, engine, clock.clone(), audio_stats.clone(), link.clock())?;
-        audio::check_pacing(&chosen, &audio_stats)?;
         let log = Arc::new(ArrayQueue::new(MIDI_LOG_CAP));
         let log_on = Arc::new(AtomicBool::new(false));
         let tap = MidiTap {
@@ -379,6 +377,8 @@ impl Live {
             log_on: log_on.clone(),
             out: midi_out.clone(),
         };
+        let stream = audio::start(&chosen, engine, clock.clone(), audio_stats.clone(), link.clock(), &tap)?;
+        audio::check_pacing(&chosen, &audio_stats)?;
         let mut live = Live {
             midi_out,
             out_device: opts.midi_out.clone(),
@@ -422,7 +422,7 @@ impl Live {
             live.rec_start();
         }
         live.publish_handles();
-        let midi_line = match midi::connect(live.opts.port.as_deref(), &live.tap) {
+        let midi_line = match live.midi_connect(live.opts.port.as_deref()) {
             Ok(m) => {
                 let line = format!("MIDI in: {}", m.port);
                 live.midi = Some(m);
@@ -431,7 +431,7 @@ impl Live {
             }
             Err(e) => {
                 let wait = if live.opts.port.is_some() { "; it will be attached when it appears" } else { "" };
-                match midi::open_own_port(&live.tap) {
+                match live.midi_own_port() {
                     Ok(m) => {
                         let line = format!("MIDI in: {e}{wait}; listening on {}", m.port);
                         live.midi = Some(m);
@@ -760,21 +760,25 @@ impl Live {
         }
         self.clock = Arc::new(FrameClock::new(sr, chosen.buffer_frames()));
         self.audio = Arc::new(LiveStats::default());
-        let stream = audio::start(&chosen, engine, self.clock.clone(), self.audio.clone(), self.link.clock())?;
+        self.tap.sender = controller.event_sender();
+        self.tap.clock = self.clock.clone();
+        // The MIDI callback holds the old engine's queue (or the old client the
+        // old stream): reconnect (to the same device, or reopen jamrig's own port).
+        let reopen = self.midi.take().map(|m| {
+            let (port, own) = (m.port.clone(), m.is_own());
+            m.close();
+            (port, own)
+        });
+        let stream =
+            audio::start(&chosen, engine, self.clock.clone(), self.audio.clone(), self.link.clock(), &self.tap)?;
         self.controller = controller;
         self.stream = Some(stream);
         self.stall = StallWatch::new();
         self.chosen = Some(chosen);
-        self.tap.sender = self.controller.event_sender();
-        self.tap.clock = self.clock.clone();
         self.publish_handles();
-        // The MIDI callback holds the old engine's queue: reconnect (to the same
-        // device, or reopen jamrig's own port).
-        if let Some(m) = self.midi.take() {
-            let (port, own) = (m.port.clone(), m.is_own());
-            m.close();
+        if let Some((port, own)) = reopen {
             if own {
-                if let Ok(m) = midi::open_own_port(&self.tap) {
+                if let Ok(m) = self.midi_own_port() {
                     self.midi = Some(m);
                 }
             } else {
@@ -805,6 +809,26 @@ impl Live {
         self.say(&format!(
             "audio device lost ({desc}: {why}); the REPL stays, and the device will be reopened when it returns"
         ));
+    }
+
+    /// Connects MIDI in to the port `choice` names (the first by default): on the
+    /// audio stream's own JACK client when it has one, else on a MIDI client.
+    fn midi_connect(&self, choice: Option<&str>) -> Result<MidiIn, String> {
+        #[cfg(feature = "jack")]
+        if let Some(j) = self.stream.as_ref().and_then(|s| s.jack()) {
+            return midi::connect_shared(choice, j);
+        }
+        midi::connect(choice, &self.tap)
+    }
+
+    /// Opens jamrig's own MIDI input port (for others to connect to): the audio
+    /// stream's JACK client's when it has one.
+    fn midi_own_port(&self) -> Result<MidiIn, String> {
+        #[cfg(feature = "jack")]
+        if let Some(j) = self.stream.as_ref().and_then(|s| s.jack()) {
+            return Ok(midi::own_shared(j));
+        }
+        midi::open_own_port(&self.tap)
     }
 
     /// Connects the MIDI output to the devices asked for (`--midi-out` or
@@ -883,7 +907,7 @@ impl Live {
             && let Some(want) = self.midi_wanted.clone()
             && midi::pick(Some(&want), &ports).is_some()
         {
-            match midi::connect(Some(&want), &self.tap) {
+            match self.midi_connect(Some(&want)) {
                 Ok(m) => {
                     self.say(&format!("MIDI in: {}", m.port));
                     if let Some(own) = self.midi.replace(m) {
@@ -1129,7 +1153,7 @@ impl Live {
                     if !released.is_empty() {
                         self.say(&format!("MIDI in: closed{released}"));
                     }
-                    match midi::connect(Some(&want), &self.tap) {
+                    match self.midi_connect(Some(&want)) {
                         Ok(m) => {
                             self.say(&format!("MIDI in: {}", m.port));
                             self.midi = Some(m);
@@ -1361,14 +1385,14 @@ impl Live {
             },
             None => "unavailable".to_string(),
         };
-        let latency = self.clock.output_latency_frames();
+        let latency = self.midi_out.delay_frames.load(Relaxed);
         let clock = match (self.session.set().clock_out, stats.clock_out_looped.load(Relaxed)) {
             (true, true) => "clock out refused (a loop)",
             (true, false) => "clock out on",
             _ => "clock out off",
         };
         format!(
-            "MIDI out: {to}, {latency} frames after the audio is handed out (its output latency); {clock}; {} sent, {} late, {} lost (queue full), {} refused by the port\n",
+            "MIDI out: {to}, {latency} frames after the audio is handed out (so that it sounds with it); {clock}; {} sent, {} late, {} lost (queue full), {} refused by the port\n",
             self.midi_out.written.load(Relaxed),
             self.midi_out.late.load(Relaxed),
             stats.midi_out_overflow.load(Relaxed),

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 #[cfg(feature = "jack")]
-pub use jack_in::{MidiIn, connect, list_inputs, list_outputs, open_own_port, unavailable};
+pub use jack_in::{MidiIn, connect, connect_shared, list_inputs, list_outputs, open_own_port, own_shared, unavailable};
 #[cfg(not(feature = "jack"))]
 pub use seq_in::{MidiIn, connect, list_inputs, list_outputs, open_own_port, unavailable};
 
@@ -113,7 +113,7 @@ impl MidiTap {
 
     /// Input thread: decode and queue for `frame` (malformed messages are dropped);
     /// `held` keeps what the input holds down.
-    fn receive_at(&self, held: &Held, frame: u64, bytes: &[u8]) {
+    pub(crate) fn receive_at(&self, held: &Held, frame: u64, bytes: &[u8]) {
         if let Some(ev) = Event::from_midi(frame, bytes) {
             held.note(&ev.kind);
             self.sender.send(ev);
@@ -228,6 +228,7 @@ mod seq_in {
             let now = Instant::now();
             let sr = tap.clock.sample_rate();
             let latency = tap.clock.output_latency_frames() as f64;
+            tap.out.delay_frames.store(latency as u64, Relaxed);
             let when = |m: &OutMessage| {
                 let frames = tap.clock.frames_after(m.frame, now) + latency - m.lead_frames as f64;
                 Some((frames / sr * 1e6) as i64)
@@ -376,9 +377,13 @@ mod jack_in {
     type ProcessFn = Box<dyn FnMut(&jack::Client, &jack::ProcessScope) -> jack::Control + Send>;
     type Process = jack::contrib::ClosureProcessHandler<(), ProcessFn>;
 
-    /// jamrig's JACK MIDI input port, connected to a source or waiting for one.
+    /// jamrig's JACK MIDI input port, connected to a source or waiting for one:
+    /// on a MIDI client of its own, or on the audio stream's client (`shared`:
+    /// then this only connects its ports).
     pub struct MidiIn {
         client: Option<jack::AsyncClient<Watch, Process>>,
+        /// The audio stream's client's connecting client, and its input port.
+        shared: Option<(Arc<jack::Client>, String)>,
         dead: Arc<AtomicBool>,
         /// The connected source port (or this port, marked as jamrig's own).
         pub port: String,
@@ -399,7 +404,10 @@ mod jack_in {
         }
 
         fn client(&self) -> Option<&jack::Client> {
-            self.client.as_ref().map(|c| c.as_client())
+            match &self.shared {
+                Some((c, _)) => Some(c),
+                None => self.client.as_ref().map(|c| c.as_client()),
+            }
         }
 
         /// Connects jamrig's MIDI output to the port `choice` names (an index or a
@@ -421,6 +429,13 @@ mod jack_in {
         }
 
         pub fn close(mut self) {
+            if let Some((c, input)) = self.shared.take() {
+                if self.dead.load(Relaxed) {
+                    std::mem::forget(c);
+                } else if !self.port.ends_with(OWN_PORT_NOTE) {
+                    let _ = c.disconnect_ports_by_name(&self.port, &input);
+                }
+            }
             if let Some(c) = self.client.take() {
                 if self.dead.load(Relaxed) {
                     // Closing a client whose server has gone crashes libjack.
@@ -521,6 +536,7 @@ mod jack_in {
         let cycle = ps.last_frame_time();
         let since = ps.frames_since_cycle_start() as f64;
         let latency = tap.clock.output_latency_frames() as i64;
+        tap.out.delay_frames.store(latency.max(n) as u64, Relaxed);
         let when = |m: &crate::engine::midi_out::OutMessage| {
             let delay = (latency - m.lead_frames as i64).max(n);
             let at = match tap.clock.jack_frame_of(m.frame) {
@@ -593,7 +609,7 @@ mod jack_in {
     pub fn connect(choice: Option<&str>, tap: &MidiTap) -> Result<MidiIn, String> {
         let (active, own, dead, held, out) = open(tap)?;
         let names = sources(active.as_client(), &own);
-        let mut m = MidiIn { client: Some(active), dead, port: String::new(), held, out };
+        let mut m = MidiIn { client: Some(active), shared: None, dead, port: String::new(), held, out };
         let Some(i) = pick(choice, &names) else {
             m.close();
             return Err(no_match(choice));
@@ -610,7 +626,36 @@ mod jack_in {
     /// Opens jamrig's own input port for other programs to connect to.
     pub fn open_own_port(tap: &MidiTap) -> Result<MidiIn, String> {
         let (active, own, dead, held, out) = open(tap)?;
-        Ok(MidiIn { client: Some(active), dead, port: format!("{own}{OWN_PORT_NOTE}"), held, out })
+        Ok(MidiIn { client: Some(active), shared: None, dead, port: format!("{own}{OWN_PORT_NOTE}"), held, out })
+    }
+
+    /// The MIDI input of the audio stream's own client (`jamrig:in`), waiting for
+    /// other programs to connect to it.
+    pub fn own_shared(stream: &crate::live::jack_host::JackStream) -> MidiIn {
+        MidiIn {
+            client: None,
+            shared: Some((stream.ports_client.clone(), stream.midi_in.clone())),
+            dead: stream.dead.clone(),
+            port: format!("{}{OWN_PORT_NOTE}", stream.midi_in),
+            held: stream.held.clone(),
+            out: stream.midi_out.clone(),
+        }
+    }
+
+    /// Connects the audio stream's client's MIDI input to the source `choice`
+    /// names (the first by default).
+    pub fn connect_shared(choice: Option<&str>, stream: &crate::live::jack_host::JackStream) -> Result<MidiIn, String> {
+        let c = &stream.ports_client;
+        let names = sources(c, &stream.midi_in);
+        let i = pick(choice, &names).ok_or_else(|| no_match(choice))?;
+        let connected = c.port_by_name(&stream.midi_in).map(|p| p.get_connections()).unwrap_or_default();
+        if !connected.contains(&names[i]) {
+            c.connect_ports_by_name(&names[i], &stream.midi_in)
+                .map_err(|e| format!("cannot connect MIDI input {}: {e}", names[i]))?;
+        }
+        let mut m = own_shared(stream);
+        m.port = names[i].clone();
+        Ok(m)
     }
 }
 

@@ -19,11 +19,21 @@ pub struct OutShared {
     pub late: AtomicU64,
     /// Messages the port refused (its buffer for the cycle was full).
     pub refused: AtomicU64,
+    /// How long after its frame is handed out a message leaves (a device's own
+    /// latency aside), in frames: the audio's output latency beyond the MIDI
+    /// port's, so that it sounds with the audio. Set by the writer.
+    pub delay_frames: AtomicU64,
 }
 
 impl OutShared {
     pub fn new(queue: OutQueue) -> OutShared {
-        OutShared { queue, written: AtomicU64::new(0), late: AtomicU64::new(0), refused: AtomicU64::new(0) }
+        OutShared {
+            queue,
+            written: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            delay_frames: AtomicU64::new(0),
+        }
     }
 }
 

@@ -6,6 +6,8 @@
 pub mod audio;
 pub mod clock;
 pub mod control;
+#[cfg(feature = "jack")]
+pub mod jack_host;
 pub mod keys;
 pub mod link;
 pub mod midi;

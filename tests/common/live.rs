@@ -612,12 +612,12 @@ pub struct Probe {
     pub inputs: [String; 2],
 }
 
-/// Connects jamrig's audio outputs (`cpal_client_*:out_0/1`) to `inputs`,
+/// Connects jamrig's audio outputs (`jamrig:out_0/1`) to `inputs`,
 /// waiting up to `timeout` for them to exist. Returns jamrig's left output port.
 fn connect_jamrig_outputs(client: &jack::Client, inputs: &[String], timeout: Duration) -> String {
     let t0 = Instant::now();
     loop {
-        let outs = client.ports(Some("^cpal_client_.*:out_[01]$"), Some("audio"), jack::PortFlags::IS_OUTPUT);
+        let outs = client.ports(Some("^jamrig:out_[01]$"), Some("audio"), jack::PortFlags::IS_OUTPUT);
         let l = outs.iter().find(|p| p.ends_with(":out_0"));
         let r = outs.iter().find(|p| p.ends_with(":out_1"));
         if let (Some(l), Some(r)) = (l, r) {
@@ -753,7 +753,7 @@ impl Probe {
         self.client().ports(Some(pattern), None, jack::PortFlags::empty())
     }
 
-    /// Connects jamrig's audio outputs (`cpal_client_*:out_0/1`) to the probe's
+    /// Connects jamrig's audio outputs (`jamrig:out_0/1`) to the probe's
     /// inputs, waiting up to `timeout` for them to exist. Returns jamrig's client name.
     pub fn connect_jamrig_audio(&self, timeout: Duration) -> String {
         let l = connect_jamrig_outputs(self.client(), &self.inputs, timeout);
@@ -1042,6 +1042,11 @@ const ONSET_GAP: u32 = 500;
 /// machine) costs no timing.
 struct OnsetProc {
     in_l: jack::Port<jack::AudioIn>,
+    /// A MIDI input too, downstream of jamrig only (the probe, which also feeds
+    /// jamrig's input, may run before jamrig in a cycle and then hears its MIDI
+    /// output a cycle late): to line jamrig's MIDI out up with its audio.
+    midi_in: jack::Port<jack::MidiIn>,
+    received: rtrb::Producer<RawReceived>,
     _in_r: jack::Port<jack::AudioIn>,
     quiet: u32,
     onsets: rtrb::Producer<u32>,
@@ -1050,6 +1055,12 @@ struct OnsetProc {
 impl jack::ProcessHandler for OnsetProc {
     fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
         let t0 = ps.last_frame_time();
+        for ev in self.midi_in.iter(ps) {
+            let mut bytes = [0u8; 3];
+            let len = ev.bytes.len().min(3);
+            bytes[..len].copy_from_slice(&ev.bytes[..len]);
+            let _ = self.received.push(RawReceived { frame: t0.wrapping_add(ev.time), bytes, len: len as u8 });
+        }
         for (i, &x) in self.in_l.as_slice(ps).iter().enumerate() {
             if x != 0.0 {
                 if self.quiet >= ONSET_GAP {
@@ -1069,6 +1080,7 @@ impl jack::ProcessHandler for OnsetProc {
 pub struct OnsetProbe {
     client: Option<jack::AsyncClient<(), OnsetProc>>,
     onsets: rtrb::Consumer<u32>,
+    received: rtrb::Consumer<RawReceived>,
     inputs: [String; 2],
 }
 
@@ -1081,9 +1093,11 @@ impl OnsetProbe {
         let in_r = client.register_port("in_r", jack::AudioIn::default()).expect("audio port");
         let inputs = [in_l.name().unwrap(), in_r.name().unwrap()];
         let (tx, onsets) = rtrb::RingBuffer::new(4096);
-        let proc_ = OnsetProc { in_l, _in_r: in_r, quiet: 0, onsets: tx };
+        let midi_in = client.register_port(PROBE_MIDI_IN, jack::MidiIn::default()).expect("MIDI in port");
+        let (received_p, received) = rtrb::RingBuffer::new(1 << 16);
+        let proc_ = OnsetProc { in_l, midi_in, received: received_p, _in_r: in_r, quiet: 0, onsets: tx };
         let client = client.activate_async((), proc_).expect("the onset client activates");
-        OnsetProbe { client: Some(client), onsets, inputs }
+        OnsetProbe { client: Some(client), onsets, received, inputs }
     }
 
     fn client(&self) -> &jack::Client {
@@ -1094,6 +1108,16 @@ impl OnsetProbe {
     /// them. Returns jamrig's left output port.
     pub fn connect_jamrig_audio(&self, timeout: Duration) -> String {
         connect_jamrig_outputs(self.client(), &self.inputs, timeout)
+    }
+
+    /// The MIDI messages its input received since the last call, at their JACK
+    /// frame times.
+    pub fn take_received(&mut self) -> Vec<Received> {
+        let mut out = Vec::new();
+        while let Ok(r) = self.received.pop() {
+            out.push(Received { frame: r.frame, bytes: r.bytes[..r.len as usize].to_vec() });
+        }
+        out
     }
 
     /// The onsets found since the last call, as JACK frame times.
