@@ -6,7 +6,7 @@
 //! placement is a frame count (sample-exact, whatever the scheduling). The control
 //! thread opens and closes it, and connects its ports.
 
-use super::clock::FrameClock;
+use super::clock::{FrameClock, WindowedMin};
 use super::link::LinkClock;
 use super::midi::{Held, MidiTap};
 use super::midi_out::OutWriter;
@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 pub const CLIENT: &str = "jamrig";
 /// Frames the engine renders per step into the callback's scratch buffer.
 const SCRATCH_FRAMES: usize = 1024;
+/// Cycles per window of the frame line's minimum.
+const LINE_WINDOW: u32 = 128;
+/// Cycles after an overrun over which the new frame line is measured.
+const OVERRUN_SETTLE: u32 = 4;
 
 /// Counts overruns and notices the server going away.
 struct Notify {
@@ -53,9 +57,13 @@ struct Process {
     midi_out: jack::Port<jack::MidiOut>,
     writer: OutWriter,
     scratch: Vec<f32>,
-    /// `JACK frame - engine frame` of the last cycle: it moves when the server
-    /// skipped cycles (an overrun).
-    line: Option<u32>,
+    /// `JACK frame - engine frame`, the smallest over the last window or two: it
+    /// moves when the server skips cycles (an overrun). A callback that runs late
+    /// reads a later cycle's frame time, never an earlier one.
+    line: WindowedMin<u32>,
+    cycles: u32,
+    /// Overruns the server reported, as last seen.
+    overruns: u64,
 }
 
 impl jack::ProcessHandler for Process {
@@ -65,20 +73,33 @@ impl jack::ProcessHandler for Process {
         let sr = self.engine.sample_rate() as f64;
         let cycle = ps.last_frame_time();
         let frame = self.engine.frames_out();
-        let line = cycle.wrapping_sub(frame as u32);
-        if let Some(old) = self.line.replace(line)
-            && old != line
+        let overruns = self.stats.underruns.load(Relaxed);
+        if overruns != self.overruns {
+            // Cycles may have been skipped: measure the line afresh.
+            self.overruns = overruns;
+            self.line.settle_afresh(OVERRUN_SETTLE);
+            self.link.after_overrun();
+        }
+        let old = self.line.best();
+        if self.line.push(cycle.wrapping_sub(frame as u32))
+            && let (Some(old), Some(new)) = (old, self.line.best())
+            && new != old
         {
             // Cycles the engine did not render were played as silence.
-            self.engine.after_overrun(Some(line.wrapping_sub(old) as i32 as i64));
-            self.link.after_overrun();
+            self.engine.after_overrun(Some(new.wrapping_sub(old) as i32 as i64));
+        }
+        self.cycles += 1;
+        if self.cycles == LINE_WINDOW {
+            self.line.roll();
+            self.cycles = 0;
         }
         // From the cycle's start to hearing its first frame; and to sending MIDI.
         let audio_latency = self.left.get_latency_range(jack::LatencyType::Playback).1 as i64;
         let midi_latency = self.midi_out.get_latency_range(jack::LatencyType::Playback).1 as i64;
         let stream_ns =
             ps.cycle_times().map(|t| t.current_usecs * 1000).unwrap_or(0) + (audio_latency as f64 / sr * 1e9) as u64;
-        self.clock.publish_with_jack_frame(frame, t0, stream_ns, n, Some(cycle));
+        let jack_frame = (frame as u32).wrapping_add(self.line.best().unwrap_or(0));
+        self.clock.publish_with_jack_frame(frame, t0, stream_ns, n, Some(jack_frame));
         self.clock.set_output_latency(audio_latency.max(0) as u64);
 
         // MIDI in, at its frame in the cycle, one buffer and one tick later.
@@ -187,7 +208,9 @@ impl JackStream {
             midi_out,
             writer: OutWriter::default(),
             scratch: vec![0.0; 2 * SCRATCH_FRAMES],
-            line: None,
+            line: WindowedMin::new(|a: u32, b: u32| (a.wrapping_sub(b) as i32) < 0),
+            cycles: 0,
+            overruns: 0,
         };
         let active = client.activate_async(Notify { stats, dead: dead.clone() }, process).map_err(failed)?;
         let playback = active.as_client().ports(Some("system:playback_.*"), Some("audio"), jack::PortFlags::IS_INPUT);
