@@ -413,5 +413,5 @@ fn midi_out_and_clock_out_never_allocate() {
         assert_eq!(violation_count(), 0, "the MIDI out path allocated or freed in round {round}");
         controller.collect();
     }
-    assert!(written > 1000, "the writer wrote what the engine sent ({written})");
+    assert!(written > 100, "the writer wrote what the engine sent ({written})");
 }
