@@ -128,6 +128,7 @@ pub fn build(set: &Set, previous: Option<&Arc<PatternSet>>) -> Result<Snapshot, 
         .map(|c| CcMapping {
             cc: c.cc,
             channel: c.channel.map(|ch| ch - 1),
+            any: c.any,
             param: c.param,
             min: c.min,
             max: c.max,
