@@ -412,7 +412,7 @@ fn start_cpal(
                 let frame = engine.frames_out();
                 let overran = after_overruns(&mut overruns, &mut jack_clock, &mut link);
                 clock.publish_with_jack_frame(frame, t0, playback, block, jack_clock.frame(frame));
-                clock.set_output_latency(jack_clock.from_cycle_start(output_latency(info).as_secs_f64() * sr));
+                clock.set_output_latency(jack_clock.latency_from_cycle_start(output_latency(info).as_secs_f64() * sr));
                 frame_line_moved(overran, &mut jack_clock, &mut engine);
                 follow_link(&mut engine, &mut link, info);
                 engine.process(data, channels);
@@ -432,7 +432,9 @@ fn start_cpal(
                     let frame = engine.frames_out();
                     let overran = after_overruns(&mut overruns, &mut jack_clock, &mut link);
                     clock.publish_with_jack_frame(frame, t0, playback, block, jack_clock.frame(frame));
-                    clock.set_output_latency(jack_clock.from_cycle_start(output_latency(info).as_secs_f64() * sr));
+                    clock.set_output_latency(
+                        jack_clock.latency_from_cycle_start(output_latency(info).as_secs_f64() * sr),
+                    );
                     frame_line_moved(overran, &mut jack_clock, &mut engine);
                     follow_link(&mut engine, &mut link, info);
                     for chunk in data.chunks_mut(CONVERT_FRAMES * channels) {
@@ -536,7 +538,7 @@ impl JackClock {
     /// measured from the start of its JACK cycle: the port's own latency, the same
     /// in every cycle however late the callback runs in it.
     #[inline]
-    fn from_cycle_start(&self, frames: f64) -> u64 {
+    fn latency_from_cycle_start(&self, frames: f64) -> u64 {
         let since = match &self.client {
             // SAFETY: the client is open; the call reads the server's timer.
             Some(c) => (unsafe { jack::jack_sys::jack_frames_since_cycle_start(c.raw()) }) as f64,
@@ -591,7 +593,7 @@ impl JackClock {
     }
 
     #[inline]
-    fn from_cycle_start(&self, frames: f64) -> u64 {
+    fn latency_from_cycle_start(&self, frames: f64) -> u64 {
         frames.round().max(0.0) as u64
     }
 
