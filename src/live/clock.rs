@@ -136,29 +136,32 @@ impl FrameClock {
         self.output_latency_frames.load(Ordering::Relaxed)
     }
 
-    /// The JACK frame time at which engine frame `frame` is handed out (the audio
-    /// stream and a JACK port run in the same cycles): exact, from frame counts.
-    /// `None` when the stream gives no JACK frame times, or the publication is
-    /// more than a second away (stale).
-    pub fn jack_frame_of(&self, frame: u64) -> Option<u32> {
-        let (published, jf) = loop {
+    /// The published (engine frame, JACK frame time), read consistently; `None`
+    /// when the stream gives no JACK frame times.
+    fn jack_publication(&self) -> Option<(u64, u32)> {
+        loop {
             let s1 = self.seq.load(Ordering::Acquire);
             let frame = self.frame.load(Ordering::Acquire);
             let jf = self.jack_frame.load(Ordering::Acquire);
             let s2 = self.seq.load(Ordering::Acquire);
             if s1 == s2 && s1.is_multiple_of(2) {
-                break (frame, jf);
+                return (jf >> 32 != 0).then_some((frame, jf as u32));
             }
             std::hint::spin_loop();
-        };
-        if jf >> 32 == 0 {
-            return None;
         }
+    }
+
+    /// The JACK frame time at which engine frame `frame` is handed out (the audio
+    /// stream and a JACK port run in the same cycles): exact, from frame counts.
+    /// `None` when the stream gives no JACK frame times, or the publication is
+    /// more than a second away (stale).
+    pub fn jack_frame_of(&self, frame: u64) -> Option<u32> {
+        let (published, jf) = self.jack_publication()?;
         let delta = frame as i64 - published as i64;
         if delta.abs() > self.sample_rate as i64 {
             return None;
         }
-        Some((jf as u32).wrapping_add(delta as i32 as u32))
+        Some(jf.wrapping_add(delta as i32 as u32))
     }
 
     /// How many frames after `at` engine frame `frame` is handed out (negative:
@@ -205,20 +208,8 @@ impl FrameClock {
     /// audio stream gives no JACK frame times, or when the two are further apart
     /// than a second (a stale publication: the stream has stopped).
     pub fn place_jack(&self, jack_frame: u32) -> Option<u64> {
-        let (frame, jf) = loop {
-            let s1 = self.seq.load(Ordering::Acquire);
-            let frame = self.frame.load(Ordering::Acquire);
-            let jf = self.jack_frame.load(Ordering::Acquire);
-            let s2 = self.seq.load(Ordering::Acquire);
-            if s1 == s2 && s1.is_multiple_of(2) {
-                break (frame, jf);
-            }
-            std::hint::spin_loop();
-        };
-        if jf >> 32 == 0 {
-            return None;
-        }
-        let delta = jack_frame.wrapping_sub(jf as u32) as i32 as i64;
+        let (frame, jf) = self.jack_publication()?;
+        let delta = jack_frame.wrapping_sub(jf) as i32 as i64;
         if delta.abs() > self.sample_rate as i64 {
             return None;
         }
