@@ -63,8 +63,16 @@ enum Command {
         /// beyond loopback.
         #[arg(long, value_name = "TOKEN", requires = "listen")]
         listen_token: Option<String>,
+        /// Connect jamrig's MIDI output (`jamrig:out`) to this device: a name (part
+        /// of it) or an index from `jamrig ports`.
+        #[arg(long, value_name = "NAME|INDEX")]
+        midi_out: Option<String>,
+        /// Send MIDI clock (24 ppqn, Start, Stop, Continue, Song Position) from the
+        /// transport, whatever its source (overrides the set's clock_out).
+        #[arg(long)]
+        clock_out: bool,
     },
-    /// List MIDI inputs and audio outputs.
+    /// List MIDI inputs and outputs and audio outputs.
     Ports,
     /// Render a set (and optionally a MIDI file) to a WAV file, faster than real time;
     /// or play a session capture again (`--replay DIR`).
@@ -248,6 +256,8 @@ fn main() -> ExitCode {
             capture,
             listen,
             listen_token,
+            midi_out,
+            clock_out,
         } => {
             let listen = match listen.map(|a| jamrig::live::listen::ListenOptions::new(a, listen_token)).transpose() {
                 Ok(l) => l,
@@ -273,6 +283,8 @@ fn main() -> ExitCode {
                 record_patterns,
                 capture,
                 listen,
+                midi_out,
+                clock_out,
             };
             return match jamrig::live::play(opts) {
                 PlayOutcome::Stopped => ExitCode::SUCCESS,

@@ -319,3 +319,103 @@ fn overload_and_overflow_never_allocate() {
     assert!(stats.hits_overflow.load(Relaxed) > 0, "the hit budget was reached");
     assert!(stats.events_late.load(Relaxed) > 0, "a burst waited for later ticks");
 }
+
+/// MIDI out and clock out: external channels (patterns, input notes, controllers,
+/// bend, programs), the clock through Start, Stop, Continue, Song Position and
+/// relocations in every sync mode, note-offs on stop, panic and reloads that
+/// remove or move an external channel, a full queue; and the writer that drains
+/// the queue into a port. None of it allocates or frees.
+#[test]
+fn midi_out_and_clock_out_never_allocate() {
+    let a = common::set(
+        r#"
+        tempo(120);
+        clock_out(true);
+        midi_out("op-xy", #{ latency_ms: 5 });
+        channel(1, "synth_bass");
+        channel(3, #{ midi_out: "op-xy", out_channel: 1 });
+        channel(4, #{ midi_out: "digitakt", out_channel: 9 });
+        drums(10);
+        pattern("ext", 3, 1.0, [[0.0, "C3", 100, 0.75], [0.5, "G3", 100, 0.1]]);
+        pattern("beat", 10, "rock");
+        "#,
+    );
+    let b = common::set(
+        r#"
+        tempo(97);
+        channel(1, "synth_bass");
+        channel(4, #{ midi_out: "digitakt", out_channel: 2 });
+        drums(10);
+        pattern("ext", 4, 2.0, [[0.0, "C2", 100, 1.5]]);
+        "#,
+    );
+    let modes = [
+        jamrig::rig::set::SyncMode::Internal,
+        jamrig::rig::set::SyncMode::Midi,
+        jamrig::rig::set::SyncMode::Link { quantum: 4.0 },
+    ];
+    let with = |s: &Set, m| {
+        let mut s = s.clone();
+        s.sync = m;
+        s
+    };
+    let Renderer { mut engine, mut controller, .. } = Renderer::with_tables(&a, common::tables(48000)).expect("rig");
+    let queue = jamrig::engine::midi_out::queue();
+    engine.midi_out_into(queue.clone());
+    let mut writer = jamrig::live::midi_out::OutWriter::default();
+    let mut written = 0usize;
+    let mut out = vec![0.0f32; 1024 * 2];
+    let mut tick_at = 0.0f64;
+    for round in 0..600usize {
+        if round % 25 == 0 {
+            let m = modes[(round / 25) % 3];
+            controller.publish_set(&with(if round % 50 == 0 { &a } else { &b }, m)).expect("publish");
+        }
+        let base = engine.frames_out();
+        let frames = [64usize, 256, 1000, 1024][round % 4];
+        while tick_at < (base + frames as u64) as f64 {
+            controller.send(Event::new(tick_at as u64, EventKind::Clock));
+            tick_at += 1000.0;
+        }
+        let kind = match round % 40 {
+            1 => Some(EventKind::ClockStart),
+            5 => Some(EventKind::NoteOn { channel: 2, note: 64, velocity: 90 }),
+            6 => Some(EventKind::Control { channel: 2, cc: 74, value: 64 }),
+            7 => Some(EventKind::PitchBend { channel: 3, value: -300 }),
+            8 => Some(EventKind::Program { channel: 3, program: 12 }),
+            9 => Some(EventKind::Pressure { channel: 2, value: 30 }),
+            12 => Some(EventKind::Stop),
+            13 => Some(EventKind::ClockStop),
+            14 => Some(EventKind::SongPosition(48)),
+            16 => Some(EventKind::ClockContinue),
+            18 => Some(EventKind::Continue),
+            22 => Some(EventKind::Start),
+            30 => Some(EventKind::Panic),
+            33 => Some(EventKind::Control { channel: 3, cc: 123, value: 0 }),
+            _ => None,
+        };
+        if let Some(k) = kind {
+            controller.send(Event::new(base + 5, k));
+        }
+        let timeline = jamrig::engine::sync::ExternalTimeline {
+            frame: base,
+            beat: base as f64 / 24000.0 + if round % 90 == 45 { 3.0 } else { 0.0 },
+            bpm: 120.0,
+            playing: (round / 30) % 2 == 0,
+        };
+        let buf = &mut out[..frames * 2];
+        // Now and then the writer falls behind and the queue fills up.
+        let drain = round % 100 < 90;
+        reset_violation_count();
+        assert_no_alloc(|| {
+            engine.follow_timeline(timeline);
+            engine.process(buf, 2);
+            if drain {
+                writer.write_due(&queue, (base + frames as u64) as i64, |m| Some(m.frame as i64), |_, _| written += 1);
+            }
+        });
+        assert_eq!(violation_count(), 0, "the MIDI out path allocated or freed in round {round}");
+        controller.collect();
+    }
+    assert!(written > 100, "the writer wrote what the engine sent ({written})");
+}

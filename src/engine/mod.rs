@@ -12,6 +12,7 @@ pub mod bus;
 pub mod denormal;
 pub mod envelope;
 pub mod event;
+pub mod midi_out;
 pub mod sequencer;
 pub mod snapshot;
 pub mod sync;
@@ -27,6 +28,7 @@ use crate::tables::Tables;
 use bus::{Bus, BusOut};
 use crossbeam_queue::ArrayQueue;
 use event::{Event, EventKind};
+use midi_out::{MidiOut, OutTarget};
 use sequencer::{Sequencer, Sink};
 use snapshot::{ChannelConfig, MAX_CHANNELS, MasterConfig, MasterMode, PatternSet, Snapshot, Source};
 use std::sync::Arc;
@@ -120,6 +122,12 @@ pub struct EngineStats {
     pub clock_tempo_bits: AtomicU64,
     /// MIDI clock ticks received.
     pub clock_ticks: AtomicU64,
+    /// MIDI out messages lost because the queue to the output was full
+    /// ([`midi_out::MIDI_OUT_QUEUE_CAP`]).
+    pub midi_out_overflow: AtomicU64,
+    /// MIDI clock out was refused: jamrig's own Start came back on MIDI in (a device
+    /// echoes the clock); it stays off until asked again.
+    pub clock_out_looped: AtomicBool,
     /// Per channel, the program a program change selected ([`NO_PROGRAM`]: none).
     pub programs: [AtomicU32; MAX_CHANNELS],
     /// Per channel, the pitch bend (-8192..=8191, as i32 bits).
@@ -189,6 +197,8 @@ impl Default for EngineStats {
             beat_bits: AtomicU64::new(0),
             clock_tempo_bits: AtomicU64::new(0),
             clock_ticks: AtomicU64::new(0),
+            midi_out_overflow: AtomicU64::new(0),
+            clock_out_looped: AtomicBool::new(false),
             programs: std::array::from_fn(|_| AtomicU32::new(NO_PROGRAM)),
             bends: Default::default(),
             pedals: Default::default(),
@@ -493,6 +503,21 @@ fn with_program(channel: ChannelConfig, program: ChannelConfig) -> ChannelConfig
     c
 }
 
+/// Where an external channel's messages go (`None`: the channel is not external).
+fn out_target(c: &ChannelConfig, sample_rate: f32) -> Option<OutTarget> {
+    match c.source {
+        Source::External { channel, latency_ms } => Some(OutTarget {
+            channel: channel & 15,
+            lead_frames: (latency_ms.max(0.0) * sample_rate / 1000.0).round() as u32,
+        }),
+        _ => None,
+    }
+}
+
+/// A window after jamrig's own clock Start in which a Start arriving on MIDI in is
+/// that Start come back (a device echoes the clock), in seconds.
+const CLOCK_LOOP_WINDOW_S: f64 = 0.5;
+
 /// An event ordered within a tick: by frame, then by arrival.
 #[derive(Clone, Copy)]
 struct Queued {
@@ -605,6 +630,10 @@ pub struct Engine {
     captured_timeline: Option<ExternalTimeline>,
     /// Where a recording takes the channel events played, if one is wired.
     record: Option<Arc<crate::capture::recorder::RecordTap>>,
+    /// MIDI out: external channels and the clock.
+    midi_out: MidiOut,
+    /// Clock out is on (the snapshot's, unless refused for a loop).
+    clock_out: bool,
     sequencer: Sequencer,
     master: Master,
     /// First frame of the next tick.
@@ -648,6 +677,8 @@ impl Engine {
             capture: None,
             captured_timeline: None,
             record: None,
+            midi_out: MidiOut::default(),
+            clock_out: false,
             sequencer: Sequencer::default(),
             master: Master::new(sample_rate),
             frame: 0,
@@ -780,6 +811,12 @@ impl Engine {
         self.record = Some(tap);
     }
 
+    /// Sends what external channels play, and the MIDI clock, into `tx` (the MIDI
+    /// output's queue). Control side, before the engine starts.
+    pub fn midi_out_into(&mut self, tx: midi_out::OutQueue) {
+        self.midi_out.connect(tx);
+    }
+
     /// The sync mode of the running snapshot.
     pub fn sync_mode(&self) -> SyncMode {
         self.snapshot.sync
@@ -867,6 +904,11 @@ impl Engine {
         for ch in 0..MAX_CHANNELS {
             let old = self.channels[ch].config;
             let new = next.channels[ch];
+            // An external channel removed, or sent elsewhere: its device's notes end.
+            let was_out = old.and_then(|c| out_target(&c, self.sr));
+            if was_out.is_some() && was_out != new.and_then(|c| out_target(&c, self.sr)) {
+                self.midi_out.release(frame, ch);
+            }
             match (old, new) {
                 (Some(o), Some(n)) => {
                     let st = &mut self.channels[ch];
@@ -930,6 +972,10 @@ impl Engine {
                 self.channels[ch].last = c.params;
             }
         }
+        if next.clock_out != self.snapshot.clock_out || !next.clock_out {
+            self.ports.stats.clock_out_looped.store(false, Relaxed);
+        }
+        self.clock_out = next.clock_out && !self.ports.stats.clock_out_looped.load(Relaxed);
         if next.sync != self.snapshot.sync {
             self.switch_sync(frame, next.sync, next.tempo_bpm);
         } else if next.tempo_bpm != self.snapshot.tempo_bpm && next.sync == SyncMode::Internal {
@@ -1065,8 +1111,7 @@ impl Engine {
         if playing && tl.playing {
             self.transport.follow(start, target, tl.bpm, LINK_HORIZON_BEATS, JUMP_BEATS);
         } else if playing {
-            self.transport.stop(start);
-            self.release_pattern_notes(start);
+            self.stop_transport(start);
         } else {
             self.transport.follow(start, target, tl.bpm, LINK_HORIZON_BEATS, JUMP_BEATS);
             if tl.playing {
@@ -1090,6 +1135,13 @@ impl Engine {
 
     /// Runs the sequencer over `[a, b)`.
     fn sequence(&mut self, a: u64, b: u64) {
+        if self.clock_out || self.midi_out.clock_running {
+            self.clock_reconcile(a);
+            if b > a {
+                let t = &self.transport;
+                self.midi_out.clock_ticks(a, b, t.beat_at(a), |beat| t.frame_at(beat));
+            }
+        }
         let mut sink = TickSink {
             events: &mut self.tick_events,
             note_offs: &mut self.note_offs,
@@ -1106,6 +1158,49 @@ impl Engine {
     /// internal commands act only in internal mode, MIDI clock messages only in
     /// MIDI mode (the follower reads the clock in every mode).
     fn apply_transport(&mut self, ev: Event) {
+        if matches!(ev.kind, EventKind::ClockStart | EventKind::ClockContinue) && self.clock_out_looped(ev.frame) {
+            // jamrig's own Start, come back: never fed into clock in.
+            self.ports.stats.clock_out_looped.store(true, Relaxed);
+            self.clock_out = false;
+            self.clock_reconcile(ev.frame);
+            return;
+        }
+        let (was, beat_before) = (self.transport.is_playing(), self.transport.beat_at(ev.frame));
+        self.apply_transport_event(ev);
+        if self.midi_out.clock_running
+            && was
+            && self.transport.is_playing()
+            && (self.transport.beat_at(ev.frame) - beat_before).abs() > 1.5 / midi_out::CLOCK_OUT_PPQN
+        {
+            // A relocation while playing: the clock's receivers go there too.
+            self.midi_out.clock_stop(ev.frame);
+        }
+        self.clock_reconcile(ev.frame);
+    }
+
+    /// Whether a clock Start or Continue arriving at `frame` is jamrig's own, come
+    /// back through a device.
+    fn clock_out_looped(&self, frame: u64) -> bool {
+        self.clock_out
+            && self
+                .midi_out
+                .started_at
+                .is_some_and(|at| frame >= at && ((frame - at) as f64) < CLOCK_LOOP_WINDOW_S * self.sr as f64)
+    }
+
+    /// Brings the clock out in line with the transport at `frame`: Start (or Song
+    /// Position and Continue) when it plays and the clock does not, Stop when it
+    /// has stopped or clock out was turned off. Audio thread.
+    fn clock_reconcile(&mut self, frame: u64) {
+        let playing = self.clock_out && self.transport.is_playing();
+        if playing && !self.midi_out.clock_running {
+            self.midi_out.clock_start(frame, self.transport.beat_at(frame));
+        } else if !playing && self.midi_out.clock_running {
+            self.midi_out.clock_stop(frame);
+        }
+    }
+
+    fn apply_transport_event(&mut self, ev: Event) {
         let mode = self.snapshot.sync;
         let internal = mode == SyncMode::Internal;
         let midi = mode == SyncMode::Midi;
@@ -1152,6 +1247,7 @@ impl Engine {
     fn stop_transport(&mut self, frame: u64) {
         self.transport.stop(frame);
         self.release_pattern_notes(frame);
+        self.midi_out.release_all(frame);
     }
 
     /// Does what the MIDI clock follower asks, at `frame` (the message's frame).
@@ -1252,6 +1348,7 @@ impl Engine {
                 self.apply(q.ev);
             } else if q.ev.kind == EventKind::Panic {
                 self.panic();
+                self.midi_out.release_all(q.ev.frame.max(start));
             }
         }
         if offset < TICK_FRAMES {
@@ -1261,6 +1358,9 @@ impl Engine {
         self.mix_buses();
         self.frame = end;
         self.publish_transport();
+        if self.midi_out.overflow > 0 {
+            self.ports.stats.midi_out_overflow.fetch_add(std::mem::take(&mut self.midi_out.overflow), Relaxed);
+        }
     }
 
     fn render_voices(&mut self, from: usize, to: usize) {
@@ -1356,6 +1456,12 @@ impl Engine {
 
     /// Applies a channel event.
     fn apply(&mut self, ev: Event) {
+        if let Some(ch) = ev.kind.channel().map(|c| c as usize).filter(|&c| c < MAX_CHANNELS)
+            && let Some(to) = self.channels[ch].config.and_then(|c| out_target(&c, self.sr))
+        {
+            self.external(ev, ch, to);
+            return;
+        }
         match ev.kind {
             EventKind::NoteOn { channel, note, velocity } => self.note_on(channel, note, velocity),
             EventKind::NoteOff { channel, note } => {
@@ -1403,6 +1509,27 @@ impl Engine {
         }
     }
 
+    /// Sends a channel event of an external channel to its device, at its frame.
+    fn external(&mut self, ev: Event, ch: usize, to: OutTarget) {
+        let frame = ev.frame.max(self.frame);
+        let c = to.channel;
+        let out = &mut self.midi_out;
+        match ev.kind {
+            EventKind::NoteOn { note, velocity, .. } => out.note_on(frame, ch, to, note, velocity),
+            EventKind::NoteOff { note, .. } => out.note_off(frame, ch, note),
+            EventKind::Control { cc, value, .. } => {
+                out.channel_message(frame, ch, to, &[0xB0 | c, cc & 0x7F, value & 0x7F])
+            }
+            EventKind::PitchBend { value, .. } => {
+                let raw = (value.clamp(-8192, 8191) + 8192) as u16;
+                out.channel_message(frame, ch, to, &[0xE0 | c, (raw & 0x7F) as u8, (raw >> 7) as u8]);
+            }
+            EventKind::Program { program, .. } => out.channel_message(frame, ch, to, &[0xC0 | c, program & 0x7F]),
+            EventKind::Pressure { value, .. } => out.channel_message(frame, ch, to, &[0xD0 | c, value & 0x7F]),
+            _ => {}
+        }
+    }
+
     fn note_on(&mut self, channel: u8, note: u8, velocity: u8) {
         let ch = channel as usize;
         let Some(cfg) = self.channels.get(ch).and_then(|c| c.config) else {
@@ -1423,6 +1550,7 @@ impl Engine {
                 }
                 None => return,
             },
+            Source::External { .. } => return,
         };
         let st = &mut self.channels[ch];
         let legato = matches!(source, VoiceSource::Synth(_)) && st.target.get(Param::Legato) > 0.5;

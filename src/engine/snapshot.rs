@@ -15,6 +15,9 @@ pub enum Source {
     Synth(u16),
     /// The drum kit: notes pick sounds.
     Drums,
+    /// An external instrument: what the channel plays goes out on MIDI channel
+    /// `channel` (0-based), `latency_ms` earlier than the audio (a slow device).
+    External { channel: u8, latency_ms: f32 },
 }
 
 /// One channel of the rig.
@@ -108,6 +111,9 @@ pub struct Snapshot {
     pub autoplay: bool,
     /// Where the transport takes its time from.
     pub sync: crate::engine::sync::SyncMode,
+    /// Send MIDI clock (24 ppqn, Start, Stop, Continue, Song Position) from the
+    /// transport.
+    pub clock_out: bool,
     /// Numbered by the publisher (0: the one the engine starts with), so that a
     /// session capture can say which snapshot was adopted when.
     pub serial: u64,
@@ -127,6 +133,7 @@ impl Default for Snapshot {
             master: MasterConfig::default(),
             autoplay: false,
             sync: crate::engine::sync::SyncMode::Internal,
+            clock_out: false,
             serial: 0,
             programs: [None; 128],
         }

@@ -47,6 +47,7 @@ fn instrument_id(name: &str, kind: &ChannelKind) -> u64 {
     match kind {
         ChannelKind::Synth { synth } => synth.hash(&mut h),
         ChannelKind::Drums => "drums".hash(&mut h),
+        ChannelKind::External { device, channel } => (device, channel).hash(&mut h),
     }
     h.finish()
 }
@@ -96,6 +97,10 @@ pub fn build(set: &Set, previous: Option<&Arc<PatternSet>>) -> Result<Snapshot, 
         }
         let source = match &spec.kind {
             ChannelKind::Drums => Source::Drums,
+            ChannelKind::External { device, channel } => Source::External {
+                channel: channel.saturating_sub(1) & 15,
+                latency_ms: set.midi_outs.get(device).copied().unwrap_or(0.0),
+            },
             ChannelKind::Synth { synth, .. } => match synth_index(synth) {
                 Some(i) => Source::Synth(i as u16),
                 None => {
@@ -143,5 +148,6 @@ pub fn build(set: &Set, previous: Option<&Arc<PatternSet>>) -> Result<Snapshot, 
     snap.master = set.master;
     snap.autoplay = set.sync == SyncMode::Internal;
     snap.sync = set.sync;
+    snap.clock_out = set.clock_out;
     Ok(snap)
 }

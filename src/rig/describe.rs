@@ -57,6 +57,12 @@ pub fn describe(set: &Set) -> String {
             crate::engine::snapshot::MasterMode::Limiter => "limiter",
         }
     );
+    if set.clock_out {
+        let _ = writeln!(s, "MIDI clock out: on");
+    }
+    for (device, ms) in &set.midi_outs {
+        let _ = writeln!(s, "MIDI out to \"{device}\": {} ms early", fmt_num(*ms));
+    }
     let _ = writeln!(s, "channels:");
     if set.channels.is_empty() {
         let _ = writeln!(s, "  (none)");
@@ -64,9 +70,14 @@ pub fn describe(set: &Set) -> String {
     for (ch, spec) in &set.channels {
         let what = match &spec.kind {
             ChannelKind::Drums => "drum kit".to_string(),
+            ChannelKind::External { device, channel } => format!("MIDI out to \"{device}\", channel {channel}"),
             ChannelKind::Synth { synth, .. } if *synth == spec.instrument => synth.clone(),
             ChannelKind::Synth { synth, .. } => format!("{} ({synth})", spec.instrument),
         };
+        if spec.is_external() {
+            let _ = writeln!(s, "  ch{ch:<2} {what}");
+            continue;
+        }
         let p = &spec.params;
         let env = if spec.is_drums() {
             String::new()

@@ -15,6 +15,13 @@ pub enum ChannelKind {
         synth: String,
     },
     Drums,
+    /// An external instrument: what the channel plays goes out through jamrig's
+    /// MIDI output to `device` (a part of its port name), on MIDI channel
+    /// `channel` (1-based).
+    External {
+        device: String,
+        channel: u8,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +36,11 @@ pub struct ChannelSpec {
 impl ChannelSpec {
     pub fn is_drums(&self) -> bool {
         self.kind == ChannelKind::Drums
+    }
+
+    /// Whether the channel is an external instrument (MIDI out).
+    pub fn is_external(&self) -> bool {
+        matches!(self.kind, ChannelKind::External { .. })
     }
 }
 
@@ -79,6 +91,11 @@ pub struct Set {
     /// What each General MIDI program change selects (programs whose synth is
     /// available), from the library's GM map.
     pub programs: BTreeMap<u8, ChannelSpec>,
+    /// MIDI output devices the set names, with their latency in ms (messages to
+    /// a device leave that much earlier, so that a slow one sounds in time).
+    pub midi_outs: BTreeMap<String, f32>,
+    /// Send MIDI clock from the transport (`clock_out(true)`).
+    pub clock_out: bool,
 }
 
 impl Default for Set {
@@ -92,6 +109,8 @@ impl Default for Set {
             patterns: BTreeMap::new(),
             master: MasterConfig::default(),
             programs: BTreeMap::new(),
+            midi_outs: BTreeMap::new(),
+            clock_out: false,
         }
     }
 }

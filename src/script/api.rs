@@ -360,6 +360,40 @@ fn apply_map(spec: &mut ChannelSpec, lib: &Library, map: &Map) -> Res<()> {
     Ok(())
 }
 
+/// An external channel: `#{ midi_out: "device", out_channel: 1 }` (the out
+/// channel is the channel's own number unless given).
+fn external_channel(n: u8, map: &Map) -> Res<ChannelSpec> {
+    let mut device = String::new();
+    let mut channel = n;
+    for (k, v) in map {
+        match k.as_str() {
+            "midi_out" => {
+                device = text(v, "midi_out")?;
+                if device.trim().is_empty() {
+                    return fail("midi_out names a MIDI output device (part of its name), e.g. midi_out: \"op-xy\"");
+                }
+            }
+            "out_channel" => channel = at_token(channel_number(v), "out_channel")?,
+            other => {
+                return fail_at(
+                    format!("an external channel takes midi_out and out_channel, not {other}"),
+                    other,
+                    did_you_mean(&suggest_many(other, ["midi_out", "out_channel"])),
+                );
+            }
+        }
+    }
+    Ok(ChannelSpec {
+        instrument: format!("midi out {device} ch{channel}"),
+        kind: ChannelKind::External { device, channel },
+        params: ParamValues::default(),
+        voices: DEFAULT_VOICE_LIMIT,
+    })
+}
+
+/// The longest `latency_ms` a MIDI output may be given.
+const MAX_OUT_LATENCY_MS: f64 = 500.0;
+
 fn voices(v: &Dynamic) -> Res<u8> {
     let n = number(v, "voices")?;
     if n.fract() != 0.0 || !(1.0..=MAX_VOICE_LIMIT as f64).contains(&n) {
@@ -656,7 +690,11 @@ pub fn usage(name: &str) -> Option<&'static str> {
         "meter" => "meter(beats_per_bar)",
         "clock" => "clock(\"internal\" | \"midi\" | \"link\"[, quantum])",
         "master" => "master(#{ gain: 0.8, mode: \"softclip\" | \"limiter\" })",
-        "channel" => "channel(number, \"instrument\"[, #{ settings }]) or channel(number, #{ synth: ..., ... })",
+        "channel" => {
+            "channel(number, \"instrument\"[, #{ settings }]) or channel(number, #{ synth: ..., ... }) or channel(number, #{ midi_out: \"device\", out_channel: 1 })"
+        }
+        "midi_out" => "midi_out(\"device\", #{ latency_ms: 10 })",
+        "clock_out" => "clock_out(true | false)",
         "drums" => "drums(number[, #{ settings }])",
         "ch" => "ch(number)",
         "cc" => {
@@ -690,6 +728,8 @@ pub const FUNCTIONS: &[&str] = &[
     "clock",
     "master",
     "channel",
+    "midi_out",
+    "clock_out",
     "drums",
     "ch",
     "cc",
@@ -803,12 +843,45 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         Ok(())
     });
 
+    let s = state.clone();
+    engine.register_fn("clock_out", move |on: bool| {
+        lock(&s).set.clock_out = on;
+    });
+    let s = state.clone();
+    engine.register_fn("midi_out", move |device: Dynamic, map: Map| -> Res<()> {
+        let device = text(&device, "midi_out's device")?;
+        let mut latency = 0.0;
+        for (k, v) in &map {
+            match k.as_str() {
+                "latency_ms" => {
+                    latency = number(v, "latency_ms")?;
+                    if !(0.0..=MAX_OUT_LATENCY_MS).contains(&latency) {
+                        return fail_at(
+                            format!("latency_ms is {}, outside 0..{MAX_OUT_LATENCY_MS}", fmt_num(latency as f32)),
+                            &lit(v),
+                            None,
+                        );
+                    }
+                }
+                other => {
+                    return fail_at(format!("midi_out takes latency_ms, not {other}"), other, None);
+                }
+            }
+        }
+        lock(&s).set.midi_outs.insert(device, latency as f32);
+        Ok(())
+    });
+
     // Channels.
     let s = state.clone();
     engine.register_fn("channel", move |ctx: rhai::NativeCallContext, n: Dynamic, what: Dynamic| -> Res<ChannelRef> {
         let n = channel_number(&n)?;
         let mut st = lock(&s);
-        let spec = if let Some(map) = what.clone().try_cast::<Map>() {
+        let spec = if let Some(map) = what.clone().try_cast::<Map>()
+            && map.contains_key("midi_out")
+        {
+            external_channel(n, &map)?
+        } else if let Some(map) = what.clone().try_cast::<Map>() {
             let Some(synth) = map.get("synth") else {
                 return fail("a channel built from a map needs a synth: channel(1, #{ synth: \"saw\", ... })");
             };
