@@ -64,6 +64,8 @@ pub fn describe(set: &Set) -> String {
     for (ch, spec) in &set.channels {
         let what = match &spec.kind {
             ChannelKind::Drums => "drum kit".to_string(),
+            ChannelKind::Sampled { .. } => format!("SoundFont preset {}", spec.instrument),
+            ChannelKind::SampleInstrument { name } => format!("sample instrument {name}"),
             ChannelKind::Synth { synth, .. } if *synth == spec.instrument => synth.clone(),
             ChannelKind::Synth { synth, .. } => format!("{} ({synth})", spec.instrument),
         };

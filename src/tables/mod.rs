@@ -1,6 +1,7 @@
 //! Tables prebuilt on the control thread (band-limited wavetables, the drum kit) and
 //! only read, never written, on the audio thread.
 
+pub mod bank;
 pub mod drums;
 pub mod wavetable;
 
