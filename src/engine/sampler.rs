@@ -17,6 +17,8 @@ const MIN_RELEASE_TC: f32 = -7200.0;
 const PEAK_ATTENUATION_CB: f32 = 960.0;
 /// Cutoff at or above which an unmodulated filter with no resonance is left out, in cents (19.9 kHz).
 const OPEN_FC_CENTS: f32 = 13_500.0;
+/// The low-pass's passband gain with no resonance (FluidSynth's 1/sqrt(Q) at Q = -3.01 dB).
+const BYPASS_GAIN: f32 = 1.189_207_1;
 /// Depth of the vibrato added by the mod wheel or channel pressure at full, in cents.
 const MOD_WHEEL_VIB_CENTS: f32 = 50.0;
 /// Frequency in Hz of absolute cent 0 (MIDI note 0).
@@ -345,6 +347,8 @@ pub struct SampleVoice {
     filter_on: bool,
     /// Gain at the end of the last segment (the next ramps from it).
     amp: f32,
+    /// The position has wrapped from the loop's end at least once.
+    looped: bool,
     /// Attenuation fixed at note-on (region and velocity), in centibels.
     static_cb: f32,
     /// Cutoff fixed at note-on (region and velocity), in cents.
@@ -371,6 +375,7 @@ impl SampleVoice {
             filter: LowPass { b0: 0.0, b1: 0.0, a1: 0.0, a2: 0.0, z1: 0.0, z2: 0.0 },
             filter_on: false,
             amp: 0.0,
+            looped: false,
             static_cb: 0.0,
             static_fc: 0.0,
             static_cents: 0.0,
@@ -394,6 +399,7 @@ impl SampleVoice {
         self.vib_lfo = Lfo::new(region.vib_lfo_delay, region.vib_lfo_freq, sr);
         self.filter = LowPass::default();
         self.amp = 0.0;
+        self.looped = false;
         self.done = false;
         self.static_cb = region.attenuation_cb + controller_attenuation_cb(vel.max(1));
         // Default modulator: velocity lowers the cutoff (only above velocity 64, as FluidSynth has it).
@@ -444,6 +450,10 @@ impl SampleVoice {
             let len = (r.loop_end - r.loop_start) as i64;
             while j >= r.loop_end as i64 {
                 j -= len;
+            }
+            if self.looped && j < r.loop_start as i64 {
+                // Before the loop's start on a later pass: the loop's own end.
+                j += len;
             }
         } else if j >= r.end as i64 {
             return 0.0;
@@ -520,6 +530,7 @@ impl SampleVoice {
             phase = phase.wrapping_add(inc);
             if looping && phase >= loop_end {
                 phase -= loop_len * ((phase - loop_start) / loop_len);
+                self.looped = true;
             }
         }
         self.phase = phase;
@@ -545,7 +556,12 @@ impl SampleVoice {
             self.done = true;
             0.0
         } else {
-            env * cb_to_gain(self.static_cb + lfo_cb + controller_attenuation_cb(ctl.expression)) * (1.0 / 32768.0)
+            // A bypassed filter still brings its passband gain (1/sqrt(Q), +1.5 dB at no
+            // resonance), so loudness does not jump where the filter switches off.
+            let bypass = if self.filter_on { 1.0 } else { BYPASS_GAIN };
+            env * bypass
+                * cb_to_gain(self.static_cb + lfo_cb + controller_attenuation_cb(ctl.expression))
+                * (1.0 / 32768.0)
         };
         if matches!(self.volenv.stage, EnvStage::Release | EnvStage::Decay) && target < SILENT_GAIN / 32768.0 {
             self.done = true;

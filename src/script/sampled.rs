@@ -26,7 +26,7 @@ pub fn usage(name: &str) -> Option<&'static str> {
         "sample" => "sample(\"name\", \"file.wav\"[, #{ note: 36 }])",
         "samples" => "samples(\"name\", \"folder\")",
         "sample_instrument" => {
-            "sample_instrument(\"name\", \"file.wav\", #{ root: \"C4\", lo: \"C1\", hi: \"C7\", loop: [start, end] })"
+            "sample_instrument(\"name\", \"file.wav\", #{ root: \"C4\", lo: \"C1\", hi: \"C7\", loop_start: 0, loop_end: 1000 })"
         }
         _ => return None,
     })
@@ -222,35 +222,39 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         let mut st = lock(&s);
         let file = resolve(&st, &path)?;
         let audio = st.library.sample(&file).or_else(|msg| fail_at(msg, &path, None))?;
-        let (mut lo, mut hi, mut root, mut loop_frames) = (0u8, 127u8, 60u8, None);
+        let (mut lo, mut hi, mut root) = (0u8, 127u8, 60u8);
+        let (mut loop_start, mut loop_end) = (None, None);
         for (k, v) in &opts {
             match k.as_str() {
                 "root" => root = key(v, "root")?,
                 "lo" => lo = key(v, "lo")?,
                 "hi" => hi = key(v, "hi")?,
-                "loop" => {
-                    let Some(a) = v.clone().try_cast::<rhai::Array>().filter(|a| a.len() == 2) else {
-                        return fail_at("loop is [start, end] in frames of the file", "loop", None);
-                    };
-                    let (x, y) = (number(&a[0], "loop start")?, number(&a[1], "loop end")?);
-                    if x < 0.0 || y <= x + 1.0 || y > audio.frames() as f64 {
-                        return fail_at(
-                            format!(
-                                "loop [{x}, {y}] is not inside the sample ({} frames); give start < end within it",
-                                audio.frames()
-                            ),
-                            "loop",
-                            None,
-                        );
-                    }
-                    loop_frames = Some((x as u32, y as u32));
-                }
+                "loop_start" => loop_start = Some(number(v, "loop_start")?),
+                "loop_end" => loop_end = Some(number(v, "loop_end")?),
                 other => {
-                    let help = did_you_mean(&suggest_many(other, ["root", "lo", "hi", "loop"]));
-                    return fail_at(format!("sample_instrument takes root, lo, hi and loop, not {other}"), other, help);
+                    let keys = ["root", "lo", "hi", "loop_start", "loop_end"];
+                    let help = did_you_mean(&suggest_many(other, keys));
+                    return fail_at(
+                        format!("sample_instrument takes root, lo, hi, loop_start and loop_end, not {other}"),
+                        other,
+                        help,
+                    );
                 }
             }
         }
+        let frames = audio.frames() as f64;
+        let loop_frames = match (loop_start, loop_end) {
+            (None, None) => None,
+            (x, y) => {
+                let (x, y) = (x.unwrap_or(0.0), y.unwrap_or(frames));
+                if x < 0.0 || y <= x + 1.0 || y > frames || x.fract() != 0.0 || y.fract() != 0.0 {
+                    return fail(format!(
+                        "the loop {x}..{y} is not inside the sample ({frames} frames): give whole frames, start before end"
+                    ));
+                }
+                Some((x as u32, y as u32))
+            }
+        };
         if lo > hi {
             return fail("lo must be at or below hi");
         }

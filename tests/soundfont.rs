@@ -1,0 +1,415 @@
+//! SoundFonts and user samples, checked by their properties on synthetic fonts
+//! written here (sines of known pitch): pitch of every zone at its root and across
+//! its range, loop continuity, envelope times, velocity layers, exclusive classes,
+//! determinism and block-size independence; the set functions and their located
+//! errors; the loaders fuzzed with mutated files.
+
+mod common;
+
+use common::sf2::{self, Preset, Sample, Zone, gn};
+use common::{cents, fine_peak_freq, host, left, note_off, note_on, span, tables};
+use jamrig::engine::event::Event;
+use jamrig::offline::Renderer;
+use jamrig::rig::Set;
+use std::path::{Path, PathBuf};
+
+const SR: u32 = 48_000;
+const FONT_RATE: u32 = 44_100;
+
+/// Evaluates set text as a file in `dir` (so it may read the files there).
+fn eval_in(dir: &Path, text: &str) -> Result<Set, String> {
+    host()
+        .eval_source("set.rhai", text, Some(dir.to_path_buf()), Set::default(), false)
+        .map(|e| e.set)
+        .map_err(|d| d.render())
+}
+
+/// Renders `set` with `events`, the effect sends of channels 1 and 10 at 0 (the
+/// General MIDI default sends reverb, whose tail would blur what is measured) unless
+/// the events set them.
+fn render_set(set: &Set, seconds: f64, block: usize, events: &[Event]) -> Vec<f32> {
+    let mut r = Renderer::with_tables(set, tables(SR)).expect("rig builds");
+    r.add_events([common::cc(0, 0, 91, 0), common::cc(0, 9, 91, 0)]);
+    r.add_events(events.iter().copied());
+    r.render((seconds * SR as f64) as usize, block)
+}
+
+/// A looped sine sample (`periods` periods; the loop is the whole sample).
+fn looped_sine(hz: f64, root: u8, level: f64) -> Sample {
+    let data = sf2::sine(hz, FONT_RATE, 200, level);
+    let len = data.len() as u32;
+    Sample { data, rate: FONT_RATE, root, correction: 0, loop_points: (0, len) }
+}
+
+fn zone(keys: (u8, u8), vels: (u8, u8), sample: u16, gens: &[(u16, i16)]) -> Zone {
+    let mut g = vec![(gn::SAMPLE_MODES, 1)];
+    g.extend_from_slice(gens);
+    Zone { keys, vels, sample, gens: g }
+}
+
+/// Writes `presets` over `samples` into a font in a fresh folder; returns the folder.
+fn font_dir(presets: Vec<Preset>, samples: &[Sample]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("test.sf2"), sf2::write(&presets, samples)).unwrap();
+    dir
+}
+
+fn one_preset(zones: Vec<Zone>) -> Vec<Preset> {
+    vec![Preset { name: "Test Lead".into(), bank: 0, program: 0, zones }]
+}
+
+const SET: &str = r#"soundfont("t", "test.sf2"); channel(1, sf("t", "Test Lead"));"#;
+
+#[test]
+fn every_zone_sounds_at_its_pitch_at_the_root_and_across_its_range() {
+    // Zone A: keys 0..59, a 440 Hz sine recorded at A4 (69). Zone B: keys 60..127,
+    // a 1000 Hz sine recorded at key 72, tuned +30 cents by fine tune, and a sample
+    // pitch correction of -20 cents (applied on playback, as FluidSynth does).
+    let samples = [looped_sine(440.0, 69, 0.5), Sample { correction: -20, ..looped_sine(1000.0, 72, 0.5) }];
+    let dir = font_dir(
+        one_preset(vec![zone((0, 59), (0, 127), 0, &[]), zone((60, 127), (0, 127), 1, &[(gn::FINE_TUNE, 30)])]),
+        &samples,
+    );
+    let set = eval_in(dir.path(), SET).unwrap();
+    let a = sf2::sine_hz(440.0, FONT_RATE, 200);
+    let b = sf2::sine_hz(1000.0, FONT_RATE, 200);
+    for (key, expect) in [
+        (45u8, a * 2f64.powf(-24.0 / 12.0)),
+        (57, a * 0.5),
+        (59, a * 2f64.powf(-10.0 / 12.0)),
+        (60, b * 2f64.powf((-12.0 * 100.0 - 20.0 + 30.0) / 1200.0)),
+        (72, b * 2f64.powf(10.0 / 1200.0)),
+        (96, b * 2f64.powf((2400.0 + 10.0) / 1200.0)),
+    ] {
+        let out = render_set(&set, 0.6, 512, &[note_on(0, 0, key, 100)]);
+        let x = left(&out);
+        let f = fine_peak_freq(span(&x, SR, 0.1, 0.6), SR as f64, expect * 0.9, expect * 1.1);
+        assert!(cents(f, expect).abs() < 1.0, "key {key}: {f:.3} Hz, expected {expect:.3} Hz");
+    }
+}
+
+#[test]
+fn the_loop_point_does_not_click() {
+    let dir = font_dir(one_preset(vec![zone((0, 127), (0, 127), 0, &[])]), &[looped_sine(440.0, 69, 0.3)]);
+    let set = eval_in(dir.path(), SET).unwrap();
+    for key in [57u8, 69, 76, 81] {
+        let out = render_set(&set, 1.5, 512, &[note_on(0, 0, key, 127)]);
+        let x = left(&out);
+        let hz = sf2::sine_hz(440.0, FONT_RATE, 200) * 2f64.powf((key as f64 - 69.0) / 12.0);
+        // The sample is 0.45 s long, so this passes its loop point twice or more.
+        let (ratio, at) = common::click_ratio(span(&x, SR, 0.05, 1.5), SR, hz, 0.01);
+        assert!(ratio < 1.05, "key {key}: a step {ratio:.3} times a sine's largest at frame {at}");
+    }
+}
+
+/// Level in dB of 10 ms windows of `x` from `t0`.
+fn level_db(x: &[f32], t: f64) -> f32 {
+    common::db(common::rms(span(x, SR, t, t + 0.01)) * std::f32::consts::SQRT_2)
+}
+
+#[test]
+fn envelope_times_follow_the_generators() {
+    // Attack 0.5 s (-1200 timecents), hold 0.25 s (-2400), decay 1 s for the full
+    // 96 dB (0 tc) down to a sustain of 300 cB (to -28.8 dB), release 0.5 s for 96 dB.
+    let gens = [
+        (gn::ATTACK_VOL, -1200),
+        (gn::HOLD_VOL, -2400),
+        (gn::DECAY_VOL, 0),
+        (gn::SUSTAIN_VOL, 300),
+        (gn::RELEASE_VOL, -1200),
+    ];
+    let dir = font_dir(one_preset(vec![zone((0, 127), (0, 127), 0, &gens)]), &[looped_sine(440.0, 69, 0.5)]);
+    let set = eval_in(dir.path(), SET).unwrap();
+    let off = 2.5;
+    let out = render_set(&set, 3.2, 512, &[note_on(0, 0, 69, 127), note_off((off * SR as f64) as u64, 0, 69)]);
+    let x = left(&out);
+    let peak = level_db(&x, 0.6);
+    // Attack: linear in amplitude, half way (-6 dB) at 0.25 s, full by 0.5 s.
+    assert!((level_db(&x, 0.245) - (peak - 6.02)).abs() < 0.5, "attack half way");
+    assert!((level_db(&x, 0.5) - peak).abs() < 0.3, "attack done at 0.5 s");
+    // Hold: full until 0.75 s.
+    assert!((level_db(&x, 0.73) - peak).abs() < 0.3, "held");
+    // Decay: 96 dB per second, so 19.2 dB after 0.2 s more.
+    let fall = level_db(&x, 0.75) - level_db(&x, 0.95);
+    assert!((fall - 19.2).abs() < 0.6, "decay fell {fall:.2} dB in 0.2 s");
+    // Sustain: 960 cB * 0.3 below the peak.
+    let sustain = peak - level_db(&x, 2.0);
+    assert!((sustain - 28.8).abs() < 0.6, "sustain {sustain:.2} dB below the peak");
+    // Release: 96 dB per 0.5 s from the note-off.
+    let rel = level_db(&x, off + 0.01) - level_db(&x, off + 0.11);
+    assert!((rel - 19.2).abs() < 0.8, "release fell {rel:.2} dB in 0.1 s");
+}
+
+#[test]
+fn velocity_layers_switch_at_their_boundary() {
+    let samples = [looped_sine(440.0, 69, 0.5), looped_sine(660.0, 69, 0.5)];
+    let dir = font_dir(one_preset(vec![zone((0, 127), (0, 63), 0, &[]), zone((0, 127), (64, 127), 1, &[])]), &samples);
+    let set = eval_in(dir.path(), SET).unwrap();
+    for (vel, hz) in [(1u8, 440.0), (63, 440.0), (64, 660.0), (127, 660.0)] {
+        let out = render_set(&set, 0.4, 512, &[note_on(0, 0, 69, vel)]);
+        let x = left(&out);
+        let f = fine_peak_freq(span(&x, SR, 0.1, 0.4), SR as f64, 300.0, 900.0);
+        assert!(cents(f, sf2::sine_hz(hz, FONT_RATE, 200)).abs() < 2.0, "velocity {vel}: {f:.1} Hz");
+    }
+    // Velocity follows the default modulator: 40 log10(v / 127) dB.
+    let lvl = |vel: u8| {
+        let x = left(&render_set(&set, 0.3, 512, &[note_on(0, 0, 69, vel)]));
+        level_db(&x, 0.2)
+    };
+    let d = lvl(127) - lvl(90);
+    assert!((d - 40.0 * (127f32 / 90.0).log10()).abs() < 0.3, "velocity 90 is {d:.2} dB below 127");
+}
+
+#[test]
+fn exclusive_class_cuts_the_open_hat() {
+    // Open hat (key 46, 2 kHz looped) and closed hat (key 42, 500 Hz) in class 1.
+    let samples = [looped_sine(2000.0, 46, 0.5), looped_sine(500.0, 42, 0.5)];
+    let kit = vec![Preset {
+        name: "Kit".into(),
+        bank: 128,
+        program: 0,
+        zones: vec![
+            zone((46, 46), (0, 127), 0, &[(gn::EXCLUSIVE_CLASS, 1)]),
+            zone((42, 42), (0, 127), 1, &[(gn::EXCLUSIVE_CLASS, 1)]),
+        ],
+    }];
+    let dir = font_dir(kit, &samples);
+    let set = eval_in(dir.path(), r#"soundfont("t", "test.sf2"); drums(10, #{ soundfont: "t" });"#).unwrap();
+    let hit = (0.3 * SR as f64) as u64;
+    let out = render_set(&set, 0.6, 512, &[note_on(0, 9, 46, 120), note_on(hit, 9, 42, 120)]);
+    let x = left(&out);
+    let band = |a: f64, b: f64| {
+        let s = span(&x, SR, a, b);
+        common::dtft_mag(s, SR as f64, sf2::sine_hz(2000.0, FONT_RATE, 200)) / s.len() as f64
+    };
+    let before = band(0.2, 0.3);
+    let after = band(0.33, 0.43);
+    assert!(before > 0.01, "the open hat sounds");
+    assert!(after < before * 0.001, "the open hat is cut: {:.1} dB", 20.0 * (after / before).log10());
+    // The closed hat plays.
+    let s = span(&x, SR, 0.33, 0.43);
+    assert!(common::dtft_mag(s, SR as f64, sf2::sine_hz(500.0, FONT_RATE, 200)) / s.len() as f64 > 0.01);
+}
+
+#[test]
+fn sample_voices_are_deterministic_and_independent_of_block_size() {
+    let gens = [(gn::ATTACK_VOL, -3000), (gn::RELEASE_VOL, -2000), (gn::FILTER_FC, 9000), (gn::PAN, -200)];
+    let dir = font_dir(one_preset(vec![zone((0, 127), (0, 127), 0, &gens)]), &[looped_sine(440.0, 69, 0.5)]);
+    let set = eval_in(
+        dir.path(),
+        r#"soundfont("t", "test.sf2"); channel(1, #{ soundfont: "t", preset: "Test Lead", chorus: 0.3 });"#,
+    )
+    .unwrap();
+    let mut evs = Vec::new();
+    for (i, k) in [60u8, 64, 67, 72, 76].iter().enumerate() {
+        let at = (i as u64) * 3001;
+        evs.push(note_on(at, 0, *k, 60 + 10 * i as u8));
+        evs.push(note_off(at + 20_000, 0, *k));
+    }
+    evs.push(common::cc(5000, 0, 91, 100));
+    evs.push(common::pitch_bend(9000, 0, 3000));
+    let a = render_set(&set, 1.0, 512, &evs);
+    let b = render_set(&set, 1.0, 512, &evs);
+    let c = render_set(&set, 1.0, 37, &evs);
+    let d = render_set(&set, 1.0, 64, &evs);
+    assert!(common::peak(&a) > 0.01);
+    assert_eq!(a, b, "the same render twice differs");
+    assert_eq!(a, c, "37-frame blocks differ from 512");
+    assert_eq!(a, d, "64-frame blocks differ from 512");
+}
+
+#[test]
+fn a_reload_that_keeps_the_font_shares_the_bank() {
+    let dir = font_dir(one_preset(vec![zone((0, 127), (0, 127), 0, &[])]), &[looped_sine(440.0, 69, 0.5)]);
+    let a = eval_in(dir.path(), SET).unwrap();
+    let b = eval_in(dir.path(), SET).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&a.fonts["t"].bank.0, &b.fonts["t"].bank.0), "the font was read again");
+    // A changed file is read again.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let font = sf2::write(&one_preset(vec![zone((0, 127), (0, 127), 0, &[])]), &[looped_sine(220.0, 69, 0.5)]);
+    std::fs::write(dir.path().join("test.sf2"), [font.as_slice(), &[0, 0]].concat()).unwrap();
+    let c = eval_in(dir.path(), SET).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&a.fonts["t"].bank.0, &c.fonts["t"].bank.0));
+}
+
+fn err_in(dir: &Path, text: &str) -> String {
+    eval_in(dir, text).expect_err("the set should fail")
+}
+
+#[test]
+fn bad_fonts_and_names_are_located_errors_with_the_nearest_names() {
+    let dir = font_dir(one_preset(vec![zone((0, 127), (0, 127), 0, &[])]), &[looped_sine(440.0, 69, 0.5)]);
+    std::fs::write(dir.path().join("junk.sf2"), b"RIFF\x10\0\0\0sfbkLIST").unwrap();
+    let e = err_in(dir.path(), "soundfont(\"t\", \"missing.sf2\");");
+    assert!(e.contains("set.rhai:1:") && e.contains("no such file") && e.contains('^'), "{e}");
+    let e = err_in(dir.path(), "soundfont(\"t\", \"junk.sf2\");");
+    assert!(e.contains("set.rhai:1:") && e.contains("truncated or damaged"), "{e}");
+    let e = err_in(dir.path(), "soundfont(\"t\", \"test.sf2\");\nchannel(1, sf(\"t\", \"Test Leed\"));");
+    assert!(e.contains("set.rhai:2:") && e.contains("no preset \"Test Leed\"") && e.contains("Test Lead"), "{e}");
+    let e = err_in(dir.path(), "soundfont(\"t\", \"test.sf2\");\nchannel(1, sf(\"u\", \"Test Lead\"));");
+    assert!(e.contains("set.rhai:2:") && e.contains("no SoundFont is registered as \"u\""), "{e}");
+    let e = err_in(dir.path(), "soundfont(\"t\", \"test.sf2\");\nchannel(1, sf(\"t\", 0, 5));");
+    assert!(e.contains("no preset at bank 0 program 5") && e.contains("0:0 Test Lead"), "{e}");
+    // Outside the set's folder.
+    let e = err_in(dir.path(), "soundfont(\"t\", \"/etc/hostname\");");
+    assert!(e.contains("outside the set's folder"), "{e}");
+    let e = err_in(dir.path(), "soundfont(\"t\", \"../x.sf2\");");
+    assert!(e.contains("set.rhai:1:"), "{e}");
+}
+
+/// A tiny deterministic generator for the fuzzing.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+fn mutate(base: &[u8], rng: &mut Lcg) -> Vec<u8> {
+    let mut b = base.to_vec();
+    match rng.next() % 4 {
+        0 => b.truncate(rng.next() as usize % (base.len() + 1)),
+        1 => {
+            for _ in 0..1 + rng.next() % 16 {
+                let i = rng.next() as usize % b.len().max(1);
+                if let Some(x) = b.get_mut(i) {
+                    *x = rng.next() as u8;
+                }
+            }
+        }
+        2 => {
+            // A size or index field set to something large.
+            let i = rng.next() as usize % b.len().max(1);
+            for k in 0..4 {
+                if let Some(x) = b.get_mut(i + k) {
+                    *x = 0xFF;
+                }
+            }
+        }
+        _ => {
+            let i = rng.next() as usize % b.len().max(1);
+            let n = rng.next() as usize % 64;
+            b.splice(i..i, std::iter::repeat_n(rng.next() as u8, n));
+        }
+    }
+    b
+}
+
+#[test]
+fn mutated_fonts_and_samples_never_panic() {
+    let gens = [(gn::EXCLUSIVE_CLASS, 1), (gn::ROOT_KEY, 60), (gn::ATTENUATION, 100)];
+    let font = sf2::write(
+        &one_preset(vec![zone((0, 60), (0, 127), 0, &gens), zone((61, 127), (0, 127), 1, &[])]),
+        &[looped_sine(440.0, 69, 0.5), looped_sine(880.0, 69, 0.5)],
+    );
+    let mut rng = Lcg(7);
+    let mut ok = 0;
+    for _ in 0..3000 {
+        let bytes = mutate(&font, &mut rng);
+        if let Ok(bank) = jamrig::samples::soundfont::read("fuzz", &bytes) {
+            ok += 1;
+            // Whatever loaded must also play.
+            for p in &bank.presets {
+                for r in &p.regions {
+                    assert!(r.start <= r.end && r.end as usize <= bank.pcm[0].frames.len());
+                    assert!(r.loop_start >= r.start && r.loop_end <= r.end);
+                }
+            }
+        }
+    }
+    assert!(ok > 100, "most light damage still loads ({ok})");
+    // Samples: a WAV mutated the same ways.
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("s.wav");
+    sf2::wav(&wav, &sf2::sine(440.0, 22_050, 50, 0.5), 22_050);
+    let wav = std::fs::read(wav).unwrap();
+    for _ in 0..1500 {
+        let bytes = mutate(&wav, &mut rng);
+        let _ = jamrig::samples::decode::decode(bytes, Some("wav"));
+    }
+}
+
+#[test]
+fn a_font_that_plays_is_rendered_through_the_engine_with_damage() {
+    // Damaged fonts that still load also play without faults.
+    let font = sf2::write(&one_preset(vec![zone((0, 127), (0, 127), 0, &[])]), &[looped_sine(440.0, 69, 0.5)]);
+    let mut rng = Lcg(99);
+    let dir = tempfile::tempdir().unwrap();
+    let mut played = 0;
+    for _ in 0..40 {
+        let bytes = mutate(&font, &mut rng);
+        std::fs::write(dir.path().join("test.sf2"), &bytes).unwrap();
+        let Ok(set) = eval_in(dir.path(), r#"soundfont("t", "test.sf2"); channel(1, sf("t", 0, 0));"#) else {
+            continue;
+        };
+        let out = render_set(&set, 0.2, 512, &[note_on(0, 0, 30, 127), note_on(10, 0, 100, 127)]);
+        assert!(common::all_finite(&out));
+        played += 1;
+    }
+    assert!(played > 5, "{played}");
+}
+
+fn sample_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let bd = dir.path().join("bd");
+    std::fs::create_dir(&bd).unwrap();
+    for (i, hz) in [100.0, 150.0, 200.0, 300.0].iter().enumerate() {
+        sf2::wav(&bd.join(format!("{i:02}.wav")), &sf2::sine(*hz, 22_050, 40, 0.5), 22_050);
+    }
+    sf2::wav(&dir.path().join("tone.wav"), &sf2::sine(440.0, 44_100, 400, 0.5), 44_100);
+    (dir, bd)
+}
+
+#[test]
+fn user_samples_play_as_drums_numbered_banks_and_instruments() {
+    let (dir, _) = sample_dir();
+    let set = eval_in(
+        dir.path(),
+        r#"
+        samples("bd", "bd");
+        sample("beep", "tone.wav", #{ note: 37 });
+        sample_instrument("tone", "tone.wav", #{ root: "A4", lo: "C2", hi: "C7", loop_start: 0, loop_end: 40000 });
+        drums(10);
+        channel(1, "tone");
+        pattern("d", 10, 4.0, [[0.0, "bd:3", 100], [1.0, "bd", 100], [2.0, "beep", 100], [3.0, "kick", 100]]);
+        "#,
+    )
+    .unwrap();
+    let lib_note = set.samples.iter().find(|s| s.name == "bd:3").map(|s| s.use_).unwrap();
+    let jamrig::rig::set::SampleUse::Drum { note } = lib_note else { panic!() };
+    // The drum note of bd:3 plays the fourth file (300 Hz, resampled from 22.05 kHz).
+    let out = render_set(&set, 0.3, 512, &[note_on(0, 9, note, 127)]);
+    let x = left(&out);
+    let f = fine_peak_freq(span(&x, SR, 0.01, 0.1), SR as f64, 200.0, 400.0);
+    assert!(cents(f, sf2::sine_hz(300.0, 22_050, 40)).abs() < 3.0, "bd:3 at {f:.1} Hz");
+    // The instrument: A4 is the file's pitch, A5 an octave up; it loops past its end.
+    for (key, mul) in [(69u8, 1.0), (81, 2.0), (57, 0.5)] {
+        let out = render_set(&set, 1.5, 512, &[note_on(0, 0, key, 100)]);
+        let x = left(&out);
+        let expect = sf2::sine_hz(440.0, 44_100, 400) * mul;
+        let f = fine_peak_freq(span(&x, SR, 1.1, 1.5), SR as f64, expect * 0.9, expect * 1.1);
+        assert!(cents(f, expect).abs() < 2.0, "key {key}: {f:.2} Hz, expected {expect:.2}");
+    }
+    // The pattern's hits all sound.
+    let mut r = Renderer::with_tables(&set, tables(SR)).unwrap();
+    let x = left(&r.render(SR as usize * 2, 512));
+    let beat = SR as f64 / 2.0;
+    for b in 0..4 {
+        let s = span(&x, SR, b as f64 * 0.5, b as f64 * 0.5 + 0.1);
+        assert!(common::peak(s) > 0.01, "hit {b} sounds");
+        let _ = beat;
+    }
+}
+
+#[test]
+fn sample_paths_outside_the_set_are_refused() {
+    let (dir, _) = sample_dir();
+    let e = err_in(dir.path(), "sample(\"x\", \"/etc/passwd\");");
+    assert!(e.contains("outside the set's folder") && e.contains("--samples"), "{e}");
+    let e = err_in(dir.path(), "sample(\"x\", \"nothing.wav\");");
+    assert!(e.contains("set.rhai:1:") && e.contains("no such file"), "{e}");
+    std::fs::write(dir.path().join("bad.wav"), b"RIFF....WAVEjunk").unwrap();
+    let e = err_in(dir.path(), "sample(\"x\", \"bad.wav\");");
+    assert!(e.contains("set.rhai:1:") && e.contains("bad.wav"), "{e}");
+}
