@@ -121,6 +121,15 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
+    /// Measure loudness (EBU R128): every instrument preset and the drum kit against
+    /// the library's target, or each channel of the sets named.
+    Levels {
+        /// Sets whose channels to measure (each alone, 8 bars); none: the library.
+        sets: Vec<PathBuf>,
+        /// Also measure every preset across its range (an octave apart).
+        #[arg(long)]
+        range: bool,
+    },
 }
 
 /// Exit status when there is no usable audio output.
@@ -238,6 +247,7 @@ fn main() -> ExitCode {
             Some(bars) => job::check_events(&set, bars, format).map(|s| print!("{s}")),
             None => job::check(&set).map(|s| print!("{s}")),
         },
+        Command::Levels { sets, range } => jamrig::offline::levels::report(&sets, range).map(|s| print!("{s}")),
         Command::Audition { name, pattern, note, velocity, out, device, list } => {
             match audition(name, pattern, &note, velocity, out, device, list) {
                 Err(e) if e.downcast_ref::<jamrig::live::audio::AudioError>().is_some() => {

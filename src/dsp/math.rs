@@ -20,6 +20,29 @@ pub fn fast_tanh(x: f32) -> f32 {
     p / q
 }
 
+/// Corner of the DC blockers (Hz): low enough to keep a 30 Hz fundamental within
+/// 0.15 dB, high enough to settle in a few tens of milliseconds.
+pub const DC_BLOCK_HZ: f32 = 5.0;
+
+/// Below this (-80 dB), a DC blocker fed exact silence outputs exact silence: what
+/// was silent stays silent (no endless filter tail after a sound ends).
+const DC_BLOCK_FLUSH: f32 = 1e-4;
+
+/// Removes DC from `x` in place with a one-pole high-pass at [`DC_BLOCK_HZ`];
+/// `state` holds the previous input and output.
+#[inline]
+pub fn dc_block(x: &mut [f32], state: &mut [f32; 2], sample_rate: f32) {
+    let r = (-std::f32::consts::TAU * DC_BLOCK_HZ / sample_rate.max(1.0)).exp();
+    let [mut x1, mut y1] = *state;
+    for v in x.iter_mut() {
+        let y = *v - x1 + r * y1;
+        x1 = *v;
+        y1 = if *v == 0.0 && y.abs() < DC_BLOCK_FLUSH { 0.0 } else { y };
+        *v = y1;
+    }
+    *state = [x1, y1];
+}
+
 /// Converts decibels to a linear gain.
 #[inline]
 pub fn db_to_gain(db: f32) -> f32 {

@@ -99,8 +99,9 @@ impl ChannelInput {
     }
 }
 
-/// Delay of the stereo spread's side signal.
-const SPREAD_DELAY_SECONDS: f32 = 0.011;
+/// The stereo spread's delay `D`: while spread is on, the channel is heard `D` late,
+/// with the side signal `mid(t) - mid(t - 2D)` added left and taken right.
+const SPREAD_DELAY_SECONDS: f32 = 0.003;
 
 pub struct BusOut<'a> {
     pub left: &'a mut [f32],
@@ -179,6 +180,10 @@ pub struct Bus {
     sr: f32,
     glides: [Glide; NUM_PARAMS],
     trem_phase: f64,
+    /// DC blocker after distortion and saturation.
+    dc: [f32; 2],
+    /// The DC blocker's state for the right side of stereo input.
+    dc_right: [f32; 2],
     chorus: Chorus,
     chorus_dormant: bool,
     phaser: Phaser,
@@ -192,9 +197,13 @@ pub struct Bus {
     /// first delayed sample is not a jump.
     wake: [f32; 3],
     wake_step: f32,
-    /// The stereo spread's side-signal delay line (one delay's length) and position.
-    spread_line: Box<[f32]>,
-    spread_pos: usize,
+    /// The stereo spread: a history of the mid (2D frames) and of both sides (D
+    /// frames), one write position each; how far the output has moved to the delayed
+    /// signal (0..1, so that switching spread on or off never clicks).
+    spread_mid: Box<[f32]>,
+    spread_sides: [Box<[f32]>; 2],
+    spread_pos: [usize; 2],
+    spread_on: f32,
     spread_dormant: bool,
     mono: Box<[f32]>,
     feed: Box<[f32]>,
@@ -215,6 +224,8 @@ impl Bus {
             sr: sample_rate,
             glides: std::array::from_fn(|i| Glide::new(defaults.0[i], tick, sample_rate)),
             trem_phase: 0.0,
+            dc: [0.0; 2],
+            dc_right: [0.0; 2],
             chorus: Chorus::new(sample_rate),
             chorus_dormant: true,
             phaser: Phaser::default(),
@@ -226,8 +237,10 @@ impl Bus {
             reverb_dormant: true,
             wake: [1.0; 3],
             wake_step: 1.0 / (WAKE_FADE_SECONDS * sample_rate),
-            spread_line: crate::dsp::zeroed(((SPREAD_DELAY_SECONDS * sample_rate) as usize).max(1)),
-            spread_pos: 0,
+            spread_mid: crate::dsp::zeroed(2 * Self::spread_frames(sample_rate)),
+            spread_sides: [(); 2].map(|_| crate::dsp::zeroed(Self::spread_frames(sample_rate))),
+            spread_pos: [0; 2],
+            spread_on: 0.0,
             spread_dormant: true,
             mono: crate::dsp::zeroed(tick),
             feed: crate::dsp::zeroed(tick),
@@ -237,6 +250,11 @@ impl Bus {
             chorus_tail: 0,
             reverb_tail: 0,
         }
+    }
+
+    /// The spread's delay `D` in frames.
+    fn spread_frames(sample_rate: f32) -> usize {
+        ((SPREAD_DELAY_SECONDS * sample_rate).round() as usize).max(1)
     }
 
     /// Jumps every parameter to its target (a channel that was silent has nothing to
@@ -258,6 +276,8 @@ impl Bus {
 
     /// Clears all state (after a numeric fault).
     pub fn clear(&mut self) {
+        self.dc = [0.0; 2];
+        self.dc_right = [0.0; 2];
         self.chorus.clear();
         self.phaser.clear();
         self.delay.clear();
@@ -316,6 +336,15 @@ impl Bus {
                     let a = s0 + sd * (i as i32 + 1) as f32;
                     *x += (fast_tanh(*x * (1.0 + 2.0 * a)) - *x) * a;
                 }
+            }
+        }
+
+        // DC out: driven even harmonics (an asymmetric wave through the curves above)
+        // leave it. A 5 Hz corner leaves the lowest bass alone.
+        if d0 > 0.0 || dd != 0.0 || s0 > 0.0 || sd != 0.0 {
+            crate::dsp::math::dc_block(mono, &mut self.dc, sr);
+            if stereo {
+                crate::dsp::math::dc_block(right_in, &mut self.dc_right, sr);
             }
         }
 
@@ -405,22 +434,39 @@ impl Bus {
         let cutoff = if super::voice::Voice::has_voice_filter(t) { 0.0 } else { t.get(Param::Lowpass) };
         self.lowpass.process(cutoff, t.get(Param::LowpassQ), false, sr, l, r);
 
-        // Stereo spread: a side signal made of the mid delayed a little, added to the
-        // left and taken from the right. Wide in stereo; the mono sum is unchanged.
+        // Stereo spread: the channel delayed by D, plus a side signal
+        // a (mid(t) - mid(t - 2D)) added left and taken right. The side's correlation
+        // with the delayed mid is R(D) - R(D) = 0 for any signal, so left and right
+        // carry the same energy (a mono source stays centred) and their sum is the mid,
+        // D late (the mono sum is kept). Switching it on or off crossfades to and from
+        // the delayed signal over the wake fade.
         let (s0, sd) = self.glides[Param::Spread as usize].step(t.get(Param::Spread), n);
-        if s0 > 0.0 || sd != 0.0 {
+        let active = s0 > 0.0 || sd != 0.0;
+        if active || self.spread_on > 0.0 {
             self.spread_dormant = false;
-            let len = self.spread_line.len();
+            let (mid_len, side_len) = (self.spread_mid.len(), self.spread_sides[0].len());
+            let [pm, ps] = &mut self.spread_pos;
+            let [hl, hr] = &mut self.spread_sides;
+            let target = if active { 1.0 } else { 0.0 };
             for i in 0..n {
-                let d = self.spread_line[self.spread_pos];
-                self.spread_line[self.spread_pos] = 0.5 * (l[i] + r[i]);
-                self.spread_pos = if self.spread_pos + 1 == len { 0 } else { self.spread_pos + 1 };
-                let side = 0.5 * (s0 + sd * (i as i32 + 1) as f32) * d;
-                l[i] += side;
-                r[i] -= side;
+                // The mid history: read 2D back (the oldest slot), then write now.
+                let old = self.spread_mid[*pm];
+                let mid = 0.5 * (l[i] + r[i]);
+                self.spread_mid[*pm] = mid;
+                *pm = if *pm + 1 == mid_len { 0 } else { *pm + 1 };
+                let (dl, dr) = (hl[*ps], hr[*ps]);
+                hl[*ps] = l[i];
+                hr[*ps] = r[i];
+                *ps = if *ps + 1 == side_len { 0 } else { *ps + 1 };
+                let side = 0.5 * (s0 + sd * (i as i32 + 1) as f32) * (mid - old);
+                let w = self.spread_on;
+                l[i] += (dl - l[i]) * w + side;
+                r[i] += (dr - r[i]) * w - side;
+                self.spread_on = if target > w { (w + self.wake_step).min(1.0) } else { (w - self.wake_step).max(0.0) };
             }
         } else if !self.spread_dormant {
-            self.spread_line.fill(0.0);
+            self.spread_mid.fill(0.0);
+            self.spread_sides.iter_mut().for_each(|h| h.fill(0.0));
             self.spread_dormant = true;
         }
 

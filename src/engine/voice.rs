@@ -16,6 +16,12 @@ pub const STEAL_FADE_SECONDS: f32 = 0.005;
 const SILENT_SECONDS: f32 = 0.05;
 /// Level treated as silence (-80 dB).
 const SILENCE: f32 = 1e-4;
+/// Release (to -60 dB) of a sustaining synth whose envelope leaves the release to the
+/// instrument (release 0): -40 dB after 100 ms, no splatter at note-off.
+pub const NATURAL_RELEASE_SECONDS: f32 = 0.15;
+/// Release of the sub-oscillator and noise layers of a damped or ringing note (they
+/// do not die away with the string by themselves).
+const LAYER_RELEASE_SECONDS: f32 = 0.3;
 /// Largest per-note pitch offset at `analog` 1, in semitones (10 cents).
 const ANALOG_OFFSET: f64 = 0.1;
 /// Depth of the slow pitch wander at `analog` 1, in semitones (4 cents).
@@ -71,6 +77,8 @@ pub struct Voice {
     pub steal_left: u32,
     steal_total: u32,
     quiet: u32,
+    /// The instrument's own release has started (damper, mute or free ring).
+    damped: bool,
     sub_phase: u32,
     /// The pitch sounding, in semitones (the note, or on the way to it while gliding).
     pitch: f64,
@@ -129,6 +137,7 @@ impl Voice {
             steal_left: 0,
             steal_total: 0,
             quiet: 0,
+            damped: false,
             sub_phase: 0,
             pitch: 0.0,
             glide_rate: 0.0,
@@ -144,12 +153,11 @@ impl Voice {
     }
 
     fn adsr(p: &ParamValues) -> Adsr {
-        Adsr {
-            attack: p.get(Param::Attack),
-            decay: p.get(Param::Decay),
-            sustain: p.get(Param::Sustain),
-            release: p.get(Param::Release),
-        }
+        let release = match p.get(Param::Release) {
+            r if r > 0.0 => r,
+            _ => NATURAL_RELEASE_SECONDS,
+        };
+        Adsr { attack: p.get(Param::Attack), decay: p.get(Param::Decay), sustain: p.get(Param::Sustain), release }
     }
 
     /// The filter envelope (released with the note's own release time).
@@ -214,6 +222,7 @@ impl Voice {
         self.gain = v * v;
         self.steal_left = 0;
         self.quiet = 0;
+        self.damped = false;
         self.sub_phase = 0;
         self.velocity = v;
         self.pitch = glide_from.unwrap_or(note as f64);
@@ -261,13 +270,27 @@ impl Voice {
         }
     }
 
-    /// Starts the release (drum hits ignore it: they ring out).
+    /// Starts the release (drum hits ignore it: they ring out). A synth that dies away
+    /// by itself, on a channel whose release is 0 (the `none` envelope), releases as
+    /// the instrument does: its damper or mute, or free ring.
     pub fn release(&mut self, params: &ParamValues, sample_rate: f32) {
         self.held = false;
         self.sustained = false;
         match self.source {
-            VoiceSource::Synth(_) => {
+            VoiceSource::Synth(s) => {
                 let p = self.frozen.as_ref().unwrap_or(params);
+                let synth = SYNTHS[s as usize].synth;
+                if synth.decays() && p.get(Param::Release) <= 0.0 {
+                    if !self.damped {
+                        self.damped = true;
+                        synth.damp(&mut self.osc, sample_rate, note_hz(self.pitch));
+                        if p.get(Param::SubOsc) > 0.0 || p.get(Param::NoiseMix) > 0.0 {
+                            let layers = Adsr { release: LAYER_RELEASE_SECONDS, ..Self::adsr(p) };
+                            self.env.release(&layers, sample_rate);
+                        }
+                    }
+                    return;
+                }
                 self.env.release(&Self::adsr(p), sample_rate);
                 self.filter_env.release(&Self::filter_adsr(p), sample_rate);
             }
@@ -411,7 +434,8 @@ impl Voice {
                     }
                     _ => self.env.render(&adsr, ctx.sample_rate, env),
                 }
-                if entry.synth.decays() && matches!(self.env.stage(), Stage::Sustain | Stage::Release) {
+                if entry.synth.decays() && (self.damped || matches!(self.env.stage(), Stage::Sustain | Stage::Release))
+                {
                     let peak = wave.iter().fold(0.0f32, |m, x| m.max(x.abs()));
                     if peak * self.env.level() < SILENCE {
                         self.quiet += n as u32;

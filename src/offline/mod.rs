@@ -4,6 +4,7 @@
 
 pub mod audition;
 pub mod job;
+pub mod levels;
 pub mod midifile;
 pub mod render;
 pub mod wav;

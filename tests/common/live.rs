@@ -77,10 +77,11 @@ impl JackServer {
         JackServer::start_with_period(name, PERIOD)
     }
 
-    /// A server whose cycles are `period` frames.
+    /// A server whose cycles are `period` frames. The name gets the test process's
+    /// id, so that runs of the suite from two checkouts never share a server.
     pub fn start_with_period(name: &str, period: u32) -> JackServer {
         let mut s = JackServer {
-            name: name.to_string(),
+            name: format!("{name}_{}", std::process::id()),
             child: None,
             dir: tempfile::tempdir().expect("temp dir"),
             starts: 0,

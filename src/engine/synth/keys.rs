@@ -284,6 +284,21 @@ fn piano_rate(freq: f64) -> f32 {
     (0.35 + 1.2 * (freq / 1000.0).powf(1.1)) as f32
 }
 
+/// The damper's fall (to -60 dB) of a piano's fundamental at C4, and the pitch above
+/// which strings have no damper (the top octave and a half rings on, as on a grand).
+const PIANO_DAMPER_SECONDS: f64 = 0.45;
+const PIANO_UNDAMPED_HZ: f64 = 1390.0;
+/// Fastest damped decay rate of a partial (1/s).
+const PIANO_DAMPER_MAX_RATE: f32 = 160.0;
+
+/// Decay rate (1/s, of the amplitude) of partial `ratio` of a damped note at `f` Hz:
+/// the felt stops the fundamental in [`PIANO_DAMPER_SECONDS`] (longer in the bass),
+/// upper partials faster.
+fn piano_damper_rate(f: f64, ratio: f64) -> f32 {
+    let t60 = PIANO_DAMPER_SECONDS * (261.63 / f.max(20.0)).powf(0.25);
+    ((6.907_755 / t60 * ratio.powf(0.6)) as f32).min(PIANO_DAMPER_MAX_RATE)
+}
+
 // State: phase[k] = partial k (k < 32); z[k] = its amplitude after its own decay
 // (excitation x gain x exp(-rate t)); z[32 + k] = its decay rate (1/s); phase[32 + k]
 // = its frequency ratio as f32 bits. n[0], n[4] = low and high halves of the
@@ -387,6 +402,16 @@ impl Synth for Piano {
     fn decays(&self) -> bool {
         true
     }
+
+    fn damp(&self, st: &mut OscState, _sample_rate: f32, freq_hz: f64) {
+        if freq_hz >= PIANO_UNDAMPED_HZ {
+            return;
+        }
+        for k in 0..st.n[2].min(PIANO_PARTIALS) {
+            let ratio = f32::from_bits(st.phase[32 + k]) as f64;
+            st.z[32 + k] = st.z[32 + k].max(piano_damper_rate(freq_hz, ratio));
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -394,11 +419,28 @@ impl Synth for Piano {
 
 const RHODES_GAIN: f32 = 0.7;
 const WURLI_GAIN: f32 = 0.7;
+/// Electric-piano damper: decay rate (1/s) of the fundamental once the key is up, and
+/// its growth per harmonic (upper harmonics stop first). The fundamental falls 60 dB
+/// in 0.3 s.
+const EP_DAMPER_RATE: f32 = 23.0;
+const EP_DAMPER_PER_HARMONIC: f32 = 9.0;
+
+/// The damper's gain for harmonic `k` at time `t`, for a note released at `released`
+/// seconds (0: not released).
+#[inline]
+fn ep_damper(k: usize, t: f32, released: f32) -> f32 {
+    if released <= 0.0 || t <= released {
+        1.0
+    } else {
+        (-(EP_DAMPER_RATE + EP_DAMPER_PER_HARMONIC * k as f32) * (t - released)).exp()
+    }
+}
 
 pub struct Rhodes;
 
 // State: phase[k] = harmonic k + 1 (k < 6); z[0] = brightness (from the pitch at
-// note-on).
+// note-on); z[1] = when the damper fell (s since note-on, 0 = held); z[2], z[3] = DC
+// blocker.
 impl Synth for Rhodes {
     fn start(&self, st: &mut OscState, ctx: &SynthCtx) {
         random_phases(st, 6);
@@ -412,27 +454,39 @@ impl Synth for Rhodes {
         let amps = [1.0, 0.6 + 0.15 * br, 0.15 + 0.1 * br, 0.08 + 0.08 * br, 0.04, 0.02];
         let spread = 0.8 + 0.3 * br;
         let env = span.at(|t| onset(t) * two_stage(t, 4.0, 0.15, 1.2));
+        let released = st.z[1];
         for (k, a) in amps.iter().enumerate() {
             let r = spread * k as f32;
-            let g = (a * env.0 * (-r * span.t0).exp(), a * env.1 * (-r * span.t1).exp());
-            partial(st, ctx, k, (k + 1) as f64, g, out);
+            let g0 = a * env.0 * (-r * span.t0).exp() * ep_damper(k, span.t0, released);
+            let g1 = a * env.1 * (-r * span.t1).exp() * ep_damper(k, span.t1, released);
+            partial(st, ctx, k, (k + 1) as f64, (g0, g1), out);
         }
         add_transient(ctx, span, 5.3 * ctx.freq_hz, 0.15, 0.008, 20.0, out);
         add_transient(ctx, span, 7.1 * ctx.freq_hz, 0.08, 0.008, 20.0, out);
         for x in out.iter_mut() {
             *x = fast_tanh(1.2 * *x) * (RHODES_GAIN / 1.2);
         }
+        // The saturation of even harmonics leaves DC: take it out.
+        let mut dc = [st.z[2], st.z[3]];
+        crate::dsp::math::dc_block(out, &mut dc, ctx.sample_rate);
+        [st.z[2], st.z[3]] = dc;
     }
 
     fn decays(&self) -> bool {
         true
+    }
+
+    fn damp(&self, st: &mut OscState, sample_rate: f32, _freq_hz: f64) {
+        // The release time (seconds since note-on; never 0 once set).
+        st.z[1] = (st.age as f64 / sample_rate.max(1.0) as f64).max(1e-6) as f32;
     }
 }
 
 pub struct Wurlitzer;
 
 // State: phase[k] = harmonic k + 1 (k < 7); z[0] = brightness (from the pitch at
-// note-on).
+// note-on); z[1] = when the damper fell (s since note-on, 0 = held); z[2], z[3] = DC
+// blocker.
 impl Synth for Wurlitzer {
     fn start(&self, st: &mut OscState, ctx: &SynthCtx) {
         random_phases(st, 7);
@@ -446,10 +500,12 @@ impl Synth for Wurlitzer {
         let amps = [1.0, 0.4, 0.5 + 0.15 * br, 0.15, 0.25 + 0.1 * br, 0.08, 0.12];
         let spread = 1.0 + 0.4 * br;
         let env = span.at(|t| onset(t) * two_stage(t, 5.0, 0.1, 2.0));
+        let released = st.z[1];
         for (k, a) in amps.iter().enumerate() {
             let r = spread * k as f32;
-            let g = (a * env.0 * (-r * span.t0).exp(), a * env.1 * (-r * span.t1).exp());
-            partial(st, ctx, k, (k + 1) as f64, g, out);
+            let g0 = a * env.0 * (-r * span.t0).exp() * ep_damper(k, span.t0, released);
+            let g1 = a * env.1 * (-r * span.t1).exp() * ep_damper(k, span.t1, released);
+            partial(st, ctx, k, (k + 1) as f64, (g0, g1), out);
         }
         // Bark: extra drive over the first 30 ms.
         const BARK: f32 = 0.03;
@@ -465,10 +521,18 @@ impl Synth for Wurlitzer {
         for x in out.iter_mut() {
             *x = fast_tanh(1.1 * *x) * (WURLI_GAIN / 1.1);
         }
+        let mut dc = [st.z[2], st.z[3]];
+        crate::dsp::math::dc_block(out, &mut dc, ctx.sample_rate);
+        [st.z[2], st.z[3]] = dc;
     }
 
     fn decays(&self) -> bool {
         true
+    }
+
+    fn damp(&self, st: &mut OscState, sample_rate: f32, _freq_hz: f64) {
+        // The release time (seconds since note-on; never 0 once set).
+        st.z[1] = (st.age as f64 / sample_rate.max(1.0) as f64).max(1e-6) as f32;
     }
 }
 

@@ -108,6 +108,12 @@ pub trait Synth: Sync {
     fn decays(&self) -> bool {
         false
     }
+    /// The key is up and the channel leaves the release to the instrument (its
+    /// envelope's release is 0): a damper falls on the string (pianos, electric pianos,
+    /// harpsichord) or the player mutes it (guitars, basses), upper partials first.
+    /// A synth without one rings on (mallets, bells, harp). `sample_rate` and the
+    /// note's `freq_hz` as at note-off.
+    fn damp(&self, _st: &mut OscState, _sample_rate: f32, _freq_hz: f64) {}
 }
 
 /// A registered synth.

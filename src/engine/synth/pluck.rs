@@ -55,7 +55,7 @@ pub(super) fn run_loop(st: &mut OscState, ctx: &SynthCtx, gain: f32, frames: usi
 }
 
 // State: n[0] = write position, n[1] = loop length; z[0] = previous line output,
-// z[1] = all-pass input memory, z[2] = all-pass output memory.
+// z[1] = all-pass input memory, z[2] = all-pass output memory, z[3] = 1 once muted.
 impl Synth for Pluck {
     fn start(&self, st: &mut OscState, ctx: &SynthCtx) {
         let (n, _) = tuning(ctx.freq_hz, ctx.sample_rate as f64, st.line.len());
@@ -74,10 +74,15 @@ impl Synth for Pluck {
     }
 
     fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
-        run_loop(st, ctx, DECAY, out.len(), |i, d| out[i] = d);
+        let mute = if st.z[3] > 0.0 { super::plucked::mute_gain(ctx.freq_hz) } else { 1.0 };
+        run_loop(st, ctx, DECAY * mute, out.len(), |i, d| out[i] = d);
     }
 
     fn decays(&self) -> bool {
         true
+    }
+
+    fn damp(&self, st: &mut OscState, _sample_rate: f32, _freq_hz: f64) {
+        st.z[3] = 1.0;
     }
 }

@@ -65,6 +65,8 @@ const Z_HP: usize = Z_LP + 2; // pickup brightness high-pass: output, previous i
 const Z_CHIFF: usize = Z_HP + 2; // chiff noise: previous, next, fraction; envelope
 const Z_CHIKARI: usize = Z_CHIFF + 4; // sitar chikari envelope
 const Z_DETUNE: usize = Z_CHIKARI + 1; // beat between the strings, Hz
+const Z_MUTE: usize = Z_DETUNE + 1; // 1 once the string is muted (key up)
+const Z_DC: usize = Z_MUTE + 1; // sitar DC blocker: previous input and output
 // n[0], n[1]: write positions of strings 1 and 2 (in their half of the line).
 // phase[0], phase[1]: sitar chikari sines at 2f and 3f.
 
@@ -231,6 +233,17 @@ const ELECTRIC_GUITAR: Spec =
 /// its perceived (and measured) pitch away from the note.
 const MAX_DETUNE_CENTS: f64 = 3.0;
 
+/// A muted string (the key is up: the player's hand, or the harpsichord's damper)
+/// falls 60 dB in this time; its upper partials go first, as the loop filter takes
+/// more of them every period.
+pub(super) const MUTE_SECONDS: f64 = 0.2;
+
+/// The per-period gain of a string at `freq_hz` muted to fall 60 dB in [`MUTE_SECONDS`].
+#[inline]
+pub(super) fn mute_gain(freq_hz: f64) -> f32 {
+    10f64.powf(-3.0 / (MUTE_SECONDS * freq_hz.max(1.0))) as f32
+}
+
 /// Sitar: loop gain per period during the first 0.3 s (then `SITAR.decay[0]`).
 const SITAR_EARLY_DECAY: f32 = 0.9992;
 const SITAR_EARLY_SECONDS: f64 = 0.3;
@@ -256,6 +269,10 @@ macro_rules! plucked {
 
             fn decays(&self) -> bool {
                 true
+            }
+
+            fn damp(&self, st: &mut OscState, _sample_rate: f32, _freq_hz: f64) {
+                st.z[Z_MUTE] = 1.0;
             }
         }
     };
@@ -682,7 +699,8 @@ fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
     let mut lp1 = Loop::new(spec, f1, sr, size);
     let early = spec.extra == Extra::Sitar && age < SITAR_EARLY_SECONDS;
     let decay1 = if early { SITAR_EARLY_DECAY } else { spec.decay[0] };
-    lp1.gain = decay1 * extra_gain(spec, spec.decay[0], f1, age);
+    let muted = st.z[Z_MUTE] > 0.0;
+    lp1.gain = decay1 * extra_gain(spec, spec.decay[0], f1, age) * if muted { mute_gain(f1) } else { 1.0 };
     let (first, second) = st.line.split_at_mut(size);
     let mut s1 = StringState::load(&st.z[Z_S1..Z_S1 + STR_Z]);
     st.n[0] = match spec.extra {
@@ -707,7 +725,7 @@ fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
     s1.store(&mut st.z[Z_S1..Z_S1 + STR_Z]);
     if two {
         let mut lp2 = Loop::new(spec, f2, sr, size);
-        lp2.gain = spec.decay[1] * extra_gain(spec, spec.decay[1], f2, age);
+        lp2.gain = spec.decay[1] * extra_gain(spec, spec.decay[1], f2, age) * if muted { mute_gain(f2) } else { 1.0 };
         let mut s2 = StringState::load(&st.z[Z_S2..Z_S2 + STR_Z]);
         st.n[1] = run_string(second, st.n[1], &mut s2, &lp2, spec.mix[1], out, true);
         s2.store(&mut st.z[Z_S2..Z_S2 + STR_Z]);
@@ -747,7 +765,8 @@ fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
         Extra::Sitar => {
             let mut env = st.z[Z_CHIKARI];
             if env > 1e-5 {
-                let k = (-2.0 / sr).exp() as f32;
+                // The drones ring on after a pluck, and stop with the muted string.
+                let k = (if muted { -35.0 } else { -2.0 } / sr).exp() as f32;
                 let sine = ctx.waves.sine();
                 let nyq = 0.45 * sr;
                 let i2 = if 2.0 * f < nyq { phase_inc(2.0 * f, sr) } else { 0 };
@@ -805,6 +824,13 @@ fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
                 st.z[Z_BODY + 2 * i + 1] = s[1];
             }
         }
+    }
+
+    // The sitar's one-sided bridge leaves DC (-8.5 dB of its RMS): take it out.
+    if spec.extra == Extra::Sitar {
+        let mut dc = [st.z[Z_DC], st.z[Z_DC + 1]];
+        crate::dsp::math::dc_block(out, &mut dc, ctx.sample_rate);
+        [st.z[Z_DC], st.z[Z_DC + 1]] = dc;
     }
 
     // Low-pass and output gain.
