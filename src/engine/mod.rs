@@ -1140,6 +1140,7 @@ impl Engine {
                 }
                 keep
             });
+            stats.banks_held.store(self.banks.held() as u32, Relaxed);
         }
     }
 
