@@ -413,3 +413,44 @@ fn sample_paths_outside_the_set_are_refused() {
     let e = err_in(dir.path(), "sample(\"x\", \"bad.wav\");");
     assert!(e.contains("set.rhai:1:") && e.contains("bad.wav"), "{e}");
 }
+
+#[test]
+fn a_replaced_sample_is_heard_on_the_next_note_and_sounding_notes_keep_the_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tone.wav");
+    sf2::wav(&file, &sf2::sine(440.0, 48_000, 2000, 0.4), 48_000);
+    let len = sf2::sine(440.0, 48_000, 2000, 0.4).len();
+    let text = format!(
+        r#"sample_instrument("tone", "tone.wav", #{{ root: "A4", loop_start: 0, loop_end: {len} }}); channel(1, "tone");"#
+    );
+    let a = eval_in(dir.path(), &text).unwrap();
+    let mut r = Renderer::with_tables(&a, tables(SR)).unwrap();
+    r.add_events([common::cc(0, 0, 91, 0), note_on(0, 0, 69, 100)]);
+    let first = left(&r.render(SR as usize / 2, 512));
+    // Replace the file (a different pitch) and reload while the note sounds.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    sf2::wav(&file, &sf2::sine(660.0, 48_000, 3000, 0.4), 48_000);
+    let len_b = sf2::sine(660.0, 48_000, 3000, 0.4).len();
+    let b = eval_in(dir.path(), &text.replace(&len.to_string(), &len_b.to_string())).unwrap();
+    r.publish(&b).unwrap();
+    let f0 = (SR / 2) as u64;
+    r.add_events([note_on(f0 + SR as u64 / 2, 0, 81, 100)]);
+    let rest = left(&r.render(SR as usize * 3 / 2, 512));
+    let old_hz = sf2::sine_hz(440.0, 48_000, 2000);
+    let new_hz = sf2::sine_hz(660.0, 48_000, 3000) * 2.0;
+    let f = fine_peak_freq(span(&first, SR, 0.1, 0.5), SR as f64, 300.0, 600.0);
+    assert!(cents(f, old_hz).abs() < 2.0, "{f}");
+    // After the reload, before the new note: the sounding note is still the old sample.
+    let f = fine_peak_freq(span(&rest, SR, 0.05, 0.45), SR as f64, 300.0, 1000.0);
+    assert!(cents(f, old_hz).abs() < 2.0, "the sounding note changed to {f} Hz");
+    // The new note plays the new sample (an octave above its root), the old note goes on.
+    let s = span(&rest, SR, 0.6, 1.4);
+    let f = fine_peak_freq(s, SR as f64, 1000.0, 1600.0);
+    assert!(cents(f, new_hz).abs() < 2.0, "the new note is at {f} Hz, expected {new_hz}");
+    let before = span(&rest, SR, 0.05, 0.45);
+    let (m_before, m_after) = (
+        common::dtft_mag(before, SR as f64, old_hz) / before.len() as f64,
+        common::dtft_mag(s, SR as f64, old_hz) / s.len() as f64,
+    );
+    assert!((m_after / m_before - 1.0).abs() < 0.1, "the old note changed level: {m_before} then {m_after}");
+}

@@ -882,6 +882,16 @@ impl Live {
                 stats.voices[ch].load(Relaxed)
             ));
         }
+        if let Some(m) = crate::rig::describe::sample_memory(set) {
+            s.push_str(&format!(
+                "{m}; the engine holds {} sample banks{}\n",
+                stats.banks_held.load(Relaxed),
+                match stats.banks_overflow.load(Relaxed) {
+                    0 => String::new(),
+                    n => format!(" ({n} found no slot and are silent)"),
+                }
+            ));
+        }
         s.push_str(&format!(
             "events: {} dropped (queue full), {} late, {} overflowed; voices stolen {}, cut {}; faults {}",
             stats.events_dropped.load(Relaxed),

@@ -272,6 +272,9 @@ impl ScriptHost {
         // Sample and font files are watched too (a changed sample is heard on the next note).
         files.extend(st.set.fonts.values().map(|f| f.path.clone()));
         files.extend(st.set.samples.iter().map(|s| s.path.clone()));
+        files.extend(st.set.sample_folders.iter().cloned());
+        files.sort();
+        files.dedup();
         self.samples.trim();
         Ok(Evaluated { set: st.set, files, sources, printed: st.printed, gm: st.lib.gm })
     }
