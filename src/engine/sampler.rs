@@ -2,8 +2,9 @@
 //! audio thread: 32.32 fixed-point sample position with 4-point interpolation and
 //! the region's loop, the SoundFont volume and modulation envelopes (delay, attack,
 //! hold, decay, sustain, release), both LFOs, the resonant low-pass with its
-//! envelope and velocity, and the default modulators a General MIDI file relies on
-//! (velocity, CC1/7/10/11/91/93, pitch bend, channel pressure). Control values are
+//! envelope, and the default modulators a General MIDI file relies on (velocity,
+//! CC1/7/10/11/91/93, pitch bend, channel pressure; velocity-to-cutoff is left out
+//! as FluidSynth leaves it out). Control values are
 //! evaluated once per segment (a tick at most) and the gain ramps across it, as in
 //! FluidSynth; the samples themselves run per frame. No allocation anywhere here.
 
@@ -402,9 +403,9 @@ impl SampleVoice {
         self.looped = false;
         self.done = false;
         self.static_cb = region.attenuation_cb + controller_attenuation_cb(vel.max(1));
-        // Default modulator: velocity lowers the cutoff (only above velocity 64, as FluidSynth has it).
-        let vel_fc = if vel >= 64 { -2400.0 * (127.0 - vel as f32) / 128.0 } else { 0.0 };
-        self.static_fc = region.filter_fc + vel_fc;
+        // The SoundFont spec's default velocity-to-cutoff modulator is left out, as
+        // FluidSynth leaves it out (it dulls fonts made without it in mind).
+        self.static_fc = region.filter_fc;
         self.filter_on = self.static_fc < OPEN_FC_CENTS
             || region.filter_q > 0.0
             || region.mod_env_to_fc != 0.0

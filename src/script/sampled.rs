@@ -13,9 +13,14 @@ use crate::rig::set::{ChannelKind, ChannelSpec, FontSpec, SampleUse, UserSample}
 use crate::samples::Shared as Same;
 use crate::theory::parse_note;
 use rhai::{Dynamic, Engine, Map};
+use std::path::Path;
 
 /// Map keys that choose a SoundFont preset.
 pub const FONT_KEYS: &[&str] = &["soundfont", "preset", "bank", "program"];
+
+/// A SoundFont channel's volume unless the set says otherwise: (100/127)^2, what
+/// General MIDI's default CC7 of 100 gives.
+pub const GM_VOLUME: f32 = 0.62;
 
 pub const FUNCTIONS: &[&str] = &["soundfont", "sf", "sample", "samples", "sample_instrument"];
 
@@ -103,10 +108,13 @@ pub fn font_channel(st: &EvalState, map: &Map, kit_default: bool) -> Res<Channel
         }
     };
     let preset = &bank.presets[index as usize];
+    let mut params = ParamValues::default();
+    // General MIDI's initial channel volume (CC7 at 100, through the square law).
+    params.set(crate::params::Param::Volume, GM_VOLUME);
     Ok(ChannelSpec {
         instrument: format!("{font}: {}", preset.name),
         kind: ChannelKind::Sampled { font, preset: index, kit: preset.bank == 128 },
-        params: ParamValues::default(),
+        params,
         voices: crate::engine::MAX_VOICE_LIMIT,
     })
 }
@@ -162,7 +170,15 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         let name = text(&name, "a SoundFont name")?;
         let path = text(&path, "a SoundFont file")?;
         let mut st = lock(&s);
-        let file = resolve(&st, &path)?;
+        // A bare file name not in the set's folder may be a system SoundFont.
+        let system = (!path.contains('/'))
+            .then(|| crate::samples::GM_FONT_FOLDERS.iter().map(|d| Path::new(d).join(&path)).find(|p| p.is_file()))
+            .flatten();
+        let file = match (resolve(&st, &path), system) {
+            (Ok(f), _) => f,
+            (Err(_), Some(f)) => f,
+            (Err(e), None) => return Err(e),
+        };
         let bank = st.library.font(&file).or_else(|msg| fail_at(msg, &path, None))?;
         st.set.fonts.insert(name, FontSpec { path: file, bank: Same(bank) });
         Ok(())
