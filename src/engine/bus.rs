@@ -55,6 +55,11 @@ const REVERB_CHARACTERS: [(f32, f32); 9] = [
 /// sample voice, beyond the reverb's own decay time.
 const SEND_TAIL_SECONDS: f32 = 0.5;
 
+/// A reverb type's decay time at `reverb_decay` 1 and its damping, for `t`'s type.
+pub fn reverb_character(t: &ParamValues) -> (f32, f32) {
+    REVERB_CHARACTERS.get(t.get(Param::ReverbType) as usize).copied().unwrap_or(REVERB_CHARACTERS[0])
+}
+
 /// One tick of a channel's input: the mono sum of its synth and drum-kit voices,
 /// and the stereo sum and effect sends of its sample voices (those are written
 /// only while sample voices play, and the flags say so).

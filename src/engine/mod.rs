@@ -13,6 +13,7 @@ pub mod bus;
 pub mod envelope;
 pub mod event;
 pub mod sampler;
+pub mod sends;
 pub mod sequencer;
 pub mod snapshot;
 pub mod sync;
@@ -526,6 +527,8 @@ pub struct Engine {
     idle_ticks: u32,
     /// The sample banks held, and the current snapshot's banks' slots.
     banks: banks::BankSlots,
+    /// Reverbs and choruses the sample voices' sends share.
+    sends: sends::Sends,
     bank_map: [u8; banks::MAX_SNAPSHOT_BANKS],
 }
 
@@ -569,6 +572,7 @@ impl Engine {
             bus_r: [0.0; TICK_FRAMES],
             idle_ticks: (IDLE_SECONDS * sample_rate / TICK_FRAMES as f32) as u32,
             banks: banks::BankSlots::default(),
+            sends: sends::Sends::new(sample_rate),
             bank_map: [banks::NO_SLOT; banks::MAX_SNAPSHOT_BANKS],
         };
         let autoplay = initial.autoplay && initial.sync == SyncMode::Internal;
@@ -1158,6 +1162,14 @@ impl Engine {
                 continue;
             }
             st.idle = false;
+            if st.input.sent
+                && self.sends.feed(&st.target, st.target.get(Param::Volume), &st.input.reverb, &st.input.chorus)
+            {
+                // Shared send effects took them (see `sends`).
+                st.input.reverb = [0.0; TICK_FRAMES];
+                st.input.chorus = [0.0; TICK_FRAMES];
+                st.input.sent = false;
+            }
             st.bus.process(&st.input, &st.target, BusOut { left: &mut self.bus_l, right: &mut self.bus_r });
             let mut peak = 0.0f32;
             let mut finite = true;
@@ -1188,6 +1200,7 @@ impl Engine {
                 st.quiet_ticks = 0;
             }
         }
+        self.sends.process(&mut self.mix_l, &mut self.mix_r);
         let master = self.snapshot.master;
         self.master.process(&master, &mut self.mix_l, &mut self.mix_r);
         let mut peak = 0.0f32;

@@ -358,6 +358,8 @@ pub struct SampleVoice {
     static_cents: f32,
     /// The sample's rate over the engine's.
     rate_ratio: f64,
+    /// Left and right gains of the region's pan.
+    pan_gains: (f32, f32),
     pub done: bool,
 }
 
@@ -381,6 +383,7 @@ impl SampleVoice {
             static_fc: 0.0,
             static_cents: 0.0,
             rate_ratio: 1.0,
+            pan_gains: (1.0, 1.0),
             done: true,
         }
     }
@@ -412,6 +415,8 @@ impl SampleVoice {
             || region.mod_lfo_to_fc != 0.0;
         self.static_cents = region.scale_tuning * (key as f32 * 100.0 - region.root_cents) / 100.0 + region.tune_cents;
         self.rate_ratio = region.sample_rate as f64 / sr as f64;
+        let pan = ((region.pan + 500.0) / 1000.0).clamp(0.0, 1.0) * std::f32::consts::FRAC_PI_2;
+        self.pan_gains = (pan.cos() * std::f32::consts::SQRT_2, pan.sin() * std::f32::consts::SQRT_2);
         if region.shape == Shape::OneShot {
             // A hit: full level from its first frame, no envelope.
             self.volenv.stage = EnvStage::Sustain;
@@ -498,51 +503,6 @@ impl SampleVoice {
             self.filter.set(CENT0_HZ * (fc / 1200.0).exp2(), r.filter_q, sr);
         }
 
-        // Interpolate the segment.
-        let looping = self.looping();
-        let (loop_start, loop_end) = ((r.loop_start as u64) << 32, (r.loop_end as u64) << 32);
-        let loop_len = loop_end - loop_start;
-        let limit = if looping { r.loop_end } else { r.end } as usize;
-        let mut phase = self.phase;
-        let mut ended_at = n;
-        for (i, w) in wave.iter_mut().enumerate() {
-            let idx = (phase >> 32) as usize;
-            let t = (phase & 0xFFFF_FFFF) as f32 * (1.0 / 4_294_967_296.0);
-            let (p0, p1, p2, p3) = if idx > r.start as usize && idx + 2 < limit && idx + 2 < pcm.len() {
-                (pcm[idx - 1] as f32, pcm[idx] as f32, pcm[idx + 1] as f32, pcm[idx + 2] as f32)
-            } else {
-                if !looping && idx >= r.end as usize {
-                    ended_at = i;
-                    break;
-                }
-                let j = idx as i64;
-                (
-                    self.fetch(pcm, j - 1, looping),
-                    self.fetch(pcm, j, looping),
-                    self.fetch(pcm, j + 1, looping),
-                    self.fetch(pcm, j + 2, looping),
-                )
-            };
-            // Catmull-Rom.
-            let c1 = 0.5 * (p2 - p0);
-            let c2 = p0 - 2.5 * p1 + 2.0 * p2 - 0.5 * p3;
-            let c3 = 0.5 * (p3 - p0) + 1.5 * (p1 - p2);
-            *w = ((c3 * t + c2) * t + c1) * t + p1;
-            phase = phase.wrapping_add(inc);
-            if looping && phase >= loop_end {
-                phase -= loop_len * ((phase - loop_start) / loop_len);
-                self.looped = true;
-            }
-        }
-        self.phase = phase;
-        if ended_at < n {
-            wave[ended_at..].fill(0.0);
-            self.done = true;
-        }
-        if self.filter_on {
-            self.filter.run(&mut wave[..ended_at]);
-        }
-
         // Envelopes and LFOs move on; the gain ramps to its value at the segment's end.
         self.volenv.advance(n as u32);
         self.modenv.advance(n as u32);
@@ -570,17 +530,78 @@ impl SampleVoice {
         let a0 = self.amp;
         let da = (target - a0) / n as f32;
         self.amp = target;
+
+        // Interpolate the segment with the gain ramp: runs of frames whose four points
+        // lie inside the sample go straight through; frames near the loop or the end
+        // take the careful path.
+        let looping = self.looping();
+        let (loop_start, loop_end) = ((r.loop_start as u64) << 32, (r.loop_end as u64) << 32);
+        let loop_len = loop_end - loop_start;
+        let limit = (if looping { r.loop_end } else { r.end } as usize).min(pcm.len());
+        let first = r.start as usize + 1;
+        let mut phase = self.phase;
+        let mut ended_at = n;
+        let mut i = 0;
+        while i < n {
+            let idx = (phase >> 32) as usize;
+            if idx >= first && idx + 3 <= limit {
+                // Frames until the last point would pass the limit.
+                let last = ((limit - 3) as u64) << 32 | 0xFFFF_FFFF;
+                let run = (((last - phase) / inc.max(1)) as usize + 1).min(n - i);
+                let window = &pcm[..limit];
+                for w in &mut wave[i..i + run] {
+                    let k = (phase >> 32) as usize;
+                    let t = (phase & 0xFFFF_FFFF) as f32 * (1.0 / 4_294_967_296.0);
+                    let p = &window[k - 1..k + 3];
+                    let (p0, p1, p2, p3) = (p[0] as f32, p[1] as f32, p[2] as f32, p[3] as f32);
+                    // Catmull-Rom.
+                    let c1 = 0.5 * (p2 - p0);
+                    let c2 = p0 - 2.5 * p1 + 2.0 * p2 - 0.5 * p3;
+                    let c3 = 0.5 * (p3 - p0) + 1.5 * (p1 - p2);
+                    i += 1;
+                    *w = (((c3 * t + c2) * t + c1) * t + p1) * (a0 + da * i as f32);
+                    phase = phase.wrapping_add(inc);
+                }
+                continue;
+            }
+            if !looping && idx >= r.end as usize {
+                ended_at = i;
+                break;
+            }
+            let t = (phase & 0xFFFF_FFFF) as f32 * (1.0 / 4_294_967_296.0);
+            let j = idx as i64;
+            let (p0, p1, p2, p3) = (
+                self.fetch(pcm, j - 1, looping),
+                self.fetch(pcm, j, looping),
+                self.fetch(pcm, j + 1, looping),
+                self.fetch(pcm, j + 2, looping),
+            );
+            let c1 = 0.5 * (p2 - p0);
+            let c2 = p0 - 2.5 * p1 + 2.0 * p2 - 0.5 * p3;
+            let c3 = 0.5 * (p3 - p0) + 1.5 * (p1 - p2);
+            i += 1;
+            wave[i - 1] = (((c3 * t + c2) * t + c1) * t + p1) * (a0 + da * i as f32);
+            phase = phase.wrapping_add(inc);
+            if looping && phase >= loop_end {
+                phase -= loop_len * ((phase - loop_start) / loop_len);
+                self.looped = true;
+            }
+        }
+        self.phase = phase;
+        if ended_at < n {
+            wave[ended_at..].fill(0.0);
+            self.done = true;
+        }
         if a0 == 0.0 && target == 0.0 {
             return;
+        }
+        if self.filter_on {
+            self.filter.run(&mut wave[..ended_at]);
         }
 
         // Pan (constant power, scaled by sqrt 2 so a centred voice keeps its level
         // through the bus's own centred pan) and sends.
-        let pan = ((r.pan + 500.0) / 1000.0).clamp(0.0, 1.0) * std::f32::consts::FRAC_PI_2;
-        let (gl, gr) = (pan.cos() * std::f32::consts::SQRT_2, pan.sin() * std::f32::consts::SQRT_2);
-        for (i, w) in wave.iter_mut().enumerate() {
-            *w *= a0 + da * (i as i32 + 1) as f32;
-        }
+        let (gl, gr) = self.pan_gains;
         for ((l, rr), w) in out.left.iter_mut().zip(out.right.iter_mut()).zip(wave.iter()) {
             *l += w * gl;
             *rr += w * gr;
