@@ -10,8 +10,9 @@
 
 use crate::tables::bank::{EnvGens, LoopMode, Region, Shape};
 
-/// Level (as a linear gain) below which a releasing or decaying voice ends (-96 dB).
-const SILENT_GAIN: f32 = 1.6e-5;
+/// Level (of full scale, at the sample's own peak) below which a releasing or
+/// decaying voice ends: -90 dB, FluidSynth's noise floor.
+const NOISE_FLOOR: f32 = 3.0e-5;
 /// The shortest release FluidSynth allows (timecents; about 16 ms): no click on note-off.
 const MIN_RELEASE_TC: f32 = -7200.0;
 /// The span of the volume envelope, in centibels.
@@ -524,7 +525,7 @@ impl SampleVoice {
                 * cb_to_gain(self.static_cb + lfo_cb + controller_attenuation_cb(ctl.expression))
                 * (1.0 / 32768.0)
         };
-        if matches!(self.volenv.stage, EnvStage::Release | EnvStage::Decay) && target < SILENT_GAIN / 32768.0 {
+        if matches!(self.volenv.stage, EnvStage::Release | EnvStage::Decay) && target * 32768.0 * r.peak < NOISE_FLOOR {
             self.done = true;
         }
         let a0 = self.amp;

@@ -280,7 +280,7 @@ pub fn read(name: &str, bytes: &[u8]) -> Result<SampleBank, FontError> {
         })
         .collect();
 
-    let mut presets = Vec::with_capacity(n_presets);
+    let mut presets: Vec<Preset> = Vec::with_capacity(n_presets);
     for p in 0..n_presets {
         let at = p * 38;
         let lo = phdr.u16(at + 24).unwrap_or(0) as usize;
@@ -307,6 +307,9 @@ pub fn read(name: &str, bytes: &[u8]) -> Result<SampleBank, FontError> {
             program: phdr.u16(at + 20).unwrap_or(0).min(127) as u8,
             regions,
         });
+    }
+    for r in presets.iter_mut().flat_map(|p| p.regions.iter_mut()) {
+        r.measure_peak(&pcm);
     }
     Ok(SampleBank::new(name.to_string(), vec![Arc::new(pcm)], presets))
 }
@@ -457,6 +460,7 @@ fn region(pz: &Gens, iz: &Gens, h: &SampleHeader, pool_len: u32) -> Option<Regio
         vib_lfo_freq: sum(g::VIB_LFO_FREQ, 0.0).clamp(-16000.0, 4500.0),
         vib_lfo_to_pitch: sum(g::VIB_LFO_TO_PITCH, 0.0).clamp(-12000.0, 12000.0),
         shape: crate::tables::bank::Shape::Font,
+        peak: 1.0,
     })
 }
 

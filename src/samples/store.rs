@@ -74,6 +74,7 @@ impl UserBanks {
                     pan: if stereo { if c == 0 { -500.0 } else { 500.0 } } else { 0.0 },
                     ..Region::default()
                 };
+                r.measure_peak(p);
                 pcm.push(p.clone());
                 match s.use_ {
                     SampleUse::Drum { note } => {

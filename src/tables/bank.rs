@@ -129,6 +129,9 @@ pub struct Region {
     pub vib_lfo_freq: f32,
     pub vib_lfo_to_pitch: f32,
     pub shape: Shape,
+    /// The sample's peak level over `start..end` (1: full scale): a voice whose
+    /// level at that peak falls below the noise floor can end.
+    pub peak: f32,
 }
 
 impl Default for Region {
@@ -170,11 +173,19 @@ impl Default for Region {
             vib_lfo_freq: 0.0,
             vib_lfo_to_pitch: 0.0,
             shape: Shape::Font,
+            peak: 1.0,
         }
     }
 }
 
 impl Region {
+    /// Sets `peak` from the sample data.
+    pub fn measure_peak(&mut self, pcm: &Pcm) {
+        let (a, b) = (self.start as usize, (self.end as usize).min(pcm.frames.len()));
+        let most = pcm.frames.get(a..b).map_or(0, |s| s.iter().map(|x| x.unsigned_abs()).max().unwrap_or(0));
+        self.peak = most as f32 / 32768.0;
+    }
+
     pub fn matches(&self, key: u8, vel: u8) -> bool {
         (self.lo_key..=self.hi_key).contains(&key) && (self.lo_vel..=self.hi_vel).contains(&vel)
     }
