@@ -89,6 +89,9 @@ pub fn run(job: &RenderJob) -> Result<Rendered> {
     };
     let frames = (seconds * sr).round() as usize;
     let t0 = std::time::Instant::now();
+    // No deadline here: buffers are mapped as they are first used, so channels and
+    // voices that never play take no memory.
+    crate::dsp::set_prefault(false);
     let mut r = Renderer::new(&set, job.sample_rate).context("cannot build the rig")?;
     if let Some((events, _)) = midi {
         r.add_events(events);
