@@ -67,9 +67,17 @@ enum Command {
         /// The WAV file to write.
         #[arg(short, long)]
         out: PathBuf,
-        /// A Standard MIDI File to play through the set's channels.
+        /// A Standard MIDI File to play: through the set's channels, or without a set
+        /// through the built-in General MIDI rig (program changes pick instruments).
         #[arg(long)]
         midi: Option<PathBuf>,
+        /// With --midi and a set: play the set's patterns over the file too.
+        #[arg(long, requires = "midi")]
+        patterns: bool,
+        /// After the end, ring out until the output falls below -90 dBFS, for at most
+        /// this many seconds (default 30); 0 cuts exactly at the end, with a 5 ms fade.
+        #[arg(long, value_name = "SECONDS", conflicts_with = "replay")]
+        tail: Option<f64>,
         /// Length in bars (at the set's tempo and meter).
         #[arg(long, conflicts_with = "seconds")]
         bars: Option<f64>,
@@ -132,6 +140,11 @@ enum Command {
     },
 }
 
+/// Counts what each thread holds, so that a set's evaluation can be stopped at its
+/// memory ceiling (`jamrig::script::memory`).
+#[global_allocator]
+static ALLOCATOR: jamrig::script::memory::CountingAlloc = jamrig::script::memory::CountingAlloc;
+
 /// Exit status when there is no usable audio output.
 const EXIT_NO_AUDIO: u8 = 3;
 
@@ -162,17 +175,23 @@ fn audition(
     };
     let rate = chosen.as_ref().map_or(48_000, |c| c.sample_rate());
     let plan = audition::plan(&host, &item, note_number, velocity, rate)?;
-    let samples = audition::render(&plan, std::sync::Arc::new(jamrig::tables::Tables::new(rate as f32)))?;
-    let seconds = samples.len() as f64 / 2.0 / rate as f64;
+    let tables = std::sync::Arc::new(jamrig::tables::Tables::new(rate as f32));
     let what = match &item {
         audition::Item::Instrument(n) => format!("{n} at {}", jamrig::theory::note_name(note_number)),
         other => format!("{} {}", other.kind(), other.name()),
     };
+    if let Some(path) = &out {
+        // Streamed to the file as it is rendered.
+        jamrig::files::check_output(path, &[])?;
+        let frames = audition::write(&plan, tables, path)?;
+        eprintln!("wrote {} ({what}, {:.1} s)", path.display(), frames as f64 / rate as f64);
+        return Ok(());
+    }
+    // For the audio device: at most a second's note and its ring-out, in memory.
+    let samples = audition::render(&plan, tables)?;
+    let seconds = samples.len() as f64 / 2.0 / rate as f64;
     match (out, chosen) {
-        (Some(path), _) => {
-            jamrig::offline::wav::write(&path, &samples, rate, SampleFormat::S16)?;
-            eprintln!("wrote {} ({what}, {seconds:.1} s)", path.display());
-        }
+        (Some(_), _) => unreachable!("written above"),
         (None, Some(c)) => {
             eprintln!("playing {what} ({seconds:.1} s) on {}", c.description);
             jamrig::live::audio::play_buffer(&c, samples)?;
@@ -219,13 +238,13 @@ fn main() -> ExitCode {
             print!("{}", jamrig::live::ports());
             Ok(())
         }
-        Command::Render { set, replay, out, midi, bars, seconds, rate, format } => {
+        Command::Render { set, replay, out, midi, patterns, tail, bars, seconds, rate, format } => {
             let length = match (bars, seconds) {
                 (Some(b), _) => Length::Bars(b),
                 (_, Some(s)) => Length::Seconds(s),
                 _ => Length::Auto,
             };
-            let job = RenderJob { set, out: out.clone(), midi, length, sample_rate: rate, format };
+            let job = RenderJob { set, out: out.clone(), midi, length, sample_rate: rate, format, tail, patterns };
             let result = match &replay {
                 Some(dir) => job::replay(dir, &out, format),
                 None => job::run(&job),

@@ -388,3 +388,48 @@ fn sample_voices_and_font_swaps_never_allocate() {
     assert_eq!(stats.banks_held.load(Relaxed), 0, "the engine still holds banks");
     assert_eq!(std::sync::Arc::strong_count(&font_a), 2, "font a is held beyond this test and the host's cache");
 }
+
+/// Overload: more events than the engine holds (the overflow policy makes room by
+/// rank), thousands due in one tick (the rest wait for later ticks), and a pattern
+/// with more hits on one beat than a tick plays (the hit budget), all under
+/// `assert_no_alloc`, with flush-to-zero set and restored around each call.
+#[test]
+fn overload_and_overflow_never_allocate() {
+    let set = common::set(
+        r#"
+        channel(1, "saw");
+        drums(10);
+        let hits = [];
+        for i in 0..600 { hits.push([0.0, "kick", 100]); }
+        pattern("dense", 10, 1.0, hits);
+        pattern("long", 1, 1.0, [[0.0, "C4", 100, 900.0], [0.5, "E4", 100, 900.0]]);
+        "#,
+    );
+    let Renderer { mut engine, mut controller, .. } = Renderer::new(&set, 48000).expect("rig");
+    let mut out = vec![0.0f32; 512 * 2];
+    for round in 0..40u64 {
+        let base = engine.frames_out();
+        reset_violation_count();
+        assert_no_alloc(|| {
+            // 6000 events: note-ons, controllers and note-offs, most at one frame.
+            for i in 0..6000u64 {
+                let kind = match i % 3 {
+                    0 => EventKind::NoteOn { channel: 0, note: (i % 128) as u8, velocity: 90 },
+                    1 => EventKind::Control { channel: 0, cc: 20 + (i % 30) as u8, value: (i % 128) as u8 },
+                    _ => EventKind::NoteOff { channel: 0, note: (i % 128) as u8 },
+                };
+                let at = if i % 5 == 0 { base + 100_000 } else { base + 10 };
+                engine.schedule(Event::new(at + round, kind));
+            }
+            engine.process(&mut out, 2);
+        });
+        assert_eq!(violation_count(), 0, "overload allocated or freed in round {round}");
+        assert!(out.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
+        assert!(!jamrig::engine::denormal::FlushDenormals::active(), "the caller's float mode is restored");
+        controller.collect();
+    }
+    let stats = controller.stats();
+    assert!(stats.events_overflow.load(Relaxed) > 0, "the queue overflowed");
+    assert!(stats.hits_overflow.load(Relaxed) > 0, "the hit budget was reached");
+    assert!(stats.events_late.load(Relaxed) > 0, "a burst waited for later ticks");
+}

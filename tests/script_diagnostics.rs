@@ -496,9 +496,12 @@ fn hit_shapes() {
     let d = eval_err("drums(10);\npattern(\"b\", 10, 4.0, [[0.0, \"kick\", 300]]);");
     assert_eq!(d.headline(), "test.rhai:2:1: pattern b: velocity 300 is outside 1..127");
     let d = eval_err("channel(1, \"organ\");\npattern(\"r\", 1, 4.0, [[0.0, \"C4\", 90, 0]]);");
-    assert_eq!(d.headline(), "test.rhai:2:1: pattern r: hit 1 has length 0; lengths are beats, above 0");
+    assert_eq!(
+        d.headline(),
+        "test.rhai:2:1: pattern r: hit 1 has length 0; lengths are beats, above 0 and at most 1024"
+    );
     let d = eval_err("drums(10);\npattern(\"b\", 10, 0, [[0.0, \"kick\", 100]]);");
-    assert_eq!(d.headline(), "test.rhai:2:1: pattern b is 0 beats long; a pattern is 0..1024 beats");
+    assert_eq!(d.headline(), "test.rhai:2:1: pattern b is 0 beats long; a pattern is 1/64 of a beat to 1024 beats");
 }
 
 #[test]

@@ -26,6 +26,8 @@ fn synth_of(spec: &ChannelSpec) -> &str {
     match &spec.kind {
         ChannelKind::Synth { synth, .. } => synth,
         ChannelKind::Drums => "drums",
+        ChannelKind::Sampled { .. } => "soundfont",
+        ChannelKind::SampleInstrument { .. } => "sample",
     }
 }
 

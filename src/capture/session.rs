@@ -93,7 +93,11 @@ pub fn parse_sync(s: &str) -> Option<SyncMode> {
     match s {
         "internal" => Some(SyncMode::Internal),
         "midi" => Some(SyncMode::Midi),
-        _ => s.strip_prefix("link:").and_then(|q| q.parse().ok()).map(|quantum| SyncMode::Link { quantum }),
+        _ => s
+            .strip_prefix("link:")
+            .and_then(|q| q.parse::<f64>().ok())
+            .filter(|q| (1.0..=64.0).contains(q))
+            .map(|quantum| SyncMode::Link { quantum }),
     }
 }
 
@@ -143,7 +147,8 @@ pub fn record_event(
         (None, Some("stop"), None) => EventKind::Stop,
         (None, Some("continue"), None) => EventKind::Continue,
         (None, Some("panic"), None) => EventKind::Panic,
-        (None, None, Some(bpm)) if bpm.is_finite() && bpm > 0.0 => EventKind::Tempo(bpm),
+        (None, None, Some(bpm)) if (1.0..=999.0).contains(&bpm) => EventKind::Tempo(bpm),
+        (None, None, Some(bpm)) => return Err(format!("tempo {bpm} is outside 1..999 BPM")),
         (None, Some(other), None) => return Err(format!("unknown command \"{other}\"")),
         _ => return Err("an event has exactly one of midi, command or tempo".into()),
     };

@@ -10,6 +10,7 @@
 
 pub mod banks;
 pub mod bus;
+pub mod denormal;
 pub mod envelope;
 pub mod event;
 pub mod sampler;
@@ -55,8 +56,16 @@ pub const EVENT_QUEUE_CAP: usize = 4096;
 pub const SNAPSHOT_QUEUE_CAP: usize = 4;
 /// Capacity of the queue returning retired snapshots and pattern sets for freeing.
 pub const TRASH_QUEUE_CAP: usize = 64;
-/// Events (external, pattern and note-off) handled within one tick.
+/// External events (MIDI, REPL, the renderer's) played within one tick. More due at
+/// once wait for the next tick (played late, never dropped).
 pub const MAX_TICK_EVENTS: usize = 1024;
+/// Pattern hits played within one tick; more are skipped and counted.
+pub const MAX_TICK_HITS: usize = 256;
+/// Pattern note-offs played within one tick; more wait for the next tick.
+pub const MAX_TICK_NOTE_OFFS: usize = 256;
+/// Everything one tick plays: external events, note-offs (taken twice: before and
+/// after the sequencer), pattern hits and a Link launch.
+const TICK_EVENT_CAP: usize = MAX_TICK_EVENTS + 2 * MAX_TICK_NOTE_OFFS + MAX_TICK_HITS + 1;
 /// Pattern note-offs waiting for their frame.
 pub const NOTE_OFF_CAP: usize = 4096;
 /// A channel whose bus has been silent (below -100 dB) this long stops processing.
@@ -83,9 +92,15 @@ pub struct EngineStats {
     pub events_dropped: AtomicU64,
     /// Events that arrived after their frame (played at the start of the next tick).
     pub events_late: AtomicU64,
-    /// Events lost because too many were waiting or due in one tick.
+    /// Events lost because more were waiting than the engine holds
+    /// ([`EVENT_QUEUE_CAP`]); note-offs and the newest value of each controller are
+    /// kept before anything else.
     pub events_overflow: AtomicU64,
+    /// Pattern notes not started because their note-offs had no room.
     pub note_offs_overflow: AtomicU64,
+    /// Pattern hits skipped (more than [`MAX_TICK_HITS`] in one tick, or a transport
+    /// position past exact beats): counted once per pattern and tick.
+    pub hits_overflow: AtomicU64,
     pub voices_stolen: AtomicU64,
     /// Voices cut without a fade because the whole pool was busy.
     pub voices_cut: AtomicU64,
@@ -136,6 +151,7 @@ impl Default for EngineStats {
             events_late: AtomicU64::new(0),
             events_overflow: AtomicU64::new(0),
             note_offs_overflow: AtomicU64::new(0),
+            hits_overflow: AtomicU64::new(0),
             voices_stolen: AtomicU64::new(0),
             voices_cut: AtomicU64::new(0),
             trash_overflow: AtomicU64::new(0),
@@ -444,18 +460,59 @@ struct TickSink<'a> {
     events: &'a mut Vec<Queued>,
     note_offs: &'a mut Vec<Event>,
     seq: &'a mut u64,
+    hits_left: &'a mut usize,
     stats: &'a EngineStats,
 }
 
 impl Sink for TickSink<'_> {
-    fn note_on(&mut self, frame: u64, channel: u8, note: u8, velocity: u8) {
+    fn hit(&mut self, frame: u64, channel: u8, note: u8, velocity: u8, off: Option<Event>) -> bool {
+        if *self.hits_left == 0 {
+            return false;
+        }
+        if let Some(off) = off
+            && !add_note_off(self.note_offs, off)
+        {
+            // A note that could not be ended is not started.
+            self.stats.note_offs_overflow.fetch_add(1, Relaxed);
+            return true;
+        }
+        *self.hits_left -= 1;
         let ev = Event::new(frame, EventKind::NoteOn { channel, note, velocity });
-        push_bounded(self.events, Queued { seq: *self.seq, ev, external: false }, &self.stats.events_overflow);
+        push_bounded(self.events, Queued { seq: *self.seq, ev, external: false }, &self.stats.hits_overflow);
         *self.seq += 1;
+        true
     }
 
-    fn note_off_at(&mut self, ev: Event) {
-        push_bounded(self.note_offs, ev, &self.stats.note_offs_overflow);
+    fn skipped(&mut self) {
+        self.stats.hits_overflow.fetch_add(1, Relaxed);
+    }
+}
+
+/// Adds a pattern note-off. When the list is full, a pending note-off of the same
+/// key takes the later frame instead (one note-off releases every voice of a key).
+fn add_note_off(note_offs: &mut Vec<Event>, off: Event) -> bool {
+    if note_offs.len() < note_offs.capacity() {
+        note_offs.push(off);
+        return true;
+    }
+    match note_offs.iter_mut().find(|e| e.kind == off.kind) {
+        Some(e) => {
+            e.frame = e.frame.max(off.frame);
+            true
+        }
+        None => false,
+    }
+}
+
+/// How much an event matters when the engine must drop some: note-offs and
+/// transport messages most (a lost one leaves a note hanging or the clock wrong),
+/// then controller values, then note-ons and the rest.
+fn rank(k: &EventKind) -> u8 {
+    match k {
+        EventKind::NoteOn { .. } | EventKind::PitchBend { .. } | EventKind::Pressure { .. } => 0,
+        EventKind::Program { .. } => 0,
+        EventKind::Control { .. } => 1,
+        _ => 2,
     }
 }
 
@@ -492,6 +549,8 @@ pub struct Engine {
     tick_events: Vec<Queued>,
     note_offs: Vec<Event>,
     seq: u64,
+    /// Pattern hits the current tick may still play.
+    hits_left: usize,
     voices: Vec<Voice>,
     /// Slots of sounding voices, in pitch order.
     active: Vec<u16>,
@@ -544,9 +603,10 @@ impl Engine {
             ports,
             trash_stash: Vec::with_capacity(TRASH_QUEUE_CAP),
             future: Vec::with_capacity(EVENT_QUEUE_CAP),
-            tick_events: Vec::with_capacity(MAX_TICK_EVENTS),
+            tick_events: Vec::with_capacity(TICK_EVENT_CAP),
             note_offs: Vec::with_capacity(NOTE_OFF_CAP),
             seq: 0,
+            hits_left: MAX_TICK_HITS,
             voices: (0..MAX_VOICES + STEAL_RESERVE).map(|_| Voice::new(line_len)).collect(),
             active: Vec::with_capacity(MAX_VOICES + STEAL_RESERVE),
             free: (0..(MAX_VOICES + STEAL_RESERVE) as u16).rev().collect(),
@@ -608,9 +668,56 @@ impl Engine {
     }
 
     /// Schedules an event directly (the offline renderer, on the engine's own
-    /// thread). Audio thread: no allocation; counts overflow.
+    /// thread). Audio thread: no allocation. Past [`Engine::room`], events are
+    /// dropped by rank and counted (see [`EngineStats::events_overflow`]).
     pub fn schedule(&mut self, ev: Event) {
-        push_bounded(&mut self.future, Queued { seq: self.seq, ev, external: true }, &self.ports.stats.events_overflow);
+        self.admit(ev);
+    }
+
+    /// Events that can still be scheduled without dropping any.
+    pub fn room(&self) -> usize {
+        self.future.capacity() - self.future.len()
+    }
+
+    /// Whether the next `process` call starts a new tick (the renderer hands over
+    /// a tick's events here).
+    pub fn at_tick_start(&self) -> bool {
+        self.fifo_pos == TICK_FRAMES
+    }
+
+    /// Frames until the next tick starts (a whole tick at a tick start).
+    pub fn frames_to_tick_end(&self) -> usize {
+        if self.fifo_pos == TICK_FRAMES { TICK_FRAMES } else { TICK_FRAMES - self.fifo_pos }
+    }
+
+    /// Takes an event into the waiting list. When the list is full the event that
+    /// matters least goes: an older value of the same controller, else the newest
+    /// event of a lower rank (see [`rank`]), else this one. Counted either way.
+    fn admit(&mut self, ev: Event) {
+        if self.future.len() == self.future.capacity() {
+            let stats = &self.ports.stats;
+            stats.events_overflow.fetch_add(1, Relaxed);
+            let same_cc = match ev.kind {
+                EventKind::Control { channel, cc, .. } => self.future.iter().rposition(
+                    |q| matches!(q.ev.kind, EventKind::Control { channel: c, cc: k, .. } if c == channel && k == cc),
+                ),
+                _ => None,
+            };
+            let r = rank(&ev.kind);
+            // The lowest rank goes first, and within it the newest.
+            let victim = same_cc.or_else(|| {
+                (0..self.future.len())
+                    .filter(|&i| rank(&self.future[i].ev.kind) < r)
+                    .min_by_key(|&i| (rank(&self.future[i].ev.kind), std::cmp::Reverse(self.future[i].seq)))
+            });
+            match victim {
+                Some(i) => {
+                    self.future.swap_remove(i);
+                }
+                None => return,
+            }
+        }
+        self.future.push(Queued { seq: self.seq, ev, external: true });
         self.seq += 1;
     }
 
@@ -638,9 +745,11 @@ impl Engine {
         self.snapshot.sync
     }
 
-    /// Fills `out` (interleaved, `out_channels` per frame) with the next frames.
-    /// Audio thread.
+    /// Fills `out` (interleaved, `out_channels` per frame) with the next frames, with
+    /// denormals flushed to zero for the call. Audio thread.
     pub fn process(&mut self, out: &mut [f32], out_channels: usize) {
+        // Decaying tails would otherwise sink into slow denormal arithmetic.
+        let _ftz = denormal::FlushDenormals::enter();
         let chans = out_channels.max(1);
         let mut rest = out;
         while !rest.is_empty() {
@@ -814,35 +923,45 @@ impl Engine {
     /// Moves events due before `end` from the queue and the waiting lists into
     /// `tick_events`.
     fn gather_events(&mut self, start: u64, end: u64) {
-        let stats = &self.ports.stats;
         while let Some(ev) = self.ports.events.pop() {
-            push_bounded(&mut self.future, Queued { seq: self.seq, ev, external: true }, &stats.events_overflow);
-            self.seq += 1;
+            self.admit(ev);
         }
         self.tick_events.clear();
-        let mut i = 0;
-        while i < self.future.len() {
-            if self.future[i].ev.frame < end {
-                let mut q = self.future.swap_remove(i);
-                if q.ev.frame < start {
-                    stats.events_late.fetch_add(1, Relaxed);
-                    q.ev.frame = start;
+        self.hits_left = MAX_TICK_HITS;
+        let stats = &self.ports.stats;
+        let late = |mut q: Queued| {
+            if q.ev.frame < start {
+                stats.events_late.fetch_add(1, Relaxed);
+                q.ev.frame = start;
+            }
+            q
+        };
+        let due = self.future.iter().filter(|q| q.ev.frame < end).count();
+        if due > MAX_TICK_EVENTS {
+            // More than a tick plays: the earliest now, the rest in the next ticks.
+            self.future.sort_unstable_by_key(|q| (q.ev.frame, q.seq));
+            self.tick_events.extend(self.future.drain(..MAX_TICK_EVENTS).map(late));
+        } else {
+            let mut i = 0;
+            while i < self.future.len() {
+                if self.future[i].ev.frame < end {
+                    self.tick_events.push(late(self.future.swap_remove(i)));
+                } else {
+                    i += 1;
                 }
-                push_bounded(&mut self.tick_events, q, &stats.events_overflow);
-            } else {
-                i += 1;
             }
         }
-        self.take_due_note_offs(end);
+        self.take_due_note_offs(end, MAX_TICK_EVENTS + MAX_TICK_NOTE_OFFS);
     }
 
-    fn take_due_note_offs(&mut self, end: u64) {
+    /// Moves pattern note-offs due before `end` into the tick, while it has fewer
+    /// than `limit` events (the rest wait for the next tick).
+    fn take_due_note_offs(&mut self, end: u64, limit: usize) {
         let mut i = 0;
-        while i < self.note_offs.len() {
+        while i < self.note_offs.len() && self.tick_events.len() < limit.min(TICK_EVENT_CAP) {
             if self.note_offs[i].frame < end {
                 let ev = self.note_offs.swap_remove(i);
-                let q = Queued { seq: self.seq, ev, external: false };
-                push_bounded(&mut self.tick_events, q, &self.ports.stats.events_overflow);
+                self.tick_events.push(Queued { seq: self.seq, ev, external: false });
                 self.seq += 1;
             } else {
                 i += 1;
@@ -944,6 +1063,7 @@ impl Engine {
             events: &mut self.tick_events,
             note_offs: &mut self.note_offs,
             seq: &mut self.seq,
+            hits_left: &mut self.hits_left,
             stats: &self.ports.stats,
         };
         if let Some(old) = self.sequencer.run(a, b, &self.transport, &mut sink) {
@@ -1060,7 +1180,7 @@ impl Engine {
             }
         }
         self.sequence(cursor, end);
-        self.take_due_note_offs(end);
+        self.take_due_note_offs(end, TICK_EVENT_CAP);
         self.sort_tick_events();
         if let Some(tap) = &self.record {
             for q in &self.tick_events {

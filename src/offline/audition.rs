@@ -223,27 +223,67 @@ pub struct Plan {
 
 /// Renders the plan: interleaved stereo at the tables' sample rate.
 pub fn render(plan: &Plan, tables: std::sync::Arc<crate::tables::Tables>) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    render_with(plan, tables, |x| {
+        out.extend_from_slice(x);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Renders the plan into a WAV file (16-bit), streaming it; returns the frames.
+pub fn write(plan: &Plan, tables: std::sync::Arc<crate::tables::Tables>, path: &std::path::Path) -> Result<u64> {
+    let stop = super::job::interrupted();
+    stop.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut wav = super::wav::WavStream::create(path, tables.sample_rate as u32, super::wav::SampleFormat::S16)?;
+    // Stopped by SIGINT or SIGTERM, the partial file is removed (`wav` is dropped).
+    render_with(plan, tables, |x| {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            anyhow::bail!("interrupted: nothing was written");
+        }
+        wav.write(x)
+    })?;
+    let frames = wav.frames();
+    wav.finish()?;
+    Ok(frames)
+}
+
+/// Renders the plan chunk by chunk into `sink` (interleaved stereo).
+pub fn render_with(
+    plan: &Plan,
+    tables: std::sync::Arc<crate::tables::Tables>,
+    mut sink: impl FnMut(&[f32]) -> Result<()>,
+) -> Result<()> {
     let sample_rate = tables.sample_rate as u32;
     let mut r = Renderer::with_tables(&plan.set, tables)?;
     r.add_events(plan.events.iter().copied());
     let sr = sample_rate as f64;
-    if let Some(s) = plan.seconds {
-        return Ok(r.render((s * sr).round() as usize, super::render::DEFAULT_BLOCK));
-    }
     let chunk = (sr * 0.05) as usize;
+    let mut part = vec![0.0f32; 2 * chunk];
+    if let Some(s) = plan.seconds {
+        let total = (s * sr).round() as usize;
+        let mut done = 0;
+        while done < total {
+            let n = chunk.min(total - done);
+            r.render_into(&mut part[..2 * n], super::render::DEFAULT_BLOCK);
+            sink(&part[..2 * n])?;
+            done += n;
+        }
+        return Ok(());
+    }
     let max = plan.hold_frames as usize + (MAX_TAIL_SECONDS * sr) as usize;
-    let mut out = Vec::new();
-    let mut quiet = 0usize;
-    while out.len() / 2 < max {
-        let part = r.render(chunk, super::render::DEFAULT_BLOCK);
+    let (mut done, mut quiet) = (0usize, 0usize);
+    while done < max {
+        r.render_into(&mut part, super::render::DEFAULT_BLOCK);
         let loud = part.iter().any(|x| x.abs() > SILENCE);
-        out.extend_from_slice(&part);
+        sink(&part)?;
+        done += chunk;
         quiet = if loud { 0 } else { quiet + chunk };
-        if out.len() / 2 >= plan.hold_frames as usize + chunk && quiet as f64 >= SILENT_FOR_SECONDS * sr {
+        if done >= plan.hold_frames as usize + chunk && quiet as f64 >= SILENT_FOR_SECONDS * sr {
             break;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -28,6 +28,27 @@ pub enum BuildError {
     TooManyBanks(usize),
     #[error("a sample {0}")]
     Sample(String),
+    #[error("pattern {name}: {reason}")]
+    BadPattern { name: String, reason: String },
+    #[error("the tempo {0} is outside 1..999 BPM")]
+    BadTempo(f64),
+}
+
+/// Checks the pattern data the sequencer will loop over: lengths, positions and
+/// note lengths finite and in their ranges (whatever made the set: a script, a
+/// capture, code).
+fn check_pattern(p: &super::set::PatternSpec) -> Result<(), BuildError> {
+    use crate::engine::sequencer::{MAX_HIT_LENGTH_BEATS, MAX_PATTERN_BEATS, MIN_PATTERN_BEATS};
+    let bad = |reason: String| Err(BuildError::BadPattern { name: p.name.clone(), reason });
+    if !(MIN_PATTERN_BEATS..=MAX_PATTERN_BEATS).contains(&p.length_beats) {
+        return bad(format!("{} beats long; a pattern is 1/64 of a beat to {MAX_PATTERN_BEATS} beats", p.length_beats));
+    }
+    for h in &p.hits {
+        if !h.beat.is_finite() || !(0.0..=MAX_HIT_LENGTH_BEATS).contains(&h.length) {
+            return bad(format!("a hit at beat {} lasting {} beats is out of range", h.beat, h.length));
+        }
+    }
+    Ok(())
 }
 
 /// Identifies an instrument: name and synth.
@@ -82,6 +103,12 @@ pub fn build(set: &Set, previous: Option<&Arc<PatternSet>>) -> Result<Snapshot, 
 /// the patterns are unchanged it is shared, so the engine sees "no change". The
 /// set's own samples are composed into a bank by `user` (at the engine's rate).
 pub fn build_with(set: &Set, previous: Option<&Arc<PatternSet>>, user: &mut UserBanks) -> Result<Snapshot, BuildError> {
+    if !(1.0..=999.0).contains(&set.tempo_bpm) {
+        return Err(BuildError::BadTempo(set.tempo_bpm));
+    }
+    for p in set.patterns.values() {
+        check_pattern(p)?;
+    }
     let mut snap = Snapshot::default();
     // Banks: the registered fonts in name order, then the set's own samples.
     let font_index: std::collections::BTreeMap<&str, u8> =

@@ -4,6 +4,7 @@
 
 use super::diagnostic::{did_you_mean, suggest_many};
 use super::library::{EnvelopeDef, InstrumentDef, LibHit, Library, PatternDef, drum_key};
+use crate::engine::sequencer::{MAX_HIT_LENGTH_BEATS, MAX_PATTERN_BEATS, MIN_PATTERN_BEATS};
 use crate::engine::snapshot::{MAX_CHANNELS, MasterMode};
 use crate::engine::synth::synth_index;
 use crate::engine::{DEFAULT_VOICE_LIMIT, MAX_VOICE_LIMIT};
@@ -178,11 +179,14 @@ pub(crate) fn lit(d: &Dynamic) -> String {
     if d.is_string() { format!("\"{}\"", d.clone().into_string().unwrap_or_default()) } else { d.to_string() }
 }
 
-/// A number from an int or a float.
+/// A number from an int or a float (never NaN or infinite).
 pub(crate) fn number(d: &Dynamic, what: &str) -> Res<f64> {
     if let Some(i) = d.clone().try_cast::<INT>() {
         Ok(i as f64)
     } else if let Some(f) = d.clone().try_cast::<FLOAT>() {
+        if !f.is_finite() {
+            return fail_at(format!("{what} must be a finite number, not {f}"), &lit(d), None);
+        }
         Ok(f)
     } else {
         fail_at(format!("{what} must be a number, not {}", type_name(d)), &lit(d), None)
@@ -479,11 +483,11 @@ fn hits(lib: &Library, list: &Array, drums: bool, what: &str) -> Res<Vec<LibHit>
         let length = match a.get(3) {
             Some(l) => {
                 let l = number(l, "a hit's length")?;
-                if l <= 0.0 {
+                if l <= 0.0 || l > MAX_HIT_LENGTH_BEATS {
                     return fail(format!(
-                        "{what}: hit {} has length {}; lengths are beats, above 0",
+                        "{what}: hit {} has length {l}; lengths are beats, above 0 and at most {}",
                         i + 1,
-                        fmt_num(l as f32)
+                        fmt_num(MAX_HIT_LENGTH_BEATS as f32)
                     ));
                 }
                 Some(l)
@@ -522,12 +526,22 @@ fn hit_note(lib: &Library, v: &Dynamic, drums: bool) -> Res<(u8, bool)> {
 
 fn pattern_def(lib: &Library, name: &str, beats: &Dynamic, list: &Array, meter: Option<String>) -> Res<PatternDef> {
     let beats = number(beats, "a pattern's length")?;
-    if beats <= 0.0 || beats > 1024.0 {
-        return fail(format!("pattern {name} is {} beats long; a pattern is 0..1024 beats", fmt_num(beats as f32)));
-    }
+    check_pattern_length(name, beats)?;
     let hits = hits(lib, list, true, &format!("pattern {name}"))?;
     check_hits_fit(name, beats, &hits)?;
     Ok(PatternDef { beats, meter, hits })
+}
+
+/// A pattern is 1/64 of a beat to 1024 beats long.
+fn check_pattern_length(name: &str, beats: f64) -> Res<()> {
+    if !(MIN_PATTERN_BEATS..=MAX_PATTERN_BEATS).contains(&beats) {
+        return fail(format!(
+            "pattern {name} is {} beats long; a pattern is 1/64 of a beat to {} beats",
+            if beats != 0.0 && beats.abs() < 1e-3 { format!("{beats:e}") } else { fmt_num(beats as f32) },
+            fmt_num(MAX_PATTERN_BEATS as f32)
+        ));
+    }
+    Ok(())
 }
 
 /// A hit at or past the pattern's end would never play: say so.
@@ -1032,12 +1046,7 @@ pub fn register(engine: &mut Engine, state: &Shared) {
                 Some(list) => {
                     let drums = st.set.channels.get(&ch).is_some_and(|c| c.is_drums());
                     let beats = number(&what, "a pattern's length in beats")?;
-                    if beats <= 0.0 || beats > 1024.0 {
-                        return fail(format!(
-                            "pattern {name} is {} beats long; a pattern is 0..1024 beats",
-                            fmt_num(beats as f32)
-                        ));
-                    }
+                    check_pattern_length(&name, beats)?;
                     let hits = hits(&st.lib, &list, drums, &format!("pattern {name}"))?;
                     check_hits_fit(&name, beats, &hits)?;
                     place_pattern(&mut st, &name, ch, PatternDef { beats, meter: None, hits }, None, opts)
@@ -1172,7 +1181,11 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         Ok(())
     });
     engine.register_fn("note", |name: Dynamic| -> Res<INT> {
-        if let Ok(n) = number(&name, "a note") {
+        if name.is_int() || name.is_float() {
+            let n = number(&name, "a note")?;
+            if n.fract() != 0.0 || !(0.0..=127.0).contains(&n) {
+                return fail_at(format!("note {n} is outside the MIDI notes 0..127"), &lit(&name), None);
+            }
             return Ok(n as INT);
         }
         let s = text(&name, "a note name")?;

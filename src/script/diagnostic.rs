@@ -26,7 +26,29 @@ pub struct Diagnostic {
     pub label: Option<String>,
 }
 
+/// The most characters of a source line a report shows (a longer line is cut
+/// around the caret).
+pub const MAX_SHOWN_LINE_CHARS: usize = 160;
+
 impl Diagnostic {
+    /// An error about a whole file (it cannot be read, or is not a set).
+    pub fn whole_file(path: &str, message: impl Into<String>) -> Self {
+        Diagnostic {
+            path: path.to_string(),
+            source: String::new(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+            token: None,
+            label: None,
+        }
+    }
+
+    /// An error at 1-based `line` and `column` (in characters) of `source`.
+    pub fn at(path: &str, source: &str, line: usize, column: usize, message: impl Into<String>) -> Self {
+        Diagnostic { line, column, ..Diagnostic::new(path, source, Position::NONE, message) }
+    }
+
     pub fn new(path: &str, source: &str, pos: Position, message: impl Into<String>) -> Self {
         Diagnostic {
             path: path.to_string(),
@@ -85,13 +107,44 @@ impl Diagnostic {
         let Some(span) = self.span() else {
             return format!("error: {}\n", self.headline());
         };
-        let file = SimpleFile::new(self.path.as_str(), self.source.as_str());
+        let (source, span) = self.shown_source(span);
+        let file = SimpleFile::new(self.path.as_str(), source.as_str());
         let mut label = Label::primary((), span);
         if let Some(l) = &self.label {
             label = label.with_message(l.clone());
         }
         let report = Report::error().with_message(&self.message).with_labels(vec![label]);
         term::emit_into_string(&Config::default(), &file, &report).unwrap_or_else(|_| self.headline())
+    }
+}
+
+impl Diagnostic {
+    /// The source as the report shows it: a line longer than
+    /// [`MAX_SHOWN_LINE_CHARS`] is cut to that many characters around `span` (the
+    /// lines before it are kept empty, so the line number stays right).
+    fn shown_source(&self, span: std::ops::Range<usize>) -> (String, std::ops::Range<usize>) {
+        let src = self.source.as_str();
+        let start = src[..span.start].rfind('\n').map_or(0, |i| i + 1);
+        let end = src[span.start..].find('\n').map_or(src.len(), |i| span.start + i);
+        let line = &src[start..end];
+        if line.chars().count() <= MAX_SHOWN_LINE_CHARS {
+            return (self.source.clone(), span);
+        }
+        // Byte offsets of a window of characters around the caret.
+        let caret_char = src[start..span.start].chars().count();
+        let first = caret_char.saturating_sub(MAX_SHOWN_LINE_CHARS / 2);
+        let byte_of = |c: usize| line.char_indices().nth(c).map_or(line.len(), |(i, _)| i);
+        let (a, b) = (byte_of(first), byte_of(first + MAX_SHOWN_LINE_CHARS));
+        let lead = if a > 0 { "..." } else { "" };
+        let tail = if b < line.len() { "..." } else { "" };
+        let mut out = "\n".repeat(self.line.saturating_sub(1));
+        let offset = out.len() + lead.len();
+        out.push_str(lead);
+        out.push_str(&line[a..b]);
+        out.push_str(tail);
+        let from = offset + (span.start - start - a);
+        let to = offset + (span.end.min(start + b) - start - a);
+        (out, from..to)
     }
 }
 
@@ -340,6 +393,12 @@ pub fn from_eval_error(
         }
         EvalAltResult::ErrorTooManyOperations(_) => {
             d.message = "the script did not finish: it ran past its operation limit (an endless loop?)".into();
+        }
+        EvalAltResult::ErrorTerminated(..) => {
+            d.message = format!(
+                "the script took more than {} MiB of memory while it ran, more than a set may build",
+                super::memory::MAX_SCRIPT_BYTES / (1024 * 1024)
+            );
         }
         EvalAltResult::ErrorStackOverflow(_) => {
             d.message = "functions call each other too deeply (runaway recursion?)".into();
