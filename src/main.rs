@@ -25,10 +25,14 @@ enum Command {
         /// MIDI input: a name (case-insensitive part of it) or an index from `jamrig ports`.
         #[arg(long)]
         port: Option<String>,
-        /// Audio buffer in frames (a JACK server sets its own).
-        #[arg(long, default_value_t = 128)]
+        /// Audio buffer in frames, asked of the device; when it takes other sizes
+        /// only (a JACK server's period, say), the nearest it takes is used, and a
+        /// line says so.
+        #[arg(long, value_name = "FRAMES", default_value_t = jamrig::live::audio::DEFAULT_BUFFER_FRAMES,
+              value_parser = clap::value_parser!(u32).range(16..=16384))]
         buffer: u32,
-        /// Audio output device: part of its name, from `jamrig ports`.
+        /// Audio output device: part of its name, from `jamrig ports`; a host
+        /// first picks it (`alsa:default`, `jack:`).
         #[arg(long)]
         device: Option<String>,
         /// No REPL: play until SIGINT or SIGTERM.
@@ -106,29 +110,7 @@ enum Command {
     },
     /// Hear one preset of the library: an instrument's note (held 1 s, then left to
     /// ring out), a drum sound's hit, or two bars of a pattern or fill.
-    Audition {
-        /// An instrument, synth or drum sound (with --pattern: a pattern or fill).
-        #[arg(required_unless_present = "list")]
-        name: Option<String>,
-        /// The name is a pattern or fill.
-        #[arg(long)]
-        pattern: bool,
-        /// The note to play: a name (C4, F#2, Eb5) or a MIDI number.
-        #[arg(long, default_value = "C4")]
-        note: String,
-        /// Velocity, 1 to 127.
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=127))]
-        velocity: u8,
-        /// Write a WAV file instead of playing on the audio device.
-        #[arg(short, long)]
-        out: Option<PathBuf>,
-        /// Audio output device (without --out): part of its name, from `jamrig ports`.
-        #[arg(long)]
-        device: Option<String>,
-        /// List every instrument, synth, drum sound, pattern and fill.
-        #[arg(long)]
-        list: bool,
-    },
+    Audition(AuditionArgs),
     /// Measure loudness (EBU R128): every instrument preset and the drum kit against
     /// the library's target, or each channel of the sets named.
     Levels {
@@ -140,6 +122,36 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct AuditionArgs {
+    /// An instrument, synth or drum sound (with --pattern: a pattern or fill).
+    #[arg(required_unless_present = "list")]
+    name: Option<String>,
+    /// The name is a pattern or fill.
+    #[arg(long)]
+    pattern: bool,
+    /// The note to play: a name (C4, F#2, Eb5) or a MIDI number.
+    #[arg(long, default_value = "C4")]
+    note: String,
+    /// Velocity, 1 to 127.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=127))]
+    velocity: u8,
+    /// Write a WAV file instead of playing on the audio device.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+    /// Audio output device (without --out): part of its name, from `jamrig ports`.
+    #[arg(long)]
+    device: Option<String>,
+    /// Audio buffer in frames (without --out), asked of the device; the nearest
+    /// size it takes is used.
+    #[arg(long, value_name = "FRAMES", default_value_t = jamrig::live::audio::DEFAULT_BUFFER_FRAMES,
+          value_parser = clap::value_parser!(u32).range(16..=16384))]
+    buffer: u32,
+    /// List every instrument, synth, drum sound, pattern and fill.
+    #[arg(long)]
+    list: bool,
+}
+
 /// Counts what each thread holds, so that a set's evaluation can be stopped at its
 /// memory ceiling (`jamrig::script::memory`).
 #[global_allocator]
@@ -149,15 +161,9 @@ static ALLOCATOR: jamrig::script::memory::CountingAlloc = jamrig::script::memory
 const EXIT_NO_AUDIO: u8 = 3;
 
 /// `jamrig audition`: lists, or renders one preset to a WAV or the audio device.
-fn audition(
-    name: Option<String>,
-    pattern: bool,
-    note: &str,
-    velocity: u8,
-    out: Option<PathBuf>,
-    device: Option<String>,
-    list: bool,
-) -> anyhow::Result<()> {
+fn audition(args: AuditionArgs) -> anyhow::Result<()> {
+    let AuditionArgs { name, pattern, note, velocity, out, device, buffer, list } = args;
+    let note = note.as_str();
     use jamrig::offline::audition;
     let host = jamrig::script::ScriptHost::new().map_err(ScriptFailure)?;
     if list {
@@ -171,7 +177,13 @@ fn audition(
     let item = audition::resolve(host.library(), &name, pattern)?;
     let chosen = match &out {
         Some(_) => None,
-        None => Some(jamrig::live::audio::choose(device.as_deref(), 256)?),
+        None => {
+            let c = jamrig::live::audio::choose(device.as_deref(), buffer)?;
+            if let Some(note) = &c.buffer_note {
+                eprintln!("{note}");
+            }
+            Some(c)
+        }
     };
     let rate = chosen.as_ref().map_or(48_000, |c| c.sample_rate());
     let plan = audition::plan(&host, &item, note_number, velocity, rate)?;
@@ -267,15 +279,13 @@ fn main() -> ExitCode {
             None => job::check(&set).map(|s| print!("{s}")),
         },
         Command::Levels { sets, range } => jamrig::offline::levels::report(&sets, range).map(|s| print!("{s}")),
-        Command::Audition { name, pattern, note, velocity, out, device, list } => {
-            match audition(name, pattern, &note, velocity, out, device, list) {
-                Err(e) if e.downcast_ref::<jamrig::live::audio::AudioError>().is_some() => {
-                    eprintln!("error: {e}\nwrite a WAV instead with -o OUT.wav");
-                    return ExitCode::from(EXIT_NO_AUDIO);
-                }
-                other => other,
+        Command::Audition(args) => match audition(args) {
+            Err(e) if e.downcast_ref::<jamrig::live::audio::AudioError>().is_some() => {
+                eprintln!("error: {e}\nwrite a WAV instead with -o OUT.wav");
+                return ExitCode::from(EXIT_NO_AUDIO);
             }
-        }
+            other => other,
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -69,6 +69,7 @@ fn burst(base: u64, round: usize) -> Vec<Event> {
     evs.push(Event::new(f(44), EventKind::Control { channel: 2, cc: 64, value: 0 }));
     evs.push(Event::new(f(45), EventKind::Control { channel: 3, cc: 7, value: 90 }));
     evs.push(Event::new(f(46), EventKind::Control { channel: 3, cc: 10, value: 20 }));
+    evs.push(Event::new(f(46), EventKind::Control { channel: 3, cc: 11, value: (round % 128) as u8 }));
     evs.push(Event::new(f(47), EventKind::Control { channel: 4, cc: 123, value: 0 }));
     evs.push(Event::new(f(48), EventKind::Control { channel: 4, cc: 120, value: 0 }));
     evs.push(Event::new(f(49), EventKind::PitchBend { channel: 0, value: (round as i16 * 97) % 8000 }));
@@ -200,8 +201,9 @@ fn every_synth_plays_without_allocating() {
 }
 
 /// The sync path: the sync mode switching between internal, MIDI clock and Link
-/// with every reload, MIDI clock ticks (steady and with tempo jumps), Start, Stop,
-/// Continue and Song Position, and a Link timeline handed in before every call.
+/// with every reload, MIDI clock ticks (steady and with tempo jumps, ticks lost or
+/// doubled, a silence), Start, Stop, Continue and Song Position, and a Link
+/// timeline handed in before every call.
 #[test]
 fn sync_sources_never_allocate() {
     let (a, b) = sets();
@@ -229,8 +231,18 @@ fn sync_sources_never_allocate() {
         let frames = sizes[round % sizes.len()];
         let base = engine.frames_out();
         let period = if (round / 50) % 2 == 0 { 1000.0 } else { 700.0 };
+        let mut n = 0u64;
         while tick_at < (base + frames as u64) as f64 {
-            controller.send(Event::new(tick_at.max(base as f64) as u64, EventKind::Clock));
+            // Now and then a tick lost or sent twice; a silence (the clock comes
+            // back without Start) from round 300 to 330.
+            n += 1;
+            let at = tick_at.max(base as f64) as u64;
+            if !(300..330).contains(&round) && !(round * 7 + n as usize).is_multiple_of(37) {
+                controller.send(Event::new(at, EventKind::Clock));
+                if (round + n as usize).is_multiple_of(53) {
+                    controller.send(Event::new(at + 20, EventKind::Clock));
+                }
+            }
             tick_at += period;
         }
         let kind = match round % 60 {

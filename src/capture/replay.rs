@@ -55,6 +55,8 @@ pub struct CaptureLog {
     pub lost: u64,
     /// Records of kinds this build does not know (skipped).
     pub skipped: u64,
+    /// What MIDI had set on the channels before this part began.
+    pub channels: Vec<crate::engine::ChannelMidi>,
 }
 
 impl CaptureLog {
@@ -140,7 +142,7 @@ pub fn parse(input: impl BufRead, path: &Path) -> Result<CaptureLog, CaptureErro
             .and_then(|k| k.as_str())
             .map(str::to_string)
             .ok_or_else(|| damaged(n, "no \"record\" kind".into()))?;
-        const KNOWN: [&str; 7] = ["header", "set", "adopt", "event", "timeline", "lost", "end"];
+        const KNOWN: [&str; 8] = ["header", "set", "adopt", "event", "timeline", "channels", "lost", "end"];
         if !KNOWN.contains(&kind.as_str()) {
             log.skipped += 1;
             continue;
@@ -218,6 +220,11 @@ pub fn parse(input: impl BufRead, path: &Path) -> Result<CaptureLog, CaptureErro
                 }
                 log.timelines.push((frame, ExternalTimeline { frame: at, beat, bpm, playing }));
             }
+            Record::Channels { channels } => {
+                for c in channels {
+                    log.channels.push(c.to_midi().map_err(|m| damaged(n, m))?);
+                }
+            }
             Record::Lost { count } => log.lost = log.lost.saturating_add(count),
             Record::End { frame } => {
                 if let Some(m) = far(frame, max_frame) {
@@ -250,9 +257,11 @@ pub fn evaluate(host: &ScriptHost, set: &CapturedSet) -> Result<Set, CaptureErro
         ev.set.sync = s;
     }
     let mut current = ev.set;
+    // The lines share their variables, as they did in the REPL.
+    let mut scope = rhai::Scope::new();
     for line in &set.repl {
-        let mut e =
-            host.eval_in("repl", line, Some(folder.clone()), current.clone(), true).map_err(|d| err(d.render()))?;
+        let (mut e, _) =
+            host.eval_repl(line, Some(folder.clone()), current.clone(), &mut scope).map_err(|d| err(d.render()))?;
         if let Some(s) = sync {
             e.set.sync = s;
         }
@@ -282,6 +291,7 @@ pub fn replay_while(log: &CaptureLog, mut sink: impl FnMut(&[f32]) -> bool) -> R
     let tables = Arc::new(crate::tables::Tables::new(log.sample_rate as f32));
     let first = &sets[&log.adopts[0].1];
     let mut r = Renderer::following_clock(first, tables).map_err(|e| CaptureError::Set(e.to_string()))?;
+    r.engine.restore_channel_midi(&log.channels);
     r.add_events(log.events.iter().copied());
     let total = log.frames();
     let (mut adopts, mut timelines) = (log.adopts[1..].iter().peekable(), log.timelines.iter().peekable());

@@ -42,6 +42,8 @@ use voice::{Scratch, Voice, VoiceCtx, VoiceOut, VoiceSource};
 
 /// Frames per engine tick.
 pub const TICK_FRAMES: usize = 64;
+/// [`EngineStats::programs`] of a channel no program change has touched.
+pub const NO_PROGRAM: u32 = u32::MAX;
 /// Voices a channel may sound at once unless the set says otherwise.
 pub const DEFAULT_VOICE_LIMIT: u8 = 16;
 /// The largest per-channel voice limit.
@@ -127,9 +129,39 @@ pub struct EngineStats {
     pub clock_tempo_bits: AtomicU64,
     /// MIDI clock ticks received.
     pub clock_ticks: AtomicU64,
+    /// Per channel, the program a program change selected ([`NO_PROGRAM`]: none).
+    pub programs: [AtomicU32; MAX_CHANNELS],
+    /// Per channel, the pitch bend (-8192..=8191, as i32 bits).
+    pub bends: [AtomicU32; MAX_CHANNELS],
+    /// Per channel, whether the sustain pedal is down.
+    pub pedals: [AtomicBool; MAX_CHANNELS],
+    /// Per channel, the expression (CC11) as a gain, 0..=1 (f32 bits).
+    pub expression: [AtomicU32; MAX_CHANNELS],
     /// Sequence lock over `frames`, `playing`, `tempo_bits` and `beat_bits` (odd
     /// while the engine writes them), for [`EngineStats::transport`].
     transport_seq: AtomicU64,
+}
+
+/// What MIDI has set on a channel, beyond its notes: for carrying it over to a
+/// rebuilt engine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelMidi {
+    /// 0-based.
+    pub channel: u8,
+    /// Parameters set by knobs (CC), CC7 (volume) and CC10 (pan).
+    pub knobs: Vec<(Param, f32)>,
+    pub program: Option<u8>,
+    pub bend: i16,
+    pub pedal: bool,
+    /// CC11 as a gain, 0..=1.
+    pub expression: f32,
+}
+
+impl ChannelMidi {
+    /// Whether MIDI has left the channel as the set has it.
+    pub fn is_untouched(&self) -> bool {
+        self.knobs.is_empty() && self.program.is_none() && self.bend == 0 && !self.pedal && self.expression == 1.0
+    }
 }
 
 /// The transport at one engine frame, read consistently.
@@ -168,6 +200,10 @@ impl Default for EngineStats {
             beat_bits: AtomicU64::new(0),
             clock_tempo_bits: AtomicU64::new(0),
             clock_ticks: AtomicU64::new(0),
+            programs: std::array::from_fn(|_| AtomicU32::new(NO_PROGRAM)),
+            bends: Default::default(),
+            pedals: Default::default(),
+            expression: std::array::from_fn(|_| AtomicU32::new(1.0f32.to_bits())),
             transport_seq: AtomicU64::new(0),
         }
     }
@@ -209,6 +245,37 @@ impl EngineStats {
                 return r;
             }
         }
+    }
+
+    /// The program a program change selected on channel `ch` (0-based), if any.
+    pub fn program_of(&self, ch: usize) -> Option<u8> {
+        let p = self.programs[ch].load(Relaxed);
+        (p != NO_PROGRAM).then_some(p as u8)
+    }
+
+    /// The pitch bend of channel `ch` (0-based), -8192..=8191.
+    pub fn bend_of(&self, ch: usize) -> i16 {
+        self.bends[ch].load(Relaxed) as i32 as i16
+    }
+
+    /// The expression (CC11) gain of channel `ch` (0-based).
+    pub fn expression_of(&self, ch: usize) -> f32 {
+        f32::from_bits(self.expression[ch].load(Relaxed))
+    }
+
+    /// What MIDI has set on each channel (those it has left alone are left out).
+    pub fn channel_midi(&self) -> Vec<ChannelMidi> {
+        (0..MAX_CHANNELS)
+            .map(|ch| ChannelMidi {
+                channel: ch as u8,
+                knobs: Param::ALL.iter().filter_map(|p| self.override_of(ch, *p).map(|v| (*p, v))).collect(),
+                program: self.program_of(ch),
+                bend: self.bend_of(ch),
+                pedal: self.pedals[ch].load(Relaxed),
+                expression: self.expression_of(ch),
+            })
+            .filter(|m| !m.is_untouched())
+            .collect()
     }
 
     /// The incoming MIDI clock's tempo, if a clock has been seen.
@@ -271,6 +338,8 @@ struct ChannelState {
     bend: Glide,
     bend_raw: i16,
     pedal: bool,
+    /// Expression (CC11) as a gain on the channel's volume, 0..=1.
+    expression: f32,
     /// The program selected by a program change (until the set changes the channel's instrument).
     program: Option<u8>,
     bus: Bus,
@@ -338,6 +407,7 @@ impl ChannelState {
             bend: Glide::with_time(0.0, BEND_GLIDE_SECONDS, TICK_FRAMES, sr),
             bend_raw: 0,
             pedal: false,
+            expression: 1.0,
             program: None,
             bus: Bus::new(sr, TICK_FRAMES),
             input: ChannelInput::default(),
@@ -358,6 +428,7 @@ impl ChannelState {
             let o = self.overrides[i];
             self.target.0[i] = if o.is_nan() { base.0[i] } else { o };
         }
+        self.target.0[Param::Volume as usize] *= self.expression;
     }
 
     fn bend_target(&self) -> f32 {
@@ -728,6 +799,20 @@ impl Engine {
         self.timeline = Some(timeline);
     }
 
+    /// The audio device has just reported an overrun: what the engine renders is
+    /// now heard later than before (cycles it did not render were played as
+    /// silence), by `moved` frames when the host measured it. The MIDI clock
+    /// follower moves its fit to the new frame line: by `moved`, or else at the
+    /// next tick. Audio thread.
+    pub fn after_overrun(&mut self, moved: Option<i64>) {
+        match moved {
+            // Cycles it did not render: the line moves ahead by whole cycles.
+            Some(frames) if frames > 0 => self.follower.move_line(-frames as f64),
+            Some(_) => {}
+            None => self.follower.rebase_next(),
+        }
+    }
+
     /// Tells `tap` from now on what shapes the sound (a session capture). Control
     /// side, before the engine starts.
     pub fn capture_into(&mut self, tap: Arc<tap::CaptureTap>) {
@@ -839,7 +924,10 @@ impl Engine {
                                 n = with_program(n, prog);
                             }
                         }
-                        _ => st.program = None,
+                        _ => {
+                            st.program = None;
+                            self.ports.stats.programs[ch].store(NO_PROGRAM, Relaxed);
+                        }
                     }
                     if o.instrument_id != n.instrument_id || o.source != n.source {
                         let now = st.now;
@@ -855,6 +943,7 @@ impl Engine {
                     let st = &mut self.channels[ch];
                     st.overrides = [f32::NAN; NUM_PARAMS];
                     st.program = None;
+                    self.ports.stats.programs[ch].store(NO_PROGRAM, Relaxed);
                     for o in &self.ports.stats.overrides[ch] {
                         o.store(f32::NAN.to_bits(), Relaxed);
                     }
@@ -1100,7 +1189,9 @@ impl Engine {
                         let action = self.follower.tick(ev.frame);
                         let stats = &self.ports.stats;
                         stats.clock_ticks.fetch_add(1, Relaxed);
-                        stats.clock_tempo_bits.store(self.follower.tempo().unwrap_or(0.0).to_bits(), Relaxed);
+                        if let Some(bpm) = self.follower.shown_tempo(ev.frame) {
+                            stats.clock_tempo_bits.store(bpm.to_bits(), Relaxed);
+                        }
                         action
                     }
                 };
@@ -1134,11 +1225,19 @@ impl Engine {
                 self.transport.locate(frame, beat);
             }
             ClockAction::Play { frame: at, beat } => {
+                // The tick's beat sits at its fitted frame; a tick that came later
+                // than the fit says starts on its own frame instead, so that the
+                // first beat is never passed over (the next ticks close the gap).
                 let (target, bpm) = match self.follower.frames_per_beat() {
-                    Some(fpb) => (beat + (frame as f64 - at) / fpb, bpm_of(fpb, self.sr)),
+                    Some(fpb) => ((beat + (frame as f64 - at) / fpb).min(beat), bpm_of(fpb, self.sr)),
                     None => (beat, self.transport.tempo()),
                 };
                 self.transport.play_at(frame, target, bpm);
+            }
+            ClockAction::Rejoin { frame: at } => {
+                if self.transport.is_playing() {
+                    self.follower.rejoin_at(self.transport.beat_at(at.max(0.0).round() as u64));
+                }
             }
             ClockAction::Follow { frame: at, beat, frames_per_beat } => {
                 let target = beat + (frame as f64 - at) / frames_per_beat;
@@ -1160,6 +1259,10 @@ impl Engine {
         let end = start + TICK_FRAMES as u64;
         self.receive_snapshots();
         self.gather_events(start, end);
+        if self.follower.is_silent(start) {
+            // The clock stopped coming: no tempo to show.
+            self.ports.stats.clock_tempo_bits.store(0, Relaxed);
+        }
         self.follow_link(start, end);
         self.sort_tick_events();
         if let Some(tap) = &self.capture {
@@ -1378,6 +1481,7 @@ impl Engine {
             EventKind::PitchBend { channel, value } => {
                 if let Some(st) = self.channels.get_mut(channel as usize) {
                     st.bend_raw = value.clamp(-8192, 8191);
+                    self.ports.stats.bends[channel as usize].store(st.bend_raw as i32 as u32, Relaxed);
                 }
             }
             EventKind::Program { channel, program } => self.program_change(channel, program),
@@ -1631,7 +1735,14 @@ impl Engine {
         match cc {
             0 => st.bank_select = value as u16,
             1 => st.controls.mod_wheel = value,
-            11 => st.controls.expression = value,
+            // Expression: sample voices follow it through the SoundFont's own curve,
+            // a synth channel takes it as a gain on its volume.
+            11 => {
+                st.controls.expression = value;
+                let gain = value as f32 / 127.0;
+                st.expression = if sampled { 1.0 } else { gain };
+                self.ports.stats.expression[ch].store(gain.to_bits(), Relaxed);
+            }
             91 => st.controls.reverb = value,
             93 => st.controls.chorus = value,
             101 => st.rpn.0 = value,
@@ -1658,6 +1769,7 @@ impl Engine {
                 let down = value >= 64;
                 let st = &mut self.channels[ch];
                 st.pedal = down;
+                self.ports.stats.pedals[ch].store(down, Relaxed);
                 if !down {
                     let params = st.target;
                     for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel && v.sustained) {
@@ -1682,6 +1794,11 @@ impl Engine {
                 st.controls.mod_wheel = 0;
                 st.controls.pressure = 0;
                 st.rpn = (127, 127);
+                st.expression = 1.0;
+                let stats = &self.ports.stats;
+                stats.bends[ch].store(0, Relaxed);
+                stats.pedals[ch].store(false, Relaxed);
+                stats.expression[ch].store(1.0f32.to_bits(), Relaxed);
             }
             123 => {
                 let params = self.channels[ch].target;
@@ -1723,6 +1840,7 @@ impl Engine {
         let base = self.snapshot.channels[ch].unwrap_or(cfg);
         let next = with_program(base, prog);
         st.program = Some(program);
+        self.ports.stats.programs[ch].store(program as u32, Relaxed);
         let now = st.now;
         for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel) {
             if v.frozen.is_none() && v.instrument_id == cfg.instrument_id {
@@ -1757,9 +1875,45 @@ impl Engine {
         for v in self.voices.iter_mut().filter(|v| v.active) {
             v.steal(sr);
         }
-        for st in self.channels.iter_mut() {
+        for (ch, st) in self.channels.iter_mut().enumerate() {
             st.pedal = false;
             st.bend_raw = 0;
+            self.ports.stats.pedals[ch].store(false, Relaxed);
+            self.ports.stats.bends[ch].store(0, Relaxed);
+        }
+    }
+
+    /// Takes over the MIDI-driven state of channels (from another engine's
+    /// [`EngineStats::channel_midi`]): knob positions (volume and pan included),
+    /// expression, the program a program change chose, pitch bend and the sustain
+    /// pedal, on the channels this engine's set has. For an engine rebuilt on a
+    /// reopened audio device. Control side, before the engine runs.
+    pub fn restore_channel_midi(&mut self, states: &[ChannelMidi]) {
+        for m in states {
+            let ch = m.channel as usize;
+            if ch >= MAX_CHANNELS || self.channels[ch].config.is_none() {
+                continue;
+            }
+            if let Some(p) = m.program {
+                self.program_change(m.channel, p);
+            }
+            let stats = &self.ports.stats;
+            let st = &mut self.channels[ch];
+            for &(p, v) in &m.knobs {
+                st.overrides[p as usize] = v;
+                stats.overrides[ch][p as usize].store(v.to_bits(), Relaxed);
+            }
+            st.bend_raw = m.bend.clamp(-8192, 8191);
+            st.pedal = m.pedal;
+            let gain = m.expression.clamp(0.0, 1.0);
+            let sampled = matches!(st.config.map(|c| c.source), Some(Source::Sampled { .. }));
+            st.controls.expression = (gain * 127.0).round() as u8;
+            st.expression = if sampled { 1.0 } else { gain };
+            stats.bends[ch].store(st.bend_raw as i32 as u32, Relaxed);
+            stats.pedals[ch].store(st.pedal, Relaxed);
+            stats.expression[ch].store(gain.to_bits(), Relaxed);
+            st.update_target();
+            st.snap();
         }
     }
 }

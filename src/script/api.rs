@@ -154,6 +154,17 @@ pub struct ChannelRef {
     pub number: u8,
 }
 
+/// A value as the REPL shows it: text in quotes, a channel as `ch(N)`.
+pub fn show_value(v: &Dynamic) -> String {
+    if let Some(c) = v.clone().try_cast::<ChannelRef>() {
+        return format!("ch({})", c.number);
+    }
+    if v.is_string() {
+        return format!("{v:?}");
+    }
+    v.to_string()
+}
+
 pub(crate) fn type_name(d: &Dynamic) -> &'static str {
     if d.is_string() {
         "text"
@@ -502,7 +513,8 @@ fn hits(lib: &Library, list: &Array, drums: bool, what: &str) -> Res<Vec<LibHit>
 fn hit_note(lib: &Library, v: &Dynamic, drums: bool) -> Res<(u8, bool)> {
     if let Ok(n) = number(v, "a note") {
         if n.fract() != 0.0 || !(0.0..=127.0).contains(&n) {
-            return fail(format!("note {} is outside the MIDI notes 0..127", fmt_num(n as f32)));
+            let shown = fmt_num(n as f32);
+            return fail_at(format!("note {shown} is outside the MIDI notes 0..127"), &shown, None);
         }
         return Ok((n as u8, false));
     }
@@ -714,8 +726,10 @@ pub fn register(engine: &mut Engine, state: &Shared) {
     let s = state.clone();
     engine.register_fn("tempo", move |bpm: Dynamic| -> Res<()> {
         let value = number(&bpm, "tempo")?;
-        if !(20.0..=400.0).contains(&value) {
-            return fail_at(format!("tempo is {}, outside 20..400 BPM", fmt_num(value as f32)), &lit(&bpm), None);
+        let range = crate::engine::transport::TEMPO_RANGE_BPM;
+        if !range.contains(&value) {
+            let (lo, hi) = (fmt_num(*range.start() as f32), fmt_num(*range.end() as f32));
+            return fail_at(format!("tempo is {}, outside {lo}..{hi} BPM", fmt_num(value as f32)), &lit(&bpm), None);
         }
         let bpm = value;
         lock(&s).set.tempo_bpm = bpm;

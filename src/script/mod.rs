@@ -351,7 +351,7 @@ impl ScriptHost {
         base: Set,
         repl: bool,
     ) -> Result<Evaluated, Diagnostic> {
-        self.eval_in(name, text, folder.map(Folder::Disk), base, repl)
+        self.eval_scoped(name, text, folder.map(Folder::Disk), base, repl, None).map(|(ev, _)| ev)
     }
 
     /// Evaluates script text named `name` whose modules come from `folder`.
@@ -363,6 +363,31 @@ impl ScriptHost {
         base: Set,
         repl: bool,
     ) -> Result<Evaluated, Diagnostic> {
+        self.eval_scoped(name, text, folder, base, repl, None).map(|(ev, _)| ev)
+    }
+
+    /// Evaluates a REPL line on top of the live set `base`, in `scope` (where the
+    /// variables of earlier lines live, and this line's stay). Also returns the
+    /// line's value, shown as the REPL shows it, if it has one.
+    pub fn eval_repl(
+        &self,
+        text: &str,
+        folder: Option<Folder>,
+        base: Set,
+        scope: &mut Scope<'static>,
+    ) -> Result<(Evaluated, Option<String>), Diagnostic> {
+        self.eval_scoped("repl", text, folder, base, true, Some(scope))
+    }
+
+    fn eval_scoped(
+        &self,
+        name: &str,
+        text: &str,
+        folder: Option<Folder>,
+        base: Set,
+        repl: bool,
+        scope: Option<&mut Scope<'static>>,
+    ) -> Result<(Evaluated, Option<String>), Diagnostic> {
         if text.len() as u64 > crate::files::MAX_SET_BYTES {
             return Err(Diagnostic::whole_file(
                 name,
@@ -387,14 +412,18 @@ impl ScriptHost {
         let code = api::rewrite_channel_access(text);
         let result = engine.compile(&code).map_err(|e| from_parse_error(&e, name, text)).and_then(|mut ast| {
             ast.set_source(name);
-            engine.run_ast(&ast).map_err(|e| {
+            let value = match scope {
+                Some(scope) => engine.eval_ast_with_scope::<Dynamic>(scope, &ast).map(Some),
+                None => engine.run_ast(&ast).map(|()| None),
+            };
+            value.map_err(|e| {
                 let modules = read.lock().unwrap_or_else(|p| p.into_inner());
                 let src = EvalSources { main: name, main_text: text, modules: &modules };
                 from_eval_error(&e, &src, &api::all_functions(), &api::usage)
             })
         });
         drop(engine);
-        result?;
+        let value = result?.filter(|v| !v.is_unit()).map(|v| api::show_value(&v));
         let mut st =
             Arc::try_unwrap(state).ok().expect("engine dropped").into_inner().unwrap_or_else(|p| p.into_inner());
         st.set.programs = st
@@ -418,6 +447,6 @@ impl ScriptHost {
         files.sort();
         files.dedup();
         self.samples.trim();
-        Ok(Evaluated { set: st.set, files, sources, printed: st.printed, gm: st.lib.gm })
+        Ok((Evaluated { set: st.set, files, sources, printed: st.printed, gm: st.lib.gm }, value))
     }
 }
