@@ -75,6 +75,16 @@ enum Command {
         /// through the built-in General MIDI rig (program changes pick instruments).
         #[arg(long)]
         midi: Option<PathBuf>,
+        /// With --midi and no set: the General MIDI SoundFont to play the file through
+        /// (without it: $JAMRIG_SOUNDFONT, the path in ~/.config/jamrig/soundfont,
+        /// then /usr/share/sounds/sf2 and /usr/share/soundfonts; else jamrig's own
+        /// synthesized instruments).
+        #[arg(long, value_name = "FILE", requires = "midi", conflicts_with_all = ["set", "no_soundfont"])]
+        soundfont: Option<PathBuf>,
+        /// With --midi and no set: play through jamrig's own synthesized instruments
+        /// even when a SoundFont is found.
+        #[arg(long, requires = "midi", conflicts_with = "set")]
+        no_soundfont: bool,
         /// With --midi and a set: play the set's patterns over the file too.
         #[arg(long, requires = "midi")]
         patterns: bool,
@@ -250,18 +260,40 @@ fn main() -> ExitCode {
             print!("{}", jamrig::live::ports());
             Ok(())
         }
-        Command::Render { set, replay, out, midi, patterns, tail, bars, seconds, rate, format } => {
+        Command::Render {
+            set,
+            replay,
+            out,
+            midi,
+            soundfont,
+            no_soundfont,
+            patterns,
+            tail,
+            bars,
+            seconds,
+            rate,
+            format,
+        } => {
             let length = match (bars, seconds) {
                 (Some(b), _) => Length::Bars(b),
                 (_, Some(s)) => Length::Seconds(s),
                 _ => Length::Auto,
             };
-            let job = RenderJob { set, out: out.clone(), midi, length, sample_rate: rate, format, tail, patterns };
+            let soundfont = match (soundfont, no_soundfont) {
+                (Some(f), _) => job::FontChoice::Named(f),
+                (None, true) => job::FontChoice::Synthesized,
+                (None, false) => job::FontChoice::Search,
+            };
+            let job =
+                RenderJob { set, out: out.clone(), midi, length, sample_rate: rate, format, tail, patterns, soundfont };
             let result = match &replay {
                 Some(dir) => job::replay(dir, &out, format),
                 None => job::run(&job),
             };
             result.map(|r| {
+                if let Some(line) = &r.rig {
+                    eprintln!("{line}");
+                }
                 for w in &r.warnings {
                     eprintln!("warning: {w}");
                 }

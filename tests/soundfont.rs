@@ -454,3 +454,120 @@ fn a_replaced_sample_is_heard_on_the_next_note_and_sounding_notes_keep_the_old()
     );
     assert!((m_after / m_before - 1.0).abs() < 0.1, "the old note changed level: {m_before} then {m_after}");
 }
+
+// ---- The General MIDI rig of `jamrig render --midi` with no set ----
+
+/// A font like a General MIDI one: piano 0:0 (440 Hz), violin 0:40 (660 Hz), a
+/// variation of the violin at bank 8 (550 Hz), and a kit at 128:0 whose key 36 is
+/// a 200 Hz sine.
+fn gm_like_font(dir: &Path, file: &str) -> PathBuf {
+    let samples = [
+        looped_sine(440.0, 69, 0.5),
+        looped_sine(660.0, 69, 0.5),
+        looped_sine(550.0, 69, 0.5),
+        looped_sine(200.0, 36, 0.5),
+    ];
+    let all = |s: u16| vec![zone((0, 127), (0, 127), s, &[])];
+    let presets = vec![
+        Preset { name: "Piano".into(), bank: 0, program: 0, zones: all(0) },
+        Preset { name: "Violin".into(), bank: 0, program: 40, zones: all(1) },
+        Preset { name: "Alt Violin".into(), bank: 8, program: 40, zones: all(2) },
+        Preset { name: "Kit".into(), bank: 128, program: 0, zones: vec![zone((36, 36), (0, 127), 3, &[])] },
+    ];
+    let path = dir.join(file);
+    std::fs::write(&path, sf2::write(&presets, &samples)).unwrap();
+    path
+}
+
+fn program(frame: u64, channel: u8, program: u8) -> Event {
+    Event::new(frame, jamrig::engine::event::EventKind::Program { channel, program })
+}
+
+#[test]
+fn without_a_set_a_midi_file_plays_the_fonts_presets_and_kit() {
+    use jamrig::offline::job::{FontChoice, RigChoice};
+    let dir = tempfile::tempdir().unwrap();
+    // A file name that needs quoting in the rig's script.
+    let font = gm_like_font(dir.path(), "my \"gm\" font.sf2");
+    let mid = dir.path().join("song.mid");
+    let rig = RigChoice::for_job(None, Some(&mid), &FontChoice::Named(font.clone()));
+    assert_eq!(rig, RigChoice::GeneralMidiFont { font: font.clone(), from: "--soundfont".into() });
+    assert!(rig.line().unwrap().contains("my \"gm\" font.sf2"), "{:?}", rig.line());
+    let set = rig.evaluate(host()).map_err(|d| d.render()).unwrap().set;
+    assert_eq!(set.channels.len(), 16);
+    assert!(set.patterns.is_empty(), "nothing plays but the file");
+    let pitch_of = |events: &[Event], channel: u8| {
+        let mut all: Vec<Event> = (0..16).map(|c| common::cc(0, c, 91, 0)).collect();
+        all.extend((0..16).map(|c| common::cc(0, c, 93, 0)));
+        all.extend_from_slice(events);
+        let x = left(&render_set(&set, 0.5, 512, &all));
+        assert!(common::peak(span(&x, SR, 0.1, 0.5)) > 0.01, "channel {} sounds", channel + 1);
+        fine_peak_freq(span(&x, SR, 0.1, 0.5), SR as f64, 150.0, 900.0)
+    };
+    let hz = |f: f64| sf2::sine_hz(f, FONT_RATE, 200);
+    // No program change: program 0 on every melodic channel.
+    let f = pitch_of(&[note_on(10, 0, 69, 100)], 0);
+    assert!(cents(f, hz(440.0)).abs() < 3.0, "piano: {f:.1} Hz");
+    // A program change picks the font's preset.
+    let f = pitch_of(&[program(0, 3, 40), note_on(10, 3, 69, 100)], 3);
+    assert!(cents(f, hz(660.0)).abs() < 3.0, "violin: {f:.1} Hz");
+    // A bank select (CC0) and a program change pick a variation.
+    let f = pitch_of(&[common::cc(0, 5, 0, 8), program(1, 5, 40), note_on(10, 5, 69, 100)], 5);
+    assert!(cents(f, hz(550.0)).abs() < 3.0, "bank 8 violin: {f:.1} Hz");
+    // Channel 10 plays the font's kit (bank 128).
+    let f = pitch_of(&[note_on(10, 9, 36, 100)], 9);
+    assert!(cents(f, hz(200.0)).abs() < 3.0, "kit: {f:.1} Hz");
+}
+
+#[test]
+fn the_general_midi_font_is_searched_in_the_environment_config_and_folders() {
+    use jamrig::samples::{FoundFont, search_gm_font};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let make = |p: &Path| {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"x").unwrap();
+        p.to_path_buf()
+    };
+    let env_font = make(&d.join("env/mine.sf2"));
+    let conf_font = make(&d.join("conf/other.sf2"));
+    let conf = d.join("config/jamrig/soundfont");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    std::fs::write(&conf, format!("{}\n", conf_font.display())).unwrap();
+    let (a, b, empty) = (d.join("a"), d.join("b"), d.join("empty"));
+    std::fs::create_dir_all(&empty).unwrap();
+    let any_b = make(&b.join("zzz.SF2"));
+    let preferred_b = make(&b.join("TimGM6mb.sf2"));
+    make(&b.join("aaa.sf2"));
+    let folders = [a.clone(), empty.clone(), b.clone()];
+    let found = |env: Option<&Path>, conf: Option<&Path>, folders: &[PathBuf]| {
+        search_gm_font(env.map(Path::to_path_buf), conf.map(Path::to_path_buf), folders)
+    };
+    // The environment first, then the config file, then the folders in order.
+    assert_eq!(
+        found(Some(&env_font), Some(&conf), &folders),
+        Some(FoundFont { path: env_font.clone(), from: "$JAMRIG_SOUNDFONT".into() })
+    );
+    assert_eq!(
+        found(Some(&d.join("missing.sf2")), Some(&conf), &folders),
+        Some(FoundFont { path: conf_font.clone(), from: conf.display().to_string() })
+    );
+    assert_eq!(
+        found(None, Some(&d.join("no-config")), &folders),
+        Some(FoundFont { path: preferred_b.clone(), from: b.display().to_string() })
+    );
+    // Without a preferred name, the first SoundFont of the folder by name.
+    std::fs::remove_file(&preferred_b).unwrap();
+    assert_eq!(found(None, None, &folders).unwrap().path, b.join("aaa.sf2"));
+    std::fs::remove_file(b.join("aaa.sf2")).unwrap();
+    assert_eq!(found(None, None, &folders).unwrap().path, any_b);
+    // Nothing anywhere: jamrig's own instruments play.
+    assert_eq!(found(None, None, &[a, empty]), None);
+    use jamrig::offline::job::{FontChoice, RigChoice};
+    let mid = d.join("song.mid");
+    assert_eq!(
+        RigChoice::for_job(None, Some(&mid), &FontChoice::Synthesized),
+        RigChoice::GeneralMidi { searched: false }
+    );
+    assert!(RigChoice::GeneralMidi { searched: true }.line().unwrap().contains("--soundfont"));
+}

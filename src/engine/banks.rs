@@ -70,10 +70,11 @@ impl BankSlots {
         }
         missing += banks.len().saturating_sub(MAX_SNAPSHOT_BANKS) as u32;
         for k in 0..MAX_BANK_SLOTS {
-            if !self.named[k] && self.voices[k] == 0 {
-                if let Some(old) = self.slots[k].take() {
-                    retire(old);
-                }
+            if !self.named[k]
+                && self.voices[k] == 0
+                && let Some(old) = self.slots[k].take()
+            {
+                retire(old);
             }
         }
         missing

@@ -386,16 +386,16 @@ impl Bus {
             }
             let feed = &mut self.feed[..n];
             if stereo {
-                for i in 0..n {
-                    feed[i] = 0.5 * (mono[i] + right_dry[i]);
+                for ((f, m), r) in feed.iter_mut().zip(mono.iter()).zip(right_dry.iter()) {
+                    *f = 0.5 * (m + r);
                 }
             } else {
                 feed.copy_from_slice(mono);
             }
             if chorus_send {
                 // The mix scales the channel's own feed; the voices' sends add in full.
-                for i in 0..n {
-                    feed[i] = feed[i] * (c0 + cd * (i as i32 + 1) as f32) * 0.5 + input.chorus[i];
+                for (i, (f, send)) in feed.iter_mut().zip(input.chorus.iter()).enumerate() {
+                    *f = *f * (c0 + cd * (i as i32 + 1) as f32) * 0.5 + send;
                 }
             }
             ramp_in(&mut self.wake[CHORUS], self.wake_step, feed);
@@ -519,13 +519,13 @@ impl Bus {
             self.reverb.set_decay(rd0 * type_decay);
             self.reverb.set_damping(damping);
             let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
-            for i in 0..n {
-                mono[i] = 0.5 * (l[i] + r[i]);
+            for ((m, a), b) in mono.iter_mut().zip(l.iter()).zip(r.iter()) {
+                *m = 0.5 * (a + b);
             }
             if reverb_send {
                 // As the chorus: the mix scales the channel's feed, the sends add in full.
-                for i in 0..n {
-                    mono[i] = mono[i] * (v0 + vd * (i as i32 + 1) as f32) + input.reverb[i];
+                for (i, (m, send)) in mono.iter_mut().zip(input.reverb.iter()).enumerate() {
+                    *m = *m * (v0 + vd * (i as i32 + 1) as f32) + send;
                 }
             }
             ramp_in(&mut self.wake[REVERB], self.wake_step, mono);

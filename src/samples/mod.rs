@@ -215,30 +215,59 @@ pub fn folder_samples(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
+/// A General MIDI SoundFont found without being named, and where it was found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FoundFont {
+    pub path: PathBuf,
+    /// Where it came from, for the line that says which font plays: `$JAMRIG_SOUNDFONT`,
+    /// the config file's path, or the folder searched.
+    pub from: String,
+}
+
+/// The environment variable naming a General MIDI SoundFont.
+pub const SOUNDFONT_ENV: &str = "JAMRIG_SOUNDFONT";
+
+/// The user's config file naming a General MIDI SoundFont (a file holding one path):
+/// `$XDG_CONFIG_HOME/jamrig/soundfont`, else `~/.config/jamrig/soundfont`.
+pub fn font_config_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")))?;
+    Some(base.join("jamrig").join("soundfont"))
+}
+
 /// The General MIDI SoundFont to use when none is named: `$JAMRIG_SOUNDFONT`, then
-/// `~/.config/jamrig/soundfont` (a file holding a path), then the usual system
-/// folders (preferred names first).
-pub fn find_gm_font() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("JAMRIG_SOUNDFONT").map(PathBuf::from)
+/// the config file ([`font_config_file`]), then the usual system folders
+/// ([`GM_FONT_FOLDERS`], preferred names first).
+pub fn find_gm_font() -> Option<FoundFont> {
+    let folders: Vec<PathBuf> = GM_FONT_FOLDERS.iter().map(PathBuf::from).collect();
+    search_gm_font(std::env::var_os(SOUNDFONT_ENV).map(PathBuf::from), font_config_file(), &folders)
+}
+
+/// [`find_gm_font`] with its places given: a path from the environment, the config
+/// file, and the folders to search in order. A place that names no readable file is
+/// passed over.
+pub fn search_gm_font(env: Option<PathBuf>, config: Option<PathBuf>, folders: &[PathBuf]) -> Option<FoundFont> {
+    if let Some(p) = env.filter(|p| !p.as_os_str().is_empty())
         && p.is_file()
     {
-        return Some(p);
+        return Some(FoundFont { path: p, from: format!("${SOUNDFONT_ENV}") });
     }
-    if let Some(home) = std::env::var_os("HOME") {
-        let conf = Path::new(&home).join(".config/jamrig/soundfont");
-        if let Ok(text) = std::fs::read_to_string(conf) {
-            let p = PathBuf::from(text.trim());
-            if p.is_file() {
-                return Some(p);
-            }
+    if let Some(conf) = config
+        && let Ok(text) = std::fs::read_to_string(&conf)
+    {
+        let p = PathBuf::from(text.trim());
+        if !text.trim().is_empty() && p.is_file() {
+            return Some(FoundFont { path: p, from: conf.display().to_string() });
         }
     }
-    for dir in GM_FONT_FOLDERS {
-        let dir = Path::new(dir);
+    for dir in folders {
+        let from = dir.display().to_string();
         for name in GM_FONT_NAMES {
             let p = dir.join(name);
             if p.is_file() {
-                return Some(p);
+                return Some(FoundFont { path: p, from });
             }
         }
         if let Ok(rd) = std::fs::read_dir(dir) {
@@ -253,7 +282,7 @@ pub fn find_gm_font() -> Option<PathBuf> {
                 .collect();
             any.sort();
             if let Some(p) = any.into_iter().next() {
-                return Some(p);
+                return Some(FoundFont { path: p, from });
             }
         }
     }
