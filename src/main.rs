@@ -55,6 +55,10 @@ enum Command {
         /// it again with `jamrig render --replay DIR -o OUT.wav`.
         #[arg(long, value_name = "DIR")]
         capture: Option<PathBuf>,
+        /// A folder whose samples and SoundFonts the set may read too, besides its
+        /// own folder (may be given more than once).
+        #[arg(long, value_name = "DIR")]
+        samples: Vec<PathBuf>,
     },
     /// List MIDI inputs and audio outputs.
     Ports,
@@ -104,6 +108,10 @@ enum Command {
         /// Sample format: s16, s24 or f32.
         #[arg(long, default_value = "s16")]
         format: SampleFormat,
+        /// A folder whose samples and SoundFonts the set may read too, besides its
+        /// own folder (may be given more than once).
+        #[arg(long, value_name = "DIR")]
+        samples: Vec<PathBuf>,
     },
     /// Evaluate and validate a set, print the rig; exits non-zero on error.
     Check {
@@ -117,6 +125,10 @@ enum Command {
         /// (each pattern, one line per bar).
         #[arg(long, value_enum, default_value = "json", requires = "events")]
         format: job::EventFormat,
+        /// A folder whose samples and SoundFonts the set may read too, besides its
+        /// own folder (may be given more than once).
+        #[arg(long, value_name = "DIR")]
+        samples: Vec<PathBuf>,
     },
     /// Hear one preset of the library: an instrument's note (held 1 s, then left to
     /// ring out), a drum sound's hit, or two bars of a pattern or fill.
@@ -226,7 +238,19 @@ fn audition(args: AuditionArgs) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Play { set, port, buffer, device, no_repl, no_watch, sync, record, record_patterns, capture } => {
+        Command::Play {
+            set,
+            port,
+            buffer,
+            device,
+            no_repl,
+            no_watch,
+            sync,
+            record,
+            record_patterns,
+            capture,
+            samples,
+        } => {
             let sync = sync.map(|s| match s.as_str() {
                 "midi" => SyncMode::Midi,
                 "link" => SyncMode::Link { quantum: 4.0 },
@@ -243,6 +267,7 @@ fn main() -> ExitCode {
                 record,
                 record_patterns,
                 capture,
+                samples,
             };
             return match jamrig::live::play(opts) {
                 PlayOutcome::Stopped => ExitCode::SUCCESS,
@@ -273,6 +298,7 @@ fn main() -> ExitCode {
             seconds,
             rate,
             format,
+            samples,
         } => {
             let length = match (bars, seconds) {
                 (Some(b), _) => Length::Bars(b),
@@ -284,8 +310,18 @@ fn main() -> ExitCode {
                 (None, true) => job::FontChoice::Synthesized,
                 (None, false) => job::FontChoice::Search,
             };
-            let job =
-                RenderJob { set, out: out.clone(), midi, length, sample_rate: rate, format, tail, patterns, soundfont };
+            let job = RenderJob {
+                set,
+                out: out.clone(),
+                midi,
+                length,
+                sample_rate: rate,
+                format,
+                tail,
+                patterns,
+                soundfont,
+                samples,
+            };
             let result = match &replay {
                 Some(dir) => job::replay(dir, &out, format),
                 None => job::run(&job),
@@ -306,9 +342,9 @@ fn main() -> ExitCode {
                 );
             })
         }
-        Command::Check { set, events, format } => match events {
-            Some(bars) => job::check_events(&set, bars, format).map(|s| print!("{s}")),
-            None => job::check(&set).map(|s| print!("{s}")),
+        Command::Check { set, events, format, samples } => match events {
+            Some(bars) => job::check_events(&set, bars, format, &samples).map(|s| print!("{s}")),
+            None => job::check(&set, &samples).map(|s| print!("{s}")),
         },
         Command::Levels { sets, range } => jamrig::offline::levels::report(&sets, range).map(|s| print!("{s}")),
         Command::Audition(args) => match audition(args) {

@@ -571,3 +571,46 @@ fn the_general_midi_font_is_searched_in_the_environment_config_and_folders() {
     );
     assert!(RigChoice::GeneralMidi { searched: true }.line().unwrap().contains("--soundfont"));
 }
+
+#[test]
+fn folders_named_with_samples_or_in_the_config_may_be_read() {
+    let (lib, _) = sample_dir();
+    let sets = tempfile::tempdir().unwrap();
+    let set = sets.path().join("set.rhai");
+    let tone = lib.path().join("tone.wav");
+    std::fs::write(
+        &set,
+        format!("sample(\"x\", \"{}\");\nsamples(\"b\", \"{}\");\n", tone.display(), lib.path().join("bd").display()),
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let check = |extra: &[&str], config: Option<&str>| {
+        let conf = home.path().join("jamrig/sample-folders");
+        let _ = std::fs::remove_file(&conf);
+        if let Some(text) = config {
+            std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+            std::fs::write(&conf, text).unwrap();
+        }
+        std::process::Command::new(env!("CARGO_BIN_EXE_jamrig"))
+            .arg("check")
+            .arg(&set)
+            .args(extra)
+            .env("XDG_CONFIG_HOME", home.path())
+            .env_remove("JAMRIG_SAMPLE_PATH")
+            .output()
+            .unwrap()
+    };
+    // Outside the set's folder: refused, saying how to allow it.
+    let o = check(&[], None);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("set.rhai:1:") && e.contains("--samples DIR"), "{e}");
+    // Named on the command line.
+    let o = check(&["--samples", lib.path().to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Listed in the config file (comments and blank lines aside).
+    let o = check(&[], Some(&format!("# sample libraries\n\n{}\n", lib.path().display())));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A folder named does not open its parent.
+    let o = check(&["--samples", lib.path().join("bd").to_str().unwrap()], None);
+    assert!(!o.status.success());
+}

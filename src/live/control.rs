@@ -86,6 +86,8 @@ pub struct PlayOptions {
     pub record_patterns: bool,
     /// Capture the session (everything that shapes the sound) into this folder.
     pub capture: Option<PathBuf>,
+    /// Folders beyond the set's own that its samples and fonts may come from.
+    pub samples: Vec<PathBuf>,
 }
 
 /// Messages to the control thread.
@@ -316,7 +318,8 @@ impl Live {
         tx: Sender<Msg>,
         handles: Arc<Mutex<Option<Handles>>>,
     ) -> Result<Live, StartError> {
-        let host = ScriptHost::new().map_err(StartError::Script)?;
+        let mut host = ScriptHost::new().map_err(StartError::Script)?;
+        host.allow_folders(&opts.samples);
         let mut session = Session::open(host, &opts.set).map_err(StartError::Script)?;
         session.set_sync_override(opts.sync);
         let chosen = audio::choose(opts.device.as_deref(), opts.buffer)?;
@@ -1106,10 +1109,11 @@ impl Live {
     }
 
     fn load(&mut self, path: &Path) {
-        let host = match ScriptHost::new() {
+        let mut host = match ScriptHost::new() {
             Ok(h) => h,
             Err(d) => return self.say(&d.render()),
         };
+        host.allow_folders(&self.opts.samples);
         match Session::open(host, path) {
             Ok(mut s) => {
                 s.set_sync_override(self.opts.sync);

@@ -173,6 +173,8 @@ pub struct RenderJob {
     pub patterns: bool,
     /// With a MIDI file and no set: the SoundFont of the General MIDI rig.
     pub soundfont: FontChoice,
+    /// Folders beyond the set's own that its samples and fonts may come from.
+    pub samples: Vec<PathBuf>,
 }
 
 /// Supported output rates.
@@ -370,7 +372,8 @@ pub fn run(job: &RenderJob) -> Result<Rendered> {
     let tail = tail_cap(job.tail)?;
     let inputs: Vec<PathBuf> = job.set.iter().chain(job.midi.iter()).cloned().collect();
     check_output(&job.out, &inputs)?;
-    let host = ScriptHost::new().map_err(ScriptFailure)?;
+    let mut host = ScriptHost::new().map_err(ScriptFailure)?;
+    host.allow_folders(&job.samples);
     let rig = RigChoice::for_job(job.set.as_deref(), job.midi.as_deref(), &job.soundfont);
     if let RigChoice::GeneralMidiFont { font, .. } = &rig {
         check_output(&job.out, std::slice::from_ref(font))?;
@@ -506,8 +509,9 @@ pub fn replay(dir: &Path, out: &Path, format: SampleFormat) -> Result<Rendered> 
 }
 
 /// `jamrig check`: evaluates and validates a set, returning its description.
-pub fn check(path: &Path) -> Result<String> {
-    let host = ScriptHost::new().map_err(ScriptFailure)?;
+pub fn check(path: &Path, samples: &[PathBuf]) -> Result<String> {
+    let mut host = ScriptHost::new().map_err(ScriptFailure)?;
+    host.allow_folders(samples);
     let ev = host.eval_file(path).map_err(ScriptFailure)?;
     crate::rig::build::build(&ev.set, None)?;
     let mut s = format!("{}: ok\n", path.display());
@@ -531,12 +535,13 @@ pub enum EventFormat {
 
 /// `jamrig check SET --events BARS`: the events the set's patterns play in the first
 /// `bars` bars.
-pub fn check_events(path: &Path, bars: f64, format: EventFormat) -> Result<String> {
+pub fn check_events(path: &Path, bars: f64, format: EventFormat, samples: &[PathBuf]) -> Result<String> {
     use crate::rig::events;
     if !(bars > 0.0 && bars <= events::MAX_BARS) {
         bail!("--events takes a number of bars above 0 and at most {}, not {bars}", events::MAX_BARS);
     }
-    let host = ScriptHost::new().map_err(ScriptFailure)?;
+    let mut host = ScriptHost::new().map_err(ScriptFailure)?;
+    host.allow_folders(samples);
     let ev = host.eval_file(path).map_err(ScriptFailure)?;
     crate::rig::build::build(&ev.set, None)?;
     let list = events::events(&ev.set, bars, None);

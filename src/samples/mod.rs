@@ -150,9 +150,18 @@ impl SampleLibrary {
     }
 }
 
+/// The environment variable naming more folders sets may read (separated by `:`).
+pub const SAMPLE_PATH_ENV: &str = "JAMRIG_SAMPLE_PATH";
+
+/// The user's config file naming more folders sets may read, one a line:
+/// `$XDG_CONFIG_HOME/jamrig/sample-folders`, else `~/.config/jamrig/sample-folders`.
+pub fn sample_folders_file() -> Option<PathBuf> {
+    font_config_file().map(|f| f.with_file_name("sample-folders"))
+}
+
 /// Where a set may read sample and font files from: beneath its own folder, and
-/// beneath the folders named in `$JAMRIG_SAMPLE_PATH` (separated by `:`) or given
-/// with `--samples`.
+/// beneath the folders given with `--samples`, named in `$JAMRIG_SAMPLE_PATH`
+/// (separated by `:`) or listed in [`sample_folders_file`].
 #[derive(Clone, Debug, Default)]
 pub struct Roots {
     pub folders: Vec<PathBuf>,
@@ -163,8 +172,13 @@ impl Roots {
     pub fn for_set(set_folder: Option<&Path>, extra: &[PathBuf]) -> Self {
         let mut folders: Vec<PathBuf> = set_folder.map(Path::to_path_buf).into_iter().collect();
         folders.extend(extra.iter().cloned());
-        if let Some(env) = std::env::var_os("JAMRIG_SAMPLE_PATH") {
+        if let Some(env) = std::env::var_os(SAMPLE_PATH_ENV) {
             folders.extend(std::env::split_paths(&env).filter(|p| !p.as_os_str().is_empty()));
+        }
+        if let Some(text) = sample_folders_file().and_then(|f| std::fs::read_to_string(f).ok()) {
+            folders.extend(
+                text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(PathBuf::from),
+            );
         }
         Roots { folders: folders.iter().filter_map(|f| std::fs::canonicalize(f).ok()).collect() }
     }
@@ -185,7 +199,7 @@ impl Roots {
         } else {
             Err(format!(
                 "{name} is outside the set's folder; a set reads files beneath its own folder, or beneath folders \
-                 named with --samples or in JAMRIG_SAMPLE_PATH"
+                 named with --samples DIR, in ${SAMPLE_PATH_ENV} or in ~/.config/jamrig/sample-folders"
             ))
         }
     }
