@@ -8,6 +8,7 @@
 //! reverb and chorus on (every channel sends CC91 = 40 and CC93 = 40).
 
 use jamrig::offline::Renderer;
+use jamrig::offline::job::RigChoice;
 use jamrig::rig::Set;
 use jamrig::script::ScriptHost;
 use jamrig::tables::Tables;
@@ -16,7 +17,7 @@ use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, T
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const SR: u32 = 48_000;
 const FONT: &str = "/usr/share/sounds/sf2/TimGM6mb.sf2";
@@ -24,14 +25,6 @@ const TPB: u32 = 480;
 /// Frames per `process` call (FluidSynth's file renderer writes 64-frame periods;
 /// block size does not change jamrig's output).
 const BLOCK: usize = 512;
-
-/// The General MIDI rig as a set: what `jamrig render --midi` plays a file through.
-const GM_SET: &str = r#"
-soundfont("gm", "TimGM6mb.sf2");
-for n in 1..=16 {
-    if n == 10 { drums(10, #{ soundfont: "gm" }); } else { channel(n, sf("gm", 0, 0)); }
-}
-"#;
 
 type Note = (u8, u8, f64, f64, u8); // channel, key, start s, length s, velocity
 
@@ -105,13 +98,10 @@ fn held(n: usize, seconds: f64) -> Vec<u8> {
     smf(&[(0, 48), (1, 48), (2, 48), (3, 48)], &notes, seconds)
 }
 
-fn host_in(dir: &Path) -> Set {
-    ScriptHost::new()
-        .unwrap()
-        .eval_source("gm.rhai", GM_SET, Some(dir.to_path_buf()), Set::default(), false)
-        .map_err(|d| d.render())
-        .unwrap()
-        .set
+/// The General MIDI rig on `FONT`, as `jamrig render --soundfont FONT --midi` builds it.
+fn gm_rig() -> Set {
+    let rig = RigChoice::GeneralMidiFont { font: PathBuf::from(FONT), from: "--soundfont".into() };
+    rig.evaluate(&ScriptHost::new().unwrap()).map_err(|d| d.render()).unwrap().set
 }
 
 /// Renders `midi` through jamrig in this process: (seconds taken, audio seconds, most voices at once).
@@ -160,7 +150,7 @@ fn render_group(dir: &Path, tables: &Arc<Tables>) {
     let midi = song();
     let path = dir.join("song.mid");
     std::fs::write(&path, &midi).unwrap();
-    let set = host_in(dir);
+    let set = gm_rig();
     let runs = 5;
     let mut ours = Vec::new();
     let mut voices = 0;
@@ -184,10 +174,10 @@ fn render_group(dir: &Path, tables: &Arc<Tables>) {
         om
     );
     println!("  fluidsynth -ni -F (whole run):    best {:.3} s ({:.0}x real time), median {:.3} s", fb, audio / fb, fm);
-    let cli: Vec<f64> = (0..runs).map(|_| jamrig_cli(dir, &path).0).collect();
+    let cli: Vec<f64> = (0..runs).map(|_| jamrig_cli(dir, &path, &[]).0).collect();
     let (cb, cm) = best(cli);
     println!(
-        "  jamrig render gm.rhai --midi (whole run): best {:.3} s ({:.0}x real time), median {:.3} s",
+        "  jamrig render --soundfont --midi (whole run): best {:.3} s ({:.0}x real time), median {:.3} s",
         cb,
         audio / cb,
         cm
@@ -199,20 +189,19 @@ fn render_group(dir: &Path, tables: &Arc<Tables>) {
     );
 }
 
-/// Runs `jamrig render gm.rhai --midi FILE` on core 0 under `time`: (wall seconds, peak KB).
-fn jamrig_cli(dir: &Path, midi: &Path) -> (f64, u64) {
+/// Runs `jamrig render --soundfont FONT --midi FILE` (the General MIDI rig on the
+/// font) on core 0 under `time`: (wall seconds, peak KB).
+fn jamrig_cli(dir: &Path, midi: &Path, extra: &[&str]) -> (f64, u64) {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_jamrig"));
-    std::fs::write(dir.join("gm.rhai"), GM_SET).unwrap();
     let t0 = Instant::now();
     let out = Command::new("/usr/bin/time")
         .args(["-f", "%M", "taskset", "-c", "0"])
         .arg(&exe)
-        .arg("render")
-        .arg(dir.join("gm.rhai"))
-        .arg("--midi")
+        .args(["render", "--soundfont", FONT, "--midi"])
         .arg(midi)
         .arg("-o")
         .arg(dir.join("ours.wav"))
+        .args(extra)
         .output()
         .expect("jamrig runs");
     let took = t0.elapsed().as_secs_f64();
@@ -225,7 +214,7 @@ fn peak_kb(stderr: &[u8]) -> u64 {
 }
 
 fn voices_group(dir: &Path, tables: &Arc<Tables>) {
-    let set = host_in(dir);
+    let set = gm_rig();
     let seconds = 10.0;
     println!(
         "voices: held string notes (program 48: four looped, filtered voices a note), 10 s, time per voice per 512-frame block (an empty render subtracted)"
@@ -258,7 +247,7 @@ fn memory_group(dir: &Path) {
     let midi = song();
     let path = dir.join("song.mid");
     std::fs::write(&path, &midi).unwrap();
-    let (_, ours) = jamrig_cli(dir, &path);
+    let (_, ours) = jamrig_cli(dir, &path, &[]);
     let out = Command::new("/usr/bin/time")
         .args(["-f", "%M", "fluidsynth", "-ni", "-q", "-r", "48000", "-F"])
         .arg(dir.join("fluid.wav"))
@@ -269,7 +258,7 @@ fn memory_group(dir: &Path) {
     let fluid = peak_kb(&out.stderr);
     println!("memory: peak resident set (VmHWM) rendering the piece with TimGM6mb");
     println!(
-        "  jamrig render gm.rhai --midi: {:.1} MB; fluidsynth -ni -F: {:.1} MB",
+        "  jamrig render --soundfont --midi: {:.1} MB; fluidsynth -ni -F: {:.1} MB",
         ours as f64 / 1024.0,
         fluid as f64 / 1024.0
     );
@@ -281,7 +270,7 @@ fn startup_group(dir: &Path, tables: &Arc<Tables>) {
     let mut times = Vec::new();
     for _ in 0..7 {
         let t0 = Instant::now();
-        let set = host_in(dir);
+        let set = gm_rig();
         let mut r = Renderer::with_tables(&set, tables.clone()).unwrap();
         r.add_events([jamrig::engine::event::Event::new(
             0,
@@ -304,7 +293,19 @@ fn startup_group(dir: &Path, tables: &Arc<Tables>) {
         m * 1e3,
         load.as_secs_f64() * 1e3
     );
-    let _ = Duration::ZERO;
+    // Whole runs over a file of one short note: start-up, a tenth of a second of
+    // sound, exit.
+    let one = dir.join("one.mid");
+    std::fs::write(&one, smf(&[], &[(0, 60, 0.0, 0.1, 100)], 0.1)).unwrap();
+    let ours = best((0..7).map(|_| jamrig_cli(dir, &one, &["--tail", "0"]).0).collect());
+    let fluid = best((0..7).map(|_| fluidsynth(&one, &dir.join("f.wav"))).collect());
+    println!(
+        "startup, whole runs over one 0.1 s note: jamrig render --soundfont --midi best {:.0} ms, median {:.0} ms; fluidsynth -ni -F best {:.0} ms, median {:.0} ms",
+        ours.0 * 1e3,
+        ours.1 * 1e3,
+        fluid.0 * 1e3,
+        fluid.1 * 1e3
+    );
 }
 
 fn main() {

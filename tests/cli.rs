@@ -19,6 +19,7 @@ const EXAMPLES: &[&str] = &[
     "examples/op-xy.rhai",
     "examples/minimal.rhai",
     "examples/tour.rhai",
+    "examples/soundfont.rhai",
 ];
 
 fn jamrig(args: &[&str]) -> Output {

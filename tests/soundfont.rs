@@ -614,3 +614,53 @@ fn folders_named_with_samples_or_in_the_config_may_be_read() {
     let o = check(&["--samples", lib.path().join("bd").to_str().unwrap()], None);
     assert!(!o.status.success());
 }
+
+#[test]
+fn sample_voices_follow_the_pedal_the_rpn_bend_range_and_the_mod_wheel() {
+    let dir = font_dir(
+        one_preset(vec![zone((0, 127), (0, 127), 0, &[(gn::RELEASE_VOL, -6000)])]),
+        &[looped_sine(440.0, 69, 0.5)],
+    );
+    let set = eval_in(dir.path(), SET).unwrap();
+    let a4 = sf2::sine_hz(440.0, FONT_RATE, 200);
+    let off = (0.2 * SR as f64) as u64;
+    // CC64: a note released under the pedal holds until the pedal lifts.
+    let x = left(&render_set(
+        &set,
+        0.8,
+        512,
+        &[common::cc(0, 0, 64, 127), note_on(0, 0, 69, 100), note_off(off, 0, 69), common::cc(2 * off, 0, 64, 0)],
+    ));
+    assert!(common::peak(span(&x, SR, 0.3, 0.38)) > 0.05, "held by the pedal");
+    assert!(common::peak(span(&x, SR, 0.6, 0.8)) < 1e-3, "released with the pedal");
+    // RPN 0 sets the bend range: 12 semitones, full bend up is an octave.
+    let x = left(&render_set(
+        &set,
+        0.6,
+        512,
+        &[
+            common::cc(0, 0, 101, 0),
+            common::cc(0, 0, 100, 0),
+            common::cc(0, 0, 6, 12),
+            common::cc(0, 0, 38, 0),
+            common::pitch_bend(0, 0, 8191),
+            note_on(0, 0, 69, 100),
+        ],
+    ));
+    let f = fine_peak_freq(span(&x, SR, 0.2, 0.6), SR as f64, 600.0, 1100.0);
+    assert!(cents(f, 2.0 * a4).abs() < 5.0, "an octave up: {f:.1} Hz");
+    // CC1 adds vibrato: the pitch swings around the note.
+    let swing = |wheel: u8| {
+        let x = left(&render_set(&set, 1.2, 512, &[common::cc(0, 0, 1, wheel), note_on(0, 0, 69, 100)]));
+        let pitches: Vec<f64> = (0..16)
+            .map(|k| {
+                let t = 0.4 + k as f64 * 0.04;
+                cents(common::phase_freq(span(&x, SR, t, t + 0.025), SR, a4, 600), a4)
+            })
+            .collect();
+        pitches.iter().cloned().fold(f64::MIN, f64::max) - pitches.iter().cloned().fold(f64::MAX, f64::min)
+    };
+    let (still, wobbly) = (swing(0), swing(127));
+    assert!(still < 3.0, "no vibrato without the wheel: {still:.1} cents");
+    assert!(wobbly > 40.0, "vibrato with the wheel: {wobbly:.1} cents peak to peak");
+}

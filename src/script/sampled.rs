@@ -71,7 +71,7 @@ pub fn font_channel(st: &EvalState, map: &Map, kit_default: bool) -> Res<Channel
         match bank.find_name(&name) {
             Some(i) => i,
             None => {
-                let help = did_you_mean(&suggest_many(&name, bank.presets.iter().map(|p| p.name.as_str())));
+                let help = did_you_mean(&nearest_presets(&name, bank.presets.iter().map(|p| p.name.as_str())));
                 return fail_at(format!("the SoundFont \"{font}\" has no preset \"{name}\""), &name, help);
             }
         }
@@ -117,6 +117,25 @@ pub fn font_channel(st: &EvalState, map: &Map, kit_default: bool) -> Res<Channel
         params,
         voices: crate::engine::MAX_VOICE_LIMIT,
     })
+}
+
+/// Up to three preset names nearest to `name`: close in spelling, else sharing a
+/// word with it ("Grand Piano" finds "Piano 1").
+fn nearest_presets<'a>(name: &str, names: impl Iterator<Item = &'a str> + Clone) -> Vec<&'a str> {
+    let close = suggest_many(name, names.clone());
+    if !close.is_empty() {
+        return close;
+    }
+    let words: Vec<String> =
+        name.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() >= 3).map(str::to_lowercase).collect();
+    let mut shared: Vec<&str> =
+        names.filter(|n| n.split(|c: char| !c.is_alphanumeric()).any(|w| words.contains(&w.to_lowercase()))).collect();
+    let lower = name.to_lowercase();
+    let score = |n: &str| strsim::jaro_winkler(&lower, &n.to_lowercase());
+    shared.sort_by(|a, b| score(b).total_cmp(&score(a)));
+    shared.dedup();
+    shared.truncate(3);
+    shared
 }
 
 /// A channel spec for one of the set's sample instruments, if `name` is one.
