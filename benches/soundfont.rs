@@ -5,7 +5,9 @@
 //!
 //! Both run on one core (FluidSynth with synth.cpu-cores=1 under `taskset -c 0`,
 //! jamrig's offline renderer on the bench's own thread, also pinned), at 48 kHz, with
-//! reverb and chorus on (every channel sends CC91 = 40 and CC93 = 40).
+//! reverb and chorus on (every channel sends CC91 = 40 and CC93 = 40). Times are CPU
+//! time (the thread's for the in-process render, user + system for whole runs), so
+//! that other work on a shared machine does not stretch them.
 
 use jamrig::offline::Renderer;
 use jamrig::offline::job::RigChoice;
@@ -104,7 +106,16 @@ fn gm_rig() -> Set {
     rig.evaluate(&ScriptHost::new().unwrap()).map_err(|d| d.render()).unwrap().set
 }
 
-/// Renders `midi` through jamrig in this process: (seconds taken, audio seconds, most voices at once).
+/// CPU seconds this thread has used (the machine is shared: CPU time, not wall
+/// time, is the figure that other work does not stretch).
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Renders `midi` through jamrig in this process: (CPU seconds taken, audio seconds, most voices at once).
 fn jamrig_render(set: &Set, tables: &Arc<Tables>, midi: &[u8]) -> (f64, f64, u32) {
     let (events, end) = jamrig::offline::midifile::events_from_bytes(midi, "bench.mid", SR as f64).unwrap();
     let mut r = Renderer::with_tables(set, tables.clone()).unwrap();
@@ -112,28 +123,37 @@ fn jamrig_render(set: &Set, tables: &Arc<Tables>, midi: &[u8]) -> (f64, f64, u32
     let frames = end as usize + SR as usize;
     let mut buf = vec![0.0f32; BLOCK * 2];
     let mut most = 0;
-    let t0 = Instant::now();
+    let t0 = thread_cpu();
     for _ in 0..frames / BLOCK {
         r.render_into(&mut buf, BLOCK);
         let v: u32 = r.stats().voices.iter().map(|v| v.load(std::sync::atomic::Ordering::Relaxed)).sum();
         most = most.max(v);
     }
     std::hint::black_box(&buf);
-    (t0.elapsed().as_secs_f64(), frames as f64 / SR as f64, most)
+    (thread_cpu() - t0, frames as f64 / SR as f64, most)
 }
 
-/// Runs FluidSynth on one core over `midi`: wall seconds.
+/// Runs FluidSynth on one core over `midi`: CPU seconds (user and system).
 fn fluidsynth(midi: &Path, out: &Path) -> f64 {
-    let t0 = Instant::now();
-    let st = Command::new("taskset")
-        .args(["-c", "0", "fluidsynth", "-ni", "-q", "-r", "48000", "-o", "synth.cpu-cores=1", "-F"])
+    let st = Command::new("/usr/bin/time")
+        .args(["-f", "%U %S %M", "taskset", "-c", "0"])
+        .args(["fluidsynth", "-ni", "-q", "-r", "48000", "-o", "synth.cpu-cores=1", "-F"])
         .arg(out)
         .arg(FONT)
         .arg(midi)
         .output()
         .expect("fluidsynth and taskset run (scripts/deps.sh installs them)");
     assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
-    t0.elapsed().as_secs_f64()
+    time_output(&st.stderr).0
+}
+
+/// (user + system CPU seconds, peak KB) from the last line of `/usr/bin/time -f "%U %S %M"`.
+fn time_output(stderr: &[u8]) -> (f64, u64) {
+    let text = String::from_utf8_lossy(stderr);
+    let last = text.lines().rev().find(|l| l.split_whitespace().count() == 3).unwrap_or("0 0 0");
+    let v: Vec<&str> = last.split_whitespace().collect();
+    let cpu = v[0].parse::<f64>().unwrap_or(0.0) + v[1].parse::<f64>().unwrap_or(0.0);
+    (cpu, v[2].parse().unwrap_or(0))
 }
 
 fn best(mut v: Vec<f64>) -> (f64, f64) {
@@ -168,16 +188,21 @@ fn render_group(dir: &Path, tables: &Arc<Tables>) {
         "render: a {audio:.1} s General MIDI piece (piano, strings, bass, flute, drums), TimGM6mb, reverb and chorus on"
     );
     println!(
-        "  jamrig (in process, render only): best {:.3} s ({:.0}x real time), median {:.3} s; at most {voices} voices",
+        "  jamrig (in process, render only, CPU): best {:.3} s ({:.0}x real time), median {:.3} s; at most {voices} voices",
         ob,
         audio / ob,
         om
     );
-    println!("  fluidsynth -ni -F (whole run):    best {:.3} s ({:.0}x real time), median {:.3} s", fb, audio / fb, fm);
+    println!(
+        "  fluidsynth -ni -F (whole run, CPU):   best {:.3} s ({:.0}x real time), median {:.3} s",
+        fb,
+        audio / fb,
+        fm
+    );
     let cli: Vec<f64> = (0..runs).map(|_| jamrig_cli(dir, &path, &[]).0).collect();
     let (cb, cm) = best(cli);
     println!(
-        "  jamrig render --soundfont --midi (whole run): best {:.3} s ({:.0}x real time), median {:.3} s",
+        "  jamrig render --soundfont --midi (whole run, CPU): best {:.3} s ({:.0}x real time), median {:.3} s",
         cb,
         audio / cb,
         cm
@@ -190,12 +215,11 @@ fn render_group(dir: &Path, tables: &Arc<Tables>) {
 }
 
 /// Runs `jamrig render --soundfont FONT --midi FILE` (the General MIDI rig on the
-/// font) on core 0 under `time`: (wall seconds, peak KB).
+/// font) on core 0 under `time`: (CPU seconds, peak KB).
 fn jamrig_cli(dir: &Path, midi: &Path, extra: &[&str]) -> (f64, u64) {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_jamrig"));
-    let t0 = Instant::now();
     let out = Command::new("/usr/bin/time")
-        .args(["-f", "%M", "taskset", "-c", "0"])
+        .args(["-f", "%U %S %M", "taskset", "-c", "0"])
         .arg(&exe)
         .args(["render", "--soundfont", FONT, "--midi"])
         .arg(midi)
@@ -204,20 +228,15 @@ fn jamrig_cli(dir: &Path, midi: &Path, extra: &[&str]) -> (f64, u64) {
         .args(extra)
         .output()
         .expect("jamrig runs");
-    let took = t0.elapsed().as_secs_f64();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (took, peak_kb(&out.stderr))
-}
-
-fn peak_kb(stderr: &[u8]) -> u64 {
-    String::from_utf8_lossy(stderr).lines().filter_map(|l| l.trim().parse::<u64>().ok()).next_back().unwrap_or(0)
+    time_output(&out.stderr)
 }
 
 fn voices_group(dir: &Path, tables: &Arc<Tables>) {
     let set = gm_rig();
     let seconds = 10.0;
     println!(
-        "voices: held string notes (program 48: four looped, filtered voices a note), 10 s, time per voice per 512-frame block (an empty render subtracted)"
+        "voices: held string notes (program 48: four looped, filtered voices a note), 10 s, CPU per voice per 512-frame block (an empty render subtracted; FluidSynth's polyphony of 256 drops voices at 64 notes)"
     );
     let base_midi = held(0, seconds);
     std::fs::write(dir.join("held0.mid"), &base_midi).unwrap();
@@ -249,13 +268,13 @@ fn memory_group(dir: &Path) {
     std::fs::write(&path, &midi).unwrap();
     let (_, ours) = jamrig_cli(dir, &path, &[]);
     let out = Command::new("/usr/bin/time")
-        .args(["-f", "%M", "fluidsynth", "-ni", "-q", "-r", "48000", "-F"])
+        .args(["-f", "%U %S %M", "fluidsynth", "-ni", "-q", "-r", "48000", "-F"])
         .arg(dir.join("fluid.wav"))
         .arg(FONT)
         .arg(&path)
         .output()
         .expect("fluidsynth runs");
-    let fluid = peak_kb(&out.stderr);
+    let fluid = time_output(&out.stderr).1;
     println!("memory: peak resident set (VmHWM) rendering the piece with TimGM6mb");
     println!(
         "  jamrig render --soundfont --midi: {:.1} MB; fluidsynth -ni -F: {:.1} MB",
@@ -288,7 +307,7 @@ fn startup_group(dir: &Path, tables: &Arc<Tables>) {
         t0.elapsed()
     };
     println!(
-        "startup: font loaded, set evaluated, rig built, first block: best {:.1} ms, median {:.1} ms (reading the 5.7 MB font alone {:.1} ms)",
+        "startup in process (wall): font loaded, set evaluated, rig built, first block: best {:.1} ms, median {:.1} ms (reading the 5.7 MB font alone {:.1} ms)",
         b * 1e3,
         m * 1e3,
         load.as_secs_f64() * 1e3
@@ -300,7 +319,7 @@ fn startup_group(dir: &Path, tables: &Arc<Tables>) {
     let ours = best((0..7).map(|_| jamrig_cli(dir, &one, &["--tail", "0"]).0).collect());
     let fluid = best((0..7).map(|_| fluidsynth(&one, &dir.join("f.wav"))).collect());
     println!(
-        "startup, whole runs over one 0.1 s note: jamrig render --soundfont --midi best {:.0} ms, median {:.0} ms; fluidsynth -ni -F best {:.0} ms, median {:.0} ms",
+        "startup, whole runs over one 0.1 s note, CPU: jamrig render --soundfont --midi best {:.0} ms, median {:.0} ms; fluidsynth -ni -F best {:.0} ms, median {:.0} ms",
         ours.0 * 1e3,
         ours.1 * 1e3,
         fluid.0 * 1e3,

@@ -664,3 +664,11 @@ fn sample_voices_follow_the_pedal_the_rpn_bend_range_and_the_mod_wheel() {
     assert!(still < 3.0, "no vibrato without the wheel: {still:.1} cents");
     assert!(wobbly > 40.0, "vibrato with the wheel: {wobbly:.1} cents peak to peak");
 }
+
+#[test]
+fn a_missing_preset_names_presets_sharing_a_word_when_none_is_spelled_alike() {
+    let dir = font_dir(one_preset(vec![zone((0, 127), (0, 127), 0, &[])]), &[looped_sine(440.0, 69, 0.5)]);
+    let e = err_in(dir.path(), "soundfont(\"t\", \"test.sf2\");\nchannel(1, sf(\"t\", \"Big Lead Sound\"));");
+    assert!(e.contains("set.rhai:2:") && e.contains("no preset \"Big Lead Sound\""), "{e}");
+    assert!(e.contains("did you mean Test Lead?"), "{e}");
+}
