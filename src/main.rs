@@ -146,12 +146,16 @@ enum Command {
 
 #[derive(clap::Args)]
 struct AuditionArgs {
-    /// An instrument, synth or drum sound (with --pattern: a pattern or fill).
+    /// An instrument, synth or drum sound (with --pattern: a pattern or fill;
+    /// with --fill: a fill).
     #[arg(required_unless_present = "list")]
     name: Option<String>,
-    /// The name is a pattern or fill.
-    #[arg(long)]
+    /// The name is a pattern (or, when no pattern has it, a fill).
+    #[arg(long, conflicts_with = "fill")]
     pattern: bool,
+    /// The name is a fill (where a pattern and a fill share a name).
+    #[arg(long)]
+    fill: bool,
     /// The note to play: a name (C4, F#2, Eb5) or a MIDI number.
     #[arg(long, default_value = "C4")]
     note: String,
@@ -184,7 +188,7 @@ const EXIT_NO_AUDIO: u8 = 3;
 
 /// `jamrig audition`: lists, or renders one preset to a WAV or the audio device.
 fn audition(args: AuditionArgs) -> anyhow::Result<()> {
-    let AuditionArgs { name, pattern, note, velocity, out, device, buffer, list } = args;
+    let AuditionArgs { name, pattern, fill, note, velocity, out, device, buffer, list } = args;
     let note = note.as_str();
     use jamrig::offline::audition;
     let host = jamrig::script::ScriptHost::new().map_err(ScriptFailure)?;
@@ -196,7 +200,14 @@ fn audition(args: AuditionArgs) -> anyhow::Result<()> {
     let note_number = jamrig::theory::parse_note(note)
         .or_else(|| note.parse::<u8>().ok().filter(|n| *n < 128))
         .ok_or_else(|| anyhow::anyhow!("--note {note} is not a note: give a name like C4, F#2 or Eb5, or 0..127"))?;
-    let item = audition::resolve(host.library(), &name, pattern)?;
+    let kind = if fill {
+        audition::Kind::Fill
+    } else if pattern {
+        audition::Kind::Pattern
+    } else {
+        audition::Kind::Sound
+    };
+    let item = audition::resolve(host.library(), &name, kind)?;
     let chosen = match &out {
         Some(_) => None,
         None => {

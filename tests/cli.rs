@@ -307,6 +307,19 @@ fn render_default_length_is_eight_bars() {
     assert_eq!(samples.len() / 2, expected_frames(Some("examples/minimal.rhai"), 8.0, 8000));
 }
 
+/// Regression (issue 13): a render that came out silent said nothing.
+#[test]
+fn a_silent_render_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("quiet.rhai");
+    std::fs::write(&set, "channel(1, \"organ\");\n").unwrap();
+    let out = dir.path().join("quiet.wav");
+    let o = render_ok(&["render", s(&set), "-o", s(&out), "--bars", "1", "--rate", "8000"]);
+    assert!(stderr(&o).contains("warning: the render is silent: the set has no patterns"), "{}", stderr(&o));
+    let o = render_ok(&["render", "examples/minimal.rhai", "-o", s(&out), "--bars", "1", "--rate", "8000"]);
+    assert!(!stderr(&o).contains("silent"), "{}", stderr(&o));
+}
+
 #[test]
 fn the_same_render_twice_is_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
@@ -711,6 +724,14 @@ fn audition_plays_drum_sounds_and_patterns_and_lists_the_library() {
     // Two 4-beat bars at 120 BPM, and the last hits ringing.
     let seconds = x.len() as f64 / 2.0 / spec.sample_rate as f64;
     assert!((4.0..6.0).contains(&seconds), "{seconds:.2} s");
+    // Regression (issue 13): "rock" is a pattern and a fill; --fill plays the fill (one bar).
+    let fill = dir.path().join("f.wav");
+    let o = jamrig(&["audition", "--fill", "rock", "-o", s(&fill)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, y) = read_wav(&fill);
+    assert!(peak(&y) > 0.05 && y != x, "the fill sounds, and is not the pattern");
+    let o = jamrig(&["audition", "rock", "-o", "/dev/null"]);
+    assert!(stderr(&o).contains("--pattern rock and --fill rock"), "{}", stderr(&o));
     let list = stdout(&jamrig(&["audition", "--list"]));
     for section in ["instruments (84)", "drum sounds", "patterns (", "fills (37)", "synths (57)"] {
         assert!(list.contains(section), "--list has no {section}:\n{list}");

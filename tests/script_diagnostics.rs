@@ -339,7 +339,7 @@ fn wrong_argument_shape() {
     let d = eval_err("cc(74, \"lowpass\");");
     assert_eq!(
         d.headline(),
-        "test.rhai:1:1: cc cannot take (a whole number, text): expected cc(cc_number, \"parameter\", min, max[, channel | #{ channel: n, curve: \"linear\" | \"exp\" }])"
+        "test.rhai:1:1: cc cannot take (a whole number, text): expected cc(cc_number, \"parameter\", min, max[, channel | \"any\" | #{ channel: n | \"any\", curve: \"linear\" | \"exp\" }])"
     );
     let d = eval_err("channel(1, #{ lowpass: 300 });");
     assert_eq!(

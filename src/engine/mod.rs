@@ -1703,7 +1703,9 @@ impl Engine {
         if ch >= MAX_CHANNELS {
             return;
         }
-        // The set's CC map first: a channel-specific mapping wins over an all-channel one.
+        // The set's CC map first. A mapping for this channel wins over one without a
+        // channel; that one moves the channel the CC arrives on, or every channel when
+        // it says "any".
         let map = &self.snapshot.cc_map;
         let specific = map.iter().any(|m| m.cc == cc && m.channel == Some(channel));
         let mut mapped = false;
@@ -1713,6 +1715,10 @@ impl Engine {
             let p = m.param as usize;
             match m.channel {
                 Some(c) if c == channel => {
+                    self.channels[ch].overrides[p] = v;
+                    stats.overrides[ch][p].store(v.to_bits(), Relaxed);
+                }
+                None if !specific && !m.any => {
                     self.channels[ch].overrides[p] = v;
                     stats.overrides[ch][p].store(v.to_bits(), Relaxed);
                 }

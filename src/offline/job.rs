@@ -237,6 +237,8 @@ struct Writer {
     bar: Option<indicatif::ProgressBar>,
     buf: Vec<f32>,
     chunk: usize,
+    /// The largest sample written, to say when a render is silent.
+    peak: f32,
 }
 
 impl Writer {
@@ -253,7 +255,7 @@ impl Writer {
         });
         // A tenth of a second per chunk keeps the bar moving and the memory small.
         let chunk = (rate as usize / 10).max(TICK_FRAMES);
-        Ok(Writer { wav: WavStream::create(out, rate, format)?, bar, buf: vec![0.0; 2 * chunk], chunk })
+        Ok(Writer { wav: WavStream::create(out, rate, format)?, bar, buf: vec![0.0; 2 * chunk], chunk, peak: 0.0 })
     }
 
     fn check_interrupt(&self) -> Result<()> {
@@ -264,6 +266,7 @@ impl Writer {
     }
 
     fn put(&mut self, samples: &[f32]) -> Result<()> {
+        self.peak = samples.iter().fold(self.peak, |m, x| m.max(x.abs()));
         self.wav.write(samples)?;
         if let Some(pb) = &self.bar {
             pb.inc((samples.len() / 2) as u64);
@@ -302,6 +305,11 @@ impl Writer {
             done += n as u64;
         }
         Ok(done)
+    }
+
+    /// Whether nothing written so far rose above [`SILENCE`].
+    fn silent(&self) -> bool {
+        self.peak <= SILENCE
     }
 
     fn finish(self) -> Result<u64> {
@@ -433,9 +441,16 @@ pub fn run(job: &RenderJob) -> Result<Rendered> {
         r.end_at(frames);
         w.render(&mut r, tail_frames, true, true)?;
     }
+    let silent = w.silent();
     let written = w.finish()?;
     let elapsed = t0.elapsed();
-    let warnings = engine_warnings(r.stats());
+    let mut warnings = engine_warnings(r.stats());
+    if silent {
+        warnings.push(match (set.patterns.is_empty(), &job.midi) {
+            (true, None) => "the render is silent: the set has no patterns (add one, or give --midi FILE)".into(),
+            _ => "the render is silent: nothing played above -90 dBFS".into(),
+        });
+    }
     Ok(Rendered { frames: written as usize, seconds: written as f64 / sr, elapsed, warnings, rig: rig.line() })
 }
 
@@ -502,6 +517,9 @@ pub fn replay(dir: &Path, out: &Path, format: SampleFormat) -> Result<Rendered> 
         if let Some(e) = failed {
             return Err(e);
         }
+    }
+    if w.silent() {
+        warnings.push("the render is silent: nothing played above -90 dBFS".into());
     }
     let frames = w.finish()?;
     let elapsed = t0.elapsed();

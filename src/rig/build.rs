@@ -170,6 +170,7 @@ pub fn build_with(set: &Set, previous: Option<&Arc<PatternSet>>, user: &mut User
         .map(|c| CcMapping {
             cc: c.cc,
             channel: c.channel.map(|ch| ch - 1),
+            any: c.any,
             param: c.param,
             min: c.min,
             max: c.max,

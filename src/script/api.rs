@@ -673,7 +673,9 @@ pub fn usage(name: &str) -> Option<&'static str> {
         "channel" => "channel(number, \"instrument\"[, #{ settings }]) or channel(number, #{ synth: ..., ... })",
         "drums" => "drums(number[, #{ settings }])",
         "ch" => "ch(number)",
-        "cc" => "cc(cc_number, \"parameter\", min, max[, channel | #{ channel: n, curve: \"linear\" | \"exp\" }])",
+        "cc" => {
+            "cc(cc_number, \"parameter\", min, max[, channel | \"any\" | #{ channel: n | \"any\", curve: \"linear\" | \"exp\" }])"
+        }
         "pattern" => {
             "pattern(\"name\", channel, \"preset\"[, #{ fill, every }]) or pattern(\"name\", channel, beats, [hits])"
         }
@@ -990,12 +992,23 @@ pub fn register(engine: &mut Engine, state: &Shared) {
                 }
             }
             let mut channel = None;
+            let mut any = false;
+            // A channel number, or "any": every channel, whatever channel the CC comes on.
+            let mut target = |v: &Dynamic| -> Res<()> {
+                if v.is_string() && v.clone().into_string().is_ok_and(|t| t == "any") {
+                    any = true;
+                    Ok(())
+                } else {
+                    channel = Some(channel_number(v)?);
+                    Ok(())
+                }
+            };
             let mut exponential = p.info().exponential && lo > 0.0 && hi > 0.0;
             match &opts {
                 Some(o) if o.is_map() => {
                     for (k, v) in o.clone().cast::<Map>() {
                         match k.as_str() {
-                            "channel" => channel = Some(channel_number(&v)?),
+                            "channel" => target(&v)?,
                             "curve" => {
                                 exponential = match text(&v, "curve")?.as_str() {
                                     "linear" => false,
@@ -1020,11 +1033,11 @@ pub fn register(engine: &mut Engine, state: &Shared) {
                         }
                     }
                 }
-                Some(o) => channel = Some(channel_number(o)?),
+                Some(o) => target(o)?,
                 None => {}
             }
             let mut st = lock(&s);
-            let spec = CcSpec { cc: n as u8, param: p, min: lo, max: hi, channel, exponential };
+            let spec = CcSpec { cc: n as u8, param: p, min: lo, max: hi, channel, any, exponential };
             // A later mapping of the same CC, channel and parameter replaces the earlier one.
             st.set.cc_map.retain(|c| !(c.cc == spec.cc && c.channel == spec.channel && c.param == spec.param));
             st.set.cc_map.push(spec);

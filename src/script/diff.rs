@@ -72,6 +72,7 @@ pub fn diff_live(old: &Set, new: &Set, bar: Option<u64>, live: impl Fn(u8, Param
     }
     let cc_name = |c: &crate::rig::set::CcSpec| match c.channel {
         Some(ch) => format!("cc{} -> ch{ch} {}", c.cc, c.param),
+        None if c.any => format!("cc{} -> any channel's {}", c.cc, c.param),
         None => format!("cc{} -> {}", c.cc, c.param),
     };
     for c in &old.cc_map {

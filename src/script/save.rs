@@ -195,7 +195,11 @@ pub fn to_rhai(set: &Set, lib: &Library) -> String {
     }
     for c in &set.cc_map {
         let curve = if c.exponential { "exp" } else { "linear" };
-        let ch = c.channel.map(|n| format!("channel: {n}, ")).unwrap_or_default();
+        let ch = match (c.channel, c.any) {
+            (Some(n), _) => format!("channel: {n}, "),
+            (None, true) => "channel: \"any\", ".into(),
+            (None, false) => String::new(),
+        };
         let _ = writeln!(
             out,
             "cc({}, {}, {}, {}, #{{ {ch}curve: \"{curve}\" }});",
