@@ -8,11 +8,14 @@
 //! pattern hits land at their exact frame inside a tick. The host's block size only
 //! decides how ticks are handed out, so the output does not depend on it.
 
+pub mod banks;
 pub mod bus;
 pub mod denormal;
 pub mod envelope;
 pub mod event;
 pub mod midi_out;
+pub mod sampler;
+pub mod sends;
 pub mod sequencer;
 pub mod snapshot;
 pub mod sync;
@@ -25,7 +28,7 @@ use crate::dsp::glide::Glide;
 use crate::dsp::math::{db_to_gain, fast_tanh};
 use crate::params::{NUM_PARAMS, Param, ParamValues, Scope};
 use crate::tables::Tables;
-use bus::{Bus, BusOut};
+use bus::{Bus, BusOut, ChannelInput};
 use crossbeam_queue::ArrayQueue;
 use event::{Event, EventKind};
 use midi_out::{MidiOut, OutTarget};
@@ -37,7 +40,7 @@ use sync::{
     CLOCK_HORIZON_BEATS, ClockAction, ClockFollower, ExternalTimeline, JUMP_BEATS, LINK_HORIZON_BEATS, SyncMode,
 };
 use transport::Transport;
-use voice::{Scratch, Voice, VoiceCtx, VoiceSource};
+use voice::{Scratch, Voice, VoiceCtx, VoiceOut, VoiceSource};
 
 /// Frames per engine tick.
 pub const TICK_FRAMES: usize = 64;
@@ -81,6 +84,8 @@ const BEND_GLIDE_SECONDS: f32 = 0.003;
 pub enum Garbage {
     Snapshot(Box<Snapshot>),
     Patterns(Arc<PatternSet>),
+    /// A sample bank no snapshot names and no voice plays any more.
+    Bank(Arc<crate::tables::bank::SampleBank>),
 }
 
 /// Counters and meters the engine publishes for the REPL and tests (atomics only).
@@ -115,6 +120,10 @@ pub struct EngineStats {
     pub overrides: [[AtomicU32; NUM_PARAMS]; MAX_CHANNELS],
     /// Program changes ignored because the program's synth is not available.
     pub programs_ignored: AtomicU64,
+    /// Sample banks a snapshot named that found no slot (their channels are silent).
+    pub banks_overflow: AtomicU64,
+    /// Sample banks the engine holds (the snapshot's and those voices still play).
+    pub banks_held: AtomicU32,
     pub playing: AtomicBool,
     pub tempo_bits: AtomicU64,
     pub beat_bits: AtomicU64,
@@ -192,6 +201,8 @@ impl Default for EngineStats {
             master_peak: AtomicU32::new(0),
             overrides: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU32::new(f32::NAN.to_bits()))),
             programs_ignored: AtomicU64::new(0),
+            banks_overflow: AtomicU64::new(0),
+            banks_held: AtomicU32::new(0),
             playing: AtomicBool::new(false),
             tempo_bits: AtomicU64::new(0),
             beat_bits: AtomicU64::new(0),
@@ -342,7 +353,15 @@ struct ChannelState {
     /// The program selected by a program change (until the set changes the channel's instrument).
     program: Option<u8>,
     bus: Bus,
-    input: [f32; TICK_FRAMES],
+    input: ChannelInput,
+    /// Controllers that sample voices follow (expression, sends, mod wheel, pressure).
+    controls: sampler::ChannelControls,
+    /// Registered parameter selected by CC101/CC100 (127/127: none).
+    rpn: (u8, u8),
+    /// Pitch-bend range set through RPN 0, in semitones (over the set's bend_range).
+    rpn_bend_range: Option<f32>,
+    /// Bank selected by CC0, for program changes on sampled channels.
+    bank_select: u16,
     quiet_ticks: u32,
     idle: bool,
     /// Keys down on the channel, oldest first (for legato's return to a held key).
@@ -401,7 +420,11 @@ impl ChannelState {
             expression: 1.0,
             program: None,
             bus: Bus::new(sr, TICK_FRAMES),
-            input: [0.0; TICK_FRAMES],
+            input: ChannelInput::default(),
+            controls: sampler::ChannelControls::default(),
+            rpn: (127, 127),
+            rpn_bend_range: None,
+            bank_select: 0,
             quiet_ticks: 0,
             idle: true,
             keys: KeyStack { keys: [0; KEY_STACK], len: 0 },
@@ -419,7 +442,8 @@ impl ChannelState {
     }
 
     fn bend_target(&self) -> f32 {
-        self.bend_raw as f32 / 8192.0 * self.target.get(Param::BendRange)
+        let range = self.rpn_bend_range.unwrap_or(self.target.get(Param::BendRange));
+        self.bend_raw as f32 / 8192.0 * range
     }
 
     /// Steps voice parameters and pitch bend one tick.
@@ -588,6 +612,19 @@ fn rank(k: &EventKind) -> u8 {
     }
 }
 
+/// Hands `g` to the control side to be freed: the trash queue, else the stash (sent
+/// on later), else leaked and counted. Never frees on this thread.
+fn retire_into(trash: &mut rtrb::Producer<Garbage>, stash: &mut Vec<Garbage>, stats: &EngineStats, g: Garbage) {
+    if let Err(rtrb::PushError::Full(g)) = trash.push(g) {
+        if stash.len() < stash.capacity() {
+            stash.push(g);
+        } else {
+            stats.trash_overflow.fetch_add(1, Relaxed);
+            std::mem::forget(g);
+        }
+    }
+}
+
 /// Pushes within the vector's preallocated capacity, counting overflow instead.
 #[inline]
 fn push_bounded<T>(v: &mut Vec<T>, item: T, overflow: &AtomicU64) {
@@ -647,6 +684,11 @@ pub struct Engine {
     bus_l: [f32; TICK_FRAMES],
     bus_r: [f32; TICK_FRAMES],
     idle_ticks: u32,
+    /// The sample banks held, and the current snapshot's banks' slots.
+    banks: banks::BankSlots,
+    /// Reverbs and choruses the sample voices' sends share.
+    sends: sends::Sends,
+    bank_map: [u8; banks::MAX_SNAPSHOT_BANKS],
 }
 
 impl Engine {
@@ -691,6 +733,9 @@ impl Engine {
             bus_l: [0.0; TICK_FRAMES],
             bus_r: [0.0; TICK_FRAMES],
             idle_ticks: (IDLE_SECONDS * sample_rate / TICK_FRAMES as f32) as u32,
+            banks: banks::BankSlots::default(),
+            sends: sends::Sends::new(sample_rate),
+            bank_map: [banks::NO_SLOT; banks::MAX_SNAPSHOT_BANKS],
         };
         let autoplay = initial.autoplay && initial.sync == SyncMode::Internal;
         let placeholder = e.adopt(Box::new(initial));
@@ -861,15 +906,7 @@ impl Engine {
     }
 
     fn retire(&mut self, g: Garbage) {
-        if let Err(rtrb::PushError::Full(g)) = self.ports.trash.push(g) {
-            if self.trash_stash.len() < self.trash_stash.capacity() {
-                self.trash_stash.push(g);
-            } else {
-                // Never free on this thread: leak it and say so.
-                self.ports.stats.trash_overflow.fetch_add(1, Relaxed);
-                std::mem::forget(g);
-            }
-        }
+        retire_into(&mut self.ports.trash, &mut self.trash_stash, &self.ports.stats, g);
     }
 
     fn flush_stash(&mut self) {
@@ -923,7 +960,9 @@ impl Engine {
                     let mut n = n;
                     match st.program {
                         Some(p) if !set_changed_instrument => {
-                            if let Some(prog) = next.programs[p as usize] {
+                            if let Source::Sampled { .. } = n.source {
+                                // Resolved after the banks are taken (below).
+                            } else if let Some(prog) = next.programs[p as usize] {
                                 n = with_program(n, prog);
                             }
                         }
@@ -976,6 +1015,25 @@ impl Engine {
             self.ports.stats.clock_out_looped.store(false, Relaxed);
         }
         self.clock_out = next.clock_out && !self.ports.stats.clock_out_looped.load(Relaxed);
+        {
+            let (trash, stash, stats) = (&mut self.ports.trash, &mut self.trash_stash, &self.ports.stats);
+            let missing = self
+                .banks
+                .adopt(&next.banks, &mut self.bank_map, |b| retire_into(trash, stash, stats, Garbage::Bank(b)));
+            stats.banks_overflow.fetch_add(missing as u64, Relaxed);
+            stats.banks_held.store(self.banks.held() as u32, Relaxed);
+        }
+        for ch in 0..MAX_CHANNELS {
+            let st = &self.channels[ch];
+            if let (Some(p), Some(n)) = (st.program, next.channels[ch])
+                && let Source::Sampled { .. } = n.source
+            {
+                // A program change outlives a reload that keeps the channel's preset.
+                if let Some(sel) = self.sampled_program(n, st.bank_select, p) {
+                    self.channels[ch].config = Some(sel);
+                }
+            }
+        }
         if next.sync != self.snapshot.sync {
             self.switch_sync(frame, next.sync, next.tempo_bpm);
         } else if next.tempo_bpm != self.snapshot.tempo_bpm && next.sync == SyncMode::Internal {
@@ -1332,7 +1390,7 @@ impl Engine {
         for st in self.channels.iter_mut().filter(|st| !st.idle) {
             st.update_target();
             st.step_voice_params(&self.voice_params);
-            st.input = [0.0; TICK_FRAMES];
+            st.input.clear();
         }
 
         // Voices, segment by segment between events.
@@ -1370,20 +1428,46 @@ impl Engine {
         for &slot in &self.active {
             let v = &mut self.voices[slot as usize];
             let st = &mut self.channels[v.channel as usize];
-            let ctx = VoiceCtx { sample_rate: self.sr, tables, params: &st.now, bend: st.bend.value() };
-            v.render(&ctx, &mut scratch, &mut st.input[from..to]);
+            let ctx = VoiceCtx {
+                sample_rate: self.sr,
+                tables,
+                params: &st.now,
+                bend: st.bend.value(),
+                banks: &self.banks,
+                controls: st.controls,
+            };
+            let input = &mut st.input;
+            let out = VoiceOut {
+                mono: &mut input.mono[from..to],
+                left: &mut input.left[from..to],
+                right: &mut input.right[from..to],
+                chorus: &mut input.chorus[from..to],
+                reverb: &mut input.reverb[from..to],
+                stereo: &mut input.stereo,
+                sent: &mut input.sent,
+            };
+            v.render(&ctx, &mut scratch, out);
             ended |= !v.active;
         }
         if ended {
             let voices = &self.voices;
             let free = &mut self.free;
+            let banks = &mut self.banks;
+            let trash = &mut self.ports.trash;
+            let stash = &mut self.trash_stash;
+            let stats = &self.ports.stats;
             self.active.retain(|&slot| {
-                let keep = voices[slot as usize].active;
+                let v = &voices[slot as usize];
+                let keep = v.active;
                 if !keep {
                     free.push(slot);
+                    if let VoiceSource::Sample { slot: b } = v.source {
+                        banks.voice_ended(b, |bank| retire_into(trash, stash, stats, Garbage::Bank(bank)));
+                    }
                 }
                 keep
             });
+            stats.banks_held.store(self.banks.held() as u32, Relaxed);
         }
     }
 
@@ -1401,6 +1485,14 @@ impl Engine {
                 continue;
             }
             st.idle = false;
+            if st.input.sent
+                && self.sends.feed(&st.target, st.target.get(Param::Volume), &st.input.reverb, &st.input.chorus)
+            {
+                // Shared send effects took them (see `sends`).
+                st.input.reverb = [0.0; TICK_FRAMES];
+                st.input.chorus = [0.0; TICK_FRAMES];
+                st.input.sent = false;
+            }
             st.bus.process(&st.input, &st.target, BusOut { left: &mut self.bus_l, right: &mut self.bus_r });
             let mut peak = 0.0f32;
             let mut finite = true;
@@ -1431,6 +1523,7 @@ impl Engine {
                 st.quiet_ticks = 0;
             }
         }
+        self.sends.process(&mut self.mix_l, &mut self.mix_r);
         let master = self.snapshot.master;
         self.master.process(&master, &mut self.mix_l, &mut self.mix_r);
         let mut peak = 0.0f32;
@@ -1505,6 +1598,11 @@ impl Engine {
                 }
             }
             EventKind::Program { channel, program } => self.program_change(channel, program),
+            EventKind::Pressure { channel, value } => {
+                if let Some(st) = self.channels.get_mut(channel as usize) {
+                    st.controls.pressure = value;
+                }
+            }
             _ => {}
         }
     }
@@ -1537,19 +1635,31 @@ impl Engine {
         };
         let source = match cfg.source {
             Source::Synth(s) => VoiceSource::Synth(s),
-            Source::Drums => match self.tables.drums.notes.get(note as usize).copied().flatten() {
-                Some(sound) => {
-                    // A closed or pedal hi-hat chokes the open one.
-                    if matches!(note, 42 | 44) {
-                        let sr = self.sr;
-                        for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel && v.note == 46) {
-                            v.steal(sr);
-                        }
-                    }
-                    VoiceSource::Drum { sound, pos: 0 }
+            Source::Sampled { bank, preset } => {
+                self.sample_note_on(channel, note, velocity, bank, preset, &cfg);
+                return;
+            }
+            Source::Drums => {
+                if let Some((bank, preset)) = self.snapshot.user_kit
+                    && self.sample_note_on(channel, note, velocity, bank, preset, &cfg)
+                {
+                    return;
                 }
-                None => return,
-            },
+                match self.tables.drums.notes.get(note as usize).copied().flatten() {
+                    Some(sound) => {
+                        // A closed or pedal hi-hat chokes the open one.
+                        if matches!(note, 42 | 44) {
+                            let sr = self.sr;
+                            for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel && v.note == 46)
+                            {
+                                v.steal(sr);
+                            }
+                        }
+                        VoiceSource::Drum { sound, pos: 0 }
+                    }
+                    None => return,
+                }
+            }
             Source::External { .. } => return,
         };
         let st = &mut self.channels[ch];
@@ -1573,7 +1683,62 @@ impl Engine {
         if matches!(source, VoiceSource::Synth(_)) {
             st.last_pitch = Some(note as f64);
         }
-        // Make room on the channel: the oldest voice (released ones first) fades out.
+        let slot = self.allocate_voice(channel, &cfg);
+        self.start_voice(slot, channel, note, velocity, source, &cfg, glide_from);
+    }
+
+    /// Plays a note on a sampled preset: one voice per region the key and velocity
+    /// fall in (layers), each cutting the voices of its exclusive class. Returns
+    /// whether any region matched.
+    fn sample_note_on(
+        &mut self,
+        channel: u8,
+        note: u8,
+        velocity: u8,
+        bank: u8,
+        preset: u16,
+        cfg: &ChannelConfig,
+    ) -> bool {
+        let Some(&slot) = self.bank_map.get(bank as usize) else { return false };
+        self.channels[channel as usize].keys.push(note);
+        let first_serial = self.serial + 1;
+        let mut started = false;
+        for i in 0.. {
+            let region = match self.banks.get(slot).and_then(|b| b.presets.get(preset as usize)) {
+                Some(p) => match p.regions.get(i) {
+                    Some(r) => *r,
+                    None => break,
+                },
+                None => break,
+            };
+            if !region.matches(note, velocity) {
+                continue;
+            }
+            if region.exclusive_class != 0 {
+                let sr = self.sr;
+                for v in self.voices.iter_mut().filter(|v| {
+                    v.active
+                        && v.channel == channel
+                        && v.serial < first_serial
+                        && matches!(v.source, VoiceSource::Sample { .. })
+                        && v.sample.region.exclusive_class == region.exclusive_class
+                }) {
+                    v.steal(sr);
+                }
+            }
+            let voice = self.allocate_voice(channel, cfg);
+            self.start_voice(voice, channel, note, velocity, VoiceSource::Sample { slot }, cfg, None);
+            let sr = self.sr;
+            self.voices[voice].sample.start(&region, note, velocity, sr);
+            self.banks.voice_started(slot);
+            started = true;
+        }
+        started
+    }
+
+    /// A free voice slot on `channel`, making room under the channel's voice limit
+    /// (the oldest voice, released ones first, fades out) and in the pool.
+    fn allocate_voice(&mut self, channel: u8, cfg: &ChannelConfig) -> usize {
         let limit = cfg.voice_limit.clamp(1, MAX_VOICE_LIMIT) as usize;
         let mut count = 0;
         let mut victim: Option<usize> = None;
@@ -1600,7 +1765,7 @@ impl Engine {
             self.voices[i].steal(self.sr);
             self.ports.stats.voices_stolen.fetch_add(1, Relaxed);
         }
-        let slot = match self.free.pop() {
+        match self.free.pop() {
             Some(i) => i as usize,
             None => {
                 // The whole pool is busy: cut the voice closest to silence.
@@ -1608,20 +1773,47 @@ impl Engine {
                 let key = |v: &Voice| (v.steal_left == 0, v.steal_left, v.serial);
                 let pos =
                     (0..self.active.len()).min_by_key(|&k| key(&self.voices[self.active[k] as usize])).unwrap_or(0);
-                self.active.remove(pos) as usize
+                let slot = self.active.remove(pos) as usize;
+                if let VoiceSource::Sample { slot: b } = self.voices[slot].source {
+                    let (trash, stash, stats) = (&mut self.ports.trash, &mut self.trash_stash, &self.ports.stats);
+                    self.banks.voice_ended(b, |bank| retire_into(trash, stash, stats, Garbage::Bank(bank)));
+                }
+                slot
             }
-        };
+        }
+    }
+
+    /// Starts a voice in `slot` and adds it to the active list.
+    #[allow(clippy::too_many_arguments)]
+    fn start_voice(
+        &mut self,
+        slot: usize,
+        channel: u8,
+        note: u8,
+        velocity: u8,
+        source: VoiceSource,
+        cfg: &ChannelConfig,
+        glide_from: Option<f64>,
+    ) {
+        let ch = channel as usize;
         self.serial += 1;
         let st = &mut self.channels[ch];
         if st.idle {
             // Waking mid-tick: this tick's parameters and input were skipped.
             st.update_target();
             st.snap();
-            st.input = [0.0; TICK_FRAMES];
+            st.input.clear();
             st.idle = false;
         }
         st.quiet_ticks = 0;
-        let ctx = VoiceCtx { sample_rate: self.sr, tables: &self.tables, params: &st.now, bend: st.bend.value() };
+        let ctx = VoiceCtx {
+            sample_rate: self.sr,
+            tables: &self.tables,
+            params: &st.now,
+            bend: st.bend.value(),
+            banks: &self.banks,
+            controls: st.controls,
+        };
         let seed = self.serial.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((channel as u64) << 8 | note as u64);
         self.voices[slot].start(
             channel,
@@ -1679,20 +1871,40 @@ impl Engine {
             return;
         }
         let sr = self.sr;
+        let sampled = matches!(self.channels[ch].config.map(|c| c.source), Some(Source::Sampled { .. }));
+        let st = &mut self.channels[ch];
         match cc {
+            0 => st.bank_select = value as u16,
+            1 => st.controls.mod_wheel = value,
+            // Expression: sample voices follow it through the SoundFont's own curve,
+            // a synth channel takes it as a gain on its volume.
+            11 => {
+                st.controls.expression = value;
+                let gain = value as f32 / 127.0;
+                st.expression = if sampled { 1.0 } else { gain };
+                self.ports.stats.expression[ch].store(gain.to_bits(), Relaxed);
+            }
+            91 => st.controls.reverb = value,
+            93 => st.controls.chorus = value,
+            101 => st.rpn.0 = value,
+            100 => st.rpn.1 = value,
+            // Data entry for RPN 0: the pitch-bend range in semitones (MSB) and cents (LSB).
+            6 if st.rpn == (0, 0) => st.rpn_bend_range = Some(value as f32),
+            38 if st.rpn == (0, 0) => {
+                let semis = st.rpn_bend_range.unwrap_or(0.0).floor();
+                st.rpn_bend_range = Some(semis + value.min(99) as f32 / 100.0);
+            }
             7 | 10 => {
                 let (p, v) = if cc == 7 {
-                    (Param::Volume, value as f32 / 127.0)
+                    // A sampled channel follows General MIDI's volume curve (the default
+                    // SoundFont modulator: 40 log10, a square law); synths a linear fader.
+                    let g = value as f32 / 127.0;
+                    (Param::Volume, if sampled { g * g } else { g })
                 } else {
                     (Param::Pan, ((value as f32 - 64.0) / 63.0).clamp(-1.0, 1.0))
                 };
                 self.channels[ch].overrides[p as usize] = v;
                 self.ports.stats.overrides[ch][p as usize].store(v.to_bits(), Relaxed);
-            }
-            11 => {
-                let st = &mut self.channels[ch];
-                st.expression = value as f32 / 127.0;
-                self.ports.stats.expression[ch].store(st.expression.to_bits(), Relaxed);
             }
             64 => {
                 let down = value >= 64;
@@ -1719,6 +1931,10 @@ impl Engine {
                 }
                 st.bend_raw = 0;
                 st.pedal = false;
+                st.controls.expression = 127;
+                st.controls.mod_wheel = 0;
+                st.controls.pressure = 0;
+                st.rpn = (127, 127);
                 st.expression = 1.0;
                 let stats = &self.ports.stats;
                 stats.bends[ch].store(0, Relaxed);
@@ -1744,6 +1960,20 @@ impl Engine {
         if cfg.source == Source::Drums {
             return;
         }
+        if let Source::Sampled { .. } = cfg.source {
+            let base = self.snapshot.channels[ch].unwrap_or(cfg);
+            match self.sampled_program(base, self.channels[ch].bank_select, program) {
+                Some(next) => {
+                    let st = &mut self.channels[ch];
+                    st.program = Some(program);
+                    st.config = Some(next);
+                }
+                None => {
+                    self.ports.stats.programs_ignored.fetch_add(1, Relaxed);
+                }
+            }
+            return;
+        }
         let Some(prog) = self.snapshot.programs.get(program as usize).copied().flatten() else {
             self.ports.stats.programs_ignored.fetch_add(1, Relaxed);
             return;
@@ -1760,6 +1990,24 @@ impl Engine {
         }
         st.config = Some(next);
         st.last = next.params;
+    }
+
+    /// The preset a program change selects on a sampled channel playing `base`: the
+    /// bank's preset at (selected bank, program), else bank 0's (a kit: bank 128's,
+    /// else its first kit). Audio thread: a binary search, no allocation.
+    fn sampled_program(&self, base: ChannelConfig, bank_select: u16, program: u8) -> Option<ChannelConfig> {
+        let Source::Sampled { bank, preset } = base.source else { return None };
+        let b = self.banks.get(*self.bank_map.get(bank as usize)?)?;
+        let kit = b.presets.get(preset as usize).is_some_and(|p| p.bank == 128);
+        let found = if kit {
+            b.find(128, program).or_else(|| b.find(128, 0))
+        } else {
+            b.find(bank_select, program).or_else(|| b.find(0, program))
+        }?;
+        let mut next = base;
+        next.source = Source::Sampled { bank, preset: found };
+        next.instrument_id = base.instrument_id ^ (found as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Some(next)
     }
 
     /// Everything fades out at once; pedals up, bends centred.
@@ -1798,10 +2046,13 @@ impl Engine {
             }
             st.bend_raw = m.bend.clamp(-8192, 8191);
             st.pedal = m.pedal;
-            st.expression = m.expression.clamp(0.0, 1.0);
+            let gain = m.expression.clamp(0.0, 1.0);
+            let sampled = matches!(st.config.map(|c| c.source), Some(Source::Sampled { .. }));
+            st.controls.expression = (gain * 127.0).round() as u8;
+            st.expression = if sampled { 1.0 } else { gain };
             stats.bends[ch].store(st.bend_raw as i32 as u32, Relaxed);
             stats.pedals[ch].store(st.pedal, Relaxed);
-            stats.expression[ch].store(st.expression.to_bits(), Relaxed);
+            stats.expression[ch].store(gain.to_bits(), Relaxed);
             st.update_target();
             st.snap();
         }

@@ -100,6 +100,8 @@ pub struct PlayOptions {
     pub midi_out: Option<String>,
     /// Send MIDI clock whatever the set says.
     pub clock_out: bool,
+    /// Folders beyond the set's own that its samples and fonts may come from.
+    pub samples: Vec<PathBuf>,
 }
 
 /// Messages to the control thread.
@@ -351,7 +353,8 @@ impl Live {
         tx: Sender<Msg>,
         handles: Arc<Mutex<Option<Handles>>>,
     ) -> Result<Live, StartError> {
-        let host = ScriptHost::new().map_err(StartError::Script)?;
+        let mut host = ScriptHost::new().map_err(StartError::Script)?;
+        host.allow_folders(&opts.samples);
         let mut session = Session::open(host, &opts.set).map_err(StartError::Script)?;
         session.set_sync_override(opts.sync);
         let listener = match &opts.listen {
@@ -1350,10 +1353,11 @@ impl Live {
     }
 
     fn load(&mut self, path: &Path) {
-        let host = match ScriptHost::new() {
+        let mut host = match ScriptHost::new() {
             Ok(h) => h,
             Err(d) => return self.say(&d.render()),
         };
+        host.allow_folders(&self.opts.samples);
         match Session::open(host, path) {
             Ok(mut s) => {
                 s.set_sync_override(self.opts.sync);
@@ -1450,6 +1454,16 @@ impl Live {
         if let Some(l) = &self.listener {
             s.push_str(&l.stats().line(l.addr));
             s.push('\n');
+        }
+        if let Some(m) = crate::rig::describe::sample_memory(set) {
+            s.push_str(&format!(
+                "{m}; the engine holds {} sample banks{}\n",
+                stats.banks_held.load(Relaxed),
+                match stats.banks_overflow.load(Relaxed) {
+                    0 => String::new(),
+                    n => format!(" ({n} found no slot and are silent)"),
+                }
+            ));
         }
         s.push_str(&format!(
             "events: {} dropped (queue full), {} late, {} overflowed, {} pattern hits skipped; voices stolen {}, cut {}; faults {}",

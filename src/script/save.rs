@@ -86,7 +86,24 @@ fn channel_line(n: u8, spec: &ChannelSpec, lib: &Library, out: &mut String) {
             }
             let _ = writeln!(out, "channel({n}, {}{});", quote(&spec.instrument), map_literal(&items));
         }
+        ChannelKind::Sampled { font, preset, kit } => {
+            let mut items =
+                vec![format!("soundfont: {}", quote(font)), format!("preset: {}", quote(&sampled_preset(spec)))];
+            let _ = preset;
+            items.extend(param_diff(&spec.params, &ParamValues::default()));
+            let f = if *kit { "drums" } else { "channel" };
+            let _ = writeln!(out, "{f}({n}, #{{ {} }});", items.join(", "));
+        }
+        ChannelKind::SampleInstrument { name } => {
+            let items = param_diff(&spec.params, &ParamValues::default());
+            let _ = writeln!(out, "channel({n}, {}{});", quote(name), map_literal(&items));
+        }
     }
+}
+
+/// The preset name of a sampled channel (its instrument reads "font: preset").
+fn sampled_preset(spec: &ChannelSpec) -> String {
+    spec.instrument.split_once(": ").map(|(_, p)| p.to_string()).unwrap_or_default()
 }
 
 fn pattern_lines(p: &PatternSpec, set: &Set, lib: &Library, out: &mut String) {
