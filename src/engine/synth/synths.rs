@@ -34,7 +34,7 @@
 //! Noise-like components (hiss, breath, noise floor) are scaled with the sample rate
 //! so their level in the audible band does not depend on it.
 
-use super::{OscState, Synth, SynthCtx, with_detune};
+use super::{OscState, Synth, SynthCtx, dc_out, with_detune};
 use crate::dsp::biquad::BiquadCoefs;
 use crate::dsp::math::fast_tanh;
 use crate::params::Param;
@@ -328,6 +328,9 @@ impl Synth for Mellotron {
             *x = v * TAPE_OUT;
         }
         st.z[4..8].copy_from_slice(&[sh[0], sh[1], sl[0], sl[1]]);
+        // The saturation of an asymmetric wave (the strings' softened even harmonics,
+        // the choir's formant-weighted harmonics) leaves DC: take it out.
+        dc_out(st, ctx.sample_rate, out);
     }
 }
 
