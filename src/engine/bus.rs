@@ -352,7 +352,9 @@ impl Bus {
                 let w = self.spread_on;
                 l[i] += (dl - l[i]) * w + side;
                 r[i] += (dr - r[i]) * w - side;
-                self.spread_on = if target > w { (w + self.wake_step).min(1.0) } else { (w - self.wake_step).max(0.0) };
+                // Toward the target, and still once there (a bare "up, else down"
+                // stepped away from 1 on every other sample).
+                self.spread_on = w + (target - w).clamp(-self.wake_step, self.wake_step);
             }
         } else if !self.spread_dormant {
             self.spread_mid.fill(0.0);
