@@ -331,7 +331,7 @@ fn every_preset_releases_no_faster_than_60_ms_unless_it_asks() {
         let set = common::set(&text);
         let spec = &set.channels[&1];
         let release = spec.params.get(Param::Release);
-        let (lo, hi) = jamrig::offline::levels::preset_range(&set);
+        let (lo, hi) = jamrig::offline::levels::preset_range(lib, name);
         let note = 60u8.clamp(lo, hi);
         let (out, _) = play(&text, note, 0.4, 2.5);
         let m = common::mono(&out);
@@ -414,7 +414,7 @@ fn no_preset_carries_dc() {
     for name in names {
         let text = format!("channel(1, \"{name}\");");
         let set = common::set(&text);
-        let (lo, hi) = jamrig::offline::levels::preset_range(&set);
+        let (lo, hi) = jamrig::offline::levels::preset_range(lib, name);
         let (out, _) = play(&text, 60u8.clamp(lo, hi), 0.7, 0.5);
         for side in [common::left(&out), common::right(&out)] {
             let mean = side.iter().map(|v| *v as f64).sum::<f64>() / side.len() as f64;
@@ -429,4 +429,61 @@ fn no_preset_carries_dc() {
     }
     println!("largest DC: {} at {:.1} dB of its RMS", worst.1, worst.0);
     assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+// ---- Loudness ----
+
+/// Gain staging: every instrument preset, one note at velocity 100 at its reference
+/// note (C4, or the nearest note of its range), reads the library's target within
+/// 2 LU (momentary maximum, EBU R128 through `ebur128`; the pads' voicing of -1.5 LU
+/// included), and every note of its range tried (the ends and the octaves around the
+/// reference) within 3 LU of its reference note. The drum kit playing the `rock`
+/// pattern reads the target within 2 LU. Before the presets carried level trims and
+/// key scaling they spanned 25.6 LU at C4 (sync_lead at -37.5 LUFS, metal_guitar at
+/// -11.9), and their ranges strayed up to 47 LU. Prints the table.
+#[test]
+fn every_preset_is_level_matched_across_its_range() {
+    use jamrig::offline::levels::{TARGET_LUFS, kit_level, preset_level};
+    let lib = common::host().library();
+    let mut names: Vec<&String> = lib.instruments.keys().collect();
+    names.sort();
+    let tables = common::tables(SR);
+    // Two halves side by side (two cores).
+    let half = names.len().div_ceil(2);
+    let rows: Vec<_> = std::thread::scope(|s| {
+        let jobs: Vec<_> = names
+            .chunks(half)
+            .map(|chunk| {
+                let tables = tables.clone();
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|n| preset_level(common::host(), &tables, n, true).expect("preset renders"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        jobs.into_iter().flat_map(|j| j.join().expect("measuring thread")).collect()
+    });
+    let mut bad = Vec::new();
+    for p in &rows {
+        let dev = p.reference_lufs - TARGET_LUFS;
+        let notes: Vec<String> = p.range.iter().map(|(n, l)| format!("{n} {:+.1}", l - p.reference_lufs)).collect();
+        println!("{:20} {:3} {dev:+5.1} LU | {}", p.name, p.reference_note, notes.join(", "));
+        if dev.abs() > 2.0 {
+            bad.push(format!("{}: {dev:+.1} LU from the target at note {}", p.name, p.reference_note));
+        }
+        for (n, l) in &p.range {
+            if (l - p.reference_lufs).abs() > 3.0 {
+                bad.push(format!("{} at note {n}: {:+.1} LU from its reference note", p.name, l - p.reference_lufs));
+            }
+        }
+    }
+    let kit = kit_level(common::host(), &tables).expect("kit renders") - TARGET_LUFS;
+    println!("drum kit {kit:+.1} LU");
+    if kit.abs() > 2.0 {
+        bad.push(format!("the drum kit: {kit:+.1} LU from the target"));
+    }
+    assert!(rows.len() >= 84, "{} presets", rows.len());
+    assert!(bad.is_empty(), "{} problems:\n{}", bad.len(), bad.join("\n"));
 }

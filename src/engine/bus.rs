@@ -6,7 +6,7 @@
 use crate::dsp::chorus::Chorus;
 use crate::dsp::delay::StereoDelay;
 use crate::dsp::glide::Glide;
-use crate::dsp::math::fast_tanh;
+use crate::dsp::math::{db_to_gain, fast_tanh};
 use crate::dsp::phaser::Phaser;
 use crate::dsp::reverb::Reverb;
 use crate::dsp::svf::{Svf, SvfCoefs};
@@ -425,6 +425,10 @@ impl Bus {
 
         // Volume and constant-power pan (gains interpolated across the tick).
         let (vol0, vold) = self.glides[Param::Volume as usize].step(t.get(Param::Volume), n);
+        // The level trim (dB), as gains at both ends of the tick.
+        let (lv0, lvd) = self.glides[Param::Level as usize].step(t.get(Param::Level), n);
+        let (trim0, trim1) = (db_to_gain(lv0), db_to_gain(lv0 + lvd * n as f32));
+        let (vol0, vold) = (vol0 * trim0, ((vol0 + vold * n as f32) * trim1 - vol0 * trim0) / n as f32);
         let (pan0, pand) = self.glides[Param::Pan as usize].step(t.get(Param::Pan), n);
         let angle = |pan: f32| (pan.clamp(-1.0, 1.0) + 1.0) * FRAC_PI_4;
         let (a0, a1) = (angle(pan0), angle(pan0 + pand * n as f32));
