@@ -7,6 +7,7 @@ use crate::dsp::chorus::Chorus;
 use crate::dsp::delay::StereoDelay;
 use crate::dsp::glide::Glide;
 use crate::dsp::math::{db_to_gain, fast_tanh};
+use crate::dsp::oversample::Oversampler4;
 use crate::dsp::phaser::Phaser;
 use crate::dsp::reverb::Reverb;
 use crate::dsp::svf::{Svf, SvfCoefs};
@@ -133,6 +134,10 @@ pub struct Bus {
     trem_phase: f64,
     /// DC blocker after distortion and saturation.
     dc: [f32; 2],
+    /// Distortion and saturation run oversampled; how far the output has moved to
+    /// the oversampled path (0..1, so that switching them on or off never clicks).
+    oversampler: Oversampler4,
+    drive_on: f32,
     chorus: Chorus,
     chorus_dormant: bool,
     phaser: Phaser,
@@ -169,6 +174,8 @@ impl Bus {
             glides: std::array::from_fn(|i| Glide::new(defaults.0[i], tick, sample_rate)),
             trem_phase: 0.0,
             dc: [0.0; 2],
+            oversampler: Oversampler4::new(),
+            drive_on: 0.0,
             chorus: Chorus::new(sample_rate),
             chorus_dormant: true,
             phaser: Phaser::default(),
@@ -217,6 +224,7 @@ impl Bus {
     /// Clears all state (after a numeric fault).
     pub fn clear(&mut self) {
         self.dc = [0.0; 2];
+        self.oversampler.clear();
         self.chorus.clear();
         self.phaser.clear();
         self.delay.clear();
@@ -232,29 +240,42 @@ impl Bus {
         let mono = &mut self.mono[..n];
         mono.copy_from_slice(input);
 
-        // Distortion: a driven tanh blended in by the amount.
+        // Distortion (a driven tanh blended in by the amount), then saturation (a gentle
+        // tanh, blended), at four times the rate: the harmonics the curves make above
+        // the audio band are filtered out before they fold back into it. While the
+        // stage switches on or off, the output crossfades over the wake fade between
+        // the dry signal and the oversampled one (which runs `LATENCY_SAMPLES` late).
         let (d0, dd) = self.glides[Param::Distortion as usize].step(t.get(Param::Distortion), n);
         let (g0, gd) = self.glides[Param::DistortionDrive as usize].step(t.get(Param::DistortionDrive), n);
-        if d0 > 0.0 || dd != 0.0 {
-            for (i, x) in mono.iter_mut().enumerate() {
-                let a = d0 + dd * (i as i32 + 1) as f32;
-                let drive = (g0 + gd * (i as i32 + 1) as f32) * (1.0 + 3.0 * a);
-                *x += (fast_tanh(*x * drive) * 0.5 - *x) * a;
-            }
-        }
-
-        // Saturation: gentle tanh, blended.
         let (s0, sd) = self.glides[Param::Saturation as usize].step(t.get(Param::Saturation), n);
-        if s0 > 0.0 || sd != 0.0 {
-            for (i, x) in mono.iter_mut().enumerate() {
-                let a = s0 + sd * (i as i32 + 1) as f32;
-                *x += (fast_tanh(*x * (1.0 + 2.0 * a)) - *x) * a;
+        let driven = d0 > 0.0 || dd != 0.0 || s0 > 0.0 || sd != 0.0;
+        if driven || self.drive_on > 0.0 {
+            if self.drive_on == 0.0 {
+                self.oversampler.clear();
             }
-        }
-
-        // DC out: driven even harmonics (an asymmetric wave through the curves above)
-        // leave it. A 5 Hz corner leaves the lowest bass alone.
-        if d0 > 0.0 || dd != 0.0 || s0 > 0.0 || sd != 0.0 {
+            let dry = &mut self.feed[..n];
+            dry.copy_from_slice(mono);
+            self.oversampler.process(mono, |i, x| {
+                let k = (i as i32 + 1) as f32;
+                let a = d0 + dd * k;
+                let drive = (g0 + gd * k) * (1.0 + 3.0 * a);
+                let x = x + (fast_tanh(x * drive) * 0.5 - x) * a;
+                let b = s0 + sd * k;
+                x + (fast_tanh(x * (1.0 + 2.0 * b)) - x) * b
+            });
+            let target = if driven { 1.0 } else { 0.0 };
+            if self.drive_on != target || target != 1.0 {
+                for (x, d) in mono.iter_mut().zip(dry.iter()) {
+                    let w = self.drive_on;
+                    *x = d + (*x - d) * w;
+                    self.drive_on = w + (target - w).clamp(-self.wake_step, self.wake_step);
+                }
+            }
+            if !self.oversampler.is_finite() {
+                self.oversampler.clear();
+            }
+            // DC out: driven even harmonics (an asymmetric wave through the curves
+            // above) leave it. A 5 Hz corner leaves the lowest bass alone.
             crate::dsp::math::dc_block(mono, &mut self.dc, sr);
         }
 
