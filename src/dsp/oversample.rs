@@ -5,7 +5,7 @@
 /// The 1x <-> 2x half-band's odd taps h[1], h[3], ..., h[25] (h[0] = 1/2, even taps
 /// 0): Kaiser-windowed (beta 7.86), flat to 0.4 x the lower rate within 0.001 dB,
 /// below -78 dB from 0.6 x.
-const HB1: [f32; 13] = [
+pub const HALFBAND_2X: [f32; 13] = [
     0.316_447_7,
     -0.100_625_17,
     0.054_895_545,
@@ -22,7 +22,7 @@ const HB1: [f32; 13] = [
 ];
 /// The 2x <-> 4x half-band's odd taps: flat within 0.006 dB to 0.225 x its higher
 /// rate, below -61 dB from 0.775 x (what would land below 0.45 x the base rate).
-const HB2: [f32; 4] = [0.304_891_18, -0.071_261_495, 0.019_464_944, -0.003_056_491];
+pub const HALFBAND_4X: [f32; 4] = [0.304_891_18, -0.071_261_495, 0.019_464_944, -0.003_056_491];
 
 /// A two-times interpolator: for each input, two outputs (the half-sample point, then
 /// the input delayed by `K - 1` samples). History doubled so reads are contiguous.
@@ -118,13 +118,13 @@ impl Oversampler4 {
     #[inline]
     pub fn process(&mut self, x: &mut [f32], mut curve: impl FnMut(usize, f32) -> f32) {
         for (i, v) in x.iter_mut().enumerate() {
-            let (a, b) = self.up1.push(&HB1, *v);
-            let (a1, a2) = self.up2.push(&HB2, a);
-            let (b1, b2) = self.up2.push(&HB2, b);
+            let (a, b) = self.up1.push(&HALFBAND_2X, *v);
+            let (a1, a2) = self.up2.push(&HALFBAND_4X, a);
+            let (b1, b2) = self.up2.push(&HALFBAND_4X, b);
             let (a1, a2, b1, b2) = (curve(i, a1), curve(i, a2), curve(i, b1), curve(i, b2));
-            let lo = self.down2.push(&HB2, a1, a2);
-            let hi = self.down2.push(&HB2, b1, b2);
-            *v = self.down1.push(&HB1, lo, hi);
+            let lo = self.down2.push(&HALFBAND_4X, a1, a2);
+            let hi = self.down2.push(&HALFBAND_4X, b1, b2);
+            *v = self.down1.push(&HALFBAND_2X, lo, hi);
         }
     }
 
