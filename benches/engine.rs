@@ -1,6 +1,6 @@
 //! Engine benchmarks: prints the figures BENCHMARKS.md records. Run with
 //! `cargo bench --bench engine` (add `-- NAME` to run one: throughput, voices,
-//! startup, memory, reload, save, synths, reverb, mini).
+//! startup, memory, reload, save, synths, reverb, mini, tail, limits).
 //!
 //! Every figure is measured on one core, offline (the renderer's thread plays the
 //! audio thread's part), at 48 kHz with 128-frame blocks unless it says otherwise.
@@ -614,6 +614,93 @@ fn capture_cost() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// CPU per audio second while notes play, and then in the fading tail that follows
+/// (bus filters, delay feedback and reverb ringing out after the last note-off),
+/// where values sink towards the denormal range.
+fn tail(tables: &Arc<Tables>) {
+    for (label, delay_time, feedback) in [("dense echoes", 0.3, 0.85), ("sparse echoes", 1.5, 0.6)] {
+        tail_with(tables, label, delay_time, feedback);
+    }
+}
+
+fn tail_with(tables: &Arc<Tables>, label: &str, delay_time: f32, feedback: f32) {
+    let mut set = Set::default();
+    for ch in 1..=4u8 {
+        let mut c = synth_channel("saw", true, 8);
+        c.params.set(Param::Highpass, 80.0);
+        c.params.set(Param::Phaser, 0.3);
+        c.params.set(Param::DelayFeedback, feedback);
+        c.params.set(Param::DelayTime, delay_time);
+        c.params.set(Param::Release, 0.05);
+        set.channels.insert(ch, c);
+    }
+    let mut best_play = f64::MAX;
+    let mut best_tail = [f64::MAX; 4];
+    for _ in 0..3 {
+        let mut r = Renderer::with_tables(&set, tables.clone()).expect("rig builds");
+        let mut evs = Vec::new();
+        for ch in 0..4u8 {
+            for v in 0..4u8 {
+                let note = 48 + v * 5 + ch;
+                evs.push(Event::new(0, EventKind::NoteOn { channel: ch, note, velocity: 100 }));
+                evs.push(Event::new(SR as u64 * 2, EventKind::NoteOff { channel: ch, note }));
+            }
+        }
+        r.add_events(evs);
+        let (rtf, _) = time_blocks(&mut r, 2.0);
+        best_play = best_play.min(1.0 / rtf);
+        // The tail, second by second: 0-5 s, 5-10 s, 10-20 s, 20-40 s after the last note.
+        for (k, secs) in [5.0, 5.0, 10.0, 20.0].into_iter().enumerate() {
+            let (rtf, _) = time_blocks(&mut r, secs);
+            best_tail[k] = best_tail[k].min(1.0 / rtf);
+        }
+    }
+    println!(
+        "tail, {label}: CPU seconds per audio second (best of 3), 4 channels x 4 saw voices for 2 s, every effect, delay {delay_time} s, feedback {feedback}"
+    );
+    println!("  while playing: {best_play:.4}");
+    for (label, v) in ["0-5 s", "5-10 s", "10-20 s", "20-40 s"].iter().zip(best_tail) {
+        println!("  tail {label} after the last note: {v:.4}");
+    }
+}
+
+/// Evaluating a set at the size limits, in the shape that costs Rhai's parser most
+/// (every declaration and every variable read searches the declarations before it):
+/// the most declarations a file may have and reads up to the file size limit.
+fn limits() {
+    use jamrig::files::MAX_SET_BYTES;
+    use jamrig::script::source::MAX_DECLARATIONS;
+    let n = MAX_DECLARATIONS - 1;
+    let mut text: String = (0..n).map(|i| format!("let v{i} = {i};\n")).collect();
+    text.push_str("let s = 0;\n");
+    let mut i = 0;
+    loop {
+        let line = format!("s = {};\n", (0..30).map(|j| format!("v{}", (i * 7 + j) % n)).collect::<Vec<_>>().join("+"));
+        if text.len() + line.len() > MAX_SET_BYTES as usize {
+            break;
+        }
+        text.push_str(&line);
+        i += 1;
+    }
+    let host = ScriptHost::new().expect("stdlib");
+    let mut times: Vec<f64> = (0..5)
+        .map(|_| {
+            let t0 = Instant::now();
+            host.eval_source("worst.rhai", &text, None, Set::default(), false).expect("evaluates");
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    println!(
+        "limits: a {} byte set, {} declarations and {} lines of 30 reads: best {:.3} s, median {:.3} s of 5",
+        text.len(),
+        n + 1,
+        i,
+        times[0],
+        times[2]
+    );
+}
+
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     if which.iter().any(|w| w == "only-b") {
@@ -673,6 +760,12 @@ fn main() {
     }
     if run("capture") {
         capture_cost();
+    }
+    if run("tail") {
+        tail(&tables);
+    }
+    if run("limits") {
+        limits();
     }
     if run("memory") {
         println!("(e) run `cargo bench --bench engine -- memory` alone to measure peak memory");

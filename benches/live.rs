@@ -53,7 +53,7 @@ struct Rig {
 }
 
 fn start(set_text: &str) -> Rig {
-    let server = JackServer::start_with_period(SERVER, CYCLE);
+    let server = JackServer::start_with_period(server(), CYCLE);
     let dir = tempfile::tempdir().expect("temp dir");
     let set = dir.path().join("set.rhai");
     std::fs::write(&set, set_text).expect("write the set");

@@ -13,6 +13,7 @@
 pub mod capture;
 pub mod dsp;
 pub mod engine;
+pub mod files;
 pub mod live;
 pub mod offline;
 pub mod params;

@@ -25,10 +25,14 @@ enum Command {
         /// MIDI input: a name (case-insensitive part of it) or an index from `jamrig ports`.
         #[arg(long)]
         port: Option<String>,
-        /// Audio buffer in frames (a JACK server sets its own).
-        #[arg(long, default_value_t = 128)]
+        /// Audio buffer in frames, asked of the device; when it takes other sizes
+        /// only (a JACK server's period, say), the nearest it takes is used, and a
+        /// line says so.
+        #[arg(long, value_name = "FRAMES", default_value_t = jamrig::live::audio::DEFAULT_BUFFER_FRAMES,
+              value_parser = clap::value_parser!(u32).range(16..=16384))]
         buffer: u32,
-        /// Audio output device: part of its name, from `jamrig ports`.
+        /// Audio output device: part of its name, from `jamrig ports`; a host
+        /// first picks it (`alsa:default`, `jack:`).
         #[arg(long)]
         device: Option<String>,
         /// No REPL: play until SIGINT or SIGTERM.
@@ -67,9 +71,17 @@ enum Command {
         /// The WAV file to write.
         #[arg(short, long)]
         out: PathBuf,
-        /// A Standard MIDI File to play through the set's channels.
+        /// A Standard MIDI File to play: through the set's channels, or without a set
+        /// through the built-in General MIDI rig (program changes pick instruments).
         #[arg(long)]
         midi: Option<PathBuf>,
+        /// With --midi and a set: play the set's patterns over the file too.
+        #[arg(long, requires = "midi")]
+        patterns: bool,
+        /// After the end, ring out until the output falls below -90 dBFS, for at most
+        /// this many seconds (default 30); 0 cuts exactly at the end, with a 5 ms fade.
+        #[arg(long, value_name = "SECONDS", conflicts_with = "replay")]
+        tail: Option<f64>,
         /// Length in bars (at the set's tempo and meter).
         #[arg(long, conflicts_with = "seconds")]
         bars: Option<f64>,
@@ -98,29 +110,7 @@ enum Command {
     },
     /// Hear one preset of the library: an instrument's note (held 1 s, then left to
     /// ring out), a drum sound's hit, or two bars of a pattern or fill.
-    Audition {
-        /// An instrument, synth or drum sound (with --pattern: a pattern or fill).
-        #[arg(required_unless_present = "list")]
-        name: Option<String>,
-        /// The name is a pattern or fill.
-        #[arg(long)]
-        pattern: bool,
-        /// The note to play: a name (C4, F#2, Eb5) or a MIDI number.
-        #[arg(long, default_value = "C4")]
-        note: String,
-        /// Velocity, 1 to 127.
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=127))]
-        velocity: u8,
-        /// Write a WAV file instead of playing on the audio device.
-        #[arg(short, long)]
-        out: Option<PathBuf>,
-        /// Audio output device (without --out): part of its name, from `jamrig ports`.
-        #[arg(long)]
-        device: Option<String>,
-        /// List every instrument, synth, drum sound, pattern and fill.
-        #[arg(long)]
-        list: bool,
-    },
+    Audition(AuditionArgs),
     /// Measure loudness (EBU R128): every instrument preset and the drum kit against
     /// the library's target, or each channel of the sets named.
     Levels {
@@ -132,19 +122,52 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct AuditionArgs {
+    /// An instrument, synth or drum sound (with --pattern: a pattern or fill;
+    /// with --fill: a fill).
+    #[arg(required_unless_present = "list")]
+    name: Option<String>,
+    /// The name is a pattern (or, when no pattern has it, a fill).
+    #[arg(long, conflicts_with = "fill")]
+    pattern: bool,
+    /// The name is a fill (where a pattern and a fill share a name).
+    #[arg(long)]
+    fill: bool,
+    /// The note to play: a name (C4, F#2, Eb5) or a MIDI number.
+    #[arg(long, default_value = "C4")]
+    note: String,
+    /// Velocity, 1 to 127.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=127))]
+    velocity: u8,
+    /// Write a WAV file instead of playing on the audio device.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+    /// Audio output device (without --out): part of its name, from `jamrig ports`.
+    #[arg(long)]
+    device: Option<String>,
+    /// Audio buffer in frames (without --out), asked of the device; the nearest
+    /// size it takes is used.
+    #[arg(long, value_name = "FRAMES", default_value_t = jamrig::live::audio::DEFAULT_BUFFER_FRAMES,
+          value_parser = clap::value_parser!(u32).range(16..=16384))]
+    buffer: u32,
+    /// List every instrument, synth, drum sound, pattern and fill.
+    #[arg(long)]
+    list: bool,
+}
+
+/// Counts what each thread holds, so that a set's evaluation can be stopped at its
+/// memory ceiling (`jamrig::script::memory`).
+#[global_allocator]
+static ALLOCATOR: jamrig::script::memory::CountingAlloc = jamrig::script::memory::CountingAlloc;
+
 /// Exit status when there is no usable audio output.
 const EXIT_NO_AUDIO: u8 = 3;
 
 /// `jamrig audition`: lists, or renders one preset to a WAV or the audio device.
-fn audition(
-    name: Option<String>,
-    pattern: bool,
-    note: &str,
-    velocity: u8,
-    out: Option<PathBuf>,
-    device: Option<String>,
-    list: bool,
-) -> anyhow::Result<()> {
+fn audition(args: AuditionArgs) -> anyhow::Result<()> {
+    let AuditionArgs { name, pattern, fill, note, velocity, out, device, buffer, list } = args;
+    let note = note.as_str();
     use jamrig::offline::audition;
     let host = jamrig::script::ScriptHost::new().map_err(ScriptFailure)?;
     if list {
@@ -155,24 +178,43 @@ fn audition(
     let note_number = jamrig::theory::parse_note(note)
         .or_else(|| note.parse::<u8>().ok().filter(|n| *n < 128))
         .ok_or_else(|| anyhow::anyhow!("--note {note} is not a note: give a name like C4, F#2 or Eb5, or 0..127"))?;
-    let item = audition::resolve(host.library(), &name, pattern)?;
+    let kind = if fill {
+        audition::Kind::Fill
+    } else if pattern {
+        audition::Kind::Pattern
+    } else {
+        audition::Kind::Sound
+    };
+    let item = audition::resolve(host.library(), &name, kind)?;
     let chosen = match &out {
         Some(_) => None,
-        None => Some(jamrig::live::audio::choose(device.as_deref(), 256)?),
+        None => {
+            let c = jamrig::live::audio::choose(device.as_deref(), buffer)?;
+            if let Some(note) = &c.buffer_note {
+                eprintln!("{note}");
+            }
+            Some(c)
+        }
     };
     let rate = chosen.as_ref().map_or(48_000, |c| c.sample_rate());
     let plan = audition::plan(&host, &item, note_number, velocity, rate)?;
-    let samples = audition::render(&plan, std::sync::Arc::new(jamrig::tables::Tables::new(rate as f32)))?;
-    let seconds = samples.len() as f64 / 2.0 / rate as f64;
+    let tables = std::sync::Arc::new(jamrig::tables::Tables::new(rate as f32));
     let what = match &item {
         audition::Item::Instrument(n) => format!("{n} at {}", jamrig::theory::note_name(note_number)),
         other => format!("{} {}", other.kind(), other.name()),
     };
+    if let Some(path) = &out {
+        // Streamed to the file as it is rendered.
+        jamrig::files::check_output(path, &[])?;
+        let frames = audition::write(&plan, tables, path)?;
+        eprintln!("wrote {} ({what}, {:.1} s)", path.display(), frames as f64 / rate as f64);
+        return Ok(());
+    }
+    // For the audio device: at most a second's note and its ring-out, in memory.
+    let samples = audition::render(&plan, tables)?;
+    let seconds = samples.len() as f64 / 2.0 / rate as f64;
     match (out, chosen) {
-        (Some(path), _) => {
-            jamrig::offline::wav::write(&path, &samples, rate, SampleFormat::S16)?;
-            eprintln!("wrote {} ({what}, {seconds:.1} s)", path.display());
-        }
+        (Some(_), _) => unreachable!("written above"),
         (None, Some(c)) => {
             eprintln!("playing {what} ({seconds:.1} s) on {}", c.description);
             jamrig::live::audio::play_buffer(&c, samples)?;
@@ -219,13 +261,13 @@ fn main() -> ExitCode {
             print!("{}", jamrig::live::ports());
             Ok(())
         }
-        Command::Render { set, replay, out, midi, bars, seconds, rate, format } => {
+        Command::Render { set, replay, out, midi, patterns, tail, bars, seconds, rate, format } => {
             let length = match (bars, seconds) {
                 (Some(b), _) => Length::Bars(b),
                 (_, Some(s)) => Length::Seconds(s),
                 _ => Length::Auto,
             };
-            let job = RenderJob { set, out: out.clone(), midi, length, sample_rate: rate, format };
+            let job = RenderJob { set, out: out.clone(), midi, length, sample_rate: rate, format, tail, patterns };
             let result = match &replay {
                 Some(dir) => job::replay(dir, &out, format),
                 None => job::run(&job),
@@ -248,15 +290,13 @@ fn main() -> ExitCode {
             None => job::check(&set).map(|s| print!("{s}")),
         },
         Command::Levels { sets, range } => jamrig::offline::levels::report(&sets, range).map(|s| print!("{s}")),
-        Command::Audition { name, pattern, note, velocity, out, device, list } => {
-            match audition(name, pattern, &note, velocity, out, device, list) {
-                Err(e) if e.downcast_ref::<jamrig::live::audio::AudioError>().is_some() => {
-                    eprintln!("error: {e}\nwrite a WAV instead with -o OUT.wav");
-                    return ExitCode::from(EXIT_NO_AUDIO);
-                }
-                other => other,
+        Command::Audition(args) => match audition(args) {
+            Err(e) if e.downcast_ref::<jamrig::live::audio::AudioError>().is_some() => {
+                eprintln!("error: {e}\nwrite a WAV instead with -o OUT.wav");
+                return ExitCode::from(EXIT_NO_AUDIO);
             }
-        }
+            other => other,
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

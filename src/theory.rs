@@ -37,7 +37,9 @@ pub fn parse_note(name: &str) -> Option<u8> {
     let accidentals = rest.len() - rest.trim_start_matches(['#', 'b', '♯', '♭']).len();
     let (acc, octave) = rest.split_at(accidentals);
     let shift: i32 = acc.chars().map(|c| if c == '#' || c == '♯' { 1 } else { -1 }).sum();
-    let octave: i32 = octave.parse().ok()?;
+    // Octaves -1..9 hold the MIDI notes; a longer number is no note (and would
+    // overflow the arithmetic).
+    let octave: i32 = octave.parse().ok().filter(|o| (-2..=10).contains(o))?;
     let n = (octave + 1) * 12 + base + shift;
     (0..=127).contains(&n).then_some(n as u8)
 }
@@ -60,6 +62,8 @@ mod tests {
         assert_eq!(parse_note("G#9"), None);
         assert_eq!(parse_note("H2"), None);
         assert_eq!(parse_note("C"), None);
+        assert_eq!(parse_note("C1073741828"), None, "no wrap-around to C4");
+        assert_eq!(parse_note("C-2147483648"), None);
     }
 
     #[test]

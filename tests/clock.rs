@@ -340,3 +340,250 @@ fn a_link_timeline_drives_the_patterns_on_the_sessions_grid() {
         assert!((*got as f64 - want).abs() <= 1.0, "a hat at {got}, the session's beat at {want:.1}");
     }
 }
+
+/// Regression (issue 13, item 8): with 1 ms of jitter on the clock, the first tick
+/// after Start often comes later than the fit predicts; the transport then started
+/// just past beat 0 and the downbeat was dropped (13 of 24 starts). Every start
+/// and every Continue must play its first beat, on its tick.
+#[test]
+fn the_downbeat_after_start_always_sounds_with_a_jittered_clock() {
+    let bpm = 120.0;
+    let p = period(bpm);
+    let mut missed = Vec::new();
+    for seed in 0..24u64 {
+        let (pre, song_ticks, start) = song(96, 4 * PPQN, |_| bpm);
+        let ev = started(&pre, &song_ticks, start, 1.0, 100 + 2 * seed);
+        let run = run(&hat_set("midi"), ev, end_of(&song_ticks), 0.25);
+        let first = song_ticks[0];
+        let on_first = run.onsets.first().is_some_and(|&o| (o as f64 - first).abs() < 0.0015 * SRF);
+        if !on_first || run.onsets.len() != 4 {
+            missed.push((seed, run.onsets.clone()));
+        }
+    }
+    assert!(missed.is_empty(), "starts whose downbeat did not sound on its tick (first tick 1 beat in): {missed:?}");
+
+    // Continue: stop after two beats, continue two beats later; beat 2 sounds on
+    // the first tick after Continue, every time.
+    let mut missed = Vec::new();
+    for seed in 0..24u64 {
+        let (pre, song_ticks, start) = song(96, 8 * PPQN, |_| bpm);
+        let mut ev = started(&pre, &song_ticks, start, 1.0, 300 + 2 * seed);
+        ev.push(Event::new((song_ticks[2 * PPQN] - p / 2.0) as u64, EventKind::ClockStop));
+        ev.push(Event::new((song_ticks[4 * PPQN] - p / 2.0) as u64, EventKind::ClockContinue));
+        let run = run(&hat_set("midi"), ev, end_of(&song_ticks), 0.25);
+        let resumed = song_ticks[4 * PPQN];
+        let heard = run.onsets.iter().any(|&o| (o as f64 - resumed).abs() < 0.0015 * SRF);
+        if !heard {
+            missed.push((seed, run.onsets.clone()));
+        }
+    }
+    assert!(missed.is_empty(), "Continues whose first beat did not sound: {missed:?}");
+}
+
+/// The song's ticks with some left out (lost on the way) and the beats whose hats
+/// must sit on their ticks.
+fn without(ticks: &[f64], lost: &[usize]) -> Vec<f64> {
+    ticks.iter().enumerate().filter(|(i, _)| !lost.contains(i)).map(|(_, t)| *t).collect()
+}
+
+/// Regression (issue 13, item 10): a lost clock tick shifted jamrig's position
+/// for good (1 to 12 ticks, up to half a beat) until the next Start. Ticks lost
+/// one at a time, two in a row, and one on a beat's own tick: every later beat
+/// still sounds on its tick, with and without jitter.
+#[test]
+fn a_lost_clock_tick_does_not_shift_the_position() {
+    for jitter in [0.0, 1.0] {
+        let bpm = 120.0;
+        let (pre, song_ticks, start) = song(96, 24 * PPQN, |_| bpm);
+        // Tick 100 (inside beat 4), ticks 200 and 201, tick 312 (beat 13's own).
+        let lost = [100, 200, 201, 13 * PPQN];
+        let mut ev = clock_events(&pre, jitter, 9);
+        ev.push(Event::new(start, EventKind::ClockStart));
+        ev.extend(clock_events(&without(&song_ticks, &lost), jitter, 10));
+        let run = run(&hat_set("midi"), ev, end_of(&song_ticks), 0.25);
+        // Beat 13's tick never came: its hat sounds where the transport put it
+        // (within a jitter of the tick); every other beat on its tick.
+        let errors = phase_errors_ms(&run.onsets, &song_ticks, 0..24);
+        let bound = if jitter > 0.0 { 1.5 } else { 0.1 };
+        assert_eq!(run.onsets.len(), 24, "jitter {jitter} ms: one hat per beat: {:?}", run.onsets);
+        assert!(
+            worst(&errors) < bound,
+            "jitter {jitter} ms: after lost ticks a beat is {:.3} ms off its tick ({errors:.2?})",
+            worst(&errors)
+        );
+    }
+}
+
+/// A tick that comes twice (a gap far below a period) is not counted: the beats
+/// stay on their ticks.
+#[test]
+fn a_doubled_clock_tick_is_ignored() {
+    let bpm = 120.0;
+    let (pre, song_ticks, start) = song(96, 12 * PPQN, |_| bpm);
+    let mut ev = started(&pre, &song_ticks, start, 0.0, 1);
+    ev.push(Event::new(song_ticks[50] as u64 + 20, EventKind::Clock));
+    ev.push(Event::new(song_ticks[130] as u64 + 30, EventKind::Clock));
+    let run = run(&hat_set("midi"), ev, end_of(&song_ticks), 0.25);
+    let errors = phase_errors_ms(&run.onsets, &song_ticks, 0..12);
+    assert_eq!(run.onsets.len(), 12);
+    assert!(worst(&errors) < 0.1, "after doubled ticks a beat is {:.3} ms off ({errors:.2?})", worst(&errors));
+}
+
+/// A tempo that halves at once is a tempo change, not lost ticks: it is followed,
+/// and the beats stay on the ticks.
+#[test]
+fn a_tempo_that_halves_is_not_taken_for_lost_ticks() {
+    let step_beat = 8;
+    let bpm = move |k: usize| if k < step_beat * PPQN { 120.0 } else { 60.0 };
+    let (pre, song_ticks, start) = song(96, 14 * PPQN, bpm);
+    let ev = started(&pre, &song_ticks, start, 0.0, 1);
+    let run = run(&hat_set("midi"), ev, end_of(&song_ticks), 0.05);
+    let errors = phase_errors_ms(&run.onsets, &song_ticks, 0..14);
+    assert_eq!(run.onsets.len(), 14, "onsets {:?}", run.onsets);
+    assert!(worst(&errors) < 0.5, "a beat is {:.3} ms off its tick ({errors:.2?})", worst(&errors));
+    let after = song_ticks[(step_beat + 1) * PPQN] / SRF;
+    let (_, clock, _) = *run.probes.iter().find(|p| p.0 >= after).unwrap();
+    assert!((clock.unwrap() - 60.0).abs() < 0.1, "a beat after the change the clock reads {clock:?}");
+}
+
+/// Regression (issue 13, item 10): a clock that falls silent without a Stop and
+/// comes back made jamrig jump back to its own count. Now the transport plays on
+/// at the last tempo while the clock is silent, and when the ticks come back (here
+/// a third of a beat off the old grid) it locks onto them on the nearest tick of
+/// its own grid: no beat is skipped or doubled, and the hats then sit on the
+/// ticks. The tempo shown goes away while the clock is silent.
+#[test]
+fn a_clock_that_comes_back_without_start_goes_on_without_a_jump() {
+    let bpm = 120.0;
+    let p = period(bpm);
+    let (pre, first, start) = song(96, 8 * PPQN, |_| bpm);
+    // Silent for 2.3 beats after the last tick, then ticks again for 10 beats.
+    let back = first.last().unwrap() + p + 2.3 * 24.0 * p;
+    let again = ticks(back, 10 * PPQN, |_| bpm);
+    let mut ev = started(&pre, &first, start, 0.0, 1);
+    ev.extend(clock_events(&again, 0.0, 2));
+    let run = run(&hat_set("midi"), ev, end_of(&again), 0.05);
+    let beat = 60.0 * SRF / bpm;
+    let gaps: Vec<f64> = run.onsets.windows(2).map(|w| (w[1] - w[0]) as f64 / beat).collect();
+    assert!(
+        gaps.iter().all(|g| (g - 1.0).abs() < 0.05),
+        "a beat skipped, doubled or jumped (gaps in beats {gaps:.3?})"
+    );
+    // The hats of the last five beats sit on the returned clock's ticks.
+    let late: Vec<u64> = run.onsets.iter().copied().filter(|&o| o as f64 > again[5 * PPQN]).collect();
+    assert!(late.len() >= 4, "hats after the return: {late:?}");
+    for o in late {
+        let d = again.iter().map(|t| (o as f64 - t).abs()).fold(f64::MAX, f64::min);
+        assert!(d < 0.001 * SRF, "a hat {:.3} ms from the nearest returned tick", d / SRF * 1e3);
+    }
+    // While silent, no clock tempo is shown; before and after, the clock's.
+    let silent_from = (first.last().unwrap() + 6.0 * p) / SRF;
+    for &(t, clock, _) in &run.probes {
+        if t > silent_from && t < back / SRF {
+            assert_eq!(clock, None, "a clock tempo shown {t:.2} s in, while the clock is silent");
+        }
+        if let Some(c) = clock {
+            assert!((c - bpm).abs() < 1.0, "clock tempo {c:.2} shown at {t:.2} s");
+        }
+    }
+}
+
+/// Regression (issue 13, item 11): `:status` showed a MIDI clock tempo after the
+/// clock had stopped, and a spike around Stop. With a jittered clock that stops
+/// (Stop, then the ticks end) and starts again, the tempo shown is never more
+/// than 1 BPM off, and is gone soon after the last tick.
+#[test]
+fn the_clock_tempo_shown_has_no_spike_and_goes_when_the_clock_stops() {
+    let bpm = 126.0;
+    let p = period(bpm);
+    let (pre, song_ticks, start) = song(96, 6 * PPQN, |_| bpm);
+    let mut ev = started(&pre, &song_ticks, start, 1.0, 21);
+    let last = *song_ticks.last().unwrap();
+    ev.push(Event::new((last - p / 2.0) as u64, EventKind::ClockStop));
+    // The clock comes back 1.5 s later (no Start): its first ticks are the ones a
+    // two-tick fit would read wrong.
+    let again = ticks(last + 1.5 * SRF, 4 * PPQN, |_| bpm);
+    ev.extend(clock_events(&again, 1.0, 22));
+    let run = run(&hat_set("midi"), ev, end_of(&again) + 1.0, 0.005);
+    let mut gone = None;
+    for &(t, clock, _) in &run.probes {
+        if let Some(c) = clock {
+            assert!((c - bpm).abs() < 1.0, "clock tempo {c:.2} shown at {t:.3} s (the clock runs at {bpm})");
+        }
+        if t * SRF > last && clock.is_none() && gone.is_none() {
+            gone = Some(t - last / SRF);
+        }
+    }
+    let gone = gone.expect("the clock tempo is still shown after the clock stopped");
+    assert!(gone < 0.5, "the clock tempo is shown {gone:.2} s after the last tick");
+    let (_, at_end, _) = *run.probes.last().unwrap();
+    assert_eq!(at_end, None, "a clock tempo is shown a second after the clock ended");
+}
+
+/// When the host stalls (an audio overrun), the ticks due meanwhile are delivered
+/// late, together, when it runs again. They are neither lost nor doubled: the
+/// beats stay on the ticks' own grid, with and without jitter (a stall of 64 ms,
+/// three ticks, inside beat 6 and on beat 10's own tick).
+#[test]
+fn ticks_delivered_late_in_a_burst_keep_the_count() {
+    for jitter in [0.0, 1.0] {
+        let bpm = 120.0;
+        let (pre, song_ticks, start) = song(96, 16 * PPQN, |_| bpm);
+        let mut ev = clock_events(&pre, jitter, 31);
+        ev.push(Event::new(start, EventKind::ClockStart));
+        let mut song_ev = clock_events(&song_ticks, jitter, 32);
+        for stall_at in [6 * PPQN + 5, 10 * PPQN] {
+            let release = song_ticks[stall_at] + 0.064 * SRF;
+            for e in
+                song_ev.iter_mut().filter(|e| (e.frame as f64) >= song_ticks[stall_at] && (e.frame as f64) < release)
+            {
+                e.frame = release as u64;
+            }
+        }
+        let run = run(
+            &hat_set("midi"),
+            {
+                ev.extend(song_ev);
+                ev
+            },
+            end_of(&song_ticks),
+            0.25,
+        );
+        let errors = phase_errors_ms(&run.onsets, &song_ticks, 0..16);
+        assert_eq!(run.onsets.len(), 16, "jitter {jitter} ms: one hat per beat: {:?}", run.onsets);
+        // Beat 10's tick came 64 ms late: its hat sounds where the transport had it.
+        let bound = if jitter > 0.0 { 1.5 } else { 0.1 };
+        assert!(
+            worst(&errors) < bound,
+            "jitter {jitter} ms: after a burst a beat is {:.3} ms off its tick ({errors:.2?})",
+            worst(&errors)
+        );
+    }
+}
+
+/// Regression (issue 13, item 9): after an overrun the engine's frame line moves
+/// against the clock's time (cycles it did not render were heard as silence), here
+/// by exactly one tick period. Told how far (as the JACK frame clock measures it),
+/// the follower moves its fit with it: the count holds (a shift of one period is
+/// not a doubled tick) and every later beat sounds on its tick.
+#[test]
+fn after_an_overrun_the_follower_moves_with_the_frame_line() {
+    let bpm = 120.0;
+    let p = period(bpm);
+    let (pre, song_ticks, start) = song(96, 12 * PPQN, |_| bpm);
+    let shift_at = song_ticks[5 * PPQN + 7];
+    let moved = p.round() as u64;
+    let mut ev = started(&pre, &song_ticks, start, 0.0, 3);
+    for e in ev.iter_mut().filter(|e| e.frame as f64 > shift_at) {
+        e.frame -= moved;
+    }
+    let mut r = Renderer::following_clock(&set(&hat_set("midi")), tables(SR)).expect("rig");
+    r.add_events(ev);
+    let mut audio = mono(&r.render(shift_at as usize + 1, 64));
+    r.engine.after_overrun(Some(moved as i64));
+    audio.extend(mono(&r.render((end_of(&song_ticks) * SRF) as usize - audio.len(), 64)));
+    let on = onsets(&audio, 2000);
+    let shifted: Vec<f64> = song_ticks.iter().map(|&t| if t > shift_at { t - moved as f64 } else { t }).collect();
+    let errors = phase_errors_ms(&on.iter().map(|&o| o as u64).collect::<Vec<_>>(), &shifted, 7..12);
+    assert!(worst(&errors) < 0.1, "after the overrun a beat is {:.3} ms off its tick ({errors:.2?})", worst(&errors));
+}

@@ -1026,3 +1026,47 @@ fn sub_osc_detune_and_noise_change_while_a_note_sounds() {
     println!("noise_mix: energy above 5 kHz {n0:.1} dB before, {n1:.1} dB 50 ms after");
     assert!(n0 < -80.0 && n1 > -20.0, "noise energy {n0:.1} -> {n1:.1} dB");
 }
+
+/// Regression (issue 13): a knob mapped without a channel moved every channel,
+/// whatever channel its CC came on. It moves the channel the CC arrives on; a
+/// mapping that says "any" moves every channel; one naming a channel answers that
+/// MIDI channel alone, and wins over the others there.
+#[test]
+fn a_knob_without_a_channel_moves_the_channel_its_cc_arrives_on() {
+    use jamrig::engine::event::{Event, EventKind};
+    use jamrig::params::Param;
+    let lowpass = Param::Lowpass as usize;
+    let reverb = Param::Reverb as usize;
+    let delay = Param::Delay as usize;
+    let set = common::set(
+        r#"
+        channel(1, "organ");
+        channel(2, "organ");
+        channel(3, "organ");
+        cc(74, "lowpass", 200.0, 8000.0);
+        cc(91, "reverb", 0.0, 0.8, "any");
+        cc(12, "delay", 0.0, 0.5, #{ channel: 3 });
+        cc(12, "chorus", 0.0, 1.0);
+        "#,
+    );
+    let jamrig::offline::Renderer { mut engine, .. } =
+        jamrig::offline::Renderer::with_tables(&set, common::tables(48000)).expect("rig");
+    let mut out = vec![0.0f32; 512 * 2];
+    // CC 74 and 91 on MIDI channel 2 (1-based), CC 12 on MIDI channels 1 and 3.
+    for (channel, cc) in [(1u8, 74u8), (1, 91), (0, 12), (2, 12)] {
+        engine.schedule(Event::new(10, EventKind::Control { channel, cc, value: 127 }));
+    }
+    engine.process(&mut out, 2);
+    let stats = engine.stats().clone();
+    let moved = |ch: usize, p: usize| !f32::from_bits(stats.overrides[ch][p].load(Relaxed)).is_nan();
+    assert!(moved(1, lowpass) && !moved(0, lowpass) && !moved(2, lowpass), "cc74 moves channel 2 alone");
+    assert!((0..3).all(|ch| moved(ch, reverb)), "cc91 (any) moves every channel");
+    assert!(moved(2, delay) && !moved(0, delay) && !moved(1, delay), "cc12 moves channel 3's delay alone");
+    let chorus = Param::Chorus as usize;
+    assert!(!moved(2, chorus), "channel 3's own mapping of cc12 wins over the one without a channel");
+    assert!(moved(0, chorus) && !moved(1, chorus), "cc12 on channel 1 moves channel 1's chorus");
+    let saved = jamrig::script::save::to_rhai(&set, common::host().library());
+    assert!(saved.contains("cc(91, \"reverb\", 0.0, 0.8, #{ channel: \"any\", "), "{saved}");
+    let again = common::set(&saved);
+    assert_eq!(again.cc_map, set.cc_map, "the rule survives :save");
+}

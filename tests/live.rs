@@ -4,7 +4,7 @@
 //!
 //! Run with: `CARGO_TARGET_DIR=target/jack cargo test --release --features jack --test live`
 //! (needs jackd2: `jackd`, `jack_wait`). The tests run one at a time (a global
-//! lock), each with its own server (always named [`SERVER`]: see there why); every
+//! lock), each with its own server (always named [`server()`]: see there why); every
 //! process is stopped even on a panic.
 #![cfg(feature = "jack")]
 
@@ -15,6 +15,7 @@ mod live_support;
 use common::{band_level, cents, db, onsets, peak, peak_freq, rms, spectrum};
 use live_support::*;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SR: f64 = SAMPLE_RATE as f64;
@@ -43,23 +44,48 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
+/// How jamrig reaches the JACK server: as a JACK client (the `jack` build's
+/// default), or through ALSA and its jack plugin (the default build's way).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Via {
+    Jack,
+    Alsa,
+}
+
 impl Rig {
     fn start(set_text: &str, extra: &[&str]) -> Rig {
-        let server = JackServer::start(SERVER);
+        Rig::start_at(set_text, PERIOD, Via::Jack, extra)
+    }
+
+    /// A rig on a server whose cycles are `period` frames, jamrig reaching it `via`.
+    fn start_at(set_text: &str, period: u32, via: Via, extra: &[&str]) -> Rig {
+        let server = JackServer::start_with_period(server(), period);
         let dir = tempfile::tempdir().expect("temp dir");
         let set = dir.path().join("set.rhai");
         std::fs::write(&set, set_text).unwrap();
         let probe = Probe::open(&server.name);
         let mut args = vec!["--port", PROBE_MIDI];
         args.extend_from_slice(extra);
-        let jam = Jamrig::start(&server.name, &set, &args);
+        let jam = match via {
+            Via::Jack => Jamrig::start(&server.name, &set, &args),
+            Via::Alsa => Jamrig::start_alsa(&server.name, &set, &args),
+        };
         let line = jam.wait_started(S(20));
-        assert!(line.contains("audio: JACK Output (JACK), 48000 Hz"), "startup line: {line}");
+        let audio = match via {
+            Via::Jack => "audio: JACK Output (JACK), 48000 Hz",
+            Via::Alsa => "(ALSA), 48000 Hz",
+        };
+        assert!(line.contains(audio), "startup line (expected `{audio}`): {line}");
         assert!(line.contains(&format!("MIDI in: {}", probe.midi_port)), "jamrig is not on the probe's port: {line}");
-        probe.connect_jamrig_audio(S(5));
+        if via == Via::Jack {
+            probe.connect_jamrig_audio(S(5));
+        }
         Rig { probe, jam, server, set, _dir: dir }
     }
 }
+
+/// The server periods the device tests run at.
+const PERIODS: [u32; 3] = [128, 256, 1024];
 
 /// The share of the spectrum's energy above `hz`.
 fn energy_above(x: &[f32], hz: f64) -> f64 {
@@ -226,6 +252,11 @@ fn a_broken_save_keeps_the_previous_set_playing() {
         r.jam.expect_line(i + 1, S(2), "with the caret", |l| l.contains('│') && l.trim_end().ends_with('^'));
     let (_, _, source) = r.jam.expect_line(i + 1, S(2), "quoting the line", |l| l.contains("│ let x = ;"));
     println!("{line}\n{source}\n{caret}");
+    // Regression (issue 13): the error was printed twice (the line, then the
+    // report's own header). Once now.
+    std::thread::sleep(MS(100));
+    let said = r.jam.out.all()[from..].iter().filter(|l| l.contains("syntax error")).count();
+    assert_eq!(said, 1, "the error is printed {said} times:\n{}", r.jam.out.text());
 
     std::thread::sleep(MS(100));
     let c = r.probe.record(0.5).mono();
@@ -278,6 +309,27 @@ fn the_repl_reads_stdin() {
 
     let (_, line) = r.jam.command(":tempo 90", S(5), |l| !l.trim().is_empty());
     assert_eq!(line, "tempo 120 -> 90");
+    let (_, line) = r.jam.command(":tempo", S(5), |l| !l.trim().is_empty());
+    assert_eq!(line, "tempo 90 BPM (:tempo BPM changes it)");
+
+    // Regressions (issue 13): a `let` is there on the next line, a bare
+    // expression shows its value, an open brace goes on on the next line.
+    let (_, line) = r.jam.command("let v = 0.2;", S(5), |l| !l.trim().is_empty());
+    assert_eq!(line, "(no change)");
+    let (_, line) = r.jam.command("ch(1).volume = v", S(5), |l| !l.trim().is_empty());
+    assert_eq!(line, "ch1 volume 0.1 -> 0.2");
+    let (_, line) = r.jam.command("note(\"A4\") + 12", S(5), |l| !l.trim().is_empty());
+    assert_eq!(line, "=> 81");
+    r.jam.send_line("if v > 0.1 {");
+    r.jam.send_line("    ch(1).volume = 0.3;");
+    let (_, line) = r.jam.command("}", S(5), |l| !l.trim().is_empty());
+    assert_eq!(line, "ch1 volume 0.2 -> 0.3");
+    let (_, line) = r.jam.command(":keys 17", S(5), |l| !l.trim().is_empty());
+    assert_eq!(line, ":keys: channel 17 is not 1..16 (e.g. :keys 2 3)");
+    let (_, line) = r.jam.command(":log", S(5), |l| !l.trim().is_empty());
+    assert_eq!(line, "MIDI log off (:log on|off)");
+    let (_, line) = r.jam.command(":watch", S(5), |l| !l.trim().is_empty());
+    assert_eq!(line, "watching the set: on (:watch on|off)");
     let (_, line) = r.jam.command(":frobnicate", S(5), |l| !l.trim().is_empty());
     assert!(line.starts_with("unknown command :frobnicate"), "answer to an unknown command: {line}");
 
@@ -294,6 +346,9 @@ fn the_repl_reads_stdin() {
     r.jam.close_stdin();
     let status = r.jam.wait_exit(S(3));
     assert!(status.is_some_and(|s| s.success()), "closing stdin: jamrig exits with {status:?}\n{}", r.jam.transcript());
+    r.jam.expect_line(from, S(1), "saying why it stops", |l| {
+        l == "end of input: stopping (--no-repl plays on without reading stdin)"
+    });
     r.jam.expect_line(from, S(1), "`stopped`", |l| l == "stopped");
 }
 
@@ -339,6 +394,13 @@ fn sigterm_stops_cleanly_and_releases_the_notes() {
 /// Brings the server down and up again (the probe too); returns the time from
 /// starting the server again to `audio device back`.
 fn restart_server(r: &mut Rig) -> Duration {
+    restart_server_via(r, Via::Jack)
+}
+
+/// [`restart_server`] for a jamrig reaching the server `via`: through ALSA, the
+/// probe is back before jamrig reopens the device (the plugin wires its outputs to
+/// the probe's inputs when it opens).
+fn restart_server_via(r: &mut Rig, via: Via) -> Duration {
     r.probe.close();
     let from = r.jam.out.len();
     r.server.kill("KILL");
@@ -348,8 +410,13 @@ fn restart_server(r: &mut Rig) -> Duration {
     let from = r.jam.out.len();
     let t0 = Instant::now();
     r.server.restart();
+    if via == Via::Alsa {
+        r.probe.reopen(&r.server.name);
+    }
     let (_, at, _) = r.jam.expect_line(from, S(5), "`audio device back ...`", |l| l.starts_with("audio device back"));
-    r.probe.reopen(&r.server.name);
+    if via == Via::Jack {
+        r.probe.reopen(&r.server.name);
+    }
     std::thread::sleep(MS(300));
     assert!(r.jam.running(), "jamrig exited after the server came back\n{}", r.jam.transcript());
     at.duration_since(t0)
@@ -393,7 +460,7 @@ fn the_midi_port_is_reattached_after_a_jack_server_restart() {
 #[test]
 fn jamrigs_own_midi_port_comes_back_after_a_jack_server_restart() {
     let _serial = serial();
-    let server = JackServer::start(SERVER);
+    let server = JackServer::start(server());
     let dir = tempfile::tempdir().unwrap();
     let set = dir.path().join("set.rhai");
     std::fs::write(&set, SINE_SET).unwrap();
@@ -420,7 +487,7 @@ fn jamrigs_own_midi_port_comes_back_after_a_jack_server_restart() {
 #[test]
 fn a_midi_port_that_appears_later_is_attached() {
     let _serial = serial();
-    let server = JackServer::start(SERVER);
+    let server = JackServer::start(server());
     let dir = tempfile::tempdir().unwrap();
     let set = dir.path().join("set.rhai");
     std::fs::write(&set, SINE_SET).unwrap();
@@ -454,7 +521,7 @@ fn no_audio_device_exits_with_code_3() {
     let set = dir.path().join("set.rhai");
     std::fs::write(&set, SINE_SET).unwrap();
     // No server of this name runs, and the machine has no sound card.
-    let name = format!("{SERVER}_absent");
+    let name = format!("{}_absent", server());
     let mut jam = Jamrig::start(&name, &set, &["--no-repl"]);
     let status = jam.wait_exit(S(15));
     let status =
@@ -509,7 +576,7 @@ fn malformed_midi_is_ignored() {
     std::thread::sleep(MS(150));
     assert_pitch(&mut r.probe, C5, "C5 after malformed MIDI");
     r.jam.expect_line(from, S(2), "logging the valid note", |l| {
-        l.contains("midi @") && l.ends_with("ch1 note on C5 (72) vel 100")
+        l.starts_with("midi ") && l.ends_with(": ch1 note on C5 (72) vel 100")
     });
     assert!(r.jam.running());
 }
@@ -664,6 +731,37 @@ fn record_flag_writes_the_whole_run_on_sigterm() {
     assert_eq!(offs.len(), 1);
     let beats = (offs[0] - notes[0].0) as f64 / tpb as f64;
     assert!((beats - 0.2).abs() < 0.002 + 3.0 * PERIOD as f64 / 24_000.0, "0.1 s at 120 BPM is 0.2 beats, got {beats}");
+    // Regression (issue 13): stopping sent all-notes-off on every channel, and
+    // the take kept them though nobody had played them.
+    let controls: Vec<_> = tracks.iter().flatten().filter(|(_, e)| e[0] & 0xF0 == 0xB0).collect();
+    assert!(controls.is_empty(), "messages nobody sent in the take: {controls:?}");
+}
+
+/// Regression (issue 13): `:quit` with a take that was never saved dropped it
+/// silently, and `:rec save` with nothing recorded wrote an empty file. The take
+/// is saved beside the set under a free name, and says where; an empty one is
+/// not written, and jamrig says why.
+#[test]
+fn an_unsaved_take_is_saved_on_quit_and_an_empty_one_is_not() {
+    let _serial = serial();
+    let mut r = Rig::start(SINE_SET, &[]);
+    let empty = r._dir.path().join("empty.mid");
+    let (_, line) = r.jam.command(&format!(":rec save {}", empty.display()), S(5), |l| !l.trim().is_empty());
+    assert!(line.starts_with("nothing recorded: :rec starts a recording"), "{line}");
+    assert!(!empty.exists(), "an empty take was written");
+    r.jam.command(":rec", S(5), |l| l.starts_with("recording"));
+    r.probe.send(&[(0, &[0x90, 69, 100][..]), (4800, &[0x80, 69, 0][..]), (9600, &[0x90, 72, 100][..])]);
+    r.probe.sent_times(3, S(5));
+    std::thread::sleep(MS(200));
+    r.jam.send_line(":quit");
+    assert!(r.jam.wait_exit(S(10)).is_some_and(|s| s.success()), "{}", r.jam.transcript());
+    let path = r._dir.path().join("take-1.mid");
+    let said = format!("the take was not saved: saving it as {}", path.display());
+    r.jam.expect_line(0, S(1), "saying where the take went", |l| l == said);
+    let (_, _, tracks) = read_smf(&std::fs::read(&path).expect("the take was written"));
+    let ons = tracks.iter().flatten().filter(|(_, e)| e[0] & 0xF0 == 0x90).count();
+    let offs = tracks.iter().flatten().filter(|(_, e)| e[0] & 0xF0 == 0x80).count();
+    assert_eq!((ons, offs), (2, 2), "both notes, the held one ended with the take: {tracks:?}");
 }
 
 /// For each onset, its distance in frames to the tick of its beat (`ticks` are the
@@ -897,4 +995,443 @@ fn a_capture_goes_on_in_a_new_part_after_the_audio_device_comes_back() {
     let (wav, said) = replay_capture(&capture, &dir.path().join("both.wav"));
     assert!(said.contains("2 parts"), "{said}");
     assert_found_exactly(&wav_samples(&wav), &live, overruns);
+}
+
+// ---- The default build's path to JACK or PipeWire: ALSA and its jack plugin ----
+
+/// Regression (issue 13, item 1): through ALSA, a server whose period is not 128
+/// refused the default 128-frame buffer ("Buffer size 128 is not in the supported
+/// range 256..=16384") and jamrig exited. The buffer now adapts: the nearest size
+/// the device takes, in one line; then notes play at their pitch. The same through
+/// JACK's own client.
+#[test]
+fn the_default_buffer_adapts_to_the_server_period() {
+    let _serial = serial();
+    for via in [Via::Alsa, Via::Jack] {
+        for period in PERIODS {
+            let mut r = Rig::start_at(SINE_SET, period, via, &[]);
+            let said: Vec<String> = r.jam.out.all().into_iter().filter(|l| l.starts_with("audio buffer:")).collect();
+            if period == 128 {
+                assert!(said.is_empty(), "{via:?} at {period}: {said:?}");
+            } else {
+                assert_eq!(said.len(), 1, "{via:?} at {period}: one line says the buffer changed: {said:?}");
+                assert!(
+                    said[0].starts_with(&format!("audio buffer: {period} frames (")) && said[0].contains("not 128"),
+                    "{via:?} at {period}: {}",
+                    said[0]
+                );
+            }
+            r.probe.send_now(&[0x90, 69, 100]);
+            std::thread::sleep(MS(150) + Duration::from_secs_f64(4.0 * period as f64 / SR));
+            assert_pitch(&mut r.probe, A4, &format!("A4 {via:?} at period {period}"));
+            let (_, line) = r.jam.command(":status", S(5), |l| l.starts_with("audio:"));
+            assert!(line.contains(&format!(" {period}-frame callbacks")), "{via:?} at {period}: {line}");
+        }
+    }
+}
+
+/// Regression (issue 13, item 1): `audition` said "playing ..." and then failed
+/// at a 1024-frame period, and had no `--buffer`. Through ALSA at every period it
+/// now plays the sound on the device.
+#[test]
+fn audition_plays_through_alsa_at_any_server_period() {
+    let _serial = serial();
+    for period in PERIODS {
+        let server = JackServer::start_with_period(server(), period);
+        let mut probe = Probe::open(&server.name);
+        let frames = probe.start_recording(2.0);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_jamrig"))
+            .args(["audition", "snare", "--device", "alsa:default"])
+            .env("ALSA_CONFIG_PATH", ALSA_JACK_CONF)
+            .env("JACK_DEFAULT_SERVER", &server.name)
+            .env("JACK_NO_AUDIO_RESERVATION", "1")
+            .output()
+            .expect("jamrig runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "audition at period {period} fails ({}): {err}", out.status);
+        assert!(err.contains("playing drum sound snare"), "{err}");
+        if period > 128 {
+            assert!(err.contains(&format!("audio buffer: {period} frames")), "at {period}: {err}");
+        }
+        let heard = peak(&probe.finish(frames).mono());
+        assert!(heard > 0.05, "at period {period} the probe heard nothing of the snare (peak {heard})");
+        // --buffer asks for another size: the nearest the device takes.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_jamrig"))
+            .args(["audition", "snare", "--device", "alsa:default", "--buffer", "2048"])
+            .env("ALSA_CONFIG_PATH", ALSA_JACK_CONF)
+            .env("JACK_DEFAULT_SERVER", &server.name)
+            .env("JACK_NO_AUDIO_RESERVATION", "1")
+            .output()
+            .expect("jamrig runs");
+        assert!(out.status.success(), "--buffer 2048 at {period}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// A held A3 on channel 1, its level, its pitch and its share of energy above
+/// 2 kHz, after `settle`.
+fn held_a3(r: &mut Rig, settle: Duration) -> (f32, f64, f64) {
+    r.probe.send_now(&[0x90, 57, 100]);
+    std::thread::sleep(settle);
+    let x = r.probe.record(1.0).mono();
+    (rms(&x), peak_freq(&x, SR, 150.0, 400.0), energy_above(&x, 2000.0))
+}
+
+/// Regression (issue 13, item 2): after the JACK server restarted, a channel
+/// turned down with CC7 and switched to a flute by program change came back as
+/// the set's saw, 25 dB louder, and a knob-closed filter reopened. What MIDI set
+/// (a knob, CC7, CC10, CC11, a program change, pitch bend, the pedal) now goes on
+/// in the rebuilt engine: the same level, pitch and tone, and the pedal still
+/// holds a released note. At periods 128, 256 and 1024.
+#[test]
+fn midi_state_survives_an_audio_device_restart() {
+    let _serial = serial();
+    let set =
+        "tempo(120);\nchannel(1, #{ synth: \"saw\", envelope: \"organ\" });\ncc(74, \"lowpass\", 200.0, 8000.0, 1);\n";
+    for period in PERIODS {
+        let mut r = Rig::start_at(set, period, Via::Jack, &[]);
+        let (loud, _, bright) = held_a3(&mut r, MS(300));
+        r.probe.send_now(&[0x80, 57, 0]);
+        // Program 73 (flute), volume 64, pan 30, expression 90, the filter knob
+        // half closed, bend up a whole tone (+2 semitones), pedal down.
+        r.probe.send(&[
+            (0, &[0xC0, 73][..]),
+            (0, &[0xB0, 7, 64]),
+            (0, &[0xB0, 10, 30]),
+            (0, &[0xB0, 11, 90]),
+            (0, &[0xB0, 74, 40]),
+            (0, &[0xE0, 0x7F, 0x7F]),
+            (0, &[0xB0, 64, 127]),
+        ]);
+        std::thread::sleep(MS(300));
+        let settle = MS(400) + Duration::from_secs_f64(4.0 * period as f64 / SR);
+        let (level, pitch, tone) = held_a3(&mut r, settle);
+        let b3 = 220.0 * 2f64.powf(2.0 / 12.0 * 8191.0 / 8192.0);
+        assert!(cents(pitch, b3).abs() < 5.0, "at {period}: bent A3 plays {pitch:.2} Hz, expected {b3:.2}");
+        assert!(
+            db(level) < db(loud) - 6.0,
+            "at {period}: CC7 and CC11 did not turn the channel down ({:.1} dB -> {:.1} dB; pitch {pitch:.2} Hz)\n{}",
+            db(loud),
+            db(level),
+            r.jam.transcript()
+        );
+        assert!(tone < bright * 0.3, "at {period}: the flute and the knob did not change the tone");
+        let from = r.jam.out.len();
+        restart_server(&mut r);
+        r.probe.connect_jamrig_audio(S(5));
+        let port = r.probe.midi_port.clone();
+        r.jam.expect_line(from, S(4), "re-attaching the MIDI port", |l| l == format!("MIDI in: {port}"));
+        let (level2, pitch2, tone2) = held_a3(&mut r, settle);
+        println!(
+            "period {period}: level {:.1} dB before the restart, {:.1} dB after (the set's saw: {:.1} dB); pitch {pitch:.2} -> {pitch2:.2} Hz; energy above 2 kHz {:.1} -> {:.1} dB",
+            db(level),
+            db(level2),
+            db(loud),
+            10.0 * tone.log10(),
+            10.0 * tone2.log10()
+        );
+        assert!((db(level2) - db(level)).abs() < 1.5, "at {period}: level {:.1} dB -> {:.1} dB", db(level), db(level2));
+        assert!(cents(pitch2, b3).abs() < 5.0, "at {period}: after the restart A3 plays {pitch2:.2} Hz (bend lost?)");
+        // The flute behind a half-closed filter has next to nothing above 2 kHz
+        // (its breath noise moves that share by a few dB); the set's saw has much.
+        assert!(
+            (10.0 * (tone2 / tone).log10()).abs() < 10.0 && tone2 < bright * 0.03,
+            "at {period}: the tone changed ({:.1} -> {:.1} dB above 2 kHz; the set's saw {:.1} dB)",
+            10.0 * tone.log10(),
+            10.0 * tone2.log10(),
+            10.0 * bright.log10()
+        );
+        // The pedal is still down: a released note keeps sounding.
+        r.probe.send_now(&[0x80, 57, 0]);
+        std::thread::sleep(MS(500));
+        let held = rms(&r.probe.record(0.5).mono());
+        assert!(db(held) > db(level2) - 3.0, "at {period}: the pedal did not hold the note after the restart");
+    }
+}
+
+/// Regression (issue 13, item 5): a MIDI input that disappeared left its held
+/// notes sounding until `:panic` (jamrig said the input was gone). Its notes are
+/// now released and its pedal lifted (which lets go of the notes it sustained).
+#[test]
+fn a_midi_input_that_disappears_releases_its_notes_and_pedal() {
+    let _serial = serial();
+    let mut r = Rig::start(SINE_SET, &[]);
+    let mut listener = Probe::open_as(&r.server.name, "listener", "listener_midi");
+    listener.connect_jamrig_audio(S(5));
+    // A4 held with the pedal down, C5 pressed and released under the pedal.
+    r.probe.send(&[(0, &[0xB0, 64, 127][..]), (0, &[0x90, 69, 100]), (0, &[0x90, 72, 100]), (2400, &[0x80, 72, 0])]);
+    std::thread::sleep(MS(400));
+    let before = rms(&listener.record(0.3).mono());
+    assert!(before > 0.02, "the held notes do not sound");
+    let from = r.jam.out.len();
+    r.probe.close();
+    let (_, _, line) = r.jam.expect_line(from, S(4), "`MIDI input ... is gone`", |l| l.starts_with("MIDI input "));
+    assert!(line.contains("is gone (1 held note released, 1 pedal lifted)"), "{line}");
+    std::thread::sleep(MS(300));
+    let after = peak(&listener.record(0.5).mono());
+    assert!(after < 1e-4, "the input is gone and its notes still sound (peak {after}; RMS before {before})");
+}
+
+/// A pseudo-terminal: jamrig's stdin, stdout and stderr are its other end, as in a
+/// terminal window; what jamrig writes is collected.
+struct Pty {
+    master: std::fs::File,
+    slave: std::fs::File,
+}
+
+impl Pty {
+    fn open() -> Pty {
+        use std::os::fd::FromRawFd;
+        let (mut m, mut s) = (0, 0);
+        // SAFETY: openpty fills in two new file descriptors, which become Files.
+        let r = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+        assert_eq!(r, 0, "openpty");
+        unsafe { Pty { master: std::fs::File::from_raw_fd(m), slave: std::fs::File::from_raw_fd(s) } }
+    }
+
+    /// The terminal's local modes (ICANON, ECHO, ...).
+    fn lflag(&self) -> libc::tcflag_t {
+        use std::os::fd::AsRawFd;
+        let mut t = std::mem::MaybeUninit::<libc::termios>::uninit();
+        // SAFETY: tcgetattr fills in `t` when it returns 0.
+        assert_eq!(unsafe { libc::tcgetattr(self.slave.as_raw_fd(), t.as_mut_ptr()) }, 0);
+        unsafe { t.assume_init() }.c_lflag
+    }
+}
+
+/// Regression (issue 13, item 4): with the REPL on a terminal, SIGTERM printed
+/// "stopped" and wrote the capture, but the process lived on until Enter was
+/// pressed. It now exits at once, and the terminal is as it was (canonical mode
+/// and echo back on).
+#[test]
+fn sigterm_with_the_repl_on_a_terminal_exits_at_once_and_restores_it() {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let _serial = serial();
+    let server = JackServer::start(server());
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set.rhai");
+    std::fs::write(&set, SINE_SET).unwrap();
+    let pty = Pty::open();
+    let before = pty.lflag();
+    assert!(before & libc::ICANON != 0 && before & libc::ECHO != 0, "a fresh terminal is canonical with echo");
+    let mut child = unsafe {
+        std::process::Command::new(env!("CARGO_BIN_EXE_jamrig"))
+            .arg("play")
+            .arg(&set)
+            .env("JACK_DEFAULT_SERVER", &server.name)
+            .env("JACK_NO_AUDIO_RESERVATION", "1")
+            .env("XDG_DATA_HOME", dir.path())
+            .env("TERM", "xterm")
+            .stdin(pty.slave.try_clone().unwrap())
+            .stdout(pty.slave.try_clone().unwrap())
+            .stderr(pty.slave.try_clone().unwrap())
+            // The terminal is jamrig's controlling terminal, jamrig in its foreground.
+            .pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+            .spawn()
+            .expect("jamrig starts")
+    };
+    let seen = Arc::new(Mutex::new(String::new()));
+    {
+        let (mut master, seen) = (pty.master.try_clone().unwrap(), seen.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = master.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+    }
+    let t0 = Instant::now();
+    while !seen.lock().unwrap().contains("jamrig> ") {
+        assert!(t0.elapsed() < S(20), "no prompt on the terminal:\n{}", seen.lock().unwrap());
+        std::thread::sleep(MS(20));
+    }
+    let during = pty.lflag();
+    assert!(during & libc::ICANON == 0, "the REPL reads the terminal in raw mode (lflag {during:#x})");
+    let t0 = Instant::now();
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > S(3) {
+            let _ = child.kill();
+            panic!("jamrig still runs 3 s after SIGTERM:\n{}", seen.lock().unwrap());
+        }
+        std::thread::sleep(MS(10));
+    };
+    println!("SIGTERM -> exit in {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
+    assert!(status.success(), "exit status {status}:\n{}", seen.lock().unwrap());
+    assert!(seen.lock().unwrap().contains("stopped"), "{}", seen.lock().unwrap());
+    let after = pty.lflag();
+    assert_eq!(after, before, "the terminal's modes after jamrig exited ({after:#x}, before {before:#x})");
+}
+
+/// Regression (issue 13, minor): `jamrig play set.rhai </dev/null` exited at once,
+/// silently (the REPL read end of input). It now says that it plays without a
+/// REPL, points at `--no-repl`, and plays until SIGTERM. A pipe that ends says
+/// why jamrig stops (see `the_repl_reads_stdin`).
+#[test]
+fn stdin_from_dev_null_plays_on_and_hints_at_no_repl() {
+    let _serial = serial();
+    let server = JackServer::start(server());
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set.rhai");
+    std::fs::write(&set, SINE_SET).unwrap();
+    let mut jam = Jamrig::spawn(&server.name, &set, &[], &[], true);
+    jam.wait_started(S(20));
+    let (_, _, hint) = jam.expect_line(0, S(1), "the hint", |l| l.contains("--no-repl"));
+    assert_eq!(hint, "stdin is /dev/null: playing without a REPL (--no-repl says so; SIGINT or SIGTERM stops)");
+    std::thread::sleep(MS(1500));
+    assert!(jam.running(), "jamrig stopped with stdin from /dev/null\n{}", jam.transcript());
+    jam.signal("TERM");
+    assert!(jam.wait_exit(S(3)).is_some_and(|s| s.success()), "{}", jam.transcript());
+}
+
+/// Regression (issue 13, item 9): after a JACK overrun, hats that a MIDI clock
+/// drives were late by whole cycles (5 to 32 ms) for up to 1.4 s, because the map
+/// from JACK frames to engine frames kept its old offset. The probe stalls one
+/// cycle (the server overruns and skips cycles); from the next beat on every hat
+/// is back at its latency after its beat's tick. At periods 128, 256 and 1024.
+#[test]
+fn midi_clock_hats_are_on_time_right_after_a_jack_overrun() {
+    let _serial = serial();
+    let set = "tempo(90); clock(\"midi\"); drums(10);\npattern(\"beat\", 10, 1.0, [[0.0, \"closed_hat\", 100]]);\n";
+    for period in PERIODS {
+        let mut r = Rig::start_at(set, period, Via::Jack, &[]);
+        let mut onset_probe = OnsetProbe::open(&r.server.name);
+        onset_probe.connect_jamrig_audio(S(5));
+        r.probe.set_clock(120.0);
+        std::thread::sleep(S(1));
+        r.probe.send_now(&[0xFA]);
+        let start = r.probe.sent_times(1, S(5))[0];
+        std::thread::sleep(S(3));
+        let xruns_before = xruns(&r.server);
+        // Mid-beat (beats are 500 ms apart): a stall of three periods and more.
+        let stall_ms = (3.0 * period as f64 / SR * 1e3).ceil().max(20.0) as u32;
+        r.probe.stall(stall_ms);
+        let stalled_at = Instant::now();
+        std::thread::sleep(S(3));
+        let overruns = xruns(&r.server) - xruns_before;
+        let ticks: Vec<u32> = r.probe.take_ticks().into_iter().filter(|t| (t.wrapping_sub(start) as i32) > 0).collect();
+        let on: Vec<u32> =
+            onset_probe.take_onsets().into_iter().filter(|o| (o.wrapping_sub(start) as i32) > 0).collect();
+        let offsets = offsets_to_beats(&on, &ticks);
+        println!("period {period}: stall {stall_ms} ms, {overruns} overruns; onset - beat tick (frames): {offsets:?}");
+        assert!(overruns > 0, "at {period}: the stall made no overrun:\n{}", r.server.log());
+        let before = &offsets[..offsets.len() / 2 - 1];
+        let mut sorted = before.to_vec();
+        sorted.sort();
+        let latency = sorted[sorted.len() / 2];
+        // Every hat from the second beat after the stall on (the first may fall in
+        // the stall itself) sits at the latency of those before it, within 1 ms.
+        let stall_frame = {
+            let waited = stalled_at.elapsed().as_secs_f64();
+            ticks.last().unwrap().wrapping_sub((waited * SR) as u32)
+        };
+        let mut checked = 0;
+        for (o, d) in on.iter().zip(&offsets) {
+            let after = o.wrapping_sub(stall_frame) as i32;
+            if after < (SR * 0.6) as i32 {
+                continue;
+            }
+            checked += 1;
+            assert!(
+                (d - latency).abs() <= 48,
+                "at {period}: a hat {:.1} ms after the overrun is {} frames off the others' latency ({offsets:?})",
+                after as f64 / SR * 1e3,
+                d - latency
+            );
+        }
+        assert!(checked >= 4, "at {period}: only {checked} hats after the overrun");
+        r.probe.set_clock(0.0);
+        drop(onset_probe);
+    }
+}
+
+/// Regression (issue 13, item 3): through ALSA's jack plugin, a killed server left
+/// the stream open and silent: `:status` froze ("0-frame callbacks"), with no
+/// "device lost" line and no recovery. A callback that stops for a second now
+/// counts as a lost device: jamrig says so, reopens the device when the server is
+/// back, says so, and the pattern plays again. At periods 128, 256 and 1024.
+#[test]
+fn a_dead_server_behind_alsa_is_noticed_and_the_device_reopened() {
+    let _serial = serial();
+    for period in PERIODS {
+        let mut r = Rig::start_at(PATTERN_SET, period, Via::Alsa, &[]);
+        let c = r.probe.record(1.0).mono();
+        assert!(rms(&c) > 0.01, "at {period}: the pattern does not play through ALSA");
+        let from = r.jam.out.len();
+        let back = restart_server_via(&mut r, Via::Alsa);
+        let out = r.jam.out.all()[from..].to_vec();
+        let lost = out.iter().find(|l| l.starts_with("audio device lost")).expect("a lost line");
+        assert!(lost.contains("no audio callback for 1 s"), "at {period}: {lost}");
+        println!("period {period}: {lost}; back {:.0} ms after the server", back.as_secs_f64() * 1e3);
+        std::thread::sleep(MS(300));
+        let c = r.probe.record(1.5).mono();
+        assert!(rms(&c) > 0.01, "at {period}: no audio after the server came back (RMS {})", rms(&c));
+        let f = peak_freq(&c, SR, 150.0, 300.0);
+        assert!(cents(f, 220.0).abs() < 5.0, "at {period}: after the restart the pattern plays {f:.2} Hz");
+        let (_, line) = r.jam.command(":status", S(5), |l| l.starts_with("audio:"));
+        assert!(line.contains(&format!(" {period}-frame callbacks")), "at {period}: {line}");
+    }
+}
+
+/// Runs `jamrig ARGS` with `JACK_DEFAULT_SERVER=server`: (status, stdout, stderr).
+fn jamrig_cli(server: &str, args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_jamrig"))
+        .args(args)
+        .env("JACK_DEFAULT_SERVER", server)
+        .env("JACK_NO_AUDIO_RESERVATION", "1")
+        .output()
+        .expect("jamrig runs");
+    (o.status, String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// Regressions (issue 13): `jamrig ports` listed the JACK server's input among the
+/// audio outputs, and with no server said only "(none)" for MIDI. MIDI sources
+/// are listed under inputs, the server's output alone under outputs, and without
+/// a server jamrig says there is none.
+#[test]
+fn ports_lists_inputs_and_outputs_apart_and_says_why_midi_is_missing() {
+    let _serial = serial();
+    let (_, out, _) = jamrig_cli(&format!("{}_absent", server()), &["ports"]);
+    assert!(
+        out.contains(
+            "MIDI inputs:\n  (none: MIDI is unavailable: no JACK server running (this build takes MIDI from JACK))"
+        ),
+        "{out}"
+    );
+    let server = JackServer::start(server());
+    let probe = Probe::open(&server.name);
+    let (status, out, err) = jamrig_cli(&server.name, &["ports"]);
+    assert!(status.success(), "{err}");
+    let (ins, outs) = out.split_once("audio outputs:").expect("two sections");
+    assert!(ins.contains(&probe.midi_port), "the probe's MIDI port is not under the MIDI inputs:\n{out}");
+    assert!(outs.contains("JACK Output (JACK)") && !outs.contains("JACK Input"), "audio outputs:\n{outs}");
+}
+
+/// Regression (issue 13): `--device Discard` (ALSA's null device, which does not
+/// keep time) ran the set hundreds of times faster than real time. It is refused,
+/// with exit status 3 (no usable audio output), and says why.
+#[test]
+fn a_device_that_does_not_keep_time_is_refused() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set.rhai");
+    std::fs::write(&set, SINE_SET).unwrap();
+    let (status, out, err) = jamrig_cli(
+        &format!("{}_absent", server()),
+        &["play", set.to_str().unwrap(), "--device", "Discard", "--no-repl"],
+    );
+    assert_eq!(status.code(), Some(3), "stdout: {out}\nstderr: {err}");
+    assert!(err.contains("does not keep time") && err.contains("--device"), "{err}");
+    assert!(!out.contains("playing "), "{out}");
 }

@@ -69,6 +69,7 @@ fn burst(base: u64, round: usize) -> Vec<Event> {
     evs.push(Event::new(f(44), EventKind::Control { channel: 2, cc: 64, value: 0 }));
     evs.push(Event::new(f(45), EventKind::Control { channel: 3, cc: 7, value: 90 }));
     evs.push(Event::new(f(46), EventKind::Control { channel: 3, cc: 10, value: 20 }));
+    evs.push(Event::new(f(46), EventKind::Control { channel: 3, cc: 11, value: (round % 128) as u8 }));
     evs.push(Event::new(f(47), EventKind::Control { channel: 4, cc: 123, value: 0 }));
     evs.push(Event::new(f(48), EventKind::Control { channel: 4, cc: 120, value: 0 }));
     evs.push(Event::new(f(49), EventKind::PitchBend { channel: 0, value: (round as i16 * 97) % 8000 }));
@@ -200,8 +201,9 @@ fn every_synth_plays_without_allocating() {
 }
 
 /// The sync path: the sync mode switching between internal, MIDI clock and Link
-/// with every reload, MIDI clock ticks (steady and with tempo jumps), Start, Stop,
-/// Continue and Song Position, and a Link timeline handed in before every call.
+/// with every reload, MIDI clock ticks (steady and with tempo jumps, ticks lost or
+/// doubled, a silence), Start, Stop, Continue and Song Position, and a Link
+/// timeline handed in before every call.
 #[test]
 fn sync_sources_never_allocate() {
     let (a, b) = sets();
@@ -229,8 +231,18 @@ fn sync_sources_never_allocate() {
         let frames = sizes[round % sizes.len()];
         let base = engine.frames_out();
         let period = if (round / 50) % 2 == 0 { 1000.0 } else { 700.0 };
+        let mut n = 0u64;
         while tick_at < (base + frames as u64) as f64 {
-            controller.send(Event::new(tick_at.max(base as f64) as u64, EventKind::Clock));
+            // Now and then a tick lost or sent twice; a silence (the clock comes
+            // back without Start) from round 300 to 330.
+            n += 1;
+            let at = tick_at.max(base as f64) as u64;
+            if !(300..330).contains(&round) && !(round * 7 + n as usize).is_multiple_of(37) {
+                controller.send(Event::new(at, EventKind::Clock));
+                if (round + n as usize).is_multiple_of(53) {
+                    controller.send(Event::new(at + 20, EventKind::Clock));
+                }
+            }
             tick_at += period;
         }
         let kind = match round % 60 {
@@ -319,4 +331,49 @@ fn sound_paths_never_allocate() {
         assert!(buf.iter().all(|x| x.is_finite()));
         controller.collect();
     }
+}
+
+/// Overload: more events than the engine holds (the overflow policy makes room by
+/// rank), thousands due in one tick (the rest wait for later ticks), and a pattern
+/// with more hits on one beat than a tick plays (the hit budget), all under
+/// `assert_no_alloc`, with flush-to-zero set and restored around each call.
+#[test]
+fn overload_and_overflow_never_allocate() {
+    let set = common::set(
+        r#"
+        channel(1, "saw");
+        drums(10);
+        let hits = [];
+        for i in 0..600 { hits.push([0.0, "kick", 100]); }
+        pattern("dense", 10, 1.0, hits);
+        pattern("long", 1, 1.0, [[0.0, "C4", 100, 900.0], [0.5, "E4", 100, 900.0]]);
+        "#,
+    );
+    let Renderer { mut engine, mut controller, .. } = Renderer::new(&set, 48000).expect("rig");
+    let mut out = vec![0.0f32; 512 * 2];
+    for round in 0..40u64 {
+        let base = engine.frames_out();
+        reset_violation_count();
+        assert_no_alloc(|| {
+            // 6000 events: note-ons, controllers and note-offs, most at one frame.
+            for i in 0..6000u64 {
+                let kind = match i % 3 {
+                    0 => EventKind::NoteOn { channel: 0, note: (i % 128) as u8, velocity: 90 },
+                    1 => EventKind::Control { channel: 0, cc: 20 + (i % 30) as u8, value: (i % 128) as u8 },
+                    _ => EventKind::NoteOff { channel: 0, note: (i % 128) as u8 },
+                };
+                let at = if i % 5 == 0 { base + 100_000 } else { base + 10 };
+                engine.schedule(Event::new(at + round, kind));
+            }
+            engine.process(&mut out, 2);
+        });
+        assert_eq!(violation_count(), 0, "overload allocated or freed in round {round}");
+        assert!(out.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
+        assert!(!jamrig::engine::denormal::FlushDenormals::active(), "the caller's float mode is restored");
+        controller.collect();
+    }
+    let stats = controller.stats();
+    assert!(stats.events_overflow.load(Relaxed) > 0, "the queue overflowed");
+    assert!(stats.hits_overflow.load(Relaxed) > 0, "the hit budget was reached");
+    assert!(stats.events_late.load(Relaxed) > 0, "a burst waited for later ticks");
 }

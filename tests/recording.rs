@@ -137,7 +137,7 @@ fn a_take_rendered_with_midi_sounds_like_the_take() {
         .arg(&mid)
         .arg("-o")
         .arg(&wav)
-        .args(["--seconds", "4", "--format", "f32"])
+        .args(["--seconds", "4", "--tail", "0", "--format", "f32"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -339,7 +339,7 @@ fn wrong_argument_shape() {
     let d = eval_err("cc(74, \"lowpass\");");
     assert_eq!(
         d.headline(),
-        "test.rhai:1:1: cc cannot take (a whole number, text): expected cc(cc_number, \"parameter\", min, max[, channel | #{ channel: n, curve: \"linear\" | \"exp\" }])"
+        "test.rhai:1:1: cc cannot take (a whole number, text): expected cc(cc_number, \"parameter\", min, max[, channel | \"any\" | #{ channel: n | \"any\", curve: \"linear\" | \"exp\" }])"
     );
     let d = eval_err("channel(1, #{ lowpass: 300 });");
     assert_eq!(
@@ -372,8 +372,8 @@ fn value_out_of_range_message() {
     let d = eval_err("let c = channel(1, \"synth_bass\");\nc.lowpass = 5;");
     assert_eq!(d.message, "lowpass is 5, outside 10..20000 Hz (0 turns it off)");
     assert_eq!(d.line, 2);
-    let d = eval_err("tempo(500);");
-    assert_eq!(d.headline(), "test.rhai:1:7: tempo is 500, outside 20..400 BPM");
+    let d = eval_err("tempo(1000);");
+    assert_eq!(d.headline(), "test.rhai:1:7: tempo is 1000, outside 20..999 BPM");
     let d = eval_err("let c = channel(1, \"organ\");\nc.voices = 100;");
     assert_eq!(d.headline(), "test.rhai:2:3: voices is 100, outside 1..64");
 }
@@ -476,7 +476,53 @@ fn bad_note_name() {
         },
     );
     let d = eval_err("channel(1, \"organ\");\npattern(\"riff\", 1, 4.0, [[0.0, 128, 90]]);");
-    assert_eq!(d.headline(), "test.rhai:2:1: note 128 is outside the MIDI notes 0..127");
+    assert_eq!(d.headline(), "test.rhai:2:32: note 128 is outside the MIDI notes 0..127");
+}
+
+/// Regression (issue 13): an unclosed `tempo(` on line 5 was reported at 7:76, where
+/// Rhai gave up looking for the `)`. The error points at the call left open.
+#[test]
+fn an_unclosed_call_is_pointed_at_not_where_the_parser_gave_up() {
+    let text = "// a set\nlet keys = channel(1, \"organ\");\nkeys.reverb = 0.3;\ndrums(10);\ntempo(\npattern(\"beat\", 10, \"rock\");\npattern(\"bass\", 2, 4.0, [[0.0, \"E1\", 110, 0.4], [2.5, \"G1\", 100, 0.4]]);\n";
+    let d = eval_err(text);
+    check(
+        &d,
+        Want {
+            headline: "test.rhai:5:1: syntax error: tempo( is not closed: expected ')' after its arguments",
+            line: "tempo(",
+            under: "tempo(",
+            label: None,
+        },
+    );
+    // On one line, the place the parser stopped is the place to look.
+    let d = eval_err("tempo(120;\n");
+    assert!(d.headline().starts_with("test.rhai:1:10: "), "{}", d.headline());
+    // A missing `;` is shown where it belongs, at the end of its statement.
+    let d = eval_err("tempo(120)\n\nchannel(1, \"organ\");\n");
+    assert_eq!(d.headline(), "test.rhai:1:11: syntax error: expecting ';' to terminate this statement");
+}
+
+/// Regression (issue 13): a bad note in a pattern written over several lines, or
+/// in a list built before the call, pointed at the start of the call. It points at
+/// the note.
+#[test]
+fn a_bad_note_in_a_pattern_is_pointed_at() {
+    let d = eval_err(
+        "channel(1, \"organ\");\npattern(\"bass\", 1, 4.0, [\n  [0.0, \"C4\", 100, 0.4],\n  [1.0, \"Cx4\", 100]\n]);\n",
+    );
+    check(
+        &d,
+        Want {
+            headline: "test.rhai:4:10: \"Cx4\" is neither a note name nor a drum sound",
+            line: "  [1.0, \"Cx4\", 100]",
+            under: "Cx4",
+            label: Some("notes are written like C4, F#2 or Eb3"),
+        },
+    );
+    let d = eval_err(
+        "let notes = [[0.0, \"E1\", 110], [0.75, \"X9\", 80]];\nchannel(1, \"organ\");\npattern(\"bass\", 1, 4.0, notes);\n",
+    );
+    assert_eq!(d.headline(), "test.rhai:1:40: \"X9\" is neither a note name nor a drum sound");
 }
 
 #[test]
@@ -496,9 +542,12 @@ fn hit_shapes() {
     let d = eval_err("drums(10);\npattern(\"b\", 10, 4.0, [[0.0, \"kick\", 300]]);");
     assert_eq!(d.headline(), "test.rhai:2:1: pattern b: velocity 300 is outside 1..127");
     let d = eval_err("channel(1, \"organ\");\npattern(\"r\", 1, 4.0, [[0.0, \"C4\", 90, 0]]);");
-    assert_eq!(d.headline(), "test.rhai:2:1: pattern r: hit 1 has length 0; lengths are beats, above 0");
+    assert_eq!(
+        d.headline(),
+        "test.rhai:2:1: pattern r: hit 1 has length 0; lengths are beats, above 0 and at most 1024"
+    );
     let d = eval_err("drums(10);\npattern(\"b\", 10, 0, [[0.0, \"kick\", 100]]);");
-    assert_eq!(d.headline(), "test.rhai:2:1: pattern b is 0 beats long; a pattern is 0..1024 beats");
+    assert_eq!(d.headline(), "test.rhai:2:1: pattern b is 0 beats long; a pattern is 1/64 of a beat to 1024 beats");
 }
 
 #[test]

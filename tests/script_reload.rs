@@ -374,3 +374,27 @@ fn a_reload_picks_up_a_changed_module() {
     assert_eq!(line_after_timing(&session.reload(&mut out)), "ch10 added (drums)");
     assert_eq!(session.files(), [path.clone(), module, dir.path().join("drums.rhai")]);
 }
+
+/// Regression (issue 13): each REPL line started with no variables, so a `let` was
+/// gone on the next line, and a bare expression showed nothing. Variables now last
+/// from line to line (through reloads too), a line's value is kept to be shown, and
+/// the lines that rebuild the running set and the variables are listed in order
+/// (the capture's REPL lines: a reload drops only those that changed the set).
+#[test]
+fn repl_variables_last_from_line_to_line_and_through_a_reload() {
+    let mut f = open(SET);
+    let mut out = Recorder::new();
+    assert!(f.session.apply_line("let cut = 900;", &mut out).unwrap().is_empty());
+    assert_eq!(f.session.value(), None);
+    let changes = f.session.apply_line("ch(2).lowpass = cut", &mut out).unwrap_or_else(|d| panic!("{}", d.render()));
+    assert_eq!(changes, ["ch2 lowpass 800 -> 900"]);
+    f.session.apply_line("cut * 2", &mut out).unwrap();
+    assert_eq!(f.session.value(), Some("1800"));
+    f.session.apply_line("ch(2)", &mut out).unwrap();
+    assert_eq!(f.session.value(), Some("ch(2)"));
+    assert_eq!(f.session.repl_lines(), ["let cut = 900", "ch(2).lowpass = cut", "cut * 2", "ch(2)"]);
+    f.session.reload(&mut out);
+    assert_eq!(f.session.repl_lines(), ["let cut = 900", "cut * 2", "ch(2)"]);
+    let changes = f.session.apply_line("ch(5).lowpass = cut", &mut out).unwrap_or_else(|d| panic!("{}", d.render()));
+    assert_eq!(changes.len(), 1, "{changes:?}");
+}

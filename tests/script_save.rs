@@ -71,3 +71,30 @@ fn a_mini_pattern_with_triplets_and_drum_lengths_round_trips() {
     assert!(ev.set.patterns["d"].hits.iter().any(|h| h.length > 0.0 && (h.beat * 4.0).fract() != 0.0));
     round_trip(&ev.set);
 }
+
+/// Regression (issue 13): `:save` lost the set's `gm_program` mappings and the
+/// instruments program changes had chosen. Both are written: the saved set maps
+/// its programs as the running one, and a channel plays the program's instrument
+/// (with its own volume and pan).
+#[test]
+fn program_mappings_and_program_changes_are_saved() {
+    let set = common::set(
+        r#"
+        gm_program(73, "organ");
+        gm_program(0, "synth_pad");
+        channel(1, "synth_bass", #{ volume: 0.4, pan: 0.5 });
+        channel(2, "organ");
+        drums(10);
+        "#,
+    );
+    round_trip(&set);
+    let text = to_rhai(&set, common::host().library());
+    assert!(text.contains("gm_program(73, \"organ\");") && text.contains("gm_program(0, \"synth_pad\");"), "{text}");
+    // Channel 1 switched to program 73 by a program change; drums stay drums.
+    let live = jamrig::script::save::with_programs(&set, |n| [1, 10].contains(&n).then_some(73));
+    assert_eq!(live.channels[&1].instrument, "organ");
+    assert_eq!(live.channels[&1].params.get(jamrig::params::Param::Volume), 0.4);
+    assert_eq!(live.channels[&1].params.get(jamrig::params::Param::Pan), 0.5);
+    assert!(live.channels[&10].is_drums());
+    round_trip(&live);
+}

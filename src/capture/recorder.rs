@@ -187,7 +187,38 @@ impl Recorder {
         self.recording = false;
         let last = self.take.events.last().map_or(0, |e| e.frame);
         self.take.end = self.take_frame(now).max(last);
+        self.close_held_notes();
         tap.overflow.load(Relaxed) - self.lost_before
+    }
+
+    /// Ends the notes still held when the take stops, at its end: the file never
+    /// leaves a note hanging, and jamrig needs no all-notes-off in it.
+    fn close_held_notes(&mut self) {
+        let mut held = [[0u16; 128]; 16];
+        for e in &self.take.events {
+            match e.kind {
+                EventKind::NoteOn { channel, note, .. } => held[channel as usize & 15][note as usize & 127] += 1,
+                EventKind::NoteOff { channel, note } => {
+                    let n = &mut held[channel as usize & 15][note as usize & 127];
+                    *n = n.saturating_sub(1);
+                }
+                EventKind::Control { channel, cc: 120 | 123, .. } => held[channel as usize & 15] = [0; 128],
+                _ => {}
+            }
+        }
+        for (channel, notes) in held.iter().enumerate() {
+            for (note, &n) in notes.iter().enumerate() {
+                for _ in 0..n {
+                    let kind = EventKind::NoteOff { channel: channel as u8, note: note as u8 };
+                    self.take.events.push(Event::new(self.take.end, kind));
+                }
+            }
+        }
+    }
+
+    /// Whether the take holds anything.
+    pub fn is_empty(&self) -> bool {
+        self.take.events.is_empty()
     }
 
     /// Writes the take as a MIDI file, through a temporary file renamed into place.
@@ -296,6 +327,23 @@ mod tests {
         assert_eq!(r.stop(&tap, 2000, stopped(2000, 120.0)), 0);
         assert_eq!(r.take().events.iter().map(|e| e.frame).collect::<Vec<_>>(), vec![4000, 9500]);
         assert_eq!(r.take().end, 11_000);
+    }
+
+    /// Regression (issue 13): stopping jamrig sent all-notes-off on every channel
+    /// into the take. The take stops first now, and closes the notes still held
+    /// itself, at its end.
+    #[test]
+    fn notes_held_at_the_stop_end_with_the_take() {
+        let tap = RecordTap::default();
+        let mut r = Recorder::new(48000.0);
+        r.start(&tap, 0, stopped(0, 120.0));
+        tap.offer(Event::new(100, EventKind::NoteOn { channel: 0, note: 60, velocity: 90 }), false);
+        tap.offer(Event::new(200, EventKind::NoteOn { channel: 1, note: 62, velocity: 90 }), false);
+        tap.offer(Event::new(300, EventKind::NoteOff { channel: 1, note: 62 }), false);
+        r.stop(&tap, 1000, stopped(1000, 120.0));
+        let ends: Vec<_> = r.take().events.iter().filter(|e| e.frame == 1000).map(|e| e.kind).collect();
+        assert_eq!(ends, [EventKind::NoteOff { channel: 0, note: 60 }]);
+        assert!(!r.take().events.iter().any(|e| matches!(e.kind, EventKind::Control { .. })));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::engine::event::Event;
 use crate::engine::sync::ExternalTimeline;
 use crate::offline::Renderer;
 use crate::rig::set::Set;
-use crate::script::ScriptHost;
+use crate::script::{Folder, ScriptHost};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -55,6 +55,8 @@ pub struct CaptureLog {
     pub lost: u64,
     /// Records of kinds this build does not know (skipped).
     pub skipped: u64,
+    /// What MIDI had set on the channels before this part began.
+    pub channels: Vec<crate::engine::ChannelMidi>,
 }
 
 impl CaptureLog {
@@ -94,16 +96,41 @@ pub fn read_all(dir: &Path) -> Result<Vec<CaptureLog>, CaptureError> {
     parts(dir).iter().map(|p| read(p)).collect()
 }
 
-/// Reads `dir/capture.jsonl` (or the capture file `dir` names). The first
-/// damaged record fails the whole read, naming its line.
+/// Beats a captured external timeline may stand at (far beyond any session: at
+/// 999 BPM, two years).
+pub const MAX_TIMELINE_BEAT: f64 = 1e9;
+
+/// Reads `dir/capture.jsonl` (or the capture file `dir` names): a regular file of
+/// at most [`crate::files::MAX_CAPTURE_BYTES`]. The first damaged record fails the
+/// whole read, naming its line; so does a number out of its range (a frame past
+/// the longest render, a tempo outside 1..999 BPM, a beat past
+/// [`MAX_TIMELINE_BEAT`]).
 pub fn read(dir: &Path) -> Result<CaptureLog, CaptureError> {
     let path = if dir.is_dir() { dir.join(CAPTURE_FILE) } else { dir.to_path_buf() };
+    crate::files::check_input(&path, crate::files::MAX_CAPTURE_BYTES, "capture")
+        .map_err(|e| CaptureError::Set(e.to_string()))?;
     let file = std::fs::File::open(&path).map_err(|source| CaptureError::Io { path: path.clone(), source })?;
+    parse(std::io::BufReader::new(file), &path)
+}
+
+/// Reads a capture's records from `input` (`path` names it in errors).
+pub fn parse(input: impl BufRead, path: &Path) -> Result<CaptureLog, CaptureError> {
+    let path = path.to_path_buf();
     let damaged = |line: usize, message: String| CaptureError::Damaged { path: path.clone(), line, message };
+    // Frames past the longest render are damage (set once the header gives the rate).
+    let mut max_frame = u64::MAX;
+    let far = |frame: u64, max: u64| -> Option<String> {
+        (frame > max).then(|| {
+            format!(
+                "frame {frame} is past the longest render ({} hours)",
+                crate::offline::render::MAX_RENDER_SECONDS / 3600.0
+            )
+        })
+    };
     let mut log = CaptureLog::default();
     let mut files: BTreeMap<String, String> = BTreeMap::new();
     let mut header = false;
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+    for (i, line) in input.lines().enumerate() {
         let n = i + 1;
         let line = line.map_err(|e| damaged(n, e.to_string()))?;
         if line.trim().is_empty() {
@@ -115,7 +142,7 @@ pub fn read(dir: &Path) -> Result<CaptureLog, CaptureError> {
             .and_then(|k| k.as_str())
             .map(str::to_string)
             .ok_or_else(|| damaged(n, "no \"record\" kind".into()))?;
-        const KNOWN: [&str; 7] = ["header", "set", "adopt", "event", "timeline", "lost", "end"];
+        const KNOWN: [&str; 8] = ["header", "set", "adopt", "event", "timeline", "channels", "lost", "end"];
         if !KNOWN.contains(&kind.as_str()) {
             log.skipped += 1;
             continue;
@@ -140,6 +167,7 @@ pub fn read(dir: &Path) -> Result<CaptureLog, CaptureError> {
                 }
                 log.sample_rate = sample_rate;
                 log.set_name = set;
+                max_frame = (crate::offline::render::MAX_RENDER_SECONDS * sample_rate as f64) as u64;
                 header = true;
             }
             Record::Set { serial, main, uses, files: changed, repl, sync } => {
@@ -162,6 +190,9 @@ pub fn read(dir: &Path) -> Result<CaptureLog, CaptureError> {
                 log.sets.insert(serial, CapturedSet { main, files: own, repl, sync });
             }
             Record::Adopt { serial, frame } => {
+                if let Some(m) = far(frame, max_frame) {
+                    return Err(damaged(n, m));
+                }
                 if !log.sets.contains_key(&serial) {
                     return Err(damaged(n, format!("set {serial} adopted but never captured")));
                 }
@@ -171,6 +202,9 @@ pub fn read(dir: &Path) -> Result<CaptureLog, CaptureError> {
                 log.adopts.push((frame, serial));
             }
             Record::Event { frame, midi, command, tempo } => {
+                if let Some(m) = far(frame, max_frame) {
+                    return Err(damaged(n, m));
+                }
                 let ev = record_event(frame, midi.as_deref(), command.as_deref(), tempo).map_err(|e| damaged(n, e))?;
                 if log.events.last().is_some_and(|e| e.frame > frame) {
                     return Err(damaged(n, format!("event at frame {frame} goes back in time")));
@@ -178,13 +212,26 @@ pub fn read(dir: &Path) -> Result<CaptureLog, CaptureError> {
                 log.events.push(ev);
             }
             Record::Timeline { frame, at, beat, bpm, playing } => {
-                if !(beat.is_finite() && bpm.is_finite() && bpm > 0.0) {
-                    return Err(damaged(n, "timeline with a non-finite beat or tempo".into()));
+                if let Some(m) = far(frame.max(at), max_frame) {
+                    return Err(damaged(n, m));
+                }
+                if !(beat.abs() <= MAX_TIMELINE_BEAT && (1.0..=999.0).contains(&bpm)) {
+                    return Err(damaged(n, format!("a timeline at beat {beat} and {bpm} BPM is out of range")));
                 }
                 log.timelines.push((frame, ExternalTimeline { frame: at, beat, bpm, playing }));
             }
-            Record::Lost { count } => log.lost += count,
-            Record::End { frame } => log.end = Some(frame),
+            Record::Channels { channels } => {
+                for c in channels {
+                    log.channels.push(c.to_midi().map_err(|m| damaged(n, m))?);
+                }
+            }
+            Record::Lost { count } => log.lost = log.lost.saturating_add(count),
+            Record::End { frame } => {
+                if let Some(m) = far(frame, max_frame) {
+                    return Err(damaged(n, m));
+                }
+                log.end = Some(frame)
+            }
         }
     }
     if !header {
@@ -196,32 +243,25 @@ pub fn read(dir: &Path) -> Result<CaptureLog, CaptureError> {
     Ok(log)
 }
 
-/// Evaluates a captured set: its files written into a scratch folder, the main
-/// file evaluated, the REPL lines applied in order, the forced clock applied, as
-/// the live session did.
-pub fn evaluate(host: &ScriptHost, set: &CapturedSet, scratch: &Path) -> Result<Set, CaptureError> {
+/// Evaluates a captured set from the files the capture kept (in memory: nothing is
+/// written to disk): the main file evaluated, the REPL lines applied in order, the
+/// forced clock applied, as the live session did.
+pub fn evaluate(host: &ScriptHost, set: &CapturedSet) -> Result<Set, CaptureError> {
     let err = |m: String| CaptureError::Set(m);
-    for (name, text) in &set.files {
-        let p = Path::new(name);
-        if p.is_absolute() || name.contains("..") {
-            return Err(err(format!("the capture names a file outside its set's folder: {name}")));
-        }
-        let dest = scratch.join(p);
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| err(format!("{}: {e}", parent.display())))?;
-        }
-        std::fs::write(&dest, text).map_err(|e| err(format!("{}: {e}", dest.display())))?;
-    }
+    let folder = Folder::Files(Arc::new(set.files.clone()));
     let sync = set.sync.as_deref().and_then(parse_sync);
-    let mut ev = host.eval_file(&scratch.join(&set.main)).map_err(|d| err(d.render()))?;
+    let main = &set.files[&set.main];
+    let mut ev =
+        host.eval_in(&set.main, main, Some(folder.clone()), Set::default(), false).map_err(|d| err(d.render()))?;
     if let Some(s) = sync {
         ev.set.sync = s;
     }
     let mut current = ev.set;
+    // The lines share their variables, as they did in the REPL.
+    let mut scope = rhai::Scope::new();
     for line in &set.repl {
-        let mut e = host
-            .eval_source("repl", line, Some(scratch.to_path_buf()), current.clone(), true)
-            .map_err(|d| err(d.render()))?;
+        let (mut e, _) =
+            host.eval_repl(line, Some(folder.clone()), current.clone(), &mut scope).map_err(|d| err(d.render()))?;
         if let Some(s) = sync {
             e.set.sync = s;
         }
@@ -232,24 +272,26 @@ pub fn evaluate(host: &ScriptHost, set: &CapturedSet, scratch: &Path) -> Result<
 
 /// Plays a capture again: `sink` receives interleaved stereo in order.
 pub fn replay(log: &CaptureLog, mut sink: impl FnMut(&[f32])) -> Result<u64, CaptureError> {
+    replay_while(log, |x| {
+        sink(x);
+        true
+    })
+}
+
+/// Same, block by block, for as long as `sink` returns true (a streaming writer
+/// stops it on an error or an interrupt). Returns the frames played.
+pub fn replay_while(log: &CaptureLog, mut sink: impl FnMut(&[f32]) -> bool) -> Result<u64, CaptureError> {
     let host = ScriptHost::new().map_err(|d| CaptureError::Set(d.render()))?;
-    // Removed when dropped, whatever happens below.
-    let scratch = tempfile::Builder::new()
-        .prefix("jamrig-replay-")
-        .tempdir()
-        .map_err(|source| CaptureError::Io { path: std::env::temp_dir(), source })?;
     let mut sets: BTreeMap<u64, Set> = BTreeMap::new();
     for (_, serial) in &log.adopts {
         if !sets.contains_key(serial) {
-            // Each set from a clean folder: files of a later set must not leak in.
-            let dir = scratch.path().join(format!("set-{serial}"));
-            sets.insert(*serial, evaluate(&host, &log.sets[serial], &dir)?);
+            sets.insert(*serial, evaluate(&host, &log.sets[serial])?);
         }
     }
-    drop(scratch);
     let tables = Arc::new(crate::tables::Tables::new(log.sample_rate as f32));
     let first = &sets[&log.adopts[0].1];
     let mut r = Renderer::following_clock(first, tables).map_err(|e| CaptureError::Set(e.to_string()))?;
+    r.engine.restore_channel_midi(&log.channels);
     r.add_events(log.events.iter().copied());
     let total = log.frames();
     let (mut adopts, mut timelines) = (log.adopts[1..].iter().peekable(), log.timelines.iter().peekable());
@@ -271,8 +313,10 @@ pub fn replay(log: &CaptureLog, mut sink: impl FnMut(&[f32])) -> Result<u64, Cap
         // Up to the next change, in whole ticks (changes fall on tick starts).
         let n = (next.max(done + TICK_FRAMES as u64) - done).min(total - done).min((buf.len() / 2) as u64) as usize;
         r.render_into(&mut buf[..2 * n], n);
-        sink(&buf[..2 * n]);
         done += n as u64;
+        if !sink(&buf[..2 * n]) {
+            break;
+        }
     }
     Ok(done)
 }

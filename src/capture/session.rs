@@ -8,9 +8,11 @@
 //! kinds they do not know and fields they do not know, so later versions can add
 //! both; a change that old readers could not skip safely raises `version`.
 
+use crate::engine::ChannelMidi;
 use crate::engine::event::{Event, EventKind};
 use crate::engine::sync::SyncMode;
 use crate::engine::tap::{CaptureTap, Captured};
+use crate::params::Param;
 use crate::script::session::Session;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -75,10 +77,69 @@ pub enum Record {
     /// From the tick starting at `frame`, the engine followed an external
     /// session's timeline (Ableton Link): `beat` at engine frame `at`.
     Timeline { frame: u64, at: u64, beat: f64, bpm: f64, playing: bool },
+    /// What MIDI had set on channels before this part began (an engine rebuilt on a
+    /// reopened audio device takes it over at frame 0): knob positions, program,
+    /// bend, pedal, expression.
+    Channels { channels: Vec<ChannelRecord> },
     /// Records the engine could not hand over (its queue was full).
     Lost { count: u64 },
     /// The session ended after `frame` frames.
     End { frame: u64 },
+}
+
+/// One channel of a `channels` record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChannelRecord {
+    /// 1-based, as in sets.
+    pub channel: u8,
+    /// Parameters set by knobs, by name.
+    #[serde(default)]
+    pub params: BTreeMap<String, f32>,
+    #[serde(default)]
+    pub program: Option<u8>,
+    #[serde(default)]
+    pub bend: i16,
+    #[serde(default)]
+    pub pedal: bool,
+    #[serde(default = "unity")]
+    pub expression: f32,
+}
+
+fn unity() -> f32 {
+    1.0
+}
+
+impl ChannelRecord {
+    pub fn from_midi(m: &ChannelMidi) -> ChannelRecord {
+        ChannelRecord {
+            channel: m.channel + 1,
+            params: m.knobs.iter().map(|(p, v)| (p.name().to_string(), *v)).collect(),
+            program: m.program,
+            bend: m.bend,
+            pedal: m.pedal,
+            expression: m.expression,
+        }
+    }
+
+    /// The channel's state for the engine; an unknown parameter name is an error.
+    pub fn to_midi(&self) -> Result<ChannelMidi, String> {
+        if !(1..=16).contains(&self.channel) {
+            return Err(format!("channel {} is outside 1..16", self.channel));
+        }
+        let knobs = self
+            .params
+            .iter()
+            .map(|(n, v)| Param::from_name(n).map(|p| (p, *v)).ok_or_else(|| format!("unknown parameter \"{n}\"")))
+            .collect::<Result<_, _>>()?;
+        Ok(ChannelMidi {
+            channel: self.channel - 1,
+            knobs,
+            program: self.program,
+            bend: self.bend,
+            pedal: self.pedal,
+            expression: self.expression,
+        })
+    }
 }
 
 /// A sync mode as a capture writes it.
@@ -93,7 +154,11 @@ pub fn parse_sync(s: &str) -> Option<SyncMode> {
     match s {
         "internal" => Some(SyncMode::Internal),
         "midi" => Some(SyncMode::Midi),
-        _ => s.strip_prefix("link:").and_then(|q| q.parse().ok()).map(|quantum| SyncMode::Link { quantum }),
+        _ => s
+            .strip_prefix("link:")
+            .and_then(|q| q.parse::<f64>().ok())
+            .filter(|q| (1.0..=64.0).contains(q))
+            .map(|quantum| SyncMode::Link { quantum }),
     }
 }
 
@@ -143,7 +208,8 @@ pub fn record_event(
         (None, Some("stop"), None) => EventKind::Stop,
         (None, Some("continue"), None) => EventKind::Continue,
         (None, Some("panic"), None) => EventKind::Panic,
-        (None, None, Some(bpm)) if bpm.is_finite() && bpm > 0.0 => EventKind::Tempo(bpm),
+        (None, None, Some(bpm)) if (1.0..=999.0).contains(&bpm) => EventKind::Tempo(bpm),
+        (None, None, Some(bpm)) => return Err(format!("tempo {bpm} is outside 1..999 BPM")),
         (None, Some(other), None) => return Err(format!("unknown command \"{other}\"")),
         _ => return Err("an event has exactly one of midi, command or tempo".into()),
     };
@@ -292,6 +358,14 @@ impl SessionCapture {
         &self.writer.path
     }
 
+    /// Notes what MIDI had set on the channels that the engine of this part took
+    /// over (nothing when MIDI had left them alone).
+    pub fn note_channel_midi(&mut self, state: &[ChannelMidi]) {
+        if !state.is_empty() {
+            self.writer.send(Record::Channels { channels: state.iter().map(ChannelRecord::from_midi).collect() });
+        }
+    }
+
     /// Which part of the capture this is (from 1).
     pub fn part(&self) -> u32 {
         self.part
@@ -323,7 +397,7 @@ impl SessionCapture {
             main: capture_name(&folder, session.path()),
             uses,
             files: changed,
-            repl: session.tweaks().to_vec(),
+            repl: session.repl_lines(),
             sync: session.sync_override().map(sync_name),
         });
         self.serial = serial;

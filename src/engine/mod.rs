@@ -9,6 +9,7 @@
 //! decides how ticks are handed out, so the output does not depend on it.
 
 pub mod bus;
+pub mod denormal;
 pub mod envelope;
 pub mod event;
 pub mod sequencer;
@@ -38,6 +39,8 @@ use voice::{Scratch, Voice, VoiceCtx, VoiceSource};
 
 /// Frames per engine tick.
 pub const TICK_FRAMES: usize = 64;
+/// [`EngineStats::programs`] of a channel no program change has touched.
+pub const NO_PROGRAM: u32 = u32::MAX;
 /// Voices a channel may sound at once unless the set says otherwise.
 pub const DEFAULT_VOICE_LIMIT: u8 = 16;
 /// The largest per-channel voice limit.
@@ -52,8 +55,16 @@ pub const EVENT_QUEUE_CAP: usize = 4096;
 pub const SNAPSHOT_QUEUE_CAP: usize = 4;
 /// Capacity of the queue returning retired snapshots and pattern sets for freeing.
 pub const TRASH_QUEUE_CAP: usize = 64;
-/// Events (external, pattern and note-off) handled within one tick.
+/// External events (MIDI, REPL, the renderer's) played within one tick. More due at
+/// once wait for the next tick (played late, never dropped).
 pub const MAX_TICK_EVENTS: usize = 1024;
+/// Pattern hits played within one tick; more are skipped and counted.
+pub const MAX_TICK_HITS: usize = 256;
+/// Pattern note-offs played within one tick; more wait for the next tick.
+pub const MAX_TICK_NOTE_OFFS: usize = 256;
+/// Everything one tick plays: external events, note-offs (taken twice: before and
+/// after the sequencer), pattern hits and a Link launch.
+const TICK_EVENT_CAP: usize = MAX_TICK_EVENTS + 2 * MAX_TICK_NOTE_OFFS + MAX_TICK_HITS + 1;
 /// Pattern note-offs waiting for their frame.
 pub const NOTE_OFF_CAP: usize = 4096;
 /// A channel whose bus has been silent (below -100 dB) this long stops processing.
@@ -78,9 +89,15 @@ pub struct EngineStats {
     pub events_dropped: AtomicU64,
     /// Events that arrived after their frame (played at the start of the next tick).
     pub events_late: AtomicU64,
-    /// Events lost because too many were waiting or due in one tick.
+    /// Events lost because more were waiting than the engine holds
+    /// ([`EVENT_QUEUE_CAP`]); note-offs and the newest value of each controller are
+    /// kept before anything else.
     pub events_overflow: AtomicU64,
+    /// Pattern notes not started because their note-offs had no room.
     pub note_offs_overflow: AtomicU64,
+    /// Pattern hits skipped (more than [`MAX_TICK_HITS`] in one tick, or a transport
+    /// position past exact beats): counted once per pattern and tick.
+    pub hits_overflow: AtomicU64,
     pub voices_stolen: AtomicU64,
     /// Voices cut without a fade because the whole pool was busy.
     pub voices_cut: AtomicU64,
@@ -103,9 +120,39 @@ pub struct EngineStats {
     pub clock_tempo_bits: AtomicU64,
     /// MIDI clock ticks received.
     pub clock_ticks: AtomicU64,
+    /// Per channel, the program a program change selected ([`NO_PROGRAM`]: none).
+    pub programs: [AtomicU32; MAX_CHANNELS],
+    /// Per channel, the pitch bend (-8192..=8191, as i32 bits).
+    pub bends: [AtomicU32; MAX_CHANNELS],
+    /// Per channel, whether the sustain pedal is down.
+    pub pedals: [AtomicBool; MAX_CHANNELS],
+    /// Per channel, the expression (CC11) as a gain, 0..=1 (f32 bits).
+    pub expression: [AtomicU32; MAX_CHANNELS],
     /// Sequence lock over `frames`, `playing`, `tempo_bits` and `beat_bits` (odd
     /// while the engine writes them), for [`EngineStats::transport`].
     transport_seq: AtomicU64,
+}
+
+/// What MIDI has set on a channel, beyond its notes: for carrying it over to a
+/// rebuilt engine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelMidi {
+    /// 0-based.
+    pub channel: u8,
+    /// Parameters set by knobs (CC), CC7 (volume) and CC10 (pan).
+    pub knobs: Vec<(Param, f32)>,
+    pub program: Option<u8>,
+    pub bend: i16,
+    pub pedal: bool,
+    /// CC11 as a gain, 0..=1.
+    pub expression: f32,
+}
+
+impl ChannelMidi {
+    /// Whether MIDI has left the channel as the set has it.
+    pub fn is_untouched(&self) -> bool {
+        self.knobs.is_empty() && self.program.is_none() && self.bend == 0 && !self.pedal && self.expression == 1.0
+    }
 }
 
 /// The transport at one engine frame, read consistently.
@@ -127,6 +174,7 @@ impl Default for EngineStats {
             events_late: AtomicU64::new(0),
             events_overflow: AtomicU64::new(0),
             note_offs_overflow: AtomicU64::new(0),
+            hits_overflow: AtomicU64::new(0),
             voices_stolen: AtomicU64::new(0),
             voices_cut: AtomicU64::new(0),
             trash_overflow: AtomicU64::new(0),
@@ -141,6 +189,10 @@ impl Default for EngineStats {
             beat_bits: AtomicU64::new(0),
             clock_tempo_bits: AtomicU64::new(0),
             clock_ticks: AtomicU64::new(0),
+            programs: std::array::from_fn(|_| AtomicU32::new(NO_PROGRAM)),
+            bends: Default::default(),
+            pedals: Default::default(),
+            expression: std::array::from_fn(|_| AtomicU32::new(1.0f32.to_bits())),
             transport_seq: AtomicU64::new(0),
         }
     }
@@ -182,6 +234,37 @@ impl EngineStats {
                 return r;
             }
         }
+    }
+
+    /// The program a program change selected on channel `ch` (0-based), if any.
+    pub fn program_of(&self, ch: usize) -> Option<u8> {
+        let p = self.programs[ch].load(Relaxed);
+        (p != NO_PROGRAM).then_some(p as u8)
+    }
+
+    /// The pitch bend of channel `ch` (0-based), -8192..=8191.
+    pub fn bend_of(&self, ch: usize) -> i16 {
+        self.bends[ch].load(Relaxed) as i32 as i16
+    }
+
+    /// The expression (CC11) gain of channel `ch` (0-based).
+    pub fn expression_of(&self, ch: usize) -> f32 {
+        f32::from_bits(self.expression[ch].load(Relaxed))
+    }
+
+    /// What MIDI has set on each channel (those it has left alone are left out).
+    pub fn channel_midi(&self) -> Vec<ChannelMidi> {
+        (0..MAX_CHANNELS)
+            .map(|ch| ChannelMidi {
+                channel: ch as u8,
+                knobs: Param::ALL.iter().filter_map(|p| self.override_of(ch, *p).map(|v| (*p, v))).collect(),
+                program: self.program_of(ch),
+                bend: self.bend_of(ch),
+                pedal: self.pedals[ch].load(Relaxed),
+                expression: self.expression_of(ch),
+            })
+            .filter(|m| !m.is_untouched())
+            .collect()
     }
 
     /// The incoming MIDI clock's tempo, if a clock has been seen.
@@ -244,6 +327,8 @@ struct ChannelState {
     bend: Glide,
     bend_raw: i16,
     pedal: bool,
+    /// Expression (CC11) as a gain on the channel's volume, 0..=1.
+    expression: f32,
     /// The program selected by a program change (until the set changes the channel's instrument).
     program: Option<u8>,
     bus: Bus,
@@ -303,6 +388,7 @@ impl ChannelState {
             bend: Glide::with_time(0.0, BEND_GLIDE_SECONDS, TICK_FRAMES, sr),
             bend_raw: 0,
             pedal: false,
+            expression: 1.0,
             program: None,
             bus: Bus::new(sr, TICK_FRAMES),
             input: [0.0; TICK_FRAMES],
@@ -319,6 +405,7 @@ impl ChannelState {
             let o = self.overrides[i];
             self.target.0[i] = if o.is_nan() { base.0[i] } else { o };
         }
+        self.target.0[Param::Volume as usize] *= self.expression;
     }
 
     fn bend_target(&self) -> f32 {
@@ -420,18 +507,59 @@ struct TickSink<'a> {
     events: &'a mut Vec<Queued>,
     note_offs: &'a mut Vec<Event>,
     seq: &'a mut u64,
+    hits_left: &'a mut usize,
     stats: &'a EngineStats,
 }
 
 impl Sink for TickSink<'_> {
-    fn note_on(&mut self, frame: u64, channel: u8, note: u8, velocity: u8) {
+    fn hit(&mut self, frame: u64, channel: u8, note: u8, velocity: u8, off: Option<Event>) -> bool {
+        if *self.hits_left == 0 {
+            return false;
+        }
+        if let Some(off) = off
+            && !add_note_off(self.note_offs, off)
+        {
+            // A note that could not be ended is not started.
+            self.stats.note_offs_overflow.fetch_add(1, Relaxed);
+            return true;
+        }
+        *self.hits_left -= 1;
         let ev = Event::new(frame, EventKind::NoteOn { channel, note, velocity });
-        push_bounded(self.events, Queued { seq: *self.seq, ev, external: false }, &self.stats.events_overflow);
+        push_bounded(self.events, Queued { seq: *self.seq, ev, external: false }, &self.stats.hits_overflow);
         *self.seq += 1;
+        true
     }
 
-    fn note_off_at(&mut self, ev: Event) {
-        push_bounded(self.note_offs, ev, &self.stats.note_offs_overflow);
+    fn skipped(&mut self) {
+        self.stats.hits_overflow.fetch_add(1, Relaxed);
+    }
+}
+
+/// Adds a pattern note-off. When the list is full, a pending note-off of the same
+/// key takes the later frame instead (one note-off releases every voice of a key).
+fn add_note_off(note_offs: &mut Vec<Event>, off: Event) -> bool {
+    if note_offs.len() < note_offs.capacity() {
+        note_offs.push(off);
+        return true;
+    }
+    match note_offs.iter_mut().find(|e| e.kind == off.kind) {
+        Some(e) => {
+            e.frame = e.frame.max(off.frame);
+            true
+        }
+        None => false,
+    }
+}
+
+/// How much an event matters when the engine must drop some: note-offs and
+/// transport messages most (a lost one leaves a note hanging or the clock wrong),
+/// then controller values, then note-ons and the rest.
+fn rank(k: &EventKind) -> u8 {
+    match k {
+        EventKind::NoteOn { .. } | EventKind::PitchBend { .. } | EventKind::Pressure { .. } => 0,
+        EventKind::Program { .. } => 0,
+        EventKind::Control { .. } => 1,
+        _ => 2,
     }
 }
 
@@ -455,6 +583,8 @@ pub struct Engine {
     tick_events: Vec<Queued>,
     note_offs: Vec<Event>,
     seq: u64,
+    /// Pattern hits the current tick may still play.
+    hits_left: usize,
     voices: Vec<Voice>,
     /// Slots of sounding voices, in pitch order.
     active: Vec<u16>,
@@ -502,9 +632,10 @@ impl Engine {
             ports,
             trash_stash: Vec::with_capacity(TRASH_QUEUE_CAP),
             future: Vec::with_capacity(EVENT_QUEUE_CAP),
-            tick_events: Vec::with_capacity(MAX_TICK_EVENTS),
+            tick_events: Vec::with_capacity(TICK_EVENT_CAP),
             note_offs: Vec::with_capacity(NOTE_OFF_CAP),
             seq: 0,
+            hits_left: MAX_TICK_HITS,
             voices: (0..MAX_VOICES + STEAL_RESERVE).map(|_| Voice::new(line_len)).collect(),
             active: Vec::with_capacity(MAX_VOICES + STEAL_RESERVE),
             free: (0..(MAX_VOICES + STEAL_RESERVE) as u16).rev().collect(),
@@ -563,9 +694,56 @@ impl Engine {
     }
 
     /// Schedules an event directly (the offline renderer, on the engine's own
-    /// thread). Audio thread: no allocation; counts overflow.
+    /// thread). Audio thread: no allocation. Past [`Engine::room`], events are
+    /// dropped by rank and counted (see [`EngineStats::events_overflow`]).
     pub fn schedule(&mut self, ev: Event) {
-        push_bounded(&mut self.future, Queued { seq: self.seq, ev, external: true }, &self.ports.stats.events_overflow);
+        self.admit(ev);
+    }
+
+    /// Events that can still be scheduled without dropping any.
+    pub fn room(&self) -> usize {
+        self.future.capacity() - self.future.len()
+    }
+
+    /// Whether the next `process` call starts a new tick (the renderer hands over
+    /// a tick's events here).
+    pub fn at_tick_start(&self) -> bool {
+        self.fifo_pos == TICK_FRAMES
+    }
+
+    /// Frames until the next tick starts (a whole tick at a tick start).
+    pub fn frames_to_tick_end(&self) -> usize {
+        if self.fifo_pos == TICK_FRAMES { TICK_FRAMES } else { TICK_FRAMES - self.fifo_pos }
+    }
+
+    /// Takes an event into the waiting list. When the list is full the event that
+    /// matters least goes: an older value of the same controller, else the newest
+    /// event of a lower rank (see [`rank`]), else this one. Counted either way.
+    fn admit(&mut self, ev: Event) {
+        if self.future.len() == self.future.capacity() {
+            let stats = &self.ports.stats;
+            stats.events_overflow.fetch_add(1, Relaxed);
+            let same_cc = match ev.kind {
+                EventKind::Control { channel, cc, .. } => self.future.iter().rposition(
+                    |q| matches!(q.ev.kind, EventKind::Control { channel: c, cc: k, .. } if c == channel && k == cc),
+                ),
+                _ => None,
+            };
+            let r = rank(&ev.kind);
+            // The lowest rank goes first, and within it the newest.
+            let victim = same_cc.or_else(|| {
+                (0..self.future.len())
+                    .filter(|&i| rank(&self.future[i].ev.kind) < r)
+                    .min_by_key(|&i| (rank(&self.future[i].ev.kind), std::cmp::Reverse(self.future[i].seq)))
+            });
+            match victim {
+                Some(i) => {
+                    self.future.swap_remove(i);
+                }
+                None => return,
+            }
+        }
+        self.future.push(Queued { seq: self.seq, ev, external: true });
         self.seq += 1;
     }
 
@@ -574,6 +752,20 @@ impl Engine {
     /// sync mode is Link. Audio thread.
     pub fn follow_timeline(&mut self, timeline: ExternalTimeline) {
         self.timeline = Some(timeline);
+    }
+
+    /// The audio device has just reported an overrun: what the engine renders is
+    /// now heard later than before (cycles it did not render were played as
+    /// silence), by `moved` frames when the host measured it. The MIDI clock
+    /// follower moves its fit to the new frame line: by `moved`, or else at the
+    /// next tick. Audio thread.
+    pub fn after_overrun(&mut self, moved: Option<i64>) {
+        match moved {
+            // Cycles it did not render: the line moves ahead by whole cycles.
+            Some(frames) if frames > 0 => self.follower.move_line(-frames as f64),
+            Some(_) => {}
+            None => self.follower.rebase_next(),
+        }
     }
 
     /// Tells `tap` from now on what shapes the sound (a session capture). Control
@@ -593,9 +785,11 @@ impl Engine {
         self.snapshot.sync
     }
 
-    /// Fills `out` (interleaved, `out_channels` per frame) with the next frames.
-    /// Audio thread.
+    /// Fills `out` (interleaved, `out_channels` per frame) with the next frames, with
+    /// denormals flushed to zero for the call. Audio thread.
     pub fn process(&mut self, out: &mut [f32], out_channels: usize) {
+        // Decaying tails would otherwise sink into slow denormal arithmetic.
+        let _ftz = denormal::FlushDenormals::enter();
         let chans = out_channels.max(1);
         let mut rest = out;
         while !rest.is_empty() {
@@ -691,7 +885,10 @@ impl Engine {
                                 n = with_program(n, prog);
                             }
                         }
-                        _ => st.program = None,
+                        _ => {
+                            st.program = None;
+                            self.ports.stats.programs[ch].store(NO_PROGRAM, Relaxed);
+                        }
                     }
                     if o.instrument_id != n.instrument_id || o.source != n.source {
                         let now = st.now;
@@ -707,6 +904,7 @@ impl Engine {
                     let st = &mut self.channels[ch];
                     st.overrides = [f32::NAN; NUM_PARAMS];
                     st.program = None;
+                    self.ports.stats.programs[ch].store(NO_PROGRAM, Relaxed);
                     for o in &self.ports.stats.overrides[ch] {
                         o.store(f32::NAN.to_bits(), Relaxed);
                     }
@@ -756,35 +954,45 @@ impl Engine {
     /// Moves events due before `end` from the queue and the waiting lists into
     /// `tick_events`.
     fn gather_events(&mut self, start: u64, end: u64) {
-        let stats = &self.ports.stats;
         while let Some(ev) = self.ports.events.pop() {
-            push_bounded(&mut self.future, Queued { seq: self.seq, ev, external: true }, &stats.events_overflow);
-            self.seq += 1;
+            self.admit(ev);
         }
         self.tick_events.clear();
-        let mut i = 0;
-        while i < self.future.len() {
-            if self.future[i].ev.frame < end {
-                let mut q = self.future.swap_remove(i);
-                if q.ev.frame < start {
-                    stats.events_late.fetch_add(1, Relaxed);
-                    q.ev.frame = start;
+        self.hits_left = MAX_TICK_HITS;
+        let stats = &self.ports.stats;
+        let late = |mut q: Queued| {
+            if q.ev.frame < start {
+                stats.events_late.fetch_add(1, Relaxed);
+                q.ev.frame = start;
+            }
+            q
+        };
+        let due = self.future.iter().filter(|q| q.ev.frame < end).count();
+        if due > MAX_TICK_EVENTS {
+            // More than a tick plays: the earliest now, the rest in the next ticks.
+            self.future.sort_unstable_by_key(|q| (q.ev.frame, q.seq));
+            self.tick_events.extend(self.future.drain(..MAX_TICK_EVENTS).map(late));
+        } else {
+            let mut i = 0;
+            while i < self.future.len() {
+                if self.future[i].ev.frame < end {
+                    self.tick_events.push(late(self.future.swap_remove(i)));
+                } else {
+                    i += 1;
                 }
-                push_bounded(&mut self.tick_events, q, &stats.events_overflow);
-            } else {
-                i += 1;
             }
         }
-        self.take_due_note_offs(end);
+        self.take_due_note_offs(end, MAX_TICK_EVENTS + MAX_TICK_NOTE_OFFS);
     }
 
-    fn take_due_note_offs(&mut self, end: u64) {
+    /// Moves pattern note-offs due before `end` into the tick, while it has fewer
+    /// than `limit` events (the rest wait for the next tick).
+    fn take_due_note_offs(&mut self, end: u64, limit: usize) {
         let mut i = 0;
-        while i < self.note_offs.len() {
+        while i < self.note_offs.len() && self.tick_events.len() < limit.min(TICK_EVENT_CAP) {
             if self.note_offs[i].frame < end {
                 let ev = self.note_offs.swap_remove(i);
-                let q = Queued { seq: self.seq, ev, external: false };
-                push_bounded(&mut self.tick_events, q, &self.ports.stats.events_overflow);
+                self.tick_events.push(Queued { seq: self.seq, ev, external: false });
                 self.seq += 1;
             } else {
                 i += 1;
@@ -886,6 +1094,7 @@ impl Engine {
             events: &mut self.tick_events,
             note_offs: &mut self.note_offs,
             seq: &mut self.seq,
+            hits_left: &mut self.hits_left,
             stats: &self.ports.stats,
         };
         if let Some(old) = self.sequencer.run(a, b, &self.transport, &mut sink) {
@@ -922,7 +1131,9 @@ impl Engine {
                         let action = self.follower.tick(ev.frame);
                         let stats = &self.ports.stats;
                         stats.clock_ticks.fetch_add(1, Relaxed);
-                        stats.clock_tempo_bits.store(self.follower.tempo().unwrap_or(0.0).to_bits(), Relaxed);
+                        if let Some(bpm) = self.follower.shown_tempo(ev.frame) {
+                            stats.clock_tempo_bits.store(bpm.to_bits(), Relaxed);
+                        }
                         action
                     }
                 };
@@ -956,11 +1167,19 @@ impl Engine {
                 self.transport.locate(frame, beat);
             }
             ClockAction::Play { frame: at, beat } => {
+                // The tick's beat sits at its fitted frame; a tick that came later
+                // than the fit says starts on its own frame instead, so that the
+                // first beat is never passed over (the next ticks close the gap).
                 let (target, bpm) = match self.follower.frames_per_beat() {
-                    Some(fpb) => (beat + (frame as f64 - at) / fpb, bpm_of(fpb, self.sr)),
+                    Some(fpb) => ((beat + (frame as f64 - at) / fpb).min(beat), bpm_of(fpb, self.sr)),
                     None => (beat, self.transport.tempo()),
                 };
                 self.transport.play_at(frame, target, bpm);
+            }
+            ClockAction::Rejoin { frame: at } => {
+                if self.transport.is_playing() {
+                    self.follower.rejoin_at(self.transport.beat_at(at.max(0.0).round() as u64));
+                }
             }
             ClockAction::Follow { frame: at, beat, frames_per_beat } => {
                 let target = beat + (frame as f64 - at) / frames_per_beat;
@@ -982,6 +1201,10 @@ impl Engine {
         let end = start + TICK_FRAMES as u64;
         self.receive_snapshots();
         self.gather_events(start, end);
+        if self.follower.is_silent(start) {
+            // The clock stopped coming: no tempo to show.
+            self.ports.stats.clock_tempo_bits.store(0, Relaxed);
+        }
         self.follow_link(start, end);
         self.sort_tick_events();
         if let Some(tap) = &self.capture {
@@ -1002,7 +1225,7 @@ impl Engine {
             }
         }
         self.sequence(cursor, end);
-        self.take_due_note_offs(end);
+        self.take_due_note_offs(end, TICK_EVENT_CAP);
         self.sort_tick_events();
         if let Some(tap) = &self.record {
             for q in &self.tick_events {
@@ -1165,6 +1388,7 @@ impl Engine {
             EventKind::PitchBend { channel, value } => {
                 if let Some(st) = self.channels.get_mut(channel as usize) {
                     st.bend_raw = value.clamp(-8192, 8191);
+                    self.ports.stats.bends[channel as usize].store(st.bend_raw as i32 as u32, Relaxed);
                 }
             }
             EventKind::Program { channel, program } => self.program_change(channel, program),
@@ -1287,7 +1511,9 @@ impl Engine {
         if ch >= MAX_CHANNELS {
             return;
         }
-        // The set's CC map first: a channel-specific mapping wins over an all-channel one.
+        // The set's CC map first. A mapping for this channel wins over one without a
+        // channel; that one moves the channel the CC arrives on, or every channel when
+        // it says "any".
         let map = &self.snapshot.cc_map;
         let specific = map.iter().any(|m| m.cc == cc && m.channel == Some(channel));
         let mut mapped = false;
@@ -1297,6 +1523,10 @@ impl Engine {
             let p = m.param as usize;
             match m.channel {
                 Some(c) if c == channel => {
+                    self.channels[ch].overrides[p] = v;
+                    stats.overrides[ch][p].store(v.to_bits(), Relaxed);
+                }
+                None if !specific && !m.any => {
                     self.channels[ch].overrides[p] = v;
                     stats.overrides[ch][p].store(v.to_bits(), Relaxed);
                 }
@@ -1324,10 +1554,16 @@ impl Engine {
                 self.channels[ch].overrides[p as usize] = v;
                 self.ports.stats.overrides[ch][p as usize].store(v.to_bits(), Relaxed);
             }
+            11 => {
+                let st = &mut self.channels[ch];
+                st.expression = value as f32 / 127.0;
+                self.ports.stats.expression[ch].store(st.expression.to_bits(), Relaxed);
+            }
             64 => {
                 let down = value >= 64;
                 let st = &mut self.channels[ch];
                 st.pedal = down;
+                self.ports.stats.pedals[ch].store(down, Relaxed);
                 if !down {
                     let params = st.target;
                     for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel && v.sustained) {
@@ -1348,6 +1584,11 @@ impl Engine {
                 }
                 st.bend_raw = 0;
                 st.pedal = false;
+                st.expression = 1.0;
+                let stats = &self.ports.stats;
+                stats.bends[ch].store(0, Relaxed);
+                stats.pedals[ch].store(false, Relaxed);
+                stats.expression[ch].store(1.0f32.to_bits(), Relaxed);
             }
             123 => {
                 let params = self.channels[ch].target;
@@ -1375,6 +1616,7 @@ impl Engine {
         let base = self.snapshot.channels[ch].unwrap_or(cfg);
         let next = with_program(base, prog);
         st.program = Some(program);
+        self.ports.stats.programs[ch].store(program as u32, Relaxed);
         let now = st.now;
         for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel) {
             if v.frozen.is_none() && v.instrument_id == cfg.instrument_id {
@@ -1391,9 +1633,42 @@ impl Engine {
         for v in self.voices.iter_mut().filter(|v| v.active) {
             v.steal(sr);
         }
-        for st in self.channels.iter_mut() {
+        for (ch, st) in self.channels.iter_mut().enumerate() {
             st.pedal = false;
             st.bend_raw = 0;
+            self.ports.stats.pedals[ch].store(false, Relaxed);
+            self.ports.stats.bends[ch].store(0, Relaxed);
+        }
+    }
+
+    /// Takes over the MIDI-driven state of channels (from another engine's
+    /// [`EngineStats::channel_midi`]): knob positions (volume and pan included),
+    /// expression, the program a program change chose, pitch bend and the sustain
+    /// pedal, on the channels this engine's set has. For an engine rebuilt on a
+    /// reopened audio device. Control side, before the engine runs.
+    pub fn restore_channel_midi(&mut self, states: &[ChannelMidi]) {
+        for m in states {
+            let ch = m.channel as usize;
+            if ch >= MAX_CHANNELS || self.channels[ch].config.is_none() {
+                continue;
+            }
+            if let Some(p) = m.program {
+                self.program_change(m.channel, p);
+            }
+            let stats = &self.ports.stats;
+            let st = &mut self.channels[ch];
+            for &(p, v) in &m.knobs {
+                st.overrides[p as usize] = v;
+                stats.overrides[ch][p as usize].store(v.to_bits(), Relaxed);
+            }
+            st.bend_raw = m.bend.clamp(-8192, 8191);
+            st.pedal = m.pedal;
+            st.expression = m.expression.clamp(0.0, 1.0);
+            stats.bends[ch].store(st.bend_raw as i32 as u32, Relaxed);
+            stats.pedals[ch].store(st.pedal, Relaxed);
+            stats.expression[ch].store(st.expression.to_bits(), Relaxed);
+            st.update_target();
+            st.snap();
         }
     }
 }

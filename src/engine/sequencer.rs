@@ -8,10 +8,27 @@ use super::snapshot::PatternSet;
 use super::transport::Transport;
 use std::sync::Arc;
 
+/// The shortest pattern, in beats (a 64th of a beat: at 400 BPM, 2.3 ms).
+pub const MIN_PATTERN_BEATS: f64 = 1.0 / 64.0;
+/// The longest pattern, in beats.
+pub const MAX_PATTERN_BEATS: f64 = 1024.0;
+/// The longest note a hit may hold, in beats.
+pub const MAX_HIT_LENGTH_BEATS: f64 = 1024.0;
+/// Pattern cycles one pattern may start within one call (a tick is far shorter than
+/// a cycle of the shortest pattern at any tempo; this bounds the loop whatever the
+/// transport's position or rate).
+const MAX_CYCLES_PER_RUN: u32 = 64;
+/// Beats past which positions are no longer exact in `f64` (2^52): a transport
+/// this far along plays no patterns.
+const MAX_EXACT_BEAT: f64 = 4.5e15;
+
 /// Where the sequencer puts what it finds.
 pub trait Sink {
-    fn note_on(&mut self, frame: u64, channel: u8, note: u8, velocity: u8);
-    fn note_off_at(&mut self, ev: Event);
+    /// A hit: its note-on frame and, for a hit with a length, its note-off. Returns
+    /// false when the tick has no room for more hits (the sequencer stops).
+    fn hit(&mut self, frame: u64, channel: u8, note: u8, velocity: u8, off: Option<Event>) -> bool;
+    /// Hits were skipped (the tick was full or the position out of range).
+    fn skipped(&mut self);
 }
 
 #[derive(Default)]
@@ -90,36 +107,95 @@ fn emit(set: &PatternSet, a: u64, b: u64, transport: &Transport, sink: &mut impl
     let margin = 2.0 / fpb;
     let lo = transport.beat_at(a) - margin;
     let hi = transport.beat_at(b) + margin;
+    if !(lo.is_finite() && hi.is_finite()) || hi > MAX_EXACT_BEAT {
+        if !set.patterns.is_empty() {
+            sink.skipped();
+        }
+        return;
+    }
     for p in &set.patterns {
         let len = p.length_beats;
-        if len <= 0.0 || p.hits.is_empty() {
+        if len.is_nan() || len < MIN_PATTERN_BEATS || p.hits.is_empty() {
             continue;
         }
-        let first_cycle = (lo / len).floor().max(0.0) as u64;
-        let mut cycle = first_cycle;
+        let mut cycle = (lo / len).floor().max(0.0) as u64;
+        let mut cycles = 0;
         loop {
             let base = cycle as f64 * len;
             if base > hi {
                 break;
             }
-            for h in &p.hits {
+            cycles += 1;
+            if cycles > MAX_CYCLES_PER_RUN {
+                sink.skipped();
+                break;
+            }
+            // Hits are sorted by beat: start at the first one inside the window.
+            let from = p.hits.partition_point(|h| base + h.beat < lo);
+            for h in &p.hits[from..] {
                 let beat = base + h.beat;
-                if beat < lo || beat < 0.0 {
-                    continue;
-                }
                 if beat > hi {
                     break;
                 }
                 let f = transport.frame_at(beat);
                 if f >= a && f < b {
-                    sink.note_on(f, p.channel, h.note, h.velocity);
-                    if h.length > 0.0 {
+                    let off = (h.length > 0.0).then(|| {
                         let off = transport.frame_at(beat + h.length).max(f + 1);
-                        sink.note_off_at(Event::new(off, EventKind::NoteOff { channel: p.channel, note: h.note }));
+                        Event::new(off, EventKind::NoteOff { channel: p.channel, note: h.note })
+                    });
+                    if !sink.hit(f, p.channel, h.note, h.velocity, off) {
+                        sink.skipped();
+                        return;
                     }
                 }
             }
             cycle += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::snapshot::{Hit, PatternConfig};
+
+    struct Count(usize, usize);
+    impl Sink for Count {
+        fn hit(&mut self, _: u64, _: u8, _: u8, _: u8, _: Option<Event>) -> bool {
+            self.0 += 1;
+            self.0 < 100
+        }
+        fn skipped(&mut self) {
+            self.1 += 1;
+        }
+    }
+
+    fn one(len: f64, hits: usize) -> PatternSet {
+        let hits =
+            (0..hits).map(|i| Hit { beat: 0.0 + i as f64 * 0.0, note: 60, velocity: 100, length: 0.5 }).collect();
+        PatternSet { patterns: vec![PatternConfig { name: "p".into(), channel: 0, length_beats: len, hits }] }
+    }
+
+    #[test]
+    fn the_work_per_run_is_bounded_whatever_the_pattern_or_position() {
+        // A pattern far shorter than the shortest allowed, at beats from 0 to 1e20:
+        // every run returns, having emitted at most its budget.
+        for start_beat in [0.0, 1e6, 1e15, 1e17, 1e20, f64::MAX] {
+            for len in [1e-300, 1e-6, MIN_PATTERN_BEATS, 4.0] {
+                let mut t = Transport::new(48000.0, 120.0);
+                t.start(0);
+                t.locate(0, start_beat);
+                let mut sink = Count(0, 0);
+                emit(&one(len, 3), 0, 64, &t, &mut sink);
+                assert!(sink.0 <= 100, "{start_beat} {len}: {} hits", sink.0);
+            }
+        }
+        // A thousand hits on one beat fill the tick's budget, then are counted.
+        let mut t = Transport::new(48000.0, 120.0);
+        t.start(0);
+        let mut sink = Count(0, 0);
+        emit(&one(4.0, 1000), 0, 64, &t, &mut sink);
+        assert_eq!(sink.0, 100);
+        assert_eq!(sink.1, 1);
     }
 }

@@ -33,8 +33,10 @@ pub struct ChannelConfig {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CcMapping {
     pub cc: u8,
-    /// 0-based channel; `None` = every channel.
+    /// 0-based channel; `None`: the channel the CC arrives on, or every channel
+    /// when `any` is set.
     pub channel: Option<u8>,
+    pub any: bool,
     pub param: Param,
     pub min: f32,
     pub max: f32,

@@ -20,8 +20,27 @@ const CHANGE_RUN: u32 = 3;
 const JITTER_AVERAGE_TICKS: f64 = 64.0;
 /// The smallest jitter assumed, in seconds (below it, timestamps are exact).
 const JITTER_FLOOR_S: f64 = 0.000_25;
-/// A gap longer than this many tick periods means the clock stopped and restarted.
+/// A gap longer than this many tick periods (and [`SILENCE_S`]) means the clock
+/// stopped and restarted.
 const GAP_TICKS: f64 = 4.0;
+/// Ticks off the fit by a whole number of periods, within this share of a period,
+/// are a slip of the count (ticks lost or doubled), not a tempo change.
+const SLIP_SHARE: f64 = 0.3;
+/// A second difference of tick frames beyond this share of a period counts as
+/// this much in the jitter measure.
+const JITTER_CLIP_SHARE: f64 = 0.1;
+/// Ticks the fit must hold before ticks off it are held back from it (and can be
+/// read as a slip of the count).
+const HOLD_MIN_FIT: usize = 12;
+/// A tick this share of a period or less after one that was off the fit belongs
+/// to a burst (ticks delivered late, together).
+const BUNCHED_SHARE: f64 = 0.35;
+/// A gap in the ticks at least this long (and [`GAP_TICKS`] periods) is the clock
+/// stopping and coming back, not a tick delivered late, in seconds.
+const SILENCE_S: f64 = 0.5;
+/// Ticks the fit must hold before its tempo is shown (`:status`): fewer give a
+/// reading that jitter can throw off by several BPM.
+pub const SHOWN_TEMPO_TICKS: usize = 12;
 /// Beats over which a phase error to the MIDI clock is closed (the rate is nudged):
 /// one tick, so each tick's fitted frame is met by the next (the fit has already
 /// smoothed the jitter).
@@ -80,6 +99,10 @@ pub enum ClockAction {
     Play { frame: f64, beat: f64 },
     /// Keep playing, following: the beat at the tick's fitted frame, and the rate.
     Follow { frame: f64, beat: f64, frames_per_beat: f64 },
+    /// The clock came back after a silence (no Stop): the transport played on by
+    /// itself; the count is to be re-aligned on its grid
+    /// ([`ClockFollower::rejoin_at`] with the transport's beat at `frame`).
+    Rejoin { frame: f64 },
     /// Stop (release the pattern notes); the position is kept.
     Stop,
     /// Stopped, at a new position (Song Position Pointer), in beats.
@@ -88,26 +111,51 @@ pub enum ClockAction {
 
 /// The MIDI clock follower: a tempo fit over the recent ticks, and the song
 /// position in ticks.
+///
+/// Ticks lost on the way (a busy USB hub, a full buffer) or sent twice are
+/// counted back: when the ticks then sit a whole number of periods off the fit, the
+/// count moves by that many ([`ClockFollower::observe`]). Ticks delivered late in a
+/// burst (the host stalled) are counted and left out of the fit. So the song
+/// position stays on the sender's grid.
+///
+/// When the clock falls silent without a Stop (a cable pulled), the transport
+/// plays on at the last tempo; when ticks come again, the count is re-aligned on
+/// the transport's own beat grid (the nearest tick to where it is), so the beat
+/// goes on without a jump. Start or Song Position puts the bars back in step
+/// with the sender.
 #[derive(Clone, Debug)]
 pub struct ClockFollower {
     sample_rate: f64,
-    /// Frames of the ticks in the fit, oldest first from `head` (a ring).
+    /// Frames of the ticks in the fit, oldest first from `head` (a ring), and the
+    /// count of each (ticks since the fit began, lost ones included).
     ring: [f64; FIT_WINDOW],
+    ring_count: [u64; FIT_WINDOW],
     head: usize,
     len: usize,
-    /// Fit: frame = intercept + slope * i, for i the tick's place in the ring (the
-    /// oldest is 0). Valid when `len >= 2`.
+    /// Count of the newest tick in the fit.
+    count: u64,
+    /// Fit: frame = intercept + slope * (count - the oldest tick's count). Valid
+    /// when `len >= 2`.
     slope: f64,
     intercept: f64,
+    /// The clock came back after a silence while running: the next tick re-aligns
+    /// the count on the transport's grid.
+    realign: bool,
+    /// The audio device overran: the engine's frame line may have moved against
+    /// the ticks' time, and the next tick moves the fit with it.
+    rebase: bool,
     /// Measured jitter (frames, RMS): from the second differences of successive
     /// ticks, which a steady or slowly changing tempo leaves at zero, so that a
     /// tempo ramp is not mistaken for jitter.
     jitter: f64,
-    /// The tick before the last, for the second difference.
-    prev: Option<f64>,
-    /// Consecutive one-sided large residuals (sign in `run_sign`).
-    run: u32,
-    run_sign: f64,
+    /// The last two ticks on the fit (count, frame), for the second difference.
+    prev: Option<(u64, f64)>,
+    prev_last: Option<(u64, f64)>,
+    /// Ticks off the fit, in a row on one side (sign in `held_sign`): (count,
+    /// frame, residual), the first `held`.
+    held_ticks: [(u64, f64, f64); CHANGE_RUN as usize],
+    held: usize,
+    held_sign: f64,
     /// The clock drives the transport (between Start/Continue and Stop).
     running: bool,
     /// Start or Continue seen; the next tick starts playback.
@@ -123,14 +171,20 @@ impl ClockFollower {
         ClockFollower {
             sample_rate,
             ring: [0.0; FIT_WINDOW],
+            ring_count: [0; FIT_WINDOW],
             head: 0,
             len: 0,
+            count: 0,
             slope: 0.0,
             intercept: 0.0,
+            realign: false,
+            rebase: false,
             jitter: 0.0,
             prev: None,
-            run: 0,
-            run_sign: 0.0,
+            prev_last: None,
+            held_ticks: [(0, 0.0, 0.0); CHANGE_RUN as usize],
+            held: 0,
+            held_sign: 0.0,
             running: false,
             armed: false,
             song_tick: 0,
@@ -141,6 +195,62 @@ impl ClockFollower {
     /// The clock's tempo, once two ticks have been seen.
     pub fn tempo(&self) -> Option<f64> {
         (self.len >= 2 && self.slope > 0.0).then(|| 60.0 * self.sample_rate / (self.slope * CLOCK_PPQN as f64))
+    }
+
+    /// The tempo to show: once the fit holds [`SHOWN_TEMPO_TICKS`] ticks (fewer
+    /// give a reading jitter throws off), and only while ticks keep coming: `None`
+    /// once none has come for [`GAP_TICKS`] periods before `frame`.
+    pub fn shown_tempo(&self, frame: u64) -> Option<f64> {
+        let last = self.last_frame?;
+        if self.len >= 2 && frame as f64 - last > GAP_TICKS * self.slope {
+            return None;
+        }
+        if self.len < SHOWN_TEMPO_TICKS { None } else { self.tempo() }
+    }
+
+    /// Whether ticks have stopped coming: none for [`GAP_TICKS`] periods before
+    /// `frame` (false before any tick).
+    pub fn is_silent(&self, frame: u64) -> bool {
+        match self.last_frame {
+            Some(last) if self.len >= 2 => frame as f64 - last > GAP_TICKS * self.slope,
+            _ => false,
+        }
+    }
+
+    /// The audio device has just overrun: frames the engine did not render were
+    /// played as silence, so its frame line moved against real time (the ticks'
+    /// time). The next tick moves the fit onto the new line (its tempo and the
+    /// count stay), rather than reading the jump as lost ticks or a tempo change.
+    /// Audio thread.
+    pub fn rebase_next(&mut self) {
+        self.rebase = true;
+    }
+
+    /// Moves the fit by `frames` (ticks will now come that many frames later on
+    /// the engine's frame line; negative: earlier), keeping its tempo and the
+    /// count. After an overrun whose size the host measured. Audio thread.
+    pub fn move_line(&mut self, frames: f64) {
+        for i in 0..self.len {
+            self.ring[(self.head + i) % FIT_WINDOW] += frames;
+        }
+        self.intercept += frames;
+        if let Some(l) = &mut self.last_frame {
+            *l += frames;
+        }
+        for t in &mut self.held_ticks[..self.held] {
+            t.1 += frames;
+        }
+        self.prev = None;
+        self.prev_last = None;
+        self.rebase = false;
+    }
+
+    /// Re-aligns the count on the transport's grid: the tick just read is the one
+    /// nearest `beat` (the transport's beat at its frame). After
+    /// [`ClockAction::Rejoin`].
+    pub fn rejoin_at(&mut self, beat: f64) {
+        let k = (beat * CLOCK_PPQN as f64).round().max(0.0) as u64;
+        self.song_tick = k + 1;
     }
 
     /// Frames per beat by the fit.
@@ -209,12 +319,18 @@ impl ClockFollower {
     /// A clock tick at `frame`.
     pub fn tick(&mut self, frame: u64) -> ClockAction {
         let f = frame as f64;
-        self.observe(f);
+        let adjust = self.observe(f);
         if !self.running {
             return ClockAction::None;
         }
+        if adjust != 0 && !self.armed {
+            self.song_tick = self.song_tick.saturating_add_signed(adjust);
+        }
         let k = self.song_tick;
         self.song_tick += 1;
+        if std::mem::take(&mut self.realign) && !self.armed {
+            return ClockAction::Rejoin { frame: f };
+        }
         let beat_of_tick = k as f64 / CLOCK_PPQN as f64;
         let Some(fpb) = self.frames_per_beat() else {
             // Only one tick known: start on it; the rate follows from the next one.
@@ -235,57 +351,137 @@ impl ClockFollower {
 
     /// The fit's frame for the newest tick.
     fn fitted_last(&self) -> f64 {
-        self.intercept + self.slope * (self.len - 1) as f64
+        self.fitted(self.count)
     }
 
-    /// Adds a tick to the tempo fit, restarting it on a gap or a tempo change.
-    fn observe(&mut self, f: f64) {
+    /// The fit's frame for the tick counted `count`.
+    fn fitted(&self, count: u64) -> f64 {
+        self.intercept + self.slope * (count as i64 - self.ring_count[self.head] as i64) as f64
+    }
+
+    /// Counts a tick and adds it to the tempo fit. Returns by how many ticks the
+    /// count was corrected (ticks lost on the way, or sent twice).
+    ///
+    /// A tick more than [`CHANGE_SIGMAS`] times the jitter off the fit is held
+    /// back. [`CHANGE_RUN`] of them in a row on one side are either a slip of the
+    /// count (all off by the same whole number of periods: ticks lost or doubled;
+    /// the count is corrected and they join the fit) or a tempo change (the fit
+    /// starts again from them). A tick that comes right after another that was off
+    /// (a burst of ticks delivered late, after the host stalled) is counted and
+    /// left out of the fit.
+    fn observe(&mut self, f: f64) -> i64 {
+        let sr = self.sample_rate;
         if let Some(last) = self.last_frame {
             let gap = f - last;
-            let period = if self.len >= 2 { self.slope } else { gap };
-            if gap <= 0.0 || (self.len >= 2 && gap > GAP_TICKS * period) {
+            let silence = if self.len >= 2 { (GAP_TICKS * self.slope).max(SILENCE_S * sr) } else { f64::MAX };
+            if gap < 0.0 || gap > silence {
                 self.restart();
+                self.realign = self.running && gap > 0.0;
             }
         }
-        if let (Some(b), Some(c)) = (self.prev, self.last_frame) {
-            let d2 = f - 2.0 * c + b;
+        let bunched =
+            self.len >= 2 && self.held > 0 && self.last_frame.is_some_and(|l| f - l < BUNCHED_SHARE * self.slope);
+        if self.len > 0 || self.held > 0 {
+            self.count += 1;
+        }
+        let count = self.count;
+        self.last_frame = Some(f);
+        if bunched {
+            return 0;
+        }
+        if self.rebase && self.len >= 2 {
+            self.rebase = false;
+            let delta = f - self.fitted(count);
+            for i in 0..self.len {
+                self.ring[(self.head + i) % FIT_WINDOW] += delta;
+            }
+            self.intercept += delta;
+            self.held = 0;
+            self.prev = None;
+            self.prev_last = None;
+        }
+        self.note_jitter(count, f);
+        if self.len < 3 {
+            self.push(count, f);
+            self.fit();
+            return 0;
+        }
+        let r = f - self.fitted(count);
+        let sigma = self.jitter.max(JITTER_FLOOR_S * sr);
+        if r.abs() <= CHANGE_SIGMAS * sigma {
+            self.held = 0;
+            self.push(count, f);
+            self.fit();
+            return 0;
+        }
+        if self.held > 0 && r.signum() != self.held_sign {
+            self.held = 0;
+        }
+        self.held_sign = r.signum();
+        self.held_ticks[self.held] = (count, f, r);
+        self.held += 1;
+        if self.len < HOLD_MIN_FIT {
+            // A young fit (just after a start or a change) extrapolates poorly:
+            // such ticks join it, and only a run of them restarts it.
+            self.push(count, f);
+            if self.held == CHANGE_RUN as usize {
+                self.held = 0;
+                self.keep_last(CHANGE_RUN as usize);
+            }
+            self.fit();
+            return 0;
+        }
+        if self.held < CHANGE_RUN as usize {
+            return 0;
+        }
+        let held = std::mem::take(&mut self.held);
+        let run = &self.held_ticks[..held];
+        let period = self.slope;
+        // The newest ticks sit k periods off; the first may have come later still
+        // (delivered late after a stall).
+        let k = (run[held - 1].2 / period).round();
+        let tolerance = SLIP_SHARE * period;
+        let slip = k != 0.0
+            && run[1..].iter().all(|t| (t.2 - k * period).abs() < tolerance)
+            && run[0].2 > k * period - tolerance;
+        let run: [(u64, f64, f64); CHANGE_RUN as usize] = self.held_ticks;
+        self.prev = None;
+        if slip {
+            // Ticks lost (k > 0) or doubled (k < 0): the count moves by k.
+            let k = k as i64;
+            for &(c, frame, _) in &run[..held] {
+                self.push(c.saturating_add_signed(k), frame);
+            }
+            self.count = self.count.saturating_add_signed(k);
+            self.fit();
+            return k;
+        }
+        // The tempo moved: the fit starts again from the ticks since the change.
+        self.restart();
+        for &(c, frame, _) in &run[..held] {
+            self.push(c, frame);
+        }
+        self.fit();
+        0
+    }
+
+    /// Measures the jitter from the second differences of ticks counted one after
+    /// another (a steady or slowly moving tempo leaves them at zero, so a ramp is
+    /// not taken for jitter). A difference beyond [`JITTER_CLIP_SHARE`] of a period
+    /// is not jitter (a lost tick, a step): it counts as that much.
+    fn note_jitter(&mut self, count: u64, f: f64) {
+        if let (Some((c0, b)), Some((c1, c))) = (self.prev, self.prev_last)
+            && c1 == c0 + 1
+            && count == c1 + 1
+        {
+            let clip = if self.len >= 2 { JITTER_CLIP_SHARE * self.slope } else { f64::MAX };
+            let d2 = (f - 2.0 * c + b).clamp(-clip, clip);
             let var = d2 * d2 / 6.0;
             let w = 1.0 / JITTER_AVERAGE_TICKS;
             self.jitter = (self.jitter * self.jitter * (1.0 - w) + var * w).sqrt();
         }
-        self.prev = self.last_frame;
-        self.last_frame = Some(f);
-        if self.len >= 3 {
-            let predicted = self.intercept + self.slope * self.len as f64;
-            let r = f - predicted;
-            let floor = JITTER_FLOOR_S * self.sample_rate;
-            let sigma = self.jitter.max(floor);
-            if r.abs() > CHANGE_SIGMAS * sigma {
-                let sign = r.signum();
-                if self.run > 0 && sign == self.run_sign {
-                    self.run += 1;
-                } else {
-                    self.run = 1;
-                    self.run_sign = sign;
-                }
-            } else {
-                self.run = 0;
-            }
-            if self.run >= CHANGE_RUN {
-                // The tempo moved: keep only the ticks since the change began.
-                self.keep_last(CHANGE_RUN as usize - 1);
-                self.run = 0;
-            }
-        }
-        self.push(f);
-        self.fit();
-    }
-
-    fn restart(&mut self) {
-        self.len = 0;
-        self.head = 0;
-        self.run = 0;
-        self.prev = None;
+        self.prev = self.prev_last;
+        self.prev_last = Some((count, f));
     }
 
     fn keep_last(&mut self, n: usize) {
@@ -294,38 +490,57 @@ impl ClockFollower {
         self.len = n;
     }
 
-    fn push(&mut self, f: f64) {
-        if self.len == FIT_WINDOW {
-            self.ring[self.head] = f;
-            self.head = (self.head + 1) % FIT_WINDOW;
-        } else {
-            self.ring[(self.head + self.len) % FIT_WINDOW] = f;
-            self.len += 1;
-        }
+    fn restart(&mut self) {
+        self.len = 0;
+        self.head = 0;
+        self.held = 0;
+        self.prev = None;
+        self.prev_last = None;
     }
 
-    /// Least squares over the ring (relative to the oldest frame, for precision).
+    /// Adds the tick counted `count`, at frame `f`.
+    fn push(&mut self, count: u64, f: f64) {
+        let at = if self.len == FIT_WINDOW {
+            let at = self.head;
+            self.head = (self.head + 1) % FIT_WINDOW;
+            at
+        } else {
+            self.len += 1;
+            (self.head + self.len - 1) % FIT_WINDOW
+        };
+        self.ring[at] = f;
+        self.ring_count[at] = count;
+    }
+
+    /// Least squares of frame against count over the ring (relative to the oldest
+    /// tick, for precision).
     fn fit(&mut self) {
         let n = self.len;
         if n < 2 {
             return;
         }
-        let base = self.ring[self.head];
+        let (base, base_count) = (self.ring[self.head], self.ring_count[self.head] as i64);
+        let point = |i: usize| {
+            let at = (self.head + i) % FIT_WINDOW;
+            ((self.ring_count[at] as i64 - base_count) as f64, self.ring[at] - base)
+        };
         let nf = n as f64;
-        let mean_i = (nf - 1.0) / 2.0;
-        let mut mean_y = 0.0;
+        let (mut mean_x, mut mean_y) = (0.0, 0.0);
         for i in 0..n {
-            mean_y += self.ring[(self.head + i) % FIT_WINDOW] - base;
+            let (x, y) = point(i);
+            mean_x += x;
+            mean_y += y;
         }
+        mean_x /= nf;
         mean_y /= nf;
         let (mut sxy, mut sxx) = (0.0, 0.0);
         for i in 0..n {
-            let di = i as f64 - mean_i;
-            sxy += di * (self.ring[(self.head + i) % FIT_WINDOW] - base - mean_y);
-            sxx += di * di;
+            let (x, y) = point(i);
+            sxy += (x - mean_x) * (y - mean_y);
+            sxx += (x - mean_x) * (x - mean_x);
         }
         self.slope = sxy / sxx;
-        self.intercept = base + mean_y - self.slope * mean_i;
+        self.intercept = base + mean_y - self.slope * mean_x;
     }
 }
 

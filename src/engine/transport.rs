@@ -3,6 +3,10 @@
 //! exact function rather than an accumulated sum (no drift, and a beat lands on the
 //! same frame at every block size).
 
+/// The tempos a set, `:tempo` and the sync sources may give, in BPM: what the
+/// transport follows (Ableton Link's own range).
+pub const TEMPO_RANGE_BPM: std::ops::RangeInclusive<f64> = 20.0..=999.0;
+
 /// Frames within this of a beat count as on it (absorbs rounding in `frame_at`).
 const EPSILON_FRAMES: f64 = 1e-6;
 

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// Frames converted per step for devices that want integer samples.
 const CONVERT_FRAMES: usize = 1024;
+/// The buffer asked of the device unless `--buffer` says otherwise.
+pub const DEFAULT_BUFFER_FRAMES: u32 = 128;
 
 /// Why there is no audio output.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,9 @@ pub struct Chosen {
     pub description: String,
     /// The device is a JACK client.
     jack: bool,
+    /// Why the buffer is not the size asked for (the nearest the device takes), in
+    /// one line; `None` when it is.
+    pub buffer_note: Option<String>,
 }
 
 impl Chosen {
@@ -45,7 +50,7 @@ impl Chosen {
     pub fn buffer_frames(&self) -> u32 {
         match self.config.buffer_size {
             BufferSize::Fixed(n) => n,
-            _ => 256,
+            BufferSize::Default => DEFAULT_BUFFER_FRAMES,
         }
     }
 }
@@ -67,18 +72,55 @@ fn hosts() -> Vec<cpal::Host> {
     jack.into_iter().chain(std::iter::once(cpal::default_host())).collect()
 }
 
+/// Whether `d` plays sound: cpal lists a JACK server's input beside its output,
+/// both saying they take output configurations.
+fn is_output(d: &cpal::Device) -> bool {
+    let jack_input = d.id().is_ok_and(|id| id.host().name().eq_ignore_ascii_case("jack") && id.id() == "input");
+    !jack_input && d.supported_output_configs().is_ok_and(|mut c| c.next().is_some())
+}
+
 /// Names of the audio outputs, for `jamrig ports`.
 pub fn list_outputs() -> Vec<String> {
     let _quiet = quiet_alsa();
     let mut names = Vec::new();
     for host in hosts() {
         if let Ok(devs) = host.output_devices() {
-            for d in devs.filter(|d| d.supported_output_configs().is_ok_and(|mut c| c.next().is_some())) {
+            for d in devs.filter(is_output) {
                 names.push(format!("{} ({})", describe(&d), host.id().name()));
             }
         }
     }
     names
+}
+
+/// How long a new stream is watched to see that it keeps time.
+const PACING_CHECK: Duration = Duration::from_millis(150);
+/// A stream that hands out frames this many times faster than real time does not
+/// keep time (a null device, a file).
+const UNPACED_RATIO: f64 = 3.0;
+
+/// Watches a stream that has just started: a device that does not keep time
+/// (ALSA's "Discard all samples", a file) runs the engine far faster than real
+/// time, and is refused. Control side, for [`PACING_CHECK`].
+pub fn check_pacing(chosen: &Chosen, stats: &LiveStats) -> Result<(), AudioError> {
+    let t0 = Instant::now();
+    let sr = chosen.sample_rate() as f64;
+    // Two buffers may be filled at once when a stream starts.
+    let slack = 2.0 * chosen.buffer_frames() as f64;
+    while t0.elapsed() < PACING_CHECK {
+        std::thread::sleep(Duration::from_millis(10));
+        let frames = stats.frames_total.load(Relaxed) as f64;
+        let elapsed = t0.elapsed().as_secs_f64();
+        if frames > slack + UNPACED_RATIO * elapsed * sr {
+            return Err(AudioError::NoDevice(format!(
+                "the audio output \"{}\" does not keep time: it took {:.1} s of audio in {:.2} s (a null or file device).\nChoose one that plays with --device (jamrig ports lists them), or render offline: jamrig render SET -o out.wav",
+                chosen.description,
+                frames / sr,
+                elapsed
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Keeps ALSA's own error messages (a screenful when there is no sound card) off
@@ -87,24 +129,95 @@ pub fn quiet_alsa() -> Option<impl Sized> {
     alsa::Output::local_error_handler().ok()
 }
 
+/// The buffer to ask for: `want` frames, or the nearest size in what the device
+/// takes (`None`: it does not say), with a line saying so when it differs.
+fn fit_buffer(want: u32, supported: Option<(u32, u32)>, device: &str) -> (u32, Option<String>) {
+    match supported {
+        Some((min, max)) if min <= max && !(min..=max).contains(&want) => {
+            let got = want.clamp(min, max);
+            let range = if min == max { format!("only {min}") } else { format!("{min} to {max}") };
+            (got, Some(format!("audio buffer: {got} frames ({device} takes {range} frames, not {want})")))
+        }
+        _ => (want, None),
+    }
+}
+
+/// Periods an ALSA PCM takes at this format, rate and channel count (the stream
+/// asks for two of them), as ALSA says once they are set; `None` if it cannot be
+/// opened or does not say.
+fn alsa_period_range(pcm: &str, format: SampleFormat, rate: u32, channels: u16) -> Option<(u32, u32)> {
+    use alsa::pcm::{Access, Format, HwParams, PCM};
+    let handle = PCM::new(pcm, alsa::Direction::Playback, true).ok()?;
+    let hw = HwParams::any(&handle).ok()?;
+    hw.set_access(Access::RWInterleaved).ok()?;
+    let format = match format {
+        SampleFormat::F32 => Format::float(),
+        SampleFormat::I16 => Format::s16(),
+        _ => return None,
+    };
+    hw.set_format(format).ok()?;
+    hw.set_rate(rate, alsa::ValueOr::Nearest).ok()?;
+    hw.set_channels(channels as u32).ok()?;
+    let (min, max) = (hw.get_period_size_min().ok()?, hw.get_period_size_max().ok()?);
+    let max = match hw.get_buffer_size_max() {
+        Ok(b) if b > 0 => max.min(b / 2),
+        _ => max,
+    };
+    (max > 0 && max >= min).then(|| (min.max(1) as u32, max.min(u32::MAX as alsa::pcm::Frames) as u32))
+}
+
+/// The error of a stream that could not be built or started: one that names a
+/// buffer size says how to choose another.
+fn stream_failed(e: impl std::fmt::Display) -> AudioError {
+    let text = e.to_string();
+    if text.to_lowercase().contains("buffer size") {
+        AudioError::Failed(format!("{text}; choose another with --buffer FRAMES"))
+    } else {
+        AudioError::Failed(text)
+    }
+}
+
+/// A host named at the start of a device name (`alsa:default`, `jack:`), and the
+/// rest of the name.
+fn split_host(want: &str) -> (Option<cpal::HostId>, &str) {
+    if let Some((host, rest)) = want.split_once(':') {
+        for id in cpal::available_hosts() {
+            if id.name().eq_ignore_ascii_case(host.trim()) {
+                return (Some(id), rest.trim());
+            }
+        }
+    }
+    (None, want)
+}
+
 fn no_device(reason: &str) -> AudioError {
     AudioError::NoDevice(format!(
         "no usable audio output ({reason}).\nStart JACK or PipeWire (or choose a device with --device), or render offline: jamrig render SET -o out.wav"
     ))
 }
 
-/// Picks the output device (`name`: a case-insensitive part of its name) and a
-/// configuration with a fixed buffer of `buffer` frames.
+/// Picks the output device and a configuration with a fixed buffer of `buffer`
+/// frames, or the nearest size the device takes ([`Chosen::buffer_note`] says so).
+/// `name` is a case-insensitive part of the device's name, optionally after its
+/// host (`alsa:default`, `jack:`); a host alone, or with `default`, picks that
+/// host's default device.
 pub fn choose(name: Option<&str>, buffer: u32) -> Result<Chosen, AudioError> {
     let _quiet = quiet_alsa();
+    let (only_host, name) = match name.map(split_host) {
+        Some((host, rest)) => (host, Some(rest).filter(|r| !(r.is_empty() || (host.is_some() && *r == "default")))),
+        None => (None, None),
+    };
     let mut device = None;
-    for host in hosts() {
+    let candidates: Vec<cpal::Host> = match only_host {
+        Some(id) => cpal::host_from_id(id).into_iter().collect(),
+        None => hosts(),
+    };
+    for host in candidates {
         let found = match name {
             None => host.default_output_device(),
-            Some(want) => host
-                .output_devices()
-                .ok()
-                .and_then(|mut devs| devs.find(|d| describe(d).to_lowercase().contains(&want.to_lowercase()))),
+            Some(want) => host.output_devices().ok().and_then(|mut devs| {
+                devs.find(|d| is_output(d) && describe(d).to_lowercase().contains(&want.to_lowercase()))
+            }),
         };
         if let Some(d) = found {
             device = Some((host.id(), d));
@@ -137,14 +250,31 @@ pub fn choose(name: Option<&str>, buffer: u32) -> Result<Chosen, AudioError> {
         .map(|_| SampleFormat::F32)
         .unwrap_or(default.sample_format());
     let jack = host_id.name().eq_ignore_ascii_case("jack");
-    let config = StreamConfig {
-        channels: default.channels().max(1),
-        sample_rate: rate,
-        // A JACK client runs at the server's period; elsewhere ask for `buffer`.
-        buffer_size: if jack { BufferSize::Default } else { BufferSize::Fixed(buffer) },
+    let channels = default.channels().max(1);
+    // The buffer sizes the device takes in this format (a JACK client: only the
+    // server's period).
+    let configs: Vec<_> = device
+        .supported_output_configs()
+        .map(|cs| {
+            cs.filter(|c| c.sample_format() == format && (c.min_sample_rate()..=c.max_sample_rate()).contains(&rate))
+                .collect()
+        })
+        .unwrap_or_default();
+    let supported = match device.id() {
+        // ALSA's plug layers say they take nearly any size until the rate is set:
+        // ask ALSA itself, as the stream will.
+        Ok(id) if id.host() == cpal::HostId::Alsa => alsa_period_range(id.id(), format, rate, channels),
+        _ => {
+            configs.iter().find(|c| c.channels() == channels).or(configs.first()).and_then(|c| match *c.buffer_size() {
+                cpal::SupportedBufferSize::Range { min, max } => Some((min, max)),
+                cpal::SupportedBufferSize::Unknown => None,
+            })
+        }
     };
     let description = format!("{} ({})", describe(&device), host_id.name());
-    Ok(Chosen { device, config, format, description, jack })
+    let (frames, buffer_note) = fit_buffer(buffer, supported, &description);
+    let config = StreamConfig { channels, sample_rate: rate, buffer_size: BufferSize::Fixed(frames) };
+    Ok(Chosen { device, config, format, description, jack, buffer_note })
 }
 
 /// The output latency of a callback: from its callback timestamp to the playback
@@ -161,6 +291,50 @@ fn output_latency(info: &cpal::OutputCallbackInfo) -> Duration {
 fn follow_link(engine: &mut Engine, link: &mut LinkClock, info: &cpal::OutputCallbackInfo) {
     if let Some(t) = link.timeline(engine.frames_out(), output_latency(info), engine.sample_rate() as f64) {
         engine.follow_timeline(t);
+    }
+}
+
+/// Notices, in the audio callback, that the device has reported an overrun since
+/// the last callback (the error callback counts them).
+struct Overruns {
+    stats: Arc<LiveStats>,
+    seen: u64,
+}
+
+impl Overruns {
+    /// Audio thread: whether an overrun has been reported since the last call.
+    #[inline]
+    fn fresh(&mut self) -> bool {
+        let n = self.stats.underruns.load(Relaxed);
+        let fresh = n != self.seen;
+        self.seen = n;
+        fresh
+    }
+}
+
+/// Audio thread, at the start of each callback: the clocks that map the device's
+/// time to engine frames start afresh after an overrun, so MIDI and Link clicks
+/// land right at once rather than whole cycles late for up to two windows.
+/// Returns whether there was one (then [`frame_line_moved`] follows the publish).
+#[inline]
+fn after_overruns(overruns: &mut Overruns, jack_clock: &mut JackClock, link: &mut LinkClock) -> bool {
+    let fresh = overruns.fresh();
+    if fresh {
+        jack_clock.after_overrun();
+        link.after_overrun();
+    }
+    fresh
+}
+
+/// Audio thread, after the frame clock's publish: once the JACK frame clock has
+/// measured how far an overrun moved the frame line, the MIDI clock follower
+/// moves its fit with it; without a JACK frame clock, at the next tick.
+#[inline]
+fn frame_line_moved(overran: bool, jack_clock: &mut JackClock, engine: &mut Engine) {
+    if let Some(frames) = jack_clock.take_moved() {
+        engine.after_overrun(Some(frames));
+    } else if overran && !jack_clock.measures() {
+        engine.after_overrun(None);
     }
 }
 
@@ -185,6 +359,7 @@ pub fn start(
     };
     let timeout = Some(Duration::from_secs(5));
     let mut jack_clock = JackClock::open(chosen.jack, stats.clone());
+    let mut overruns = Overruns { stats: stats.clone(), seen: 0 };
     let stream = match chosen.format {
         SampleFormat::F32 => chosen.device.build_output_stream(
             chosen.config,
@@ -193,7 +368,9 @@ pub fn start(
                 let playback = info.timestamp().playback.as_nanos() as u64;
                 let block = data.len() / channels;
                 let frame = engine.frames_out();
+                let overran = after_overruns(&mut overruns, &mut jack_clock, &mut link);
                 clock.publish_with_jack_frame(frame, t0, playback, block, jack_clock.frame(frame));
+                frame_line_moved(overran, &mut jack_clock, &mut engine);
                 follow_link(&mut engine, &mut link, info);
                 engine.process(data, channels);
                 stats.record(t0.elapsed(), data.len() / channels);
@@ -210,7 +387,9 @@ pub fn start(
                     let playback = info.timestamp().playback.as_nanos() as u64;
                     let block = data.len() / channels;
                     let frame = engine.frames_out();
+                    let overran = after_overruns(&mut overruns, &mut jack_clock, &mut link);
                     clock.publish_with_jack_frame(frame, t0, playback, block, jack_clock.frame(frame));
+                    frame_line_moved(overran, &mut jack_clock, &mut engine);
                     follow_link(&mut engine, &mut link, info);
                     for chunk in data.chunks_mut(CONVERT_FRAMES * channels) {
                         let buf = &mut scratch[..chunk.len()];
@@ -227,8 +406,8 @@ pub fn start(
         }
         other => return Err(AudioError::Failed(format!("the device wants {other} samples; jamrig writes f32 or i16"))),
     }
-    .map_err(|e| AudioError::Failed(e.to_string()))?;
-    stream.play().map_err(|e| AudioError::Failed(e.to_string()))?;
+    .map_err(stream_failed)?;
+    stream.play().map_err(stream_failed)?;
     Ok(stream)
 }
 
@@ -236,6 +415,10 @@ pub fn start(
 /// second at 128 frames).
 #[cfg(feature = "jack")]
 const JACK_OFFSET_WINDOW: u32 = 128;
+/// Callbacks after an overrun over which the new JACK frame offset is measured
+/// (one that runs late reads a later cycle's frame time).
+#[cfg(feature = "jack")]
+const OVERRUN_SETTLE: u32 = 4;
 
 /// The JACK frame time of the current cycle, read in the audio callback when the
 /// stream is a JACK client, so that JACK MIDI can be placed by frame counts. A
@@ -256,6 +439,8 @@ struct JackClock {
     /// Smallest `jack frame - engine frame` (wrapping) in this window and the last.
     offset: WindowedMin<u32>,
     callbacks: u32,
+    /// How far the offset moved over the last overrun, in frames, until taken.
+    moved: Option<i64>,
 }
 
 #[cfg(feature = "jack")]
@@ -266,7 +451,7 @@ impl JackClock {
             .flatten()
             .map(|(c, _)| c);
         let wrapping_less = |a: u32, b: u32| (a.wrapping_sub(b) as i32) < 0;
-        JackClock { client, stats, offset: WindowedMin::new(wrapping_less), callbacks: 0 }
+        JackClock { client, stats, offset: WindowedMin::new(wrapping_less), callbacks: 0, moved: None }
     }
 
     /// Audio thread: the JACK frame time of the cycle whose output starts at engine
@@ -276,13 +461,39 @@ impl JackClock {
         // SAFETY: the client is open (closed only when this is dropped), and this
         // runs in a process callback of the same server.
         let jf = unsafe { jack::jack_sys::jack_last_frame_time(self.client.as_ref()?.raw()) };
-        self.offset.push(jf.wrapping_sub(engine_frame as u32));
+        let old = self.offset.best();
+        if self.offset.push(jf.wrapping_sub(engine_frame as u32))
+            && let (Some(old), Some(new)) = (old, self.offset.best())
+        {
+            self.moved = Some(new.wrapping_sub(old) as i32 as i64);
+        }
         self.callbacks += 1;
         if self.callbacks == JACK_OFFSET_WINDOW {
             self.offset.roll();
             self.callbacks = 0;
         }
         Some((engine_frame as u32).wrapping_add(self.offset.best()?))
+    }
+
+    /// Audio thread: after an overrun the server may have skipped cycles, so the
+    /// offset may have grown for good: measure it afresh over the next callbacks.
+    #[inline]
+    fn after_overrun(&mut self) {
+        self.offset.settle_afresh(OVERRUN_SETTLE);
+    }
+
+    /// Whether it reads JACK frame times (the stream is a JACK client).
+    #[inline]
+    fn measures(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// Audio thread: how many frames the JACK frame line moved ahead of the
+    /// engine's over the last overrun (the cycles the engine did not render), once,
+    /// after the next [`JackClock::frame`]; `None` when not measured.
+    #[inline]
+    fn take_moved(&mut self) -> Option<i64> {
+        self.moved.take()
     }
 }
 
@@ -311,6 +522,19 @@ impl JackClock {
     fn frame(&mut self, _engine_frame: u64) -> Option<u32> {
         None
     }
+
+    #[inline]
+    fn take_moved(&mut self) -> Option<i64> {
+        None
+    }
+
+    #[inline]
+    fn measures(&self) -> bool {
+        false
+    }
+
+    #[inline]
+    fn after_overrun(&mut self) {}
 }
 
 /// Plays `samples` (interleaved stereo at the device's rate) once on the chosen
@@ -356,8 +580,8 @@ pub fn play_buffer(chosen: &Chosen, samples: Vec<f32>) -> Result<(), AudioError>
         SampleFormat::I16 => build::<i16>(chosen, samples, pos, on_error),
         other => return Err(AudioError::Failed(format!("the device wants {other} samples; jamrig writes f32 or i16"))),
     }
-    .map_err(|e| AudioError::Failed(e.to_string()))?;
-    stream.play().map_err(|e| AudioError::Failed(e.to_string()))?;
+    .map_err(stream_failed)?;
+    stream.play().map_err(stream_failed)?;
     // Until every frame has gone out, plus the device's buffer.
     let deadline = Instant::now() + Duration::from_secs_f64(frames as f64 / chosen.sample_rate() as f64 + 5.0);
     while done.load(Relaxed) < frames + chosen.buffer_frames() as usize && Instant::now() < deadline {

@@ -15,11 +15,14 @@ pub struct WindowedMin<T> {
     current: Option<T>,
     previous: Option<T>,
     less: fn(T, T) -> bool,
+    /// After [`WindowedMin::settle_afresh`]: the smallest value since, and the
+    /// values still to come before it replaces both windows.
+    fresh: Option<(Option<T>, u32)>,
 }
 
 impl<T: Copy> WindowedMin<T> {
     pub const fn new(less: fn(T, T) -> bool) -> Self {
-        WindowedMin { current: None, previous: None, less }
+        WindowedMin { current: None, previous: None, less, fresh: None }
     }
 
     fn smaller(&self, a: Option<T>, b: T) -> T {
@@ -29,10 +32,32 @@ impl<T: Copy> WindowedMin<T> {
         }
     }
 
-    /// Adds a value to the current window.
+    /// Adds a value to the current window. Returns true when, after
+    /// [`WindowedMin::settle_afresh`], the values since have just replaced both
+    /// windows.
     #[inline]
-    pub fn push(&mut self, v: T) {
+    pub fn push(&mut self, v: T) -> bool {
         self.current = Some(self.smaller(self.current, v));
+        if let Some((min, left)) = self.fresh {
+            let min = self.smaller(min, v);
+            if left <= 1 {
+                self.fresh = None;
+                self.current = Some(min);
+                self.previous = None;
+                return true;
+            }
+            self.fresh = Some((Some(min), left - 1));
+        }
+        false
+    }
+
+    /// The offset may have moved for good (an overrun): the smallest of the next
+    /// `n` values replaces both windows, so that a lasting change is followed
+    /// after `n` values (not two windows), and one value that comes late does not
+    /// decide alone. Until then the windows answer as before.
+    #[inline]
+    pub fn settle_afresh(&mut self, n: u32) {
+        self.fresh = Some((None, n.max(1)));
     }
 
     /// Ends the current window: it becomes the previous one.
@@ -215,6 +240,24 @@ mod tests {
         assert_eq!(m.best(), Some(u32::MAX - 1));
         m.roll();
         assert_eq!(m.best(), Some(20), "a lasting change is followed after two windows");
+    }
+
+    #[test]
+    fn after_an_overrun_the_next_values_decide() {
+        let mut m = WindowedMin::new(|a: u32, b: u32| a < b);
+        for _ in 0..10 {
+            m.push(100);
+        }
+        // The offset moved to 228 for good; the first value after came late.
+        m.settle_afresh(4);
+        assert!(!m.push(356));
+        assert_eq!(m.best(), Some(100), "until the new values settle, the old answer stands");
+        assert!(!m.push(228));
+        assert!(!m.push(228));
+        assert!(m.push(240), "the fourth value settles it");
+        assert_eq!(m.best(), Some(228));
+        m.roll();
+        assert_eq!(m.best(), Some(228));
     }
     use std::time::Duration;
 

@@ -40,6 +40,36 @@ const IDLE_WAKE: Duration = Duration::from_millis(5);
 const STOP_FADE: Duration = Duration::from_millis(400);
 /// How often the Link session's peer count is looked at (a change is printed).
 const LINK_POLL: Duration = Duration::from_millis(200);
+/// An open stream whose callback has not run for this long has lost its device
+/// (a server behind ALSA's jack plugin that died leaves the stream open and
+/// silent, with no error).
+const STALL: Duration = Duration::from_secs(1);
+/// How long a new stream may take to run its first callback before a stall counts.
+const START_GRACE: Duration = Duration::from_secs(2);
+
+/// Watches an open stream's callback count for a stall.
+struct StallWatch {
+    callbacks: u64,
+    /// The last moment the count moved (or the stream opened, plus the grace).
+    moved: Instant,
+}
+
+impl StallWatch {
+    fn new() -> StallWatch {
+        StallWatch { callbacks: 0, moved: Instant::now() + START_GRACE }
+    }
+
+    /// Whether the callback has stalled, given its count now.
+    fn stalled(&mut self, callbacks: u64) -> bool {
+        let now = Instant::now();
+        if callbacks != self.callbacks {
+            self.callbacks = callbacks;
+            self.moved = self.moved.max(now);
+            return false;
+        }
+        now.saturating_duration_since(self.moved) >= STALL
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct PlayOptions {
@@ -101,15 +131,15 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":help", "this list"),
     (":status", "channels, voices, levels, audio and MIDI health, tempo and sync"),
     (":meters", "live level bars until a key is pressed"),
-    (":log on|off", "print incoming MIDI and transport messages"),
+    (":log [on|off]", "print incoming MIDI and transport messages, at their bar and beat"),
     (":panic", "silence every note at once"),
     (":play", "start the transport from the top (Link: start the session at its next bar)"),
     (":stop", "stop the transport, pattern notes are released (Link: stop the session)"),
-    (":tempo BPM", "change the tempo (Link: propose it to the session)"),
+    (":tempo [BPM]", "show or change the tempo (Link: propose it to the session)"),
     (":sync internal|midi|link", "where the transport takes tempo and start/stop from"),
     (":ports", "MIDI inputs and audio outputs"),
     (":port NAME", "use another MIDI input (name or index)"),
-    (":keys [CH] [OCT]", "play notes on the computer keyboard (Esc leaves)"),
+    (":keys [CH] [OCT]", "play notes on the computer keyboard, channel 1..16, octave 0..8 (Esc leaves)"),
     (":events NAME [BARS]", "a pattern's events as a grid, one line per bar (x where a note starts)"),
     (
         ":rec [patterns|stop|save FILE]",
@@ -118,14 +148,15 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":save FILE", "write the live rig (REPL tweaks and knob positions included) as a set"),
     (":load FILE", "play another set file"),
     (":reload", "reload the set now"),
-    (":watch on|off", "reload the set when it is saved (on by default)"),
+    (":watch [on|off]", "reload the set when it is saved (on by default)"),
     (":quit", "stop and leave"),
 ];
 
 pub fn help_text() -> String {
     let mut s = String::from("commands:\n");
+    let width = COMMANDS.iter().map(|(c, _)| c.chars().count()).max().unwrap_or(0);
     for (c, what) in COMMANDS {
-        s.push_str(&format!("  {c:<26} {what}\n"));
+        s.push_str(&format!("  {c:<width$}  {what}\n"));
     }
     s.push_str("anything else is a set statement, e.g.  ch(2).lowpass = 900   or   pattern(\"beat\", 10, \"funk\");\n");
     s
@@ -154,14 +185,28 @@ pub struct Live {
     tables: Arc<Tables>,
     last_poll: Instant,
     lost_device: bool,
+    /// Notices a stream whose callback stopped running.
+    stall: StallWatch,
     record_tap: Arc<RecordTap>,
     recorder: Recorder,
+    /// A take was recorded and not saved since.
+    take_unsaved: bool,
     /// The session capture, while one runs.
     capture: Option<SessionCapture>,
     /// The Link session: enabled only while the sync mode is Link.
     link: LinkSession,
     /// Link peers last reported.
     link_peers: u64,
+    /// The session's tempo and start/stop last seen (a peer's change is printed).
+    link_seen: Option<(f64, bool)>,
+    /// Whether the session's start/stop state is known: Link tells a newcomer of
+    /// start/stop changes only, so after joining a session it is not, until one
+    /// comes (or jamrig makes one).
+    link_start_stop_known: bool,
+    /// When the session's timeline was last re-mapped (not by jamrig).
+    link_moved_at: Option<Instant>,
+    /// The tempo of the set's file as last read (REPL tweaks aside).
+    file_tempo: f64,
     last_link_poll: Instant,
 }
 
@@ -172,17 +217,34 @@ pub struct Live {
 struct LinkedPublisher<'a> {
     controller: &'a mut Controller,
     link: &'a mut LinkSession,
+    /// For a set read from its file: the tempo the file had before. Its tempo is
+    /// proposed only if the file changed it (a reload that only drops a `:tempo`
+    /// tweak leaves the session's tempo alone). `None` for a REPL line, whose tempo
+    /// is proposed if it differs from the set last published.
+    file_tempo: Option<f64>,
+    /// A tempo was proposed to the session.
+    proposed: bool,
+}
+
+impl LinkedPublisher<'_> {
+    fn propose(&self, set: &Set) -> bool {
+        match self.file_tempo {
+            Some(before) => set.tempo_bpm != before,
+            None => set.tempo_bpm != self.link.set_bpm(),
+        }
+    }
 }
 
 impl Publish for LinkedPublisher<'_> {
     fn publish_set(&mut self, set: &Set) -> Result<(), BuildError> {
         let link_mode = matches!(set.sync, SyncMode::Link { .. });
+        let propose = self.propose(set);
         if link_mode {
-            self.link.follow(set.sync, set.tempo_bpm);
+            self.proposed |= self.link.follow(set.sync, set.tempo_bpm, propose);
         }
         self.controller.publish_set(set)?;
         if !link_mode {
-            self.link.follow(set.sync, set.tempo_bpm);
+            self.link.follow(set.sync, set.tempo_bpm, propose);
         }
         Ok(())
     }
@@ -190,6 +252,23 @@ impl Publish for LinkedPublisher<'_> {
     fn next_bar(&self, beats_per_bar: f64) -> Option<u64> {
         self.controller.next_bar(beats_per_bar)
     }
+
+    fn live_value(&self, ch: u8, p: crate::params::Param) -> Option<f32> {
+        self.controller.live_value(ch, p)
+    }
+}
+
+/// A re-mapped timeline this close to the first peer means jamrig joined the
+/// peer's session (rather than the peer jamrig's).
+const LINK_JOIN_WINDOW: Duration = Duration::from_secs(2);
+
+/// A change of the Link session's tempo smaller than this is not reported (Link
+/// rounds tempos on the wire).
+const LINK_TEMPO_STEP: f64 = 0.005;
+
+/// A tempo as shown: two decimals at most.
+fn fmt_bpm(bpm: f64) -> String {
+    crate::params::fmt_num(((bpm * 100.0).round() / 100.0) as f32)
 }
 
 /// What `:play` and `:stop` say while the MIDI clock drives the transport.
@@ -199,6 +278,28 @@ const MIDI_OWNS_TRANSPORT: &str =
 /// "1 peer", "2 peers".
 fn plural(n: u64, what: &str) -> String {
     if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}
+
+/// The channel (1..=16) and octave (0..=8) of `:keys [CH] [OCT]`, or what is wrong.
+pub fn keys_args(args: &[&str]) -> Result<(u8, i32), String> {
+    let ch = match args.first() {
+        None => 1,
+        Some(a) => match a.parse::<u8>() {
+            Ok(c @ 1..=16) => c,
+            _ => return Err(format!(":keys: channel {a} is not 1..16 (e.g. :keys 2 3)")),
+        },
+    };
+    let oct = match args.get(1) {
+        None => 4,
+        Some(a) => match a.parse::<i32>() {
+            Ok(o @ 0..=8) => o,
+            _ => return Err(format!(":keys: octave {a} is not 0..8 (e.g. :keys 2 3)")),
+        },
+    };
+    if args.len() > 2 {
+        return Err("usage: :keys [CHANNEL 1..16] [OCTAVE 0..8]".into());
+    }
+    Ok((ch, oct))
 }
 
 fn apply_sync(set: &mut Set, sync: Option<SyncMode>) {
@@ -219,6 +320,9 @@ impl Live {
         let mut session = Session::open(host, &opts.set).map_err(StartError::Script)?;
         session.set_sync_override(opts.sync);
         let chosen = audio::choose(opts.device.as_deref(), opts.buffer)?;
+        if let Some(note) = &chosen.buffer_note {
+            say(&out, note);
+        }
         let sample_rate = chosen.sample_rate();
         let tables = Arc::new(Tables::new(sample_rate as f32));
         let mut set = session.set().clone();
@@ -238,10 +342,11 @@ impl Live {
             None => None,
         };
         let mut link = LinkSession::new(set.tempo_bpm);
-        link.follow(set.sync, set.tempo_bpm);
+        link.follow(set.sync, set.tempo_bpm, false);
         let clock = Arc::new(FrameClock::new(sample_rate, chosen.buffer_frames()));
         let audio_stats = Arc::new(LiveStats::default());
         let stream = audio::start(&chosen, engine, clock.clone(), audio_stats.clone(), link.clock())?;
+        audio::check_pacing(&chosen, &audio_stats)?;
         let log = Arc::new(ArrayQueue::new(MIDI_LOG_CAP));
         let log_on = Arc::new(AtomicBool::new(false));
         let tap = MidiTap {
@@ -271,11 +376,17 @@ impl Live {
             tables,
             last_poll: Instant::now(),
             lost_device: false,
+            stall: StallWatch::new(),
             record_tap,
             recorder: Recorder::new(sample_rate as f64),
+            take_unsaved: false,
             capture,
             link,
             link_peers: 0,
+            link_seen: None,
+            link_start_stop_known: true,
+            link_moved_at: None,
+            file_tempo: set.tempo_bpm,
             last_link_poll: Instant::now(),
             opts,
         };
@@ -306,10 +417,10 @@ impl Live {
         let set = live.session.set();
         let chosen = live.chosen.as_ref().expect("just opened");
         live.say(&format!(
-            "playing {}: {} channels, {} patterns, {} BPM, clock {} | audio: {}, {} Hz | {midi_line}",
+            "playing {}: {}, {}, {} BPM, clock {} | audio: {}, {} Hz | {midi_line}",
             live.opts.set.display(),
-            set.channels.len(),
-            set.patterns.len(),
+            plural(set.channels.len() as u64, "channel"),
+            plural(set.patterns.len() as u64, "pattern"),
             crate::params::fmt_num(set.tempo_bpm as f32),
             live.effective_sync().name(),
             chosen.description,
@@ -389,6 +500,9 @@ impl Live {
                 c.note_set(self.controller.last_serial(), &self.session);
                 c.drain();
             }
+            if self.stream.is_some() && self.stall.stalled(self.audio.callbacks_total.load(Relaxed)) {
+                self.lose_device(&format!("no audio callback for {} s", STALL.as_secs()), true);
+            }
             if self.last_poll.elapsed() >= DEVICE_POLL {
                 self.last_poll = Instant::now();
                 self.poll_devices();
@@ -407,11 +521,27 @@ impl Live {
             return;
         }
         let files_before = self.session.files().to_vec();
-        let r = self.session.reload(&mut LinkedPublisher { controller: &mut self.controller, link: &mut self.link });
+        let mut publisher = LinkedPublisher {
+            controller: &mut self.controller,
+            link: &mut self.link,
+            file_tempo: Some(self.file_tempo),
+            proposed: false,
+        };
+        let r = self.session.reload(&mut publisher);
+        if publisher.proposed {
+            self.seen_own_link_change();
+        }
+        if matches!(r, Reload::Changed { .. } | Reload::Unchanged { .. }) {
+            self.file_tempo = self.session.set().tempo_bpm;
+        }
         match &r {
             Reload::Failed(d) => {
+                // The line names the place and the error; then the line quoted.
                 self.say(&r.line());
-                self.say(&d.render());
+                let snippet = d.render_snippet();
+                if !snippet.is_empty() {
+                    self.say(&snippet);
+                }
             }
             _ => self.say(&r.line()),
         }
@@ -428,6 +558,7 @@ impl Live {
     fn rec_start(&mut self) {
         let (now, t) = self.rec_clock();
         self.recorder.start(&self.record_tap, now, t);
+        self.take_unsaved = true;
     }
 
     /// Stops recording (if it is on) and says what the take holds.
@@ -444,29 +575,120 @@ impl Live {
 
     fn rec_save(&mut self, path: &Path) {
         self.rec_stop();
+        if self.recorder.is_empty() {
+            self.say("nothing recorded: :rec starts a recording (then :rec stop, :rec save FILE.mid)");
+            return;
+        }
         match self.recorder.save(path) {
-            Ok(()) => self.say(&format!("wrote {} ({})", path.display(), self.recorder.summary())),
+            Ok(()) => {
+                self.take_unsaved = false;
+                self.say(&format!("wrote {} ({})", path.display(), self.recorder.summary()))
+            }
             Err(e) => self.say(&format!("cannot write {}: {e}", path.display())),
         }
     }
 
-    /// Says when peers join or leave the Link session.
+    /// A name for a take nobody saved: `take-N.mid` beside the set (the first N
+    /// free), or in the current folder if the set's is not writable.
+    fn default_take_path(&self) -> PathBuf {
+        let folder = self.session.path().parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let writable = std::fs::metadata(folder).is_ok_and(|m| !m.permissions().readonly());
+        let folder = if writable { folder } else { Path::new(".") };
+        (1..).map(|n| folder.join(format!("take-{n}.mid"))).find(|p| !p.exists()).expect("a free name")
+    }
+
+    /// Says when peers join or leave the Link session, and when a peer changes its
+    /// tempo or starts or stops it (jamrig's own proposals are said where they are
+    /// made).
     fn poll_link(&mut self) {
         let peers = if self.link.is_enabled() { self.link.peers() } else { 0 };
+        let joined = self.link_peers == 0 && peers > 0;
         if peers != self.link_peers {
             self.link_peers = peers;
             self.say(&format!("Link: {}", plural(peers, "peer")));
         }
+        if !self.link.is_enabled() {
+            self.link_seen = None;
+            return;
+        }
+        let now = self.link.status();
+        // jamrig joined another session (its timeline was re-mapped onto the
+        // session's), rather than a peer joining jamrig's.
+        if self.link.timeline_moved() {
+            self.link_moved_at = Some(Instant::now());
+        }
+        let moved = self.link_moved_at.is_some_and(|t| t.elapsed() < LINK_JOIN_WINDOW);
+        if peers == 0 {
+            self.link_start_stop_known = true;
+        } else if joined && moved && !now.playing {
+            self.link_start_stop_known = false;
+            self.link_seen = Some((now.bpm, now.playing));
+            self.say(&format!(
+                "Link: joined a session at {} BPM; Link does not tell a newcomer whether it already plays: if it does, :play joins it at its next bar without moving its beat",
+                fmt_bpm(now.bpm)
+            ));
+            return;
+        }
+        if let Some((bpm, playing)) = self.link_seen.replace((now.bpm, now.playing))
+            && peers > 0
+        {
+            if (now.bpm - bpm).abs() >= LINK_TEMPO_STEP {
+                self.say(&format!("Link: a peer set the tempo to {} BPM", fmt_bpm(now.bpm)));
+            }
+            if now.playing != playing {
+                let what = if now.playing { "started" } else { "stopped" };
+                self.say(&format!("Link: a peer {what} the session"));
+                self.link_start_stop_known = true;
+            }
+        }
     }
 
+    /// Notes the session's state after jamrig's own proposal, so that it is not
+    /// reported as a peer's.
+    fn seen_own_link_change(&mut self) {
+        let now = self.link.status();
+        self.link_seen = Some((now.bpm, now.playing));
+        self.link.note_timeline();
+    }
+
+    /// Prints the logged MIDI messages, each at the bar and beat it takes effect.
     fn print_log(&self) {
+        if self.log.is_empty() {
+            return;
+        }
+        let t = self.controller.stats().transport();
+        let bpb = self.session.set().beats_per_bar.max(1.0);
+        let sr = self.sample_rate as f64;
         while let Some(r) = self.log.pop() {
-            self.say(&midi::describe(&r));
+            let at = t.playing.then(|| {
+                let beat = (t.beat + (r.frame as f64 - t.frame as f64) * t.bpm / (60.0 * sr)).max(0.0);
+                ((beat / bpb).floor() as u64 + 1, beat % bpb + 1.0)
+            });
+            self.say(&midi::describe(&r, at));
         }
     }
 
     fn send_now(&self, kind: EventKind) {
         self.controller.send(Event::new(self.clock.frame_for(Instant::now()), kind));
+    }
+
+    /// Closes the MIDI input, letting go of the notes and pedals it held down;
+    /// returns ", its N notes released" (or nothing when it held none).
+    fn close_midi(&mut self) -> String {
+        let Some(m) = self.midi.take() else { return String::new() };
+        let released = m.held.release();
+        m.close();
+        let notes = released.iter().filter(|k| matches!(k, EventKind::NoteOff { .. })).count();
+        let pedals = released.len() - notes;
+        for kind in released {
+            self.send_now(kind);
+        }
+        match (notes, pedals) {
+            (0, 0) => String::new(),
+            (n, 0) => format!(" ({} released)", plural(n as u64, "held note")),
+            (0, p) => format!(" ({} lifted)", plural(p as u64, "pedal")),
+            (n, p) => format!(" ({} released, {} lifted)", plural(n as u64, "held note"), plural(p as u64, "pedal")),
+        }
     }
 
     /// Rebuilds the engine on a (re)opened device.
@@ -481,6 +703,10 @@ impl Live {
         apply_sync(&mut set, self.opts.sync);
         let Rig { mut engine, controller } =
             Rig::new(&set, sr as f32, self.tables.clone()).map_err(|e| AudioError::Failed(e.to_string()))?;
+        // What MIDI set on the old engine (knobs, volume, pan, expression, programs,
+        // bend, pedal) goes on in the new one, as the REPL's tweaks do.
+        let midi_state = self.controller.stats().channel_midi();
+        engine.restore_channel_midi(&midi_state);
         engine.record_into(self.record_tap.clone());
         // A new engine starts its frames again: a recording goes on after what the
         // old one played, the capture in a new part.
@@ -489,7 +715,8 @@ impl Live {
         if let Some(part) = self.end_capture("the audio device was reopened") {
             let dir = self.opts.capture.clone().unwrap_or_default();
             match SessionCapture::start_part(&dir, part + 1, sr, &self.session) {
-                Ok((c, tap)) => {
+                Ok((mut c, tap)) => {
+                    c.note_channel_midi(&midi_state);
                     engine.capture_into(tap);
                     self.say(&format!("capture: goes on in {}", c.path().display()));
                     self.capture = Some(c);
@@ -502,6 +729,7 @@ impl Live {
         let stream = audio::start(&chosen, engine, self.clock.clone(), self.audio.clone(), self.link.clock())?;
         self.controller = controller;
         self.stream = Some(stream);
+        self.stall = StallWatch::new();
         self.chosen = Some(chosen);
         self.tap.sender = self.controller.event_sender();
         self.tap.clock = self.clock.clone();
@@ -522,21 +750,41 @@ impl Live {
         Ok(())
     }
 
+    /// The stream has lost its device (`why`): it is closed, and reopened when the
+    /// device returns.
+    fn lose_device(&mut self, why: &str, stalled: bool) {
+        let desc = self.chosen.as_ref().map(|c| c.description.clone()).unwrap_or_default();
+        // A client of a server that has gone must not be closed (libjack crashes).
+        self.audio.failed.store(true, Relaxed);
+        if let Some(stream) = self.stream.take() {
+            if stalled {
+                // A stream that stalled with no error sits on a device that is gone
+                // without saying so (a JACK server behind ALSA's jack plugin that
+                // died): closing it crashes in the plugin's libjack. It is left
+                // alone: its thread stays blocked and its memory is not given back.
+                std::mem::forget(stream);
+            } else {
+                drop(stream);
+            }
+        }
+        self.lost_device = true;
+        self.say(&format!(
+            "audio device lost ({desc}: {why}); the REPL stays, and the device will be reopened when it returns"
+        ));
+    }
+
     fn poll_devices(&mut self) {
         if self.stream.is_some() && self.audio.failed.load(Relaxed) {
-            let desc = self.chosen.as_ref().map(|c| c.description.clone()).unwrap_or_default();
-            self.stream = None;
-            self.lost_device = true;
-            self.say(&format!(
-                "audio device lost ({desc}); the REPL stays, and the device will be reopened when it returns"
-            ));
+            self.lose_device("it reported an error", false);
         }
         if self.stream.is_none() {
             match self.open_audio() {
                 Ok(()) => {
                     if self.lost_device {
-                        let desc = self.chosen.as_ref().map(|c| c.description.clone()).unwrap_or_default();
-                        self.say(&format!("audio device back: {desc}"));
+                        let c = self.chosen.as_ref();
+                        let desc = c.map(|c| c.description.clone()).unwrap_or_default();
+                        let note = c.and_then(|c| c.buffer_note.clone()).map(|n| format!("; {n}")).unwrap_or_default();
+                        self.say(&format!("audio device back: {desc}{note}"));
                     }
                     self.lost_device = false;
                 }
@@ -549,10 +797,8 @@ impl Live {
             && !ports.contains(&m.port)
         {
             let port = m.port.clone();
-            if let Some(m) = self.midi.take() {
-                m.close();
-            }
-            self.say(&format!("MIDI input {port} is gone; it will be re-attached when it returns"));
+            let released = self.close_midi();
+            self.say(&format!("MIDI input {port} is gone{released}; it will be re-attached when it returns"));
             self.midi_wanted = Some(port);
         }
         if self.midi.as_ref().is_none_or(|m| m.is_own())
@@ -579,14 +825,26 @@ impl Live {
             return true;
         }
         if !line.starts_with(':') {
-            let mut publisher = LinkedPublisher { controller: &mut self.controller, link: &mut self.link };
-            match self.session.apply_line(line, &mut publisher) {
+            let mut publisher = LinkedPublisher {
+                controller: &mut self.controller,
+                link: &mut self.link,
+                file_tempo: None,
+                proposed: false,
+            };
+            let applied = self.session.apply_line(line, &mut publisher);
+            if publisher.proposed {
+                self.seen_own_link_change();
+            }
+            match applied {
                 Ok(changes) => {
                     for p in &self.session.evaluated().printed {
                         self.say(p);
                     }
+                    if let Some(v) = self.session.value() {
+                        self.say(&format!("=> {v}"));
+                    }
                     if changes.is_empty() {
-                        if self.session.evaluated().printed.is_empty() {
+                        if self.session.evaluated().printed.is_empty() && self.session.value().is_none() {
                             self.say("(no change)");
                         }
                     } else {
@@ -618,11 +876,28 @@ impl Live {
                 }
                 SyncMode::Midi => self.say(MIDI_OWNS_TRANSPORT),
                 SyncMode::Link { quantum } => {
-                    self.link.propose_start();
-                    self.say(&format!(
-                        "transport: Link session started; playing from its next bar ({} beats)",
-                        crate::params::fmt_num(quantum as f32)
-                    ));
+                    let bar = crate::params::fmt_num(quantum as f32);
+                    if self.link.status().playing {
+                        // Starting it again would move its beat 0 and silence
+                        // every peer until the next bar.
+                        self.say(&format!(
+                            "transport: the Link session is already playing; jamrig plays along (from its next bar of {bar} beats if it is not yet)"
+                        ));
+                    } else {
+                        let unknown = !self.link_start_stop_known;
+                        self.link.propose_start();
+                        self.link_start_stop_known = true;
+                        self.seen_own_link_change();
+                        if unknown {
+                            self.say(&format!(
+                                "transport: Link session playing (its beat stays where it is); jamrig plays from its next bar ({bar} beats)"
+                            ));
+                        } else {
+                            self.say(&format!(
+                                "transport: Link session started; playing from its next bar ({bar} beats)"
+                            ));
+                        }
+                    }
                 }
             },
             ":stop" => match self.effective_sync() {
@@ -633,6 +908,8 @@ impl Live {
                 SyncMode::Midi => self.say(MIDI_OWNS_TRANSPORT),
                 SyncMode::Link { .. } => {
                     self.link.propose_stop();
+                    self.link_start_stop_known = true;
+                    self.seen_own_link_change();
                     self.say("transport: Link session stopped");
                 }
             },
@@ -648,6 +925,7 @@ impl Live {
                                 // Again even if the set had it already: the session
                                 // may have moved away from it.
                                 self.link.propose_tempo(bpm);
+                                self.seen_own_link_change();
                                 self.say(&format!(
                                     "tempo {} BPM proposed to the Link session",
                                     crate::params::fmt_num(bpm as f32)
@@ -655,6 +933,14 @@ impl Live {
                             }
                         }
                     }
+                }
+                None if args.is_empty() => {
+                    // The set's own, or what the transport follows from its source.
+                    let (bpm, source) = match self.effective_sync() {
+                        SyncMode::Internal => (self.session.set().tempo_bpm, String::new()),
+                        other => (self.controller.stats().tempo(), format!(", following {}", other.name())),
+                    };
+                    self.say(&format!("tempo {} BPM{source} (:tempo BPM changes it)", fmt_bpm(bpm)));
                 }
                 None => self.say("usage: :tempo BPM (e.g. :tempo 128)"),
             },
@@ -675,13 +961,20 @@ impl Live {
                     self.log_on.store(false, Relaxed);
                     self.say("MIDI log off");
                 }
+                None => {
+                    let on = if self.log_on.load(Relaxed) { "on" } else { "off" };
+                    self.say(&format!("MIDI log {on} (:log on|off)"));
+                }
                 _ => self.say("usage: :log on|off"),
             },
             ":ports" => {
                 let ins = midi::list_inputs();
                 let mut s = String::from("MIDI inputs:\n");
                 if ins.is_empty() {
-                    s.push_str("  (none)\n");
+                    match midi::unavailable() {
+                        Some(why) => s.push_str(&format!("  (none: {why})\n")),
+                        None => s.push_str("  (none)\n"),
+                    }
                 }
                 for (i, p) in ins.iter().enumerate() {
                     let mark = if self.midi.as_ref().is_some_and(|m| &m.port == p) { " (in use)" } else { "" };
@@ -698,8 +991,9 @@ impl Live {
                     self.say("usage: :port NAME|INDEX");
                 } else {
                     let want = args.join(" ");
-                    if let Some(m) = self.midi.take() {
-                        m.close();
+                    let released = self.close_midi();
+                    if !released.is_empty() {
+                        self.say(&format!("MIDI in: closed{released}"));
                     }
                     match midi::connect(Some(&want), &self.tap) {
                         Ok(m) => {
@@ -752,6 +1046,10 @@ impl Live {
                     self.watcher = None;
                     self.say("not watching the set (use :reload)");
                 }
+                None => {
+                    let on = if self.watching { "on" } else { "off (use :reload)" };
+                    self.say(&format!("watching the set: {on} (:watch on|off)"));
+                }
                 _ => self.say("usage: :watch on|off"),
             },
             ":events" => match args.as_slice() {
@@ -767,7 +1065,11 @@ impl Live {
                 },
                 _ => self.say("usage: :events NAME [BARS]"),
             },
-            ":keys" | ":meters" => self.say(&format!("{cmd} needs a terminal")),
+            ":keys" => match keys_args(&args) {
+                Ok(_) => self.say(":keys needs a terminal"),
+                Err(e) => self.say(&e),
+            },
+            ":meters" => self.say(":meters needs a terminal"),
             other => {
                 let names: Vec<&str> = COMMANDS.iter().map(|(c, _)| c.split(' ').next().unwrap_or(c)).collect();
                 let hint = crate::script::diagnostic::suggest(other, names)
@@ -779,10 +1081,12 @@ impl Live {
         true
     }
 
-    /// The running set with the knob (CC) positions folded in.
+    /// The running set with the instruments program changes chose and the knob
+    /// (CC) positions folded in.
     fn live_set(&self) -> Set {
-        let mut set = self.session.set().clone();
         let stats = self.controller.stats();
+        let mut set =
+            crate::script::save::with_programs(self.session.set(), |n| stats.program_of((n as usize).checked_sub(1)?));
         for (&ch, spec) in set.channels.iter_mut() {
             for p in Param::ALL {
                 if let Some(v) = stats.override_of(ch as usize - 1, *p) {
@@ -811,9 +1115,19 @@ impl Live {
                 s.set_sync_override(self.opts.sync);
                 let mut set = s.set().clone();
                 apply_sync(&mut set, self.opts.sync);
-                let mut publisher = LinkedPublisher { controller: &mut self.controller, link: &mut self.link };
-                match publisher.publish_set(&set) {
+                let mut publisher = LinkedPublisher {
+                    controller: &mut self.controller,
+                    link: &mut self.link,
+                    file_tempo: Some(self.file_tempo),
+                    proposed: false,
+                };
+                let published = publisher.publish_set(&set);
+                if publisher.proposed {
+                    self.seen_own_link_change();
+                }
+                match published {
                     Ok(()) => {
+                        self.file_tempo = set.tempo_bpm;
                         self.session = s;
                         self.opts.set = path.to_path_buf();
                         self.rewatch();
@@ -875,18 +1189,25 @@ impl Live {
             let Some(spec) = set.channels.get(&(ch as u8 + 1)) else { continue };
             let peak = stats.take_peak(ch);
             let level = if peak > 0.0 { format!("{:6.1} dB", 20.0 * peak.log10()) } else { "  silent".to_string() };
+            // A program change shows what the channel plays now.
+            let instrument = match stats.program_of(ch).and_then(|p| set.programs.get(&p).map(|s| (p, s))) {
+                Some((p, prog)) => format!("{} (program {p})", prog.instrument),
+                None => spec.instrument.clone(),
+            };
+            let voices = stats.voices[ch].load(Relaxed);
             s.push_str(&format!(
-                "  ch{:<2} {:<18} {:>2} voices  peak {level}\n",
+                "  ch{:<2} {instrument:<30} {:>2} {:<6}  peak {level}\n",
                 ch + 1,
-                spec.instrument,
-                stats.voices[ch].load(Relaxed)
+                voices,
+                if voices == 1 { "voice" } else { "voices" }
             ));
         }
         s.push_str(&format!(
-            "events: {} dropped (queue full), {} late, {} overflowed; voices stolen {}, cut {}; faults {}",
+            "events: {} dropped (queue full), {} late, {} overflowed, {} pattern hits skipped; voices stolen {}, cut {}; faults {}",
             stats.events_dropped.load(Relaxed),
             stats.events_late.load(Relaxed),
             stats.events_overflow.load(Relaxed),
+            stats.hits_overflow.load(Relaxed),
             stats.voices_stolen.load(Relaxed),
             stats.voices_cut.load(Relaxed),
             stats.faults.load(Relaxed)
@@ -907,12 +1228,16 @@ impl Live {
             SyncMode::Midi => format!("sync: midi; {clock_in}\n"),
             SyncMode::Link { quantum } => {
                 let l = self.link.status();
+                let state = match (l.playing, self.link_start_stop_known) {
+                    (true, _) => "playing",
+                    (false, true) => "stopped",
+                    (false, false) => "start/stop not told since joining (:play joins it)",
+                };
                 format!(
-                    "sync: link, quantum {}: {}, session {:.2} BPM, session {}; {clock_in}\n",
+                    "sync: link, quantum {}: {}, session {:.2} BPM, session {state}; {clock_in}\n",
                     crate::params::fmt_num(quantum as f32),
                     plural(l.peers, "peer"),
                     l.bpm,
-                    if l.playing { "playing" } else { "stopped" }
                 )
             }
         }
@@ -920,6 +1245,9 @@ impl Live {
 
     /// Releases every note, lets the releases ring briefly, closes everything.
     fn shutdown(mut self) {
+        // The take ends before jamrig lets go of the notes (it closes those still
+        // held itself): no all-notes-off that nobody played goes into it.
+        self.rec_stop();
         if self.stream.is_some() {
             for ch in 0..MAX_CHANNELS as u8 {
                 self.send_now(EventKind::Control { channel: ch, cc: 123, value: 0 });
@@ -936,6 +1264,11 @@ impl Live {
             }
         }
         if let Some(path) = self.opts.record.clone() {
+            self.rec_save(&path);
+        } else if self.take_unsaved && !self.recorder.is_empty() {
+            // Never dropped silently.
+            let path = self.default_take_path();
+            self.say(&format!("the take was not saved: saving it as {}", path.display()));
             self.rec_save(&path);
         }
         if let Some(m) = self.midi.take() {

@@ -123,6 +123,8 @@ pub fn meters(h: &Handles, channels: &[(u8, String)]) -> std::io::Result<()> {
     let _raw = RawMode::enter()?;
     let mut out = std::io::stdout();
     let lines = channels.len() + 1;
+    // Every bar starts in one column, whatever the names' lengths.
+    let name_width = channels.iter().map(|(_, n)| n.chars().count()).max().unwrap_or(0).max(6);
     let mut first = true;
     loop {
         if !first {
@@ -131,9 +133,10 @@ pub fn meters(h: &Handles, channels: &[(u8, String)]) -> std::io::Result<()> {
         first = false;
         for (ch, name) in channels {
             let l = h.stats.take_peak(*ch as usize - 1);
-            write!(out, "\r ch{ch:<2} {name:<16} {}\x1b[K\r\n", bar(l, 40))?;
+            write!(out, "\r ch{ch:<2} {name:<name_width$} {}\x1b[K\r\n", bar(l, 40))?;
         }
-        write!(out, "\r master              {}\x1b[K\r\n", bar(h.stats.take_master_peak(), 40))?;
+        let master = format!("{:<w$}", "master", w = name_width + 5);
+        write!(out, "\r {master} {}\x1b[K\r\n", bar(h.stats.take_master_peak(), 40))?;
         out.flush()?;
         if event::poll(Duration::from_millis(50))?
             && let TermEvent::Key(k) = event::read()?

@@ -26,6 +26,8 @@ const DEFAULT_QUANTUM: f64 = 4.0;
 /// Frames per window of the audio clock's offset minimum (a quarter of a second at
 /// 48 kHz): see [`OffsetFilter`].
 const OFFSET_WINDOW_FRAMES: u64 = 12_000;
+/// Callbacks after an overrun whose smallest offset replaces the old one.
+const OVERRUN_SETTLE_CALLBACKS: u32 = 4;
 
 /// What the control side tells the audio side: a flag and a number, no work.
 struct Shared {
@@ -33,6 +35,9 @@ struct Shared {
     on: AtomicBool,
     /// The session's quantum (f64 bits).
     quantum_bits: AtomicU64,
+    /// The output latency the audio callback last measured, in µs: what jamrig
+    /// renders now is heard this long from now.
+    latency_us: AtomicU64,
 }
 
 /// The session as the control thread sees it (for `:status`).
@@ -52,6 +57,8 @@ pub struct LinkSession {
     app: SessionState,
     /// The tempo of the set last published, to propose only what a set changes.
     set_bpm: f64,
+    /// The session's timeline as last looked at: (Link µs, beat, BPM).
+    timeline_seen: Option<(i64, f64, f64)>,
 }
 
 impl LinkSession {
@@ -64,9 +71,11 @@ impl LinkSession {
             shared: Arc::new(Shared {
                 on: AtomicBool::new(false),
                 quantum_bits: AtomicU64::new(DEFAULT_QUANTUM.to_bits()),
+                latency_us: AtomicU64::new(0),
             }),
             app: SessionState::new(),
             set_bpm: bpm,
+            timeline_seen: None,
         }
     }
 
@@ -91,11 +100,11 @@ impl LinkSession {
     }
 
     /// Joins the session (Link on) in Link mode, leaves it otherwise. A set at
-    /// `set_bpm` is about to play: in Link mode, a tempo the set changes is proposed
-    /// to the session; joining starts alone at that tempo until peers are found
-    /// (an existing session keeps its own tempo).
-    pub fn follow(&mut self, mode: SyncMode, set_bpm: f64) {
-        let changed = set_bpm != self.set_bpm;
+    /// `set_bpm` is about to play: joining starts alone at that tempo until peers
+    /// are found (an existing session keeps its own tempo); once in the session,
+    /// the set's tempo is proposed to it only if `propose` (the set changed it).
+    /// Returns whether it proposed a tempo to a session it was already in.
+    pub fn follow(&mut self, mode: SyncMode, set_bpm: f64, propose: bool) -> bool {
         self.set_bpm = set_bpm;
         match mode {
             SyncMode::Link { quantum } => {
@@ -105,8 +114,9 @@ impl LinkSession {
                     self.propose_tempo(set_bpm);
                     self.link.enable(true);
                     self.shared.on.store(true, Relaxed);
-                } else if changed {
+                } else if propose {
                     self.propose_tempo(set_bpm);
+                    return true;
                 }
             }
             SyncMode::Internal | SyncMode::Midi => {
@@ -116,6 +126,18 @@ impl LinkSession {
                 }
             }
         }
+        false
+    }
+
+    /// The tempo of the set last published.
+    pub fn set_bpm(&self) -> f64 {
+        self.set_bpm
+    }
+
+    /// The moment (Link µs) at which what jamrig renders now is heard: now plus
+    /// the output latency the audio callback measured.
+    fn heard_now(&self) -> i64 {
+        self.link.clock_micros() + self.shared.latency_us.load(Relaxed) as i64
     }
 
     /// Peers in the session besides us (0 when Link is off).
@@ -129,26 +151,65 @@ impl LinkSession {
         LinkStatus { peers: self.link.num_peers(), bpm: self.app.tempo(), playing: self.app.is_playing() }
     }
 
-    /// Proposes `bpm` to the session, from now.
+    /// Proposes `bpm` to the session, from the moment what jamrig renders now is
+    /// heard (now plus the output latency).
     pub fn propose_tempo(&mut self, bpm: f64) {
         self.link.capture_app_session_state(&mut self.app);
-        self.app.set_tempo(bpm, self.link.clock_micros());
+        self.app.set_tempo(bpm, self.heard_now());
         self.link.commit_app_session_state(&self.app);
     }
 
-    /// Proposes to start the session, with beat 0 on a bar line (of the quantum)
-    /// [`START_LEAD`] from now, or (alone) exactly then.
+    /// Proposes to start the session. Alone, beat 0 is put [`START_LEAD`] from now.
+    /// With peers, the session's beat is left where it is (a session that already
+    /// plays, which Link does not tell a newcomer, goes on undisturbed): it plays
+    /// from [`START_LEAD`] from now, and jamrig from the next bar line after that.
     pub fn propose_start(&mut self) {
         self.link.capture_app_session_state(&mut self.app);
         let at = self.link.clock_micros() + START_LEAD.as_micros() as i64;
-        self.app.set_is_playing_and_request_beat_at_time(true, at, 0.0, self.quantum());
+        if self.link.num_peers() == 0 {
+            self.app.set_is_playing_and_request_beat_at_time(true, at, 0.0, self.quantum());
+        } else {
+            self.app.set_is_playing(true, at);
+        }
         self.link.commit_app_session_state(&self.app);
     }
 
-    /// Proposes to stop the session now.
+    /// Whether the session's timeline has been re-mapped since the last call (its
+    /// beat now is not where the last one's, at its tempo, puts it): jamrig has
+    /// joined another session, or the timeline was moved. Jamrig's own proposals
+    /// are not counted when [`LinkSession::note_timeline`] follows them.
+    pub fn timeline_moved(&mut self) -> bool {
+        let before = self.timeline_seen;
+        self.note_timeline();
+        match (before, self.timeline_seen) {
+            (Some((t0, b0, bpm)), Some((t1, b1, _))) => (b1 - (b0 + (t1 - t0) as f64 * bpm / 60e6)).abs() > 0.01,
+            _ => false,
+        }
+    }
+
+    /// Notes the session's timeline as it is now.
+    pub fn note_timeline(&mut self) {
+        let now = self.link.clock_micros();
+        self.link.capture_app_session_state(&mut self.app);
+        self.timeline_seen = Some((now, self.app.beat_at_time(now, self.quantum()), self.app.tempo()));
+    }
+
+    /// Link's clock now, in µs.
+    pub fn clock_micros(&self) -> i64 {
+        self.link.clock_micros()
+    }
+
+    /// The session's beat at Link time `micros`, at the session's quantum.
+    pub fn beat_at(&mut self, micros: i64) -> f64 {
+        self.link.capture_app_session_state(&mut self.app);
+        self.app.beat_at_time(micros, self.quantum())
+    }
+
+    /// Proposes to stop the session, from the moment what jamrig renders now is
+    /// heard.
     pub fn propose_stop(&mut self) {
         self.link.capture_app_session_state(&mut self.app);
-        self.app.set_is_playing(false, self.link.clock_micros());
+        self.app.set_is_playing(false, self.heard_now());
         self.link.commit_app_session_state(&self.app);
     }
 }
@@ -171,6 +232,15 @@ pub struct LinkClock {
 }
 
 impl LinkClock {
+    /// Audio thread: the audio device has just had an overrun (frames were lost, so
+    /// later frames sound later than before): the offset between the host clock and
+    /// the frame line is measured afresh from the next callback, rather than kept
+    /// from before for up to two windows.
+    #[inline]
+    pub fn after_overrun(&mut self) {
+        self.offset.restart();
+    }
+
     /// Audio thread. The session's timeline for engine frame `frame`, which reaches
     /// the speaker `latency` from now (the callback's output latency: cpal's
     /// playback timestamp minus its callback timestamp), at `sample_rate`; `None`
@@ -183,6 +253,7 @@ impl LinkClock {
         }
         self.link.capture_audio_session_state(&mut self.state);
         let quantum = f64::from_bits(self.shared.quantum_bits.load(Relaxed));
+        self.shared.latency_us.store(latency.as_micros() as u64, Relaxed);
         let heard_us = self.link.clock_micros() as f64 + latency.as_nanos() as f64 / 1e3;
         let at = self.offset.host_time(frame, heard_us, sample_rate);
         Some(ExternalTimeline {
@@ -200,7 +271,8 @@ impl LinkClock {
 /// later than they sound, never earlier; so the offset between host time and the
 /// frame line is taken as the smallest seen over the last one or two windows of
 /// [`OFFSET_WINDOW_FRAMES`]. A lasting change (frames lost in an underrun) is
-/// followed within two windows; an earlier offset at once.
+/// followed within two windows; an earlier offset at once; and at once after an
+/// overrun the device reports ([`LinkClock::after_overrun`]).
 struct OffsetFilter {
     /// Smallest `host µs - frame µs` in this window and the last.
     offset: WindowedMin<f64>,
@@ -214,6 +286,12 @@ impl Default for OffsetFilter {
 }
 
 impl OffsetFilter {
+    /// The offset may have moved for good (an overrun): the smallest of the next
+    /// [`OVERRUN_SETTLE_CALLBACKS`] callbacks' offsets replaces it.
+    fn restart(&mut self) {
+        self.offset.settle_afresh(OVERRUN_SETTLE_CALLBACKS);
+    }
+
     /// The host time (µs) at which `frame` is heard, given that a callback has just
     /// measured it at `heard_us`.
     fn host_time(&mut self, frame: u64, heard_us: f64, sample_rate: f64) -> f64 {
@@ -266,5 +344,29 @@ mod tests {
         assert!((t - heard(frame - 128, 10_000.0)).abs() < 1e-6);
         // Earlier again: followed at once.
         assert!((f.host_time(frame, heard(frame, -5_000.0), sr) - heard(frame, -5_000.0)).abs() < 1e-6);
+    }
+
+    /// Regression (issue 13, item 9): after an overrun, Link clicks were late by
+    /// the stall for up to two windows. Restarted after the overrun, the filter
+    /// takes the new (later) offset after a few callbacks, the first of them late.
+    #[test]
+    fn an_overrun_restarts_the_offset_at_once() {
+        let mut f = OffsetFilter::default();
+        let sr = 48000.0;
+        let heard = |frame: u64, shift: f64| 1e6 + frame as f64 * 1e6 / sr + shift;
+        let mut frame = 0;
+        while frame < 48_000 {
+            f.host_time(frame, heard(frame, 0.0), sr);
+            frame += 128;
+        }
+        f.restart();
+        for k in 0..100u64 {
+            let late = if k % 5 == 0 { 2_000.0 } else { 0.0 };
+            let t = f.host_time(frame, heard(frame, 8_000.0 + late), sr);
+            if k + 1 >= OVERRUN_SETTLE_CALLBACKS as u64 {
+                assert!((t - heard(frame, 8_000.0)).abs() < 1e-6, "callback {k} after the overrun: {t}");
+            }
+            frame += 128;
+        }
     }
 }

@@ -5,18 +5,18 @@
 //! port for other programs to connect to.
 
 use super::clock::FrameClock;
-use crate::engine::event::Event;
+use crate::engine::event::{Event, EventKind};
 use crate::rig::controller::EventSender;
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering::Relaxed};
 #[cfg(not(feature = "jack"))]
 use std::time::Instant;
 
 #[cfg(feature = "jack")]
-pub use jack_in::{MidiIn, connect, list_inputs, open_own_port};
+pub use jack_in::{MidiIn, connect, list_inputs, open_own_port, unavailable};
 #[cfg(not(feature = "jack"))]
-pub use seq_in::{MidiIn, connect, list_inputs, open_own_port};
+pub use seq_in::{MidiIn, connect, list_inputs, open_own_port, unavailable};
 
 /// Messages the MIDI log holds before the REPL prints them.
 pub const MIDI_LOG_CAP: usize = 1024;
@@ -31,6 +31,66 @@ pub struct LogRecord {
     pub len: u8,
 }
 
+/// The keys and sustain pedals one MIDI input holds down, kept by its callback
+/// (atomics only), so that they can be let go when the input disappears.
+#[derive(Default)]
+pub struct Held {
+    /// Per channel, a bit per note.
+    notes: [[AtomicU64; 2]; 16],
+    /// A bit per channel whose pedal is down.
+    pedals: AtomicU16,
+}
+
+impl Held {
+    /// Input thread: notes what `kind` presses or lets go.
+    fn note(&self, kind: &EventKind) {
+        match *kind {
+            EventKind::NoteOn { channel, note, .. } => {
+                self.notes[channel as usize & 15][note as usize >> 6].fetch_or(1 << (note & 63), Relaxed);
+            }
+            EventKind::NoteOff { channel, note } => {
+                self.notes[channel as usize & 15][note as usize >> 6].fetch_and(!(1 << (note & 63)), Relaxed);
+            }
+            EventKind::Control { channel, cc: 64, value } => {
+                let bit = 1u16 << (channel & 15);
+                if value >= 64 {
+                    self.pedals.fetch_or(bit, Relaxed);
+                } else {
+                    self.pedals.fetch_and(!bit, Relaxed);
+                }
+            }
+            EventKind::Control { channel, cc: 120 | 123, .. } => {
+                for w in &self.notes[channel as usize & 15] {
+                    w.store(0, Relaxed);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// What lets go of everything held (note-offs, then pedals up), and forgets it.
+    pub fn release(&self) -> Vec<EventKind> {
+        let mut out = Vec::new();
+        for (ch, words) in self.notes.iter().enumerate() {
+            for (w, word) in words.iter().enumerate() {
+                let bits = word.swap(0, Relaxed);
+                for n in 0..64 {
+                    if bits & (1 << n) != 0 {
+                        out.push(EventKind::NoteOff { channel: ch as u8, note: (w * 64 + n) as u8 });
+                    }
+                }
+            }
+        }
+        let pedals = self.pedals.swap(0, Relaxed);
+        for ch in 0..16u8 {
+            if pedals & (1 << ch) != 0 {
+                out.push(EventKind::Control { channel: ch, cc: 64, value: 0 });
+            }
+        }
+        out
+    }
+}
+
 /// What the input callback needs, shared with the control thread.
 #[derive(Clone)]
 pub struct MidiTap {
@@ -43,13 +103,15 @@ pub struct MidiTap {
 impl MidiTap {
     /// Input thread: stamp with the arrival time, decode, queue.
     #[cfg(not(feature = "jack"))]
-    fn receive(&self, bytes: &[u8]) {
-        self.receive_at(self.clock.frame_for(Instant::now()), bytes);
+    fn receive(&self, held: &Held, bytes: &[u8]) {
+        self.receive_at(held, self.clock.frame_for(Instant::now()), bytes);
     }
 
-    /// Input thread: decode and queue for `frame` (malformed messages are dropped).
-    fn receive_at(&self, frame: u64, bytes: &[u8]) {
+    /// Input thread: decode and queue for `frame` (malformed messages are dropped);
+    /// `held` keeps what the input holds down.
+    fn receive_at(&self, held: &Held, frame: u64, bytes: &[u8]) {
         if let Some(ev) = Event::from_midi(frame, bytes) {
+            held.note(&ev.kind);
             self.sender.send(ev);
         }
         if self.log_on.load(Relaxed) && bytes.first() != Some(&0xF8) {
@@ -85,13 +147,16 @@ fn no_match(choice: Option<&str>) -> String {
 /// MIDI through ALSA's sequencer (midir).
 #[cfg(not(feature = "jack"))]
 mod seq_in {
-    use super::{CLIENT, MidiTap, OWN_PORT_NOTE, no_match, pick};
+    use super::{CLIENT, Held, MidiTap, OWN_PORT_NOTE, no_match, pick};
     use midir::{Ignore, MidiInput, MidiInputConnection};
+    use std::sync::Arc;
 
     /// A live connection to a MIDI input port, or jamrig's own port.
     pub struct MidiIn {
         conn: MidiInputConnection<()>,
         pub port: String,
+        /// What the input holds down.
+        pub held: Arc<Held>,
     }
 
     impl MidiIn {
@@ -106,9 +171,21 @@ mod seq_in {
     }
 
     fn input() -> Result<MidiInput, String> {
-        let mut input = MidiInput::new(CLIENT).map_err(|e| format!("MIDI is unavailable: {e}"))?;
+        let mut input = MidiInput::new(CLIENT).map_err(|e| {
+            if std::path::Path::new("/dev/snd/seq").exists() {
+                format!("MIDI is unavailable: the ALSA sequencer refused jamrig ({e})")
+            } else {
+                "MIDI is unavailable: this system has no ALSA sequencer (no /dev/snd/seq: load the snd-seq kernel module, or use a build with the jack feature and a JACK server)".to_string()
+            }
+        })?;
         input.ignore(Ignore::SysexAndActiveSense);
         Ok(input)
+    }
+
+    /// Why there are no MIDI inputs, if MIDI itself is unavailable.
+    pub fn unavailable() -> Option<String> {
+        let _quiet = crate::live::audio::quiet_alsa();
+        input().err()
     }
 
     /// The MIDI input ports, by name.
@@ -128,10 +205,12 @@ mod seq_in {
         let names: Vec<String> = ports.iter().map(|p| input.port_name(p).unwrap_or_default()).collect();
         let i = pick(choice, &names).ok_or_else(|| no_match(choice))?;
         let tap = tap.clone();
+        let held = Arc::new(Held::default());
+        let h = held.clone();
         let conn = input
-            .connect(&ports[i], "in", move |_, bytes, _| tap.receive(bytes), ())
+            .connect(&ports[i], "in", move |_, bytes, _| tap.receive(&h, bytes), ())
             .map_err(|e| format!("cannot open MIDI input {}: {e}", names[i]))?;
-        Ok(MidiIn { conn, port: names[i].clone() })
+        Ok(MidiIn { conn, port: names[i].clone(), held })
     }
 
     /// Opens jamrig's own input port for other programs to connect to.
@@ -139,10 +218,12 @@ mod seq_in {
         use midir::os::unix::VirtualInput;
         let _quiet = crate::live::audio::quiet_alsa();
         let tap = tap.clone();
+        let held = Arc::new(Held::default());
+        let h = held.clone();
         let conn = input()?
-            .create_virtual("in", move |_, bytes, _| tap.receive(bytes), ())
+            .create_virtual("in", move |_, bytes, _| tap.receive(&h, bytes), ())
             .map_err(|e| format!("cannot open a MIDI input port: {e}"))?;
-        Ok(MidiIn { conn, port: format!("{CLIENT}:in{OWN_PORT_NOTE}") })
+        Ok(MidiIn { conn, port: format!("{CLIENT}:in{OWN_PORT_NOTE}"), held })
     }
 }
 
@@ -150,7 +231,7 @@ mod seq_in {
 /// the cycle, so the spacing between notes is kept to the sample.
 #[cfg(feature = "jack")]
 mod jack_in {
-    use super::{CLIENT, MidiTap, OWN_PORT_NOTE, no_match, pick};
+    use super::{CLIENT, Held, MidiTap, OWN_PORT_NOTE, no_match, pick};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
     use std::time::Instant;
@@ -176,6 +257,8 @@ mod jack_in {
         dead: Arc<AtomicBool>,
         /// The connected source port (or this port, marked as jamrig's own).
         pub port: String,
+        /// What the input holds down.
+        pub held: Arc<Held>,
     }
 
     impl MidiIn {
@@ -199,14 +282,16 @@ mod jack_in {
 
     /// Opens jamrig's MIDI client and port: the running client, the port's full name,
     /// and the flag that says the server has gone.
-    fn open(tap: &MidiTap) -> Result<(Active, String, Arc<AtomicBool>), String> {
-        let (client, _) = jack::Client::new(CLIENT, jack::ClientOptions::NO_START_SERVER)
-            .map_err(|e| format!("MIDI is unavailable (no JACK server: {e})"))?;
+    fn open(tap: &MidiTap) -> Result<(Active, String, Arc<AtomicBool>, Arc<Held>), String> {
+        let (client, _) =
+            jack::Client::new(CLIENT, jack::ClientOptions::NO_START_SERVER).map_err(|_| NO_SERVER.to_string())?;
         let port = client
             .register_port("in", jack::MidiIn::default())
             .map_err(|e| format!("cannot open a MIDI input port: {e}"))?;
         let full = port.name().map_err(|e| e.to_string())?;
         let tap = tap.clone();
+        let held = Arc::new(Held::default());
+        let h = held.clone();
         let mut offset: Option<f64> = None;
         let (mut window_max, mut previous_max, mut cycles) = (f64::MIN, f64::MIN, 0usize);
         let process: ProcessFn = Box::new(move |_, ps| {
@@ -238,14 +323,14 @@ mod jack_in {
             let cycle_start = ps.last_frame_time();
             for ev in port.iter(ps) {
                 if let Some(frame) = tap.clock.place_jack(cycle_start.wrapping_add(ev.time)) {
-                    tap.receive_at(frame, ev.bytes);
+                    tap.receive_at(&h, frame, ev.bytes);
                     continue;
                 }
                 let frame = match (raw, offset) {
                     (Some((_, by_stream)), Some(o)) => tap.clock.place(by_stream + o + ev.time as f64),
                     _ => tap.clock.frame_for_offset(now, ev.time as i64 - since as i64),
                 };
-                tap.receive_at(frame, ev.bytes);
+                tap.receive_at(&h, frame, ev.bytes);
             }
             jack::Control::Continue
         });
@@ -253,7 +338,7 @@ mod jack_in {
         let active = client
             .activate_async(Watch(dead.clone()), jack::contrib::ClosureProcessHandler::new(process))
             .map_err(|e| format!("cannot start the MIDI input: {e}"))?;
-        Ok((active, full, dead))
+        Ok((active, full, dead, held))
     }
 
     fn sources(client: &jack::Client, own: &str) -> Vec<String> {
@@ -262,6 +347,17 @@ mod jack_in {
             .into_iter()
             .filter(|p| !p.starts_with(&format!("{}:", own.split(':').next().unwrap_or(own))))
             .collect()
+    }
+
+    /// What the JACK build says when it finds no server to take MIDI from.
+    const NO_SERVER: &str = "MIDI is unavailable: no JACK server running (this build takes MIDI from JACK)";
+
+    /// Why there are no MIDI inputs, if MIDI itself is unavailable.
+    pub fn unavailable() -> Option<String> {
+        match jack::Client::new("jamrig_list", jack::ClientOptions::NO_START_SERVER) {
+            Ok(_) => None,
+            Err(_) => Some(NO_SERVER.to_string()),
+        }
     }
 
     /// MIDI sources on the JACK server.
@@ -274,9 +370,9 @@ mod jack_in {
 
     /// Connects jamrig's port to the source `choice` names (the first by default).
     pub fn connect(choice: Option<&str>, tap: &MidiTap) -> Result<MidiIn, String> {
-        let (active, own, dead) = open(tap)?;
+        let (active, own, dead, held) = open(tap)?;
         let names = sources(active.as_client(), &own);
-        let mut m = MidiIn { client: Some(active), dead, port: String::new() };
+        let mut m = MidiIn { client: Some(active), dead, port: String::new(), held };
         let Some(i) = pick(choice, &names) else {
             m.close();
             return Err(no_match(choice));
@@ -292,13 +388,14 @@ mod jack_in {
 
     /// Opens jamrig's own input port for other programs to connect to.
     pub fn open_own_port(tap: &MidiTap) -> Result<MidiIn, String> {
-        let (active, own, dead) = open(tap)?;
-        Ok(MidiIn { client: Some(active), dead, port: format!("{own}{OWN_PORT_NOTE}") })
+        let (active, own, dead, held) = open(tap)?;
+        Ok(MidiIn { client: Some(active), dead, port: format!("{own}{OWN_PORT_NOTE}"), held })
     }
 }
 
-/// Formats a logged message as one line.
-pub fn describe(r: &LogRecord) -> String {
+/// Formats a logged message as one line, at its bar and beat (1-based; `None`
+/// while the transport is stopped).
+pub fn describe(r: &LogRecord, at: Option<(u64, f64)>) -> String {
     let b = &r.bytes[..r.len as usize];
     let ch = |s: u8| (s & 0x0F) + 1;
     let text = match b {
@@ -316,7 +413,10 @@ pub fn describe(r: &LogRecord) -> String {
         [s @ 0xE0..=0xEF, l, h] => format!("ch{} bend {}", ch(*s), (*l as i32 | (*h as i32) << 7) - 8192),
         other => format!("{other:02x?}"),
     };
-    format!("midi @{}: {text}", r.frame)
+    match at {
+        Some((bar, beat)) => format!("midi bar {bar} beat {beat:.2}: {text}"),
+        None => format!("midi (stopped): {text}"),
+    }
 }
 
 #[cfg(test)]
@@ -336,8 +436,8 @@ mod tests {
     #[test]
     fn log_lines() {
         let r = LogRecord { frame: 7, bytes: [0x91, 60, 100], len: 3 };
-        assert_eq!(describe(&r), "midi @7: ch2 note on C4 (60) vel 100");
+        assert_eq!(describe(&r, Some((3, 2.5))), "midi bar 3 beat 2.50: ch2 note on C4 (60) vel 100");
         let r = LogRecord { frame: 9, bytes: [0xE0, 0, 0x40], len: 3 };
-        assert_eq!(describe(&r), "midi @9: ch1 bend 0");
+        assert_eq!(describe(&r, None), "midi (stopped): ch1 bend 0");
     }
 }

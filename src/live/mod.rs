@@ -26,8 +26,65 @@ pub enum PlayOutcome {
     Failed(String),
 }
 
+/// The terminal's settings as they were before the REPL changed them (rustyline
+/// and `:keys` put it in raw mode), put back when `play` ends, however it ends.
+struct Terminal(Option<libc::termios>);
+
+impl Terminal {
+    fn save() -> Terminal {
+        let mut t = std::mem::MaybeUninit::<libc::termios>::uninit();
+        // SAFETY: tcgetattr writes a termios into `t` when it returns 0.
+        let ok = unsafe { libc::tcgetattr(libc::STDIN_FILENO, t.as_mut_ptr()) } == 0;
+        // SAFETY: initialised by tcgetattr above.
+        Terminal(ok.then(|| unsafe { t.assume_init() }))
+    }
+
+    fn restore(&self) {
+        if let Some(t) = &self.0 {
+            // SAFETY: `t` is a termios tcgetattr filled in.
+            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t) };
+        }
+    }
+}
+
+/// Why the REPL cannot read the terminal or stdin, if it cannot: jamrig runs in
+/// the background of its terminal (`jamrig play set.rhai &`), or stdin is
+/// `/dev/null`.
+fn repl_unusable() -> Option<&'static str> {
+    use std::io::IsTerminal;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    if std::io::stdin().is_terminal() {
+        // SAFETY: plain queries of this process and its terminal.
+        let (fg, own) = unsafe { (libc::tcgetpgrp(libc::STDIN_FILENO), libc::getpgrp()) };
+        return (fg > 0 && fg != own).then_some("jamrig runs in the background of its terminal");
+    }
+    let null = std::fs::metadata("/dev/null").ok()?;
+    let stdin = std::fs::metadata("/proc/self/fd/0").ok()?;
+    (stdin.file_type().is_char_device() && stdin.rdev() == null.rdev()).then_some("stdin is /dev/null")
+}
+
 /// Plays a set until `:quit`, end of input, or SIGINT/SIGTERM.
-pub fn play(opts: PlayOptions) -> PlayOutcome {
+pub fn play(mut opts: PlayOptions) -> PlayOutcome {
+    if opts.repl
+        && let Some(why) = repl_unusable()
+    {
+        println!("{why}: playing without a REPL (--no-repl says so; SIGINT or SIGTERM stops)");
+        opts.repl = false;
+    }
+    let terminal = Terminal::save();
+    let repl = opts.repl;
+    let outcome = play_with_terminal(opts);
+    terminal.restore();
+    if repl && terminal.0.is_some() {
+        // Clear the prompt the REPL left on the last line.
+        use std::io::Write;
+        print!("\r\x1b[K");
+        let _ = std::io::stdout().flush();
+    }
+    outcome
+}
+
+fn play_with_terminal(opts: PlayOptions) -> PlayOutcome {
     let (tx, rx) = crossbeam_channel::unbounded::<Msg>();
     let handles: Arc<Mutex<Option<Handles>>> = Arc::new(Mutex::new(None));
     let mut repl = None;
@@ -95,7 +152,13 @@ pub fn play(opts: PlayOptions) -> PlayOutcome {
         });
     }
     if let Some(r) = repl {
-        r.run(tx.clone(), handles.clone(), move || channels.clone());
+        // The REPL reads on a thread of its own: when the control thread stops (a
+        // signal, `:quit`, end of input), `play` returns at once, even while the
+        // REPL waits for a line.
+        let (tx, handles) = (tx.clone(), handles.clone());
+        let _ = std::thread::Builder::new()
+            .name("jamrig-repl".into())
+            .spawn(move || r.run(tx, handles, move || channels.clone()));
     }
     let _ = control.join();
     PlayOutcome::Stopped
@@ -106,7 +169,10 @@ pub fn ports() -> String {
     let mut s = String::from("MIDI inputs:\n");
     let ins = midi::list_inputs();
     if ins.is_empty() {
-        s.push_str("  (none)\n");
+        match midi::unavailable() {
+            Some(why) => s.push_str(&format!("  (none: {why})\n")),
+            None => s.push_str("  (none)\n"),
+        }
     }
     for (i, p) in ins.iter().enumerate() {
         s.push_str(&format!("  {i}: {p}\n"));

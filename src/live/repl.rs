@@ -52,6 +52,21 @@ impl Names {
     /// Start of the word being completed and the candidates.
     pub fn complete(&self, line: &str, pos: usize) -> (usize, Vec<String>) {
         let head = &line[..pos];
+        // A command's argument: its choices.
+        if let Some(rest) = head.trim_start().strip_prefix(':')
+            && let Some((cmd, _)) = rest.split_once(' ')
+        {
+            let start = head.rfind(' ').map(|i| i + 1).unwrap_or(pos);
+            let word = &head[start..];
+            let choices: &[&str] = match cmd {
+                "sync" => &["internal", "midi", "link"],
+                "log" | "watch" => &["on", "off"],
+                "rec" if !rest.trim_start_matches("rec").trim_start().contains(' ') => &["patterns", "stop", "save"],
+                _ => &[],
+            };
+            let out = choices.iter().filter(|c| c.starts_with(word)).map(|c| c.to_string()).collect();
+            return (start, out);
+        }
         let quotes = head.matches('"').count();
         let in_string = quotes % 2 == 1;
         let start = if in_string {
@@ -89,6 +104,43 @@ impl Hinter for ReplHelper {
 impl Highlighter for ReplHelper {}
 impl Validator for ReplHelper {}
 impl Helper for ReplHelper {}
+
+/// Brackets (`(`, `[`, `{`) opened and not yet closed in `text`, outside strings
+/// and comments: more than zero means the statement goes on on the next line.
+pub fn open_brackets(text: &str) -> i32 {
+    let mut depth = 0i32;
+    let mut chars = text.chars().peekable();
+    let mut quote: Option<char> = None;
+    let mut block = false;
+    while let Some(c) = chars.next() {
+        match (quote, block, c) {
+            (Some(q), _, '\\') if q != '`' => {
+                chars.next();
+            }
+            (Some(q), _, x) if x == q => quote = None,
+            (Some(_), _, _) => {}
+            (None, true, '*') if chars.peek() == Some(&'/') => {
+                chars.next();
+                block = false;
+            }
+            (None, true, _) => {}
+            (None, false, '/') if chars.peek() == Some(&'/') => {
+                while chars.peek().is_some_and(|&n| n != '\n') {
+                    chars.next();
+                }
+            }
+            (None, false, '/') if chars.peek() == Some(&'*') => {
+                chars.next();
+                block = true;
+            }
+            (None, false, '"' | '`' | '\'') => quote = Some(c),
+            (None, false, '(' | '[' | '{') => depth += 1,
+            (None, false, ')' | ']' | '}') => depth -= 1,
+            _ => {}
+        }
+    }
+    depth
+}
 
 fn history_path() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_DATA_HOME")
@@ -128,17 +180,28 @@ impl Repl {
         Box::new(|s: &str| println!("{s}"))
     }
 
-    /// Reads lines until `:quit`, end of input or the control thread stops.
+    /// Reads lines until `:quit`, end of input or the control thread stops. A line
+    /// that leaves a bracket open (`{`, `(`, `[`) goes on on the next.
     pub fn run(
         mut self,
         tx: Sender<Msg>,
         handles: Arc<Mutex<Option<Handles>>>,
         channels: impl Fn() -> Vec<(u8, String)>,
     ) {
-        let prompt = if std::io::stdin().is_terminal() { "jamrig> " } else { "" };
+        let terminal = std::io::stdin().is_terminal();
+        let (prompt, more) = if terminal { ("jamrig> ", "   ...> ") } else { ("", "") };
+        let mut pending = String::new();
         loop {
-            match self.editor.readline(prompt) {
+            match self.editor.readline(if pending.is_empty() { prompt } else { more }) {
                 Ok(line) => {
+                    if !pending.is_empty() {
+                        pending.push('\n');
+                    }
+                    pending.push_str(&line);
+                    if !pending.trim_start().starts_with(':') && open_brackets(&pending) > 0 {
+                        continue;
+                    }
+                    let line = std::mem::take(&mut pending);
                     let trimmed = line.trim();
                     if trimmed.is_empty() {
                         continue;
@@ -160,8 +223,14 @@ impl Repl {
                         _ => break,
                     }
                 }
-                Err(ReadlineError::Interrupted) => println!("(Ctrl-D or :quit leaves)"),
-                Err(_) => {
+                Err(ReadlineError::Interrupted) => {
+                    pending.clear();
+                    println!("(Ctrl-D or :quit leaves)");
+                }
+                Err(e) => {
+                    if matches!(e, ReadlineError::Eof) && !std::io::stdin().is_terminal() {
+                        println!("end of input: stopping (--no-repl plays on without reading stdin)");
+                    }
                     let _ = tx.send(Msg::Quit);
                     break;
                 }
@@ -175,16 +244,26 @@ impl Repl {
         handles: &Arc<Mutex<Option<Handles>>>,
         channels: &impl Fn() -> Vec<(u8, String)>,
     ) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words[0] == ":keys"
+            && let Err(e) = super::control::keys_args(&words[1..])
+        {
+            println!("{e}");
+            return;
+        }
         if !std::io::stdin().is_terminal() {
-            println!("{} needs a terminal", line.split_whitespace().next().unwrap_or(line));
+            println!("{} needs a terminal", words[0]);
             return;
         }
         let Some(h) = handles.lock().unwrap_or_else(|p| p.into_inner()).clone() else { return };
-        let words: Vec<&str> = line.split_whitespace().collect();
         let result = if words[0] == ":keys" {
-            let ch = words.get(1).and_then(|w| w.parse().ok()).unwrap_or(1);
-            let oct = words.get(2).and_then(|w| w.parse().ok()).unwrap_or(4);
-            keys::keyboard(&h, ch, oct)
+            match super::control::keys_args(&words[1..]) {
+                Ok((ch, oct)) => keys::keyboard(&h, ch, oct),
+                Err(e) => {
+                    println!("{e}");
+                    return;
+                }
+            }
         } else {
             keys::meters(&h, &channels())
         };
@@ -220,5 +299,31 @@ mod tests {
         assert_eq!((start, c), (12, vec!["synth_bass".to_string()]));
         let (_, c) = n.complete("pattern(\"b\", 10, \"ro", 20);
         assert_eq!(c, vec!["rock".to_string()]);
+    }
+
+    /// Regression (issue 13): a line that opened a brace was evaluated alone (and
+    /// failed); it goes on until the brackets close. Brackets in strings and
+    /// comments do not count.
+    #[test]
+    fn an_open_bracket_continues_the_line() {
+        assert_eq!(open_brackets("if true {"), 1);
+        assert_eq!(open_brackets("if true {\n  ch(1).volume = 0.3;\n}"), 0);
+        assert_eq!(open_brackets("pattern(\"bass\", 2, 4.0, ["), 2);
+        assert_eq!(open_brackets("print(\"{ not a brace\"); // nor this {"), 0);
+        assert_eq!(open_brackets("let s = \"a \\\" {\"; /* { */"), 0);
+    }
+
+    /// Regression (issue 13): completion offered command names after a command;
+    /// a command's argument completes from its own choices.
+    #[test]
+    fn command_arguments_complete_from_their_choices() {
+        let n = names();
+        assert_eq!(n.complete(":sync l", 7), (6, vec!["link".to_string()]));
+        assert_eq!(n.complete(":sync ", 6), (6, vec!["internal".into(), "midi".into(), "link".into()]));
+        assert_eq!(n.complete(":log o", 6), (5, vec!["on".to_string(), "off".to_string()]));
+        assert_eq!(n.complete(":watch of", 9), (7, vec!["off".to_string()]));
+        assert_eq!(n.complete(":rec s", 6), (5, vec!["stop".to_string(), "save".to_string()]));
+        assert_eq!(n.complete(":rec save ta", 12).1, Vec::<String>::new());
+        assert_eq!(n.complete(":tempo 1", 8).1, Vec::<String>::new());
     }
 }

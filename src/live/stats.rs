@@ -6,6 +6,10 @@ use std::time::Duration;
 
 #[derive(Default)]
 pub struct LiveStats {
+    /// Callbacks since the stream started (never reset: a stall shows as no change).
+    pub callbacks_total: AtomicU64,
+    /// Frames handed out since the stream started (never reset).
+    pub frames_total: AtomicU64,
     pub callbacks: AtomicU64,
     pub busy_ns: AtomicU64,
     pub worst_ns: AtomicU64,
@@ -20,6 +24,8 @@ impl LiveStats {
     #[inline]
     pub fn record(&self, took: Duration, frames: usize) {
         let ns = took.as_nanos() as u64;
+        self.callbacks_total.fetch_add(1, Relaxed);
+        self.frames_total.fetch_add(frames as u64, Relaxed);
         self.callbacks.fetch_add(1, Relaxed);
         self.busy_ns.fetch_add(ns, Relaxed);
         self.worst_ns.fetch_max(ns, Relaxed);

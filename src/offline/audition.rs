@@ -60,15 +60,32 @@ impl Item {
     }
 }
 
-/// Finds `name` in the library: instruments and synths, then drum sounds, or with
-/// `pattern` set, patterns and then fills. Unknown names get the nearest ones.
-pub fn resolve(lib: &Library, name: &str, pattern: bool) -> Result<Item> {
+/// What a name given to `audition` is looked up as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An instrument, synth or drum sound.
+    Sound,
+    /// A pattern, or a fill when no pattern has the name.
+    Pattern,
+    /// A fill (where a pattern and a fill share a name).
+    Fill,
+}
+
+/// Finds `name` in the library as `kind` says: instruments and synths, then drum
+/// sounds; patterns, then fills; or fills. Unknown names get the nearest ones.
+pub fn resolve(lib: &Library, name: &str, kind: Kind) -> Result<Item> {
     // Spaces, dashes and underscores are the same ("bossa_nova" is "bossa nova").
     let key = drum_key(name);
     fn same<'a>(mut names: impl Iterator<Item = &'a String>, key: &str) -> Option<String> {
         names.find(|n| drum_key(n) == key).cloned()
     }
-    if pattern {
+    if kind == Kind::Fill {
+        if let Some(n) = same(lib.fills.keys(), &key) {
+            return Ok(Item::Fill(n));
+        }
+        bail!("no fill named \"{name}\"{}", hint(name, lib.fills.keys().map(String::as_str)));
+    }
+    if kind == Kind::Pattern {
         if let Some(n) = same(lib.patterns.keys(), &key) {
             return Ok(Item::Pattern(n));
         }
@@ -87,8 +104,13 @@ pub fn resolve(lib: &Library, name: &str, pattern: bool) -> Result<Item> {
     if let Some(&note) = lib.drum_sounds.get(&drum_key(name)) {
         return Ok(Item::Drum(drum_key(name), note));
     }
-    if same(lib.patterns.keys().chain(lib.fills.keys()), &key).is_some() {
-        bail!("\"{name}\" is a pattern or fill: audition it with --pattern {name}");
+    match (same(lib.patterns.keys(), &key).is_some(), same(lib.fills.keys(), &key).is_some()) {
+        (true, true) => {
+            bail!("\"{name}\" is a pattern and a fill: audition them with --pattern {name} and --fill {name}")
+        }
+        (true, false) => bail!("\"{name}\" is a pattern: audition it with --pattern {name}"),
+        (false, true) => bail!("\"{name}\" is a fill: audition it with --fill {name}"),
+        (false, false) => {}
     }
     let names = lib
         .instruments
@@ -223,27 +245,67 @@ pub struct Plan {
 
 /// Renders the plan: interleaved stereo at the tables' sample rate.
 pub fn render(plan: &Plan, tables: std::sync::Arc<crate::tables::Tables>) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    render_with(plan, tables, |x| {
+        out.extend_from_slice(x);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Renders the plan into a WAV file (16-bit), streaming it; returns the frames.
+pub fn write(plan: &Plan, tables: std::sync::Arc<crate::tables::Tables>, path: &std::path::Path) -> Result<u64> {
+    let stop = super::job::interrupted();
+    stop.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut wav = super::wav::WavStream::create(path, tables.sample_rate as u32, super::wav::SampleFormat::S16)?;
+    // Stopped by SIGINT or SIGTERM, the partial file is removed (`wav` is dropped).
+    render_with(plan, tables, |x| {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            anyhow::bail!("interrupted: nothing was written");
+        }
+        wav.write(x)
+    })?;
+    let frames = wav.frames();
+    wav.finish()?;
+    Ok(frames)
+}
+
+/// Renders the plan chunk by chunk into `sink` (interleaved stereo).
+pub fn render_with(
+    plan: &Plan,
+    tables: std::sync::Arc<crate::tables::Tables>,
+    mut sink: impl FnMut(&[f32]) -> Result<()>,
+) -> Result<()> {
     let sample_rate = tables.sample_rate as u32;
     let mut r = Renderer::with_tables(&plan.set, tables)?;
     r.add_events(plan.events.iter().copied());
     let sr = sample_rate as f64;
-    if let Some(s) = plan.seconds {
-        return Ok(r.render((s * sr).round() as usize, super::render::DEFAULT_BLOCK));
-    }
     let chunk = (sr * 0.05) as usize;
+    let mut part = vec![0.0f32; 2 * chunk];
+    if let Some(s) = plan.seconds {
+        let total = (s * sr).round() as usize;
+        let mut done = 0;
+        while done < total {
+            let n = chunk.min(total - done);
+            r.render_into(&mut part[..2 * n], super::render::DEFAULT_BLOCK);
+            sink(&part[..2 * n])?;
+            done += n;
+        }
+        return Ok(());
+    }
     let max = plan.hold_frames as usize + (MAX_TAIL_SECONDS * sr) as usize;
-    let mut out = Vec::new();
-    let mut quiet = 0usize;
-    while out.len() / 2 < max {
-        let part = r.render(chunk, super::render::DEFAULT_BLOCK);
+    let (mut done, mut quiet) = (0usize, 0usize);
+    while done < max {
+        r.render_into(&mut part, super::render::DEFAULT_BLOCK);
         let loud = part.iter().any(|x| x.abs() > SILENCE);
-        out.extend_from_slice(&part);
+        sink(&part)?;
+        done += chunk;
         quiet = if loud { 0 } else { quiet + chunk };
-        if out.len() / 2 >= plan.hold_frames as usize + chunk && quiet as f64 >= SILENT_FOR_SECONDS * sr {
+        if done >= plan.hold_frames as usize + chunk && quiet as f64 >= SILENT_FOR_SECONDS * sr {
             break;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -254,13 +316,15 @@ mod tests {
     fn names_resolve_to_their_kind() {
         let host = ScriptHost::new().expect("stdlib");
         let lib = host.library();
-        assert_eq!(resolve(lib, "saw", false).unwrap(), Item::Instrument("saw".into()));
-        assert!(matches!(resolve(lib, "kick", false).unwrap(), Item::Drum(_, 36)));
-        assert_eq!(resolve(lib, "rock", true).unwrap(), Item::Pattern("rock".into()));
-        assert_eq!(resolve(lib, "bossa_nova", true).unwrap(), Item::Pattern("bossa nova".into()));
-        let e = resolve(lib, "sawz", false).unwrap_err().to_string();
+        assert_eq!(resolve(lib, "saw", Kind::Sound).unwrap(), Item::Instrument("saw".into()));
+        assert!(matches!(resolve(lib, "kick", Kind::Sound).unwrap(), Item::Drum(_, 36)));
+        assert_eq!(resolve(lib, "rock", Kind::Pattern).unwrap(), Item::Pattern("rock".into()));
+        assert_eq!(resolve(lib, "bossa_nova", Kind::Pattern).unwrap(), Item::Pattern("bossa nova".into()));
+        let e = resolve(lib, "sawz", Kind::Sound).unwrap_err().to_string();
         assert!(e.contains("saw"), "{e}");
-        let e = resolve(lib, "rock", false).unwrap_err().to_string();
-        assert!(e.contains("--pattern"), "{e}");
+        let e = resolve(lib, "rock", Kind::Sound).unwrap_err().to_string();
+        assert!(e.contains("--pattern") && e.contains("--fill"), "{e}");
+        assert_eq!(resolve(lib, "rock", Kind::Fill).unwrap(), Item::Fill("rock".into()));
+        assert!(resolve(lib, "bebop", Kind::Fill).is_err(), "bebop is a pattern, not a fill");
     }
 }

@@ -1,18 +1,66 @@
-//! The `jamrig render` job: evaluate the set (or the built-in example), read an
-//! optional MIDI file, render to the requested length with a progress bar on a
-//! terminal, and write the WAV atomically. Runs on the caller's thread.
+//! The `jamrig render` job: evaluate the set (or a built-in rig), read an optional
+//! MIDI file, render to the requested length and then ring out, streaming the WAV
+//! to disk (constant memory whatever the length) with a progress bar on a
+//! terminal; the file appears only once complete. Runs on the caller's thread.
 
-use super::render::{DEFAULT_BARS, Length, Renderer, TAIL_SECONDS};
-use super::wav::{self, SampleFormat};
+use super::render::{
+    CUT_FADE_SECONDS, DEFAULT_BARS, DEFAULT_BLOCK, Length, MAX_RENDER_SECONDS, Renderer, SILENCE, SILENT_FOR_SECONDS,
+    TAIL_SECONDS,
+};
+use super::wav::{SampleFormat, WavStream};
+use crate::engine::{EngineStats, MAX_TICK_EVENTS, MAX_TICK_HITS, TICK_FRAMES};
 use crate::script::ScriptHost;
 use crate::script::diagnostic::Diagnostic;
 use anyhow::{Context, Result, bail};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// The example set rendered when no set is named.
 pub const BUILTIN_SET: &str = include_str!("../../examples/set.rhai");
 pub const BUILTIN_NAME: &str = "examples/set.rhai (built in)";
+
+/// The General MIDI rig a MIDI file plays through when no set is named: sixteen
+/// channels (channel 10 the drum kit), each starting on program 0; a program change
+/// picks the instrument of `stdlib/gm.rhai`'s map.
+pub const GM_SET: &str = r#"
+for n in 1..=16 {
+    if n == 10 { drums(10); } else { channel(n, "piano"); }
+}
+"#;
+pub const GM_NAME: &str = "the General MIDI rig (built in)";
+
+/// What plays a render: the one place the rig is chosen (a SoundFont rig would be
+/// one more case here).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RigChoice {
+    /// The set named on the command line.
+    Set(PathBuf),
+    /// The built-in example set (no set, no MIDI file).
+    Example,
+    /// The built-in General MIDI rig (a MIDI file and no set).
+    GeneralMidi,
+}
+
+impl RigChoice {
+    pub fn for_job(set: Option<&Path>, midi: Option<&Path>) -> Self {
+        match (set, midi) {
+            (Some(p), _) => RigChoice::Set(p.to_path_buf()),
+            (None, Some(_)) => RigChoice::GeneralMidi,
+            (None, None) => RigChoice::Example,
+        }
+    }
+
+    /// Evaluates the rig's set.
+    pub fn evaluate(&self, host: &ScriptHost) -> Result<crate::script::Evaluated, Diagnostic> {
+        match self {
+            RigChoice::Set(path) => host.eval_file(path),
+            RigChoice::Example => host.eval_source(BUILTIN_NAME, BUILTIN_SET, None, Default::default(), false),
+            RigChoice::GeneralMidi => host.eval_source(GM_NAME, GM_SET, None, Default::default(), false),
+        }
+    }
+}
 
 pub struct RenderJob {
     pub set: Option<PathBuf>,
@@ -21,10 +69,18 @@ pub struct RenderJob {
     pub length: Length,
     pub sample_rate: u32,
     pub format: SampleFormat,
+    /// The ring-out after the end: `None` until silent (at most [`TAIL_SECONDS`]),
+    /// `Some(0.0)` an exact cut ending in a short fade, `Some(t)` until silent, at
+    /// most `t` seconds.
+    pub tail: Option<f64>,
+    /// With a MIDI file and a set: play the set's patterns too.
+    pub patterns: bool,
 }
 
 /// Supported output rates.
 pub const RATES: std::ops::RangeInclusive<u32> = 8000..=192_000;
+/// The most bars `--bars` takes.
+pub const MAX_BARS: f64 = 10_000.0;
 
 /// What a render produced.
 pub struct Rendered {
@@ -47,27 +103,190 @@ impl std::fmt::Display for ScriptFailure {
 
 impl std::error::Error for ScriptFailure {}
 
+/// Set when SIGINT or SIGTERM arrives during a render (the render stops and removes
+/// its partial file instead of the process dying with it in place).
+pub fn interrupted() -> &'static Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // Without the handler a signal ends the process as before (the partial
+            // file then stays): nothing else to do about a failure here.
+            let _ = signal_hook::flag::register(sig, flag.clone());
+        }
+        flag
+    })
+}
+
+/// The output, checked before any work: not a folder, not one of the inputs, not
+/// a device or FIFO.
+fn check_output(out: &Path, inputs: &[PathBuf]) -> Result<()> {
+    if out.is_dir() {
+        bail!("{} is a folder; give a file name for the WAV", out.display());
+    }
+    crate::files::check_output(out, inputs)?;
+    Ok(())
+}
+
+/// Writes what a renderer produces into a WAV as it goes, with a progress bar on
+/// a terminal, stopping cleanly on SIGINT or SIGTERM.
+struct Writer {
+    wav: WavStream,
+    bar: Option<indicatif::ProgressBar>,
+    buf: Vec<f32>,
+    chunk: usize,
+    /// The largest sample written, to say when a render is silent.
+    peak: f32,
+}
+
+impl Writer {
+    fn new(out: &Path, rate: u32, format: SampleFormat, expected_frames: u64) -> Result<Self> {
+        let flag = interrupted();
+        flag.store(false, Ordering::Relaxed);
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let pb = indicatif::ProgressBar::new(expected_frames);
+            pb.set_style(
+                indicatif::ProgressStyle::with_template("rendering {bar:30} {percent}% {eta}")
+                    .expect("static template"),
+            );
+            pb
+        });
+        // A tenth of a second per chunk keeps the bar moving and the memory small.
+        let chunk = (rate as usize / 10).max(TICK_FRAMES);
+        Ok(Writer { wav: WavStream::create(out, rate, format)?, bar, buf: vec![0.0; 2 * chunk], chunk, peak: 0.0 })
+    }
+
+    fn check_interrupt(&self) -> Result<()> {
+        if interrupted().load(Ordering::Relaxed) {
+            bail!("interrupted: nothing was written");
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, samples: &[f32]) -> Result<()> {
+        self.peak = samples.iter().fold(self.peak, |m, x| m.max(x.abs()));
+        self.wav.write(samples)?;
+        if let Some(pb) = &self.bar {
+            pb.inc((samples.len() / 2) as u64);
+        }
+        Ok(())
+    }
+
+    /// Renders up to `max_frames` frames; with `fade`, the last
+    /// [`CUT_FADE_SECONDS`] before `max_frames` fade to silence (a cut without a
+    /// click); with `until_quiet`, it stops sooner once the output has stayed below
+    /// [`SILENCE`] for [`SILENT_FOR_SECONDS`] (a ring-out). Returns the frames
+    /// rendered.
+    fn render(&mut self, r: &mut Renderer, max_frames: u64, fade: bool, until_quiet: bool) -> Result<u64> {
+        let sr = r.sample_rate() as f64;
+        let fade_frames = if fade { (CUT_FADE_SECONDS * sr).ceil() as u64 } else { 0 };
+        let quiet_needed = if until_quiet { (SILENT_FOR_SECONDS * sr) as u64 } else { u64::MAX };
+        let (mut done, mut quiet) = (0u64, 0u64);
+        while done < max_frames && quiet < quiet_needed {
+            self.check_interrupt()?;
+            let n = (max_frames - done).min(self.chunk as u64) as usize;
+            let mut buf = std::mem::take(&mut self.buf);
+            r.render_into(&mut buf[..2 * n], DEFAULT_BLOCK);
+            for i in 0..n {
+                let loud = buf[2 * i].abs() > SILENCE || buf[2 * i + 1].abs() > SILENCE;
+                quiet = if loud { 0 } else { quiet + 1 };
+                let left = max_frames - (done + i as u64);
+                if left <= fade_frames {
+                    let g = (left - 1) as f32 / fade_frames as f32;
+                    buf[2 * i] *= g;
+                    buf[2 * i + 1] *= g;
+                }
+            }
+            let result = self.put(&buf[..2 * n]);
+            self.buf = buf;
+            result?;
+            done += n as u64;
+        }
+        Ok(done)
+    }
+
+    /// Whether nothing written so far rose above [`SILENCE`].
+    fn silent(&self) -> bool {
+        self.peak <= SILENCE
+    }
+
+    fn finish(self) -> Result<u64> {
+        if let Some(pb) = &self.bar {
+            pb.finish_and_clear();
+        }
+        let frames = self.wav.frames();
+        self.wav.finish()?;
+        Ok(frames)
+    }
+}
+
+/// What the engine had to do that the user should hear about (nothing is dropped
+/// offline; a burst of simultaneous events plays over the following ticks).
+pub fn engine_warnings(stats: &EngineStats) -> Vec<String> {
+    let mut w = Vec::new();
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    if n(&stats.events_overflow) + n(&stats.events_dropped) > 0 {
+        w.push(format!(
+            "{} events were dropped (more arrived at once than the engine holds)",
+            n(&stats.events_overflow) + n(&stats.events_dropped)
+        ));
+    }
+    if n(&stats.events_late) > 0 {
+        w.push(format!(
+            "{} events came in bursts of more than {MAX_TICK_EVENTS} at one instant and played in the ticks after it ({TICK_FRAMES} frames each)",
+            n(&stats.events_late)
+        ));
+    }
+    if n(&stats.hits_overflow) > 0 {
+        w.push(format!(
+            "pattern hits were skipped {} times (more than {MAX_TICK_HITS} in one tick)",
+            n(&stats.hits_overflow)
+        ));
+    }
+    if n(&stats.note_offs_overflow) > 0 {
+        w.push(format!("{} pattern notes were not played (too many notes held at once)", n(&stats.note_offs_overflow)));
+    }
+    w
+}
+
+/// The longest ring-out `tail` allows, in seconds.
+fn tail_cap(tail: Option<f64>) -> Result<f64> {
+    match tail {
+        None => Ok(TAIL_SECONDS),
+        Some(t) if (0.0..=MAX_TAIL_OPTION_SECONDS).contains(&t) => Ok(t),
+        Some(t) => bail!("--tail must be from 0 to {MAX_TAIL_OPTION_SECONDS} seconds, not {t}"),
+    }
+}
+
+/// The longest `--tail` (ten minutes).
+pub const MAX_TAIL_OPTION_SECONDS: f64 = 600.0;
+
 pub fn run(job: &RenderJob) -> Result<Rendered> {
     if !RATES.contains(&job.sample_rate) {
         bail!("--rate {} is outside {}..{} Hz", job.sample_rate, RATES.start(), RATES.end());
     }
+    let hours = MAX_RENDER_SECONDS / 3600.0;
     match job.length {
-        Length::Bars(b) if !(b > 0.0 && b <= 10_000.0) => {
-            bail!("--bars must be above 0 and at most 10000, not {b}")
+        Length::Bars(b) if !(b > 0.0 && b <= MAX_BARS) => {
+            bail!("--bars must be above 0 and at most {MAX_BARS}, not {b}")
         }
-        Length::Seconds(s) if !(s > 0.0 && s <= 36_000.0) => {
-            bail!("--seconds must be above 0 and at most 36000, not {s}")
+        Length::Seconds(s) if !(s > 0.0 && s <= MAX_RENDER_SECONDS) => {
+            bail!("--seconds must be above 0 and at most {MAX_RENDER_SECONDS}, not {s}")
         }
         _ => {}
     }
-    if job.out.is_dir() {
-        bail!("{} is a folder; give a file name for the WAV", job.out.display());
-    }
+    let tail = tail_cap(job.tail)?;
+    let inputs: Vec<PathBuf> = job.set.iter().chain(job.midi.iter()).cloned().collect();
+    check_output(&job.out, &inputs)?;
     let host = ScriptHost::new().map_err(ScriptFailure)?;
-    let evaluated = match &job.set {
-        Some(path) => host.eval_file(path).map_err(ScriptFailure)?,
-        None => host.eval_source(BUILTIN_NAME, BUILTIN_SET, None, Default::default(), false).map_err(ScriptFailure)?,
-    };
+    let rig = RigChoice::for_job(job.set.as_deref(), job.midi.as_deref());
+    let mut evaluated = rig.evaluate(&host).map_err(ScriptFailure)?;
+    // Every module the set read is an input too.
+    check_output(&job.out, &evaluated.files)?;
+    if job.midi.is_some() && !job.patterns {
+        // Over a MIDI file the set is the instrument rig; its patterns play only when asked.
+        evaluated.set.patterns.clear();
+    }
     let set = evaluated.set;
     let sr = job.sample_rate as f64;
     let midi = match &job.midi {
@@ -79,53 +298,63 @@ pub fn run(job: &RenderJob) -> Result<Rendered> {
         Length::Bars(b) => b * seconds_per_bar,
         Length::Seconds(s) => s,
         Length::Auto => match &midi {
-            Some((_, end)) => *end as f64 / sr + TAIL_SECONDS,
+            Some((_, end)) => *end as f64 / sr,
             // At least one full cycle of the longest pattern.
             None => {
                 let longest = set.patterns.values().map(|p| p.length_beats).fold(0.0, f64::max);
-                (DEFAULT_BARS * seconds_per_bar).max(longest * 60.0 / set.tempo_bpm + TAIL_SECONDS)
+                (DEFAULT_BARS * seconds_per_bar).max(longest * 60.0 / set.tempo_bpm)
             }
         },
     };
-    let frames = (seconds * sr).round() as usize;
+    if seconds > MAX_RENDER_SECONDS {
+        let what = match (job.length, &job.midi) {
+            (Length::Bars(b), _) => format!("--bars {b} at this set's tempo is"),
+            (Length::Auto, Some(p)) => format!("{} lasts", p.display()),
+            _ => "the render would be".to_string(),
+        };
+        bail!(
+            "{what} {:.1} hours; jamrig renders at most {hours} hours: give --seconds to render a part",
+            seconds / 3600.0
+        );
+    }
+    let frames = (seconds * sr).round().max(1.0) as u64;
     let t0 = std::time::Instant::now();
     let mut r = Renderer::new(&set, job.sample_rate).context("cannot build the rig")?;
     if let Some((events, _)) = midi {
         r.add_events(events);
     }
-    let mut samples = vec![0.0f32; frames * 2];
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let pb = indicatif::ProgressBar::new(frames as u64);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("rendering {bar:30} {percent}% {eta}").expect("static template"),
-        );
-        pb
-    });
-    // Chunks of about a second keep the bar moving.
-    let chunk = job.sample_rate as usize * 2;
-    for part in samples.chunks_mut(chunk) {
-        r.render_into(part, super::render::DEFAULT_BLOCK);
-        if let Some(pb) = &bar {
-            pb.inc((part.len() / 2) as u64);
-        }
+    let tail_frames = (tail * sr).round() as u64;
+    let mut w = Writer::new(&job.out, job.sample_rate, job.format, frames + tail_frames)?;
+    w.render(&mut r, frames, tail_frames == 0, false)?;
+    if tail_frames > 0 {
+        // The end: patterns stop, held notes are released, the rest of the MIDI
+        // file is left out; effects and releases ring on.
+        r.end_at(frames);
+        w.render(&mut r, tail_frames, true, true)?;
     }
-    if let Some(pb) = bar {
-        pb.finish_and_clear();
-    }
+    let silent = w.silent();
+    let written = w.finish()?;
     let elapsed = t0.elapsed();
-    wav::write(&job.out, &samples, job.sample_rate, job.format)?;
-    Ok(Rendered { frames, seconds, elapsed, warnings: Vec::new() })
+    let mut warnings = engine_warnings(r.stats());
+    if silent {
+        warnings.push(match (set.patterns.is_empty(), &job.midi) {
+            (true, None) => "the render is silent: the set has no patterns (add one, or give --midi FILE)".into(),
+            _ => "the render is silent: nothing played above -90 dBFS".into(),
+        });
+    }
+    Ok(Rendered { frames: written as usize, seconds: written as f64 / sr, elapsed, warnings })
 }
 
 /// `jamrig render --replay DIR`: plays a session capture again into a WAV at the
-/// capture's sample rate.
+/// capture's sample rate, streaming it to disk.
 pub fn replay(dir: &Path, out: &Path, format: SampleFormat) -> Result<Rendered> {
     use crate::capture::replay;
     if out.is_dir() {
         bail!("{} is a folder; give a file name for the WAV", out.display());
     }
-    let logs = replay::read_all(dir)?;
     let names = replay::parts(dir);
+    check_output(out, &names)?;
+    let logs = replay::read_all(dir)?;
     let rate = logs[0].sample_rate;
     let mut warnings = Vec::new();
     for (log, name) in logs.iter().zip(&names) {
@@ -154,15 +383,38 @@ pub fn replay(dir: &Path, out: &Path, format: SampleFormat) -> Result<Rendered> 
     if logs.len() > 1 {
         warnings.push(format!("{} parts (the audio device was reopened), played one after the other", logs.len()));
     }
-    let t0 = std::time::Instant::now();
-    let mut samples = Vec::with_capacity(logs.iter().map(|l| l.frames() as usize * 2).sum());
-    let mut frames = 0;
-    for log in &logs {
-        frames += replay::replay(log, |x| samples.extend_from_slice(x))? as usize;
+    let total: u64 = logs.iter().map(|l| l.frames()).sum();
+    if total as f64 > MAX_RENDER_SECONDS * rate as f64 {
+        bail!(
+            "the capture lasts {:.1} hours; jamrig replays at most {} hours",
+            total as f64 / rate as f64 / 3600.0,
+            MAX_RENDER_SECONDS / 3600.0
+        );
     }
+    let t0 = std::time::Instant::now();
+    let mut w = Writer::new(out, rate, format, total)?;
+    let mut failed: Option<anyhow::Error> = None;
+    for log in &logs {
+        replay::replay_while(log, |x| {
+            let r = w.check_interrupt().and_then(|_| w.put(x));
+            match r {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
+    if w.silent() {
+        warnings.push("the render is silent: nothing played above -90 dBFS".into());
+    }
+    let frames = w.finish()?;
     let elapsed = t0.elapsed();
-    wav::write(out, &samples, rate, format)?;
-    Ok(Rendered { frames, seconds: frames as f64 / rate as f64, elapsed, warnings })
+    Ok(Rendered { frames: frames as usize, seconds: frames as f64 / rate as f64, elapsed, warnings })
 }
 
 /// `jamrig check`: evaluates and validates a set, returning its description.

@@ -1,5 +1,5 @@
 //! Reads a Standard MIDI File (type 0 or 1; tempo changes; running status, which
-//! midly resolves) into engine events at absolute frames.
+//! midly resolves) into engine events at absolute frames. Control thread.
 
 use crate::engine::event::{Event, EventKind};
 use midly::{MetaMessage, MidiMessage, Smf, Timing, TrackEventKind};
@@ -7,10 +7,10 @@ use midly::{MetaMessage, MidiMessage, Smf, Timing, TrackEventKind};
 /// A MIDI file that cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum MidiFileError {
-    #[error("cannot read {path}: {reason}")]
-    Io { path: String, reason: String },
     #[error("{path} is not a valid MIDI file: {reason}")]
     Parse { path: String, reason: String },
+    #[error("{0}")]
+    Unusable(String),
     #[error("{path} uses type 2 (independent sequences), which jamrig does not play")]
     Type2 { path: String },
 }
@@ -77,9 +77,11 @@ pub fn events_from_bytes(bytes: &[u8], path: &str, sample_rate: f64) -> Result<(
     Ok((out, end))
 }
 
-/// Reads a MIDI file from disk.
+/// Reads a MIDI file from disk: a regular file of at most
+/// [`crate::files::MAX_MIDI_BYTES`].
 pub fn read(path: &std::path::Path, sample_rate: f64) -> Result<(Vec<Event>, u64), MidiFileError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| MidiFileError::Io { path: shown.clone(), reason: e.to_string() })?;
+    let bytes = crate::files::read_bounded(path, crate::files::MAX_MIDI_BYTES, "MIDI")
+        .map_err(|e| MidiFileError::Unusable(e.to_string()))?;
     events_from_bytes(&bytes, &shown, sample_rate)
 }

@@ -39,8 +39,18 @@ impl Default for RenderOptions {
 
 /// Bars rendered when neither a length nor a MIDI file is given.
 pub const DEFAULT_BARS: f64 = 8.0;
-/// Extra time after a MIDI file ends, for releases and tails.
-pub const TAIL_SECONDS: f64 = 2.0;
+/// The longest ring-out after the end of a render (after the last bar, or the end
+/// of the MIDI file): it ends sooner once the output stays below [`SILENCE`].
+pub const TAIL_SECONDS: f64 = 30.0;
+/// The level under which a ring-out has ended (-90 dBFS)...
+pub const SILENCE: f32 = 3.2e-5;
+/// ...for this long.
+pub const SILENT_FOR_SECONDS: f64 = 0.25;
+/// The fade that ends an exact cut (`--tail 0`) without a click.
+pub const CUT_FADE_SECONDS: f64 = 0.005;
+/// The longest render, in seconds of audio (ten hours): longer lengths, MIDI files
+/// and captures are refused with an error.
+pub const MAX_RENDER_SECONDS: f64 = 36_000.0;
 
 /// The set as rendered offline: there is no external clock, so the transport runs
 /// on the set's own tempo whatever its `clock(...)` says (Link keeps its quantum).
@@ -111,18 +121,51 @@ impl Renderer {
         out
     }
 
-    /// Renders into `out` (interleaved stereo), `block` frames per `process` call.
+    /// Ends the music at `frame` (or the next tick start, if later): the transport
+    /// stops (patterns stop and release their notes), every channel releases its
+    /// notes and its sustain pedal, and events not yet played are dropped. What
+    /// sounds rings on.
+    pub fn end_at(&mut self, frame: u64) {
+        use crate::engine::event::EventKind;
+        let at = frame.max(self.engine.frame());
+        self.events.truncate(self.next);
+        self.events.push(Event::new(at, EventKind::Stop));
+        for channel in 0..crate::engine::snapshot::MAX_CHANNELS as u8 {
+            self.events.push(Event::new(at, EventKind::Control { channel, cc: 64, value: 0 }));
+            self.events.push(Event::new(at, EventKind::Control { channel, cc: 123, value: 0 }));
+        }
+    }
+
+    /// Events not yet handed to the engine.
+    pub fn events_waiting(&self) -> usize {
+        self.events.len() - self.next
+    }
+
+    /// Renders into `out` (interleaved stereo), at most `block` frames per `process`
+    /// call. At each tick start the engine is handed the events due in that tick,
+    /// as many as it has room for: the rest wait for the next tick, so no event is
+    /// ever dropped (and the output does not depend on `block`).
     pub fn render_into(&mut self, out: &mut [f32], block: usize) {
         let block = block.max(1);
-        for chunk in out.chunks_mut(block * 2) {
-            self.controller.collect();
-            // Hand the engine what it may need for this block (a tick can run past it).
-            let horizon = self.engine.frames_out() + (chunk.len() / 2) as u64 + TICK_FRAMES as u64;
-            while self.next < self.events.len() && self.events[self.next].frame < horizon {
-                self.engine.schedule(self.events[self.next]);
-                self.next += 1;
+        let mut rest = out;
+        let mut since_collect = 0;
+        while rest.len() >= 2 {
+            if self.engine.at_tick_start() {
+                let end = self.engine.frame() + TICK_FRAMES as u64;
+                while self.next < self.events.len() && self.events[self.next].frame < end && self.engine.room() > 0 {
+                    self.engine.schedule(self.events[self.next]);
+                    self.next += 1;
+                }
             }
-            self.engine.process(chunk, 2);
+            let n = self.engine.frames_to_tick_end().min(block).min(rest.len() / 2);
+            let (now, later) = rest.split_at_mut(2 * n);
+            self.engine.process(now, 2);
+            rest = later;
+            since_collect += n;
+            if since_collect >= block {
+                self.controller.collect();
+                since_collect = 0;
+            }
         }
         self.controller.collect();
     }

@@ -1,14 +1,29 @@
-//! Writes interleaved stereo to a WAV file (hound), atomically: a temporary file in
-//! the same folder is renamed over the target only once complete, so a failed
-//! render never leaves a partial file.
+//! Writes interleaved stereo to a WAV file as it is rendered, in constant memory, on
+//! the rendering thread. The samples go to a temporary file in the same folder that
+//! is renamed over the target only once complete, so a failed or interrupted render
+//! never leaves a partial file. A file past 4 GiB is written as RF64 (EBU Tech 3306):
+//! the header reserves a `JUNK` chunk that becomes the `ds64` chunk with the 64-bit
+//! sizes.
 
-use std::path::Path;
+use anyhow::Context;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SampleFormat {
     S16,
     S24,
     F32,
+}
+
+impl SampleFormat {
+    pub fn bytes_per_sample(self) -> u64 {
+        match self {
+            SampleFormat::S16 => 2,
+            SampleFormat::S24 => 3,
+            SampleFormat::F32 => 4,
+        }
+    }
 }
 
 impl std::str::FromStr for SampleFormat {
@@ -23,50 +38,249 @@ impl std::str::FromStr for SampleFormat {
     }
 }
 
-/// Writes `samples` (interleaved stereo, within -1..1) to `path`.
-pub fn write(path: &Path, samples: &[f32], sample_rate: u32, format: SampleFormat) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate,
-        bits_per_sample: match format {
-            SampleFormat::S16 => 16,
-            SampleFormat::S24 => 24,
-            SampleFormat::F32 => 32,
-        },
-        sample_format: if format == SampleFormat::F32 { hound::SampleFormat::Float } else { hound::SampleFormat::Int },
-    };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().context("the output path has no file name")?.to_string_lossy();
-    let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
-    let result = (|| -> anyhow::Result<()> {
-        let mut w =
-            hound::WavWriter::create(&tmp, spec).with_context(|| format!("cannot create {}", path.display()))?;
-        match format {
+/// The largest RIFF size a plain WAV header can state.
+const RIFF_LIMIT: u64 = u32::MAX as u64;
+/// Bytes of the header before the samples: RIFF (12), JUNK/ds64 (8 + 28), fmt (8 + 16),
+/// data (8).
+const HEADER_BYTES: u64 = 12 + 36 + 24 + 8;
+/// Where the JUNK chunk (later ds64) starts.
+const DS64_AT: u64 = 12;
+/// Where the data chunk's size field is.
+const DATA_SIZE_AT: u64 = HEADER_BYTES - 4;
+/// Buffered bytes between writes to the file.
+const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+
+/// A WAV file being written. Dropped without [`WavStream::finish`], it removes its
+/// temporary file and leaves the target as it was.
+pub struct WavStream {
+    out: Option<BufWriter<std::fs::File>>,
+    tmp: PathBuf,
+    dest: PathBuf,
+    format: SampleFormat,
+    sample_rate: u32,
+    data_bytes: u64,
+    riff_limit: u64,
+    scratch: Vec<u8>,
+}
+
+impl WavStream {
+    /// Starts `path` (written to a temporary file beside it until finished).
+    pub fn create(path: &Path, sample_rate: u32, format: SampleFormat) -> anyhow::Result<Self> {
+        Self::with_riff_limit(path, sample_rate, format, RIFF_LIMIT)
+    }
+
+    /// Same, switching to RF64 past `riff_limit` bytes instead of 4 GiB (for tests).
+    #[doc(hidden)]
+    pub fn with_riff_limit(
+        path: &Path,
+        sample_rate: u32,
+        format: SampleFormat,
+        riff_limit: u64,
+    ) -> anyhow::Result<Self> {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = path.file_name().context("the output path has no file name")?.to_string_lossy();
+        let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
+        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut w = WavStream {
+            out: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, file)),
+            tmp,
+            dest: path.to_path_buf(),
+            format,
+            sample_rate,
+            data_bytes: 0,
+            riff_limit,
+            scratch: Vec::new(),
+        };
+        w.write_header().with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(w)
+    }
+
+    fn write_header(&mut self) -> std::io::Result<()> {
+        let (tag, bits): (u16, u16) = match self.format {
+            SampleFormat::S16 => (1, 16),
+            SampleFormat::S24 => (1, 24),
+            SampleFormat::F32 => (3, 32),
+        };
+        let block_align = 2 * bits / 8;
+        let mut h = Vec::with_capacity(HEADER_BYTES as usize);
+        h.extend_from_slice(b"RIFF");
+        h.extend_from_slice(&0u32.to_le_bytes());
+        h.extend_from_slice(b"WAVE");
+        h.extend_from_slice(b"JUNK");
+        h.extend_from_slice(&28u32.to_le_bytes());
+        h.extend_from_slice(&[0u8; 28]);
+        h.extend_from_slice(b"fmt ");
+        h.extend_from_slice(&16u32.to_le_bytes());
+        h.extend_from_slice(&tag.to_le_bytes());
+        h.extend_from_slice(&2u16.to_le_bytes());
+        h.extend_from_slice(&self.sample_rate.to_le_bytes());
+        h.extend_from_slice(&(self.sample_rate * block_align as u32).to_le_bytes());
+        h.extend_from_slice(&block_align.to_le_bytes());
+        h.extend_from_slice(&bits.to_le_bytes());
+        h.extend_from_slice(b"data");
+        h.extend_from_slice(&0u32.to_le_bytes());
+        debug_assert_eq!(h.len() as u64, HEADER_BYTES);
+        self.out.as_mut().expect("open").write_all(&h)
+    }
+
+    /// Appends interleaved stereo samples (clamped to -1..1 for the integer formats).
+    pub fn write(&mut self, samples: &[f32]) -> anyhow::Result<()> {
+        self.scratch.clear();
+        match self.format {
             SampleFormat::S16 => {
-                let mut w16 = w.get_i16_writer(samples.len() as u32);
                 for &s in samples {
-                    w16.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16);
+                    let v = (s.clamp(-1.0, 1.0) * 32767.0).round() as i16;
+                    self.scratch.extend_from_slice(&v.to_le_bytes());
                 }
-                w16.flush()?;
             }
             SampleFormat::S24 => {
                 for &s in samples {
-                    w.write_sample((s.clamp(-1.0, 1.0) * 8_388_607.0).round() as i32)?;
+                    let v = (s.clamp(-1.0, 1.0) * 8_388_607.0).round() as i32;
+                    self.scratch.extend_from_slice(&v.to_le_bytes()[..3]);
                 }
             }
             SampleFormat::F32 => {
                 for &s in samples {
-                    w.write_sample(s)?;
+                    self.scratch.extend_from_slice(&s.to_le_bytes());
                 }
             }
         }
-        w.finalize().with_context(|| format!("cannot write {}", path.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+        let out = self.out.as_mut().expect("open until finished");
+        out.write_all(&self.scratch).with_context(|| format!("cannot write {}", self.dest.display()))?;
+        self.data_bytes += self.scratch.len() as u64;
         Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
     }
-    result
+
+    /// Frames written so far.
+    pub fn frames(&self) -> u64 {
+        self.data_bytes / (2 * self.format.bytes_per_sample())
+    }
+
+    /// Whether the file will be RF64 (past the plain header's 4 GiB).
+    pub fn is_rf64(&self) -> bool {
+        HEADER_BYTES - 8 + self.data_bytes > self.riff_limit
+    }
+
+    /// Completes the header and renames the file into place.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        let dest = self.dest.clone();
+        let rf64 = self.is_rf64();
+        let riff = HEADER_BYTES - 8 + self.data_bytes;
+        let frames = self.frames();
+        let data = self.data_bytes;
+        let mut out = self.out.take().expect("finished once");
+        let result = (|| -> std::io::Result<()> {
+            out.flush()?;
+            let mut f = out.into_inner().map_err(|e| e.into_error())?;
+            if rf64 {
+                f.seek(SeekFrom::Start(0))?;
+                f.write_all(b"RF64")?;
+                f.write_all(&u32::MAX.to_le_bytes())?;
+                f.seek(SeekFrom::Start(DS64_AT))?;
+                f.write_all(b"ds64")?;
+                f.write_all(&28u32.to_le_bytes())?;
+                f.write_all(&riff.to_le_bytes())?;
+                f.write_all(&data.to_le_bytes())?;
+                f.write_all(&frames.to_le_bytes())?;
+                f.write_all(&0u32.to_le_bytes())?;
+                f.seek(SeekFrom::Start(DATA_SIZE_AT))?;
+                f.write_all(&u32::MAX.to_le_bytes())?;
+            } else {
+                f.seek(SeekFrom::Start(4))?;
+                f.write_all(&(riff as u32).to_le_bytes())?;
+                f.seek(SeekFrom::Start(DATA_SIZE_AT))?;
+                f.write_all(&(data as u32).to_le_bytes())?;
+            }
+            f.sync_all()?;
+            Ok(())
+        })();
+        result.with_context(|| format!("cannot write {}", dest.display()))?;
+        std::fs::rename(&self.tmp, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
+        self.tmp = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for WavStream {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            self.out = None;
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes `samples` (interleaved stereo, within -1..1) to `path` in one go.
+pub fn write(path: &Path, samples: &[f32], sample_rate: u32, format: SampleFormat) -> anyhow::Result<()> {
+    let mut w = WavStream::create(path, sample_rate, format)?;
+    for part in samples.chunks(1 << 16) {
+        w.write(part)?;
+    }
+    w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    fn u64_at(b: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+    }
+
+    #[test]
+    fn a_plain_wav_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        for format in [SampleFormat::S16, SampleFormat::S24, SampleFormat::F32] {
+            let p = dir.path().join("a.wav");
+            let samples: Vec<f32> = (0..2000).map(|i| ((i as f32) * 0.01).sin() * 0.5).collect();
+            write(&p, &samples, 44100, format).unwrap();
+            let r = hound::WavReader::open(&p).unwrap();
+            assert_eq!(r.spec().sample_rate, 44100);
+            assert_eq!(r.duration(), 1000);
+            let back: Vec<f32> = match format {
+                SampleFormat::F32 => r.into_samples::<f32>().map(Result::unwrap).collect(),
+                SampleFormat::S16 => r.into_samples::<i32>().map(|s| s.unwrap() as f32 / 32767.0).collect(),
+                SampleFormat::S24 => r.into_samples::<i32>().map(|s| s.unwrap() as f32 / 8_388_607.0).collect(),
+            };
+            for (a, b) in samples.iter().zip(&back) {
+                assert!((a - b).abs() < 1e-4, "{format:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn past_the_riff_limit_the_header_is_rf64_with_the_true_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.wav");
+        let mut w = WavStream::with_riff_limit(&p, 48000, SampleFormat::F32, 1000).unwrap();
+        w.write(&vec![0.25f32; 2 * 300]).unwrap();
+        assert!(w.is_rf64());
+        w.finish().unwrap();
+        let b = std::fs::read(&p).unwrap();
+        assert_eq!(&b[0..4], b"RF64");
+        assert_eq!(u32_at(&b, 4), u32::MAX);
+        assert_eq!(&b[12..16], b"ds64");
+        assert_eq!(u64_at(&b, 20), b.len() as u64 - 8, "RIFF size");
+        assert_eq!(u64_at(&b, 28), 2400, "data size");
+        assert_eq!(u64_at(&b, 36), 300, "sample count (frames)");
+        assert_eq!(&b[72..76], b"data");
+        assert_eq!(u32_at(&b, 76), u32::MAX);
+        assert_eq!(f32::from_le_bytes(b[80..84].try_into().unwrap()), 0.25);
+    }
+
+    #[test]
+    fn an_unfinished_stream_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.wav");
+        std::fs::write(&p, b"old").unwrap();
+        let mut w = WavStream::create(&p, 48000, SampleFormat::S16).unwrap();
+        w.write(&[0.1; 64]).unwrap();
+        drop(w);
+        assert_eq!(std::fs::read(&p).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 }

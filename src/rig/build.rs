@@ -17,6 +17,27 @@ pub enum BuildError {
     UnknownSynth { channel: u8, instrument: String, synth: String, available: String },
     #[error("channel {0} is outside 1..16")]
     BadChannel(u8),
+    #[error("pattern {name}: {reason}")]
+    BadPattern { name: String, reason: String },
+    #[error("the tempo {0} is outside 1..999 BPM")]
+    BadTempo(f64),
+}
+
+/// Checks the pattern data the sequencer will loop over: lengths, positions and
+/// note lengths finite and in their ranges (whatever made the set: a script, a
+/// capture, code).
+fn check_pattern(p: &super::set::PatternSpec) -> Result<(), BuildError> {
+    use crate::engine::sequencer::{MAX_HIT_LENGTH_BEATS, MAX_PATTERN_BEATS, MIN_PATTERN_BEATS};
+    let bad = |reason: String| Err(BuildError::BadPattern { name: p.name.clone(), reason });
+    if !(MIN_PATTERN_BEATS..=MAX_PATTERN_BEATS).contains(&p.length_beats) {
+        return bad(format!("{} beats long; a pattern is 1/64 of a beat to {MAX_PATTERN_BEATS} beats", p.length_beats));
+    }
+    for h in &p.hits {
+        if !h.beat.is_finite() || !(0.0..=MAX_HIT_LENGTH_BEATS).contains(&h.length) {
+            return bad(format!("a hit at beat {} lasting {} beats is out of range", h.beat, h.length));
+        }
+    }
+    Ok(())
 }
 
 /// Identifies an instrument: name and synth.
@@ -62,6 +83,12 @@ pub fn pattern_set(set: &Set) -> PatternSet {
 /// Builds the snapshot for `set`. `previous` is the pattern set last published: if
 /// the patterns are unchanged it is shared, so the engine sees "no change".
 pub fn build(set: &Set, previous: Option<&Arc<PatternSet>>) -> Result<Snapshot, BuildError> {
+    if !(1.0..=999.0).contains(&set.tempo_bpm) {
+        return Err(BuildError::BadTempo(set.tempo_bpm));
+    }
+    for p in set.patterns.values() {
+        check_pattern(p)?;
+    }
     let mut snap = Snapshot::default();
     for (&ch, spec) in &set.channels {
         if !(1..=MAX_CHANNELS as u8).contains(&ch) {
@@ -96,6 +123,7 @@ pub fn build(set: &Set, previous: Option<&Arc<PatternSet>>) -> Result<Snapshot, 
         .map(|c| CcMapping {
             cc: c.cc,
             channel: c.channel.map(|ch| ch - 1),
+            any: c.any,
             param: c.param,
             min: c.min,
             max: c.max,

@@ -85,7 +85,11 @@ pub fn describe(set: &Set) -> String {
     if !set.cc_map.is_empty() {
         let _ = writeln!(s, "cc map:");
         for c in &set.cc_map {
-            let target = c.channel.map(|ch| format!("ch{ch}")).unwrap_or_else(|| "all channels".into());
+            let target = match (c.channel, c.any) {
+                (Some(ch), _) => format!("ch{ch}"),
+                (None, true) => "every channel".into(),
+                (None, false) => "the channel it arrives on".into(),
+            };
             let curve = if c.exponential { "exp" } else { "linear" };
             let _ = writeln!(
                 s,

@@ -38,8 +38,11 @@ pub struct CcSpec {
     pub param: Param,
     pub min: f32,
     pub max: f32,
-    /// 1-based channel; `None` = every channel.
+    /// 1-based channel; `None`: the channel the CC arrives on, or every channel
+    /// when `any` is set.
     pub channel: Option<u8>,
+    /// With no channel: the knob moves every channel, whatever channel it is sent on.
+    pub any: bool,
     pub exponential: bool,
 }
 

@@ -4,6 +4,7 @@
 
 use super::diagnostic::{did_you_mean, suggest_many};
 use super::library::{EnvelopeDef, InstrumentDef, LibHit, Library, PatternDef, drum_key};
+use crate::engine::sequencer::{MAX_HIT_LENGTH_BEATS, MAX_PATTERN_BEATS, MIN_PATTERN_BEATS};
 use crate::engine::snapshot::{MAX_CHANNELS, MasterMode};
 use crate::engine::synth::synth_index;
 use crate::engine::{DEFAULT_VOICE_LIMIT, MAX_VOICE_LIMIT};
@@ -140,6 +141,17 @@ pub struct ChannelRef {
     pub number: u8,
 }
 
+/// A value as the REPL shows it: text in quotes, a channel as `ch(N)`.
+pub fn show_value(v: &Dynamic) -> String {
+    if let Some(c) = v.clone().try_cast::<ChannelRef>() {
+        return format!("ch({})", c.number);
+    }
+    if v.is_string() {
+        return format!("{v:?}");
+    }
+    v.to_string()
+}
+
 fn type_name(d: &Dynamic) -> &'static str {
     if d.is_string() {
         "text"
@@ -165,11 +177,14 @@ fn lit(d: &Dynamic) -> String {
     if d.is_string() { format!("\"{}\"", d.clone().into_string().unwrap_or_default()) } else { d.to_string() }
 }
 
-/// A number from an int or a float.
+/// A number from an int or a float (never NaN or infinite).
 fn number(d: &Dynamic, what: &str) -> Res<f64> {
     if let Some(i) = d.clone().try_cast::<INT>() {
         Ok(i as f64)
     } else if let Some(f) = d.clone().try_cast::<FLOAT>() {
+        if !f.is_finite() {
+            return fail_at(format!("{what} must be a finite number, not {f}"), &lit(d), None);
+        }
         Ok(f)
     } else {
         fail_at(format!("{what} must be a number, not {}", type_name(d)), &lit(d), None)
@@ -478,11 +493,11 @@ fn hits(lib: &Library, list: &Array, drums: bool, what: &str) -> Res<Vec<LibHit>
         let length = match a.get(3) {
             Some(l) => {
                 let l = number(l, "a hit's length")?;
-                if l <= 0.0 {
+                if l <= 0.0 || l > MAX_HIT_LENGTH_BEATS {
                     return fail(format!(
-                        "{what}: hit {} has length {}; lengths are beats, above 0",
+                        "{what}: hit {} has length {l}; lengths are beats, above 0 and at most {}",
                         i + 1,
-                        fmt_num(l as f32)
+                        fmt_num(MAX_HIT_LENGTH_BEATS as f32)
                     ));
                 }
                 Some(l)
@@ -497,7 +512,8 @@ fn hits(lib: &Library, list: &Array, drums: bool, what: &str) -> Res<Vec<LibHit>
 fn hit_note(lib: &Library, v: &Dynamic, drums: bool) -> Res<(u8, bool)> {
     if let Ok(n) = number(v, "a note") {
         if n.fract() != 0.0 || !(0.0..=127.0).contains(&n) {
-            return fail(format!("note {} is outside the MIDI notes 0..127", fmt_num(n as f32)));
+            let shown = fmt_num(n as f32);
+            return fail_at(format!("note {shown} is outside the MIDI notes 0..127"), &shown, None);
         }
         return Ok((n as u8, false));
     }
@@ -521,12 +537,22 @@ fn hit_note(lib: &Library, v: &Dynamic, drums: bool) -> Res<(u8, bool)> {
 
 fn pattern_def(lib: &Library, name: &str, beats: &Dynamic, list: &Array, meter: Option<String>) -> Res<PatternDef> {
     let beats = number(beats, "a pattern's length")?;
-    if beats <= 0.0 || beats > 1024.0 {
-        return fail(format!("pattern {name} is {} beats long; a pattern is 0..1024 beats", fmt_num(beats as f32)));
-    }
+    check_pattern_length(name, beats)?;
     let hits = hits(lib, list, true, &format!("pattern {name}"))?;
     check_hits_fit(name, beats, &hits)?;
     Ok(PatternDef { beats, meter, hits })
+}
+
+/// A pattern is 1/64 of a beat to 1024 beats long.
+fn check_pattern_length(name: &str, beats: f64) -> Res<()> {
+    if !(MIN_PATTERN_BEATS..=MAX_PATTERN_BEATS).contains(&beats) {
+        return fail(format!(
+            "pattern {name} is {} beats long; a pattern is 1/64 of a beat to {} beats",
+            if beats != 0.0 && beats.abs() < 1e-3 { format!("{beats:e}") } else { fmt_num(beats as f32) },
+            fmt_num(MAX_PATTERN_BEATS as f32)
+        ));
+    }
+    Ok(())
 }
 
 /// A hit at or past the pattern's end would never play: say so.
@@ -646,7 +672,9 @@ pub fn usage(name: &str) -> Option<&'static str> {
         "channel" => "channel(number, \"instrument\"[, #{ settings }]) or channel(number, #{ synth: ..., ... })",
         "drums" => "drums(number[, #{ settings }])",
         "ch" => "ch(number)",
-        "cc" => "cc(cc_number, \"parameter\", min, max[, channel | #{ channel: n, curve: \"linear\" | \"exp\" }])",
+        "cc" => {
+            "cc(cc_number, \"parameter\", min, max[, channel | \"any\" | #{ channel: n | \"any\", curve: \"linear\" | \"exp\" }])"
+        }
         "pattern" => {
             "pattern(\"name\", channel, \"preset\"[, #{ fill, every }]) or pattern(\"name\", channel, beats, [hits])"
         }
@@ -698,8 +726,10 @@ pub fn register(engine: &mut Engine, state: &Shared) {
     let s = state.clone();
     engine.register_fn("tempo", move |bpm: Dynamic| -> Res<()> {
         let value = number(&bpm, "tempo")?;
-        if !(20.0..=400.0).contains(&value) {
-            return fail_at(format!("tempo is {}, outside 20..400 BPM", fmt_num(value as f32)), &lit(&bpm), None);
+        let range = crate::engine::transport::TEMPO_RANGE_BPM;
+        if !range.contains(&value) {
+            let (lo, hi) = (fmt_num(*range.start() as f32), fmt_num(*range.end() as f32));
+            return fail_at(format!("tempo is {}, outside {lo}..{hi} BPM", fmt_num(value as f32)), &lit(&bpm), None);
         }
         let bpm = value;
         lock(&s).set.tempo_bpm = bpm;
@@ -948,12 +978,23 @@ pub fn register(engine: &mut Engine, state: &Shared) {
                 }
             }
             let mut channel = None;
+            let mut any = false;
+            // A channel number, or "any": every channel, whatever channel the CC comes on.
+            let mut target = |v: &Dynamic| -> Res<()> {
+                if v.is_string() && v.clone().into_string().is_ok_and(|t| t == "any") {
+                    any = true;
+                    Ok(())
+                } else {
+                    channel = Some(channel_number(v)?);
+                    Ok(())
+                }
+            };
             let mut exponential = p.info().exponential && lo > 0.0 && hi > 0.0;
             match &opts {
                 Some(o) if o.is_map() => {
                     for (k, v) in o.clone().cast::<Map>() {
                         match k.as_str() {
-                            "channel" => channel = Some(channel_number(&v)?),
+                            "channel" => target(&v)?,
                             "curve" => {
                                 exponential = match text(&v, "curve")?.as_str() {
                                     "linear" => false,
@@ -978,11 +1019,11 @@ pub fn register(engine: &mut Engine, state: &Shared) {
                         }
                     }
                 }
-                Some(o) => channel = Some(channel_number(o)?),
+                Some(o) => target(o)?,
                 None => {}
             }
             let mut st = lock(&s);
-            let spec = CcSpec { cc: n as u8, param: p, min: lo, max: hi, channel, exponential };
+            let spec = CcSpec { cc: n as u8, param: p, min: lo, max: hi, channel, any, exponential };
             // A later mapping of the same CC, channel and parameter replaces the earlier one.
             st.set.cc_map.retain(|c| !(c.cc == spec.cc && c.channel == spec.channel && c.param == spec.param));
             st.set.cc_map.push(spec);
@@ -1018,12 +1059,7 @@ pub fn register(engine: &mut Engine, state: &Shared) {
                 Some(list) => {
                     let drums = st.set.channels.get(&ch).is_some_and(|c| c.is_drums());
                     let beats = number(&what, "a pattern's length in beats")?;
-                    if beats <= 0.0 || beats > 1024.0 {
-                        return fail(format!(
-                            "pattern {name} is {} beats long; a pattern is 0..1024 beats",
-                            fmt_num(beats as f32)
-                        ));
-                    }
+                    check_pattern_length(&name, beats)?;
                     let hits = hits(&st.lib, &list, drums, &format!("pattern {name}"))?;
                     check_hits_fit(&name, beats, &hits)?;
                     place_pattern(&mut st, &name, ch, PatternDef { beats, meter: None, hits }, None, opts)
@@ -1164,7 +1200,11 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         Ok(())
     });
     engine.register_fn("note", |name: Dynamic| -> Res<INT> {
-        if let Ok(n) = number(&name, "a note") {
+        if name.is_int() || name.is_float() {
+            let n = number(&name, "a note")?;
+            if n.fract() != 0.0 || !(0.0..=127.0).contains(&n) {
+                return fail_at(format!("note {n} is outside the MIDI notes 0..127"), &lit(&name), None);
+            }
             return Ok(n as INT);
         }
         let s = text(&name, "a note name")?;

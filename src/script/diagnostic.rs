@@ -26,7 +26,29 @@ pub struct Diagnostic {
     pub label: Option<String>,
 }
 
+/// The most characters of a source line a report shows (a longer line is cut
+/// around the caret).
+pub const MAX_SHOWN_LINE_CHARS: usize = 160;
+
 impl Diagnostic {
+    /// An error about a whole file (it cannot be read, or is not a set).
+    pub fn whole_file(path: &str, message: impl Into<String>) -> Self {
+        Diagnostic {
+            path: path.to_string(),
+            source: String::new(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+            token: None,
+            label: None,
+        }
+    }
+
+    /// An error at 1-based `line` and `column` (in characters) of `source`.
+    pub fn at(path: &str, source: &str, line: usize, column: usize, message: impl Into<String>) -> Self {
+        Diagnostic { line, column, ..Diagnostic::new(path, source, Position::NONE, message) }
+    }
+
     pub fn new(path: &str, source: &str, pos: Position, message: impl Into<String>) -> Self {
         Diagnostic {
             path: path.to_string(),
@@ -43,7 +65,8 @@ impl Diagnostic {
     /// `path: message` for an error about the whole file.
     pub fn headline(&self) -> String {
         if self.line > 0 {
-            format!("{}:{}:{}: {}", self.path, self.line, self.underlined_column(), self.message)
+            let (line, column) = self.underlined_position();
+            format!("{}:{}:{}: {}", self.path, line, column, self.message)
         } else if self.message.contains(&self.path) {
             self.message.clone()
         } else {
@@ -53,12 +76,27 @@ impl Diagnostic {
 
     /// 1-based column (in characters) where the underline starts.
     pub fn underlined_column(&self) -> usize {
+        self.underlined_position().1
+    }
+
+    /// 1-based line and column (in characters) where the underline starts (the
+    /// text it underlines may be on another line than the error's, e.g. a note in
+    /// a list written over several lines).
+    pub fn underlined_position(&self) -> (usize, usize) {
         match self.span() {
             Some(span) => {
                 let line_start = self.source[..span.start].rfind('\n').map(|i| i + 1).unwrap_or(0);
-                self.source[line_start..span.start].chars().count() + 1
+                let line = self.source[..span.start].matches('\n').count() + 1;
+                (line, self.source[line_start..span.start].chars().count() + 1)
             }
-            None => self.column.max(1),
+            None => (self.line, self.column.max(1)),
+        }
+    }
+
+    /// Moves the error to where its underline starts.
+    fn locate(&mut self) {
+        if self.line > 0 {
+            (self.line, self.column) = self.underlined_position();
         }
     }
 
@@ -70,11 +108,25 @@ impl Diagnostic {
         let start_of_line = self.source.split_inclusive('\n').take(self.line - 1).map(str::len).sum::<usize>();
         let line = self.source[start_of_line..].lines().next().unwrap_or("");
         let col_byte = line.char_indices().nth(self.column.saturating_sub(1)).map(|(i, _)| i).unwrap_or(line.len());
-        if let Some(tok) = &self.token
-            && let Some(i) =
-                line[col_byte..].find(tok.as_str()).map(|i| i + col_byte).or_else(|| line.find(tok.as_str()))
-        {
-            return Some(start_of_line + i..start_of_line + i + tok.len());
+        if let Some(tok) = &self.token {
+            // On the line, from the column on, then anywhere on it; else where the
+            // statement goes on (a list over several lines), else anywhere before
+            // (a value built earlier). A quoted token is looked for in its quotes
+            // first, so that a name is not found inside another.
+            let quoted = format!("\"{tok}\"");
+            for want in [quoted.as_str(), tok.as_str()] {
+                let on_line = line[col_byte..].find(want).map(|i| i + col_byte).or_else(|| line.find(want));
+                let found = on_line.map(|i| start_of_line + i).or_else(|| {
+                    self.source[start_of_line..]
+                        .find(want)
+                        .map(|i| start_of_line + i)
+                        .or_else(|| self.source.find(want))
+                });
+                if let Some(at) = found {
+                    let at = if want == quoted { at + 1 } else { at };
+                    return Some(at..at + tok.len());
+                }
+            }
         }
         let width = line[col_byte..].chars().next().map(char::len_utf8).unwrap_or(0);
         Some(start_of_line + col_byte..start_of_line + col_byte + width)
@@ -85,13 +137,57 @@ impl Diagnostic {
         let Some(span) = self.span() else {
             return format!("error: {}\n", self.headline());
         };
-        let file = SimpleFile::new(self.path.as_str(), self.source.as_str());
+        let (source, span) = self.shown_source(span);
+        let file = SimpleFile::new(self.path.as_str(), source.as_str());
         let mut label = Label::primary((), span);
         if let Some(l) = &self.label {
             label = label.with_message(l.clone());
         }
         let report = Report::error().with_message(&self.message).with_labels(vec![label]);
         term::emit_into_string(&Config::default(), &file, &report).unwrap_or_else(|_| self.headline())
+    }
+}
+
+impl Diagnostic {
+    /// The source as the report shows it: a line longer than
+    /// [`MAX_SHOWN_LINE_CHARS`] is cut to that many characters around `span` (the
+    /// lines before it are kept empty, so the line number stays right).
+    fn shown_source(&self, span: std::ops::Range<usize>) -> (String, std::ops::Range<usize>) {
+        let src = self.source.as_str();
+        let start = src[..span.start].rfind('\n').map_or(0, |i| i + 1);
+        let end = src[span.start..].find('\n').map_or(src.len(), |i| span.start + i);
+        let line = &src[start..end];
+        if line.chars().count() <= MAX_SHOWN_LINE_CHARS {
+            return (self.source.clone(), span);
+        }
+        // Byte offsets of a window of characters around the caret.
+        let caret_char = src[start..span.start].chars().count();
+        let first = caret_char.saturating_sub(MAX_SHOWN_LINE_CHARS / 2);
+        let byte_of = |c: usize| line.char_indices().nth(c).map_or(line.len(), |(i, _)| i);
+        let (a, b) = (byte_of(first), byte_of(first + MAX_SHOWN_LINE_CHARS));
+        let lead = if a > 0 { "..." } else { "" };
+        let tail = if b < line.len() { "..." } else { "" };
+        let mut out = "\n".repeat(self.line.saturating_sub(1));
+        let offset = out.len() + lead.len();
+        out.push_str(lead);
+        out.push_str(&line[a..b]);
+        out.push_str(tail);
+        let from = offset + (span.start - start - a);
+        let to = offset + (span.end.min(start + b) - start - a);
+        (out, from..to)
+    }
+
+    /// The report's quoted line and caret alone (after a line that already gives
+    /// the message and `path:line:col`); empty when there is no line to show.
+    pub fn render_snippet(&self) -> String {
+        if self.span().is_none() {
+            return String::new();
+        }
+        let full = self.render();
+        let mut lines = full.lines().skip_while(|l| !l.contains('┌')).skip(1).peekable();
+        // The bare gutter line under the location.
+        lines.next_if(|l| l.trim() == "│");
+        lines.collect::<Vec<_>>().join("\n")
     }
 }
 
@@ -155,12 +251,93 @@ pub fn from_parse_error(err: &ParseError, path: &str, source: &str) -> Diagnosti
             format!("syntax error: {}", syntax_message(&raw))
         };
     d.column = d.underlined_column();
-    if d.message.contains("expected ')'") && d.column <= 1 && d.line > 1 {
-        // The `)` is missing at the end of the previous line: point there.
-        d.line -= 1;
-        d.column = source.lines().nth(d.line - 1).map(|l| l.trim_end().chars().count() + 1).unwrap_or(1);
+    if d.message.contains("expected ')'")
+        && let Some((line, column, name)) = unclosed_call(source, d.line, d.column)
+        && line < d.line
+    {
+        // Rhai read on to the next lines looking for the `)`: point at the call
+        // whose parenthesis is not closed.
+        d.message = format!("syntax error: {name}( is not closed: expected ')' after its arguments");
+        d.line = line;
+        d.column = column;
+        d.token = Some(format!("{name}("));
+    } else if d.message.contains("expecting ';'") && d.column <= 1 && d.line > 1 {
+        // The `;` is missing at the end of the previous statement: point there.
+        let previous = (1..d.line).rev().find(|&l| source.lines().nth(l - 1).is_some_and(|t| !t.trim().is_empty()));
+        if let Some(l) = previous {
+            d.line = l;
+            d.column = source.lines().nth(l - 1).map(|t| t.trim_end().chars().count() + 1).unwrap_or(1);
+        }
     }
     d
+}
+
+/// The innermost call whose `(` is still open at `line`:`column` (1-based, in
+/// characters) of `source`: its line, column and name. Strings and comments are
+/// skipped.
+fn unclosed_call(source: &str, line: usize, column: usize) -> Option<(usize, usize, String)> {
+    let mut open: Vec<(usize, usize, usize)> = Vec::new(); // (byte, line, column) of each '('
+    let mut chars = source.char_indices().peekable();
+    let (mut l, mut c) = (1usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut block = false;
+    while let Some((i, ch)) = chars.next() {
+        if ch == '\n' {
+            l += 1;
+            c = 0;
+            continue;
+        }
+        c += 1;
+        if l > line || (l == line && c >= column) {
+            break;
+        }
+        let next = chars.peek().map(|&(_, n)| n);
+        match (quote, block, ch) {
+            (Some(q), _, '\\') if q != '`' => {
+                chars.next();
+                c += 1;
+            }
+            (Some(q), _, x) if x == q => quote = None,
+            (Some(_), _, _) => {}
+            (None, true, '*') if next == Some('/') => {
+                chars.next();
+                c += 1;
+                block = false;
+            }
+            (None, true, _) => {}
+            (None, false, '/') if next == Some('/') => {
+                // A line comment: skip to the end of the line.
+                while chars.peek().is_some_and(|&(_, n)| n != '\n') {
+                    chars.next();
+                }
+            }
+            (None, false, '/') if next == Some('*') => {
+                chars.next();
+                c += 1;
+                block = true;
+            }
+            (None, false, '"' | '`' | '\'') => quote = Some(ch),
+            (None, false, '(') => open.push((i, l, c)),
+            (None, false, ')') => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    let (byte, l, c) = *open.last()?;
+    let name: String = source[..byte]
+        .chars()
+        .rev()
+        .take_while(|ch| ch.is_alphanumeric() || *ch == '_')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if name.is_empty() {
+        return None;
+    }
+    let name_chars = name.chars().count();
+    Some((l, c - name_chars, name))
 }
 
 /// Rhai's syntax messages, in the words of this project.
@@ -341,6 +518,12 @@ pub fn from_eval_error(
         EvalAltResult::ErrorTooManyOperations(_) => {
             d.message = "the script did not finish: it ran past its operation limit (an endless loop?)".into();
         }
+        EvalAltResult::ErrorTerminated(..) => {
+            d.message = format!(
+                "the script took more than {} MiB of memory while it ran, more than a set may build",
+                super::memory::MAX_SCRIPT_BYTES / (1024 * 1024)
+            );
+        }
         EvalAltResult::ErrorStackOverflow(_) => {
             d.message = "functions call each other too deeply (runaway recursion?)".into();
         }
@@ -392,8 +575,6 @@ pub fn from_eval_error(
         EvalAltResult::ErrorFor(_) => d.message = "for needs a range or a list to loop over".into(),
         other => d.message = sentence(&other.to_string()),
     }
-    if d.line > 0 {
-        d.column = d.underlined_column();
-    }
+    d.locate();
     d
 }

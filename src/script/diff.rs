@@ -13,14 +13,22 @@ fn param_text(p: Param, v: f32) -> String {
     }
 }
 
-fn channel_changes(ch: u8, old: &ChannelSpec, new: &ChannelSpec, out: &mut Vec<String>) {
+fn channel_changes(
+    ch: u8,
+    old: &ChannelSpec,
+    new: &ChannelSpec,
+    live: &impl Fn(u8, Param) -> Option<f32>,
+    out: &mut Vec<String>,
+) {
     if old.instrument != new.instrument || old.kind != new.kind {
         out.push(format!("ch{ch} {} -> {}", old.instrument, new.instrument));
     }
     for p in Param::ALL {
         let (a, b) = (old.params.get(*p), new.params.get(*p));
         if a != b {
-            out.push(format!("ch{ch} {} {} -> {}", p.name(), param_text(*p, a), param_text(*p, b)));
+            // From the value heard: a knob may have moved it since the set said.
+            let from = live(ch, *p).unwrap_or(a);
+            out.push(format!("ch{ch} {} {} -> {}", p.name(), param_text(*p, from), param_text(*p, b)));
         }
     }
     if old.voices != new.voices {
@@ -35,6 +43,12 @@ fn pattern_label(p: &PatternSpec) -> String {
 /// Every difference from `old` to `new`. `bar` is the bar at which new patterns
 /// take over (`None` when the transport is stopped: at once).
 pub fn diff(old: &Set, new: &Set, bar: Option<u64>) -> Vec<String> {
+    diff_live(old, new, bar, |_, _| None)
+}
+
+/// [`diff`], with a changed parameter shown from its live value where a knob has
+/// moved it (`live`: channel from 1, parameter; `None` where no knob has).
+pub fn diff_live(old: &Set, new: &Set, bar: Option<u64>, live: impl Fn(u8, Param) -> Option<f32>) -> Vec<String> {
     let mut out = Vec::new();
     if old.tempo_bpm != new.tempo_bpm {
         out.push(format!("tempo {} -> {}", fmt_num(old.tempo_bpm as f32), fmt_num(new.tempo_bpm as f32)));
@@ -50,7 +64,7 @@ pub fn diff(old: &Set, new: &Set, bar: Option<u64>) -> Vec<String> {
     }
     for ch in 1..=16u8 {
         match (old.channels.get(&ch), new.channels.get(&ch)) {
-            (Some(a), Some(b)) => channel_changes(ch, a, b, &mut out),
+            (Some(a), Some(b)) => channel_changes(ch, a, b, &live, &mut out),
             (None, Some(b)) => out.push(format!("ch{ch} added ({})", b.instrument)),
             (Some(_), None) => out.push(format!("ch{ch} removed")),
             (None, None) => {}
@@ -58,6 +72,7 @@ pub fn diff(old: &Set, new: &Set, bar: Option<u64>) -> Vec<String> {
     }
     let cc_name = |c: &crate::rig::set::CcSpec| match c.channel {
         Some(ch) => format!("cc{} -> ch{ch} {}", c.cc, c.param),
+        None if c.any => format!("cc{} -> any channel's {}", c.cc, c.param),
         None => format!("cc{} -> {}", c.cc, c.param),
     };
     for c in &old.cc_map {

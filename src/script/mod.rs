@@ -6,17 +6,19 @@ pub mod api;
 pub mod diagnostic;
 pub mod diff;
 pub mod library;
+pub mod memory;
 pub mod mini;
 pub mod patterns;
 pub mod save;
 pub mod session;
+pub mod source;
 
 use crate::rig::set::Set;
 use api::{EvalState, Shared};
 use diagnostic::{Diagnostic, Sources, from_eval_error, from_parse_error};
 use library::{Library, STDLIB, STDLIB_MODULES};
 use rhai::module_resolvers::ModuleResolver;
-use rhai::{Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared as RhaiShared};
+use rhai::{Dynamic, Engine, EvalAltResult, INT, Module, Position, Scope, Shared as RhaiShared};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -34,6 +36,13 @@ pub const MAX_STRING_LEN: usize = 64 * 1024;
 pub const MAX_ARRAY_LEN: usize = 16_384;
 pub const MAX_MAP_LEN: usize = 10_000;
 pub const MAX_MODULES: usize = 32;
+/// Variables alive at once.
+pub const MAX_VARIABLES: usize = 1024;
+/// Script functions a set (with its modules) may define.
+pub const MAX_FUNCTIONS: usize = 1024;
+/// Lines of `print` output kept from one evaluation (and characters of each).
+pub const MAX_PRINTED_LINES: usize = 100;
+pub const MAX_PRINTED_CHARS: usize = 1000;
 
 /// The outcome of evaluating a set.
 #[derive(Debug, Clone)]
@@ -49,10 +58,19 @@ pub struct Evaluated {
     pub gm: BTreeMap<u8, String>,
 }
 
+/// Where a set's own modules come from: its folder on disk, or the files a session
+/// capture kept (by their names relative to the set's folder).
+#[derive(Clone)]
+pub enum Folder {
+    Disk(PathBuf),
+    Files(Arc<BTreeMap<String, String>>),
+}
+
 /// Resolves `import "name"` to `name.rhai` in the set's folder, else a stdlib module,
-/// recording the files read. Nothing outside the set's folder is reachable.
+/// recording the files read. Nothing outside the set's folder is reachable: the
+/// module's real path (links resolved) must lie inside the folder's real path.
 struct Resolver {
-    base: Option<PathBuf>,
+    base: Option<Folder>,
     read: Arc<Mutex<Vec<(String, PathBuf, String)>>>,
     /// Modules being imported right now, outermost first (to catch cycles).
     stack: Arc<Mutex<Vec<String>>>,
@@ -78,12 +96,30 @@ impl ModuleResolver for Resolver {
                 "cannot import \"{path}\": imports name a module in the set's own folder (no .., no absolute paths)"
             )));
         }
-        let local = self.base.as_ref().map(|b| b.join(format!("{path}.rhai"))).filter(|p| p.is_file());
-        let (name, file, text) = match local {
-            Some(file) => {
-                let text = std::fs::read_to_string(&file).map_err(|_| not_found())?;
-                (file.display().to_string(), file, text)
+        let local = match &self.base {
+            Some(Folder::Disk(base)) => {
+                let file = base.join(format!("{path}.rhai"));
+                match (std::fs::canonicalize(base), std::fs::canonicalize(&file)) {
+                    (Ok(real_base), Ok(real)) if file.exists() => {
+                        if !real.starts_with(&real_base) {
+                            return Err(refuse(format!(
+                                "cannot import \"{path}\": {path}.rhai leads outside the set's folder (a link?); imports stay inside it"
+                            )));
+                        }
+                        let text = source::read_set(&file)
+                            .map_err(|d| refuse(format!("cannot import \"{path}\": {}", d.message)))?;
+                        Some((file.display().to_string(), file, text))
+                    }
+                    _ => None,
+                }
             }
+            Some(Folder::Files(files)) => files
+                .get(&format!("{path}.rhai"))
+                .map(|t| (format!("{path}.rhai"), PathBuf::from(format!("{path}.rhai")), t.clone())),
+            None => None,
+        };
+        let (name, file, text) = match local {
+            Some(found) => found,
             None => match STDLIB_MODULES.iter().find(|(n, _)| *n == path) {
                 Some((n, text)) => (format!("stdlib/{n}.rhai"), PathBuf::new(), text.to_string()),
                 None => return Err(not_found()),
@@ -103,6 +139,17 @@ impl ModuleResolver for Resolver {
         }
         self.read.lock().unwrap_or_else(|p| p.into_inner()).push((name.clone(), file, text.clone()));
         let result = (|| {
+            if let Some((at, message, token)) = source::problem(&text) {
+                let (line, column) = source::line_col(&text, at);
+                // Rhai positions count to 65535 (never 0).
+                let (line, column) = (line.clamp(1, u16::MAX as usize) as u16, column.min(u16::MAX as usize) as u16);
+                let e = api::ApiError { message, token: Some(token.into()), help: None };
+                return Err(Box::new(EvalAltResult::ErrorInModule(
+                    name.clone(),
+                    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(e), Position::new(line, column))),
+                    pos,
+                )));
+            }
             let code = api::rewrite_channel_access(&text);
             let mut ast = engine.compile(&code).map_err(|e| {
                 Box::new(EvalAltResult::ErrorInModule(
@@ -118,6 +165,48 @@ impl ModuleResolver for Resolver {
         self.stack.lock().unwrap_or_else(|p| p.into_inner()).pop();
         Ok(RhaiShared::new(result?))
     }
+}
+
+/// `text.pad(len, padding)`: pads `text` to `len` characters with `padding`
+/// repeated (refusing an empty padding, and a length past the text limit).
+fn pad_text(text: &mut rhai::ImmutableString, len: INT, padding: &str) -> Result<(), Box<EvalAltResult>> {
+    let fail = |message: String| {
+        let e = api::ApiError { message, token: Some("pad".into()), help: None };
+        Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(e), Position::NONE))
+    };
+    if padding.is_empty() {
+        return Err(fail("pad needs a padding text of at least one character".into()));
+    }
+    if len > MAX_STRING_LEN as INT {
+        return Err(fail(format!("a text grew past {MAX_STRING_LEN} characters, more than a set may build")));
+    }
+    let mut count = text.chars().count();
+    if len <= 0 || count >= len as usize {
+        return Ok(());
+    }
+    let mut out = text.to_string();
+    'fill: loop {
+        for c in padding.chars() {
+            if count >= len as usize {
+                break 'fill;
+            }
+            out.push(c);
+            count += 1;
+        }
+    }
+    *text = out.into();
+    Ok(())
+}
+
+fn no_sleep() -> Box<EvalAltResult> {
+    let e = api::ApiError {
+        message:
+            "sleep is not available in a set: a set is evaluated at once; timing belongs to patterns and the tempo"
+                .into(),
+        token: Some("sleep".into()),
+        help: None,
+    };
+    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(e), Position::NONE))
 }
 
 /// A module's short name, from its file name.
@@ -169,9 +258,24 @@ impl ScriptHost {
         &self.stdlib
     }
 
-    fn engine(state: &Shared, base: Option<PathBuf>, read: Arc<Mutex<Vec<(String, PathBuf, String)>>>) -> Engine {
+    /// The signature of every function a set can call (Rhai's packages and the set
+    /// language), as `name(param: type, ...) -> type`.
+    pub fn builtin_signatures(&self) -> Vec<String> {
+        let state: Shared = Arc::new(Mutex::new(EvalState::new(Library::default(), Set::default(), false)));
+        Self::engine(&state, None, Arc::default()).gen_fn_signatures(true)
+    }
+
+    fn engine(state: &Shared, base: Option<Folder>, read: Arc<Mutex<Vec<(String, PathBuf, String)>>>) -> Engine {
         let mut engine = Engine::new();
         engine.set_max_operations(MAX_OPERATIONS);
+        engine.set_max_variables(MAX_VARIABLES);
+        engine.set_max_functions(MAX_FUNCTIONS);
+        // Memory is checked as the script runs (the operation limit alone lets a
+        // few operations build gigabytes).
+        let baseline = memory::held();
+        engine.on_progress(move |_| {
+            memory::over_ceiling(baseline).then(|| Dynamic::from(memory::MAX_SCRIPT_BYTES as INT))
+        });
         engine.set_max_call_levels(MAX_CALL_DEPTH);
         engine.set_max_expr_depths(MAX_EXPR_DEPTH.0, MAX_EXPR_DEPTH.1);
         engine.set_max_string_size(MAX_STRING_LEN);
@@ -186,24 +290,35 @@ impl ScriptHost {
         globals.set_var(api::CHANNELS_VAR, api::Channels);
         engine.register_global_module(globals.into());
         let printed = state.clone();
-        engine.on_print(move |s| printed.lock().unwrap_or_else(|p| p.into_inner()).printed.push(s.to_string()));
+        engine.on_print(move |s| {
+            let mut st = printed.lock().unwrap_or_else(|p| p.into_inner());
+            match st.printed.len() {
+                n if n < MAX_PRINTED_LINES => {
+                    let line: String = s.chars().take(MAX_PRINTED_CHARS).collect();
+                    st.printed.push(line);
+                }
+                n if n == MAX_PRINTED_LINES => st
+                    .printed
+                    .push(format!("(more printed lines are not kept: a set keeps its first {MAX_PRINTED_LINES})")),
+                _ => {}
+            }
+        });
+        // Nothing a set runs may block: a set is evaluated at once (timing belongs to
+        // patterns and the tempo), and a reload must not stall the control thread.
+        engine.register_fn("sleep", |_: INT| -> Result<(), Box<EvalAltResult>> { Err(no_sleep()) });
+        engine.register_fn("sleep", |_: rhai::FLOAT| -> Result<(), Box<EvalAltResult>> { Err(no_sleep()) });
+        // Rhai's own `pad` loops forever on an empty padding text.
+        engine.register_fn("pad", pad_text);
         engine.on_debug(|_, _, _| {});
         api::register(&mut engine, state);
         engine
     }
 
-    /// Evaluates a set file.
+    /// Evaluates a set file (a regular file of at most
+    /// [`crate::files::MAX_SET_BYTES`], in UTF-8).
     pub fn eval_file(&self, path: &Path) -> Result<Evaluated, Diagnostic> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Diagnostic {
-            path: shown.clone(),
-            source: String::new(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read {shown}: {e}"),
-            token: None,
-            label: None,
-        })?;
+        let text = source::read_set(path)?;
         let base = path.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() });
         let mut ev = self.eval_source(&shown, &text, base, Set::default(), false)?;
         ev.files.insert(0, path.to_path_buf());
@@ -221,20 +336,72 @@ impl ScriptHost {
         base: Set,
         repl: bool,
     ) -> Result<Evaluated, Diagnostic> {
+        self.eval_scoped(name, text, folder.map(Folder::Disk), base, repl, None).map(|(ev, _)| ev)
+    }
+
+    /// Evaluates script text named `name` whose modules come from `folder`.
+    pub fn eval_in(
+        &self,
+        name: &str,
+        text: &str,
+        folder: Option<Folder>,
+        base: Set,
+        repl: bool,
+    ) -> Result<Evaluated, Diagnostic> {
+        self.eval_scoped(name, text, folder, base, repl, None).map(|(ev, _)| ev)
+    }
+
+    /// Evaluates a REPL line on top of the live set `base`, in `scope` (where the
+    /// variables of earlier lines live, and this line's stay). Also returns the
+    /// line's value, shown as the REPL shows it, if it has one.
+    pub fn eval_repl(
+        &self,
+        text: &str,
+        folder: Option<Folder>,
+        base: Set,
+        scope: &mut Scope<'static>,
+    ) -> Result<(Evaluated, Option<String>), Diagnostic> {
+        self.eval_scoped("repl", text, folder, base, true, Some(scope))
+    }
+
+    fn eval_scoped(
+        &self,
+        name: &str,
+        text: &str,
+        folder: Option<Folder>,
+        base: Set,
+        repl: bool,
+        scope: Option<&mut Scope<'static>>,
+    ) -> Result<(Evaluated, Option<String>), Diagnostic> {
+        if text.len() as u64 > crate::files::MAX_SET_BYTES {
+            return Err(Diagnostic::whole_file(
+                name,
+                format!(
+                    "the script is {} bytes, more than the {} bytes a set may have",
+                    text.len(),
+                    crate::files::MAX_SET_BYTES
+                ),
+            ));
+        }
+        source::check_code(name, text)?;
         let state: Shared = Arc::new(Mutex::new(EvalState::new((*self.stdlib).clone(), base, repl)));
         let read = Arc::new(Mutex::new(Vec::new()));
         let engine = Self::engine(&state, folder, read.clone());
         let code = api::rewrite_channel_access(text);
         let result = engine.compile(&code).map_err(|e| from_parse_error(&e, name, text)).and_then(|mut ast| {
             ast.set_source(name);
-            engine.run_ast(&ast).map_err(|e| {
+            let value = match scope {
+                Some(scope) => engine.eval_ast_with_scope::<Dynamic>(scope, &ast).map(Some),
+                None => engine.run_ast(&ast).map(|()| None),
+            };
+            value.map_err(|e| {
                 let modules = read.lock().unwrap_or_else(|p| p.into_inner());
                 let src = EvalSources { main: name, main_text: text, modules: &modules };
                 from_eval_error(&e, &src, &api::all_functions(), &api::usage)
             })
         });
         drop(engine);
-        result?;
+        let value = result?.filter(|v| !v.is_unit()).map(|v| api::show_value(&v));
         let mut st =
             Arc::try_unwrap(state).ok().expect("engine dropped").into_inner().unwrap_or_else(|p| p.into_inner());
         st.set.programs = st
@@ -251,6 +418,6 @@ impl ScriptHost {
             .map(|(_, f, text)| (f.clone(), text.clone()))
             .collect();
         let files = sources.iter().map(|(f, _)| f.clone()).collect();
-        Ok(Evaluated { set: st.set, files, sources, printed: st.printed, gm: st.lib.gm })
+        Ok((Evaluated { set: st.set, files, sources, printed: st.printed, gm: st.lib.gm }, value))
     }
 }

@@ -117,6 +117,26 @@ fn pattern_lines(p: &PatternSpec, set: &Set, lib: &Library, out: &mut String) {
     let _ = writeln!(out, "]);");
 }
 
+/// `set` with the instruments program changes have chosen: channel `n` plays
+/// program `program_of(n)`'s instrument (the set's own program map), keeping its
+/// volume, pan and voices, as the engine does.
+pub fn with_programs(set: &Set, program_of: impl Fn(u8) -> Option<u8>) -> Set {
+    let mut out = set.clone();
+    for (&n, spec) in out.channels.iter_mut() {
+        if spec.is_drums() {
+            continue;
+        }
+        let Some(prog) = program_of(n).and_then(|p| set.programs.get(&p)) else { continue };
+        let mut next = prog.clone();
+        for p in [Param::Volume, Param::Pan] {
+            next.params.set(p, spec.params.get(p));
+        }
+        next.voices = spec.voices;
+        *spec = next;
+    }
+    out
+}
+
 /// The set as Rhai source. `lib` is the library the set is read back with.
 pub fn to_rhai(set: &Set, lib: &Library) -> String {
     let mut out = String::from("// Saved from a live jamrig session.\n\n");
@@ -138,6 +158,17 @@ pub fn to_rhai(set: &Set, lib: &Library) -> String {
         };
         let _ = writeln!(out, "master(#{{ gain: {}, mode: \"{mode}\" }});", num(set.master.gain as f64));
     }
+    // Programs the set maps otherwise than the library does.
+    let mut gm = String::new();
+    for (p, spec) in &set.programs {
+        if lib.gm.get(p) != Some(&spec.instrument) && lib.instruments.contains_key(&spec.instrument) {
+            let _ = writeln!(gm, "gm_program({p}, {});", quote(&spec.instrument));
+        }
+    }
+    if !gm.is_empty() {
+        out.push('\n');
+        out.push_str(&gm);
+    }
     out.push('\n');
     for (&n, spec) in &set.channels {
         channel_line(n, spec, lib, &mut out);
@@ -147,7 +178,11 @@ pub fn to_rhai(set: &Set, lib: &Library) -> String {
     }
     for c in &set.cc_map {
         let curve = if c.exponential { "exp" } else { "linear" };
-        let ch = c.channel.map(|n| format!("channel: {n}, ")).unwrap_or_default();
+        let ch = match (c.channel, c.any) {
+            (Some(n), _) => format!("channel: {n}, "),
+            (None, true) => "channel: \"any\", ".into(),
+            (None, false) => String::new(),
+        };
         let _ = writeln!(
             out,
             "cc({}, {}, {}, {}, #{{ {ch}curve: \"{curve}\" }});",

@@ -26,16 +26,28 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The name of the JACK server the tests start (one at a time).
+/// The name of the JACK server the live tests start (one at a time).
+pub fn server() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| server_name("jamrig_live"))
+}
+
+/// `base` and a tag of this checkout: the same name on every run of one
+/// checkout's tests, another for each checkout.
 ///
-/// A fixed name on purpose: jackd2 keeps its servers in a shared-memory registry of
-/// 8 slots, and a server that does not shut down cleanly (killed, or killed by
+/// Not a name per run: jackd2 keeps its servers in a shared-memory registry of 8
+/// slots, and a server that does not shut down cleanly (killed, or killed by
 /// SIGPIPE while it notifies a client that died) keeps its slot until a server of
 /// the same name starts again. Unique names per run would fill the registry for
 /// every JACK user of the machine ("Too many servers already active"). So two runs
-/// of this test binary at the same time collide (the second fails to start its
-/// server, and says so).
-pub const SERVER: &str = "jamrig_live";
+/// of one checkout's tests at the same time collide (the second fails to start its
+/// server, and says so); two checkouts do not.
+pub fn server_name(base: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    env!("CARGO_MANIFEST_DIR").hash(&mut h);
+    format!("{base}_{:04x}", h.finish() & 0xffff)
+}
 
 fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
@@ -244,6 +256,11 @@ impl Lines {
 // ---------------------------------------------------------------------------------
 // jamrig.
 
+/// The ALSA configuration that makes ALSA's default device the JACK server of
+/// `JACK_DEFAULT_SERVER`, wired to the probe's inputs (the default build's path to
+/// JACK or PipeWire).
+pub const ALSA_JACK_CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/alsa/jack-probe.conf");
+
 /// `jamrig play SET ...` against a JACK server, killed on drop.
 pub struct Jamrig {
     child: Mutex<Child>,
@@ -257,12 +274,33 @@ impl Jamrig {
     /// Starts `jamrig play set args...` with `JACK_DEFAULT_SERVER=server`; stdin is
     /// piped (the REPL reads it) unless `args` has `--no-repl`.
     pub fn start(server: &str, set: &Path, args: &[&str]) -> Jamrig {
+        Jamrig::start_with_env(server, set, args, &[])
+    }
+
+    /// [`Jamrig::start`] through ALSA: ALSA's default device is the server, through
+    /// ALSA's jack plugin ([`ALSA_JACK_CONF`]), wired to the probe's inputs; MIDI
+    /// still comes through JACK.
+    pub fn start_alsa(server: &str, set: &Path, args: &[&str]) -> Jamrig {
+        let mut all = vec!["--device", "alsa:default"];
+        all.extend_from_slice(args);
+        Jamrig::start_with_env(server, set, &all, &[("ALSA_CONFIG_PATH", ALSA_JACK_CONF)])
+    }
+
+    /// [`Jamrig::start`] with more environment variables.
+    pub fn start_with_env(server: &str, set: &Path, args: &[&str], env: &[(&str, &str)]) -> Jamrig {
+        Jamrig::spawn(server, set, args, env, args.contains(&"--no-repl"))
+    }
+
+    /// [`Jamrig::start_with_env`], with stdin from `/dev/null` if `stdin_null`
+    /// (else a pipe the test writes REPL lines into).
+    pub fn spawn(server: &str, set: &Path, args: &[&str], env: &[(&str, &str)], stdin_null: bool) -> Jamrig {
         let data = tempfile::tempdir().expect("temp dir");
-        let no_repl = args.contains(&"--no-repl");
+        let no_repl = stdin_null;
         let mut child = Command::new(env!("CARGO_BIN_EXE_jamrig"))
             .arg("play")
             .arg(set)
             .args(args)
+            .envs(env.iter().copied())
             .env("JACK_DEFAULT_SERVER", server)
             .env("JACK_NO_AUDIO_RESERVATION", "1")
             // REPL history goes here, not into the user's home.
@@ -403,10 +441,11 @@ struct Proc {
     pending: Vec<(u32, MidiMsg)>,
     /// Frame times at which messages were written.
     sent: rtrb::Producer<u32>,
-    /// The built-in MIDI clock: frames per tick (f64 bits; 0 = off), the frame
-    /// time of the next tick (fractional), and the frame times ticks were written.
+    /// The built-in MIDI clock: frames per tick (f64 bits; 0 = off), the next
+    /// tick's frame time (fractional) as (the cycle it was reckoned from, frames
+    /// after that cycle's start), and the frame times ticks were written.
     clock_period: Arc<AtomicU64>,
-    clock_next: Option<f64>,
+    clock_next: Option<(u32, f64)>,
     ticks_sent: rtrb::Producer<u32>,
     /// This cycle's messages, put in time order before writing.
     out: Vec<(u32, MidiMsg, bool)>,
@@ -415,12 +454,18 @@ struct Proc {
     rec_start: Arc<AtomicU32>,
     rec_left: u64,
     cycles: Arc<AtomicU64>,
+    /// Milliseconds the next cycle sleeps (0: none), to force an overrun.
+    stall_ms: Arc<AtomicU32>,
 }
 
 impl jack::ProcessHandler for Proc {
     fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
         let n = ps.n_frames();
         let t0 = ps.last_frame_time();
+        let stall = self.stall_ms.swap(0, Ordering::AcqRel);
+        if stall > 0 {
+            std::thread::sleep(Duration::from_millis(stall as u64));
+        }
         if let Ok(mut inbox) = self.inbox.try_lock() {
             for m in inbox.drain(..) {
                 if self.pending.len() < MAX_PENDING {
@@ -450,28 +495,34 @@ impl jack::ProcessHandler for Proc {
         let period = f64::from_bits(self.clock_period.load(Ordering::Acquire));
         if period > 0.0 {
             // Frame times as f64 relative to this cycle (JACK's u32 frame time wraps).
-            let next = self.clock_next.unwrap_or(0.0).max(0.0);
-            let mut at = next;
+            // The clock keeps its own time, as a device does: ticks due in cycles the
+            // server skipped go out late, at the start of this one.
+            let mut at = match self.clock_next {
+                Some((cycle, rel)) => rel - t0.wrapping_sub(cycle) as f64,
+                None => 0.0,
+            };
             let mut tick = [0u8; MAX_MSG];
             tick[0] = 0xF8;
             while at < n as f64 {
-                self.out.push((at.round() as u32, MidiMsg { delay: 0, bytes: tick, len: 1 }, true));
+                self.out.push((at.max(0.0).round() as u32, MidiMsg { delay: 0, bytes: tick, len: 1 }, true));
+                // The tick's own time (before this cycle if it goes out late).
+                let _ = self.ticks_sent.push(t0.wrapping_add_signed(at.round() as i32));
                 at += period;
             }
-            self.clock_next = Some(at - n as f64);
+            self.clock_next = Some((t0, at));
         } else {
             self.clock_next = None;
         }
-        self.out.sort_by_key(|(offset, _, _)| *offset);
+        // At one offset, ticks first: a tick due before a message (Start) goes out
+        // before it even when both go out late, at the start of the cycle.
+        self.out.sort_by_key(|(offset, _, is_tick)| (*offset, !*is_tick));
         let mut w = self.midi.writer(ps);
         for (offset, m, is_tick) in self.out.iter() {
             let offset = (*offset).min(n - 1);
             if m.len > 0 {
                 let _ = w.write(&jack::RawMidi { time: offset, bytes: &m.bytes[..m.len] });
             }
-            if *is_tick {
-                let _ = self.ticks_sent.push(t0.wrapping_add(offset));
-            } else {
+            if !*is_tick {
                 let _ = self.sent.push(t0.wrapping_add(offset));
             }
         }
@@ -526,6 +577,7 @@ pub struct Probe {
     rec_req: Arc<AtomicU64>,
     rec_start: Arc<AtomicU32>,
     cycles: Arc<AtomicU64>,
+    stall_ms: Arc<AtomicU32>,
     pub midi_port: String,
     pub inputs: [String; 2],
 }
@@ -579,10 +631,16 @@ impl Probe {
     /// Opens the probe on `server`: `probe:probe_midi` (MIDI out), `probe:in_l` and
     /// `probe:in_r` (audio in), and activates it.
     pub fn open(server: &str) -> Probe {
-        let client = open_client(server, PROBE_CLIENT).unwrap_or_else(|e| panic!("{e}"));
+        Probe::open_as(server, PROBE_CLIENT, PROBE_MIDI)
+    }
+
+    /// A probe of another name (client `client`, MIDI port `midi_port`), e.g. one
+    /// that listens while the first goes away.
+    pub fn open_as(server: &str, client: &str, midi_port: &str) -> Probe {
+        let client = open_client(server, client).unwrap_or_else(|e| panic!("{e}"));
         jack::set_logger(jack::LoggerType::None);
         assert_eq!(client.sample_rate(), SAMPLE_RATE);
-        let midi = client.register_port(PROBE_MIDI, jack::MidiOut::default()).expect("MIDI port");
+        let midi = client.register_port(midi_port, jack::MidiOut::default()).expect("MIDI port");
         let in_l = client.register_port("in_l", jack::AudioIn::default()).expect("audio port");
         let in_r = client.register_port("in_r", jack::AudioIn::default()).expect("audio port");
         let midi_port = midi.name().unwrap();
@@ -595,6 +653,7 @@ impl Probe {
         let rec_req = Arc::new(AtomicU64::new(0));
         let rec_start = Arc::new(AtomicU32::new(0));
         let cycles = Arc::new(AtomicU64::new(0));
+        let stall_ms = Arc::new(AtomicU32::new(0));
         let proc_ = Proc {
             midi,
             in_l,
@@ -611,6 +670,7 @@ impl Probe {
             rec_start: rec_start.clone(),
             rec_left: 0,
             cycles: cycles.clone(),
+            stall_ms: stall_ms.clone(),
         };
         let client = client.activate_async((), proc_).expect("the probe activates");
         let p = Probe {
@@ -623,6 +683,7 @@ impl Probe {
             rec_req,
             rec_start,
             cycles,
+            stall_ms,
             midi_port,
             inputs,
         };
@@ -642,6 +703,12 @@ impl Probe {
             assert!(t0.elapsed() < timeout, "the probe's process callback does not run");
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// Makes the next process cycle take `ms` milliseconds longer: the server
+    /// overruns (an XRun in its log) and skips cycles, as on a busy machine.
+    pub fn stall(&self, ms: u32) {
+        self.stall_ms.store(ms, Ordering::Release);
     }
 
     /// Ports matching a JACK port-name regex.
@@ -705,7 +772,9 @@ impl Probe {
         self.clock_period.store(period.to_bits(), Ordering::Release);
     }
 
-    /// The frame times of the clock ticks written since the last call.
+    /// The frame times of the clock ticks written since the last call: each tick's
+    /// own time on the clock's grid (a tick due in a cycle the server skipped goes
+    /// out late, but is listed at its time).
     pub fn take_ticks(&mut self) -> Vec<u32> {
         let mut out = Vec::new();
         while let Ok(t) = self.ticks_sent.pop() {
