@@ -4,9 +4,9 @@
 //! BENCHMARKS.md records. Run with (jackd2 installed, no other run of the live
 //! tests at the same time):
 //!
-//! `cargo bench --features jack --bench live` (add `-- latency`, `-- cpu` or
-//! `-- link` for one part; `-- cpu --long 60` sets the length of the long run in
-//! seconds).
+//! `cargo bench --features jack --bench live` (add `-- latency`, `-- cpu`,
+//! `-- link` or `-- control` for one part; `-- cpu --long 60` sets the length of
+//! the long run in seconds).
 //!
 //! - MIDI in to audio out: 100 closed-hat hits sent at random frame offsets (any
 //!   position inside a JACK cycle), their onsets found in the recording; latency is
@@ -19,6 +19,10 @@
 //!   itself under `unshare -rn`); a click on every beat for 60 s, each onset's
 //!   moment at the speaker against the time the peer gives its beat: mean and worst
 //!   error.
+//! - Control port (`--listen`): the round trip of requests sent one at a time
+//!   (paced under the port's rate limit) over OSC and TCP: an evaluated line, a
+//!   knob (`/jamrig/param`) and the same change as a REPL line; and the callback
+//!   time while knobs turn at the port's full rate.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -212,10 +216,88 @@ fn link_phase() {
     drop(jam);
 }
 
+/// Requests timed per kind in the control port bench.
+const CONTROL_REQUESTS: usize = 300;
+
+/// Median, 99th percentile and worst of `ms`, as text.
+fn spread(mut ms: Vec<f64>) -> String {
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    format!("median {:.3} ms, p99 {:.3} ms, worst {:.3} ms (n = {})", at(0.5), at(0.99), at(1.0), ms.len())
+}
+
+fn control() {
+    use rosc::{OscMessage, OscPacket, OscType};
+    use std::io::{BufRead, Write};
+    let server = JackServer::start_with_period(server(), CYCLE);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let set = dir.path().join("set.rhai");
+    std::fs::write(&set, format!("{SET}{PATTERN}")).expect("write the set");
+    let mut jam = Jamrig::start(&server.name, &set, &["--buffer", &CYCLE.to_string(), "--listen", "0"]);
+    jam.wait_started(S(20));
+    let line = jam.expect_line(0, S(5), "naming the port", |l| l.starts_with("control port: ")).2;
+    let addr: std::net::SocketAddr =
+        line.split_whitespace().nth(4).and_then(|a| a.parse().ok()).expect("the port's address");
+    std::thread::sleep(S(2));
+    let pace = Duration::from_millis(6);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(S(5))).unwrap();
+    let osc = |addr_: &str, args: Vec<OscType>| {
+        let p = OscPacket::Message(OscMessage { addr: addr_.into(), args });
+        let bytes = rosc::encoder::encode(&p).unwrap();
+        let t0 = std::time::Instant::now();
+        udp.send_to(&bytes, addr).unwrap();
+        let mut buf = [0u8; 65536];
+        udp.recv_from(&mut buf).expect("a reply");
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        std::thread::sleep(pace);
+        ms
+    };
+    let eval: Vec<f64> =
+        (0..CONTROL_REQUESTS).map(|_| osc("/jamrig/eval", vec![OscType::String("1 + 1".into())])).collect();
+    println!("OSC /jamrig/eval \"1 + 1\": {}", spread(eval));
+    let knob = |i: usize| vec![OscType::Int(1), OscType::String("lowpass".into()), OscType::Float(500.0 + i as f32)];
+    let knobs: Vec<f64> = (0..CONTROL_REQUESTS).map(|i| osc("/jamrig/param", knob(i))).collect();
+    println!("OSC /jamrig/param 1 lowpass X (a knob): {}", spread(knobs));
+    let line = |i: usize| vec![OscType::String(format!("ch(1).lowpass = {}.0", 500 + i))];
+    let lines: Vec<f64> = (0..CONTROL_REQUESTS).map(|i| osc("/jamrig/eval", line(i))).collect();
+    println!("OSC /jamrig/eval \"ch(1).lowpass = X\" (a REPL line, a new snapshot each): {}", spread(lines));
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let tcp: Vec<f64> = (0..CONTROL_REQUESTS)
+        .map(|_| {
+            let t0 = std::time::Instant::now();
+            writer.write_all(b"1 + 1\n").unwrap();
+            let mut l = String::new();
+            while reader.read_line(&mut l).unwrap() > 0 && !l.ends_with("\n\n") {}
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            std::thread::sleep(pace);
+            ms
+        })
+        .collect();
+    println!("TCP line \"1 + 1\": {}", spread(tcp));
+    // The callback while knobs turn as fast as the port takes them.
+    status(&mut jam);
+    std::thread::sleep(S(5));
+    println!("callback, 5 s idle (drum pattern, 4 channels): {}", status(&mut jam));
+    let t0 = std::time::Instant::now();
+    let mut i = 0;
+    while t0.elapsed() < S(5) {
+        osc("/jamrig/param", knob(i % 1000));
+        i += 1;
+    }
+    println!("callback, 5 s of {i} knob moves: {}", status(&mut jam));
+    let port = jam.command(":status", S(5), |l| l.starts_with("control port ")).1;
+    println!("{port}");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let long = args.iter().position(|a| a == "--long").and_then(|i| args.get(i + 1)).map_or(60, |v| v.parse().unwrap());
-    let which: Vec<&String> = args.iter().filter(|a| ["latency", "cpu", "link"].contains(&a.as_str())).collect();
+    let which: Vec<&String> =
+        args.iter().filter(|a| ["latency", "cpu", "link", "control"].contains(&a.as_str())).collect();
     let run = |name: &str| which.is_empty() || which.iter().any(|w| *w == name);
     let _serial = serial();
     if run("latency") {
@@ -226,5 +308,8 @@ fn main() {
     }
     if run("link") {
         link_phase();
+    }
+    if run("control") {
+        control();
     }
 }

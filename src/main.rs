@@ -55,6 +55,14 @@ enum Command {
         /// it again with `jamrig render --replay DIR -o OUT.wav`.
         #[arg(long, value_name = "DIR")]
         capture: Option<PathBuf>,
+        /// Take REPL lines from editors (TCP, one per line) and OSC messages
+        /// (UDP) on this port; on loopback only unless an address is given.
+        #[arg(long, value_name = "[ADDR:]PORT", value_parser = jamrig::live::listen::parse_addr)]
+        listen: Option<std::net::SocketAddr>,
+        /// The token every message to the port must carry; needed to listen
+        /// beyond loopback.
+        #[arg(long, value_name = "TOKEN", requires = "listen")]
+        listen_token: Option<String>,
     },
     /// List MIDI inputs and audio outputs.
     Ports,
@@ -227,7 +235,27 @@ fn audition(args: AuditionArgs) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Play { set, port, buffer, device, no_repl, no_watch, sync, record, record_patterns, capture } => {
+        Command::Play {
+            set,
+            port,
+            buffer,
+            device,
+            no_repl,
+            no_watch,
+            sync,
+            record,
+            record_patterns,
+            capture,
+            listen,
+            listen_token,
+        } => {
+            let listen = match listen.map(|a| jamrig::live::listen::ListenOptions::new(a, listen_token)).transpose() {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let sync = sync.map(|s| match s.as_str() {
                 "midi" => SyncMode::Midi,
                 "link" => SyncMode::Link { quantum: 4.0 },
@@ -244,6 +272,7 @@ fn main() -> ExitCode {
                 record,
                 record_patterns,
                 capture,
+                listen,
             };
             return match jamrig::live::play(opts) {
                 PlayOutcome::Stopped => ExitCode::SUCCESS,

@@ -251,13 +251,18 @@ fn event_records_round_trip_every_kind() {
         EventKind::Continue,
         EventKind::Panic,
         EventKind::Tempo(133.5),
+        EventKind::Param { channel: 15, param: jamrig::params::Param::Lowpass as u8, value: 900.0 },
     ];
     for kind in kinds {
         let ev = Event::new(12345, kind);
         let rec = event_record(&ev).unwrap();
         let line = serde_json::to_string(&rec).unwrap();
         let back: Record = serde_json::from_str(&line).unwrap();
-        let Record::Event { frame, midi, command, tempo } = back else { panic!("{line}") };
-        assert_eq!(record_event(frame, midi.as_deref(), command.as_deref(), tempo).unwrap(), ev, "{line}");
+        let Record::Event { frame, midi, command, tempo, param } = back else { panic!("{line}") };
+        assert_eq!(
+            record_event(frame, midi.as_deref(), command.as_deref(), tempo, param.as_ref()).unwrap(),
+            ev,
+            "{line}"
+        );
     }
 }

@@ -667,6 +667,27 @@ fn all_notes_off_releases_and_all_sound_off_silences_fast() {
     assert!(cut_step <= 1.5 * steady_step, "CC120 clicks: step {cut_step} vs steady {steady_step}");
 }
 
+/// A knob from the control port (`/jamrig/param`) sets the parameter as a CC
+/// mapping would: it glides to the value, without a click, and stays.
+#[test]
+fn a_param_event_turns_a_knob_that_glides_to_its_value() {
+    use jamrig::engine::event::{Event, EventKind};
+    let sr = 48000;
+    let t = at(0.5, sr);
+    let volume = jamrig::params::Param::Volume as u8;
+    let knob = Event::new(t as u64, EventKind::Param { channel: 0, param: volume, value: 1.0 });
+    let x = mono(&render(HOLD_SET, sr, 0.9, 512, &[note_on(0, 0, 69, 100), knob]));
+    let before = rms(span(&x, sr, 0.3, 0.5));
+    let after = rms(span(&x, sr, 0.6, 0.9));
+    let gain = db_ratio(after, before);
+    let first_ms = db_ratio(rms(&x[t..t + 48]), before);
+    println!("volume knob 0.6 -> 1: {gain:.3} dB; first ms {first_ms:.3} dB");
+    assert!((gain - db(1.0 / 0.6)).abs() <= 0.1, "knob: level change {gain:.2} dB");
+    assert!(first_ms < 0.5 * gain, "the knob jumps instead of gliding");
+    let steady = max_step(span(&x, sr, 0.3, 0.5)).max(max_step(span(&x, sr, 0.6, 0.9)));
+    assert!(max_step(&x[t - 480..t + 4800]) <= 1.05 * steady, "the knob clicks");
+}
+
 #[test]
 fn cc7_volume_and_cc10_pan_glide_to_their_values() {
     let sr = 48000;

@@ -844,73 +844,6 @@ fn midi_clock_drives_the_patterns_on_the_tick_grid() {
     r.probe.set_clock(0.0);
 }
 
-/// Where `part` (a stretch of live output) sits in `whole` (a replay), matched
-/// bit for bit on its first 4096 samples, searching from `from`.
-fn find_in(whole: &[f32], part: &[f32], from: usize) -> Option<usize> {
-    let probe = &part[..4096.min(part.len())];
-    (from..whole.len().saturating_sub(probe.len()) + 1)
-        .find(|&d| whole[d..d + probe.len()].iter().zip(probe).all(|(a, b)| a.to_bits() == b.to_bits()))
-}
-
-/// How many frames of the live capture stand in the replay bit for bit (both
-/// channels), and where the first difference is. Where they part (a cycle the
-/// server skipped: the live output lost a cycle the engine did render), the rest
-/// is looked for again further on.
-fn exact_frames(replay: &[f32], live: &Capture) -> (usize, Option<usize>) {
-    let left: Vec<f32> = replay.iter().step_by(2).copied().collect();
-    let right: Vec<f32> = replay.iter().skip(1).step_by(2).copied().collect();
-    let same = |a: usize, i: usize| {
-        left[a].to_bits() == live.left[i].to_bits() && right[a].to_bits() == live.right[i].to_bits()
-    };
-    let (mut matched, mut first_diff, mut i, mut from) = (0, None, 0, 0);
-    while i + 4096 <= live.left.len() {
-        let Some(at) = find_in(&left, &live.left[i..], from) else {
-            first_diff = first_diff.or(Some(i));
-            i += PERIOD as usize;
-            continue;
-        };
-        let mut k = 0;
-        while i + k < live.left.len() && at + k < left.len() && same(at + k, i + k) {
-            k += 1;
-        }
-        matched += k;
-        if i + k < live.left.len() {
-            first_diff = first_diff.or(Some(i + k));
-        }
-        i += k.max(PERIOD as usize);
-        from = at + k;
-    }
-    (matched, first_diff)
-}
-
-/// The live capture stands in the replay bit for bit: all of it when the server
-/// ran every cycle on time (`xruns` = 0). A busy machine makes the server skip
-/// cycles now and then (each an XRun in its log); the live output then lacks a
-/// cycle the engine rendered, and the rest must still match once found again.
-fn assert_found_exactly(replay: &[f32], live: &Capture, xruns: usize) {
-    assert!(rms(&live.left) > 0.01, "the live session is silent");
-    let (matched, first_diff) = exact_frames(replay, live);
-    let n = live.left.len();
-    println!("{matched} of {n} live frames found bit for bit in the replay; {xruns} JACK overruns meanwhile");
-    if xruns == 0 {
-        assert_eq!(
-            first_diff,
-            None,
-            "the replay departs from the live output {:?} s into the recording ({matched} of {n} frames match)",
-            first_diff.map(|i| i as f64 / SR)
-        );
-    } else {
-        assert!(
-            matched as f64 >= 0.9 * n as f64,
-            "with {xruns} overruns, only {matched} of {n} frames match the replay bit for bit"
-        );
-    }
-}
-
-fn xruns(server: &JackServer) -> usize {
-    server.log().matches("XRun").count()
-}
-
 /// A session through the live path (MIDI notes and a knob through a real port, a
 /// REPL tweak, a save of the file), captured with `--capture`; the probe records
 /// what jamrig played. `jamrig render --replay` then gives the same samples as
@@ -945,26 +878,6 @@ fn a_captured_session_replays_exactly_as_it_played_live() {
     let (b, _) = replay_capture(&capture, &dir.path().join("b.wav"));
     assert!(a == b, "two replays of the same capture differ");
     assert_found_exactly(&wav_samples(&a), &live, overruns);
-}
-
-/// Runs `jamrig render --replay DIR -o OUT --format f32`; returns the file and
-/// what it printed.
-fn replay_capture(capture: &Path, out: &Path) -> (Vec<u8>, String) {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_jamrig"))
-        .args(["render", "--replay"])
-        .arg(capture)
-        .arg("-o")
-        .arg(out)
-        .args(["--format", "f32"])
-        .output()
-        .expect("jamrig runs");
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "render --replay fails: {err}");
-    (std::fs::read(out).unwrap(), err)
-}
-
-fn wav_samples(bytes: &[u8]) -> Vec<f32> {
-    hound::WavReader::new(std::io::Cursor::new(bytes)).unwrap().into_samples::<f32>().map(|s| s.unwrap()).collect()
 }
 
 /// A JACK server restart mid-session: the engine starts again, the capture goes

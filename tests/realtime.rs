@@ -75,6 +75,10 @@ fn burst(base: u64, round: usize) -> Vec<Event> {
     evs.push(Event::new(f(49), EventKind::PitchBend { channel: 0, value: (round as i16 * 97) % 8000 }));
     evs.push(Event::new(f(50), EventKind::Program { channel: 1, program: 5 }));
     evs.push(Event::new(f(51), EventKind::Pressure { channel: 1, value: 50 }));
+    // Knobs from the control port.
+    let lowpass = jamrig::params::Param::Lowpass as u8;
+    evs.push(Event::new(f(51), EventKind::Param { channel: 0, param: lowpass, value: 300.0 + round as f32 }));
+    evs.push(Event::new(f(51), EventKind::Param { channel: 5, param: 0, value: 0.5 }));
     match round % 50 {
         10 => evs.push(Event::new(f(52), EventKind::Stop)),
         11 => evs.push(Event::new(f(52), EventKind::Continue)),

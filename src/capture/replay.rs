@@ -201,11 +201,12 @@ pub fn parse(input: impl BufRead, path: &Path) -> Result<CaptureLog, CaptureErro
                 }
                 log.adopts.push((frame, serial));
             }
-            Record::Event { frame, midi, command, tempo } => {
+            Record::Event { frame, midi, command, tempo, param } => {
                 if let Some(m) = far(frame, max_frame) {
                     return Err(damaged(n, m));
                 }
-                let ev = record_event(frame, midi.as_deref(), command.as_deref(), tempo).map_err(|e| damaged(n, e))?;
+                let ev = record_event(frame, midi.as_deref(), command.as_deref(), tempo, param.as_ref())
+                    .map_err(|e| damaged(n, e))?;
                 if log.events.last().is_some_and(|e| e.frame > frame) {
                     return Err(damaged(n, format!("event at frame {frame} goes back in time")));
                 }

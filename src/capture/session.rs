@@ -63,8 +63,9 @@ pub enum Record {
     },
     /// The engine adopted set `serial` at the tick starting at `frame`.
     Adopt { serial: u64, frame: u64 },
-    /// An event took effect at `frame`: MIDI bytes (`midi`) or a transport
-    /// command (`command`: start, stop, continue, panic; or `tempo`).
+    /// An event took effect at `frame`: MIDI bytes (`midi`), a transport
+    /// command (`command`: start, stop, continue, panic), a `tempo`, or a knob
+    /// (`param`: a parameter set through the control port).
     Event {
         frame: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,6 +74,8 @@ pub enum Record {
         command: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tempo: Option<f32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        param: Option<KnobRecord>,
     },
     /// From the tick starting at `frame`, the engine followed an external
     /// session's timeline (Ableton Link): `beat` at engine frame `at`.
@@ -85,6 +88,16 @@ pub enum Record {
     Lost { count: u64 },
     /// The session ended after `frame` frames.
     End { frame: u64 },
+}
+
+/// A knob turned through the control port: a channel's parameter, by name, and
+/// its value in the parameter's units.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KnobRecord {
+    /// 1-based, as in sets.
+    pub channel: u8,
+    pub name: String,
+    pub value: f32,
 }
 
 /// One channel of a `channels` record.
@@ -164,6 +177,11 @@ pub fn parse_sync(s: &str) -> Option<SyncMode> {
 
 /// An engine event as a record (engine-made events are never captured).
 pub fn event_record(ev: &Event) -> Option<Record> {
+    if let EventKind::Param { channel, param, value } = ev.kind {
+        let name = Param::ALL.get(param as usize)?.name().to_string();
+        let param = Some(KnobRecord { channel: channel + 1, name, value });
+        return Some(Record::Event { frame: ev.frame, midi: None, command: None, tempo: None, param });
+    }
     let (midi, command, tempo): (Option<Vec<u8>>, Option<&str>, Option<f32>) = match ev.kind {
         EventKind::NoteOn { channel, note, velocity } => (Some(vec![0x90 | channel, note, velocity]), None, None),
         EventKind::NoteOff { channel, note } => (Some(vec![0x80 | channel, note, 0]), None, None),
@@ -184,9 +202,9 @@ pub fn event_record(ev: &Event) -> Option<Record> {
         EventKind::Continue => (None, Some("continue"), None),
         EventKind::Panic => (None, Some("panic"), None),
         EventKind::Tempo(bpm) => (None, None, Some(bpm)),
-        EventKind::Launch { .. } => return None,
+        EventKind::Launch { .. } | EventKind::Param { .. } => return None,
     };
-    Some(Record::Event { frame: ev.frame, midi, command: command.map(str::to_string), tempo })
+    Some(Record::Event { frame: ev.frame, midi, command: command.map(str::to_string), tempo, param: None })
 }
 
 /// The engine event an `event` record describes.
@@ -195,7 +213,19 @@ pub fn record_event(
     midi: Option<&[u8]>,
     command: Option<&str>,
     tempo: Option<f32>,
+    param: Option<&KnobRecord>,
 ) -> Result<Event, String> {
+    if let Some(k) = param {
+        if midi.is_some() || command.is_some() || tempo.is_some() {
+            return Err("an event has exactly one of midi, command, tempo or param".into());
+        }
+        if !(1..=16).contains(&k.channel) {
+            return Err(format!("channel {} is outside 1..16", k.channel));
+        }
+        let p = Param::from_name(&k.name).ok_or_else(|| format!("unknown parameter \"{}\"", k.name))?;
+        let value = p.check(k.value)?;
+        return Ok(Event::new(frame, EventKind::Param { channel: k.channel - 1, param: p as u8, value }));
+    }
     let kind = match (midi, command, tempo) {
         (Some(bytes), None, None) => {
             // A note-on of velocity 0 is a note-off, which is written as 0x80.
@@ -211,7 +241,7 @@ pub fn record_event(
         (None, None, Some(bpm)) if (1.0..=999.0).contains(&bpm) => EventKind::Tempo(bpm),
         (None, None, Some(bpm)) => return Err(format!("tempo {bpm} is outside 1..999 BPM")),
         (None, Some(other), None) => return Err(format!("unknown command \"{other}\"")),
-        _ => return Err("an event has exactly one of midi, command or tempo".into()),
+        _ => return Err("an event has exactly one of midi, command, tempo or param".into()),
     };
     Ok(Event::new(frame, kind))
 }

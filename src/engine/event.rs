@@ -35,6 +35,15 @@ pub enum EventKind {
         channel: u8,
         value: u8,
     },
+    /// A parameter set as a knob sets it (the control port's `/jamrig/param`):
+    /// `param` is a [`crate::params::Param`] index, `value` in its units, checked
+    /// against its range by the sender. It glides there, and stays until the
+    /// next knob or reset (a reload keeps it), like a CC-mapped knob.
+    Param {
+        channel: u8,
+        param: u8,
+        value: f32,
+    },
     /// MIDI clock tick (24 per quarter note).
     Clock,
     /// MIDI Start: the clock's source plays from the top at its next tick.
@@ -77,7 +86,8 @@ impl EventKind {
             | EventKind::Control { channel, .. }
             | EventKind::PitchBend { channel, .. }
             | EventKind::Program { channel, .. }
-            | EventKind::Pressure { channel, .. } => Some(channel),
+            | EventKind::Pressure { channel, .. }
+            | EventKind::Param { channel, .. } => Some(channel),
             _ => None,
         }
     }

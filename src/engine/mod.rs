@@ -558,7 +558,7 @@ fn rank(k: &EventKind) -> u8 {
     match k {
         EventKind::NoteOn { .. } | EventKind::PitchBend { .. } | EventKind::Pressure { .. } => 0,
         EventKind::Program { .. } => 0,
-        EventKind::Control { .. } => 1,
+        EventKind::Control { .. } | EventKind::Param { .. } => 1,
         _ => 2,
     }
 }
@@ -1385,6 +1385,13 @@ impl Engine {
                 }
             }
             EventKind::Control { channel, cc, value } => self.control(channel, cc, value),
+            EventKind::Param { channel, param, value } => {
+                let (ch, p) = (channel as usize, param as usize);
+                if ch < MAX_CHANNELS && p < NUM_PARAMS && value.is_finite() {
+                    self.channels[ch].overrides[p] = value;
+                    self.ports.stats.overrides[ch][p].store(value.to_bits(), Relaxed);
+                }
+            }
             EventKind::PitchBend { channel, value } => {
                 if let Some(st) = self.channels.get_mut(channel as usize) {
                     st.bend_raw = value.clamp(-8192, 8191);

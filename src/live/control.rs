@@ -6,6 +6,7 @@
 use super::audio::{self, AudioError, Chosen};
 use super::clock::FrameClock;
 use super::link::LinkSession;
+use super::listen::{ListenOptions, Listener, Remote, Reply};
 use super::midi::{self, LogRecord, MIDI_LOG_CAP, MidiIn, MidiTap};
 use super::stats::LiveStats;
 use super::watch::{self, SetWatcher};
@@ -25,6 +26,7 @@ use crate::script::session::{Publish, Reload, Session};
 use crate::tables::Tables;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crossbeam_queue::ArrayQueue;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -86,6 +88,8 @@ pub struct PlayOptions {
     pub record_patterns: bool,
     /// Capture the session (everything that shapes the sound) into this folder.
     pub capture: Option<PathBuf>,
+    /// Take REPL lines and OSC messages on this port (`--listen`).
+    pub listen: Option<ListenOptions>,
 }
 
 /// Messages to the control thread.
@@ -94,6 +98,8 @@ pub enum Msg {
     Line(String, Sender<bool>),
     /// A watched file was written.
     FileChanged(PathBuf),
+    /// A request from the control port; the reply goes back to its sender.
+    Remote(Remote),
     Quit,
 }
 
@@ -131,7 +137,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":help", "this list"),
     (":status", "channels, voices, levels, audio and MIDI health, tempo and sync"),
     (":meters", "live level bars until a key is pressed"),
-    (":log [on|off]", "print incoming MIDI and transport messages, at their bar and beat"),
+    (
+        ":log [on|off]",
+        "print incoming MIDI and transport messages, at their bar and beat, and what the control port receives",
+    ),
     (":panic", "silence every note at once"),
     (":play", "start the transport from the top (Link: start the session at its next bar)"),
     (":stop", "stop the transport, pattern notes are released (Link: stop the session)"),
@@ -208,6 +217,12 @@ pub struct Live {
     /// The tempo of the set's file as last read (REPL tweaks aside).
     file_tempo: f64,
     last_link_poll: Instant,
+    /// The control port, while it listens.
+    listener: Option<Listener>,
+    /// While a control port request runs: what it prints, its reply.
+    reply: RefCell<Option<String>>,
+    /// The request being answered failed (a script error).
+    reply_failed: Cell<bool>,
 }
 
 /// Publishes sets to the engine with the Link session kept in step: Link is
@@ -319,6 +334,15 @@ impl Live {
         let host = ScriptHost::new().map_err(StartError::Script)?;
         let mut session = Session::open(host, &opts.set).map_err(StartError::Script)?;
         session.set_sync_override(opts.sync);
+        let listener = match &opts.listen {
+            Some(l) => Some(Listener::start(l, tx.clone()).map_err(|e| {
+                StartError::Other(format!(
+                    "cannot listen on {}: {e}; choose another port with --listen [ADDR:]PORT",
+                    l.addr
+                ))
+            })?),
+            None => None,
+        };
         let chosen = audio::choose(opts.device.as_deref(), opts.buffer)?;
         if let Some(note) = &chosen.buffer_note {
             say(&out, note);
@@ -388,8 +412,12 @@ impl Live {
             link_moved_at: None,
             file_tempo: set.tempo_bpm,
             last_link_poll: Instant::now(),
+            listener,
+            reply: RefCell::new(None),
+            reply_failed: Cell::new(false),
             opts,
         };
+
         if live.opts.record.is_some() {
             live.rec_start();
         }
@@ -426,6 +454,9 @@ impl Live {
             chosen.description,
             sample_rate
         ));
+        if let Some(l) = &live.listener {
+            live.say(&format!("control port: listening on {} (OSC over UDP, lines over TCP)", l.addr));
+        }
         Ok(live)
     }
 
@@ -438,8 +469,59 @@ impl Live {
         self.opts.sync.unwrap_or(self.session.set().sync)
     }
 
+    /// Prints above the REPL's prompt; while a control port request runs, into its
+    /// reply instead (and on the terminal too while `:log` is on).
     fn say(&self, text: &str) {
+        if let Some(reply) = self.reply.borrow_mut().as_mut() {
+            reply.push_str(text);
+            reply.push('\n');
+            if !self.log_on.load(Relaxed) {
+                return;
+            }
+        }
         say(&self.out, text);
+    }
+
+    /// A control port request: a REPL line (checked by the port already) or a note.
+    fn remote(&mut self, r: Remote) {
+        if self.log_on.load(Relaxed) {
+            self.say(&format!("{}: {}", r.from, r.request.describe()));
+        }
+        *self.reply.borrow_mut() = Some(String::new());
+        self.reply_failed.set(false);
+        match &r.request {
+            super::listen::Request::Line(line) => {
+                self.command(line);
+            }
+            super::listen::Request::Note { channel, .. } | super::listen::Request::Param { channel, .. }
+                if !self.session.set().channels.contains_key(channel) =>
+            {
+                self.reply_failed.set(true);
+                self.say(&format!("channel {channel} is not in the set"));
+            }
+            super::listen::Request::Param { channel, param, value } => {
+                let ch = *channel as usize - 1;
+                let stats = self.controller.stats();
+                let spec = self.session.set().channels.get(channel);
+                let before = stats.override_of(ch, *param).or(spec.map(|s| s.params.get(*param)));
+                if let Some(ev) = r.request.param_event(self.clock.frame_for(Instant::now())) {
+                    self.controller.send(ev);
+                }
+                let text = |v| crate::script::diff::param_text(*param, v);
+                let from = before.map(|b| format!("{} -> ", text(b))).unwrap_or_default();
+                self.say(&format!("ch{channel} {param} {from}{} (knob)", text(*value)));
+            }
+            note => {
+                let bpm = self.controller.stats().tempo();
+                let at = self.clock.frame_for(Instant::now());
+                for ev in note.note_events(at, bpm, self.sample_rate as f64).into_iter().flatten() {
+                    self.controller.send(ev);
+                }
+                self.say(&note.describe());
+            }
+        }
+        let text = self.reply.borrow_mut().take().unwrap_or_default();
+        let _ = r.reply.send(Reply { text, ok: !self.reply_failed.get() });
     }
 
     fn publish_handles(&self) {
@@ -489,6 +571,7 @@ impl Live {
                     }
                     self.reload();
                 }
+                Ok(Msg::Remote(r)) => self.remote(r),
                 Ok(Msg::Quit) => break,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -851,7 +934,10 @@ impl Live {
                         self.say(&changes.join("; "));
                     }
                 }
-                Err(d) => self.say(&d.render()),
+                Err(d) => {
+                    self.reply_failed.set(true);
+                    self.say(&d.render());
+                }
             }
             return true;
         }
@@ -1202,6 +1288,10 @@ impl Live {
                 if voices == 1 { "voice" } else { "voices" }
             ));
         }
+        if let Some(l) = &self.listener {
+            s.push_str(&l.stats().line(l.addr));
+            s.push('\n');
+        }
         s.push_str(&format!(
             "events: {} dropped (queue full), {} late, {} overflowed, {} pattern hits skipped; voices stolen {}, cut {}; faults {}",
             stats.events_dropped.load(Relaxed),
@@ -1274,6 +1364,7 @@ impl Live {
         if let Some(m) = self.midi.take() {
             m.close();
         }
+        self.listener = None;
         self.watcher = None;
         self.stream = None;
         self.controller.collect();

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod control;
 pub mod keys;
 pub mod link;
+pub mod listen;
 pub mod midi;
 pub mod repl;
 pub mod stats;

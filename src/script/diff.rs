@@ -4,7 +4,8 @@
 use crate::params::{Kind, Param, fmt_num};
 use crate::rig::set::{ChannelSpec, PatternSpec, Set};
 
-fn param_text(p: Param, v: f32) -> String {
+/// A parameter's value as the reports write it (`off`, `on`, a choice's name, `800`).
+pub fn param_text(p: Param, v: f32) -> String {
     match p.info().kind {
         Kind::Choice(names) => names.get(v as usize).copied().unwrap_or("?").to_string(),
         Kind::Toggle => if v != 0.0 { "on" } else { "off" }.to_string(),
