@@ -1,6 +1,6 @@
 //! Engine benchmarks: prints the figures BENCHMARKS.md records. Run with
 //! `cargo bench --bench engine` (add `-- NAME` to run one: throughput, voices,
-//! startup, memory, reload, save, synths, mini, tail, limits).
+//! startup, memory, reload, save, synths, reverb, mini, tail, limits).
 //!
 //! Every figure is measured on one core, offline (the renderer's thread plays the
 //! audio thread's part), at 48 kHz with 128-frame blocks unless it says otherwise.
@@ -201,6 +201,60 @@ fn synth_costs(tables: &Arc<Tables>) {
         }
     }
     println!("voices of the costliest synth ({costliest}) in real time at 128-frame blocks: {fits} (target >= 64)");
+}
+
+/// Cost of the channel reverb alone: mono noise in, stereo out, in ticks of
+/// [`TICK_FRAMES`], 10 s of audio at the default decay; ns per frame, best of five.
+/// (Its earlier design is measured by putting its source in place of
+/// src/dsp/reverb.rs: it has the same interface.)
+fn reverb_cost() {
+    use jamrig::dsp::reverb::Reverb;
+    let frames = SR as usize * 10;
+    let mut seed = 1u32;
+    let x: Vec<f32> = (0..frames)
+        .map(|_| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect();
+    let (mut l, mut r) = ([0.0f32; TICK_FRAMES], [0.0f32; TICK_FRAMES]);
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let mut rev = Reverb::new(SR as f32);
+        rev.set_decay(2.0);
+        let t0 = Instant::now();
+        for chunk in x.chunks_exact(TICK_FRAMES) {
+            rev.process(chunk, &mut l, &mut r);
+            std::hint::black_box((&l, &r));
+        }
+        best = best.min(t0.elapsed().as_secs_f64() * 1e9 / frames as f64);
+    }
+    println!("reverb alone: {best:.1} ns per frame (best of 5, 10 s of noise, {TICK_FRAMES}-frame ticks)");
+
+    // The bus's drive stage (distortion and saturation, oversampled four times):
+    // a bus with both on against a bus with every stage off.
+    use jamrig::engine::bus::{Bus, BusOut};
+    use jamrig::params::ParamValues;
+    let mut driven = ParamValues::default();
+    driven.set(Param::Distortion, 0.7);
+    driven.set(Param::Saturation, 0.3);
+    for (name, params) in [("bus, every stage off", ParamValues::default()), ("bus, distortion and saturation", driven)]
+    {
+        let mut best = f64::INFINITY;
+        for _ in 0..5 {
+            let mut bus = Bus::new(SR as f32, TICK_FRAMES);
+            bus.snap(&params);
+            let t0 = Instant::now();
+            let mut input = jamrig::engine::bus::ChannelInput::default();
+            for chunk in x.chunks_exact(TICK_FRAMES) {
+                input.mono.copy_from_slice(chunk);
+                bus.process(&input, &params, BusOut { left: &mut l, right: &mut r });
+                std::hint::black_box((&l, &r));
+            }
+            best = best.min(t0.elapsed().as_secs_f64() * 1e9 / frames as f64);
+        }
+        println!("{name}: {best:.1} ns per frame (best of 5)");
+    }
 }
 
 fn startup() {
@@ -696,6 +750,9 @@ fn main() {
     }
     if run("synths") {
         synth_costs(&tables);
+    }
+    if run("reverb") {
+        reverb_cost();
     }
     if run("mini") {
         mini_notation();

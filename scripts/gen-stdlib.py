@@ -166,8 +166,47 @@ def gen_envelopes(data):
 
 # ---------------------------------------------------------------- instruments
 
+# The project's own additions to the reference presets, in scripts/preset-levels.json
+# (written by scripts/fit-levels.py from `jamrig levels --range`): per preset its
+# `level` trim (dB) and keyboard level scaling (`key_level_low`, `key_level_high`,
+# dB per octave below and above C4) that match it to the library's loudness target,
+# and its playing `range` [lowest, highest] where the preset's instrument plays a
+# narrower range than its synth (a tuba on the saw synth).
+LEVELS_FILE = REPO_ROOT / "scripts" / "preset-levels.json"
+LEVEL_KEYS = ("level", "key_level_low", "key_level_high")
+
+
+def load_levels(inst_names):
+    if not LEVELS_FILE.exists():
+        return {}
+    with open(LEVELS_FILE, encoding="utf-8") as f:
+        levels = json.load(f)
+    for name, entry in levels.items():
+        if name not in inst_names:
+            die("preset-levels.json names %r, which is no preset" % name)
+        for k, v in entry.items():
+            if k == "range":
+                if (not isinstance(v, list) or len(v) != 2 or not all(isinstance(x, int) for x in v)
+                        or not 0 <= v[0] <= v[1] <= 127):
+                    die("preset-levels.json: %s range %r is not [lowest, highest]" % (name, v))
+            elif k not in LEVEL_KEYS or not isinstance(v, (int, float)):
+                die("preset-levels.json: %s has %r: %r" % (name, k, v))
+    return levels
+
+
+def level_items(entry):
+    items = []
+    for k in LEVEL_KEYS:
+        v = round(float(entry.get(k, 0.0)), 2)
+        if v != 0.0:
+            items.append("%s: %s" % (k, fmt_float(v)))
+    if "range" in entry:
+        items.append("range: [%d, %d]" % tuple(entry["range"]))
+    return items
+
 def gen_instruments(data, env_names):
     insts = data["instruments"]
+    levels = load_levels(set(insts))
     lines = []
     for name, preset in insts.items():
         if not isinstance(preset, dict) or "synth" not in preset:
@@ -176,7 +215,7 @@ def gen_instruments(data, env_names):
         if env is not None and env not in env_names:
             die("instrument %r uses unknown envelope %r" % (name, env))
         prefix = "define_instrument(%s, #{" % fmt_str(name)
-        items = map_items(preset)
+        items = map_items(preset) + level_items(levels.get(name, {}))
         one = prefix + " " + ", ".join(items) + " });"
         if len(one) <= 100:
             lines.append(one)
@@ -197,7 +236,9 @@ def gen_instruments(data, env_names):
         lines.append("\n".join(out))
     text = header(
         "instrument presets (a synth, an envelope and effect parameters)",
-        ["// Every parameter of the reference preset is kept, used by the engine or not."],
+        ["// Every parameter of the reference preset is kept, used by the engine or not.",
+         "// level, key_level_low, key_level_high and range come from scripts/preset-levels.json:",
+         "// they match every preset to the library's loudness target (stdlib/README.md)."],
     )
     return text + "\n".join(lines) + "\n", list(insts)
 

@@ -95,6 +95,7 @@ use Kind::*;
 params! {
     Volume = "volume", "", Number { min: 0.0, max: 1.0 }, 0.6, Bus, true, false, "channel fader (linear gain)";
     Pan = "pan", "", Number { min: -1.0, max: 1.0 }, 0.0, Bus, true, false, "stereo position, -1 left .. 1 right (constant power)";
+    Level = "level", "dB", Number { min: -40.0, max: 24.0 }, 0.0, Bus, true, false, "level trim after the effects, before the fader (the library's presets are matched in loudness with it)";
     Distortion = "distortion", "", Number { min: 0.0, max: 1.0 }, 0.0, Bus, true, false, "distortion amount (wet mix and extra gain)";
     DistortionDrive = "distortion_drive", "", Number { min: 1.0, max: 20.0 }, 3.0, Bus, true, false, "gain into the distortion stage";
     Saturation = "saturation", "", Number { min: 0.0, max: 1.0 }, 0.0, Bus, true, false, "soft tape-style saturation";
@@ -135,6 +136,8 @@ params! {
     GrainDensity = "grain_density", "grains/s", Number { min: 1.0, max: 400.0 }, 50.0, Voice, true, true, "granular synth: grains per second";
     GrainScatter = "grain_scatter", "", Number { min: 0.0, max: 1.0 }, 0.5, Voice, true, false, "granular synth: random spread of grain positions";
     GrainPitchVar = "grain_pitch_var", "cents", Number { min: 0.0, max: 1200.0 }, 12.0, Voice, true, false, "granular synth: random pitch spread of grains";
+    KeyLevelLow = "key_level_low", "dB/octave", Number { min: -12.0, max: 12.0 }, 0.0, Voice, true, false, "keyboard level scaling: gain per octave below C4 (positive: louder toward the bass)";
+    KeyLevelHigh = "key_level_high", "dB/octave", Number { min: -12.0, max: 12.0 }, 0.0, Voice, true, false, "keyboard level scaling: gain per octave above C4 (positive: louder toward the treble)";
     BendRange = "bend_range", "semitones", Number { min: 0.0, max: 48.0 }, 2.0, Voice, true, false, "pitch-bend range";
     Spread = "spread", "", Number { min: 0.0, max: 1.0 }, 0.0, Bus, true, false, "stereo width (a delayed side signal; the mono sum is unchanged)";
     Analog = "analog", "", Number { min: 0.0, max: 1.0 }, 0.0, Voice, true, false, "random per-note pitch drift";

@@ -126,34 +126,6 @@ fn a4_is_in_tune_at_96k() {
 // ---------------------------------------------------------------------------------
 // 2. Aliasing
 
-/// Level (dB relative to the fundamental) and frequency of the strongest spectral
-/// peak that is not a harmonic of `f0`, from a Blackman-Harris spectrum (sidelobes
-/// below -92 dB, so leakage around the harmonics cannot pass for a peak). Peaks
-/// within 12 window bins of a harmonic belong to it (the main lobe is +/-4 bins,
-/// the first sidelobes just beyond it sit at -92 dB: the measurement floor).
-fn worst_inharmonic(x: &[f32], sr: f64, f0: f64) -> (f64, f64) {
-    let fft_len = (x.len() * 4).next_power_of_two();
-    let (m, bin) = spectrum_bh(x, sr, fft_len);
-    let fund = band_level(&m, bin, f0, 3.0);
-    let guard = 12.0 * sr / x.len() as f64;
-    let (mut worst, mut worst_f) = (0.0f64, 0.0f64);
-    for k in 1..m.len() - 1 {
-        let f = k as f64 * bin;
-        if f < 20.0 || m[k] < m[k - 1] || m[k] < m[k + 1] {
-            continue;
-        }
-        let h = (f / f0).round();
-        if h >= 1.0 && (f - h * f0).abs() <= guard {
-            continue;
-        }
-        if m[k] > worst {
-            worst = m[k];
-            worst_f = f;
-        }
-    }
-    (20.0 * (worst / fund).log10(), worst_f)
-}
-
 /// Threshold for aliasing: a naive saw at B7 / 44.1 kHz has aliases near -20 dB; the
 /// brief asks for at least 50 dB. The wavetables are mip-mapped with every harmonic
 /// below Nyquist and heavily oversampled (2048 points for at most a few harmonics

@@ -7,6 +7,7 @@ pub mod chorus;
 pub mod delay;
 pub mod glide;
 pub mod math;
+pub mod oversample;
 pub mod phaser;
 pub mod reverb;
 pub mod svf;

@@ -6,7 +6,8 @@
 use crate::dsp::chorus::Chorus;
 use crate::dsp::delay::StereoDelay;
 use crate::dsp::glide::Glide;
-use crate::dsp::math::fast_tanh;
+use crate::dsp::math::{db_to_gain, fast_tanh};
+use crate::dsp::oversample::Oversampler4;
 use crate::dsp::phaser::Phaser;
 use crate::dsp::reverb::Reverb;
 use crate::dsp::svf::{Svf, SvfCoefs};
@@ -189,6 +190,12 @@ pub struct Bus {
     dc: [f32; 2],
     /// The DC blocker's state for the right side of stereo input.
     dc_right: [f32; 2],
+    /// Distortion and saturation run oversampled; how far the output has moved to
+    /// the oversampled path (0..1, so that switching them on or off never clicks).
+    oversampler: Oversampler4,
+    /// The same for the right side of stereo input.
+    oversampler_right: Oversampler4,
+    drive_on: f32,
     chorus: Chorus,
     chorus_dormant: bool,
     phaser: Phaser,
@@ -231,6 +238,9 @@ impl Bus {
             trem_phase: 0.0,
             dc: [0.0; 2],
             dc_right: [0.0; 2],
+            oversampler: Oversampler4::new(),
+            oversampler_right: Oversampler4::new(),
+            drive_on: 0.0,
             chorus: Chorus::new(sample_rate),
             chorus_dormant: true,
             phaser: Phaser::default(),
@@ -283,6 +293,8 @@ impl Bus {
     pub fn clear(&mut self) {
         self.dc = [0.0; 2];
         self.dc_right = [0.0; 2];
+        self.oversampler.clear();
+        self.oversampler_right.clear();
         self.chorus.clear();
         self.phaser.clear();
         self.delay.clear();
@@ -320,33 +332,62 @@ impl Bus {
         self.chorus_tail = self.chorus_tail.saturating_sub(n as u32);
         self.reverb_tail = self.reverb_tail.saturating_sub(n as u32);
 
-        // Distortion: a driven tanh blended in by the amount.
+        // Distortion (a driven tanh blended in by the amount), then saturation (a gentle
+        // tanh, blended), at four times the rate: the harmonics the curves make above
+        // the audio band are filtered out before they fold back into it. While the
+        // stage switches on or off, the output crossfades over the wake fade between
+        // the dry signal and the oversampled one (which runs `LATENCY_SAMPLES` late).
         let (d0, dd) = self.glides[Param::Distortion as usize].step(t.get(Param::Distortion), n);
         let (g0, gd) = self.glides[Param::DistortionDrive as usize].step(t.get(Param::DistortionDrive), n);
-        if d0 > 0.0 || dd != 0.0 {
-            for side in [&mut *mono, &mut *right_in].into_iter().take(1 + stereo as usize) {
-                for (i, x) in side.iter_mut().enumerate() {
-                    let a = d0 + dd * (i as i32 + 1) as f32;
-                    let drive = (g0 + gd * (i as i32 + 1) as f32) * (1.0 + 3.0 * a);
-                    *x += (fast_tanh(*x * drive) * 0.5 - *x) * a;
-                }
-            }
-        }
-
-        // Saturation: gentle tanh, blended.
         let (s0, sd) = self.glides[Param::Saturation as usize].step(t.get(Param::Saturation), n);
-        if s0 > 0.0 || sd != 0.0 {
-            for side in [&mut *mono, &mut *right_in].into_iter().take(1 + stereo as usize) {
-                for (i, x) in side.iter_mut().enumerate() {
-                    let a = s0 + sd * (i as i32 + 1) as f32;
-                    *x += (fast_tanh(*x * (1.0 + 2.0 * a)) - *x) * a;
+        let driven = d0 > 0.0 || dd != 0.0 || s0 > 0.0 || sd != 0.0;
+        if driven || self.drive_on > 0.0 {
+            if self.drive_on == 0.0 {
+                self.oversampler.clear();
+                self.oversampler_right.clear();
+            }
+            let curve = |i: usize, x: f32| {
+                let k = (i as i32 + 1) as f32;
+                let a = d0 + dd * k;
+                let drive = (g0 + gd * k) * (1.0 + 3.0 * a);
+                let x = x + (fast_tanh(x * drive) * 0.5 - x) * a;
+                let b = s0 + sd * k;
+                x + (fast_tanh(x * (1.0 + 2.0 * b)) - x) * b
+            };
+            let dry = &mut self.feed[..n];
+            dry.copy_from_slice(mono);
+            self.oversampler.process(mono, curve);
+            // The right side of stereo input (sample voices) through its own stage;
+            // its dry copy waits in the chorus's scratch buffer.
+            let dry_right = &mut self.wet_l[..n];
+            if stereo {
+                dry_right.copy_from_slice(right_in);
+                self.oversampler_right.process(right_in, curve);
+            }
+            let target = if driven { 1.0 } else { 0.0 };
+            if self.drive_on != target || target != 1.0 {
+                let start = self.drive_on;
+                for (x, d) in mono.iter_mut().zip(dry.iter()) {
+                    let w = self.drive_on;
+                    *x = d + (*x - d) * w;
+                    self.drive_on = w + (target - w).clamp(-self.wake_step, self.wake_step);
+                }
+                if stereo {
+                    let mut w = start;
+                    for (x, d) in right_in.iter_mut().zip(dry_right.iter()) {
+                        *x = d + (*x - d) * w;
+                        w += (target - w).clamp(-self.wake_step, self.wake_step);
+                    }
                 }
             }
-        }
-
-        // DC out: driven even harmonics (an asymmetric wave through the curves above)
-        // leave it. A 5 Hz corner leaves the lowest bass alone.
-        if d0 > 0.0 || dd != 0.0 || s0 > 0.0 || sd != 0.0 {
+            if !self.oversampler.is_finite() {
+                self.oversampler.clear();
+            }
+            if !self.oversampler_right.is_finite() {
+                self.oversampler_right.clear();
+            }
+            // DC out: driven even harmonics (an asymmetric wave through the curves
+            // above) leave it. A 5 Hz corner leaves the lowest bass alone.
             crate::dsp::math::dc_block(mono, &mut self.dc, sr);
             if stereo {
                 crate::dsp::math::dc_block(right_in, &mut self.dc_right, sr);
@@ -467,7 +508,9 @@ impl Bus {
                 let w = self.spread_on;
                 l[i] += (dl - l[i]) * w + side;
                 r[i] += (dr - r[i]) * w - side;
-                self.spread_on = if target > w { (w + self.wake_step).min(1.0) } else { (w - self.wake_step).max(0.0) };
+                // Toward the target, and still once there (a bare "up, else down"
+                // stepped away from 1 on every other sample).
+                self.spread_on = w + (target - w).clamp(-self.wake_step, self.wake_step);
             }
         } else if !self.spread_dormant {
             self.spread_mid.fill(0.0);
@@ -549,6 +592,10 @@ impl Bus {
 
         // Volume and constant-power pan (gains interpolated across the tick).
         let (vol0, vold) = self.glides[Param::Volume as usize].step(t.get(Param::Volume), n);
+        // The level trim (dB), as gains at both ends of the tick.
+        let (lv0, lvd) = self.glides[Param::Level as usize].step(t.get(Param::Level), n);
+        let (trim0, trim1) = (db_to_gain(lv0), db_to_gain(lv0 + lvd * n as f32));
+        let (vol0, vold) = (vol0 * trim0, ((vol0 + vold * n as f32) * trim1 - vol0 * trim0) / n as f32);
         let (pan0, pand) = self.glides[Param::Pan as usize].step(t.get(Param::Pan), n);
         let angle = |pan: f32| (pan.clamp(-1.0, 1.0) + 1.0) * FRAC_PI_4;
         let (a0, a1) = (angle(pan0), angle(pan0 + pand * n as f32));

@@ -219,7 +219,14 @@ impl Voice {
         self.instrument_id = instrument_id;
         self.frozen = None;
         let v = velocity as f32 / 127.0;
-        self.gain = v * v;
+        self.gain = v
+            * v
+            * match source {
+                VoiceSource::Synth(_) => key_level(ctx.params, note),
+                VoiceSource::Drum { .. } => crate::tables::drums::KIT_GAIN,
+                // A sample voice's level is the font's or the sample's own.
+                VoiceSource::Sample { .. } => 1.0,
+            };
         self.steal_left = 0;
         self.quiet = 0;
         self.damped = false;
@@ -468,6 +475,14 @@ impl Voice {
             }
         }
     }
+}
+
+/// The keyboard level scaling's gain for `note`: `key_level_low` dB per octave below
+/// C4, `key_level_high` above.
+fn key_level(p: &ParamValues, note: u8) -> f32 {
+    let octaves = (note as f32 - 60.0) / 12.0;
+    let per_octave = if octaves < 0.0 { p.get(Param::KeyLevelLow) } else { p.get(Param::KeyLevelHigh) };
+    crate::dsp::math::db_to_gain(per_octave * octaves.abs())
 }
 
 /// The sub-oscillator (a sine an octave down) and noise layers.

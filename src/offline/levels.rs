@@ -7,8 +7,9 @@
 use super::render::Renderer;
 use crate::engine::event::{Event, EventKind};
 use crate::engine::synth::{SYNTHS, synth_index};
-use crate::rig::set::{ChannelKind, Set};
+use crate::rig::set::Set;
 use crate::script::ScriptHost;
+use crate::script::library::Library;
 use crate::tables::Tables;
 use anyhow::{Context, Result, anyhow};
 use ebur128::{EbuR128, Mode};
@@ -79,12 +80,13 @@ pub fn range_notes(range: (u8, u8)) -> Vec<u8> {
     notes
 }
 
-/// The useful range of an instrument preset (its synth's).
-pub fn preset_range(set: &Set) -> (u8, u8) {
-    match set.channels.values().next().map(|c| &c.kind) {
-        Some(ChannelKind::Synth { synth }) => synth_index(synth).map_or((24, 108), |i| SYNTHS[i].range),
-        _ => (24, 108),
+/// The useful range of instrument preset `name`: the range the preset names, else
+/// its synth's.
+pub fn preset_range(lib: &Library, name: &str) -> (u8, u8) {
+    if let Some(&r) = lib.ranges.get(name) {
+        return r;
     }
+    lib.instruments.get(name).and_then(|d| synth_index(&d.synth)).map_or((24, 108), |i| SYNTHS[i].range)
 }
 
 /// A set with channel 1 playing instrument `name` at its defaults.
@@ -130,7 +132,7 @@ impl PresetLevel {
 /// Measures preset `name` at its reference note and, with `across`, across its range.
 pub fn preset_level(host: &ScriptHost, tables: &Arc<Tables>, name: &str, across: bool) -> Result<PresetLevel> {
     let set = preset_set(host, name)?;
-    let range = preset_range(&set);
+    let range = preset_range(host.library(), name);
     let reference_note = REFERENCE_NOTE.clamp(range.0, range.1);
     let sr = tables.sample_rate as u32;
     let measure =

@@ -282,6 +282,19 @@ fn get_param(values: &ParamValues, p: Param) -> Dynamic {
     }
 }
 
+/// An instrument's `range: [lowest, highest]` (MIDI notes).
+fn note_range(v: &Dynamic) -> Res<(u8, u8)> {
+    const HELP: &str = "range is [lowest, highest]: two MIDI notes from 0 to 127, the lowest first";
+    let Some(a) = v.clone().try_cast::<Array>() else {
+        return fail(HELP);
+    };
+    let notes: Vec<i64> = a.iter().filter_map(|x| x.as_int().ok()).collect();
+    match notes[..] {
+        [lo, hi] if a.len() == 2 && (0..=hi).contains(&lo) && hi <= 127 => Ok((lo as u8, hi as u8)),
+        _ => fail(HELP),
+    }
+}
+
 pub(crate) fn unknown_param<T>(name: &str) -> Res<T> {
     let names = PARAMS.iter().map(|p| p.name).chain(CHANNEL_PROPERTIES.iter().copied());
     fail_at(format!("unknown parameter {name}"), name, did_you_mean(&suggest_many(name, names)))
@@ -1175,9 +1188,11 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         };
         let mut def = InstrumentDef { synth: text(synth, "synth")?, envelope: None, params: Vec::new() };
         let mut scratch = ParamValues::default();
+        let mut range = None;
         for (k, v) in &map {
             match k.as_str() {
                 "synth" => {}
+                "range" => range = Some(note_range(v)?),
                 "envelope" => {
                     let e = text(v, "envelope")?;
                     if !st.lib.envelopes.contains_key(&e) {
@@ -1200,6 +1215,10 @@ pub fn register(engine: &mut Engine, state: &Shared) {
                 }
             }
         }
+        match range {
+            Some(r) => st.lib.ranges.insert(name.clone(), r),
+            None => st.lib.ranges.remove(&name),
+        };
         st.lib.instruments.insert(name, def);
         Ok(())
     });

@@ -65,6 +65,9 @@ pub struct Library {
     pub fills: BTreeMap<String, PatternDef>,
     /// GM program number to instrument name.
     pub gm: BTreeMap<u8, String>,
+    /// The useful range of an instrument preset, lowest and highest MIDI note, where
+    /// the preset names one (otherwise its synth's): what its loudness is matched over.
+    pub ranges: BTreeMap<String, (u8, u8)>,
 }
 
 impl Library {

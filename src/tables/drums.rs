@@ -239,6 +239,10 @@ const CHOKE_MAX_S: f64 = 0.060;
 const END_FADE_S: f64 = 0.002;
 /// Highest peak a rendered hit may have.
 const MAX_PEAK: f32 = 0.99;
+/// Gain of every drum hit as it plays (on top of its table): the kit playing the
+/// `rock` pattern at the default volume is matched to the library's loudness target
+/// (`crate::offline::levels::TARGET_LUFS`, measured by `jamrig levels`).
+pub const KIT_GAIN: f32 = 1.41;
 /// Samples rendered per step.
 const BLOCK: usize = 256;
 /// A part whose amplitude bound fell below this is finished (-180 dB).

@@ -271,6 +271,55 @@ pub fn spectrum_bh(x: &[f32], sample_rate: f64, fft_len: usize) -> (Vec<f64>, f6
     (mags, sample_rate / fft_len as f64)
 }
 
+/// Level (dB relative to the fundamental) and frequency of the strongest spectral
+/// peak that is not a harmonic of `f0`, from a Blackman-Harris spectrum (sidelobes
+/// below -92 dB, so leakage around the harmonics cannot pass for a peak). Peaks
+/// within 12 window bins of a harmonic belong to it (the main lobe is +/-4 bins,
+/// the first sidelobes just beyond it sit at -92 dB: the measurement floor).
+pub fn worst_inharmonic(x: &[f32], sr: f64, f0: f64) -> (f64, f64) {
+    let s = harmonic_scan(x, sr, f0, sr / 2.0);
+    (20.0 * (s.worst / s.fundamental).log10(), s.worst_hz)
+}
+
+/// Level (dB relative to the strongest harmonic of `f0`) and frequency of the
+/// strongest spectral peak up to `max_hz` that is not a harmonic: the images a
+/// nonlinearity folds back (measured as [`worst_inharmonic`] does).
+pub fn worst_image(x: &[f32], sr: f64, f0: f64, max_hz: f64) -> (f64, f64) {
+    let s = harmonic_scan(x, sr, f0, max_hz);
+    (20.0 * (s.worst / s.strongest_harmonic).log10(), s.worst_hz)
+}
+
+struct HarmonicScan {
+    fundamental: f64,
+    strongest_harmonic: f64,
+    worst: f64,
+    worst_hz: f64,
+}
+
+fn harmonic_scan(x: &[f32], sr: f64, f0: f64, max_hz: f64) -> HarmonicScan {
+    let fft_len = (x.len() * 4).next_power_of_two();
+    let (m, bin) = spectrum_bh(x, sr, fft_len);
+    let fundamental = band_level(&m, bin, f0, 3.0);
+    let guard = 12.0 * sr / x.len() as f64;
+    let mut s = HarmonicScan { fundamental, strongest_harmonic: fundamental, worst: 0.0, worst_hz: 0.0 };
+    for k in 1..m.len() - 1 {
+        let f = k as f64 * bin;
+        if f < 20.0 || f > max_hz || m[k] < m[k - 1] || m[k] < m[k + 1] {
+            continue;
+        }
+        let h = (f / f0).round();
+        if h >= 1.0 && (f - h * f0).abs() <= guard {
+            s.strongest_harmonic = s.strongest_harmonic.max(m[k]);
+            continue;
+        }
+        if m[k] > s.worst {
+            s.worst = m[k];
+            s.worst_hz = f;
+        }
+    }
+    s
+}
+
 /// Magnitude of the Blackman-Harris-windowed DTFT of `x` at `hz`.
 pub fn dtft_mag(x: &[f32], sample_rate: f64, hz: f64) -> f64 {
     dft_mag(&windowed(x), sample_rate, hz)

@@ -39,7 +39,7 @@
 //!   (choir breath band-passes; vocal jitter and shimmer smoothers);
 //!   `z[8..64]`: 28 complex coefficients, interleaved (re, im).
 
-use super::{MAX_PHASES, OscState, Synth, SynthCtx};
+use super::{MAX_PHASES, OscState, Synth, SynthCtx, dc_out};
 use crate::dsp::biquad::BiquadCoefs;
 use crate::params::Param;
 use crate::tables::wavetable::{Table, phase_inc, read};
@@ -738,6 +738,7 @@ impl Synth for Didgeridoo {
                 *x += noise * st.noise();
             }
         }
+        dc_out(st, sr, out);
     }
 }
 

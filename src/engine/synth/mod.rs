@@ -23,7 +23,10 @@ use rand_pcg::Pcg32;
 /// one additive bank of up to 64 partials).
 pub const MAX_PHASES: usize = 64;
 /// Floats of filter and miscellaneous state a voice can hold.
-pub const MAX_Z: usize = 64;
+pub const MAX_Z: usize = 68;
+/// Where a synth that needs one keeps its output DC blocker's state (two floats past
+/// the 64 its own layout may fill).
+pub const Z_DC_OUT: usize = 64;
 /// Integers of state a voice can hold.
 pub const MAX_N: usize = 8;
 
@@ -77,6 +80,15 @@ impl OscState {
         use rand::RngExt;
         self.rng.random::<f32>() * 2.0 - 1.0
     }
+}
+
+/// Removes DC from a synth's output (a one-pole high-pass at
+/// [`crate::dsp::math::DC_BLOCK_HZ`]), its state in `st.z[Z_DC_OUT..Z_DC_OUT + 2]`.
+#[inline]
+pub fn dc_out(st: &mut OscState, sample_rate: f32, out: &mut [f32]) {
+    let mut s = [st.z[Z_DC_OUT], st.z[Z_DC_OUT + 1]];
+    crate::dsp::math::dc_block(out, &mut s, sample_rate);
+    [st.z[Z_DC_OUT], st.z[Z_DC_OUT + 1]] = s;
 }
 
 /// What a synth may read while rendering.

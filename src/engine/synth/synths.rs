@@ -34,9 +34,10 @@
 //! Noise-like components (hiss, breath, noise floor) are scaled with the sample rate
 //! so their level in the audible band does not depend on it.
 
-use super::{OscState, Synth, SynthCtx, with_detune};
+use super::{OscState, Synth, SynthCtx, dc_out, with_detune};
 use crate::dsp::biquad::BiquadCoefs;
 use crate::dsp::math::fast_tanh;
+use crate::dsp::oversample::{HALFBAND_2X as HB2, HALFBAND_4X as HB4};
 use crate::params::Param;
 use crate::tables::wavetable::{Shape, Table, phase_inc, read};
 use rand::RngExt;
@@ -328,6 +329,9 @@ impl Synth for Mellotron {
             *x = v * TAPE_OUT;
         }
         st.z[4..8].copy_from_slice(&[sh[0], sh[1], sl[0], sl[1]]);
+        // The saturation of an asymmetric wave (the strings' softened even harmonics,
+        // the choir's formant-weighted harmonics) leaves DC: take it out.
+        dc_out(st, ctx.sample_rate, out);
     }
 }
 
@@ -336,27 +340,7 @@ impl Synth for Mellotron {
 // the voice's delay line (line[..RING2] at twice the sample rate, then
 // line[RING2..RING2 + RING4] at four times), write positions in n[0] and n[1].
 
-/// The 2x -> 1x half-band's odd taps h[1], h[3], ..., h[25] (h[0] = 1/2, even taps
-/// 0): Kaiser-windowed (beta 7.86), passband flat to 0.4 x the output rate within
-/// 0.001 dB, stopband from 0.6 x below -78 dB.
-const HB2: [f32; 13] = [
-    0.316_447_7,
-    -0.100_625_17,
-    0.054_895_545,
-    -0.033_920_37,
-    0.021_650_642,
-    -0.013_730_188,
-    0.008_450_753,
-    -0.004_952_258,
-    0.002_706_740_3,
-    -0.001_341_724_4,
-    0.000_575_434_5,
-    -0.000_192_568,
-    0.000_034_029_1,
-];
-/// The 4x -> 2x half-band's odd taps h[1], ..., h[7]: flat within 0.006 dB to 0.45 x
-/// the final rate, below -61 dB from 1.55 x (what would fold below 0.45 x).
-const HB4: [f32; 4] = [0.304_891_18, -0.071_261_495, 0.019_464_944, -0.003_056_491];
+// The 2x -> 1x and 4x -> 2x half-bands are `dsp::oversample`'s (odd taps).
 const RING2: usize = 64;
 const RING4: usize = 16;
 

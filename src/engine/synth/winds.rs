@@ -37,7 +37,7 @@
 //! phase; `z[0..25]` = harmonic amplitudes (set in `start`); `z[32..]` = per-synth
 //! filter state (see each synth); `z[62..64]` = theremin wobble filter.
 
-use super::{OscState, Synth, SynthCtx};
+use super::{OscState, Synth, SynthCtx, dc_out};
 use crate::dsp::biquad::BiquadCoefs;
 use crate::dsp::math::fast_tanh;
 use crate::tables::wavetable::{Table, phase_inc, read};
@@ -544,6 +544,8 @@ impl Synth for Saxophone {
         }
         store2(st, SAX_BREATH, s_breath);
         store2(st, SAX_BUZZ, s_buzz);
+        // The reed shaper's asymmetric input leaves DC (-34 dB of the note's RMS).
+        dc_out(st, ctx.sample_rate, out);
     }
 }
 
