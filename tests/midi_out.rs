@@ -161,7 +161,10 @@ pattern("ext", 5, 2.0, [[0.0, "C4", 100, 0.25], [0.5, "E4", 90, 0.25], [1.0, "G4
     let mut r = r;
     let latency = r.status_latency();
     let mut distances = Vec::new();
-    for n in on.iter().filter(|n| n.bytes[1] != 64) {
+    // Notes from the first hat the onset client heard on (it may start listening
+    // after the first beat has sounded).
+    let first_hat = *hats.first().expect("hats sound");
+    for n in on.iter().filter(|n| n.bytes[1] != 64 && between(first_hat, n.frame) >= 0) {
         let nearest = hats.iter().map(|h| between(*h, n.frame)).min_by_key(|d| d.abs()).expect("hats sound");
         distances.push(nearest);
     }
