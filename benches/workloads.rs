@@ -4,7 +4,9 @@
 //! and callgrind-free wall times; BENCHMARKS.md records the figures.
 //!
 //! Run with `cargo bench --bench workloads` (add `-- NAME` for one workload:
-//! chords, held, song, notes). FluidSynth uses FluidR3_GM where it is installed
+//! chords, held, song, notes). With `-- --callgrind` each render runs once under
+//! callgrind instead and the instructions executed are printed: figures that hold
+//! on a busy machine, where wall times do not. FluidSynth uses FluidR3_GM where it is installed
 //! (`fluid-soundfont-gm`), else TimGM6mb; `JAMRIG_BENCH_FONT` picks another font.
 //!
 //! The jamrig rig: channels 1 and 5 electric_piano, 2 and 6 bass_guitar, 3 and 7
@@ -222,6 +224,17 @@ fn run_pinned(args: &[&str]) -> Option<(f64, u64)> {
     Some((wall, kb))
 }
 
+/// Runs `args` once under callgrind; returns the instructions executed.
+fn instructions(args: &[&str]) -> Option<u64> {
+    let out = Command::new("valgrind")
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .args(args)
+        .output()
+        .ok()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    err.lines().find_map(|l| l.split("Collected :").nth(1)).and_then(|v| v.trim().replace(',', "").parse().ok())
+}
+
 fn best(runs: impl Iterator<Item = Option<(f64, u64)>>) -> Option<(f64, u64)> {
     runs.flatten().fold(None, |b: Option<(f64, u64)>, r| match b {
         Some(b) if b.0 <= r.0 => Some(b),
@@ -250,6 +263,7 @@ fn wav_seconds(path: &Path) -> f64 {
 
 fn main() {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let callgrind = std::env::args().any(|a| a == "--callgrind");
     let dir = tempfile::tempdir().expect("a temporary folder");
     let set = dir.path().join("workloads.rhai");
     std::fs::write(&set, SET).expect("write the set");
@@ -260,10 +274,14 @@ fn main() {
         (Some(f), true) => println!("FluidSynth with {} (one core each, reverb and chorus on)", f.display()),
         _ => println!("FluidSynth or a GM SoundFont is not installed: jamrig's figures alone"),
     }
-    println!(
-        "{:<8} {:>10} {:>12} {:>12} {:>7} {:>11} {:>11}",
-        "workload", "audio s", "jamrig x RT", "fluid x RT", "ratio", "jamrig MB", "fluid MB"
-    );
+    if callgrind {
+        println!("{:<8} {:>16} {:>16} {:>7}", "workload", "jamrig Ir", "fluidsynth Ir", "ratio");
+    } else {
+        println!(
+            "{:<8} {:>10} {:>12} {:>12} {:>7} {:>11} {:>11}",
+            "workload", "audio s", "jamrig x RT", "fluid x RT", "ratio", "jamrig MB", "fluid MB"
+        );
+    }
     for w in [chords(), held(), song(), notes()] {
         if !filter.is_empty() && !filter.iter().any(|f| w.name.contains(f.as_str())) {
             continue;
@@ -273,6 +291,49 @@ fn main() {
         std::fs::write(&plain, smf(&w, false)).expect("write MIDI");
         std::fs::write(&gm, smf(&w, true)).expect("write MIDI");
         let out = dir.path().join("j.wav");
+        if callgrind {
+            let ours = instructions(&[
+                jamrig,
+                "render",
+                set.to_str().unwrap(),
+                "--midi",
+                plain.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--tail",
+                "0",
+            ]);
+            let fout = dir.path().join("f.wav");
+            let theirs = match (&font, fluid) {
+                (Some(f), true) => instructions(&[
+                    "fluidsynth",
+                    "-ni",
+                    "-q",
+                    "-r",
+                    "48000",
+                    "-F",
+                    fout.to_str().unwrap(),
+                    f.to_str().unwrap(),
+                    gm.to_str().unwrap(),
+                ]),
+                _ => None,
+            };
+            // Per second of audio each wrote (FluidSynth's ends with its release tails).
+            let (a, b) = (wav_seconds(&out), wav_seconds(&fout));
+            let show = |ir: Option<u64>| ir.map_or("-".to_string(), |v| format!("{:.3e}", v as f64));
+            let ratio = match (ours, theirs) {
+                (Some(x), Some(y)) if a > 0.0 && b > 0.0 => format!("{:.2}", (y as f64 / b) / (x as f64 / a)),
+                _ => "-".to_string(),
+            };
+            println!(
+                "{:<8} {:>16} {:>16} {ratio:>7}   ({}; {a:.1} s and {b:.1} s of audio)",
+                w.name,
+                show(ours),
+                show(theirs),
+                w.what
+            );
+            continue;
+        }
         let ours = best((0..3).map(|_| {
             run_pinned(&[
                 jamrig,
@@ -321,6 +382,12 @@ fn main() {
             kb as f64 / 1024.0,
             w.what
         );
+    }
+    if callgrind {
+        println!(
+            "(instructions of the whole process, start-up included; ratio: FluidSynth's per audio second over jamrig's)"
+        );
+        return;
     }
     println!("(wall time of the whole process, best of 3, start-up included; {RATE} Hz)");
 }

@@ -2,11 +2,14 @@
 # Installs what building and testing jamrig needs, skipping what is already there:
 # the Debian/Ubuntu packages (ALSA and JACK headers, JACK itself for the live tests,
 # cmake and libclang for Ableton Link's C++), and a Rust toolchain through rustup
-# if there is no cargo, and Strudel's reference implementation of the mini-notation
+# if there is no cargo, a small General MIDI SoundFont (timgm6mb-soundfont) with
+# FluidSynth for the SoundFont cross-check and benchmarks (with `time` for their
+# peak memory), and Strudel's reference implementation of the mini-notation
 # from npm (scripts/strudel.sh). Safe to run any number of times.
 set -euo pipefail
 
-packages=(pkg-config g++ cmake libasound2-dev libclang-dev jackd2 libjack-jackd2-dev libasound2-plugins iproute2 util-linux)
+packages=(pkg-config g++ cmake libasound2-dev libclang-dev jackd2 libjack-jackd2-dev libasound2-plugins iproute2 util-linux
+    timgm6mb-soundfont fluidsynth time)
 # Node.js runs Strudel, the reference for the mini-notation conformance test; a
 # Node.js installed some other way (with its own npm) is fine too.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

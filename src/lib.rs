@@ -18,6 +18,7 @@ pub mod live;
 pub mod offline;
 pub mod params;
 pub mod rig;
+pub mod samples;
 pub mod script;
 pub mod tables;
 pub mod theory;

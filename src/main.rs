@@ -63,8 +63,20 @@ enum Command {
         /// beyond loopback.
         #[arg(long, value_name = "TOKEN", requires = "listen")]
         listen_token: Option<String>,
+        /// Connect jamrig's MIDI output (`jamrig:out`) to this device: a name (part
+        /// of it) or an index from `jamrig ports`.
+        #[arg(long, value_name = "NAME|INDEX")]
+        midi_out: Option<String>,
+        /// Send MIDI clock (24 ppqn, Start, Stop, Continue, Song Position) from the
+        /// transport, whatever its source (overrides the set's clock_out).
+        #[arg(long)]
+        clock_out: bool,
+        /// A folder whose samples and SoundFonts the set may read too, besides its
+        /// own folder (may be given more than once).
+        #[arg(long, value_name = "DIR")]
+        samples: Vec<PathBuf>,
     },
-    /// List MIDI inputs and audio outputs.
+    /// List MIDI inputs and outputs and audio outputs.
     Ports,
     /// Render a set (and optionally a MIDI file) to a WAV file, faster than real time;
     /// or play a session capture again (`--replay DIR`).
@@ -83,6 +95,16 @@ enum Command {
         /// through the built-in General MIDI rig (program changes pick instruments).
         #[arg(long)]
         midi: Option<PathBuf>,
+        /// With --midi and no set: the General MIDI SoundFont to play the file through
+        /// (without it: $JAMRIG_SOUNDFONT, the path in ~/.config/jamrig/soundfont,
+        /// then /usr/share/sounds/sf2 and /usr/share/soundfonts; else jamrig's own
+        /// synthesized instruments).
+        #[arg(long, value_name = "FILE", requires = "midi", conflicts_with_all = ["set", "no_soundfont"])]
+        soundfont: Option<PathBuf>,
+        /// With --midi and no set: play through jamrig's own synthesized instruments
+        /// even when a SoundFont is found.
+        #[arg(long, requires = "midi", conflicts_with = "set")]
+        no_soundfont: bool,
         /// With --midi and a set: play the set's patterns over the file too.
         #[arg(long, requires = "midi")]
         patterns: bool,
@@ -102,6 +124,10 @@ enum Command {
         /// Sample format: s16, s24 or f32.
         #[arg(long, default_value = "s16")]
         format: SampleFormat,
+        /// A folder whose samples and SoundFonts the set may read too, besides its
+        /// own folder (may be given more than once).
+        #[arg(long, value_name = "DIR")]
+        samples: Vec<PathBuf>,
     },
     /// Evaluate and validate a set, print the rig; exits non-zero on error.
     Check {
@@ -115,6 +141,10 @@ enum Command {
         /// (each pattern, one line per bar).
         #[arg(long, value_enum, default_value = "json", requires = "events")]
         format: job::EventFormat,
+        /// A folder whose samples and SoundFonts the set may read too, besides its
+        /// own folder (may be given more than once).
+        #[arg(long, value_name = "DIR")]
+        samples: Vec<PathBuf>,
     },
     /// Hear one preset of the library: an instrument's note (held 1 s, then left to
     /// ring out), a drum sound's hit, or two bars of a pattern or fill.
@@ -248,6 +278,9 @@ fn main() -> ExitCode {
             capture,
             listen,
             listen_token,
+            midi_out,
+            clock_out,
+            samples,
         } => {
             let listen = match listen.map(|a| jamrig::live::listen::ListenOptions::new(a, listen_token)).transpose() {
                 Ok(l) => l,
@@ -273,6 +306,9 @@ fn main() -> ExitCode {
                 record_patterns,
                 capture,
                 listen,
+                midi_out,
+                clock_out,
+                samples,
             };
             return match jamrig::live::play(opts) {
                 PlayOutcome::Stopped => ExitCode::SUCCESS,
@@ -290,18 +326,51 @@ fn main() -> ExitCode {
             print!("{}", jamrig::live::ports());
             Ok(())
         }
-        Command::Render { set, replay, out, midi, patterns, tail, bars, seconds, rate, format } => {
+        Command::Render {
+            set,
+            replay,
+            out,
+            midi,
+            soundfont,
+            no_soundfont,
+            patterns,
+            tail,
+            bars,
+            seconds,
+            rate,
+            format,
+            samples,
+        } => {
             let length = match (bars, seconds) {
                 (Some(b), _) => Length::Bars(b),
                 (_, Some(s)) => Length::Seconds(s),
                 _ => Length::Auto,
             };
-            let job = RenderJob { set, out: out.clone(), midi, length, sample_rate: rate, format, tail, patterns };
+            let soundfont = match (soundfont, no_soundfont) {
+                (Some(f), _) => job::FontChoice::Named(f),
+                (None, true) => job::FontChoice::Synthesized,
+                (None, false) => job::FontChoice::Search,
+            };
+            let job = RenderJob {
+                set,
+                out: out.clone(),
+                midi,
+                length,
+                sample_rate: rate,
+                format,
+                tail,
+                patterns,
+                soundfont,
+                samples,
+            };
             let result = match &replay {
                 Some(dir) => job::replay(dir, &out, format),
                 None => job::run(&job),
             };
             result.map(|r| {
+                if let Some(line) = &r.rig {
+                    eprintln!("{line}");
+                }
                 for w in &r.warnings {
                     eprintln!("warning: {w}");
                 }
@@ -314,9 +383,9 @@ fn main() -> ExitCode {
                 );
             })
         }
-        Command::Check { set, events, format } => match events {
-            Some(bars) => job::check_events(&set, bars, format).map(|s| print!("{s}")),
-            None => job::check(&set).map(|s| print!("{s}")),
+        Command::Check { set, events, format, samples } => match events {
+            Some(bars) => job::check_events(&set, bars, format, &samples).map(|s| print!("{s}")),
+            None => job::check(&set, &samples).map(|s| print!("{s}")),
         },
         Command::Levels { sets, range } => jamrig::offline::levels::report(&sets, range).map(|s| print!("{s}")),
         Command::Audition(args) => match audition(args) {

@@ -337,6 +337,136 @@ fn sound_paths_never_allocate() {
     }
 }
 
+/// Sample voices (SoundFont presets with layers, loops and exclusive classes, a
+/// font kit, user drum samples and a sample instrument) under every controller a
+/// General MIDI file uses, while the control side loads fonts and swaps them:
+/// the process path allocates and frees nothing, and a bank no snapshot names is
+/// freed on the control side once its last voice ends.
+#[test]
+fn sample_voices_and_font_swaps_never_allocate() {
+    use common::sf2::{self, Preset, Sample, Zone};
+    let dir = tempfile::tempdir().unwrap();
+    let sine = |hz: f64, root: u8| {
+        let data = sf2::sine(hz, 44_100, 100, 0.4);
+        let len = data.len() as u32;
+        Sample { data, rate: 44_100, root, correction: 0, loop_points: (len / 4, len) }
+    };
+    let zone = |keys: (u8, u8), vels: (u8, u8), sample: u16, gens: Vec<(u16, i16)>| Zone { keys, vels, sample, gens };
+    let font = |hz: f64| {
+        let looped = vec![(54, 1), (8, 8000), (34, -3000), (38, -2000), (5, 50), (22, 100)];
+        let presets = vec![
+            Preset {
+                name: "Lead".into(),
+                bank: 0,
+                program: 0,
+                zones: vec![zone((0, 127), (0, 80), 0, looped.clone()), zone((0, 127), (81, 127), 1, looped.clone())],
+            },
+            Preset {
+                name: "Other".into(),
+                bank: 8,
+                program: 5,
+                zones: vec![zone((0, 127), (0, 127), 1, looped.clone())],
+            },
+            Preset {
+                name: "Kit".into(),
+                bank: 128,
+                program: 0,
+                zones: vec![
+                    zone((42, 42), (0, 127), 0, vec![(57, 1)]),
+                    zone((46, 46), (0, 127), 1, vec![(57, 1), (54, 1)]),
+                ],
+            },
+        ];
+        sf2::write(&presets, &[sine(hz, 60), sine(hz * 1.5, 60)])
+    };
+    std::fs::write(dir.path().join("a.sf2"), font(220.0)).unwrap();
+    std::fs::write(dir.path().join("b.sf2"), font(330.0)).unwrap();
+    sf2::wav(&dir.path().join("hit.wav"), &sf2::sine(200.0, 22_050, 20, 0.5), 22_050);
+    let text = |f: &str| {
+        format!(
+            r#"soundfont("f", "{f}");
+            sample("hit", "hit.wav", #{{ note: 60 }});
+            sample_instrument("tone", "hit.wav", #{{ root: "C4", loop_start: 100, loop_end: 2000 }});
+            channel(1, sf("f", "Lead"));
+            channel(2, #{{ soundfont: "f", bank: 8, program: 5, reverb: 0.2, distortion: 0.5, saturation: 0.3 }});
+            channel(3, "tone", #{{ chorus: 0.3 }});
+            drums(10, #{{ soundfont: "f" }});
+            drums(11);"#
+        )
+    };
+    let eval = |t: &str| {
+        common::host().eval_source("set.rhai", t, Some(dir.path().to_path_buf()), Set::default(), false).unwrap().set
+    };
+    let a = eval(&text("a.sf2"));
+    let b = eval(&text("b.sf2"));
+    let none = common::set("channel(1, \"organ\");");
+    let font_a = a.fonts["f"].bank.0.clone();
+    let Renderer { mut engine, mut controller, .. } = Renderer::with_tables(&a, common::tables(48000)).expect("rig");
+    let mut out = vec![0.0f32; 512 * 2];
+    let mut sets = [a, b];
+    for round in 0..600usize {
+        if round % 50 == 25 {
+            // Load a changed font on the control side while voices of the old one sound.
+            std::fs::write(dir.path().join("b.sf2"), font(300.0 + round as f64)).unwrap();
+            sets[1] = eval(&text("b.sf2"));
+        }
+        if round % 7 == 0 {
+            controller.publish_set(&sets[(round / 7) % 2]).expect("publish");
+        }
+        let f = engine.frames_out();
+        let mut evs = Vec::new();
+        for k in 0..6u8 {
+            let ch = [0u8, 1, 2, 9, 10, 9][k as usize];
+            let note = [40 + (round % 40) as u8, 60, 64, 42 + 4 * (round % 2) as u8, 36, 60][k as usize];
+            evs.push(Event::new(f + k as u64 * 11, EventKind::NoteOn { channel: ch, note, velocity: 40 + k * 15 }));
+            evs.push(Event::new(f + 300 + k as u64, EventKind::NoteOff { channel: ch, note }));
+        }
+        for (cc, value) in [
+            (0u8, 8u8),
+            (1, 64),
+            (11, 100),
+            (91, 70),
+            (93, 40),
+            (101, 0),
+            (100, 0),
+            (6, 12),
+            (38, 50),
+            (64, 127),
+            (64, 0),
+            (7, 100),
+            (10, 30),
+        ] {
+            evs.push(Event::new(f + 5, EventKind::Control { channel: (round % 3) as u8, cc, value }));
+        }
+        evs.push(Event::new(f + 6, EventKind::Program { channel: 1, program: (round % 7) as u8 }));
+        evs.push(Event::new(f + 7, EventKind::PitchBend { channel: 0, value: (round as i16 * 131) % 8000 }));
+        evs.push(Event::new(f + 8, EventKind::Pressure { channel: 0, value: 90 }));
+        for ev in evs {
+            controller.send(ev);
+        }
+        reset_violation_count();
+        assert_no_alloc(|| engine.process(&mut out, 2));
+        assert_eq!(violation_count(), 0, "sample voices allocated or freed in round {round}");
+        assert!(out.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
+        controller.collect();
+    }
+    let stats = controller.stats().clone();
+    assert_eq!(stats.trash_overflow.load(Relaxed), 0);
+    assert_eq!(stats.banks_overflow.load(Relaxed), 0);
+    // A set without banks: once the voices end, the engine holds no bank and the old
+    // ones come back to be freed here.
+    drop(sets);
+    controller.publish_set(&none).expect("publish");
+    for _ in 0..400 {
+        reset_violation_count();
+        assert_no_alloc(|| engine.process(&mut out, 2));
+        assert_eq!(violation_count(), 0);
+        controller.collect();
+    }
+    assert_eq!(stats.banks_held.load(Relaxed), 0, "the engine still holds banks");
+    assert_eq!(std::sync::Arc::strong_count(&font_a), 2, "font a is held beyond this test and the host's cache");
+}
+
 /// Overload: more events than the engine holds (the overflow policy makes room by
 /// rank), thousands due in one tick (the rest wait for later ticks), and a pattern
 /// with more hits on one beat than a tick plays (the hit budget), all under
@@ -380,4 +510,104 @@ fn overload_and_overflow_never_allocate() {
     assert!(stats.events_overflow.load(Relaxed) > 0, "the queue overflowed");
     assert!(stats.hits_overflow.load(Relaxed) > 0, "the hit budget was reached");
     assert!(stats.events_late.load(Relaxed) > 0, "a burst waited for later ticks");
+}
+
+/// MIDI out and clock out: external channels (patterns, input notes, controllers,
+/// bend, programs), the clock through Start, Stop, Continue, Song Position and
+/// relocations in every sync mode, note-offs on stop, panic and reloads that
+/// remove or move an external channel, a full queue; and the writer that drains
+/// the queue into a port. None of it allocates or frees.
+#[test]
+fn midi_out_and_clock_out_never_allocate() {
+    let a = common::set(
+        r#"
+        tempo(120);
+        clock_out(true);
+        midi_out("op-xy", #{ latency_ms: 5 });
+        channel(1, "synth_bass");
+        channel(3, #{ midi_out: "op-xy", out_channel: 1 });
+        channel(4, #{ midi_out: "digitakt", out_channel: 9 });
+        drums(10);
+        pattern("ext", 3, 1.0, [[0.0, "C3", 100, 0.75], [0.5, "G3", 100, 0.1]]);
+        pattern("beat", 10, "rock");
+        "#,
+    );
+    let b = common::set(
+        r#"
+        tempo(97);
+        channel(1, "synth_bass");
+        channel(4, #{ midi_out: "digitakt", out_channel: 2 });
+        drums(10);
+        pattern("ext", 4, 2.0, [[0.0, "C2", 100, 1.5]]);
+        "#,
+    );
+    let modes = [
+        jamrig::rig::set::SyncMode::Internal,
+        jamrig::rig::set::SyncMode::Midi,
+        jamrig::rig::set::SyncMode::Link { quantum: 4.0 },
+    ];
+    let with = |s: &Set, m| {
+        let mut s = s.clone();
+        s.sync = m;
+        s
+    };
+    let Renderer { mut engine, mut controller, .. } = Renderer::with_tables(&a, common::tables(48000)).expect("rig");
+    let queue = jamrig::engine::midi_out::queue();
+    engine.midi_out_into(queue.clone());
+    let mut writer = jamrig::live::midi_out::OutWriter::default();
+    let mut written = 0usize;
+    let mut out = vec![0.0f32; 1024 * 2];
+    let mut tick_at = 0.0f64;
+    for round in 0..600usize {
+        if round % 25 == 0 {
+            let m = modes[(round / 25) % 3];
+            controller.publish_set(&with(if round % 50 == 0 { &a } else { &b }, m)).expect("publish");
+        }
+        let base = engine.frames_out();
+        let frames = [64usize, 256, 1000, 1024][round % 4];
+        while tick_at < (base + frames as u64) as f64 {
+            controller.send(Event::new(tick_at as u64, EventKind::Clock));
+            tick_at += 1000.0;
+        }
+        let kind = match round % 40 {
+            1 => Some(EventKind::ClockStart),
+            5 => Some(EventKind::NoteOn { channel: 2, note: 64, velocity: 90 }),
+            6 => Some(EventKind::Control { channel: 2, cc: 74, value: 64 }),
+            7 => Some(EventKind::PitchBend { channel: 3, value: -300 }),
+            8 => Some(EventKind::Program { channel: 3, program: 12 }),
+            9 => Some(EventKind::Pressure { channel: 2, value: 30 }),
+            12 => Some(EventKind::Stop),
+            13 => Some(EventKind::ClockStop),
+            14 => Some(EventKind::SongPosition(48)),
+            16 => Some(EventKind::ClockContinue),
+            18 => Some(EventKind::Continue),
+            22 => Some(EventKind::Start),
+            30 => Some(EventKind::Panic),
+            33 => Some(EventKind::Control { channel: 3, cc: 123, value: 0 }),
+            _ => None,
+        };
+        if let Some(k) = kind {
+            controller.send(Event::new(base + 5, k));
+        }
+        let timeline = jamrig::engine::sync::ExternalTimeline {
+            frame: base,
+            beat: base as f64 / 24000.0 + if round % 90 == 45 { 3.0 } else { 0.0 },
+            bpm: 120.0,
+            playing: (round / 30) % 2 == 0,
+        };
+        let buf = &mut out[..frames * 2];
+        // Now and then the writer falls behind and the queue fills up.
+        let drain = round % 100 < 90;
+        reset_violation_count();
+        assert_no_alloc(|| {
+            engine.follow_timeline(timeline);
+            engine.process(buf, 2);
+            if drain {
+                writer.write_due(&queue, (base + frames as u64) as i64, |m| Some(m.frame as i64), |_, _| written += 1);
+            }
+        });
+        assert_eq!(violation_count(), 0, "the MIDI out path allocated or freed in round {round}");
+        controller.collect();
+    }
+    assert!(written > 100, "the writer wrote what the engine sent ({written})");
 }

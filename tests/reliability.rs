@@ -919,8 +919,9 @@ fn a_midi_file_without_a_set_plays_through_the_general_midi_rig_without_patterns
     let mid = dir.path().join("song.mid");
     std::fs::write(&mid, song()).unwrap();
     let out = dir.path().join("out.wav");
-    let o = jamrig(&["render", "--midi", s(&mid), "-o", s(&out), "--seconds", "2", "--tail", "0"]);
+    let o = jamrig(&["render", "--midi", s(&mid), "-o", s(&out), "--seconds", "2", "--tail", "0", "--no-soundfont"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("General MIDI rig: jamrig's own synthesized instruments"), "{}", stderr(&o));
     let (rate, x) = wav(&out);
     let note = &x[..rate as usize];
     let f = common::peak_freq(&common::mono(note), rate as f64, 200.0, 2000.0);
@@ -928,11 +929,52 @@ fn a_midi_file_without_a_set_plays_through_the_general_midi_rig_without_patterns
     // No drum patterns (the example set's) over the file: the second half is quiet.
     assert!(common::peak(&x[3 * rate as usize..]) < 0.01, "nothing plays after the note");
     // The choice of rig is in one place.
-    use jamrig::offline::job::RigChoice;
-    assert_eq!(RigChoice::for_job(None, Some(&mid)), RigChoice::GeneralMidi);
-    assert_eq!(RigChoice::for_job(None, None), RigChoice::Example);
+    use jamrig::offline::job::{FontChoice, RigChoice};
+    let synth = FontChoice::Synthesized;
+    assert_eq!(RigChoice::for_job(None, Some(&mid), &synth), RigChoice::GeneralMidi { searched: false });
+    assert_eq!(RigChoice::for_job(None, None, &synth), RigChoice::Example);
     let p = PathBuf::from("x.rhai");
-    assert_eq!(RigChoice::for_job(Some(&p), Some(&mid)), RigChoice::Set(p.clone()));
+    assert_eq!(RigChoice::for_job(Some(&p), Some(&mid), &synth), RigChoice::Set(p.clone()));
+    let f = FontChoice::Named(PathBuf::from("gm.sf2"));
+    assert_eq!(RigChoice::for_job(Some(&p), Some(&mid), &f), RigChoice::Set(p.clone()));
+}
+
+/// The small General MIDI font scripts/deps.sh installs.
+const GM_FONT: &str = "/usr/share/sounds/sf2/TimGM6mb.sf2";
+
+#[test]
+fn a_midi_file_without_a_set_plays_through_a_general_midi_soundfont_and_says_which() {
+    assert!(Path::new(GM_FONT).is_file(), "{GM_FONT} is missing: scripts/deps.sh installs timgm6mb-soundfont");
+    let dir = tempfile::tempdir().unwrap();
+    let mid = dir.path().join("song.mid");
+    std::fs::write(&mid, song()).unwrap();
+    let out = dir.path().join("out.wav");
+    let args = ["render", "--midi", s(&mid), "-o", s(&out), "--seconds", "1", "--tail", "0"];
+    // Named on the command line.
+    let o = jamrig(&[&args[..], &["--soundfont", GM_FONT]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = format!("General MIDI rig: SoundFont {GM_FONT} (named with --soundfont)");
+    assert_eq!(stderr(&o).lines().filter(|l| l.starts_with("General MIDI rig")).collect::<Vec<_>>(), [line.as_str()]);
+    let (rate, x) = wav(&out);
+    let f = common::peak_freq(&common::mono(&x[..rate as usize]), rate as f64, 200.0, 2000.0);
+    assert!((f - 440.0).abs() < 8.0, "the font's violin plays A4 ({f} Hz)");
+    // Named by the environment (a copy, so the line shows which).
+    let copy = dir.path().join("copy.sf2");
+    std::fs::copy(GM_FONT, &copy).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_jamrig")).args(args).env("JAMRIG_SOUNDFONT", &copy).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("SoundFont {} (from $JAMRIG_SOUNDFONT)", copy.display())), "{}", stderr(&o));
+    // A file that is not a font: one clear line, nothing written.
+    std::fs::remove_file(&out).unwrap();
+    let o = jamrig(&[&args[..], &["--soundfont", s(&mid)]].concat());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("is not a SoundFont") && stderr(&o).contains("--soundfont"), "{}", stderr(&o));
+    assert!(!out.exists());
+    // --soundfont is for the General MIDI rig: a set names its own fonts.
+    let set = dir.path().join("set.rhai");
+    std::fs::write(&set, "channel(1, \"sine\");").unwrap();
+    let o = jamrig(&["render", s(&set), "--midi", s(&mid), "-o", s(&out), "--soundfont", GM_FONT]);
+    assert!(!o.status.success(), "{}", stderr(&o));
 }
 
 #[test]

@@ -330,7 +330,7 @@ fn wrong_argument_shape() {
     check(
         &d,
         Want {
-            headline: "test.rhai:1:1: channel cannot take (text): expected channel(number, \"instrument\"[, #{ settings }]) or channel(number, #{ synth: ..., ... })",
+            headline: "test.rhai:1:1: channel cannot take (text): expected channel(number, \"instrument\"[, #{ settings }]) or channel(number, #{ synth: ..., ... }) or channel(number, #{ midi_out: \"device\", out_channel: 1 })",
             line: "channel(\"one\");",
             under: "channel",
             label: None,

@@ -26,6 +26,9 @@ fn synth_of(spec: &ChannelSpec) -> &str {
     match &spec.kind {
         ChannelKind::Synth { synth, .. } => synth,
         ChannelKind::Drums => "drums",
+        ChannelKind::External { .. } => "external",
+        ChannelKind::Sampled { .. } => "soundfont",
+        ChannelKind::SampleInstrument { .. } => "sample",
     }
 }
 
@@ -455,6 +458,7 @@ fn master_meter_and_tempo() {
     assert_eq!((s.tempo_bpm, s.beats_per_bar, s.master.gain, s.master.mode), (128.0, 3.0, 0.8, MasterMode::Limiter));
     assert_eq!(set(r#"master(#{ mode: "softclip" });"#).master.mode, MasterMode::SoftClip);
     assert_eq!(set("tempo(20);").tempo_bpm, 20.0);
+    assert_eq!(set("tempo(400);").tempo_bpm, 400.0);
     assert_eq!(set("tempo(999);").tempo_bpm, 999.0);
     assert_eq!(set("tempo(97.5);").tempo_bpm, 97.5);
     for bad in ["tempo(19.9);", "tempo(1000);", "meter(0);", "master(#{ gain: 5.0 });", r#"master(#{ mode: "loud" });"#]
@@ -786,4 +790,36 @@ fn every_hit_spec_is_inside_its_pattern() {
         assert_eq!(pat.length_beats, lib.patterns[name].beats * 3.0);
         assert!(pat.hits.iter().all(|h: &HitSpec| h.beat >= 0.0 && h.beat < pat.length_beats), "{name}");
     }
+}
+
+#[test]
+fn an_external_channel_its_device_latency_and_clock_out() {
+    let s = set(r#"
+midi_out("op-xy", #{ latency_ms: 12 });
+channel(5, #{ midi_out: "op-xy", out_channel: 1 });
+channel(6, #{ midi_out: "digitakt" });
+clock_out(true);
+"#);
+    assert_eq!(ch(&s, 5).kind, ChannelKind::External { device: "op-xy".into(), channel: 1 });
+    // The out channel is the channel's own unless given.
+    assert_eq!(ch(&s, 6).kind, ChannelKind::External { device: "digitakt".into(), channel: 6 });
+    assert_eq!(s.midi_outs.get("op-xy"), Some(&12.0));
+    assert!(s.clock_out);
+    assert!(!set("tempo(120);").clock_out, "clock out is off unless asked");
+    let snap = jamrig::rig::build::build(&s, None).unwrap();
+    assert_eq!(
+        snap.channels[4].unwrap().source,
+        jamrig::engine::snapshot::Source::External { channel: 0, latency_ms: 12.0 }
+    );
+    assert!(snap.clock_out);
+}
+
+#[test]
+fn external_channel_mistakes_are_reported() {
+    let d = eval_err(r#"channel(5, #{ midi_out: "op-xy", out_channel: 17 });"#);
+    assert!(d.message.contains("channel must be a whole number from 1 to 16"), "{}", d.message);
+    let d = eval_err(r#"channel(5, #{ midi_out: "op-xy", outchannel: 2 });"#);
+    assert!(d.message.contains("takes midi_out and out_channel, not outchannel"), "{}", d.message);
+    let d = eval_err(r#"midi_out("op-xy", #{ latency_ms: 900 });"#);
+    assert!(d.message.contains("latency_ms is 900, outside 0..500"), "{}", d.message);
 }

@@ -98,3 +98,16 @@ fn program_mappings_and_program_changes_are_saved() {
     assert!(live.channels[&10].is_drums());
     round_trip(&live);
 }
+
+#[test]
+fn external_channels_their_devices_and_clock_out_round_trip() {
+    round_trip(&common::set(
+        r#"
+clock_out(true);
+midi_out("op-xy", #{ latency_ms: 7.5 });
+channel(5, #{ midi_out: "op-xy", out_channel: 1 });
+drums(10);
+pattern("b", 5, 4.0, [[0.0, "C3", 100, 1.0]]);
+"#,
+    ));
+}

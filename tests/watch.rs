@@ -132,3 +132,27 @@ fn imported_modules_are_watched_too() {
     assert_eq!(b.len(), 1, "{b:?}");
     assert!(b[0].iter().all(|p| *p == absolute(&module)));
 }
+
+#[test]
+fn a_sample_folder_reports_files_coming_going_and_changing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bank = dir.path().join("bd");
+    std::fs::create_dir(&bank).unwrap();
+    std::fs::write(bank.join("a.wav"), b"x").unwrap();
+    let (tx, rx) = channel();
+    let _w = watch(std::slice::from_ref(&bank), move |p| {
+        let _ = tx.send((Instant::now(), p));
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let folder = absolute(&bank);
+    std::fs::write(bank.join("b.wav"), b"new").unwrap();
+    let b = bursts(&rx, Duration::from_millis(300));
+    assert!(!b.is_empty() && b.iter().flatten().all(|p| *p == folder), "added: {b:?}");
+    std::fs::remove_file(bank.join("a.wav")).unwrap();
+    let b = bursts(&rx, Duration::from_millis(300));
+    assert!(!b.is_empty() && b.iter().flatten().all(|p| *p == folder), "removed: {b:?}");
+    std::fs::write(bank.join("b.wav"), b"changed").unwrap();
+    let b = bursts(&rx, Duration::from_millis(300));
+    assert!(!b.is_empty() && b.iter().flatten().all(|p| *p == folder), "rewritten: {b:?}");
+}

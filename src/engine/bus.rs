@@ -11,6 +11,7 @@ use crate::dsp::oversample::Oversampler4;
 use crate::dsp::phaser::Phaser;
 use crate::dsp::reverb::Reverb;
 use crate::dsp::svf::{Svf, SvfCoefs};
+use crate::engine::TICK_FRAMES;
 use crate::params::{NUM_PARAMS, Param, ParamValues};
 use std::f32::consts::FRAC_PI_4;
 
@@ -50,6 +51,59 @@ const REVERB_CHARACTERS: [(f32, f32); 9] = [
     (5.0, 0.35),                                // canyon
     (12.0, 0.5),                                // taj mahal: the longest
 ];
+
+/// How long the chorus and reverb keep running after the last effect send of a
+/// sample voice, beyond the reverb's own decay time.
+const SEND_TAIL_SECONDS: f32 = 0.5;
+
+/// A reverb type's decay time at `reverb_decay` 1 and its damping, for `t`'s type.
+pub fn reverb_character(t: &ParamValues) -> (f32, f32) {
+    REVERB_CHARACTERS.get(t.get(Param::ReverbType) as usize).copied().unwrap_or(REVERB_CHARACTERS[0])
+}
+
+/// One tick of a channel's input: the mono sum of its synth and drum-kit voices,
+/// and the stereo sum and effect sends of its sample voices (those are written
+/// only while sample voices play, and the flags say so).
+pub struct ChannelInput {
+    pub mono: [f32; TICK_FRAMES],
+    pub left: [f32; TICK_FRAMES],
+    pub right: [f32; TICK_FRAMES],
+    pub chorus: [f32; TICK_FRAMES],
+    pub reverb: [f32; TICK_FRAMES],
+    pub stereo: bool,
+    pub sent: bool,
+}
+
+impl Default for ChannelInput {
+    fn default() -> Self {
+        ChannelInput {
+            mono: [0.0; TICK_FRAMES],
+            left: [0.0; TICK_FRAMES],
+            right: [0.0; TICK_FRAMES],
+            chorus: [0.0; TICK_FRAMES],
+            reverb: [0.0; TICK_FRAMES],
+            stereo: false,
+            sent: false,
+        }
+    }
+}
+
+impl ChannelInput {
+    /// Zeroes what the last tick wrote.
+    pub fn clear(&mut self) {
+        self.mono = [0.0; TICK_FRAMES];
+        if self.stereo {
+            self.left = [0.0; TICK_FRAMES];
+            self.right = [0.0; TICK_FRAMES];
+            self.stereo = false;
+        }
+        if self.sent {
+            self.chorus = [0.0; TICK_FRAMES];
+            self.reverb = [0.0; TICK_FRAMES];
+            self.sent = false;
+        }
+    }
+}
 
 /// The stereo spread's delay `D`: while spread is on, the channel is heard `D` late,
 /// with the side signal `mid(t) - mid(t - 2D)` added left and taken right.
@@ -134,10 +188,14 @@ pub struct Bus {
     trem_phase: f64,
     /// DC blocker after distortion and saturation.
     dc: [f32; 2],
-    /// Distortion and saturation run oversampled; how far the output has moved to
-    /// the oversampled path (0..1, so that switching them on or off never clicks).
-    oversampler: Oversampler4,
+    /// The DC blocker's state for the right side of stereo input.
+    dc_right: [f32; 2],
+    /// Distortion and saturation run oversampled (one oversampler per side); how far
+    /// the output has moved to the oversampled path (0..1, so that switching them on
+    /// or off never clicks); whether the right side was driven last tick.
+    oversampler: [Oversampler4; 2],
     drive_on: f32,
+    drive_stereo: bool,
     chorus: Chorus,
     chorus_dormant: bool,
     phaser: Phaser,
@@ -163,6 +221,11 @@ pub struct Bus {
     feed: Box<[f32]>,
     wet_l: Box<[f32]>,
     wet_r: Box<[f32]>,
+    /// The right side before the chorus (stereo input).
+    right_in: Box<[f32]>,
+    /// Frames the chorus and the reverb keep running after the last effect send.
+    chorus_tail: u32,
+    reverb_tail: u32,
 }
 
 impl Bus {
@@ -174,8 +237,10 @@ impl Bus {
             glides: std::array::from_fn(|i| Glide::new(defaults.0[i], tick, sample_rate)),
             trem_phase: 0.0,
             dc: [0.0; 2],
-            oversampler: Oversampler4::new(),
+            dc_right: [0.0; 2],
+            oversampler: [Oversampler4::new(), Oversampler4::new()],
             drive_on: 0.0,
+            drive_stereo: false,
             chorus: Chorus::new(sample_rate),
             chorus_dormant: true,
             phaser: Phaser::default(),
@@ -196,6 +261,9 @@ impl Bus {
             feed: crate::dsp::zeroed(tick),
             wet_l: crate::dsp::zeroed(tick),
             wet_r: crate::dsp::zeroed(tick),
+            right_in: crate::dsp::zeroed(tick),
+            chorus_tail: 0,
+            reverb_tail: 0,
         }
     }
 
@@ -224,7 +292,8 @@ impl Bus {
     /// Clears all state (after a numeric fault).
     pub fn clear(&mut self) {
         self.dc = [0.0; 2];
-        self.oversampler.clear();
+        self.dc_right = [0.0; 2];
+        self.oversampler.iter_mut().for_each(Oversampler4::clear);
         self.chorus.clear();
         self.phaser.clear();
         self.delay.clear();
@@ -233,12 +302,34 @@ impl Bus {
         self.lowpass.state = [Svf::default(); 2];
     }
 
-    /// Processes one tick of mono input into `out`, gliding toward the targets `t`.
-    pub fn process(&mut self, input: &[f32], t: &ParamValues, out: BusOut) {
-        let n = input.len();
+    /// Processes one tick of input into `out`, gliding toward the targets `t`. Mono
+    /// input (synths) runs mono up to the chorus; with stereo input (sample voices)
+    /// the stages before the chorus run on each side, and the voices' effect sends
+    /// feed the chorus and the reverb whatever their mix (their wet output adds on).
+    pub fn process(&mut self, input: &ChannelInput, t: &ParamValues, out: BusOut) {
+        let n = input.mono.len();
         let sr = self.sr;
+        let stereo = input.stereo;
         let mono = &mut self.mono[..n];
-        mono.copy_from_slice(input);
+        mono.copy_from_slice(&input.mono);
+        let right_in = &mut self.right_in[..n];
+        if stereo {
+            for i in 0..n {
+                right_in[i] = mono[i] + input.right[i];
+                mono[i] += input.left[i];
+            }
+        }
+        if input.sent {
+            let (type_decay, _) =
+                REVERB_CHARACTERS.get(t.get(Param::ReverbType) as usize).copied().unwrap_or(REVERB_CHARACTERS[0]);
+            let decay = t.get(Param::ReverbDecay) * type_decay;
+            self.chorus_tail = (SEND_TAIL_SECONDS * sr) as u32;
+            self.reverb_tail = ((decay * 1.5 + SEND_TAIL_SECONDS) * sr) as u32;
+        }
+        let chorus_send = self.chorus_tail > 0;
+        let reverb_send = self.reverb_tail > 0;
+        self.chorus_tail = self.chorus_tail.saturating_sub(n as u32);
+        self.reverb_tail = self.reverb_tail.saturating_sub(n as u32);
 
         // Distortion (a driven tanh blended in by the amount), then saturation (a gentle
         // tanh, blended), at four times the rate: the harmonics the curves make above
@@ -251,32 +342,44 @@ impl Bus {
         let driven = d0 > 0.0 || dd != 0.0 || s0 > 0.0 || sd != 0.0;
         if driven || self.drive_on > 0.0 {
             if self.drive_on == 0.0 {
-                self.oversampler.clear();
+                self.oversampler.iter_mut().for_each(Oversampler4::clear);
+            } else if stereo && !self.drive_stereo {
+                self.oversampler[1].clear();
             }
-            let dry = &mut self.feed[..n];
-            dry.copy_from_slice(mono);
-            self.oversampler.process(mono, |i, x| {
+            self.drive_stereo = stereo;
+            let curve = |i: usize, x: f32| {
                 let k = (i as i32 + 1) as f32;
                 let a = d0 + dd * k;
                 let drive = (g0 + gd * k) * (1.0 + 3.0 * a);
                 let x = x + (fast_tanh(x * drive) * 0.5 - x) * a;
                 let b = s0 + sd * k;
                 x + (fast_tanh(x * (1.0 + 2.0 * b)) - x) * b
-            });
+            };
             let target = if driven { 1.0 } else { 0.0 };
-            if self.drive_on != target || target != 1.0 {
-                for (x, d) in mono.iter_mut().zip(dry.iter()) {
-                    let w = self.drive_on;
-                    *x = d + (*x - d) * w;
-                    self.drive_on = w + (target - w).clamp(-self.wake_step, self.wake_step);
+            let on0 = self.drive_on;
+            let [os_l, os_r] = &mut self.oversampler;
+            let sides = [(&mut *mono, &mut self.wet_l[..n], os_l), (&mut *right_in, &mut self.wet_r[..n], os_r)];
+            for (side, dry, os) in sides.into_iter().take(1 + stereo as usize) {
+                dry.copy_from_slice(side);
+                os.process(side, curve);
+                let mut on = on0;
+                if on0 != target || target != 1.0 {
+                    for (x, d) in side.iter_mut().zip(dry.iter()) {
+                        *x = d + (*x - d) * on;
+                        on += (target - on).clamp(-self.wake_step, self.wake_step);
+                    }
                 }
-            }
-            if !self.oversampler.is_finite() {
-                self.oversampler.clear();
+                self.drive_on = on;
+                if !os.is_finite() {
+                    os.clear();
+                }
             }
             // DC out: driven even harmonics (an asymmetric wave through the curves
             // above) leave it. A 5 Hz corner leaves the lowest bass alone.
             crate::dsp::math::dc_block(mono, &mut self.dc, sr);
+            if stereo {
+                crate::dsp::math::dc_block(right_in, &mut self.dc_right, sr);
+            }
         }
 
         // Tremolo: gain 1 - depth * (1 + sin) / 2.
@@ -287,11 +390,13 @@ impl Bus {
             let s_a = (self.trem_phase * std::f64::consts::TAU).sin() as f32;
             let s_b = ((self.trem_phase + dphase) * std::f64::consts::TAU).sin() as f32;
             let ds = (s_b - s_a) / n as f32;
-            for (i, x) in mono.iter_mut().enumerate() {
-                let k = (i as i32 + 1) as f32;
-                let depth = t0 + td * k;
-                let s = s_a + ds * k;
-                *x *= 1.0 - depth * 0.5 * (1.0 + s);
+            for side in [&mut *mono, &mut *right_in].into_iter().take(1 + stereo as usize) {
+                for (i, x) in side.iter_mut().enumerate() {
+                    let k = (i as i32 + 1) as f32;
+                    let depth = t0 + td * k;
+                    let s = s_a + ds * k;
+                    *x *= 1.0 - depth * 0.5 * (1.0 + s);
+                }
             }
         }
         self.trem_phase = (self.trem_phase + dphase).fract();
@@ -301,26 +406,44 @@ impl Bus {
         let r = &mut out.right[..n];
         let (c0, cd) = self.glides[Param::Chorus as usize].step(t.get(Param::Chorus), n);
         let (cdep0, _) = self.glides[Param::ChorusDepth as usize].step(t.get(Param::ChorusDepth), n);
-        if c0 > 0.0 || cd != 0.0 {
+        let right_dry: &[f32] = if stereo { right_in } else { mono };
+        if c0 > 0.0 || cd != 0.0 || chorus_send {
             if self.chorus_dormant {
                 self.chorus.clear();
                 self.chorus_dormant = false;
                 self.wake[CHORUS] = 0.0;
             }
             let feed = &mut self.feed[..n];
-            feed.copy_from_slice(mono);
+            if stereo {
+                for ((f, m), r) in feed.iter_mut().zip(mono.iter()).zip(right_dry.iter()) {
+                    *f = 0.5 * (m + r);
+                }
+            } else {
+                feed.copy_from_slice(mono);
+            }
+            if chorus_send {
+                // The mix scales the channel's own feed; the voices' sends add in full.
+                for (i, (f, send)) in feed.iter_mut().zip(input.chorus.iter()).enumerate() {
+                    *f = *f * (c0 + cd * (i as i32 + 1) as f32) * 0.5 + send;
+                }
+            }
             ramp_in(&mut self.wake[CHORUS], self.wake_step, feed);
             let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
             self.chorus.process(feed, t.get(Param::ChorusRate), cdep0, sr, wl, wr);
             for i in 0..n {
                 let c = (c0 + cd * (i as i32 + 1) as f32) * 0.5;
-                l[i] = mono[i] * (1.0 - c) + wl[i] * c;
-                r[i] = mono[i] * (1.0 - c) + wr[i] * c;
+                if chorus_send {
+                    l[i] = mono[i] * (1.0 - c) + wl[i];
+                    r[i] = right_dry[i] * (1.0 - c) + wr[i];
+                } else {
+                    l[i] = mono[i] * (1.0 - c) + wl[i] * c;
+                    r[i] = right_dry[i] * (1.0 - c) + wr[i] * c;
+                }
             }
         } else {
             self.chorus_dormant = true;
             l.copy_from_slice(mono);
-            r.copy_from_slice(mono);
+            r.copy_from_slice(right_dry);
         }
 
         // Phaser.
@@ -414,7 +537,7 @@ impl Bus {
         // Reverb.
         let (v0, vd) = self.glides[Param::Reverb as usize].step(t.get(Param::Reverb), n);
         let (rd0, _) = self.glides[Param::ReverbDecay as usize].step(t.get(Param::ReverbDecay), n);
-        if v0 > 0.0 || vd != 0.0 {
+        if v0 > 0.0 || vd != 0.0 || reverb_send {
             if self.reverb_dormant {
                 self.reverb.clear();
                 self.reverb_dormant = false;
@@ -427,15 +550,26 @@ impl Bus {
             self.reverb.set_decay(rd0 * type_decay);
             self.reverb.set_damping(damping);
             let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
-            for i in 0..n {
-                mono[i] = 0.5 * (l[i] + r[i]);
+            for ((m, a), b) in mono.iter_mut().zip(l.iter()).zip(r.iter()) {
+                *m = 0.5 * (a + b);
+            }
+            if reverb_send {
+                // As the chorus: the mix scales the channel's feed, the sends add in full.
+                for (i, (m, send)) in mono.iter_mut().zip(input.reverb.iter()).enumerate() {
+                    *m = *m * (v0 + vd * (i as i32 + 1) as f32) + send;
+                }
             }
             ramp_in(&mut self.wake[REVERB], self.wake_step, mono);
             self.reverb.process(mono, wl, wr);
             for i in 0..n {
                 let m = v0 + vd * (i as i32 + 1) as f32;
-                l[i] += (wl[i] - l[i]) * m;
-                r[i] += (wr[i] - r[i]) * m;
+                if reverb_send {
+                    l[i] = l[i] * (1.0 - m) + wl[i];
+                    r[i] = r[i] * (1.0 - m) + wr[i];
+                } else {
+                    l[i] += (wl[i] - l[i]) * m;
+                    r[i] += (wr[i] - r[i]) * m;
+                }
             }
             if !self.reverb.is_finite() {
                 self.reverb.clear();

@@ -8,10 +8,14 @@
 //! pattern hits land at their exact frame inside a tick. The host's block size only
 //! decides how ticks are handed out, so the output does not depend on it.
 
+pub mod banks;
 pub mod bus;
 pub mod denormal;
 pub mod envelope;
 pub mod event;
+pub mod midi_out;
+pub mod sampler;
+pub mod sends;
 pub mod sequencer;
 pub mod snapshot;
 pub mod sync;
@@ -24,9 +28,10 @@ use crate::dsp::glide::Glide;
 use crate::dsp::math::{db_to_gain, fast_tanh};
 use crate::params::{NUM_PARAMS, Param, ParamValues, Scope};
 use crate::tables::Tables;
-use bus::{Bus, BusOut};
+use bus::{Bus, BusOut, ChannelInput};
 use crossbeam_queue::ArrayQueue;
 use event::{Event, EventKind};
+use midi_out::{MidiOut, OutTarget};
 use sequencer::{Sequencer, Sink};
 use snapshot::{ChannelConfig, MAX_CHANNELS, MasterConfig, MasterMode, PatternSet, Snapshot, Source};
 use std::sync::Arc;
@@ -35,7 +40,7 @@ use sync::{
     CLOCK_HORIZON_BEATS, ClockAction, ClockFollower, ExternalTimeline, JUMP_BEATS, LINK_HORIZON_BEATS, SyncMode,
 };
 use transport::Transport;
-use voice::{Scratch, Voice, VoiceCtx, VoiceSource};
+use voice::{Scratch, Voice, VoiceCtx, VoiceOut, VoiceSource};
 
 /// Frames per engine tick.
 pub const TICK_FRAMES: usize = 64;
@@ -79,6 +84,8 @@ const BEND_GLIDE_SECONDS: f32 = 0.003;
 pub enum Garbage {
     Snapshot(Box<Snapshot>),
     Patterns(Arc<PatternSet>),
+    /// A sample bank no snapshot names and no voice plays any more.
+    Bank(Arc<crate::tables::bank::SampleBank>),
 }
 
 /// Counters and meters the engine publishes for the REPL and tests (atomics only).
@@ -113,6 +120,10 @@ pub struct EngineStats {
     pub overrides: [[AtomicU32; NUM_PARAMS]; MAX_CHANNELS],
     /// Program changes ignored because the program's synth is not available.
     pub programs_ignored: AtomicU64,
+    /// Sample banks a snapshot named that found no slot (their channels are silent).
+    pub banks_overflow: AtomicU64,
+    /// Sample banks the engine holds (the snapshot's and those voices still play).
+    pub banks_held: AtomicU32,
     pub playing: AtomicBool,
     pub tempo_bits: AtomicU64,
     pub beat_bits: AtomicU64,
@@ -120,6 +131,12 @@ pub struct EngineStats {
     pub clock_tempo_bits: AtomicU64,
     /// MIDI clock ticks received.
     pub clock_ticks: AtomicU64,
+    /// MIDI out messages lost because the queue to the output was full
+    /// ([`midi_out::MIDI_OUT_QUEUE_CAP`]).
+    pub midi_out_overflow: AtomicU64,
+    /// MIDI clock out was refused: jamrig's own Start came back on MIDI in (a device
+    /// echoes the clock); it stays off until asked again.
+    pub clock_out_looped: AtomicBool,
     /// Per channel, the program a program change selected ([`NO_PROGRAM`]: none).
     pub programs: [AtomicU32; MAX_CHANNELS],
     /// Per channel, the pitch bend (-8192..=8191, as i32 bits).
@@ -184,11 +201,15 @@ impl Default for EngineStats {
             master_peak: AtomicU32::new(0),
             overrides: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU32::new(f32::NAN.to_bits()))),
             programs_ignored: AtomicU64::new(0),
+            banks_overflow: AtomicU64::new(0),
+            banks_held: AtomicU32::new(0),
             playing: AtomicBool::new(false),
             tempo_bits: AtomicU64::new(0),
             beat_bits: AtomicU64::new(0),
             clock_tempo_bits: AtomicU64::new(0),
             clock_ticks: AtomicU64::new(0),
+            midi_out_overflow: AtomicU64::new(0),
+            clock_out_looped: AtomicBool::new(false),
             programs: std::array::from_fn(|_| AtomicU32::new(NO_PROGRAM)),
             bends: Default::default(),
             pedals: Default::default(),
@@ -332,7 +353,15 @@ struct ChannelState {
     /// The program selected by a program change (until the set changes the channel's instrument).
     program: Option<u8>,
     bus: Bus,
-    input: [f32; TICK_FRAMES],
+    input: ChannelInput,
+    /// Controllers that sample voices follow (expression, sends, mod wheel, pressure).
+    controls: sampler::ChannelControls,
+    /// Registered parameter selected by CC101/CC100 (127/127: none).
+    rpn: (u8, u8),
+    /// Pitch-bend range set through RPN 0, in semitones (over the set's bend_range).
+    rpn_bend_range: Option<f32>,
+    /// Bank selected by CC0, for program changes on sampled channels.
+    bank_select: u16,
     quiet_ticks: u32,
     idle: bool,
     /// Keys down on the channel, oldest first (for legato's return to a held key).
@@ -391,7 +420,11 @@ impl ChannelState {
             expression: 1.0,
             program: None,
             bus: Bus::new(sr, TICK_FRAMES),
-            input: [0.0; TICK_FRAMES],
+            input: ChannelInput::default(),
+            controls: sampler::ChannelControls::default(),
+            rpn: (127, 127),
+            rpn_bend_range: None,
+            bank_select: 0,
             quiet_ticks: 0,
             idle: true,
             keys: KeyStack { keys: [0; KEY_STACK], len: 0 },
@@ -409,7 +442,8 @@ impl ChannelState {
     }
 
     fn bend_target(&self) -> f32 {
-        self.bend_raw as f32 / 8192.0 * self.target.get(Param::BendRange)
+        let range = self.rpn_bend_range.unwrap_or(self.target.get(Param::BendRange));
+        self.bend_raw as f32 / 8192.0 * range
     }
 
     /// Steps voice parameters and pitch bend one tick.
@@ -493,6 +527,21 @@ fn with_program(channel: ChannelConfig, program: ChannelConfig) -> ChannelConfig
     c
 }
 
+/// Where an external channel's messages go (`None`: the channel is not external).
+fn out_target(c: &ChannelConfig, sample_rate: f32) -> Option<OutTarget> {
+    match c.source {
+        Source::External { channel, latency_ms } => Some(OutTarget {
+            channel: channel & 15,
+            lead_frames: (latency_ms.max(0.0) * sample_rate / 1000.0).round() as u32,
+        }),
+        _ => None,
+    }
+}
+
+/// A window after jamrig's own clock Start in which a Start arriving on MIDI in is
+/// that Start come back (a device echoes the clock), in seconds.
+const CLOCK_LOOP_WINDOW_S: f64 = 0.5;
+
 /// An event ordered within a tick: by frame, then by arrival.
 #[derive(Clone, Copy)]
 struct Queued {
@@ -563,6 +612,19 @@ fn rank(k: &EventKind) -> u8 {
     }
 }
 
+/// Hands `g` to the control side to be freed: the trash queue, else the stash (sent
+/// on later), else leaked and counted. Never frees on this thread.
+fn retire_into(trash: &mut rtrb::Producer<Garbage>, stash: &mut Vec<Garbage>, stats: &EngineStats, g: Garbage) {
+    if let Err(rtrb::PushError::Full(g)) = trash.push(g) {
+        if stash.len() < stash.capacity() {
+            stash.push(g);
+        } else {
+            stats.trash_overflow.fetch_add(1, Relaxed);
+            std::mem::forget(g);
+        }
+    }
+}
+
 /// Pushes within the vector's preallocated capacity, counting overflow instead.
 #[inline]
 fn push_bounded<T>(v: &mut Vec<T>, item: T, overflow: &AtomicU64) {
@@ -605,6 +667,10 @@ pub struct Engine {
     captured_timeline: Option<ExternalTimeline>,
     /// Where a recording takes the channel events played, if one is wired.
     record: Option<Arc<crate::capture::recorder::RecordTap>>,
+    /// MIDI out: external channels and the clock.
+    midi_out: MidiOut,
+    /// Clock out is on (the snapshot's, unless refused for a loop).
+    clock_out: bool,
     sequencer: Sequencer,
     master: Master,
     /// First frame of the next tick.
@@ -618,6 +684,11 @@ pub struct Engine {
     bus_l: [f32; TICK_FRAMES],
     bus_r: [f32; TICK_FRAMES],
     idle_ticks: u32,
+    /// The sample banks held, and the current snapshot's banks' slots.
+    banks: banks::BankSlots,
+    /// Reverbs and choruses the sample voices' sends share.
+    sends: sends::Sends,
+    bank_map: [u8; banks::MAX_SNAPSHOT_BANKS],
 }
 
 impl Engine {
@@ -648,6 +719,8 @@ impl Engine {
             capture: None,
             captured_timeline: None,
             record: None,
+            midi_out: MidiOut::default(),
+            clock_out: false,
             sequencer: Sequencer::default(),
             master: Master::new(sample_rate),
             frame: 0,
@@ -660,6 +733,9 @@ impl Engine {
             bus_l: [0.0; TICK_FRAMES],
             bus_r: [0.0; TICK_FRAMES],
             idle_ticks: (IDLE_SECONDS * sample_rate / TICK_FRAMES as f32) as u32,
+            banks: banks::BankSlots::default(),
+            sends: sends::Sends::new(sample_rate),
+            bank_map: [banks::NO_SLOT; banks::MAX_SNAPSHOT_BANKS],
         };
         let autoplay = initial.autoplay && initial.sync == SyncMode::Internal;
         let placeholder = e.adopt(Box::new(initial));
@@ -780,6 +856,12 @@ impl Engine {
         self.record = Some(tap);
     }
 
+    /// Sends what external channels play, and the MIDI clock, into `tx` (the MIDI
+    /// output's queue). Control side, before the engine starts.
+    pub fn midi_out_into(&mut self, tx: midi_out::OutQueue) {
+        self.midi_out.connect(tx);
+    }
+
     /// The sync mode of the running snapshot.
     pub fn sync_mode(&self) -> SyncMode {
         self.snapshot.sync
@@ -824,15 +906,7 @@ impl Engine {
     }
 
     fn retire(&mut self, g: Garbage) {
-        if let Err(rtrb::PushError::Full(g)) = self.ports.trash.push(g) {
-            if self.trash_stash.len() < self.trash_stash.capacity() {
-                self.trash_stash.push(g);
-            } else {
-                // Never free on this thread: leak it and say so.
-                self.ports.stats.trash_overflow.fetch_add(1, Relaxed);
-                std::mem::forget(g);
-            }
-        }
+        retire_into(&mut self.ports.trash, &mut self.trash_stash, &self.ports.stats, g);
     }
 
     fn flush_stash(&mut self) {
@@ -867,6 +941,11 @@ impl Engine {
         for ch in 0..MAX_CHANNELS {
             let old = self.channels[ch].config;
             let new = next.channels[ch];
+            // An external channel removed, or sent elsewhere: its device's notes end.
+            let was_out = old.and_then(|c| out_target(&c, self.sr));
+            if was_out.is_some() && was_out != new.and_then(|c| out_target(&c, self.sr)) {
+                self.midi_out.release(frame, ch);
+            }
             match (old, new) {
                 (Some(o), Some(n)) => {
                     let st = &mut self.channels[ch];
@@ -881,7 +960,9 @@ impl Engine {
                     let mut n = n;
                     match st.program {
                         Some(p) if !set_changed_instrument => {
-                            if let Some(prog) = next.programs[p as usize] {
+                            if let Source::Sampled { .. } = n.source {
+                                // Resolved after the banks are taken (below).
+                            } else if let Some(prog) = next.programs[p as usize] {
                                 n = with_program(n, prog);
                             }
                         }
@@ -928,6 +1009,29 @@ impl Engine {
             }
             if let Some(c) = self.channels[ch].config {
                 self.channels[ch].last = c.params;
+            }
+        }
+        if next.clock_out != self.snapshot.clock_out || !next.clock_out {
+            self.ports.stats.clock_out_looped.store(false, Relaxed);
+        }
+        self.clock_out = next.clock_out && !self.ports.stats.clock_out_looped.load(Relaxed);
+        {
+            let (trash, stash, stats) = (&mut self.ports.trash, &mut self.trash_stash, &self.ports.stats);
+            let missing = self
+                .banks
+                .adopt(&next.banks, &mut self.bank_map, |b| retire_into(trash, stash, stats, Garbage::Bank(b)));
+            stats.banks_overflow.fetch_add(missing as u64, Relaxed);
+            stats.banks_held.store(self.banks.held() as u32, Relaxed);
+        }
+        for ch in 0..MAX_CHANNELS {
+            let st = &self.channels[ch];
+            if let (Some(p), Some(n)) = (st.program, next.channels[ch])
+                && let Source::Sampled { .. } = n.source
+            {
+                // A program change outlives a reload that keeps the channel's preset.
+                if let Some(sel) = self.sampled_program(n, st.bank_select, p) {
+                    self.channels[ch].config = Some(sel);
+                }
             }
         }
         if next.sync != self.snapshot.sync {
@@ -1065,8 +1169,7 @@ impl Engine {
         if playing && tl.playing {
             self.transport.follow(start, target, tl.bpm, LINK_HORIZON_BEATS, JUMP_BEATS);
         } else if playing {
-            self.transport.stop(start);
-            self.release_pattern_notes(start);
+            self.stop_transport(start);
         } else {
             self.transport.follow(start, target, tl.bpm, LINK_HORIZON_BEATS, JUMP_BEATS);
             if tl.playing {
@@ -1090,6 +1193,13 @@ impl Engine {
 
     /// Runs the sequencer over `[a, b)`.
     fn sequence(&mut self, a: u64, b: u64) {
+        if self.clock_out || self.midi_out.clock_running {
+            self.clock_reconcile(a);
+            if b > a {
+                let t = &self.transport;
+                self.midi_out.clock_ticks(a, b, t.beat_at(a), |beat| t.frame_at(beat));
+            }
+        }
         let mut sink = TickSink {
             events: &mut self.tick_events,
             note_offs: &mut self.note_offs,
@@ -1106,6 +1216,49 @@ impl Engine {
     /// internal commands act only in internal mode, MIDI clock messages only in
     /// MIDI mode (the follower reads the clock in every mode).
     fn apply_transport(&mut self, ev: Event) {
+        if matches!(ev.kind, EventKind::ClockStart | EventKind::ClockContinue) && self.clock_out_looped(ev.frame) {
+            // jamrig's own Start, come back: never fed into clock in.
+            self.ports.stats.clock_out_looped.store(true, Relaxed);
+            self.clock_out = false;
+            self.clock_reconcile(ev.frame);
+            return;
+        }
+        let (was, beat_before) = (self.transport.is_playing(), self.transport.beat_at(ev.frame));
+        self.apply_transport_event(ev);
+        if self.midi_out.clock_running
+            && was
+            && self.transport.is_playing()
+            && (self.transport.beat_at(ev.frame) - beat_before).abs() > 1.5 / midi_out::CLOCK_OUT_PPQN
+        {
+            // A relocation while playing: the clock's receivers go there too.
+            self.midi_out.clock_stop(ev.frame);
+        }
+        self.clock_reconcile(ev.frame);
+    }
+
+    /// Whether a clock Start or Continue arriving at `frame` is jamrig's own, come
+    /// back through a device.
+    fn clock_out_looped(&self, frame: u64) -> bool {
+        self.clock_out
+            && self
+                .midi_out
+                .started_at
+                .is_some_and(|at| frame >= at && ((frame - at) as f64) < CLOCK_LOOP_WINDOW_S * self.sr as f64)
+    }
+
+    /// Brings the clock out in line with the transport at `frame`: Start (or Song
+    /// Position and Continue) when it plays and the clock does not, Stop when it
+    /// has stopped or clock out was turned off. Audio thread.
+    fn clock_reconcile(&mut self, frame: u64) {
+        let playing = self.clock_out && self.transport.is_playing();
+        if playing && !self.midi_out.clock_running {
+            self.midi_out.clock_start(frame, self.transport.beat_at(frame));
+        } else if !playing && self.midi_out.clock_running {
+            self.midi_out.clock_stop(frame);
+        }
+    }
+
+    fn apply_transport_event(&mut self, ev: Event) {
         let mode = self.snapshot.sync;
         let internal = mode == SyncMode::Internal;
         let midi = mode == SyncMode::Midi;
@@ -1152,6 +1305,7 @@ impl Engine {
     fn stop_transport(&mut self, frame: u64) {
         self.transport.stop(frame);
         self.release_pattern_notes(frame);
+        self.midi_out.release_all(frame);
     }
 
     /// Does what the MIDI clock follower asks, at `frame` (the message's frame).
@@ -1236,7 +1390,7 @@ impl Engine {
         for st in self.channels.iter_mut().filter(|st| !st.idle) {
             st.update_target();
             st.step_voice_params(&self.voice_params);
-            st.input = [0.0; TICK_FRAMES];
+            st.input.clear();
         }
 
         // Voices, segment by segment between events.
@@ -1252,6 +1406,7 @@ impl Engine {
                 self.apply(q.ev);
             } else if q.ev.kind == EventKind::Panic {
                 self.panic();
+                self.midi_out.release_all(q.ev.frame.max(start));
             }
         }
         if offset < TICK_FRAMES {
@@ -1261,6 +1416,9 @@ impl Engine {
         self.mix_buses();
         self.frame = end;
         self.publish_transport();
+        if self.midi_out.overflow > 0 {
+            self.ports.stats.midi_out_overflow.fetch_add(std::mem::take(&mut self.midi_out.overflow), Relaxed);
+        }
     }
 
     fn render_voices(&mut self, from: usize, to: usize) {
@@ -1270,20 +1428,46 @@ impl Engine {
         for &slot in &self.active {
             let v = &mut self.voices[slot as usize];
             let st = &mut self.channels[v.channel as usize];
-            let ctx = VoiceCtx { sample_rate: self.sr, tables, params: &st.now, bend: st.bend.value() };
-            v.render(&ctx, &mut scratch, &mut st.input[from..to]);
+            let ctx = VoiceCtx {
+                sample_rate: self.sr,
+                tables,
+                params: &st.now,
+                bend: st.bend.value(),
+                banks: &self.banks,
+                controls: st.controls,
+            };
+            let input = &mut st.input;
+            let out = VoiceOut {
+                mono: &mut input.mono[from..to],
+                left: &mut input.left[from..to],
+                right: &mut input.right[from..to],
+                chorus: &mut input.chorus[from..to],
+                reverb: &mut input.reverb[from..to],
+                stereo: &mut input.stereo,
+                sent: &mut input.sent,
+            };
+            v.render(&ctx, &mut scratch, out);
             ended |= !v.active;
         }
         if ended {
             let voices = &self.voices;
             let free = &mut self.free;
+            let banks = &mut self.banks;
+            let trash = &mut self.ports.trash;
+            let stash = &mut self.trash_stash;
+            let stats = &self.ports.stats;
             self.active.retain(|&slot| {
-                let keep = voices[slot as usize].active;
+                let v = &voices[slot as usize];
+                let keep = v.active;
                 if !keep {
                     free.push(slot);
+                    if let VoiceSource::Sample { slot: b } = v.source {
+                        banks.voice_ended(b, |bank| retire_into(trash, stash, stats, Garbage::Bank(bank)));
+                    }
                 }
                 keep
             });
+            stats.banks_held.store(self.banks.held() as u32, Relaxed);
         }
     }
 
@@ -1301,6 +1485,14 @@ impl Engine {
                 continue;
             }
             st.idle = false;
+            if st.input.sent
+                && self.sends.feed(&st.target, st.target.get(Param::Volume), &st.input.reverb, &st.input.chorus)
+            {
+                // Shared send effects took them (see `sends`).
+                st.input.reverb = [0.0; TICK_FRAMES];
+                st.input.chorus = [0.0; TICK_FRAMES];
+                st.input.sent = false;
+            }
             st.bus.process(&st.input, &st.target, BusOut { left: &mut self.bus_l, right: &mut self.bus_r });
             let mut peak = 0.0f32;
             let mut finite = true;
@@ -1331,6 +1523,7 @@ impl Engine {
                 st.quiet_ticks = 0;
             }
         }
+        self.sends.process(&mut self.mix_l, &mut self.mix_r);
         let master = self.snapshot.master;
         self.master.process(&master, &mut self.mix_l, &mut self.mix_r);
         let mut peak = 0.0f32;
@@ -1356,6 +1549,12 @@ impl Engine {
 
     /// Applies a channel event.
     fn apply(&mut self, ev: Event) {
+        if let Some(ch) = ev.kind.channel().map(|c| c as usize).filter(|&c| c < MAX_CHANNELS)
+            && let Some(to) = self.channels[ch].config.and_then(|c| out_target(&c, self.sr))
+        {
+            self.external(ev, ch, to);
+            return;
+        }
         match ev.kind {
             EventKind::NoteOn { channel, note, velocity } => self.note_on(channel, note, velocity),
             EventKind::NoteOff { channel, note } => {
@@ -1399,6 +1598,32 @@ impl Engine {
                 }
             }
             EventKind::Program { channel, program } => self.program_change(channel, program),
+            EventKind::Pressure { channel, value } => {
+                if let Some(st) = self.channels.get_mut(channel as usize) {
+                    st.controls.pressure = value;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends a channel event of an external channel to its device, at its frame.
+    fn external(&mut self, ev: Event, ch: usize, to: OutTarget) {
+        let frame = ev.frame.max(self.frame);
+        let c = to.channel;
+        let out = &mut self.midi_out;
+        match ev.kind {
+            EventKind::NoteOn { note, velocity, .. } => out.note_on(frame, ch, to, note, velocity),
+            EventKind::NoteOff { note, .. } => out.note_off(frame, ch, note),
+            EventKind::Control { cc, value, .. } => {
+                out.channel_message(frame, ch, to, &[0xB0 | c, cc & 0x7F, value & 0x7F])
+            }
+            EventKind::PitchBend { value, .. } => {
+                let raw = (value.clamp(-8192, 8191) + 8192) as u16;
+                out.channel_message(frame, ch, to, &[0xE0 | c, (raw & 0x7F) as u8, (raw >> 7) as u8]);
+            }
+            EventKind::Program { program, .. } => out.channel_message(frame, ch, to, &[0xC0 | c, program & 0x7F]),
+            EventKind::Pressure { value, .. } => out.channel_message(frame, ch, to, &[0xD0 | c, value & 0x7F]),
             _ => {}
         }
     }
@@ -1410,19 +1635,32 @@ impl Engine {
         };
         let source = match cfg.source {
             Source::Synth(s) => VoiceSource::Synth(s),
-            Source::Drums => match self.tables.drums.notes.get(note as usize).copied().flatten() {
-                Some(sound) => {
-                    // A closed or pedal hi-hat chokes the open one.
-                    if matches!(note, 42 | 44) {
-                        let sr = self.sr;
-                        for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel && v.note == 46) {
-                            v.steal(sr);
-                        }
-                    }
-                    VoiceSource::Drum { sound, pos: 0 }
+            Source::Sampled { bank, preset } => {
+                self.sample_note_on(channel, note, velocity, bank, preset, &cfg);
+                return;
+            }
+            Source::Drums => {
+                if let Some((bank, preset)) = self.snapshot.user_kit
+                    && self.sample_note_on(channel, note, velocity, bank, preset, &cfg)
+                {
+                    return;
                 }
-                None => return,
-            },
+                match self.tables.drums.notes.get(note as usize).copied().flatten() {
+                    Some(sound) => {
+                        // A closed or pedal hi-hat chokes the open one.
+                        if matches!(note, 42 | 44) {
+                            let sr = self.sr;
+                            for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel && v.note == 46)
+                            {
+                                v.steal(sr);
+                            }
+                        }
+                        VoiceSource::Drum { sound, pos: 0 }
+                    }
+                    None => return,
+                }
+            }
+            Source::External { .. } => return,
         };
         let st = &mut self.channels[ch];
         let legato = matches!(source, VoiceSource::Synth(_)) && st.target.get(Param::Legato) > 0.5;
@@ -1445,7 +1683,62 @@ impl Engine {
         if matches!(source, VoiceSource::Synth(_)) {
             st.last_pitch = Some(note as f64);
         }
-        // Make room on the channel: the oldest voice (released ones first) fades out.
+        let slot = self.allocate_voice(channel, &cfg);
+        self.start_voice(slot, channel, note, velocity, source, &cfg, glide_from);
+    }
+
+    /// Plays a note on a sampled preset: one voice per region the key and velocity
+    /// fall in (layers), each cutting the voices of its exclusive class. Returns
+    /// whether any region matched.
+    fn sample_note_on(
+        &mut self,
+        channel: u8,
+        note: u8,
+        velocity: u8,
+        bank: u8,
+        preset: u16,
+        cfg: &ChannelConfig,
+    ) -> bool {
+        let Some(&slot) = self.bank_map.get(bank as usize) else { return false };
+        self.channels[channel as usize].keys.push(note);
+        let first_serial = self.serial + 1;
+        let mut started = false;
+        for i in 0.. {
+            let region = match self.banks.get(slot).and_then(|b| b.presets.get(preset as usize)) {
+                Some(p) => match p.regions.get(i) {
+                    Some(r) => *r,
+                    None => break,
+                },
+                None => break,
+            };
+            if !region.matches(note, velocity) {
+                continue;
+            }
+            if region.exclusive_class != 0 {
+                let sr = self.sr;
+                for v in self.voices.iter_mut().filter(|v| {
+                    v.active
+                        && v.channel == channel
+                        && v.serial < first_serial
+                        && matches!(v.source, VoiceSource::Sample { .. })
+                        && v.sample.region.exclusive_class == region.exclusive_class
+                }) {
+                    v.steal(sr);
+                }
+            }
+            let voice = self.allocate_voice(channel, cfg);
+            self.start_voice(voice, channel, note, velocity, VoiceSource::Sample { slot }, cfg, None);
+            let sr = self.sr;
+            self.voices[voice].sample.start(&region, note, velocity, sr);
+            self.banks.voice_started(slot);
+            started = true;
+        }
+        started
+    }
+
+    /// A free voice slot on `channel`, making room under the channel's voice limit
+    /// (the oldest voice, released ones first, fades out) and in the pool.
+    fn allocate_voice(&mut self, channel: u8, cfg: &ChannelConfig) -> usize {
         let limit = cfg.voice_limit.clamp(1, MAX_VOICE_LIMIT) as usize;
         let mut count = 0;
         let mut victim: Option<usize> = None;
@@ -1472,7 +1765,7 @@ impl Engine {
             self.voices[i].steal(self.sr);
             self.ports.stats.voices_stolen.fetch_add(1, Relaxed);
         }
-        let slot = match self.free.pop() {
+        match self.free.pop() {
             Some(i) => i as usize,
             None => {
                 // The whole pool is busy: cut the voice closest to silence.
@@ -1480,20 +1773,47 @@ impl Engine {
                 let key = |v: &Voice| (v.steal_left == 0, v.steal_left, v.serial);
                 let pos =
                     (0..self.active.len()).min_by_key(|&k| key(&self.voices[self.active[k] as usize])).unwrap_or(0);
-                self.active.remove(pos) as usize
+                let slot = self.active.remove(pos) as usize;
+                if let VoiceSource::Sample { slot: b } = self.voices[slot].source {
+                    let (trash, stash, stats) = (&mut self.ports.trash, &mut self.trash_stash, &self.ports.stats);
+                    self.banks.voice_ended(b, |bank| retire_into(trash, stash, stats, Garbage::Bank(bank)));
+                }
+                slot
             }
-        };
+        }
+    }
+
+    /// Starts a voice in `slot` and adds it to the active list.
+    #[allow(clippy::too_many_arguments)]
+    fn start_voice(
+        &mut self,
+        slot: usize,
+        channel: u8,
+        note: u8,
+        velocity: u8,
+        source: VoiceSource,
+        cfg: &ChannelConfig,
+        glide_from: Option<f64>,
+    ) {
+        let ch = channel as usize;
         self.serial += 1;
         let st = &mut self.channels[ch];
         if st.idle {
             // Waking mid-tick: this tick's parameters and input were skipped.
             st.update_target();
             st.snap();
-            st.input = [0.0; TICK_FRAMES];
+            st.input.clear();
             st.idle = false;
         }
         st.quiet_ticks = 0;
-        let ctx = VoiceCtx { sample_rate: self.sr, tables: &self.tables, params: &st.now, bend: st.bend.value() };
+        let ctx = VoiceCtx {
+            sample_rate: self.sr,
+            tables: &self.tables,
+            params: &st.now,
+            bend: st.bend.value(),
+            banks: &self.banks,
+            controls: st.controls,
+        };
         let seed = self.serial.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((channel as u64) << 8 | note as u64);
         self.voices[slot].start(
             channel,
@@ -1551,20 +1871,40 @@ impl Engine {
             return;
         }
         let sr = self.sr;
+        let sampled = matches!(self.channels[ch].config.map(|c| c.source), Some(Source::Sampled { .. }));
+        let st = &mut self.channels[ch];
         match cc {
+            0 => st.bank_select = value as u16,
+            1 => st.controls.mod_wheel = value,
+            // Expression: sample voices follow it through the SoundFont's own curve,
+            // a synth channel takes it as a gain on its volume.
+            11 => {
+                st.controls.expression = value;
+                let gain = value as f32 / 127.0;
+                st.expression = if sampled { 1.0 } else { gain };
+                self.ports.stats.expression[ch].store(gain.to_bits(), Relaxed);
+            }
+            91 => st.controls.reverb = value,
+            93 => st.controls.chorus = value,
+            101 => st.rpn.0 = value,
+            100 => st.rpn.1 = value,
+            // Data entry for RPN 0: the pitch-bend range in semitones (MSB) and cents (LSB).
+            6 if st.rpn == (0, 0) => st.rpn_bend_range = Some(value as f32),
+            38 if st.rpn == (0, 0) => {
+                let semis = st.rpn_bend_range.unwrap_or(0.0).floor();
+                st.rpn_bend_range = Some(semis + value.min(99) as f32 / 100.0);
+            }
             7 | 10 => {
                 let (p, v) = if cc == 7 {
-                    (Param::Volume, value as f32 / 127.0)
+                    // A sampled channel follows General MIDI's volume curve (the default
+                    // SoundFont modulator: 40 log10, a square law); synths a linear fader.
+                    let g = value as f32 / 127.0;
+                    (Param::Volume, if sampled { g * g } else { g })
                 } else {
                     (Param::Pan, ((value as f32 - 64.0) / 63.0).clamp(-1.0, 1.0))
                 };
                 self.channels[ch].overrides[p as usize] = v;
                 self.ports.stats.overrides[ch][p as usize].store(v.to_bits(), Relaxed);
-            }
-            11 => {
-                let st = &mut self.channels[ch];
-                st.expression = value as f32 / 127.0;
-                self.ports.stats.expression[ch].store(st.expression.to_bits(), Relaxed);
             }
             64 => {
                 let down = value >= 64;
@@ -1591,6 +1931,10 @@ impl Engine {
                 }
                 st.bend_raw = 0;
                 st.pedal = false;
+                st.controls.expression = 127;
+                st.controls.mod_wheel = 0;
+                st.controls.pressure = 0;
+                st.rpn = (127, 127);
                 st.expression = 1.0;
                 let stats = &self.ports.stats;
                 stats.bends[ch].store(0, Relaxed);
@@ -1616,6 +1960,20 @@ impl Engine {
         if cfg.source == Source::Drums {
             return;
         }
+        if let Source::Sampled { .. } = cfg.source {
+            let base = self.snapshot.channels[ch].unwrap_or(cfg);
+            match self.sampled_program(base, self.channels[ch].bank_select, program) {
+                Some(next) => {
+                    let st = &mut self.channels[ch];
+                    st.program = Some(program);
+                    st.config = Some(next);
+                }
+                None => {
+                    self.ports.stats.programs_ignored.fetch_add(1, Relaxed);
+                }
+            }
+            return;
+        }
         let Some(prog) = self.snapshot.programs.get(program as usize).copied().flatten() else {
             self.ports.stats.programs_ignored.fetch_add(1, Relaxed);
             return;
@@ -1632,6 +1990,24 @@ impl Engine {
         }
         st.config = Some(next);
         st.last = next.params;
+    }
+
+    /// The preset a program change selects on a sampled channel playing `base`: the
+    /// bank's preset at (selected bank, program), else bank 0's (a kit: bank 128's,
+    /// else its first kit). Audio thread: a binary search, no allocation.
+    fn sampled_program(&self, base: ChannelConfig, bank_select: u16, program: u8) -> Option<ChannelConfig> {
+        let Source::Sampled { bank, preset } = base.source else { return None };
+        let b = self.banks.get(*self.bank_map.get(bank as usize)?)?;
+        let kit = b.presets.get(preset as usize).is_some_and(|p| p.bank == 128);
+        let found = if kit {
+            b.find(128, program).or_else(|| b.find(128, 0))
+        } else {
+            b.find(bank_select, program).or_else(|| b.find(0, program))
+        }?;
+        let mut next = base;
+        next.source = Source::Sampled { bank, preset: found };
+        next.instrument_id = base.instrument_id ^ (found as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Some(next)
     }
 
     /// Everything fades out at once; pedals up, bends centred.
@@ -1670,10 +2046,13 @@ impl Engine {
             }
             st.bend_raw = m.bend.clamp(-8192, 8191);
             st.pedal = m.pedal;
-            st.expression = m.expression.clamp(0.0, 1.0);
+            let gain = m.expression.clamp(0.0, 1.0);
+            let sampled = matches!(st.config.map(|c| c.source), Some(Source::Sampled { .. }));
+            st.controls.expression = (gain * 127.0).round() as u8;
+            st.expression = if sampled { 1.0 } else { gain };
             stats.bends[ch].store(st.bend_raw as i32 as u32, Relaxed);
             stats.pedals[ch].store(st.pedal, Relaxed);
-            stats.expression[ch].store(st.expression.to_bits(), Relaxed);
+            stats.expression[ch].store(gain.to_bits(), Relaxed);
             st.update_target();
             st.snap();
         }

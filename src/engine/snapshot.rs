@@ -13,8 +13,14 @@ pub const MAX_CHANNELS: usize = 16;
 pub enum Source {
     /// A synth, by index into `engine::synth::SYNTHS`.
     Synth(u16),
-    /// The drum kit: notes pick sounds.
+    /// The drum kit: notes pick sounds (the set's own drum samples first, if any).
     Drums,
+    /// An external instrument: what the channel plays goes out on MIDI channel
+    /// `channel` (0-based), `latency_ms` earlier than the audio (a slow device).
+    External { channel: u8, latency_ms: f32 },
+    /// A preset of a sample bank (a SoundFont preset, or a set's sample instrument):
+    /// `bank` indexes the snapshot's `banks`, `preset` the bank's presets.
+    Sampled { bank: u8, preset: u16 },
 }
 
 /// One channel of the rig.
@@ -108,12 +114,20 @@ pub struct Snapshot {
     pub autoplay: bool,
     /// Where the transport takes its time from.
     pub sync: crate::engine::sync::SyncMode,
+    /// Send MIDI clock (24 ppqn, Start, Stop, Continue, Song Position) from the
+    /// transport.
+    pub clock_out: bool,
     /// Numbered by the publisher (0: the one the engine starts with), so that a
     /// session capture can say which snapshot was adopted when.
     pub serial: u64,
     /// What a program change selects, per General MIDI program (`None`: the preset's
     /// synth is not available, the program change is ignored).
     pub programs: [Option<ChannelConfig>; 128],
+    /// The sample banks the channels play (at most `engine::banks::MAX_SNAPSHOT_BANKS`).
+    pub banks: Vec<Arc<crate::tables::bank::SampleBank>>,
+    /// The set's drum samples as a kit (bank index, preset): drum channels play its
+    /// regions for the notes it covers, the built-in kit for the rest.
+    pub user_kit: Option<(u8, u16)>,
 }
 
 impl Default for Snapshot {
@@ -127,8 +141,11 @@ impl Default for Snapshot {
             master: MasterConfig::default(),
             autoplay: false,
             sync: crate::engine::sync::SyncMode::Internal,
+            clock_out: false,
             serial: 0,
             programs: [None; 128],
+            banks: Vec::new(),
+            user_kit: None,
         }
     }
 }

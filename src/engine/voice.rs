@@ -2,6 +2,7 @@
 //! Rendered on the audio thread, a segment of a tick at a time.
 
 use super::envelope::{Adsr, Envelope, Stage};
+use super::sampler::{ChannelControls, SampleOut, SampleVoice};
 use super::synth::{OscState, SYNTHS, SynthCtx};
 use crate::dsp::svf::{Svf, SvfCoefs};
 use crate::params::{Param, ParamValues};
@@ -36,6 +37,23 @@ pub enum VoiceSource {
         sound: u16,
         pos: usize,
     },
+    /// A sampled region (SoundFont or user sample) from the bank in engine slot `slot`.
+    Sample {
+        slot: u8,
+    },
+}
+
+/// Where a voice adds its segment: the channel's mono input (synths, drum kit), or
+/// its stereo input and effect sends (sample voices).
+pub struct VoiceOut<'a> {
+    pub mono: &'a mut [f32],
+    pub left: &'a mut [f32],
+    pub right: &'a mut [f32],
+    pub chorus: &'a mut [f32],
+    pub reverb: &'a mut [f32],
+    /// Set when the stereo input or the sends were written.
+    pub stereo: &'a mut bool,
+    pub sent: &'a mut bool,
 }
 
 pub struct Voice {
@@ -78,6 +96,8 @@ pub struct Voice {
     filter_env: Envelope,
     filter: Svf,
     pub osc: OscState,
+    /// Sample playback state (sample voices).
+    pub sample: SampleVoice,
 }
 
 /// Scratch space for one segment (at most a tick).
@@ -94,6 +114,10 @@ pub struct VoiceCtx<'a> {
     pub params: &'a ParamValues,
     /// The channel's current pitch bend, in semitones.
     pub bend: f32,
+    /// The sample banks the engine holds, by slot.
+    pub banks: &'a super::banks::BankSlots,
+    /// The channel's controllers that sample voices follow.
+    pub controls: ChannelControls,
 }
 
 impl Voice {
@@ -124,6 +148,7 @@ impl Voice {
             filter_env: Envelope::idle(),
             filter: Svf::default(),
             osc: OscState::new(line_len),
+            sample: SampleVoice::idle(),
         }
     }
 
@@ -199,6 +224,8 @@ impl Voice {
             * match source {
                 VoiceSource::Synth(_) => key_level(ctx.params, note),
                 VoiceSource::Drum { .. } => crate::tables::drums::KIT_GAIN,
+                // A sampled region carries its own level (its font's attenuation).
+                VoiceSource::Sample { .. } => 1.0,
             };
         self.steal_left = 0;
         self.quiet = 0;
@@ -256,22 +283,30 @@ impl Voice {
     pub fn release(&mut self, params: &ParamValues, sample_rate: f32) {
         self.held = false;
         self.sustained = false;
-        if let VoiceSource::Synth(s) = self.source {
-            let p = self.frozen.as_ref().unwrap_or(params);
-            let synth = SYNTHS[s as usize].synth;
-            if synth.decays() && p.get(Param::Release) <= 0.0 {
-                if !self.damped {
-                    self.damped = true;
-                    synth.damp(&mut self.osc, sample_rate, note_hz(self.pitch));
-                    if p.get(Param::SubOsc) > 0.0 || p.get(Param::NoiseMix) > 0.0 {
-                        let layers = Adsr { release: LAYER_RELEASE_SECONDS, ..Self::adsr(p) };
-                        self.env.release(&layers, sample_rate);
+        match self.source {
+            VoiceSource::Synth(s) => {
+                let p = self.frozen.as_ref().unwrap_or(params);
+                let synth = SYNTHS[s as usize].synth;
+                if synth.decays() && p.get(Param::Release) <= 0.0 {
+                    if !self.damped {
+                        self.damped = true;
+                        synth.damp(&mut self.osc, sample_rate, note_hz(self.pitch));
+                        if p.get(Param::SubOsc) > 0.0 || p.get(Param::NoiseMix) > 0.0 {
+                            let layers = Adsr { release: LAYER_RELEASE_SECONDS, ..Self::adsr(p) };
+                            self.env.release(&layers, sample_rate);
+                        }
                     }
+                    return;
                 }
-                return;
+                self.env.release(&Self::adsr(p), sample_rate);
+                self.filter_env.release(&Self::filter_adsr(p), sample_rate);
             }
-            self.env.release(&Self::adsr(p), sample_rate);
-            self.filter_env.release(&Self::filter_adsr(p), sample_rate);
+            VoiceSource::Sample { .. } => {
+                let p = self.frozen.as_ref().unwrap_or(params);
+                self.env.release(&Self::adsr(p), sample_rate);
+                self.sample.release();
+            }
+            VoiceSource::Drum { .. } => {}
         }
     }
 
@@ -290,11 +325,57 @@ impl Voice {
     }
 
     /// Renders the voice and adds it into `out`; frees the slot when the note ends.
-    pub fn render(&mut self, ctx: &VoiceCtx, scratch: &mut Scratch, out: &mut [f32]) {
-        let n = out.len();
+    pub fn render(&mut self, ctx: &VoiceCtx, scratch: &mut Scratch, vout: VoiceOut) {
+        let n = vout.mono.len();
         let wave = &mut scratch.wave[..n];
         let env = &mut scratch.env[..n];
+        let out = vout.mono;
         match self.source {
+            VoiceSource::Sample { slot } => {
+                let Some(bank) = ctx.banks.get(slot) else {
+                    self.active = false;
+                    return;
+                };
+                let Some(pcm) = bank.pcm.get(self.sample.region.pcm as usize) else {
+                    self.active = false;
+                    return;
+                };
+                let params = self.frozen.as_ref().unwrap_or(ctx.params);
+                let env_gain = if self.sample.region.shape == crate::tables::bank::Shape::Channel {
+                    self.env.render(&Self::adsr(params), ctx.sample_rate, env);
+                    if self.env.is_done() {
+                        self.sample.done = true;
+                    }
+                    self.env.level()
+                } else {
+                    1.0
+                };
+                let mut controls = ctx.controls;
+                controls.bend = ctx.bend;
+                if self.steal_left > 0 {
+                    // Stolen: fade to silence over the steal time through the gain ramp.
+                    let total = self.steal_total as f32;
+                    let left = self.steal_left.saturating_sub(n as u32) as f32;
+                    controls.expression = ((left / total).sqrt() * 127.0) as u8;
+                    self.steal_left = self.steal_left.saturating_sub(n as u32);
+                    if self.steal_left == 0 {
+                        self.sample.done = true;
+                    }
+                }
+                *vout.stereo = true;
+                let sout = SampleOut {
+                    left: vout.left,
+                    right: vout.right,
+                    chorus: vout.chorus,
+                    reverb: vout.reverb,
+                    sent: vout.sent,
+                };
+                self.sample.render(&pcm.frames, &controls, env_gain, ctx.sample_rate, wave, sout);
+                if self.sample.done {
+                    self.active = false;
+                }
+                return;
+            }
             VoiceSource::Drum { sound, pos } => {
                 let hit = &ctx.tables.drums.sounds[sound as usize];
                 let take = n.min(hit.len().saturating_sub(pos));

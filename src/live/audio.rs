@@ -103,6 +103,11 @@ const UNPACED_RATIO: f64 = 3.0;
 /// (ALSA's "Discard all samples", a file) runs the engine far faster than real
 /// time, and is refused. Control side, for [`PACING_CHECK`].
 pub fn check_pacing(chosen: &Chosen, stats: &LiveStats) -> Result<(), AudioError> {
+    if chosen.jack {
+        // A JACK server keeps time (its clock is the device's, or its own), and
+        // runs the cycles it missed while starting back to back.
+        return Ok(());
+    }
     let t0 = Instant::now();
     let sr = chosen.sample_rate() as f64;
     // Two buffers may be filled at once when a stream starts.
@@ -338,9 +343,45 @@ fn frame_line_moved(overran: bool, jack_clock: &mut JackClock, engine: &mut Engi
     }
 }
 
+/// A running audio stream: cpal's, or (the `jack` build on a JACK server) jamrig's
+/// own JACK client, which carries the MIDI ports too.
+pub enum Stream {
+    Cpal(cpal::Stream),
+    #[cfg(feature = "jack")]
+    Jack(super::jack_host::JackStream),
+}
+
+impl Stream {
+    /// The JACK client, when the stream is one.
+    #[cfg(feature = "jack")]
+    pub fn jack(&self) -> Option<&super::jack_host::JackStream> {
+        match self {
+            Stream::Jack(j) => Some(j),
+            Stream::Cpal(_) => None,
+        }
+    }
+}
+
 /// Starts the stream with `engine` in its callback; `link` is the Link session's
-/// end for the callback.
+/// end for the callback; `tap` is where MIDI input goes when the stream carries
+/// it (a JACK client).
 pub fn start(
+    chosen: &Chosen,
+    engine: Engine,
+    clock: Arc<FrameClock>,
+    stats: Arc<LiveStats>,
+    link: LinkClock,
+    tap: &super::midi::MidiTap,
+) -> Result<Stream, AudioError> {
+    #[cfg(feature = "jack")]
+    if chosen.jack {
+        return super::jack_host::JackStream::start(engine, clock, stats, link, tap).map(Stream::Jack);
+    }
+    let _ = tap;
+    start_cpal(chosen, engine, clock, stats, link).map(Stream::Cpal)
+}
+
+fn start_cpal(
     chosen: &Chosen,
     mut engine: Engine,
     clock: Arc<FrameClock>,
@@ -358,6 +399,7 @@ pub fn start(
         _ => err_stats.failed.store(true, Relaxed),
     };
     let timeout = Some(Duration::from_secs(5));
+    let sr = chosen.sample_rate() as f64;
     let mut jack_clock = JackClock::open(chosen.jack, stats.clone());
     let mut overruns = Overruns { stats: stats.clone(), seen: 0 };
     let stream = match chosen.format {
@@ -370,6 +412,7 @@ pub fn start(
                 let frame = engine.frames_out();
                 let overran = after_overruns(&mut overruns, &mut jack_clock, &mut link);
                 clock.publish_with_jack_frame(frame, t0, playback, block, jack_clock.frame(frame));
+                clock.set_output_latency(jack_clock.latency_from_cycle_start(output_latency(info).as_secs_f64() * sr));
                 frame_line_moved(overran, &mut jack_clock, &mut engine);
                 follow_link(&mut engine, &mut link, info);
                 engine.process(data, channels);
@@ -389,6 +432,9 @@ pub fn start(
                     let frame = engine.frames_out();
                     let overran = after_overruns(&mut overruns, &mut jack_clock, &mut link);
                     clock.publish_with_jack_frame(frame, t0, playback, block, jack_clock.frame(frame));
+                    clock.set_output_latency(
+                        jack_clock.latency_from_cycle_start(output_latency(info).as_secs_f64() * sr),
+                    );
                     frame_line_moved(overran, &mut jack_clock, &mut engine);
                     follow_link(&mut engine, &mut link, info);
                     for chunk in data.chunks_mut(CONVERT_FRAMES * channels) {
@@ -488,6 +534,19 @@ impl JackClock {
         self.client.is_some()
     }
 
+    /// Audio thread: an output latency measured from the callback (`frames`), as
+    /// measured from the start of its JACK cycle: the port's own latency, the same
+    /// in every cycle however late the callback runs in it.
+    #[inline]
+    fn latency_from_cycle_start(&self, frames: f64) -> u64 {
+        let since = match &self.client {
+            // SAFETY: the client is open; the call reads the server's timer.
+            Some(c) => (unsafe { jack::jack_sys::jack_frames_since_cycle_start(c.raw()) }) as f64,
+            None => 0.0,
+        };
+        (frames + since).round().max(0.0) as u64
+    }
+
     /// Audio thread: how many frames the JACK frame line moved ahead of the
     /// engine's over the last overrun (the cycles the engine did not render), once,
     /// after the next [`JackClock::frame`]; `None` when not measured.
@@ -531,6 +590,11 @@ impl JackClock {
     #[inline]
     fn measures(&self) -> bool {
         false
+    }
+
+    #[inline]
+    fn latency_from_cycle_start(&self, frames: f64) -> u64 {
+        frames.round().max(0.0) as u64
     }
 
     #[inline]

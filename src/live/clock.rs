@@ -76,6 +76,9 @@ impl<T: Copy> WindowedMin<T> {
     }
 }
 
+/// How far the output latency a stream reports may move before it is taken.
+pub const OUTPUT_LATENCY_SLACK_FRAMES: u64 = 2;
+
 pub struct FrameClock {
     base: Instant,
     seq: AtomicU64,
@@ -90,6 +93,10 @@ pub struct FrameClock {
     sample_rate: f64,
     /// Frames between an arrival and its placement: one buffer plus one engine tick.
     latency_frames: AtomicU64,
+    /// The output's latency as the stream reports it (from handing a frame out to
+    /// hearing it), in frames: MIDI out leaves this much after its frame is handed
+    /// out, so that it sounds with the audio.
+    output_latency_frames: AtomicU64,
 }
 
 impl FrameClock {
@@ -103,7 +110,66 @@ impl FrameClock {
             jack_frame: AtomicU64::new(0),
             sample_rate: sample_rate as f64,
             latency_frames: AtomicU64::new(buffer_frames as u64 + crate::engine::TICK_FRAMES as u64),
+            output_latency_frames: AtomicU64::new(0),
         }
+    }
+
+    pub fn sample_rate(&self) -> f64 {
+        self.sample_rate
+    }
+
+    /// Audio thread: the output's latency as the stream reports it now. Streams
+    /// report it from timestamps in microseconds, a frame either way from one
+    /// callback to the next: it is taken only when it moves by more than
+    /// [`OUTPUT_LATENCY_SLACK_FRAMES`], so that MIDI out keeps a constant distance
+    /// to the audio.
+    #[inline]
+    pub fn set_output_latency(&self, frames: u64) {
+        let now = self.output_latency_frames.load(Ordering::Relaxed);
+        if frames.abs_diff(now) > OUTPUT_LATENCY_SLACK_FRAMES {
+            self.output_latency_frames.store(frames, Ordering::Relaxed);
+        }
+    }
+
+    /// The output's latency in frames (0 until the stream says).
+    pub fn output_latency_frames(&self) -> u64 {
+        self.output_latency_frames.load(Ordering::Relaxed)
+    }
+
+    /// The published (engine frame, JACK frame time), read consistently; `None`
+    /// when the stream gives no JACK frame times.
+    fn jack_publication(&self) -> Option<(u64, u32)> {
+        loop {
+            let s1 = self.seq.load(Ordering::Acquire);
+            let frame = self.frame.load(Ordering::Acquire);
+            let jf = self.jack_frame.load(Ordering::Acquire);
+            let s2 = self.seq.load(Ordering::Acquire);
+            if s1 == s2 && s1.is_multiple_of(2) {
+                return (jf >> 32 != 0).then_some((frame, jf as u32));
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// The JACK frame time at which engine frame `frame` is handed out (the audio
+    /// stream and a JACK port run in the same cycles): exact, from frame counts.
+    /// `None` when the stream gives no JACK frame times, or the publication is
+    /// more than a second away (stale).
+    pub fn jack_frame_of(&self, frame: u64) -> Option<u32> {
+        let (published, jf) = self.jack_publication()?;
+        let delta = frame as i64 - published as i64;
+        if delta.abs() > self.sample_rate as i64 {
+            return None;
+        }
+        Some(jf.wrapping_add(delta as i32 as u32))
+    }
+
+    /// How many frames after `at` engine frame `frame` is handed out (negative:
+    /// already), from the last publication's instant.
+    pub fn frames_after(&self, frame: u64, at: Instant) -> f64 {
+        let (published, ns, _) = self.snapshot();
+        let now = published as f64 + (self.nanos_of(at) as i128 - ns as i128) as f64 / 1e9 * self.sample_rate;
+        frame as f64 - now
     }
 
     pub fn latency_frames(&self) -> u64 {
@@ -142,20 +208,8 @@ impl FrameClock {
     /// audio stream gives no JACK frame times, or when the two are further apart
     /// than a second (a stale publication: the stream has stopped).
     pub fn place_jack(&self, jack_frame: u32) -> Option<u64> {
-        let (frame, jf) = loop {
-            let s1 = self.seq.load(Ordering::Acquire);
-            let frame = self.frame.load(Ordering::Acquire);
-            let jf = self.jack_frame.load(Ordering::Acquire);
-            let s2 = self.seq.load(Ordering::Acquire);
-            if s1 == s2 && s1.is_multiple_of(2) {
-                break (frame, jf);
-            }
-            std::hint::spin_loop();
-        };
-        if jf >> 32 == 0 {
-            return None;
-        }
-        let delta = jack_frame.wrapping_sub(jf as u32) as i32 as i64;
+        let (frame, jf) = self.jack_publication()?;
+        let delta = jack_frame.wrapping_sub(jf) as i32 as i64;
         if delta.abs() > self.sample_rate as i64 {
             return None;
         }
@@ -295,5 +349,9 @@ mod tests {
         assert_eq!(c.place_jack(20), Some(1000 + 31 + 128 + 64));
         assert_eq!(c.place_jack(u32::MAX - 10 - 128), Some(1000 - 128 + 128 + 64));
         assert_eq!(c.place_jack(1_000_000), None, "a stale publication");
+        // And back: the JACK frame time at which an engine frame is handed out.
+        assert_eq!(c.jack_frame_of(1000), Some(u32::MAX - 10));
+        assert_eq!(c.jack_frame_of(1031), Some(20));
+        assert_eq!(c.jack_frame_of(1_000_000), None, "a stale publication");
     }
 }

@@ -8,6 +8,7 @@ use super::clock::FrameClock;
 use super::link::LinkSession;
 use super::listen::{ListenOptions, Listener, Remote, Reply};
 use super::midi::{self, LogRecord, MIDI_LOG_CAP, MidiIn, MidiTap};
+use super::midi_out::OutShared;
 use super::stats::LiveStats;
 use super::watch::{self, SetWatcher};
 use crate::capture::recorder::{RecordTap, Recorder};
@@ -40,6 +41,11 @@ const DEVICE_POLL: Duration = Duration::from_secs(1);
 const IDLE_WAKE: Duration = Duration::from_millis(5);
 /// Longest wait for released notes to ring out when stopping.
 const STOP_FADE: Duration = Duration::from_millis(400);
+/// Longest wait for the MIDI output to take what the engine queued when stopping.
+const OUT_DRAIN: Duration = Duration::from_millis(200);
+/// Beyond the output's latency, how long the MIDI output is left to send the last
+/// messages when stopping.
+const OUT_DRAIN_MARGIN: Duration = Duration::from_millis(10);
 /// How often the Link session's peer count is looked at (a change is printed).
 const LINK_POLL: Duration = Duration::from_millis(200);
 /// An open stream whose callback has not run for this long has lost its device
@@ -90,6 +96,12 @@ pub struct PlayOptions {
     pub capture: Option<PathBuf>,
     /// Take REPL lines and OSC messages on this port (`--listen`).
     pub listen: Option<ListenOptions>,
+    /// Connect the MIDI output to this device (a name or an index).
+    pub midi_out: Option<String>,
+    /// Send MIDI clock whatever the set says.
+    pub clock_out: bool,
+    /// Folders beyond the set's own that its samples and fonts may come from.
+    pub samples: Vec<PathBuf>,
 }
 
 /// Messages to the control thread.
@@ -146,8 +158,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":stop", "stop the transport, pattern notes are released (Link: stop the session)"),
     (":tempo [BPM]", "show or change the tempo (Link: propose it to the session)"),
     (":sync internal|midi|link", "where the transport takes tempo and start/stop from"),
-    (":ports", "MIDI inputs and audio outputs"),
+    (":ports", "MIDI inputs and outputs and audio outputs"),
     (":port NAME", "use another MIDI input (name or index)"),
+    (":midi-out [NAME]", "connect jamrig's MIDI output to a device (name or index); alone: where it goes"),
+    (":clock-out [on|off]", "send MIDI clock from the transport (Start, Stop, Continue, Song Position)"),
     (":keys [CH] [OCT]", "play notes on the computer keyboard, channel 1..16, octave 0..8 (Esc leaves)"),
     (":events NAME [BARS]", "a pattern's events as a grid, one line per bar (x where a note starts)"),
     (
@@ -175,7 +189,7 @@ pub struct Live {
     opts: PlayOptions,
     session: Session,
     controller: Controller,
-    stream: Option<cpal::Stream>,
+    stream: Option<audio::Stream>,
     chosen: Option<Chosen>,
     audio: Arc<LiveStats>,
     clock: Arc<FrameClock>,
@@ -204,6 +218,14 @@ pub struct Live {
     capture: Option<SessionCapture>,
     /// The Link session: enabled only while the sync mode is Link.
     link: LinkSession,
+    /// The MIDI output: the engine's queue and what became of it.
+    midi_out: Arc<OutShared>,
+    /// The device `--midi-out` or `:midi-out` asked for (connected when it appears).
+    out_device: Option<String>,
+    /// The devices the output is connected to, as last said.
+    out_said: Vec<String>,
+    /// The clock loop has been reported.
+    clock_loop_said: bool,
     /// Link peers last reported.
     link_peers: u64,
     /// The session's tempo and start/stop last seen (a peer's change is printed).
@@ -331,7 +353,8 @@ impl Live {
         tx: Sender<Msg>,
         handles: Arc<Mutex<Option<Handles>>>,
     ) -> Result<Live, StartError> {
-        let host = ScriptHost::new().map_err(StartError::Script)?;
+        let mut host = ScriptHost::new().map_err(StartError::Script)?;
+        host.allow_folders(&opts.samples);
         let mut session = Session::open(host, &opts.set).map_err(StartError::Script)?;
         session.set_sync_override(opts.sync);
         let listener = match &opts.listen {
@@ -343,6 +366,7 @@ impl Live {
             })?),
             None => None,
         };
+        session.set_clock_out_override(opts.clock_out.then_some(true));
         let chosen = audio::choose(opts.device.as_deref(), opts.buffer)?;
         if let Some(note) = &chosen.buffer_note {
             say(&out, note);
@@ -356,6 +380,8 @@ impl Live {
         let record_tap = Arc::new(RecordTap::default());
         record_tap.set_patterns(opts.record_patterns);
         engine.record_into(record_tap.clone());
+        let midi_out = Arc::new(OutShared::new(crate::engine::midi_out::queue()));
+        engine.midi_out_into(midi_out.queue.clone());
         let capture = match &opts.capture {
             Some(dir) => {
                 let (c, tap) = SessionCapture::start(dir, sample_rate, &session)
@@ -369,8 +395,6 @@ impl Live {
         link.follow(set.sync, set.tempo_bpm, false);
         let clock = Arc::new(FrameClock::new(sample_rate, chosen.buffer_frames()));
         let audio_stats = Arc::new(LiveStats::default());
-        let stream = audio::start(&chosen, engine, clock.clone(), audio_stats.clone(), link.clock())?;
-        audio::check_pacing(&chosen, &audio_stats)?;
         let log = Arc::new(ArrayQueue::new(MIDI_LOG_CAP));
         let log_on = Arc::new(AtomicBool::new(false));
         let tap = MidiTap {
@@ -378,8 +402,15 @@ impl Live {
             clock: clock.clone(),
             log: log.clone(),
             log_on: log_on.clone(),
+            out: midi_out.clone(),
         };
+        let stream = audio::start(&chosen, engine, clock.clone(), audio_stats.clone(), link.clock(), &tap)?;
+        audio::check_pacing(&chosen, &audio_stats)?;
         let mut live = Live {
+            midi_out,
+            out_device: opts.midi_out.clone(),
+            out_said: Vec::new(),
+            clock_loop_said: false,
             session,
             controller,
             stream: Some(stream),
@@ -422,7 +453,7 @@ impl Live {
             live.rec_start();
         }
         live.publish_handles();
-        let midi_line = match midi::connect(live.opts.port.as_deref(), &live.tap) {
+        let midi_line = match live.midi_connect(live.opts.port.as_deref()) {
             Ok(m) => {
                 let line = format!("MIDI in: {}", m.port);
                 live.midi = Some(m);
@@ -431,7 +462,7 @@ impl Live {
             }
             Err(e) => {
                 let wait = if live.opts.port.is_some() { "; it will be attached when it appears" } else { "" };
-                match midi::open_own_port(&live.tap) {
+                match live.midi_own_port() {
                     Ok(m) => {
                         let line = format!("MIDI in: {e}{wait}; listening on {}", m.port);
                         live.midi = Some(m);
@@ -442,6 +473,10 @@ impl Live {
             }
         };
         live.rewatch();
+        if live.opts.midi_out.is_some() && live.midi.is_none() {
+            live.say("MIDI out: unavailable (no MIDI client: see MIDI in)");
+        }
+        live.connect_outputs(true);
         let set = live.session.set();
         let chosen = live.chosen.as_ref().expect("just opened");
         live.say(&format!(
@@ -578,6 +613,7 @@ impl Live {
             }
             self.controller.collect();
             self.print_log();
+            self.check_clock_loop();
             self.recorder.drain(&self.record_tap, self.controller.stats().transport());
             if let Some(c) = &mut self.capture {
                 c.note_set(self.controller.last_serial(), &self.session);
@@ -791,6 +827,7 @@ impl Live {
         let midi_state = self.controller.stats().channel_midi();
         engine.restore_channel_midi(&midi_state);
         engine.record_into(self.record_tap.clone());
+        engine.midi_out_into(self.midi_out.queue.clone());
         // A new engine starts its frames again: a recording goes on after what the
         // old one played, the capture in a new part.
         self.recorder.drain(&self.record_tap, self.controller.stats().transport());
@@ -809,21 +846,25 @@ impl Live {
         }
         self.clock = Arc::new(FrameClock::new(sr, chosen.buffer_frames()));
         self.audio = Arc::new(LiveStats::default());
-        let stream = audio::start(&chosen, engine, self.clock.clone(), self.audio.clone(), self.link.clock())?;
+        self.tap.sender = controller.event_sender();
+        self.tap.clock = self.clock.clone();
+        // The MIDI callback holds the old engine's queue (or the old client the
+        // old stream): reconnect (to the same device, or reopen jamrig's own port).
+        let reopen = self.midi.take().map(|m| {
+            let (port, own) = (m.port.clone(), m.is_own());
+            m.close();
+            (port, own)
+        });
+        let stream =
+            audio::start(&chosen, engine, self.clock.clone(), self.audio.clone(), self.link.clock(), &self.tap)?;
         self.controller = controller;
         self.stream = Some(stream);
         self.stall = StallWatch::new();
         self.chosen = Some(chosen);
-        self.tap.sender = self.controller.event_sender();
-        self.tap.clock = self.clock.clone();
         self.publish_handles();
-        // The MIDI callback holds the old engine's queue: reconnect (to the same
-        // device, or reopen jamrig's own port).
-        if let Some(m) = self.midi.take() {
-            let (port, own) = (m.port.clone(), m.is_own());
-            m.close();
+        if let Some((port, own)) = reopen {
             if own {
-                if let Ok(m) = midi::open_own_port(&self.tap) {
+                if let Ok(m) = self.midi_own_port() {
                     self.midi = Some(m);
                 }
             } else {
@@ -856,7 +897,71 @@ impl Live {
         ));
     }
 
+    /// Connects MIDI in to the port `choice` names (the first by default): on the
+    /// audio stream's own JACK client when it has one, else on a MIDI client.
+    fn midi_connect(&self, choice: Option<&str>) -> Result<MidiIn, String> {
+        #[cfg(feature = "jack")]
+        if let Some(j) = self.stream.as_ref().and_then(|s| s.jack()) {
+            return midi::connect_shared(choice, j);
+        }
+        midi::connect(choice, &self.tap)
+    }
+
+    /// Opens jamrig's own MIDI input port (for others to connect to): the audio
+    /// stream's JACK client's when it has one.
+    fn midi_own_port(&self) -> Result<MidiIn, String> {
+        #[cfg(feature = "jack")]
+        if let Some(j) = self.stream.as_ref().and_then(|s| s.jack()) {
+            return Ok(midi::own_shared(j));
+        }
+        midi::open_own_port(&self.tap)
+    }
+
+    /// Connects the MIDI output to the devices asked for (`--midi-out` or
+    /// `:midi-out`, and the devices the set's external channels name) that are
+    /// there and not yet connected; says what it connects. With `report`, says
+    /// too which are not there (yet).
+    fn connect_outputs(&mut self, report: bool) {
+        let Some(m) = self.midi.as_mut() else { return };
+        let mut wanted: Vec<String> = self.out_device.iter().cloned().collect();
+        for spec in self.session.set().channels.values() {
+            if let crate::rig::set::ChannelKind::External { device, .. } = &spec.kind
+                && !wanted.contains(device)
+            {
+                wanted.push(device.clone());
+            }
+        }
+        let mut lines = Vec::new();
+        let connected = m.out_connections();
+        for want in &wanted {
+            if midi::pick(Some(want), &connected).is_some() {
+                continue;
+            }
+            match m.connect_out(want) {
+                Ok(port) => lines.push(format!("MIDI out: {} -> {port}", m.out_port())),
+                Err(e) if report => lines.push(format!("MIDI out: {e}; it will be connected when it appears")),
+                Err(_) => {}
+            }
+        }
+        self.out_said = m.out_connections();
+        for l in lines {
+            self.say(&l);
+        }
+    }
+
+    /// Says once that clock out was refused for a loop.
+    fn check_clock_loop(&mut self) {
+        let looped = self.controller.stats().clock_out_looped.load(Relaxed);
+        if looped && !self.clock_loop_said {
+            self.say(
+                "clock out: off: jamrig's own clock Start came back on its MIDI input (a device or connection echoes it); jamrig never follows its own clock. Turn off the device's MIDI thru (or the connection), then :clock-out on",
+            );
+        }
+        self.clock_loop_said = looped;
+    }
+
     fn poll_devices(&mut self) {
+        self.connect_outputs(false);
         if self.stream.is_some() && self.audio.failed.load(Relaxed) {
             self.lose_device("it reported an error", false);
         }
@@ -888,7 +993,7 @@ impl Live {
             && let Some(want) = self.midi_wanted.clone()
             && midi::pick(Some(&want), &ports).is_some()
         {
-            match midi::connect(Some(&want), &self.tap) {
+            match self.midi_connect(Some(&want)) {
                 Ok(m) => {
                     self.say(&format!("MIDI in: {}", m.port));
                     if let Some(own) = self.midi.replace(m) {
@@ -1066,12 +1171,68 @@ impl Live {
                     let mark = if self.midi.as_ref().is_some_and(|m| &m.port == p) { " (in use)" } else { "" };
                     s.push_str(&format!("  {i}: {p}{mark}\n"));
                 }
+                s.push_str("MIDI outputs:\n");
+                let outs = midi::list_outputs();
+                if outs.is_empty() {
+                    s.push_str("  (none)\n");
+                }
+                let connected = self.midi.as_ref().map(|m| m.out_connections()).unwrap_or_default();
+                for (i, p) in outs.iter().enumerate() {
+                    let mark = if connected.contains(p) { " (connected)" } else { "" };
+                    s.push_str(&format!("  {i}: {p}{mark}\n"));
+                }
                 s.push_str("audio outputs:\n");
                 for o in audio::list_outputs() {
                     s.push_str(&format!("  {o}\n"));
                 }
                 self.say(&s);
             }
+            ":midi-out" => {
+                if args.is_empty() {
+                    let line = match &self.midi {
+                        Some(m) => match m.out_connections() {
+                            c if c.is_empty() => {
+                                format!("MIDI out: {}, not connected (:midi-out NAME connects it)", m.out_port())
+                            }
+                            c => format!("MIDI out: {} -> {}", m.out_port(), c.join(", ")),
+                        },
+                        None => "MIDI out: unavailable (no MIDI client)".to_string(),
+                    };
+                    self.say(&line);
+                } else {
+                    let want = args.join(" ");
+                    match self.midi.as_mut().map(|m| m.connect_out(&want).map(|p| (m.out_port(), p))) {
+                        Some(Ok((own, port))) => {
+                            self.out_device = Some(want);
+                            self.say(&format!("MIDI out: {own} -> {port}"));
+                        }
+                        Some(Err(e)) => {
+                            self.out_device = Some(want);
+                            self.say(&format!("{e}: it will be connected when it appears"));
+                        }
+                        None => self.say("MIDI out: unavailable (no MIDI client)"),
+                    }
+                    self.out_said = self.midi.as_ref().map(|m| m.out_connections()).unwrap_or_default();
+                }
+            }
+            ":clock-out" => match args.first().copied() {
+                Some(v @ ("on" | "off")) => {
+                    self.session.set_clock_out_override(None);
+                    self.controller.stats().clock_out_looped.store(false, Relaxed);
+                    self.clock_loop_said = false;
+                    let on = v == "on";
+                    if self.session.set().clock_out == on {
+                        // Already so: republish, so that a refused clock starts again.
+                        let _ = self.command(&format!("clock_out({});", !on));
+                    }
+                    let _ = self.command(&format!("clock_out({on});"));
+                }
+                None => {
+                    let on = if self.session.set().clock_out { "on" } else { "off" };
+                    self.say(&format!("clock out {on} (:clock-out on|off)"));
+                }
+                _ => self.say("usage: :clock-out on|off"),
+            },
             ":port" => {
                 if args.is_empty() {
                     self.say("usage: :port NAME|INDEX");
@@ -1081,7 +1242,7 @@ impl Live {
                     if !released.is_empty() {
                         self.say(&format!("MIDI in: closed{released}"));
                     }
-                    match midi::connect(Some(&want), &self.tap) {
+                    match self.midi_connect(Some(&want)) {
                         Ok(m) => {
                             self.say(&format!("MIDI in: {}", m.port));
                             self.midi = Some(m);
@@ -1192,10 +1353,11 @@ impl Live {
     }
 
     fn load(&mut self, path: &Path) {
-        let host = match ScriptHost::new() {
+        let mut host = match ScriptHost::new() {
             Ok(h) => h,
             Err(d) => return self.say(&d.render()),
         };
+        host.allow_folders(&self.opts.samples);
         match Session::open(host, path) {
             Ok(mut s) => {
                 s.set_sync_override(self.opts.sync);
@@ -1264,6 +1426,7 @@ impl Live {
             }
             _ => s.push_str("audio: no device (waiting for it to return)\n"),
         }
+        s.push_str(&self.out_line());
         s.push_str(&match &self.midi {
             Some(m) => format!("MIDI in: {}\n", m.port),
             None => match &self.midi_wanted {
@@ -1292,6 +1455,16 @@ impl Live {
             s.push_str(&l.stats().line(l.addr));
             s.push('\n');
         }
+        if let Some(m) = crate::rig::describe::sample_memory(set) {
+            s.push_str(&format!(
+                "{m}; the engine holds {} sample banks{}\n",
+                stats.banks_held.load(Relaxed),
+                match stats.banks_overflow.load(Relaxed) {
+                    0 => String::new(),
+                    n => format!(" ({n} found no slot and are silent)"),
+                }
+            ));
+        }
         s.push_str(&format!(
             "events: {} dropped (queue full), {} late, {} overflowed, {} pattern hits skipped; voices stolen {}, cut {}; faults {}",
             stats.events_dropped.load(Relaxed),
@@ -1303,6 +1476,32 @@ impl Live {
             stats.faults.load(Relaxed)
         ));
         s
+    }
+
+    /// The `MIDI out:` line of `:status`: where it goes, when its messages leave,
+    /// the clock, and what was lost or late.
+    fn out_line(&self) -> String {
+        let stats = self.controller.stats();
+        let to = match &self.midi {
+            Some(m) => match m.out_connections() {
+                c if c.is_empty() => format!("{} (not connected)", m.out_port()),
+                c => format!("{} -> {}", m.out_port(), c.join(", ")),
+            },
+            None => "unavailable".to_string(),
+        };
+        let latency = self.midi_out.delay_frames.load(Relaxed);
+        let clock = match (self.session.set().clock_out, stats.clock_out_looped.load(Relaxed)) {
+            (true, true) => "clock out refused (a loop)",
+            (true, false) => "clock out on",
+            _ => "clock out off",
+        };
+        format!(
+            "MIDI out: {to}, {latency} frames after the audio is handed out (so that it sounds with it); {clock}; {} sent, {} late, {} lost (queue full), {} refused by the port\n",
+            self.midi_out.written.load(Relaxed),
+            self.midi_out.late.load(Relaxed),
+            stats.midi_out_overflow.load(Relaxed),
+            self.midi_out.refused.load(Relaxed),
+        )
     }
 
     /// The `sync:` line of `:status`: the source, the Link session (peers, tempo,
@@ -1352,6 +1551,7 @@ impl Live {
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
+            self.drain_midi_out();
         }
         if let Some(path) = self.opts.record.clone() {
             self.rec_save(&path);
@@ -1370,6 +1570,18 @@ impl Live {
         self.controller.collect();
         let _ = self.end_capture("");
         self.say("stopped");
+    }
+
+    /// Waits (a little) until the MIDI output has sent what the engine queued: the
+    /// note-offs of held external notes leave before the port closes.
+    fn drain_midi_out(&self) {
+        let t0 = Instant::now();
+        while !self.midi_out.queue.is_empty() && t0.elapsed() < OUT_DRAIN {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // What the writer holds leaves within the output latency and two cycles.
+        let frames = self.clock.output_latency_frames() + 2 * self.clock.latency_frames();
+        std::thread::sleep(Duration::from_secs_f64(frames as f64 / self.sample_rate as f64) + OUT_DRAIN_MARGIN);
     }
 
     /// Finishes the session capture, if one runs, at the engine's last frame;

@@ -2,7 +2,8 @@
 //! with the `jack` feature) stamps each message with the engine frame it should sound
 //! at, decodes it and queues it for the engine: no allocation, no lock. A port chosen
 //! by name is re-attached when it comes back; without one, jamrig opens its own input
-//! port for other programs to connect to.
+//! port for other programs to connect to. Beside the input, jamrig's MIDI output
+//! port (`jamrig:out`) sends what the engine queues for it ([`super::midi_out`]).
 
 use super::clock::FrameClock;
 use crate::engine::event::{Event, EventKind};
@@ -14,9 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 #[cfg(feature = "jack")]
-pub use jack_in::{MidiIn, connect, list_inputs, open_own_port, unavailable};
+pub use jack_in::{MidiIn, connect, connect_shared, list_inputs, list_outputs, open_own_port, own_shared, unavailable};
 #[cfg(not(feature = "jack"))]
-pub use seq_in::{MidiIn, connect, list_inputs, open_own_port, unavailable};
+pub use seq_in::{MidiIn, connect, list_inputs, list_outputs, open_own_port, unavailable};
 
 /// Messages the MIDI log holds before the REPL prints them.
 pub const MIDI_LOG_CAP: usize = 1024;
@@ -91,13 +92,16 @@ impl Held {
     }
 }
 
-/// What the input callback needs, shared with the control thread.
+/// What the input callback and the output's writer need, shared with the control
+/// thread.
 #[derive(Clone)]
 pub struct MidiTap {
     pub sender: EventSender,
     pub clock: Arc<FrameClock>,
     pub log: Arc<ArrayQueue<LogRecord>>,
     pub log_on: Arc<AtomicBool>,
+    /// The engine's MIDI out queue and counters.
+    pub out: Arc<super::midi_out::OutShared>,
 }
 
 impl MidiTap {
@@ -109,7 +113,7 @@ impl MidiTap {
 
     /// Input thread: decode and queue for `frame` (malformed messages are dropped);
     /// `held` keeps what the input holds down.
-    fn receive_at(&self, held: &Held, frame: u64, bytes: &[u8]) {
+    pub(crate) fn receive_at(&self, held: &Held, frame: u64, bytes: &[u8]) {
         if let Some(ev) = Event::from_midi(frame, bytes) {
             held.note(&ev.kind);
             self.sender.send(ev);
@@ -137,6 +141,10 @@ pub fn pick(choice: Option<&str>, ports: &[String]) -> Option<usize> {
     }
 }
 
+fn no_output(choice: &str) -> String {
+    format!("no MIDI output matches \"{choice}\" (jamrig ports lists them)")
+}
+
 fn no_match(choice: Option<&str>) -> String {
     match choice {
         Some(c) => format!("no MIDI input matches \"{c}\""),
@@ -148,15 +156,93 @@ fn no_match(choice: Option<&str>) -> String {
 #[cfg(not(feature = "jack"))]
 mod seq_in {
     use super::{CLIENT, Held, MidiTap, OWN_PORT_NOTE, no_match, pick};
-    use midir::{Ignore, MidiInput, MidiInputConnection};
+    use crate::engine::midi_out::OutMessage;
+    use crate::live::midi_out::OutWriter;
+    use midir::{Ignore, MidiInput, MidiInputConnection, MidiOutput, MidiOutputConnection};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::time::{Duration, Instant};
 
-    /// A live connection to a MIDI input port, or jamrig's own port.
+    /// A live connection to a MIDI input port, or jamrig's own port, and jamrig's
+    /// MIDI output.
     pub struct MidiIn {
         conn: MidiInputConnection<()>,
         pub port: String,
         /// What the input holds down.
         pub held: Arc<Held>,
+        out: Option<SeqOut>,
+        tap: MidiTap,
+    }
+
+    /// jamrig's MIDI output: its own port, or a connection to one device, and the
+    /// thread that sends each message at its frame's wall time.
+    struct SeqOut {
+        stop: Arc<AtomicBool>,
+        thread: std::thread::JoinHandle<()>,
+        /// The device it is connected to, if any.
+        device: Option<String>,
+    }
+
+    /// How often the output thread looks for messages due.
+    const OUT_POLL: Duration = Duration::from_millis(1);
+    /// Messages this close to their time (µs) go now.
+    const OUT_EARLY_US: i64 = 500;
+
+    impl SeqOut {
+        fn open(tap: &MidiTap, device: Option<&str>) -> Result<SeqOut, String> {
+            use midir::os::unix::VirtualOutput;
+            let _quiet = crate::live::audio::quiet_alsa();
+            let out = MidiOutput::new(CLIENT).map_err(|e| format!("MIDI out is unavailable: {e}"))?;
+            let (conn, device) = match device {
+                Some(want) => {
+                    let ports = out.ports();
+                    let names: Vec<String> = ports.iter().map(|p| out.port_name(p).unwrap_or_default()).collect();
+                    let i = pick(Some(want), &names).ok_or_else(|| super::no_output(want))?;
+                    let conn = out
+                        .connect(&ports[i], "out")
+                        .map_err(|e| format!("cannot open MIDI output {}: {e}", names[i]))?;
+                    (conn, Some(names[i].clone()))
+                }
+                None => (out.create_virtual("out").map_err(|e| format!("cannot open a MIDI output port: {e}"))?, None),
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            let (tap, flag) = (tap.clone(), stop.clone());
+            let thread = std::thread::Builder::new()
+                .name("jamrig-midi-out".into())
+                .spawn(move || send_at_their_time(conn, &tap, &flag))
+                .map_err(|e| format!("cannot start the MIDI output: {e}"))?;
+            Ok(SeqOut { stop, thread, device })
+        }
+
+        fn close(self) {
+            self.stop.store(true, Relaxed);
+            let _ = self.thread.join();
+        }
+    }
+
+    /// The output thread: sends each message when its frame is heard (the
+    /// output's latency after it is handed out, less the device's own latency).
+    fn send_at_their_time(mut conn: MidiOutputConnection, tap: &MidiTap, stop: &AtomicBool) {
+        let mut writer = OutWriter::default();
+        while !stop.load(Relaxed) {
+            let now = Instant::now();
+            let sr = tap.clock.sample_rate();
+            let latency = tap.clock.output_latency_frames() as f64;
+            tap.out.delay_frames.store(latency as u64, Relaxed);
+            let when = |m: &OutMessage| {
+                let frames = tap.clock.frames_after(m.frame, now) + latency - m.lead_frames as f64;
+                Some((frames / sr * 1e6) as i64)
+            };
+            writer.write_due(&tap.out.queue, OUT_EARLY_US, when, |t, m| {
+                if t < -(OUT_POLL.as_micros() as i64) - OUT_EARLY_US {
+                    tap.out.late.fetch_add(1, Relaxed);
+                }
+                let counter = if conn.send(m.bytes()).is_ok() { &tap.out.written } else { &tap.out.refused };
+                counter.fetch_add(1, Relaxed);
+            });
+            std::thread::sleep(OUT_POLL);
+        }
+        conn.close();
     }
 
     impl MidiIn {
@@ -165,8 +251,43 @@ mod seq_in {
             self.port.ends_with(OWN_PORT_NOTE)
         }
 
-        pub fn close(self) {
+        pub fn close(mut self) {
+            if let Some(o) = self.out.take() {
+                o.close();
+            }
             self.conn.close();
+        }
+
+        /// The output's name: jamrig's own port, or the device it sends to.
+        pub fn out_port(&self) -> String {
+            match self.out.as_ref().and_then(|o| o.device.clone()) {
+                Some(d) => format!("{CLIENT}:out -> {d}"),
+                None => format!("{CLIENT}:out"),
+            }
+        }
+
+        /// Sends jamrig's MIDI output to the device `choice` names (through ALSA,
+        /// one device at a time); returns the device's name.
+        pub fn connect_out(&mut self, choice: &str) -> Result<String, String> {
+            let next = SeqOut::open(&self.tap, Some(choice))?;
+            if let Some(o) = self.out.replace(next) {
+                o.close();
+            }
+            Ok(self.out.as_ref().and_then(|o| o.device.clone()).unwrap_or_default())
+        }
+
+        /// The devices the output sends to.
+        pub fn out_connections(&self) -> Vec<String> {
+            self.out.as_ref().and_then(|o| o.device.clone()).into_iter().collect()
+        }
+    }
+
+    /// The MIDI output ports (devices jamrig can send to), by name.
+    pub fn list_outputs() -> Vec<String> {
+        let _quiet = crate::live::audio::quiet_alsa();
+        match MidiOutput::new(CLIENT) {
+            Ok(m) => m.ports().iter().filter_map(|p| m.port_name(p).ok()).filter(|n| !n.starts_with(CLIENT)).collect(),
+            Err(_) => Vec::new(),
         }
     }
 
@@ -207,10 +328,12 @@ mod seq_in {
         let tap = tap.clone();
         let held = Arc::new(Held::default());
         let h = held.clone();
+        let out = SeqOut::open(&tap, None).ok();
+        let t = tap.clone();
         let conn = input
-            .connect(&ports[i], "in", move |_, bytes, _| tap.receive(&h, bytes), ())
+            .connect(&ports[i], "in", move |_, bytes, _| t.receive(&h, bytes), ())
             .map_err(|e| format!("cannot open MIDI input {}: {e}", names[i]))?;
-        Ok(MidiIn { conn, port: names[i].clone(), held })
+        Ok(MidiIn { conn, port: names[i].clone(), held, out, tap })
     }
 
     /// Opens jamrig's own input port for other programs to connect to.
@@ -220,10 +343,12 @@ mod seq_in {
         let tap = tap.clone();
         let held = Arc::new(Held::default());
         let h = held.clone();
+        let out = SeqOut::open(&tap, None).ok();
+        let t = tap.clone();
         let conn = input()?
-            .create_virtual("in", move |_, bytes, _| tap.receive(&h, bytes), ())
+            .create_virtual("in", move |_, bytes, _| t.receive(&h, bytes), ())
             .map_err(|e| format!("cannot open a MIDI input port: {e}"))?;
-        Ok(MidiIn { conn, port: format!("{CLIENT}:in{OWN_PORT_NOTE}"), held })
+        Ok(MidiIn { conn, port: format!("{CLIENT}:in{OWN_PORT_NOTE}"), held, out, tap })
     }
 }
 
@@ -231,7 +356,8 @@ mod seq_in {
 /// the cycle, so the spacing between notes is kept to the sample.
 #[cfg(feature = "jack")]
 mod jack_in {
-    use super::{CLIENT, Held, MidiTap, OWN_PORT_NOTE, no_match, pick};
+    use super::{CLIENT, Held, MidiTap, OWN_PORT_NOTE, no_match, no_output, pick};
+    use crate::live::midi_out::OutWriter;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
     use std::time::Instant;
@@ -251,14 +377,20 @@ mod jack_in {
     type ProcessFn = Box<dyn FnMut(&jack::Client, &jack::ProcessScope) -> jack::Control + Send>;
     type Process = jack::contrib::ClosureProcessHandler<(), ProcessFn>;
 
-    /// jamrig's JACK MIDI input port, connected to a source or waiting for one.
+    /// jamrig's JACK MIDI input port, connected to a source or waiting for one:
+    /// on a MIDI client of its own, or on the audio stream's client (`shared`:
+    /// then this only connects its ports).
     pub struct MidiIn {
         client: Option<jack::AsyncClient<Watch, Process>>,
+        /// The audio stream's client's connecting client, and its input port.
+        shared: Option<(Arc<jack::Client>, String)>,
         dead: Arc<AtomicBool>,
         /// The connected source port (or this port, marked as jamrig's own).
         pub port: String,
         /// What the input holds down.
         pub held: Arc<Held>,
+        /// The full name of jamrig's MIDI output port (`jamrig:out`).
+        out: String,
     }
 
     impl MidiIn {
@@ -266,7 +398,44 @@ mod jack_in {
             self.port.ends_with(OWN_PORT_NOTE)
         }
 
+        /// The output port's name.
+        pub fn out_port(&self) -> String {
+            self.out.clone()
+        }
+
+        fn client(&self) -> Option<&jack::Client> {
+            match &self.shared {
+                Some((c, _)) => Some(c),
+                None => self.client.as_ref().map(|c| c.as_client()),
+            }
+        }
+
+        /// Connects jamrig's MIDI output to the port `choice` names (an index or a
+        /// part of its name); returns the port's name. Connections add up.
+        pub fn connect_out(&mut self, choice: &str) -> Result<String, String> {
+            let c = self.client().ok_or_else(|| NO_SERVER.to_string())?;
+            let names = destinations(c, &self.out);
+            let i = pick(Some(choice), &names).ok_or_else(|| no_output(choice))?;
+            if !self.out_connections().contains(&names[i]) {
+                c.connect_ports_by_name(&self.out, &names[i])
+                    .map_err(|e| format!("cannot connect the MIDI output to {}: {e}", names[i]))?;
+            }
+            Ok(names[i].clone())
+        }
+
+        /// The ports the output is connected to.
+        pub fn out_connections(&self) -> Vec<String> {
+            self.client().and_then(|c| c.port_by_name(&self.out)).map(|p| p.get_connections()).unwrap_or_default()
+        }
+
         pub fn close(mut self) {
+            if let Some((c, input)) = self.shared.take() {
+                if self.dead.load(Relaxed) {
+                    std::mem::forget(c);
+                } else if !self.port.ends_with(OWN_PORT_NOTE) {
+                    let _ = c.disconnect_ports_by_name(&self.port, &input);
+                }
+            }
             if let Some(c) = self.client.take() {
                 if self.dead.load(Relaxed) {
                     // Closing a client whose server has gone crashes libjack.
@@ -280,15 +449,24 @@ mod jack_in {
 
     type Active = jack::AsyncClient<Watch, Process>;
 
-    /// Opens jamrig's MIDI client and port: the running client, the port's full name,
-    /// and the flag that says the server has gone.
-    fn open(tap: &MidiTap) -> Result<(Active, String, Arc<AtomicBool>, Arc<Held>), String> {
+    /// What [`open`] gives: the running client, the input port's full name, the
+    /// flag that says the server has gone, what the input holds down, and the
+    /// output port's full name.
+    type Opened = (Active, String, Arc<AtomicBool>, Arc<Held>, String);
+
+    /// Opens jamrig's MIDI client with its input and output ports.
+    fn open(tap: &MidiTap) -> Result<Opened, String> {
         let (client, _) =
             jack::Client::new(CLIENT, jack::ClientOptions::NO_START_SERVER).map_err(|_| NO_SERVER.to_string())?;
         let port = client
             .register_port("in", jack::MidiIn::default())
             .map_err(|e| format!("cannot open a MIDI input port: {e}"))?;
         let full = port.name().map_err(|e| e.to_string())?;
+        let mut out_port = client
+            .register_port("out", jack::MidiOut::default())
+            .map_err(|e| format!("cannot open a MIDI output port: {e}"))?;
+        let out_full = out_port.name().map_err(|e| e.to_string())?;
+        let mut writer = OutWriter::default();
         let tap = tap.clone();
         let held = Arc::new(Held::default());
         let h = held.clone();
@@ -332,13 +510,72 @@ mod jack_in {
                 };
                 tap.receive_at(&h, frame, ev.bytes);
             }
+            write_out(&mut writer, &mut out_port, ps, &tap, now);
             jack::Control::Continue
         });
         let dead = Arc::new(AtomicBool::new(false));
         let active = client
             .activate_async(Watch(dead.clone()), jack::contrib::ClosureProcessHandler::new(process))
             .map_err(|e| format!("cannot start the MIDI input: {e}"))?;
-        Ok((active, full, dead, held))
+        Ok((active, full, dead, held, out_full))
+    }
+
+    /// JACK's process thread: writes the MIDI out messages due in this cycle at
+    /// their frame offsets. A message for engine frame `f` leaves at the JACK frame
+    /// `f` is handed out at, plus the output's latency (so that it sounds with the
+    /// audio) less its device's own latency, and at least one cycle later (the
+    /// audio client of this cycle may run after this one).
+    fn write_out(
+        writer: &mut OutWriter,
+        port: &mut jack::Port<jack::MidiOut>,
+        ps: &jack::ProcessScope,
+        tap: &MidiTap,
+        now: Instant,
+    ) {
+        let n = ps.n_frames() as i64;
+        let cycle = ps.last_frame_time();
+        let since = ps.frames_since_cycle_start() as f64;
+        let latency = tap.clock.output_latency_frames() as i64;
+        tap.out.delay_frames.store(latency.max(n) as u64, Relaxed);
+        let when = |m: &crate::engine::midi_out::OutMessage| {
+            let delay = (latency - m.lead_frames as i64).max(n);
+            let at = match tap.clock.jack_frame_of(m.frame) {
+                Some(jf) => jf.wrapping_sub(cycle) as i32 as i64,
+                // The audio is not a client of this server: by the clock instead.
+                None => (tap.clock.frames_after(m.frame, now) + since).round() as i64,
+            };
+            Some(at + delay)
+        };
+        let mut w = port.writer(ps);
+        writer.write_due(&tap.out.queue, n, when, |t, m| {
+            if t < 0 {
+                tap.out.late.fetch_add(1, Relaxed);
+            }
+            let time = t.clamp(0, n - 1) as u32;
+            let counter = match w.write(&jack::RawMidi { time, bytes: m.bytes() }) {
+                Ok(()) => &tap.out.written,
+                Err(_) => &tap.out.refused,
+            };
+            counter.fetch_add(1, Relaxed);
+        });
+    }
+
+    /// Ports the output can send to (MIDI inputs of other clients).
+    fn destinations(client: &jack::Client, own: &str) -> Vec<String> {
+        let prefix = format!("{}:", own.split(':').next().unwrap_or(own));
+        client
+            .ports(None, Some("midi"), jack::PortFlags::IS_INPUT)
+            .into_iter()
+            .filter(|p| !p.starts_with(&prefix))
+            .collect()
+    }
+
+    /// MIDI destinations on the JACK server.
+    pub fn list_outputs() -> Vec<String> {
+        match jack::Client::new("jamrig_list", jack::ClientOptions::NO_START_SERVER) {
+            Ok((c, _)) => destinations(&c, "jamrig_list:"),
+            Err(_) => Vec::new(),
+        }
     }
 
     fn sources(client: &jack::Client, own: &str) -> Vec<String> {
@@ -370,9 +607,9 @@ mod jack_in {
 
     /// Connects jamrig's port to the source `choice` names (the first by default).
     pub fn connect(choice: Option<&str>, tap: &MidiTap) -> Result<MidiIn, String> {
-        let (active, own, dead, held) = open(tap)?;
+        let (active, own, dead, held, out) = open(tap)?;
         let names = sources(active.as_client(), &own);
-        let mut m = MidiIn { client: Some(active), dead, port: String::new(), held };
+        let mut m = MidiIn { client: Some(active), shared: None, dead, port: String::new(), held, out };
         let Some(i) = pick(choice, &names) else {
             m.close();
             return Err(no_match(choice));
@@ -388,8 +625,37 @@ mod jack_in {
 
     /// Opens jamrig's own input port for other programs to connect to.
     pub fn open_own_port(tap: &MidiTap) -> Result<MidiIn, String> {
-        let (active, own, dead, held) = open(tap)?;
-        Ok(MidiIn { client: Some(active), dead, port: format!("{own}{OWN_PORT_NOTE}"), held })
+        let (active, own, dead, held, out) = open(tap)?;
+        Ok(MidiIn { client: Some(active), shared: None, dead, port: format!("{own}{OWN_PORT_NOTE}"), held, out })
+    }
+
+    /// The MIDI input of the audio stream's own client (`jamrig:in`), waiting for
+    /// other programs to connect to it.
+    pub fn own_shared(stream: &crate::live::jack_host::JackStream) -> MidiIn {
+        MidiIn {
+            client: None,
+            shared: Some((stream.ports_client.clone(), stream.midi_in.clone())),
+            dead: stream.dead.clone(),
+            port: format!("{}{OWN_PORT_NOTE}", stream.midi_in),
+            held: stream.held.clone(),
+            out: stream.midi_out.clone(),
+        }
+    }
+
+    /// Connects the audio stream's client's MIDI input to the source `choice`
+    /// names (the first by default).
+    pub fn connect_shared(choice: Option<&str>, stream: &crate::live::jack_host::JackStream) -> Result<MidiIn, String> {
+        let c = &stream.ports_client;
+        let names = sources(c, &stream.midi_in);
+        let i = pick(choice, &names).ok_or_else(|| no_match(choice))?;
+        let connected = c.port_by_name(&stream.midi_in).map(|p| p.get_connections()).unwrap_or_default();
+        if !connected.contains(&names[i]) {
+            c.connect_ports_by_name(&names[i], &stream.midi_in)
+                .map_err(|e| format!("cannot connect MIDI input {}: {e}", names[i]))?;
+        }
+        let mut m = own_shared(stream);
+        m.port = names[i].clone();
+        Ok(m)
     }
 }
 

@@ -6,10 +6,13 @@
 pub mod audio;
 pub mod clock;
 pub mod control;
+#[cfg(feature = "jack")]
+pub mod jack_host;
 pub mod keys;
 pub mod link;
 pub mod listen;
 pub mod midi;
+pub mod midi_out;
 pub mod repl;
 pub mod stats;
 pub mod watch;
@@ -167,16 +170,18 @@ fn play_with_terminal(opts: PlayOptions) -> PlayOutcome {
 
 /// `jamrig ports`.
 pub fn ports() -> String {
-    let mut s = String::from("MIDI inputs:\n");
-    let ins = midi::list_inputs();
-    if ins.is_empty() {
-        match midi::unavailable() {
-            Some(why) => s.push_str(&format!("  (none: {why})\n")),
-            None => s.push_str("  (none)\n"),
+    let mut s = String::new();
+    for (title, ports) in [("MIDI inputs", midi::list_inputs()), ("MIDI outputs", midi::list_outputs())] {
+        s.push_str(&format!("{title}:\n"));
+        if ports.is_empty() {
+            match midi::unavailable() {
+                Some(why) => s.push_str(&format!("  (none: {why})\n")),
+                None => s.push_str("  (none)\n"),
+            }
         }
-    }
-    for (i, p) in ins.iter().enumerate() {
-        s.push_str(&format!("  {i}: {p}\n"));
+        for (i, p) in ports.iter().enumerate() {
+            s.push_str(&format!("  {i}: {p}\n"));
+        }
     }
     s.push_str("audio outputs:\n");
     let outs = audio::list_outputs();

@@ -31,24 +31,67 @@ for n in 1..=16 {
 "#;
 pub const GM_NAME: &str = "the General MIDI rig (built in)";
 
-/// What plays a render: the one place the rig is chosen (a SoundFont rig would be
-/// one more case here).
+/// Which SoundFont a General MIDI render (a MIDI file and no set) plays through.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FontChoice {
+    /// The font named with `--soundfont`.
+    Named(PathBuf),
+    /// The first General MIDI font found ([`crate::samples::find_gm_font`]), else
+    /// jamrig's own synthesized map.
+    Search,
+    /// jamrig's own synthesized map (`--no-soundfont`).
+    Synthesized,
+}
+
+/// What plays a render: the one place the rig is chosen.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RigChoice {
     /// The set named on the command line.
     Set(PathBuf),
     /// The built-in example set (no set, no MIDI file).
     Example,
-    /// The built-in General MIDI rig (a MIDI file and no set).
-    GeneralMidi,
+    /// A MIDI file and no set: the General MIDI rig on a SoundFont (program changes
+    /// pick its presets, channel 10 its kit). `from` says where the font was found.
+    GeneralMidiFont { font: PathBuf, from: String },
+    /// A MIDI file and no set: the General MIDI rig on jamrig's own synthesized map
+    /// (`searched`: because no SoundFont was found, else because `--no-soundfont` asked).
+    GeneralMidi { searched: bool },
 }
 
 impl RigChoice {
-    pub fn for_job(set: Option<&Path>, midi: Option<&Path>) -> Self {
+    pub fn for_job(set: Option<&Path>, midi: Option<&Path>, font: &FontChoice) -> Self {
         match (set, midi) {
             (Some(p), _) => RigChoice::Set(p.to_path_buf()),
-            (None, Some(_)) => RigChoice::GeneralMidi,
+            (None, Some(_)) => match font {
+                FontChoice::Named(f) => RigChoice::GeneralMidiFont { font: f.clone(), from: "--soundfont".into() },
+                FontChoice::Search => match crate::samples::find_gm_font() {
+                    Some(found) => RigChoice::GeneralMidiFont { font: found.path, from: found.from },
+                    None => RigChoice::GeneralMidi { searched: true },
+                },
+                FontChoice::Synthesized => RigChoice::GeneralMidi { searched: false },
+            },
             (None, None) => RigChoice::Example,
+        }
+    }
+
+    /// The line that says which General MIDI rig plays (none for a set).
+    pub fn line(&self) -> Option<String> {
+        match self {
+            RigChoice::GeneralMidiFont { font, from } => {
+                let how =
+                    if from == "--soundfont" { "named with --soundfont".to_string() } else { format!("from {from}") };
+                Some(format!("General MIDI rig: SoundFont {} ({how})", font.display()))
+            }
+            RigChoice::GeneralMidi { searched: false } => {
+                Some("General MIDI rig: jamrig's own synthesized instruments (--no-soundfont)".to_string())
+            }
+            RigChoice::GeneralMidi { searched: true } => Some(format!(
+                "General MIDI rig: jamrig's own synthesized instruments (no SoundFont found: give --soundfont FILE, set \
+                 ${}, or install {})",
+                crate::samples::SOUNDFONT_ENV,
+                GM_FONT_PACKAGES
+            )),
+            _ => None,
         }
     }
 
@@ -57,9 +100,62 @@ impl RigChoice {
         match self {
             RigChoice::Set(path) => host.eval_file(path),
             RigChoice::Example => host.eval_source(BUILTIN_NAME, BUILTIN_SET, None, Default::default(), false),
-            RigChoice::GeneralMidi => host.eval_source(GM_NAME, GM_SET, None, Default::default(), false),
+            RigChoice::GeneralMidi { .. } => host.eval_source(GM_NAME, GM_SET, None, Default::default(), false),
+            RigChoice::GeneralMidiFont { font, .. } => {
+                let bank = host.samples().font(font).map_err(|e| {
+                    Diagnostic::whole_file(
+                        &font.display().to_string(),
+                        format!("cannot play the MIDI file through this SoundFont: {e}; give --soundfont a General MIDI .sf2 or .sf3 file"),
+                    )
+                })?;
+                let folder = font.parent().map(Path::to_path_buf);
+                let name = font.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+                    Diagnostic::whole_file(
+                        &font.display().to_string(),
+                        "the SoundFont's file name is not UTF-8: rename it or link it under a UTF-8 name",
+                    )
+                })?;
+                let text = gm_font_set(name, &bank);
+                host.eval_source(
+                    &format!("the General MIDI rig on {}", font.display()),
+                    &text,
+                    folder,
+                    Default::default(),
+                    false,
+                )
+            }
         }
     }
+}
+
+/// The Debian packages of General MIDI SoundFonts, smallest first.
+pub const GM_FONT_PACKAGES: &str = "timgm6mb-soundfont or fluid-soundfont-gm";
+
+/// The General MIDI rig on the SoundFont `file` (in the set's folder) holding `bank`:
+/// sixteen channels starting on bank 0 program 0 (else the font's first melodic
+/// preset), channel 10 on the kit at bank 128 program 0 (else its first kit, else
+/// jamrig's synthesized kit); program changes and bank selects pick the font's presets.
+pub fn gm_font_set(file: &str, bank: &crate::tables::bank::SampleBank) -> String {
+    let first = |kit: bool| {
+        let mut p: Vec<(u16, u8)> =
+            bank.presets.iter().filter(|p| (p.bank == 128) == kit).map(|p| (p.bank, p.program)).collect();
+        p.sort();
+        p.first().copied()
+    };
+    let melodic = bank.find(0, 0).map(|i| (0, bank.presets[i as usize].program)).or_else(|| first(false));
+    let kit = bank.find(128, 0).map(|_| (128, 0)).or_else(|| first(true));
+    let quoted = file.replace('\\', "\\\\").replace('"', "\\\"");
+    let melodic_channel = match melodic {
+        Some((b, p)) => format!("channel(n, #{{ soundfont: \"gm\", bank: {b}, program: {p} }})"),
+        None => "channel(n, \"piano\")".to_string(),
+    };
+    let drum_channel = match kit {
+        Some((b, p)) => format!("drums(10, #{{ soundfont: \"gm\", bank: {b}, program: {p} }})"),
+        None => "drums(10)".to_string(),
+    };
+    format!(
+        "soundfont(\"gm\", \"{quoted}\");\nfor n in 1..=16 {{\n    if n == 10 {{ {drum_channel}; }} else {{ {melodic_channel}; }}\n}}\n"
+    )
 }
 
 pub struct RenderJob {
@@ -75,6 +171,10 @@ pub struct RenderJob {
     pub tail: Option<f64>,
     /// With a MIDI file and a set: play the set's patterns too.
     pub patterns: bool,
+    /// With a MIDI file and no set: the SoundFont of the General MIDI rig.
+    pub soundfont: FontChoice,
+    /// Folders beyond the set's own that its samples and fonts may come from.
+    pub samples: Vec<PathBuf>,
 }
 
 /// Supported output rates.
@@ -89,6 +189,8 @@ pub struct Rendered {
     pub elapsed: std::time::Duration,
     /// Things the user should know about the result.
     pub warnings: Vec<String>,
+    /// Which General MIDI rig played the file (none for a set).
+    pub rig: Option<String>,
 }
 
 /// Errors that are a script diagnostic (printed as the full report).
@@ -278,8 +380,12 @@ pub fn run(job: &RenderJob) -> Result<Rendered> {
     let tail = tail_cap(job.tail)?;
     let inputs: Vec<PathBuf> = job.set.iter().chain(job.midi.iter()).cloned().collect();
     check_output(&job.out, &inputs)?;
-    let host = ScriptHost::new().map_err(ScriptFailure)?;
-    let rig = RigChoice::for_job(job.set.as_deref(), job.midi.as_deref());
+    let mut host = ScriptHost::new().map_err(ScriptFailure)?;
+    host.allow_folders(&job.samples);
+    let rig = RigChoice::for_job(job.set.as_deref(), job.midi.as_deref(), &job.soundfont);
+    if let RigChoice::GeneralMidiFont { font, .. } = &rig {
+        check_output(&job.out, std::slice::from_ref(font))?;
+    }
     let mut evaluated = rig.evaluate(&host).map_err(ScriptFailure)?;
     // Every module the set read is an input too.
     check_output(&job.out, &evaluated.files)?;
@@ -319,6 +425,9 @@ pub fn run(job: &RenderJob) -> Result<Rendered> {
     }
     let frames = (seconds * sr).round().max(1.0) as u64;
     let t0 = std::time::Instant::now();
+    // No deadline here: buffers are mapped as they are first used, so channels and
+    // voices that never play take no memory.
+    crate::dsp::set_prefault(false);
     let mut r = Renderer::new(&set, job.sample_rate).context("cannot build the rig")?;
     if let Some((events, _)) = midi {
         r.add_events(events);
@@ -342,7 +451,7 @@ pub fn run(job: &RenderJob) -> Result<Rendered> {
             _ => "the render is silent: nothing played above -90 dBFS".into(),
         });
     }
-    Ok(Rendered { frames: written as usize, seconds: written as f64 / sr, elapsed, warnings })
+    Ok(Rendered { frames: written as usize, seconds: written as f64 / sr, elapsed, warnings, rig: rig.line() })
 }
 
 /// `jamrig render --replay DIR`: plays a session capture again into a WAV at the
@@ -414,12 +523,13 @@ pub fn replay(dir: &Path, out: &Path, format: SampleFormat) -> Result<Rendered> 
     }
     let frames = w.finish()?;
     let elapsed = t0.elapsed();
-    Ok(Rendered { frames: frames as usize, seconds: frames as f64 / rate as f64, elapsed, warnings })
+    Ok(Rendered { frames: frames as usize, seconds: frames as f64 / rate as f64, elapsed, warnings, rig: None })
 }
 
 /// `jamrig check`: evaluates and validates a set, returning its description.
-pub fn check(path: &Path) -> Result<String> {
-    let host = ScriptHost::new().map_err(ScriptFailure)?;
+pub fn check(path: &Path, samples: &[PathBuf]) -> Result<String> {
+    let mut host = ScriptHost::new().map_err(ScriptFailure)?;
+    host.allow_folders(samples);
     let ev = host.eval_file(path).map_err(ScriptFailure)?;
     crate::rig::build::build(&ev.set, None)?;
     let mut s = format!("{}: ok\n", path.display());
@@ -443,12 +553,13 @@ pub enum EventFormat {
 
 /// `jamrig check SET --events BARS`: the events the set's patterns play in the first
 /// `bars` bars.
-pub fn check_events(path: &Path, bars: f64, format: EventFormat) -> Result<String> {
+pub fn check_events(path: &Path, bars: f64, format: EventFormat, samples: &[PathBuf]) -> Result<String> {
     use crate::rig::events;
     if !(bars > 0.0 && bars <= events::MAX_BARS) {
         bail!("--events takes a number of bars above 0 and at most {}, not {bars}", events::MAX_BARS);
     }
-    let host = ScriptHost::new().map_err(ScriptFailure)?;
+    let mut host = ScriptHost::new().map_err(ScriptFailure)?;
+    host.allow_folders(samples);
     let ev = host.eval_file(path).map_err(ScriptFailure)?;
     crate::rig::build::build(&ev.set, None)?;
     let list = events::events(&ev.set, bars, None);

@@ -74,9 +74,11 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    /// An engine playing `set` at `sample_rate`, building its tables.
+    /// An engine playing `set` at `sample_rate`, building its tables (the drum kit
+    /// only if a channel plays it: the set cannot change here).
     pub fn new(set: &Set, sample_rate: u32) -> Result<Self, BuildError> {
-        Self::with_tables(set, Arc::new(Tables::new(sample_rate as f32)))
+        let kit = set.channels.values().any(|c| c.kind == crate::rig::set::ChannelKind::Drums);
+        Self::with_tables(set, Arc::new(Tables::with_kit(sample_rate as f32, kit)))
     }
 
     /// Same, sharing already-built tables (they fix the sample rate).

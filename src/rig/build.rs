@@ -7,6 +7,7 @@ use crate::engine::snapshot::{
     CcMapping, ChannelConfig, Hit, MAX_CHANNELS, PatternConfig, PatternSet, Snapshot, Source,
 };
 use crate::engine::synth::{SYNTHS, synth_index};
+use crate::samples::store::UserBanks;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -17,6 +18,16 @@ pub enum BuildError {
     UnknownSynth { channel: u8, instrument: String, synth: String, available: String },
     #[error("channel {0} is outside 1..16")]
     BadChannel(u8),
+    #[error(
+        "channel {channel} plays the SoundFont \"{font}\", which the set has not registered (use soundfont(\"{font}\", \"FILE.sf2\") first)"
+    )]
+    UnknownFont { channel: u8, font: String },
+    #[error("channel {channel} plays the sample instrument \"{name}\", which the set does not define")]
+    UnknownSample { channel: u8, name: String },
+    #[error("the set uses {0} sample banks; a set may use up to {max}", max = crate::engine::banks::MAX_SNAPSHOT_BANKS)]
+    TooManyBanks(usize),
+    #[error("a sample {0}")]
+    Sample(String),
     #[error("pattern {name}: {reason}")]
     BadPattern { name: String, reason: String },
     #[error("the tempo {0} is outside 1..999 BPM")]
@@ -47,6 +58,9 @@ fn instrument_id(name: &str, kind: &ChannelKind) -> u64 {
     match kind {
         ChannelKind::Synth { synth } => synth.hash(&mut h),
         ChannelKind::Drums => "drums".hash(&mut h),
+        ChannelKind::External { device, channel } => (device, channel).hash(&mut h),
+        ChannelKind::Sampled { font, preset, .. } => (font, preset).hash(&mut h),
+        ChannelKind::SampleInstrument { name } => ("sample", name).hash(&mut h),
     }
     h.finish()
 }
@@ -80,9 +94,16 @@ pub fn pattern_set(set: &Set) -> PatternSet {
     PatternSet { patterns }
 }
 
-/// Builds the snapshot for `set`. `previous` is the pattern set last published: if
-/// the patterns are unchanged it is shared, so the engine sees "no change".
+/// Builds the snapshot for `set` (its own samples at 48 kHz: for checking a set;
+/// a running engine builds with [`build_with`] at its own rate).
 pub fn build(set: &Set, previous: Option<&Arc<PatternSet>>) -> Result<Snapshot, BuildError> {
+    build_with(set, previous, &mut UserBanks::new(48_000))
+}
+
+/// Builds the snapshot for `set`. `previous` is the pattern set last published: if
+/// the patterns are unchanged it is shared, so the engine sees "no change". The
+/// set's own samples are composed into a bank by `user` (at the engine's rate).
+pub fn build_with(set: &Set, previous: Option<&Arc<PatternSet>>, user: &mut UserBanks) -> Result<Snapshot, BuildError> {
     if !(1.0..=999.0).contains(&set.tempo_bpm) {
         return Err(BuildError::BadTempo(set.tempo_bpm));
     }
@@ -90,12 +111,43 @@ pub fn build(set: &Set, previous: Option<&Arc<PatternSet>>) -> Result<Snapshot, 
         check_pattern(p)?;
     }
     let mut snap = Snapshot::default();
+    // Banks: the registered fonts in name order, then the set's own samples.
+    let font_index: std::collections::BTreeMap<&str, u8> =
+        set.fonts.keys().enumerate().map(|(i, k)| (k.as_str(), i as u8)).collect();
+    snap.banks = set.fonts.values().map(|f| f.bank.0.clone()).collect();
+    let user_bank = user.bank(&set.samples).map_err(BuildError::Sample)?;
+    let user_index = user_bank.as_ref().map(|b| {
+        snap.banks.push(b.clone());
+        (snap.banks.len() - 1) as u8
+    });
+    if snap.banks.len() > crate::engine::banks::MAX_SNAPSHOT_BANKS {
+        return Err(BuildError::TooManyBanks(snap.banks.len()));
+    }
+    if let (Some(i), Some(b)) = (user_index, &user_bank)
+        && b.presets.first().is_some_and(|p| !p.regions.is_empty())
+    {
+        snap.user_kit = Some((i, 0));
+    }
     for (&ch, spec) in &set.channels {
         if !(1..=MAX_CHANNELS as u8).contains(&ch) {
             return Err(BuildError::BadChannel(ch));
         }
         let source = match &spec.kind {
             ChannelKind::Drums => Source::Drums,
+            ChannelKind::External { device, channel } => Source::External {
+                channel: channel.saturating_sub(1) & 15,
+                latency_ms: set.midi_outs.get(device).copied().unwrap_or(0.0),
+            },
+            ChannelKind::Sampled { font, preset, .. } => match font_index.get(font.as_str()) {
+                Some(&bank) => Source::Sampled { bank, preset: *preset },
+                None => return Err(BuildError::UnknownFont { channel: ch, font: font.clone() }),
+            },
+            ChannelKind::SampleInstrument { name } => {
+                match (user_index, user_bank.as_ref().and_then(|b| b.find_name(name))) {
+                    (Some(bank), Some(preset)) if preset > 0 => Source::Sampled { bank, preset },
+                    _ => return Err(BuildError::UnknownSample { channel: ch, name: name.clone() }),
+                }
+            }
             ChannelKind::Synth { synth, .. } => match synth_index(synth) {
                 Some(i) => Source::Synth(i as u16),
                 None => {
@@ -143,5 +195,6 @@ pub fn build(set: &Set, previous: Option<&Arc<PatternSet>>) -> Result<Snapshot, 
     snap.master = set.master;
     snap.autoplay = set.sync == SyncMode::Internal;
     snap.sync = set.sync;
+    snap.clock_out = set.clock_out;
     Ok(snap)
 }

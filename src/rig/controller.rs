@@ -2,7 +2,7 @@
 //! wins, never more than the queue holds), sends events, and frees on this thread
 //! whatever the engine retires.
 
-use super::build::{BuildError, build};
+use super::build::{BuildError, build_with};
 use super::set::Set;
 use crate::engine::event::Event;
 use crate::engine::snapshot::PatternSet;
@@ -21,16 +21,25 @@ pub struct Controller {
     patterns: Option<Arc<PatternSet>>,
     /// The serial of the last snapshot published (0: the engine's first).
     serial: u64,
+    /// The set's own samples as a bank at the engine's rate.
+    user_banks: crate::samples::store::UserBanks,
 }
 
 impl Controller {
-    pub fn new(ports: ControlPorts) -> Self {
-        Controller { ports, pending: None, in_flight: 0, patterns: None, serial: 0 }
+    pub fn new(ports: ControlPorts, sample_rate: u32) -> Self {
+        Controller {
+            ports,
+            pending: None,
+            in_flight: 0,
+            patterns: None,
+            serial: 0,
+            user_banks: crate::samples::store::UserBanks::new(sample_rate),
+        }
     }
 
     /// Builds `set` and publishes it. On error nothing is published.
     pub fn publish_set(&mut self, set: &Set) -> Result<(), BuildError> {
-        let snap = build(set, self.patterns.as_ref())?;
+        let snap = build_with(set, self.patterns.as_ref(), &mut self.user_banks)?;
         self.patterns = snap.patterns.clone();
         self.publish(snap);
         Ok(())
@@ -118,8 +127,8 @@ pub struct Rig {
 impl Rig {
     pub fn new(set: &Set, sample_rate: f32, tables: Arc<Tables>) -> Result<Rig, BuildError> {
         let (control, engine_ports) = ports();
-        let mut controller = Controller::new(control);
-        let snap = build(set, None)?;
+        let mut controller = Controller::new(control, sample_rate as u32);
+        let snap = build_with(set, None, &mut controller.user_banks)?;
         controller.patterns = snap.patterns.clone();
         let engine = Engine::new(sample_rate, tables, snap, engine_ports);
         Ok(Rig { engine, controller })

@@ -39,6 +39,39 @@ pub fn key_values(params: &ParamValues) -> Vec<String> {
     out
 }
 
+/// What the set's sampled sound holds in memory, one line (`None` without any):
+/// each font's decoded samples, and the set's own samples.
+pub fn sample_memory(set: &Set) -> Option<String> {
+    let mb = |b: usize| b as f64 / (1 << 20) as f64;
+    let mut parts: Vec<String> = set
+        .fonts
+        .iter()
+        .map(|(name, f)| {
+            let b = &f.bank.0;
+            format!(
+                "SoundFont {name} ({}): {} presets, {} zones, {:.1} MB of samples",
+                f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                b.presets.len(),
+                b.region_count(),
+                mb(b.sample_bytes())
+            )
+        })
+        .collect();
+    if !set.samples.is_empty() {
+        // Kept as 16-bit frames at the engine's rate (about the file's length at 48 kHz).
+        let bytes: usize = set
+            .samples
+            .iter()
+            .map(|s| {
+                let d = &s.audio.0;
+                (d.frames() as f64 * 48_000.0 / d.rate.max(1) as f64) as usize * d.channels.len() * 2
+            })
+            .sum();
+        parts.push(format!("{} samples of the set: {:.1} MB", set.samples.len(), mb(bytes)));
+    }
+    (!parts.is_empty()).then(|| format!("memory: {}", parts.join("; ")))
+}
+
 /// The whole rig, as `jamrig check` prints it.
 pub fn describe(set: &Set) -> String {
     let mut s = String::new();
@@ -57,6 +90,12 @@ pub fn describe(set: &Set) -> String {
             crate::engine::snapshot::MasterMode::Limiter => "limiter",
         }
     );
+    if set.clock_out {
+        let _ = writeln!(s, "MIDI clock out: on");
+    }
+    for (device, ms) in &set.midi_outs {
+        let _ = writeln!(s, "MIDI out to \"{device}\": {} ms early", fmt_num(*ms));
+    }
     let _ = writeln!(s, "channels:");
     if set.channels.is_empty() {
         let _ = writeln!(s, "  (none)");
@@ -64,11 +103,18 @@ pub fn describe(set: &Set) -> String {
     for (ch, spec) in &set.channels {
         let what = match &spec.kind {
             ChannelKind::Drums => "drum kit".to_string(),
+            ChannelKind::External { device, channel } => format!("MIDI out to \"{device}\", channel {channel}"),
+            ChannelKind::Sampled { .. } => format!("SoundFont preset {}", spec.instrument),
+            ChannelKind::SampleInstrument { name } => format!("sample instrument {name}"),
             ChannelKind::Synth { synth, .. } if *synth == spec.instrument => synth.clone(),
             ChannelKind::Synth { synth, .. } => format!("{} ({synth})", spec.instrument),
         };
+        if spec.is_external() {
+            let _ = writeln!(s, "  ch{ch:<2} {what}");
+            continue;
+        }
         let p = &spec.params;
-        let env = if spec.is_drums() {
+        let env = if spec.is_drums() || matches!(spec.kind, ChannelKind::Sampled { .. }) {
             String::new()
         } else {
             format!(
@@ -114,6 +160,9 @@ pub fn describe(set: &Set) -> String {
                 p.hits.len()
             );
         }
+    }
+    if let Some(m) = sample_memory(set) {
+        let _ = writeln!(s, "{m}");
     }
     s
 }

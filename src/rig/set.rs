@@ -15,6 +15,24 @@ pub enum ChannelKind {
         synth: String,
     },
     Drums,
+    /// An external instrument: what the channel plays goes out through jamrig's
+    /// MIDI output to `device` (a part of its port name), on MIDI channel
+    /// `channel` (1-based).
+    External {
+        device: String,
+        channel: u8,
+    },
+    /// A preset of a SoundFont the set registered (by the set's name for the font);
+    /// `kit` when it is a percussion preset (bank 128).
+    Sampled {
+        font: String,
+        preset: u16,
+        kit: bool,
+    },
+    /// One of the set's own sample instruments, by name.
+    SampleInstrument {
+        name: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -28,8 +46,39 @@ pub struct ChannelSpec {
 
 impl ChannelSpec {
     pub fn is_drums(&self) -> bool {
-        self.kind == ChannelKind::Drums
+        matches!(self.kind, ChannelKind::Drums | ChannelKind::Sampled { kit: true, .. })
     }
+
+    /// Whether the channel is an external instrument (MIDI out).
+    pub fn is_external(&self) -> bool {
+        matches!(self.kind, ChannelKind::External { .. })
+    }
+}
+
+/// A SoundFont the set registered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FontSpec {
+    pub path: std::path::PathBuf,
+    pub bank: crate::samples::Shared<crate::tables::bank::SampleBank>,
+}
+
+/// How a user sample plays.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SampleUse {
+    /// A drum sound on `note` of drum channels, played to its end.
+    Drum { note: u8 },
+    /// An instrument over `lo..=hi`, sounding at its own pitch on `root`, looping
+    /// between two frames of the file if given, shaped by the channel's envelope.
+    Instrument { lo: u8, hi: u8, root: u8, loop_frames: Option<(u32, u32)> },
+}
+
+/// A sample file the set uses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserSample {
+    pub name: String,
+    pub path: std::path::PathBuf,
+    pub audio: crate::samples::Shared<crate::samples::decode::Decoded>,
+    pub use_: SampleUse,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -79,6 +128,17 @@ pub struct Set {
     /// What each General MIDI program change selects (programs whose synth is
     /// available), from the library's GM map.
     pub programs: BTreeMap<u8, ChannelSpec>,
+    /// MIDI output devices the set names, with their latency in ms (messages to
+    /// a device leave that much earlier, so that a slow one sounds in time).
+    pub midi_outs: BTreeMap<String, f32>,
+    /// Send MIDI clock from the transport (`clock_out(true)`).
+    pub clock_out: bool,
+    /// SoundFonts by the set's name for them.
+    pub fonts: BTreeMap<String, FontSpec>,
+    /// The set's own samples, in the order declared.
+    pub samples: Vec<UserSample>,
+    /// Folders whose contents make numbered sample banks (watched for files coming and going).
+    pub sample_folders: Vec<std::path::PathBuf>,
 }
 
 impl Default for Set {
@@ -92,6 +152,11 @@ impl Default for Set {
             patterns: BTreeMap::new(),
             master: MasterConfig::default(),
             programs: BTreeMap::new(),
+            midi_outs: BTreeMap::new(),
+            clock_out: false,
+            fonts: BTreeMap::new(),
+            samples: Vec::new(),
+            sample_folders: Vec::new(),
         }
     }
 }

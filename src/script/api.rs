@@ -29,9 +29,9 @@ pub struct ApiError {
     pub help: Option<String>,
 }
 
-type Res<T> = Result<T, Box<EvalAltResult>>;
+pub(crate) type Res<T> = Result<T, Box<EvalAltResult>>;
 
-fn fail<T>(message: impl Into<String>) -> Res<T> {
+pub(crate) fn fail<T>(message: impl Into<String>) -> Res<T> {
     Err(EvalAltResult::ErrorRuntime(
         Dynamic::from(ApiError { message: message.into(), token: None, help: None }),
         Position::NONE,
@@ -39,7 +39,7 @@ fn fail<T>(message: impl Into<String>) -> Res<T> {
     .into())
 }
 
-fn fail_at<T>(message: impl Into<String>, token: &str, help: Option<String>) -> Res<T> {
+pub(crate) fn fail_at<T>(message: impl Into<String>, token: &str, help: Option<String>) -> Res<T> {
     let e = ApiError { message: message.into(), token: Some(token.to_string()), help };
     Err(EvalAltResult::ErrorRuntime(Dynamic::from(e), Position::NONE).into())
 }
@@ -56,17 +56,30 @@ pub struct EvalState {
     pub printed: Vec<String>,
     /// The patterns placed from mini-notation (expanded again if the meter changes).
     pub minis: super::patterns::Placed,
+    /// Loaded fonts and samples, kept across evaluations.
+    pub library: Arc<crate::samples::SampleLibrary>,
+    /// Where the set may read files from.
+    pub roots: crate::samples::Roots,
 }
 
 impl EvalState {
     pub fn new(lib: Library, base: Set, repl: bool) -> Self {
-        EvalState { set: base, lib, declared: BTreeMap::new(), repl, printed: Vec::new(), minis: Default::default() }
+        EvalState {
+            set: base,
+            lib,
+            declared: BTreeMap::new(),
+            repl,
+            printed: Vec::new(),
+            minis: Default::default(),
+            library: Default::default(),
+            roots: Default::default(),
+        }
     }
 }
 
 pub type Shared = Arc<Mutex<EvalState>>;
 
-fn lock(s: &Shared) -> MutexGuard<'_, EvalState> {
+pub(crate) fn lock(s: &Shared) -> MutexGuard<'_, EvalState> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -152,7 +165,7 @@ pub fn show_value(v: &Dynamic) -> String {
     v.to_string()
 }
 
-fn type_name(d: &Dynamic) -> &'static str {
+pub(crate) fn type_name(d: &Dynamic) -> &'static str {
     if d.is_string() {
         "text"
     } else if d.is_int() {
@@ -173,12 +186,12 @@ fn type_name(d: &Dynamic) -> &'static str {
 }
 
 /// How a value is written in a script (to find it on the line for the caret).
-fn lit(d: &Dynamic) -> String {
+pub(crate) fn lit(d: &Dynamic) -> String {
     if d.is_string() { format!("\"{}\"", d.clone().into_string().unwrap_or_default()) } else { d.to_string() }
 }
 
 /// A number from an int or a float (never NaN or infinite).
-fn number(d: &Dynamic, what: &str) -> Res<f64> {
+pub(crate) fn number(d: &Dynamic, what: &str) -> Res<f64> {
     if let Some(i) = d.clone().try_cast::<INT>() {
         Ok(i as f64)
     } else if let Some(f) = d.clone().try_cast::<FLOAT>() {
@@ -191,7 +204,7 @@ fn number(d: &Dynamic, what: &str) -> Res<f64> {
     }
 }
 
-fn channel_number(d: &Dynamic) -> Res<u8> {
+pub(crate) fn channel_number(d: &Dynamic) -> Res<u8> {
     let n = number(d, "a channel")?;
     if n.fract() != 0.0 || !(1.0..=MAX_CHANNELS as f64).contains(&n) {
         return fail_at(
@@ -204,7 +217,7 @@ fn channel_number(d: &Dynamic) -> Res<u8> {
 }
 
 /// Adds `token` to an error that does not say where it is yet.
-fn at_token<T>(r: Res<T>, token: &str) -> Res<T> {
+pub(crate) fn at_token<T>(r: Res<T>, token: &str) -> Res<T> {
     r.map_err(|mut e| {
         if let EvalAltResult::ErrorRuntime(v, _) = &mut *e
             && let Some(mut api) = v.clone().try_cast::<ApiError>()
@@ -217,7 +230,7 @@ fn at_token<T>(r: Res<T>, token: &str) -> Res<T> {
     })
 }
 
-fn text(d: &Dynamic, what: &str) -> Res<String> {
+pub(crate) fn text(d: &Dynamic, what: &str) -> Res<String> {
     match d.clone().into_immutable_string() {
         Ok(s) => Ok(s.to_string()),
         Err(_) => fail(format!("{what} must be text in quotes, not {}", type_name(d))),
@@ -282,7 +295,7 @@ fn note_range(v: &Dynamic) -> Res<(u8, u8)> {
     }
 }
 
-fn unknown_param<T>(name: &str) -> Res<T> {
+pub(crate) fn unknown_param<T>(name: &str) -> Res<T> {
     let names = PARAMS.iter().map(|p| p.name).chain(CHANNEL_PROPERTIES.iter().copied());
     fail_at(format!("unknown parameter {name}"), name, did_you_mean(&suggest_many(name, names)))
 }
@@ -344,7 +357,7 @@ fn synth_kw(values: &mut ParamValues, v: &Dynamic) -> Res<Vec<Param>> {
 }
 
 /// Applies a map of channel settings (parameters, envelope, synth, voices).
-fn apply_map(spec: &mut ChannelSpec, lib: &Library, map: &Map) -> Res<()> {
+pub(crate) fn apply_map(spec: &mut ChannelSpec, lib: &Library, map: &Map) -> Res<()> {
     // The envelope first, so that attack/decay/... given alongside override it.
     if let Some(env) = map.get("envelope") {
         apply_envelope(&mut spec.params, lib, env)?;
@@ -352,6 +365,7 @@ fn apply_map(spec: &mut ChannelSpec, lib: &Library, map: &Map) -> Res<()> {
     for (k, v) in map {
         match k.as_str() {
             "envelope" => {}
+            k if super::sampled::FONT_KEYS.contains(&k) => {}
             "synth" => {
                 let s = text(v, "synth")?;
                 check_synth(&s, &s)?;
@@ -372,6 +386,40 @@ fn apply_map(spec: &mut ChannelSpec, lib: &Library, map: &Map) -> Res<()> {
     }
     Ok(())
 }
+
+/// An external channel: `#{ midi_out: "device", out_channel: 1 }` (the out
+/// channel is the channel's own number unless given).
+fn external_channel(n: u8, map: &Map) -> Res<ChannelSpec> {
+    let mut device = String::new();
+    let mut channel = n;
+    for (k, v) in map {
+        match k.as_str() {
+            "midi_out" => {
+                device = text(v, "midi_out")?;
+                if device.trim().is_empty() {
+                    return fail("midi_out names a MIDI output device (part of its name), e.g. midi_out: \"op-xy\"");
+                }
+            }
+            "out_channel" => channel = at_token(channel_number(v), "out_channel")?,
+            other => {
+                return fail_at(
+                    format!("an external channel takes midi_out and out_channel, not {other}"),
+                    other,
+                    did_you_mean(&suggest_many(other, ["midi_out", "out_channel"])),
+                );
+            }
+        }
+    }
+    Ok(ChannelSpec {
+        instrument: format!("midi out {device} ch{channel}"),
+        kind: ChannelKind::External { device, channel },
+        params: ParamValues::default(),
+        voices: DEFAULT_VOICE_LIMIT,
+    })
+}
+
+/// The longest `latency_ms` a MIDI output may be given.
+const MAX_OUT_LATENCY_MS: f64 = 500.0;
 
 fn voices(v: &Dynamic) -> Res<u8> {
     let n = number(v, "voices")?;
@@ -434,7 +482,7 @@ pub(crate) fn preset_channel(lib: &Library, name: &str) -> Res<ChannelSpec> {
     fail_at(format!("unknown instrument \"{name}\""), name, did_you_mean(&suggest_many(name, names)))
 }
 
-fn drum_channel() -> ChannelSpec {
+pub(crate) fn drum_channel() -> ChannelSpec {
     ChannelSpec {
         instrument: "drums".into(),
         kind: ChannelKind::Drums,
@@ -443,7 +491,7 @@ fn drum_channel() -> ChannelSpec {
     }
 }
 
-fn declare(st: &mut EvalState, n: u8, spec: ChannelSpec, ctx_pos: Position) -> Res<ChannelRef> {
+pub(crate) fn declare(st: &mut EvalState, n: u8, spec: ChannelSpec, ctx_pos: Position) -> Res<ChannelRef> {
     if !st.repl
         && let Some(at) = st.declared.get(&n)
     {
@@ -669,7 +717,11 @@ pub fn usage(name: &str) -> Option<&'static str> {
         "meter" => "meter(beats_per_bar)",
         "clock" => "clock(\"internal\" | \"midi\" | \"link\"[, quantum])",
         "master" => "master(#{ gain: 0.8, mode: \"softclip\" | \"limiter\" })",
-        "channel" => "channel(number, \"instrument\"[, #{ settings }]) or channel(number, #{ synth: ..., ... })",
+        "channel" => {
+            "channel(number, \"instrument\"[, #{ settings }]) or channel(number, #{ synth: ..., ... }) or channel(number, #{ midi_out: \"device\", out_channel: 1 })"
+        }
+        "midi_out" => "midi_out(\"device\", #{ latency_ms: 10 })",
+        "clock_out" => "clock_out(true | false)",
         "drums" => "drums(number[, #{ settings }])",
         "ch" => "ch(number)",
         "cc" => {
@@ -687,13 +739,13 @@ pub fn usage(name: &str) -> Option<&'static str> {
         "drum_alias" => "drum_alias(\"alias\", \"sound\")",
         "gm_program" => "gm_program(program, \"instrument\")",
         "note" => "note(\"C4\")",
-        _ => return super::patterns::usage(name),
+        _ => return super::patterns::usage(name).or_else(|| super::sampled::usage(name)),
     })
 }
 
 /// Every function a set can call, the pattern functions included (for suggestions).
 pub fn all_functions() -> Vec<&'static str> {
-    FUNCTIONS.iter().chain(super::patterns::FUNCTIONS).copied().collect()
+    FUNCTIONS.iter().chain(super::patterns::FUNCTIONS).chain(super::sampled::FUNCTIONS).copied().collect()
 }
 
 /// Every function a set can call (for suggestions).
@@ -703,6 +755,8 @@ pub const FUNCTIONS: &[&str] = &[
     "clock",
     "master",
     "channel",
+    "midi_out",
+    "clock_out",
     "drums",
     "ch",
     "cc",
@@ -722,6 +776,7 @@ pub const FUNCTIONS: &[&str] = &[
 pub fn register(engine: &mut Engine, state: &Shared) {
     engine.register_type_with_name::<ChannelRef>("Channel");
     super::patterns::register(engine);
+    super::sampled::register(engine, state);
 
     let s = state.clone();
     engine.register_fn("tempo", move |bpm: Dynamic| -> Res<()> {
@@ -816,12 +871,50 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         Ok(())
     });
 
+    let s = state.clone();
+    engine.register_fn("clock_out", move |on: bool| {
+        lock(&s).set.clock_out = on;
+    });
+    let s = state.clone();
+    engine.register_fn("midi_out", move |device: Dynamic, map: Map| -> Res<()> {
+        let device = text(&device, "midi_out's device")?;
+        let mut latency = 0.0;
+        for (k, v) in &map {
+            match k.as_str() {
+                "latency_ms" => {
+                    latency = number(v, "latency_ms")?;
+                    if !(0.0..=MAX_OUT_LATENCY_MS).contains(&latency) {
+                        return fail_at(
+                            format!("latency_ms is {}, outside 0..{MAX_OUT_LATENCY_MS}", fmt_num(latency as f32)),
+                            &lit(v),
+                            None,
+                        );
+                    }
+                }
+                other => {
+                    return fail_at(format!("midi_out takes latency_ms, not {other}"), other, None);
+                }
+            }
+        }
+        lock(&s).set.midi_outs.insert(device, latency as f32);
+        Ok(())
+    });
+
     // Channels.
     let s = state.clone();
     engine.register_fn("channel", move |ctx: rhai::NativeCallContext, n: Dynamic, what: Dynamic| -> Res<ChannelRef> {
         let n = channel_number(&n)?;
         let mut st = lock(&s);
-        let spec = if let Some(map) = what.clone().try_cast::<Map>() {
+        let spec = if let Some(map) = what.clone().try_cast::<Map>()
+            && map.contains_key("midi_out")
+        {
+            external_channel(n, &map)?
+        } else if let Some(map) = what.clone().try_cast::<Map>() {
+            if map.contains_key("soundfont") {
+                let mut spec = super::sampled::font_channel(&st, &map, false)?;
+                apply_map(&mut spec, &st.lib, &map)?;
+                return declare(&mut st, n, spec, ctx.call_position());
+            }
             let Some(synth) = map.get("synth") else {
                 return fail("a channel built from a map needs a synth: channel(1, #{ synth: \"saw\", ... })");
             };
@@ -839,7 +932,10 @@ pub fn register(engine: &mut Engine, state: &Shared) {
             spec
         } else {
             let name = text(&what, "an instrument")?;
-            preset_channel(&st.lib, &name)?
+            match super::sampled::sample_channel(&st, &name) {
+                Some(spec) => spec,
+                None => preset_channel(&st.lib, &name)?,
+            }
         };
         declare(&mut st, n, spec, ctx.call_position())
     });
@@ -850,7 +946,10 @@ pub fn register(engine: &mut Engine, state: &Shared) {
             let n = channel_number(&n)?;
             let mut st = lock(&s);
             let name = text(&name, "an instrument")?;
-            let mut spec = preset_channel(&st.lib, &name)?;
+            let mut spec = match super::sampled::sample_channel(&st, &name) {
+                Some(spec) => spec,
+                None => preset_channel(&st.lib, &name)?,
+            };
             apply_map(&mut spec, &st.lib, &map)?;
             declare(&mut st, n, spec, ctx.call_position())
         },
@@ -865,7 +964,8 @@ pub fn register(engine: &mut Engine, state: &Shared) {
     engine.register_fn("drums", move |ctx: rhai::NativeCallContext, n: Dynamic, map: Map| -> Res<ChannelRef> {
         let n = channel_number(&n)?;
         let mut st = lock(&s);
-        let mut spec = drum_channel();
+        let mut spec =
+            if map.contains_key("soundfont") { super::sampled::font_channel(&st, &map, true)? } else { drum_channel() };
         apply_map(&mut spec, &st.lib, &map)?;
         declare(&mut st, n, spec, ctx.call_position())
     });

@@ -63,6 +63,17 @@ pub fn diff_live(old: &Set, new: &Set, bar: Option<u64>, live: impl Fn(u8, Param
     if old.master != new.master {
         out.push("master changed".to_string());
     }
+    if old.clock_out != new.clock_out {
+        out.push(format!("clock out {}", if new.clock_out { "on" } else { "off" }));
+    }
+    for (device, ms) in &new.midi_outs {
+        if old.midi_outs.get(device) != Some(ms) {
+            out.push(format!("midi out \"{device}\" latency {} ms", fmt_num(*ms)));
+        }
+    }
+    for device in old.midi_outs.keys().filter(|d| !new.midi_outs.contains_key(*d)) {
+        out.push(format!("midi out \"{device}\" removed"));
+    }
     for ch in 1..=16u8 {
         match (old.channels.get(&ch), new.channels.get(&ch)) {
             (Some(a), Some(b)) => channel_changes(ch, a, b, &live, &mut out),

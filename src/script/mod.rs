@@ -9,6 +9,7 @@ pub mod library;
 pub mod memory;
 pub mod mini;
 pub mod patterns;
+pub mod sampled;
 pub mod save;
 pub mod session;
 pub mod source;
@@ -236,6 +237,10 @@ impl Sources for EvalSources<'_> {
 /// Builds Rhai engines with the set language and limits, and holds the stdlib.
 pub struct ScriptHost {
     stdlib: Arc<Library>,
+    /// Fonts and samples loaded so far (a reload that keeps a file reuses it).
+    samples: Arc<crate::samples::SampleLibrary>,
+    /// Folders beyond the set's own that sets may read files from.
+    sample_roots: Vec<PathBuf>,
 }
 
 impl ScriptHost {
@@ -251,11 +256,21 @@ impl ScriptHost {
             })?;
         }
         let lib = std::mem::take(&mut state.lock().unwrap_or_else(|p| p.into_inner()).lib);
-        Ok(ScriptHost { stdlib: Arc::new(lib) })
+        Ok(ScriptHost { stdlib: Arc::new(lib), samples: Default::default(), sample_roots: Vec::new() })
     }
 
     pub fn library(&self) -> &Library {
         &self.stdlib
+    }
+
+    /// The fonts and samples loaded so far.
+    pub fn samples(&self) -> &Arc<crate::samples::SampleLibrary> {
+        &self.samples
+    }
+
+    /// Lets sets read files beneath `folders` too (`--samples DIR`).
+    pub fn allow_folders(&mut self, folders: &[PathBuf]) {
+        self.sample_roots.extend(folders.iter().cloned());
     }
 
     /// The signature of every function a set can call (Rhai's packages and the set
@@ -384,7 +399,14 @@ impl ScriptHost {
             ));
         }
         source::check_code(name, text)?;
-        let state: Shared = Arc::new(Mutex::new(EvalState::new((*self.stdlib).clone(), base, repl)));
+        let mut es = EvalState::new((*self.stdlib).clone(), base, repl);
+        es.library = self.samples.clone();
+        let set_folder = match &folder {
+            Some(Folder::Disk(p)) => Some(p.as_path()),
+            _ => None,
+        };
+        es.roots = crate::samples::Roots::for_set(set_folder, &self.sample_roots);
+        let state: Shared = Arc::new(Mutex::new(es));
         let read = Arc::new(Mutex::new(Vec::new()));
         let engine = Self::engine(&state, folder, read.clone());
         let code = api::rewrite_channel_access(text);
@@ -417,7 +439,14 @@ impl ScriptHost {
             .filter(|(_, f, _)| !f.as_os_str().is_empty())
             .map(|(_, f, text)| (f.clone(), text.clone()))
             .collect();
-        let files = sources.iter().map(|(f, _)| f.clone()).collect();
+        let mut files: Vec<PathBuf> = sources.iter().map(|(f, _)| f.clone()).collect();
+        // Sample and font files are watched too (a changed sample is heard on the next note).
+        files.extend(st.set.fonts.values().map(|f| f.path.clone()));
+        files.extend(st.set.samples.iter().map(|s| s.path.clone()));
+        files.extend(st.set.sample_folders.iter().cloned());
+        files.sort();
+        files.dedup();
+        self.samples.trim();
         Ok((Evaluated { set: st.set, files, sources, printed: st.printed, gm: st.lib.gm }, value))
     }
 }

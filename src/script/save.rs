@@ -50,6 +50,9 @@ fn map_literal(items: &[String]) -> String {
 fn channel_line(n: u8, spec: &ChannelSpec, lib: &Library, out: &mut String) {
     let mut items = Vec::new();
     match &spec.kind {
+        ChannelKind::External { device, channel } => {
+            let _ = writeln!(out, "channel({n}, #{{ midi_out: {}, out_channel: {channel} }});", quote(device));
+        }
         ChannelKind::Drums => {
             items.extend(param_diff(&spec.params, &ParamValues::default()));
             if spec.voices != crate::engine::DEFAULT_VOICE_LIMIT {
@@ -83,7 +86,24 @@ fn channel_line(n: u8, spec: &ChannelSpec, lib: &Library, out: &mut String) {
             }
             let _ = writeln!(out, "channel({n}, {}{});", quote(&spec.instrument), map_literal(&items));
         }
+        ChannelKind::Sampled { font, preset, kit } => {
+            let mut items =
+                vec![format!("soundfont: {}", quote(font)), format!("preset: {}", quote(&sampled_preset(spec)))];
+            let _ = preset;
+            items.extend(param_diff(&spec.params, &ParamValues::default()));
+            let f = if *kit { "drums" } else { "channel" };
+            let _ = writeln!(out, "{f}({n}, #{{ {} }});", items.join(", "));
+        }
+        ChannelKind::SampleInstrument { name } => {
+            let items = param_diff(&spec.params, &ParamValues::default());
+            let _ = writeln!(out, "channel({n}, {}{});", quote(name), map_literal(&items));
+        }
     }
+}
+
+/// The preset name of a sampled channel (its instrument reads "font: preset").
+fn sampled_preset(spec: &ChannelSpec) -> String {
+    spec.instrument.split_once(": ").map(|(_, p)| p.to_string()).unwrap_or_default()
 }
 
 fn pattern_lines(p: &PatternSpec, set: &Set, lib: &Library, out: &mut String) {
@@ -123,7 +143,7 @@ fn pattern_lines(p: &PatternSpec, set: &Set, lib: &Library, out: &mut String) {
 pub fn with_programs(set: &Set, program_of: impl Fn(u8) -> Option<u8>) -> Set {
     let mut out = set.clone();
     for (&n, spec) in out.channels.iter_mut() {
-        if spec.is_drums() {
+        if spec.is_drums() || spec.is_external() {
             continue;
         }
         let Some(prog) = program_of(n).and_then(|p| set.programs.get(&p)) else { continue };
@@ -150,6 +170,12 @@ pub fn to_rhai(set: &Set, lib: &Library) -> String {
         SyncMode::Link { quantum } => {
             let _ = writeln!(out, "clock(\"link\", {});", num(quantum));
         }
+    }
+    if set.clock_out {
+        out.push_str("clock_out(true);\n");
+    }
+    for (device, ms) in &set.midi_outs {
+        let _ = writeln!(out, "midi_out({}, #{{ latency_ms: {} }});", quote(device), num(*ms as f64));
     }
     if set.master != Default::default() {
         let mode = match set.master.mode {

@@ -87,6 +87,8 @@ pub struct Session {
     value: Option<String>,
     /// A clock chosen on the command line, which wins over the file's.
     sync_override: Option<SyncMode>,
+    /// Clock out chosen on the command line, which wins over the file's.
+    clock_out_override: Option<bool>,
 }
 
 impl Session {
@@ -102,6 +104,7 @@ impl Session {
             repl_lines: Vec::new(),
             value: None,
             sync_override: None,
+            clock_out_override: None,
         })
     }
 
@@ -110,6 +113,14 @@ impl Session {
         self.sync_override = sync;
         if let Some(s) = sync {
             self.running.set.sync = s;
+        }
+    }
+
+    /// Makes `on` win over the set's own `clock_out(...)` (None: the set decides).
+    pub fn set_clock_out_override(&mut self, on: Option<bool>) {
+        self.clock_out_override = on;
+        if let Some(c) = on {
+            self.running.set.clock_out = c;
         }
     }
 
@@ -179,6 +190,9 @@ impl Session {
         if let Some(s) = self.sync_override {
             next.set.sync = s;
         }
+        if let Some(c) = self.clock_out_override {
+            next.set.clock_out = c;
+        }
         let changes =
             diff_live(&self.running.set, &next.set, out.next_bar(next.set.beats_per_bar), |c, p| out.live_value(c, p));
         if changes.is_empty() {
@@ -211,6 +225,9 @@ impl Session {
         self.value = value;
         if let Some(s) = self.sync_override {
             ev.set.sync = s;
+        }
+        if let Some(c) = self.clock_out_override {
+            ev.set.clock_out = c;
         }
         let changes =
             diff_live(&self.running.set, &ev.set, out.next_bar(ev.set.beats_per_bar), |c, p| out.live_value(c, p));

@@ -1,6 +1,7 @@
 //! Tables prebuilt on the control thread (band-limited wavetables, the drum kit) and
 //! only read, never written, on the audio thread.
 
+pub mod bank;
 pub mod drums;
 pub mod wavetable;
 
@@ -31,6 +32,11 @@ impl DrumKit {
         });
         DrumKit { sounds, notes: drums::note_table() }
     }
+
+    /// No sounds: every note is silent (for rigs without a drum-kit channel).
+    pub fn empty() -> Self {
+        DrumKit { sounds: Vec::new(), notes: [None; 128] }
+    }
 }
 
 /// Everything prebuilt that the engine reads.
@@ -42,6 +48,14 @@ pub struct Tables {
 
 impl Tables {
     pub fn new(sample_rate: f32) -> Self {
-        Tables { sample_rate, waves: Wavetables::new(), drums: DrumKit::new(sample_rate as f64) }
+        Self::with_kit(sample_rate, true)
+    }
+
+    /// The tables, with the drum kit rendered only if `kit` (a rig that never plays
+    /// the synthesized kit, such as a SoundFont's General MIDI rig, saves its memory
+    /// and the time to render it).
+    pub fn with_kit(sample_rate: f32, kit: bool) -> Self {
+        let drums = if kit { DrumKit::new(sample_rate as f64) } else { DrumKit::empty() };
+        Tables { sample_rate, waves: Wavetables::new(), drums }
     }
 }

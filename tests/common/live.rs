@@ -1,7 +1,8 @@
 //! Helpers for the live-host tests (`tests/live.rs` only): a JACK server on the
 //! dummy backend, `jamrig play` as a child process whose output lines are
 //! collected with their arrival times, and a probe JACK client that sends MIDI
-//! (at exact JACK frame times) and records what jamrig plays.
+//! (at exact JACK frame times) and records what jamrig plays: its audio, and the
+//! MIDI its output port (`jamrig:out`) sends, each message with its JACK frame time.
 //!
 //! Every guard cleans up on drop, panics included: the probe client is closed,
 //! jamrig is killed, the server is stopped. On a panic the guards print what
@@ -416,10 +417,27 @@ impl Drop for Jamrig {
 }
 
 // ---------------------------------------------------------------------------------
-// The probe: a JACK client with a MIDI out port and two audio in ports.
+// The probe: a JACK client with a MIDI out port, a MIDI in port and two audio in
+// ports.
 
 pub const PROBE_CLIENT: &str = "probe";
 pub const PROBE_MIDI: &str = "probe_midi";
+/// The probe's MIDI input (what jamrig's MIDI output is connected to).
+pub const PROBE_MIDI_IN: &str = "midi_in";
+/// A MIDI message the probe received: its JACK frame time and its bytes.
+#[derive(Clone, Copy)]
+struct RawReceived {
+    frame: u32,
+    bytes: [u8; 3],
+    len: u8,
+}
+
+/// A MIDI message the probe received, at its JACK frame time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Received {
+    pub frame: u32,
+    pub bytes: Vec<u8>,
+}
 const MAX_MSG: usize = 32;
 const MAX_PENDING: usize = 256;
 
@@ -433,6 +451,9 @@ struct MidiMsg {
 
 struct Proc {
     midi: jack::Port<jack::MidiOut>,
+    midi_in: jack::Port<jack::MidiIn>,
+    /// What the MIDI input received (frame time, message).
+    received: rtrb::Producer<RawReceived>,
     in_l: jack::Port<jack::AudioIn>,
     in_r: jack::Port<jack::AudioIn>,
     /// Batches from the test thread (taken whole, so a batch's delays share a cycle).
@@ -462,6 +483,12 @@ impl jack::ProcessHandler for Proc {
     fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
         let n = ps.n_frames();
         let t0 = ps.last_frame_time();
+        for ev in self.midi_in.iter(ps) {
+            let mut bytes = [0u8; 3];
+            let len = ev.bytes.len().min(3);
+            bytes[..len].copy_from_slice(&ev.bytes[..len]);
+            let _ = self.received.push(RawReceived { frame: t0.wrapping_add(ev.time), bytes, len: len as u8 });
+        }
         let stall = self.stall_ms.swap(0, Ordering::AcqRel);
         if stall > 0 {
             std::thread::sleep(Duration::from_millis(stall as u64));
@@ -569,6 +596,9 @@ impl Capture {
 
 pub struct Probe {
     client: Option<jack::AsyncClient<(), Proc>>,
+    received: rtrb::Consumer<RawReceived>,
+    /// The probe's MIDI input port (full name).
+    pub midi_in_port: String,
     inbox: Arc<Mutex<Vec<MidiMsg>>>,
     sent: rtrb::Consumer<u32>,
     clock_period: Arc<AtomicU64>,
@@ -582,12 +612,12 @@ pub struct Probe {
     pub inputs: [String; 2],
 }
 
-/// Connects jamrig's audio outputs (`cpal_client_*:out_0/1`) to `inputs`,
+/// Connects jamrig's audio outputs (`jamrig:out_0/1`) to `inputs`,
 /// waiting up to `timeout` for them to exist. Returns jamrig's left output port.
 fn connect_jamrig_outputs(client: &jack::Client, inputs: &[String], timeout: Duration) -> String {
     let t0 = Instant::now();
     loop {
-        let outs = client.ports(Some("^cpal_client_.*:out_[01]$"), Some("audio"), jack::PortFlags::IS_OUTPUT);
+        let outs = client.ports(Some("^jamrig:out_[01]$"), Some("audio"), jack::PortFlags::IS_OUTPUT);
         let l = outs.iter().find(|p| p.ends_with(":out_0"));
         let r = outs.iter().find(|p| p.ends_with(":out_1"));
         if let (Some(l), Some(r)) = (l, r) {
@@ -641,6 +671,9 @@ impl Probe {
         jack::set_logger(jack::LoggerType::None);
         assert_eq!(client.sample_rate(), SAMPLE_RATE);
         let midi = client.register_port(midi_port, jack::MidiOut::default()).expect("MIDI port");
+        let midi_in = client.register_port(PROBE_MIDI_IN, jack::MidiIn::default()).expect("MIDI in port");
+        let midi_in_port = midi_in.name().unwrap();
+        let (received_p, received) = rtrb::RingBuffer::new(1 << 16);
         let in_l = client.register_port("in_l", jack::AudioIn::default()).expect("audio port");
         let in_r = client.register_port("in_r", jack::AudioIn::default()).expect("audio port");
         let midi_port = midi.name().unwrap();
@@ -656,6 +689,8 @@ impl Probe {
         let stall_ms = Arc::new(AtomicU32::new(0));
         let proc_ = Proc {
             midi,
+            midi_in,
+            received: received_p,
             in_l,
             in_r,
             inbox: inbox.clone(),
@@ -675,6 +710,8 @@ impl Probe {
         let client = client.activate_async((), proc_).expect("the probe activates");
         let p = Probe {
             client: Some(client),
+            received,
+            midi_in_port,
             inbox,
             sent,
             clock_period,
@@ -716,7 +753,7 @@ impl Probe {
         self.client().ports(Some(pattern), None, jack::PortFlags::empty())
     }
 
-    /// Connects jamrig's audio outputs (`cpal_client_*:out_0/1`) to the probe's
+    /// Connects jamrig's audio outputs (`jamrig:out_0/1`) to the probe's
     /// inputs, waiting up to `timeout` for them to exist. Returns jamrig's client name.
     pub fn connect_jamrig_audio(&self, timeout: Duration) -> String {
         let l = connect_jamrig_outputs(self.client(), &self.inputs, timeout);
@@ -781,6 +818,30 @@ impl Probe {
             out.push(t);
         }
         out
+    }
+
+    /// The MIDI messages the probe's input received since the last call, with their
+    /// JACK frame times, in order.
+    pub fn take_received(&mut self) -> Vec<Received> {
+        let mut out = Vec::new();
+        while let Ok(r) = self.received.pop() {
+            out.push(Received { frame: r.frame, bytes: r.bytes[..r.len as usize].to_vec() });
+        }
+        out
+    }
+
+    /// Connects two ports of other clients (`from`, an output, to `to`).
+    pub fn connect_ports(&self, from: &str, to: &str) {
+        self.client().connect_ports_by_name(from, to).unwrap_or_else(|e| panic!("connect {from} -> {to}: {e}"));
+        self.wait_cycles(2, Duration::from_secs(5));
+    }
+
+    /// Connects `port` (an output of another client) to the probe's MIDI input.
+    pub fn connect_midi_from(&self, port: &str) {
+        self.client()
+            .connect_ports_by_name(port, &self.midi_in_port)
+            .unwrap_or_else(|e| panic!("connect {port} -> {}: {e}", self.midi_in_port));
+        self.wait_cycles(2, Duration::from_secs(5));
     }
 
     /// Forgets the frame times of messages written so far.
@@ -981,6 +1042,11 @@ const ONSET_GAP: u32 = 500;
 /// machine) costs no timing.
 struct OnsetProc {
     in_l: jack::Port<jack::AudioIn>,
+    /// A MIDI input too, downstream of jamrig only (the probe, which also feeds
+    /// jamrig's input, may run before jamrig in a cycle and then hears its MIDI
+    /// output a cycle late): to line jamrig's MIDI out up with its audio.
+    midi_in: jack::Port<jack::MidiIn>,
+    received: rtrb::Producer<RawReceived>,
     _in_r: jack::Port<jack::AudioIn>,
     quiet: u32,
     onsets: rtrb::Producer<u32>,
@@ -989,6 +1055,12 @@ struct OnsetProc {
 impl jack::ProcessHandler for OnsetProc {
     fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
         let t0 = ps.last_frame_time();
+        for ev in self.midi_in.iter(ps) {
+            let mut bytes = [0u8; 3];
+            let len = ev.bytes.len().min(3);
+            bytes[..len].copy_from_slice(&ev.bytes[..len]);
+            let _ = self.received.push(RawReceived { frame: t0.wrapping_add(ev.time), bytes, len: len as u8 });
+        }
         for (i, &x) in self.in_l.as_slice(ps).iter().enumerate() {
             if x != 0.0 {
                 if self.quiet >= ONSET_GAP {
@@ -1008,6 +1080,7 @@ impl jack::ProcessHandler for OnsetProc {
 pub struct OnsetProbe {
     client: Option<jack::AsyncClient<(), OnsetProc>>,
     onsets: rtrb::Consumer<u32>,
+    received: rtrb::Consumer<RawReceived>,
     inputs: [String; 2],
 }
 
@@ -1020,9 +1093,11 @@ impl OnsetProbe {
         let in_r = client.register_port("in_r", jack::AudioIn::default()).expect("audio port");
         let inputs = [in_l.name().unwrap(), in_r.name().unwrap()];
         let (tx, onsets) = rtrb::RingBuffer::new(4096);
-        let proc_ = OnsetProc { in_l, _in_r: in_r, quiet: 0, onsets: tx };
+        let midi_in = client.register_port(PROBE_MIDI_IN, jack::MidiIn::default()).expect("MIDI in port");
+        let (received_p, received) = rtrb::RingBuffer::new(1 << 16);
+        let proc_ = OnsetProc { in_l, midi_in, received: received_p, _in_r: in_r, quiet: 0, onsets: tx };
         let client = client.activate_async((), proc_).expect("the onset client activates");
-        OnsetProbe { client: Some(client), onsets, inputs }
+        OnsetProbe { client: Some(client), onsets, received, inputs }
     }
 
     fn client(&self) -> &jack::Client {
@@ -1033,6 +1108,16 @@ impl OnsetProbe {
     /// them. Returns jamrig's left output port.
     pub fn connect_jamrig_audio(&self, timeout: Duration) -> String {
         connect_jamrig_outputs(self.client(), &self.inputs, timeout)
+    }
+
+    /// The MIDI messages its input received since the last call, at their JACK
+    /// frame times.
+    pub fn take_received(&mut self) -> Vec<Received> {
+        let mut out = Vec::new();
+        while let Ok(r) = self.received.pop() {
+            out.push(Received { frame: r.frame, bytes: r.bytes[..r.len as usize].to_vec() });
+        }
+        out
     }
 
     /// The onsets found since the last call, as JACK frame times.
@@ -1197,7 +1282,8 @@ pub fn exact_frames(replay: &[f32], live: &Capture) -> (usize, Option<usize>) {
 /// cycles now and then (each an XRun in its log); the live output then lacks a
 /// cycle the engine rendered, and the rest must still match once found again.
 pub fn assert_found_exactly(replay: &[f32], live: &Capture, xruns: usize) {
-    assert!(crate::common::rms(&live.left) > 0.01, "the live session is silent");
+    let rms = (live.left.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / live.left.len().max(1) as f64).sqrt();
+    assert!(rms > 0.01, "the live session is silent");
     let (matched, first_diff) = exact_frames(replay, live);
     let n = live.left.len();
     println!("{matched} of {n} live frames found bit for bit in the replay; {xruns} JACK overruns meanwhile");

@@ -2,6 +2,8 @@
 //! (pitch by FFT, onsets, levels). Each test binary uses the parts it needs.
 #![allow(dead_code, clippy::result_large_err)]
 
+pub mod sf2;
+
 use jamrig::engine::event::{Event, EventKind};
 use jamrig::offline::Renderer;
 use jamrig::rig::Set;

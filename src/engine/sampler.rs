@@ -1,0 +1,700 @@
+//! Sample playback for one voice (a SoundFont region or a user sample), on the
+//! audio thread: 32.32 fixed-point sample position with 4-point interpolation and
+//! the region's loop, the SoundFont volume and modulation envelopes (delay, attack,
+//! hold, decay, sustain, release), both LFOs, the resonant low-pass with its
+//! envelope, and the default modulators a General MIDI file relies on (velocity,
+//! CC1/7/10/11/91/93, pitch bend, channel pressure; velocity-to-cutoff is left out
+//! as FluidSynth leaves it out). Control values are
+//! evaluated once per segment (a tick at most) and the gain ramps across it, as in
+//! FluidSynth; the samples themselves run per frame. No allocation anywhere here.
+
+use crate::tables::bank::{EnvGens, LoopMode, Region, Shape};
+
+/// Level (of full scale, at the sample's own peak) below which a releasing or
+/// decaying voice ends: -90 dB, FluidSynth's noise floor.
+const NOISE_FLOOR: f32 = 3.0e-5;
+/// The shortest release FluidSynth allows (timecents; about 16 ms): no click on note-off.
+const MIN_RELEASE_TC: f32 = -7200.0;
+/// The span of the volume envelope, in centibels.
+const PEAK_ATTENUATION_CB: f32 = 960.0;
+/// Cutoff at or above which an unmodulated filter with no resonance is left out, in cents (19.9 kHz).
+const OPEN_FC_CENTS: f32 = 13_500.0;
+/// The low-pass's passband gain with no resonance (FluidSynth's 1/sqrt(Q) at Q = -3.01 dB).
+const BYPASS_GAIN: f32 = 1.189_207_1;
+/// Depth of the vibrato added by the mod wheel or channel pressure at full, in cents.
+const MOD_WHEEL_VIB_CENTS: f32 = 50.0;
+/// Frequency in Hz of absolute cent 0 (MIDI note 0).
+const CENT0_HZ: f32 = 8.175_799;
+
+/// Seconds from timecents.
+#[inline]
+pub fn tc_to_sec(tc: f32) -> f32 {
+    (tc / 1200.0).exp2()
+}
+
+/// Linear gain from centibels of attenuation.
+#[inline]
+pub fn cb_to_gain(cb: f32) -> f32 {
+    10f32.powf(-cb / 200.0)
+}
+
+/// The SoundFont concave curve as FluidSynth tabulates it: for a controller value
+/// `x` in 0..=127 going from 127 (none) to 0 (full), the attenuation share 0..1.
+#[inline]
+fn concave(x: f32) -> f32 {
+    if x <= 0.0 {
+        0.0
+    } else if x >= 127.0 {
+        1.0
+    } else {
+        -(400.0 / PEAK_ATTENUATION_CB) * ((127.0 - x) / 127.0).log10()
+    }
+}
+
+/// Attenuation in centibels of a controller at `value` (0..127) through the
+/// default "concave, negative" modulators of velocity, CC7 and CC11 (960 cB).
+#[inline]
+pub fn controller_attenuation_cb(value: u8) -> f32 {
+    PEAK_ATTENUATION_CB * concave(127.0 - value as f32).min(127.0 / 128.0)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EnvStage {
+    Delay,
+    Attack,
+    Hold,
+    Decay,
+    Sustain,
+    Release,
+    Done,
+}
+
+/// A SoundFont envelope in FluidSynth's terms: the attack rises linearly to 1; from
+/// there the value falls linearly (in the volume envelope one unit is 96 dB, so the
+/// fall is constant in dB) to the sustain value; the release falls to 0 at the
+/// release rate. Times are frames at the engine's rate.
+#[derive(Clone, Copy, Debug)]
+struct SfEnv {
+    stage: EnvStage,
+    value: f32,
+    left: u32,
+    attack: u32,
+    hold: u32,
+    decay_step: f32,
+    sustain: f32,
+    release_step: f32,
+}
+
+impl SfEnv {
+    const IDLE: SfEnv = SfEnv {
+        stage: EnvStage::Done,
+        value: 0.0,
+        left: 0,
+        attack: 0,
+        hold: 0,
+        decay_step: 0.0,
+        sustain: 0.0,
+        release_step: 0.0,
+    };
+
+    fn start(g: &EnvGens, key: u8, sr: f32) -> Self {
+        let frames =
+            |tc: f32| -> u32 { if tc <= -32768.0 { 0 } else { (tc_to_sec(tc.clamp(-12000.0, 8000.0)) * sr) as u32 } };
+        let scale = 60.0 - key as f32;
+        let hold = frames((g.hold + g.key_to_hold * scale).clamp(-12000.0, 5000.0));
+        let decay = frames((g.decay + g.key_to_decay * scale).clamp(-12000.0, 8000.0)).max(1);
+        let release = frames(g.release.max(MIN_RELEASE_TC)).max(1);
+        let delay = if g.delay <= -32768.0 { 0 } else { (tc_to_sec(g.delay.clamp(-12000.0, 5000.0)) * sr) as u32 };
+        let mut e = SfEnv {
+            stage: EnvStage::Delay,
+            value: 0.0,
+            left: delay,
+            attack: frames(g.attack).max(1),
+            hold,
+            decay_step: 1.0 / decay as f32,
+            sustain: (1.0 - 0.001 * g.sustain).clamp(0.0, 1.0),
+            release_step: 1.0 / release as f32,
+        };
+        if delay == 0 {
+            e.enter(EnvStage::Attack);
+        }
+        e
+    }
+
+    fn enter(&mut self, stage: EnvStage) {
+        self.stage = stage;
+        match stage {
+            EnvStage::Attack => self.left = self.attack,
+            EnvStage::Hold => {
+                self.value = 1.0;
+                self.left = self.hold;
+            }
+            _ => {}
+        }
+    }
+
+    /// Advances `n` frames (a segment).
+    fn advance(&mut self, mut n: u32) {
+        while n > 0 {
+            match self.stage {
+                EnvStage::Delay => {
+                    let k = n.min(self.left);
+                    self.left -= k;
+                    n -= k;
+                    if self.left == 0 {
+                        self.enter(EnvStage::Attack);
+                    }
+                }
+                EnvStage::Attack => {
+                    let k = n.min(self.left);
+                    self.value = (self.value + k as f32 / self.attack as f32).min(1.0);
+                    self.left -= k;
+                    n -= k;
+                    if self.left == 0 {
+                        self.enter(EnvStage::Hold);
+                    }
+                }
+                EnvStage::Hold => {
+                    let k = n.min(self.left);
+                    self.left -= k;
+                    n -= k;
+                    if self.left == 0 {
+                        self.stage = EnvStage::Decay;
+                    }
+                }
+                EnvStage::Decay => {
+                    self.value -= self.decay_step * n as f32;
+                    n = 0;
+                    if self.value <= self.sustain {
+                        self.value = self.sustain;
+                        self.stage = if self.sustain <= 0.0 { EnvStage::Done } else { EnvStage::Sustain };
+                    }
+                }
+                EnvStage::Sustain => n = 0,
+                EnvStage::Release => {
+                    self.value -= self.release_step * n as f32;
+                    n = 0;
+                    if self.value <= 0.0 {
+                        self.value = 0.0;
+                        self.stage = EnvStage::Done;
+                    }
+                }
+                EnvStage::Done => n = 0,
+            }
+        }
+    }
+
+    fn release(&mut self, volume: bool) {
+        match self.stage {
+            EnvStage::Delay => self.stage = EnvStage::Done,
+            EnvStage::Attack if volume => {
+                // Continue from the same loudness, now on the dB scale.
+                let amp = self.value.max(1e-9);
+                let cb = -200.0 * amp.log10();
+                self.value = (1.0 - cb / PEAK_ATTENUATION_CB).max(0.0);
+                self.stage = EnvStage::Release;
+            }
+            EnvStage::Release | EnvStage::Done => {}
+            _ => self.stage = EnvStage::Release,
+        }
+    }
+
+    /// The volume envelope's gain.
+    fn volume_gain(&self) -> f32 {
+        match self.stage {
+            EnvStage::Delay | EnvStage::Done => 0.0,
+            EnvStage::Attack => self.value,
+            _ => cb_to_gain(PEAK_ATTENUATION_CB * (1.0 - self.value)),
+        }
+    }
+
+    /// The modulation envelope's value (0..1).
+    fn mod_value(&self) -> f32 {
+        match self.stage {
+            EnvStage::Delay | EnvStage::Done => 0.0,
+            _ => self.value,
+        }
+    }
+}
+
+/// A triangle LFO (-1..1) that starts after a delay, rising from 0.
+#[derive(Clone, Copy, Debug)]
+struct Lfo {
+    delay: u32,
+    phase: f32,
+    step: f32,
+}
+
+impl Lfo {
+    fn new(delay_tc: f32, freq_cents: f32, sr: f32) -> Self {
+        let delay = if delay_tc <= -32768.0 { 0 } else { (tc_to_sec(delay_tc.clamp(-12000.0, 5000.0)) * sr) as u32 };
+        let hz = CENT0_HZ * (freq_cents / 1200.0).exp2();
+        Lfo { delay, phase: 0.0, step: hz / sr }
+    }
+
+    fn value(&self) -> f32 {
+        if self.delay > 0 {
+            return 0.0;
+        }
+        // 0 -> 1 -> -1 -> 0 over one cycle.
+        let p = self.phase;
+        if p < 0.25 {
+            4.0 * p
+        } else if p < 0.75 {
+            2.0 - 4.0 * p
+        } else {
+            4.0 * p - 4.0
+        }
+    }
+
+    fn advance(&mut self, n: u32) {
+        let wait = n.min(self.delay);
+        self.delay -= wait;
+        self.phase = (self.phase + self.step * (n - wait) as f32).fract();
+    }
+}
+
+/// A biquad low-pass (transposed direct form II) with FluidSynth's Q and gain rules.
+#[derive(Clone, Copy, Debug, Default)]
+struct LowPass {
+    b0: f32,
+    b1: f32,
+    a1: f32,
+    a2: f32,
+    z1: f32,
+    z2: f32,
+}
+
+impl LowPass {
+    fn set(&mut self, fc_hz: f32, q_cb: f32, sr: f32) {
+        let fc = fc_hz.clamp(5.0, 0.45 * sr);
+        let q_db = (q_cb / 10.0).clamp(0.0, 96.0) - 3.01;
+        let q = 10f32.powf(q_db / 20.0);
+        let w = std::f32::consts::TAU * fc / sr;
+        let (sin, cos) = w.sin_cos();
+        let alpha = sin / (2.0 * q);
+        let a0_inv = 1.0 / (1.0 + alpha);
+        let gain = 1.0 / q.sqrt();
+        self.b1 = (1.0 - cos) * a0_inv * gain;
+        self.b0 = self.b1 * 0.5;
+        self.a1 = -2.0 * cos * a0_inv;
+        self.a2 = (1.0 - alpha) * a0_inv;
+    }
+
+    #[inline]
+    fn run(&mut self, buf: &mut [f32]) {
+        let (b0, b1, a1, a2) = (self.b0, self.b1, self.a1, self.a2);
+        let (mut z1, mut z2) = (self.z1, self.z2);
+        for x in buf.iter_mut() {
+            let y = b0 * *x + z1;
+            z1 = b1 * *x - a1 * y + z2;
+            z2 = b0 * *x - a2 * y;
+            *x = y;
+        }
+        if !(z1.is_finite() && z2.is_finite()) {
+            z1 = 0.0;
+            z2 = 0.0;
+        }
+        self.z1 = z1;
+        self.z2 = z2;
+    }
+}
+
+/// The position's fractional part, to 24 bits (what an f32 holds exactly).
+#[inline(always)]
+fn fraction(phase: u64) -> f32 {
+    ((phase as u32) >> 8) as i32 as f32 * (1.0 / 16_777_216.0)
+}
+
+/// A linear gain ramp: frame `i` of a segment (counted from 0) takes
+/// `a0 + da * (i + 1)`.
+#[derive(Clone, Copy)]
+struct Ramp {
+    a0: f32,
+    da: f32,
+    /// The segment frame of the run's first frame.
+    from: usize,
+}
+
+/// Frames per pass of [`interpolate_run`]: the points are gathered for this many
+/// frames, then interpolated together (which the compiler turns into vector code).
+const RUN_CHUNK: usize = 16;
+
+/// Interpolates `out.len()` frames (Catmull-Rom, four points) from `pcm` starting at
+/// the 32.32 position `phase` and stepping `inc`, with the gain ramp applied; every
+/// frame's four points must lie inside `pcm`. Returns the position after the run.
+/// Dispatches to a build of the same code for AVX2 where the processor has it (the
+/// same operations in the same order: the output is the same bit for bit).
+#[inline]
+fn interpolate_run(pcm: &[i16], phase: u64, inc: u64, ramp: Ramp, out: &mut [f32]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor has AVX2 (checked just above).
+        return unsafe { interpolate_run_avx2(pcm, phase, inc, ramp, out) };
+    }
+    interpolate_run_body(pcm, phase, inc, ramp, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn interpolate_run_avx2(pcm: &[i16], phase: u64, inc: u64, ramp: Ramp, out: &mut [f32]) -> u64 {
+    interpolate_run_body(pcm, phase, inc, ramp, out)
+}
+
+#[inline(always)]
+fn interpolate_run_body(pcm: &[i16], mut phase: u64, inc: u64, ramp: Ramp, out: &mut [f32]) -> u64 {
+    let mut at = ramp.from;
+    for chunk in out.chunks_mut(RUN_CHUNK) {
+        let m = chunk.len();
+        let mut pts = [[0i32; RUN_CHUNK]; 4];
+        let mut frac = [0i32; RUN_CHUNK];
+        for j in 0..m {
+            let k = (phase >> 32) as usize;
+            frac[j] = ((phase as u32) >> 8) as i32;
+            let p = &pcm[k - 1..k + 3];
+            pts[0][j] = p[0] as i32;
+            pts[1][j] = p[1] as i32;
+            pts[2][j] = p[2] as i32;
+            pts[3][j] = p[3] as i32;
+            phase = phase.wrapping_add(inc);
+        }
+        // A whole chunk at a time (fixed length: straight vector code), the unused
+        // tail of a short chunk computed from zeros and left out.
+        let [q0, q1, q2, q3] = &pts;
+        let mut y = [0f32; RUN_CHUNK];
+        let base = (at + 1) as i32;
+        for j in 0..RUN_CHUNK {
+            let t = frac[j] as f32 * (1.0 / 16_777_216.0);
+            let (p0, p1, p2, p3) = (q0[j] as f32, q1[j] as f32, q2[j] as f32, q3[j] as f32);
+            // Catmull-Rom.
+            let c1 = 0.5 * (p2 - p0);
+            let c2 = p0 - 2.5 * p1 + 2.0 * p2 - 0.5 * p3;
+            let c3 = 0.5 * (p3 - p0) + 1.5 * (p1 - p2);
+            let gain = ramp.a0 + ramp.da * (base + j as i32) as f32;
+            y[j] = (((c3 * t + c2) * t + c1) * t + p1) * gain;
+        }
+        match <&mut [f32; RUN_CHUNK]>::try_from(&mut *chunk) {
+            Ok(whole) => *whole = y,
+            Err(_) => {
+                for (w, v) in chunk.iter_mut().zip(y) {
+                    *w = v;
+                }
+            }
+        }
+        at += m;
+    }
+    phase
+}
+
+/// What a sample voice reads from its channel each segment.
+#[derive(Clone, Copy, Debug)]
+pub struct ChannelControls {
+    /// Pitch bend in semitones (already scaled by the bend range).
+    pub bend: f32,
+    /// CC1 and channel pressure, 0..127.
+    pub mod_wheel: u8,
+    pub pressure: u8,
+    /// CC11, 0..127.
+    pub expression: u8,
+    /// CC91 and CC93, 0..127.
+    pub reverb: u8,
+    pub chorus: u8,
+}
+
+impl Default for ChannelControls {
+    fn default() -> Self {
+        ChannelControls { bend: 0.0, mod_wheel: 0, pressure: 0, expression: 127, reverb: 40, chorus: 0 }
+    }
+}
+
+/// Where a sample voice's segment goes: the channel's stereo input and its sends.
+pub struct SampleOut<'a> {
+    pub left: &'a mut [f32],
+    pub right: &'a mut [f32],
+    pub chorus: &'a mut [f32],
+    pub reverb: &'a mut [f32],
+    /// Set when the voice wrote into the sends.
+    pub sent: &'a mut bool,
+}
+
+/// The sample-playing part of a voice.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleVoice {
+    pub region: Region,
+    /// 32.32 fixed-point position in the pcm, in frames.
+    phase: u64,
+    /// The key and velocity that drive the region (its fixed ones if it has them).
+    key: u8,
+    vel: u8,
+    released: bool,
+    volenv: SfEnv,
+    modenv: SfEnv,
+    mod_lfo: Lfo,
+    vib_lfo: Lfo,
+    filter: LowPass,
+    filter_on: bool,
+    /// Gain at the end of the last segment (the next ramps from it).
+    amp: f32,
+    /// The position has wrapped from the loop's end at least once.
+    looped: bool,
+    /// Attenuation fixed at note-on (region and velocity), in centibels.
+    static_cb: f32,
+    /// Cutoff fixed at note-on (region and velocity), in cents.
+    static_fc: f32,
+    /// Pitch fixed at note-on, in cents from the sample's recorded pitch.
+    static_cents: f32,
+    /// The sample's rate over the engine's.
+    rate_ratio: f64,
+    /// Left and right gains of the region's pan.
+    pan_gains: (f32, f32),
+    pub done: bool,
+}
+
+impl SampleVoice {
+    pub fn idle() -> SampleVoice {
+        SampleVoice {
+            region: Region { shape: Shape::OneShot, ..Region::default() },
+            phase: 0,
+            key: 0,
+            vel: 0,
+            released: false,
+            volenv: SfEnv::IDLE,
+            modenv: SfEnv::IDLE,
+            mod_lfo: Lfo { delay: 0, phase: 0.0, step: 0.0 },
+            vib_lfo: Lfo { delay: 0, phase: 0.0, step: 0.0 },
+            filter: LowPass { b0: 0.0, b1: 0.0, a1: 0.0, a2: 0.0, z1: 0.0, z2: 0.0 },
+            filter_on: false,
+            amp: 0.0,
+            looped: false,
+            static_cb: 0.0,
+            static_fc: 0.0,
+            static_cents: 0.0,
+            rate_ratio: 1.0,
+            pan_gains: (1.0, 1.0),
+            done: true,
+        }
+    }
+
+    /// Starts `region` for a note. Audio thread.
+    pub fn start(&mut self, region: &Region, key: u8, vel: u8, sr: f32) {
+        let key = if region.fixed_key >= 0 { region.fixed_key as u8 } else { key };
+        let vel = if region.fixed_vel >= 0 { region.fixed_vel as u8 } else { vel };
+        self.region = *region;
+        self.phase = (region.start as u64) << 32;
+        self.key = key;
+        self.vel = vel;
+        self.released = false;
+        self.volenv = SfEnv::start(&region.vol_env, key, sr);
+        self.modenv = SfEnv::start(&region.mod_env, key, sr);
+        self.mod_lfo = Lfo::new(region.mod_lfo_delay, region.mod_lfo_freq, sr);
+        self.vib_lfo = Lfo::new(region.vib_lfo_delay, region.vib_lfo_freq, sr);
+        self.filter = LowPass::default();
+        self.amp = 0.0;
+        self.looped = false;
+        self.done = false;
+        self.static_cb = region.attenuation_cb + controller_attenuation_cb(vel.max(1));
+        // The SoundFont spec's default velocity-to-cutoff modulator is left out, as
+        // FluidSynth leaves it out (it dulls fonts made without it in mind).
+        self.static_fc = region.filter_fc;
+        self.filter_on = self.static_fc < OPEN_FC_CENTS
+            || region.filter_q > 0.0
+            || region.mod_env_to_fc != 0.0
+            || region.mod_lfo_to_fc != 0.0;
+        self.static_cents = region.scale_tuning * (key as f32 * 100.0 - region.root_cents) / 100.0 + region.tune_cents;
+        self.rate_ratio = region.sample_rate as f64 / sr as f64;
+        let pan = ((region.pan + 500.0) / 1000.0).clamp(0.0, 1.0) * std::f32::consts::FRAC_PI_2;
+        self.pan_gains = (pan.cos() * std::f32::consts::SQRT_2, pan.sin() * std::f32::consts::SQRT_2);
+        if region.shape == Shape::OneShot {
+            // A hit: full level from its first frame, no envelope.
+            self.volenv.stage = EnvStage::Sustain;
+            self.volenv.value = 1.0;
+            self.volenv.sustain = 1.0;
+        }
+    }
+
+    /// Key up (or pedal up): the envelopes release; an until-release loop lets go.
+    pub fn release(&mut self) {
+        if self.region.shape == Shape::OneShot {
+            return;
+        }
+        self.released = true;
+        self.volenv.release(true);
+        self.modenv.release(false);
+    }
+
+    pub fn is_released(&self) -> bool {
+        self.released
+    }
+
+    fn looping(&self) -> bool {
+        match self.region.loop_mode {
+            LoopMode::None => false,
+            LoopMode::Continuous => true,
+            LoopMode::UntilRelease => !self.released,
+        }
+    }
+
+    /// A frame of the pcm at index `j`, following the loop or the sample's ends.
+    #[inline]
+    fn fetch(&self, pcm: &[i16], j: i64, looping: bool) -> f32 {
+        let r = &self.region;
+        let mut j = j;
+        if looping {
+            let len = (r.loop_end - r.loop_start) as i64;
+            while j >= r.loop_end as i64 {
+                j -= len;
+            }
+            if self.looped && j < r.loop_start as i64 {
+                // Before the loop's start on a later pass: the loop's own end.
+                j += len;
+            }
+        } else if j >= r.end as i64 {
+            return 0.0;
+        }
+        let j = j.max(r.start as i64) as usize;
+        pcm.get(j).map_or(0.0, |&s| s as f32)
+    }
+
+    /// Renders a segment: the interpolated sample through the filter and gain, into
+    /// `out` and the sends. `wave` is scratch of the segment's length. `env_gain`
+    /// is the channel envelope's gain at the end of the segment for regions shaped
+    /// by the channel (1 otherwise). Audio thread.
+    pub fn render(
+        &mut self,
+        pcm: &[i16],
+        ctl: &ChannelControls,
+        env_gain: f32,
+        sr: f32,
+        wave: &mut [f32],
+        out: SampleOut,
+    ) {
+        let n = wave.len();
+        if self.done {
+            return;
+        }
+        let r = self.region;
+        // Pitch and filter from the envelopes and LFOs at the segment's start.
+        let mod_lfo = self.mod_lfo.value();
+        let vib_lfo = self.vib_lfo.value();
+        let modenv = self.modenv.mod_value();
+        let vib_depth = r.vib_lfo_to_pitch + MOD_WHEEL_VIB_CENTS * (ctl.mod_wheel.max(ctl.pressure) as f32 / 128.0);
+        let cents = self.static_cents
+            + 100.0 * ctl.bend
+            + r.mod_env_to_pitch * modenv
+            + r.mod_lfo_to_pitch * mod_lfo
+            + vib_depth * vib_lfo;
+        let ratio = self.rate_ratio * ((cents / 1200.0) as f64).exp2();
+        let inc = (ratio * 4_294_967_296.0).clamp(0.0, 1.099_511_627_776e12) as u64;
+        if self.filter_on {
+            let fc = self.static_fc + r.mod_env_to_fc * modenv + r.mod_lfo_to_fc * mod_lfo;
+            self.filter.set(CENT0_HZ * (fc / 1200.0).exp2(), r.filter_q, sr);
+        }
+
+        // Envelopes and LFOs move on; the gain ramps to its value at the segment's end.
+        self.volenv.advance(n as u32);
+        self.modenv.advance(n as u32);
+        self.mod_lfo.advance(n as u32);
+        self.vib_lfo.advance(n as u32);
+        let lfo_cb = -r.mod_lfo_to_vol * self.mod_lfo.value();
+        let env = match r.shape {
+            Shape::Channel => env_gain,
+            _ => self.volenv.volume_gain(),
+        };
+        let target = if self.volenv.stage == EnvStage::Done && r.shape != Shape::Channel {
+            self.done = true;
+            0.0
+        } else {
+            // A bypassed filter still brings its passband gain (1/sqrt(Q), +1.5 dB at no
+            // resonance), so loudness does not jump where the filter switches off.
+            let bypass = if self.filter_on { 1.0 } else { BYPASS_GAIN };
+            env * bypass
+                * cb_to_gain(self.static_cb + lfo_cb + controller_attenuation_cb(ctl.expression))
+                * (1.0 / 32768.0)
+        };
+        if matches!(self.volenv.stage, EnvStage::Release | EnvStage::Decay) && target * 32768.0 * r.peak < NOISE_FLOOR {
+            self.done = true;
+        }
+        let a0 = self.amp;
+        let da = (target - a0) / n as f32;
+        self.amp = target;
+
+        // Interpolate the segment with the gain ramp: runs of frames whose four points
+        // lie inside the sample go straight through; frames near the loop or the end
+        // take the careful path.
+        let looping = self.looping();
+        let (loop_start, loop_end) = ((r.loop_start as u64) << 32, (r.loop_end as u64) << 32);
+        let loop_len = loop_end - loop_start;
+        let limit = (if looping { r.loop_end } else { r.end } as usize).min(pcm.len());
+        let first = r.start as usize + 1;
+        let mut phase = self.phase;
+        let mut ended_at = n;
+        let mut i = 0;
+        while i < n {
+            let idx = (phase >> 32) as usize;
+            if idx >= first && idx + 3 <= limit {
+                // Frames until the last point would pass the limit.
+                let last = ((limit - 3) as u64) << 32 | 0xFFFF_FFFF;
+                let run = (((last - phase) / inc.max(1)) as usize + 1).min(n - i);
+                let ramp = Ramp { a0, da, from: i };
+                phase = interpolate_run(&pcm[..limit], phase, inc, ramp, &mut wave[i..i + run]);
+                i += run;
+                continue;
+            }
+            if !looping && idx >= r.end as usize {
+                ended_at = i;
+                break;
+            }
+            let t = fraction(phase);
+            let j = idx as i64;
+            let (p0, p1, p2, p3) = (
+                self.fetch(pcm, j - 1, looping),
+                self.fetch(pcm, j, looping),
+                self.fetch(pcm, j + 1, looping),
+                self.fetch(pcm, j + 2, looping),
+            );
+            let c1 = 0.5 * (p2 - p0);
+            let c2 = p0 - 2.5 * p1 + 2.0 * p2 - 0.5 * p3;
+            let c3 = 0.5 * (p3 - p0) + 1.5 * (p1 - p2);
+            i += 1;
+            wave[i - 1] = (((c3 * t + c2) * t + c1) * t + p1) * (a0 + da * i as f32);
+            phase = phase.wrapping_add(inc);
+            if looping && phase >= loop_end {
+                phase -= loop_len * ((phase - loop_start) / loop_len);
+                self.looped = true;
+            }
+        }
+        self.phase = phase;
+        if ended_at < n {
+            wave[ended_at..].fill(0.0);
+            self.done = true;
+        }
+        if a0 == 0.0 && target == 0.0 {
+            return;
+        }
+        if self.filter_on {
+            self.filter.run(&mut wave[..ended_at]);
+        }
+
+        // Pan (constant power, scaled by sqrt 2 so a centred voice keeps its level
+        // through the bus's own centred pan) and sends.
+        let (gl, gr) = self.pan_gains;
+        for ((l, rr), w) in out.left.iter_mut().zip(out.right.iter_mut()).zip(wave.iter()) {
+            *l += w * gl;
+            *rr += w * gr;
+        }
+        let rev = (r.reverb + 0.2 * ctl.reverb as f32 / 128.0).min(1.0);
+        let cho = (r.chorus + 0.2 * ctl.chorus as f32 / 128.0).min(1.0);
+        if rev > 0.0 {
+            for (s, w) in out.reverb.iter_mut().zip(wave.iter()) {
+                *s += w * rev;
+            }
+            *out.sent = true;
+        }
+        if cho > 0.0 {
+            for (s, w) in out.chorus.iter_mut().zip(wave.iter()) {
+                *s += w * cho;
+            }
+            *out.sent = true;
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The effect sends of sample voices, on the audio thread: each channel's reverb and
+//! chorus sends go through a reverb and a chorus with that channel's settings (type,
+//! decay, rate, depth) and its volume. Reverb and chorus are linear, so channels
+//! whose settings are the same share one instance: it sounds as if each had its own,
+//! at the cost of one (a General MIDI file's sixteen channels send to one reverb, as
+//! in FluidSynth). Only when every slot is taken by other settings does a channel's
+//! own bus process its sends.
+
+use crate::dsp::chorus::Chorus;
+use crate::dsp::reverb::Reverb;
+use crate::engine::TICK_FRAMES;
+use crate::params::{Param, ParamValues};
+
+/// Distinct send settings processed at once.
+pub const SEND_SLOTS: usize = 4;
+/// How long a slot keeps running after its last send, beyond the reverb's decay.
+const TAIL_SECONDS: f32 = 0.5;
+/// How long a slot's chorus runs after its last chorus send (longer than its delay line).
+const CHORUS_TAIL_SECONDS: f32 = 0.1;
+
+/// What makes two channels' sends shareable.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Key {
+    reverb_type: u32,
+    reverb_decay: u32,
+    chorus_rate: u32,
+    chorus_depth: u32,
+}
+
+impl Key {
+    fn of(p: &ParamValues) -> Self {
+        Key {
+            reverb_type: p.get(Param::ReverbType).to_bits(),
+            reverb_decay: p.get(Param::ReverbDecay).to_bits(),
+            chorus_rate: p.get(Param::ChorusRate).to_bits(),
+            chorus_depth: p.get(Param::ChorusDepth).to_bits(),
+        }
+    }
+}
+
+struct Slot {
+    key: Option<Key>,
+    params: ParamValues,
+    reverb: Reverb,
+    chorus: Chorus,
+    rev_in: [f32; TICK_FRAMES],
+    cho_in: [f32; TICK_FRAMES],
+    /// Frames left to run after the last send (the reverb), and after the last
+    /// chorus send (the chorus).
+    tail: u32,
+    chorus_tail: u32,
+    fed: bool,
+}
+
+pub struct Sends {
+    sr: f32,
+    slots: Vec<Slot>,
+    wet_l: [f32; TICK_FRAMES],
+    wet_r: [f32; TICK_FRAMES],
+}
+
+impl Sends {
+    /// Allocates every slot (control side).
+    pub fn new(sample_rate: f32) -> Self {
+        Sends {
+            sr: sample_rate,
+            slots: (0..SEND_SLOTS)
+                .map(|_| Slot {
+                    key: None,
+                    params: ParamValues::default(),
+                    reverb: Reverb::new(sample_rate),
+                    chorus: Chorus::new(sample_rate),
+                    rev_in: [0.0; TICK_FRAMES],
+                    cho_in: [0.0; TICK_FRAMES],
+                    tail: 0,
+                    chorus_tail: 0,
+                    fed: false,
+                })
+                .collect(),
+            wet_l: [0.0; TICK_FRAMES],
+            wet_r: [0.0; TICK_FRAMES],
+        }
+    }
+
+    /// Takes a channel's sends for this tick, scaled by `volume`. Returns false when
+    /// no slot can take them (the channel's bus then processes them itself).
+    pub fn feed(&mut self, params: &ParamValues, volume: f32, reverb: &[f32], chorus: &[f32]) -> bool {
+        let key = Key::of(params);
+        let slot = match self.slots.iter().position(|s| s.key == Some(key)) {
+            Some(i) => i,
+            None => match self.slots.iter().position(|s| s.key.is_none()) {
+                Some(i) => {
+                    let s = &mut self.slots[i];
+                    s.key = Some(key);
+                    s.params = *params;
+                    s.reverb.clear();
+                    s.chorus.clear();
+                    i
+                }
+                None => return false,
+            },
+        };
+        let s = &mut self.slots[slot];
+        if !s.fed {
+            s.rev_in = [0.0; TICK_FRAMES];
+            s.cho_in = [0.0; TICK_FRAMES];
+            s.fed = true;
+        }
+        for i in 0..TICK_FRAMES {
+            s.rev_in[i] += reverb[i] * volume;
+            s.cho_in[i] += chorus[i] * volume;
+        }
+        if chorus.iter().any(|x| *x != 0.0) {
+            s.chorus_tail = (CHORUS_TAIL_SECONDS * self.sr) as u32;
+        }
+        let (type_decay, _) = super::bus::reverb_character(params);
+        s.tail = ((params.get(Param::ReverbDecay) * type_decay * 1.5 + TAIL_SECONDS) * self.sr) as u32;
+        true
+    }
+
+    /// Runs every active slot and adds its output into the mix; frees slots whose
+    /// tails have ended.
+    pub fn process(&mut self, mix_l: &mut [f32; TICK_FRAMES], mix_r: &mut [f32; TICK_FRAMES]) {
+        let sr = self.sr;
+        for s in self.slots.iter_mut().filter(|s| s.key.is_some()) {
+            if !s.fed {
+                s.rev_in = [0.0; TICK_FRAMES];
+                s.cho_in = [0.0; TICK_FRAMES];
+            }
+            s.fed = false;
+            let (type_decay, damping) = super::bus::reverb_character(&s.params);
+            s.reverb.set_decay(s.params.get(Param::ReverbDecay) * type_decay);
+            s.reverb.set_damping(damping);
+            s.reverb.process(&s.rev_in, &mut self.wet_l, &mut self.wet_r);
+            for i in 0..TICK_FRAMES {
+                mix_l[i] += self.wet_l[i];
+                mix_r[i] += self.wet_r[i];
+            }
+            if s.chorus_tail > 0 {
+                s.chorus_tail = s.chorus_tail.saturating_sub(TICK_FRAMES as u32);
+                s.chorus.process(
+                    &s.cho_in,
+                    s.params.get(Param::ChorusRate),
+                    s.params.get(Param::ChorusDepth),
+                    sr,
+                    &mut self.wet_l,
+                    &mut self.wet_r,
+                );
+                for i in 0..TICK_FRAMES {
+                    mix_l[i] += self.wet_l[i];
+                    mix_r[i] += self.wet_r[i];
+                }
+            }
+            if !s.reverb.is_finite() {
+                s.reverb.clear();
+            }
+            s.tail = s.tail.saturating_sub(TICK_FRAMES as u32);
+            if s.tail == 0 {
+                s.key = None;
+            }
+        }
+    }
+}

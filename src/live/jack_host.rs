@@ -1,0 +1,242 @@
+//! The `jack` build's audio device: one JACK client, `jamrig`, with its audio
+//! outputs (`out_0`, `out_1`), its MIDI input (`in`) and its MIDI output (`out`),
+//! so that patchbays remember its connections. Its process callback is the audio
+//! thread: it reads MIDI in at the frames it arrives, runs the engine, and writes
+//! MIDI out at the frame offsets the engine gave, all in one JACK cycle, so every
+//! placement is a frame count (sample-exact, whatever the scheduling). The control
+//! thread opens and closes it, and connects its ports.
+
+use super::clock::{FrameClock, WindowedMin};
+use super::link::LinkClock;
+use super::midi::{Held, MidiTap};
+use super::midi_out::OutWriter;
+use super::stats::LiveStats;
+use crate::engine::{Engine, TICK_FRAMES};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// The client's name: the same every run, so that patchbays keep its connections.
+pub const CLIENT: &str = "jamrig";
+/// Frames the engine renders per step into the callback's scratch buffer.
+const SCRATCH_FRAMES: usize = 1024;
+/// Cycles per window of the frame line's minimum.
+const LINE_WINDOW: u32 = 128;
+/// Cycles after an overrun over which the new frame line is measured.
+const OVERRUN_SETTLE: u32 = 4;
+
+/// Counts overruns and notices the server going away.
+struct Notify {
+    stats: Arc<LiveStats>,
+    dead: Arc<AtomicBool>,
+}
+
+impl jack::NotificationHandler for Notify {
+    unsafe fn shutdown(&mut self, _: jack::ClientStatus, _: &str) {
+        self.dead.store(true, Relaxed);
+        self.stats.failed.store(true, Relaxed);
+    }
+
+    fn xrun(&mut self, _: &jack::Client) -> jack::Control {
+        self.stats.underruns.fetch_add(1, Relaxed);
+        jack::Control::Continue
+    }
+}
+
+/// The process callback's state: the engine and everything it talks to.
+struct Process {
+    engine: Engine,
+    clock: Arc<FrameClock>,
+    stats: Arc<LiveStats>,
+    link: LinkClock,
+    tap: MidiTap,
+    held: Arc<Held>,
+    left: jack::Port<jack::AudioOut>,
+    right: jack::Port<jack::AudioOut>,
+    midi_in: jack::Port<jack::MidiIn>,
+    midi_out: jack::Port<jack::MidiOut>,
+    writer: OutWriter,
+    scratch: Vec<f32>,
+    /// `JACK frame - engine frame`, the smallest over the last window or two: it
+    /// moves when the server skips cycles (an overrun). A callback that runs late
+    /// reads a later cycle's frame time, never an earlier one.
+    line: WindowedMin<u32>,
+    cycles: u32,
+    /// Overruns the server reported, as last seen.
+    overruns: u64,
+}
+
+impl jack::ProcessHandler for Process {
+    fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
+        let t0 = Instant::now();
+        let n = ps.n_frames() as usize;
+        let sr = self.engine.sample_rate() as f64;
+        let cycle = ps.last_frame_time();
+        let frame = self.engine.frames_out();
+        let overruns = self.stats.underruns.load(Relaxed);
+        if overruns != self.overruns {
+            // Cycles may have been skipped: measure the line afresh.
+            self.overruns = overruns;
+            self.line.settle_afresh(OVERRUN_SETTLE);
+            self.link.after_overrun();
+        }
+        let old = self.line.best();
+        if self.line.push(cycle.wrapping_sub(frame as u32))
+            && let (Some(old), Some(new)) = (old, self.line.best())
+            && new != old
+        {
+            // Cycles the engine did not render were played as silence.
+            self.engine.after_overrun(Some(new.wrapping_sub(old) as i32 as i64));
+        }
+        self.cycles += 1;
+        if self.cycles == LINE_WINDOW {
+            self.line.roll();
+            self.cycles = 0;
+        }
+        // From the cycle's start to hearing its first frame; and to sending MIDI.
+        let audio_latency = self.left.get_latency_range(jack::LatencyType::Playback).1 as i64;
+        let midi_latency = self.midi_out.get_latency_range(jack::LatencyType::Playback).1 as i64;
+        let stream_ns =
+            ps.cycle_times().map(|t| t.current_usecs * 1000).unwrap_or(0) + (audio_latency as f64 / sr * 1e9) as u64;
+        let jack_frame = (frame as u32).wrapping_add(self.line.best().unwrap_or(0));
+        self.clock.publish_with_jack_frame(frame, t0, stream_ns, n, Some(jack_frame));
+        self.clock.set_output_latency(audio_latency.max(0) as u64);
+
+        // MIDI in, at its frame in the cycle, one buffer and one tick later.
+        let placed = frame + (n + TICK_FRAMES) as u64;
+        for ev in self.midi_in.iter(ps) {
+            self.tap.receive_at(&self.held, placed + ev.time as u64, ev.bytes);
+        }
+
+        let since = ps.frames_since_cycle_start() as f64;
+        let from_now = Duration::from_secs_f64(((audio_latency as f64 - since) / sr).max(0.0));
+        if let Some(t) = self.link.timeline(frame, from_now, sr) {
+            self.engine.follow_timeline(t);
+        }
+
+        let (left, right) = (self.left.as_mut_slice(ps), self.right.as_mut_slice(ps));
+        let mut done = 0;
+        while done < n {
+            let k = (n - done).min(SCRATCH_FRAMES);
+            let buf = &mut self.scratch[..2 * k];
+            self.engine.process(buf, 2);
+            for i in 0..k {
+                left[done + i] = buf[2 * i];
+                right[done + i] = buf[2 * i + 1];
+            }
+            done += k;
+        }
+
+        // MIDI out: a message for engine frame `f` at offset `f - frame`, plus the
+        // audio's latency beyond the MIDI port's (so that it sounds with the
+        // audio), less its device's own.
+        let lead = (audio_latency - midi_latency).max(0);
+        let start = frame as i64;
+        let mut w = self.midi_out.writer(ps);
+        let out = &self.tap.out;
+        out.delay_frames.store(lead as u64, Relaxed);
+        let when = |m: &crate::engine::midi_out::OutMessage| {
+            Some(m.frame as i64 - start + (lead - m.lead_frames as i64).max(0))
+        };
+        self.writer.write_due(&out.queue, n as i64, when, |t, m| {
+            if t < 0 {
+                out.late.fetch_add(1, Relaxed);
+            }
+            let time = t.clamp(0, n as i64 - 1) as u32;
+            let counter = match w.write(&jack::RawMidi { time, bytes: m.bytes() }) {
+                Ok(()) => &out.written,
+                Err(_) => &out.refused,
+            };
+            counter.fetch_add(1, Relaxed);
+        });
+        self.stats.record(t0.elapsed(), n);
+        jack::Control::Continue
+    }
+}
+
+/// The running client.
+pub struct JackStream {
+    client: Option<jack::AsyncClient<Notify, Process>>,
+    /// A second client of the same server, never activated, to connect ports with
+    /// from the control thread (shared with the MIDI connection).
+    pub ports_client: Arc<jack::Client>,
+    /// The server has gone: its clients must not be closed (libjack crashes).
+    pub dead: Arc<AtomicBool>,
+    /// What the MIDI input holds down.
+    pub held: Arc<Held>,
+    /// Full port names.
+    pub midi_in: String,
+    pub midi_out: String,
+    pub audio: [String; 2],
+}
+
+fn failed(e: impl std::fmt::Display) -> super::audio::AudioError {
+    super::audio::AudioError::Failed(format!("JACK: {e}"))
+}
+
+impl JackStream {
+    /// Opens the `jamrig` client with `engine` in its process callback and starts
+    /// it; its audio outputs are connected to the server's playback ports.
+    pub fn start(
+        engine: Engine,
+        clock: Arc<FrameClock>,
+        stats: Arc<LiveStats>,
+        link: LinkClock,
+        tap: &MidiTap,
+    ) -> Result<JackStream, super::audio::AudioError> {
+        let (client, _) = jack::Client::new(CLIENT, jack::ClientOptions::NO_START_SERVER).map_err(failed)?;
+        let (ports_client, _) =
+            jack::Client::new("jamrig_ports", jack::ClientOptions::NO_START_SERVER).map_err(failed)?;
+        let left = client.register_port("out_0", jack::AudioOut::default()).map_err(failed)?;
+        let right = client.register_port("out_1", jack::AudioOut::default()).map_err(failed)?;
+        let midi_in = client.register_port("in", jack::MidiIn::default()).map_err(failed)?;
+        let midi_out = client.register_port("out", jack::MidiOut::default()).map_err(failed)?;
+        let audio = [left.name().map_err(failed)?, right.name().map_err(failed)?];
+        let (in_name, out_name) = (midi_in.name().map_err(failed)?, midi_out.name().map_err(failed)?);
+        let held = Arc::new(Held::default());
+        let dead = Arc::new(AtomicBool::new(false));
+        let process = Process {
+            engine,
+            clock,
+            stats: stats.clone(),
+            link,
+            tap: tap.clone(),
+            held: held.clone(),
+            left,
+            right,
+            midi_in,
+            midi_out,
+            writer: OutWriter::default(),
+            scratch: vec![0.0; 2 * SCRATCH_FRAMES],
+            line: WindowedMin::new(|a: u32, b: u32| (a.wrapping_sub(b) as i32) < 0),
+            cycles: 0,
+            overruns: 0,
+        };
+        let active = client.activate_async(Notify { stats, dead: dead.clone() }, process).map_err(failed)?;
+        let playback = active.as_client().ports(Some("system:playback_.*"), Some("audio"), jack::PortFlags::IS_INPUT);
+        for (ours, theirs) in audio.iter().zip(&playback) {
+            let _ = active.as_client().connect_ports_by_name(ours, theirs);
+        }
+        Ok(JackStream {
+            client: Some(active),
+            ports_client: Arc::new(ports_client),
+            dead,
+            held,
+            midi_in: in_name,
+            midi_out: out_name,
+            audio,
+        })
+    }
+}
+
+impl Drop for JackStream {
+    fn drop(&mut self) {
+        if self.dead.load(Relaxed) {
+            // Closing a client whose server has gone crashes libjack.
+            if let Some(c) = self.client.take() {
+                std::mem::forget(c);
+            }
+            std::mem::forget(self.ports_client.clone());
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! End-to-end tests of MIDI out and MIDI clock out: `jamrig play` against a JACK
+//! server on the dummy backend, with an independent probe client that records what
+//! `jamrig:out` sends, each message with its JACK frame time (and, where it
+//! matters, the onsets of jamrig's audio, to line the two up).
+//!
+//! Run with: `cargo test --release --features jack --test midi_out` (needs jackd2).
+#![cfg(feature = "jack")]
+
+#[path = "common/live.rs"]
+mod live_support;
+
+use live_support::*;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const SR: f64 = SAMPLE_RATE as f64;
+const S: fn(u64) -> Duration = Duration::from_secs;
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+/// A server, a probe, and jamrig playing a set, its MIDI input on the probe's MIDI
+/// out, its audio outputs on the probe's inputs. Fields drop in order.
+struct Rig {
+    probe: Probe,
+    jam: Jamrig,
+    server: JackServer,
+    _set: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    fn start(set_text: &str, extra: &[&str]) -> Rig {
+        let server = JackServer::start(server());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let set = dir.path().join("set.rhai");
+        std::fs::write(&set, set_text).unwrap();
+        let probe = Probe::open(&server.name);
+        let mut args = vec!["--port", PROBE_MIDI];
+        args.extend_from_slice(extra);
+        let jam = Jamrig::start(&server.name, &set, &args);
+        jam.wait_started(S(20));
+        probe.connect_jamrig_audio(S(5));
+        Rig { probe, jam, server, _set: set, _dir: dir }
+    }
+
+    /// Waits until jamrig says its MIDI output reaches the probe.
+    fn wait_out_connected(&self) {
+        self.jam.expect_line(0, S(5), "connecting the MIDI output to the probe", |l| {
+            l.starts_with("MIDI out: jamrig:out -> probe:midi_in")
+        });
+    }
+
+    /// The messages the probe receives over `d` (dropping what came before).
+    fn receive_for(&mut self, d: Duration) -> Vec<Received> {
+        self.probe.take_received();
+        std::thread::sleep(d);
+        self.probe.take_received()
+    }
+
+    /// The delay `:status` says MIDI out leaves after the audio, in frames.
+    fn status_latency(&mut self) -> i64 {
+        let (_, line) = self.jam.command(":status", S(5), |l| l.starts_with("MIDI out:"));
+        let frames = line.split(", ").nth(1).and_then(|w| w.split(' ').next()).and_then(|n| n.parse().ok());
+        frames.unwrap_or_else(|| panic!("no latency in the status line: {line}"))
+    }
+}
+
+/// Overruns the server logged (each may skip whole cycles: then everything jamrig
+/// plays after it, audio and MIDI alike, is that much later).
+fn xruns(server: &JackServer) -> usize {
+    server.log().matches("XRun").count()
+}
+
+/// Checks spacings against `expected` frames: each within one frame, except at
+/// most `overruns` that are later by whole cycles (the server skipped them).
+/// Returns the spacings with those skips taken out.
+fn check_spacing(spacing: &[i64], expected: f64, overruns: usize, what: &str) -> Vec<f64> {
+    let period = PERIOD as f64;
+    let mut skips = 0;
+    let mut kept = Vec::new();
+    for &d in spacing {
+        let e = d as f64 - expected;
+        let cycles = (e / period).round();
+        assert!(
+            (e - cycles * period).abs() <= 1.0,
+            "{what}: spacing {d} is not {expected} within a frame: {spacing:?}"
+        );
+        if cycles != 0.0 {
+            assert!(cycles > 0.0, "{what}: a spacing of {d} frames is whole cycles short: {spacing:?}");
+            skips += 1;
+        }
+        kept.push(e - cycles * period + expected);
+    }
+    assert!(skips <= overruns, "{what}: {skips} spacings whole cycles long, but only {overruns} overruns: {spacing:?}");
+    kept
+}
+
+/// Frames between two JACK frame times (wrapping).
+fn between(a: u32, b: u32) -> i64 {
+    b.wrapping_sub(a) as i32 as i64
+}
+
+fn status_of(r: &Received) -> u8 {
+    r.bytes[0]
+}
+
+/// The frames of the received messages whose bytes are `bytes`.
+fn frames_of(rx: &[Received], bytes: &[u8]) -> Vec<u32> {
+    rx.iter().filter(|r| r.bytes == bytes).map(|r| r.frame).collect()
+}
+
+/// An external channel's pattern leaves `jamrig:out` at its exact frames: note-ons
+/// on the out channel at the pattern's spacing to the frame, note-offs their length
+/// later, and every note at a constant distance from the drum hit jamrig plays on
+/// the same beat: the delay `:status` names (the audio's output latency beyond
+/// the MIDI port's, so that the two sound together).
+#[test]
+fn an_external_channels_pattern_leaves_at_its_frames_with_the_audio() {
+    let _serial = serial();
+    let set = r#"tempo(120);
+drums(10);
+channel(5, #{ midi_out: "onsets:midi_in", out_channel: 2 });
+pattern("hat", 10, 1.0, [[0.0, "closed_hat", 100]]);
+pattern("ext", 5, 2.0, [[0.0, "C4", 100, 0.25], [0.5, "E4", 90, 0.25], [1.0, "G4", 80, 0.5]]);
+"#;
+    // The onset client hears both, downstream of jamrig only (jamrig connects
+    // its MIDI output to it when it appears).
+    let r = Rig::start(set, &[]);
+    let mut onsets = OnsetProbe::open(&r.server.name);
+    onsets.connect_jamrig_audio(S(5));
+    r.jam.expect_line(0, S(5), "connecting the MIDI output to the onset client", |l| {
+        l.starts_with("MIDI out: jamrig:out -> onsets:midi_in")
+    });
+    let overruns_before = xruns(&r.server);
+    std::thread::sleep(MS(500));
+    onsets.take_onsets();
+    onsets.take_received();
+    std::thread::sleep(S(3));
+    let rx = onsets.take_received();
+    let hats = onsets.take_onsets();
+    assert!(rx.iter().all(|m| matches!(status_of(m), 0x91 | 0x81)), "not all on channel 2 as notes: {rx:?}");
+    let on: Vec<&Received> = rx.iter().filter(|m| status_of(m) == 0x91).collect();
+    assert!(on.len() >= 8, "only {} note-ons in 3 s: {rx:?}", on.len());
+    // Every half beat (12000 frames at 120 BPM), C4 E4 G4 and a rest, exactly
+    // (but for whole cycles the server skipped).
+    let overruns = xruns(&r.server) - overruns_before;
+    for w in on.windows(2) {
+        let d = between(w[0].frame, w[1].frame);
+        let expected = if w[0].bytes[1] == 67 { 24000.0 } else { 12000.0 };
+        check_spacing(&[d], expected, overruns, "note-ons");
+    }
+    for n in &on {
+        let (note, vel) = (n.bytes[1], n.bytes[2]);
+        assert_eq!(vel, [(60, 100), (64, 90), (67, 80)].iter().find(|(k, _)| *k == note).map(|x| x.1).unwrap_or(0));
+        let len = if note == 67 { 12000 } else { 6000 };
+        let off = rx.iter().find(|m| m.bytes == [0x81, note, 0] && between(n.frame, m.frame) > 0);
+        if let Some(off) = off {
+            check_spacing(&[between(n.frame, off.frame)], len as f64, overruns, &format!("note {note}'s length"));
+        }
+    }
+    // Beside the audio: each C4 and G4 falls on a beat, with a hat.
+    let mut r = r;
+    let latency = r.status_latency();
+    let mut distances = Vec::new();
+    for n in on.iter().filter(|n| n.bytes[1] != 64) {
+        let nearest = hats.iter().map(|h| between(*h, n.frame)).min_by_key(|d| d.abs()).expect("hats sound");
+        distances.push(nearest);
+    }
+    println!("MIDI note - hat onset (frames): {distances:?}; output latency {latency} frames");
+    assert!(distances.len() >= 4, "too few notes beside hats: {distances:?}");
+    // The onset client itself may miss a cycle when the server overruns (it then
+    // hears that hat a cycle late): whole cycles off count against the overruns.
+    let overruns = xruns(&r.server) - overruns_before;
+    let mut off_by_cycles = 0;
+    for d in &distances {
+        let e = d - latency;
+        let cycles = (e as f64 / PERIOD as f64).round() as i64;
+        assert!(
+            (e - cycles * PERIOD as i64).abs() <= 2,
+            "a note leaves {d} frames after its beat's hat, not {latency}: {distances:?}"
+        );
+        off_by_cycles += (cycles != 0) as usize;
+    }
+    assert!(
+        off_by_cycles <= overruns,
+        "{off_by_cycles} notes whole cycles off with {overruns} overruns: {distances:?}"
+    );
+    assert!(off_by_cycles * 2 < distances.len(), "most notes are {latency} frames after their hat: {distances:?}");
+}
+
+/// Clock out at a steady tempo: ticks 24 to the beat with no jitter beyond one
+/// frame (128 BPM: 937.5 frames apart), Stop on `:stop`, and on `:play` Start at
+/// the frame of the first tick. Prints the jitter at the port (BENCHMARKS.md).
+#[test]
+fn clock_out_ticks_evenly_and_starts_and_stops_with_the_transport() {
+    let _serial = serial();
+    let set = "tempo(128);\nclock_out(true);\nchannel(1, \"organ\");\n";
+    let mut r = Rig::start(set, &["--midi-out", "probe:midi_in"]);
+    r.wait_out_connected();
+    let overruns_before = xruns(&r.server);
+    let rx = r.receive_for(S(4));
+    let overruns = xruns(&r.server) - overruns_before;
+    let ticks = frames_of(&rx, &[0xF8]);
+    // 51.2 ticks a second (fewer when the server skips cycles).
+    assert!(ticks.len() >= 150, "only {} ticks in 4 s at 128 BPM", ticks.len());
+    let period = 60.0 * SR / (128.0 * 24.0);
+    let spacing: Vec<i64> = ticks.windows(2).map(|w| between(w[0], w[1])).collect();
+    let kept = check_spacing(&spacing, period, overruns, "clock ticks");
+    let worst = kept.iter().map(|d| (d - period).abs()).fold(0.0, f64::max);
+    // Against the straight line through them (whole skipped cycles taken out): the
+    // jitter at the port.
+    let n = ticks.len() as f64;
+    let at: Vec<f64> = std::iter::once(0.0)
+        .chain(kept.iter().scan(0.0, |t, d| {
+            *t += d;
+            Some(*t)
+        }))
+        .collect();
+    let mean_k = (n - 1.0) / 2.0;
+    let mean_t = at.iter().sum::<f64>() / n;
+    let slope = at.iter().enumerate().map(|(k, t)| (k as f64 - mean_k) * (t - mean_t)).sum::<f64>()
+        / at.iter().enumerate().map(|(k, _)| (k as f64 - mean_k).powi(2)).sum::<f64>();
+    let residuals: Vec<f64> = at.iter().enumerate().map(|(k, t)| t - (mean_t + slope * (k as f64 - mean_k))).collect();
+    let rms = (residuals.iter().map(|x| x * x).sum::<f64>() / n).sqrt();
+    let peak = residuals.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    println!(
+        "clock out at 128 BPM, {} ticks ({overruns} server overruns): spacing {:.4} frames (ideal {period}), worst spacing error {worst:.2} frames; jitter against the fit: rms {:.4} ms, peak {:.4} ms",
+        ticks.len(),
+        slope,
+        rms / SR * 1e3,
+        peak / SR * 1e3
+    );
+    assert!(worst <= 1.0, "tick spacing off by {worst} frames: {spacing:?}");
+    assert!((slope - period).abs() < 0.01, "ticks {slope} frames apart on average, not {period}");
+    assert!(rx.iter().all(|m| m.bytes == [0xF8]), "only ticks while playing: {rx:?}");
+
+    r.jam.command(":stop", S(5), |l| l.contains("stopped"));
+    let rx = r.receive_for(MS(500));
+    let stops = frames_of(&rx, &[0xFC]);
+    assert_eq!(stops.len(), 1, "one Stop on :stop: {rx:?}");
+    assert!(rx.iter().all(|m| m.bytes != [0xF8] || between(m.frame, stops[0]) > 0), "ticks after Stop: {rx:?}");
+
+    r.jam.command(":play", S(5), |l| l.contains("playing"));
+    let rx = r.receive_for(S(1));
+    assert_eq!(rx[0].bytes, [0xFA], "Start first: {:?}", &rx[..rx.len().min(4)]);
+    assert_eq!(rx[1].bytes, [0xF8], "then the first tick: {:?}", &rx[..rx.len().min(4)]);
+    assert_eq!(rx[0].frame, rx[1].frame, "Start at the frame of the first tick");
+    assert!(frames_of(&rx, &[0xF8]).len() > 40);
+}
+
+/// Clock out follows an external MIDI clock (a thru with the jitter removed): after
+/// the probe's Start, Start and ticks 1000 frames apart (120 BPM) to the frame;
+/// Stop on its Stop; Song Position and Continue when it continues from bar 3.
+#[test]
+fn clock_out_follows_an_external_midi_clock_with_song_position() {
+    let _serial = serial();
+    let set = "clock(\"midi\");\nclock_out(true);\nchannel(1, \"organ\");\n";
+    let mut r = Rig::start(set, &["--midi-out", "probe:midi_in"]);
+    r.wait_out_connected();
+    r.probe.set_clock(120.0);
+    std::thread::sleep(S(1));
+    assert!(r.probe.take_received().is_empty(), "clock out sends nothing while the clock in is stopped");
+    let overruns_before = xruns(&r.server);
+    r.probe.send_now(&[0xFA]);
+    let rx = r.receive_for(S(2));
+    let overruns = xruns(&r.server) - overruns_before;
+    assert_eq!(rx.first().map(|m| m.bytes.clone()), Some(vec![0xFA]), "Start follows the clock's: {:?}", &rx[..3]);
+    let ticks = frames_of(&rx, &[0xF8]);
+    assert!(ticks.len() > 40, "ticks follow: {}", ticks.len());
+    let spacing: Vec<i64> = ticks.windows(2).map(|w| between(w[0], w[1])).collect();
+    println!("following 120 BPM: tick spacing {spacing:?}");
+    // The follower's fit settles on the incoming ticks within a few; from then on
+    // the spacing is the clock's to the frame. An overrun (this machine is shared,
+    // and jackd runs without real-time priority) delays the incoming ticks: the
+    // ticks around one may move, by less than an engine tick (64 frames).
+    let settled = &spacing[8..];
+    let off: Vec<i64> = settled.iter().copied().filter(|d| (d - 1000).abs() > 1).collect();
+    assert!(
+        off.len() <= 6 * overruns,
+        "{} ticks off the clock's spacing with {overruns} overruns: {spacing:?}",
+        off.len()
+    );
+    assert!(off.iter().all(|d| (d - 1000).abs() < 64 + PERIOD as i64), "a tick moved too far: {spacing:?}");
+
+    r.probe.send_now(&[0xFC]);
+    let rx = r.receive_for(MS(500));
+    assert!(rx.iter().any(|m| m.bytes == [0xFC]), "Stop follows the clock's: {rx:?}");
+    // Song Position 32 (bar 3 in sixteenths), then Continue.
+    r.probe.send(&[(0, &[0xF2, 32, 0]), (100, &[0xFB])]);
+    let rx = r.receive_for(S(1));
+    let spp = rx.iter().position(|m| m.bytes[0] == 0xF2).expect("Song Position sent");
+    assert_eq!(rx[spp].bytes, [0xF2, 32, 0], "Song Position at bar 3");
+    assert_eq!(rx[spp + 1].bytes, [0xFB], "then Continue");
+    assert!(frames_of(&rx, &[0xF8]).len() > 20, "ticks after Continue");
+    r.probe.set_clock(0.0);
+}
+
+/// Held external notes are let go: `:panic` sends the note-off of a pattern's long
+/// note and of a note held on the MIDI input (which goes out too), and so does
+/// quitting, before the port closes.
+#[test]
+fn held_external_notes_get_note_offs_on_panic_and_on_exit() {
+    let _serial = serial();
+    let set = r#"tempo(120);
+channel(5, #{ midi_out: "probe", out_channel: 1 });
+pattern("drone", 5, 4.0, [[0.0, "C3", 100, 3.9]]);
+"#;
+    let mut r = Rig::start(set, &[]);
+    r.wait_out_connected();
+    // A key held on the MIDI input, on the external channel.
+    r.probe.send_now(&[0x94, 72, 77]);
+    let t0 = Instant::now();
+    let mut rx = Vec::new();
+    while !rx.iter().any(|m: &Received| m.bytes == [0x90, 48, 100]) {
+        assert!(t0.elapsed() < S(4), "the drone does not start: {rx:?}");
+        std::thread::sleep(MS(20));
+        rx.extend(r.probe.take_received());
+    }
+    assert!(rx.iter().any(|m| m.bytes == [0x90, 72, 77]), "the key on the input goes out: {rx:?}");
+    r.jam.command(":panic", S(5), |l| l.starts_with("panic"));
+    let rx = r.receive_for(MS(300));
+    for note in [48, 72] {
+        assert_eq!(frames_of(&rx, &[0x80, note, 0]).len(), 1, "one note-off for {note} on :panic: {rx:?}");
+    }
+    // The next cycle's drone, then quit while it is held.
+    let t0 = Instant::now();
+    let mut rx = Vec::new();
+    while !rx.iter().any(|m: &Received| m.bytes == [0x90, 48, 100]) {
+        assert!(t0.elapsed() < S(5), "the drone does not come back: {rx:?}");
+        std::thread::sleep(MS(20));
+        rx.extend(r.probe.take_received());
+    }
+    r.jam.send_line(":quit");
+    assert!(r.jam.wait_exit(S(5)).is_some_and(|s| s.success()), "jamrig does not quit");
+    std::thread::sleep(MS(100));
+    let rx = r.probe.take_received();
+    assert_eq!(frames_of(&rx, &[0x80, 48, 0]).len(), 1, "the drone's note-off on exit: {rx:?}");
+}
+
+/// Clock out never follows itself: with jamrig's output connected back to its
+/// input (a device that echoes the clock), its own Start comes back; clock out is
+/// refused with a message, and the transport stays jamrig's.
+#[test]
+fn a_clock_loop_back_into_midi_in_is_refused() {
+    let _serial = serial();
+    let set = "tempo(120);\nclock_out(true);\nchannel(1, \"organ\");\n";
+    let mut r = Rig::start(set, &["--midi-out", "probe:midi_in"]);
+    r.wait_out_connected();
+    // jamrig:in listens to the probe; the echo joins it.
+    r.probe.connect_ports("jamrig:out", "jamrig:in");
+    let from = r.jam.out.len();
+    r.jam.command(":play", S(5), |l| l.contains("playing"));
+    r.jam.expect_line(from, S(3), "refusing the clock loop", |l| l.starts_with("clock out: off: jamrig's own clock"));
+    // What was queued before the refusal still leaves, up to its Stop; then nothing.
+    let rx = r.receive_for(MS(500));
+    let after_stop = rx.iter().skip_while(|m| m.bytes != [0xFC]).skip(1).count();
+    assert_eq!(after_stop, 0, "clock messages go on after the loop was refused: {rx:?}");
+    assert!(r.receive_for(MS(300)).is_empty(), "the clock is off");
+    let (_, line) = r.jam.command(":status", S(5), |l| l.starts_with("MIDI out:"));
+    assert!(line.contains("clock out refused (a loop)"), "{line}");
+    let (_, line) = r.jam.command(":status", S(5), |l| l.starts_with("set "));
+    assert!(line.contains("playing"), "the transport stays jamrig's: {line}");
+}
