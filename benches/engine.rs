@@ -233,7 +233,7 @@ fn reverb_cost() {
 
     // The bus's drive stage (distortion and saturation, oversampled four times):
     // a bus with both on against a bus with every stage off.
-    use jamrig::engine::bus::{Bus, BusOut, ChannelInput};
+    use jamrig::engine::bus::{Bus, BusOut};
     use jamrig::params::ParamValues;
     let mut driven = ParamValues::default();
     driven.set(Param::Distortion, 0.7);
@@ -244,8 +244,8 @@ fn reverb_cost() {
         for _ in 0..5 {
             let mut bus = Bus::new(SR as f32, TICK_FRAMES);
             bus.snap(&params);
-            let mut input = Box::<ChannelInput>::default();
             let t0 = Instant::now();
+            let mut input = jamrig::engine::bus::ChannelInput::default();
             for chunk in x.chunks_exact(TICK_FRAMES) {
                 input.mono.copy_from_slice(chunk);
                 bus.process(&input, &params, BusOut { left: &mut l, right: &mut r });

@@ -275,68 +275,6 @@ fn sync_sources_never_allocate() {
     assert!(controller.stats().clock_ticks.load(Relaxed) > 100, "the clock was read");
 }
 
-/// The sound paths: dampers and string mutes (presets with the instrument's own
-/// release, notes released while they ring), the synths' DC blockers (sitar,
-/// electric piano, mellotron, saxophone, didgeridoo), the bus's oversampled
-/// distortion and saturation and its DC blocker (switched on and off by controllers,
-/// so the crossfades run both ways), `spread` switched on and off, and the reverb in
-/// each of its types, its decay gliding: note-on, rendering and release run without
-/// allocating, at several block sizes.
-#[test]
-fn sound_paths_never_allocate() {
-    let types = jamrig::params::REVERB_TYPES;
-    let mut text = String::from(
-        r#"
-        channel(1, "piano", #{ reverb: 0.4, reverb_type: "hall" });
-        channel(2, "electric_piano", #{ reverb: 0.3, reverb_type: "plate", spread: 0.5 });
-        channel(3, "bass_guitar", #{ distortion: 0.0, saturation: 0.0 });
-        channel(4, "sitar");
-        channel(5, "mellotron");
-        channel(6, "tenor_sax");
-        channel(7, "didgeridoo");
-        channel(8, "acid_bass");
-        cc(20, "distortion", 0.0, 1.0, 3);
-        cc(21, "saturation", 0.0, 1.0, 3);
-        cc(22, "spread", 0.0, 1.0, 2);
-        cc(23, "reverb_decay", 0.2, 4.0, 1);
-        "#,
-    );
-    // Hall and plate are on channels 1 and 2; the others take 9 and 11 to 16.
-    let others: Vec<&&str> = types.iter().filter(|t| !matches!(**t, "hall" | "plate")).collect();
-    assert_eq!(others.len(), 7);
-    for (ch, t) in [9, 11, 12, 13, 14, 15, 16].into_iter().zip(others) {
-        text.push_str(&format!("channel({ch}, #{{ synth: \"saw\", reverb: 0.5, reverb_type: \"{t}\" }});\n"));
-    }
-    let set = common::set(&text);
-    let Renderer { mut engine, mut controller, .. } = Renderer::with_tables(&set, common::tables(48000)).expect("rig");
-    let channels: Vec<u8> = set.channels.keys().map(|c| c - 1).collect();
-    let sizes = [64usize, 128, 256, 500];
-    let mut out = vec![0.0f32; 500 * 2];
-    for round in 0..300u64 {
-        let frame = engine.frames_out();
-        for (i, &channel) in channels.iter().enumerate() {
-            let note = 40 + ((round * 5 + i as u64 * 7) % 36) as u8;
-            controller.send(Event::new(frame, EventKind::NoteOn { channel, note, velocity: 100 }));
-            if round % 2 == 1 {
-                controller.send(Event::new(frame + 10, EventKind::NoteOff { channel, note }));
-            }
-        }
-        // Drive, saturation and spread on for 20 rounds, off for 20; the decay sweeps.
-        let on = if (round / 20) % 2 == 0 { 127 } else { 0 };
-        for cc in [20u8, 21, 22] {
-            controller.send(Event::new(frame, EventKind::Control { channel: 2, cc, value: on }));
-        }
-        controller.send(Event::new(frame, EventKind::Control { channel: 0, cc: 23, value: (round % 128) as u8 }));
-        let frames = sizes[round as usize % sizes.len()];
-        let buf = &mut out[..frames * 2];
-        reset_violation_count();
-        assert_no_alloc(|| engine.process(buf, 2));
-        assert_eq!(violation_count(), 0, "the sound paths allocated in round {round} ({frames} frames)");
-        assert!(buf.iter().all(|x| x.is_finite()));
-        controller.collect();
-    }
-}
-
 /// Sample voices (SoundFont presets with layers, loops and exclusive classes, a
 /// font kit, user drum samples and a sample instrument) under every controller a
 /// General MIDI file uses, while the control side loads fonts and swaps them:
@@ -465,6 +403,68 @@ fn sample_voices_and_font_swaps_never_allocate() {
     }
     assert_eq!(stats.banks_held.load(Relaxed), 0, "the engine still holds banks");
     assert_eq!(std::sync::Arc::strong_count(&font_a), 2, "font a is held beyond this test and the host's cache");
+}
+
+/// The sound paths: dampers and string mutes (presets with the instrument's own
+/// release, notes released while they ring), the synths' DC blockers (sitar,
+/// electric piano, mellotron, saxophone, didgeridoo), the bus's oversampled
+/// distortion and saturation and its DC blocker (switched on and off by controllers,
+/// so the crossfades run both ways), `spread` switched on and off, and the reverb in
+/// each of its types, its decay gliding: note-on, rendering and release run without
+/// allocating, at several block sizes.
+#[test]
+fn sound_paths_never_allocate() {
+    let types = jamrig::params::REVERB_TYPES;
+    let mut text = String::from(
+        r#"
+        channel(1, "piano", #{ reverb: 0.4, reverb_type: "hall" });
+        channel(2, "electric_piano", #{ reverb: 0.3, reverb_type: "plate", spread: 0.5 });
+        channel(3, "bass_guitar", #{ distortion: 0.0, saturation: 0.0 });
+        channel(4, "sitar");
+        channel(5, "mellotron");
+        channel(6, "tenor_sax");
+        channel(7, "didgeridoo");
+        channel(8, "acid_bass");
+        cc(20, "distortion", 0.0, 1.0, 3);
+        cc(21, "saturation", 0.0, 1.0, 3);
+        cc(22, "spread", 0.0, 1.0, 2);
+        cc(23, "reverb_decay", 0.2, 4.0, 1);
+        "#,
+    );
+    // Hall and plate are on channels 1 and 2; the others take 9 and 11 to 16.
+    let others: Vec<&&str> = types.iter().filter(|t| !matches!(**t, "hall" | "plate")).collect();
+    assert_eq!(others.len(), 7);
+    for (ch, t) in [9, 11, 12, 13, 14, 15, 16].into_iter().zip(others) {
+        text.push_str(&format!("channel({ch}, #{{ synth: \"saw\", reverb: 0.5, reverb_type: \"{t}\" }});\n"));
+    }
+    let set = common::set(&text);
+    let Renderer { mut engine, mut controller, .. } = Renderer::with_tables(&set, common::tables(48000)).expect("rig");
+    let channels: Vec<u8> = set.channels.keys().map(|c| c - 1).collect();
+    let sizes = [64usize, 128, 256, 500];
+    let mut out = vec![0.0f32; 500 * 2];
+    for round in 0..300u64 {
+        let frame = engine.frames_out();
+        for (i, &channel) in channels.iter().enumerate() {
+            let note = 40 + ((round * 5 + i as u64 * 7) % 36) as u8;
+            controller.send(Event::new(frame, EventKind::NoteOn { channel, note, velocity: 100 }));
+            if round % 2 == 1 {
+                controller.send(Event::new(frame + 10, EventKind::NoteOff { channel, note }));
+            }
+        }
+        // Drive, saturation and spread on for 20 rounds, off for 20; the decay sweeps.
+        let on = if (round / 20) % 2 == 0 { 127 } else { 0 };
+        for cc in [20u8, 21, 22] {
+            controller.send(Event::new(frame, EventKind::Control { channel: 2, cc, value: on }));
+        }
+        controller.send(Event::new(frame, EventKind::Control { channel: 0, cc: 23, value: (round % 128) as u8 }));
+        let frames = sizes[round as usize % sizes.len()];
+        let buf = &mut out[..frames * 2];
+        reset_violation_count();
+        assert_no_alloc(|| engine.process(buf, 2));
+        assert_eq!(violation_count(), 0, "the sound paths allocated in round {round} ({frames} frames)");
+        assert!(buf.iter().all(|x| x.is_finite()));
+        controller.collect();
+    }
 }
 
 /// Overload: more events than the engine holds (the overflow policy makes room by

@@ -190,12 +190,12 @@ pub struct Bus {
     dc: [f32; 2],
     /// The DC blocker's state for the right side of stereo input.
     dc_right: [f32; 2],
-    /// Distortion and saturation run oversampled (one oversampler per side); how far
-    /// the output has moved to the oversampled path (0..1, so that switching them on
-    /// or off never clicks); whether the right side was driven last tick.
-    oversampler: [Oversampler4; 2],
+    /// Distortion and saturation run oversampled; how far the output has moved to
+    /// the oversampled path (0..1, so that switching them on or off never clicks).
+    oversampler: Oversampler4,
+    /// The same for the right side of stereo input.
+    oversampler_right: Oversampler4,
     drive_on: f32,
-    drive_stereo: bool,
     chorus: Chorus,
     chorus_dormant: bool,
     phaser: Phaser,
@@ -238,9 +238,9 @@ impl Bus {
             trem_phase: 0.0,
             dc: [0.0; 2],
             dc_right: [0.0; 2],
-            oversampler: [Oversampler4::new(), Oversampler4::new()],
+            oversampler: Oversampler4::new(),
+            oversampler_right: Oversampler4::new(),
             drive_on: 0.0,
-            drive_stereo: false,
             chorus: Chorus::new(sample_rate),
             chorus_dormant: true,
             phaser: Phaser::default(),
@@ -293,7 +293,8 @@ impl Bus {
     pub fn clear(&mut self) {
         self.dc = [0.0; 2];
         self.dc_right = [0.0; 2];
-        self.oversampler.iter_mut().for_each(Oversampler4::clear);
+        self.oversampler.clear();
+        self.oversampler_right.clear();
         self.chorus.clear();
         self.phaser.clear();
         self.delay.clear();
@@ -342,11 +343,9 @@ impl Bus {
         let driven = d0 > 0.0 || dd != 0.0 || s0 > 0.0 || sd != 0.0;
         if driven || self.drive_on > 0.0 {
             if self.drive_on == 0.0 {
-                self.oversampler.iter_mut().for_each(Oversampler4::clear);
-            } else if stereo && !self.drive_stereo {
-                self.oversampler[1].clear();
+                self.oversampler.clear();
+                self.oversampler_right.clear();
             }
-            self.drive_stereo = stereo;
             let curve = |i: usize, x: f32| {
                 let k = (i as i32 + 1) as f32;
                 let a = d0 + dd * k;
@@ -355,24 +354,37 @@ impl Bus {
                 let b = s0 + sd * k;
                 x + (fast_tanh(x * (1.0 + 2.0 * b)) - x) * b
             };
+            let dry = &mut self.feed[..n];
+            dry.copy_from_slice(mono);
+            self.oversampler.process(mono, curve);
+            // The right side of stereo input (sample voices) through its own stage;
+            // its dry copy waits in the chorus's scratch buffer.
+            let dry_right = &mut self.wet_l[..n];
+            if stereo {
+                dry_right.copy_from_slice(right_in);
+                self.oversampler_right.process(right_in, curve);
+            }
             let target = if driven { 1.0 } else { 0.0 };
-            let on0 = self.drive_on;
-            let [os_l, os_r] = &mut self.oversampler;
-            let sides = [(&mut *mono, &mut self.wet_l[..n], os_l), (&mut *right_in, &mut self.wet_r[..n], os_r)];
-            for (side, dry, os) in sides.into_iter().take(1 + stereo as usize) {
-                dry.copy_from_slice(side);
-                os.process(side, curve);
-                let mut on = on0;
-                if on0 != target || target != 1.0 {
-                    for (x, d) in side.iter_mut().zip(dry.iter()) {
-                        *x = d + (*x - d) * on;
-                        on += (target - on).clamp(-self.wake_step, self.wake_step);
+            if self.drive_on != target || target != 1.0 {
+                let start = self.drive_on;
+                for (x, d) in mono.iter_mut().zip(dry.iter()) {
+                    let w = self.drive_on;
+                    *x = d + (*x - d) * w;
+                    self.drive_on = w + (target - w).clamp(-self.wake_step, self.wake_step);
+                }
+                if stereo {
+                    let mut w = start;
+                    for (x, d) in right_in.iter_mut().zip(dry_right.iter()) {
+                        *x = d + (*x - d) * w;
+                        w += (target - w).clamp(-self.wake_step, self.wake_step);
                     }
                 }
-                self.drive_on = on;
-                if !os.is_finite() {
-                    os.clear();
-                }
+            }
+            if !self.oversampler.is_finite() {
+                self.oversampler.clear();
+            }
+            if !self.oversampler_right.is_finite() {
+                self.oversampler_right.clear();
             }
             // DC out: driven even harmonics (an asymmetric wave through the curves
             // above) leave it. A 5 Hz corner leaves the lowest bass alone.

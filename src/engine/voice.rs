@@ -224,7 +224,7 @@ impl Voice {
             * match source {
                 VoiceSource::Synth(_) => key_level(ctx.params, note),
                 VoiceSource::Drum { .. } => crate::tables::drums::KIT_GAIN,
-                // A sampled region carries its own level (its font's attenuation).
+                // A sample voice's level is the font's or the sample's own.
                 VoiceSource::Sample { .. } => 1.0,
             };
         self.steal_left = 0;
