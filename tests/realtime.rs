@@ -326,7 +326,7 @@ fn sample_voices_and_font_swaps_never_allocate() {
             sample("hit", "hit.wav", #{{ note: 60 }});
             sample_instrument("tone", "hit.wav", #{{ root: "C4", loop_start: 100, loop_end: 2000 }});
             channel(1, sf("f", "Lead"));
-            channel(2, #{{ soundfont: "f", bank: 8, program: 5, reverb: 0.2 }});
+            channel(2, #{{ soundfont: "f", bank: 8, program: 5, reverb: 0.2, distortion: 0.5, saturation: 0.3 }});
             channel(3, "tone", #{{ chorus: 0.3 }});
             drums(10, #{{ soundfont: "f" }});
             drums(11);"#
