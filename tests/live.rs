@@ -1023,7 +1023,8 @@ fn midi_state_survives_an_audio_device_restart() {
         let settle = MS(400) + Duration::from_secs_f64(4.0 * period as f64 / SR);
         let (level, pitch, tone) = held_a3(&mut r, settle);
         let b3 = 220.0 * 2f64.powf(2.0 / 12.0 * 8191.0 / 8192.0);
-        assert!(cents(pitch, b3).abs() < 5.0, "at {period}: bent A3 plays {pitch:.2} Hz, expected {b3:.2}");
+        // A flute's breath moves the measured pitch by a few cents; a lost bend is 200.
+        assert!(cents(pitch, b3).abs() < 10.0, "at {period}: bent A3 plays {pitch:.2} Hz, expected {b3:.2}");
         assert!(
             db(level) < db(loud) - 6.0,
             "at {period}: CC7 and CC11 did not turn the channel down ({:.1} dB -> {:.1} dB; pitch {pitch:.2} Hz)\n{}",
@@ -1047,7 +1048,7 @@ fn midi_state_survives_an_audio_device_restart() {
             10.0 * tone2.log10()
         );
         assert!((db(level2) - db(level)).abs() < 1.5, "at {period}: level {:.1} dB -> {:.1} dB", db(level), db(level2));
-        assert!(cents(pitch2, b3).abs() < 5.0, "at {period}: after the restart A3 plays {pitch2:.2} Hz (bend lost?)");
+        assert!(cents(pitch2, b3).abs() < 10.0, "at {period}: after the restart A3 plays {pitch2:.2} Hz (bend lost?)");
         // The flute behind a half-closed filter has next to nothing above 2 kHz
         // (its breath noise moves that share by a few dB); the set's saw has much.
         assert!(
