@@ -367,12 +367,15 @@ impl Stream {
 /// it (a JACK client).
 pub fn start(
     chosen: &Chosen,
-    engine: Engine,
+    mut engine: Engine,
     clock: Arc<FrameClock>,
     stats: Arc<LiveStats>,
     link: LinkClock,
     tap: &super::midi::MidiTap,
 ) -> Result<Stream, AudioError> {
+    // The render workers start with the stream, at realtime priority where the
+    // system grants it; the callback hands them channels (`engine::workers`).
+    engine.set_threads(crate::engine::workers::live_threads(), true);
     #[cfg(feature = "jack")]
     if chosen.jack {
         return super::jack_host::JackStream::start(engine, clock, stats, link, tap).map(Stream::Jack);
