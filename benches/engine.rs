@@ -717,7 +717,8 @@ fn crossover(tables: &Arc<Tables>) {
                 let mut r = held(tables, "saw", channels, voices.max(1), fx);
                 if voices == 0 {
                     // Buses only: the voices released, the tails ringing.
-                    let evs = (0..channels as u8).map(|c| Event::new(r.engine.frame(), EventKind::Control { channel: c, cc: 123, value: 0 }));
+                    let evs = (0..channels as u8)
+                        .map(|c| Event::new(r.engine.frame(), EventKind::Control { channel: c, cc: 123, value: 0 }));
                     r.add_events(evs.collect::<Vec<_>>());
                     r.render(SR as usize / 10, BLOCK);
                 }

@@ -24,8 +24,13 @@ fn example(name: &str) -> PathBuf {
 fn example_set(name: &str) -> Set {
     let path = example(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    match host().eval_source(&path.to_string_lossy(), &text, path.parent().map(Path::to_path_buf), Set::default(), false)
-    {
+    match host().eval_source(
+        &path.to_string_lossy(),
+        &text,
+        path.parent().map(Path::to_path_buf),
+        Set::default(),
+        false,
+    ) {
         Ok(ev) => ev.set,
         Err(d) => panic!("{name} does not evaluate:\n{}", d.render()),
     }
@@ -149,8 +154,7 @@ fn republishing_the_same_set_changes_nothing_on_several_threads() {
 
 #[test]
 fn a_channel_holds_256_voices_and_the_pool_holds_them_on_every_channel() {
-    assert!(jamrig::engine::MAX_VOICE_LIMIT >= 256);
-    assert!(jamrig::engine::MAX_VOICES >= 4096);
+    const { assert!(jamrig::engine::MAX_VOICE_LIMIT >= 256 && jamrig::engine::MAX_VOICES >= 4096) };
     let text = (1..=16)
         .filter(|ch| *ch != 10)
         .map(|ch| format!("channel({ch}, #{{ synth: \"sine\", envelope: \"organ\", voices: 256 }});\n"))

@@ -1302,7 +1302,8 @@ impl Engine {
                 work |= 1 << ch;
             }
         }
-        let configured = (0..MAX_CHANNELS).filter(|&ch| self.lanes[ch].st.config.is_some()).fold(0u32, |m, ch| m | 1 << ch);
+        let configured =
+            (0..MAX_CHANNELS).filter(|&ch| self.lanes[ch].st.config.is_some()).fold(0u32, |m, ch| m | 1 << ch);
         for i in 0..self.tick_events.len() {
             let ev = self.tick_events[i].ev;
             if ev.kind == EventKind::Panic {

@@ -285,7 +285,7 @@ fn wait(s: &Shared, w: usize, seen: u64) -> u64 {
             return g;
         }
         spins += 1;
-        if spins % 64 != 0 || t0.elapsed() < Duration::from_micros(SPIN_MICROS) {
+        if !spins.is_multiple_of(64) || t0.elapsed() < Duration::from_micros(SPIN_MICROS) {
             std::hint::spin_loop();
             continue;
         }
