@@ -310,6 +310,32 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
+/// The memory an idle engine takes: the process's resident memory before and after
+/// building the engine of `examples/set.rhai` (stdlib and tables built first), with
+/// its buffers pre-faulted as the live host has them; nothing rendered.
+fn idle_memory() {
+    let rss_kb = || -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let host = ScriptHost::new().expect("stdlib");
+    let ev = host.eval_file(std::path::Path::new("examples/set.rhai")).expect("example set");
+    let tables = Arc::new(Tables::new(SR as f32));
+    let before = rss_kb();
+    let r = Renderer::with_tables(&ev.set, tables).expect("rig");
+    let after = rss_kb();
+    std::hint::black_box(&r);
+    println!(
+        "idle engine of examples/set.rhai, buffers pre-faulted: {:.1} MB resident ({:.1} MB in the process)",
+        (after - before) as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
+}
+
 fn memory() {
     let tables = Arc::new(Tables::new(SR as f32));
     let mut set = Set::default();
@@ -761,6 +787,10 @@ fn main() {
         return;
     }
     let run = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
+    if which.iter().any(|w| w == "idle") {
+        idle_memory();
+        return;
+    }
     if run("memory") && which.len() == 1 {
         // Alone, so that peak memory is this scenario's own.
         memory();
