@@ -732,13 +732,14 @@ fn limits() {
 
 /// Where rendering on two threads starts to pay: loads of a few channels and voices,
 /// rendered on one thread and on two (every tick handed out, whatever its size), in
-/// CPU-free wall time; the best of 5 runs of 1 s each. The engine hands a tick out
-/// only from `PARALLEL_MIN_WEIGHT` on (voices, plus one per running bus).
+/// wall time; the best of 5 runs of 1 s each. The engine hands a tick out only from
+/// `PARALLEL_MIN_MICROS` of channel work on.
 fn crossover(tables: &Arc<Tables>) {
     println!("machine speed now: {:.2} G reference iterations/s", machine_speed());
-    println!("    channels x voices (fx)   weight   1 thread   2 threads   2 over 1");
+    println!("    channels x voices (fx)   us per tick   1 thread   2 threads   2 over 1");
     for fx in [false, true] {
-        for (channels, voices) in [(2usize, 0usize), (2, 1), (2, 2), (3, 1), (2, 4), (4, 1), (4, 2), (4, 8), (8, 4)] {
+        for (channels, voices) in [(2usize, 0usize), (2, 1), (2, 4), (4, 1), (4, 4), (4, 16), (8, 4), (8, 16), (16, 16)]
+        {
             let rtf = |threads: usize| {
                 let mut r = held(tables, "saw", channels, voices.max(1), fx);
                 if voices == 0 {
@@ -749,13 +750,14 @@ fn crossover(tables: &Arc<Tables>) {
                     r.render(SR as usize / 10, BLOCK);
                 }
                 r.engine.set_threads(threads, false);
-                r.engine.set_parallel_min_weight(0);
+                r.engine.set_parallel_min_micros(0.0);
                 rtf_runs(&mut r, 5, 1.0).0
             };
             let (one, two) = (rtf(1), rtf(2));
-            let weight = channels * voices + channels;
+            // The whole render's time per 64-frame tick on one thread.
+            let micros = TICK_FRAMES as f64 / SR as f64 / one * 1e6;
             println!(
-                "    {channels:2} x {voices:2} ({})         {weight:4}   {one:7.0}x   {two:8.0}x   {:6.2}",
+                "    {channels:2} x {voices:2} ({})         {micros:8.1}   {one:7.0}x   {two:8.0}x   {:6.2}",
                 if fx { "on " } else { "off" },
                 two / one
             );

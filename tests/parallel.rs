@@ -74,6 +74,7 @@ fn performance(seconds: f64) -> Vec<Event> {
 fn render(set: &Set, events: &[Event], threads: usize, seconds: f64, block: usize) -> (Vec<f32>, u64) {
     let mut r = Renderer::with_tables(set, tables(SR)).expect("rig builds");
     r.engine.set_threads(threads, false);
+    r.engine.set_parallel_min_micros(0.0);
     r.add_events(events.iter().copied());
     let out = r.render((seconds * SR as f64) as usize, block);
     (out, r.engine.worker_items())
@@ -141,6 +142,7 @@ fn republishing_the_same_set_changes_nothing_on_several_threads() {
     for (threads, split) in [(1, 72_000usize), (2, 72_000usize), (3, 72_017)] {
         let mut r = Renderer::with_tables(&set, tables(SR)).unwrap();
         r.engine.set_threads(threads, false);
+        r.engine.set_parallel_min_micros(0.0);
         r.add_events(events.iter().copied());
         let mut x = r.render(split, 512);
         r.publish(&example_set("set.rhai")).expect("set builds");
@@ -161,6 +163,7 @@ fn a_channel_holds_256_voices_and_the_pool_holds_them_on_every_channel() {
         .collect::<String>();
     let mut r = renderer(&text, SR);
     r.engine.set_threads(2, false);
+    r.engine.set_parallel_min_micros(0.0);
     // 256 held notes on each of 15 channels: 3840 voices; then one more note on
     // channel 1 steals its oldest.
     let mut evs = Vec::new();

@@ -631,6 +631,7 @@ fn render_workers_never_allocate_across_snapshot_swaps_and_event_bursts() {
     let (a, b) = sets();
     let Renderer { mut engine, mut controller, .. } = Renderer::with_tables(&a, common::tables(48000)).expect("rig");
     engine.set_threads_guarded(3, false, Some(worker_guard));
+    engine.set_parallel_min_micros(0.0);
     let sizes = [16usize, 64, 100, 128, 512, 4096];
     let mut out = vec![0.0f32; 4096 * 2];
     for round in 0..400 {

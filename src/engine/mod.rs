@@ -57,11 +57,13 @@ pub const MAX_VOICE_LIMIT: u16 = 256;
 pub const MAX_VOICES: usize = MAX_CHANNELS * MAX_VOICE_LIMIT as usize;
 /// Voice slots in all, the fading reserves included.
 pub const VOICE_SLOTS: usize = MAX_CHANNELS * channel::LANE_VOICES;
-/// A tick renders its channels on several threads only when its estimated work
-/// (sounding voices, plus one for each channel whose bus runs) reaches this: below
-/// it, handing out the work costs more than it saves (`cargo bench --bench engine
-/// -- crossover`; BENCHMARKS.md).
-pub const PARALLEL_MIN_WEIGHT: usize = 4;
+/// A tick renders its channels on several threads only while the channels' work
+/// per tick, as measured over the last ticks, is at least this (microseconds):
+/// below it, handing the work out costs more than it saves (`cargo bench --bench
+/// engine -- crossover`; BENCHMARKS.md). Back on one thread below half of it.
+pub const PARALLEL_MIN_MICROS: f32 = 40.0;
+/// How fast the measured work per tick follows the latest tick (a moving average).
+const WORK_SMOOTHING: f32 = 0.05;
 /// Capacity of the event queue from producers (MIDI, REPL, renderer) to the engine.
 pub const EVENT_QUEUE_CAP: usize = 4096;
 /// Snapshots in flight from the control side to the engine.
@@ -515,8 +517,13 @@ pub struct Engine {
     lanes: Vec<Lane>,
     /// Threads that render channels beside this one.
     pool: workers::Pool,
-    /// The least work a tick hands out to the workers ([`PARALLEL_MIN_WEIGHT`]).
-    parallel_min_weight: usize,
+    /// The least channel work per tick, in microseconds, handed out to the
+    /// workers ([`PARALLEL_MIN_MICROS`]).
+    parallel_min_micros: f32,
+    /// The channels' work per tick, measured (a moving average, microseconds).
+    work_micros: f32,
+    /// The last tick was handed out.
+    parallel: bool,
     /// Indices of the voice-scope parameters.
     voice_params: Vec<usize>,
     transport: Transport,
@@ -569,7 +576,9 @@ impl Engine {
             voice_params: Param::ALL.iter().filter(|p| p.info().scope == Scope::Voice).map(|p| *p as usize).collect(),
             lanes: (0..MAX_CHANNELS).map(|ch| Lane::new(ch as u8, sample_rate, line_len)).collect(),
             pool: workers::Pool::start(1, false, None),
-            parallel_min_weight: PARALLEL_MIN_WEIGHT,
+            parallel_min_micros: PARALLEL_MIN_MICROS,
+            work_micros: 0.0,
+            parallel: false,
             transport: Transport::new(sample_rate as f64, initial.tempo_bpm),
             follower: ClockFollower::new(sample_rate as f64),
             timeline: None,
@@ -618,12 +627,11 @@ impl Engine {
         self.pool = workers::Pool::start(threads, realtime, guard);
     }
 
-    /// Sets the least work (sounding voices, plus one per channel whose bus runs) a
-    /// tick hands out to the workers; below it the tick runs on this thread alone.
-    /// For measuring where parallel rendering starts to pay (the benchmarks).
-    /// Control side.
-    pub fn set_parallel_min_weight(&mut self, weight: usize) {
-        self.parallel_min_weight = weight;
+    /// Sets the least channel work per tick (microseconds, measured) that is handed
+    /// out to the workers; below it ticks run on this thread alone. 0 hands out
+    /// every tick (the tests and the benchmarks' crossover). Control side.
+    pub fn set_parallel_min_micros(&mut self, micros: f32) {
+        self.parallel_min_micros = micros;
     }
 
     /// Threads this engine renders on.
@@ -1339,7 +1347,12 @@ impl Engine {
         }
         let lanes = &self.lanes;
         order[..n].sort_unstable_by_key(|&ch| (std::cmp::Reverse(lanes[ch as usize].weight()), ch));
-        let parallel = weight >= self.parallel_min_weight;
+        // On several threads while the work is worth it (with some hysteresis), as
+        // measured; the output is the same either way.
+        let threshold = if self.parallel { 0.5 } else { 1.0 } * self.parallel_min_micros;
+        let parallel = self.pool.threads() > 1 && n >= 2 && weight > 0 && self.work_micros >= threshold;
+        self.parallel = parallel;
+        let t0 = std::time::Instant::now();
 
         let cx = TickCx {
             sr: self.sr,
@@ -1388,6 +1401,11 @@ impl Engine {
                 }
             }
         }
+
+        // What the channels cost this tick, for the next ticks' choice: on several
+        // threads the wall time is taken as a share of the work.
+        let took = t0.elapsed().as_secs_f32() * 1e6 * if parallel { self.pool.threads() as f32 } else { 1.0 };
+        self.work_micros += (took - self.work_micros) * WORK_SMOOTHING;
 
         // The sum, in channel order; voices' sample banks settled.
         self.mix_l = [0.0; TICK_FRAMES];
