@@ -6,7 +6,8 @@
 //! Run with `cargo bench --bench workloads` (add `-- NAME` for one workload:
 //! chords, held, song, notes). With `-- --callgrind` each render runs once under
 //! callgrind instead and the instructions executed are printed: figures that hold
-//! on a busy machine, where wall times do not. FluidSynth uses FluidR3_GM where it is installed
+//! on a busy machine, where wall times do not; `-- --no-fluidsynth` runs jamrig
+//! alone. FluidSynth uses FluidR3_GM where it is installed
 //! (`fluid-soundfont-gm`), else TimGM6mb; `JAMRIG_BENCH_FONT` picks another font.
 //!
 //! The jamrig rig: channels 1 and 5 electric_piano, 2 and 6 bass_guitar, 3 and 7
@@ -278,7 +279,8 @@ fn main() {
     // jamrig on every core too: the same render with `--threads` at the core count.
     let cores: &'static str =
         Box::leak(std::thread::available_parallelism().map_or(1, |n| n.get()).to_string().into_boxed_str());
-    let fluid = Command::new("fluidsynth").arg("--version").output().is_ok_and(|o| o.status.success());
+    let fluid = !std::env::args().any(|a| a == "--no-fluidsynth")
+        && Command::new("fluidsynth").arg("--version").output().is_ok_and(|o| o.status.success());
     let font = font();
     match (&font, fluid) {
         (Some(f), true) => println!("FluidSynth with {} (one core each, reverb and chorus on)", f.display()),

@@ -23,8 +23,6 @@ use std::time::{Duration, Instant};
 pub const MAX_THREADS: usize = 16;
 /// How long a worker spins for the next job before it parks, in microseconds.
 pub const SPIN_MICROS: u64 = 200;
-/// Spins an offline render waits for a worker's item before it yields its core.
-const OFFLINE_SPINS: u32 = 4096;
 /// Items in one job, at most (channels, and a bound the claim word can hold).
 pub const MAX_ITEMS: usize = 255;
 
@@ -107,9 +105,6 @@ pub struct Pool {
     threads: Vec<Thread>,
     handles: Vec<JoinHandle<()>>,
     generation: Cell<u64>,
-    /// The calling thread is a realtime audio thread: it only ever spins. Offline it
-    /// yields its core after a while (a worker may have been preempted mid-item).
-    realtime: bool,
 }
 
 /// What a job needs: the items, the order to take them in, and the function.
@@ -160,7 +155,7 @@ impl Pool {
             handles.push(h);
         }
         let threads = handles.iter().map(|h| h.thread().clone()).collect();
-        Pool { shared, threads, handles, generation: Cell::new(0), realtime }
+        Pool { shared, threads, handles, generation: Cell::new(0) }
     }
 
     /// Threads that render (the audio thread and the workers).
@@ -226,14 +221,8 @@ impl Pool {
             mine += 1;
         }
         s.done.fetch_add(mine, Release);
-        let mut spins = 0u32;
         while s.done.load(Acquire) < len {
-            spins = spins.saturating_add(1);
-            if !self.realtime && spins > OFFLINE_SPINS {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
+            std::hint::spin_loop();
         }
         if s.panicked.swap(false, Relaxed) {
             panic!("a render thread panicked while rendering a channel");
