@@ -75,9 +75,9 @@ enum Command {
         /// own folder (may be given more than once).
         #[arg(long, value_name = "DIR")]
         samples: Vec<PathBuf>,
-        /// Threads that render channels (the audio thread and workers beside it);
-        /// default: every core. The sound is the same whatever the count.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
+        /// Threads that render channels (the audio thread and workers beside it;
+        /// 0: every core); default 1. The sound is the same whatever the count.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=16))]
         threads: Option<u16>,
     },
     /// List MIDI inputs and outputs and audio outputs.
@@ -132,9 +132,9 @@ enum Command {
         /// own folder (may be given more than once).
         #[arg(long, value_name = "DIR")]
         samples: Vec<PathBuf>,
-        /// Threads that render channels (the audio thread and workers beside it);
-        /// default: every core. The sound is the same whatever the count.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
+        /// Threads that render channels (the audio thread and workers beside it;
+        /// 0: every core); default 1. The sound is the same whatever the count.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=16))]
         threads: Option<u16>,
     },
     /// Evaluate and validate a set, print the rig; exits non-zero on error.
@@ -291,7 +291,7 @@ fn main() -> ExitCode {
             samples,
             threads,
         } => {
-            jamrig::engine::workers::set_threads(threads.map_or(0, usize::from));
+            jamrig::engine::workers::set_threads(threads.map_or(jamrig::engine::workers::DEFAULT_THREADS, usize::from));
             let listen = match listen.map(|a| jamrig::live::listen::ListenOptions::new(a, listen_token)).transpose() {
                 Ok(l) => l,
                 Err(e) => {
@@ -352,7 +352,7 @@ fn main() -> ExitCode {
             samples,
             threads,
         } => {
-            jamrig::engine::workers::set_threads(threads.map_or(0, usize::from));
+            jamrig::engine::workers::set_threads(threads.map_or(jamrig::engine::workers::DEFAULT_THREADS, usize::from));
             let length = match (bars, seconds) {
                 (Some(b), _) => Length::Bars(b),
                 (_, Some(s)) => Length::Seconds(s),

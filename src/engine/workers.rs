@@ -31,6 +31,12 @@ pub fn available_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, MAX_THREADS)
 }
 
+/// Threads an engine renders on unless `--threads` says otherwise. One: on the
+/// project's shared 2-core machine, two threads rendered the four speed workloads
+/// at 0.57x to 0.75x the speed of one (BENCHMARKS.md, "Every core"), so more
+/// threads are asked for, not assumed.
+pub const DEFAULT_THREADS: usize = 1;
+
 /// Threads the command line asked for (0: not said).
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 
@@ -40,18 +46,12 @@ pub fn set_threads(n: usize) {
     THREADS.store(if n == 0 { available_threads() } else { n.min(MAX_THREADS) }, Relaxed);
 }
 
-/// Threads a live engine renders on: as set, else every core.
-pub fn live_threads() -> usize {
+/// Threads an engine renders on: as set, else [`DEFAULT_THREADS`].
+pub fn configured_threads() -> usize {
     match THREADS.load(Relaxed) {
-        0 => available_threads(),
+        0 => DEFAULT_THREADS,
         n => n,
     }
-}
-
-/// Threads an offline render renders on: as set, else one (a library caller, a
-/// test, chooses with `Engine::set_threads`).
-pub fn offline_threads() -> usize {
-    THREADS.load(Relaxed).max(1)
 }
 
 /// Wraps everything a worker does between two sleeps (tests pass one that runs it

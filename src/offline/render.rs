@@ -65,7 +65,7 @@ pub fn offline_view(set: &Set) -> Set {
 
 /// Starts the render threads the command line asked for (none by default).
 fn with_threads(engine: &mut Engine) {
-    let n = crate::engine::workers::offline_threads();
+    let n = crate::engine::workers::configured_threads();
     if n > 1 {
         engine.set_threads(n, false);
     }
