@@ -238,11 +238,11 @@ fn ch_assignment_edge_cases() {
 #[test]
 fn voices() {
     let s = set(
-        r#"channel(1, "organ", #{ voices: 8 }); let c = channel(2, "saw"); c.voices = 1; let d = channel(3, "saw"); d.voices = 64;"#,
+        r#"channel(1, "organ", #{ voices: 8 }); let c = channel(2, "saw"); c.voices = 1; let d = channel(3, "saw"); d.voices = 256;"#,
     );
-    assert_eq!((ch(&s, 1).voices, ch(&s, 2).voices, ch(&s, 3).voices), (8, 1, 64));
+    assert_eq!((ch(&s, 1).voices, ch(&s, 2).voices, ch(&s, 3).voices), (8, 1, 256));
     assert!(eval(r#"channel(1, "organ", #{ voices: 0 });"#).is_err());
-    assert!(eval(r#"channel(1, "organ", #{ voices: 65 });"#).is_err());
+    assert!(eval(r#"channel(1, "organ", #{ voices: 257 });"#).is_err());
     assert!(eval(r#"channel(1, "organ", #{ voices: 2.5 });"#).is_err());
 }
 
