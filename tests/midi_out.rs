@@ -476,10 +476,10 @@ fn clock_out_and_midi_out_change_at_run_time() {
     assert!(frames_of(&rx, &[0xF8]).len() >= 40, "ticks again: {rx:?}");
 }
 
-/// Issue 18: a reload that removes an external channel sends the note-off of the
-/// note it holds at its device.
+/// Issue 18: `:stop`, and a reload that removes an external channel, send the
+/// note-off of the note it holds at its device.
 #[test]
-fn a_reload_that_removes_an_external_channel_ends_its_notes() {
+fn stop_and_a_reload_that_removes_an_external_channel_end_its_notes() {
     let _serial = serial();
     let set = r#"tempo(120);
 channel(1, "organ");
@@ -488,13 +488,21 @@ pattern("drone", 5, 4.0, [[0.0, "C3", 100, 3.9]]);
 "#;
     let mut r = Rig::start(set, &["--no-watch"]);
     r.wait_out_connected();
-    let t0 = Instant::now();
-    let mut rx = Vec::new();
-    while !rx.iter().any(|m: &Received| m.bytes == [0x90, 48, 100]) {
-        assert!(t0.elapsed() < S(5), "the drone does not start: {rx:?}");
-        std::thread::sleep(MS(20));
-        rx.extend(r.probe.take_received());
-    }
+    let drone_starts = |r: &mut Rig| {
+        let t0 = Instant::now();
+        let mut rx = Vec::new();
+        while !rx.iter().any(|m: &Received| m.bytes == [0x90, 48, 100]) {
+            assert!(t0.elapsed() < S(5), "the drone does not start: {rx:?}");
+            std::thread::sleep(MS(20));
+            rx.extend(r.probe.take_received());
+        }
+    };
+    drone_starts(&mut r);
+    r.jam.command(":stop", S(5), |l| l.contains("stopped"));
+    let rx = r.receive_for(MS(400));
+    assert_eq!(frames_of(&rx, &[0x80, 48, 0]).len(), 1, "the drone's note-off on :stop: {rx:?}");
+    r.jam.command(":play", S(5), |l| l.contains("playing"));
+    drone_starts(&mut r);
     std::fs::write(&r._set, "tempo(120);\nchannel(1, \"organ\");\n").unwrap();
     r.jam.command(":reload", S(5), |l| l.starts_with("reload"));
     let rx = r.receive_for(MS(400));
