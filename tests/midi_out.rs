@@ -56,6 +56,18 @@ impl Rig {
         self.probe.take_received()
     }
 
+    /// What the probe receives until a message `bytes` arrives (within 5 s).
+    fn receive_until(&mut self, bytes: &[u8], what: &str) -> Vec<Received> {
+        let t0 = Instant::now();
+        let mut rx = Vec::new();
+        while !rx.iter().any(|m: &Received| m.bytes == bytes) {
+            assert!(t0.elapsed() < S(5), "{what}: {rx:?}");
+            std::thread::sleep(MS(20));
+            rx.extend(self.probe.take_received());
+        }
+        rx
+    }
+
     /// The delay `:status` says MIDI out leaves after the audio, in frames.
     fn status_latency(&mut self) -> i64 {
         let (_, line) = self.jam.command(":status", S(5), |l| l.starts_with("MIDI out:"));
@@ -311,13 +323,7 @@ pattern("drone", 5, 4.0, [[0.0, "C3", 100, 3.9]]);
     r.wait_out_connected();
     // A key held on the MIDI input, on the external channel.
     r.probe.send_now(&[0x94, 72, 77]);
-    let t0 = Instant::now();
-    let mut rx = Vec::new();
-    while !rx.iter().any(|m: &Received| m.bytes == [0x90, 48, 100]) {
-        assert!(t0.elapsed() < S(4), "the drone does not start: {rx:?}");
-        std::thread::sleep(MS(20));
-        rx.extend(r.probe.take_received());
-    }
+    let rx = r.receive_until(&[0x90, 48, 100], "the drone does not start");
     assert!(rx.iter().any(|m| m.bytes == [0x90, 72, 77]), "the key on the input goes out: {rx:?}");
     r.jam.command(":panic", S(5), |l| l.starts_with("panic"));
     let rx = r.receive_for(MS(300));
@@ -325,13 +331,7 @@ pattern("drone", 5, 4.0, [[0.0, "C3", 100, 3.9]]);
         assert_eq!(frames_of(&rx, &[0x80, note, 0]).len(), 1, "one note-off for {note} on :panic: {rx:?}");
     }
     // The next cycle's drone, then quit while it is held.
-    let t0 = Instant::now();
-    let mut rx = Vec::new();
-    while !rx.iter().any(|m: &Received| m.bytes == [0x90, 48, 100]) {
-        assert!(t0.elapsed() < S(5), "the drone does not come back: {rx:?}");
-        std::thread::sleep(MS(20));
-        rx.extend(r.probe.take_received());
-    }
+    r.receive_until(&[0x90, 48, 100], "the drone does not come back");
     r.jam.send_line(":quit");
     assert!(r.jam.wait_exit(S(5)).is_some_and(|s| s.success()), "jamrig does not quit");
     std::thread::sleep(MS(100));
@@ -488,21 +488,12 @@ pattern("drone", 5, 4.0, [[0.0, "C3", 100, 3.9]]);
 "#;
     let mut r = Rig::start(set, &["--no-watch"]);
     r.wait_out_connected();
-    let drone_starts = |r: &mut Rig| {
-        let t0 = Instant::now();
-        let mut rx = Vec::new();
-        while !rx.iter().any(|m: &Received| m.bytes == [0x90, 48, 100]) {
-            assert!(t0.elapsed() < S(5), "the drone does not start: {rx:?}");
-            std::thread::sleep(MS(20));
-            rx.extend(r.probe.take_received());
-        }
-    };
-    drone_starts(&mut r);
+    r.receive_until(&[0x90, 48, 100], "the drone does not start");
     r.jam.command(":stop", S(5), |l| l.contains("stopped"));
     let rx = r.receive_for(MS(400));
     assert_eq!(frames_of(&rx, &[0x80, 48, 0]).len(), 1, "the drone's note-off on :stop: {rx:?}");
     r.jam.command(":play", S(5), |l| l.contains("playing"));
-    drone_starts(&mut r);
+    r.receive_until(&[0x90, 48, 100], "the drone does not come back");
     std::fs::write(&r._set, "tempo(120);\nchannel(1, \"organ\");\n").unwrap();
     r.jam.command(":reload", S(5), |l| l.starts_with("reload"));
     let rx = r.receive_for(MS(400));
