@@ -46,8 +46,23 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {}", path.display(), io_reason(&e)))
 }
 
-pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
-    read_limited(path, MAX_FONT_BYTES)
+/// Opens a file for reading in parts, refusing what is not a regular file or is
+/// larger than `limit`.
+pub(crate) fn open_limited(path: &Path, limit: u64) -> Result<std::fs::File, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {}", path.display(), io_reason(&e)))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read {}: {}", path.display(), io_reason(&e)))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    if meta.len() > limit {
+        return Err(format!(
+            "{} is {} MB, more than the {} MB jamrig reads",
+            path.display(),
+            meta.len() >> 20,
+            limit >> 20
+        ));
+    }
+    Ok(file)
 }
 
 fn io_reason(e: &std::io::Error) -> String {
