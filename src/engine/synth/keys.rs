@@ -278,10 +278,31 @@ fn piano_unison(sine: &Table, beat: f64, strings: usize) -> f32 {
     }
 }
 
-/// Decay rate (1/s) of a piano partial at `freq` Hz.
+/// Above this frequency (kHz) a piano partial's decay rate grows ever more slowly,
+/// towards [`PIANO_RATE_RISE`] more than at the knee (a sampled grand's partials above
+/// 2 kHz die at 15 to 30 dB/s, where a rate growing like `f^1.1` gave 40 to 80).
+const PIANO_RATE_KNEE_KHZ: f64 = 1.0;
+/// How far (1/s) the rate still rises beyond the knee...
+const PIANO_RATE_RISE: f64 = 1.32;
+/// ... and over how many kHz it gets there (the rate's slope is continuous at the knee).
+const PIANO_RATE_SPAN_KHZ: f64 = PIANO_RATE_RISE / 1.32;
+/// Below this fundamental the strings lose less: the rise with frequency scales down
+/// as `(f0 / this)^1.7` (a sampled grand's C3 dies at 5 to 10 dB/s at every partial).
+const PIANO_FULL_LOSS_HZ: f64 = 261.63;
+
+/// Decay rate (1/s) of a piano partial at `freq` Hz of a note at `f0` Hz: a floor
+/// plus a part that rises with frequency, steeply up to a kilohertz and then
+/// levelling off, less so for the longer, heavier strings below C4.
 #[inline]
-fn piano_rate(freq: f64) -> f32 {
-    (0.35 + 1.2 * (freq / 1000.0).powf(1.1)) as f32
+fn piano_rate(freq: f64, f0: f64) -> f32 {
+    let x = freq / 1000.0;
+    let rise = if x <= PIANO_RATE_KNEE_KHZ {
+        1.2 * x.powf(1.1)
+    } else {
+        1.2 + PIANO_RATE_RISE * (1.0 - (-(x - PIANO_RATE_KNEE_KHZ) / PIANO_RATE_SPAN_KHZ).exp())
+    };
+    let string = (f0 / PIANO_FULL_LOSS_HZ).powf(1.7).min(1.0);
+    (0.35 + string * rise) as f32
 }
 
 /// The damper's fall (to -60 dB) of a piano's fundamental at C4, and the pitch above
@@ -347,7 +368,7 @@ impl Synth for Piano {
             let n = (k + 1) as f64;
             let ratio = n * (1.0 + b * n * n).sqrt();
             st.z[k] = a * gain;
-            st.z[32 + k] = piano_rate(f * ratio);
+            st.z[32 + k] = piano_rate(f * ratio, f);
             st.phase[k] = 0;
             st.phase[32 + k] = (ratio as f32).to_bits();
         }
