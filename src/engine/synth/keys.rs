@@ -320,6 +320,72 @@ fn piano_damper_rate(f: f64, ratio: f64) -> f32 {
     ((6.907_755 / t60 * ratio.powf(0.6)) as f32).min(PIANO_DAMPER_MAX_RATE)
 }
 
+/// Partials summed in one pass over the block (one load and store of each output
+/// sample per batch rather than per partial).
+const PIANO_BATCH: usize = 4;
+
+/// The partials of one block: phase slot, phase, increment, gain and its step per
+/// sample.
+#[derive(Default)]
+struct Bank {
+    len: usize,
+    slot: [usize; PIANO_PARTIALS],
+    phase: [u32; PIANO_PARTIALS],
+    inc: [u32; PIANO_PARTIALS],
+    gain: [f32; PIANO_PARTIALS],
+    step: [f32; PIANO_PARTIALS],
+}
+
+impl Bank {
+    /// Adds partial `slot` ramping from `g0` to `g1` over `frames`.
+    #[inline]
+    fn push(&mut self, slot: usize, phase: u32, inc: u32, g0: f32, g1: f32, frames: usize) {
+        if self.len < PIANO_PARTIALS {
+            let i = self.len;
+            (self.slot[i], self.phase[i], self.inc[i]) = (slot, phase, inc);
+            (self.gain[i], self.step[i]) = (g0, (g1 - g0) / frames.max(1) as f32);
+            self.len += 1;
+        }
+    }
+
+    /// Adds every partial to `out` (the same sum as [`add_sine`] one by one, in
+    /// batches) and stores their phases after the block in `phases`.
+    fn render(mut self, sine: &Table, phases: &mut [u32], out: &mut [f32]) {
+        let mut i = 0;
+        while i + PIANO_BATCH <= self.len {
+            self.batch::<PIANO_BATCH>(i, sine, out);
+            i += PIANO_BATCH;
+        }
+        while i < self.len {
+            self.batch::<1>(i, sine, out);
+            i += 1;
+        }
+        for j in 0..self.len {
+            if let Some(p) = phases.get_mut(self.slot[j]) {
+                *p = self.phase[j];
+            }
+        }
+    }
+
+    #[inline]
+    fn batch<const N: usize>(&mut self, at: usize, sine: &Table, out: &mut [f32]) {
+        let mut p: [u32; N] = std::array::from_fn(|j| self.phase[at + j]);
+        let mut g: [f32; N] = std::array::from_fn(|j| self.gain[at + j]);
+        let inc: [u32; N] = std::array::from_fn(|j| self.inc[at + j]);
+        let dg: [f32; N] = std::array::from_fn(|j| self.step[at + j]);
+        for x in out.iter_mut() {
+            let mut sum = 0.0;
+            for j in 0..N {
+                sum += read(sine, p[j]) * g[j];
+                g[j] += dg[j];
+                p[j] = p[j].wrapping_add(inc[j]);
+            }
+            *x += sum;
+        }
+        self.phase[at..at + N].copy_from_slice(&p);
+    }
+}
+
 // State: phase[k] = partial k (k < 32); z[k] = its amplitude after its own decay
 // (excitation x gain x exp(-rate t)); z[32 + k] = its decay rate (1/s); phase[32 + k]
 // = its frequency ratio as f32 bits. n[0], n[4] = low and high halves of the
@@ -394,6 +460,8 @@ impl Synth for Piano {
         let (b0, b1) = (c0 as f64 / CYCLE * eps, c1 as f64 / CYCLE * eps);
         let glob = span.at(|t| onset(t) * (1.0 + 0.8 * (-8.0 * t).exp()) * (-PIANO_Q * t * t).exp());
         let dt = span.t1 - span.t0;
+        // The sounding partials of this block, rendered PIANO_BATCH at a time.
+        let mut bank = Bank::default();
         for k in 0..st.n[2].min(PIANO_PARTIALS) {
             let d0 = st.z[k];
             if d0 < 3e-6 {
@@ -409,8 +477,9 @@ impl Synth for Piano {
             }
             let (m0, m1) = (piano_unison(sine, b0 * ratio, strings), piano_unison(sine, b1 * ratio, strings));
             let (g0, g1) = (d0 * m0 * glob.0 * fade, d1 * m1 * glob.1 * fade);
-            st.phase[k] = add_sine(sine, st.phase[k], phase_inc(fk, sr), g0, g1, out);
+            bank.push(k, st.phase[k], phase_inc(fk, sr), g0, g1, n);
         }
+        bank.render(sine, &mut st.phase, out);
         // Hammer knock.
         let br = brightness(f, 1000.0);
         let len = 0.015 - 0.007 * br;
