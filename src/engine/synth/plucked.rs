@@ -177,7 +177,7 @@ const BASS_GUITAR: Spec = Spec {
     decay: [1.0, 0.0],
     shape: Some(PluckShape { position: 0.2, pickup: 0.12, soft_hz: 1500.0, noise: 0.1 }),
     loss: Some(Loss { fundamental_db_s: 4.0, db_s_per_hz: 0.0076 }),
-    gain: 1.86,
+    gain: 0.86,
     ..ONE_STRING
 };
 
@@ -191,8 +191,7 @@ const UPRIGHT_BASS: Spec = Spec {
     loss: Some(Loss { fundamental_db_s: 8.0, db_s_per_hz: 0.004 }),
     body: Body::Sequential(&[(80.0, 40.0, 0.4), (200.0, 60.0, 0.3), (400.0, 100.0, 0.15)]),
     lowpass: (2000.0, 11.0),
-    gain: 2.5,
-    bass_boost: (82.4, 4.0),
+    gain: 1.24,
     ..ONE_STRING
 };
 
