@@ -10,7 +10,9 @@
 //!
 //! - Piano: stiff-string partials `F_n = n f sqrt(1 + B n^2)` (B grows with pitch),
 //!   felt-filtered comb excitation (strike position and felt brightness by pitch),
-//!   per-partial decay rising with frequency, a short hammer knock. One to three
+//!   per-partial decay rising with frequency up to about a kilohertz and levelling
+//!   off above (less below C4), as a sampled grand's does, a short hammer knock.
+//!   Partials are summed four at a time in one pass over the block. One to three
 //!   strings per note, struck in phase and detuned symmetrically: their sum is one
 //!   oscillator per partial at the exact frequency with a beating amplitude
 //!   (evaluated per render call from the fundamental's accumulated phase, so it

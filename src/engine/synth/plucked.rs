@@ -23,8 +23,12 @@
 //! - Bounded decay: the reference's loop gains let low notes ring for minutes; after
 //!   1 s an extra per-period loss fades in so that the fundamental is 80 dB down
 //!   by 9.5 s at any pitch.
-//! - Fixed output gains (a few dB more for the upright bass's lowest notes)
-//!   instead of per-note normalisation.
+//! - Fixed output gains instead of per-note normalisation.
+//! - The basses are plucked by a shape rather than a noise burst (`PluckShape`: the
+//!   string's triangle at the plucking point, heard through a pickup, softened by
+//!   the finger), and their loops are designed per note (`Loss`: a one-pole
+//!   low-pass and a gain) so that partials decay at rates that grow with frequency,
+//!   as a sampled bass's do (tests/realism.rs).
 //!
 //! Two-string models (mandolin, oud) use the two halves of the voice's delay line.
 //! The oud's two unison strings have their own bursts and damping. The mandolin's
@@ -311,7 +315,7 @@ macro_rules! plucked {
 }
 
 plucked!(
-    /// Electric bass: three-pass smoothed burst, slightly asymmetric loop filter, 1.2 kHz low-pass.
+    /// Electric bass: plucked by a finger at a fifth of the string, bridge pickup, losses rising with frequency.
     BassGuitar,
     BASS_GUITAR
 );
@@ -321,7 +325,7 @@ plucked!(
     HARPSICHORD
 );
 plucked!(
-    /// Upright bass: dark burst, three sequential body resonances, low-pass at six times the pitch.
+    /// Upright bass: plucked at three tenths of the string, three sequential body resonances, low-pass at 11 times the pitch.
     UprightBass,
     UPRIGHT_BASS
 );
@@ -710,25 +714,8 @@ fn start(spec: &Spec, st: &mut OscState, ctx: &SynthCtx) {
 
 /// Runs one string over `out` (adding `mix` times its output, or overwriting when
 /// `add` is false) in `buf`, from write position `w`; returns the new position.
-fn run_string(
-    buf: &mut [f32],
-    w: usize,
-    s: &mut StringState,
-    lp: &Loop,
-    mix: f32,
-    out: &mut [f32],
-    add: bool,
-    one_pole: bool,
-) -> usize {
-    if one_pole {
-        run_string_with::<true>(buf, w, s, lp, mix, out, add)
-    } else {
-        run_string_with::<false>(buf, w, s, lp, mix, out, add)
-    }
-}
-
-/// [`run_string`] with the loop filter chosen at compile time.
-fn run_string_with<const ONE_POLE: bool>(
+/// `ONE_POLE`: the loop filter of a [`Loss`] string.
+fn run_string<const ONE_POLE: bool>(
     buf: &mut [f32],
     w: usize,
     s: &mut StringState,
@@ -873,14 +860,19 @@ fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
             let d = ((sr / f) as f32 / 4.0).min((size - lp1.len.min(size)) as f32 - 2.0).max(0.0);
             run_pickup(first, st.n[0], &mut s1, &lp1, d, out)
         }
-        _ => run_string(first, st.n[0], &mut s1, &lp1, spec.mix[0], out, false, spec.loss.is_some()),
+        _ if spec.loss.is_some() => run_string::<true>(first, st.n[0], &mut s1, &lp1, spec.mix[0], out, false),
+        _ => run_string::<false>(first, st.n[0], &mut s1, &lp1, spec.mix[0], out, false),
     };
     s1.store(&mut st.z[Z_S1..Z_S1 + STR_Z]);
     if two {
         let mut lp2 = Loop::new(spec, f2, sr, size);
         lp2.gain *= spec.decay[1] * extra_gain(spec, spec.decay[1], f2, age) * if muted { mute_gain(f2) } else { 1.0 };
         let mut s2 = StringState::load(&st.z[Z_S2..Z_S2 + STR_Z]);
-        st.n[1] = run_string(second, st.n[1], &mut s2, &lp2, spec.mix[1], out, true, spec.loss.is_some());
+        st.n[1] = if spec.loss.is_some() {
+            run_string::<true>(second, st.n[1], &mut s2, &lp2, spec.mix[1], out, true)
+        } else {
+            run_string::<false>(second, st.n[1], &mut s2, &lp2, spec.mix[1], out, true)
+        };
         s2.store(&mut st.z[Z_S2..Z_S2 + STR_Z]);
     }
 
