@@ -147,7 +147,11 @@ fn synth_costs(tables: &Arc<Tables>) {
     use jamrig::engine::synth::{OscState, SYNTHS, SynthCtx, line_len};
     let params = jamrig::params::ParamValues::default();
     let mut rows = Vec::new();
-    for entry in SYNTHS {
+    // JAMRIG_SYNTHS=a,b measures only those synths (and not the held voices), for
+    // instruction counts of a few synths under callgrind.
+    let only: Option<Vec<String>> =
+        std::env::var("JAMRIG_SYNTHS").ok().map(|v| v.split(',').map(str::to_string).collect());
+    for entry in SYNTHS.iter().filter(|e| only.as_ref().is_none_or(|o| o.iter().any(|n| n == e.name))) {
         let mut runs = Vec::new();
         for _ in 0..3 {
             let mut samples = 0usize;
@@ -179,6 +183,9 @@ fn synth_costs(tables: &Arc<Tables>) {
     println!("synth cost, one voice, ns per voice-sample (best of 3; notes 48, 60, 72, 1 s each):");
     for (name, ns) in &rows {
         println!("    {name:28} {ns:7.1}");
+    }
+    if only.is_some() {
+        return;
     }
     let (costliest, _) = rows[0];
     let budget = Duration::from_secs_f64(BLOCK as f64 / SR as f64);
