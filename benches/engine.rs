@@ -372,7 +372,7 @@ fn mini_notation() {
     for (drums, s) in &lines {
         let t0 = Instant::now();
         let p: Pattern = mini::read(s).expect("corpus string");
-        let (_, h) = jamrig::script::patterns::expand(lib, &p, *drums, 4.0, None).expect("expands");
+        let (_, h) = jamrig::script::patterns::expand(lib, &p, *drums, 4.0, None, &mut Vec::new()).expect("expands");
         each.push(t0.elapsed());
         hits += h.len();
     }
@@ -387,7 +387,7 @@ fn mini_notation() {
     );
     let t0 = Instant::now();
     let p = mini::read("[bd | sd | hh]*16?, cp(<3 5>,8,<0 2>)").expect("string");
-    let (_, h) = jamrig::script::patterns::expand(lib, &p, true, 4.0, Some(256)).expect("expands");
+    let (_, h) = jamrig::script::patterns::expand(lib, &p, true, 4.0, Some(256), &mut Vec::new()).expect("expands");
     println!(
         "mini: 256 bars of \"[bd | sd | hh]*16?, cp(<3 5>,8,<0 2>)\" ({} hits): {:.1} ms",
         h.len(),

@@ -236,6 +236,9 @@ pub struct Live {
     link_start_stop_known: bool,
     /// When the session's timeline was last re-mapped (not by jamrig).
     link_moved_at: Option<Instant>,
+    /// When the first peer appeared (the count and the timeline's re-mapping can
+    /// arrive in either order, polls apart).
+    link_joined_at: Option<Instant>,
     /// The tempo of the set's file as last read (REPL tweaks aside).
     file_tempo: f64,
     last_link_poll: Instant,
@@ -441,6 +444,7 @@ impl Live {
             link_seen: None,
             link_start_stop_known: true,
             link_moved_at: None,
+            link_joined_at: None,
             file_tempo: set.tempo_bpm,
             last_link_poll: Instant::now(),
             listener,
@@ -539,7 +543,7 @@ impl Live {
                 let stats = self.controller.stats();
                 let spec = self.session.set().channels.get(channel);
                 let before = stats.override_of(ch, *param).or(spec.map(|s| s.params.get(*param)));
-                if let Some(ev) = r.request.param_event(self.clock.frame_for(Instant::now())) {
+                if let Some(ev) = r.request.param_event(self.clock.frame_for(r.at.unwrap_or_else(Instant::now))) {
                     self.controller.send(ev);
                 }
                 let text = |v| crate::script::diff::param_text(*param, v);
@@ -548,7 +552,7 @@ impl Live {
             }
             note => {
                 let bpm = self.controller.stats().tempo();
-                let at = self.clock.frame_for(Instant::now());
+                let at = self.clock.frame_for(r.at.unwrap_or_else(Instant::now));
                 for ev in note.note_events(at, bpm, self.sample_rate as f64).into_iter().flatten() {
                     self.controller.send(ev);
                 }
@@ -736,10 +740,17 @@ impl Live {
         if self.link.timeline_moved() {
             self.link_moved_at = Some(Instant::now());
         }
-        let moved = self.link_moved_at.is_some_and(|t| t.elapsed() < LINK_JOIN_WINDOW);
+        if joined {
+            self.link_joined_at = Some(Instant::now());
+        }
+        let recent = |t: Option<Instant>| t.is_some_and(|t| t.elapsed() < LINK_JOIN_WINDOW);
         if peers == 0 {
             self.link_start_stop_known = true;
-        } else if joined && moved && !now.playing {
+            self.link_joined_at = None;
+        } else if recent(self.link_joined_at) && recent(self.link_moved_at) && !now.playing {
+            // Said once per joining, whichever of the two came first.
+            self.link_joined_at = None;
+            self.link_moved_at = None;
             self.link_start_stop_known = false;
             self.link_seen = Some((now.bpm, now.playing));
             self.say(&format!(
