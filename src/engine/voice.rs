@@ -254,7 +254,7 @@ impl Voice {
         // Pitch bend is the channel's, and applies to notes kept on an old instrument too.
         let analog = params.get(Param::Analog) as f64;
         let drift = if analog > 0.0 {
-            let wander = (self.analog_phase * std::f64::consts::TAU).sin();
+            let wander = crate::dsp::math::sin_turns(self.analog_phase);
             analog * (ANALOG_OFFSET * self.analog_offset + ANALOG_WANDER * wander)
         } else {
             0.0
@@ -409,7 +409,7 @@ impl Voice {
                         self.pitch + step.copysign(target - self.pitch)
                     };
                 }
-                self.analog_phase = (self.analog_phase + self.analog_rate * dt).fract();
+                self.analog_phase = crate::dsp::math::fract_turns(self.analog_phase + self.analog_rate * dt);
                 if Self::has_voice_filter(params) {
                     // Cutoff: the channel's low-pass, opened by velocity and the filter
                     // envelope; set once per segment (a tick at most).
