@@ -1,9 +1,10 @@
 //! Engine benchmarks: prints the figures BENCHMARKS.md records. Run with
 //! `cargo bench --bench engine` (add `-- NAME` to run one: throughput, voices,
-//! startup, memory, reload, save, synths, reverb, mini, tail, limits).
+//! startup, memory, reload, save, synths, reverb, mini, tail, limits, crossover).
 //!
 //! Every figure is measured on one core, offline (the renderer's thread plays the
-//! audio thread's part), at 48 kHz with 128-frame blocks unless it says otherwise.
+//! audio thread's part), at 48 kHz with 128-frame blocks unless it says otherwise;
+//! `crossover` compares one thread with two.
 
 use jamrig::engine::event::{Event, EventKind};
 use jamrig::engine::{TICK_FRAMES, snapshot::MAX_CHANNELS};
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 const SR: u32 = 48000;
 const BLOCK: usize = 128;
 
-fn synth_channel(synth: &str, fx: bool, voices: u8) -> ChannelSpec {
+fn synth_channel(synth: &str, fx: bool, voices: u16) -> ChannelSpec {
     let mut params = jamrig::params::ParamValues::default();
     params.set(Param::Sustain, 1.0);
     params.set(Param::Volume, 0.1);
@@ -35,7 +36,7 @@ fn synth_channel(synth: &str, fx: bool, voices: u8) -> ChannelSpec {
 fn held(tables: &Arc<Tables>, synth: &str, channels: usize, voices: usize, fx: bool) -> Renderer {
     let mut set = Set::default();
     for ch in 0..channels {
-        set.channels.insert(ch as u8 + 1, synth_channel(synth, fx, voices.clamp(1, 64) as u8));
+        set.channels.insert(ch as u8 + 1, synth_channel(synth, fx, voices.clamp(1, 256) as u16));
     }
     let mut r = Renderer::with_tables(&set, tables.clone()).expect("rig builds");
     let mut evs = Vec::new();
@@ -115,7 +116,7 @@ fn throughput(tables: &Arc<Tables>) {
 fn voices(tables: &Arc<Tables>) {
     let budget = Duration::from_secs_f64(BLOCK as f64 / SR as f64);
     let mut best = 0;
-    for per_channel in [16usize, 32, 48, 56, 60, 64] {
+    for per_channel in [16usize, 32, 48, 56, 60, 64, 96, 128, 192, 256] {
         let mut r = held(tables, "saw", MAX_CHANNELS, per_channel, false);
         // The worst block of a trial, then the smallest of three trials: a block the
         // machine's host stalled (it happens on shared machines) does not count.
@@ -147,7 +148,11 @@ fn synth_costs(tables: &Arc<Tables>) {
     use jamrig::engine::synth::{OscState, SYNTHS, SynthCtx, line_len};
     let params = jamrig::params::ParamValues::default();
     let mut rows = Vec::new();
-    for entry in SYNTHS {
+    // JAMRIG_SYNTHS=a,b measures only those synths (and not the held voices), for
+    // instruction counts of a few synths under callgrind.
+    let only: Option<Vec<String>> =
+        std::env::var("JAMRIG_SYNTHS").ok().map(|v| v.split(',').map(str::to_string).collect());
+    for entry in SYNTHS.iter().filter(|e| only.as_ref().is_none_or(|o| o.iter().any(|n| n == e.name))) {
         let mut runs = Vec::new();
         for _ in 0..3 {
             let mut samples = 0usize;
@@ -179,6 +184,9 @@ fn synth_costs(tables: &Arc<Tables>) {
     println!("synth cost, one voice, ns per voice-sample (best of 3; notes 48, 60, 72, 1 s each):");
     for (name, ns) in &rows {
         println!("    {name:28} {ns:7.1}");
+    }
+    if only.is_some() {
+        return;
     }
     let (costliest, _) = rows[0];
     let budget = Duration::from_secs_f64(BLOCK as f64 / SR as f64);
@@ -307,6 +315,32 @@ fn peak_rss_kb() -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// The memory an idle engine takes: the process's resident memory before and after
+/// building the engine of `examples/set.rhai` (stdlib and tables built first), with
+/// its buffers pre-faulted as the live host has them; nothing rendered.
+fn idle_memory() {
+    let rss_kb = || -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let host = ScriptHost::new().expect("stdlib");
+    let ev = host.eval_file(std::path::Path::new("examples/set.rhai")).expect("example set");
+    let tables = Arc::new(Tables::new(SR as f32));
+    let before = rss_kb();
+    let r = Renderer::with_tables(&ev.set, tables).expect("rig");
+    let after = rss_kb();
+    std::hint::black_box(&r);
+    println!(
+        "idle engine of examples/set.rhai, buffers pre-faulted: {:.1} MB resident ({:.1} MB in the process)",
+        (after - before) as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
 }
 
 fn memory() {
@@ -703,6 +737,41 @@ fn limits() {
     );
 }
 
+/// Where rendering on two threads starts to pay: loads of a few channels and voices,
+/// rendered on one thread and on two (every tick handed out, whatever its size), in
+/// wall time; the best of 5 runs of 1 s each. The engine hands a tick out only from
+/// `PARALLEL_MIN_MICROS` of channel work on.
+fn crossover(tables: &Arc<Tables>) {
+    println!("machine speed now: {:.2} G reference iterations/s", machine_speed());
+    println!("    channels x voices (fx)   us per tick   1 thread   2 threads   2 over 1");
+    for fx in [false, true] {
+        for (channels, voices) in [(2usize, 0usize), (2, 1), (2, 4), (4, 1), (4, 4), (4, 16), (8, 4), (8, 16), (16, 16)]
+        {
+            let rtf = |threads: usize| {
+                let mut r = held(tables, "saw", channels, voices.max(1), fx);
+                if voices == 0 {
+                    // Buses only: the voices released, the tails ringing.
+                    let evs = (0..channels as u8)
+                        .map(|c| Event::new(r.engine.frame(), EventKind::Control { channel: c, cc: 123, value: 0 }));
+                    r.add_events(evs.collect::<Vec<_>>());
+                    r.render(SR as usize / 10, BLOCK);
+                }
+                r.engine.set_threads(threads, false);
+                r.engine.set_parallel_min_micros(0.0);
+                rtf_runs(&mut r, 5, 1.0).0
+            };
+            let (one, two) = (rtf(1), rtf(2));
+            // The whole render's time per 64-frame tick on one thread.
+            let micros = TICK_FRAMES as f64 / SR as f64 / one * 1e6;
+            println!(
+                "    {channels:2} x {voices:2} ({})         {micros:8.1}   {one:7.0}x   {two:8.0}x   {:6.2}",
+                if fx { "on " } else { "off" },
+                two / one
+            );
+        }
+    }
+}
+
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     if which.iter().any(|w| w == "only-b") {
@@ -727,6 +796,10 @@ fn main() {
         return;
     }
     let run = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
+    if which.iter().any(|w| w == "idle") {
+        idle_memory();
+        return;
+    }
     if run("memory") && which.len() == 1 {
         // Alone, so that peak memory is this scenario's own.
         memory();
@@ -735,6 +808,9 @@ fn main() {
     let tables = Arc::new(Tables::new(SR as f32));
     if run("throughput") {
         throughput(&tables);
+    }
+    if which.iter().any(|w| w == "crossover") {
+        crossover(&tables);
     }
     if run("voices") {
         voices(&tables);

@@ -1,14 +1,15 @@
 //! The four MIDI workloads of the speed targets, rendered by `jamrig render --midi`
 //! and, when it is installed, by FluidSynth on the same files, side by side in one
-//! run, each pinned to one core. Prints real-time factors, their ratio, peak memory
+//! run, each pinned to one core; and jamrig again on every core (`--threads`). Prints real-time factors, their ratio, peak memory
 //! and callgrind-free wall times; BENCHMARKS.md records the figures.
 //!
 //! Run with `cargo bench --bench workloads` (add `-- NAME` for one workload:
 //! chords, held, song, notes). With `-- --callgrind` each render runs once under
 //! callgrind instead and the instructions executed are printed: figures that hold
-//! on a busy machine, where wall times do not. `-- --dir DIR` writes the set and the
-//! MIDI files into DIR and keeps them (for a profiler; with `--files-only` it stops
-//! there). FluidSynth uses FluidR3_GM where it is installed
+//! on a busy machine, where wall times do not; `-- --no-fluidsynth` runs jamrig
+//! alone. `-- --dir DIR` writes the set and the MIDI files into DIR and keeps them
+//! (for a profiler; with `--files-only` it stops there). FluidSynth uses FluidR3_GM
+//! where it is installed
 //! (`fluid-soundfont-gm`), else TimGM6mb; `JAMRIG_BENCH_FONT` picks another font.
 //!
 //! The jamrig rig: channels 1 and 5 electric_piano, 2 and 6 bass_guitar, 3 and 7
@@ -205,9 +206,16 @@ fn smf(w: &Workload, programs: bool) -> Vec<u8> {
 
 /// Runs `cmd` pinned to core 0 under GNU time; returns (wall seconds, peak KB).
 fn run_pinned(args: &[&str]) -> Option<(f64, u64)> {
+    run_on(args, Some("0"))
+}
+
+/// Runs `cmd` on the cores `cpus` (`taskset` list; `None`: every core) under GNU
+/// time; returns (wall seconds, peak KB).
+fn run_on(args: &[&str], cpus: Option<&str>) -> Option<(f64, u64)> {
     let mut cmd = Command::new("taskset");
     let time = Path::new("/usr/bin/time").exists();
-    cmd.arg("-c").arg("0");
+    let all = format!("0-{}", std::thread::available_parallelism().map_or(1, |n| n.get()) - 1);
+    cmd.arg("-c").arg(cpus.unwrap_or(&all));
     if time {
         cmd.args(["/usr/bin/time", "-v"]);
     }
@@ -287,7 +295,11 @@ fn main() {
     let set = dir.join("workloads.rhai");
     std::fs::write(&set, SET).expect("write the set");
     let jamrig = env!("CARGO_BIN_EXE_jamrig");
-    let fluid = Command::new("fluidsynth").arg("--version").output().is_ok_and(|o| o.status.success());
+    // jamrig on every core too: the same render with `--threads` at the core count.
+    let cores: &'static str =
+        Box::leak(std::thread::available_parallelism().map_or(1, |n| n.get()).to_string().into_boxed_str());
+    let fluid = !std::env::args().any(|a| a == "--no-fluidsynth")
+        && Command::new("fluidsynth").arg("--version").output().is_ok_and(|o| o.status.success());
     let font = font();
     match (&font, fluid) {
         (Some(f), true) => println!("FluidSynth with {} (one core each, reverb and chorus on)", f.display()),
@@ -297,8 +309,16 @@ fn main() {
         println!("{:<8} {:>16} {:>16} {:>7}", "workload", "jamrig Ir", "fluidsynth Ir", "ratio");
     } else {
         println!(
-            "{:<8} {:>10} {:>12} {:>12} {:>7} {:>11} {:>11}",
-            "workload", "audio s", "jamrig x RT", "fluid x RT", "ratio", "jamrig MB", "fluid MB"
+            "{:<8} {:>10} {:>12} {:>12} {:>7} {:>11} {:>11} {:>12} {:>9}",
+            "workload",
+            "audio s",
+            "jamrig x RT",
+            "fluid x RT",
+            "ratio",
+            "jamrig MB",
+            "fluid MB",
+            format!("{cores} cores x RT"),
+            "over one"
         );
     }
     for w in [chords(), held(), song(), notes()] {
@@ -357,8 +377,8 @@ fn main() {
             );
             continue;
         }
-        let ours = best((0..3).map(|_| {
-            run_pinned(&[
+        let render = |threads: &'static str| {
+            [
                 jamrig,
                 "render",
                 set.to_str().unwrap(),
@@ -368,8 +388,17 @@ fn main() {
                 out.to_str().unwrap(),
                 "--tail",
                 "0",
-            ])
-        }));
+                "--threads",
+                threads,
+            ]
+        };
+        // One core and every core, alternated (a shared machine's load moves).
+        let (mut one, mut all) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            one.push(run_pinned(&render("1")));
+            all.push(run_on(&render(cores), None));
+        }
+        let (ours, every) = (best(one.into_iter()), best(all.into_iter()));
         let seconds = wav_seconds(&out);
         let theirs = match (&font, fluid) {
             (Some(f), true) => {
@@ -399,8 +428,11 @@ fn main() {
             (format!("{x:.1}"), format!("{:.0}", kb as f64 / 1024.0))
         });
         let ratio = theirs.map_or("-".to_string(), |(x, _)| format!("{:.2}", rtf / x));
+        let (all_rtf, gain) = every.map_or(("-".to_string(), "-".to_string()), |(t_all, _)| {
+            (format!("{:.1}", seconds / t_all), format!("{:.2}", t / t_all))
+        });
         println!(
-            "{:<8} {seconds:>10.1} {rtf:>12.1} {f_rtf:>12} {ratio:>7} {:>11.0} {f_kb:>11}   ({})",
+            "{:<8} {seconds:>10.1} {rtf:>12.1} {f_rtf:>12} {ratio:>7} {:>11.0} {f_kb:>11} {all_rtf:>12} {gain:>9}   ({})",
             w.name,
             kb as f64 / 1024.0,
             w.what
@@ -412,5 +444,8 @@ fn main() {
         );
         return;
     }
-    println!("(wall time of the whole process, best of 3, start-up included; {RATE} Hz)");
+    println!(
+        "(wall time of the whole process, best of 3, start-up included; {RATE} Hz; the one-core runs pinned to core 0 with --threads 1; the {cores}-core runs alternated with them; load average {})",
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
 }

@@ -75,6 +75,10 @@ enum Command {
         /// own folder (may be given more than once).
         #[arg(long, value_name = "DIR")]
         samples: Vec<PathBuf>,
+        /// Threads that render channels (the audio thread and workers beside it;
+        /// 0: every core); default 1. The sound is the same whatever the count.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=16))]
+        threads: Option<u16>,
     },
     /// List MIDI inputs and outputs and audio outputs.
     Ports,
@@ -128,6 +132,10 @@ enum Command {
         /// own folder (may be given more than once).
         #[arg(long, value_name = "DIR")]
         samples: Vec<PathBuf>,
+        /// Threads that render channels (the audio thread and workers beside it;
+        /// 0: every core); default 1. The sound is the same whatever the count.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=16))]
+        threads: Option<u16>,
     },
     /// Evaluate and validate a set, print the rig; exits non-zero on error.
     Check {
@@ -281,7 +289,9 @@ fn main() -> ExitCode {
             midi_out,
             clock_out,
             samples,
+            threads,
         } => {
+            jamrig::engine::workers::set_threads(threads.map_or(jamrig::engine::workers::DEFAULT_THREADS, usize::from));
             let listen = match listen.map(|a| jamrig::live::listen::ListenOptions::new(a, listen_token)).transpose() {
                 Ok(l) => l,
                 Err(e) => {
@@ -340,7 +350,9 @@ fn main() -> ExitCode {
             rate,
             format,
             samples,
+            threads,
         } => {
+            jamrig::engine::workers::set_threads(threads.map_or(jamrig::engine::workers::DEFAULT_THREADS, usize::from));
             let length = match (bars, seconds) {
                 (Some(b), _) => Length::Bars(b),
                 (_, Some(s)) => Length::Seconds(s),

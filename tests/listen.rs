@@ -546,7 +546,9 @@ fn floods_fuzz_and_slow_connections_leave_the_patterns_in_time() {
 
     let c = r.probe.finish(frames);
     let overruns = xruns(&r.server) - xruns_before;
-    let on = onsets(&c.left, 500);
+    // A sound at the recording's first frame is a hat that began before it (the
+    // recording starts anywhere in a beat): its onset is not heard, so it is left out.
+    let on: Vec<usize> = onsets(&c.left, 500).into_iter().filter(|&f| f > 0).collect();
     let spacing: Vec<usize> = on.windows(2).map(|w| w[1] - w[0]).collect();
     let off_grid = spacing.iter().filter(|&&d| d != BEAT_FRAMES).count();
     println!("hats {spacing:?}; {overruns} JACK overruns");

@@ -611,3 +611,75 @@ fn midi_out_and_clock_out_never_allocate() {
     }
     assert!(written > 100, "the writer wrote what the engine sent ({written})");
 }
+
+/// Allocations the render workers made inside their guard (every worker, every wake).
+static WORKER_VIOLATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// Wakes of the render workers seen by their guard.
+static WORKER_WAKES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Runs what a render worker does between two sleeps (waiting, spinning, parking,
+/// rendering channels) under `assert_no_alloc`, and counts what it finds.
+fn worker_guard(f: &mut dyn FnMut()) {
+    reset_violation_count();
+    assert_no_alloc(f);
+    WORKER_VIOLATIONS.fetch_add(violation_count(), Relaxed);
+    WORKER_WAKES.fetch_add(1, Relaxed);
+}
+
+#[test]
+fn render_workers_never_allocate_across_snapshot_swaps_and_event_bursts() {
+    let (a, b) = sets();
+    let Renderer { mut engine, mut controller, .. } = Renderer::with_tables(&a, common::tables(48000)).expect("rig");
+    engine.set_threads_guarded(3, false, Some(worker_guard));
+    engine.set_parallel_min_micros(0.0);
+    let sizes = [16usize, 64, 100, 128, 512, 4096];
+    let mut out = vec![0.0f32; 4096 * 2];
+    for round in 0..400 {
+        controller.publish_set(if round % 2 == 0 { &b } else { &a }).expect("publish");
+        for ev in burst(engine.frames_out(), round) {
+            controller.send(ev);
+        }
+        let frames = sizes[round % sizes.len()];
+        let buf = &mut out[..frames * 2];
+        reset_violation_count();
+        assert_no_alloc(|| engine.process(buf, 2));
+        assert_eq!(violation_count(), 0, "the audio thread allocated or freed in round {round} ({frames} frames)");
+        assert!(buf.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
+        controller.collect();
+    }
+    let rendered = engine.worker_items();
+    // Stopping the engine wakes and ends the workers: their last wake is counted.
+    drop(engine);
+    assert!(rendered > 0, "the workers rendered no channel: the test proves nothing about them");
+    assert!(WORKER_WAKES.load(Relaxed) > 0);
+    assert_eq!(WORKER_VIOLATIONS.load(Relaxed), 0, "a render worker allocated or freed");
+}
+
+/// Allocations seen by the guard of the detector check below.
+static PROBE_VIOLATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn probe_guard(f: &mut dyn FnMut()) {
+    reset_violation_count();
+    assert_no_alloc(f);
+    PROBE_VIOLATIONS.fetch_add(violation_count(), Relaxed);
+}
+
+#[test]
+fn the_worker_guard_sees_a_worker_allocate() {
+    use jamrig::engine::workers::Pool;
+    let pool = Pool::start(2, false, Some(probe_guard));
+    let mut items = vec![0u64; 8];
+    let order: Vec<u8> = (0..8).collect();
+    let allocate = |x: &mut u64| {
+        let v: Vec<u64> = Vec::with_capacity(64);
+        std::hint::black_box(&v);
+        for i in 0..100_000u64 {
+            *x = std::hint::black_box(x.wrapping_add(i));
+        }
+    };
+    while pool.worker_items() == 0 {
+        pool.run(&mut items, &order, &allocate);
+    }
+    drop(pool);
+    assert!(PROBE_VIOLATIONS.load(Relaxed) > 0, "the guard did not see the worker's allocations");
+}

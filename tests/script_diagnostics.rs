@@ -374,8 +374,8 @@ fn value_out_of_range_message() {
     assert_eq!(d.line, 2);
     let d = eval_err("tempo(1000);");
     assert_eq!(d.headline(), "test.rhai:1:7: tempo is 1000, outside 20..999 BPM");
-    let d = eval_err("let c = channel(1, \"organ\");\nc.voices = 100;");
-    assert_eq!(d.headline(), "test.rhai:2:3: voices is 100, outside 1..64");
+    let d = eval_err("let c = channel(1, \"organ\");\nc.voices = 300;");
+    assert_eq!(d.headline(), "test.rhai:2:3: voices is 300, outside 1..256");
 }
 
 #[test]

@@ -10,6 +10,7 @@
 
 pub mod banks;
 pub mod bus;
+mod channel;
 pub mod denormal;
 pub mod envelope;
 pub mod event;
@@ -23,12 +24,13 @@ pub mod synth;
 pub mod tap;
 pub mod transport;
 pub mod voice;
+pub mod workers;
 
 use crate::dsp::glide::Glide;
 use crate::dsp::math::{db_to_gain, fast_tanh};
-use crate::params::{NUM_PARAMS, Param, ParamValues, Scope};
+use crate::params::{NUM_PARAMS, Param, Scope};
 use crate::tables::Tables;
-use bus::{Bus, BusOut, ChannelInput};
+use channel::{Lane, TickCx};
 use crossbeam_queue::ArrayQueue;
 use event::{Event, EventKind};
 use midi_out::{MidiOut, OutTarget};
@@ -40,20 +42,28 @@ use sync::{
     CLOCK_HORIZON_BEATS, ClockAction, ClockFollower, ExternalTimeline, JUMP_BEATS, LINK_HORIZON_BEATS, SyncMode,
 };
 use transport::Transport;
-use voice::{Scratch, Voice, VoiceCtx, VoiceOut, VoiceSource};
 
 /// Frames per engine tick.
 pub const TICK_FRAMES: usize = 64;
 /// [`EngineStats::programs`] of a channel no program change has touched.
 pub const NO_PROGRAM: u32 = u32::MAX;
 /// Voices a channel may sound at once unless the set says otherwise.
-pub const DEFAULT_VOICE_LIMIT: u8 = 16;
+pub const DEFAULT_VOICE_LIMIT: u16 = 16;
 /// The largest per-channel voice limit.
-pub const MAX_VOICE_LIMIT: u8 = 64;
-/// Voices in all (every channel at its largest limit).
+pub const MAX_VOICE_LIMIT: u16 = 256;
+/// Voices in all (every channel at its largest limit). Each channel has its own
+/// pool of [`MAX_VOICE_LIMIT`] voices and a reserve for stolen voices fading out
+/// ([`channel::STEAL_RESERVE`]), so that channels render apart.
 pub const MAX_VOICES: usize = MAX_CHANNELS * MAX_VOICE_LIMIT as usize;
-/// Extra voice slots for stolen voices fading out.
-const STEAL_RESERVE: usize = 64;
+/// Voice slots in all, the fading reserves included.
+pub const VOICE_SLOTS: usize = MAX_CHANNELS * channel::LANE_VOICES;
+/// A tick renders its channels on several threads only while the channels' work
+/// per tick, as measured over the last ticks, is at least this (microseconds):
+/// below it, handing the work out costs more than it saves (`cargo bench --bench
+/// engine -- crossover`; BENCHMARKS.md). Back on one thread below half of it.
+pub const PARALLEL_MIN_MICROS: f32 = 40.0;
+/// How fast the measured work per tick follows the latest tick (a moving average).
+const WORK_SMOOTHING: f32 = 0.05;
 /// Capacity of the event queue from producers (MIDI, REPL, renderer) to the engine.
 pub const EVENT_QUEUE_CAP: usize = 4096;
 /// Snapshots in flight from the control side to the engine.
@@ -332,141 +342,6 @@ pub fn ports() -> (ControlPorts, EnginePorts) {
     )
 }
 
-/// Per-channel engine state. It outlives snapshots: a channel keeps its bus (and
-/// tails) and its CC positions across swaps.
-struct ChannelState {
-    /// The channel as the current snapshot has it; `None` if not in the rig.
-    config: Option<ChannelConfig>,
-    /// Parameters of the last configuration, kept for the tail of a removed channel.
-    last: ParamValues,
-    /// Values set by CC (NaN = none): they hold until the set changes that parameter.
-    overrides: [f32; NUM_PARAMS],
-    target: ParamValues,
-    /// Voice parameters, glided (voices read these).
-    now: ParamValues,
-    glides: [Glide; NUM_PARAMS],
-    bend: Glide,
-    bend_raw: i16,
-    pedal: bool,
-    /// Expression (CC11) as a gain on the channel's volume, 0..=1.
-    expression: f32,
-    /// The program selected by a program change (until the set changes the channel's instrument).
-    program: Option<u8>,
-    bus: Bus,
-    input: ChannelInput,
-    /// Controllers that sample voices follow (expression, sends, mod wheel, pressure).
-    controls: sampler::ChannelControls,
-    /// Registered parameter selected by CC101/CC100 (127/127: none).
-    rpn: (u8, u8),
-    /// Pitch-bend range set through RPN 0, in semitones (over the set's bend_range).
-    rpn_bend_range: Option<f32>,
-    /// Bank selected by CC0, for program changes on sampled channels.
-    bank_select: u16,
-    quiet_ticks: u32,
-    idle: bool,
-    /// Keys down on the channel, oldest first (for legato's return to a held key).
-    keys: KeyStack,
-    /// The pitch of the last note started (where a glide starts from).
-    last_pitch: Option<f64>,
-}
-
-/// Keys held on a channel, in the order they went down; a fixed capacity (the
-/// oldest is forgotten when full).
-#[derive(Clone, Copy)]
-struct KeyStack {
-    keys: [u8; KEY_STACK],
-    len: usize,
-}
-
-/// Keys a channel remembers for legato.
-const KEY_STACK: usize = 16;
-
-impl KeyStack {
-    fn push(&mut self, note: u8) {
-        self.remove(note);
-        if self.len == KEY_STACK {
-            self.keys.copy_within(1.., 0);
-            self.len -= 1;
-        }
-        self.keys[self.len] = note;
-        self.len += 1;
-    }
-
-    fn remove(&mut self, note: u8) {
-        if let Some(i) = self.keys[..self.len].iter().position(|&k| k == note) {
-            self.keys.copy_within(i + 1..self.len, i);
-            self.len -= 1;
-        }
-    }
-
-    fn last(&self) -> Option<u8> {
-        self.len.checked_sub(1).map(|i| self.keys[i])
-    }
-}
-
-impl ChannelState {
-    fn new(sr: f32) -> Self {
-        let d = ParamValues::default();
-        ChannelState {
-            config: None,
-            last: d,
-            overrides: [f32::NAN; NUM_PARAMS],
-            target: d,
-            now: d,
-            glides: std::array::from_fn(|i| Glide::new(d.0[i], TICK_FRAMES, sr)),
-            bend: Glide::with_time(0.0, BEND_GLIDE_SECONDS, TICK_FRAMES, sr),
-            bend_raw: 0,
-            pedal: false,
-            expression: 1.0,
-            program: None,
-            bus: Bus::new(sr, TICK_FRAMES),
-            input: ChannelInput::default(),
-            controls: sampler::ChannelControls::default(),
-            rpn: (127, 127),
-            rpn_bend_range: None,
-            bank_select: 0,
-            quiet_ticks: 0,
-            idle: true,
-            keys: KeyStack { keys: [0; KEY_STACK], len: 0 },
-            last_pitch: None,
-        }
-    }
-
-    fn update_target(&mut self) {
-        let base = self.config.as_ref().map(|c| &c.params).unwrap_or(&self.last);
-        for i in 0..NUM_PARAMS {
-            let o = self.overrides[i];
-            self.target.0[i] = if o.is_nan() { base.0[i] } else { o };
-        }
-        self.target.0[Param::Volume as usize] *= self.expression;
-    }
-
-    fn bend_target(&self) -> f32 {
-        let range = self.rpn_bend_range.unwrap_or(self.target.get(Param::BendRange));
-        self.bend_raw as f32 / 8192.0 * range
-    }
-
-    /// Steps voice parameters and pitch bend one tick.
-    fn step_voice_params(&mut self, voice_params: &[usize]) {
-        for &i in voice_params {
-            self.glides[i].step(self.target.0[i], TICK_FRAMES);
-            self.now.0[i] = self.glides[i].value();
-        }
-        let b = self.bend_target();
-        self.bend.step(b, TICK_FRAMES);
-    }
-
-    /// Jumps every glide to its target (nothing is sounding to glide from).
-    fn snap(&mut self) {
-        for i in 0..NUM_PARAMS {
-            self.glides[i].reset(self.target.0[i]);
-            self.now.0[i] = self.target.0[i];
-        }
-        self.bend.reset(self.bend_target());
-        self.bus.snap(&self.target);
-    }
-}
-
 struct Master {
     gain: Glide,
     limiter_gain: f32,
@@ -516,15 +391,6 @@ impl Master {
             }
         }
     }
-}
-
-/// A channel playing a program's instrument, keeping the channel's volume and pan.
-fn with_program(channel: ChannelConfig, program: ChannelConfig) -> ChannelConfig {
-    let mut c = program;
-    c.params.set(Param::Volume, channel.params.get(Param::Volume));
-    c.params.set(Param::Pan, channel.params.get(Param::Pan));
-    c.voice_limit = channel.voice_limit;
-    c
 }
 
 /// Where an external channel's messages go (`None`: the channel is not external).
@@ -647,13 +513,17 @@ pub struct Engine {
     seq: u64,
     /// Pattern hits the current tick may still play.
     hits_left: usize,
-    voices: Vec<Voice>,
-    /// Slots of sounding voices, in pitch order.
-    active: Vec<u16>,
-    /// Free slots.
-    free: Vec<u16>,
-    serial: u64,
-    channels: Vec<ChannelState>,
+    /// The channels: state, voices and bus each (rendered in parallel).
+    lanes: Vec<Lane>,
+    /// Threads that render channels beside this one.
+    pool: workers::Pool,
+    /// The least channel work per tick, in microseconds, handed out to the
+    /// workers ([`PARALLEL_MIN_MICROS`]).
+    parallel_min_micros: f32,
+    /// The channels' work per tick, measured (a moving average, microseconds).
+    work_micros: f32,
+    /// The last tick was handed out.
+    parallel: bool,
     /// Indices of the voice-scope parameters.
     voice_params: Vec<usize>,
     transport: Transport,
@@ -677,12 +547,8 @@ pub struct Engine {
     frame: u64,
     fifo: [f32; 2 * TICK_FRAMES],
     fifo_pos: usize,
-    wave: [f32; TICK_FRAMES],
-    env: [f32; TICK_FRAMES],
     mix_l: [f32; TICK_FRAMES],
     mix_r: [f32; TICK_FRAMES],
-    bus_l: [f32; TICK_FRAMES],
-    bus_r: [f32; TICK_FRAMES],
     idle_ticks: u32,
     /// The sample banks held, and the current snapshot's banks' slots.
     banks: banks::BankSlots,
@@ -707,12 +573,12 @@ impl Engine {
             note_offs: Vec::with_capacity(NOTE_OFF_CAP),
             seq: 0,
             hits_left: MAX_TICK_HITS,
-            voices: (0..MAX_VOICES + STEAL_RESERVE).map(|_| Voice::new(line_len)).collect(),
-            active: Vec::with_capacity(MAX_VOICES + STEAL_RESERVE),
-            free: (0..(MAX_VOICES + STEAL_RESERVE) as u16).rev().collect(),
-            serial: 0,
             voice_params: Param::ALL.iter().filter(|p| p.info().scope == Scope::Voice).map(|p| *p as usize).collect(),
-            channels: (0..MAX_CHANNELS).map(|_| ChannelState::new(sample_rate)).collect(),
+            lanes: (0..MAX_CHANNELS).map(|ch| Lane::new(ch as u8, sample_rate, line_len)).collect(),
+            pool: workers::Pool::start(1, false, None),
+            parallel_min_micros: PARALLEL_MIN_MICROS,
+            work_micros: 0.0,
+            parallel: false,
             transport: Transport::new(sample_rate as f64, initial.tempo_bpm),
             follower: ClockFollower::new(sample_rate as f64),
             timeline: None,
@@ -726,12 +592,8 @@ impl Engine {
             frame: 0,
             fifo: [0.0; 2 * TICK_FRAMES],
             fifo_pos: TICK_FRAMES,
-            wave: [0.0; TICK_FRAMES],
-            env: [0.0; TICK_FRAMES],
             mix_l: [0.0; TICK_FRAMES],
             mix_r: [0.0; TICK_FRAMES],
-            bus_l: [0.0; TICK_FRAMES],
-            bus_r: [0.0; TICK_FRAMES],
             idle_ticks: (IDLE_SECONDS * sample_rate / TICK_FRAMES as f32) as u32,
             banks: banks::BankSlots::default(),
             sends: sends::Sends::new(sample_rate),
@@ -749,6 +611,42 @@ impl Engine {
 
     pub fn sample_rate(&self) -> f32 {
         self.sr
+    }
+
+    /// Renders on `threads` threads from now on: this one and `threads - 1` workers
+    /// (at realtime priority when `realtime`, where the system allows it), started
+    /// here. The output is the same whatever the count. Control side, before the
+    /// engine runs.
+    pub fn set_threads(&mut self, threads: usize, realtime: bool) {
+        self.set_threads_guarded(threads, realtime, None);
+    }
+
+    /// [`Engine::set_threads`], with `guard` wrapping everything each worker does
+    /// between two sleeps (tests run it under an allocation detector).
+    pub fn set_threads_guarded(&mut self, threads: usize, realtime: bool, guard: Option<workers::WorkerGuard>) {
+        self.pool = workers::Pool::start(threads, realtime, guard);
+    }
+
+    /// Sets the least channel work per tick (microseconds, measured) that is handed
+    /// out to the workers; below it ticks run on this thread alone. 0 hands out
+    /// every tick (the tests and the benchmarks' crossover). Control side.
+    pub fn set_parallel_min_micros(&mut self, micros: f32) {
+        self.parallel_min_micros = micros;
+    }
+
+    /// Threads this engine renders on.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Channels the workers (not the calling thread) have rendered so far.
+    pub fn worker_items(&self) -> u64 {
+        self.pool.worker_items()
+    }
+
+    /// Workers that run at realtime priority.
+    pub fn realtime_workers(&self) -> usize {
+        self.pool.realtime_workers()
     }
 
     /// The frame the next tick starts at (frames rendered so far, in whole ticks).
@@ -939,7 +837,7 @@ impl Engine {
     fn adopt(&mut self, mut next: Box<Snapshot>) -> Box<Snapshot> {
         let frame = self.frame;
         for ch in 0..MAX_CHANNELS {
-            let old = self.channels[ch].config;
+            let old = self.lanes[ch].st.config;
             let new = next.channels[ch];
             // An external channel removed, or sent elsewhere: its device's notes end.
             let was_out = old.and_then(|c| out_target(&c, self.sr));
@@ -948,7 +846,8 @@ impl Engine {
             }
             match (old, new) {
                 (Some(o), Some(n)) => {
-                    let st = &mut self.channels[ch];
+                    let lane = &mut self.lanes[ch];
+                    let st = &mut lane.st;
                     for i in 0..NUM_PARAMS {
                         if o.params.0[i] != n.params.0[i] {
                             st.overrides[i] = f32::NAN;
@@ -963,7 +862,7 @@ impl Engine {
                             if let Source::Sampled { .. } = n.source {
                                 // Resolved after the banks are taken (below).
                             } else if let Some(prog) = next.programs[p as usize] {
-                                n = with_program(n, prog);
+                                n = channel::with_program(n, prog);
                             }
                         }
                         _ => {
@@ -973,16 +872,16 @@ impl Engine {
                     }
                     if o.instrument_id != n.instrument_id || o.source != n.source {
                         let now = st.now;
-                        for v in self.voices.iter_mut().filter(|v| v.active && v.channel as usize == ch) {
+                        lane.for_sounding(|v| {
                             if v.frozen.is_none() && v.instrument_id == o.instrument_id {
                                 v.frozen = Some(now);
                             }
-                        }
+                        });
                     }
-                    st.config = Some(n);
+                    lane.st.config = Some(n);
                 }
                 (None, Some(n)) => {
-                    let st = &mut self.channels[ch];
+                    let st = &mut self.lanes[ch].st;
                     st.overrides = [f32::NAN; NUM_PARAMS];
                     st.program = None;
                     self.ports.stats.programs[ch].store(NO_PROGRAM, Relaxed);
@@ -997,18 +896,16 @@ impl Engine {
                     }
                 }
                 (Some(o), None) => {
-                    let st = &mut self.channels[ch];
-                    st.last = o.params;
-                    st.config = None;
-                    let (params, sr) = (st.target, self.sr);
-                    for v in self.voices.iter_mut().filter(|v| v.active && v.channel as usize == ch) {
-                        v.release(&params, sr);
-                    }
+                    let lane = &mut self.lanes[ch];
+                    lane.st.last = o.params;
+                    lane.st.config = None;
+                    let (params, sr) = (lane.st.target, self.sr);
+                    lane.for_sounding(|v| v.release(&params, sr));
                 }
                 (None, None) => {}
             }
-            if let Some(c) = self.channels[ch].config {
-                self.channels[ch].last = c.params;
+            if let Some(c) = self.lanes[ch].st.config {
+                self.lanes[ch].st.last = c.params;
             }
         }
         if next.clock_out != self.snapshot.clock_out || !next.clock_out {
@@ -1024,13 +921,13 @@ impl Engine {
             stats.banks_held.store(self.banks.held() as u32, Relaxed);
         }
         for ch in 0..MAX_CHANNELS {
-            let st = &self.channels[ch];
+            let st = &self.lanes[ch].st;
             if let (Some(p), Some(n)) = (st.program, next.channels[ch])
                 && let Source::Sampled { .. } = n.source
             {
                 // A program change outlives a reload that keeps the channel's preset.
-                if let Some(sel) = self.sampled_program(n, st.bank_select, p) {
-                    self.channels[ch].config = Some(sel);
+                if let Some(sel) = channel::sampled_program(&self.banks, &self.bank_map, n, st.bank_select, p) {
+                    self.lanes[ch].st.config = Some(sel);
                 }
             }
         }
@@ -1387,33 +1284,7 @@ impl Engine {
             }
         }
 
-        for st in self.channels.iter_mut().filter(|st| !st.idle) {
-            st.update_target();
-            st.step_voice_params(&self.voice_params);
-            st.input.clear();
-        }
-
-        // Voices, segment by segment between events.
-        let mut offset = 0usize;
-        for i in 0..self.tick_events.len() {
-            let q = self.tick_events[i];
-            let at = (q.ev.frame.saturating_sub(start) as usize).min(TICK_FRAMES);
-            if at > offset {
-                self.render_voices(offset, at);
-                offset = at;
-            }
-            if !Self::is_transport_event(&q.ev.kind) {
-                self.apply(q.ev);
-            } else if q.ev.kind == EventKind::Panic {
-                self.panic();
-                self.midi_out.release_all(q.ev.frame.max(start));
-            }
-        }
-        if offset < TICK_FRAMES {
-            self.render_voices(offset, TICK_FRAMES);
-        }
-
-        self.mix_buses();
+        self.render_channels(start);
         self.frame = end;
         self.publish_transport();
         if self.midi_out.overflow > 0 {
@@ -1421,107 +1292,154 @@ impl Engine {
         }
     }
 
-    fn render_voices(&mut self, from: usize, to: usize) {
-        let tables = &*self.tables;
-        let mut scratch = Scratch { wave: &mut self.wave[..to - from], env: &mut self.env[..to - from] };
-        let mut ended = false;
-        for &slot in &self.active {
-            let v = &mut self.voices[slot as usize];
-            let st = &mut self.channels[v.channel as usize];
-            let ctx = VoiceCtx {
-                sample_rate: self.sr,
-                tables,
-                params: &st.now,
-                bend: st.bend.value(),
-                banks: &self.banks,
-                controls: st.controls,
-            };
-            let input = &mut st.input;
-            let out = VoiceOut {
-                mono: &mut input.mono[from..to],
-                left: &mut input.left[from..to],
-                right: &mut input.right[from..to],
-                chorus: &mut input.chorus[from..to],
-                reverb: &mut input.reverb[from..to],
-                stereo: &mut input.stereo,
-                sent: &mut input.sent,
-            };
-            v.render(&ctx, &mut scratch, out);
-            ended |= !v.active;
+    /// The channels' part of a tick: their voices and buses (in parallel when the
+    /// work is worth it), then the sum in channel order, the shared send effects and
+    /// the master. The result is the same whichever thread rendered which channel.
+    fn render_channels(&mut self, start: u64) {
+        // What does not belong to one channel, in event order: external channels'
+        // messages and the MIDI a panic ends. Then which channels have work.
+        let mut external = 0u16;
+        for (ch, lane) in self.lanes.iter().enumerate() {
+            if lane.st.config.is_some_and(|c| out_target(&c, self.sr).is_some()) {
+                external |= 1 << ch;
+            }
         }
-        if ended {
-            let voices = &self.voices;
-            let free = &mut self.free;
-            let banks = &mut self.banks;
-            let trash = &mut self.ports.trash;
-            let stash = &mut self.trash_stash;
-            let stats = &self.ports.stats;
-            self.active.retain(|&slot| {
-                let v = &voices[slot as usize];
-                let keep = v.active;
-                if !keep {
-                    free.push(slot);
-                    if let VoiceSource::Sample { slot: b } = v.source {
-                        banks.voice_ended(b, |bank| retire_into(trash, stash, stats, Garbage::Bank(bank)));
-                    }
-                }
-                keep
-            });
-            stats.banks_held.store(self.banks.held() as u32, Relaxed);
+        let mut work = 0u32;
+        for (ch, lane) in self.lanes.iter().enumerate() {
+            if !lane.st.idle {
+                work |= 1 << ch;
+            }
         }
-    }
-
-    fn mix_buses(&mut self) {
-        self.mix_l = [0.0; TICK_FRAMES];
-        self.mix_r = [0.0; TICK_FRAMES];
-        let mut counts = [0u32; MAX_CHANNELS];
-        for &slot in &self.active {
-            counts[self.voices[slot as usize].channel as usize] += 1;
-        }
-        let stats = &self.ports.stats;
-        for (ch, st) in self.channels.iter_mut().enumerate() {
-            stats.voices[ch].store(counts[ch], Relaxed);
-            if counts[ch] == 0 && st.idle {
+        let configured =
+            (0..MAX_CHANNELS).filter(|&ch| self.lanes[ch].st.config.is_some()).fold(0u32, |m, ch| m | 1 << ch);
+        for i in 0..self.tick_events.len() {
+            let ev = self.tick_events[i].ev;
+            if ev.kind == EventKind::Panic {
+                self.midi_out.release_all(ev.frame.max(start));
+                work = (1 << MAX_CHANNELS) - 1;
                 continue;
             }
-            st.idle = false;
-            if st.input.sent
-                && self.sends.feed(&st.target, st.target.get(Param::Volume), &st.input.reverb, &st.input.chorus)
+            let Some(ch) = ev.kind.channel().map(|c| c as usize).filter(|&c| c < MAX_CHANNELS) else { continue };
+            if external & (1 << ch) != 0 {
+                if let Some(to) = self.lanes[ch].st.config.and_then(|c| out_target(&c, self.sr)) {
+                    self.external(ev, ch, to);
+                }
+                continue;
+            }
+            work |= 1 << ch;
+            if let EventKind::Control { cc, .. } = ev.kind
+                && self.snapshot.cc_map.iter().any(|m| m.cc == cc && m.channel.is_none() && m.any)
             {
+                // A knob that moves every channel.
+                work |= configured;
+            }
+        }
+        // The costliest channels first, so that the last one taken is a short one.
+        let mut order = [0u8; MAX_CHANNELS];
+        let mut n = 0;
+        let mut weight = 0;
+        for ch in 0..MAX_CHANNELS {
+            if work & (1 << ch) != 0 {
+                order[n] = ch as u8;
+                n += 1;
+                weight += self.lanes[ch].weight();
+            }
+        }
+        let lanes = &self.lanes;
+        order[..n].sort_unstable_by_key(|&ch| (std::cmp::Reverse(lanes[ch as usize].weight()), ch));
+        // On several threads while the work is worth it (with some hysteresis), as
+        // measured; the output is the same either way.
+        let threshold = if self.parallel { 0.5 } else { 1.0 } * self.parallel_min_micros;
+        let parallel = self.pool.threads() > 1 && n >= 2 && weight > 0 && self.work_micros >= threshold;
+        self.parallel = parallel;
+        let t0 = std::time::Instant::now();
+
+        let cx = TickCx {
+            sr: self.sr,
+            tables: &self.tables,
+            snapshot: &self.snapshot,
+            banks: &self.banks,
+            bank_map: &self.bank_map,
+            stats: &self.ports.stats,
+            events: &self.tick_events,
+            start,
+            voice_params: &self.voice_params,
+            idle_ticks: self.idle_ticks,
+            external,
+        };
+        if parallel {
+            self.pool.run(&mut self.lanes, &order[..n], &|lane: &mut Lane| lane.tick(&cx));
+        } else {
+            for &ch in &order[..n] {
+                self.lanes[ch as usize].tick(&cx);
+            }
+        }
+
+        // Sends to the shared effects, in channel order; those channels' buses after.
+        let mut pending = [0u8; MAX_CHANNELS];
+        let mut m = 0;
+        for (ch, lane) in self.lanes.iter_mut().enumerate() {
+            if work & (1 << ch) == 0 || !lane.send_pending {
+                continue;
+            }
+            let st = &mut lane.st;
+            if self.sends.feed(&st.target, st.target.get(Param::Volume), &st.input.reverb, &st.input.chorus) {
                 // Shared send effects took them (see `sends`).
                 st.input.reverb = [0.0; TICK_FRAMES];
                 st.input.chorus = [0.0; TICK_FRAMES];
                 st.input.sent = false;
             }
-            st.bus.process(&st.input, &st.target, BusOut { left: &mut self.bus_l, right: &mut self.bus_r });
-            let mut peak = 0.0f32;
-            let mut finite = true;
-            for i in 0..TICK_FRAMES {
-                let (l, r) = (self.bus_l[i], self.bus_r[i]);
-                finite &= l.is_finite() && r.is_finite();
-                peak = peak.max(l.abs()).max(r.abs());
+            pending[m] = ch as u8;
+            m += 1;
+        }
+        if m > 0 {
+            if parallel {
+                self.pool.run(&mut self.lanes, &pending[..m], &|lane: &mut Lane| lane.run_bus(&cx));
+            } else {
+                for &ch in &pending[..m] {
+                    self.lanes[ch as usize].run_bus(&cx);
+                }
             }
-            if !finite {
-                stats.faults.fetch_add(1, Relaxed);
-                st.bus.clear();
+        }
+
+        // What the channels cost this tick, for the next ticks' choice: on several
+        // threads the wall time is taken as a share of the work.
+        let took = t0.elapsed().as_secs_f32() * 1e6 * if parallel { self.pool.threads() as f32 } else { 1.0 };
+        self.work_micros += (took - self.work_micros) * WORK_SMOOTHING;
+
+        // The sum, in channel order; voices' sample banks settled.
+        self.mix_l = [0.0; TICK_FRAMES];
+        self.mix_r = [0.0; TICK_FRAMES];
+        let mut banks_changed = false;
+        for (ch, lane) in self.lanes.iter_mut().enumerate() {
+            if work & (1 << ch) == 0 {
                 continue;
             }
-            for i in 0..TICK_FRAMES {
-                self.mix_l[i] += self.bus_l[i];
-                self.mix_r[i] += self.bus_r[i];
-            }
-            stats.peaks[ch].fetch_max(peak.to_bits(), Relaxed);
-            if counts[ch] == 0 && peak < 1e-5 {
-                st.quiet_ticks += 1;
-                // Silence between echoes is not the end: wait longer than an echo period.
-                if st.quiet_ticks >= self.idle_ticks
-                    && st.quiet_ticks as f32 * TICK_FRAMES as f32 >= st.bus.silent_gap_seconds(&st.target) * self.sr
-                {
-                    st.idle = true;
+            if lane.out_ready {
+                for i in 0..TICK_FRAMES {
+                    self.mix_l[i] += lane.out_l[i];
+                    self.mix_r[i] += lane.out_r[i];
                 }
-            } else {
-                st.quiet_ticks = 0;
             }
+            if lane.banks_touched {
+                let (trash, stash, stats) = (&mut self.ports.trash, &mut self.trash_stash, &self.ports.stats);
+                for k in 0..banks::MAX_BANK_SLOTS {
+                    for _ in 0..std::mem::take(&mut lane.banks_started[k]) {
+                        self.banks.voice_started(k as u8);
+                    }
+                }
+                for k in 0..banks::MAX_BANK_SLOTS {
+                    for _ in 0..std::mem::take(&mut lane.banks_ended[k]) {
+                        self.banks.voice_ended(k as u8, |bank| retire_into(trash, stash, stats, Garbage::Bank(bank)));
+                    }
+                }
+                lane.banks_touched = false;
+                banks_changed = true;
+            }
+        }
+        let stats = &self.ports.stats;
+        if banks_changed {
+            stats.banks_held.store(self.banks.held() as u32, Relaxed);
         }
         self.sends.process(&mut self.mix_l, &mut self.mix_r);
         let master = self.snapshot.master;
@@ -1547,66 +1465,6 @@ impl Engine {
         s.transport_seq.fetch_add(1, Release);
     }
 
-    /// Applies a channel event.
-    fn apply(&mut self, ev: Event) {
-        if let Some(ch) = ev.kind.channel().map(|c| c as usize).filter(|&c| c < MAX_CHANNELS)
-            && let Some(to) = self.channels[ch].config.and_then(|c| out_target(&c, self.sr))
-        {
-            self.external(ev, ch, to);
-            return;
-        }
-        match ev.kind {
-            EventKind::NoteOn { channel, note, velocity } => self.note_on(channel, note, velocity),
-            EventKind::NoteOff { channel, note } => {
-                let Some(st) = self.channels.get_mut(channel as usize) else {
-                    return;
-                };
-                st.keys.remove(note);
-                let (pedal, params, sr) = (st.pedal, st.target, self.sr);
-                if params.get(Param::Legato) > 0.5
-                    && let Some(back) = st.keys.last()
-                {
-                    // Legato: releasing the sounding key returns to the last one held.
-                    let glide = st.now.get(Param::Glide);
-                    if let Some(v) = self
-                        .voices
-                        .iter_mut()
-                        .find(|v| v.active && v.channel == channel && v.note == note && v.held && v.steal_left == 0)
-                    {
-                        v.retarget(back, glide);
-                        return;
-                    }
-                }
-                for v in self.voices.iter_mut() {
-                    if v.active && v.channel == channel && v.note == note && v.held {
-                        v.key_up(pedal, &params, sr);
-                    }
-                }
-            }
-            EventKind::Control { channel, cc, value } => self.control(channel, cc, value),
-            EventKind::Param { channel, param, value } => {
-                let (ch, p) = (channel as usize, param as usize);
-                if ch < MAX_CHANNELS && p < NUM_PARAMS && value.is_finite() {
-                    self.channels[ch].overrides[p] = value;
-                    self.ports.stats.overrides[ch][p].store(value.to_bits(), Relaxed);
-                }
-            }
-            EventKind::PitchBend { channel, value } => {
-                if let Some(st) = self.channels.get_mut(channel as usize) {
-                    st.bend_raw = value.clamp(-8192, 8191);
-                    self.ports.stats.bends[channel as usize].store(st.bend_raw as i32 as u32, Relaxed);
-                }
-            }
-            EventKind::Program { channel, program } => self.program_change(channel, program),
-            EventKind::Pressure { channel, value } => {
-                if let Some(st) = self.channels.get_mut(channel as usize) {
-                    st.controls.pressure = value;
-                }
-            }
-            _ => {}
-        }
-    }
-
     /// Sends a channel event of an external channel to its device, at its frame.
     fn external(&mut self, ev: Event, ch: usize, to: OutTarget) {
         let frame = ev.frame.max(self.frame);
@@ -1628,402 +1486,6 @@ impl Engine {
         }
     }
 
-    fn note_on(&mut self, channel: u8, note: u8, velocity: u8) {
-        let ch = channel as usize;
-        let Some(cfg) = self.channels.get(ch).and_then(|c| c.config) else {
-            return;
-        };
-        let source = match cfg.source {
-            Source::Synth(s) => VoiceSource::Synth(s),
-            Source::Sampled { bank, preset } => {
-                self.sample_note_on(channel, note, velocity, bank, preset, &cfg);
-                return;
-            }
-            Source::Drums => {
-                if let Some((bank, preset)) = self.snapshot.user_kit
-                    && self.sample_note_on(channel, note, velocity, bank, preset, &cfg)
-                {
-                    return;
-                }
-                match self.tables.drums.notes.get(note as usize).copied().flatten() {
-                    Some(sound) => {
-                        // A closed or pedal hi-hat chokes the open one.
-                        if matches!(note, 42 | 44) {
-                            let sr = self.sr;
-                            for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel && v.note == 46)
-                            {
-                                v.steal(sr);
-                            }
-                        }
-                        VoiceSource::Drum { sound, pos: 0 }
-                    }
-                    None => return,
-                }
-            }
-            Source::External { .. } => return,
-        };
-        let st = &mut self.channels[ch];
-        let legato = matches!(source, VoiceSource::Synth(_)) && st.target.get(Param::Legato) > 0.5;
-        let glide = st.now.get(Param::Glide);
-        let glide_from = if glide > 0.0 { st.last_pitch } else { None };
-        st.keys.push(note);
-        if legato {
-            // One voice per channel: a key pressed while another is held moves it.
-            let (active, voices) = (&self.active, &mut self.voices);
-            if let Some(&slot) = active.iter().find(|&&s| {
-                let v = &voices[s as usize];
-                v.active && v.channel == channel && v.held && v.steal_left == 0
-            }) {
-                let v = &mut voices[slot as usize];
-                st.last_pitch = Some(note as f64);
-                v.retarget(note, glide);
-                return;
-            }
-        }
-        if matches!(source, VoiceSource::Synth(_)) {
-            st.last_pitch = Some(note as f64);
-        }
-        let slot = self.allocate_voice(channel, &cfg);
-        self.start_voice(slot, channel, note, velocity, source, &cfg, glide_from);
-    }
-
-    /// Plays a note on a sampled preset: one voice per region the key and velocity
-    /// fall in (layers), each cutting the voices of its exclusive class. Returns
-    /// whether any region matched.
-    fn sample_note_on(
-        &mut self,
-        channel: u8,
-        note: u8,
-        velocity: u8,
-        bank: u8,
-        preset: u16,
-        cfg: &ChannelConfig,
-    ) -> bool {
-        let Some(&slot) = self.bank_map.get(bank as usize) else { return false };
-        self.channels[channel as usize].keys.push(note);
-        let first_serial = self.serial + 1;
-        let mut started = false;
-        for i in 0.. {
-            let region = match self.banks.get(slot).and_then(|b| b.presets.get(preset as usize)) {
-                Some(p) => match p.regions.get(i) {
-                    Some(r) => *r,
-                    None => break,
-                },
-                None => break,
-            };
-            if !region.matches(note, velocity) {
-                continue;
-            }
-            if region.exclusive_class != 0 {
-                let sr = self.sr;
-                for v in self.voices.iter_mut().filter(|v| {
-                    v.active
-                        && v.channel == channel
-                        && v.serial < first_serial
-                        && matches!(v.source, VoiceSource::Sample { .. })
-                        && v.sample.region.exclusive_class == region.exclusive_class
-                }) {
-                    v.steal(sr);
-                }
-            }
-            let voice = self.allocate_voice(channel, cfg);
-            self.start_voice(voice, channel, note, velocity, VoiceSource::Sample { slot }, cfg, None);
-            let sr = self.sr;
-            self.voices[voice].sample.start(&region, note, velocity, sr);
-            self.banks.voice_started(slot);
-            started = true;
-        }
-        started
-    }
-
-    /// A free voice slot on `channel`, making room under the channel's voice limit
-    /// (the oldest voice, released ones first, fades out) and in the pool.
-    fn allocate_voice(&mut self, channel: u8, cfg: &ChannelConfig) -> usize {
-        let limit = cfg.voice_limit.clamp(1, MAX_VOICE_LIMIT) as usize;
-        let mut count = 0;
-        let mut victim: Option<usize> = None;
-        for &slot in &self.active {
-            let i = slot as usize;
-            let v = &self.voices[i];
-            if v.active && v.channel == channel && v.steal_left == 0 {
-                count += 1;
-                let better = match victim {
-                    None => true,
-                    Some(j) => {
-                        let w = &self.voices[j];
-                        (v.is_released(), std::cmp::Reverse(v.serial)) > (w.is_released(), std::cmp::Reverse(w.serial))
-                    }
-                };
-                if better {
-                    victim = Some(i);
-                }
-            }
-        }
-        if count >= limit
-            && let Some(i) = victim
-        {
-            self.voices[i].steal(self.sr);
-            self.ports.stats.voices_stolen.fetch_add(1, Relaxed);
-        }
-        match self.free.pop() {
-            Some(i) => i as usize,
-            None => {
-                // The whole pool is busy: cut the voice closest to silence.
-                self.ports.stats.voices_cut.fetch_add(1, Relaxed);
-                let key = |v: &Voice| (v.steal_left == 0, v.steal_left, v.serial);
-                let pos =
-                    (0..self.active.len()).min_by_key(|&k| key(&self.voices[self.active[k] as usize])).unwrap_or(0);
-                let slot = self.active.remove(pos) as usize;
-                if let VoiceSource::Sample { slot: b } = self.voices[slot].source {
-                    let (trash, stash, stats) = (&mut self.ports.trash, &mut self.trash_stash, &self.ports.stats);
-                    self.banks.voice_ended(b, |bank| retire_into(trash, stash, stats, Garbage::Bank(bank)));
-                }
-                slot
-            }
-        }
-    }
-
-    /// Starts a voice in `slot` and adds it to the active list.
-    #[allow(clippy::too_many_arguments)]
-    fn start_voice(
-        &mut self,
-        slot: usize,
-        channel: u8,
-        note: u8,
-        velocity: u8,
-        source: VoiceSource,
-        cfg: &ChannelConfig,
-        glide_from: Option<f64>,
-    ) {
-        let ch = channel as usize;
-        self.serial += 1;
-        let st = &mut self.channels[ch];
-        if st.idle {
-            // Waking mid-tick: this tick's parameters and input were skipped.
-            st.update_target();
-            st.snap();
-            st.input.clear();
-            st.idle = false;
-        }
-        st.quiet_ticks = 0;
-        let ctx = VoiceCtx {
-            sample_rate: self.sr,
-            tables: &self.tables,
-            params: &st.now,
-            bend: st.bend.value(),
-            banks: &self.banks,
-            controls: st.controls,
-        };
-        let seed = self.serial.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((channel as u64) << 8 | note as u64);
-        self.voices[slot].start(
-            channel,
-            note,
-            velocity,
-            self.serial,
-            source,
-            cfg.instrument_id,
-            seed,
-            glide_from,
-            &ctx,
-        );
-        // Keep the active list in pitch order: voices reading the same wavetable level
-        // then run back to back and find it in cache. (Within capacity: no allocation.)
-        let voices = &self.voices;
-        let at = self.active.partition_point(|&s| voices[s as usize].note <= note);
-        self.active.insert(at, slot as u16);
-    }
-
-    fn control(&mut self, channel: u8, cc: u8, value: u8) {
-        let ch = channel as usize;
-        if ch >= MAX_CHANNELS {
-            return;
-        }
-        // The set's CC map first. A mapping for this channel wins over one without a
-        // channel; that one moves the channel the CC arrives on, or every channel when
-        // it says "any".
-        let map = &self.snapshot.cc_map;
-        let specific = map.iter().any(|m| m.cc == cc && m.channel == Some(channel));
-        let mut mapped = false;
-        let stats = &self.ports.stats;
-        for m in map.iter().filter(|m| m.cc == cc) {
-            let v = crate::params::Param::cc_value(m.min, m.max, m.exponential, value);
-            let p = m.param as usize;
-            match m.channel {
-                Some(c) if c == channel => {
-                    self.channels[ch].overrides[p] = v;
-                    stats.overrides[ch][p].store(v.to_bits(), Relaxed);
-                }
-                None if !specific && !m.any => {
-                    self.channels[ch].overrides[p] = v;
-                    stats.overrides[ch][p].store(v.to_bits(), Relaxed);
-                }
-                None if !specific => {
-                    for (i, st) in self.channels.iter_mut().enumerate().filter(|(_, s)| s.config.is_some()) {
-                        st.overrides[p] = v;
-                        stats.overrides[i][p].store(v.to_bits(), Relaxed);
-                    }
-                }
-                _ => continue,
-            }
-            mapped = true;
-        }
-        if mapped {
-            return;
-        }
-        let sr = self.sr;
-        let sampled = matches!(self.channels[ch].config.map(|c| c.source), Some(Source::Sampled { .. }));
-        let st = &mut self.channels[ch];
-        match cc {
-            0 => st.bank_select = value as u16,
-            1 => st.controls.mod_wheel = value,
-            // Expression: sample voices follow it through the SoundFont's own curve,
-            // a synth channel takes it as a gain on its volume.
-            11 => {
-                st.controls.expression = value;
-                let gain = value as f32 / 127.0;
-                st.expression = if sampled { 1.0 } else { gain };
-                self.ports.stats.expression[ch].store(gain.to_bits(), Relaxed);
-            }
-            91 => st.controls.reverb = value,
-            93 => st.controls.chorus = value,
-            101 => st.rpn.0 = value,
-            100 => st.rpn.1 = value,
-            // Data entry for RPN 0: the pitch-bend range in semitones (MSB) and cents (LSB).
-            6 if st.rpn == (0, 0) => st.rpn_bend_range = Some(value as f32),
-            38 if st.rpn == (0, 0) => {
-                let semis = st.rpn_bend_range.unwrap_or(0.0).floor();
-                st.rpn_bend_range = Some(semis + value.min(99) as f32 / 100.0);
-            }
-            7 | 10 => {
-                let (p, v) = if cc == 7 {
-                    // A sampled channel follows General MIDI's volume curve (the default
-                    // SoundFont modulator: 40 log10, a square law); synths a linear fader.
-                    let g = value as f32 / 127.0;
-                    (Param::Volume, if sampled { g * g } else { g })
-                } else {
-                    (Param::Pan, ((value as f32 - 64.0) / 63.0).clamp(-1.0, 1.0))
-                };
-                self.channels[ch].overrides[p as usize] = v;
-                self.ports.stats.overrides[ch][p as usize].store(v.to_bits(), Relaxed);
-            }
-            64 => {
-                let down = value >= 64;
-                let st = &mut self.channels[ch];
-                st.pedal = down;
-                self.ports.stats.pedals[ch].store(down, Relaxed);
-                if !down {
-                    let params = st.target;
-                    for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel && v.sustained) {
-                        v.release(&params, sr);
-                    }
-                }
-            }
-            120 => {
-                for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel) {
-                    v.steal(sr);
-                }
-            }
-            121 => {
-                let st = &mut self.channels[ch];
-                st.overrides = [f32::NAN; NUM_PARAMS];
-                for o in &self.ports.stats.overrides[ch] {
-                    o.store(f32::NAN.to_bits(), Relaxed);
-                }
-                st.bend_raw = 0;
-                st.pedal = false;
-                st.controls.expression = 127;
-                st.controls.mod_wheel = 0;
-                st.controls.pressure = 0;
-                st.rpn = (127, 127);
-                st.expression = 1.0;
-                let stats = &self.ports.stats;
-                stats.bends[ch].store(0, Relaxed);
-                stats.pedals[ch].store(false, Relaxed);
-                stats.expression[ch].store(1.0f32.to_bits(), Relaxed);
-            }
-            123 => {
-                let params = self.channels[ch].target;
-                for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel) {
-                    v.release(&params, sr);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Selects the General MIDI program's instrument on a channel: new notes use it,
-    /// sounding ones finish on the old sound; volume, pan and drum channels stay.
-    fn program_change(&mut self, channel: u8, program: u8) {
-        let ch = channel as usize;
-        let Some(st) = self.channels.get_mut(ch) else { return };
-        let Some(cfg) = st.config else { return };
-        if cfg.source == Source::Drums {
-            return;
-        }
-        if let Source::Sampled { .. } = cfg.source {
-            let base = self.snapshot.channels[ch].unwrap_or(cfg);
-            match self.sampled_program(base, self.channels[ch].bank_select, program) {
-                Some(next) => {
-                    let st = &mut self.channels[ch];
-                    st.program = Some(program);
-                    st.config = Some(next);
-                }
-                None => {
-                    self.ports.stats.programs_ignored.fetch_add(1, Relaxed);
-                }
-            }
-            return;
-        }
-        let Some(prog) = self.snapshot.programs.get(program as usize).copied().flatten() else {
-            self.ports.stats.programs_ignored.fetch_add(1, Relaxed);
-            return;
-        };
-        let base = self.snapshot.channels[ch].unwrap_or(cfg);
-        let next = with_program(base, prog);
-        st.program = Some(program);
-        self.ports.stats.programs[ch].store(program as u32, Relaxed);
-        let now = st.now;
-        for v in self.voices.iter_mut().filter(|v| v.active && v.channel == channel) {
-            if v.frozen.is_none() && v.instrument_id == cfg.instrument_id {
-                v.frozen = Some(now);
-            }
-        }
-        st.config = Some(next);
-        st.last = next.params;
-    }
-
-    /// The preset a program change selects on a sampled channel playing `base`: the
-    /// bank's preset at (selected bank, program), else bank 0's (a kit: bank 128's,
-    /// else its first kit). Audio thread: a binary search, no allocation.
-    fn sampled_program(&self, base: ChannelConfig, bank_select: u16, program: u8) -> Option<ChannelConfig> {
-        let Source::Sampled { bank, preset } = base.source else { return None };
-        let b = self.banks.get(*self.bank_map.get(bank as usize)?)?;
-        let kit = b.presets.get(preset as usize).is_some_and(|p| p.bank == 128);
-        let found = if kit {
-            b.find(128, program).or_else(|| b.find(128, 0))
-        } else {
-            b.find(bank_select, program).or_else(|| b.find(0, program))
-        }?;
-        let mut next = base;
-        next.source = Source::Sampled { bank, preset: found };
-        next.instrument_id = base.instrument_id ^ (found as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        Some(next)
-    }
-
-    /// Everything fades out at once; pedals up, bends centred.
-    fn panic(&mut self) {
-        let sr = self.sr;
-        for v in self.voices.iter_mut().filter(|v| v.active) {
-            v.steal(sr);
-        }
-        for (ch, st) in self.channels.iter_mut().enumerate() {
-            st.pedal = false;
-            st.bend_raw = 0;
-            self.ports.stats.pedals[ch].store(false, Relaxed);
-            self.ports.stats.bends[ch].store(0, Relaxed);
-        }
-    }
-
     /// Takes over the MIDI-driven state of channels (from another engine's
     /// [`EngineStats::channel_midi`]): knob positions (volume and pan included),
     /// expression, the program a program change chose, pitch bend and the sustain
@@ -2032,29 +1494,26 @@ impl Engine {
     pub fn restore_channel_midi(&mut self, states: &[ChannelMidi]) {
         for m in states {
             let ch = m.channel as usize;
-            if ch >= MAX_CHANNELS || self.channels[ch].config.is_none() {
+            if ch >= MAX_CHANNELS || self.lanes[ch].st.config.is_none() {
                 continue;
             }
             if let Some(p) = m.program {
-                self.program_change(m.channel, p);
+                let cx = TickCx {
+                    sr: self.sr,
+                    tables: &self.tables,
+                    snapshot: &self.snapshot,
+                    banks: &self.banks,
+                    bank_map: &self.bank_map,
+                    stats: &self.ports.stats,
+                    events: &[],
+                    start: self.frame,
+                    voice_params: &self.voice_params,
+                    idle_ticks: self.idle_ticks,
+                    external: 0,
+                };
+                self.lanes[ch].program_change(p, &cx);
             }
-            let stats = &self.ports.stats;
-            let st = &mut self.channels[ch];
-            for &(p, v) in &m.knobs {
-                st.overrides[p as usize] = v;
-                stats.overrides[ch][p as usize].store(v.to_bits(), Relaxed);
-            }
-            st.bend_raw = m.bend.clamp(-8192, 8191);
-            st.pedal = m.pedal;
-            let gain = m.expression.clamp(0.0, 1.0);
-            let sampled = matches!(st.config.map(|c| c.source), Some(Source::Sampled { .. }));
-            st.controls.expression = (gain * 127.0).round() as u8;
-            st.expression = if sampled { 1.0 } else { gain };
-            stats.bends[ch].store(st.bend_raw as i32 as u32, Relaxed);
-            stats.pedals[ch].store(st.pedal, Relaxed);
-            stats.expression[ch].store(gain.to_bits(), Relaxed);
-            st.update_target();
-            st.snap();
+            self.lanes[ch].restore(m, &self.ports.stats);
         }
     }
 }

@@ -32,7 +32,7 @@ pub struct ChannelConfig {
     pub instrument_id: u64,
     pub params: ParamValues,
     /// Most voices this channel sounds at once (further notes steal the oldest).
-    pub voice_limit: u8,
+    pub voice_limit: u16,
 }
 
 /// A MIDI CC mapped to a channel parameter.

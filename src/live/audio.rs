@@ -367,12 +367,18 @@ impl Stream {
 /// it (a JACK client).
 pub fn start(
     chosen: &Chosen,
-    engine: Engine,
+    mut engine: Engine,
     clock: Arc<FrameClock>,
     stats: Arc<LiveStats>,
     link: LinkClock,
     tap: &super::midi::MidiTap,
 ) -> Result<Stream, AudioError> {
+    // The render workers (`--threads`) start with the stream, at realtime priority
+    // where the system grants it; the callback hands them channels (`engine::workers`).
+    let threads = crate::engine::workers::configured_threads();
+    if threads > 1 {
+        engine.set_threads(threads, true);
+    }
     #[cfg(feature = "jack")]
     if chosen.jack {
         return super::jack_host::JackStream::start(engine, clock, stats, link, tap).map(Stream::Jack);

@@ -63,6 +63,14 @@ pub fn offline_view(set: &Set) -> Set {
     s
 }
 
+/// Starts the render threads the command line asked for (none by default).
+fn with_threads(engine: &mut Engine) {
+    let n = crate::engine::workers::configured_threads();
+    if n > 1 {
+        engine.set_threads(n, false);
+    }
+}
+
 pub struct Renderer {
     pub engine: Engine,
     pub controller: Controller,
@@ -84,7 +92,8 @@ impl Renderer {
     /// Same, sharing already-built tables (they fix the sample rate).
     pub fn with_tables(set: &Set, tables: Arc<Tables>) -> Result<Self, BuildError> {
         let sr = tables.sample_rate;
-        let Rig { engine, controller } = Rig::new(&offline_view(set), sr, tables)?;
+        let Rig { mut engine, controller } = Rig::new(&offline_view(set), sr, tables)?;
+        with_threads(&mut engine);
         Ok(Renderer { engine, controller, events: Vec::new(), next: 0, keep_sync: false })
     }
 
@@ -93,7 +102,8 @@ impl Renderer {
     /// the transport, as they would live.
     pub fn following_clock(set: &Set, tables: Arc<Tables>) -> Result<Self, BuildError> {
         let sr = tables.sample_rate;
-        let Rig { engine, controller } = Rig::new(set, sr, tables)?;
+        let Rig { mut engine, controller } = Rig::new(set, sr, tables)?;
+        with_threads(&mut engine);
         Ok(Renderer { engine, controller, events: Vec::new(), next: 0, keep_sync: true })
     }
 

@@ -41,7 +41,7 @@ pub struct ChannelSpec {
     pub instrument: String,
     pub kind: ChannelKind,
     pub params: ParamValues,
-    pub voices: u8,
+    pub voices: u16,
 }
 
 impl ChannelSpec {

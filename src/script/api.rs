@@ -425,12 +425,12 @@ fn external_channel(n: u8, map: &Map) -> Res<ChannelSpec> {
 /// The longest `latency_ms` a MIDI output may be given.
 const MAX_OUT_LATENCY_MS: f64 = 500.0;
 
-fn voices(v: &Dynamic) -> Res<u8> {
+fn voices(v: &Dynamic) -> Res<u16> {
     let n = number(v, "voices")?;
     if n.fract() != 0.0 || !(1.0..=MAX_VOICE_LIMIT as f64).contains(&n) {
         return fail(format!("voices is {}, outside 1..{MAX_VOICE_LIMIT}", fmt_num(n as f32)));
     }
-    Ok(n as u8)
+    Ok(n as u16)
 }
 
 /// Fails, naming the synth (and the nearest ones), if the engine does not have it.

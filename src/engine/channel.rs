@@ -1,0 +1,859 @@
+//! One channel's share of the engine, on the audio thread or a render worker: its
+//! state, its own voice pool, its events of a tick and its bus. A tick of one
+//! channel reads only what [`TickCx`] shares (read-only) and writes only its own
+//! lane, so channels render in parallel and the engine sums them in channel order:
+//! the output does not depend on which thread rendered which channel.
+
+use super::banks::{BankSlots, MAX_BANK_SLOTS, MAX_SNAPSHOT_BANKS};
+use super::bus::{Bus, BusOut, ChannelInput};
+use super::event::{Event, EventKind};
+use super::snapshot::{ChannelConfig, Snapshot, Source};
+use super::voice::{Scratch, Voice, VoiceCtx, VoiceOut, VoiceSource};
+use super::{BEND_GLIDE_SECONDS, EngineStats, MAX_CHANNELS, MAX_VOICE_LIMIT, Queued, TICK_FRAMES, sampler};
+use crate::dsp::glide::Glide;
+use crate::params::{NUM_PARAMS, Param, ParamValues};
+use crate::tables::Tables;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// Extra voice slots of a channel, for its stolen voices fading out.
+pub const STEAL_RESERVE: usize = 16;
+/// Voice slots of one channel: its largest limit and the fading reserve.
+pub const LANE_VOICES: usize = MAX_VOICE_LIMIT as usize + STEAL_RESERVE;
+/// Keys a channel remembers for legato.
+const KEY_STACK: usize = 16;
+
+/// What every channel's tick reads, shared read-only between the threads.
+pub(super) struct TickCx<'a> {
+    pub sr: f32,
+    pub tables: &'a Tables,
+    pub snapshot: &'a Snapshot,
+    pub banks: &'a BankSlots,
+    pub bank_map: &'a [u8; MAX_SNAPSHOT_BANKS],
+    pub stats: &'a EngineStats,
+    /// The tick's events, in order.
+    pub events: &'a [Queued],
+    /// The tick's first frame.
+    pub start: u64,
+    /// Indices of the voice-scope parameters.
+    pub voice_params: &'a [usize],
+    /// Ticks of silence after which a channel stops processing.
+    pub idle_ticks: u32,
+    /// Channels whose events go out to a MIDI device (bit per channel).
+    pub external: u16,
+}
+
+impl TickCx<'_> {
+    fn is_external(&self, ch: u8) -> bool {
+        self.external & (1 << ch) != 0
+    }
+}
+
+/// Per-channel engine state. It outlives snapshots: a channel keeps its bus (and
+/// tails) and its CC positions across swaps.
+pub(super) struct ChannelState {
+    /// The channel as the current snapshot has it; `None` if not in the rig.
+    pub config: Option<ChannelConfig>,
+    /// Parameters of the last configuration, kept for the tail of a removed channel.
+    pub last: ParamValues,
+    /// Values set by CC (NaN = none): they hold until the set changes that parameter.
+    pub overrides: [f32; NUM_PARAMS],
+    pub target: ParamValues,
+    /// Voice parameters, glided (voices read these).
+    pub now: ParamValues,
+    glides: [Glide; NUM_PARAMS],
+    bend: Glide,
+    pub bend_raw: i16,
+    pub pedal: bool,
+    /// Expression (CC11) as a gain on the channel's volume, 0..=1.
+    pub expression: f32,
+    /// The program selected by a program change (until the set changes the channel's instrument).
+    pub program: Option<u8>,
+    pub bus: Bus,
+    pub input: ChannelInput,
+    /// Controllers that sample voices follow (expression, sends, mod wheel, pressure).
+    pub controls: sampler::ChannelControls,
+    /// Registered parameter selected by CC101/CC100 (127/127: none).
+    rpn: (u8, u8),
+    /// Pitch-bend range set through RPN 0, in semitones (over the set's bend_range).
+    rpn_bend_range: Option<f32>,
+    /// Bank selected by CC0, for program changes on sampled channels.
+    pub bank_select: u16,
+    quiet_ticks: u32,
+    pub idle: bool,
+    /// Keys down on the channel, oldest first (for legato's return to a held key).
+    keys: KeyStack,
+    /// The pitch of the last note started (where a glide starts from).
+    last_pitch: Option<f64>,
+}
+
+/// Keys held on a channel, in the order they went down; a fixed capacity (the
+/// oldest is forgotten when full).
+#[derive(Clone, Copy)]
+struct KeyStack {
+    keys: [u8; KEY_STACK],
+    len: usize,
+}
+
+impl KeyStack {
+    fn push(&mut self, note: u8) {
+        self.remove(note);
+        if self.len == KEY_STACK {
+            self.keys.copy_within(1.., 0);
+            self.len -= 1;
+        }
+        self.keys[self.len] = note;
+        self.len += 1;
+    }
+
+    fn remove(&mut self, note: u8) {
+        if let Some(i) = self.keys[..self.len].iter().position(|&k| k == note) {
+            self.keys.copy_within(i + 1..self.len, i);
+            self.len -= 1;
+        }
+    }
+
+    fn last(&self) -> Option<u8> {
+        self.len.checked_sub(1).map(|i| self.keys[i])
+    }
+}
+
+impl ChannelState {
+    fn new(sr: f32) -> Self {
+        let d = ParamValues::default();
+        ChannelState {
+            config: None,
+            last: d,
+            overrides: [f32::NAN; NUM_PARAMS],
+            target: d,
+            now: d,
+            glides: std::array::from_fn(|i| Glide::new(d.0[i], TICK_FRAMES, sr)),
+            bend: Glide::with_time(0.0, BEND_GLIDE_SECONDS, TICK_FRAMES, sr),
+            bend_raw: 0,
+            pedal: false,
+            expression: 1.0,
+            program: None,
+            bus: Bus::new(sr, TICK_FRAMES),
+            input: ChannelInput::default(),
+            controls: sampler::ChannelControls::default(),
+            rpn: (127, 127),
+            rpn_bend_range: None,
+            bank_select: 0,
+            quiet_ticks: 0,
+            idle: true,
+            keys: KeyStack { keys: [0; KEY_STACK], len: 0 },
+            last_pitch: None,
+        }
+    }
+
+    pub fn update_target(&mut self) {
+        let base = self.config.as_ref().map(|c| &c.params).unwrap_or(&self.last);
+        for i in 0..NUM_PARAMS {
+            let o = self.overrides[i];
+            self.target.0[i] = if o.is_nan() { base.0[i] } else { o };
+        }
+        self.target.0[Param::Volume as usize] *= self.expression;
+    }
+
+    fn bend_target(&self) -> f32 {
+        let range = self.rpn_bend_range.unwrap_or(self.target.get(Param::BendRange));
+        self.bend_raw as f32 / 8192.0 * range
+    }
+
+    /// Steps voice parameters and pitch bend one tick.
+    fn step_voice_params(&mut self, voice_params: &[usize]) {
+        for &i in voice_params {
+            self.glides[i].step(self.target.0[i], TICK_FRAMES);
+            self.now.0[i] = self.glides[i].value();
+        }
+        let b = self.bend_target();
+        self.bend.step(b, TICK_FRAMES);
+    }
+
+    /// Jumps every glide to its target (nothing is sounding to glide from).
+    pub fn snap(&mut self) {
+        for i in 0..NUM_PARAMS {
+            self.glides[i].reset(self.target.0[i]);
+            self.now.0[i] = self.target.0[i];
+        }
+        self.bend.reset(self.bend_target());
+        self.bus.snap(&self.target);
+    }
+}
+
+/// A channel playing a program's instrument, keeping the channel's volume and pan.
+pub(super) fn with_program(channel: ChannelConfig, program: ChannelConfig) -> ChannelConfig {
+    let mut c = program;
+    c.params.set(Param::Volume, channel.params.get(Param::Volume));
+    c.params.set(Param::Pan, channel.params.get(Param::Pan));
+    c.voice_limit = channel.voice_limit;
+    c
+}
+
+/// The preset a program change selects on a sampled channel playing `base`: the
+/// bank's preset at (selected bank, program), else bank 0's (a kit: bank 128's,
+/// else its first kit). Audio thread: a binary search, no allocation.
+pub(super) fn sampled_program(
+    banks: &BankSlots,
+    bank_map: &[u8; MAX_SNAPSHOT_BANKS],
+    base: ChannelConfig,
+    bank_select: u16,
+    program: u8,
+) -> Option<ChannelConfig> {
+    let Source::Sampled { bank, preset } = base.source else { return None };
+    let b = banks.get(*bank_map.get(bank as usize)?)?;
+    let kit = b.presets.get(preset as usize).is_some_and(|p| p.bank == 128);
+    let found = if kit {
+        b.find(128, program).or_else(|| b.find(128, 0))
+    } else {
+        b.find(bank_select, program).or_else(|| b.find(0, program))
+    }?;
+    let mut next = base;
+    next.source = Source::Sampled { bank, preset: found };
+    next.instrument_id = base.instrument_id ^ (found as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    Some(next)
+}
+
+/// One channel: its state, its voices, and what its tick produced.
+pub(super) struct Lane {
+    /// The channel, 0-based.
+    pub ch: u8,
+    pub st: ChannelState,
+    pub voices: Vec<Voice>,
+    /// Slots of sounding voices, in pitch order.
+    pub active: Vec<u16>,
+    /// Free slots.
+    free: Vec<u16>,
+    /// Voices started on this channel (start order, and the voices' noise seeds).
+    serial: u64,
+    wave: [f32; TICK_FRAMES],
+    env: [f32; TICK_FRAMES],
+    /// The bus's output of this tick, valid when `out_ready`.
+    pub out_l: [f32; TICK_FRAMES],
+    pub out_r: [f32; TICK_FRAMES],
+    pub out_ready: bool,
+    /// The channel's sends wait for the shared send effects (the bus runs after).
+    pub send_pending: bool,
+    /// Voices started and ended per bank slot this tick (the engine settles them).
+    pub banks_started: [u16; MAX_BANK_SLOTS],
+    pub banks_ended: [u16; MAX_BANK_SLOTS],
+    pub banks_touched: bool,
+}
+
+impl Lane {
+    /// Allocates the channel's voice pool (control side).
+    pub fn new(ch: u8, sr: f32, line_len: usize) -> Self {
+        Lane {
+            ch,
+            st: ChannelState::new(sr),
+            voices: (0..LANE_VOICES).map(|_| Voice::new(line_len)).collect(),
+            active: Vec::with_capacity(LANE_VOICES),
+            free: (0..LANE_VOICES as u16).rev().collect(),
+            serial: 0,
+            wave: [0.0; TICK_FRAMES],
+            env: [0.0; TICK_FRAMES],
+            out_l: [0.0; TICK_FRAMES],
+            out_r: [0.0; TICK_FRAMES],
+            out_ready: false,
+            send_pending: false,
+            banks_started: [0; MAX_BANK_SLOTS],
+            banks_ended: [0; MAX_BANK_SLOTS],
+            banks_touched: false,
+        }
+    }
+
+    /// What this channel's tick costs, roughly (for handing out the costliest first).
+    pub fn weight(&self) -> usize {
+        self.active.len() + if self.st.idle { 0 } else { 1 }
+    }
+
+    /// Calls `f` on every sounding voice.
+    pub fn for_sounding(&mut self, mut f: impl FnMut(&mut Voice)) {
+        for &slot in &self.active {
+            let v = &mut self.voices[slot as usize];
+            if v.active {
+                f(v);
+            }
+        }
+    }
+
+    fn bank_started(&mut self, slot: u8) {
+        if let Some(n) = self.banks_started.get_mut(slot as usize) {
+            *n += 1;
+            self.banks_touched = true;
+        }
+    }
+
+    fn bank_ended(&mut self, slot: u8) {
+        if let Some(n) = self.banks_ended.get_mut(slot as usize) {
+            *n += 1;
+            self.banks_touched = true;
+        }
+    }
+
+    /// The first part of a tick: parameters step, the tick's events apply at their
+    /// frames with the voices rendered between them, then the bus runs (unless the
+    /// channel's sends wait for the shared send effects). Audio thread or a worker.
+    pub fn tick(&mut self, cx: &TickCx) {
+        self.out_ready = false;
+        self.send_pending = false;
+        if !self.st.idle {
+            self.st.update_target();
+            self.st.step_voice_params(cx.voice_params);
+            self.st.input.clear();
+        }
+        let mut offset = 0usize;
+        for q in cx.events {
+            let at = (q.ev.frame.saturating_sub(cx.start) as usize).min(TICK_FRAMES);
+            if at > offset {
+                self.render_voices(offset, at, cx);
+                offset = at;
+            }
+            self.event(q.ev, cx);
+        }
+        if offset < TICK_FRAMES {
+            self.render_voices(offset, TICK_FRAMES, cx);
+        }
+        cx.stats.voices[self.ch as usize].store(self.active.len() as u32, Relaxed);
+        if self.active.is_empty() && self.st.idle {
+            return;
+        }
+        self.st.idle = false;
+        if self.st.input.sent {
+            self.send_pending = true;
+            return;
+        }
+        self.run_bus(cx);
+    }
+
+    /// The bus over the tick's input, into `out_l`/`out_r`; a channel silent long
+    /// enough goes idle. Audio thread or a worker.
+    pub fn run_bus(&mut self, cx: &TickCx) {
+        let st = &mut self.st;
+        st.bus.process(&st.input, &st.target, BusOut { left: &mut self.out_l, right: &mut self.out_r });
+        let mut peak = 0.0f32;
+        let mut finite = true;
+        for i in 0..TICK_FRAMES {
+            let (l, r) = (self.out_l[i], self.out_r[i]);
+            finite &= l.is_finite() && r.is_finite();
+            peak = peak.max(l.abs()).max(r.abs());
+        }
+        if !finite {
+            cx.stats.faults.fetch_add(1, Relaxed);
+            st.bus.clear();
+            return;
+        }
+        self.out_ready = true;
+        cx.stats.peaks[self.ch as usize].fetch_max(peak.to_bits(), Relaxed);
+        if self.active.is_empty() && peak < 1e-5 {
+            st.quiet_ticks += 1;
+            // Silence between echoes is not the end: wait longer than an echo period.
+            if st.quiet_ticks >= cx.idle_ticks
+                && st.quiet_ticks as f32 * TICK_FRAMES as f32 >= st.bus.silent_gap_seconds(&st.target) * cx.sr
+            {
+                st.idle = true;
+            }
+        } else {
+            st.quiet_ticks = 0;
+        }
+    }
+
+    fn render_voices(&mut self, from: usize, to: usize, cx: &TickCx) {
+        let mut scratch = Scratch { wave: &mut self.wave[..to - from], env: &mut self.env[..to - from] };
+        let st = &mut self.st;
+        let mut ended = false;
+        for &slot in &self.active {
+            let v = &mut self.voices[slot as usize];
+            let ctx = VoiceCtx {
+                sample_rate: cx.sr,
+                tables: cx.tables,
+                params: &st.now,
+                bend: st.bend.value(),
+                banks: cx.banks,
+                controls: st.controls,
+            };
+            let input = &mut st.input;
+            let out = VoiceOut {
+                mono: &mut input.mono[from..to],
+                left: &mut input.left[from..to],
+                right: &mut input.right[from..to],
+                chorus: &mut input.chorus[from..to],
+                reverb: &mut input.reverb[from..to],
+                stereo: &mut input.stereo,
+                sent: &mut input.sent,
+            };
+            v.render(&ctx, &mut scratch, out);
+            ended |= !v.active;
+        }
+        if ended {
+            let (voices, free) = (&self.voices, &mut self.free);
+            let (ended_banks, touched) = (&mut self.banks_ended, &mut self.banks_touched);
+            self.active.retain(|&slot| {
+                let v = &voices[slot as usize];
+                if !v.active {
+                    free.push(slot);
+                    if let VoiceSource::Sample { slot: b } = v.source
+                        && let Some(n) = ended_banks.get_mut(b as usize)
+                    {
+                        *n += 1;
+                        *touched = true;
+                    }
+                }
+                v.active
+            });
+        }
+    }
+
+    /// Applies what `ev` does to this channel (an event of another channel may
+    /// reach it through the CC map; a panic reaches every channel).
+    fn event(&mut self, ev: Event, cx: &TickCx) {
+        match ev.kind {
+            EventKind::Panic => self.panic(cx),
+            EventKind::Control { channel, cc, value } => {
+                if (channel as usize) < MAX_CHANNELS && !cx.is_external(channel) {
+                    self.control(channel, cc, value, cx);
+                }
+            }
+            k => {
+                if k.channel() == Some(self.ch) && !cx.is_external(self.ch) {
+                    self.apply(ev, cx);
+                }
+            }
+        }
+    }
+
+    /// Applies an event of this channel (not a controller: see [`Lane::control`]).
+    fn apply(&mut self, ev: Event, cx: &TickCx) {
+        let ch = self.ch as usize;
+        match ev.kind {
+            EventKind::NoteOn { note, velocity, .. } => self.note_on(note, velocity, cx),
+            EventKind::NoteOff { note, .. } => {
+                let st = &mut self.st;
+                st.keys.remove(note);
+                let (pedal, params, sr) = (st.pedal, st.target, cx.sr);
+                if params.get(Param::Legato) > 0.5
+                    && let Some(back) = st.keys.last()
+                {
+                    // Legato: releasing the sounding key returns to the last one held.
+                    let glide = st.now.get(Param::Glide);
+                    let voices = &mut self.voices;
+                    if let Some(&slot) = self.active.iter().find(|&&s| {
+                        let v = &voices[s as usize];
+                        v.active && v.note == note && v.held && v.steal_left == 0
+                    }) {
+                        voices[slot as usize].retarget(back, glide);
+                        return;
+                    }
+                }
+                for &slot in &self.active {
+                    let v = &mut self.voices[slot as usize];
+                    if v.active && v.note == note && v.held {
+                        v.key_up(pedal, &params, sr);
+                    }
+                }
+            }
+            EventKind::Param { param, value, .. } => {
+                let p = param as usize;
+                if p < NUM_PARAMS && value.is_finite() {
+                    self.st.overrides[p] = value;
+                    cx.stats.overrides[ch][p].store(value.to_bits(), Relaxed);
+                }
+            }
+            EventKind::PitchBend { value, .. } => {
+                self.st.bend_raw = value.clamp(-8192, 8191);
+                cx.stats.bends[ch].store(self.st.bend_raw as i32 as u32, Relaxed);
+            }
+            EventKind::Program { program, .. } => self.program_change(program, cx),
+            EventKind::Pressure { value, .. } => self.st.controls.pressure = value,
+            _ => {}
+        }
+    }
+
+    /// Everything fades out at once; the pedal up, the bend centred.
+    fn panic(&mut self, cx: &TickCx) {
+        for &slot in &self.active {
+            self.voices[slot as usize].steal(cx.sr);
+        }
+        self.st.pedal = false;
+        self.st.bend_raw = 0;
+        cx.stats.pedals[self.ch as usize].store(false, Relaxed);
+        cx.stats.bends[self.ch as usize].store(0, Relaxed);
+    }
+
+    fn note_on(&mut self, note: u8, velocity: u8, cx: &TickCx) {
+        let Some(cfg) = self.st.config else {
+            return;
+        };
+        let source = match cfg.source {
+            Source::Synth(s) => VoiceSource::Synth(s),
+            Source::Sampled { bank, preset } => {
+                self.sample_note_on(note, velocity, bank, preset, &cfg, cx);
+                return;
+            }
+            Source::Drums => {
+                if let Some((bank, preset)) = cx.snapshot.user_kit
+                    && self.sample_note_on(note, velocity, bank, preset, &cfg, cx)
+                {
+                    return;
+                }
+                match cx.tables.drums.notes.get(note as usize).copied().flatten() {
+                    Some(sound) => {
+                        // A closed or pedal hi-hat chokes the open one.
+                        if matches!(note, 42 | 44) {
+                            for &slot in &self.active {
+                                let v = &mut self.voices[slot as usize];
+                                if v.active && v.note == 46 {
+                                    v.steal(cx.sr);
+                                }
+                            }
+                        }
+                        VoiceSource::Drum { sound, pos: 0 }
+                    }
+                    None => return,
+                }
+            }
+            Source::External { .. } => return,
+        };
+        let st = &mut self.st;
+        let legato = matches!(source, VoiceSource::Synth(_)) && st.target.get(Param::Legato) > 0.5;
+        let glide = st.now.get(Param::Glide);
+        let glide_from = if glide > 0.0 { st.last_pitch } else { None };
+        st.keys.push(note);
+        if legato {
+            // One voice per channel: a key pressed while another is held moves it.
+            let voices = &mut self.voices;
+            if let Some(&slot) = self.active.iter().find(|&&s| {
+                let v = &voices[s as usize];
+                v.active && v.held && v.steal_left == 0
+            }) {
+                st.last_pitch = Some(note as f64);
+                voices[slot as usize].retarget(note, glide);
+                return;
+            }
+        }
+        if matches!(source, VoiceSource::Synth(_)) {
+            st.last_pitch = Some(note as f64);
+        }
+        let slot = self.allocate_voice(&cfg, cx);
+        self.start_voice(slot, note, velocity, source, &cfg, glide_from, cx);
+    }
+
+    /// Plays a note on a sampled preset: one voice per region the key and velocity
+    /// fall in (layers), each cutting the voices of its exclusive class. Returns
+    /// whether any region matched.
+    fn sample_note_on(
+        &mut self,
+        note: u8,
+        velocity: u8,
+        bank: u8,
+        preset: u16,
+        cfg: &ChannelConfig,
+        cx: &TickCx,
+    ) -> bool {
+        let Some(&slot) = cx.bank_map.get(bank as usize) else { return false };
+        self.st.keys.push(note);
+        let first_serial = self.serial + 1;
+        let mut started = false;
+        for i in 0.. {
+            let region = match cx.banks.get(slot).and_then(|b| b.presets.get(preset as usize)) {
+                Some(p) => match p.regions.get(i) {
+                    Some(r) => *r,
+                    None => break,
+                },
+                None => break,
+            };
+            if !region.matches(note, velocity) {
+                continue;
+            }
+            if region.exclusive_class != 0 {
+                for &s in &self.active {
+                    let v = &mut self.voices[s as usize];
+                    if v.active
+                        && v.serial < first_serial
+                        && matches!(v.source, VoiceSource::Sample { .. })
+                        && v.sample.region.exclusive_class == region.exclusive_class
+                    {
+                        v.steal(cx.sr);
+                    }
+                }
+            }
+            let voice = self.allocate_voice(cfg, cx);
+            self.start_voice(voice, note, velocity, VoiceSource::Sample { slot }, cfg, None, cx);
+            self.voices[voice].sample.start(&region, note, velocity, cx.sr);
+            self.bank_started(slot);
+            started = true;
+        }
+        started
+    }
+
+    /// A free voice slot, making room under the channel's voice limit (the oldest
+    /// voice, released ones first, fades out) and in its pool (the voice closest to
+    /// silence is cut).
+    fn allocate_voice(&mut self, cfg: &ChannelConfig, cx: &TickCx) -> usize {
+        let limit = cfg.voice_limit.clamp(1, MAX_VOICE_LIMIT) as usize;
+        let mut count = 0;
+        let mut victim: Option<usize> = None;
+        for &slot in &self.active {
+            let i = slot as usize;
+            let v = &self.voices[i];
+            if v.active && v.steal_left == 0 {
+                count += 1;
+                let better = match victim {
+                    None => true,
+                    Some(j) => {
+                        let w = &self.voices[j];
+                        (v.is_released(), std::cmp::Reverse(v.serial)) > (w.is_released(), std::cmp::Reverse(w.serial))
+                    }
+                };
+                if better {
+                    victim = Some(i);
+                }
+            }
+        }
+        if count >= limit
+            && let Some(i) = victim
+        {
+            self.voices[i].steal(cx.sr);
+            cx.stats.voices_stolen.fetch_add(1, Relaxed);
+        }
+        match self.free.pop() {
+            Some(i) => i as usize,
+            None => {
+                // Every slot of the channel is busy: cut the voice closest to silence.
+                cx.stats.voices_cut.fetch_add(1, Relaxed);
+                let key = |v: &Voice| (v.steal_left == 0, v.steal_left, v.serial);
+                let pos =
+                    (0..self.active.len()).min_by_key(|&k| key(&self.voices[self.active[k] as usize])).unwrap_or(0);
+                let slot = self.active.remove(pos) as usize;
+                if let VoiceSource::Sample { slot: b } = self.voices[slot].source {
+                    self.bank_ended(b);
+                }
+                slot
+            }
+        }
+    }
+
+    /// Starts a voice in `slot` and adds it to the active list.
+    #[allow(clippy::too_many_arguments)]
+    fn start_voice(
+        &mut self,
+        slot: usize,
+        note: u8,
+        velocity: u8,
+        source: VoiceSource,
+        cfg: &ChannelConfig,
+        glide_from: Option<f64>,
+        cx: &TickCx,
+    ) {
+        self.serial += 1;
+        let st = &mut self.st;
+        if st.idle {
+            // Waking mid-tick: this tick's parameters and input were skipped.
+            st.update_target();
+            st.snap();
+            st.input.clear();
+            st.idle = false;
+        }
+        st.quiet_ticks = 0;
+        let ctx = VoiceCtx {
+            sample_rate: cx.sr,
+            tables: cx.tables,
+            params: &st.now,
+            bend: st.bend.value(),
+            banks: cx.banks,
+            controls: st.controls,
+        };
+        let channel = self.ch;
+        let seed = self.serial.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((channel as u64) << 8 | note as u64);
+        self.voices[slot].start(
+            channel,
+            note,
+            velocity,
+            self.serial,
+            source,
+            cfg.instrument_id,
+            seed,
+            glide_from,
+            &ctx,
+        );
+        // Keep the active list in pitch order: voices reading the same wavetable level
+        // then run back to back and find it in cache. (Within capacity: no allocation.)
+        let voices = &self.voices;
+        let at = self.active.partition_point(|&s| voices[s as usize].note <= note);
+        self.active.insert(at, slot as u16);
+    }
+
+    /// A controller arriving on `channel`, as it concerns this channel: the set's
+    /// CC map may move this channel's parameters whichever channel it arrives on;
+    /// the rest acts only on its own channel.
+    fn control(&mut self, channel: u8, cc: u8, value: u8, cx: &TickCx) {
+        let me = self.ch;
+        let ch = me as usize;
+        // The set's CC map first. A mapping for this channel wins over one without a
+        // channel; that one moves the channel the CC arrives on, or every channel when
+        // it says "any".
+        let map = &cx.snapshot.cc_map;
+        let specific = map.iter().any(|m| m.cc == cc && m.channel == Some(channel));
+        let mut mapped = false;
+        let stats = cx.stats;
+        for m in map.iter().filter(|m| m.cc == cc) {
+            let moves_me = match m.channel {
+                Some(c) if c == channel => me == channel,
+                None if !specific && !m.any => me == channel,
+                None if !specific => self.st.config.is_some(),
+                _ => continue,
+            };
+            if moves_me {
+                let v = crate::params::Param::cc_value(m.min, m.max, m.exponential, value);
+                let p = m.param as usize;
+                self.st.overrides[p] = v;
+                stats.overrides[ch][p].store(v.to_bits(), Relaxed);
+            }
+            mapped = true;
+        }
+        if mapped || me != channel {
+            return;
+        }
+        let sr = cx.sr;
+        let sampled = matches!(self.st.config.map(|c| c.source), Some(Source::Sampled { .. }));
+        let st = &mut self.st;
+        match cc {
+            0 => st.bank_select = value as u16,
+            1 => st.controls.mod_wheel = value,
+            // Expression: sample voices follow it through the SoundFont's own curve,
+            // a synth channel takes it as a gain on its volume.
+            11 => {
+                st.controls.expression = value;
+                let gain = value as f32 / 127.0;
+                st.expression = if sampled { 1.0 } else { gain };
+                stats.expression[ch].store(gain.to_bits(), Relaxed);
+            }
+            91 => st.controls.reverb = value,
+            93 => st.controls.chorus = value,
+            101 => st.rpn.0 = value,
+            100 => st.rpn.1 = value,
+            // Data entry for RPN 0: the pitch-bend range in semitones (MSB) and cents (LSB).
+            6 if st.rpn == (0, 0) => st.rpn_bend_range = Some(value as f32),
+            38 if st.rpn == (0, 0) => {
+                let semis = st.rpn_bend_range.unwrap_or(0.0).floor();
+                st.rpn_bend_range = Some(semis + value.min(99) as f32 / 100.0);
+            }
+            7 | 10 => {
+                let (p, v) = if cc == 7 {
+                    // A sampled channel follows General MIDI's volume curve (the default
+                    // SoundFont modulator: 40 log10, a square law); synths a linear fader.
+                    let g = value as f32 / 127.0;
+                    (Param::Volume, if sampled { g * g } else { g })
+                } else {
+                    (Param::Pan, ((value as f32 - 64.0) / 63.0).clamp(-1.0, 1.0))
+                };
+                st.overrides[p as usize] = v;
+                stats.overrides[ch][p as usize].store(v.to_bits(), Relaxed);
+            }
+            64 => {
+                let down = value >= 64;
+                st.pedal = down;
+                stats.pedals[ch].store(down, Relaxed);
+                if !down {
+                    let params = st.target;
+                    for &slot in &self.active {
+                        let v = &mut self.voices[slot as usize];
+                        if v.active && v.sustained {
+                            v.release(&params, sr);
+                        }
+                    }
+                }
+            }
+            120 => {
+                for &slot in &self.active {
+                    self.voices[slot as usize].steal(sr);
+                }
+            }
+            121 => {
+                st.overrides = [f32::NAN; NUM_PARAMS];
+                for o in &stats.overrides[ch] {
+                    o.store(f32::NAN.to_bits(), Relaxed);
+                }
+                st.bend_raw = 0;
+                st.pedal = false;
+                st.controls.expression = 127;
+                st.controls.mod_wheel = 0;
+                st.controls.pressure = 0;
+                st.rpn = (127, 127);
+                st.expression = 1.0;
+                stats.bends[ch].store(0, Relaxed);
+                stats.pedals[ch].store(false, Relaxed);
+                stats.expression[ch].store(1.0f32.to_bits(), Relaxed);
+            }
+            123 => {
+                let params = st.target;
+                for &slot in &self.active {
+                    self.voices[slot as usize].release(&params, sr);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Selects the General MIDI program's instrument on the channel: new notes use
+    /// it, sounding ones finish on the old sound; volume, pan and drum channels stay.
+    pub fn program_change(&mut self, program: u8, cx: &TickCx) {
+        let ch = self.ch as usize;
+        let Some(cfg) = self.st.config else { return };
+        if cfg.source == Source::Drums {
+            return;
+        }
+        if let Source::Sampled { .. } = cfg.source {
+            let base = cx.snapshot.channels[ch].unwrap_or(cfg);
+            match sampled_program(cx.banks, cx.bank_map, base, self.st.bank_select, program) {
+                Some(next) => {
+                    self.st.program = Some(program);
+                    self.st.config = Some(next);
+                }
+                None => {
+                    cx.stats.programs_ignored.fetch_add(1, Relaxed);
+                }
+            }
+            return;
+        }
+        let Some(prog) = cx.snapshot.programs.get(program as usize).copied().flatten() else {
+            cx.stats.programs_ignored.fetch_add(1, Relaxed);
+            return;
+        };
+        let base = cx.snapshot.channels[ch].unwrap_or(cfg);
+        let next = with_program(base, prog);
+        let st = &mut self.st;
+        st.program = Some(program);
+        cx.stats.programs[ch].store(program as u32, Relaxed);
+        let now = st.now;
+        for &slot in &self.active {
+            let v = &mut self.voices[slot as usize];
+            if v.frozen.is_none() && v.instrument_id == cfg.instrument_id {
+                v.frozen = Some(now);
+            }
+        }
+        st.config = Some(next);
+        st.last = next.params;
+    }
+
+    /// Takes over what MIDI had set on the channel (knobs, expression, bend, pedal),
+    /// the program aside. Control side.
+    pub fn restore(&mut self, m: &super::ChannelMidi, stats: &EngineStats) {
+        let ch = self.ch as usize;
+        let st = &mut self.st;
+        for &(p, v) in &m.knobs {
+            st.overrides[p as usize] = v;
+            stats.overrides[ch][p as usize].store(v.to_bits(), Relaxed);
+        }
+        st.bend_raw = m.bend.clamp(-8192, 8191);
+        st.pedal = m.pedal;
+        let gain = m.expression.clamp(0.0, 1.0);
+        let sampled = matches!(st.config.map(|c| c.source), Some(Source::Sampled { .. }));
+        st.controls.expression = (gain * 127.0).round() as u8;
+        st.expression = if sampled { 1.0 } else { gain };
+        stats.bends[ch].store(st.bend_raw as i32 as u32, Relaxed);
+        stats.pedals[ch].store(st.pedal, Relaxed);
+        stats.expression[ch].store(gain.to_bits(), Relaxed);
+        st.update_target();
+        st.snap();
+    }
+}

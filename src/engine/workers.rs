@@ -1,0 +1,383 @@
+//! Worker threads that render channels beside the audio thread: started on the
+//! control side with the stream (or the offline render), handed work by the audio
+//! thread through atomics, never by a lock. The audio thread and the workers take
+//! items from one counter; whoever takes an item renders it, so the result does not
+//! depend on who did (or on how many threads there are).
+//!
+//! The hand-off: the audio thread publishes a job and bumps a generation number in
+//! one atomic word, wakes the workers that sleep, and takes items itself (from the
+//! front of the job, the workers from its back). A worker
+//! spins for [`SPIN_MICROS`] waiting for the next generation, then parks. The audio
+//! thread never waits for a worker to wake: it only waits for items a worker has
+//! already taken to be finished. Nothing on this path allocates, frees or locks
+//! (`std::thread::park`/`unpark` are a futex on an atomic).
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+/// The most threads one engine renders on (the audio thread included).
+pub const MAX_THREADS: usize = 16;
+/// How long a worker spins for the next job before it parks, in microseconds.
+pub const SPIN_MICROS: u64 = 200;
+/// Items in one job, at most (channels, and a bound the claim word can hold).
+pub const MAX_ITEMS: usize = 255;
+
+/// How many threads renders use unless told otherwise: every core.
+pub fn available_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, MAX_THREADS)
+}
+
+/// Threads an engine renders on unless `--threads` says otherwise. One: on the
+/// project's shared 2-core machine, two threads rendered the four speed workloads
+/// at 0.57x to 0.75x the speed of one (BENCHMARKS.md, "Every core"), so more
+/// threads are asked for, not assumed.
+pub const DEFAULT_THREADS: usize = 1;
+
+/// Threads the command line asked for (0: not said).
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets how many threads engines built from now on render on (0: every core): the
+/// command line's `--threads`. Control side.
+pub fn set_threads(n: usize) {
+    THREADS.store(if n == 0 { available_threads() } else { n.min(MAX_THREADS) }, Relaxed);
+}
+
+/// Threads an engine renders on: as set, else [`DEFAULT_THREADS`].
+pub fn configured_threads() -> usize {
+    match THREADS.load(Relaxed) {
+        0 => DEFAULT_THREADS,
+        n => n,
+    }
+}
+
+/// Wraps everything a worker does between two sleeps (tests pass one that runs it
+/// under `assert_no_alloc` and counts what it finds).
+pub type WorkerGuard = fn(&mut dyn FnMut());
+
+fn unguarded(f: &mut dyn FnMut()) {
+    f()
+}
+
+/// The claim word: generation (high 40 bits), items in the job, items taken from
+/// the front (by the audio thread) and from the back (by the workers), 8 bits each.
+/// The audio thread takes the costliest items first and the workers the cheapest:
+/// the same channels tend to stay on the same thread from tick to tick (their state
+/// stays in that core's cache), and the two ends meet where the work is split.
+#[inline]
+fn pack(generation: u64, len: usize) -> u64 {
+    generation << 24 | (len as u64) << 16
+}
+
+/// (generation, len, taken from the front, taken from the back).
+#[inline]
+fn unpack(word: u64) -> (u64, usize, usize, usize) {
+    (word >> 24, (word >> 16 & 0xFF) as usize, (word >> 8 & 0xFF) as usize, (word & 0xFF) as usize)
+}
+
+struct Shared {
+    claim: AtomicU64,
+    /// Items of the current job finished.
+    done: AtomicUsize,
+    /// The job: its data and the function that renders item `i` of it.
+    data: AtomicPtr<()>,
+    call: AtomicUsize,
+    stop: AtomicBool,
+    /// Per worker: it is parked, or about to park, and needs an unpark.
+    sleeping: Vec<AtomicBool>,
+    /// A worker's item panicked (the audio thread panics in turn).
+    panicked: AtomicBool,
+    /// Items rendered by workers rather than the audio thread.
+    worker_items: AtomicU64,
+    /// Workers that run at realtime priority.
+    realtime: AtomicUsize,
+}
+
+/// Renders items of the job `data` (the monomorphized trampoline of `Pool::run`).
+type Call = unsafe fn(*const (), usize);
+
+/// Threads beside the audio thread, and the hand-off to them.
+pub struct Pool {
+    shared: Arc<Shared>,
+    threads: Vec<Thread>,
+    handles: Vec<JoinHandle<()>>,
+    generation: Cell<u64>,
+}
+
+/// What a job needs: the items, the order to take them in, and the function.
+struct Job<'a, T, F> {
+    items: *mut T,
+    order: &'a [u8],
+    f: &'a F,
+}
+
+/// Renders item `i` of the job at `data`.
+///
+/// SAFETY: `data` points at a live `Job<T, F>`, `i` is below its order's length, and
+/// no other thread renders the same `i` (the claim counter hands each out once).
+unsafe fn call<T, F: Fn(&mut T)>(data: *const (), i: usize) {
+    // SAFETY: as the function's contract says.
+    unsafe {
+        let job = &*(data as *const Job<'_, T, F>);
+        let k = job.order[i] as usize;
+        (job.f)(&mut *job.items.add(k));
+    }
+}
+
+impl Pool {
+    /// Starts `threads - 1` workers (the audio thread is the first thread), at
+    /// realtime priority when `realtime` and the system allows it. `guard` wraps
+    /// their work. Control side.
+    pub fn start(threads: usize, realtime: bool, guard: Option<WorkerGuard>) -> Pool {
+        let workers = threads.clamp(1, MAX_THREADS) - 1;
+        let shared = Arc::new(Shared {
+            claim: AtomicU64::new(0),
+            done: AtomicUsize::new(0),
+            data: AtomicPtr::new(std::ptr::null_mut()),
+            call: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            sleeping: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+            panicked: AtomicBool::new(false),
+            worker_items: AtomicU64::new(0),
+            realtime: AtomicUsize::new(0),
+        });
+        let guard = guard.unwrap_or(unguarded);
+        let mut handles = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let s = shared.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("jamrig-render-{}", w + 1))
+                .spawn(move || worker(s, w, realtime, guard))
+                .expect("a render thread could not be started");
+            handles.push(h);
+        }
+        let threads = handles.iter().map(|h| h.thread().clone()).collect();
+        Pool { shared, threads, handles, generation: Cell::new(0) }
+    }
+
+    /// Threads that render (the audio thread and the workers).
+    pub fn threads(&self) -> usize {
+        self.handles.len() + 1
+    }
+
+    /// Items the workers have rendered so far.
+    pub fn worker_items(&self) -> u64 {
+        self.shared.worker_items.load(Relaxed)
+    }
+
+    /// Workers running at realtime priority.
+    pub fn realtime_workers(&self) -> usize {
+        self.shared.realtime.load(Relaxed)
+    }
+
+    /// Runs `f` on `items[order[0]]`, `items[order[1]]`, ... on this thread and the
+    /// workers, and returns when every one is done. This thread takes items from the
+    /// front of `order`, the workers from its back (put the costliest first). Audio
+    /// thread: no allocation, no lock; it spins only while a worker finishes an item
+    /// it took.
+    ///
+    /// Panics if `order` names an item twice or one out of range.
+    pub fn run<T: Send, F: Fn(&mut T) + Sync>(&self, items: &mut [T], order: &[u8], f: &F) {
+        let len = order.len().min(MAX_ITEMS);
+        let mut seen = [0u64; 4];
+        for &k in &order[..len] {
+            let (w, b) = (k as usize / 64, k as usize % 64);
+            assert!((k as usize) < items.len() && seen[w] & 1 << b == 0, "each item once, within the slice");
+            seen[w] |= 1 << b;
+        }
+        let order = &order[..len];
+        if self.handles.is_empty() || len < 2 {
+            for &k in order {
+                f(&mut items[k as usize]);
+            }
+            return;
+        }
+        let job = Job { items: items.as_mut_ptr(), order, f };
+        let s = &*self.shared;
+        let generation = self.generation.get() + 1;
+        self.generation.set(generation);
+        s.done.store(0, Relaxed);
+        s.data.store(&job as *const Job<'_, T, F> as *mut (), Relaxed);
+        s.call.store(call::<T, F> as Call as usize, Relaxed);
+        s.claim.store(pack(generation, len), SeqCst);
+        for (w, t) in self.threads.iter().enumerate() {
+            if s.sleeping[w].load(SeqCst) && s.sleeping[w].swap(false, SeqCst) {
+                t.unpark();
+            }
+        }
+        let mut mine = 0;
+        while let Some(i) = take(s, generation, true) {
+            let data = &job as *const Job<'_, T, F> as *const ();
+            // SAFETY: `job` lives until every item is done (below); `take` handed
+            // out `i` once. A panic is caught so that the job outlives the workers'
+            // use of it, and raised again below.
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { call::<T, F>(data, i) }));
+            if ok.is_err() {
+                s.panicked.store(true, Relaxed);
+            }
+            mine += 1;
+        }
+        s.done.fetch_add(mine, Release);
+        while s.done.load(Acquire) < len {
+            std::hint::spin_loop();
+        }
+        if s.panicked.swap(false, Relaxed) {
+            panic!("a render thread panicked while rendering a channel");
+        }
+    }
+}
+
+/// Takes the next item of job `generation` from its front (the audio thread) or its
+/// back (a worker), if one is left.
+#[inline]
+fn take(s: &Shared, generation: u64, front: bool) -> Option<usize> {
+    let mut word = s.claim.load(Acquire);
+    loop {
+        let (g, len, f, b) = unpack(word);
+        if g != generation || f + b >= len {
+            return None;
+        }
+        let (next, item) = if front { (word + (1 << 8), f) } else { (word + 1, len - 1 - b) };
+        match s.claim.compare_exchange_weak(word, next, Acquire, Acquire) {
+            Ok(_) => return Some(item),
+            Err(now) => word = now,
+        }
+    }
+}
+
+fn worker(s: Arc<Shared>, w: usize, realtime: bool, guard: WorkerGuard) {
+    if realtime && raise_priority() {
+        s.realtime.fetch_add(1, Relaxed);
+    }
+    // The audio thread flushes denormals while it renders; the workers must do the
+    // same, or their channels would come out different.
+    let _ftz = super::denormal::FlushDenormals::enter();
+    let mut seen = 0u64;
+    while !s.stop.load(Relaxed) {
+        guard(&mut || {
+            let generation = wait(&s, w, seen);
+            seen = generation;
+            let mut mine = 0;
+            while let Some(i) = take(&s, generation, false) {
+                let data = s.data.load(Relaxed) as *const ();
+                // SAFETY: the value stored was a `Call` (`Pool::run`), published with
+                // the claim word `take` acquired.
+                let f: Call = unsafe { std::mem::transmute::<usize, Call>(s.call.load(Relaxed)) };
+                // SAFETY: item `i` was handed to this thread alone; the job lives until
+                // it is marked done.
+                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { f(data, i) })).is_ok();
+                if !ok {
+                    s.panicked.store(true, Relaxed);
+                }
+                mine += 1;
+                s.done.fetch_add(1, Release);
+            }
+            if mine > 0 {
+                s.worker_items.fetch_add(mine, Relaxed);
+            }
+        });
+    }
+}
+
+/// Spins, then parks, until a generation after `seen` is published (or the pool
+/// stops); returns it.
+fn wait(s: &Shared, w: usize, seen: u64) -> u64 {
+    let t0 = Instant::now();
+    let mut spins = 0u32;
+    loop {
+        let (g, ..) = unpack(s.claim.load(Acquire));
+        if g != seen || s.stop.load(Relaxed) {
+            return g;
+        }
+        spins += 1;
+        if !spins.is_multiple_of(64) || t0.elapsed() < Duration::from_micros(SPIN_MICROS) {
+            std::hint::spin_loop();
+            continue;
+        }
+        s.sleeping[w].store(true, SeqCst);
+        let (g, ..) = unpack(s.claim.load(SeqCst));
+        if g != seen || s.stop.load(SeqCst) {
+            s.sleeping[w].store(false, SeqCst);
+            return g;
+        }
+        std::thread::park();
+        s.sleeping[w].store(false, SeqCst);
+        spins = 0;
+    }
+}
+
+/// Asks for realtime (FIFO) scheduling for this thread, just under JACK's usual
+/// client priority; returns whether the system granted it.
+#[cfg(target_os = "linux")]
+fn raise_priority() -> bool {
+    /// FIFO priority of the render workers.
+    const WORKER_PRIORITY: libc::c_int = 60;
+    let param = libc::sched_param { sched_priority: WORKER_PRIORITY };
+    // SAFETY: sets this thread's own scheduling policy; `param` is valid for the call.
+    unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn raise_priority() -> bool {
+    false
+}
+
+impl Drop for Pool {
+    /// Stops and joins the workers (control side, or the audio thread once the
+    /// stream has ended).
+    fn drop(&mut self) {
+        self.shared.stop.store(true, SeqCst);
+        for t in &self.threads {
+            t.unpark();
+        }
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_item_runs_once_whatever_the_thread_count() {
+        for threads in [1, 2, 3, 8] {
+            let pool = Pool::start(threads, false, None);
+            let mut items = vec![0u32; 16];
+            let order: Vec<u8> = (0..16u8).rev().collect();
+            for _ in 0..2000 {
+                pool.run(&mut items, &order, &|x: &mut u32| *x += 1);
+            }
+            assert!(items.iter().all(|&x| x == 2000), "{threads} threads: {items:?}");
+        }
+    }
+
+    #[test]
+    fn workers_take_items_when_they_are_awake() {
+        let pool = Pool::start(2, false, None);
+        let mut items = vec![0u64; 8];
+        let order: Vec<u8> = (0..8).collect();
+        // Items long enough that a spinning worker takes some.
+        let slow = |x: &mut u64| {
+            for i in 0..200_000u64 {
+                *x = std::hint::black_box(x.wrapping_add(i));
+            }
+        };
+        for _ in 0..200 {
+            pool.run(&mut items, &order, &slow);
+        }
+        assert!(pool.worker_items() > 0, "the worker never took an item");
+    }
+
+    #[test]
+    #[should_panic(expected = "each item once")]
+    fn an_order_naming_an_item_twice_is_refused() {
+        let pool = Pool::start(2, false, None);
+        let mut items = vec![0u32; 4];
+        pool.run(&mut items, &[1, 1], &|x: &mut u32| *x += 1);
+    }
+}

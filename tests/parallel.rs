@@ -1,0 +1,186 @@
+//! Rendering on several threads: the output is the same, bit for bit, on 1, 2, 3
+//! and 8 threads, for the example sets (patterns, played notes, knobs, program
+//! changes, a panic) and a SoundFont set with shared effect sends; at any block
+//! size; through a reload of the same set. Also the larger voice pool: 256 voices
+//! on one channel, thousands in all.
+
+mod common;
+
+use common::*;
+use jamrig::engine::event::{Event, EventKind};
+use jamrig::offline::Renderer;
+use jamrig::rig::Set;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+
+const SR: u32 = 48_000;
+const THREADS: [usize; 4] = [1, 2, 3, 8];
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name)
+}
+
+/// Evaluates an example set from its own folder (it may read files there).
+fn example_set(name: &str) -> Set {
+    let path = example(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    match host().eval_source(
+        &path.to_string_lossy(),
+        &text,
+        path.parent().map(Path::to_path_buf),
+        Set::default(),
+        false,
+    ) {
+        Ok(ev) => ev.set,
+        Err(d) => panic!("{name} does not evaluate:\n{}", d.render()),
+    }
+}
+
+/// Notes on every channel (several at once, some held long), knobs, bends, a
+/// program change, the sustain pedal and a panic: the channel events of a busy
+/// performance, over `seconds`.
+fn performance(seconds: f64) -> Vec<Event> {
+    let mut evs = Vec::new();
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let frames = (seconds * SR as f64) as u64;
+    let mut t = 0u64;
+    while t < frames {
+        let ch = next(16) as u8;
+        let note = 36 + next(48) as u8;
+        evs.push(note_on(t, ch, note, 60 + next(60) as u8));
+        evs.push(note_off(t + 2000 + next(40_000), ch, note));
+        match next(12) {
+            0 => evs.push(cc(t + 5, ch, 74, next(128) as u8)),
+            1 => evs.push(cc(t + 7, ch, 64, 127)),
+            2 => evs.push(cc(t + 9, ch, 64, 0)),
+            3 => evs.push(Event::new(t + 3, EventKind::PitchBend { channel: ch, value: next(16384) as i16 - 8192 })),
+            4 => evs.push(cc(t + 11, ch, 91, next(128) as u8)),
+            5 => evs.push(Event::new(t + 13, EventKind::Program { channel: ch, program: next(128) as u8 })),
+            _ => {}
+        }
+        t += 300 + next(3000);
+    }
+    evs.push(Event::new(frames * 3 / 4, EventKind::Panic));
+    evs
+}
+
+/// Renders `set` with `events` on `threads` threads in blocks of `block` frames.
+fn render(set: &Set, events: &[Event], threads: usize, seconds: f64, block: usize) -> (Vec<f32>, u64) {
+    let mut r = Renderer::with_tables(set, tables(SR)).expect("rig builds");
+    r.engine.set_threads(threads, false);
+    r.engine.set_parallel_min_micros(0.0);
+    r.add_events(events.iter().copied());
+    let out = r.render((seconds * SR as f64) as usize, block);
+    (out, r.engine.worker_items())
+}
+
+fn first_difference(a: &[f32], b: &[f32]) -> Option<usize> {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits()).map(|i| i / 2)
+}
+
+fn assert_same_on_every_thread_count(what: &str, set: &Set, events: &[Event], seconds: f64) {
+    let (one, _) = render(set, events, 1, seconds, 512);
+    assert!(rms(&one) > 1e-3, "{what}: the render is silent, so the comparison proves nothing");
+    for threads in THREADS.into_iter().skip(1) {
+        let (many, by_workers) = render(set, events, threads, seconds, 512);
+        if let Some(f) = first_difference(&one, &many) {
+            panic!("{what}: {threads} threads differ from one from frame {f}");
+        }
+        assert!(by_workers > 0, "{what}: on {threads} threads the workers rendered no channel");
+    }
+}
+
+#[test]
+fn the_example_sets_render_the_same_on_every_thread_count() {
+    let events = performance(4.0);
+    for name in ["set.rhai", "tour.rhai", "live-coding.rhai", "op-xy.rhai"] {
+        assert_same_on_every_thread_count(name, &example_set(name), &events, 4.0);
+    }
+}
+
+#[test]
+fn a_soundfont_set_with_shared_sends_renders_the_same_on_every_thread_count() {
+    // examples/soundfont.rhai: TimGM6mb (installed by scripts/deps.sh), samples, a
+    // sampled instrument; sampled channels send to the shared reverb and chorus.
+    let set = example_set("soundfont.rhai");
+    let mut events = performance(4.0);
+    for ch in 0..16 {
+        events.push(cc(0, ch, 91, 70));
+        events.push(cc(0, ch, 93, 50));
+    }
+    assert_same_on_every_thread_count("soundfont.rhai", &set, &events, 4.0);
+}
+
+#[test]
+fn block_size_does_not_matter_on_several_threads() {
+    let set = example_set("set.rhai");
+    let events = performance(2.0);
+    let (reference, _) = render(&set, &events, 1, 2.0, 512);
+    for (threads, block) in [(2, 1), (3, 37), (2, 64), (8, 100), (3, 4096)] {
+        let (x, _) = render(&set, &events, threads, 2.0, block);
+        if let Some(f) = first_difference(&reference, &x) {
+            panic!("{threads} threads at {block}-frame blocks differ from one thread at 512 from frame {f}");
+        }
+    }
+}
+
+#[test]
+fn republishing_the_same_set_changes_nothing_on_several_threads() {
+    let set = example_set("set.rhai");
+    // Without program changes: a reload returns a channel to the set's own
+    // instrument's parameters, so it is not a null reload after one.
+    let events: Vec<Event> =
+        performance(3.0).into_iter().filter(|e| !matches!(e.kind, EventKind::Program { .. })).collect();
+    let (whole, _) = render(&set, &events, 1, 3.0, 512);
+    for (threads, split) in [(1, 72_000usize), (2, 72_000usize), (3, 72_017)] {
+        let mut r = Renderer::with_tables(&set, tables(SR)).unwrap();
+        r.engine.set_threads(threads, false);
+        r.engine.set_parallel_min_micros(0.0);
+        r.add_events(events.iter().copied());
+        let mut x = r.render(split, 512);
+        r.publish(&example_set("set.rhai")).expect("set builds");
+        x.extend(r.render(3 * SR as usize - split, 512));
+        assert_eq!(r.stats().snapshots_adopted.load(Relaxed), 1);
+        if let Some(f) = first_difference(&whole, &x) {
+            panic!("republishing on {threads} threads (split {split}) changes the output from frame {f}");
+        }
+    }
+}
+
+#[test]
+fn a_channel_holds_256_voices_and_the_pool_holds_them_on_every_channel() {
+    const { assert!(jamrig::engine::MAX_VOICE_LIMIT >= 256 && jamrig::engine::MAX_VOICES >= 4096) };
+    let text = (1..=16)
+        .filter(|ch| *ch != 10)
+        .map(|ch| format!("channel({ch}, #{{ synth: \"sine\", envelope: \"organ\", voices: 256 }});\n"))
+        .collect::<String>();
+    let mut r = renderer(&text, SR);
+    r.engine.set_threads(2, false);
+    r.engine.set_parallel_min_micros(0.0);
+    // 256 held notes on each of 15 channels: 3840 voices; then one more note on
+    // channel 1 steals its oldest.
+    let mut evs = Vec::new();
+    for ch in (0..16u8).filter(|&c| c != 9) {
+        for k in 0..256u32 {
+            evs.push(note_on(k as u64 * 3, ch, (k % 96) as u8 + 12, 40));
+        }
+    }
+    evs.push(note_on(3000, 0, 100, 40));
+    r.add_events(evs);
+    r.render(2400, 512);
+    let stats = r.stats().clone();
+    let sounding: u32 = stats.voices.iter().map(|v| v.load(Relaxed)).sum();
+    assert_eq!(sounding, 15 * 256, "every note sounds");
+    assert_eq!(stats.voices_stolen.load(Relaxed), 0);
+    r.render(2400, 512);
+    assert_eq!(stats.voices_stolen.load(Relaxed), 1, "the 257th note on a channel steals one");
+    assert_eq!(stats.voices_cut.load(Relaxed), 0);
+    assert_eq!(stats.voices[0].load(Relaxed), 256, "after the stolen voice's fade the channel holds its limit");
+}
