@@ -148,7 +148,11 @@ fn synth_costs(tables: &Arc<Tables>) {
     use jamrig::engine::synth::{OscState, SYNTHS, SynthCtx, line_len};
     let params = jamrig::params::ParamValues::default();
     let mut rows = Vec::new();
-    for entry in SYNTHS {
+    // JAMRIG_SYNTHS=a,b measures only those synths (and not the held voices), for
+    // instruction counts of a few synths under callgrind.
+    let only: Option<Vec<String>> =
+        std::env::var("JAMRIG_SYNTHS").ok().map(|v| v.split(',').map(str::to_string).collect());
+    for entry in SYNTHS.iter().filter(|e| only.as_ref().is_none_or(|o| o.iter().any(|n| n == e.name))) {
         let mut runs = Vec::new();
         for _ in 0..3 {
             let mut samples = 0usize;
@@ -180,6 +184,9 @@ fn synth_costs(tables: &Arc<Tables>) {
     println!("synth cost, one voice, ns per voice-sample (best of 3; notes 48, 60, 72, 1 s each):");
     for (name, ns) in &rows {
         println!("    {name:28} {ns:7.1}");
+    }
+    if only.is_some() {
+        return;
     }
     let (costliest, _) = rows[0];
     let budget = Duration::from_secs_f64(BLOCK as f64 / SR as f64);
@@ -399,7 +406,7 @@ fn mini_notation() {
     for (drums, s) in &lines {
         let t0 = Instant::now();
         let p: Pattern = mini::read(s).expect("corpus string");
-        let (_, h) = jamrig::script::patterns::expand(lib, &p, *drums, 4.0, None).expect("expands");
+        let (_, h) = jamrig::script::patterns::expand(lib, &p, *drums, 4.0, None, &mut Vec::new()).expect("expands");
         each.push(t0.elapsed());
         hits += h.len();
     }
@@ -414,7 +421,7 @@ fn mini_notation() {
     );
     let t0 = Instant::now();
     let p = mini::read("[bd | sd | hh]*16?, cp(<3 5>,8,<0 2>)").expect("string");
-    let (_, h) = jamrig::script::patterns::expand(lib, &p, true, 4.0, Some(256)).expect("expands");
+    let (_, h) = jamrig::script::patterns::expand(lib, &p, true, 4.0, Some(256), &mut Vec::new()).expect("expands");
     println!(
         "mini: 256 bars of \"[bd | sd | hh]*16?, cp(<3 5>,8,<0 2>)\" ({} hits): {:.1} ms",
         h.len(),

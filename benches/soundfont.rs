@@ -1,7 +1,8 @@
 //! SoundFont benchmarks against FluidSynth, on the same font (Debian's TimGM6mb,
 //! installed by scripts/deps.sh with FluidSynth and `time`) and the same MIDI files,
 //! written here. Run with `cargo bench --bench soundfont` (add `-- NAME` for one
-//! group: render, voices, memory, startup). Prints the figures BENCHMARKS.md records.
+//! group: render, voices, memory, startup; `-- files` writes the MIDI files to
+//! target/soundfont-bench/ for profiling). Prints the figures BENCHMARKS.md records.
 //!
 //! Both run on one core (FluidSynth with synth.cpu-cores=1 under `taskset -c 0`,
 //! jamrig's offline renderer on the bench's own thread, also pinned), at 48 kHz, with
@@ -327,6 +328,18 @@ fn startup_group(dir: &Path, tables: &Arc<Tables>) {
     );
 }
 
+/// Writes the bench's MIDI files into `target/soundfont-bench/` (for profiling
+/// and callgrind runs of `jamrig render` over the same workloads).
+fn files_group() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("soundfont-bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("song.mid"), song()).unwrap();
+    for n in [8usize, 16, 32, 64] {
+        std::fs::write(dir.join(format!("held{n}.mid")), held(n, 10.0)).unwrap();
+    }
+    println!("files: song.mid, held8/16/32/64.mid written to {}", dir.display());
+}
+
 fn main() {
     assert!(Path::new(FONT).is_file(), "{FONT} is missing: run scripts/deps.sh");
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
@@ -334,6 +347,10 @@ fn main() {
     pin_to_first_core();
     let dir = tempfile::tempdir().unwrap();
     let tables = Arc::new(Tables::new(SR as f32));
+    if which.iter().any(|w| w == "files") {
+        files_group();
+        return;
+    }
     if run("startup") {
         startup_group(dir.path(), &tables);
     }

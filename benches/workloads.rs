@@ -7,7 +7,9 @@
 //! chords, held, song, notes). With `-- --callgrind` each render runs once under
 //! callgrind instead and the instructions executed are printed: figures that hold
 //! on a busy machine, where wall times do not; `-- --no-fluidsynth` runs jamrig
-//! alone. FluidSynth uses FluidR3_GM where it is installed
+//! alone. `-- --dir DIR` writes the set and the MIDI files into DIR and keeps them
+//! (for a profiler; with `--files-only` it stops there). FluidSynth uses FluidR3_GM
+//! where it is installed
 //! (`fluid-soundfont-gm`), else TimGM6mb; `JAMRIG_BENCH_FONT` picks another font.
 //!
 //! The jamrig rig: channels 1 and 5 electric_piano, 2 and 6 bass_guitar, 3 and 7
@@ -88,15 +90,18 @@ fn chords() -> Workload {
     Workload { name: "chords", what: "4 channels of 3-8 note chords changing every 2 s, 30 s", bpm, notes }
 }
 
-/// 32 notes on each of channels 1 to 4, held 8 s and then replaced, for 30 s.
+/// 32 notes on each of channels 1 to 4, held 8 s and then replaced, for 30 s. The
+/// keys of a channel are distinct (FluidSynth 2.3 holds one voice of a key struck
+/// twice at once past both note-offs, and then never ends its render).
 fn held() -> Workload {
     let (bpm, mut rng, mut notes) = (120.0, Lcg(2), Vec::new());
     let mut start = 0.0;
     while start < 60.0 {
         let end = (start + 16.0f64).min(60.0);
         for ch in 0..4u8 {
+            let shift = rng.below(3) as u8;
             for i in 0..32u8 {
-                let key = 36 + (i * 7 + rng.below(3) as u8) % 60;
+                let key = 36 + (i * 7 + shift) % 60;
                 notes.push(Note { on: ticks(start), off: ticks(end), channel: ch, key, velocity: 90 });
             }
         }
@@ -270,10 +275,24 @@ fn wav_seconds(path: &Path) -> f64 {
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let callgrind = std::env::args().any(|a| a == "--callgrind");
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let set = dir.path().join("workloads.rhai");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let kept = args.iter().position(|a| a == "--dir").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    let filter: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with('-') && (*i == 0 || args[i - 1] != "--dir"))
+        .map(|(_, a)| a)
+        .collect();
+    let callgrind = args.iter().any(|a| a == "--callgrind");
+    let temp = tempfile::tempdir().expect("a temporary folder");
+    let dir = match &kept {
+        Some(d) => {
+            std::fs::create_dir_all(d).expect("create the --dir folder");
+            d.as_path()
+        }
+        None => temp.path(),
+    };
+    let set = dir.join("workloads.rhai");
     std::fs::write(&set, SET).expect("write the set");
     let jamrig = env!("CARGO_BIN_EXE_jamrig");
     // jamrig on every core too: the same render with `--threads` at the core count.
@@ -306,11 +325,15 @@ fn main() {
         if !filter.is_empty() && !filter.iter().any(|f| w.name.contains(f.as_str())) {
             continue;
         }
-        let plain = dir.path().join(format!("{}.mid", w.name));
-        let gm = dir.path().join(format!("{}-gm.mid", w.name));
+        let plain = dir.join(format!("{}.mid", w.name));
+        let gm = dir.join(format!("{}-gm.mid", w.name));
         std::fs::write(&plain, smf(&w, false)).expect("write MIDI");
         std::fs::write(&gm, smf(&w, true)).expect("write MIDI");
-        let out = dir.path().join("j.wav");
+        if args.iter().any(|a| a == "--files-only") {
+            println!("{}: {} and {}", w.name, plain.display(), gm.display());
+            continue;
+        }
+        let out = dir.join("j.wav");
         if callgrind {
             let ours = instructions(&[
                 jamrig,
@@ -323,7 +346,7 @@ fn main() {
                 "--tail",
                 "0",
             ]);
-            let fout = dir.path().join("f.wav");
+            let fout = dir.join("f.wav");
             let theirs = match (&font, fluid) {
                 (Some(f), true) => instructions(&[
                     "fluidsynth",
@@ -379,7 +402,7 @@ fn main() {
         let seconds = wav_seconds(&out);
         let theirs = match (&font, fluid) {
             (Some(f), true) => {
-                let fout = dir.path().join("f.wav");
+                let fout = dir.join("f.wav");
                 let r = best((0..3).map(|_| {
                     run_pinned(&[
                         "fluidsynth",

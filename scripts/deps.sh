@@ -45,4 +45,15 @@ if ! command -v cargo >/dev/null 2>&1; then
     fi
 fi
 
+# The ALSA sequencer, for the default build's MIDI out test (tests/midi_out_alsa.rs):
+# load its kernel module if it is there to load (containers and CI machines often
+# have none; scripts/test then says that test did not run).
+if [ ! -e /dev/snd/seq ] && command -v modprobe >/dev/null 2>&1; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo -n"
+    fi
+    $sudo modprobe snd-seq 2>/dev/null || true
+fi
+
 "$(dirname "$0")/strudel.sh"

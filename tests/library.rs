@@ -607,8 +607,9 @@ fn preset_images(name: &str, note: u8) -> Images {
 
 /// Distortion, saturation and wavefolding run oversampled, and FM keeps its
 /// sidebands under Nyquist: every preset that drives one, played at each C from C4
-/// inside its range and at the top of its range (up to C7), keeps its images (inharmonic peaks, by FFT
-/// against the harmonic series) 60 dB under its strongest harmonic. Before, the
+/// inside its range and at the top of its range (up to C7), and fm and tubular_bells at
+/// C8, keep their images (inharmonic peaks, by FFT against the harmonic series) 60 dB
+/// under the strongest harmonic. Before, the
 /// bus's curves ran at the base rate: acid_bass had images at -43 dB at C5 (-22 dB
 /// at C8), fm and tubular_bells at -34 dB at C8. Prints the table.
 #[test]
@@ -631,9 +632,12 @@ fn driven_presets_keep_images_under_60_db_up_to_c7() {
         })
         .chain([(fm.clone(), 96, true)])
         .collect();
+    // The issue's -34 dB images of fm and tubular_bells at C8: checked there too (the
+    // bare synth plays the whole keyboard; the bells' preset range ends at C6).
+    jobs.extend([(fm.clone(), 108, true), ("tubular_bells".to_string(), 108, true)]);
     // Beyond their ranges, for the record (the issue measured them there): printed,
     // not checked.
-    for (name, notes) in [("acid_bass", &[72u8, 84, 96, 108][..]), ("tubular_bells", &[96, 108]), (&fm, &[108])] {
+    for (name, notes) in [("acid_bass", &[72u8, 84, 96, 108][..]), ("tubular_bells", &[96])] {
         jobs.extend(notes.iter().map(|&n| (name.to_string(), n, false)));
     }
     // Two halves side by side (two cores).

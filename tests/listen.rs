@@ -567,3 +567,102 @@ fn floods_fuzz_and_slow_connections_leave_the_patterns_in_time() {
     let status = r.jam.command(":status", S(5), |l| l.starts_with("events: ")).1;
     assert!(status.starts_with("events: 0 dropped (queue full), 0 late, 0 overflowed"), "{status}");
 }
+
+/// An OSC bundle of one message, timed `ahead` seconds from now (`None`: the tag
+/// "immediately"; a negative time is in the past).
+fn bundle(ahead: Option<f64>, addr: &str, args: Vec<OscType>) -> Vec<u8> {
+    let timetag = match ahead {
+        None => (0, 1).into(),
+        Some(d) => {
+            let now = std::time::SystemTime::now();
+            let at = if d >= 0.0 { now + Duration::from_secs_f64(d) } else { now - Duration::from_secs_f64(-d) };
+            rosc::OscTime::try_from(at).unwrap()
+        }
+    };
+    let content = vec![OscPacket::Message(OscMessage { addr: addr.into(), args })];
+    rosc::encoder::encode(&OscPacket::Bundle(rosc::OscBundle { timetag, content })).unwrap()
+}
+
+/// Issue 18: an OSC bundle's time tag is honoured. Beside a bundle timed
+/// "immediately", two notes in bundles timed 0.3 s and 1.3 s ahead sound 0.3 s
+/// after it and 1 s apart to within 2 ms (they are placed on the frames of their
+/// times, not of their arrival); a bundle timed in the past plays at once (0.1 s
+/// before an immediate one sent 0.1 s after it); a line in a bundle timed ahead
+/// runs at its time (its reply comes no sooner).
+#[test]
+fn bundle_time_tags_place_notes_at_their_frames_and_hold_lines() {
+    let _serial = serial();
+    let mut r = Rig::start("tempo(120);\ndrums(10);\n", &[]);
+    let osc = r.osc();
+    let hat = || vec![OscType::Int(10), OscType::Int(42), OscType::Int(100), OscType::Float(0.1)];
+    let frames = r.probe.start_recording(3.0);
+    std::thread::sleep(MS(200));
+    osc.send_raw(&bundle(None, "/jamrig/note", hat()));
+    osc.send_raw(&bundle(Some(0.3), "/jamrig/note", hat()));
+    osc.send_raw(&bundle(Some(1.3), "/jamrig/note", hat()));
+    let sent = Instant::now();
+    for _ in 0..3 {
+        let (a, t) = osc.reply();
+        assert_eq!(a, "/jamrig/reply", "{t}");
+    }
+    // The notes are answered at once (they are placed ahead), not at their times.
+    assert!(sent.elapsed() < MS(250), "{:?}", sent.elapsed());
+    std::thread::sleep(MS(600).saturating_sub(sent.elapsed()));
+    osc.send_raw(&bundle(Some(-5.0), "/jamrig/note", hat()));
+    assert_eq!(osc.reply().0, "/jamrig/reply");
+    std::thread::sleep(MS(100));
+    osc.send_raw(&bundle(None, "/jamrig/note", hat()));
+    assert_eq!(osc.reply().0, "/jamrig/reply");
+    let line_sent = Instant::now();
+    osc.send_raw(&bundle(Some(0.8), "/jamrig/eval", vec![s("2 + 3")]));
+    let (a, t) = osc.reply();
+    let took = line_sent.elapsed();
+    assert_eq!((a.as_str(), t.trim_end()), ("/jamrig/reply", "=> 5"));
+    assert!(took >= MS(780) && took < MS(1500), "a line timed 0.8 s ahead ran after {took:?}");
+    let c = r.probe.finish(frames);
+    let on = onsets(&c.left, 500);
+    println!("hats at {on:?}");
+    assert_eq!(on.len(), 5, "five hats: {on:?}");
+    let sr = SAMPLE_RATE as f64;
+    let apart = |a: usize, b: usize| (on[b] as f64 - on[a] as f64) / sr;
+    assert!((apart(1, 4) - 1.0).abs() <= 0.002, "timed 1 s apart, heard {} s apart", apart(1, 4));
+    assert!((apart(0, 1) - 0.3).abs() <= 0.05, "timed 0.3 s ahead, heard {} s after", apart(0, 1));
+    assert!((apart(2, 3) - 0.1).abs() <= 0.04, "the past bundle played {} s before the next", apart(2, 3));
+}
+
+/// Issue 18: the rate limit and the OSC queue are shared out per sender: while one
+/// sender floods the port, another's requests are all answered.
+#[test]
+fn one_flooding_sender_does_not_starve_another() {
+    let _serial = serial();
+    let mut r = Rig::start(SET, &[]);
+    let addr = r.addr();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooding = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let flood = encode("/jamrig/eval", vec![s("1 + 1")]);
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = sock.send_to(&flood, addr);
+                n += 1;
+                if n.is_multiple_of(64) {
+                    std::thread::sleep(MS(1));
+                }
+            }
+            n
+        })
+    };
+    std::thread::sleep(MS(300));
+    let other = r.osc();
+    for i in 0..20 {
+        assert_eq!(other.ask("/jamrig/eval", vec![s(&format!("{i} + 3"))]).trim_end(), format!("=> {}", i + 3));
+        std::thread::sleep(MS(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flooded = flooding.join().unwrap();
+    let st = r.port_status();
+    println!("{flooded} flooded packets; {st}");
+    assert!(st.contains(" over the rate limit") && !st.contains(" 0 over the rate limit"), "{st}");
+}

@@ -56,6 +56,18 @@ impl Rig {
         self.probe.take_received()
     }
 
+    /// What the probe receives until a message `bytes` arrives (within 5 s).
+    fn receive_until(&mut self, bytes: &[u8], what: &str) -> Vec<Received> {
+        let t0 = Instant::now();
+        let mut rx = Vec::new();
+        while !rx.iter().any(|m: &Received| m.bytes == bytes) {
+            assert!(t0.elapsed() < S(5), "{what}: {rx:?}");
+            std::thread::sleep(MS(20));
+            rx.extend(self.probe.take_received());
+        }
+        rx
+    }
+
     /// The delay `:status` says MIDI out leaves after the audio, in frames.
     fn status_latency(&mut self) -> i64 {
         let (_, line) = self.jam.command(":status", S(5), |l| l.starts_with("MIDI out:"));
@@ -311,13 +323,7 @@ pattern("drone", 5, 4.0, [[0.0, "C3", 100, 3.9]]);
     r.wait_out_connected();
     // A key held on the MIDI input, on the external channel.
     r.probe.send_now(&[0x94, 72, 77]);
-    let t0 = Instant::now();
-    let mut rx = Vec::new();
-    while !rx.iter().any(|m: &Received| m.bytes == [0x90, 48, 100]) {
-        assert!(t0.elapsed() < S(4), "the drone does not start: {rx:?}");
-        std::thread::sleep(MS(20));
-        rx.extend(r.probe.take_received());
-    }
+    let rx = r.receive_until(&[0x90, 48, 100], "the drone does not start");
     assert!(rx.iter().any(|m| m.bytes == [0x90, 72, 77]), "the key on the input goes out: {rx:?}");
     r.jam.command(":panic", S(5), |l| l.starts_with("panic"));
     let rx = r.receive_for(MS(300));
@@ -325,13 +331,7 @@ pattern("drone", 5, 4.0, [[0.0, "C3", 100, 3.9]]);
         assert_eq!(frames_of(&rx, &[0x80, note, 0]).len(), 1, "one note-off for {note} on :panic: {rx:?}");
     }
     // The next cycle's drone, then quit while it is held.
-    let t0 = Instant::now();
-    let mut rx = Vec::new();
-    while !rx.iter().any(|m: &Received| m.bytes == [0x90, 48, 100]) {
-        assert!(t0.elapsed() < S(5), "the drone does not come back: {rx:?}");
-        std::thread::sleep(MS(20));
-        rx.extend(r.probe.take_received());
-    }
+    r.receive_until(&[0x90, 48, 100], "the drone does not come back");
     r.jam.send_line(":quit");
     assert!(r.jam.wait_exit(S(5)).is_some_and(|s| s.success()), "jamrig does not quit");
     std::thread::sleep(MS(100));
@@ -362,4 +362,141 @@ fn a_clock_loop_back_into_midi_in_is_refused() {
     assert!(line.contains("clock out refused (a loop)"), "{line}");
     let (_, line) = r.jam.command(":status", S(5), |l| l.starts_with("set "));
     assert!(line.contains("playing"), "the transport stays jamrig's: {line}");
+}
+
+/// Issue 18: `latency_ms` sends a device's messages that many frames earlier. With
+/// the clock on (ticks carry no device latency) a note on the beat leaves with its
+/// beat's tick; `midi_out("onsets", #{ latency_ms: 5 })` moves it 240 frames (5 ms
+/// at 48 kHz) before the tick, to the frame. (The device is the onset client, whose
+/// MIDI input is downstream of jamrig only, so that the audio's output latency
+/// leaves room to send earlier.)
+#[test]
+fn latency_ms_sends_a_devices_messages_that_many_frames_earlier() {
+    let _serial = serial();
+    let set = |latency: &str| {
+        format!(
+            "tempo(120);\nclock_out(true);\n{latency}channel(5, #{{ midi_out: \"onsets\", out_channel: 1 }});\npattern(\"p\", 5, 1.0, [[0.0, \"C4\", 100, 0.25]]);\n"
+        )
+    };
+    let mut r = Rig::start(&set(""), &["--no-watch"]);
+    let mut onsets = OnsetProbe::open(&r.server.name);
+    onsets.connect_jamrig_audio(S(5));
+    r.jam.expect_line(0, S(5), "connecting the MIDI output to the onset client", |l| {
+        l.starts_with("MIDI out: jamrig:out -> onsets:midi_in")
+    });
+    let mut receive = |d: Duration| {
+        onsets.take_received();
+        std::thread::sleep(d);
+        onsets.take_received()
+    };
+    let shift = |rx: &[Received]| -> Vec<i64> {
+        let ticks = frames_of(rx, &[0xF8]);
+        let notes = frames_of(rx, &[0x90, 60, 100]);
+        assert!(notes.len() >= 3 && ticks.len() >= 60, "notes {notes:?}, {} ticks", ticks.len());
+        // The tick nearest each note (ticks are 1000 frames apart).
+        notes
+            .iter()
+            .filter_map(|n| ticks.iter().map(|t| between(*n, *t)).filter(|d| d.abs() < 500).min_by_key(|d| d.abs()))
+            .collect()
+    };
+    std::thread::sleep(MS(300));
+    let before = shift(&receive(S(2)));
+    let latency = r.status_latency();
+    // The earliest a message can leave is one cycle after its frame is handed out.
+    let lead = 240.min(latency - PERIOD as i64);
+    assert!(lead > 100, "the output latency ({latency} frames) leaves no room to send earlier");
+    std::fs::write(&r._set, set("midi_out(\"onsets\", #{ latency_ms: 5 });\n")).unwrap();
+    r.jam.command(":reload", S(5), |l| l.starts_with("reload"));
+    std::thread::sleep(MS(600));
+    let after = shift(&receive(S(2)));
+    println!("note-on to its beat's tick (frames): without latency_ms {before:?}, with 5 ms {after:?}");
+    assert!(before.len() >= 3 && before.iter().all(|d| *d == 0), "notes leave with their tick: {before:?}");
+    assert!(after.len() >= 3 && after.iter().all(|d| *d == lead), "notes leave {lead} frames early: {after:?}");
+}
+
+/// Issue 18: an external channel sends out what arrives for it besides notes: a
+/// CC-mapped knob as its CC, other controllers, pitch bend, program changes and
+/// channel pressure, on its out channel, as far apart as they came in.
+#[test]
+fn an_external_channel_sends_its_knobs_bend_and_program_changes() {
+    let _serial = serial();
+    let set =
+        "tempo(120);\nchannel(5, #{ midi_out: \"probe\", out_channel: 3 });\ncc(74, \"lowpass\", 200.0, 8000.0, 5);\n";
+    let mut r = Rig::start(set, &[]);
+    r.wait_out_connected();
+    std::thread::sleep(MS(200));
+    r.probe.take_received();
+    r.probe.send(&[
+        (0, &[0xB4, 74, 100]),
+        (10, &[0xB4, 1, 64]),
+        (20, &[0xE4, 0, 0x50]),
+        (30, &[0xC4, 7]),
+        (40, &[0xD4, 60]),
+    ]);
+    std::thread::sleep(MS(500));
+    let rx = r.probe.take_received();
+    let bytes: Vec<Vec<u8>> = rx.iter().map(|m| m.bytes.clone()).collect();
+    assert_eq!(
+        bytes,
+        [vec![0xB2, 74, 100], vec![0xB2, 1, 64], vec![0xE2, 0, 0x50], vec![0xC2, 7], vec![0xD2, 60]],
+        "{rx:?}"
+    );
+    let spacing: Vec<i64> = rx.windows(2).map(|w| between(w[0].frame, w[1].frame)).collect();
+    assert_eq!(spacing, [10, 10, 10, 10], "as far apart as they came in: {rx:?}");
+}
+
+/// Issue 18: `--clock-out` sends the clock whatever the set says; `:midi-out NAME`
+/// connects the output at run time; `:clock-out off` stops the clock (Stop, then
+/// nothing) and `:clock-out on` starts it again.
+#[test]
+fn clock_out_and_midi_out_change_at_run_time() {
+    let _serial = serial();
+    let set = "tempo(120);\nchannel(1, \"organ\");\n";
+    let mut r = Rig::start(set, &["--clock-out"]);
+    assert!(r.receive_for(MS(500)).is_empty(), "the output goes nowhere until it is connected");
+    r.jam.command(":midi-out probe", S(5), |l| l.starts_with("MIDI out: jamrig:out -> probe:midi_in"));
+    let rx = r.receive_for(S(1));
+    let ticks = frames_of(&rx, &[0xF8]);
+    assert!(ticks.len() >= 40, "--clock-out ticks once connected: {} in 1 s", ticks.len());
+    let (_, line) = r.jam.command(":midi-out", S(5), |l| l.starts_with("MIDI out:"));
+    assert_eq!(line, "MIDI out: jamrig:out -> probe:midi_in");
+
+    r.jam.command(":clock-out off", S(5), |l| l.contains("clock out off"));
+    let rx = r.receive_for(MS(500));
+    let stops = rx.iter().position(|m| m.bytes == [0xFC]);
+    assert!(stops.is_some_and(|i| i == rx.len() - 1), "a Stop, then nothing: {rx:?}");
+    assert!(r.receive_for(MS(300)).is_empty(), "the clock is off");
+    let (_, line) = r.jam.command(":clock-out", S(5), |l| l.starts_with("clock out"));
+    assert_eq!(line, "clock out off (:clock-out on|off)");
+
+    r.jam.command(":clock-out on", S(5), |l| l.contains("clock out on"));
+    let rx = r.receive_for(S(1));
+    let first = rx.iter().position(|m| m.bytes != [0xF8]).map(|i| rx[i].bytes[0]);
+    assert!(matches!(first, Some(0xFA | 0xF2)), "Start, or Song Position and Continue, first: {rx:?}");
+    assert!(frames_of(&rx, &[0xF8]).len() >= 40, "ticks again: {rx:?}");
+}
+
+/// Issue 18: `:stop`, and a reload that removes an external channel, send the
+/// note-off of the note it holds at its device.
+#[test]
+fn stop_and_a_reload_that_removes_an_external_channel_end_its_notes() {
+    let _serial = serial();
+    let set = r#"tempo(120);
+channel(1, "organ");
+channel(5, #{ midi_out: "probe", out_channel: 1 });
+pattern("drone", 5, 4.0, [[0.0, "C3", 100, 3.9]]);
+"#;
+    let mut r = Rig::start(set, &["--no-watch"]);
+    r.wait_out_connected();
+    r.receive_until(&[0x90, 48, 100], "the drone does not start");
+    r.jam.command(":stop", S(5), |l| l.contains("stopped"));
+    let rx = r.receive_for(MS(400));
+    assert_eq!(frames_of(&rx, &[0x80, 48, 0]).len(), 1, "the drone's note-off on :stop: {rx:?}");
+    r.jam.command(":play", S(5), |l| l.contains("playing"));
+    r.receive_until(&[0x90, 48, 100], "the drone does not come back");
+    std::fs::write(&r._set, "tempo(120);\nchannel(1, \"organ\");\n").unwrap();
+    r.jam.command(":reload", S(5), |l| l.starts_with("reload"));
+    let rx = r.receive_for(MS(400));
+    assert_eq!(frames_of(&rx, &[0x80, 48, 0]).len(), 1, "the drone's note-off on the reload: {rx:?}");
+    assert!(r.receive_for(MS(2500)).is_empty(), "nothing more from the removed channel");
 }

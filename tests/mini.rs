@@ -364,3 +364,54 @@ fn the_events_grid_shows_one_line_per_bar() {
     let e = jamrig::rig::events::grid(&ev.set, common::host().library(), "bass", None).unwrap_err();
     assert_eq!(e, "no pattern named bass (patterns: beat)");
 }
+
+/// Issue 17: `bd:3` with no sample bank named bd plays the drum sound bd (as a
+/// written `bd`), and `jamrig check` says that the index picks nothing and how to
+/// load a bank; with a bank, an index that is not a whole number is an error at the
+/// word.
+#[test]
+fn a_sample_index_without_a_bank_plays_the_drum_and_check_says_so() {
+    let (_, h) = hits("drums(10);\npattern(\"d\", 10, mini(\"bd:3 sd:0 hh\"));\n", "d");
+    assert_eq!(h.iter().map(|h| h.note).collect::<Vec<_>>(), [36, 38, 42]);
+    let ev = eval("drums(10);\npattern(\"d\", 10, mini(\"bd:3 bd:3 sd:0 sd:1\"));\n").unwrap();
+    assert_eq!(
+        ev.notes,
+        [
+            "bd:3 plays the drum sound bd: the set has loaded no sample bank \"bd\" (load one before the pattern with samples(\"bd\", \"FOLDER\"))",
+            "sd:1 plays the drum sound sd: the set has loaded no sample bank \"sd\" (load one before the pattern with samples(\"sd\", \"FOLDER\"))",
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("set.rhai");
+    std::fs::write(&path, "drums(10);\npattern(\"d\", 10, mini(\"bd:3 sn\"));\n").unwrap();
+    let out = jamrig(&["check", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\nnote: bd:3 plays the drum sound bd: the set has loaded no sample bank \"bd\""), "{text}");
+
+    let bank = dir.path().join("bd");
+    std::fs::create_dir(&bank).unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(bank.join("a.wav"), spec).unwrap();
+    for k in 0..480 {
+        w.write_sample(((k as f32 * 0.05).sin() * 8000.0) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+    let line = "pattern(\"d\", 10, mini(\"sn bd:1.5\"));";
+    std::fs::write(&path, format!("samples(\"bd\", \"bd\");\ndrums(10);\n{line}\n")).unwrap();
+    let out = jamrig(&["check", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let col = line.find("bd:1.5").unwrap() + 1;
+    assert!(
+        err.starts_with(
+            "error: the index after bd: picks a sample of the bank bd, so it is a whole number 0 or more, not 1.5\n"
+        ) && err.contains(&format!("set.rhai:3:{col}\n")),
+        "{err}"
+    );
+}

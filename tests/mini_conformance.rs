@@ -73,8 +73,25 @@ fn frac(j: &Json) -> f64 {
     j[0].as_f64().unwrap() / j[1].as_f64().unwrap()
 }
 
-/// Strudel's events for each case id (or its error).
+/// Strudel's events for each case id (or its error), its values read as GM notes
+/// (drum names on drum channels, else Strudel's own note numbers).
 fn strudel_events(cases: &[(String, Json, bool)]) -> BTreeMap<String, Result<Vec<Ev>, String>> {
+    let drums: BTreeMap<String, bool> = cases.iter().map(|(id, _, d)| (id.clone(), *d)).collect();
+    strudel_events_as(cases, |id, value, midi| {
+        let value = if value.is_array() { value[0].clone() } else { value.clone() };
+        match (value.as_str(), drums[id]) {
+            (Some(name), true) => drum_note(name).unwrap_or_else(|| panic!("{id}: no GM note for {name}")) as i64,
+            _ => midi.as_f64().unwrap_or_else(|| panic!("{id}: Strudel's value {value} is no note")) as i64,
+        }
+    })
+}
+
+/// Strudel's events for each case id (or its error), each value (and Strudel's note
+/// number for it) read as a note by `note`.
+fn strudel_events_as(
+    cases: &[(String, Json, bool)],
+    note: impl Fn(&str, &Json, &Json) -> i64,
+) -> BTreeMap<String, Result<Vec<Ev>, String>> {
     let script = strudel();
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("cases.json");
@@ -86,7 +103,6 @@ fn strudel_events(cases: &[(String, Json, bool)]) -> BTreeMap<String, Result<Vec
     for (id, _, _) in cases {
         map.insert(id.clone(), Ok(Vec::new()));
     }
-    let drums: BTreeMap<&str, bool> = cases.iter().map(|(id, _, d)| (id.as_str(), *d)).collect();
     for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with('{')) {
         let j: Json = serde_json::from_str(line).unwrap();
         let id = j["id"].as_str().unwrap().to_string();
@@ -94,11 +110,7 @@ fn strudel_events(cases: &[(String, Json, bool)]) -> BTreeMap<String, Result<Vec
             map.insert(id, Err(e.to_string()));
             continue;
         }
-        let value = if j["value"].is_array() { j["value"][0].clone() } else { j["value"].clone() };
-        let note = match (value.as_str(), drums[id.as_str()]) {
-            (Some(name), true) => drum_note(name).unwrap_or_else(|| panic!("{id}: no GM note for {name}")) as i64,
-            _ => j["midi"].as_f64().unwrap_or_else(|| panic!("{id}: Strudel's value {value} is no note")) as i64,
-        };
+        let note = note(&id, &j["value"], &j["midi"]);
         let ev = Ev {
             beat: frac(&j["begin"]) * BEATS_PER_BAR,
             note,
@@ -117,6 +129,11 @@ fn try_jamrig_events(set: &str) -> Result<BTreeMap<String, Vec<Ev>>, String> {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("corpus.rhai");
     std::fs::write(&path, set).unwrap();
+    events_of_file(&path)
+}
+
+/// jamrig's events for each pattern of the set in `path`, or the set's error.
+fn events_of_file(path: &Path) -> Result<BTreeMap<String, Vec<Ev>>, String> {
     let out = Command::new(env!("CARGO_BIN_EXE_jamrig"))
         .args(["check", path.to_str().unwrap(), "--events", &CYCLES.to_string()])
         .output()
@@ -255,4 +272,84 @@ fn strings_strudel_rejects_are_errors_that_point_into_the_string() {
         assert!(err.message.len() > 10 && !err.message.ends_with('.'), "{s:?}: {}", err.message);
     }
     assert!(strings.len() >= 30);
+}
+
+/// Writes a folder of `n` short WAV files (each a different length, so that each is
+/// a sample of its own) as a numbered bank for `samples()`.
+fn bank_folder(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..n {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 48000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(dir.join(format!("{i:02}.wav")), spec).unwrap();
+        for k in 0..(480 * (i + 1)) {
+            w.write_sample(((k as f32 * 0.05).sin() * 8000.0) as i16).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+}
+
+/// Issue 17: `bd:3` in mini-notation picks sample 3 of the numbered bank `bd` that
+/// the set loaded (`samples("bd", "folder")`), wrapping around the bank as Strudel
+/// does; Strudel defines the value (`s("bd:3")` is `{ s: "bd", n: 3 }`), jamrig's
+/// list patterns say which note each sample of the bank plays.
+#[test]
+fn sample_indexes_pick_from_a_loaded_bank_as_in_strudel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sizes = [("bd", 3usize), ("sd", 2), ("hh", 4)];
+    for (name, n) in sizes {
+        bank_folder(&tmp.path().join(name), n);
+    }
+    let strings = [
+        "bd:3 sd:1 hh:2",
+        "bd:<0 1 2 3 4 5> sd:[0 1 2]",
+        "hh:3*4 bd:1(3,8)",
+        "[bd:2 sd]:1 cp",
+        "<bd:1 sd:2>!2 hh:7?",
+        "bd sd hh:0",
+        "{bd:1 sd:1 hh:1}%4",
+        "bd:0 . sd:5 hh:<1 6>",
+    ];
+    // Which note each sample of each bank plays, from written patterns.
+    let mut head = String::from("drums(10);\n");
+    for (name, n) in sizes {
+        head.push_str(&format!("samples(\"{name}\", \"{name}\");\n"));
+        let hits: Vec<String> = (0..n).map(|i| format!("[{i}.0, \"{name}:{i}\", 100, 0.5]")).collect();
+        head.push_str(&format!("pattern(\"bank_{name}\", 10, 4.0, [{}]);\n", hits.join(", ")));
+    }
+    let mut set = head.clone();
+    let mut cases = Vec::new();
+    let mut what = BTreeMap::new();
+    for (i, s) in strings.iter().enumerate() {
+        let id = format!("s{i}");
+        set.push_str(&format!("pattern(\"{id}\", 10, mini({}));\n", rhai_string(s)));
+        cases.push((id.clone(), serde_json::json!({ "id": id, "expr": format!("s({})", serde_json::json!(s)) }), true));
+        what.insert(id, format!("\"{s}\""));
+    }
+    let path = tmp.path().join("banks.rhai");
+    std::fs::write(&path, &set).unwrap();
+    let jamrig = events_of_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut banks: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (name, n) in sizes {
+        let notes: Vec<i64> = jamrig[&format!("bank_{name}")].iter().take(n).map(|e| e.note).collect();
+        assert_eq!(notes.len(), n);
+        let mut distinct = notes.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), n, "each sample of {name} plays a note of its own: {notes:?}");
+        banks.insert(name.to_string(), notes);
+    }
+    let strudel = strudel_events_as(&cases, |id, value, _| {
+        let s = value["s"].as_str().unwrap_or_else(|| panic!("{id}: Strudel's value {value} has no s"));
+        match (banks.get(s), value.get("n").and_then(Json::as_f64)) {
+            (Some(bank), n) => bank[n.unwrap_or(0.0) as usize % bank.len()],
+            (None, _) => drum_note(s).unwrap_or_else(|| panic!("{id}: no GM note for {s}")) as i64,
+        }
+    });
+    let bad = compare(&cases, &what, &strudel, &jamrig);
+    assert!(bad.is_empty(), "{} of {} cases differ from Strudel:\n{}", bad.len(), cases.len(), bad.join("\n"));
 }

@@ -330,6 +330,41 @@ fn mutated_fonts_and_samples_never_panic() {
     }
 }
 
+/// Loading from the file reads the sample chunk straight into the bank's frames
+/// (the file is never held whole): it must give the same bank as reading the
+/// file's bytes, for intact fonts and damaged ones alike, and the same errors.
+#[test]
+fn a_font_loaded_from_its_file_equals_the_font_read_from_its_bytes() {
+    let font = sf2::write(
+        &one_preset(vec![zone((0, 60), (0, 127), 0, &[(gn::ROOT_KEY, 60)]), zone((61, 127), (0, 127), 1, &[])]),
+        &[looped_sine(440.0, 69, 0.5), looped_sine(880.0, 69, 0.5)],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.sf2");
+    let mut rng = Lcg(11);
+    let mut same = 0;
+    for i in 0..400 {
+        let bytes = if i == 0 { font.clone() } else { mutate(&font, &mut rng) };
+        std::fs::write(&path, &bytes).unwrap();
+        let shown = path.display().to_string();
+        let from_bytes = jamrig::samples::soundfont::read(&shown, &bytes).map_err(|e| format!("{shown} {e}"));
+        let from_file = jamrig::samples::soundfont::load(&path);
+        match (from_bytes, from_file) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.presets, b.presets, "case {i}");
+                assert_eq!(a.pcm.len(), b.pcm.len());
+                for (x, y) in a.pcm.iter().zip(&b.pcm) {
+                    assert_eq!(x.frames, y.frames, "case {i}");
+                }
+                same += 1;
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "case {i}"),
+            (a, b) => panic!("case {i}: from the bytes {:?}, from the file {:?}", a.err(), b.err()),
+        }
+    }
+    assert!(same > 20, "most light damage still loads ({same})");
+}
+
 #[test]
 fn a_font_that_plays_is_rendered_through_the_engine_with_damage() {
     // Damaged fonts that still load also play without faults.

@@ -3,7 +3,7 @@
 //! since the shortest delay is longer than a block, a block is written before it is
 //! read.
 
-use std::f64::consts::TAU;
+use super::math::{fract_turns, sin_turns};
 
 /// Centre delay of the chorus voices.
 pub const CHORUS_BASE_SECONDS: f32 = 0.007;
@@ -43,7 +43,7 @@ impl Chorus {
         let dphase = rate_hz as f64 / sample_rate as f64 * n as f64;
         let base = CHORUS_BASE_SECONDS * sample_rate;
         let depth = depth_s.clamp(0.0, CHORUS_MAX_DEPTH_SECONDS.min(CHORUS_BASE_SECONDS - 0.001)) * sample_rate;
-        let at = |p: f64, offset: f64| base + depth * ((p + offset) * TAU).sin() as f32;
+        let at = |p: f64, offset: f64| base + depth * sin_turns(p + offset) as f32;
         let (l0, l1) = (at(self.phase, 0.0), at(self.phase + dphase, 0.0));
         let (r0, r1) = (at(self.phase, 0.25), at(self.phase + dphase, 0.25));
         let start = self.pos;
@@ -72,7 +72,7 @@ impl Chorus {
             wet_l[i] = read(i, dl);
             wet_r[i] = read(i, dr);
         }
-        self.phase = (self.phase + dphase).fract();
+        self.phase = fract_turns(self.phase + dphase);
     }
 
     pub fn clear(&mut self) {

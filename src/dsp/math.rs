@@ -43,6 +43,41 @@ pub fn dc_block(x: &mut [f32], state: &mut [f32; 2], sample_rate: f32) {
     *state = [x1, y1];
 }
 
+/// The fractional part of a non-negative `x` (as `f64::fract`, which on baseline x86-64
+/// is a library call; a signed conversion truncates in one instruction).
+#[inline]
+pub fn fract_turns(x: f64) -> f64 {
+    x - (x as i64) as f64
+}
+
+/// sin(2 pi `turns`) for an LFO or a slow pitch wander, without a library call: the
+/// turn folded into a quarter cycle, then the Taylor series to the 13th power
+/// (|error| < 1e-9 anywhere).
+#[inline]
+pub fn sin_turns(turns: f64) -> f64 {
+    let mut r = turns - (turns as i64) as f64;
+    if r > 0.5 {
+        r -= 1.0;
+    } else if r < -0.5 {
+        r += 1.0;
+    }
+    // sin(pi - a) = sin(a): into -1/4..1/4 of a turn.
+    if r > 0.25 {
+        r = 0.5 - r;
+    } else if r < -0.25 {
+        r = -0.5 - r;
+    }
+    let a = r * std::f64::consts::TAU;
+    let a2 = a * a;
+    let p = 1.0 / 6_227_020_800.0;
+    let p = a2 * p - 1.0 / 39_916_800.0;
+    let p = a2 * p + 1.0 / 362_880.0;
+    let p = a2 * p - 1.0 / 5040.0;
+    let p = a2 * p + 1.0 / 120.0;
+    let p = a2 * p - 1.0 / 6.0;
+    a + a * a2 * p
+}
+
 /// Converts decibels to a linear gain.
 #[inline]
 pub fn db_to_gain(db: f32) -> f32 {
@@ -75,6 +110,26 @@ mod tests {
             x += 0.01;
         }
         assert_eq!(fast_tanh(0.0), 0.0);
+    }
+
+    #[test]
+    fn sin_turns_matches_the_library_sine() {
+        let mut worst = 0.0f64;
+        for i in -200_000..200_000 {
+            let t = i as f64 * 0.000_173_1;
+            worst = worst.max((sin_turns(t) - (t * std::f64::consts::TAU).sin()).abs());
+        }
+        assert!(worst < 1e-9, "{worst}");
+        assert_eq!(sin_turns(0.0), 0.0);
+        assert_eq!(sin_turns(0.5), 0.0);
+        assert!((sin_turns(0.25) - 1.0).abs() < 1e-9 && (sin_turns(0.75) + 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn fract_turns_is_fract() {
+        for x in [0.0, 0.3, 1.0, 7.999, 12345.678] {
+            assert_eq!(fract_turns(x), x.fract());
+        }
     }
 
     #[test]

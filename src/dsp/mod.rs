@@ -11,6 +11,7 @@ pub mod oversample;
 pub mod phaser;
 pub mod reverb;
 pub mod svf;
+pub mod wavescan;
 
 /// Whether [`zeroed`] maps its pages at once (the default, for the live host).
 static PREFAULT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);

@@ -2,7 +2,8 @@
 //! corner swept exponentially between 200 Hz and 4 kHz by an LFO (right side a
 //! quarter-cycle behind).
 
-use std::f64::consts::{PI, TAU};
+use super::math::{fract_turns, sin_turns};
+use std::f64::consts::PI;
 
 const STAGES: usize = 4;
 const LOW_HZ: f64 = 200.0;
@@ -39,7 +40,7 @@ pub struct Phaser {
 
 impl Phaser {
     fn coef(phase: f64, sample_rate: f32) -> f32 {
-        let sweep = 0.5 + 0.5 * (phase * TAU).sin();
+        let sweep = 0.5 + 0.5 * sin_turns(phase);
         let f = LOW_HZ * (HIGH_HZ / LOW_HZ).powf(sweep);
         let t = (PI * f / sample_rate as f64).tan();
         ((t - 1.0) / (t + 1.0)) as f32
@@ -54,7 +55,7 @@ impl Phaser {
             l[i] = self.sides[0].tick(al, l[i]);
             r[i] = self.sides[1].tick(ar, r[i]);
         }
-        self.phase = (self.phase + rate_hz as f64 * n as f64 / sample_rate as f64).fract();
+        self.phase = fract_turns(self.phase + rate_hz as f64 * n as f64 / sample_rate as f64);
     }
 
     pub fn clear(&mut self) {

@@ -64,8 +64,35 @@ fn prime_at_least(n: usize) -> usize {
     (n.max(2)..).find(|&k| is_prime(k)).unwrap_or(n)
 }
 
+/// The 16-point fast Walsh-Hadamard transform of every column of `x` (line-major:
+/// `x[line][sample]`), scaled to be orthonormal: the same operations, in the same
+/// order, as [`hadamard`] on each sample's lines.
+#[inline(always)]
+fn hadamard_rows(x: &mut [[f32; MAX_BLOCK]; LINES]) {
+    let mut h = 1;
+    while h < LINES {
+        for i in (0..LINES).step_by(2 * h) {
+            for j in i..i + h {
+                let (lo, hi) = x.split_at_mut(j + h);
+                let (a, b) = (&mut lo[j], &mut hi[0]);
+                for t in 0..MAX_BLOCK {
+                    let (u, v) = (a[t], b[t]);
+                    a[t] = u + v;
+                    b[t] = u - v;
+                }
+            }
+        }
+        h *= 2;
+    }
+    for row in x.iter_mut() {
+        for v in row.iter_mut() {
+            *v *= 0.25;
+        }
+    }
+}
+
 /// The 16-point fast Walsh-Hadamard transform, scaled to be orthonormal.
-#[inline]
+#[cfg(test)]
 fn hadamard(mut x: [f32; LINES]) -> [f32; LINES] {
     let mut h = 1;
     while h < LINES {
@@ -107,6 +134,8 @@ pub struct Reverb {
     balance_pole: f32,
     /// Scratch for one block: the diffused input.
     s: [f32; MAX_BLOCK],
+    /// Scratch for one block: the lines' outputs, line-major, then their mix.
+    xs: [[f32; MAX_BLOCK]; LINES],
 }
 
 impl Reverb {
@@ -133,6 +162,7 @@ impl Reverb {
             mid_side: 0.0,
             balance_pole: 1.0 - (-1.0 / (BALANCE_SECONDS * sample_rate)).exp(),
             s: [0.0; MAX_BLOCK],
+            xs: [[0.0; MAX_BLOCK]; LINES],
         };
         r.set_decay(1.0);
         r
@@ -155,14 +185,39 @@ impl Reverb {
     }
 
     /// Processes mono input `x` (at most [`MAX_BLOCK`] samples) into stereo wet output.
+    ///
+    /// Every line is longer than a block, so a block's reads all see samples written
+    /// before it: the lines are read for the whole block first, then mixed and
+    /// written back. Each stage runs over the block as plain fixed-length loops
+    /// (vector code), with the same operations in the same order as a sample-by-sample
+    /// loop: the output does not depend on the block size. Dispatches to a build of
+    /// the same code for AVX2 where the processor has it (the same output, bit for bit).
     pub fn process(&mut self, x: &[f32], out_l: &mut [f32], out_r: &mut [f32]) {
-        let n = x.len().min(MAX_BLOCK);
+        let n = x.len().min(MAX_BLOCK).min(out_l.len()).min(out_r.len());
         if n == 0 {
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2 (checked just above).
+            unsafe { self.process_avx2(&x[..n], &mut out_l[..n], &mut out_r[..n]) };
+            return;
+        }
+        self.process_body(&x[..n], &mut out_l[..n], &mut out_r[..n]);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn process_avx2(&mut self, x: &[f32], out_l: &mut [f32], out_r: &mut [f32]) {
+        self.process_body(x, out_l, out_r);
+    }
+
+    #[inline(always)]
+    fn process_body(&mut self, x: &[f32], out_l: &mut [f32], out_r: &mut [f32]) {
+        let n = x.len();
         let Reverb { s, diffusers, .. } = self;
         // Diffuse the input: Schroeder all-passes, in place in their rings.
-        s[..n].copy_from_slice(&x[..n]);
+        s[..n].copy_from_slice(x);
         for d in diffusers.iter_mut() {
             // Each sample reads and rewrites its own slot: any split of the block into
             // wrap-free segments gives the same result.
@@ -180,56 +235,97 @@ impl Reverb {
                 done += seg;
             }
         }
-        let (lens, excursion, inc) = (self.lens, self.excursion, self.mod_inc);
-        let mut phase = self.mod_phase;
         let mask = self.size - 1;
         let size = self.size;
-        let g = self.gains;
-        let a = 1.0 - self.damping;
-        let mut damp = self.damp;
+        let w0 = self.write;
+        // The lines' outputs for the block, line-major: xs[k][t].
+        let xs = &mut self.xs;
+        for (k, row) in xs.iter_mut().enumerate() {
+            // The tap's delay per sample: a parabolic sine of its phase, split into a
+            // whole number of samples and a fraction (whole arrays: vector code).
+            let (len, excursion, inc) = (self.lens[k], self.excursion, self.mod_inc[k]);
+            let mut whole = [0i32; MAX_BLOCK];
+            let mut frac = [0.0f32; MAX_BLOCK];
+            let phase0 = self.mod_phase[k];
+            for t in 0..MAX_BLOCK {
+                let ph = phase0.wrapping_add(inc.wrapping_mul(t as u32));
+                let p = ph as i32 as f32 * (1.0 / 2_147_483_648.0);
+                let d = len - excursion * 4.0 * p * (1.0 - p.abs());
+                // SAFETY: `d` is finite and within 0..2^31 (a line length give or
+                // take the excursion), so truncating it to an i32 is defined.
+                whole[t] = unsafe { d.to_int_unchecked::<i32>() };
+                frac[t] = d - whole[t] as f32;
+            }
+            self.mod_phase[k] = phase0.wrapping_add(inc.wrapping_mul(n as u32));
+            let line = &self.lines[k * size..(k + 1) * size];
+            let (lo, hi) = whole[..n].iter().fold((i32::MAX, i32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            let start = (w0 as i32).wrapping_sub(lo) as usize & mask;
+            if lo == hi && start >= 1 && start + n <= size {
+                // The tap stays on one whole delay through the block (nearly always:
+                // it moves by a fifth of a sample per block at most): the reads are
+                // two contiguous runs.
+                let (now, older) = (&line[start..start + n], &line[start - 1..start - 1 + n]);
+                for t in 0..n {
+                    row[t] = now[t] + (older[t] - now[t]) * frac[t];
+                }
+            } else {
+                for t in 0..n {
+                    let r0 = (w0 as i32).wrapping_add(t as i32).wrapping_sub(whole[t]) as usize & mask;
+                    let r1 = r0.wrapping_sub(1) & mask;
+                    let (y0, y1) = (line[r0], line[r1]);
+                    row[t] = y0 + (y1 - y0) * frac[t];
+                }
+            }
+        }
+        // Left and right: two orthogonal sign patterns over the lines.
+        let (mut l, mut r) = ([0.0f32; MAX_BLOCK], [0.0f32; MAX_BLOCK]);
+        for (k, row) in xs.iter().enumerate() {
+            for t in 0..MAX_BLOCK {
+                l[t] += LEFT[k] * row[t];
+                r[t] += RIGHT[k] * row[t];
+            }
+        }
+        // Keep the side orthogonal to the mid: equal energy left and right.
         let (mut mp, mut ms, pole) = (self.mid_power, self.mid_side, self.balance_pole);
-        let lines = &mut self.lines;
-        let mut w = self.write;
-        for i in 0..n {
-            let mut xs = [0.0f32; LINES];
-            for k in 0..LINES {
-                // A parabolic sine of the tap's phase, per sample (any block split
-                // gives the same taps).
-                let p = phase[k] as i32 as f32 * (1.0 / 2_147_483_648.0);
-                phase[k] = phase[k].wrapping_add(inc[k]);
-                let d = lens[k] - excursion * 4.0 * p * (1.0 - p.abs());
-                let whole = d as usize;
-                let frac = d - whole as f32;
-                let base = k * size;
-                let r0 = (w + size - whole) & mask;
-                let r1 = (r0 + size - 1) & mask;
-                let (y0, y1) = (lines[base + r0], lines[base + r1]);
-                xs[k] = y0 + (y1 - y0) * frac;
-            }
-            let (mut l, mut r) = (0.0f32, 0.0f32);
-            for k in 0..LINES {
-                l += LEFT[k] * xs[k];
-                r += RIGHT[k] * xs[k];
-            }
-            // Keep the side orthogonal to the mid: equal energy left and right.
-            let (mid, side) = (0.5 * (l + r), 0.5 * (l - r));
+        for t in 0..n {
+            let (mid, side) = (0.5 * (l[t] + r[t]), 0.5 * (l[t] - r[t]));
             mp += (mid * mid - mp) * pole;
             ms += (mid * side - ms) * pole;
             let side = side - mid * (ms / (mp + 1e-12)).clamp(-4.0, 4.0);
-            out_l[i] = (mid + side) * WET_GAIN;
-            out_r[i] = (mid - side) * WET_GAIN;
-            let v = hadamard(xs);
-            for k in 0..LINES {
-                damp[k] += (v[k] * g[k] - damp[k]) * a;
-                lines[k * size + w] = damp[k] + INPUT_SIGN[k] * s[i];
-            }
-            w = (w + 1) & mask;
+            out_l[t] = (mid + side) * WET_GAIN;
+            out_r[t] = (mid - side) * WET_GAIN;
         }
-        self.write = w;
-        self.mod_phase = phase;
-        self.damp = damp;
         self.mid_power = mp;
         self.mid_side = ms;
+        // The mixing matrix, one butterfly stage at a time over whole rows.
+        hadamard_rows(xs);
+        // Damping and the feedback gains (sixteen independent recursions side by
+        // side), in place.
+        let g = self.gains;
+        let a = 1.0 - self.damping;
+        let mut damp = self.damp;
+        #[allow(clippy::needless_range_loop)] // a column at a time, across the rows
+        for t in 0..n {
+            for k in 0..LINES {
+                damp[k] += (xs[k][t] * g[k] - damp[k]) * a;
+                xs[k][t] = damp[k];
+            }
+        }
+        self.damp = damp;
+        // The lines take their damped feedback and the diffused input: contiguous
+        // runs, split where the ring wraps.
+        let first = n.min(size - w0);
+        for (k, row) in xs.iter().enumerate() {
+            let line = &mut self.lines[k * size..(k + 1) * size];
+            let sign = INPUT_SIGN[k];
+            for (o, (v, x)) in line[w0..w0 + first].iter_mut().zip(row[..first].iter().zip(&s[..first])) {
+                *o = v + sign * x;
+            }
+            for (o, (v, x)) in line[..n - first].iter_mut().zip(row[first..n].iter().zip(&s[first..n])) {
+                *o = v + sign * x;
+            }
+        }
+        self.write = (w0 + n) & mask;
     }
 
     pub fn clear(&mut self) {
@@ -292,6 +388,96 @@ mod tests {
         let a = tail_energy(1.5, 0.0, 0.5, 32);
         let b = tail_energy(1.5, 0.0, 0.5, 16);
         assert!((a - b).abs() <= 1e-6 * a, "{a} {b}");
+    }
+
+    /// The reverb sample by sample, one line at a time: what the block code must
+    /// equal bit for bit.
+    fn reference_process(rv: &mut Reverb, x: &[f32], out_l: &mut [f32], out_r: &mut [f32]) {
+        let n = x.len();
+        let mut s = x.to_vec();
+        for d in rv.diffusers.iter_mut() {
+            for v in s.iter_mut() {
+                let delayed = d.buf[d.pos];
+                let w = *v + DIFFUSION * delayed;
+                d.buf[d.pos] = w;
+                *v = delayed - DIFFUSION * w;
+                d.pos = (d.pos + 1) % d.buf.len();
+            }
+        }
+        let (size, mask) = (rv.size, rv.size - 1);
+        let a = 1.0 - rv.damping;
+        #[allow(clippy::needless_range_loop)] // the lines by index, as the taps are
+        for i in 0..n {
+            let mut xs = [0.0f32; LINES];
+            for k in 0..LINES {
+                let p = rv.mod_phase[k] as i32 as f32 * (1.0 / 2_147_483_648.0);
+                rv.mod_phase[k] = rv.mod_phase[k].wrapping_add(rv.mod_inc[k]);
+                let d = rv.lens[k] - rv.excursion * 4.0 * p * (1.0 - p.abs());
+                let whole = d as usize;
+                let frac = d - whole as f32;
+                let r0 = (rv.write + size - whole) & mask;
+                let r1 = (r0 + size - 1) & mask;
+                let (y0, y1) = (rv.lines[k * size + r0], rv.lines[k * size + r1]);
+                xs[k] = y0 + (y1 - y0) * frac;
+            }
+            let (mut l, mut r) = (0.0f32, 0.0f32);
+            for k in 0..LINES {
+                l += LEFT[k] * xs[k];
+                r += RIGHT[k] * xs[k];
+            }
+            let (mid, side) = (0.5 * (l + r), 0.5 * (l - r));
+            rv.mid_power += (mid * mid - rv.mid_power) * rv.balance_pole;
+            rv.mid_side += (mid * side - rv.mid_side) * rv.balance_pole;
+            let side = side - mid * (rv.mid_side / (rv.mid_power + 1e-12)).clamp(-4.0, 4.0);
+            out_l[i] = (mid + side) * WET_GAIN;
+            out_r[i] = (mid - side) * WET_GAIN;
+            let v = hadamard(xs);
+            for (k, &v) in v.iter().enumerate() {
+                rv.damp[k] += (v * rv.gains[k] - rv.damp[k]) * a;
+                rv.lines[k * size + rv.write] = rv.damp[k] + INPUT_SIGN[k] * s[i];
+            }
+            rv.write = (rv.write + 1) & mask;
+        }
+    }
+
+    #[test]
+    fn block_code_equals_the_sample_by_sample_reverb_bit_for_bit() {
+        for sr in [44_100.0, 48_000.0] {
+            let (mut fast, mut slow, mut plain) = (Reverb::new(sr), Reverb::new(sr), Reverb::new(sr));
+            let mut seed = 1u32;
+            let mut noise = || {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 8) as f32 / (1 << 23) as f32 - 1.0
+            };
+            let blocks = [64usize, 64, 17, 1, 64, 33, 64, 5];
+            let mut done = 0usize;
+            for step in 0..4000 {
+                let n = blocks[step % blocks.len()];
+                if step == 1500 {
+                    for r in [&mut fast, &mut slow, &mut plain] {
+                        r.set_decay(3.5);
+                        r.set_damping(0.7);
+                    }
+                }
+                // Input for the first second, then the tail alone.
+                let x: Vec<f32> = (0..n).map(|i| if done + i < sr as usize { noise() } else { 0.0 }).collect();
+                let (mut fl, mut fr, mut sl, mut sr_) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+                fast.process(&x, &mut fl, &mut fr);
+                reference_process(&mut slow, &x, &mut sl, &mut sr_);
+                assert!(
+                    fl.iter().zip(&sl).chain(fr.iter().zip(&sr_)).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "block {step} ({n} frames) differs at {sr} Hz"
+                );
+                // The build without AVX2 too.
+                plain.process_body(&x, &mut sl, &mut sr_);
+                assert!(
+                    fl.iter().zip(&sl).chain(fr.iter().zip(&sr_)).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "block {step} ({n} frames) differs without AVX2 at {sr} Hz"
+                );
+                done += n;
+            }
+            assert!(fast.damp.iter().any(|v| *v != 0.0), "the tail was still sounding");
+        }
     }
 
     #[test]

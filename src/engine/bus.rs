@@ -6,7 +6,7 @@
 use crate::dsp::chorus::Chorus;
 use crate::dsp::delay::StereoDelay;
 use crate::dsp::glide::Glide;
-use crate::dsp::math::{db_to_gain, fast_tanh};
+use crate::dsp::math::{db_to_gain, fast_tanh, fract_turns, sin_turns};
 use crate::dsp::oversample::Oversampler4;
 use crate::dsp::phaser::Phaser;
 use crate::dsp::reverb::Reverb;
@@ -226,6 +226,10 @@ pub struct Bus {
     /// Frames the chorus and the reverb keep running after the last effect send.
     chorus_tail: u32,
     reverb_tail: u32,
+    /// The level trim (dB) and its gain at the end of the last tick.
+    trim_end: (f32, f32),
+    /// The pan and its left and right gains at the end of the last tick.
+    pan_end: (f32, f32, f32),
 }
 
 impl Bus {
@@ -264,6 +268,8 @@ impl Bus {
             right_in: crate::dsp::zeroed(tick),
             chorus_tail: 0,
             reverb_tail: 0,
+            trim_end: (f32::NAN, 0.0),
+            pan_end: (f32::NAN, 0.0, 0.0),
         }
     }
 
@@ -399,8 +405,8 @@ impl Bus {
         let rate = t.get(Param::TremoloRate) as f64;
         let dphase = rate / sr as f64 * n as f64;
         if t0 > 0.0 || td != 0.0 {
-            let s_a = (self.trem_phase * std::f64::consts::TAU).sin() as f32;
-            let s_b = ((self.trem_phase + dphase) * std::f64::consts::TAU).sin() as f32;
+            let s_a = sin_turns(self.trem_phase) as f32;
+            let s_b = sin_turns(self.trem_phase + dphase) as f32;
             let ds = (s_b - s_a) / n as f32;
             for side in [&mut *mono, &mut *right_in].into_iter().take(1 + stereo as usize) {
                 for (i, x) in side.iter_mut().enumerate() {
@@ -411,7 +417,7 @@ impl Bus {
                 }
             }
         }
-        self.trem_phase = (self.trem_phase + dphase).fract();
+        self.trem_phase = fract_turns(self.trem_phase + dphase);
 
         // Chorus: mono in, stereo out.
         let l = &mut out.left[..n];
@@ -594,12 +600,29 @@ impl Bus {
         let (vol0, vold) = self.glides[Param::Volume as usize].step(t.get(Param::Volume), n);
         // The level trim (dB), as gains at both ends of the tick.
         let (lv0, lvd) = self.glides[Param::Level as usize].step(t.get(Param::Level), n);
-        let (trim0, trim1) = (db_to_gain(lv0), db_to_gain(lv0 + lvd * n as f32));
+        // The gains at the tick's ends; the start is the last tick's end, and a
+        // settled value is not converted again (no powf, sin, cos per tick at rest).
+        let lv1 = lv0 + lvd * n as f32;
+        let trim0 = if lv0 == self.trim_end.0 { self.trim_end.1 } else { db_to_gain(lv0) };
+        let trim1 = if lv1 == lv0 { trim0 } else { db_to_gain(lv1) };
+        self.trim_end = (lv1, trim1);
         let (vol0, vold) = (vol0 * trim0, ((vol0 + vold * n as f32) * trim1 - vol0 * trim0) / n as f32);
         let (pan0, pand) = self.glides[Param::Pan as usize].step(t.get(Param::Pan), n);
         let angle = |pan: f32| (pan.clamp(-1.0, 1.0) + 1.0) * FRAC_PI_4;
-        let (a0, a1) = (angle(pan0), angle(pan0 + pand * n as f32));
-        let (gl0, gr0, gl1, gr1) = (a0.cos(), a0.sin(), a1.cos(), a1.sin());
+        let pan1 = pan0 + pand * n as f32;
+        let (gl0, gr0) = if pan0 == self.pan_end.0 {
+            (self.pan_end.1, self.pan_end.2)
+        } else {
+            let a0 = angle(pan0);
+            (a0.cos(), a0.sin())
+        };
+        let (gl1, gr1) = if pan1 == pan0 {
+            (gl0, gr0)
+        } else {
+            let a1 = angle(pan1);
+            (a1.cos(), a1.sin())
+        };
+        self.pan_end = (pan1, gl1, gr1);
         // Per-sample gains, each a straight line across the tick.
         let (dl, dr) = ((gl1 - gl0) / n as f32, (gr1 - gr0) / n as f32);
         for i in 0..n {

@@ -254,8 +254,21 @@ impl Lfo {
     }
 }
 
+/// Frames the low-pass computes at once from its state (see [`LowPass`]).
+const FILTER_BLOCK: usize = 8;
+
 /// A biquad low-pass (transposed direct form II) with FluidSynth's Q and gain rules.
-#[derive(Clone, Copy, Debug, Default)]
+///
+/// The recursion runs [`FILTER_BLOCK`] frames at a time in its block form: the
+/// block's outputs are its inputs through the impulse response's first taps plus the
+/// response to the state it starts from, so the eight outputs are independent sums
+/// (vector code) and only the state carries from block to block. That shortens the
+/// chain of dependent operations per frame several times over. The block's
+/// coefficients are computed when the cutoff moves, and not again while it holds.
+/// The output equals the frame-by-frame recursion's to within -72 dB of full scale
+/// (at the lowest cutoffs; far closer above a few hundred Hz; the test
+/// `block_filter_matches_the_frame_recursion` below measures it).
+#[derive(Clone, Copy, Debug)]
 struct LowPass {
     b0: f32,
     b1: f32,
@@ -263,11 +276,45 @@ struct LowPass {
     a2: f32,
     z1: f32,
     z2: f32,
+    /// The cutoff (cents) and resonance (centibels) the coefficients are for.
+    fc_cents: f32,
+    q_cb: f32,
+    /// `taps[j][k]`: how input frame `j` of a block reaches output frame `k` (the
+    /// impulse response delayed by `j`); `from_z1[k]`, `from_z2[k]`: how the state
+    /// at the block's start reaches output frame `k`.
+    taps: [[f32; FILTER_BLOCK]; FILTER_BLOCK],
+    from_z1: [f32; FILTER_BLOCK],
+    from_z2: [f32; FILTER_BLOCK],
+}
+
+impl Default for LowPass {
+    fn default() -> Self {
+        LowPass {
+            b0: 0.0,
+            b1: 0.0,
+            a1: 0.0,
+            a2: 0.0,
+            z1: 0.0,
+            z2: 0.0,
+            fc_cents: f32::NAN,
+            q_cb: f32::NAN,
+            taps: [[0.0; FILTER_BLOCK]; FILTER_BLOCK],
+            from_z1: [0.0; FILTER_BLOCK],
+            from_z2: [0.0; FILTER_BLOCK],
+        }
+    }
 }
 
 impl LowPass {
-    fn set(&mut self, fc_hz: f32, q_cb: f32, sr: f32) {
-        let fc = fc_hz.clamp(5.0, 0.45 * sr);
+    /// Sets the cutoff in absolute cents and the resonance in centibels; nothing is
+    /// computed when they have not moved.
+    fn set(&mut self, fc_cents: f32, q_cb: f32, sr: f32) {
+        if fc_cents == self.fc_cents && q_cb == self.q_cb {
+            return;
+        }
+        self.fc_cents = fc_cents;
+        self.q_cb = q_cb;
+        let fc = (CENT0_HZ * (fc_cents / 1200.0).exp2()).clamp(5.0, 0.45 * sr);
         let q_db = (q_cb / 10.0).clamp(0.0, 96.0) - 3.01;
         let q = 10f32.powf(q_db / 20.0);
         let w = std::f32::consts::TAU * fc / sr;
@@ -279,13 +326,67 @@ impl LowPass {
         self.b0 = self.b1 * 0.5;
         self.a1 = -2.0 * cos * a0_inv;
         self.a2 = (1.0 - alpha) * a0_inv;
+        // The block form: the responses to an impulse and to each state variable.
+        let (b0, b1, a1, a2) = (self.b0, self.b1, self.a1, self.a2);
+        let respond = |mut x0: f32, mut z1: f32, mut z2: f32| {
+            let mut y = [0.0f32; FILTER_BLOCK];
+            for v in y.iter_mut() {
+                *v = b0 * x0 + z1;
+                z1 = b1 * x0 - a1 * *v + z2;
+                z2 = b0 * x0 - a2 * *v;
+                x0 = 0.0;
+            }
+            y
+        };
+        let h = respond(1.0, 0.0, 0.0);
+        for (j, row) in self.taps.iter_mut().enumerate() {
+            for (k, t) in row.iter_mut().enumerate() {
+                *t = if k >= j { h[k - j] } else { 0.0 };
+            }
+        }
+        self.from_z1 = respond(0.0, 1.0, 0.0);
+        self.from_z2 = respond(0.0, 0.0, 1.0);
     }
 
+    /// Filters `buf` in place. Dispatches to a build of the same code for AVX2 where
+    /// the processor has it (the same operations in the same order).
     #[inline]
     fn run(&mut self, buf: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2 (checked just above).
+            unsafe { self.run_avx2(buf) };
+            return;
+        }
+        self.run_body(buf);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn run_avx2(&mut self, buf: &mut [f32]) {
+        self.run_body(buf);
+    }
+
+    #[inline(always)]
+    fn run_body(&mut self, buf: &mut [f32]) {
         let (b0, b1, a1, a2) = (self.b0, self.b1, self.a1, self.a2);
         let (mut z1, mut z2) = (self.z1, self.z2);
-        for x in buf.iter_mut() {
+        let mut blocks = buf.chunks_exact_mut(FILTER_BLOCK);
+        for block in &mut blocks {
+            let x: [f32; FILTER_BLOCK] = (&*block).try_into().unwrap_or([0.0; FILTER_BLOCK]);
+            let mut y: [f32; FILTER_BLOCK] = std::array::from_fn(|k| self.from_z1[k] * z1 + self.from_z2[k] * z2);
+            for (row, &xj) in self.taps.iter().zip(&x) {
+                for (yk, t) in y.iter_mut().zip(row) {
+                    *yk += t * xj;
+                }
+            }
+            // The state after the block, from its last two frames.
+            let (x6, x7, y6, y7) = (x[6], x[7], y[6], y[7]);
+            z1 = b1 * x7 - a1 * y7 + (b0 * x6 - a2 * y6);
+            z2 = b0 * x7 - a2 * y7;
+            block.copy_from_slice(&y);
+        }
+        for x in blocks.into_remainder() {
             let y = b0 * *x + z1;
             z1 = b1 * *x - a1 * y + z2;
             z2 = b0 * *x - a2 * y;
@@ -335,10 +436,83 @@ fn interpolate_run(pcm: &[i16], phase: u64, inc: u64, ramp: Ramp, out: &mut [f32
     interpolate_run_body(pcm, phase, inc, ramp, out)
 }
 
+/// The AVX2 build: eight frames at a time, each frame's four points fetched by two
+/// gathers of two neighbouring 16-bit points each (the positions computed in 64-bit
+/// lanes), then the same interpolation and ramp as [`interpolate_run_body`], operation
+/// for operation (no fused multiply-add): the output is the same bit for bit. The
+/// frames left over (fewer than eight) take the plain body.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn interpolate_run_avx2(pcm: &[i16], phase: u64, inc: u64, ramp: Ramp, out: &mut [f32]) -> u64 {
-    interpolate_run_body(pcm, phase, inc, ramp, out)
+fn interpolate_run_avx2(pcm: &[i16], mut phase: u64, inc: u64, ramp: Ramp, out: &mut [f32]) -> u64 {
+    use std::arch::x86_64::*;
+    let n = out.len();
+    // Gathers take 32-bit indices: a pool beyond that takes the plain body.
+    if n < 8 || pcm.len() >= i32::MAX as usize {
+        return interpolate_run_body(pcm, phase, inc, ramp, out);
+    }
+    let whole = n / 8 * 8;
+    // The last frame of the whole groups must keep its points inside `pcm`, which the
+    // caller guarantees for every frame; checked here once per run.
+    let last = phase.wrapping_add(inc.wrapping_mul(whole as u64 - 1));
+    let (k0, k1) = ((phase >> 32) as usize, (last >> 32) as usize);
+    assert!(k0 >= 1 && k1 + 3 <= pcm.len() && last >= phase, "interpolation run outside its sample");
+    let base = pcm.as_ptr() as *const i32;
+    // SAFETY: AVX2 is enabled for this function; every gathered address lies inside
+    // `pcm` (frame `k` reads points k-1..k+3, and k0 <= k <= k1 were checked above);
+    // the stores write `out[i..i + 8]` with i + 8 <= whole <= n.
+    unsafe {
+        let inc4 = _mm256_set1_epi64x(inc.wrapping_mul(4) as i64);
+        let inc8 = _mm256_set1_epi64x(inc.wrapping_mul(8) as i64);
+        let steps = _mm256_set_epi64x(3 * inc as i64, 2 * inc as i64, inc as i64, 0);
+        let mut ph_a = _mm256_add_epi64(_mm256_set1_epi64x(phase as i64), steps);
+        let mut ph_b = _mm256_add_epi64(ph_a, inc4);
+        // Low and high 32-bit halves of four 64-bit lanes, to the low and high 128 bits.
+        let split = _mm256_set_epi32(7, 5, 3, 1, 6, 4, 2, 0);
+        let one = _mm256_set1_epi32(1);
+        let scale = _mm256_set1_ps(1.0 / 16_777_216.0);
+        let (half, two_half, two, one_half) =
+            (_mm256_set1_ps(0.5), _mm256_set1_ps(2.5), _mm256_set1_ps(2.0), _mm256_set1_ps(1.5));
+        let (a0, da) = (_mm256_set1_ps(ramp.a0), _mm256_set1_ps(ramp.da));
+        let lanes = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+        let mut at = _mm256_add_epi32(_mm256_set1_epi32((ramp.from + 1) as i32), lanes);
+        let eight = _mm256_set1_epi32(8);
+        let mut i = 0;
+        while i < whole {
+            let (sa, sb) = (_mm256_permutevar8x32_epi32(ph_a, split), _mm256_permutevar8x32_epi32(ph_b, split));
+            let lo = _mm256_permute2x128_si256(sa, sb, 0x20);
+            let hi = _mm256_permute2x128_si256(sa, sb, 0x31);
+            let t = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(lo, 8)), scale);
+            let g01 = _mm256_i32gather_epi32::<2>(base, _mm256_sub_epi32(hi, one));
+            let g23 = _mm256_i32gather_epi32::<2>(base, _mm256_add_epi32(hi, one));
+            let p0 = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(g01, 16), 16));
+            let p1 = _mm256_cvtepi32_ps(_mm256_srai_epi32(g01, 16));
+            let p2 = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(g23, 16), 16));
+            let p3 = _mm256_cvtepi32_ps(_mm256_srai_epi32(g23, 16));
+            // c1 = 0.5 (p2 - p0); c2 = p0 - 2.5 p1 + 2 p2 - 0.5 p3; c3 = 0.5 (p3 - p0) + 1.5 (p1 - p2)
+            let c1 = _mm256_mul_ps(half, _mm256_sub_ps(p2, p0));
+            let c2 = _mm256_sub_ps(
+                _mm256_add_ps(_mm256_sub_ps(p0, _mm256_mul_ps(two_half, p1)), _mm256_mul_ps(two, p2)),
+                _mm256_mul_ps(half, p3),
+            );
+            let c3 = _mm256_add_ps(
+                _mm256_mul_ps(half, _mm256_sub_ps(p3, p0)),
+                _mm256_mul_ps(one_half, _mm256_sub_ps(p1, p2)),
+            );
+            let gain = _mm256_add_ps(a0, _mm256_mul_ps(da, _mm256_cvtepi32_ps(at)));
+            let y = _mm256_add_ps(_mm256_mul_ps(_mm256_add_ps(_mm256_mul_ps(c3, t), c2), t), c1);
+            let y = _mm256_mul_ps(_mm256_add_ps(_mm256_mul_ps(y, t), p1), gain);
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), y);
+            ph_a = _mm256_add_epi64(ph_a, inc8);
+            ph_b = _mm256_add_epi64(ph_b, inc8);
+            at = _mm256_add_epi32(at, eight);
+            i += 8;
+        }
+    }
+    phase = phase.wrapping_add(inc.wrapping_mul(whole as u64));
+    if whole == n {
+        return phase;
+    }
+    interpolate_run_body(pcm, phase, inc, Ramp { from: ramp.from + whole, ..ramp }, &mut out[whole..])
 }
 
 #[inline(always)]
@@ -384,6 +558,36 @@ fn interpolate_run_body(pcm: &[i16], mut phase: u64, inc: u64, ramp: Ramp, out: 
         at += m;
     }
     phase
+}
+
+/// Per-segment values kept from the last segment, so that what has not moved costs
+/// no exponential again (a held note's pitch, level and attenuation).
+#[derive(Clone, Copy, Debug)]
+struct Cache {
+    /// Cents of the last pitch and its 32.32 position step.
+    cents: f32,
+    inc: u64,
+    /// The volume envelope's last value (past the attack) and its gain.
+    env_value: f32,
+    env_gain: f32,
+    /// The last modulation-LFO attenuation and expression, and their gain with the
+    /// note's own attenuation.
+    lfo_cb: f32,
+    expression: u8,
+    attenuation: f32,
+}
+
+impl Cache {
+    /// Nothing computed yet (NaN matches no value).
+    const EMPTY: Cache = Cache {
+        cents: f32::NAN,
+        inc: 0,
+        env_value: f32::NAN,
+        env_gain: 0.0,
+        lfo_cb: f32::NAN,
+        expression: 0,
+        attenuation: 0.0,
+    };
 }
 
 /// What a sample voice reads from its channel each segment.
@@ -447,6 +651,7 @@ pub struct SampleVoice {
     rate_ratio: f64,
     /// Left and right gains of the region's pan.
     pan_gains: (f32, f32),
+    cache: Cache,
     pub done: bool,
 }
 
@@ -462,7 +667,7 @@ impl SampleVoice {
             modenv: SfEnv::IDLE,
             mod_lfo: Lfo { delay: 0, phase: 0.0, step: 0.0 },
             vib_lfo: Lfo { delay: 0, phase: 0.0, step: 0.0 },
-            filter: LowPass { b0: 0.0, b1: 0.0, a1: 0.0, a2: 0.0, z1: 0.0, z2: 0.0 },
+            filter: LowPass::default(),
             filter_on: false,
             amp: 0.0,
             looped: false,
@@ -471,6 +676,7 @@ impl SampleVoice {
             static_cents: 0.0,
             rate_ratio: 1.0,
             pan_gains: (1.0, 1.0),
+            cache: Cache::EMPTY,
             done: true,
         }
     }
@@ -489,6 +695,7 @@ impl SampleVoice {
         self.mod_lfo = Lfo::new(region.mod_lfo_delay, region.mod_lfo_freq, sr);
         self.vib_lfo = Lfo::new(region.vib_lfo_delay, region.vib_lfo_freq, sr);
         self.filter = LowPass::default();
+        self.cache = Cache::EMPTY;
         self.amp = 0.0;
         self.looped = false;
         self.done = false;
@@ -583,11 +790,15 @@ impl SampleVoice {
             + r.mod_env_to_pitch * modenv
             + r.mod_lfo_to_pitch * mod_lfo
             + vib_depth * vib_lfo;
-        let ratio = self.rate_ratio * ((cents / 1200.0) as f64).exp2();
-        let inc = (ratio * 4_294_967_296.0).clamp(0.0, 1.099_511_627_776e12) as u64;
+        if cents != self.cache.cents {
+            let ratio = self.rate_ratio * ((cents / 1200.0) as f64).exp2();
+            self.cache.cents = cents;
+            self.cache.inc = (ratio * 4_294_967_296.0).clamp(0.0, 1.099_511_627_776e12) as u64;
+        }
+        let inc = self.cache.inc;
         if self.filter_on {
             let fc = self.static_fc + r.mod_env_to_fc * modenv + r.mod_lfo_to_fc * mod_lfo;
-            self.filter.set(CENT0_HZ * (fc / 1200.0).exp2(), r.filter_q, sr);
+            self.filter.set(fc, r.filter_q, sr);
         }
 
         // Envelopes and LFOs move on; the gain ramps to its value at the segment's end.
@@ -598,7 +809,14 @@ impl SampleVoice {
         let lfo_cb = -r.mod_lfo_to_vol * self.mod_lfo.value();
         let env = match r.shape {
             Shape::Channel => env_gain,
-            _ => self.volenv.volume_gain(),
+            _ if self.volenv.stage == EnvStage::Attack => self.volenv.volume_gain(),
+            _ => {
+                if self.volenv.value != self.cache.env_value {
+                    self.cache.env_value = self.volenv.value;
+                    self.cache.env_gain = self.volenv.volume_gain();
+                }
+                self.cache.env_gain
+            }
         };
         let target = if self.volenv.stage == EnvStage::Done && r.shape != Shape::Channel {
             self.done = true;
@@ -607,9 +825,13 @@ impl SampleVoice {
             // A bypassed filter still brings its passband gain (1/sqrt(Q), +1.5 dB at no
             // resonance), so loudness does not jump where the filter switches off.
             let bypass = if self.filter_on { 1.0 } else { BYPASS_GAIN };
-            env * bypass
-                * cb_to_gain(self.static_cb + lfo_cb + controller_attenuation_cb(ctl.expression))
-                * (1.0 / 32768.0)
+            if lfo_cb != self.cache.lfo_cb || ctl.expression != self.cache.expression {
+                self.cache.lfo_cb = lfo_cb;
+                self.cache.expression = ctl.expression;
+                self.cache.attenuation =
+                    cb_to_gain(self.static_cb + lfo_cb + controller_attenuation_cb(ctl.expression));
+            }
+            env * bypass * self.cache.attenuation * (1.0 / 32768.0)
         };
         if matches!(self.volenv.stage, EnvStage::Release | EnvStage::Decay) && target * 32768.0 * r.peak < NOISE_FLOOR {
             self.done = true;
@@ -676,14 +898,28 @@ impl SampleVoice {
         }
 
         // Pan (constant power, scaled by sqrt 2 so a centred voice keeps its level
-        // through the bus's own centred pan) and sends.
+        // through the bus's own centred pan) and sends, in one pass.
         let (gl, gr) = self.pan_gains;
-        for ((l, rr), w) in out.left.iter_mut().zip(out.right.iter_mut()).zip(wave.iter()) {
+        let rev = (r.reverb + 0.2 * ctl.reverb as f32 / 128.0).min(1.0);
+        let cho = (r.chorus + 0.2 * ctl.chorus as f32 / 128.0).min(1.0);
+        let w = &wave[..n];
+        let (l, rr) = (&mut out.left[..n], &mut out.right[..n]);
+        if rev > 0.0 && cho > 0.0 {
+            let (rs, cs) = (&mut out.reverb[..n], &mut out.chorus[..n]);
+            for (((l, rr), (rs, cs)), w) in l.iter_mut().zip(rr.iter_mut()).zip(rs.iter_mut().zip(cs.iter_mut())).zip(w)
+            {
+                *l += w * gl;
+                *rr += w * gr;
+                *rs += w * rev;
+                *cs += w * cho;
+            }
+            *out.sent = true;
+            return;
+        }
+        for ((l, rr), w) in l.iter_mut().zip(rr.iter_mut()).zip(w) {
             *l += w * gl;
             *rr += w * gr;
         }
-        let rev = (r.reverb + 0.2 * ctl.reverb as f32 / 128.0).min(1.0);
-        let cho = (r.chorus + 0.2 * ctl.chorus as f32 / 128.0).min(1.0);
         if rev > 0.0 {
             for (s, w) in out.reverb.iter_mut().zip(wave.iter()) {
                 *s += w * rev;
@@ -695,6 +931,102 @@ impl SampleVoice {
                 *s += w * cho;
             }
             *out.sent = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reproducible test signal in -1..1.
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                ((x >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+            })
+            .collect()
+    }
+
+    /// Largest error of the block form against the exact recursion, for an input
+    /// within full scale: -72 dB. Measured: at most 1.9e-4 at the lowest cutoff the
+    /// SoundFont allows (19 Hz), where the state's terms nearly cancel, and below
+    /// 2e-5 from 350 Hz up; the frame-by-frame recursion in single precision is off by
+    /// up to 3e-5.
+    const FILTER_BLOCK_TOLERANCE: f64 = 2.5e-4;
+
+    /// The block form of the low-pass against the recursion in double precision (same
+    /// coefficients), over cutoffs from 19 Hz to wide open, with and without
+    /// resonance, in segments of any length (the state carries across them).
+    /// `-- --nocapture` prints both forms' errors.
+    #[test]
+    fn block_filter_matches_the_frame_recursion() {
+        let sr = 48_000.0;
+        let input = noise(4096, 3);
+        for fc_cents in [1500.0, 4000.0, 6900.0, 9000.0, 11_000.0, 13_500.0] {
+            for q_cb in [0.0, 100.0, 300.0, 960.0] {
+                let mut block = LowPass::default();
+                block.set(fc_cents, q_cb, sr);
+                let mut frame = block;
+                let (b0, b1, a1, a2) = (block.b0 as f64, block.b1 as f64, block.a1 as f64, block.a2 as f64);
+                let (mut z1, mut z2) = (0.0f64, 0.0f64);
+                let exact: Vec<f64> = input
+                    .iter()
+                    .map(|&x| {
+                        let x = x as f64;
+                        let y = b0 * x + z1;
+                        z1 = b1 * x - a1 * y + z2;
+                        z2 = b0 * x - a2 * y;
+                        y
+                    })
+                    .collect();
+                let mut a = input.clone();
+                let mut b = input.clone();
+                let mut at = 0;
+                for len in [64usize, 13, 7, 1, 64, 200, 31].iter().cycle() {
+                    if at >= a.len() {
+                        break;
+                    }
+                    let end = (at + len).min(a.len());
+                    block.run(&mut a[at..end]);
+                    // The recursion, one frame at a time.
+                    for x in &mut b[at..end] {
+                        let y = frame.b0 * *x + frame.z1;
+                        frame.z1 = frame.b1 * *x - frame.a1 * y + frame.z2;
+                        frame.z2 = frame.b0 * *x - frame.a2 * y;
+                        *x = y;
+                    }
+                    at = end;
+                }
+                let err = |v: &[f32]| v.iter().zip(&exact).fold(0.0f64, |m, (x, y)| m.max((*x as f64 - y).abs()));
+                let (e_block, e_frame) = (err(&a), err(&b));
+                println!("fc {fc_cents} cents, q {q_cb} cB: block {e_block:.2e}, frame {e_frame:.2e}");
+                assert!(
+                    e_block <= FILTER_BLOCK_TOLERANCE,
+                    "fc {fc_cents} cents, q {q_cb} cB: block form off by {e_block}, the recursion by {e_frame}"
+                );
+            }
+        }
+    }
+
+    /// The AVX2 interpolation gives the plain build's output bit for bit, over runs of
+    /// every length, speeds below and above the sample's own, and a gain ramp.
+    #[test]
+    fn vector_interpolation_matches_the_plain_build() {
+        let pcm: Vec<i16> = noise(20_000, 9).iter().map(|x| (x * 32_000.0) as i16).collect();
+        for inc in [0x4000_0000u64, 0xE000_0000, 0x1_0000_0000, 0x1_2345_6789, 0x3_8000_0001] {
+            for len in [1usize, 7, 8, 9, 16, 63, 64, 100] {
+                let phase = (5u64 << 32) | 0x1234_5678;
+                let ramp = Ramp { a0: 0.25, da: 0.001, from: 3 };
+                let mut plain = vec![0.0f32; len];
+                let mut fast = vec![0.0f32; len];
+                let p1 = interpolate_run_body(&pcm, phase, inc, ramp, &mut plain);
+                let p2 = interpolate_run(&pcm, phase, inc, ramp, &mut fast);
+                assert_eq!(p1, p2);
+                assert!(plain.iter().zip(&fast).all(|(a, b)| a.to_bits() == b.to_bits()), "inc {inc:#x}, {len} frames");
+            }
         }
     }
 }

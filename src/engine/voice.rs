@@ -7,7 +7,7 @@ use super::synth::{OscState, SYNTHS, SynthCtx};
 use crate::dsp::svf::{Svf, SvfCoefs};
 use crate::params::{Param, ParamValues};
 use crate::tables::Tables;
-use crate::tables::wavetable::{phase_inc, read};
+use crate::tables::wavetable::phase_inc;
 use crate::theory::note_hz;
 
 /// Fade applied to a stolen voice.
@@ -254,7 +254,7 @@ impl Voice {
         // Pitch bend is the channel's, and applies to notes kept on an old instrument too.
         let analog = params.get(Param::Analog) as f64;
         let drift = if analog > 0.0 {
-            let wander = (self.analog_phase * std::f64::consts::TAU).sin();
+            let wander = crate::dsp::math::sin_turns(self.analog_phase);
             analog * (ANALOG_OFFSET * self.analog_offset + ANALOG_WANDER * wander)
         } else {
             0.0
@@ -409,7 +409,7 @@ impl Voice {
                         self.pitch + step.copysign(target - self.pitch)
                     };
                 }
-                self.analog_phase = (self.analog_phase + self.analog_rate * dt).fract();
+                self.analog_phase = crate::dsp::math::fract_turns(self.analog_phase + self.analog_rate * dt);
                 if Self::has_voice_filter(params) {
                     // Cutoff: the channel's low-pass, opened by velocity and the filter
                     // envelope; set once per segment (a tick at most).
@@ -490,14 +490,8 @@ fn add_layers(osc: &mut OscState, sub_phase: &mut u32, ctx: &SynthCtx, wave: &mu
     let sub = ctx.param(Param::SubOsc);
     if sub > 0.0 {
         let inc = phase_inc(ctx.freq_hz * 0.5, ctx.sample_rate as f64);
-        let sine = ctx.waves.sine();
         let (keep, add) = (1.0 - 0.3 * sub, 0.3 * sub);
-        let mut p = *sub_phase;
-        for x in wave.iter_mut() {
-            *x = *x * keep + read(sine, p) * add;
-            p = p.wrapping_add(inc);
-        }
-        *sub_phase = p;
+        crate::dsp::wavescan::mix_oscillator(ctx.waves.sine(), sub_phase, inc, keep, add, wave);
     }
     let noise = ctx.param(Param::NoiseMix);
     if noise > 0.0 {

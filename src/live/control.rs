@@ -543,7 +543,7 @@ impl Live {
                 let stats = self.controller.stats();
                 let spec = self.session.set().channels.get(channel);
                 let before = stats.override_of(ch, *param).or(spec.map(|s| s.params.get(*param)));
-                if let Some(ev) = r.request.param_event(self.clock.frame_for(Instant::now())) {
+                if let Some(ev) = r.request.param_event(self.clock.frame_for(r.at.unwrap_or_else(Instant::now))) {
                     self.controller.send(ev);
                 }
                 let text = |v| crate::script::diff::param_text(*param, v);
@@ -552,7 +552,7 @@ impl Live {
             }
             note => {
                 let bpm = self.controller.stats().tempo();
-                let at = self.clock.frame_for(Instant::now());
+                let at = self.clock.frame_for(r.at.unwrap_or_else(Instant::now));
                 for ev in note.note_events(at, bpm, self.sample_rate as f64).into_iter().flatten() {
                     self.controller.send(ev);
                 }

@@ -112,6 +112,10 @@ impl LinkSession {
                 if !self.link.is_enabled() {
                     // Link keeps the local tempo when it starts a session of its own.
                     self.propose_tempo(set_bpm);
+                    // The timeline before any peer is found: joining a session
+                    // re-maps it, which `timeline_moved` tells however soon after
+                    // enabling the session is found.
+                    self.note_timeline();
                     self.link.enable(true);
                     self.shared.on.store(true, Relaxed);
                 } else if propose {

@@ -5,21 +5,27 @@
 //! waits for, the audio thread.
 //!
 //! Hostile input is refused cheaply and counted ([`ListenStats`], shown by
-//! `:status`): packets and lines have a largest size, all senders share one rate
-//! limit, OSC requests wait in a bounded queue, TCP connections are limited in
+//! `:status`): packets and lines have a largest size, each sender has its own rate
+//! limit (and all of them together a larger one), OSC requests wait in a bounded
+//! queue of which one sender holds a bounded share, TCP connections are limited in
 //! number and must send each request whole within [`REQUEST_TIMEOUT`]. Only the
 //! colon commands in [`REMOTE_COMMANDS`] are taken (none writes a file or opens a
 //! device); set statements can read no more than a set can.
+//!
+//! An OSC bundle's time tag is honoured: a bundle timed ahead plays its notes and
+//! knob moves at the frame of that time, and runs its lines at that time; one timed
+//! now, in the past, or "immediately" runs at once.
 
 use super::control::Msg;
 use crate::params::Param;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
-use rosc::{OscMessage, OscPacket, OscType};
+use rosc::{OscMessage, OscPacket, OscTime, OscType};
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The largest OSC packet taken, in bytes; a bigger one is refused.
 pub const MAX_PACKET_BYTES: usize = 8192;
@@ -29,16 +35,30 @@ pub const MAX_LINE_BYTES: usize = 16 * 1024;
 pub const MAX_BLOCK_BYTES: usize = 64 * 1024;
 /// Messages taken from one OSC bundle (nested bundles included).
 pub const MAX_BUNDLE_MESSAGES: usize = 32;
-/// OSC requests waiting for the control thread; more are dropped and counted.
+/// OSC requests waiting for the control thread (or for their bundle's time); more
+/// are dropped and counted.
 pub const OSC_QUEUE_CAP: usize = 64;
+/// OSC requests of one sender waiting at once (its share of [`OSC_QUEUE_CAP`]), so
+/// that one flooding sender leaves room for the others.
+pub const MAX_WAITING_PER_SENDER: usize = 16;
+/// The furthest ahead an OSC bundle may be timed; a bundle timed later is refused.
+pub const MAX_BUNDLE_AHEAD: Duration = Duration::from_secs(60);
 /// TCP connections open at once; more are refused and counted.
 pub const MAX_CONNECTIONS: usize = 8;
-/// Requests taken per second, all senders together (a token bucket); the rest are
-/// dropped (OSC) or refused (TCP) and counted.
+/// Requests taken per second from one sender (a UDP address and port, or a TCP
+/// connection), a token bucket each; the rest are dropped (OSC) or refused (TCP) and
+/// counted.
 pub const RATE_PER_SECOND: f64 = 200.0;
-/// Requests taken at once before the rate counts (an editor that sends a long
-/// selection line by line).
+/// Requests taken at once from one sender before the rate counts (an editor that
+/// sends a long selection line by line).
 pub const RATE_BURST: f64 = 400.0;
+/// Requests taken per second from all senders together (a sender that changes its
+/// address with each packet meets this one).
+pub const ALL_RATE_PER_SECOND: f64 = 4.0 * RATE_PER_SECOND;
+/// Requests taken at once from all senders together.
+pub const ALL_RATE_BURST: f64 = 4.0 * RATE_BURST;
+/// Senders whose rate is tracked; beyond, the one idle longest is forgotten.
+pub const MAX_RATE_SENDERS: usize = 256;
 /// A request costs one more of the rate's requests for each this many bytes:
 /// the session keeps the lines it evaluates (to replay them), so the rate also
 /// bounds how fast senders can make it grow (50 KiB a second).
@@ -201,6 +221,8 @@ pub struct Remote {
     /// "OSC 127.0.0.1:5000", "TCP 127.0.0.1:40312".
     pub from: String,
     pub request: Request,
+    /// When a note or knob request plays (an OSC bundle's time); `None`: now.
+    pub at: Option<Instant>,
     pub reply: Sender<Reply>,
 }
 
@@ -278,9 +300,44 @@ pub fn check_line(line: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The messages of an OSC packet, bundles flattened in order (their time tags are
-/// not used: everything runs on arrival).
+/// The messages of an OSC packet, bundles flattened in order.
 pub fn osc_messages(packet: &[u8]) -> Result<Vec<OscMessage>, Refusal> {
+    Ok(osc_timed(packet, SystemTime::now())?.into_iter().map(|(_, m)| m).collect())
+}
+
+/// How long after `now` a bundle's time tag `tag` falls: `None` to run at once (the
+/// tag "immediately", a time now or past). A time further ahead than
+/// [`MAX_BUNDLE_AHEAD`] is refused.
+pub fn ahead_of(tag: OscTime, now: SystemTime) -> Result<Option<Duration>, Refusal> {
+    if (tag.seconds, tag.fractional) == (0, 1) {
+        return Ok(None);
+    }
+    let Ok(unix) = now.duration_since(UNIX_EPOCH) else { return Ok(None) };
+    let now_osc = (unix.as_secs() + OSC_UNIX_OFFSET_S) as f64 + unix.subsec_nanos() as f64 * 1e-9;
+    let at = tag.seconds as f64 + tag.fractional as f64 / 4_294_967_296.0;
+    let ahead = at - now_osc;
+    if ahead <= 0.0 {
+        return Ok(None);
+    }
+    if ahead > MAX_BUNDLE_AHEAD.as_secs_f64() {
+        return Err(refuse(
+            Refused::WrongType,
+            format!(
+                "a bundle timed {} s ahead is refused (at most {} s ahead; check the sender's clock)",
+                ahead.round(),
+                MAX_BUNDLE_AHEAD.as_secs()
+            ),
+        ));
+    }
+    Ok(Some(Duration::from_secs_f64(ahead)))
+}
+
+/// Seconds from the OSC (NTP) epoch, 1900, to the Unix epoch, 1970.
+const OSC_UNIX_OFFSET_S: u64 = 2_208_988_800;
+
+/// The messages of an OSC packet, bundles flattened in order, each with how long
+/// after `now` it is timed (its innermost bundle's time tag; `None`: at once).
+pub fn osc_timed(packet: &[u8], now: SystemTime) -> Result<Vec<(Option<Duration>, OscMessage)>, Refusal> {
     if packet.len() > MAX_PACKET_BYTES {
         return Err(refuse(
             Refused::Oversized,
@@ -291,11 +348,14 @@ pub fn osc_messages(packet: &[u8]) -> Result<Vec<OscMessage>, Refusal> {
         refuse(Refused::BadPacket, format!("not an OSC packet ({e}); send e.g. /jamrig/eval \"ch(1).volume = 0.5\""))
     })?;
     let mut out = Vec::new();
-    let mut stack = vec![p];
-    while let Some(p) = stack.pop() {
+    let mut stack = vec![(None, p)];
+    while let Some((ahead, p)) = stack.pop() {
         match p {
-            OscPacket::Message(m) => out.push(m),
-            OscPacket::Bundle(b) => stack.extend(b.content.into_iter().rev()),
+            OscPacket::Message(m) => out.push((ahead, m)),
+            OscPacket::Bundle(b) => {
+                let ahead = ahead_of(b.timetag, now)?;
+                stack.extend(b.content.into_iter().rev().map(|p| (ahead, p)));
+            }
         }
         if out.len() + stack.len() > MAX_BUNDLE_MESSAGES {
             return Err(refuse(
@@ -500,30 +560,82 @@ fn too_long() -> Refusal {
     )
 }
 
-/// A token bucket: [`RATE_PER_SECOND`] requests a second, bursts of [`RATE_BURST`];
-/// a request of `n` bytes counts as `1 + n / RATE_BYTES_PER_REQUEST`.
+/// A token bucket: `rate` requests a second, bursts of `burst`; a request of `n`
+/// bytes counts as `1 + n / RATE_BYTES_PER_REQUEST`.
 pub struct RateLimit {
     tokens: f64,
     last: Instant,
+    rate: f64,
+    burst: f64,
 }
 
 impl RateLimit {
+    /// One sender's bucket: [`RATE_PER_SECOND`], bursts of [`RATE_BURST`].
     pub fn new(now: Instant) -> RateLimit {
-        RateLimit { tokens: RATE_BURST, last: now }
+        RateLimit::with(now, RATE_PER_SECOND, RATE_BURST)
     }
 
-    /// Whether one more request of `bytes` may pass at `now`.
-    pub fn take(&mut self, now: Instant, bytes: usize) -> bool {
+    pub fn with(now: Instant, rate: f64, burst: f64) -> RateLimit {
+        RateLimit { tokens: burst, last: now, rate, burst }
+    }
+
+    fn refill(&mut self, now: Instant) {
         let dt = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = self.last.max(now);
-        self.tokens = (self.tokens + dt * RATE_PER_SECOND).min(RATE_BURST);
-        let cost = (1 + bytes / RATE_BYTES_PER_REQUEST) as f64;
-        if self.tokens >= cost {
-            self.tokens -= cost;
-            true
-        } else {
-            false
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+    }
+
+    fn cost(bytes: usize) -> f64 {
+        (1 + bytes / RATE_BYTES_PER_REQUEST) as f64
+    }
+
+    /// Whether one more request of `bytes` could pass at `now` (takes nothing).
+    fn could(&mut self, now: Instant, bytes: usize) -> bool {
+        self.refill(now);
+        self.tokens >= Self::cost(bytes)
+    }
+
+    /// Whether one more request of `bytes` may pass at `now` (taken if so).
+    pub fn take(&mut self, now: Instant, bytes: usize) -> bool {
+        let ok = self.could(now, bytes);
+        if ok {
+            self.tokens -= Self::cost(bytes);
         }
+        ok
+    }
+}
+
+/// The rate limits of the port: a bucket per sender, and one for all of them.
+pub struct Rates {
+    senders: HashMap<SocketAddr, RateLimit>,
+    all: RateLimit,
+}
+
+impl Rates {
+    pub fn new(now: Instant) -> Rates {
+        Rates { senders: HashMap::new(), all: RateLimit::with(now, ALL_RATE_PER_SECOND, ALL_RATE_BURST) }
+    }
+
+    /// Whether one more request of `bytes` from `from` may pass at `now`: within its
+    /// sender's rate and everyone's (taken from both if so).
+    pub fn take(&mut self, from: SocketAddr, now: Instant, bytes: usize) -> bool {
+        if !self.senders.contains_key(&from) && self.senders.len() >= MAX_RATE_SENDERS {
+            // Forget the sender idle longest (a new sender starts with a full bucket,
+            // as a forgotten one would have refilled; everyone's bucket still holds).
+            if let Some(oldest) = self.senders.iter().min_by_key(|(_, r)| r.last).map(|(a, _)| *a) {
+                self.senders.remove(&oldest);
+            }
+        }
+        let mine = self.senders.entry(from).or_insert_with(|| RateLimit::new(now));
+        if !mine.could(now, bytes) || !self.all.could(now, bytes) {
+            return false;
+        }
+        mine.take(now, bytes) && self.all.take(now, bytes)
+    }
+
+    /// Senders tracked.
+    pub fn senders(&self) -> usize {
+        self.senders.len()
     }
 }
 
@@ -531,7 +643,9 @@ impl RateLimit {
 struct Shared {
     stats: Arc<ListenStats>,
     stop: AtomicBool,
-    rate: Mutex<RateLimit>,
+    rate: Mutex<Rates>,
+    /// Per OSC sender, its requests waiting (queued, or held for their time).
+    waiting: Mutex<HashMap<SocketAddr, usize>>,
     token: Option<String>,
     tx: Sender<Msg>,
 }
@@ -541,21 +655,44 @@ impl Shared {
         self.stop.load(Relaxed)
     }
 
-    /// Whether the rate limit lets one more request of `bytes` pass (counted when
-    /// it does not).
-    fn allow(&self, bytes: usize) -> bool {
-        let ok = self.rate.lock().unwrap_or_else(|p| p.into_inner()).take(Instant::now(), bytes);
+    /// Whether the rate limits let one more request of `bytes` from `from` pass
+    /// (counted when they do not).
+    fn allow(&self, from: SocketAddr, bytes: usize) -> bool {
+        let ok = self.rate.lock().unwrap_or_else(|p| p.into_inner()).take(from, Instant::now(), bytes);
         if !ok {
             self.stats.rate_limited.fetch_add(1, Relaxed);
         }
         ok
     }
 
-    /// Hands `request` to the control thread and waits for its reply.
-    fn ask(&self, from: String, request: Request) -> Reply {
+    /// One more request of `from` waits, if its share of the queue has room.
+    fn wait_more(&self, from: SocketAddr) -> bool {
+        let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let n = w.entry(from).or_insert(0);
+        if *n >= MAX_WAITING_PER_SENDER {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// A request of `from` waits no more.
+    fn waited(&self, from: SocketAddr) {
+        let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = w.get_mut(&from) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                w.remove(&from);
+            }
+        }
+    }
+
+    /// Hands `request` to the control thread and waits for its reply; a note or
+    /// knob request plays `at` that time (`None`: now).
+    fn ask(&self, from: String, request: Request, at: Option<Instant>) -> Reply {
         let (reply, answer) = bounded(1);
         self.stats.requests.fetch_add(1, Relaxed);
-        if self.tx.send(Msg::Remote(Remote { from, request, reply })).is_err() {
+        if self.tx.send(Msg::Remote(Remote { from, request, reply, at })).is_err() {
             return Reply { text: "jamrig is stopping".into(), ok: false };
         }
         answer.recv_timeout(REPLY_TIMEOUT).unwrap_or_else(|_| Reply {
@@ -581,7 +718,8 @@ impl Listener {
         let shared = Arc::new(Shared {
             stats: Arc::new(ListenStats::default()),
             stop: AtomicBool::new(false),
-            rate: Mutex::new(RateLimit::new(Instant::now())),
+            rate: Mutex::new(Rates::new(Instant::now())),
+            waiting: Mutex::new(HashMap::new()),
             token: opts.token.clone(),
             tx,
         });
@@ -650,9 +788,14 @@ fn send_osc(sock: &UdpSocket, to: SocketAddr, ok: bool, text: &str) {
     }
 }
 
+/// An OSC request on its way to [`osc_answer`]: its sender, and when it is timed
+/// (`None`: at once).
+type Queued = (SocketAddr, Request, Option<Instant>);
+
 /// Reads OSC packets: refuses what is wrong at once (with an error to the sender),
-/// queues the requests for [`osc_answer`].
-fn osc_receive(sock: UdpSocket, shared: &Shared, queue: Sender<(SocketAddr, Request)>) {
+/// queues the requests for [`osc_answer`], each sender within its share of the
+/// queue.
+fn osc_receive(sock: UdpSocket, shared: &Shared, queue: Sender<Queued>) {
     let mut buf = vec![0u8; MAX_PACKET_BYTES + 1];
     while !shared.stopping() {
         let (n, from) = match sock.recv_from(&mut buf) {
@@ -665,30 +808,45 @@ fn osc_receive(sock: UdpSocket, shared: &Shared, queue: Sender<(SocketAddr, Requ
                 continue;
             }
         };
-        if !shared.allow(n) {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        if !shared.allow(from, n) {
             continue;
         }
         let refused = |r: Refusal| {
             shared.stats.count(r.kind);
             send_osc(&sock, from, false, &r.text);
         };
-        let msgs = match osc_messages(&buf[..n]) {
+        let msgs = match osc_timed(&buf[..n], wall) {
             Ok(m) => m,
             Err(r) => {
                 refused(r);
                 continue;
             }
         };
-        for m in &msgs {
+        for (ahead, m) in &msgs {
             match osc_request(m, shared.token.as_deref()) {
-                Ok(req) => match queue.try_send((from, req)) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => refused(refuse(
-                        Refused::QueueFull,
-                        format!("busy: {OSC_QUEUE_CAP} requests wait already; this one was dropped"),
-                    )),
-                    Err(TrySendError::Disconnected(_)) => return,
-                },
+                Ok(req) => {
+                    if !shared.wait_more(from) {
+                        refused(refuse(
+                            Refused::QueueFull,
+                            format!(
+                                "busy: {MAX_WAITING_PER_SENDER} of your requests wait already; this one was dropped"
+                            ),
+                        ));
+                        continue;
+                    }
+                    match queue.try_send((from, req, ahead.map(|d| now + d))) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            shared.waited(from);
+                            refused(refuse(
+                                Refused::QueueFull,
+                                format!("busy: {OSC_QUEUE_CAP} requests wait already; this one was dropped"),
+                            ))
+                        }
+                        Err(TrySendError::Disconnected(_)) => return,
+                    }
+                }
                 Err(r) => refused(r),
             }
         }
@@ -696,14 +854,37 @@ fn osc_receive(sock: UdpSocket, shared: &Shared, queue: Sender<(SocketAddr, Requ
 }
 
 /// Hands queued OSC requests to the control thread, one at a time, and sends each
-/// reply back.
-fn osc_answer(sock: UdpSocket, shared: &Shared, queue: Receiver<(SocketAddr, Request)>) {
+/// reply back. A note or knob timed ahead goes at once, with its time (it plays at
+/// that time's frame); a line timed ahead is held until its time.
+fn osc_answer(sock: UdpSocket, shared: &Shared, queue: Receiver<Queued>) {
+    let mut held: Vec<(Instant, SocketAddr, Request)> = Vec::with_capacity(OSC_QUEUE_CAP);
+    let answer = |from: SocketAddr, req: Request, at: Option<Instant>| {
+        let reply = shared.ask(format!("OSC {from}"), req, at);
+        shared.waited(from);
+        send_osc(&sock, from, reply.ok, &reply.text);
+    };
     loop {
-        match queue.recv_timeout(POLL) {
-            Ok((from, req)) => {
-                let reply = shared.ask(format!("OSC {from}"), req);
-                send_osc(&sock, from, reply.ok, &reply.text);
+        let now = Instant::now();
+        // The earliest held line that is due, in time order (then arrival).
+        if let Some(i) = (0..held.len()).filter(|&i| held[i].0 <= now).min_by_key(|&i| (held[i].0, i)) {
+            let (_, from, req) = held.remove(i);
+            answer(from, req, None);
+            continue;
+        }
+        let next = held.iter().map(|h| h.0).min();
+        let wait = next.map_or(POLL, |t| t.saturating_duration_since(now).min(POLL));
+        match queue.recv_timeout(wait) {
+            Ok((from, req @ Request::Line(_), Some(at))) if at > Instant::now() => {
+                if held.len() < held.capacity() {
+                    held.push((at, from, req));
+                } else {
+                    shared.waited(from);
+                    shared.stats.count(Refused::QueueFull);
+                    let text = format!("busy: {OSC_QUEUE_CAP} timed requests wait already; this one was dropped");
+                    send_osc(&sock, from, false, &text);
+                }
             }
+            Ok((from, req, at)) => answer(from, req, at),
             Err(RecvTimeoutError::Timeout) if !shared.stopping() => {}
             Err(_) => return,
         }
@@ -807,7 +988,7 @@ fn tcp_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                     );
                     return;
                 }
-                Item::Request(line) if !shared.allow(line.len()) => {
+                Item::Request(line) if !shared.allow(peer, line.len()) => {
                     format!(
                         "error: too many requests (at most {RATE_PER_SECOND} a second, a request counting once more for each {RATE_BYTES_PER_REQUEST} bytes); this one was dropped"
                     )
@@ -817,7 +998,7 @@ fn tcp_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                         shared.stats.count(r.kind);
                         format!("error: {}", r.text)
                     }
-                    Ok(()) => shared.ask(format!("TCP {peer}"), Request::Line(line)).text,
+                    Ok(()) => shared.ask(format!("TCP {peer}"), Request::Line(line), None).text,
                 },
             };
             if write_reply(&mut stream, &text).is_err() {
@@ -1062,6 +1243,70 @@ mod tests {
         let block = 4 * RATE_BYTES_PER_REQUEST - 1;
         let blocks = (0..RATE_BURST as usize).filter(|_| rate.take(later, block)).count();
         assert_eq!(blocks, RATE_PER_SECOND as usize / 4);
+    }
+
+    /// Issue 18: the rate limit is per sender, so one flooding sender does not
+    /// starve another; all senders together meet a larger one.
+    #[test]
+    fn each_sender_has_its_own_rate_and_all_share_a_larger_one() {
+        let t0 = Instant::now();
+        let mut rates = Rates::new(t0);
+        let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:5001".parse().unwrap();
+        let flood = (0..3000).filter(|_| rates.take(a, t0, 10)).count();
+        assert_eq!(flood, RATE_BURST as usize);
+        // The other sender still has its whole burst.
+        assert_eq!((0..100).filter(|_| rates.take(b, t0, 10)).count(), 100);
+        // Many senders at once meet everyone's bucket.
+        let mut rates = Rates::new(t0);
+        let taken = (0..MAX_RATE_SENDERS as u16)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 6000 + i)))
+            .map(|from| (0..RATE_BURST as usize).filter(|_| rates.take(from, t0, 0)).count())
+            .sum::<usize>();
+        assert_eq!(taken, ALL_RATE_BURST as usize);
+        assert!(rates.senders() <= MAX_RATE_SENDERS);
+        // Senders beyond the most tracked replace the one idle longest.
+        let later = t0 + Duration::from_secs(10);
+        assert!(rates.take(SocketAddr::from(([127, 0, 0, 2], 1)), later, 0));
+        assert_eq!(rates.senders(), MAX_RATE_SENDERS);
+    }
+
+    fn bundle_at(tag: OscTime, addr: &str) -> Vec<u8> {
+        let b =
+            OscPacket::Bundle(rosc::OscBundle { timetag: tag, content: vec![OscPacket::Message(msg(addr, vec![]))] });
+        rosc::encoder::encode(&b).unwrap()
+    }
+
+    /// Issue 18: an OSC bundle's time tag says when its messages run: "immediately"
+    /// or a time past at once, a time ahead after that long, a time too far ahead is
+    /// refused; a nested bundle has its own time.
+    #[test]
+    fn bundle_time_tags_say_when_their_messages_run() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+        let tag = |d: f64| OscTime::try_from(now + Duration::from_secs_f64(d)).unwrap();
+        let past = OscTime::try_from(now - Duration::from_secs(3)).unwrap();
+        let when = |p: &[u8]| osc_timed(p, now).map(|v| v.into_iter().map(|(d, _)| d).collect::<Vec<_>>());
+        assert_eq!(when(&bundle_at((0, 1).into(), "/jamrig/play")), Ok(vec![None]));
+        assert_eq!(when(&bundle_at(past, "/jamrig/play")), Ok(vec![None]));
+        assert_eq!(when(&bundle_at((0, 0).into(), "/jamrig/play")), Ok(vec![None]));
+        let d = when(&bundle_at(tag(1.5), "/jamrig/play")).unwrap()[0].unwrap();
+        assert!((d.as_secs_f64() - 1.5).abs() < 1e-6, "{d:?}");
+        assert_eq!(when(&packet("/jamrig/play", vec![])), Ok(vec![None]));
+        let e = osc_timed(&bundle_at(tag(3600.0), "/jamrig/play"), now).unwrap_err();
+        assert_eq!(e.kind, Refused::WrongType);
+        assert_eq!(e.text, "a bundle timed 3600 s ahead is refused (at most 60 s ahead; check the sender's clock)");
+        // A bundle timed ahead holding one timed further ahead and a message.
+        let inner = OscPacket::Bundle(rosc::OscBundle {
+            timetag: tag(2.0),
+            content: vec![OscPacket::Message(msg("/jamrig/stop", vec![]))],
+        });
+        let outer = OscPacket::Bundle(rosc::OscBundle {
+            timetag: tag(1.0),
+            content: vec![inner, OscPacket::Message(msg("/jamrig/play", vec![]))],
+        });
+        let v = osc_timed(&rosc::encoder::encode(&outer).unwrap(), now).unwrap();
+        let got: Vec<(String, u64)> = v.iter().map(|(d, m)| (m.addr.clone(), d.unwrap().as_millis() as u64)).collect();
+        assert_eq!(got, [("/jamrig/stop".to_string(), 2000), ("/jamrig/play".to_string(), 1000)]);
     }
 
     #[test]

@@ -22,6 +22,11 @@ pub use seq_in::{MidiIn, connect, list_inputs, list_outputs, open_own_port, unav
 /// Messages the MIDI log holds before the REPL prints them.
 pub const MIDI_LOG_CAP: usize = 1024;
 const CLIENT: &str = "jamrig";
+/// The name of jamrig's MIDI output port through ALSA (and CoreMIDI, where a port
+/// is known by its own name alone); on JACK it is the port `out` of the client
+/// `jamrig`, `jamrig:out`.
+#[cfg(not(feature = "jack"))]
+pub const SEQ_OUT_PORT: &str = "jamrig out";
 const OWN_PORT_NOTE: &str = " (jamrig's own port)";
 
 /// A received message, for the `:log` display (fixed size).
@@ -155,7 +160,7 @@ fn no_match(choice: Option<&str>) -> String {
 /// MIDI through ALSA's sequencer (midir).
 #[cfg(not(feature = "jack"))]
 mod seq_in {
-    use super::{CLIENT, Held, MidiTap, OWN_PORT_NOTE, no_match, pick};
+    use super::{CLIENT, Held, MidiTap, OWN_PORT_NOTE, SEQ_OUT_PORT, no_match, pick};
     use crate::engine::midi_out::OutMessage;
     use crate::live::midi_out::OutWriter;
     use midir::{Ignore, MidiInput, MidiInputConnection, MidiOutput, MidiOutputConnection};
@@ -174,44 +179,64 @@ mod seq_in {
         tap: MidiTap,
     }
 
-    /// jamrig's MIDI output: its own port, or a connection to one device, and the
-    /// thread that sends each message at its frame's wall time.
+    /// jamrig's MIDI output: its own port (`jamrig out`, for other programs to
+    /// connect to), a connection from it to each device asked for (connections add
+    /// up, as on JACK), and the thread that sends each message at its frame's wall
+    /// time to all of them.
     struct SeqOut {
         stop: Arc<AtomicBool>,
         thread: std::thread::JoinHandle<()>,
-        /// The device it is connected to, if any.
-        device: Option<String>,
+        /// The devices it is connected to.
+        devices: Vec<String>,
+        /// Hands the output thread a new device's connection.
+        add: crossbeam_channel::Sender<MidiOutputConnection>,
     }
 
+    /// Devices the output sends to at most, beside its own port.
+    pub const MAX_OUT_DEVICES: usize = 8;
     /// How often the output thread looks for messages due.
     const OUT_POLL: Duration = Duration::from_millis(1);
     /// Messages this close to their time (µs) go now.
     const OUT_EARLY_US: i64 = 500;
 
     impl SeqOut {
-        fn open(tap: &MidiTap, device: Option<&str>) -> Result<SeqOut, String> {
+        fn open(tap: &MidiTap) -> Result<SeqOut, String> {
             use midir::os::unix::VirtualOutput;
             let _quiet = crate::live::audio::quiet_alsa();
             let out = MidiOutput::new(CLIENT).map_err(|e| format!("MIDI out is unavailable: {e}"))?;
-            let (conn, device) = match device {
-                Some(want) => {
-                    let ports = out.ports();
-                    let names: Vec<String> = ports.iter().map(|p| out.port_name(p).unwrap_or_default()).collect();
-                    let i = pick(Some(want), &names).ok_or_else(|| super::no_output(want))?;
-                    let conn = out
-                        .connect(&ports[i], "out")
-                        .map_err(|e| format!("cannot open MIDI output {}: {e}", names[i]))?;
-                    (conn, Some(names[i].clone()))
-                }
-                None => (out.create_virtual("out").map_err(|e| format!("cannot open a MIDI output port: {e}"))?, None),
-            };
+            let own = out.create_virtual(SEQ_OUT_PORT).map_err(|e| format!("cannot open a MIDI output port: {e}"))?;
             let stop = Arc::new(AtomicBool::new(false));
+            let (add, added) = crossbeam_channel::bounded(MAX_OUT_DEVICES);
             let (tap, flag) = (tap.clone(), stop.clone());
             let thread = std::thread::Builder::new()
                 .name("jamrig-midi-out".into())
-                .spawn(move || send_at_their_time(conn, &tap, &flag))
+                .spawn(move || send_at_their_time(own, &added, &tap, &flag))
                 .map_err(|e| format!("cannot start the MIDI output: {e}"))?;
-            Ok(SeqOut { stop, thread, device })
+            Ok(SeqOut { stop, thread, devices: Vec::new(), add })
+        }
+
+        /// Connects the output to the device `want` names too; returns its name.
+        fn connect(&mut self, want: &str) -> Result<String, String> {
+            let _quiet = crate::live::audio::quiet_alsa();
+            let out = MidiOutput::new(CLIENT).map_err(|e| format!("MIDI out is unavailable: {e}"))?;
+            let ports = out.ports();
+            let names: Vec<String> = ports.iter().map(|p| out.port_name(p).unwrap_or_default()).collect();
+            let i = pick(Some(want), &names).ok_or_else(|| super::no_output(want))?;
+            if self.devices.contains(&names[i]) {
+                return Ok(names[i].clone());
+            }
+            if self.devices.len() >= MAX_OUT_DEVICES {
+                return Err(format!(
+                    "cannot connect the MIDI output to {}: it sends to {MAX_OUT_DEVICES} devices already",
+                    names[i]
+                ));
+            }
+            let conn = out
+                .connect(&ports[i], SEQ_OUT_PORT)
+                .map_err(|e| format!("cannot open MIDI output {}: {e}", names[i]))?;
+            self.add.send(conn).map_err(|_| "the MIDI output has stopped".to_string())?;
+            self.devices.push(names[i].clone());
+            Ok(names[i].clone())
         }
 
         fn close(self) {
@@ -221,10 +246,21 @@ mod seq_in {
     }
 
     /// The output thread: sends each message when its frame is heard (the
-    /// output's latency after it is handed out, less the device's own latency).
-    fn send_at_their_time(mut conn: MidiOutputConnection, tap: &MidiTap, stop: &AtomicBool) {
+    /// output's latency after it is handed out, less the device's own latency), to
+    /// jamrig's own port and to every device connected.
+    fn send_at_their_time(
+        own: MidiOutputConnection,
+        added: &crossbeam_channel::Receiver<MidiOutputConnection>,
+        tap: &MidiTap,
+        stop: &AtomicBool,
+    ) {
+        let mut conns = Vec::with_capacity(MAX_OUT_DEVICES + 1);
+        conns.push(own);
         let mut writer = OutWriter::default();
         while !stop.load(Relaxed) {
+            while let Ok(c) = added.try_recv() {
+                conns.push(c);
+            }
             let now = Instant::now();
             let sr = tap.clock.sample_rate();
             let latency = tap.clock.output_latency_frames() as f64;
@@ -237,12 +273,18 @@ mod seq_in {
                 if t < -(OUT_POLL.as_micros() as i64) - OUT_EARLY_US {
                     tap.out.late.fetch_add(1, Relaxed);
                 }
-                let counter = if conn.send(m.bytes()).is_ok() { &tap.out.written } else { &tap.out.refused };
+                let mut sent = false;
+                for c in conns.iter_mut() {
+                    sent |= c.send(m.bytes()).is_ok();
+                }
+                let counter = if sent { &tap.out.written } else { &tap.out.refused };
                 counter.fetch_add(1, Relaxed);
             });
             std::thread::sleep(OUT_POLL);
         }
-        conn.close();
+        for c in conns {
+            c.close();
+        }
     }
 
     impl MidiIn {
@@ -258,27 +300,23 @@ mod seq_in {
             self.conn.close();
         }
 
-        /// The output's name: jamrig's own port, or the device it sends to.
+        /// The output port's name (`jamrig out`).
         pub fn out_port(&self) -> String {
-            match self.out.as_ref().and_then(|o| o.device.clone()) {
-                Some(d) => format!("{CLIENT}:out -> {d}"),
-                None => format!("{CLIENT}:out"),
-            }
+            SEQ_OUT_PORT.to_string()
         }
 
-        /// Sends jamrig's MIDI output to the device `choice` names (through ALSA,
-        /// one device at a time); returns the device's name.
+        /// Connects jamrig's MIDI output to the device `choice` names (an index or
+        /// a part of its name); returns the device's name. Connections add up.
         pub fn connect_out(&mut self, choice: &str) -> Result<String, String> {
-            let next = SeqOut::open(&self.tap, Some(choice))?;
-            if let Some(o) = self.out.replace(next) {
-                o.close();
+            if self.out.is_none() {
+                self.out = Some(SeqOut::open(&self.tap)?);
             }
-            Ok(self.out.as_ref().and_then(|o| o.device.clone()).unwrap_or_default())
+            self.out.as_mut().expect("just opened").connect(choice)
         }
 
         /// The devices the output sends to.
         pub fn out_connections(&self) -> Vec<String> {
-            self.out.as_ref().and_then(|o| o.device.clone()).into_iter().collect()
+            self.out.as_ref().map(|o| o.devices.clone()).unwrap_or_default()
         }
     }
 
@@ -328,7 +366,7 @@ mod seq_in {
         let tap = tap.clone();
         let held = Arc::new(Held::default());
         let h = held.clone();
-        let out = SeqOut::open(&tap, None).ok();
+        let out = SeqOut::open(&tap).ok();
         let t = tap.clone();
         let conn = input
             .connect(&ports[i], "in", move |_, bytes, _| t.receive(&h, bytes), ())
@@ -343,7 +381,7 @@ mod seq_in {
         let tap = tap.clone();
         let held = Arc::new(Held::default());
         let h = held.clone();
-        let out = SeqOut::open(&tap, None).ok();
+        let out = SeqOut::open(&tap).ok();
         let t = tap.clone();
         let conn = input()?
             .create_virtual("in", move |_, bytes, _| t.receive(&h, bytes), ())

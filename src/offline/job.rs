@@ -537,6 +537,9 @@ pub fn check(path: &Path, samples: &[PathBuf]) -> Result<String> {
     for line in &ev.printed {
         s.push_str(&format!("printed: {line}\n"));
     }
+    for line in &ev.notes {
+        s.push_str(&format!("note: {line}\n"));
+    }
     Ok(s)
 }
 

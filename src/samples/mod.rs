@@ -31,7 +31,18 @@ pub const GM_FONT_NAMES: &[&str] =
 
 /// Reads a whole file, refusing what is not a regular file or is larger than `limit`.
 pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {}", path.display(), io_reason(&e)))?;
+    use std::io::Read;
+    let mut file = open_limited(path, limit)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| format!("cannot read {}: {}", path.display(), io_reason(&e)))?;
+    Ok(bytes)
+}
+
+/// Opens a file for reading in parts, refusing what is not a regular file or is
+/// larger than `limit`.
+pub(crate) fn open_limited(path: &Path, limit: u64) -> Result<std::fs::File, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {}", path.display(), io_reason(&e)))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read {}: {}", path.display(), io_reason(&e)))?;
     if !meta.is_file() {
         return Err(format!("{} is not a regular file", path.display()));
     }
@@ -43,11 +54,7 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
             limit >> 20
         ));
     }
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {}", path.display(), io_reason(&e)))
-}
-
-pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
-    read_limited(path, MAX_FONT_BYTES)
+    Ok(file)
 }
 
 fn io_reason(e: &std::io::Error) -> String {

@@ -223,6 +223,14 @@ struct SampleHeader {
     kind: u16,
 }
 
+/// A font's sample data as [`build`] asks for it, once it knows whether the font
+/// is compressed: 16-bit frames (SoundFont 2), or the Ogg Vorbis streams' bytes
+/// (SoundFont 3).
+enum SampleData<'a> {
+    Pcm(Pcm),
+    Compressed(std::borrow::Cow<'a, [u8]>),
+}
+
 /// Reads a SoundFont 2 or 3 from its bytes. `name` is how messages call it.
 pub fn read(name: &str, bytes: &[u8]) -> Result<SampleBank, FontError> {
     let b = Bytes(bytes);
@@ -233,9 +241,24 @@ pub fn read(name: &str, bytes: &[u8]) -> Result<SampleBank, FontError> {
     let body = &bytes[12..(8usize.saturating_add(size)).clamp(12, bytes.len())];
     let top = chunks(body);
     let sdta = chunks(list(&top, b"sdta").ok_or_else(|| FontError::Damaged("no sample data list".into()))?);
-    let pdta = chunks(list(&top, b"pdta").ok_or_else(|| FontError::Damaged("no preset data list".into()))?);
+    let pdta = list(&top, b"pdta").ok_or_else(|| FontError::Damaged("no preset data list".into()))?;
     let smpl = sub(&sdta, b"smpl");
-    if smpl.len() < 2 {
+    build(name, pdta, smpl.len(), |compressed| {
+        Ok(if compressed { SampleData::Compressed(smpl.into()) } else { SampleData::Pcm(pcm16(smpl)) })
+    })
+}
+
+/// The bank from the preset data list's body `pdta` and a sample chunk of
+/// `smpl_len` bytes, which `samples` reads when asked (told whether the font is
+/// compressed).
+fn build<'a>(
+    name: &str,
+    pdta: &[u8],
+    smpl_len: usize,
+    samples: impl FnOnce(bool) -> Result<SampleData<'a>, FontError>,
+) -> Result<SampleBank, FontError> {
+    let pdta = chunks(pdta);
+    if smpl_len < 2 {
         return Err(FontError::NoSamples);
     }
     let (phdr, pbag, pgen) = (Bytes(sub(&pdta, b"phdr")), Bytes(sub(&pdta, b"pbag")), Bytes(sub(&pdta, b"pgen")));
@@ -266,7 +289,10 @@ pub fn read(name: &str, bytes: &[u8]) -> Result<SampleBank, FontError> {
     // Sample data: SoundFont 2 keeps 16-bit frames; SoundFont 3 an Ogg Vorbis stream
     // per sample, at byte offsets.
     let compressed = headers.iter().any(|h| h.kind & 0x10 != 0);
-    let (pcm, headers) = if compressed { decode_vorbis(smpl, &headers)? } else { (pcm16(smpl), headers) };
+    let (pcm, headers) = match samples(compressed)? {
+        SampleData::Compressed(ogg) => decode_vorbis(&ogg, &headers)?,
+        SampleData::Pcm(pcm) => (pcm, headers),
+    };
     let pool_len = pcm.frames.len() as u32;
 
     // Instruments: their zones with the global zone folded in.
@@ -464,8 +490,129 @@ fn region(pz: &Gens, iz: &Gens, h: &SampleHeader, pool_len: u32) -> Option<Regio
     })
 }
 
-/// Reads the font at `path` (control thread).
+/// Reads the font at `path` (control thread). The file is not read whole: the
+/// preset data is, and the sample chunk goes straight into the 16-bit frames the
+/// bank keeps (a SoundFont 3's compressed chunk into memory, to be decoded), so the
+/// sample data is held once, never twice. An `sm24` chunk (the low byte of 24-bit
+/// samples) is left out: the bank plays the samples' top 16 bits, as FluidSynth
+/// does by default.
 pub fn load(path: &std::path::Path) -> Result<SampleBank, String> {
-    let bytes = crate::samples::read_bounded(path)?;
-    read(&path.display().to_string(), &bytes).map_err(|e| format!("{} {e}", path.display()))
+    let shown = path.display().to_string();
+    let io = |e: std::io::Error| format!("cannot read {shown}: {e}");
+    let mut file = crate::samples::open_limited(path, crate::samples::MAX_FONT_BYTES)?;
+    let len = file.metadata().map_err(io)?.len();
+    let parts = locate(&mut file, len).map_err(io)?;
+    let fail = |e: FontError| format!("{shown} {e}");
+    if !parts.riff {
+        return Err(fail(FontError::NotSoundFont));
+    }
+    if parts.sdta.is_none() {
+        return Err(fail(FontError::Damaged("no sample data list".into())));
+    }
+    let Some((pdta_at, pdta_len)) = parts.pdta else {
+        return Err(fail(FontError::Damaged("no preset data list".into())));
+    };
+    let pdta = read_at(&mut file, pdta_at, pdta_len).map_err(io)?;
+    let (smpl_at, smpl_len) = parts.smpl.unwrap_or((0, 0));
+    let mut failed = None;
+    let bank = build(&shown, &pdta, smpl_len as usize, |compressed| {
+        let got = if compressed {
+            read_at(&mut file, smpl_at, smpl_len).map(|b| SampleData::Compressed(b.into()))
+        } else {
+            read_pcm16(&mut file, smpl_at, smpl_len).map(SampleData::Pcm)
+        };
+        got.map_err(|e| {
+            let e = io(e);
+            failed = Some(e.clone());
+            FontError::Damaged(e)
+        })
+    });
+    match (bank, failed) {
+        (_, Some(e)) => Err(e),
+        (Ok(b), None) => Ok(b),
+        (Err(e), None) => Err(fail(e)),
+    }
+}
+
+/// Where a font file keeps its parts: (byte offset, length) of the preset data
+/// list's body and of the sample chunk, found by walking the RIFF headers with the
+/// same bounds as [`read`] (a chunk that runs past the file's end is cut there).
+#[derive(Default)]
+struct Parts {
+    riff: bool,
+    sdta: Option<()>,
+    pdta: Option<(u64, u64)>,
+    smpl: Option<(u64, u64)>,
+}
+
+fn locate(file: &mut std::fs::File, len: u64) -> std::io::Result<Parts> {
+    let mut parts = Parts::default();
+    let head = read_at(file, 0, 12.min(len))?;
+    if head.get(..4) != Some(b"RIFF") || head.get(8..12) != Some(b"sfbk") {
+        return Ok(parts);
+    }
+    parts.riff = true;
+    let size = u32::from_le_bytes(head[4..8].try_into().unwrap_or([0; 4])) as u64;
+    let end = 8u64.saturating_add(size).clamp(12, len);
+    let mut at = 12u64;
+    while at + 8 <= end {
+        let h = read_at(file, at, 12.min(end - at))?;
+        let size = u32::from_le_bytes(h[4..8].try_into().unwrap_or([0; 4])) as u64;
+        let start = at + 8;
+        let stop = start.saturating_add(size).min(end);
+        if &h[..4] == b"LIST" && h.len() >= 12 && stop - start >= 4 {
+            let kind = &h[8..12];
+            if kind == b"pdta" && parts.pdta.is_none() {
+                parts.pdta = Some((start + 4, stop - start - 4));
+            } else if kind == b"sdta" && parts.sdta.is_none() {
+                parts.sdta = Some(());
+                // The first `smpl` chunk inside.
+                let mut sub = start + 4;
+                while sub + 8 <= stop {
+                    let sh = read_at(file, sub, 8)?;
+                    let size = u32::from_le_bytes(sh[4..8].try_into().unwrap_or([0; 4])) as u64;
+                    let body = sub + 8;
+                    let body_end = body.saturating_add(size).min(stop);
+                    if &sh[..4] == b"smpl" {
+                        parts.smpl = Some((body, body_end - body));
+                        break;
+                    }
+                    sub = body_end + (size & 1);
+                }
+            }
+        }
+        at = stop + (size & 1);
+    }
+    Ok(parts)
+}
+
+/// `len` bytes of `file` from `at` (the file is at least that long).
+fn read_at(file: &mut std::fs::File, at: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(at))?;
+    let mut out = Vec::new();
+    file.take(len).read_to_end(&mut out)?;
+    if (out.len() as u64) < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(out)
+}
+
+/// The 16-bit little-endian frames of `len` bytes from `at`, read straight into
+/// the buffer that keeps them.
+fn read_pcm16(file: &mut std::fs::File, at: u64, len: u64) -> std::io::Result<Pcm> {
+    use std::io::{Read, Seek, SeekFrom};
+    /// Frames read per system call.
+    const READ_FRAMES: usize = 1 << 16;
+    file.seek(SeekFrom::Start(at))?;
+    let mut frames = vec![0i16; (len / 2) as usize].into_boxed_slice();
+    let mut bytes = [0u8; READ_FRAMES * 2];
+    for chunk in frames.chunks_mut(READ_FRAMES) {
+        let b = &mut bytes[..chunk.len() * 2];
+        file.read_exact(b)?;
+        for (f, c) in chunk.iter_mut().zip(b.chunks_exact(2)) {
+            *f = i16::from_le_bytes([c[0], c[1]]);
+        }
+    }
+    Ok(Pcm { frames })
 }

@@ -54,6 +54,9 @@ pub struct EvalState {
     pub repl: bool,
     /// Lines the script printed.
     pub printed: Vec<String>,
+    /// What the set should be told about itself that is not an error (shown by
+    /// `jamrig check`).
+    pub notes: Vec<String>,
     /// The patterns placed from mini-notation (expanded again if the meter changes).
     pub minis: super::patterns::Placed,
     /// Loaded fonts and samples, kept across evaluations.
@@ -70,6 +73,7 @@ impl EvalState {
             declared: BTreeMap::new(),
             repl,
             printed: Vec::new(),
+            notes: Vec::new(),
             minis: Default::default(),
             library: Default::default(),
             roots: Default::default(),

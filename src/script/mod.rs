@@ -55,6 +55,8 @@ pub struct Evaluated {
     pub sources: Vec<(PathBuf, String)>,
     /// What the script printed.
     pub printed: Vec<String>,
+    /// Notes about the set that are not errors (an index that picks no sample).
+    pub notes: Vec<String>,
     /// The GM program map, resolved to instrument names.
     pub gm: BTreeMap<u8, String>,
 }
@@ -447,6 +449,6 @@ impl ScriptHost {
         files.sort();
         files.dedup();
         self.samples.trim();
-        Ok((Evaluated { set: st.set, files, sources, printed: st.printed, gm: st.lib.gm }, value))
+        Ok((Evaluated { set: st.set, files, sources, printed: st.printed, notes: st.notes, gm: st.lib.gm }, value))
     }
 }

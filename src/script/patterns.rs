@@ -5,7 +5,7 @@
 
 use super::api::EvalState;
 use super::diagnostic::{did_you_mean, suggest_many};
-use super::library::Library;
+use super::library::{Library, drum_key};
 use super::mini::build::patterned;
 use super::mini::frac::Frac;
 use super::mini::pattern::{self, Pattern, Props, Value, pure, rand, silence};
@@ -397,23 +397,26 @@ pub fn register(engine: &mut Engine) {
 }
 
 /// Resolves a value to a MIDI note on a drum or melodic channel.
-fn note_of(lib: &Library, v: &Value, drums: bool) -> Result<u8, MiniError> {
+/// `notes` gathers what the set should be told (an index that picks nothing).
+fn note_of(lib: &Library, v: &Value, drums: bool, notes: &mut Vec<String>) -> Result<u8, MiniError> {
     let at = |v: &Value| match v {
         Value::Word(_, at) => at.clone(),
         _ => None,
     };
     match v {
-        Value::Props(p) => note_of(lib, &p.base, drums),
+        Value::Props(p) => note_of(lib, &p.base, drums, notes),
         Value::List(l) => {
-            if let Some(i) = l.get(1)
-                && i.num().is_none()
-            {
+            let Some(i) = l.get(1) else { return note_of(lib, &l[0], drums, notes) };
+            let Some(index) = i.num() else {
                 return Err(MiniError {
                     message: format!("the index after ':' must be a number, not {}", i.show()),
                     at: at(i),
                 });
+            };
+            match &l[0] {
+                Value::Word(w, loc) if drums => indexed_drum(lib, w, index, loc, notes),
+                base => note_of(lib, base, drums, notes),
             }
-            note_of(lib, &l[0], drums)
         }
         Value::Num(n) => {
             if n.fract() == 0.0 && (0.0..=127.0).contains(n) {
@@ -438,6 +441,45 @@ fn note_of(lib: &Library, v: &Value, drums: bool) -> Result<u8, MiniError> {
     }
 }
 
+/// `word:index` on a drum channel (`bd:3`): sample `index` of the numbered bank the
+/// set loaded as `word` (`samples("bd", "folder")` names its files bd:0, bd:1, ...),
+/// the index wrapping around the bank as in Strudel; without such a bank, the drum
+/// sound `word` itself, and a note that the index picks nothing.
+fn indexed_drum(
+    lib: &Library,
+    word: &str,
+    index: f64,
+    loc: &Option<mini::fault::Loc>,
+    notes: &mut Vec<String>,
+) -> Result<u8, MiniError> {
+    let key = drum_key(word);
+    let bank = |i: usize| lib.drum_sounds.get(&format!("{key}:{i}")).copied();
+    let size = (0..).take_while(|i| bank(*i).is_some()).count();
+    if size == 0 {
+        let note = note_of(lib, &Value::Word(Arc::from(word), loc.clone()), true, notes)?;
+        if index != 0.0 {
+            let line = format!(
+                "{word}:{} plays the drum sound {word}: the set has loaded no sample bank \"{word}\" (load one before the pattern with samples(\"{word}\", \"FOLDER\"))",
+                fmt_num(index as f32)
+            );
+            if !notes.contains(&line) {
+                notes.push(line);
+            }
+        }
+        return Ok(note);
+    }
+    if index < 0.0 || index.fract() != 0.0 || !index.is_finite() {
+        return Err(MiniError {
+            message: format!(
+                "the index after {word}: picks a sample of the bank {word}, so it is a whole number 0 or more, not {}",
+                fmt_num(index as f32)
+            ),
+            at: loc.clone(),
+        });
+    }
+    Ok(bank((index as usize) % size).expect("an index below the bank's size"))
+}
+
 fn props(v: &Value) -> (Option<f64>, Option<f64>) {
     match v {
         Value::Props(p) => (p.velocity, p.length),
@@ -453,6 +495,7 @@ pub fn expand(
     drums: bool,
     beats_per_bar: f64,
     cycles: Option<u32>,
+    notes: &mut Vec<String>,
 ) -> Result<(f64, Vec<HitSpec>), MiniError> {
     let n = mini::cycles_of(p, cycles)?;
     let beats = n as f64 * beats_per_bar;
@@ -468,7 +511,7 @@ pub fn expand(
     }
     let mut hits = Vec::new();
     for e in mini::events(p, n)? {
-        let note = note_of(lib, &e.value, drums)?;
+        let note = note_of(lib, &e.value, drums, notes)?;
         let (velocity, length) = props(&e.value);
         let velocity = match velocity {
             None => DEFAULT_VELOCITY,
@@ -517,7 +560,7 @@ pub fn place(st: &mut EvalState, name: &str, ch: u8, p: &MiniPattern, opts: Opti
             other => return fail_msg(format!("a mini-notation pattern takes the option cycles, not {other}")),
         }
     }
-    let (beats, hits) = expand(&st.lib, &p.pat, drums, st.set.beats_per_bar, cycles).or_else(fail)?;
+    let (beats, hits) = expand(&st.lib, &p.pat, drums, st.set.beats_per_bar, cycles, &mut st.notes).or_else(fail)?;
     st.set.patterns.insert(
         name.to_string(),
         PatternSpec { name: name.to_string(), channel: ch, length_beats: beats, hits, preset: None },
@@ -532,7 +575,7 @@ pub fn replace_all(st: &mut EvalState) -> Res<()> {
     for (name, (pat, cycles)) in minis {
         let Some(spec) = st.set.patterns.get(&name) else { continue };
         let drums = st.set.channels.get(&spec.channel).is_some_and(|c| c.is_drums());
-        let (beats, hits) = expand(&st.lib, &pat, drums, st.set.beats_per_bar, cycles).or_else(fail)?;
+        let (beats, hits) = expand(&st.lib, &pat, drums, st.set.beats_per_bar, cycles, &mut st.notes).or_else(fail)?;
         if let Some(spec) = st.set.patterns.get_mut(&name) {
             spec.length_beats = beats;
             spec.hits = hits;

@@ -3,6 +3,8 @@
 //! so they stay alias-free and DC-free at any width).
 
 use super::{OscState, Synth, SynthCtx, with_detune};
+use crate::dsp::wavescan::add_oscillators;
+use crate::params::Param;
 use crate::tables::wavetable::{Shape, Table, phase_inc, read};
 
 /// Renders one oscillator copy: `f` gives the sample at a phase; adds into `out`
@@ -46,17 +48,32 @@ pub enum WaveKind {
 pub struct Wave(pub WaveKind);
 
 impl Synth for Wave {
+    /// The main copy and, with detune, the two detuned copies side by side in one
+    /// pass (`crate::dsp::wavescan`), each on the table its own pitch needs: the same
+    /// sum, in the same order, as [`with_detune`] gives the other shapes.
     fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
         let shape = match self.0 {
             WaveKind::Saw => Shape::Saw,
             WaveKind::Triangle => Shape::Triangle,
             WaveKind::Square => Shape::Square,
         };
-        with_detune(st, ctx, out, 1, |ph, f, out, add| {
-            let inc = phase_inc(f, ctx.sample_rate as f64);
-            let table = ctx.waves.table(shape, inc);
-            run(out, &mut ph[0], inc, add, |p| read(table, p));
-        });
+        let sr = ctx.sample_rate as f64;
+        let cents = ctx.param(Param::Detune) as f64;
+        out.fill(0.0);
+        if cents <= 0.0 {
+            let inc = phase_inc(ctx.freq_hz, sr);
+            add_oscillators(&[ctx.waves.table(shape, inc)], &mut st.phase[..1], &[inc], 1.0, out);
+            // The extra copies track the main one (turning detune up starts in tune).
+            [st.phase[1], st.phase[2]] = [st.phase[0]; 2];
+            return;
+        }
+        let ratio = (cents / 1200.0).exp2();
+        let incs = [ctx.freq_hz, ctx.freq_hz * ratio, ctx.freq_hz / ratio].map(|f| phase_inc(f, sr));
+        let tables = incs.map(|inc| ctx.waves.table(shape, inc));
+        add_oscillators(&tables, &mut st.phase[..3], &incs, 1.0, out);
+        for x in out.iter_mut() {
+            *x *= 1.0 / 3.0;
+        }
     }
 }
 

@@ -23,8 +23,12 @@
 //! - Bounded decay: the reference's loop gains let low notes ring for minutes; after
 //!   1 s an extra per-period loss fades in so that the fundamental is 80 dB down
 //!   by 9.5 s at any pitch.
-//! - Fixed output gains (a few dB more for the upright bass's lowest notes)
-//!   instead of per-note normalisation.
+//! - Fixed output gains instead of per-note normalisation.
+//! - The basses are plucked by a shape rather than a noise burst (`PluckShape`: the
+//!   string's triangle at the plucking point, heard through a pickup, softened by
+//!   the finger), and their loops are designed per note (`Loss`: a one-pole
+//!   low-pass and a gain) so that partials decay at rates that grow with frequency,
+//!   as a sampled bass's do (tests/realism.rs).
 //!
 //! Two-string models (mandolin, oud) use the two halves of the voice's delay line.
 //! The oud's two unison strings have their own bursts and damping. The mandolin's
@@ -120,6 +124,37 @@ struct Spec {
     gain: f32,
     /// Extra gain (dB) for low notes: none at `.0` Hz, `.1` dB an octave below.
     bass_boost: (f64, f64),
+    /// A shaped pluck instead of the smoothed noise burst (one string only).
+    shape: Option<PluckShape>,
+    /// Decay rates designed per note instead of the fixed loop filter and gain.
+    loss: Option<Loss>,
+}
+
+/// A pluck shaped like a real one: the string's displacement when it is let go (a
+/// triangle with its apex at `position`), heard through a pickup, softened by the
+/// finger, with a little noise. Its partials start at `sin(pi k position) / k^2`
+/// (times `2 sin(pi k pickup)` and `k` for a magnetic pickup), then low-passed.
+#[derive(Clone, Copy)]
+struct PluckShape {
+    /// Where the string is plucked, as a fraction of its length from the bridge.
+    position: f64,
+    /// Where a magnetic pickup sits (a fraction of the length; 0 for none). A
+    /// pickup hears the string's velocity there.
+    pickup: f64,
+    /// The finger's softness: a one-pole low-pass at this frequency (Hz), twice.
+    soft_hz: f64,
+    /// Noise added to the shape, relative to its peak (no two plucks alike).
+    noise: f32,
+}
+
+/// A string whose partials decay at `fundamental_db_s + db_s_per_hz x f` dB per
+/// second (f the partial's frequency): losses that grow with frequency, as a real
+/// string's do. Realised per note by a one-pole low-pass in the loop (matched at the
+/// fundamental and the twelfth partial) and a loop gain.
+#[derive(Clone, Copy)]
+struct Loss {
+    fundamental_db_s: f64,
+    db_s_per_hz: f64,
 }
 
 /// What most plucked strings share: one string, the plain two-point loop filter,
@@ -137,15 +172,16 @@ const ONE_STRING: Spec = Spec {
     extra: Extra::None,
     gain: 1.0,
     bass_boost: (0.0, 0.0),
+    shape: None,
+    loss: None,
 };
 
 const BASS_GUITAR: Spec = Spec {
     burst: 0.8,
-    passes: (3.0, 0.5, 0.5),
-    taps: (0.45, 0.55),
-    decay: [0.9992, 0.0],
-    lowpass: (1200.0, f64::INFINITY),
-    gain: 1.86,
+    decay: [1.0, 0.0],
+    shape: Some(PluckShape { position: 0.2, pickup: 0.12, soft_hz: 1500.0, noise: 0.1 }),
+    loss: Some(Loss { fundamental_db_s: 4.0, db_s_per_hz: 0.0076 }),
+    gain: 0.86,
     ..ONE_STRING
 };
 
@@ -154,12 +190,12 @@ const HARPSICHORD: Spec =
 
 const UPRIGHT_BASS: Spec = Spec {
     burst: 0.6,
-    passes: (5.0, 0.5, 0.5),
-    decay: [0.9985, 0.0],
+    decay: [1.0, 0.0],
+    shape: Some(PluckShape { position: 0.3, pickup: 0.15, soft_hz: 2500.0, noise: 0.05 }),
+    loss: Some(Loss { fundamental_db_s: 8.0, db_s_per_hz: 0.004 }),
     body: Body::Sequential(&[(80.0, 40.0, 0.4), (200.0, 60.0, 0.3), (400.0, 100.0, 0.15)]),
-    lowpass: (1500.0, 6.0),
-    gain: 2.5,
-    bass_boost: (82.4, 4.0),
+    lowpass: (2000.0, 11.0),
+    gain: 1.24,
     ..ONE_STRING
 };
 
@@ -279,7 +315,7 @@ macro_rules! plucked {
 }
 
 plucked!(
-    /// Electric bass: three-pass smoothed burst, slightly asymmetric loop filter, 1.2 kHz low-pass.
+    /// Electric bass: plucked by a finger at a fifth of the string, bridge pickup, losses rising with frequency.
     BassGuitar,
     BASS_GUITAR
 );
@@ -289,7 +325,7 @@ plucked!(
     HARPSICHORD
 );
 plucked!(
-    /// Upright bass: dark burst, three sequential body resonances, low-pass at six times the pitch.
+    /// Upright bass: plucked at three tenths of the string, three sequential body resonances, low-pass at 11 times the pitch.
     UprightBass,
     UPRIGHT_BASS
 );
@@ -400,26 +436,55 @@ struct Loop {
     avgs: usize,
     /// Weight of the older sample in the two-tap section.
     a: f32,
+    /// Pole of the one-pole loss filter of a [`Loss`] string (0: the two-tap section).
+    pole: f32,
     /// All-pass coefficient for the fractional delay.
     c: f32,
-    /// Loop gain per period.
+    /// Loop gain per period (for a [`Loss`] string, the designed gain; the caller
+    /// multiplies in the rest).
     gain: f32,
+}
+
+/// The partial matched besides the fundamental in a [`Loss`] design.
+const LOSS_MATCH_PARTIAL: f64 = 12.0;
+
+/// The one-pole loop filter and loop gain that make the fundamental `f` and its
+/// twelfth partial decay as `loss` asks: `(pole, gain)`. `y = (1 - p) x + p y'` loses
+/// `10 log10(1 + 4 q sin^2(w / 2))` dB per pass, `q = p / (1 - p)^2`.
+fn design_loss(loss: &Loss, f: f64, sample_rate: f64) -> (f64, f64) {
+    let db_per_period = |hz: f64| (loss.fundamental_db_s + loss.db_s_per_hz * hz).max(0.0) / f;
+    let top = (LOSS_MATCH_PARTIAL * f).min(0.25 * sample_rate);
+    let s = |hz: f64| (PI * hz / sample_rate).sin().powi(2);
+    let (s1, s2) = (s(f), s(top));
+    // (1 + 4 q s2) / (1 + 4 q s1) = r: the filter's share of the two partials' difference.
+    let r = 10f64.powf((db_per_period(top) - db_per_period(f)) / 10.0);
+    let q = if s2 > r * s1 && r > 1.0 { (r - 1.0) / (4.0 * (s2 - r * s1)) } else { 0.0 };
+    let pole = if q > 1e-9 { ((2.0 * q + 1.0) - (4.0 * q + 1.0).sqrt()) / (2.0 * q) } else { 0.0 };
+    let filter_db = 10.0 * (1.0 + 4.0 * q * s1).log10();
+    let gain = 10f64.powf(-(db_per_period(f) - filter_db).max(0.0) / 20.0);
+    (pole, gain)
 }
 
 impl Loop {
     /// The loop sounding `freq_hz` in a line of `max_len` samples.
     fn new(spec: &Spec, freq_hz: f64, sample_rate: f64, max_len: usize) -> Self {
-        let (avgs, a) = redesign(1.0, spec.taps.0, spec.taps.1, sample_rate);
         let f = freq_hz.clamp(1.0, 0.45 * sample_rate);
         let w = 2.0 * PI * f / sample_rate;
-        // Phase delays: 1/2 per average, and the two-tap section's at w.
-        let fixed = 0.5 * avgs as f64 + (a * w.sin()).atan2(1.0 - a + a * w.cos()) / w;
+        let (avgs, a, pole, gain, fixed) = if let Some(loss) = &spec.loss {
+            let (p, g) = design_loss(loss, f, sample_rate);
+            // The one-pole's phase delay at w.
+            (0, 0.0, p, g, (p * w.sin()).atan2(1.0 - p * w.cos()) / w)
+        } else {
+            let (avgs, a) = redesign(1.0, spec.taps.0, spec.taps.1, sample_rate);
+            // Phase delays: 1/2 per average, and the two-tap section's at w.
+            (avgs, a, 0.0, 1.0, 0.5 * avgs as f64 + (a * w.sin()).atan2(1.0 - a + a * w.cos()) / w)
+        };
         let period = (sample_rate / f).min(max_len as f64 - 2.0).max(fixed + 2.2);
         let rest = period - fixed;
         let n = (rest - 0.1).floor().max(1.0);
         let delta = rest - n; // 0.1 ..= 1.1
         let c = ((1.0 - delta) * w / 2.0).sin() / ((1.0 + delta) * w / 2.0).sin();
-        Loop { len: n as usize, avgs, a: a as f32, c: c as f32, gain: 1.0 }
+        Loop { len: n as usize, avgs, a: a as f32, pole: pole as f32, c: c as f32, gain: gain as f32 }
     }
 }
 
@@ -446,17 +511,25 @@ impl StringState {
         z[MAX_AVG + 2] = self.ap_y;
     }
 
-    /// The loop filter: averages, two-tap section, fractional-delay all-pass, gain.
+    /// The loop filter: averages, two-tap section (or, `ONE_POLE`, the one-pole of a
+    /// [`Loss`] string, its memory in `older`), fractional-delay all-pass, gain.
     #[inline]
-    fn filter(&mut self, x: f32, lp: &Loop) -> f32 {
-        let mut u = x;
-        for s in self.avg.iter_mut().take(lp.avgs) {
-            let o = 0.5 * (u + *s);
-            *s = u;
-            u = o;
-        }
-        let o = (1.0 - lp.a) * u + lp.a * self.older;
-        self.older = u;
+    fn filter<const ONE_POLE: bool>(&mut self, x: f32, lp: &Loop) -> f32 {
+        let o = if ONE_POLE {
+            let o = x + lp.pole * (self.older - x);
+            self.older = o;
+            o
+        } else {
+            let mut u = x;
+            for s in self.avg.iter_mut().take(lp.avgs) {
+                let o = 0.5 * (u + *s);
+                *s = u;
+                u = o;
+            }
+            let o = (1.0 - lp.a) * u + lp.a * self.older;
+            self.older = u;
+            o
+        };
         let y = lp.c * o + self.ap_x - lp.c * self.ap_y;
         self.ap_x = o;
         self.ap_y = y;
@@ -471,11 +544,15 @@ fn extra_gain(spec: &Spec, decay: f32, freq_hz: f64, age: f64) -> f32 {
         return 1.0;
     }
     let f = freq_hz.max(1.0);
-    let (w0, w1) = spec.taps;
-    let w = (2.0 * PI * f / REF_SR).min(PI);
-    let h = (1.0 - 2.0 * w0 * w1 * (1.0 - w.cos())).max(1e-9).sqrt();
-    // The reference's decay of the fundamental, dB per second.
-    let db_per_s = -20.0 * (decay as f64 * h).max(1e-9).log10() * f;
+    // The decay of the fundamental without the extra loss, dB per second.
+    let db_per_s = if let Some(loss) = &spec.loss {
+        loss.fundamental_db_s + loss.db_s_per_hz * f - 20.0 * (decay as f64).max(1e-9).log10() * f
+    } else {
+        let (w0, w1) = spec.taps;
+        let w = (2.0 * PI * f / REF_SR).min(PI);
+        let h = (1.0 - 2.0 * w0 * w1 * (1.0 - w.cos())).max(1e-9).sqrt();
+        -20.0 * (decay as f64 * h).max(1e-9).log10() * f
+    };
     let needed = (80.0 - EXTRA_END * db_per_s) / (EXTRA_END - 0.5 * (EXTRA_FROM + EXTRA_FULL));
     if needed <= 0.0 {
         return 1.0;
@@ -505,6 +582,63 @@ fn smooth(spec: &Spec, buf: &mut [f32], sample_rate: f32) {
     }
 }
 
+/// RMS of a shaped pluck of burst amplitude 1 (the level of a smoothed noise burst).
+const SHAPE_RMS: f32 = 0.35;
+
+/// Writes a [`PluckShape`] of `n` samples (one period) into the start of the line,
+/// with RMS `burst` x [`SHAPE_RMS`]. Positions along the loop are `x = 2 i / n`
+/// string lengths (a period is there and back); the triangle's slope is `1 / position`
+/// up to the apex and `-1 / (1 - position)` after it, mirrored on the way back.
+fn shape_pluck(shape: &PluckShape, burst: f32, st: &mut OscState, source: &mut Noise44, n: usize, sample_rate: f32) {
+    let beta = shape.position.clamp(0.02, 0.98);
+    let (up, down) = (1.0 / beta, -1.0 / (1.0 - beta));
+    // The triangle (displacement) and its slope (velocity, heard by a pickup).
+    let tri = |x: f64| {
+        let u = if x < 1.0 { x } else { 2.0 - x };
+        let y = if u < beta { u * up } else { 1.0 + (u - beta) * down };
+        if x < 1.0 { y } else { -y }
+    };
+    let slope = |x: f64| if x < beta || x >= 2.0 - beta { up } else { down };
+    let gap = 2.0 * shape.pickup.clamp(0.0, 0.5);
+    let step = noise_step(sample_rate);
+    let mut peak = 0.0f32;
+    for i in 0..n {
+        let x = 2.0 * i as f64 / n as f64;
+        let v = if gap > 0.0 { slope(x) - slope((x + 2.0 - gap) % 2.0) } else { tri(x) };
+        st.line[i] = v as f32;
+        peak = peak.max(v.abs() as f32);
+    }
+    let buf = &mut st.line[..n];
+    let scale = 1.0 / peak.max(1e-9);
+    for v in buf.iter_mut() {
+        *v *= scale;
+    }
+    for i in 0..n {
+        let u = source.sample(st, step);
+        st.line[i] += shape.noise * u;
+    }
+    // The finger: two one-pole low-passes, each run once round the loop to settle
+    // (the shape repeats) and then again to write.
+    let buf = &mut st.line[..n];
+    let a = 1.0 - (-2.0 * PI * shape.soft_hz / sample_rate as f64).exp() as f32;
+    for _ in 0..2 {
+        let mut y = 0.0f32;
+        for &v in buf.iter() {
+            y += a * (v - y);
+        }
+        for v in buf.iter_mut() {
+            y += a * (*v - y);
+            *v = y;
+        }
+    }
+    let mean = buf.iter().sum::<f32>() / n.max(1) as f32;
+    let power = buf.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n.max(1) as f32;
+    let gain = burst * SHAPE_RMS / power.sqrt().max(1e-9);
+    for v in buf.iter_mut() {
+        *v = (*v - mean) * gain;
+    }
+}
+
 /// Writes the bursts into the delay line (one string: all of it; two: a half
 /// each), the rest cleared; returns the write positions.
 fn pluck(spec: &Spec, st: &mut OscState, freqs: [f64; 2], sample_rate: f32) -> [usize; 2] {
@@ -518,6 +652,11 @@ fn pluck(spec: &Spec, st: &mut OscState, freqs: [f64; 2], sample_rate: f32) -> [
     let n1 = Loop::new(spec, freqs[0], sr, size).len.min(size - 1);
     let step = noise_step(sample_rate);
     let mut source = Noise44::new(st);
+    if let (Some(shape), false) = (&spec.shape, two) {
+        shape_pluck(shape, spec.burst, st, &mut source, n1, sample_rate);
+        st.line[n1..size].fill(0.0);
+        return [n1, 0];
+    }
     for i in 0..n1 {
         let v = source.sample(st, step) * spec.burst;
         st.line[i] = v;
@@ -575,7 +714,8 @@ fn start(spec: &Spec, st: &mut OscState, ctx: &SynthCtx) {
 
 /// Runs one string over `out` (adding `mix` times its output, or overwriting when
 /// `add` is false) in `buf`, from write position `w`; returns the new position.
-fn run_string(
+/// `ONE_POLE`: the loop filter of a [`Loss`] string.
+fn run_string<const ONE_POLE: bool>(
     buf: &mut [f32],
     w: usize,
     s: &mut StringState,
@@ -590,7 +730,7 @@ fn run_string(
     let mut r = (w + size - n) % size;
     for x in out.iter_mut() {
         let v = buf[r];
-        buf[w] = s.filter(v, lp);
+        buf[w] = s.filter::<ONE_POLE>(v, lp);
         w += 1;
         if w == size {
             w = 0;
@@ -641,7 +781,7 @@ fn run_sitar(buf: &mut [f32], w: usize, s: &mut StringState, lp: &Loop, symp: &[
                 y += 0.04 * bridge(tap(buf, r, d));
             }
         }
-        buf[w] = s.filter(looped, lp);
+        buf[w] = s.filter::<false>(looped, lp);
         w += 1;
         if w == size {
             w = 0;
@@ -664,7 +804,7 @@ fn run_pickup(buf: &mut [f32], w: usize, s: &mut StringState, lp: &Loop, d: f32,
     for x in out.iter_mut() {
         let v = buf[r];
         let y = v - 0.3 * tap(buf, r, d);
-        buf[w] = s.filter(v, lp);
+        buf[w] = s.filter::<false>(v, lp);
         w += 1;
         if w == size {
             w = 0;
@@ -700,7 +840,7 @@ fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
     let early = spec.extra == Extra::Sitar && age < SITAR_EARLY_SECONDS;
     let decay1 = if early { SITAR_EARLY_DECAY } else { spec.decay[0] };
     let muted = st.z[Z_MUTE] > 0.0;
-    lp1.gain = decay1 * extra_gain(spec, spec.decay[0], f1, age) * if muted { mute_gain(f1) } else { 1.0 };
+    lp1.gain *= decay1 * extra_gain(spec, spec.decay[0], f1, age) * if muted { mute_gain(f1) } else { 1.0 };
     let (first, second) = st.line.split_at_mut(size);
     let mut s1 = StringState::load(&st.z[Z_S1..Z_S1 + STR_Z]);
     st.n[0] = match spec.extra {
@@ -720,14 +860,19 @@ fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
             let d = ((sr / f) as f32 / 4.0).min((size - lp1.len.min(size)) as f32 - 2.0).max(0.0);
             run_pickup(first, st.n[0], &mut s1, &lp1, d, out)
         }
-        _ => run_string(first, st.n[0], &mut s1, &lp1, spec.mix[0], out, false),
+        _ if spec.loss.is_some() => run_string::<true>(first, st.n[0], &mut s1, &lp1, spec.mix[0], out, false),
+        _ => run_string::<false>(first, st.n[0], &mut s1, &lp1, spec.mix[0], out, false),
     };
     s1.store(&mut st.z[Z_S1..Z_S1 + STR_Z]);
     if two {
         let mut lp2 = Loop::new(spec, f2, sr, size);
-        lp2.gain = spec.decay[1] * extra_gain(spec, spec.decay[1], f2, age) * if muted { mute_gain(f2) } else { 1.0 };
+        lp2.gain *= spec.decay[1] * extra_gain(spec, spec.decay[1], f2, age) * if muted { mute_gain(f2) } else { 1.0 };
         let mut s2 = StringState::load(&st.z[Z_S2..Z_S2 + STR_Z]);
-        st.n[1] = run_string(second, st.n[1], &mut s2, &lp2, spec.mix[1], out, true);
+        st.n[1] = if spec.loss.is_some() {
+            run_string::<true>(second, st.n[1], &mut s2, &lp2, spec.mix[1], out, true)
+        } else {
+            run_string::<false>(second, st.n[1], &mut s2, &lp2, spec.mix[1], out, true)
+        };
         s2.store(&mut st.z[Z_S2..Z_S2 + STR_Z]);
     }
 

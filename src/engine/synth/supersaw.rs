@@ -1,12 +1,25 @@
 //! Supersaw: seven band-limited saws spread evenly over -15..+15 cents, started at
-//! fixed, spread phases (the same sound every note).
+//! fixed, spread phases (the same sound every note). Rendered on the audio thread,
+//! the seven saws of a detune copy side by side (`crate::dsp::wavescan`).
 
 use super::{OscState, Synth, SynthCtx, with_detune};
-use crate::tables::wavetable::{Shape, phase_inc, read};
+use crate::dsp::wavescan::add_oscillators;
+use crate::tables::wavetable::{Shape, phase_inc};
 
 const VOICES: usize = 7;
 /// Per saw: seven saws at their spread phases peak below full scale.
 const GAIN: f32 = 0.17;
+/// Each saw's frequency over the note's: 2^(cents / 1200) for -15, -10, .. +15 cents
+/// (constants: no `exp2` while rendering).
+const RATIOS: [f64; VOICES] = [
+    0.9913730874626621,
+    0.9942404238175473,
+    0.9971160533345892,
+    1.0,
+    1.0028922878693671,
+    1.0057929410678534,
+    1.008701983790399,
+];
 
 pub struct Supersaw;
 
@@ -25,18 +38,23 @@ impl Synth for Supersaw {
             if !add {
                 out.fill(0.0);
             }
-            let top = f * (15.0f64 / 1200.0).exp2();
+            let top = f * RATIOS[VOICES - 1];
             let table = ctx.waves.table(Shape::Saw, phase_inc(top, sr));
-            for (k, p) in ph.iter_mut().enumerate() {
-                let cents = -15.0 + 5.0 * k as f64;
-                let inc = phase_inc(f * (cents / 1200.0).exp2(), sr);
-                let mut q = *p;
-                for x in out.iter_mut() {
-                    *x += read(table, q) * GAIN;
-                    q = q.wrapping_add(inc);
-                }
-                *p = q;
-            }
+            let incs = RATIOS.map(|r| phase_inc(f * r, sr));
+            add_oscillators(&[table; VOICES], ph, &incs, GAIN, out);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_the_cents_they_stand_for() {
+        for (k, r) in RATIOS.iter().enumerate() {
+            let cents = -15.0 + 5.0 * k as f64;
+            assert_eq!(*r, (cents / 1200.0f64).exp2(), "saw {k}");
+        }
     }
 }
