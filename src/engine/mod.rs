@@ -728,16 +728,25 @@ impl Engine {
         self.timeline = Some(timeline);
     }
 
+    /// The host saw its frame line (device frames against engine frames) jump in
+    /// the cycle whose MIDI is placed from engine frame `since` on, and measures
+    /// the jump over the next cycles ([`Engine::after_overrun`] says how far). The
+    /// MIDI clock follower keeps its ticks back until then. Audio thread.
+    pub fn line_jumped(&mut self, since: u64) {
+        self.follower.hold_for_move(since as f64);
+    }
+
     /// The audio device has just reported an overrun: what the engine renders is
     /// now heard later than before (cycles it did not render were played as
-    /// silence), by `moved` frames when the host measured it. The MIDI clock
-    /// follower moves its fit to the new frame line: by `moved`, or else at the
-    /// next tick. Audio thread.
+    /// silence), by `moved` frames when the host measured it (0: not at all). The
+    /// MIDI clock follower moves its fit to the new frame line: by `moved`, or else
+    /// at the next tick. Audio thread.
     pub fn after_overrun(&mut self, moved: Option<i64>) {
         match moved {
             // Cycles it did not render: the line moves ahead by whole cycles.
-            Some(frames) if frames > 0 => self.follower.move_line(-frames as f64),
-            Some(_) => {}
+            Some(frames) => {
+                self.follower.move_line(-frames.max(0) as f64);
+            }
             None => self.follower.rebase_next(),
         }
     }

@@ -35,6 +35,10 @@ const HOLD_MIN_FIT: usize = 12;
 /// A tick this share of a period or less after one that was off the fit belongs
 /// to a burst (ticks delivered late, together).
 const BUNCHED_SHARE: f64 = 0.35;
+/// Ticks kept back while the host measures how far its frame line jumped
+/// ([`ClockFollower::hold_for_move`]); more than this and they are judged on the
+/// old line.
+pub const PENDING_TICKS: usize = 32;
 /// A gap in the ticks at least this long (and [`GAP_TICKS`] periods) is the clock
 /// stopping and coming back, not a tick delivered late, in seconds.
 const SILENCE_S: f64 = 0.5;
@@ -164,6 +168,12 @@ pub struct ClockFollower {
     song_tick: u64,
     /// Frame of the last tick.
     last_frame: Option<f64>,
+    /// The host saw its frame line jump at this engine frame and is measuring the
+    /// jump: ticks wait in `pending` (count, frame) until
+    /// [`ClockFollower::move_line`].
+    hold_since: Option<f64>,
+    pending: [(u64, f64); PENDING_TICKS],
+    pending_len: usize,
 }
 
 impl ClockFollower {
@@ -189,6 +199,9 @@ impl ClockFollower {
             armed: false,
             song_tick: 0,
             last_frame: None,
+            hold_since: None,
+            pending: [(0, 0.0); PENDING_TICKS],
+            pending_len: 0,
         }
     }
 
@@ -226,23 +239,64 @@ impl ClockFollower {
         self.rebase = true;
     }
 
-    /// Moves the fit by `frames` (ticks will now come that many frames later on
-    /// the engine's frame line; negative: earlier), keeping its tempo and the
-    /// count. After an overrun whose size the host measured. Audio thread.
-    pub fn move_line(&mut self, frames: f64) {
-        for i in 0..self.len {
-            self.ring[(self.head + i) % FIT_WINDOW] += frames;
+    /// The host saw its frame line jump at engine frame `since` (cycles skipped,
+    /// or one callback read a later cycle's time) and measures it over the next
+    /// cycles: until [`ClockFollower::move_line`], ticks are counted but not judged
+    /// (their frames are on a line not yet known), and the transport runs on at
+    /// its tempo. Audio thread.
+    pub fn hold_for_move(&mut self, since: f64) {
+        if self.hold_since.is_none() {
+            self.hold_since = Some(since);
         }
-        self.intercept += frames;
-        if let Some(l) = &mut self.last_frame {
-            *l += frames;
+    }
+
+    /// Moves the fit by `frames` (ticks now come that many frames later on the
+    /// engine's frame line; negative: earlier), keeping its tempo and the count.
+    /// After an overrun whose size the host measured (0: the line did not move).
+    /// Ticks kept back since [`ClockFollower::hold_for_move`] are judged now: those
+    /// from before the jump moved with the line, those after are on it already, so
+    /// that a tick lost in the cycles the engine skipped is counted, not taken for
+    /// a tempo change. Returns by how many ticks the count was corrected. Audio
+    /// thread.
+    pub fn move_line(&mut self, frames: f64) -> i64 {
+        let since = self.hold_since.take();
+        if frames != 0.0 {
+            for i in 0..self.len {
+                self.ring[(self.head + i) % FIT_WINDOW] += frames;
+            }
+            self.intercept += frames;
+            for i in 0..self.held {
+                let (count, f, _) = self.held_ticks[i];
+                let f = f + frames;
+                self.held_ticks[i] = (count, f, f - self.fitted(count));
+            }
+            if let Some(l) = &mut self.last_frame
+                && since.is_none_or(|s| *l < s)
+            {
+                *l += frames;
+            }
+            self.prev = None;
+            self.prev_last = None;
         }
-        for t in &mut self.held_ticks[..self.held] {
-            t.1 += frames;
-        }
-        self.prev = None;
-        self.prev_last = None;
         self.rebase = false;
+        let pending = std::mem::take(&mut self.pending_len);
+        let run = self.pending;
+        let mut adjust = 0;
+        let mut last: Option<f64> = None;
+        for &(count, f) in &run[..pending] {
+            let f = if since.is_some_and(|s| f < s) { f + frames } else { f };
+            let bunched = self.len >= 2 && self.held > 0 && last.is_some_and(|l| f - l < BUNCHED_SHARE * self.slope);
+            last = Some(f);
+            if !bunched {
+                let count = count.saturating_add_signed(adjust);
+                self.note_jitter(count, f);
+                adjust += self.judge(count, f);
+            }
+        }
+        if adjust != 0 && self.running && !self.armed {
+            self.song_tick = self.song_tick.saturating_add_signed(adjust);
+        }
+        adjust
     }
 
     /// Re-aligns the count on the transport's grid: the tick just read is the one
@@ -328,6 +382,10 @@ impl ClockFollower {
         }
         let k = self.song_tick;
         self.song_tick += 1;
+        if self.hold_since.is_some() && !self.armed {
+            // The frame line is being measured: the transport runs on by itself.
+            return ClockAction::None;
+        }
         if std::mem::take(&mut self.realign) && !self.armed {
             return ClockAction::Rejoin { frame: f };
         }
@@ -386,6 +444,16 @@ impl ClockFollower {
         }
         let count = self.count;
         self.last_frame = Some(f);
+        if self.hold_since.is_some() {
+            if self.pending_len == PENDING_TICKS {
+                // The host never said how far: judge them on the line as it is.
+                self.move_line(0.0);
+            } else {
+                self.pending[self.pending_len] = (count, f);
+                self.pending_len += 1;
+                return 0;
+            }
+        }
         if bunched {
             return 0;
         }
@@ -401,6 +469,14 @@ impl ClockFollower {
             self.prev_last = None;
         }
         self.note_jitter(count, f);
+        self.judge(count, f)
+    }
+
+    /// Takes the tick counted `count` at frame `f` into the fit, or holds it back
+    /// (see [`ClockFollower::observe`]). Returns by how many ticks the count was
+    /// corrected.
+    fn judge(&mut self, count: u64, f: f64) -> i64 {
+        let sr = self.sample_rate;
         if self.len < 3 {
             self.push(count, f);
             self.fit();
@@ -610,6 +686,48 @@ mod tests {
         match f.tick(t as u64) {
             ClockAction::Play { beat, .. } => assert_eq!(beat, 4.0),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Regression: the host measures a jump of its frame line a few cycles after
+    /// it saw it. Ticks that came in between were moved with the older ones, and a
+    /// tick lost in the cycles the engine skipped was taken for a tempo change, so
+    /// the beat stayed a whole tick late. Kept back until the move is known, they
+    /// are judged on the new line: the lost tick is counted, and every later beat
+    /// sits on its tick.
+    #[test]
+    fn ticks_between_a_jump_and_its_measurement_keep_the_count() {
+        let p = period(120.0);
+        // (frames skipped, ticks heard before the host measured the jump)
+        for (skip, before_measured) in [(896.0, 1), (3072.0, 4), (256.0, 0), (128.0, 3)] {
+            let mut f = ClockFollower::new(SR);
+            f.start();
+            let at = |k: u64| 1000.0 + k as f64 * p;
+            for k in 0..200 {
+                f.tick(at(k) as u64);
+            }
+            // The cycles skipped swallow the ticks due in them.
+            let lost = (skip / p).ceil() as u64;
+            f.hold_for_move(at(199) + 1.0);
+            let mut k = 200 + lost;
+            for _ in 0..before_measured {
+                assert_eq!(f.tick((at(k) - skip) as u64), ClockAction::None, "skip {skip}");
+                k += 1;
+            }
+            f.move_line(-skip);
+            let mut last = ClockAction::None;
+            for _ in 0..30 {
+                last = f.tick((at(k) - skip) as u64);
+                k += 1;
+            }
+            match last {
+                ClockAction::Follow { frame, beat, .. } => {
+                    assert_eq!(beat, (k - 1) as f64 / 24.0, "skip {skip}: the count is off");
+                    assert!((frame - (at(k - 1) - skip)).abs() < 1.0, "skip {skip}: fitted {frame}");
+                }
+                other => panic!("skip {skip}: {other:?}"),
+            }
+            assert!((f.tempo().unwrap() - 120.0).abs() < 0.01, "skip {skip}: {:?}", f.tempo());
         }
     }
 }

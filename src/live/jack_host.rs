@@ -64,6 +64,8 @@ struct Process {
     cycles: u32,
     /// Overruns the server reported, as last seen.
     overruns: u64,
+    /// The frame line jumped and is being measured.
+    jumped: bool,
 }
 
 impl jack::ProcessHandler for Process {
@@ -80,13 +82,26 @@ impl jack::ProcessHandler for Process {
             self.line.settle_afresh(OVERRUN_SETTLE);
             self.link.after_overrun();
         }
+        let raw = cycle.wrapping_sub(frame as u32);
         let old = self.line.best();
-        if self.line.push(cycle.wrapping_sub(frame as u32))
+        if let Some(o) = old
+            && raw != o
+            && !self.jumped
+        {
+            // The line jumped: cycles were skipped (or this callback read a later
+            // cycle's time). Measure it afresh from here; MIDI placed from here on
+            // is on the new line already.
+            self.jumped = true;
+            self.line.settle_afresh(OVERRUN_SETTLE);
+            self.engine.line_jumped(frame + (n + TICK_FRAMES) as u64);
+        }
+        if self.line.push(raw)
             && let (Some(old), Some(new)) = (old, self.line.best())
-            && new != old
+            && (new != old || self.jumped)
         {
             // Cycles the engine did not render were played as silence.
             self.engine.after_overrun(Some(new.wrapping_sub(old) as i32 as i64));
+            self.jumped = false;
         }
         self.cycles += 1;
         if self.cycles == LINE_WINDOW {
@@ -211,6 +226,7 @@ impl JackStream {
             line: WindowedMin::new(|a: u32, b: u32| (a.wrapping_sub(b) as i32) < 0),
             cycles: 0,
             overruns: 0,
+            jumped: false,
         };
         let active = client.activate_async(Notify { stats, dead: dead.clone() }, process).map_err(failed)?;
         let playback = active.as_client().ports(Some("system:playback_.*"), Some("audio"), jack::PortFlags::IS_INPUT);
