@@ -442,6 +442,23 @@ fn scripts_keep_a_bounded_print_log() {
     assert!(ev.printed.last().unwrap().contains("not kept"));
 }
 
+/// Regression (issue 12, item 7): a built-in counts as one operation however large
+/// its input, so a loop sorting a 16 000-item list (or copying a 32 000-character
+/// text) stayed within the operation limit for hours. An evaluation now ends with
+/// an error after `MAX_EVAL_SECONDS` whatever its operation count.
+#[test]
+fn costly_built_ins_in_a_loop_end_with_an_error() {
+    for text in [
+        "let a = []; for i in 0..16000 { a.push((i * 7919) % 16000); }\nloop { let b = a; b.sort(); }",
+        "let s = \"x\"; while s.len() < 30000 { s += s; }\nloop { let t = s + \"y\"; let k = t.index_of(\"y\"); }",
+    ] {
+        let d = common::eval_err(text);
+        assert!(d.message.contains("ran for more than"), "{}", d.message);
+    }
+    // A set that stays within the limits is not stopped by the clock.
+    assert!(common::eval("let x = 0; for i in 0..100000 { x += i; }").is_ok());
+}
+
 #[test]
 fn quadratic_script_work_is_refused() {
     let lets: String = (0..2000).map(|i| format!("let v{i} = {i};\n")).collect();
