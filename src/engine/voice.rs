@@ -663,3 +663,94 @@ fn add_layers(osc: &mut OscState, sub_phase: &mut u32, ctx: &SynthCtx, wave: &mu
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::snapshot::{ChannelConfig, Snapshot, Source};
+    use crate::engine::synth::{line_len, synth_index};
+    use crate::tables::wavetable::Wavetables;
+
+    const SR: f32 = 48_000.0;
+
+    /// Renders `synth` for 0.2 s from note-on, its state holding a line of `len`.
+    fn play(synth: usize, len: usize, waves: &Wavetables) -> Vec<f32> {
+        let params = ParamValues::default();
+        let ctx = SynthCtx { sample_rate: SR, freq_hz: 220.0, params: &params, waves };
+        let mut st = OscState::new(len);
+        st.reset(7);
+        let entry = &SYNTHS[synth];
+        entry.synth.start(&mut st, &ctx);
+        let mut out = vec![0.0f32; 9600];
+        for block in out.chunks_mut(64) {
+            entry.synth.render(&mut st, &ctx, block);
+        }
+        out
+    }
+
+    #[test]
+    fn synths_that_do_not_ask_for_a_line_play_the_same_without_one() {
+        let waves = Wavetables::new();
+        for (i, entry) in SYNTHS.iter().enumerate() {
+            let with = play(i, line_len(SR), &waves);
+            if entry.synth.uses_line() {
+                assert!(with.iter().any(|x| *x != 0.0), "{} is silent with its line", entry.name);
+                continue;
+            }
+            let without = play(i, 0, &waves);
+            assert!(with == without, "{} reads the delay line: declare it in Synth::uses_line", entry.name);
+        }
+    }
+
+    fn channel(synth: &str) -> ChannelConfig {
+        let s = synth_index(synth).expect("synth") as u16;
+        ChannelConfig { source: Source::Synth(s), instrument_id: 1, params: ParamValues::default(), voice_limit: 16 }
+    }
+
+    #[test]
+    fn lines_are_allocated_only_for_rigs_that_may_play_a_synth_using_one() {
+        let stats = Arc::new(super::super::EngineStats::default());
+        // Sampled, drum and wavetable channels, with a program map of string synths
+        // that only a synth channel would follow.
+        let mut snap = Snapshot::default();
+        snap.channels[9] = Some(ChannelConfig { source: Source::Drums, ..channel("saw") });
+        snap.programs[24] = Some(channel("pluck_synth"));
+        let lines = Lines::new(stats.clone());
+        lines.provide(&snap, SR);
+        assert!(!lines.provided(), "a drum channel does not follow program changes");
+        assert!(lines.lend(0).is_none());
+        snap.channels[0] = Some(channel("saw"));
+        lines.provide(&snap, SR);
+        assert!(lines.provided(), "a synth channel may change program to a string");
+        let direct = Lines::new(stats);
+        let mut snap = Snapshot::default();
+        snap.channels[3] = Some(channel("harp_synth"));
+        direct.provide(&snap, SR);
+        assert!(direct.provided());
+    }
+
+    #[test]
+    fn a_lent_line_is_zeroed_and_every_line_comes_back() {
+        let stats = Arc::new(super::super::EngineStats::default());
+        let lines = Lines::new(stats.clone());
+        let mut snap = Snapshot::default();
+        snap.channels[0] = Some(channel("pluck_synth"));
+        lines.provide(&snap, SR);
+        let mut lent = Vec::new();
+        while let Some(mut line) = lines.lend(0) {
+            assert_eq!(line.len(), line_len(SR));
+            assert!(line.iter().all(|x| *x == 0.0), "a lent line starts silent");
+            line.fill(1.0);
+            lent.push(line);
+        }
+        assert_eq!(lent.len(), CHANNEL_LINES + SHARED_LINES, "channel 1 has its own and the shared lines");
+        assert_eq!(stats.lines_missed.load(Relaxed), 1);
+        assert_eq!(lines.lend(1).map(|l| l.len()), Some(line_len(SR)), "channel 2 still has its own");
+        for line in lent {
+            lines.take_back(0, line);
+        }
+        let again = std::iter::from_fn(|| lines.lend(0)).take(1000).count();
+        assert_eq!(again, CHANNEL_LINES + SHARED_LINES);
+        assert_eq!(stats.lines_missed.load(Relaxed), 2);
+    }
+}
