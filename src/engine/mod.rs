@@ -119,6 +119,9 @@ pub struct EngineStats {
     pub voices_stolen: AtomicU64,
     /// Voices cut without a fade because the whole pool was busy.
     pub voices_cut: AtomicU64,
+    /// Notes of a synth that uses a delay line that found none free (they stay
+    /// silent; see [`voice::SharedLines`]).
+    pub lines_missed: AtomicU64,
     /// Garbage the engine could not hand back (leaked rather than freed here).
     pub trash_overflow: AtomicU64,
     /// Numeric faults (NaN/Inf) caught and cleared.
@@ -205,6 +208,7 @@ impl Default for EngineStats {
             hits_overflow: AtomicU64::new(0),
             voices_stolen: AtomicU64::new(0),
             voices_cut: AtomicU64::new(0),
+            lines_missed: AtomicU64::new(0),
             trash_overflow: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             voices: Default::default(),
@@ -321,6 +325,7 @@ pub struct EnginePorts {
     pub trash: rtrb::Producer<Garbage>,
     pub events: Arc<inbox::Inbox>,
     pub stats: Arc<EngineStats>,
+    pub lines: Arc<voice::Lines>,
 }
 
 /// The control side's ends.
@@ -329,6 +334,8 @@ pub struct ControlPorts {
     pub trash: rtrb::Consumer<Garbage>,
     pub events: Arc<inbox::Inbox>,
     pub stats: Arc<EngineStats>,
+    /// The voices' delay lines, provided before a snapshot that needs them is sent.
+    pub lines: Arc<voice::Lines>,
 }
 
 /// Creates the bounded channels between the control side and the engine.
@@ -337,9 +344,16 @@ pub fn ports() -> (ControlPorts, EnginePorts) {
     let (trash_tx, trash_rx) = rtrb::RingBuffer::new(TRASH_QUEUE_CAP);
     let events = Arc::new(inbox::Inbox::default());
     let stats = Arc::new(EngineStats::default());
+    let lines = voice::Lines::new(stats.clone());
     (
-        ControlPorts { snapshots: snap_tx, trash: trash_rx, events: events.clone(), stats: stats.clone() },
-        EnginePorts { snapshots: snap_rx, trash: trash_tx, events, stats },
+        ControlPorts {
+            snapshots: snap_tx,
+            trash: trash_rx,
+            events: events.clone(),
+            stats: stats.clone(),
+            lines: lines.clone(),
+        },
+        EnginePorts { snapshots: snap_rx, trash: trash_tx, events, stats, lines },
     )
 }
 
@@ -562,7 +576,8 @@ impl Engine {
     /// Builds an engine playing `initial`, allocating every buffer it will use.
     /// Control side.
     pub fn new(sample_rate: f32, tables: Arc<Tables>, initial: Snapshot, ports: EnginePorts) -> Self {
-        let line_len = synth::line_len(sample_rate);
+        ports.lines.provide(&initial, sample_rate);
+        let lines = ports.lines.clone();
         let mut e = Engine {
             sr: sample_rate,
             tables,
@@ -575,7 +590,7 @@ impl Engine {
             seq: 0,
             hits_left: MAX_TICK_HITS,
             voice_params: Param::ALL.iter().filter(|p| p.info().scope == Scope::Voice).map(|p| *p as usize).collect(),
-            lanes: (0..MAX_CHANNELS).map(|ch| Lane::new(ch as u8, sample_rate, line_len)).collect(),
+            lanes: (0..MAX_CHANNELS).map(|ch| Lane::new(ch as u8, sample_rate, &lines)).collect(),
             pool: workers::Pool::start(1, false, None),
             parallel_min_micros: PARALLEL_MIN_MICROS,
             work_micros: 0.0,

@@ -22,6 +22,7 @@ pub struct Controller {
     serial: u64,
     /// The set's own samples as a bank at the engine's rate.
     user_banks: crate::samples::store::UserBanks,
+    sample_rate: u32,
 }
 
 impl Controller {
@@ -33,6 +34,7 @@ impl Controller {
             patterns: None,
             serial: 0,
             user_banks: crate::samples::store::UserBanks::new(sample_rate),
+            sample_rate,
         }
     }
 
@@ -53,6 +55,8 @@ impl Controller {
     pub fn publish(&mut self, mut snap: crate::engine::snapshot::Snapshot) {
         self.serial += 1;
         snap.serial = self.serial;
+        // The voices' delay lines, the first time a synth needs them.
+        self.ports.lines.provide(&snap, self.sample_rate as f32);
         self.pending = Some(Box::new(snap));
         self.collect();
     }
