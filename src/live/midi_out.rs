@@ -447,7 +447,54 @@ mod tests {
     use super::*;
 
     fn msg(frame: u64, note: u8) -> OutMessage {
-        OutMessage { frame, lead_frames: 0, bytes: [0x90, note, 100], len: 3 }
+        OutMessage { frame, lead_frames: 0, port: 0, bytes: [0x90, note, 100], len: 3 }
+    }
+
+    fn set_naming(devices: &[&str]) -> Set {
+        let mut set = Set::default();
+        for (i, d) in devices.iter().enumerate() {
+            let spec = crate::rig::set::ChannelSpec {
+                instrument: "external".into(),
+                kind: crate::rig::set::ChannelKind::External { device: d.to_string(), channel: 1 },
+                params: Default::default(),
+                voices: 1,
+            };
+            set.channels.insert(i as u8 + 1, spec);
+        }
+        set
+    }
+
+    #[test]
+    fn devices_keep_their_ports_and_a_removed_ones_port_retires_after_its_note_offs() {
+        let t0 = Instant::now();
+        let d = OutDevices::default().plan(&set_naming(&["op-xy", "digitakt", "op-xy"]), 0).unwrap();
+        let ports = d.ports();
+        assert_eq!(ports.len(), 2);
+        assert_eq!((ports["op-xy"], ports["digitakt"]), (1, 2));
+        assert_eq!(d.on(1).map(|x| x.port_name()), Some("out-op-xy".to_string()));
+        assert_eq!(port_name_for("onsets:midi_in"), "out-onsets_midi_in");
+        // The digitakt goes, a keystep comes: it takes a free port, not the
+        // digitakt's, which stays until the engine took the set and its note-offs
+        // have had their time.
+        let mut d = d.plan(&set_naming(&["keystep", "op-xy"]), 5).unwrap();
+        assert_eq!(d.ports().into_iter().collect::<Vec<_>>(), [("keystep".into(), 3), ("op-xy".into(), 1)]);
+        assert!(d.on(2).is_some_and(|x| x.is_retiring()));
+        assert!(d.due(5, true, t0).is_empty(), "not before the engine took the set");
+        assert!(d.due(6, false, t0).is_empty(), "not while a snapshot waits to be sent");
+        assert!(d.due(6, true, t0).is_empty(), "not at once");
+        let gone = d.due(6, true, t0 + RETIRE_AFTER);
+        assert_eq!(gone.iter().map(|x| x.device.as_str()).collect::<Vec<_>>(), ["digitakt"]);
+        assert!(d.on(2).is_none());
+        // Named again before it retires: it keeps its port.
+        let d = d.plan(&set_naming(&["op-xy"]), 7).unwrap();
+        let d = d.plan(&set_naming(&["op-xy", "keystep"]), 7).unwrap();
+        assert!(d.all().iter().all(|x| !x.is_retiring()));
+        assert_eq!(d.ports()["keystep"], 3);
+        // More devices than ports: refused, saying what to do.
+        let many: Vec<String> = (0..=MAX_OUT_DEVICES).map(|i| format!("dev{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let e = OutDevices::default().plan(&set_naming(&many), 0).unwrap_err();
+        assert!(e.contains("at most 8") && e.contains("send several channels to one device"), "{e}");
     }
 
     #[test]
