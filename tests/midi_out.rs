@@ -647,8 +647,9 @@ fn knobs_turned_over_the_control_port_or_the_repl_go_out_as_their_cc() {
         }
     };
     a.take_received();
-    // CC 74 at 64 moves lowpass to 200 + 7800 * 64 / 127 = 4130.7 Hz.
-    param("lowpass", 4130.7);
+    // The mapping is exponential (as lowpass is): CC 74 at 64 moves it to
+    // 200 * 40^(64/127) Hz.
+    param("lowpass", 200.0 * 40f32.powf(64.0 / 127.0));
     let rx = device_receives_until(&mut a, &[0xB2, 74, 64], "the knob's CC does not arrive");
     assert_eq!(rx.len(), 1, "{rx:?}");
     param("volume", 0.5);
