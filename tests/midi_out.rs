@@ -44,9 +44,13 @@ impl Rig {
 
     /// Waits until jamrig says its MIDI output reaches the probe.
     fn wait_out_connected(&self) {
-        self.jam.expect_line(0, S(5), "connecting the MIDI output to the probe", |l| {
-            l.starts_with("MIDI out: jamrig:out -> probe:midi_in")
-        });
+        self.wait_port_connected("jamrig:out", "probe:midi_in");
+    }
+
+    /// Waits until jamrig says its output port `port` reaches `to`.
+    fn wait_port_connected(&self, port: &str, to: &str) {
+        let line = format!("MIDI out: {port} -> {to}");
+        self.jam.expect_line(0, S(5), &format!("connecting {port} to {to}"), |l| l.starts_with(&line));
     }
 
     /// The messages the probe receives over `d` (dropping what came before).
@@ -139,9 +143,7 @@ pattern("ext", 5, 2.0, [[0.0, "C4", 100, 0.25], [0.5, "E4", 90, 0.25], [1.0, "G4
     let r = Rig::start(set, &[]);
     let mut onsets = OnsetProbe::open(&r.server.name);
     onsets.connect_jamrig_audio(S(5));
-    r.jam.expect_line(0, S(5), "connecting the MIDI output to the onset client", |l| {
-        l.starts_with("MIDI out: jamrig:out -> onsets:midi_in")
-    });
+    r.wait_port_connected("jamrig:out-onsets_midi_in", "onsets:midi_in");
     let overruns_before = xruns(&r.server);
     std::thread::sleep(MS(500));
     onsets.take_onsets();
@@ -320,7 +322,7 @@ channel(5, #{ midi_out: "probe", out_channel: 1 });
 pattern("drone", 5, 4.0, [[0.0, "C3", 100, 3.9]]);
 "#;
     let mut r = Rig::start(set, &[]);
-    r.wait_out_connected();
+    r.wait_port_connected("jamrig:out-probe", "probe:midi_in");
     // A key held on the MIDI input, on the external channel.
     r.probe.send_now(&[0x94, 72, 77]);
     let rx = r.receive_until(&[0x90, 48, 100], "the drone does not start");
@@ -378,12 +380,13 @@ fn latency_ms_sends_a_devices_messages_that_many_frames_earlier() {
             "tempo(120);\nclock_out(true);\n{latency}channel(5, #{{ midi_out: \"onsets\", out_channel: 1 }});\npattern(\"p\", 5, 1.0, [[0.0, \"C4\", 100, 0.25]]);\n"
         )
     };
-    let mut r = Rig::start(&set(""), &["--no-watch"]);
+    // The clock goes out on jamrig:out, which --midi-out connects to the device
+    // too: its ticks and the channel's notes (on jamrig:out-onsets) meet there.
+    let mut r = Rig::start(&set(""), &["--no-watch", "--midi-out", "onsets"]);
     let mut onsets = OnsetProbe::open(&r.server.name);
     onsets.connect_jamrig_audio(S(5));
-    r.jam.expect_line(0, S(5), "connecting the MIDI output to the onset client", |l| {
-        l.starts_with("MIDI out: jamrig:out -> onsets:midi_in")
-    });
+    r.wait_port_connected("jamrig:out", "onsets:midi_in");
+    r.wait_port_connected("jamrig:out-onsets", "onsets:midi_in");
     let mut receive = |d: Duration| {
         onsets.take_received();
         std::thread::sleep(d);
@@ -423,7 +426,7 @@ fn an_external_channel_sends_its_knobs_bend_and_program_changes() {
     let set =
         "tempo(120);\nchannel(5, #{ midi_out: \"probe\", out_channel: 3 });\ncc(74, \"lowpass\", 200.0, 8000.0, 5);\n";
     let mut r = Rig::start(set, &[]);
-    r.wait_out_connected();
+    r.wait_port_connected("jamrig:out-probe", "probe:midi_in");
     std::thread::sleep(MS(200));
     r.probe.take_received();
     r.probe.send(&[
@@ -487,7 +490,7 @@ channel(5, #{ midi_out: "probe", out_channel: 1 });
 pattern("drone", 5, 4.0, [[0.0, "C3", 100, 3.9]]);
 "#;
     let mut r = Rig::start(set, &["--no-watch"]);
-    r.wait_out_connected();
+    r.wait_port_connected("jamrig:out-probe", "probe:midi_in");
     r.receive_until(&[0x90, 48, 100], "the drone does not start");
     r.jam.command(":stop", S(5), |l| l.contains("stopped"));
     let rx = r.receive_for(MS(400));
@@ -499,4 +502,158 @@ pattern("drone", 5, 4.0, [[0.0, "C3", 100, 3.9]]);
     let rx = r.receive_for(MS(400));
     assert_eq!(frames_of(&rx, &[0x80, 48, 0]).len(), 1, "the drone's note-off on the reload: {rx:?}");
     assert!(r.receive_for(MS(2500)).is_empty(), "nothing more from the removed channel");
+}
+
+/// Opens a stand-in for a hardware device: a probe client `name` whose MIDI input
+/// jamrig can send to (its own MIDI output goes nowhere).
+fn device(server: &JackServer, name: &str) -> Probe {
+    Probe::open_as(&server.name, name, &format!("{name}_out"))
+}
+
+/// What `p` receives until a message `bytes` arrives (within 5 s).
+fn device_receives_until(p: &mut Probe, bytes: &[u8], what: &str) -> Vec<Received> {
+    let t0 = Instant::now();
+    let mut rx = Vec::new();
+    while !rx.iter().any(|m: &Received| m.bytes == bytes) {
+        assert!(t0.elapsed() < S(5), "{what}: {rx:?}");
+        std::thread::sleep(MS(20));
+        rx.extend(p.take_received());
+    }
+    rx
+}
+
+/// Issue 18: each device a set names has its own output port (`jamrig:out-NAME`,
+/// connected to it): two channels naming two devices reach only their own device,
+/// each at its own `latency_ms`, to the frame (the device with 5 ms hears its note
+/// 240 frames before the other hears the note on the same beat).
+#[test]
+fn each_device_hears_only_its_own_channel_at_its_own_latency() {
+    let _serial = serial();
+    let set = r#"tempo(120);
+midi_out("synth_b", #{ latency_ms: 5 });
+channel(5, #{ midi_out: "synth_a", out_channel: 1 });
+channel(6, #{ midi_out: "synth_b", out_channel: 2 });
+pattern("a", 5, 1.0, [[0.0, "C4", 100, 0.25]]);
+pattern("b", 6, 1.0, [[0.0, "E4", 90, 0.25]]);
+"#;
+    let mut r = Rig::start(set, &[]);
+    let mut a = device(&r.server, "synth_a");
+    let mut b = device(&r.server, "synth_b");
+    r.wait_port_connected("jamrig:out-synth_a", "synth_a:midi_in");
+    r.wait_port_connected("jamrig:out-synth_b", "synth_b:midi_in");
+    std::thread::sleep(MS(300));
+    a.take_received();
+    b.take_received();
+    let overruns_before = xruns(&r.server);
+    std::thread::sleep(S(3));
+    let (rx_a, rx_b) = (a.take_received(), b.take_received());
+    let overruns = xruns(&r.server) - overruns_before;
+    assert!(
+        rx_a.iter().all(|m| m.bytes == [0x90, 60, 100] || m.bytes == [0x80, 60, 0]),
+        "synth_a hears channel 5 alone: {rx_a:?}"
+    );
+    assert!(
+        rx_b.iter().all(|m| m.bytes == [0x91, 64, 90] || m.bytes == [0x81, 64, 0]),
+        "synth_b hears channel 6 alone: {rx_b:?}"
+    );
+    let (on_a, on_b) = (frames_of(&rx_a, &[0x90, 60, 100]), frames_of(&rx_b, &[0x91, 64, 90]));
+    assert!(on_a.len() >= 4 && on_b.len() >= 4, "notes on every beat: {on_a:?} {on_b:?}");
+    check_spacing(&on_a.windows(2).map(|w| between(w[0], w[1])).collect::<Vec<_>>(), 24000.0, overruns, "synth_a");
+    check_spacing(&on_b.windows(2).map(|w| between(w[0], w[1])).collect::<Vec<_>>(), 24000.0, overruns, "synth_b");
+    let latency = r.status_latency();
+    let lead = 240.min(latency - PERIOD as i64);
+    assert!(lead > 100, "the output latency ({latency} frames) leaves no room to send earlier");
+    // synth_b's note against synth_a's on the same beat.
+    let shifts: Vec<i64> =
+        on_b.iter().filter_map(|fb| on_a.iter().map(|fa| between(*fa, *fb)).find(|d| d.abs() < 12000)).collect();
+    println!("synth_b's note-on - synth_a's on the same beat (frames): {shifts:?}; lead {lead}");
+    assert!(shifts.len() >= 3, "too few beats heard by both: {shifts:?}");
+    let off = shifts.iter().filter(|d| **d != -lead).count();
+    assert!(off <= overruns, "{off} notes not {lead} frames earlier with {overruns} overruns: {shifts:?}");
+    let (_, line) = r.jam.command(":midi-out", S(5), |l| l.starts_with("MIDI out:"));
+    assert!(
+        line.contains("jamrig:out-synth_a -> synth_a:midi_in")
+            && line.contains("jamrig:out-synth_b -> synth_b:midi_in"),
+        ":midi-out names each device's port: {line}"
+    );
+}
+
+/// Issue 18: a reload that removes the only channel naming a device sends that
+/// device the note-off of the note it held, through its port, and nothing more;
+/// the other device plays on, and the removed device's port goes away.
+#[test]
+fn a_reload_that_removes_a_devices_channel_leaves_no_note_hanging_there() {
+    let _serial = serial();
+    let keep = "tempo(120);\nchannel(5, #{ midi_out: \"synth_a\", out_channel: 1 });\npattern(\"a\", 5, 1.0, [[0.0, \"C4\", 100, 0.5]]);\n";
+    let set = format!(
+        "{keep}channel(6, #{{ midi_out: \"synth_b\", out_channel: 1 }});\npattern(\"drone\", 6, 4.0, [[0.0, \"C3\", 100, 3.9]]);\n"
+    );
+    let mut r = Rig::start(&set, &["--no-watch"]);
+    let mut a = device(&r.server, "synth_a");
+    let mut b = device(&r.server, "synth_b");
+    r.wait_port_connected("jamrig:out-synth_b", "synth_b:midi_in");
+    let rx = device_receives_until(&mut b, &[0x90, 48, 100], "the drone does not start");
+    assert!(rx.iter().all(|m| m.bytes[1] == 48), "synth_b hears the drone alone: {rx:?}");
+    std::fs::write(&r._set, keep).unwrap();
+    r.jam.command(":reload", S(5), |l| l.starts_with("reload"));
+    std::thread::sleep(MS(400));
+    let rx = b.take_received();
+    assert_eq!(
+        rx.iter().map(|m| m.bytes.clone()).collect::<Vec<_>>(),
+        [vec![0x80, 48, 0]],
+        "the drone's note-off: {rx:?}"
+    );
+    a.take_received();
+    std::thread::sleep(S(2));
+    assert!(b.take_received().is_empty(), "nothing more for the removed device");
+    assert!(frames_of(&a.take_received(), &[0x90, 60, 100]).len() >= 3, "synth_a plays on");
+    let t0 = Instant::now();
+    while !a.ports("jamrig:out-synth_b").is_empty() {
+        assert!(t0.elapsed() < S(5), "the removed device's port stays");
+        std::thread::sleep(MS(50));
+    }
+    assert_eq!(a.ports("jamrig:out-synth_a").len(), 1, "the other device keeps its port");
+}
+
+/// Issue 18: a knob turned over the control port (`/jamrig/param`) or by a REPL
+/// line on an external channel goes out as the CC the set maps to it (the inverse
+/// of the position that CC moves it to), and volume without a mapping as CC 7.
+#[test]
+fn knobs_turned_over_the_control_port_or_the_repl_go_out_as_their_cc() {
+    use rosc::{OscMessage, OscPacket, OscType};
+    let _serial = serial();
+    let set = "tempo(120);\nchannel(5, #{ midi_out: \"synth_a\", out_channel: 3 });\ncc(74, \"lowpass\", 200.0, 8000.0, 5);\n";
+    let mut r = Rig::start(set, &["--listen", "0"]);
+    let (_, _, line) = r.jam.expect_line(0, S(5), "naming the control port", |l| l.starts_with("control port: "));
+    let port: u16 = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line}"));
+    let mut a = device(&r.server, "synth_a");
+    r.wait_port_connected("jamrig:out-synth_a", "synth_a:midi_in");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(S(5))).unwrap();
+    let param = |name: &str, value: f32| {
+        let args = vec![OscType::Int(5), OscType::String(name.into()), OscType::Float(value)];
+        let packet = OscPacket::Message(OscMessage { addr: "/jamrig/param".into(), args });
+        sock.send_to(&rosc::encoder::encode(&packet).unwrap(), ("127.0.0.1", port)).unwrap();
+        let mut buf = [0u8; 4096];
+        let (n, _) = sock.recv_from(&mut buf).expect("a reply");
+        match rosc::decoder::decode_udp(&buf[..n]).expect("OSC").1 {
+            OscPacket::Message(m) => assert_eq!(m.addr, "/jamrig/reply", "{m:?}"),
+            other => panic!("{other:?}"),
+        }
+    };
+    a.take_received();
+    // The mapping is exponential (as lowpass is): CC 74 at 64 moves it to
+    // 200 * 40^(64/127) Hz.
+    param("lowpass", 200.0 * 40f32.powf(64.0 / 127.0));
+    let rx = device_receives_until(&mut a, &[0xB2, 74, 64], "the knob's CC does not arrive");
+    assert_eq!(rx.len(), 1, "{rx:?}");
+    param("volume", 0.5);
+    device_receives_until(&mut a, &[0xB2, 7, 64], "volume does not go out as CC 7");
+    r.jam.command("ch(5).lowpass = 200", S(5), |l| l.contains("lowpass"));
+    device_receives_until(&mut a, &[0xB2, 74, 0], "the REPL's knob does not go out");
 }

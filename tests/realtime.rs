@@ -521,10 +521,12 @@ fn overload_and_overflow_never_allocate() {
 }
 
 /// MIDI out and clock out: external channels (patterns, input notes, controllers,
-/// bend, programs), the clock through Start, Stop, Continue, Song Position and
-/// relocations in every sync mode, note-offs on stop, panic and reloads that
-/// remove or move an external channel, a full queue; and the writer that drains
-/// the queue into a port. None of it allocates or frees.
+/// bend, programs, knobs turned from the control port and by reloads), each
+/// device on its own port, the clock through Start, Stop, Continue, Song Position
+/// and relocations in every sync mode, note-offs on stop, panic and reloads that
+/// remove an external channel or move it to another device's port, a full queue;
+/// and the writer that drains the queue and routes each message to its port. None
+/// of it allocates or frees.
 #[test]
 fn midi_out_and_clock_out_never_allocate() {
     let a = common::set(
@@ -547,8 +549,12 @@ fn midi_out_and_clock_out_never_allocate() {
         channel(4, #{ midi_out: "digitakt", out_channel: 2 });
         drums(10);
         pattern("ext", 4, 2.0, [[0.0, "C2", 100, 1.5]]);
+        cc(74, "lowpass", 200.0, 8000.0, 4);
         "#,
     );
+    // The devices' ports: set `b` moves the digitakt to another port.
+    let ports_a: jamrig::rig::build::OutPorts = [("op-xy".to_string(), 1), ("digitakt".to_string(), 2)].into();
+    let ports_b: jamrig::rig::build::OutPorts = [("digitakt".to_string(), 3)].into();
     let modes = [
         jamrig::rig::set::SyncMode::Internal,
         jamrig::rig::set::SyncMode::Midi,
@@ -564,12 +570,15 @@ fn midi_out_and_clock_out_never_allocate() {
     engine.midi_out_into(queue.clone());
     let mut writer = jamrig::live::midi_out::OutWriter::default();
     let mut written = 0usize;
+    let mut per_port = [0usize; jamrig::engine::midi_out::OUT_PORTS];
     let mut out = vec![0.0f32; 1024 * 2];
     let mut tick_at = 0.0f64;
     for round in 0..600usize {
         if round % 25 == 0 {
             let m = modes[(round / 25) % 3];
-            controller.publish_set(&with(if round % 50 == 0 { &a } else { &b }, m)).expect("publish");
+            let (set, ports) = if round % 50 == 0 { (&a, &ports_a) } else { (&b, &ports_b) };
+            controller.set_out_ports(ports.clone());
+            controller.publish_set(&with(set, m)).expect("publish");
         }
         let base = engine.frames_out();
         let frames = [64usize, 256, 1000, 1024][round % 4];
@@ -592,6 +601,8 @@ fn midi_out_and_clock_out_never_allocate() {
             22 => Some(EventKind::Start),
             30 => Some(EventKind::Panic),
             33 => Some(EventKind::Control { channel: 3, cc: 123, value: 0 }),
+            35 => Some(EventKind::Param { channel: 3, param: jamrig::params::Param::Lowpass as u8, value: 900.0 }),
+            36 => Some(EventKind::Param { channel: 2, param: jamrig::params::Param::Volume as u8, value: 0.5 }),
             _ => None,
         };
         if let Some(k) = kind {
@@ -611,13 +622,22 @@ fn midi_out_and_clock_out_never_allocate() {
             engine.follow_timeline(timeline);
             engine.process(buf, 2);
             if drain {
-                writer.write_due(&queue, (base + frames as u64) as i64, |m| Some(m.frame as i64), |_, _| written += 1);
+                writer.write_due(
+                    &queue,
+                    (base + frames as u64) as i64,
+                    |m| Some(m.frame as i64),
+                    |_, m| {
+                        written += 1;
+                        per_port[m.port as usize] += 1;
+                    },
+                );
             }
         });
         assert_eq!(violation_count(), 0, "the MIDI out path allocated or freed in round {round}");
         controller.collect();
     }
     assert!(written > 100, "the writer wrote what the engine sent ({written})");
+    assert!(per_port[..4].iter().all(|n| *n > 0), "the clock's port and each device's got messages: {per_port:?}");
 }
 
 /// Allocations the render workers made inside their guard (every worker, every wake).
@@ -733,4 +753,93 @@ fn delay_lines_running_out_never_allocate_and_all_come_back() {
             assert_eq!(stats.voices[ch].load(Relaxed), 0, "channel {} rang on", ch + 1);
         }
     }
+}
+
+#[cfg(feature = "jack")]
+#[path = "common/live.rs"]
+mod live_support;
+
+/// The process thread's side of MIDI out on JACK: every cycle it takes the output
+/// ports the control thread made or asked back, clears each port's buffer and
+/// writes every queued message to its device's port. While the control thread
+/// makes and drops device ports (reloads adding and removing devices) and the
+/// queue is kept full, the callback never allocates or frees.
+#[cfg(feature = "jack")]
+#[test]
+fn jack_output_ports_come_and_go_without_the_process_thread_allocating() {
+    use jamrig::engine::midi_out::{OUT_PORTS, OutMessage};
+    use jamrig::live::midi_out::{JackClientOwner, JackOutPorts, OutDevices, OutShared, OutWriter};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, AtomicU64};
+    let _serial = live_support::serial();
+    let server = live_support::JackServer::start(live_support::server());
+    let client = live_support::open_client(&server.name, "jamrig").expect("a client");
+    let named = |devices: &[&str]| {
+        let mut set = Set::default();
+        for (i, d) in devices.iter().enumerate() {
+            let spec = jamrig::rig::set::ChannelSpec {
+                instrument: "external".into(),
+                kind: jamrig::rig::set::ChannelKind::External { device: d.to_string(), channel: 1 },
+                params: Default::default(),
+                voices: 1,
+            };
+            set.channels.insert(i as u8 + 1, spec);
+        }
+        set
+    };
+    let mut devices = OutDevices::default().plan(&named(&["op-xy"]), 0).unwrap();
+    let (mut outs, names) = JackOutPorts::register(&client, &devices).expect("ports");
+    let shared = Arc::new(OutShared::new(jamrig::engine::midi_out::queue()));
+    let (violations, cycles) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU64::new(0)));
+    let (v, c, out) = (violations.clone(), cycles.clone(), shared.clone());
+    let mut writer = OutWriter::default();
+    let process = jack::contrib::ClosureProcessHandler::new(move |_: &jack::Client, ps: &jack::ProcessScope| {
+        reset_violation_count();
+        assert_no_alloc(|| outs.write_cycle(ps, &mut writer, &out, |m: &OutMessage| Some(m.frame as i64 % 64)));
+        v.fetch_add(violation_count(), Relaxed);
+        c.fetch_add(1, Relaxed);
+        jack::Control::Continue
+    });
+    let active = Arc::new(Mutex::new(Some(client.activate_async((), process).expect("activates"))));
+    let owner: Arc<dyn JackClientOwner> = active.clone();
+    let mut control = names.owned_by(owner);
+    let lists = [&["op-xy", "digitakt"][..], &["digitakt", "keystep"], &["op-xy"], &[]];
+    let mut adopted = 0;
+    let t0 = std::time::Instant::now();
+    for round in 0..24u64 {
+        // A reload: new devices get ports, removed ones retire (here at once).
+        devices = devices.plan(&named(lists[round as usize % lists.len()]), adopted).unwrap();
+        adopted += 1;
+        control.sync(&devices);
+        devices.due(adopted, true, std::time::Instant::now());
+        let later = std::time::Instant::now() + jamrig::live::midi_out::RETIRE_AFTER;
+        for gone in devices.due(adopted, true, later) {
+            control.retire(gone.port);
+        }
+        control.collect();
+        // A full queue of messages for every port, the ones without a port too.
+        for k in 0..200u64 {
+            let port = (k % OUT_PORTS as u64) as u8;
+            let _ = shared.queue.push(OutMessage { frame: k, lead_frames: 0, port, bytes: [0x90, 60, 100], len: 3 });
+        }
+        let seen = cycles.load(Relaxed);
+        while cycles.load(Relaxed) < seen + 3 {
+            assert!(t0.elapsed().as_secs() < 30, "the process callback stopped");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+    // The last round named no device: every device's port was given back, and
+    // unregistered on this thread.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    control.collect();
+    let ports = live_support::open_client(&server.name, "lister").expect("a client");
+    assert_eq!(
+        ports.ports(Some("jamrig:"), None, jack::PortFlags::empty()),
+        ["jamrig:out"],
+        "only the default port stays"
+    );
+    let _ = active.lock().unwrap().take();
+    assert_eq!(violations.load(Relaxed), 0, "the process callback allocated or freed");
+    assert!(shared.written.load(Relaxed) > 200, "messages were written to their ports");
+    assert!(shared.refused.load(Relaxed) > 0, "messages for ports that are not there were refused");
 }

@@ -809,7 +809,7 @@ clock_out(true);
     let snap = jamrig::rig::build::build(&s, None).unwrap();
     assert_eq!(
         snap.channels[4].unwrap().source,
-        jamrig::engine::snapshot::Source::External { channel: 0, latency_ms: 12.0 }
+        jamrig::engine::snapshot::Source::External { port: 0, channel: 0, latency_ms: 12.0 }
     );
     assert!(snap.clock_out);
 }

@@ -4,7 +4,8 @@
 //! renders. The host drains the queue and sends each message at its frame (on JACK
 //! at its frame offset inside a cycle). Fixed-size state, no allocation.
 
-use super::snapshot::MAX_CHANNELS;
+use super::snapshot::{CcMapping, MAX_CHANNELS};
+use crate::params::Param;
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
 
@@ -17,13 +18,23 @@ pub const CLOCK_OUT_PPQN: f64 = 24.0;
 const MAX_TICKS_PER_RUN: u32 = 16;
 /// MIDI clock ticks per sixteenth note (a Song Position unit).
 const TICKS_PER_SIXTEENTH: i64 = 6;
+/// Output devices a set may name, each with a port of its own beside the default.
+pub const MAX_OUT_DEVICES: usize = 8;
+/// Output ports: the default (`jamrig:out`: the clock, and what `--midi-out`
+/// connects it to), and room for two per device a set may name (the port of a
+/// device a reload removed stays while its note-offs leave).
+pub const OUT_PORTS: usize = 1 + 2 * MAX_OUT_DEVICES;
+/// The default output port's index: the clock goes out there.
+pub const DEFAULT_PORT: u8 = 0;
 
-/// One message for the output port: at engine frame `frame`, sent `lead_frames`
-/// earlier than the frame's audio is heard (a device's own latency, `latency_ms`).
+/// One message for an output port: at engine frame `frame`, sent `lead_frames`
+/// earlier than the frame's audio is heard (a device's own latency, `latency_ms`),
+/// on output port `port` (below [`OUT_PORTS`]; [`DEFAULT_PORT`] or a device's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutMessage {
     pub frame: u64,
     pub lead_frames: u32,
+    pub port: u8,
     pub bytes: [u8; 3],
     pub len: u8,
 }
@@ -43,10 +54,11 @@ pub fn queue() -> OutQueue {
     Arc::new(ArrayQueue::new(MIDI_OUT_QUEUE_CAP))
 }
 
-/// Where an external channel's messages go: its MIDI channel (0-based) on the
-/// output, and how much earlier than the audio they leave.
+/// Where an external channel's messages go: the output port of its device, its
+/// MIDI channel (0-based) there, and how much earlier than the audio they leave.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OutTarget {
+    pub port: u8,
     pub channel: u8,
     pub lead_frames: u32,
 }
@@ -74,7 +86,7 @@ impl Default for MidiOut {
         MidiOut {
             tx: None,
             held: [[0; 2]; MAX_CHANNELS],
-            held_at: [OutTarget { channel: 0, lead_frames: 0 }; MAX_CHANNELS],
+            held_at: [OutTarget { port: DEFAULT_PORT, channel: 0, lead_frames: 0 }; MAX_CHANNELS],
             overflow: 0,
             clock_running: false,
             next_tick: 0,
@@ -93,14 +105,14 @@ impl MidiOut {
         self.tx.is_some()
     }
 
-    /// Queues `bytes` for `frame`, counting it when the queue is full.
+    /// Queues `bytes` for `frame` on `port`, counting it when the queue is full.
     #[inline]
-    pub fn send(&mut self, frame: u64, lead_frames: u32, bytes: &[u8]) {
+    pub fn send(&mut self, frame: u64, lead_frames: u32, port: u8, bytes: &[u8]) {
         let Some(tx) = &self.tx else { return };
         let mut b = [0u8; 3];
         let n = bytes.len().min(3);
         b[..n].copy_from_slice(&bytes[..n]);
-        if tx.push(OutMessage { frame, lead_frames, bytes: b, len: n as u8 }).is_err() {
+        if tx.push(OutMessage { frame, lead_frames, port, bytes: b, len: n as u8 }).is_err() {
             self.overflow += 1;
         }
     }
@@ -108,12 +120,13 @@ impl MidiOut {
     /// A note-on from rig channel `ch`, sent to `to`.
     pub fn note_on(&mut self, frame: u64, ch: usize, to: OutTarget, note: u8, velocity: u8) {
         if self.held[ch] != [0, 0] && self.held_at[ch] != to {
-            // The channel moved to another output channel: end what it left there.
+            // The channel moved to another device or output channel: end what it
+            // left there.
             self.release(frame, ch);
         }
         self.held_at[ch] = to;
         self.held[ch][(note as usize >> 6) & 1] |= 1 << (note & 63);
-        self.send(frame, to.lead_frames, &[0x90 | to.channel, note & 0x7F, velocity.clamp(1, 127)]);
+        self.send(frame, to.lead_frames, to.port, &[0x90 | to.channel, note & 0x7F, velocity.clamp(1, 127)]);
     }
 
     /// A note-off from rig channel `ch`: sent where its note-on went, if the note
@@ -126,7 +139,7 @@ impl MidiOut {
         }
         *word &= !bit;
         let at = self.held_at[ch];
-        self.send(frame, at.lead_frames, &[0x80 | at.channel, note & 0x7F, 0]);
+        self.send(frame, at.lead_frames, at.port, &[0x80 | at.channel, note & 0x7F, 0]);
     }
 
     /// A message that is not a note (controller, bend, program, pressure) from
@@ -139,7 +152,15 @@ impl MidiOut {
             // honours all-notes-off).
             self.release(frame, ch);
         }
-        self.send(frame, to.lead_frames, bytes);
+        self.send(frame, to.lead_frames, to.port, bytes);
+    }
+
+    /// A knob of rig channel `ch` turned to `value` (by the control port, the REPL
+    /// or a reload): sent as the controller that carries it ([`knob_cc`]), if any.
+    pub fn knob(&mut self, frame: u64, ch: usize, to: OutTarget, map: &[CcMapping], param: u8, value: f32) {
+        if let Some((cc, position)) = knob_cc(map, ch as u8, param, value) {
+            self.channel_message(frame, ch, to, &[0xB0 | to.channel, cc, position]);
+        }
     }
 
     /// Note-offs for every note rig channel `ch` holds at its device.
@@ -150,7 +171,7 @@ impl MidiOut {
             while bits != 0 {
                 let n = bits.trailing_zeros() as u8;
                 bits &= bits - 1;
-                self.send(frame, at.lead_frames, &[0x80 | at.channel, w as u8 * 64 + n, 0]);
+                self.send(frame, at.lead_frames, at.port, &[0x80 | at.channel, w as u8 * 64 + n, 0]);
             }
         }
     }
@@ -171,12 +192,12 @@ impl MidiOut {
     /// `beat` (the next sixteenth: the ticks resume there).
     pub fn clock_start(&mut self, frame: u64, beat: f64) {
         if beat.abs() < 1e-9 {
-            self.send(frame, 0, &[0xFA]);
+            self.send(frame, 0, DEFAULT_PORT, &[0xFA]);
             self.next_tick = 0;
         } else {
             let sixteenths = (beat * 4.0 - 1e-9).ceil().clamp(0.0, 16383.0) as i64;
-            self.send(frame, 0, &[0xF2, (sixteenths & 0x7F) as u8, (sixteenths >> 7) as u8]);
-            self.send(frame, 0, &[0xFB]);
+            self.send(frame, 0, DEFAULT_PORT, &[0xF2, (sixteenths & 0x7F) as u8, (sixteenths >> 7) as u8]);
+            self.send(frame, 0, DEFAULT_PORT, &[0xFB]);
             self.next_tick = sixteenths * TICKS_PER_SIXTEENTH;
         }
         self.clock_running = true;
@@ -185,7 +206,7 @@ impl MidiOut {
 
     /// Clock: Stop at `frame`.
     pub fn clock_stop(&mut self, frame: u64) {
-        self.send(frame, 0, &[0xFC]);
+        self.send(frame, 0, DEFAULT_PORT, &[0xFC]);
         self.clock_running = false;
     }
 
@@ -207,9 +228,41 @@ impl MidiOut {
             if f >= b {
                 break;
             }
-            self.send(f.max(a), 0, &[0xF8]);
+            self.send(f.max(a), 0, DEFAULT_PORT, &[0xF8]);
             self.next_tick += 1;
         }
+    }
+}
+
+/// The controller that carries knob `param` (a [`Param`] as `u8`) of rig channel
+/// `ch` (0-based) out to its device, and its position for `value`: the set's CC
+/// map (a mapping for the channel first, then one without a channel), else volume
+/// as CC 7 and pan as CC 10. `None`: nothing carries it.
+pub fn knob_cc(map: &[CcMapping], ch: u8, param: u8, value: f32) -> Option<(u8, u8)> {
+    if !value.is_finite() {
+        return None;
+    }
+    let position = |x: f32| (x * 127.0).round().clamp(0.0, 127.0) as u8;
+    let mapped = map
+        .iter()
+        .find(|m| m.param as u8 == param && m.channel == Some(ch))
+        .or_else(|| map.iter().find(|m| m.param as u8 == param && m.channel.is_none()));
+    if let Some(m) = mapped {
+        let x = if m.exponential && m.min > 0.0 && m.max > 0.0 && value > 0.0 {
+            (value / m.min).ln() / (m.max / m.min).ln()
+        } else if m.max != m.min {
+            (value - m.min) / (m.max - m.min)
+        } else {
+            0.0
+        };
+        return Some((m.cc & 0x7F, position(x)));
+    }
+    if param == Param::Volume as u8 {
+        Some((7, position(value)))
+    } else if param == Param::Pan as u8 {
+        Some((10, (value * 63.0 + 64.0).round().clamp(0.0, 127.0) as u8))
+    } else {
+        None
     }
 }
 
@@ -226,12 +279,71 @@ mod tests {
     }
 
     #[test]
+    fn a_channel_sent_to_another_device_ends_its_notes_at_the_first() {
+        let rx = queue();
+        let mut m = MidiOut::default();
+        m.connect(rx.clone());
+        let a = OutTarget { port: 1, channel: 0, lead_frames: 0 };
+        let b = OutTarget { port: 2, channel: 0, lead_frames: 48 };
+        m.note_on(10, 2, a, 60, 100);
+        m.note_on(20, 2, b, 62, 100);
+        m.clock_start(30, 0.0);
+        let got: Vec<(u8, u32, Vec<u8>)> =
+            std::iter::from_fn(|| rx.pop()).map(|m| (m.port, m.lead_frames, m.bytes().to_vec())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, 0, vec![0x90, 60, 100]),
+                (1, 0, vec![0x80, 60, 0]),
+                (2, 48, vec![0x90, 62, 100]),
+                (DEFAULT_PORT, 0, vec![0xFA])
+            ]
+        );
+    }
+
+    #[test]
+    fn knobs_go_out_as_the_controller_that_carries_them() {
+        let map = |cc, channel, min, max, exponential| CcMapping {
+            cc,
+            channel,
+            any: false,
+            param: Param::Lowpass,
+            min,
+            max,
+            exponential,
+        };
+        let lp = Param::Lowpass as u8;
+        // Linear, and exponential: the inverse of the position a CC moves it to.
+        let lin = [map(74, None, 200.0, 8000.0, false)];
+        assert_eq!(knob_cc(&lin, 4, lp, 200.0), Some((74, 0)));
+        assert_eq!(knob_cc(&lin, 4, lp, 8000.0), Some((74, 127)));
+        assert_eq!(knob_cc(&lin, 4, lp, 99999.0), Some((74, 127)));
+        let exp = [map(74, None, 200.0, 8000.0, true)];
+        for cc in [0u8, 1, 40, 64, 100, 127] {
+            let v = Param::cc_value(200.0, 8000.0, true, cc);
+            assert_eq!(knob_cc(&exp, 4, lp, v), Some((74, cc)));
+            let v = Param::cc_value(200.0, 8000.0, false, cc);
+            assert_eq!(knob_cc(&lin, 4, lp, v), Some((74, cc)));
+        }
+        // A mapping for the channel wins; one for another channel does not apply.
+        let both = [map(74, None, 200.0, 8000.0, false), map(71, Some(4), 200.0, 8000.0, false)];
+        assert_eq!(knob_cc(&both, 4, lp, 200.0), Some((71, 0)));
+        assert_eq!(knob_cc(&both[1..], 3, lp, 200.0), None);
+        // Volume and pan without a mapping: CC 7 and CC 10.
+        assert_eq!(knob_cc(&[], 0, Param::Volume as u8, 1.0), Some((7, 127)));
+        assert_eq!(knob_cc(&[], 0, Param::Pan as u8, 0.0), Some((10, 64)));
+        assert_eq!(knob_cc(&[], 0, Param::Pan as u8, -1.0), Some((10, 1)));
+        assert_eq!(knob_cc(&[], 0, lp, 900.0), None);
+        assert_eq!(knob_cc(&lin, 0, lp, f32::NAN), None);
+    }
+
+    #[test]
     fn held_notes_are_released_where_they_went() {
         let mut rx = queue();
         let mut m = MidiOut::default();
         m.connect(rx.clone());
-        let a = OutTarget { channel: 0, lead_frames: 0 };
-        let b = OutTarget { channel: 3, lead_frames: 0 };
+        let a = OutTarget { port: 1, channel: 0, lead_frames: 0 };
+        let b = OutTarget { port: 1, channel: 3, lead_frames: 0 };
         m.note_on(10, 4, a, 60, 100);
         m.note_on(10, 4, a, 64, 100);
         m.note_off(20, 4, 60);

@@ -411,7 +411,8 @@ impl Master {
 /// Where an external channel's messages go (`None`: the channel is not external).
 fn out_target(c: &ChannelConfig, sample_rate: f32) -> Option<OutTarget> {
     match c.source {
-        Source::External { channel, latency_ms } => Some(OutTarget {
+        Source::External { port, channel, latency_ms } => Some(OutTarget {
+            port,
             channel: channel & 15,
             lead_frames: (latency_ms.max(0.0) * sample_rate / 1000.0).round() as u32,
         }),
@@ -873,8 +874,15 @@ impl Engine {
             let new = next.channels[ch];
             // An external channel removed, or sent elsewhere: its device's notes end.
             let was_out = old.and_then(|c| out_target(&c, self.sr));
-            if was_out.is_some() && was_out != new.and_then(|c| out_target(&c, self.sr)) {
+            let to = new.and_then(|c| out_target(&c, self.sr));
+            if was_out.is_some() && was_out != to {
                 self.midi_out.release(frame, ch);
+            }
+            // Its knobs the set moved (a REPL line) go out as their controllers.
+            if let (Some(o), Some(n), Some(to)) = (old, new, to) {
+                for i in (0..NUM_PARAMS).filter(|&i| o.params.0[i] != n.params.0[i]) {
+                    self.midi_out.knob(frame, ch, to, &next.cc_map, i as u8, n.params.0[i]);
+                }
             }
             match (old, new) {
                 (Some(o), Some(n)) => {
@@ -1513,6 +1521,8 @@ impl Engine {
             }
             EventKind::Program { program, .. } => out.channel_message(frame, ch, to, &[0xC0 | c, program & 0x7F]),
             EventKind::Pressure { value, .. } => out.channel_message(frame, ch, to, &[0xD0 | c, value & 0x7F]),
+            // A knob turned from the control port: as the controller that carries it.
+            EventKind::Param { param, value, .. } => out.knob(frame, ch, to, &self.snapshot.cc_map, param, value),
             _ => {}
         }
     }

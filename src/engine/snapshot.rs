@@ -15,9 +15,10 @@ pub enum Source {
     Synth(u16),
     /// The drum kit: notes pick sounds (the set's own drum samples first, if any).
     Drums,
-    /// An external instrument: what the channel plays goes out on MIDI channel
+    /// An external instrument: what the channel plays goes out on output port
+    /// `port` (its device's; `engine::midi_out::OUT_PORTS`), on MIDI channel
     /// `channel` (0-based), `latency_ms` earlier than the audio (a slow device).
-    External { channel: u8, latency_ms: f32 },
+    External { port: u8, channel: u8, latency_ms: f32 },
     /// A preset of a sample bank (a SoundFont preset, or a set's sample instrument):
     /// `bank` indexes the snapshot's `banks`, `preset` the bank's presets.
     Sampled { bank: u8, preset: u16 },

@@ -160,7 +160,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":sync internal|midi|link", "where the transport takes tempo and start/stop from"),
     (":ports", "MIDI inputs and outputs and audio outputs"),
     (":port NAME", "use another MIDI input (name or index)"),
-    (":midi-out [NAME]", "connect jamrig's MIDI output to a device (name or index); alone: where it goes"),
+    (
+        ":midi-out [NAME]",
+        "connect jamrig's default MIDI output (the clock's) to a device (name or index); alone: where each output port goes",
+    ),
     (":clock-out [on|off]", "send MIDI clock from the transport (Start, Stop, Continue, Song Position)"),
     (":keys [CH] [OCT]", "play notes on the computer keyboard, channel 1..16, octave 0..8 (Esc leaves)"),
     (":events NAME [BARS]", "a pattern's events as a grid, one line per bar (x where a note starts)"),
@@ -264,6 +267,11 @@ struct LinkedPublisher<'a> {
     file_tempo: Option<f64>,
     /// A tempo was proposed to the session.
     proposed: bool,
+    /// The MIDI output: its devices get their ports before a set routes to them.
+    outs: &'a OutShared,
+    midi: Option<&'a mut MidiIn>,
+    /// What could not be done for the devices' ports (said afterwards).
+    out_notes: Vec<String>,
 }
 
 impl LinkedPublisher<'_> {
@@ -282,7 +290,17 @@ impl Publish for LinkedPublisher<'_> {
         if link_mode {
             self.proposed |= self.link.follow(set.sync, set.tempo_bpm, propose);
         }
-        self.controller.publish_set(set)?;
+        // Each device the set names gets its output port before the snapshot that
+        // routes to it is published (a device it drops keeps its port a while).
+        let adopted = self.controller.stats().snapshots_adopted.load(Relaxed);
+        let plan = lock_devices(self.outs).plan(set, adopted).map_err(BuildError::OutDevices)?;
+        let (midi, notes) = (&mut self.midi, &mut self.out_notes);
+        self.controller.publish_set_with(set, plan.ports(), || {
+            if let Some(m) = midi {
+                notes.extend(m.sync_out_ports(&plan));
+            }
+        })?;
+        *lock_devices(self.outs) = plan;
         if !link_mode {
             self.link.follow(set.sync, set.tempo_bpm, propose);
         }
@@ -296,6 +314,11 @@ impl Publish for LinkedPublisher<'_> {
     fn live_value(&self, ch: u8, p: crate::params::Param) -> Option<f32> {
         self.controller.live_value(ch, p)
     }
+}
+
+/// The MIDI output's device table (control thread only).
+fn lock_devices(outs: &OutShared) -> std::sync::MutexGuard<'_, super::midi_out::OutDevices> {
+    outs.devices.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A re-mapped timeline this close to the first peer means jamrig joined the
@@ -378,12 +401,16 @@ impl Live {
         let tables = Arc::new(Tables::new(sample_rate as f32));
         let mut set = session.set().clone();
         apply_sync(&mut set, opts.sync);
-        let Rig { mut engine, controller } =
-            Rig::new(&set, sample_rate as f32, tables.clone()).map_err(|e| StartError::Other(e.to_string()))?;
+        // Each device the set names has its output port from the start.
+        let midi_out = Arc::new(OutShared::new(crate::engine::midi_out::queue()));
+        let devices = lock_devices(&midi_out).plan(&set, 0).map_err(StartError::Other)?;
+        let out_ports = devices.ports();
+        *lock_devices(&midi_out) = devices;
+        let Rig { mut engine, controller } = Rig::routed(&set, sample_rate as f32, tables.clone(), out_ports)
+            .map_err(|e| StartError::Other(e.to_string()))?;
         let record_tap = Arc::new(RecordTap::default());
         record_tap.set_patterns(opts.record_patterns);
         engine.record_into(record_tap.clone());
-        let midi_out = Arc::new(OutShared::new(crate::engine::midi_out::queue()));
         engine.midi_out_into(midi_out.queue.clone());
         let capture = match &opts.capture {
             Some(dir) => {
@@ -649,11 +676,16 @@ impl Live {
             link: &mut self.link,
             file_tempo: Some(self.file_tempo),
             proposed: false,
+            outs: &self.midi_out,
+            midi: self.midi.as_mut(),
+            out_notes: Vec::new(),
         };
         let r = self.session.reload(&mut publisher);
+        let out_notes = std::mem::take(&mut publisher.out_notes);
         if publisher.proposed {
             self.seen_own_link_change();
         }
+        self.after_routing(&out_notes);
         if matches!(r, Reload::Changed { .. } | Reload::Unchanged { .. }) {
             self.file_tempo = self.session.set().tempo_bpm;
         }
@@ -831,8 +863,9 @@ impl Live {
         }
         let mut set = self.session.set().clone();
         apply_sync(&mut set, self.opts.sync);
-        let Rig { mut engine, controller } =
-            Rig::new(&set, sr as f32, self.tables.clone()).map_err(|e| AudioError::Failed(e.to_string()))?;
+        let out_ports = lock_devices(&self.midi_out).ports();
+        let Rig { mut engine, controller } = Rig::routed(&set, sr as f32, self.tables.clone(), out_ports)
+            .map_err(|e| AudioError::Failed(e.to_string()))?;
         // What MIDI set on the old engine (knobs, volume, pan, expression, programs,
         // bend, pedal) goes on in the new one, as the REPL's tweaks do.
         let midi_state = self.controller.stats().channel_midi();
@@ -928,28 +961,37 @@ impl Live {
         midi::open_own_port(&self.tap)
     }
 
-    /// Connects the MIDI output to the devices asked for (`--midi-out` or
-    /// `:midi-out`, and the devices the set's external channels name) that are
-    /// there and not yet connected; says what it connects. With `report`, says
-    /// too which are not there (yet).
+    /// Connects the MIDI output ports to the devices asked for that are there and
+    /// not yet connected: the default port to the device `--midi-out` or
+    /// `:midi-out` names, each device's port to its device. Says what it connects;
+    /// with `report`, says too which are not there (yet). Drops the ports of
+    /// devices the set no longer names once their note-offs have left.
     fn connect_outputs(&mut self, report: bool) {
+        let stats = self.controller.stats();
+        let (adopted, sent) = (stats.snapshots_adopted.load(Relaxed), !self.controller.has_pending());
+        let gone = lock_devices(&self.midi_out).due(adopted, sent, Instant::now());
+        let devices = lock_devices(&self.midi_out).clone();
         let Some(m) = self.midi.as_mut() else { return };
-        let mut wanted: Vec<String> = self.out_device.iter().cloned().collect();
-        for spec in self.session.set().channels.values() {
-            if let crate::rig::set::ChannelKind::External { device, .. } = &spec.kind
-                && !wanted.contains(device)
-            {
-                wanted.push(device.clone());
-            }
+        for d in &gone {
+            m.drop_out_port(d.port);
         }
-        let mut lines = Vec::new();
-        let connected = m.out_connections();
-        for want in &wanted {
-            if midi::pick(Some(want), &connected).is_some() {
-                continue;
-            }
+        m.collect_out_ports();
+        let mut lines = m.sync_out_ports(&devices);
+        if let Some(want) = &self.out_device
+            && midi::pick(Some(want), &m.out_connections()).is_none()
+        {
             match m.connect_out(want) {
                 Ok(port) => lines.push(format!("MIDI out: {} -> {port}", m.out_port())),
+                Err(e) if report => lines.push(format!("MIDI out: {e}; it will be connected when it appears")),
+                Err(_) => {}
+            }
+        }
+        for d in devices.all().iter().filter(|d| !d.is_retiring()) {
+            match m.connect_device(d.port, &d.device) {
+                Ok(Some(to)) => {
+                    lines.push(format!("MIDI out: {} -> {to}", m.out_port_name(d.port).unwrap_or_default()))
+                }
+                Ok(None) => {}
                 Err(e) if report => lines.push(format!("MIDI out: {e}; it will be connected when it appears")),
                 Err(_) => {}
             }
@@ -958,6 +1000,15 @@ impl Live {
         for l in lines {
             self.say(&l);
         }
+    }
+
+    /// After a set was published: says what its devices' ports could not do, and
+    /// connects the ports of devices it added.
+    fn after_routing(&mut self, notes: &[String]) {
+        for n in notes {
+            self.say(&format!("MIDI out: {n}"));
+        }
+        self.connect_outputs(false);
     }
 
     /// Says once that clock out was refused for a loop.
@@ -1029,11 +1080,16 @@ impl Live {
                 link: &mut self.link,
                 file_tempo: None,
                 proposed: false,
+                outs: &self.midi_out,
+                midi: self.midi.as_mut(),
+                out_notes: Vec::new(),
             };
             let applied = self.session.apply_line(line, &mut publisher);
+            let out_notes = std::mem::take(&mut publisher.out_notes);
             if publisher.proposed {
                 self.seen_own_link_change();
             }
+            self.after_routing(&out_notes);
             match applied {
                 Ok(changes) => {
                     for p in &self.session.evaluated().printed {
@@ -1187,11 +1243,18 @@ impl Live {
                 if outs.is_empty() {
                     s.push_str("  (none)\n");
                 }
-                let connected = self.midi.as_ref().map(|m| m.out_connections()).unwrap_or_default();
+                let mut connected = self.midi.as_ref().map(|m| m.out_connections()).unwrap_or_default();
+                for d in lock_devices(&self.midi_out).all() {
+                    connected.extend(self.midi.as_ref().map(|m| m.device_connections(d.port)).unwrap_or_default());
+                }
                 for (i, p) in outs.iter().enumerate() {
                     let mark = if connected.contains(p) { " (connected)" } else { "" };
                     s.push_str(&format!("  {i}: {p}{mark}\n"));
                 }
+                s.push_str(&format!(
+                    "jamrig's MIDI output ports (the clock's, and one per device the set names):\n  {}\n",
+                    self.out_routes("\n  ")
+                ));
                 s.push_str("audio outputs:\n");
                 for o in audio::list_outputs() {
                     s.push_str(&format!("  {o}\n"));
@@ -1209,7 +1272,9 @@ impl Live {
                         },
                         None => "MIDI out: unavailable (no MIDI client)".to_string(),
                     };
-                    self.say(&line);
+                    let devices = self.device_routes(" | ");
+                    let devices = if devices.is_empty() { devices } else { format!(" | {devices}") };
+                    self.say(&format!("{line}{devices}"));
                 } else {
                     let want = args.join(" ");
                     match self.midi.as_mut().map(|m| m.connect_out(&want).map(|p| (m.out_port(), p))) {
@@ -1379,11 +1444,16 @@ impl Live {
                     link: &mut self.link,
                     file_tempo: Some(self.file_tempo),
                     proposed: false,
+                    outs: &self.midi_out,
+                    midi: self.midi.as_mut(),
+                    out_notes: Vec::new(),
                 };
                 let published = publisher.publish_set(&set);
+                let out_notes = std::mem::take(&mut publisher.out_notes);
                 if publisher.proposed {
                     self.seen_own_link_change();
                 }
+                self.after_routing(&out_notes);
                 match published {
                     Ok(()) => {
                         self.file_tempo = set.tempo_bpm;
@@ -1490,17 +1560,44 @@ impl Live {
         s
     }
 
+    /// Where the output ports go: the default port, then each device's port (with
+    /// the device the set names, where it is not connected), `sep` between them.
+    fn out_routes(&self, sep: &str) -> String {
+        let own = match &self.midi {
+            Some(m) => match m.out_connections() {
+                c if c.is_empty() => format!("{} (not connected)", m.out_port()),
+                c => format!("{} -> {}", m.out_port(), c.join(" + ")),
+            },
+            None => return "unavailable".to_string(),
+        };
+        let devices = self.device_routes(sep);
+        if devices.is_empty() { own } else { format!("{own}{sep}{devices}") }
+    }
+
+    /// Each device's output port and where it goes, `sep` between them.
+    fn device_routes(&self, sep: &str) -> String {
+        let Some(m) = &self.midi else { return String::new() };
+        let devices = lock_devices(&self.midi_out).clone();
+        let routes: Vec<String> = devices
+            .all()
+            .iter()
+            .map(|d| {
+                let port = m.out_port_name(d.port).unwrap_or_else(|| super::midi_out::port_name_for(&d.device));
+                let removed = if d.is_retiring() { " (removed from the set: its note-offs are leaving)" } else { "" };
+                match m.device_connections(d.port) {
+                    c if c.is_empty() => format!("{port} for \"{}\" (not connected){removed}", d.device),
+                    c => format!("{port} -> {}{removed}", c.join(" + ")),
+                }
+            })
+            .collect();
+        routes.join(sep)
+    }
+
     /// The `MIDI out:` line of `:status`: where it goes, when its messages leave,
     /// the clock, and what was lost or late.
     fn out_line(&self) -> String {
         let stats = self.controller.stats();
-        let to = match &self.midi {
-            Some(m) => match m.out_connections() {
-                c if c.is_empty() => format!("{} (not connected)", m.out_port()),
-                c => format!("{} -> {}", m.out_port(), c.join(", ")),
-            },
-            None => "unavailable".to_string(),
-        };
+        let to = self.out_routes(" | ");
         let latency = self.midi_out.delay_frames.load(Relaxed);
         let clock = match (self.session.set().clock_out, stats.clock_out_looped.load(Relaxed)) {
             (true, true) => "clock out refused (a loop)",

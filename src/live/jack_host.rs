@@ -1,6 +1,7 @@
 //! The `jack` build's audio device: one JACK client, `jamrig`, with its audio
-//! outputs (`out_0`, `out_1`), its MIDI input (`in`) and its MIDI output (`out`),
-//! so that patchbays remember its connections. Its process callback is the audio
+//! outputs (`out_0`, `out_1`), its MIDI input (`in`), its MIDI output (`out`) and
+//! a MIDI output per device the set names (`out-op-xy`), so that patchbays
+//! remember its connections. Its process callback is the audio
 //! thread: it reads MIDI in at the frames it arrives, runs the engine, and writes
 //! MIDI out at the frame offsets the engine gave, all in one JACK cycle, so every
 //! placement is a frame count (sample-exact, whatever the scheduling). The control
@@ -9,11 +10,11 @@
 use super::clock::{FrameClock, WindowedMin};
 use super::link::LinkClock;
 use super::midi::{Held, MidiTap};
-use super::midi_out::OutWriter;
+use super::midi_out::{JackOutControl, JackOutPorts, OutWriter};
 use super::stats::LiveStats;
 use crate::engine::{Engine, TICK_FRAMES};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The client's name: the same every run, so that patchbays keep its connections.
@@ -54,7 +55,7 @@ struct Process {
     left: jack::Port<jack::AudioOut>,
     right: jack::Port<jack::AudioOut>,
     midi_in: jack::Port<jack::MidiIn>,
-    midi_out: jack::Port<jack::MidiOut>,
+    outs: JackOutPorts,
     writer: OutWriter,
     scratch: Vec<f32>,
     /// `JACK frame - engine frame`, the smallest over the last window or two: it
@@ -110,7 +111,8 @@ impl jack::ProcessHandler for Process {
         }
         // From the cycle's start to hearing its first frame; and to sending MIDI.
         let audio_latency = self.left.get_latency_range(jack::LatencyType::Playback).1 as i64;
-        let midi_latency = self.midi_out.get_latency_range(jack::LatencyType::Playback).1 as i64;
+        let midi_latency =
+            self.outs.default_port().map_or(0, |p| p.get_latency_range(jack::LatencyType::Playback).1 as i64);
         let stream_ns =
             ps.cycle_times().map(|t| t.current_usecs * 1000).unwrap_or(0) + (audio_latency as f64 / sr * 1e9) as u64;
         let jack_frame = (frame as u32).wrapping_add(self.line.best().unwrap_or(0));
@@ -147,31 +149,28 @@ impl jack::ProcessHandler for Process {
         // audio), less its device's own.
         let lead = (audio_latency - midi_latency).max(0);
         let start = frame as i64;
-        let mut w = self.midi_out.writer(ps);
         let out = &self.tap.out;
         out.delay_frames.store(lead as u64, Relaxed);
         let when = |m: &crate::engine::midi_out::OutMessage| {
             Some(m.frame as i64 - start + (lead - m.lead_frames as i64).max(0))
         };
-        self.writer.write_due(&out.queue, n as i64, when, |t, m| {
-            if t < 0 {
-                out.late.fetch_add(1, Relaxed);
-            }
-            let time = t.clamp(0, n as i64 - 1) as u32;
-            let counter = match w.write(&jack::RawMidi { time, bytes: m.bytes() }) {
-                Ok(()) => &out.written,
-                Err(_) => &out.refused,
-            };
-            counter.fetch_add(1, Relaxed);
-        });
+        // Each message to its device's port (ports made since the last cycle are
+        // taken first: a snapshot that routes to one finds it).
+        self.outs.write_cycle(ps, &mut self.writer, out, when);
         self.stats.record(t0.elapsed(), n);
         jack::Control::Continue
     }
 }
 
+/// The running client (in a mutex, for the control thread only: it makes and
+/// drops output ports on it).
+type ActiveClient = Mutex<Option<jack::AsyncClient<Notify, Process>>>;
+
 /// The running client.
 pub struct JackStream {
-    client: Option<jack::AsyncClient<Notify, Process>>,
+    client: Arc<ActiveClient>,
+    /// Makes and drops the MIDI output ports of devices (control thread).
+    pub outs: Arc<Mutex<JackOutControl>>,
     /// A second client of the same server, never activated, to connect ports with
     /// from the control thread (shared with the MIDI connection).
     pub ports_client: Arc<jack::Client>,
@@ -205,9 +204,11 @@ impl JackStream {
         let left = client.register_port("out_0", jack::AudioOut::default()).map_err(failed)?;
         let right = client.register_port("out_1", jack::AudioOut::default()).map_err(failed)?;
         let midi_in = client.register_port("in", jack::MidiIn::default()).map_err(failed)?;
-        let midi_out = client.register_port("out", jack::MidiOut::default()).map_err(failed)?;
+        let devices = tap.out.devices.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (outs, names) = JackOutPorts::register(&client, &devices).map_err(failed)?;
         let audio = [left.name().map_err(failed)?, right.name().map_err(failed)?];
-        let (in_name, out_name) = (midi_in.name().map_err(failed)?, midi_out.name().map_err(failed)?);
+        let in_name = midi_in.name().map_err(failed)?;
+        let out_name = names.default_name();
         let held = Arc::new(Held::default());
         let dead = Arc::new(AtomicBool::new(false));
         let process = Process {
@@ -220,7 +221,7 @@ impl JackStream {
             left,
             right,
             midi_in,
-            midi_out,
+            outs,
             writer: OutWriter::default(),
             scratch: vec![0.0; 2 * SCRATCH_FRAMES],
             line: WindowedMin::new(|a: u32, b: u32| (a.wrapping_sub(b) as i32) < 0),
@@ -233,8 +234,11 @@ impl JackStream {
         for (ours, theirs) in audio.iter().zip(&playback) {
             let _ = active.as_client().connect_ports_by_name(ours, theirs);
         }
+        let client = Arc::new(Mutex::new(Some(active)));
+        let owner: Arc<dyn super::midi_out::JackClientOwner> = client.clone();
         Ok(JackStream {
-            client: Some(active),
+            client,
+            outs: Arc::new(Mutex::new(names.owned_by(owner))),
             ports_client: Arc::new(ports_client),
             dead,
             held,
@@ -247,9 +251,10 @@ impl JackStream {
 
 impl Drop for JackStream {
     fn drop(&mut self) {
+        let client = self.client.lock().unwrap_or_else(|p| p.into_inner()).take();
         if self.dead.load(Relaxed) {
             // Closing a client whose server has gone crashes libjack.
-            if let Some(c) = self.client.take() {
+            if let Some(c) = client {
                 std::mem::forget(c);
             }
             std::mem::forget(self.ports_client.clone());

@@ -29,6 +29,13 @@ const CLIENT: &str = "jamrig";
 pub const SEQ_OUT_PORT: &str = "jamrig out";
 const OWN_PORT_NOTE: &str = " (jamrig's own port)";
 
+/// How jamrig's output ports map to devices, as `jamrig ports` says it.
+#[cfg(feature = "jack")]
+pub const OUT_PORTS_NOTE: &str = "jamrig:out sends the clock (--clock-out) to the devices --midi-out connects it to; jamrig:out-DEVICE, one per device a set's channels name (midi_out: \"DEVICE\"), sends those channels to that device alone";
+/// How jamrig's output ports map to devices, as `jamrig ports` says it.
+#[cfg(not(feature = "jack"))]
+pub const OUT_PORTS_NOTE: &str = "\"jamrig out\" sends the clock (--clock-out) to the devices --midi-out connects it to; \"jamrig out-DEVICE\", one per device a set's channels name (midi_out: \"DEVICE\"), sends those channels to that device alone";
+
 /// A received message, for the `:log` display (fixed size).
 #[derive(Clone, Copy, Debug)]
 pub struct LogRecord {
@@ -161,8 +168,8 @@ fn no_match(choice: Option<&str>) -> String {
 #[cfg(not(feature = "jack"))]
 mod seq_in {
     use super::{CLIENT, Held, MidiTap, OWN_PORT_NOTE, SEQ_OUT_PORT, no_match, pick};
-    use crate::engine::midi_out::OutMessage;
-    use crate::live::midi_out::OutWriter;
+    use crate::engine::midi_out::{DEFAULT_PORT, OUT_PORTS, OutMessage};
+    use crate::live::midi_out::{OutDevices, OutWriter, port_name_for};
     use midir::{Ignore, MidiInput, MidiInputConnection, MidiOutput, MidiOutputConnection};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -180,19 +187,31 @@ mod seq_in {
     }
 
     /// jamrig's MIDI output: its own port (`jamrig out`, for other programs to
-    /// connect to), a connection from it to each device asked for (connections add
-    /// up, as on JACK), and the thread that sends each message at its frame's wall
-    /// time to all of them.
+    /// connect to) with a connection from it to each device asked for (connections
+    /// add up, as on JACK), a port of its own for each device the set names
+    /// (`jamrig out-op-xy`, connected to that device), and the thread that sends
+    /// each message at its frame's wall time through its port.
     struct SeqOut {
         stop: Arc<AtomicBool>,
         thread: std::thread::JoinHandle<()>,
-        /// The devices it is connected to.
+        /// The devices the default port is connected to.
         devices: Vec<String>,
-        /// Hands the output thread a new device's connection.
-        add: crossbeam_channel::Sender<MidiOutputConnection>,
+        /// Per port, the device the set names there and the device port it is
+        /// connected to (once it is).
+        named: Vec<Option<(String, Option<String>)>>,
+        /// Hands the output thread a connection, or takes a port's away.
+        changes: crossbeam_channel::Sender<SeqChange>,
     }
 
-    /// Devices the output sends to at most, beside its own port.
+    /// A change to the output thread's connections.
+    enum SeqChange {
+        /// A connection for port `0`.
+        Add(u8, MidiOutputConnection),
+        /// Port `0` is gone: close its connections.
+        Drop(u8),
+    }
+
+    /// Devices the default port sends to at most, beside its own port.
     pub const MAX_OUT_DEVICES: usize = 8;
     /// How often the output thread looks for messages due.
     const OUT_POLL: Duration = Duration::from_millis(1);
@@ -206,13 +225,30 @@ mod seq_in {
             let out = MidiOutput::new(CLIENT).map_err(|e| format!("MIDI out is unavailable: {e}"))?;
             let own = out.create_virtual(SEQ_OUT_PORT).map_err(|e| format!("cannot open a MIDI output port: {e}"))?;
             let stop = Arc::new(AtomicBool::new(false));
-            let (add, added) = crossbeam_channel::bounded(MAX_OUT_DEVICES);
+            let (changes, changed) = crossbeam_channel::bounded(MAX_OUT_DEVICES + 2 * OUT_PORTS);
             let (tap, flag) = (tap.clone(), stop.clone());
             let thread = std::thread::Builder::new()
                 .name("jamrig-midi-out".into())
-                .spawn(move || send_at_their_time(own, &added, &tap, &flag))
+                .spawn(move || send_at_their_time(own, &changed, &tap, &flag))
                 .map_err(|e| format!("cannot start the MIDI output: {e}"))?;
-            Ok(SeqOut { stop, thread, devices: Vec::new(), add })
+            Ok(SeqOut { stop, thread, devices: Vec::new(), named: vec![None; OUT_PORTS], changes })
+        }
+
+        /// Connects port `port` (made now, named for the device) to the device
+        /// `want` names; returns the device's port name.
+        fn connect_named(&mut self, port: u8, want: &str) -> Result<String, String> {
+            let _quiet = crate::live::audio::quiet_alsa();
+            let out = MidiOutput::new(CLIENT).map_err(|e| format!("MIDI out is unavailable: {e}"))?;
+            let ports = out.ports();
+            let names: Vec<String> = ports.iter().map(|p| out.port_name(p).unwrap_or_default()).collect();
+            let names_other: Vec<String> =
+                names.iter().map(|n| if n.starts_with(CLIENT) { String::new() } else { n.clone() }).collect();
+            let i = pick(Some(want), &names_other).ok_or_else(|| super::no_output(want))?;
+            let own = format!("{CLIENT} {}", port_name_for(want));
+            let conn =
+                out.connect(&ports[i], &own).map_err(|e| format!("cannot open MIDI output {}: {e}", names[i]))?;
+            self.changes.send(SeqChange::Add(port, conn)).map_err(|_| "the MIDI output has stopped".to_string())?;
+            Ok(names[i].clone())
         }
 
         /// Connects the output to the device `want` names too; returns its name.
@@ -234,7 +270,9 @@ mod seq_in {
             let conn = out
                 .connect(&ports[i], SEQ_OUT_PORT)
                 .map_err(|e| format!("cannot open MIDI output {}: {e}", names[i]))?;
-            self.add.send(conn).map_err(|_| "the MIDI output has stopped".to_string())?;
+            self.changes
+                .send(SeqChange::Add(DEFAULT_PORT, conn))
+                .map_err(|_| "the MIDI output has stopped".to_string())?;
             self.devices.push(names[i].clone());
             Ok(names[i].clone())
         }
@@ -246,20 +284,30 @@ mod seq_in {
     }
 
     /// The output thread: sends each message when its frame is heard (the
-    /// output's latency after it is handed out, less the device's own latency), to
-    /// jamrig's own port and to every device connected.
+    /// output's latency after it is handed out, less the device's own latency),
+    /// through its port: the default one (jamrig's own port and every device
+    /// connected to it) or its device's.
     fn send_at_their_time(
         own: MidiOutputConnection,
-        added: &crossbeam_channel::Receiver<MidiOutputConnection>,
+        changed: &crossbeam_channel::Receiver<SeqChange>,
         tap: &MidiTap,
         stop: &AtomicBool,
     ) {
-        let mut conns = Vec::with_capacity(MAX_OUT_DEVICES + 1);
-        conns.push(own);
+        let mut conns: Vec<(u8, MidiOutputConnection)> = Vec::with_capacity(MAX_OUT_DEVICES + OUT_PORTS);
+        conns.push((DEFAULT_PORT, own));
         let mut writer = OutWriter::default();
         while !stop.load(Relaxed) {
-            while let Ok(c) = added.try_recv() {
-                conns.push(c);
+            while let Ok(c) = changed.try_recv() {
+                match c {
+                    SeqChange::Add(port, c) => conns.push((port, c)),
+                    SeqChange::Drop(port) => {
+                        let (gone, kept) = std::mem::take(&mut conns).into_iter().partition(|(p, _)| *p == port);
+                        conns = kept;
+                        for (_, c) in gone {
+                            c.close();
+                        }
+                    }
+                }
             }
             let now = Instant::now();
             let sr = tap.clock.sample_rate();
@@ -274,7 +322,7 @@ mod seq_in {
                     tap.out.late.fetch_add(1, Relaxed);
                 }
                 let mut sent = false;
-                for c in conns.iter_mut() {
+                for (_, c) in conns.iter_mut().filter(|(p, _)| *p == m.port) {
                     sent |= c.send(m.bytes()).is_ok();
                 }
                 let counter = if sent { &tap.out.written } else { &tap.out.refused };
@@ -282,7 +330,7 @@ mod seq_in {
             });
             std::thread::sleep(OUT_POLL);
         }
-        for c in conns {
+        for (_, c) in conns {
             c.close();
         }
     }
@@ -317,6 +365,64 @@ mod seq_in {
         /// The devices the output sends to.
         pub fn out_connections(&self) -> Vec<String> {
             self.out.as_ref().map(|o| o.devices.clone()).unwrap_or_default()
+        }
+
+        /// Notes the port each device the set names has (its connection is made
+        /// when the device is there); says what failed.
+        pub fn sync_out_ports(&mut self, devices: &OutDevices) -> Vec<String> {
+            if self.out.is_none() {
+                match SeqOut::open(&self.tap) {
+                    Ok(o) => self.out = Some(o),
+                    Err(e) => return vec![e],
+                }
+            }
+            let o = self.out.as_mut().expect("just opened");
+            for d in devices.all() {
+                let slot = &mut o.named[d.port as usize];
+                if slot.as_ref().is_none_or(|(name, _)| name != &d.device) {
+                    *slot = Some((d.device.clone(), None));
+                }
+            }
+            Vec::new()
+        }
+
+        /// Drops output port `port` and its connection.
+        pub fn drop_out_port(&mut self, port: u8) {
+            if let Some(o) = self.out.as_mut()
+                && let Some(slot) = o.named.get_mut(port as usize)
+                && slot.take().is_some()
+            {
+                let _ = o.changes.send(SeqChange::Drop(port));
+            }
+        }
+
+        /// Nothing to do through ALSA: connections close on the output thread.
+        pub fn collect_out_ports(&mut self) {}
+
+        /// The name of output port `port`, if the set names a device there.
+        pub fn out_port_name(&self, port: u8) -> Option<String> {
+            let o = self.out.as_ref()?;
+            o.named.get(port as usize)?.as_ref().map(|(d, _)| format!("{CLIENT} {}", port_name_for(d)))
+        }
+
+        /// Connects output port `port` to the device `device` names; returns the
+        /// device's port when it connected it now.
+        pub fn connect_device(&mut self, port: u8, device: &str) -> Result<Option<String>, String> {
+            let o = self.out.as_mut().ok_or_else(|| "MIDI out is unavailable".to_string())?;
+            match o.named.get(port as usize) {
+                Some(Some((_, Some(_)))) => return Ok(None),
+                Some(Some(_)) => {}
+                _ => return Err(format!("no MIDI output port for {device}")),
+            }
+            let to = o.connect_named(port, device)?;
+            o.named[port as usize] = Some((device.to_string(), Some(to.clone())));
+            Ok(Some(to))
+        }
+
+        /// The device port output port `port` is connected to.
+        pub fn device_connections(&self, port: u8) -> Vec<String> {
+            let named = self.out.as_ref().and_then(|o| o.named.get(port as usize).cloned().flatten());
+            named.and_then(|(_, to)| to).into_iter().collect()
         }
     }
 
@@ -395,9 +501,9 @@ mod seq_in {
 #[cfg(feature = "jack")]
 mod jack_in {
     use super::{CLIENT, Held, MidiTap, OWN_PORT_NOTE, no_match, no_output, pick};
-    use crate::live::midi_out::OutWriter;
-    use std::sync::Arc;
+    use crate::live::midi_out::{JackClientOwner, JackOutControl, JackOutPorts, OutDevices, OutWriter};
     use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::sync::{Arc, Mutex};
     use std::time::Instant;
 
     /// Notices the server going away: a client of a dead server must not be closed.
@@ -419,7 +525,7 @@ mod jack_in {
     /// on a MIDI client of its own, or on the audio stream's client (`shared`:
     /// then this only connects its ports).
     pub struct MidiIn {
-        client: Option<jack::AsyncClient<Watch, Process>>,
+        client: Option<Arc<Mutex<Option<Active>>>>,
         /// The audio stream's client's connecting client, and its input port.
         shared: Option<(Arc<jack::Client>, String)>,
         dead: Arc<AtomicBool>,
@@ -429,6 +535,8 @@ mod jack_in {
         pub held: Arc<Held>,
         /// The full name of jamrig's MIDI output port (`jamrig:out`).
         out: String,
+        /// Makes and drops the output ports of devices.
+        outs: Arc<Mutex<JackOutControl>>,
     }
 
     impl MidiIn {
@@ -441,29 +549,87 @@ mod jack_in {
             self.out.clone()
         }
 
-        fn client(&self) -> Option<&jack::Client> {
-            match &self.shared {
-                Some((c, _)) => Some(c),
-                None => self.client.as_ref().map(|c| c.as_client()),
+        /// Runs `f` with a client of the server (the connecting one).
+        fn with_client<R>(&self, f: impl FnOnce(&jack::Client) -> R) -> Option<R> {
+            if let Some((c, _)) = &self.shared {
+                return Some(f(c));
             }
+            let mut f = Some(f);
+            let mut r = None;
+            self.client.as_ref()?.with_client(&mut |c| r = f.take().map(|f| f(c)));
+            r
+        }
+
+        /// Connects output port `from` (a full name) to the port `choice` names (an
+        /// index or a part of its name); returns the port's name.
+        fn connect_port(&self, from: &str, choice: &str) -> Result<String, String> {
+            self.with_client(|c| {
+                let names = destinations(c, from);
+                let i = pick(Some(choice), &names).ok_or_else(|| no_output(choice))?;
+                let connected = c.port_by_name(from).map(|p| p.get_connections()).unwrap_or_default();
+                if !connected.contains(&names[i]) {
+                    c.connect_ports_by_name(from, &names[i])
+                        .map_err(|e| format!("cannot connect the MIDI output to {}: {e}", names[i]))?;
+                }
+                Ok(names[i].clone())
+            })
+            .unwrap_or_else(|| Err(NO_SERVER.to_string()))
+        }
+
+        /// The ports output port `from` (a full name) is connected to.
+        fn connections_of(&self, from: &str) -> Vec<String> {
+            self.with_client(|c| c.port_by_name(from).map(|p| p.get_connections()).unwrap_or_default())
+                .unwrap_or_default()
         }
 
         /// Connects jamrig's MIDI output to the port `choice` names (an index or a
         /// part of its name); returns the port's name. Connections add up.
         pub fn connect_out(&mut self, choice: &str) -> Result<String, String> {
-            let c = self.client().ok_or_else(|| NO_SERVER.to_string())?;
-            let names = destinations(c, &self.out);
-            let i = pick(Some(choice), &names).ok_or_else(|| no_output(choice))?;
-            if !self.out_connections().contains(&names[i]) {
-                c.connect_ports_by_name(&self.out, &names[i])
-                    .map_err(|e| format!("cannot connect the MIDI output to {}: {e}", names[i]))?;
-            }
-            Ok(names[i].clone())
+            self.connect_port(&self.out, choice)
         }
 
         /// The ports the output is connected to.
         pub fn out_connections(&self) -> Vec<String> {
-            self.client().and_then(|c| c.port_by_name(&self.out)).map(|p| p.get_connections()).unwrap_or_default()
+            self.connections_of(&self.out)
+        }
+
+        fn outs(&self) -> std::sync::MutexGuard<'_, JackOutControl> {
+            self.outs.lock().unwrap_or_else(|p| p.into_inner())
+        }
+
+        /// Makes the output ports `devices` lack; says what failed.
+        pub fn sync_out_ports(&mut self, devices: &OutDevices) -> Vec<String> {
+            self.outs().sync(devices)
+        }
+
+        /// Drops output port `port` (after the process thread gave it back).
+        pub fn drop_out_port(&mut self, port: u8) {
+            self.outs().retire(port);
+        }
+
+        /// Unregisters the output ports the process thread gave back.
+        pub fn collect_out_ports(&mut self) {
+            self.outs().collect();
+        }
+
+        /// The full name of output port `port`, if it is there.
+        pub fn out_port_name(&self, port: u8) -> Option<String> {
+            self.outs().name(port).map(str::to_string)
+        }
+
+        /// Connects output port `port` to the device `device` names; returns the
+        /// device's port when it connected it now.
+        pub fn connect_device(&mut self, port: u8, device: &str) -> Result<Option<String>, String> {
+            let from = self.out_port_name(port).ok_or_else(|| format!("no MIDI output port for {device}"))?;
+            if super::pick(Some(device), &self.connections_of(&from)).is_some() {
+                return Ok(None);
+            }
+            self.connect_port(&from, device).map(Some)
+        }
+
+        /// The ports output port `port` is connected to.
+        pub fn device_connections(&self, port: u8) -> Vec<String> {
+            self.out_port_name(port).map(|from| self.connections_of(&from)).unwrap_or_default()
         }
 
         pub fn close(mut self) {
@@ -474,7 +640,7 @@ mod jack_in {
                     let _ = c.disconnect_ports_by_name(&self.port, &input);
                 }
             }
-            if let Some(c) = self.client.take() {
+            if let Some(c) = self.client.take().and_then(|c| c.lock().unwrap_or_else(|p| p.into_inner()).take()) {
                 if self.dead.load(Relaxed) {
                     // Closing a client whose server has gone crashes libjack.
                     std::mem::forget(c);
@@ -487,23 +653,18 @@ mod jack_in {
 
     type Active = jack::AsyncClient<Watch, Process>;
 
-    /// What [`open`] gives: the running client, the input port's full name, the
-    /// flag that says the server has gone, what the input holds down, and the
-    /// output port's full name.
-    type Opened = (Active, String, Arc<AtomicBool>, Arc<Held>, String);
-
-    /// Opens jamrig's MIDI client with its input and output ports.
-    fn open(tap: &MidiTap) -> Result<Opened, String> {
+    /// Opens jamrig's MIDI client with its input port and output ports, waiting
+    /// for its input's source.
+    fn open(tap: &MidiTap) -> Result<MidiIn, String> {
         let (client, _) =
             jack::Client::new(CLIENT, jack::ClientOptions::NO_START_SERVER).map_err(|_| NO_SERVER.to_string())?;
         let port = client
             .register_port("in", jack::MidiIn::default())
             .map_err(|e| format!("cannot open a MIDI input port: {e}"))?;
         let full = port.name().map_err(|e| e.to_string())?;
-        let mut out_port = client
-            .register_port("out", jack::MidiOut::default())
-            .map_err(|e| format!("cannot open a MIDI output port: {e}"))?;
-        let out_full = out_port.name().map_err(|e| e.to_string())?;
+        let devices = tap.out.devices.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (mut outs, names) = JackOutPorts::register(&client, &devices)?;
+        let out_full = names.default_name();
         let mut writer = OutWriter::default();
         let tap = tap.clone();
         let held = Arc::new(Held::default());
@@ -548,14 +709,24 @@ mod jack_in {
                 };
                 tap.receive_at(&h, frame, ev.bytes);
             }
-            write_out(&mut writer, &mut out_port, ps, &tap, now);
+            write_out(&mut writer, &mut outs, ps, &tap, now);
             jack::Control::Continue
         });
         let dead = Arc::new(AtomicBool::new(false));
         let active = client
             .activate_async(Watch(dead.clone()), jack::contrib::ClosureProcessHandler::new(process))
             .map_err(|e| format!("cannot start the MIDI input: {e}"))?;
-        Ok((active, full, dead, held, out_full))
+        let client = Arc::new(Mutex::new(Some(active)));
+        let owner: Arc<dyn JackClientOwner> = client.clone();
+        Ok(MidiIn {
+            client: Some(client),
+            shared: None,
+            dead,
+            port: full,
+            held,
+            out: out_full,
+            outs: Arc::new(Mutex::new(names.owned_by(owner))),
+        })
     }
 
     /// JACK's process thread: writes the MIDI out messages due in this cycle at
@@ -565,7 +736,7 @@ mod jack_in {
     /// audio client of this cycle may run after this one).
     fn write_out(
         writer: &mut OutWriter,
-        port: &mut jack::Port<jack::MidiOut>,
+        outs: &mut JackOutPorts,
         ps: &jack::ProcessScope,
         tap: &MidiTap,
         now: Instant,
@@ -584,18 +755,7 @@ mod jack_in {
             };
             Some(at + delay)
         };
-        let mut w = port.writer(ps);
-        writer.write_due(&tap.out.queue, n, when, |t, m| {
-            if t < 0 {
-                tap.out.late.fetch_add(1, Relaxed);
-            }
-            let time = t.clamp(0, n - 1) as u32;
-            let counter = match w.write(&jack::RawMidi { time, bytes: m.bytes() }) {
-                Ok(()) => &tap.out.written,
-                Err(_) => &tap.out.refused,
-            };
-            counter.fetch_add(1, Relaxed);
-        });
+        outs.write_cycle(ps, writer, &tap.out, when);
     }
 
     /// Ports the output can send to (MIDI inputs of other clients).
@@ -645,15 +805,14 @@ mod jack_in {
 
     /// Connects jamrig's port to the source `choice` names (the first by default).
     pub fn connect(choice: Option<&str>, tap: &MidiTap) -> Result<MidiIn, String> {
-        let (active, own, dead, held, out) = open(tap)?;
-        let names = sources(active.as_client(), &own);
-        let mut m = MidiIn { client: Some(active), shared: None, dead, port: String::new(), held, out };
+        let mut m = open(tap)?;
+        let own = std::mem::take(&mut m.port);
+        let names = m.with_client(|c| sources(c, &own)).unwrap_or_default();
         let Some(i) = pick(choice, &names) else {
             m.close();
             return Err(no_match(choice));
         };
-        let c = m.client.as_ref().expect("just opened").as_client();
-        if let Err(e) = c.connect_ports_by_name(&names[i], &own) {
+        if let Some(Err(e)) = m.with_client(|c| c.connect_ports_by_name(&names[i], &own)) {
             m.close();
             return Err(format!("cannot connect MIDI input {}: {e}", names[i]));
         }
@@ -663,8 +822,9 @@ mod jack_in {
 
     /// Opens jamrig's own input port for other programs to connect to.
     pub fn open_own_port(tap: &MidiTap) -> Result<MidiIn, String> {
-        let (active, own, dead, held, out) = open(tap)?;
-        Ok(MidiIn { client: Some(active), shared: None, dead, port: format!("{own}{OWN_PORT_NOTE}"), held, out })
+        let mut m = open(tap)?;
+        m.port = format!("{}{OWN_PORT_NOTE}", m.port);
+        Ok(m)
     }
 
     /// The MIDI input of the audio stream's own client (`jamrig:in`), waiting for
@@ -677,6 +837,7 @@ mod jack_in {
             port: format!("{}{OWN_PORT_NOTE}", stream.midi_in),
             held: stream.held.clone(),
             out: stream.midi_out.clone(),
+            outs: stream.outs.clone(),
         }
     }
 

@@ -183,6 +183,7 @@ pub fn ports() -> String {
             s.push_str(&format!("  {i}: {p}\n"));
         }
     }
+    s.push_str(&format!("jamrig's own MIDI outputs (while it plays):\n  {}\n", midi::OUT_PORTS_NOTE));
     s.push_str("audio outputs:\n");
     let outs = audio::list_outputs();
     if outs.is_empty() {

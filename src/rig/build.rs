@@ -32,6 +32,8 @@ pub enum BuildError {
     BadPattern { name: String, reason: String },
     #[error("the tempo {0} is outside 1..999 BPM")]
     BadTempo(f64),
+    #[error("{0}")]
+    OutDevices(String),
 }
 
 /// Checks the pattern data the sequencer will loop over: lengths, positions and
@@ -94,21 +96,39 @@ pub fn pattern_set(set: &Set) -> PatternSet {
     PatternSet { patterns }
 }
 
+/// The output port of each MIDI output device a set names (as the set spells it),
+/// given by the host that made the ports. A device without one goes out on the
+/// default port (`engine::midi_out::DEFAULT_PORT`).
+pub type OutPorts = std::collections::BTreeMap<String, u8>;
+
 /// Builds the snapshot for `set` (its own samples at 48 kHz: for checking a set;
 /// a running engine builds with [`build_with`] at its own rate).
 pub fn build(set: &Set, previous: Option<&Arc<PatternSet>>) -> Result<Snapshot, BuildError> {
-    build_with(set, previous, &mut UserBanks::new(48_000))
+    build_with(set, previous, &mut UserBanks::new(48_000), &OutPorts::new())
 }
 
 /// Builds the snapshot for `set`. `previous` is the pattern set last published: if
 /// the patterns are unchanged it is shared, so the engine sees "no change". The
-/// set's own samples are composed into a bank by `user` (at the engine's rate).
-pub fn build_with(set: &Set, previous: Option<&Arc<PatternSet>>, user: &mut UserBanks) -> Result<Snapshot, BuildError> {
+/// set's own samples are composed into a bank by `user` (at the engine's rate);
+/// external channels go out on their device's port in `out_ports`.
+pub fn build_with(
+    set: &Set,
+    previous: Option<&Arc<PatternSet>>,
+    user: &mut UserBanks,
+    out_ports: &OutPorts,
+) -> Result<Snapshot, BuildError> {
     if !(1.0..=999.0).contains(&set.tempo_bpm) {
         return Err(BuildError::BadTempo(set.tempo_bpm));
     }
     for p in set.patterns.values() {
         check_pattern(p)?;
+    }
+    let devices = set.out_devices().len();
+    if devices > crate::engine::midi_out::MAX_OUT_DEVICES {
+        return Err(BuildError::OutDevices(format!(
+            "the set names {devices} MIDI output devices, and jamrig makes a port for at most {}: send several channels to one device on different out channels",
+            crate::engine::midi_out::MAX_OUT_DEVICES
+        )));
     }
     let mut snap = Snapshot::default();
     // Banks: the registered fonts in name order, then the set's own samples.
@@ -135,6 +155,7 @@ pub fn build_with(set: &Set, previous: Option<&Arc<PatternSet>>, user: &mut User
         let source = match &spec.kind {
             ChannelKind::Drums => Source::Drums,
             ChannelKind::External { device, channel } => Source::External {
+                port: out_ports.get(device).copied().unwrap_or(crate::engine::midi_out::DEFAULT_PORT),
                 channel: channel.saturating_sub(1) & 15,
                 latency_ms: set.midi_outs.get(device).copied().unwrap_or(0.0),
             },

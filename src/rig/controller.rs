@@ -2,7 +2,7 @@
 //! wins, never more than the queue holds), sends events, and frees on this thread
 //! whatever the engine retires.
 
-use super::build::{BuildError, build_with};
+use super::build::{BuildError, OutPorts, build_with};
 use super::set::Set;
 use crate::engine::event::Event;
 use crate::engine::snapshot::PatternSet;
@@ -23,6 +23,9 @@ pub struct Controller {
     /// The set's own samples as a bank at the engine's rate.
     user_banks: crate::samples::store::UserBanks,
     sample_rate: u32,
+    /// The output port of each MIDI output device (made before a snapshot routes
+    /// to it).
+    out_ports: OutPorts,
 }
 
 impl Controller {
@@ -35,12 +38,34 @@ impl Controller {
             serial: 0,
             user_banks: crate::samples::store::UserBanks::new(sample_rate),
             sample_rate,
+            out_ports: OutPorts::new(),
         }
+    }
+
+    /// From the next set published on, external channels go out on these ports
+    /// (each must exist before a snapshot routes to it).
+    pub fn set_out_ports(&mut self, ports: OutPorts) {
+        self.out_ports = ports;
     }
 
     /// Builds `set` and publishes it. On error nothing is published.
     pub fn publish_set(&mut self, set: &Set) -> Result<(), BuildError> {
-        let snap = build_with(set, self.patterns.as_ref(), &mut self.user_banks)?;
+        let ports = self.out_ports.clone();
+        self.publish_set_with(set, ports, || ())
+    }
+
+    /// Builds `set` with its external channels on `out_ports`; once it is built,
+    /// runs `before` (which makes the ports), then publishes it and routes later
+    /// sets the same way. On error nothing is run or published.
+    pub fn publish_set_with(
+        &mut self,
+        set: &Set,
+        out_ports: OutPorts,
+        before: impl FnOnce(),
+    ) -> Result<(), BuildError> {
+        let snap = build_with(set, self.patterns.as_ref(), &mut self.user_banks, &out_ports)?;
+        before();
+        self.out_ports = out_ports;
         self.patterns = snap.patterns.clone();
         self.publish(snap);
         Ok(())
@@ -122,9 +147,16 @@ pub struct Rig {
 
 impl Rig {
     pub fn new(set: &Set, sample_rate: f32, tables: Arc<Tables>) -> Result<Rig, BuildError> {
+        Rig::routed(set, sample_rate, tables, OutPorts::new())
+    }
+
+    /// [`Rig::new`], with the external channels' devices on `out_ports` (ports
+    /// that exist before the engine runs).
+    pub fn routed(set: &Set, sample_rate: f32, tables: Arc<Tables>, out_ports: OutPorts) -> Result<Rig, BuildError> {
         let (control, engine_ports) = ports();
         let mut controller = Controller::new(control, sample_rate as u32);
-        let snap = build_with(set, None, &mut controller.user_banks)?;
+        controller.out_ports = out_ports;
+        let snap = build_with(set, None, &mut controller.user_banks, &controller.out_ports)?;
         controller.patterns = snap.patterns.clone();
         let engine = Engine::new(sample_rate, tables, snap, engine_ports);
         Ok(Rig { engine, controller })

@@ -141,6 +141,22 @@ pub struct Set {
     pub sample_folders: Vec<std::path::PathBuf>,
 }
 
+impl Set {
+    /// The MIDI output devices its external channels name, in channel order,
+    /// once each (each gets an output port of its own).
+    pub fn out_devices(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for spec in self.channels.values() {
+            if let ChannelKind::External { device, .. } = &spec.kind
+                && !v.contains(device)
+            {
+                v.push(device.clone());
+            }
+        }
+        v
+    }
+}
+
 impl Default for Set {
     fn default() -> Self {
         Set {

@@ -635,7 +635,7 @@ fn connect_jamrig_outputs(client: &jack::Client, inputs: &[String], timeout: Dur
 
 /// Opens a JACK client on the server `server` (jack's `Client::new` has no way to
 /// name the server: `jack_client_open` is variadic).
-fn open_client(server: &str, name: &str) -> Result<jack::Client, String> {
+pub fn open_client(server: &str, name: &str) -> Result<jack::Client, String> {
     use jack::jack_sys as j;
     type Open =
         unsafe extern "C" fn(*const c_char, j::jack_options_t, *mut j::jack_status_t, ...) -> *mut j::jack_client_t;
