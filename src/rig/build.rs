@@ -196,5 +196,6 @@ pub fn build_with(set: &Set, previous: Option<&Arc<PatternSet>>, user: &mut User
     snap.autoplay = set.sync == SyncMode::Internal;
     snap.sync = set.sync;
     snap.clock_out = set.clock_out;
+    snap.plan_shared_reverbs();
     Ok(snap)
 }
