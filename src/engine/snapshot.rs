@@ -205,9 +205,9 @@ impl Snapshot {
                 continue;
             }
             groups += 1;
-            for c in ch..MAX_CHANNELS {
-                if keys[c] == Some(k) {
-                    self.shared_reverbs[c] = Some(k);
+            for (shared, key) in self.shared_reverbs.iter_mut().zip(&keys).skip(ch) {
+                if *key == Some(k) {
+                    *shared = Some(k);
                 }
             }
         }
