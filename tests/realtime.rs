@@ -491,6 +491,7 @@ fn overload_and_overflow_never_allocate() {
         "#,
     );
     let Renderer { mut engine, mut controller, .. } = Renderer::new(&set, 48000).expect("rig");
+    let sender = controller.event_sender();
     let mut out = vec![0.0f32; 512 * 2];
     for round in 0..40u64 {
         let base = engine.frames_out();
@@ -504,7 +505,13 @@ fn overload_and_overflow_never_allocate() {
                     _ => EventKind::NoteOff { channel: 0, note: (i % 128) as u8 },
                 };
                 let at = if i % 5 == 0 { base + 100_000 } else { base + 10 };
-                engine.schedule(Event::new(at + round, kind));
+                // Half the rounds through the live event queue (which keeps
+                // releases and controller values when full), half straight in.
+                if round % 2 == 0 {
+                    engine.schedule(Event::new(at + round, kind));
+                } else {
+                    sender.send(Event::new(at + round, kind));
+                }
             }
             engine.process(&mut out, 2);
         });
@@ -515,6 +522,7 @@ fn overload_and_overflow_never_allocate() {
     }
     let stats = controller.stats();
     assert!(stats.events_overflow.load(Relaxed) > 0, "the queue overflowed");
+    assert!(stats.events_dropped.load(Relaxed) > 0, "the live event queue overflowed");
     assert!(stats.hits_overflow.load(Relaxed) > 0, "the hit budget was reached");
     assert!(stats.events_late.load(Relaxed) > 0, "a burst waited for later ticks");
 }
@@ -689,4 +697,47 @@ fn the_worker_guard_sees_a_worker_allocate() {
     }
     drop(pool);
     assert!(PROBE_VIOLATIONS.load(Relaxed) > 0, "the guard did not see the worker's allocations");
+}
+
+/// Delay lines running out: three string channels strike 128 notes each, more
+/// than their own lines and the shared ones hold (3 x 32 + 240 = 336 of 384);
+/// the notes past them stay silent and are counted, nothing allocates, and once
+/// the strings have died away every line is back (the same strike misses the same
+/// number again).
+#[test]
+fn delay_lines_running_out_never_allocate_and_all_come_back() {
+    use jamrig::engine::voice::{CHANNEL_LINES, SHARED_LINES};
+    let set = common::set(
+        r#"
+        channel(1, "pluck_synth", #{ voices: 256 });
+        channel(2, "pluck_synth", #{ voices: 256 });
+        channel(3, "pluck_synth", #{ voices: 256 });
+        "#,
+    );
+    let Renderer { mut engine, mut controller, .. } = Renderer::new(&set, 48000).expect("rig");
+    let mut out = vec![0.0f32; 512 * 2];
+    let missed = 3 * 128 - (3 * CHANNEL_LINES + SHARED_LINES) as u64;
+    for strike in 1..=2u64 {
+        let at = engine.frames_out() + 64;
+        for channel in 0..3u8 {
+            for note in 0..128u8 {
+                engine.schedule(Event::new(at, EventKind::NoteOn { channel, note, velocity: 100 }));
+                engine.schedule(Event::new(at + 4800, EventKind::NoteOff { channel, note }));
+            }
+        }
+        // Strike, release, and let every string die away (10 s).
+        for _ in 0..(10 * 48000 / 512) {
+            reset_violation_count();
+            assert_no_alloc(|| engine.process(&mut out, 2));
+            assert_eq!(violation_count(), 0, "lending or taking back lines allocated or freed");
+            assert!(out.iter().all(|x| x.is_finite()));
+            controller.collect();
+        }
+        let stats = controller.stats();
+        assert_eq!(stats.lines_missed.load(Relaxed), strike * missed, "strike {strike}");
+        assert_eq!(stats.voices_cut.load(Relaxed), 0);
+        for ch in 0..3 {
+            assert_eq!(stats.voices[ch].load(Relaxed), 0, "channel {} rang on", ch + 1);
+        }
+    }
 }

@@ -8,7 +8,7 @@ use super::banks::{BankSlots, MAX_BANK_SLOTS, MAX_SNAPSHOT_BANKS};
 use super::bus::{Bus, BusOut, ChannelInput};
 use super::event::{Event, EventKind};
 use super::snapshot::{ChannelConfig, Snapshot, Source};
-use super::voice::{Scratch, Voice, VoiceCtx, VoiceOut, VoiceSource};
+use super::voice::{Lines, Scratch, Voice, VoiceCtx, VoiceOut, VoiceSource};
 use super::{BEND_GLIDE_SECONDS, EngineStats, MAX_CHANNELS, MAX_VOICE_LIMIT, Queued, TICK_FRAMES, sampler};
 use crate::dsp::glide::Glide;
 use crate::params::{NUM_PARAMS, Param, ParamValues};
@@ -240,12 +240,13 @@ pub(super) struct Lane {
 }
 
 impl Lane {
-    /// Allocates the channel's voice pool (control side).
-    pub fn new(ch: u8, sr: f32, line_len: usize) -> Self {
+    /// Allocates the channel's voice pool, whose voices borrow delay lines from
+    /// `lines` (control side).
+    pub fn new(ch: u8, sr: f32, lines: &std::sync::Arc<Lines>) -> Self {
         Lane {
             ch,
             st: ChannelState::new(sr),
-            voices: (0..LANE_VOICES).map(|_| Voice::new(line_len)).collect(),
+            voices: (0..LANE_VOICES).map(|_| Voice::new(lines)).collect(),
             active: Vec::with_capacity(LANE_VOICES),
             free: (0..LANE_VOICES as u16).rev().collect(),
             serial: 0,

@@ -9,6 +9,9 @@ use crate::params::{Param, ParamValues};
 use crate::tables::Tables;
 use crate::tables::wavetable::phase_inc;
 use crate::theory::note_hz;
+use crossbeam_queue::ArrayQueue;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// Fade applied to a stolen voice.
 pub const STEAL_FADE_SECONDS: f32 = 0.005;
@@ -28,6 +31,112 @@ const ANALOG_OFFSET: f64 = 0.1;
 const ANALOG_WANDER: f64 = 0.04;
 /// The voice filter's cutoff when the channel's low-pass is off.
 const OPEN_CUTOFF: f32 = 20_000.0;
+
+/// Delay lines each channel keeps for its own voices: its default voice limit and
+/// the reserve for stolen voices fading out, so that a channel at its default limit
+/// never waits on another.
+pub const CHANNEL_LINES: usize = super::DEFAULT_VOICE_LIMIT as usize + super::channel::STEAL_RESERVE;
+/// Delay lines every channel may borrow once its own are lent: with a channel's own,
+/// one line for each voice slot of a channel ([`super::channel::LANE_VOICES`]).
+pub const SHARED_LINES: usize = super::channel::LANE_VOICES - CHANNEL_LINES;
+
+/// The engine's delay lines, lent to the voices of synths that use one (see
+/// [`super::synth::Synth::uses_line`]) from note-on to the end of the note:
+/// [`CHANNEL_LINES`] for each channel, then [`SHARED_LINES`] any channel may
+/// borrow. A channel takes its own first, so what one channel hears does not depend
+/// on another unless the shared lines run out (counted in
+/// [`super::EngineStats::lines_missed`]; such a note stays silent).
+///
+/// The lines are allocated on the control side, the first time a snapshot uses such
+/// a synth ([`Lines::provide`]): a rig that never does (a SoundFont's, samples,
+/// wavetable synths) holds none. They are lent and taken back on the audio thread
+/// and the render workers through lock-free queues of buffers, without allocating.
+pub struct Lines {
+    own: [ArrayQueue<Box<[f32]>>; super::MAX_CHANNELS],
+    shared: ArrayQueue<Box<[f32]>>,
+    /// The lines have been allocated (control side).
+    provided: AtomicBool,
+    /// Where notes that found no line free are counted.
+    stats: Arc<super::EngineStats>,
+}
+
+impl Lines {
+    /// The queues, empty until [`Lines::provide`] fills them (control side).
+    pub fn new(stats: Arc<super::EngineStats>) -> Arc<Self> {
+        Arc::new(Lines {
+            own: std::array::from_fn(|_| ArrayQueue::new(CHANNEL_LINES)),
+            shared: ArrayQueue::new(SHARED_LINES),
+            provided: AtomicBool::new(false),
+            stats,
+        })
+    }
+
+    /// Allocates every line, of [`super::synth::line_len`] floats at `sample_rate`,
+    /// if `snapshot` plays a synth that uses one (on a channel or a program) and they
+    /// are not there yet. Control side, before the snapshot is published.
+    pub fn provide(&self, snapshot: &super::snapshot::Snapshot, sample_rate: f32) {
+        if self.provided.load(Relaxed) || !Self::needed(snapshot) {
+            return;
+        }
+        self.provided.store(true, Relaxed);
+        let len = super::synth::line_len(sample_rate);
+        for queue in self.own.iter().chain(std::iter::once(&self.shared)) {
+            for _ in 0..queue.capacity() {
+                let _ = queue.push(crate::dsp::zeroed(len));
+            }
+        }
+    }
+
+    /// Whether the lines have been allocated.
+    pub fn provided(&self) -> bool {
+        self.provided.load(Relaxed)
+    }
+
+    /// Whether `snapshot` may play a synth that uses a delay line: on a channel, or
+    /// through a program change (which only synth and external channels follow).
+    fn needed(snapshot: &super::snapshot::Snapshot) -> bool {
+        use super::snapshot::{ChannelConfig, Source};
+        let lined = |c: &ChannelConfig| match c.source {
+            Source::Synth(s) => SYNTHS.get(s as usize).is_some_and(|e| e.synth.uses_line()),
+            _ => false,
+        };
+        let channels = snapshot.channels.iter().flatten();
+        let follows_programs = channels.clone().any(|c| matches!(c.source, Source::Synth(_) | Source::External { .. }));
+        channels.clone().any(lined) || follows_programs && snapshot.programs.iter().flatten().any(lined)
+    }
+
+    /// A zeroed line for a voice of `channel`, its own first; `None` (counted) when
+    /// every line is lent. Audio thread: no allocation.
+    fn lend(&self, channel: u8) -> Option<Box<[f32]>> {
+        let own = &self.own[channel as usize % super::MAX_CHANNELS];
+        match own.pop().or_else(|| self.shared.pop()) {
+            Some(mut line) => {
+                line.fill(0.0);
+                Some(line)
+            }
+            None => {
+                self.stats.lines_missed.fetch_add(1, Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Takes a line back: to `channel`'s own while it has room, else to the shared
+    /// lines (every line came from one of them, so one has room). Audio thread.
+    fn take_back(&self, channel: u8, line: Box<[f32]>) {
+        if line.is_empty() {
+            return;
+        }
+        let own = &self.own[channel as usize % super::MAX_CHANNELS];
+        if let Err(line) = own.push(line)
+            && let Err(line) = self.shared.push(line)
+        {
+            // Unreachable (the queues have room for every line there is); never
+            // free on this thread.
+            std::mem::forget(line);
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum VoiceSource {
@@ -98,6 +207,8 @@ pub struct Voice {
     pub osc: OscState,
     /// Sample playback state (sample voices).
     pub sample: SampleVoice,
+    /// Where the voice borrows a delay line from.
+    lines: Arc<Lines>,
 }
 
 /// Scratch space for one segment (at most a tick).
@@ -121,7 +232,9 @@ pub struct VoiceCtx<'a> {
 }
 
 impl Voice {
-    pub fn new(line_len: usize) -> Self {
+    /// A free voice that borrows its delay lines from `lines` (control side). It
+    /// holds none until it plays a synth that uses one.
+    pub fn new(lines: &Arc<Lines>) -> Self {
         Voice {
             active: false,
             channel: 0,
@@ -147,9 +260,49 @@ impl Voice {
             velocity: 0.0,
             filter_env: Envelope::idle(),
             filter: Svf::default(),
-            osc: OscState::new(line_len),
+            osc: OscState::new(0),
             sample: SampleVoice::idle(),
+            lines: lines.clone(),
         }
+    }
+
+    /// Ends the note: the slot is free and its delay line goes back to the pool.
+    fn end(&mut self) {
+        self.active = false;
+        self.give_back_line();
+    }
+
+    fn give_back_line(&mut self) {
+        if !self.osc.line.is_empty() {
+            self.lines.take_back(self.channel, std::mem::take(&mut self.osc.line));
+        }
+    }
+
+    /// Gives the voice a zeroed delay line if its synth uses one (keeping the one it
+    /// holds), or returns the one it holds if not. False if a line was needed and
+    /// none was free.
+    fn fit_line(&mut self, source: VoiceSource) -> bool {
+        let wants = matches!(source, VoiceSource::Synth(s) if SYNTHS[s as usize].synth.uses_line());
+        if !wants {
+            self.give_back_line();
+            return true;
+        }
+        if !self.osc.line.is_empty() {
+            self.osc.line.fill(0.0);
+            return true;
+        }
+        match self.lines.lend(self.channel) {
+            Some(line) => {
+                self.osc.line = line;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the voice lacks the delay line its synth needs (it then ends at once).
+    fn lacks_line(&self) -> bool {
+        matches!(self.source, VoiceSource::Synth(s) if self.osc.line.is_empty() && SYNTHS[s as usize].synth.uses_line())
     }
 
     fn adsr(p: &ParamValues) -> Adsr {
@@ -244,6 +397,11 @@ impl Voice {
         self.filter_env = Envelope::start(&Self::filter_adsr(ctx.params), ctx.sample_rate);
         self.osc.reset(seed);
         self.env = Envelope::start(&Self::adsr(ctx.params), ctx.sample_rate);
+        if !self.fit_line(source) {
+            // No delay line free: the note stays silent (counted), and its slot is
+            // freed at its first render.
+            return;
+        }
         if let VoiceSource::Synth(s) = source {
             let sctx = self.synth_ctx(ctx, ctx.params);
             SYNTHS[s as usize].synth.start(&mut self.osc, &sctx);
@@ -333,11 +491,11 @@ impl Voice {
         match self.source {
             VoiceSource::Sample { slot } => {
                 let Some(bank) = ctx.banks.get(slot) else {
-                    self.active = false;
+                    self.end();
                     return;
                 };
                 let Some(pcm) = bank.pcm.get(self.sample.region.pcm as usize) else {
-                    self.active = false;
+                    self.end();
                     return;
                 };
                 let params = self.frozen.as_ref().unwrap_or(ctx.params);
@@ -372,7 +530,7 @@ impl Voice {
                 };
                 self.sample.render(&pcm.frames, &controls, env_gain, ctx.sample_rate, wave, sout);
                 if self.sample.done {
-                    self.active = false;
+                    self.end();
                 }
                 return;
             }
@@ -385,8 +543,12 @@ impl Voice {
                 self.source = VoiceSource::Drum { sound, pos: pos + take };
                 if pos + take >= hit.len() {
                     self.env = Envelope::idle();
-                    self.active = false;
+                    self.end();
                 }
+            }
+            VoiceSource::Synth(_) if self.lacks_line() => {
+                self.end();
+                return;
             }
             VoiceSource::Synth(s) => {
                 let params = match &self.frozen {
@@ -454,7 +616,7 @@ impl Voice {
                     }
                 }
                 if self.env.is_done() {
-                    self.active = false;
+                    self.end();
                 }
             }
         }
@@ -467,7 +629,7 @@ impl Voice {
             }
             self.steal_left = self.steal_left.saturating_sub(n as u32);
             if self.steal_left == 0 {
-                self.active = false;
+                self.end();
             }
         } else {
             for i in 0..n {
@@ -499,5 +661,96 @@ fn add_layers(osc: &mut OscState, sub_phase: &mut u32, ctx: &SynthCtx, wave: &mu
         for x in wave.iter_mut() {
             *x = *x * keep + osc.noise() * add;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::snapshot::{ChannelConfig, Snapshot, Source};
+    use crate::engine::synth::{line_len, synth_index};
+    use crate::tables::wavetable::Wavetables;
+
+    const SR: f32 = 48_000.0;
+
+    /// Renders `synth` for 0.2 s from note-on, its state holding a line of `len`.
+    fn play(synth: usize, len: usize, waves: &Wavetables) -> Vec<f32> {
+        let params = ParamValues::default();
+        let ctx = SynthCtx { sample_rate: SR, freq_hz: 220.0, params: &params, waves };
+        let mut st = OscState::new(len);
+        st.reset(7);
+        let entry = &SYNTHS[synth];
+        entry.synth.start(&mut st, &ctx);
+        let mut out = vec![0.0f32; 9600];
+        for block in out.chunks_mut(64) {
+            entry.synth.render(&mut st, &ctx, block);
+        }
+        out
+    }
+
+    #[test]
+    fn synths_that_do_not_ask_for_a_line_play_the_same_without_one() {
+        let waves = Wavetables::new();
+        for (i, entry) in SYNTHS.iter().enumerate() {
+            let with = play(i, line_len(SR), &waves);
+            if entry.synth.uses_line() {
+                assert!(with.iter().any(|x| *x != 0.0), "{} is silent with its line", entry.name);
+                continue;
+            }
+            let without = play(i, 0, &waves);
+            assert!(with == without, "{} reads the delay line: declare it in Synth::uses_line", entry.name);
+        }
+    }
+
+    fn channel(synth: &str) -> ChannelConfig {
+        let s = synth_index(synth).expect("synth") as u16;
+        ChannelConfig { source: Source::Synth(s), instrument_id: 1, params: ParamValues::default(), voice_limit: 16 }
+    }
+
+    #[test]
+    fn lines_are_allocated_only_for_rigs_that_may_play_a_synth_using_one() {
+        let stats = Arc::new(super::super::EngineStats::default());
+        // Sampled, drum and wavetable channels, with a program map of string synths
+        // that only a synth channel would follow.
+        let mut snap = Snapshot::default();
+        snap.channels[9] = Some(ChannelConfig { source: Source::Drums, ..channel("saw") });
+        snap.programs[24] = Some(channel("pluck_synth"));
+        let lines = Lines::new(stats.clone());
+        lines.provide(&snap, SR);
+        assert!(!lines.provided(), "a drum channel does not follow program changes");
+        assert!(lines.lend(0).is_none());
+        snap.channels[0] = Some(channel("saw"));
+        lines.provide(&snap, SR);
+        assert!(lines.provided(), "a synth channel may change program to a string");
+        let direct = Lines::new(stats);
+        let mut snap = Snapshot::default();
+        snap.channels[3] = Some(channel("harp_synth"));
+        direct.provide(&snap, SR);
+        assert!(direct.provided());
+    }
+
+    #[test]
+    fn a_lent_line_is_zeroed_and_every_line_comes_back() {
+        let stats = Arc::new(super::super::EngineStats::default());
+        let lines = Lines::new(stats.clone());
+        let mut snap = Snapshot::default();
+        snap.channels[0] = Some(channel("pluck_synth"));
+        lines.provide(&snap, SR);
+        let mut lent = Vec::new();
+        while let Some(mut line) = lines.lend(0) {
+            assert_eq!(line.len(), line_len(SR));
+            assert!(line.iter().all(|x| *x == 0.0), "a lent line starts silent");
+            line.fill(1.0);
+            lent.push(line);
+        }
+        assert_eq!(lent.len(), CHANNEL_LINES + SHARED_LINES, "channel 1 has its own and the shared lines");
+        assert_eq!(stats.lines_missed.load(Relaxed), 1);
+        assert_eq!(lines.lend(1).map(|l| l.len()), Some(line_len(SR)), "channel 2 still has its own");
+        for line in lent {
+            lines.take_back(0, line);
+        }
+        let again = std::iter::from_fn(|| lines.lend(0)).take(1000).count();
+        assert_eq!(again, CHANNEL_LINES + SHARED_LINES);
+        assert_eq!(stats.lines_missed.load(Relaxed), 2);
     }
 }

@@ -1477,13 +1477,14 @@ impl Live {
             ));
         }
         s.push_str(&format!(
-            "events: {} dropped (queue full), {} late, {} overflowed, {} pattern hits skipped; voices stolen {}, cut {}; faults {}",
+            "events: {} dropped (queue full), {} late, {} overflowed, {} pattern hits skipped; voices stolen {}, cut {}, without a delay line {}; faults {}",
             stats.events_dropped.load(Relaxed),
             stats.events_late.load(Relaxed),
             stats.events_overflow.load(Relaxed),
             stats.hits_overflow.load(Relaxed),
             stats.voices_stolen.load(Relaxed),
             stats.voices_cut.load(Relaxed),
+            stats.lines_missed.load(Relaxed),
             stats.faults.load(Relaxed)
         ));
         s

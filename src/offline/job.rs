@@ -345,6 +345,14 @@ pub fn engine_warnings(stats: &EngineStats) -> Vec<String> {
             n(&stats.hits_overflow)
         ));
     }
+    if n(&stats.lines_missed) > 0 {
+        w.push(format!(
+            "{} notes were silent: more string or oversampled voices sounded at once than there are delay lines ({} a channel, {} shared); lower the channel's voices",
+            n(&stats.lines_missed),
+            crate::engine::voice::CHANNEL_LINES,
+            crate::engine::voice::SHARED_LINES
+        ));
+    }
     if n(&stats.note_offs_overflow) > 0 {
         w.push(format!("{} pattern notes were not played (too many notes held at once)", n(&stats.note_offs_overflow)));
     }

@@ -1056,4 +1056,8 @@ impl Synth for Harp {
     fn decays(&self) -> bool {
         true
     }
+
+    fn uses_line(&self) -> bool {
+        true
+    }
 }

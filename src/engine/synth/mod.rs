@@ -49,7 +49,9 @@ pub struct OscState {
     pub rng: Pcg32,
     /// Samples rendered since note-on.
     pub age: u64,
-    /// A delay line for physical models (Karplus-Strong), fixed length.
+    /// A delay line for physical models (Karplus-Strong) and oversampling rings, of
+    /// [`line_len`] floats, zeroed at note-on: lent to the voice from a pool while it
+    /// plays a synth whose [`Synth::uses_line`] says so, empty otherwise.
     pub line: Box<[f32]>,
 }
 
@@ -118,6 +120,11 @@ pub trait Synth: Sync {
     /// Whether the sound dies away by itself (a plucked string), so that a held note
     /// can free its voice once silent.
     fn decays(&self) -> bool {
+        false
+    }
+    /// Whether the synth uses [`OscState::line`]. Only such voices are given a delay
+    /// line (from a pool, zeroed); every other voice's line is empty.
+    fn uses_line(&self) -> bool {
         false
     }
     /// The key is up and the channel leaves the release to the instrument (its

@@ -82,6 +82,10 @@ impl Synth for Pluck {
         true
     }
 
+    fn uses_line(&self) -> bool {
+        true
+    }
+
     fn damp(&self, st: &mut OscState, _sample_rate: f32, _freq_hz: f64) {
         st.z[3] = 1.0;
     }

@@ -307,6 +307,10 @@ macro_rules! plucked {
                 true
             }
 
+            fn uses_line(&self) -> bool {
+                true
+            }
+
             fn damp(&self, st: &mut OscState, _sample_rate: f32, _freq_hz: f64) {
                 st.z[Z_MUTE] = 1.0;
             }

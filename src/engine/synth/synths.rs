@@ -451,6 +451,10 @@ fn sync_copy(ph: &mut [u32], dm: u32, ratio: f64, buf: &mut [f32]) {
 
 // State: phase[3k..3k + 3] = detune copy k (see `sync_copy`); the 2x ring.
 impl Synth for HardSync {
+    fn uses_line(&self) -> bool {
+        true
+    }
+
     fn start(&self, st: &mut OscState, ctx: &SynthCtx) {
         // Start where the slave is mid-ramp (output 0), so the note starts without a jump.
         let r = sync_ratio(ctx);
@@ -564,6 +568,10 @@ fn fold_integral(y: f64) -> f64 {
 // State: phase[0] = oscillator phase; z[0] = the previous 4x-rate fold input; the
 // 2x and 4x rings.
 impl Synth for Wavefold {
+    fn uses_line(&self) -> bool {
+        true
+    }
+
     fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
         let Some((ring2, ring4)) = rings(&mut st.line) else {
             out.fill(0.0);
