@@ -195,17 +195,8 @@ impl Sends {
                 s.input = [0.0; TICK_FRAMES];
             }
             s.fed = false;
-            let (type_decay, damping) = super::bus::reverb_type_character(key.reverb_type);
-            s.reverb.set_decay(key.reverb_decay * type_decay);
-            s.reverb.set_damping(damping);
-            s.reverb.process(&s.input, &mut self.wet_l, &mut self.wet_r);
-            for i in 0..TICK_FRAMES {
-                mix_l[i] += self.wet_l[i];
-                mix_r[i] += self.wet_r[i];
-            }
-            if !s.reverb.is_finite() {
-                s.reverb.clear();
-            }
+            let wet = (&mut self.wet_l, &mut self.wet_r);
+            add_reverb(&mut s.reverb, key.reverb_type, key.reverb_decay, &s.input, wet, mix_l, mix_r);
             s.tail = s.tail.saturating_sub(TICK_FRAMES as u32);
             if s.tail == 0 {
                 s.key = None;
@@ -217,14 +208,9 @@ impl Sends {
                 s.cho_in = [0.0; TICK_FRAMES];
             }
             s.fed = false;
-            let (type_decay, damping) = super::bus::reverb_character(&s.params);
-            s.reverb.set_decay(s.params.get(Param::ReverbDecay) * type_decay);
-            s.reverb.set_damping(damping);
-            s.reverb.process(&s.rev_in, &mut self.wet_l, &mut self.wet_r);
-            for i in 0..TICK_FRAMES {
-                mix_l[i] += self.wet_l[i];
-                mix_r[i] += self.wet_r[i];
-            }
+            let (reverb_type, decay) = (s.params.get(Param::ReverbType), s.params.get(Param::ReverbDecay));
+            let wet = (&mut self.wet_l, &mut self.wet_r);
+            add_reverb(&mut s.reverb, reverb_type, decay, &s.rev_in, wet, mix_l, mix_r);
             if s.chorus_tail > 0 {
                 s.chorus_tail = s.chorus_tail.saturating_sub(TICK_FRAMES as u32);
                 s.chorus.process(
@@ -240,13 +226,34 @@ impl Sends {
                     mix_r[i] += self.wet_r[i];
                 }
             }
-            if !s.reverb.is_finite() {
-                s.reverb.clear();
-            }
             s.tail = s.tail.saturating_sub(TICK_FRAMES as u32);
             if s.tail == 0 {
                 s.key = None;
             }
         }
+    }
+}
+
+/// Runs `reverb` with a type's character and `decay` over `input` and adds its wet
+/// output (in the scratch `wet`) into the mix; clears it after a numeric fault.
+fn add_reverb(
+    reverb: &mut Reverb,
+    reverb_type: f32,
+    decay: f32,
+    input: &[f32; TICK_FRAMES],
+    wet: (&mut [f32; TICK_FRAMES], &mut [f32; TICK_FRAMES]),
+    mix_l: &mut [f32; TICK_FRAMES],
+    mix_r: &mut [f32; TICK_FRAMES],
+) {
+    let (type_decay, damping) = super::bus::reverb_type_character(reverb_type);
+    reverb.set_decay(decay * type_decay);
+    reverb.set_damping(damping);
+    reverb.process(input, wet.0, wet.1);
+    for i in 0..TICK_FRAMES {
+        mix_l[i] += wet.0[i];
+        mix_r[i] += wet.1[i];
+    }
+    if !reverb.is_finite() {
+        reverb.clear();
     }
 }
