@@ -256,7 +256,7 @@ fn reverb_cost() {
             let mut input = jamrig::engine::bus::ChannelInput::default();
             for chunk in x.chunks_exact(TICK_FRAMES) {
                 input.mono.copy_from_slice(chunk);
-                bus.process(&input, &params, BusOut { left: &mut l, right: &mut r });
+                bus.process(&input, &params, BusOut { left: &mut l, right: &mut r, shared_reverb: None });
                 std::hint::black_box((&l, &r));
             }
             best = best.min(t0.elapsed().as_secs_f64() * 1e9 / frames as f64);

@@ -26,6 +26,7 @@ fn sets() -> (Set, Set) {
         channel(2, #{ synth: "fm", envelope: "pad", lowpass: 900.0, distortion: 0.5, saturation: 0.4 });
         channel(3, "pluck_synth", #{ highpass: 200.0, voices: 4 });
         channel(4, "synth_pad");
+        channel(6, "saw", #{ reverb: 0.3 });
         drums(10);
         cc(74, "lowpass", 200.0, 8000.0);
         cc(71, "reverb", 0.0, 0.8, 2);
@@ -40,6 +41,8 @@ fn sets() -> (Set, Set) {
         channel(2, #{ synth: "fm", envelope: "pad", lowpass: 3000.0, fm_index: 8.0 });
         channel(5, "supersaw", #{ detune: 20.0, sub_osc: 0.5, noise_mix: 0.2 });
         channel(4, "synth_pad", #{ volume: 0.2 });
+        channel(6, "saw", #{ reverb: 0.2, reverb_decay: 2.0 });
+        channel(7, "saw", #{ reverb: 0.4, reverb_decay: 2.0 });
         drums(10, #{ volume: 0.9 });
         cc(74, "lowpass", 300.0, 6000.0, 5);
         pattern("beat", 10, "house", #{ fill: "house", every: 2 });
@@ -410,7 +413,7 @@ fn sample_voices_and_font_swaps_never_allocate() {
 /// electric piano, mellotron, saxophone, didgeridoo), the bus's oversampled
 /// distortion and saturation and its DC blocker (switched on and off by controllers,
 /// so the crossfades run both ways), `spread` switched on and off, and the reverb in
-/// each of its types, its decay gliding: note-on, rendering and release run without
+/// each of its types, its decay gliding, shared between channels and not: note-on, rendering and release run without
 /// allocating, at several block sizes.
 #[test]
 fn sound_paths_never_allocate() {
@@ -419,7 +422,7 @@ fn sound_paths_never_allocate() {
         r#"
         channel(1, "piano", #{ reverb: 0.4, reverb_type: "hall" });
         channel(2, "electric_piano", #{ reverb: 0.3, reverb_type: "plate", spread: 0.5 });
-        channel(3, "bass_guitar", #{ distortion: 0.0, saturation: 0.0 });
+        channel(3, "bass_guitar", #{ distortion: 0.0, saturation: 0.0, reverb: 0.3, reverb_type: "cathedral" });
         channel(4, "sitar");
         channel(5, "mellotron");
         channel(6, "tenor_sax");
@@ -457,6 +460,10 @@ fn sound_paths_never_allocate() {
             controller.send(Event::new(frame, EventKind::Control { channel: 2, cc, value: on }));
         }
         controller.send(Event::new(frame, EventKind::Control { channel: 0, cc: 23, value: (round % 128) as u8 }));
+        // Channel 3 shares the cathedral reverb of a saw channel while centred, and
+        // runs its own while panned (the other rings out meanwhile).
+        let pan = if (round / 10) % 2 == 0 { 64 } else { 100 };
+        controller.send(Event::new(frame, EventKind::Control { channel: 2, cc: 10, value: pan }));
         let frames = sizes[round as usize % sizes.len()];
         let buf = &mut out[..frames * 2];
         reset_violation_count();

@@ -12,6 +12,7 @@ use crate::dsp::phaser::Phaser;
 use crate::dsp::reverb::Reverb;
 use crate::dsp::svf::{Svf, SvfCoefs};
 use crate::engine::TICK_FRAMES;
+use crate::engine::snapshot::SharedReverb;
 use crate::params::{NUM_PARAMS, Param, ParamValues};
 use std::f32::consts::FRAC_PI_4;
 
@@ -58,7 +59,12 @@ const SEND_TAIL_SECONDS: f32 = 0.5;
 
 /// A reverb type's decay time at `reverb_decay` 1 and its damping, for `t`'s type.
 pub fn reverb_character(t: &ParamValues) -> (f32, f32) {
-    REVERB_CHARACTERS.get(t.get(Param::ReverbType) as usize).copied().unwrap_or(REVERB_CHARACTERS[0])
+    reverb_type_character(t.get(Param::ReverbType))
+}
+
+/// A reverb type's decay time at `reverb_decay` 1 and its damping.
+pub fn reverb_type_character(reverb_type: f32) -> (f32, f32) {
+    REVERB_CHARACTERS.get(reverb_type as usize).copied().unwrap_or(REVERB_CHARACTERS[0])
 }
 
 /// One tick of a channel's input: the mono sum of its synth and drum-kit voices,
@@ -112,6 +118,8 @@ const SPREAD_DELAY_SECONDS: f32 = 0.003;
 pub struct BusOut<'a> {
     pub left: &'a mut [f32],
     pub right: &'a mut [f32],
+    /// The reverb the snapshot has this channel share (see `engine::sends`).
+    pub shared_reverb: Option<SharedReverb>,
 }
 
 /// A cutoff filter stage: its frequency glides in octaves, and its wet mix glides
@@ -230,6 +238,12 @@ pub struct Bus {
     trim_end: (f32, f32),
     /// The pan and its left and right gains at the end of the last tick.
     pan_end: (f32, f32, f32),
+    /// This tick's input to a shared reverb, and that reverb's settings when fed.
+    shared_feed: [f32; TICK_FRAMES],
+    shared_fed: Option<SharedReverb>,
+    /// The input goes to a shared reverb; frames the bus's own reverb rings out for.
+    shared_on: bool,
+    own_drain: u32,
 }
 
 impl Bus {
@@ -270,7 +284,17 @@ impl Bus {
             reverb_tail: 0,
             trim_end: (f32::NAN, 0.0),
             pan_end: (f32::NAN, 0.0, 0.0),
+            shared_feed: [0.0; TICK_FRAMES],
+            shared_fed: None,
+            shared_on: false,
+            own_drain: 0,
         }
+    }
+
+    /// What this tick fed a shared reverb, if anything: its settings and the input
+    /// (the engine adds it to that reverb's input, in channel order).
+    pub fn shared_reverb_feed(&self) -> Option<(SharedReverb, &[f32; TICK_FRAMES])> {
+        self.shared_fed.map(|k| (k, &self.shared_feed))
     }
 
     /// The spread's delay `D` in frames.
@@ -305,6 +329,7 @@ impl Bus {
         self.phaser.clear();
         self.delay.clear();
         self.reverb.clear();
+        self.shared_fed = None;
         self.highpass.state = [Svf::default(); 2];
         self.lowpass.state = [Svf::default(); 2];
     }
@@ -552,10 +577,97 @@ impl Bus {
             self.delay_dormant = true;
         }
 
+        // Volume and constant-power pan (gains interpolated across the tick).
+        let (vol0, vold) = self.glides[Param::Volume as usize].step(t.get(Param::Volume), n);
+        // The level trim (dB), as gains at both ends of the tick.
+        let (lv0, lvd) = self.glides[Param::Level as usize].step(t.get(Param::Level), n);
+        // The gains at the tick's ends; the start is the last tick's end, and a
+        // settled value is not converted again (no powf, sin, cos per tick at rest).
+        let lv1 = lv0 + lvd * n as f32;
+        let trim0 = if lv0 == self.trim_end.0 { self.trim_end.1 } else { db_to_gain(lv0) };
+        let trim1 = if lv1 == lv0 { trim0 } else { db_to_gain(lv1) };
+        self.trim_end = (lv1, trim1);
+        let (vol0, vold) = (vol0 * trim0, ((vol0 + vold * n as f32) * trim1 - vol0 * trim0) / n as f32);
+        let (pan0, pand) = self.glides[Param::Pan as usize].step(t.get(Param::Pan), n);
+        let angle = |pan: f32| (pan.clamp(-1.0, 1.0) + 1.0) * FRAC_PI_4;
+        let pan1 = pan0 + pand * n as f32;
+        let (gl0, gr0) = if pan0 == self.pan_end.0 {
+            (self.pan_end.1, self.pan_end.2)
+        } else {
+            let a0 = angle(pan0);
+            (a0.cos(), a0.sin())
+        };
+        let (gl1, gr1) = if pan1 == pan0 {
+            (gl0, gr0)
+        } else {
+            let a1 = angle(pan1);
+            (a1.cos(), a1.sin())
+        };
+        self.pan_end = (pan1, gl1, gr1);
+        // Per-sample gains, each a straight line across the tick.
+        let (dl, dr) = ((gl1 - gl0) / n as f32, (gr1 - gr0) / n as f32);
+
         // Reverb.
         let (v0, vd) = self.glides[Param::Reverb as usize].step(t.get(Param::Reverb), n);
         let (rd0, _) = self.glides[Param::ReverbDecay as usize].step(t.get(Param::ReverbDecay), n);
-        if v0 > 0.0 || vd != 0.0 || reverb_send {
+        // A reverb shared with other channels: while this channel sits centred at the
+        // group's settings, its reverb input goes to the engine's reverb for the group
+        // with the mix, volume and pan applied (they are linear; see `engine::sends`).
+        let share = out.shared_reverb.filter(|k| {
+            !reverb_send
+                && pan0 == 0.0
+                && pand == 0.0
+                && k.reverb_type == t.get(Param::ReverbType)
+                && k.reverb_decay == t.get(Param::ReverbDecay)
+                && rd0 == k.reverb_decay
+        });
+        self.shared_fed = None;
+        if let (Some(key), true) = (share, v0 > 0.0 || vd != 0.0) {
+            if !self.shared_on {
+                self.shared_on = true;
+                if self.reverb_dormant {
+                    self.wake[REVERB] = 0.0;
+                } else {
+                    // The bus's own reverb rings out (fed nothing) while the shared one
+                    // takes the input.
+                    let (type_decay, _) = reverb_type_character(t.get(Param::ReverbType));
+                    self.own_drain = ((rd0 * type_decay * 1.5 + SEND_TAIL_SECONDS) * sr) as u32;
+                }
+            }
+            for ((m, a), b) in mono.iter_mut().zip(l.iter()).zip(r.iter()) {
+                *m = 0.5 * (a + b);
+            }
+            ramp_in(&mut self.wake[REVERB], self.wake_step, mono);
+            for (i, (f, x)) in self.shared_feed.iter_mut().zip(mono.iter()).enumerate() {
+                let k = (i as i32 + 1) as f32;
+                *f = x * (v0 + vd * k) * (vol0 + vold * k) * (gl0 + dl * k);
+            }
+            self.shared_fed = Some(key);
+            if !self.reverb_dormant {
+                let (type_decay, damping) = reverb_type_character(t.get(Param::ReverbType));
+                self.reverb.set_decay(rd0 * type_decay);
+                self.reverb.set_damping(damping);
+                let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
+                mono.fill(0.0);
+                self.reverb.process(mono, wl, wr);
+                for i in 0..n {
+                    let m = v0 + vd * (i as i32 + 1) as f32;
+                    l[i] += (wl[i] - l[i]) * m;
+                    r[i] += (wr[i] - r[i]) * m;
+                }
+                self.own_drain = self.own_drain.saturating_sub(n as u32);
+                if self.own_drain == 0 || !self.reverb.is_finite() {
+                    self.reverb_dormant = true;
+                }
+            } else {
+                for i in 0..n {
+                    let m = v0 + vd * (i as i32 + 1) as f32;
+                    l[i] -= l[i] * m;
+                    r[i] -= r[i] * m;
+                }
+            }
+        } else if v0 > 0.0 || vd != 0.0 || reverb_send {
+            self.shared_on = false;
             if self.reverb_dormant {
                 self.reverb.clear();
                 self.reverb_dormant = false;
@@ -594,37 +706,9 @@ impl Bus {
             }
         } else {
             self.reverb_dormant = true;
+            self.shared_on = false;
         }
 
-        // Volume and constant-power pan (gains interpolated across the tick).
-        let (vol0, vold) = self.glides[Param::Volume as usize].step(t.get(Param::Volume), n);
-        // The level trim (dB), as gains at both ends of the tick.
-        let (lv0, lvd) = self.glides[Param::Level as usize].step(t.get(Param::Level), n);
-        // The gains at the tick's ends; the start is the last tick's end, and a
-        // settled value is not converted again (no powf, sin, cos per tick at rest).
-        let lv1 = lv0 + lvd * n as f32;
-        let trim0 = if lv0 == self.trim_end.0 { self.trim_end.1 } else { db_to_gain(lv0) };
-        let trim1 = if lv1 == lv0 { trim0 } else { db_to_gain(lv1) };
-        self.trim_end = (lv1, trim1);
-        let (vol0, vold) = (vol0 * trim0, ((vol0 + vold * n as f32) * trim1 - vol0 * trim0) / n as f32);
-        let (pan0, pand) = self.glides[Param::Pan as usize].step(t.get(Param::Pan), n);
-        let angle = |pan: f32| (pan.clamp(-1.0, 1.0) + 1.0) * FRAC_PI_4;
-        let pan1 = pan0 + pand * n as f32;
-        let (gl0, gr0) = if pan0 == self.pan_end.0 {
-            (self.pan_end.1, self.pan_end.2)
-        } else {
-            let a0 = angle(pan0);
-            (a0.cos(), a0.sin())
-        };
-        let (gl1, gr1) = if pan1 == pan0 {
-            (gl0, gr0)
-        } else {
-            let a1 = angle(pan1);
-            (a1.cos(), a1.sin())
-        };
-        self.pan_end = (pan1, gl1, gr1);
-        // Per-sample gains, each a straight line across the tick.
-        let (dl, dr) = ((gl1 - gl0) / n as f32, (gr1 - gr0) / n as f32);
         for i in 0..n {
             let k = (i as i32 + 1) as f32;
             let vol = vol0 + vold * k;

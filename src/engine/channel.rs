@@ -330,7 +330,8 @@ impl Lane {
     /// enough goes idle. Audio thread or a worker.
     pub fn run_bus(&mut self, cx: &TickCx) {
         let st = &mut self.st;
-        st.bus.process(&st.input, &st.target, BusOut { left: &mut self.out_l, right: &mut self.out_r });
+        let shared_reverb = cx.snapshot.shared_reverbs[self.ch as usize];
+        st.bus.process(&st.input, &st.target, BusOut { left: &mut self.out_l, right: &mut self.out_r, shared_reverb });
         let mut peak = 0.0f32;
         let mut finite = true;
         for i in 0..TICK_FRAMES {

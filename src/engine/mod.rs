@@ -1459,6 +1459,10 @@ impl Engine {
                     self.mix_l[i] += lane.out_l[i];
                     self.mix_r[i] += lane.out_r[i];
                 }
+                // A reverb shared between channels takes its input in channel order.
+                if let Some((key, feed)) = lane.st.bus.shared_reverb_feed() {
+                    self.sends.feed_bus_reverb(key, feed);
+                }
             }
             if lane.banks_touched {
                 let (trash, stash, stats) = (&mut self.ports.trash, &mut self.trash_stash, &self.ports.stats);

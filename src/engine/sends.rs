@@ -5,10 +5,15 @@
 //! at the cost of one (a General MIDI file's sixteen channels send to one reverb, as
 //! in FluidSynth). Only when every slot is taken by other settings does a channel's
 //! own bus process its sends.
+//!
+//! The same holds for channel buses whose reverb settings are the same (the snapshot
+//! groups them, `Snapshot::plan_shared_reverbs`): each feeds its reverb input, with
+//! its reverb mix, volume and centred pan applied, into one reverb per setting here.
 
 use crate::dsp::chorus::Chorus;
 use crate::dsp::reverb::Reverb;
 use crate::engine::TICK_FRAMES;
+use crate::engine::snapshot::{MAX_SHARED_REVERBS, SharedReverb};
 use crate::params::{Param, ParamValues};
 
 /// Distinct send settings processed at once.
@@ -17,6 +22,10 @@ pub const SEND_SLOTS: usize = 4;
 const TAIL_SECONDS: f32 = 0.5;
 /// How long a slot's chorus runs after its last chorus send (longer than its delay line).
 const CHORUS_TAIL_SECONDS: f32 = 0.1;
+/// Reverbs the channel buses share: a snapshot's groups, and as many again for the
+/// tails of the groups of the snapshot before (a reload that changes a group's
+/// settings lets its tail ring out in its own reverb).
+pub const BUS_REVERB_SLOTS: usize = 2 * MAX_SHARED_REVERBS;
 
 /// What makes two channels' sends shareable.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -52,9 +61,22 @@ struct Slot {
     fed: bool,
 }
 
+/// A reverb shared by channel buses.
+struct BusReverb {
+    key: Option<SharedReverb>,
+    reverb: Reverb,
+    input: [f32; TICK_FRAMES],
+    fed: bool,
+    /// Frames left to run after the last feed.
+    tail: u32,
+}
+
 pub struct Sends {
     sr: f32,
     slots: Vec<Slot>,
+    bus_reverbs: Vec<BusReverb>,
+    /// Shared reverb tails cut short because every slot was taken (counted).
+    pub tails_cut: u64,
     wet_l: [f32; TICK_FRAMES],
     wet_r: [f32; TICK_FRAMES],
 }
@@ -77,6 +99,16 @@ impl Sends {
                     fed: false,
                 })
                 .collect(),
+            bus_reverbs: (0..BUS_REVERB_SLOTS)
+                .map(|_| BusReverb {
+                    key: None,
+                    reverb: Reverb::new(sample_rate),
+                    input: [0.0; TICK_FRAMES],
+                    fed: false,
+                    tail: 0,
+                })
+                .collect(),
+            tails_cut: 0,
             wet_l: [0.0; TICK_FRAMES],
             wet_r: [0.0; TICK_FRAMES],
         }
@@ -118,24 +150,67 @@ impl Sends {
         true
     }
 
+    /// Adds a channel bus's reverb input for this tick (its mix, volume and pan
+    /// applied) into the shared reverb of `key`. Called in channel order.
+    pub fn feed_bus_reverb(&mut self, key: SharedReverb, x: &[f32; TICK_FRAMES]) {
+        let slots = &mut self.bus_reverbs;
+        let i = match slots.iter().position(|s| s.key == Some(key)) {
+            Some(i) => i,
+            None => {
+                let i = match slots.iter().position(|s| s.key.is_none()) {
+                    Some(i) => i,
+                    None => {
+                        // Every slot rings: the tail closest to its end is cut.
+                        self.tails_cut += 1;
+                        (0..slots.len()).min_by_key(|&i| slots[i].tail).unwrap_or(0)
+                    }
+                };
+                let s = &mut slots[i];
+                s.key = Some(key);
+                s.reverb.clear();
+                s.fed = false;
+                i
+            }
+        };
+        let s = &mut slots[i];
+        if !s.fed {
+            s.input = *x;
+            s.fed = true;
+        } else {
+            for (a, b) in s.input.iter_mut().zip(x) {
+                *a += b;
+            }
+        }
+        let (type_decay, _) = super::bus::reverb_type_character(key.reverb_type);
+        s.tail = ((key.reverb_decay * type_decay * 1.5 + TAIL_SECONDS) * self.sr) as u32;
+    }
+
     /// Runs every active slot and adds its output into the mix; frees slots whose
     /// tails have ended.
     pub fn process(&mut self, mix_l: &mut [f32; TICK_FRAMES], mix_r: &mut [f32; TICK_FRAMES]) {
         let sr = self.sr;
+        for s in self.bus_reverbs.iter_mut() {
+            let Some(key) = s.key else { continue };
+            if !s.fed {
+                s.input = [0.0; TICK_FRAMES];
+            }
+            s.fed = false;
+            let wet = (&mut self.wet_l, &mut self.wet_r);
+            add_reverb(&mut s.reverb, key.reverb_type, key.reverb_decay, &s.input, wet, mix_l, mix_r);
+            s.tail = s.tail.saturating_sub(TICK_FRAMES as u32);
+            if s.tail == 0 {
+                s.key = None;
+            }
+        }
         for s in self.slots.iter_mut().filter(|s| s.key.is_some()) {
             if !s.fed {
                 s.rev_in = [0.0; TICK_FRAMES];
                 s.cho_in = [0.0; TICK_FRAMES];
             }
             s.fed = false;
-            let (type_decay, damping) = super::bus::reverb_character(&s.params);
-            s.reverb.set_decay(s.params.get(Param::ReverbDecay) * type_decay);
-            s.reverb.set_damping(damping);
-            s.reverb.process(&s.rev_in, &mut self.wet_l, &mut self.wet_r);
-            for i in 0..TICK_FRAMES {
-                mix_l[i] += self.wet_l[i];
-                mix_r[i] += self.wet_r[i];
-            }
+            let (reverb_type, decay) = (s.params.get(Param::ReverbType), s.params.get(Param::ReverbDecay));
+            let wet = (&mut self.wet_l, &mut self.wet_r);
+            add_reverb(&mut s.reverb, reverb_type, decay, &s.rev_in, wet, mix_l, mix_r);
             if s.chorus_tail > 0 {
                 s.chorus_tail = s.chorus_tail.saturating_sub(TICK_FRAMES as u32);
                 s.chorus.process(
@@ -151,13 +226,34 @@ impl Sends {
                     mix_r[i] += self.wet_r[i];
                 }
             }
-            if !s.reverb.is_finite() {
-                s.reverb.clear();
-            }
             s.tail = s.tail.saturating_sub(TICK_FRAMES as u32);
             if s.tail == 0 {
                 s.key = None;
             }
         }
+    }
+}
+
+/// Runs `reverb` with a type's character and `decay` over `input` and adds its wet
+/// output (in the scratch `wet`) into the mix; clears it after a numeric fault.
+fn add_reverb(
+    reverb: &mut Reverb,
+    reverb_type: f32,
+    decay: f32,
+    input: &[f32; TICK_FRAMES],
+    wet: (&mut [f32; TICK_FRAMES], &mut [f32; TICK_FRAMES]),
+    mix_l: &mut [f32; TICK_FRAMES],
+    mix_r: &mut [f32; TICK_FRAMES],
+) {
+    let (type_decay, damping) = super::bus::reverb_type_character(reverb_type);
+    reverb.set_decay(decay * type_decay);
+    reverb.set_damping(damping);
+    reverb.process(input, wet.0, wet.1);
+    for i in 0..TICK_FRAMES {
+        mix_l[i] += wet.0[i];
+        mix_r[i] += wet.1[i];
+    }
+    if !reverb.is_finite() {
+        reverb.clear();
     }
 }

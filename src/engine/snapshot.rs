@@ -129,6 +129,9 @@ pub struct Snapshot {
     /// The set's drum samples as a kit (bank index, preset): drum channels play its
     /// regions for the notes it covers, the built-in kit for the rest.
     pub user_kit: Option<(u8, u16)>,
+    /// Per channel: the reverb it shares with other channels of the same reverb
+    /// settings (`None`: its bus runs its own). Decided by [`Snapshot::plan_shared_reverbs`].
+    pub shared_reverbs: [Option<SharedReverb>; MAX_CHANNELS],
 }
 
 impl Default for Snapshot {
@@ -147,6 +150,67 @@ impl Default for Snapshot {
             programs: [None; 128],
             banks: Vec::new(),
             user_kit: None,
+            shared_reverbs: [None; MAX_CHANNELS],
+        }
+    }
+}
+
+/// Most reverbs a snapshot shares out (channels with further distinct settings run
+/// their own).
+pub const MAX_SHARED_REVERBS: usize = 4;
+
+/// The settings that make channels' reverbs shareable: the same type and decay.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SharedReverb {
+    pub reverb_type: f32,
+    pub reverb_decay: f32,
+}
+
+impl Snapshot {
+    /// Decides which channels share a reverb (control side). A channel's reverb is the
+    /// last stage of its bus, followed only by volume and pan, which are linear: the
+    /// channels whose reverb settings are the same can feed one reverb with their
+    /// volume and centred pan applied before it, and the mix sounds as if each had its
+    /// own (see `engine::sends`). Only synth and drum channels panned to the centre
+    /// take part, whose reverb is on, and which no CC mapping can re-pan or give
+    /// another reverb type or decay; a setting shared by a single channel stays
+    /// with its own bus.
+    pub fn plan_shared_reverbs(&mut self) {
+        let moved = |ch: usize, p: Param| {
+            self.cc_map.iter().any(|m| m.param == p && m.channel.is_none_or(|c| c as usize == ch))
+        };
+        let mut keys = [None; MAX_CHANNELS];
+        for (ch, key) in keys.iter_mut().enumerate() {
+            let Some(c) = &self.channels[ch] else { continue };
+            let p = &c.params;
+            if matches!(c.source, Source::Synth(_) | Source::Drums)
+                && p.get(Param::Reverb) > 0.0
+                && p.get(Param::Pan) == 0.0
+                && ![Param::Pan, Param::ReverbType, Param::ReverbDecay].into_iter().any(|q| moved(ch, q))
+            {
+                *key = Some(SharedReverb {
+                    reverb_type: p.get(Param::ReverbType),
+                    reverb_decay: p.get(Param::ReverbDecay),
+                });
+            }
+        }
+        let mut groups = 0;
+        self.shared_reverbs = [None; MAX_CHANNELS];
+        for ch in 0..MAX_CHANNELS {
+            let Some(k) = keys[ch] else { continue };
+            if (0..ch).any(|c| keys[c] == Some(k)) {
+                continue; // Its group was formed at its first channel.
+            }
+            let members = (ch..MAX_CHANNELS).filter(|&c| keys[c] == Some(k)).count();
+            if members < 2 || groups == MAX_SHARED_REVERBS {
+                continue;
+            }
+            groups += 1;
+            for (shared, key) in self.shared_reverbs.iter_mut().zip(&keys).skip(ch) {
+                if *key == Some(k) {
+                    *shared = Some(k);
+                }
+            }
         }
     }
 }

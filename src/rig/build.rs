@@ -217,5 +217,6 @@ pub fn build_with(
     snap.autoplay = set.sync == SyncMode::Internal;
     snap.sync = set.sync;
     snap.clock_out = set.clock_out;
+    snap.plan_shared_reverbs();
     Ok(snap)
 }

@@ -547,12 +547,22 @@ impl Synth for Rhodes {
         let spread = 0.8 + 0.3 * br;
         let env = span.at(|t| onset(t) * two_stage(t, 4.0, 0.15, 1.2));
         let released = st.z[1];
+        // The harmonics in one pass over the block, four at a time (as `partial` one
+        // by one, but summed before they are added to the output).
+        let sr = ctx.sample_rate as f64;
+        let mut bank = Bank::default();
         for (k, a) in amps.iter().enumerate() {
             let r = spread * k as f32;
             let g0 = a * env.0 * (-r * span.t0).exp() * ep_damper(k, span.t0, released);
             let g1 = a * env.1 * (-r * span.t1).exp() * ep_damper(k, span.t1, released);
-            partial(st, ctx, k, (k + 1) as f64, (g0, g1), out);
+            let f = ctx.freq_hz * (k + 1) as f64;
+            let fade = band_fade(f, sr);
+            if fade <= 0.0 || (g0.abs() < 1e-9 && g1.abs() < 1e-9) {
+                continue;
+            }
+            bank.push(k, st.phase[k], phase_inc(f, sr), g0 * fade, g1 * fade, out.len());
         }
+        bank.render(ctx.waves.sine(), &mut st.phase, out);
         add_transient(ctx, span, 5.3 * ctx.freq_hz, 0.15, 0.008, 20.0, out);
         add_transient(ctx, span, 7.1 * ctx.freq_hz, 0.08, 0.008, 20.0, out);
         for x in out.iter_mut() {
