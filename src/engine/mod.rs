@@ -168,6 +168,14 @@ pub struct EngineStats {
     pub pedals: [AtomicBool; MAX_CHANNELS],
     /// Per channel, the expression (CC11) as a gain, 0..=1 (f32 bits).
     pub expression: [AtomicU32; MAX_CHANNELS],
+    /// Threads the engine renders on (the audio thread and its workers).
+    pub render_threads: AtomicU32,
+    /// Render workers the system let run at realtime priority.
+    pub realtime_workers: AtomicU32,
+    /// Ticks whose channels were shared out between the threads.
+    pub parallel_ticks: AtomicU64,
+    /// Work items (channels, or parts of a heavy one) the workers rendered.
+    pub worker_items: AtomicU64,
     /// Sequence lock over `frames`, `playing`, `tempo_bits` and `beat_bits` (odd
     /// while the engine writes them), for [`EngineStats::transport`].
     transport_seq: AtomicU64,
@@ -237,6 +245,10 @@ impl Default for EngineStats {
             bends: Default::default(),
             pedals: Default::default(),
             expression: std::array::from_fn(|_| AtomicU32::new(1.0f32.to_bits())),
+            render_threads: AtomicU32::new(1),
+            realtime_workers: AtomicU32::new(0),
+            parallel_ticks: AtomicU64::new(0),
+            worker_items: AtomicU64::new(0),
             transport_seq: AtomicU64::new(0),
         }
     }
@@ -641,6 +653,9 @@ impl Engine {
     /// between two sleeps (tests run it under an allocation detector).
     pub fn set_threads_guarded(&mut self, threads: usize, realtime: bool, guard: Option<workers::WorkerGuard>) {
         self.pool = workers::Pool::start(threads, realtime, guard);
+        let stats = &self.ports.stats;
+        stats.render_threads.store(self.pool.threads() as u32, Relaxed);
+        stats.realtime_workers.store(self.pool.realtime_workers() as u32, Relaxed);
     }
 
     /// Sets the least channel work per tick (microseconds, measured) that is handed
@@ -1467,6 +1482,11 @@ impl Engine {
         // threads the wall time is taken as a share of the work.
         let took = t0.elapsed().as_secs_f32() * 1e6 * if parallel { threads as f32 } else { 1.0 };
         self.work_micros += (took - self.work_micros) * WORK_SMOOTHING;
+        if parallel {
+            let stats = &self.ports.stats;
+            stats.parallel_ticks.fetch_add(1, Relaxed);
+            stats.worker_items.store(self.pool.worker_items(), Relaxed);
+        }
         for ch in 0..MAX_CHANNELS {
             if work & (1 << ch) != 0 {
                 self.lanes[ch].settle_cost();
