@@ -302,8 +302,9 @@ pub(super) struct Lane {
 #[derive(Clone, Copy)]
 pub(super) struct Work {
     lane: *mut Lane,
-    /// The lane's voices (for a part).
+    /// The lane's voices and parts (for a part).
     voices: *mut Voice,
+    parts: *mut Part,
     /// `usize::MAX`: the whole channel.
     part: usize,
     /// Its expected cost, in nanoseconds.
@@ -317,8 +318,13 @@ unsafe impl Send for Work {}
 
 impl Work {
     /// No work (a placeholder in a list of work).
-    pub const NONE: Work =
-        Work { lane: std::ptr::null_mut(), voices: std::ptr::null_mut(), part: usize::MAX, cost: 0.0 };
+    pub const NONE: Work = Work {
+        lane: std::ptr::null_mut(),
+        voices: std::ptr::null_mut(),
+        parts: std::ptr::null_mut(),
+        part: usize::MAX,
+        cost: 0.0,
+    };
 
     /// The whole of channel `lane`.
     ///
@@ -327,7 +333,7 @@ impl Work {
     pub unsafe fn whole(lane: *mut Lane) -> Work {
         // SAFETY: as the contract says.
         let cost = unsafe { (*lane).cost_nanos };
-        Work { lane, voices: std::ptr::null_mut(), part: usize::MAX, cost }
+        Work { lane, voices: std::ptr::null_mut(), parts: std::ptr::null_mut(), part: usize::MAX, cost }
     }
 
     /// Each part of the voices of `lane` (planned by `Lane::plan_parts`) as a work
@@ -341,10 +347,21 @@ impl Work {
             let l = &mut *lane;
             let n = l.n_parts.min(out.len());
             let per_voice = l.cost_nanos / l.active.len().max(1) as f32;
-            let voices = l.voices.as_mut_ptr();
             for (p, w) in out[..n].iter_mut().enumerate() {
-                let part = &l.parts[p];
-                *w = Work { lane, voices, part: p, cost: per_voice * (part.to - part.from) as f32 };
+                let voices_in_part = l.parts[p].to - l.parts[p].from;
+                *w = Work {
+                    lane,
+                    voices: std::ptr::null_mut(),
+                    parts: std::ptr::null_mut(),
+                    part: p,
+                    cost: per_voice * voices_in_part as f32,
+                };
+            }
+            // Pointers taken last, so that no reference made here outlives them.
+            let (voices, parts) = (l.voices.as_mut_ptr(), l.parts.as_mut_ptr());
+            for w in &mut out[..n] {
+                w.voices = voices;
+                w.parts = parts;
             }
             n
         }
@@ -376,7 +393,7 @@ impl Work {
         // end before the count of parts left is taken down.
         unsafe {
             let lane = self.lane as *const Lane;
-            let part = &mut *(*lane).parts.as_ptr().add(self.part).cast_mut();
+            let part = &mut *self.parts.add(self.part);
             Lane::render_part(&(*lane).st, &(*lane).active, self.voices, part, cx);
             if (*lane).parts_left.fetch_sub(1, AcqRel) == 1 {
                 // The last part: every other part is done with the lane.
