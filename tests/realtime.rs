@@ -484,6 +484,7 @@ fn overload_and_overflow_never_allocate() {
         "#,
     );
     let Renderer { mut engine, mut controller, .. } = Renderer::new(&set, 48000).expect("rig");
+    let sender = controller.event_sender();
     let mut out = vec![0.0f32; 512 * 2];
     for round in 0..40u64 {
         let base = engine.frames_out();
@@ -497,7 +498,13 @@ fn overload_and_overflow_never_allocate() {
                     _ => EventKind::NoteOff { channel: 0, note: (i % 128) as u8 },
                 };
                 let at = if i % 5 == 0 { base + 100_000 } else { base + 10 };
-                engine.schedule(Event::new(at + round, kind));
+                // Half the rounds through the live event queue (which keeps
+                // releases and controller values when full), half straight in.
+                if round % 2 == 0 {
+                    engine.schedule(Event::new(at + round, kind));
+                } else {
+                    sender.send(Event::new(at + round, kind));
+                }
             }
             engine.process(&mut out, 2);
         });
@@ -508,6 +515,7 @@ fn overload_and_overflow_never_allocate() {
     }
     let stats = controller.stats();
     assert!(stats.events_overflow.load(Relaxed) > 0, "the queue overflowed");
+    assert!(stats.events_dropped.load(Relaxed) > 0, "the live event queue overflowed");
     assert!(stats.hits_overflow.load(Relaxed) > 0, "the hit budget was reached");
     assert!(stats.events_late.load(Relaxed) > 0, "a burst waited for later ticks");
 }

@@ -14,6 +14,7 @@ mod channel;
 pub mod denormal;
 pub mod envelope;
 pub mod event;
+pub mod inbox;
 pub mod midi_out;
 pub mod sampler;
 pub mod sends;
@@ -31,7 +32,6 @@ use crate::dsp::math::{db_to_gain, fast_tanh};
 use crate::params::{NUM_PARAMS, Param, Scope};
 use crate::tables::Tables;
 use channel::{Lane, TickCx, Work};
-use crossbeam_queue::ArrayQueue;
 use event::{Event, EventKind};
 use midi_out::{MidiOut, OutTarget};
 use sequencer::{Sequencer, Sink};
@@ -78,7 +78,7 @@ const WORK_ORDER: [u8; MAX_WORK] = {
 /// How fast the measured work per tick follows the latest tick (a moving average).
 const WORK_SMOOTHING: f32 = 0.05;
 /// Capacity of the event queue from producers (MIDI, REPL, renderer) to the engine.
-pub const EVENT_QUEUE_CAP: usize = 4096;
+pub use inbox::EVENT_QUEUE_CAP;
 /// Snapshots in flight from the control side to the engine.
 pub const SNAPSHOT_QUEUE_CAP: usize = 4;
 /// Capacity of the queue returning retired snapshots and pattern sets for freeing.
@@ -115,7 +115,8 @@ pub enum Garbage {
 pub struct EngineStats {
     pub frames: AtomicU64,
     pub snapshots_adopted: AtomicU64,
-    /// Events refused because the event queue was full (counted by producers).
+    /// Events lost because the event queue was full (counted by producers; a
+    /// release and each controller's newest value are kept: [`inbox::Inbox`]).
     pub events_dropped: AtomicU64,
     /// Events that arrived after their frame (played at the start of the next tick).
     pub events_late: AtomicU64,
@@ -343,7 +344,7 @@ impl EngineStats {
 pub struct EnginePorts {
     pub snapshots: rtrb::Consumer<Box<Snapshot>>,
     pub trash: rtrb::Producer<Garbage>,
-    pub events: Arc<ArrayQueue<Event>>,
+    pub events: Arc<inbox::Inbox>,
     pub stats: Arc<EngineStats>,
 }
 
@@ -351,7 +352,7 @@ pub struct EnginePorts {
 pub struct ControlPorts {
     pub snapshots: rtrb::Producer<Box<Snapshot>>,
     pub trash: rtrb::Consumer<Garbage>,
-    pub events: Arc<ArrayQueue<Event>>,
+    pub events: Arc<inbox::Inbox>,
     pub stats: Arc<EngineStats>,
 }
 
@@ -359,7 +360,7 @@ pub struct ControlPorts {
 pub fn ports() -> (ControlPorts, EnginePorts) {
     let (snap_tx, snap_rx) = rtrb::RingBuffer::new(SNAPSHOT_QUEUE_CAP);
     let (trash_tx, trash_rx) = rtrb::RingBuffer::new(TRASH_QUEUE_CAP);
-    let events = Arc::new(ArrayQueue::new(EVENT_QUEUE_CAP));
+    let events = Arc::new(inbox::Inbox::default());
     let stats = Arc::new(EngineStats::default());
     (
         ControlPorts { snapshots: snap_tx, trash: trash_rx, events: events.clone(), stats: stats.clone() },
@@ -730,11 +731,11 @@ impl Engine {
 
     /// Takes an event into the waiting list. When the list is full the event that
     /// matters least goes: an older value of the same controller, else the newest
-    /// event of a lower rank (see [`rank`]), else this one. Counted either way.
+    /// event of a lower rank (see [`rank`]), else this one; but a release or a
+    /// controller value that finds no room waits in the inbox's tables for the
+    /// next tick ([`inbox::Inbox::keep`]). What is lost is counted.
     fn admit(&mut self, ev: Event) {
         if self.future.len() == self.future.capacity() {
-            let stats = &self.ports.stats;
-            stats.events_overflow.fetch_add(1, Relaxed);
             let same_cc = match ev.kind {
                 EventKind::Control { channel, cc, .. } => self.future.iter().rposition(
                     |q| matches!(q.ev.kind, EventKind::Control { channel: c, cc: k, .. } if c == channel && k == cc),
@@ -748,11 +749,18 @@ impl Engine {
                     .filter(|&i| rank(&self.future[i].ev.kind) < r)
                     .min_by_key(|&i| (rank(&self.future[i].ev.kind), std::cmp::Reverse(self.future[i].seq)))
             });
+            let stats = &self.ports.stats;
             match victim {
                 Some(i) => {
+                    stats.events_overflow.fetch_add(1, Relaxed);
                     self.future.swap_remove(i);
                 }
-                None => return,
+                None => {
+                    if self.ports.events.keep(ev) != inbox::Kept::Yes {
+                        stats.events_overflow.fetch_add(1, Relaxed);
+                    }
+                    return;
+                }
             }
         }
         self.future.push(Queued { seq: self.seq, ev, external: true });
@@ -1002,9 +1010,8 @@ impl Engine {
     /// Moves events due before `end` from the queue and the waiting lists into
     /// `tick_events`.
     fn gather_events(&mut self, start: u64, end: u64) {
-        while let Some(ev) = self.ports.events.pop() {
-            self.admit(ev);
-        }
+        let events = Arc::clone(&self.ports.events);
+        events.drain(|ev| self.admit(ev));
         self.tick_events.clear();
         self.hits_left = MAX_TICK_HITS;
         let stats = &self.ports.stats;

@@ -9,7 +9,6 @@ use crate::engine::snapshot::PatternSet;
 use crate::engine::{ControlPorts, Engine, EngineStats, Garbage, SNAPSHOT_QUEUE_CAP, ports};
 use crate::tables::Tables;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 pub struct Controller {
     ports: ControlPorts,
@@ -82,13 +81,10 @@ impl Controller {
         self.pending.is_some()
     }
 
-    /// Sends an event; a full queue drops it and counts it.
+    /// Sends an event; a full queue refuses it and counts it (a release or a
+    /// controller's newest value is kept all the same: [`crate::engine::inbox`]).
     pub fn send(&self, ev: Event) -> bool {
-        let ok = self.ports.events.push(ev).is_ok();
-        if !ok {
-            self.ports.stats.events_dropped.fetch_add(1, Relaxed);
-        }
-        ok
+        self.ports.events.push(ev, &self.ports.stats)
     }
 
     /// A cloneable sender for other threads (MIDI input, keyboard).
@@ -104,17 +100,13 @@ impl Controller {
 /// Sends events to the engine from any thread.
 #[derive(Clone)]
 pub struct EventSender {
-    queue: Arc<crossbeam_queue::ArrayQueue<Event>>,
+    queue: Arc<crate::engine::inbox::Inbox>,
     stats: Arc<EngineStats>,
 }
 
 impl EventSender {
     pub fn send(&self, ev: Event) -> bool {
-        let ok = self.queue.push(ev).is_ok();
-        if !ok {
-            self.stats.events_dropped.fetch_add(1, Relaxed);
-        }
-        ok
+        self.queue.push(ev, &self.stats)
     }
 }
 

@@ -518,6 +518,14 @@ pub fn from_eval_error(
         EvalAltResult::ErrorTooManyOperations(_) => {
             d.message = "the script did not finish: it ran past its operation limit (an endless loop?)".into();
         }
+        EvalAltResult::ErrorTerminated(why, _)
+            if why.clone().into_string().is_ok_and(|w| w == super::TOOK_TOO_LONG) =>
+        {
+            d.message = format!(
+                "the script ran for more than {} s (a loop over large lists or texts?)",
+                super::MAX_EVAL_SECONDS
+            );
+        }
         EvalAltResult::ErrorTerminated(..) => {
             d.message = format!(
                 "the script took more than {} MiB of memory while it ran, more than a set may build",

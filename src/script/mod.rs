@@ -22,11 +22,21 @@ use rhai::module_resolvers::ModuleResolver;
 use rhai::{Dynamic, Engine, EvalAltResult, INT, Module, Position, Scope, Shared as RhaiShared};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// Operations a script may run before it is stopped (a runaway loop ends in well
 /// under a second).
 pub const MAX_OPERATIONS: u64 = 2_000_000;
+/// The longest one evaluation may run, in seconds, whatever its operation count
+/// (a built-in counts as one operation however large its input: a loop sorting a
+/// long list passes the operation limit only after hours). Normal sets take
+/// milliseconds; `cargo bench --bench sets` measures the costliest.
+pub const MAX_EVAL_SECONDS: f64 = 3.0;
+/// Operations between two looks at the clock.
+const CLOCK_EVERY_OPS: u64 = 1024;
+/// What an evaluation stopped by [`MAX_EVAL_SECONDS`] ends with.
+pub(crate) const TOOK_TOO_LONG: &str = "took too long";
 /// Nested function calls.
 pub const MAX_CALL_DEPTH: usize = 64;
 /// Expression nesting (top level, inside functions).
@@ -290,8 +300,19 @@ impl ScriptHost {
         // Memory is checked as the script runs (the operation limit alone lets a
         // few operations build gigabytes).
         let baseline = memory::held();
-        engine.on_progress(move |_| {
-            memory::over_ceiling(baseline).then(|| Dynamic::from(memory::MAX_SCRIPT_BYTES as INT))
+        // And time: an evaluation starts again from few operations.
+        let clock = std::time::Instant::now();
+        let (last_ops, started_ns) = (AtomicU64::new(u64::MAX), AtomicU64::new(0));
+        engine.on_progress(move |ops| {
+            let now_ns = || clock.elapsed().as_nanos() as u64;
+            if ops < last_ops.swap(ops, Relaxed) {
+                started_ns.store(now_ns(), Relaxed);
+            }
+            if memory::over_ceiling(baseline) {
+                return Some(Dynamic::from(memory::MAX_SCRIPT_BYTES as INT));
+            }
+            (ops % CLOCK_EVERY_OPS == 0 && (now_ns() - started_ns.load(Relaxed)) as f64 > MAX_EVAL_SECONDS * 1e9)
+                .then(|| Dynamic::from(TOOK_TOO_LONG))
         });
         engine.set_max_call_levels(MAX_CALL_DEPTH);
         engine.set_max_expr_depths(MAX_EXPR_DEPTH.0, MAX_EXPR_DEPTH.1);
