@@ -738,16 +738,19 @@ fn limits() {
 }
 
 /// Where rendering on two threads starts to pay: loads of a few channels and voices,
-/// rendered on one thread and on two (every tick handed out, whatever its size), in
-/// wall time; the best of 5 runs of 1 s each. The engine hands a tick out only from
-/// `PARALLEL_MIN_MICROS` of channel work on.
+/// rendered on one thread, on two with every tick handed out whatever its size, and
+/// on two as the engine decides (a tick is handed out from `PARALLEL_MIN_MICROS` of
+/// channel work on), in wall time; the best of 5 runs of 1 s each.
 fn crossover(tables: &Arc<Tables>) {
     println!("machine speed now: {:.2} G reference iterations/s", machine_speed());
-    println!("    channels x voices (fx)   us per tick   1 thread   2 threads   2 over 1");
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average before: {}", load.trim());
+    println!("    channels x voices (fx)   us per tick   1 thread   2 threads   2 over 1   2 (auto)   auto over 1");
     for fx in [false, true] {
-        for (channels, voices) in [(2usize, 0usize), (2, 1), (2, 4), (4, 1), (4, 4), (4, 16), (8, 4), (8, 16), (16, 16)]
+        for (channels, voices) in
+            [(2usize, 0usize), (2, 1), (2, 4), (4, 1), (4, 4), (4, 16), (1, 32), (8, 4), (8, 16), (16, 16)]
         {
-            let rtf = |threads: usize| {
+            let rtf = |threads: usize, min_micros: f32| {
                 let mut r = held(tables, "saw", channels, voices.max(1), fx);
                 if voices == 0 {
                     // Buses only: the voices released, the tails ringing.
@@ -757,22 +760,27 @@ fn crossover(tables: &Arc<Tables>) {
                     r.render(SR as usize / 10, BLOCK);
                 }
                 r.engine.set_threads(threads, false);
-                r.engine.set_parallel_min_micros(0.0);
+                r.engine.set_parallel_min_micros(min_micros);
                 rtf_runs(&mut r, 5, 1.0).0
             };
-            let (one, two) = (rtf(1), rtf(2));
+            let (one, two, auto) = (rtf(1, 0.0), rtf(2, 0.0), rtf(2, jamrig::engine::PARALLEL_MIN_MICROS));
             // The whole render's time per 64-frame tick on one thread.
             let micros = TICK_FRAMES as f64 / SR as f64 / one * 1e6;
             println!(
-                "    {channels:2} x {voices:2} ({})         {micros:8.1}   {one:7.0}x   {two:8.0}x   {:6.2}",
+                "    {channels:2} x {voices:2} ({})         {micros:8.1}   {one:7.0}x   {two:8.0}x   {:6.2}   {auto:7.0}x   {:6.2}",
                 if fx { "on " } else { "off" },
-                two / one
+                two / one,
+                auto / one
             );
         }
     }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average after: {}", load.trim());
 }
 
 fn main() {
+    // One thread unless a bench says otherwise (renders default to every core).
+    jamrig::engine::workers::set_threads(1);
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     if which.iter().any(|w| w == "only-b") {
         let tables = Arc::new(Tables::new(SR as f32));

@@ -76,7 +76,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         samples: Vec<PathBuf>,
         /// Threads that render channels (the audio thread and workers beside it;
-        /// 0: every core); default 1. The sound is the same whatever the count.
+        /// 0: every core); default: every core. The sound is the same whatever the count.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=16))]
         threads: Option<u16>,
     },
@@ -133,7 +133,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         samples: Vec<PathBuf>,
         /// Threads that render channels (the audio thread and workers beside it;
-        /// 0: every core); default 1. The sound is the same whatever the count.
+        /// 0: every core); default: every core. The sound is the same whatever the count.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=16))]
         threads: Option<u16>,
     },

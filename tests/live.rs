@@ -147,6 +147,49 @@ fn notes_through_a_real_midi_port_play_at_their_pitch() {
     assert!(r.jam.running());
 }
 
+/// A sine on channel 1 over three channels of held pads, low and dark (their sound
+/// stays far below A4): enough work per tick that the engine shares it out.
+const HEAVY_SET: &str = "tempo(120);\nchannel(1, #{ synth: \"sine\", envelope: \"organ\" });\n\
+    for ch in [2, 3, 4] { channel(ch, \"synth_pad\", #{ voices: 64, volume: 0.05, lowpass: 120.0 }); }\n";
+
+#[test]
+fn two_render_threads_play_notes_at_their_pitch_and_the_worker_renders() {
+    let _serial = serial();
+    let mut r = Rig::start(HEAVY_SET, &["--threads", "2"]);
+    let (_, _, line) = r.jam.expect_line(0, S(5), "the render threads at start-up", |l| l.starts_with("render: "));
+    assert!(
+        line.starts_with("render: 2 threads, the worker ") && line.contains("realtime priority"),
+        "start-up line on the render threads: {line}"
+    );
+    // 40 held notes on each pad channel (C0 to D#3, a fifth apart and wrapped),
+    // then A4 on the sine.
+    let mut pads: Vec<[u8; 3]> = Vec::new();
+    for ch in 1..4u8 {
+        for k in 0..40u8 {
+            pads.push([0x90 | ch, 12 + (k * 7) % 40, 100]);
+        }
+    }
+    let msgs: Vec<(u32, &[u8])> = pads.iter().map(|m| (0, &m[..])).collect();
+    r.probe.send(&msgs);
+    r.probe.send_now(&[0x90, 69, 100]);
+    std::thread::sleep(MS(300));
+    assert_pitch(&mut r.probe, A4, "A4 over the pads on two threads");
+
+    let (start, _) = r.jam.command(":status", S(5), |l| l.starts_with("set "));
+    let (end, _, _) = r.jam.expect_line(start, S(5), "ending :status (events: ...)", |l| l.starts_with("events:"));
+    let status = r.jam.out.all()[start..=end].to_vec();
+    let render =
+        status.iter().find(|l| l.starts_with("render: ")).unwrap_or_else(|| panic!("no render line: {status:#?}"));
+    let items: u64 = render
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" items rendered by workers"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of items in the render line: {render}"));
+    assert!(items > 0, "the worker rendered nothing: {render}");
+    assert!(!render.contains(" 0% of ticks shared out"), "no tick was shared out: {render}");
+    assert!(r.jam.running());
+}
+
 /// Sends two closed-hat hits `distance` frames apart (exact JACK frame times) and
 /// returns (distance between their onsets in the audio, latency of the first hit
 /// from its sending to its sound, in frames).

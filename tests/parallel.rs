@@ -1,8 +1,9 @@
 //! Rendering on several threads: the output is the same, bit for bit, on 1, 2, 3
 //! and 8 threads, for the example sets (patterns, played notes, knobs, program
 //! changes, a panic) and a SoundFont set with shared effect sends; at any block
-//! size; through a reload of the same set. Also the larger voice pool: 256 voices
-//! on one channel, thousands in all.
+//! size; through a reload of the same set; with one heavy channel whose voices are
+//! summed in parts handed out apart. Also the larger voice pool: 256 voices on one
+//! channel, thousands in all.
 
 mod common;
 
@@ -116,6 +117,79 @@ fn a_soundfont_set_with_shared_sends_renders_the_same_on_every_thread_count() {
         events.push(cc(0, ch, 93, 50));
     }
     assert_same_on_every_thread_count("soundfont.rhai", &set, &events, 4.0);
+}
+
+/// `chords` of `size` notes held on `channel` one after another (each 1.2 s, then
+/// released into the next), with a bend and a knob on the way.
+fn heavy_chords(channel: u8, size: u8, chords: u64) -> Vec<Event> {
+    let mut evs = Vec::new();
+    for c in 0..chords {
+        let (on, off) = (c * 57_600 + 100, (c + 1) * 57_600 + 100);
+        for i in 0..size {
+            evs.push(note_on(on + i as u64, channel, 40 + (i * 5 + c as u8 * 3) % 48, 70 + i % 40));
+            evs.push(note_off(off + i as u64 * 7, channel, 40 + (i * 5 + c as u8 * 3) % 48));
+        }
+        evs.push(Event::new(on + 30_000, EventKind::PitchBend { channel, value: 1500 }));
+        evs.push(cc(on + 40_000, channel, 74, 40 + c as u8 * 20));
+    }
+    evs
+}
+
+#[test]
+fn a_heavy_channel_summed_in_parts_renders_the_same_on_every_thread_count() {
+    // One heavy channel (32 supersaw pad voices, released into the next chord, so
+    // voices end inside ticks rendered in parts) beside a light one.
+    let set = common::set(
+        "channel(1, \"synth_pad\", #{ voices: 64, reverb: 0.3, chorus: 0.2, lowpass: 4000.0 });\n\
+         channel(2, \"bass_guitar\");\n",
+    );
+    let mut events = heavy_chords(0, 32, 3);
+    for k in 0..12u64 {
+        events.push(note_on(k * 12_000, 1, 36 + (k % 5) as u8, 90));
+        events.push(note_off(k * 12_000 + 6_000, 1, 36 + (k % 5) as u8));
+    }
+    let seconds = 3.0;
+    let (one, _) = render(&set, &events, 1, seconds, 512);
+    assert!(rms(&one) > 1e-3, "the render is silent, so the comparison proves nothing");
+    for (threads, block) in [(2, 512), (3, 512), (8, 512), (2, 37), (3, 4096)] {
+        let mut r = Renderer::with_tables(&set, tables(SR)).expect("rig builds");
+        r.engine.set_threads(threads, false);
+        r.engine.set_parallel_min_micros(0.0);
+        r.add_events(events.iter().copied());
+        let many = r.render((seconds * SR as f64) as usize, block);
+        if let Some(f) = first_difference(&one, &many) {
+            panic!("{threads} threads at {block}-frame blocks differ from one thread from frame {f}");
+        }
+        assert!(
+            r.engine.parts_handed_out() > 0,
+            "on {threads} threads the heavy channel was never handed out in parts"
+        );
+        assert!(r.engine.worker_items() > 0, "on {threads} threads the workers rendered nothing");
+    }
+}
+
+#[test]
+fn a_heavy_sampled_channel_with_sends_summed_in_parts_renders_the_same() {
+    // The SoundFont set's strings (sampled, sending to the shared reverb and
+    // chorus) hold 24-note chords: their parts carry the sends too.
+    let set = example_set("soundfont.rhai");
+    let mut events = heavy_chords(2, 24, 2);
+    events.push(cc(0, 2, 91, 90));
+    events.push(cc(0, 2, 93, 60));
+    let seconds = 2.5;
+    let (one, _) = render(&set, &events, 1, seconds, 512);
+    assert!(rms(&one) > 1e-3, "the render is silent, so the comparison proves nothing");
+    for threads in [2, 3] {
+        let mut r = Renderer::with_tables(&set, tables(SR)).expect("rig builds");
+        r.engine.set_threads(threads, false);
+        r.engine.set_parallel_min_micros(0.0);
+        r.add_events(events.iter().copied());
+        let many = r.render((seconds * SR as f64) as usize, 512);
+        if let Some(f) = first_difference(&one, &many) {
+            panic!("{threads} threads differ from one from frame {f}");
+        }
+        assert!(r.engine.parts_handed_out() > 0, "on {threads} threads the strings were never handed out in parts");
+    }
 }
 
 #[test]

@@ -690,6 +690,56 @@ fn render_workers_never_allocate_across_snapshot_swaps_and_event_bursts() {
     assert_eq!(WORKER_VIOLATIONS.load(Relaxed), 0, "a render worker allocated or freed");
 }
 
+/// Allocations and wakes seen by the guard of the heavy-channel workers below.
+static PART_VIOLATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static PART_WAKES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn part_guard(f: &mut dyn FnMut()) {
+    reset_violation_count();
+    assert_no_alloc(f);
+    PART_VIOLATIONS.fetch_add(violation_count(), Relaxed);
+    PART_WAKES.fetch_add(1, Relaxed);
+}
+
+#[test]
+fn a_heavy_channel_handed_out_in_parts_never_allocates() {
+    // 40 held pad voices (their voices summed in parts, the parts handed out, the
+    // last to finish running the bus), then released so that voices end inside
+    // ticks rendered in parts; a light channel beside it.
+    let set = common::set(
+        "channel(1, \"synth_pad\", #{ voices: 64, reverb: 0.3, chorus: 0.2 });\nchannel(2, \"bass_guitar\");\n",
+    );
+    let Renderer { mut engine, mut controller, .. } = Renderer::with_tables(&set, common::tables(48000)).expect("rig");
+    engine.set_threads_guarded(2, false, Some(part_guard));
+    engine.set_parallel_min_micros(0.0);
+    let mut out = vec![0.0f32; 1024 * 2];
+    for round in 0..300usize {
+        let at = engine.frames_out() + 3;
+        let mut evs = Vec::new();
+        match round {
+            2 => evs.extend((0..40u8).map(|k| EventKind::NoteOn { channel: 0, note: 30 + k, velocity: 90 })),
+            150 => evs.extend((0..40u8).map(|k| EventKind::NoteOff { channel: 0, note: 30 + k })),
+            r if r % 20 == 0 => evs.push(EventKind::NoteOn { channel: 1, note: 40, velocity: 90 }),
+            _ => {}
+        }
+        for k in evs {
+            assert!(controller.send(Event::new(at, k)), "the event queue has room");
+        }
+        let frames = [64usize, 256, 1000, 1024][round % 4];
+        let buf = &mut out[..frames * 2];
+        reset_violation_count();
+        assert_no_alloc(|| engine.process(buf, 2));
+        assert_eq!(violation_count(), 0, "the audio thread allocated or freed in round {round}");
+        assert!(buf.iter().all(|x| x.is_finite()));
+        controller.collect();
+    }
+    let parts = engine.parts_handed_out();
+    drop(engine);
+    assert!(parts > 0, "the heavy channel was never handed out in parts: the test proves nothing about them");
+    assert!(PART_WAKES.load(Relaxed) > 0);
+    assert_eq!(PART_VIOLATIONS.load(Relaxed), 0, "a render worker allocated or freed while rendering parts");
+}
+
 /// Allocations seen by the guard of the detector check below.
 static PROBE_VIOLATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 

@@ -13,7 +13,16 @@ use super::{BEND_GLIDE_SECONDS, EngineStats, MAX_CHANNELS, MAX_VOICE_LIMIT, Queu
 use crate::dsp::glide::Glide;
 use crate::params::{NUM_PARAMS, Param, ParamValues};
 use crate::tables::Tables;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{AcqRel, Relaxed};
+use std::time::Instant;
+
+/// `a += b`, sample by sample.
+fn add(a: &mut [f32; TICK_FRAMES], b: &[f32; TICK_FRAMES]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
 
 /// Extra voice slots of a channel, for its stolen voices fading out.
 pub const STEAL_RESERVE: usize = 16;
@@ -21,6 +30,16 @@ pub const STEAL_RESERVE: usize = 16;
 pub const LANE_VOICES: usize = MAX_VOICE_LIMIT as usize + STEAL_RESERVE;
 /// Keys a channel remembers for legato.
 const KEY_STACK: usize = 16;
+/// A channel sums its voices in parts in a tick that brings it no event and in
+/// which it sounds at least this many voices; each part may be a work item of its
+/// own, so that one heavy channel does not hold the other threads up.
+pub const SPLIT_MIN_VOICES: usize = 16;
+/// Voices in one part, at least.
+pub const PART_MIN_VOICES: usize = 8;
+/// Parts of one channel, at most.
+pub const MAX_PARTS: usize = 8;
+/// How fast a channel's measured cost follows its latest tick (a moving average).
+const COST_SMOOTHING: f32 = 0.05;
 
 /// What every channel's tick reads, shared read-only between the threads.
 pub(super) struct TickCx<'a> {
@@ -213,6 +232,36 @@ pub(super) fn sampled_program(
     Some(next)
 }
 
+/// One part of a channel's voices: their sum over a tick, and its scratch. Which
+/// voices a part holds follows from the channel's data alone (positions in its
+/// active list), so the sum is the same whichever thread renders which part.
+pub(super) struct Part {
+    input: ChannelInput,
+    wave: [f32; TICK_FRAMES],
+    env: [f32; TICK_FRAMES],
+    /// Its voices: positions `from..to` of the channel's active list.
+    from: usize,
+    to: usize,
+    /// A voice of the part ended this tick.
+    ended: bool,
+    /// What rendering it took, in nanoseconds (for handing out the costliest first).
+    nanos: f32,
+}
+
+impl Part {
+    fn new() -> Self {
+        Part {
+            input: ChannelInput::default(),
+            wave: [0.0; TICK_FRAMES],
+            env: [0.0; TICK_FRAMES],
+            from: 0,
+            to: 0,
+            ended: false,
+            nanos: 0.0,
+        }
+    }
+}
+
 /// One channel: its state, its voices, and what its tick produced.
 pub(super) struct Lane {
     /// The channel, 0-based.
@@ -237,6 +286,121 @@ pub(super) struct Lane {
     pub banks_started: [u16; MAX_BANK_SLOTS],
     pub banks_ended: [u16; MAX_BANK_SLOTS],
     pub banks_touched: bool,
+    /// Parts of this tick's voice sum (0: the voices add into the input directly).
+    parts: Box<[Part]>,
+    n_parts: usize,
+    /// Parts not yet rendered this tick; the thread that renders the last one
+    /// finishes the channel.
+    parts_left: AtomicUsize,
+    /// What this tick took, in nanoseconds, and its moving average over the ticks.
+    spent_nanos: f32,
+    pub cost_nanos: f32,
+}
+
+/// A channel's work in a tick, as handed to a thread: the whole channel, or one
+/// part of its voices (the last part to finish runs the rest of the channel).
+#[derive(Clone, Copy)]
+pub(super) struct Work {
+    lane: *mut Lane,
+    /// The lane's voices and parts (for a part).
+    voices: *mut Voice,
+    parts: *mut Part,
+    /// `usize::MAX`: the whole channel.
+    part: usize,
+    /// Its expected cost, in nanoseconds.
+    pub cost: f32,
+}
+
+// SAFETY: a `Work` points into the engine's lanes, which outlive the job it is part
+// of; the engine hands each `Work` to one thread, and distinct `Work`s of one tick
+// touch distinct data (a whole channel, or distinct voices and parts of one).
+unsafe impl Send for Work {}
+
+impl Work {
+    /// No work (a placeholder in a list of work).
+    pub const NONE: Work = Work {
+        lane: std::ptr::null_mut(),
+        voices: std::ptr::null_mut(),
+        parts: std::ptr::null_mut(),
+        part: usize::MAX,
+        cost: 0.0,
+    };
+
+    /// The whole of channel `lane`.
+    ///
+    /// # Safety
+    /// `lane` points at a live lane that nothing else uses meanwhile.
+    pub unsafe fn whole(lane: *mut Lane) -> Work {
+        // SAFETY: as the contract says.
+        let cost = unsafe { (*lane).cost_nanos };
+        Work { lane, voices: std::ptr::null_mut(), parts: std::ptr::null_mut(), part: usize::MAX, cost }
+    }
+
+    /// Each part of the voices of `lane` (planned by `Lane::plan_parts`) as a work
+    /// item of its own, into `out`; returns how many.
+    ///
+    /// # Safety
+    /// As for [`Work::whole`].
+    pub unsafe fn parts(lane: *mut Lane, out: &mut [Work]) -> usize {
+        // SAFETY: as the contract says; the references end before this returns.
+        unsafe {
+            let l = &mut *lane;
+            let n = l.n_parts.min(out.len());
+            let per_voice = l.cost_nanos / l.active.len().max(1) as f32;
+            for (p, w) in out[..n].iter_mut().enumerate() {
+                let voices_in_part = l.parts[p].to - l.parts[p].from;
+                *w = Work {
+                    lane,
+                    voices: std::ptr::null_mut(),
+                    parts: std::ptr::null_mut(),
+                    part: p,
+                    cost: per_voice * voices_in_part as f32,
+                };
+            }
+            // Pointers taken last, so that no reference made here outlives them.
+            let (voices, parts) = (l.voices.as_mut_ptr(), l.parts.as_mut_ptr());
+            for w in &mut out[..n] {
+                w.voices = voices;
+                w.parts = parts;
+            }
+            n
+        }
+    }
+
+    /// Parts the channel was planned in this tick (0: it runs whole).
+    ///
+    /// # Safety
+    /// As for [`Work::whole`].
+    pub unsafe fn planned_parts(lane: *const Lane) -> usize {
+        // SAFETY: as the contract says.
+        unsafe { (*lane).n_parts }
+    }
+
+    /// Renders this item. Audio thread or a worker.
+    ///
+    /// # Safety
+    /// The lane outlives the call, and no other thread works on the same item or,
+    /// for a whole channel, on any part of it.
+    pub unsafe fn run(&mut self, cx: &TickCx) {
+        if self.part == usize::MAX {
+            // SAFETY: the whole channel is this thread's (the contract).
+            unsafe { (*self.lane).tick(cx) };
+            return;
+        }
+        // SAFETY: the lane was planned and its list of voices does not change until
+        // every part is done; part `self.part` and its voices are this thread's
+        // alone. Only shared references to the rest of the lane are made, and they
+        // end before the count of parts left is taken down.
+        unsafe {
+            let lane = self.lane as *const Lane;
+            let part = &mut *self.parts.add(self.part);
+            Lane::render_part(&(*lane).st, &(*lane).active, self.voices, part, cx);
+            if (*lane).parts_left.fetch_sub(1, AcqRel) == 1 {
+                // The last part: every other part is done with the lane.
+                (*self.lane).finish_parts(cx);
+            }
+        }
+    }
 }
 
 impl Lane {
@@ -259,12 +423,12 @@ impl Lane {
             banks_started: [0; MAX_BANK_SLOTS],
             banks_ended: [0; MAX_BANK_SLOTS],
             banks_touched: false,
+            parts: (0..MAX_PARTS).map(|_| Part::new()).collect(),
+            n_parts: 0,
+            parts_left: AtomicUsize::new(0),
+            spent_nanos: 0.0,
+            cost_nanos: 0.0,
         }
-    }
-
-    /// What this channel's tick costs, roughly (for handing out the costliest first).
-    pub fn weight(&self) -> usize {
-        self.active.len() + if self.st.idle { 0 } else { 1 }
     }
 
     /// Calls `f` on every sounding voice.
@@ -291,10 +455,47 @@ impl Lane {
         }
     }
 
-    /// The first part of a tick: parameters step, the tick's events apply at their
-    /// frames with the voices rendered between them, then the bus runs (unless the
-    /// channel's sends wait for the shared send effects). Audio thread or a worker.
-    pub fn tick(&mut self, cx: &TickCx) {
+    /// Whether this tick's events leave the channel alone (an event of another
+    /// channel may reach it through the CC map, a panic reaches every channel).
+    fn untouched_by(&self, events: &[Queued], cx: &TickCx) -> bool {
+        events.iter().all(|q| match q.ev.kind {
+            EventKind::Panic => false,
+            EventKind::Control { channel, cc, .. } => {
+                channel != self.ch && !cx.snapshot.cc_map.iter().any(|m| m.cc == cc)
+            }
+            k => k.channel() != Some(self.ch),
+        })
+    }
+
+    /// Plans the tick of a channel that sounds at least [`SPLIT_MIN_VOICES`] voices
+    /// and that no event of the tick reaches: its parameters step now, and its
+    /// voices are summed in parts (at most [`MAX_PARTS`], of at least
+    /// [`PART_MIN_VOICES`] voices each, in the order of its active list). Returns
+    /// the number of parts, 0 if the channel does not qualify (its tick then runs
+    /// whole, as [`Lane::tick`]). Which voices make a part depends on the channel's
+    /// data alone, never on the threads. Audio thread.
+    pub fn plan_parts(&mut self, cx: &TickCx) -> usize {
+        self.n_parts = 0;
+        let n = self.active.len();
+        if self.st.idle || n < SPLIT_MIN_VOICES || !self.untouched_by(cx.events, cx) {
+            return 0;
+        }
+        self.begin(cx);
+        let parts = (n / PART_MIN_VOICES).min(MAX_PARTS);
+        for (p, part) in self.parts[..parts].iter_mut().enumerate() {
+            part.from = p * n / parts;
+            part.to = (p + 1) * n / parts;
+            part.input.clear();
+            part.ended = false;
+            part.nanos = 0.0;
+        }
+        self.n_parts = parts;
+        self.parts_left.store(parts, Relaxed);
+        parts
+    }
+
+    /// The parameters' step at the start of a tick.
+    fn begin(&mut self, cx: &TickCx) {
         self.out_ready = false;
         self.send_pending = false;
         if !self.st.idle {
@@ -302,6 +503,102 @@ impl Lane {
             self.st.step_voice_params(cx.voice_params);
             self.st.input.clear();
         }
+    }
+
+    /// Renders the voices of `part` over the whole tick into its own input.
+    ///
+    /// # Safety
+    /// `voices` points at the lane's voices, and no other thread touches the voices
+    /// at the part's positions of `active` during the call.
+    unsafe fn render_part(st: &ChannelState, active: &[u16], voices: *mut Voice, part: &mut Part, cx: &TickCx) {
+        let t0 = Instant::now();
+        let mut scratch = Scratch { wave: &mut part.wave, env: &mut part.env };
+        let ctx = VoiceCtx {
+            sample_rate: cx.sr,
+            tables: cx.tables,
+            params: &st.now,
+            bend: st.bend.value(),
+            banks: cx.banks,
+            controls: st.controls,
+        };
+        let input = &mut part.input;
+        let mut ended = false;
+        for &slot in &active[part.from..part.to] {
+            // SAFETY: the slot is one of this part's (the contract).
+            let v = unsafe { &mut *voices.add(slot as usize) };
+            let out = VoiceOut {
+                mono: &mut input.mono,
+                left: &mut input.left,
+                right: &mut input.right,
+                chorus: &mut input.chorus,
+                reverb: &mut input.reverb,
+                stereo: &mut input.stereo,
+                sent: &mut input.sent,
+            };
+            v.render(&ctx, &mut scratch, out);
+            ended |= !v.active;
+        }
+        part.ended = ended;
+        part.nanos = t0.elapsed().as_nanos() as f32;
+    }
+
+    /// A channel planned in parts, rendered whole on this thread: every part in
+    /// order, then the rest of the tick.
+    pub fn tick_parts(&mut self, cx: &TickCx) {
+        for p in 0..self.n_parts {
+            let voices = self.voices.as_mut_ptr();
+            // SAFETY: this thread holds the whole lane.
+            unsafe { Lane::render_part(&self.st, &self.active, voices, &mut self.parts[p], cx) };
+        }
+        self.finish_parts(cx);
+    }
+
+    /// The rest of a tick planned in parts, once every part is rendered: the
+    /// parts' sums added into the channel's input in part order, ended voices
+    /// freed, then the bus. Audio thread or a worker.
+    fn finish_parts(&mut self, cx: &TickCx) {
+        let t0 = Instant::now();
+        let input = &mut self.st.input;
+        let mut ended = false;
+        for part in &self.parts[..self.n_parts] {
+            let p = &part.input;
+            add(&mut input.mono, &p.mono);
+            if p.stereo {
+                add(&mut input.left, &p.left);
+                add(&mut input.right, &p.right);
+                input.stereo = true;
+            }
+            if p.sent {
+                add(&mut input.chorus, &p.chorus);
+                add(&mut input.reverb, &p.reverb);
+                input.sent = true;
+            }
+            ended |= part.ended;
+            self.spent_nanos += part.nanos;
+        }
+        if ended {
+            self.free_ended();
+        }
+        self.end(cx);
+        self.spent_nanos += t0.elapsed().as_nanos() as f32;
+    }
+
+    /// Takes this tick's measured time into the channel's moving cost. Audio thread.
+    pub fn settle_cost(&mut self) {
+        self.cost_nanos += (self.spent_nanos - self.cost_nanos) * COST_SMOOTHING;
+        self.spent_nanos = 0.0;
+    }
+
+    /// The first part of a tick: parameters step, the tick's events apply at their
+    /// frames with the voices rendered between them, then the bus runs (unless the
+    /// channel's sends wait for the shared send effects). Audio thread or a worker.
+    pub fn tick(&mut self, cx: &TickCx) {
+        if self.n_parts > 0 {
+            self.tick_parts(cx);
+            return;
+        }
+        let t0 = Instant::now();
+        self.begin(cx);
         let mut offset = 0usize;
         for q in cx.events {
             let at = (q.ev.frame.saturating_sub(cx.start) as usize).min(TICK_FRAMES);
@@ -314,6 +611,13 @@ impl Lane {
         if offset < TICK_FRAMES {
             self.render_voices(offset, TICK_FRAMES, cx);
         }
+        self.end(cx);
+        self.spent_nanos += t0.elapsed().as_nanos() as f32;
+    }
+
+    /// The end of a tick, once the voices are summed: the bus runs, unless the
+    /// channel's sends wait for the shared send effects.
+    fn end(&mut self, cx: &TickCx) {
         cx.stats.voices[self.ch as usize].store(self.active.len() as u32, Relaxed);
         if self.active.is_empty() && self.st.idle {
             return;
@@ -387,22 +691,27 @@ impl Lane {
             ended |= !v.active;
         }
         if ended {
-            let (voices, free) = (&self.voices, &mut self.free);
-            let (ended_banks, touched) = (&mut self.banks_ended, &mut self.banks_touched);
-            self.active.retain(|&slot| {
-                let v = &voices[slot as usize];
-                if !v.active {
-                    free.push(slot);
-                    if let VoiceSource::Sample { slot: b } = v.source
-                        && let Some(n) = ended_banks.get_mut(b as usize)
-                    {
-                        *n += 1;
-                        *touched = true;
-                    }
-                }
-                v.active
-            });
+            self.free_ended();
         }
+    }
+
+    /// Frees the slots of voices that ended, keeping the active list's order.
+    fn free_ended(&mut self) {
+        let (voices, free) = (&self.voices, &mut self.free);
+        let (ended_banks, touched) = (&mut self.banks_ended, &mut self.banks_touched);
+        self.active.retain(|&slot| {
+            let v = &voices[slot as usize];
+            if !v.active {
+                free.push(slot);
+                if let VoiceSource::Sample { slot: b } = v.source
+                    && let Some(n) = ended_banks.get_mut(b as usize)
+                {
+                    *n += 1;
+                    *touched = true;
+                }
+            }
+            v.active
+        });
     }
 
     /// Applies what `ev` does to this channel (an event of another channel may

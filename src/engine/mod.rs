@@ -31,7 +31,7 @@ use crate::dsp::glide::Glide;
 use crate::dsp::math::{db_to_gain, fast_tanh};
 use crate::params::{NUM_PARAMS, Param, Scope};
 use crate::tables::Tables;
-use channel::{Lane, TickCx};
+use channel::{Lane, TickCx, Work};
 use event::{Event, EventKind};
 use midi_out::{MidiOut, OutTarget};
 use sequencer::{Sequencer, Sink};
@@ -62,6 +62,19 @@ pub const VOICE_SLOTS: usize = MAX_CHANNELS * channel::LANE_VOICES;
 /// below it, handing the work out costs more than it saves (`cargo bench --bench
 /// engine -- crossover`; BENCHMARKS.md). Back on one thread below half of it.
 pub const PARALLEL_MIN_MICROS: f32 = 40.0;
+/// Work items of one tick, at most: every channel in its most parts.
+const MAX_WORK: usize = MAX_CHANNELS * channel::MAX_PARTS;
+const _: () = assert!(MAX_WORK <= workers::MAX_ITEMS);
+/// Work items in the order they are listed (a tick's items are sorted beforehand).
+const WORK_ORDER: [u8; MAX_WORK] = {
+    let mut order = [0u8; MAX_WORK];
+    let mut i = 0;
+    while i < MAX_WORK {
+        order[i] = i as u8;
+        i += 1;
+    }
+    order
+};
 /// How fast the measured work per tick follows the latest tick (a moving average).
 const WORK_SMOOTHING: f32 = 0.05;
 /// Capacity of the event queue from producers (MIDI, REPL, renderer) to the engine.
@@ -159,6 +172,14 @@ pub struct EngineStats {
     pub pedals: [AtomicBool; MAX_CHANNELS],
     /// Per channel, the expression (CC11) as a gain, 0..=1 (f32 bits).
     pub expression: [AtomicU32; MAX_CHANNELS],
+    /// Threads the engine renders on (the audio thread and its workers).
+    pub render_threads: AtomicU32,
+    /// Render workers the system let run at realtime priority.
+    pub realtime_workers: AtomicU32,
+    /// Ticks whose channels were shared out between the threads.
+    pub parallel_ticks: AtomicU64,
+    /// Work items (channels, or parts of a heavy one) the workers rendered.
+    pub worker_items: AtomicU64,
     /// Sequence lock over `frames`, `playing`, `tempo_bits` and `beat_bits` (odd
     /// while the engine writes them), for [`EngineStats::transport`].
     transport_seq: AtomicU64,
@@ -229,6 +250,10 @@ impl Default for EngineStats {
             bends: Default::default(),
             pedals: Default::default(),
             expression: std::array::from_fn(|_| AtomicU32::new(1.0f32.to_bits())),
+            render_threads: AtomicU32::new(1),
+            realtime_workers: AtomicU32::new(0),
+            parallel_ticks: AtomicU64::new(0),
+            worker_items: AtomicU64::new(0),
             transport_seq: AtomicU64::new(0),
         }
     }
@@ -540,6 +565,8 @@ pub struct Engine {
     work_micros: f32,
     /// The last tick was handed out.
     parallel: bool,
+    /// Parts of channels handed out as work items of their own, so far.
+    parts_handed_out: u64,
     /// Indices of the voice-scope parameters.
     voice_params: Vec<usize>,
     transport: Transport,
@@ -596,6 +623,7 @@ impl Engine {
             parallel_min_micros: PARALLEL_MIN_MICROS,
             work_micros: 0.0,
             parallel: false,
+            parts_handed_out: 0,
             transport: Transport::new(sample_rate as f64, initial.tempo_bpm),
             follower: ClockFollower::new(sample_rate as f64),
             timeline: None,
@@ -642,6 +670,9 @@ impl Engine {
     /// between two sleeps (tests run it under an allocation detector).
     pub fn set_threads_guarded(&mut self, threads: usize, realtime: bool, guard: Option<workers::WorkerGuard>) {
         self.pool = workers::Pool::start(threads, realtime, guard);
+        let stats = &self.ports.stats;
+        stats.render_threads.store(self.pool.threads() as u32, Relaxed);
+        stats.realtime_workers.store(self.pool.realtime_workers() as u32, Relaxed);
     }
 
     /// Sets the least channel work per tick (microseconds, measured) that is handed
@@ -656,9 +687,16 @@ impl Engine {
         self.pool.threads()
     }
 
-    /// Channels the workers (not the calling thread) have rendered so far.
+    /// Work items (channels, or parts of a heavy channel) the workers, not the
+    /// calling thread, have rendered so far.
     pub fn worker_items(&self) -> u64 {
         self.pool.worker_items()
+    }
+
+    /// Parts of heavy channels handed out as work items of their own, so far (a
+    /// channel that no event reaches in a tick sums its voices in parts).
+    pub fn parts_handed_out(&self) -> u64 {
+        self.parts_handed_out
     }
 
     /// Workers that run at realtime priority.
@@ -1373,26 +1411,6 @@ impl Engine {
                 work |= configured;
             }
         }
-        // The costliest channels first, so that the last one taken is a short one.
-        let mut order = [0u8; MAX_CHANNELS];
-        let mut n = 0;
-        let mut weight = 0;
-        for ch in 0..MAX_CHANNELS {
-            if work & (1 << ch) != 0 {
-                order[n] = ch as u8;
-                n += 1;
-                weight += self.lanes[ch].weight();
-            }
-        }
-        let lanes = &self.lanes;
-        order[..n].sort_unstable_by_key(|&ch| (std::cmp::Reverse(lanes[ch as usize].weight()), ch));
-        // On several threads while the work is worth it (with some hysteresis), as
-        // measured; the output is the same either way.
-        let threshold = if self.parallel { 0.5 } else { 1.0 } * self.parallel_min_micros;
-        let parallel = self.pool.threads() > 1 && n >= 2 && weight > 0 && self.work_micros >= threshold;
-        self.parallel = parallel;
-        let t0 = std::time::Instant::now();
-
         let cx = TickCx {
             sr: self.sr,
             tables: &self.tables,
@@ -1406,11 +1424,60 @@ impl Engine {
             idle_ticks: self.idle_ticks,
             external,
         };
-        if parallel {
-            self.pool.run(&mut self.lanes, &order[..n], &|lane: &mut Lane| lane.tick(&cx));
+        // Heavy channels that no event reaches sum their voices in parts (decided by
+        // their data alone); the measured cost of every channel, for the hand-out.
+        let mut n = 0;
+        let mut total_nanos = 0.0f32;
+        let mut splittable = false;
+        for ch in 0..MAX_CHANNELS {
+            if work & (1 << ch) != 0 {
+                let lane = &mut self.lanes[ch];
+                splittable |= lane.plan_parts(&cx) > 1;
+                total_nanos += lane.cost_nanos;
+                n += 1;
+            }
+        }
+        // On several threads while the work is worth it (with some hysteresis), as
+        // measured; the output is the same either way.
+        let threads = self.pool.threads();
+        let threshold = if self.parallel { 0.5 } else { 1.0 } * self.parallel_min_micros;
+        let parallel = threads > 1 && (n >= 2 || splittable) && self.work_micros >= threshold;
+        self.parallel = parallel;
+        let t0 = std::time::Instant::now();
+
+        // The work items: whole channels, and the parts of a channel that would
+        // otherwise hold the other threads up (more than half a thread's share).
+        let mut items = [Work::NONE; MAX_WORK];
+        let mut m = 0;
+        let split_above = if parallel { total_nanos / (2 * threads) as f32 } else { f32::INFINITY };
+        let lanes = self.lanes.as_mut_ptr();
+        for ch in 0..MAX_CHANNELS {
+            if work & (1 << ch) == 0 {
+                continue;
+            }
+            // SAFETY: `ch` is within the lanes, each taken once; the lanes are used
+            // through these items alone until the job below ends.
+            unsafe {
+                let lane = lanes.add(ch);
+                if Work::planned_parts(lane) > 1 && (*lane).cost_nanos > split_above {
+                    let parts = Work::parts(lane, &mut items[m..]);
+                    self.parts_handed_out += parts as u64;
+                    m += parts;
+                } else {
+                    items[m] = Work::whole(lane);
+                    m += 1;
+                }
+            }
+        }
+        // The costliest first: this thread takes from the front, the workers from the
+        // back, and the two meet where the work is split.
+        items[..m].sort_unstable_by(|a, b| b.cost.total_cmp(&a.cost));
+        // SAFETY (both branches): each item is run once, by one thread, while the lanes live.
+        if parallel && m >= 2 {
+            self.pool.run(&mut items[..m], &WORK_ORDER[..m], &|w: &mut Work| unsafe { w.run(&cx) });
         } else {
-            for &ch in &order[..n] {
-                self.lanes[ch as usize].tick(&cx);
+            for w in &mut items[..m] {
+                unsafe { w.run(&cx) };
             }
         }
 
@@ -1443,8 +1510,18 @@ impl Engine {
 
         // What the channels cost this tick, for the next ticks' choice: on several
         // threads the wall time is taken as a share of the work.
-        let took = t0.elapsed().as_secs_f32() * 1e6 * if parallel { self.pool.threads() as f32 } else { 1.0 };
+        let took = t0.elapsed().as_secs_f32() * 1e6 * if parallel { threads as f32 } else { 1.0 };
         self.work_micros += (took - self.work_micros) * WORK_SMOOTHING;
+        if parallel {
+            let stats = &self.ports.stats;
+            stats.parallel_ticks.fetch_add(1, Relaxed);
+            stats.worker_items.store(self.pool.worker_items(), Relaxed);
+        }
+        for ch in 0..MAX_CHANNELS {
+            if work & (1 << ch) != 0 {
+                self.lanes[ch].settle_cost();
+            }
+        }
 
         // The sum, in channel order; voices' sample banks settled.
         self.mix_l = [0.0; TICK_FRAMES];

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 pub const MAX_THREADS: usize = 16;
 /// How long a worker spins for the next job before it parks, in microseconds.
 pub const SPIN_MICROS: u64 = 200;
+/// How long starting a pool waits for its workers to be up, at most (milliseconds).
+const START_WAIT_MILLIS: u64 = 1000;
 /// Items in one job, at most (channels, and a bound the claim word can hold).
 pub const MAX_ITEMS: usize = 255;
 
@@ -31,25 +33,24 @@ pub fn available_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, MAX_THREADS)
 }
 
-/// Threads an engine renders on unless `--threads` says otherwise. One: on the
-/// project's shared 2-core machine, two threads rendered the four speed workloads
-/// at 0.57x to 0.75x the speed of one (BENCHMARKS.md, "Every core"), so more
-/// threads are asked for, not assumed.
-pub const DEFAULT_THREADS: usize = 1;
+/// Threads an engine renders on unless `--threads` says otherwise: every core
+/// ([`available_threads`]). A tick whose work is too small to pay for the hand-off
+/// stays on one thread whatever the count (`engine::PARALLEL_MIN_MICROS`).
+pub const DEFAULT_THREADS: usize = 0;
 
 /// Threads the command line asked for (0: not said).
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// Sets how many threads engines built from now on render on (0: every core): the
-/// command line's `--threads`. Control side.
+/// command line's `--threads`, else [`DEFAULT_THREADS`]. Control side.
 pub fn set_threads(n: usize) {
     THREADS.store(if n == 0 { available_threads() } else { n.min(MAX_THREADS) }, Relaxed);
 }
 
-/// Threads an engine renders on: as set, else [`DEFAULT_THREADS`].
+/// Threads an engine renders on: as set, else every core ([`DEFAULT_THREADS`]).
 pub fn configured_threads() -> usize {
     match THREADS.load(Relaxed) {
-        0 => DEFAULT_THREADS,
+        0 => available_threads(),
         n => n,
     }
 }
@@ -94,6 +95,8 @@ struct Shared {
     worker_items: AtomicU64,
     /// Workers that run at realtime priority.
     realtime: AtomicUsize,
+    /// Workers that have started (and asked for their priority).
+    started: AtomicUsize,
 }
 
 /// Renders items of the job `data` (the monomorphized trampoline of `Pool::run`).
@@ -143,6 +146,7 @@ impl Pool {
             panicked: AtomicBool::new(false),
             worker_items: AtomicU64::new(0),
             realtime: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
         });
         let guard = guard.unwrap_or(unguarded);
         let mut handles = Vec::with_capacity(workers);
@@ -155,6 +159,11 @@ impl Pool {
             handles.push(h);
         }
         let threads = handles.iter().map(|h| h.thread().clone()).collect();
+        // The workers are up (and their priority known) before the pool is used.
+        let t0 = Instant::now();
+        while shared.started.load(Acquire) < workers && t0.elapsed() < Duration::from_millis(START_WAIT_MILLIS) {
+            std::thread::sleep(Duration::from_micros(100));
+        }
         Pool { shared, threads, handles, generation: Cell::new(0) }
     }
 
@@ -252,6 +261,7 @@ fn worker(s: Arc<Shared>, w: usize, realtime: bool, guard: WorkerGuard) {
     if realtime && raise_priority() {
         s.realtime.fetch_add(1, Relaxed);
     }
+    s.started.fetch_add(1, Release);
     // The audio thread flushes denormals while it renders; the workers must do the
     // same, or their channels would come out different.
     let _ftz = super::denormal::FlushDenormals::enter();

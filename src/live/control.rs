@@ -118,6 +118,37 @@ pub enum Msg {
 /// Where the control thread prints (above the REPL prompt when there is one).
 pub type Out = Arc<Mutex<Box<dyn FnMut(&str) + Send>>>;
 
+/// The render threads and whether the workers got realtime priority, in one line.
+fn render_threads_line(stats: &EngineStats) -> String {
+    let threads = stats.render_threads.load(Relaxed);
+    let workers = threads.saturating_sub(1);
+    let rt = stats.realtime_workers.load(Relaxed);
+    let who = if workers == 1 { "the worker".to_string() } else { format!("{workers} workers") };
+    let priority = if rt == workers {
+        format!("{who} at realtime priority")
+    } else if rt == 0 {
+        format!("{who} without realtime priority (the system refused it: allow this user realtime scheduling)")
+    } else {
+        format!("{rt} of {workers} workers at realtime priority (allow this user realtime scheduling for all)")
+    };
+    format!("render: {threads} threads, {priority}")
+}
+
+/// The `render:` line of `:status`: threads, and how the work was shared out.
+fn render_line(stats: &EngineStats) -> String {
+    if stats.render_threads.load(Relaxed) <= 1 {
+        return "render: 1 thread\n".to_string();
+    }
+    let ticks = stats.frames.load(Relaxed) / crate::engine::TICK_FRAMES as u64;
+    let shared = stats.parallel_ticks.load(Relaxed);
+    let pct = if ticks > 0 { shared as f64 / ticks as f64 * 100.0 } else { 0.0 };
+    format!(
+        "{}; {pct:.0}% of ticks shared out, {} items rendered by workers\n",
+        render_threads_line(stats),
+        stats.worker_items.load(Relaxed)
+    )
+}
+
 fn say(out: &Out, text: &str) {
     let mut f = out.lock().unwrap_or_else(|p| p.into_inner());
     for line in text.trim_end_matches('\n').split('\n') {
@@ -522,6 +553,9 @@ impl Live {
         ));
         if let Some(l) = &live.listener {
             live.say(&format!("control port: listening on {} (OSC over UDP, lines over TCP)", l.addr));
+        }
+        if live.controller.stats().render_threads.load(Relaxed) > 1 {
+            live.say(&render_threads_line(live.controller.stats()));
         }
         Ok(live)
     }
@@ -1507,6 +1541,7 @@ impl Live {
             }
             _ => s.push_str("audio: no device (waiting for it to return)\n"),
         }
+        s.push_str(&render_line(&stats));
         s.push_str(&self.out_line());
         s.push_str(&match &self.midi {
             Some(m) => format!("MIDI in: {}\n", m.port),
