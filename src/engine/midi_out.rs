@@ -43,6 +43,13 @@ impl OutMessage {
     pub fn bytes(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
     }
+
+    /// A system message of the default port (the clock: ticks, Start, Stop,
+    /// Continue, Song Position): it goes out on every port, so that each device a
+    /// set names is clocked through its own port.
+    pub fn to_every_port(&self) -> bool {
+        self.port == DEFAULT_PORT && self.len > 0 && self.bytes[0] >= 0xF0
+    }
 }
 
 /// The queue from the engine to the writer of the output port (lock-free; it

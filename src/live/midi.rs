@@ -322,7 +322,8 @@ mod seq_in {
                     tap.out.late.fetch_add(1, Relaxed);
                 }
                 let mut sent = false;
-                for (_, c) in conns.iter_mut().filter(|(p, _)| *p == m.port) {
+                let everywhere = m.to_every_port();
+                for (_, c) in conns.iter_mut().filter(|(p, _)| everywhere || *p == m.port) {
                     sent |= c.send(m.bytes()).is_ok();
                 }
                 let counter = if sent { &tap.out.written } else { &tap.out.refused };

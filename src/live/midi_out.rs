@@ -276,10 +276,16 @@ impl JackOutPorts {
                 out.late.fetch_add(1, Relaxed);
             }
             let time = t.clamp(0, n - 1) as u32;
-            let sent = writers
-                .get_mut(m.port as usize)
-                .and_then(|w| w.as_mut())
-                .is_some_and(|w| w.write(&jack::RawMidi { time, bytes: m.bytes() }).is_ok());
+            let raw = jack::RawMidi { time, bytes: m.bytes() };
+            let sent = if m.to_every_port() {
+                let mut any = false;
+                for w in writers.iter_mut().flatten() {
+                    any |= w.write(&raw).is_ok();
+                }
+                any
+            } else {
+                writers.get_mut(m.port as usize).and_then(|w| w.as_mut()).is_some_and(|w| w.write(&raw).is_ok())
+            };
             let counter = if sent { &out.written } else { &out.refused };
             counter.fetch_add(1, Relaxed);
         });
