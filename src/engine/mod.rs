@@ -60,8 +60,10 @@ pub const VOICE_SLOTS: usize = MAX_CHANNELS * channel::LANE_VOICES;
 /// A tick renders its channels on several threads only while the channels' work
 /// per tick, as measured over the last ticks, is at least this (microseconds):
 /// below it, handing the work out costs more than it saves (`cargo bench --bench
-/// engine -- crossover`; BENCHMARKS.md). Back on one thread below half of it.
-pub const PARALLEL_MIN_MICROS: f32 = 40.0;
+/// engine -- crossover`; BENCHMARKS.md: on a quiet 2-core machine every tick
+/// handed out gained from about 3 us of work a tick, and 1.2x to 2x from 7 us in
+/// all but one load). Back on one thread below half of it.
+pub const PARALLEL_MIN_MICROS: f32 = 10.0;
 /// Work items of one tick, at most: every channel in its most parts.
 const MAX_WORK: usize = MAX_CHANNELS * channel::MAX_PARTS;
 const _: () = assert!(MAX_WORK <= workers::MAX_ITEMS);
