@@ -76,7 +76,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         samples: Vec<PathBuf>,
         /// Threads that render channels (the audio thread and workers beside it;
-        /// 0: every core); default: every core. The sound is the same whatever the count.
+        /// 0: every core); default: one (workers only when asked). The sound is the same whatever the count.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=16))]
         threads: Option<u16>,
     },
@@ -292,6 +292,9 @@ fn main() -> ExitCode {
             threads,
         } => {
             jamrig::engine::workers::set_threads(threads.map_or(jamrig::engine::workers::DEFAULT_THREADS, usize::from));
+            if threads.is_some() {
+                jamrig::engine::workers::mark_chosen();
+            }
             let listen = match listen.map(|a| jamrig::live::listen::ListenOptions::new(a, listen_token)).transpose() {
                 Ok(l) => l,
                 Err(e) => {

@@ -41,6 +41,20 @@ pub const DEFAULT_THREADS: usize = 0;
 /// Threads the command line asked for (0: not said).
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 
+/// `--threads` was given (rather than the default taken).
+static CHOSEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records that the command line asked for `--threads` itself: live, the workers
+/// are then used even without realtime priority. Control side.
+pub fn mark_chosen() {
+    CHOSEN.store(true, Relaxed);
+}
+
+/// Whether `--threads` was given.
+pub fn threads_chosen() -> bool {
+    CHOSEN.load(Relaxed)
+}
+
 /// Sets how many threads engines built from now on render on (0: every core): the
 /// command line's `--threads`, else [`DEFAULT_THREADS`]. Control side.
 pub fn set_threads(n: usize) {

@@ -375,7 +375,12 @@ pub fn start(
 ) -> Result<Stream, AudioError> {
     // The render workers (`--threads`) start with the stream, at realtime priority
     // where the system grants it; the callback hands them channels (`engine::workers`).
-    let threads = crate::engine::workers::configured_threads();
+    // Live, the workers render only when `--threads` asks for them: a worker the
+    // system puts aside (one without realtime priority, or one that starves the
+    // sound server's threads when it has it) holds up the callback waiting for
+    // the channel it took. Offline renders use every core by default.
+    let threads =
+        if crate::engine::workers::threads_chosen() { crate::engine::workers::configured_threads() } else { 1 };
     if threads > 1 {
         engine.set_threads(threads, true);
     }
