@@ -127,6 +127,7 @@ fn inner_the_capture_path_never_allocates() {
     let latency = Duration::from_micros(5333);
     let mut fed = 0;
     let mut followed_tempo = 0.0;
+    let mut started = false;
     for round in 0..2000u32 {
         // Control side (allocation allowed): the session changes now and then.
         match round {
@@ -160,18 +161,27 @@ fn inner_the_capture_path_never_allocates() {
         assert_eq!(calls, 0, "the callback's Link path called the C allocator {calls} times (round {round})");
         assert_eq!(got.is_some(), !(1500..1700).contains(&round), "a timeline only while Link is on");
         fed += got.is_some() as u32;
+        let playing = controller.stats().playing.load(std::sync::atomic::Ordering::Relaxed);
         if round == 899 {
             followed_tempo = controller.stats().tempo();
         }
+        if round == 1499 {
+            started = playing;
+        }
         controller.collect();
-        // Paced loosely, so the session's clock moves.
-        if round % 50 == 0 {
+        // Paced loosely, so the session's clock moves; after the start, in real
+        // time until the engine starts on the session's bar line (the rounds
+        // render far faster than real time, and the session starts START_LEAD
+        // from the proposal, however slow or fast this machine is).
+        if round % 50 == 0 || ((1000..1499).contains(&round) && !playing) {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
     assert_eq!(fed, 1800);
-    let stats = controller.stats();
-    assert!(stats.playing.load(std::sync::atomic::Ordering::Relaxed), "the engine followed the session's start");
+    // Re-enabling Link founds a new session (Link resets its start/stop state), so
+    // what the engine does after round 1700 depends on when Link's thread gets to
+    // it: only the timeline's arrival is asserted there (`fed`).
+    assert!(started, "the engine followed the session's start");
     assert!((followed_tempo - 133.0).abs() < 0.5, "the engine followed the session's tempo: {followed_tempo}");
 }
 
