@@ -814,6 +814,28 @@ clock_out(true);
     assert!(snap.clock_out);
 }
 
+/// Device names are matched without regard to case, as ports are: one device
+/// however a set spells it, with one port and its latency.
+#[test]
+fn a_device_spelled_in_two_cases_is_one_device() {
+    let s = set(r#"
+midi_out("OP-XY", #{ latency_ms: 12 });
+channel(5, #{ midi_out: "op-xy", out_channel: 1 });
+channel(6, #{ midi_out: "Op-Xy", out_channel: 2 });
+"#);
+    assert_eq!(s.out_devices(), vec!["OP-XY".to_string()]);
+    assert_eq!(ch(&s, 5).kind, ChannelKind::External { device: "OP-XY".into(), channel: 1 });
+    assert_eq!(ch(&s, 6).kind, ChannelKind::External { device: "OP-XY".into(), channel: 2 });
+    assert_eq!(s.midi_outs.len(), 1);
+    let snap = jamrig::rig::build::build(&s, None).unwrap();
+    for (i, out) in [(4, 0), (5, 1)] {
+        assert_eq!(
+            snap.channels[i].unwrap().source,
+            jamrig::engine::snapshot::Source::External { port: 0, channel: out, latency_ms: 12.0 }
+        );
+    }
+}
+
 #[test]
 fn external_channel_mistakes_are_reported() {
     let d = eval_err(r#"channel(5, #{ midi_out: "op-xy", out_channel: 17 });"#);

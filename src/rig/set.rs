@@ -142,6 +142,19 @@ pub struct Set {
 }
 
 impl Set {
+    /// How the set already spells the MIDI output device `name` (the first
+    /// spelling seen, from an external channel or `midi_out`), or `name` itself:
+    /// device names are matched without regard to case, as ports are, so
+    /// `"OP-XY"` and `"op-xy"` are one device with one port.
+    pub fn device_spelling(&self, name: &str) -> String {
+        let same = |d: &str| d.to_lowercase() == name.to_lowercase();
+        let from_channels = self.channels.values().find_map(|spec| match &spec.kind {
+            ChannelKind::External { device, .. } if same(device) => Some(device.clone()),
+            _ => None,
+        });
+        from_channels.or_else(|| self.midi_outs.keys().find(|d| same(d)).cloned()).unwrap_or_else(|| name.to_string())
+    }
+
     /// The MIDI output devices its external channels name, in channel order,
     /// once each (each gets an output port of its own).
     pub fn out_devices(&self) -> Vec<String> {

@@ -900,7 +900,9 @@ pub fn register(engine: &mut Engine, state: &Shared) {
                 }
             }
         }
-        lock(&s).set.midi_outs.insert(device, latency as f32);
+        let mut st = lock(&s);
+        let device = st.set.device_spelling(&device);
+        st.set.midi_outs.insert(device, latency as f32);
         Ok(())
     });
 
@@ -912,7 +914,12 @@ pub fn register(engine: &mut Engine, state: &Shared) {
         let spec = if let Some(map) = what.clone().try_cast::<Map>()
             && map.contains_key("midi_out")
         {
-            external_channel(n, &map)?
+            let mut spec = external_channel(n, &map)?;
+            if let ChannelKind::External { device, channel } = &mut spec.kind {
+                *device = st.set.device_spelling(device);
+                spec.instrument = format!("midi out {device} ch{channel}");
+            }
+            spec
         } else if let Some(map) = what.clone().try_cast::<Map>() {
             if map.contains_key("soundfont") {
                 let mut spec = super::sampled::font_channel(&st, &map, false)?;
