@@ -19,6 +19,11 @@
 //!   itself under `unshare -rn`); a click on every beat for 60 s, each onset's
 //!   moment at the speaker against the time the peer gives its beat: mean and worst
 //!   error.
+//! - Start-up (`-- startup`): `jamrig play examples/set.rhai --no-repl` started
+//!   against a running server at periods 256 and 1024, five times each: the time
+//!   from the process's start to its audio ports, to its "playing" line, and to the
+//!   first non-zero sample the probe receives (the JACK frame time at the start
+//!   against the frame the sound reached the probe's input).
 //! - Control port (`--listen`): the round trip of requests sent one at a time
 //!   (paced under the port's rate limit) over OSC and TCP: an evaluated line, a
 //!   knob (`/jamrig/param`) and the same change as a REPL line; and the callback
@@ -293,11 +298,51 @@ fn control() {
     println!("{port}");
 }
 
+/// Start-up of `jamrig play` on JACK: see the module's comment.
+fn startup() {
+    for period in [256u32, 1024] {
+        let server = JackServer::start_with_period(server(), period);
+        let mut probe = Probe::open(&server.name);
+        let (mut ports_ms, mut line_ms, mut sound_ms) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let frames = probe.start_recording(4.0);
+            probe.wait_cycles(2, S(5));
+            let (t0, f0) = (std::time::Instant::now(), probe.frame_time());
+            let jam = Jamrig::start(&server.name, std::path::Path::new("examples/set.rhai"), &["--no-repl"]);
+            while probe.ports("^jamrig:out_[01]$").len() < 2 {
+                assert!(t0.elapsed() < S(10), "jamrig's audio ports did not appear");
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            ports_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            // Connected the moment jamrig's client is active, before its first cycle.
+            while !probe.try_connect_jamrig_audio() {
+                assert!(t0.elapsed() < S(10), "jamrig's audio ports could not be connected");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            jam.wait_started(S(10));
+            line_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            let rec = probe.finish(frames);
+            let first = rec.left.iter().zip(&rec.right).position(|(l, r)| l.abs().max(r.abs()) > 1e-6);
+            let first = first.expect("jamrig made a sound within the recording");
+            let at = rec.start.wrapping_add(first as u32).wrapping_sub(f0);
+            sound_ms.push(at as f64 * 1e3 / SAMPLE_RATE as f64);
+            drop(jam);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        println!(
+            "start-up at period {period}: audio ports {}; \"playing\" line {}; first sound at the probe {}",
+            spread(ports_ms),
+            spread(line_ms),
+            spread(sound_ms)
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let long = args.iter().position(|a| a == "--long").and_then(|i| args.get(i + 1)).map_or(60, |v| v.parse().unwrap());
     let which: Vec<&String> =
-        args.iter().filter(|a| ["latency", "cpu", "link", "control"].contains(&a.as_str())).collect();
+        args.iter().filter(|a| ["latency", "cpu", "link", "control", "startup"].contains(&a.as_str())).collect();
     let run = |name: &str| which.is_empty() || which.iter().any(|w| *w == name);
     let _serial = serial();
     if run("latency") {
@@ -311,5 +356,8 @@ fn main() {
     }
     if run("control") {
         control();
+    }
+    if run("startup") {
+        startup();
     }
 }

@@ -64,12 +64,16 @@ fn describe(d: &cpal::Device) -> String {
 
 /// The hosts to look for devices in: a running JACK server first (with the `jack`
 /// feature), then the platform's default.
-fn hosts() -> Vec<cpal::Host> {
+///
+/// Each host is opened only when the one before it has been tried: opening one
+/// costs tens of milliseconds (cpal's JACK host opens two clients of the server,
+/// ALSA reads its configuration), paid before the first sound.
+fn hosts() -> impl Iterator<Item = cpal::Host> {
     #[cfg(feature = "jack")]
-    let jack = cpal::host_from_id(cpal::HostId::Jack).ok();
+    let jack = std::iter::once_with(|| cpal::host_from_id(cpal::HostId::Jack).ok()).flatten();
     #[cfg(not(feature = "jack"))]
-    let jack: Option<cpal::Host> = None;
-    jack.into_iter().chain(std::iter::once(cpal::default_host())).collect()
+    let jack = std::iter::empty::<cpal::Host>();
+    jack.chain(std::iter::once_with(cpal::default_host))
 }
 
 /// Whether `d` plays sound: cpal lists a JACK server's input beside its output,
@@ -213,9 +217,9 @@ pub fn choose(name: Option<&str>, buffer: u32) -> Result<Chosen, AudioError> {
         None => (None, None),
     };
     let mut device = None;
-    let candidates: Vec<cpal::Host> = match only_host {
-        Some(id) => cpal::host_from_id(id).into_iter().collect(),
-        None => hosts(),
+    let candidates: Box<dyn Iterator<Item = cpal::Host>> = match only_host {
+        Some(id) => Box::new(cpal::host_from_id(id).into_iter()),
+        None => Box::new(hosts()),
     };
     for host in candidates {
         let found = match name {

@@ -402,6 +402,10 @@ fn apply_sync(set: &mut Set, sync: Option<SyncMode>) {
     }
 }
 
+/// The sample rate most audio servers run at: the tables for it are built before
+/// the device is known (at another rate they are built again once it is).
+const USUAL_SAMPLE_RATE: u32 = 48_000;
+
 impl Live {
     /// Evaluates the set, opens the audio device and MIDI input, starts watching.
     pub fn start(
@@ -410,6 +414,12 @@ impl Live {
         tx: Sender<Msg>,
         handles: Arc<Mutex<Option<Handles>>>,
     ) -> Result<Live, StartError> {
+        // Choosing the device (mostly waiting on the audio server) and building the
+        // tables at the usual rate (48 kHz) run while the set is evaluated: all three
+        // come before the first sound.
+        let (device, buffer) = (opts.device.clone(), opts.buffer);
+        let chooser = std::thread::spawn(move || audio::choose(device.as_deref(), buffer));
+        let usual_tables = std::thread::spawn(|| Tables::new(USUAL_SAMPLE_RATE as f32));
         let mut host = ScriptHost::new().map_err(StartError::Script)?;
         host.allow_folders(&opts.samples);
         let mut session = Session::open(host, &opts.set).map_err(StartError::Script)?;
@@ -424,12 +434,15 @@ impl Live {
             None => None,
         };
         session.set_clock_out_override(opts.clock_out.then_some(true));
-        let chosen = audio::choose(opts.device.as_deref(), opts.buffer)?;
+        let chosen = chooser.join().unwrap_or_else(|_| audio::choose(opts.device.as_deref(), opts.buffer))?;
         if let Some(note) = &chosen.buffer_note {
             say(&out, note);
         }
         let sample_rate = chosen.sample_rate();
-        let tables = Arc::new(Tables::new(sample_rate as f32));
+        let tables = match usual_tables.join() {
+            Ok(t) if sample_rate == USUAL_SAMPLE_RATE => Arc::new(t),
+            _ => Arc::new(Tables::new(sample_rate as f32)),
+        };
         let mut set = session.set().clone();
         apply_sync(&mut set, opts.sync);
         // Each device the set names has its output port from the start.

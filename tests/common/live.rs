@@ -748,6 +748,12 @@ impl Probe {
         self.stall_ms.store(ms, Ordering::Release);
     }
 
+    /// The server's frame time now (an estimate between cycles), on the same
+    /// line as [`Capture::start`].
+    pub fn frame_time(&self) -> u32 {
+        self.client().frame_time()
+    }
+
     /// Ports matching a JACK port-name regex.
     pub fn ports(&self, pattern: &str) -> Vec<String> {
         self.client().ports(Some(pattern), None, jack::PortFlags::empty())
@@ -834,6 +840,16 @@ impl Probe {
     pub fn connect_ports(&self, from: &str, to: &str) {
         self.client().connect_ports_by_name(from, to).unwrap_or_else(|e| panic!("connect {from} -> {to}: {e}"));
         self.wait_cycles(2, Duration::from_secs(5));
+    }
+
+    /// Tries to connect jamrig's audio outputs to the probe's inputs now: false
+    /// while they are not there or jamrig's client is not active yet.
+    pub fn try_connect_jamrig_audio(&self) -> bool {
+        let c = self.client();
+        ["jamrig:out_0", "jamrig:out_1"].iter().zip(&self.inputs).all(|(from, to)| {
+            c.connect_ports_by_name(from, to).is_ok()
+                || c.port_by_name(from).is_some_and(|p| p.is_connected_to(to).unwrap_or(false))
+        })
     }
 
     /// Connects `port` (an output of another client) to the probe's MIDI input.
