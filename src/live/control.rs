@@ -572,7 +572,12 @@ impl Live {
                 line
             }
             Err(e) => {
-                let wait = if live.opts.port.is_some() { "; it will be attached when it appears" } else { "" };
+                // Without MIDI at all (no ALSA sequencer, no JACK server), no port appears.
+                let wait = if live.opts.port.is_some() && midi::unavailable().is_none() {
+                    "; it will be attached when it appears"
+                } else {
+                    ""
+                };
                 match live.midi_own_port() {
                     Ok(m) => {
                         let line = format!("MIDI in: {e}{wait}; listening on {}", m.port);
@@ -1311,10 +1316,7 @@ impl Live {
                 let ins = midi::list_inputs();
                 let mut s = String::from("MIDI inputs:\n");
                 if ins.is_empty() {
-                    match midi::unavailable() {
-                        Some(why) => s.push_str(&format!("  (none: {why})\n")),
-                        None => s.push_str("  (none)\n"),
-                    }
+                    s.push_str(&midi::no_ports_line());
                 }
                 for (i, p) in ins.iter().enumerate() {
                     let mark = if self.midi.as_ref().is_some_and(|m| &m.port == p) { " (in use)" } else { "" };
@@ -1323,7 +1325,7 @@ impl Live {
                 s.push_str("MIDI outputs:\n");
                 let outs = midi::list_outputs();
                 if outs.is_empty() {
-                    s.push_str("  (none)\n");
+                    s.push_str(&midi::no_ports_line());
                 }
                 let mut connected = self.midi.as_ref().map(|m| m.out_connections()).unwrap_or_default();
                 for d in lock_devices(&self.midi_out).all() {
@@ -1593,9 +1595,10 @@ impl Live {
         s.push_str(&self.out_line());
         s.push_str(&match &self.midi {
             Some(m) => format!("MIDI in: {}\n", m.port),
-            None => match &self.midi_wanted {
-                Some(w) => format!("MIDI in: none (waiting for \"{w}\")\n"),
-                None => "MIDI in: none\n".to_string(),
+            None => match (&self.midi_wanted, midi::unavailable()) {
+                (_, Some(why)) => format!("MIDI in: none ({why})\n"),
+                (Some(w), None) => format!("MIDI in: none (waiting for \"{w}\")\n"),
+                (None, None) => "MIDI in: none\n".to_string(),
             },
         });
         let rows: Vec<ChannelRow> = (0..MAX_CHANNELS)

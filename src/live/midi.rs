@@ -854,6 +854,15 @@ mod jack_in {
     }
 }
 
+/// What a list of MIDI ports shows when it is empty: `  (none)`, with the reason
+/// when MIDI itself is unavailable.
+pub fn no_ports_line() -> String {
+    match unavailable() {
+        Some(why) => format!("  (none: {why})\n"),
+        None => "  (none)\n".to_string(),
+    }
+}
+
 /// The ALSA sequencer's device: without it there is no MIDI through ALSA.
 pub const SEQ_DEVICE: &str = "/dev/snd/seq";
 

@@ -182,10 +182,7 @@ pub fn ports() -> String {
     for (title, ports) in [("MIDI inputs", midi::list_inputs()), ("MIDI outputs", midi::list_outputs())] {
         s.push_str(&format!("{title}:\n"));
         if ports.is_empty() {
-            match midi::unavailable() {
-                Some(why) => s.push_str(&format!("  (none: {why})\n")),
-                None => s.push_str("  (none)\n"),
-            }
+            s.push_str(&midi::no_ports_line());
         }
         for (i, p) in ports.iter().enumerate() {
             s.push_str(&format!("  {i}: {p}\n"));
