@@ -182,7 +182,7 @@ fn two_render_threads_play_notes_at_their_pitch_and_the_worker_renders() {
         status.iter().find(|l| l.starts_with("render: ")).unwrap_or_else(|| panic!("no render line: {status:#?}"));
     let items: u64 = render
         .split(", ")
-        .find_map(|p| p.strip_suffix(" items rendered by workers"))
+        .find_map(|p| p.strip_suffix(" items rendered by workers").or(p.strip_suffix(" item rendered by workers")))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no count of items in the render line: {render}"));
     assert!(items > 0, "the worker rendered nothing: {render}");
