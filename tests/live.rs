@@ -1185,34 +1185,30 @@ impl Pty {
     }
 }
 
-/// Regression (issue 13, item 4): with the REPL on a terminal, SIGTERM printed
-/// "stopped" and wrote the capture, but the process lived on until Enter was
-/// pressed. It now exits at once, and the terminal is as it was (canonical mode
-/// and echo back on).
-#[test]
-fn sigterm_with_the_repl_on_a_terminal_exits_at_once_and_restores_it() {
+/// Starts `program args...` in a new session whose controlling terminal is `pty`
+/// (its stdin, stdout and stderr), with jamrig's environment for `server` and its
+/// history under `home`. Returns the child and what it writes to the terminal,
+/// collected as it comes.
+fn spawn_on_pty(
+    pty: &Pty,
+    program: &str,
+    args: &[&std::ffi::OsStr],
+    server: &str,
+    home: &Path,
+) -> (std::process::Child, Arc<Mutex<String>>) {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
-    let _serial = serial();
-    let server = JackServer::start(server());
-    let dir = tempfile::tempdir().unwrap();
-    let set = dir.path().join("set.rhai");
-    std::fs::write(&set, SINE_SET).unwrap();
-    let pty = Pty::open();
-    let before = pty.lflag();
-    assert!(before & libc::ICANON != 0 && before & libc::ECHO != 0, "a fresh terminal is canonical with echo");
-    let mut child = unsafe {
-        std::process::Command::new(env!("CARGO_BIN_EXE_jamrig"))
-            .arg("play")
-            .arg(&set)
-            .env("JACK_DEFAULT_SERVER", &server.name)
+    // SAFETY: pre_exec runs only async-signal-safe calls (setsid, ioctl).
+    let child = unsafe {
+        std::process::Command::new(program)
+            .args(args)
+            .env("JACK_DEFAULT_SERVER", server)
             .env("JACK_NO_AUDIO_RESERVATION", "1")
-            .env("XDG_DATA_HOME", dir.path())
+            .env("XDG_DATA_HOME", home)
             .env("TERM", "xterm")
             .stdin(pty.slave.try_clone().unwrap())
             .stdout(pty.slave.try_clone().unwrap())
             .stderr(pty.slave.try_clone().unwrap())
-            // The terminal is jamrig's controlling terminal, jamrig in its foreground.
             .pre_exec(|| {
                 if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
@@ -1220,7 +1216,7 @@ fn sigterm_with_the_repl_on_a_terminal_exits_at_once_and_restores_it() {
                 Ok(())
             })
             .spawn()
-            .expect("jamrig starts")
+            .unwrap_or_else(|e| panic!("{program} does not start: {e}"))
     };
     let seen = Arc::new(Mutex::new(String::new()));
     {
@@ -1235,6 +1231,26 @@ fn sigterm_with_the_repl_on_a_terminal_exits_at_once_and_restores_it() {
             }
         });
     }
+    (child, seen)
+}
+
+/// Regression (issue 13, item 4): with the REPL on a terminal, SIGTERM printed
+/// "stopped" and wrote the capture, but the process lived on until Enter was
+/// pressed. It now exits at once, and the terminal is as it was (canonical mode
+/// and echo back on).
+#[test]
+fn sigterm_with_the_repl_on_a_terminal_exits_at_once_and_restores_it() {
+    let _serial = serial();
+    let server = JackServer::start(server());
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set.rhai");
+    std::fs::write(&set, SINE_SET).unwrap();
+    let pty = Pty::open();
+    let before = pty.lflag();
+    assert!(before & libc::ICANON != 0 && before & libc::ECHO != 0, "a fresh terminal is canonical with echo");
+    // The terminal is jamrig's controlling terminal, jamrig in its foreground.
+    let (mut child, seen) =
+        spawn_on_pty(&pty, env!("CARGO_BIN_EXE_jamrig"), &["play".as_ref(), set.as_os_str()], &server.name, dir.path());
     let t0 = Instant::now();
     while !seen.lock().unwrap().contains("jamrig> ") {
         assert!(t0.elapsed() < S(20), "no prompt on the terminal:\n{}", seen.lock().unwrap());
@@ -1468,8 +1484,6 @@ fn program_changes_and_knobs_show_in_status_save_and_reload_lines() {
 /// at SIGTERM.
 #[test]
 fn in_the_background_of_a_terminal_it_plays_and_exits_at_sigterm() {
-    use std::io::Read;
-    use std::os::unix::process::CommandExt;
     let _serial = serial();
     let server = JackServer::start(server());
     let dir = tempfile::tempdir().unwrap();
@@ -1477,40 +1491,9 @@ fn in_the_background_of_a_terminal_it_plays_and_exits_at_sigterm() {
     std::fs::write(&set, SINE_SET).unwrap();
     let pty = Pty::open();
     // A shell with job control on the terminal runs jamrig in the background.
-    let mut shell = unsafe {
-        std::process::Command::new("bash")
-            .args(["-c", "set -m; \"$0\" play \"$1\" & echo \"pid $!\"; wait $!; echo \"exit $?\""])
-            .arg(env!("CARGO_BIN_EXE_jamrig"))
-            .arg(&set)
-            .env("JACK_DEFAULT_SERVER", &server.name)
-            .env("JACK_NO_AUDIO_RESERVATION", "1")
-            .env("XDG_DATA_HOME", dir.path())
-            .env("TERM", "xterm")
-            .stdin(pty.slave.try_clone().unwrap())
-            .stdout(pty.slave.try_clone().unwrap())
-            .stderr(pty.slave.try_clone().unwrap())
-            .pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            })
-            .spawn()
-            .expect("bash starts")
-    };
-    let seen = Arc::new(Mutex::new(String::new()));
-    {
-        let (mut master, seen) = (pty.master.try_clone().unwrap(), seen.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = master.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                seen.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-    }
+    let script = "set -m; \"$0\" play \"$1\" & echo \"pid $!\"; wait $!; echo \"exit $?\"";
+    let args = ["-c".as_ref(), script.as_ref(), env!("CARGO_BIN_EXE_jamrig").as_ref(), set.as_os_str()];
+    let (mut shell, seen) = spawn_on_pty(&pty, "bash", &args, &server.name, dir.path());
     let wait_for = |what: &str, timeout: Duration| {
         let t0 = Instant::now();
         while !seen.lock().unwrap().contains(what) {
