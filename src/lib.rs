@@ -21,4 +21,5 @@ pub mod rig;
 pub mod samples;
 pub mod script;
 pub mod tables;
+pub mod text;
 pub mod theory;

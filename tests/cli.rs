@@ -749,3 +749,20 @@ fn audition_suggests_names_and_rejects_bad_notes() {
     let o = jamrig(&["audition", "piano", "--note", "H2", "-o", "/dev/null"]);
     assert!(!o.status.success() && stderr(&o).contains("not a note"), "{}", stderr(&o));
 }
+
+/// Regressions (issue 13, item 1 and minor): `jamrig play --help` claimed that
+/// JACK always sets its own buffer, and a buffer size out of range did not say
+/// how to give one. `--help` says that the nearest size the device takes is used,
+/// and the error names `--buffer <FRAMES>` and the range.
+#[test]
+fn play_help_and_errors_tell_how_the_buffer_is_chosen() {
+    let help = stdout(&jamrig(&["play", "--help"]));
+    let line =
+        help.lines().find(|l| l.trim_start().starts_with("--buffer <FRAMES>")).unwrap_or_else(|| panic!("{help}"));
+    assert!(line.contains("the nearest it takes is used") && line.contains("[default: 128]"), "{line}");
+    assert!(!help.to_lowercase().contains("sets its own buffer"), "{help}");
+    let o = jamrig(&["play", "examples/set.rhai", "--buffer", "8"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("'--buffer <FRAMES>'") && err.contains("16..=16384"), "{err}");
+}

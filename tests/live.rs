@@ -182,7 +182,7 @@ fn two_render_threads_play_notes_at_their_pitch_and_the_worker_renders() {
         status.iter().find(|l| l.starts_with("render: ")).unwrap_or_else(|| panic!("no render line: {status:#?}"));
     let items: u64 = render
         .split(", ")
-        .find_map(|p| p.strip_suffix(" items rendered by workers"))
+        .find_map(|p| p.strip_suffix(" items rendered by workers").or(p.strip_suffix(" item rendered by workers")))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no count of items in the render line: {render}"));
     assert!(items > 0, "the worker rendered nothing: {render}");
@@ -1040,21 +1040,22 @@ fn audition_plays_through_alsa_at_any_server_period() {
     }
 }
 
-/// A held A3 on channel 1, its level, its pitch and its share of energy above
-/// 2 kHz, after `settle`.
-fn held_a3(r: &mut Rig, settle: Duration) -> (f32, f64, f64) {
+/// A held A3 on channel 1, after `settle`: its level, its pitch, its share of
+/// energy above 2 kHz, and how much louder the left output is than the right (dB).
+fn held_a3(r: &mut Rig, settle: Duration) -> (f32, f64, f64, f64) {
     r.probe.send_now(&[0x90, 57, 100]);
     std::thread::sleep(settle);
-    let x = r.probe.record(1.0).mono();
-    (rms(&x), peak_freq(&x, SR, 150.0, 400.0), energy_above(&x, 2000.0))
+    let c = r.probe.record(1.0);
+    let x = c.mono();
+    (rms(&x), peak_freq(&x, SR, 150.0, 400.0), energy_above(&x, 2000.0), (db(rms(&c.left)) - db(rms(&c.right))) as f64)
 }
 
 /// Regression (issue 13, item 2): after the JACK server restarted, a channel
 /// turned down with CC7 and switched to a flute by program change came back as
 /// the set's saw, 25 dB louder, and a knob-closed filter reopened. What MIDI set
 /// (a knob, CC7, CC10, CC11, a program change, pitch bend, the pedal) now goes on
-/// in the rebuilt engine: the same level, pitch and tone, and the pedal still
-/// holds a released note. At periods 128, 256 and 1024.
+/// in the rebuilt engine: the same level, pitch, tone and stereo balance (pan),
+/// and the pedal still holds a released note. At periods 128, 256 and 1024.
 #[test]
 fn midi_state_survives_an_audio_device_restart() {
     let _serial = serial();
@@ -1062,7 +1063,7 @@ fn midi_state_survives_an_audio_device_restart() {
         "tempo(120);\nchannel(1, #{ synth: \"saw\", envelope: \"organ\" });\ncc(74, \"lowpass\", 200.0, 8000.0, 1);\n";
     for period in PERIODS {
         let mut r = Rig::start_at(set, period, Via::Jack, &[]);
-        let (loud, _, bright) = held_a3(&mut r, MS(300));
+        let (loud, _, bright, centred) = held_a3(&mut r, MS(300));
         r.probe.send_now(&[0x80, 57, 0]);
         // Program 73 (flute), volume 64, pan 30, expression 90, the filter knob
         // half closed, bend up a whole tone (+2 semitones), pedal down.
@@ -1077,7 +1078,15 @@ fn midi_state_survives_an_audio_device_restart() {
         ]);
         std::thread::sleep(MS(300));
         let settle = MS(400) + Duration::from_secs_f64(4.0 * period as f64 / SR);
-        let (level, pitch, tone) = held_a3(&mut r, settle);
+        let (level, pitch, tone, balance) = held_a3(&mut r, settle);
+        // Pan 30 of 127 is left of centre (constant power: about 8 dB).
+        assert!(
+            centred.abs() < 1.0 && balance > 4.0,
+            "at {period}: CC10 did not pan the channel left (balance {centred:.1} dB -> {balance:.1} dB; level {:.1} -> {:.1} dB, pitch {pitch:.2} Hz)\n{}",
+            db(loud),
+            db(level),
+            r.jam.transcript()
+        );
         let b3 = 220.0 * 2f64.powf(2.0 / 12.0 * 8191.0 / 8192.0);
         // A flute's breath moves the measured pitch by a few cents; a lost bend is 200.
         assert!(cents(pitch, b3).abs() < 10.0, "at {period}: bent A3 plays {pitch:.2} Hz, expected {b3:.2}");
@@ -1094,9 +1103,9 @@ fn midi_state_survives_an_audio_device_restart() {
         r.probe.connect_jamrig_audio(S(5));
         let port = r.probe.midi_port.clone();
         r.jam.expect_line(from, S(4), "re-attaching the MIDI port", |l| l == format!("MIDI in: {port}"));
-        let (level2, pitch2, tone2) = held_a3(&mut r, settle);
+        let (level2, pitch2, tone2, balance2) = held_a3(&mut r, settle);
         println!(
-            "period {period}: level {:.1} dB before the restart, {:.1} dB after (the set's saw: {:.1} dB); pitch {pitch:.2} -> {pitch2:.2} Hz; energy above 2 kHz {:.1} -> {:.1} dB",
+            "period {period}: level {:.1} dB before the restart, {:.1} dB after (the set's saw: {:.1} dB); pitch {pitch:.2} -> {pitch2:.2} Hz; energy above 2 kHz {:.1} -> {:.1} dB; left over right {balance:.1} -> {balance2:.1} dB",
             db(level),
             db(level2),
             db(loud),
@@ -1104,6 +1113,10 @@ fn midi_state_survives_an_audio_device_restart() {
             10.0 * tone2.log10()
         );
         assert!((db(level2) - db(level)).abs() < 1.5, "at {period}: level {:.1} dB -> {:.1} dB", db(level), db(level2));
+        assert!(
+            (balance2 - balance).abs() < 1.0,
+            "at {period}: the pan moved with the restart (left over right {balance:.1} dB -> {balance2:.1} dB)"
+        );
         assert!(cents(pitch2, b3).abs() < 10.0, "at {period}: after the restart A3 plays {pitch2:.2} Hz (bend lost?)");
         // The flute behind a half-closed filter has next to nothing above 2 kHz
         // (its breath noise moves that share by a few dB); the set's saw has much.
@@ -1172,34 +1185,30 @@ impl Pty {
     }
 }
 
-/// Regression (issue 13, item 4): with the REPL on a terminal, SIGTERM printed
-/// "stopped" and wrote the capture, but the process lived on until Enter was
-/// pressed. It now exits at once, and the terminal is as it was (canonical mode
-/// and echo back on).
-#[test]
-fn sigterm_with_the_repl_on_a_terminal_exits_at_once_and_restores_it() {
+/// Starts `program args...` in a new session whose controlling terminal is `pty`
+/// (its stdin, stdout and stderr), with jamrig's environment for `server` and its
+/// history under `home`. Returns the child and what it writes to the terminal,
+/// collected as it comes.
+fn spawn_on_pty(
+    pty: &Pty,
+    program: &str,
+    args: &[&std::ffi::OsStr],
+    server: &str,
+    home: &Path,
+) -> (std::process::Child, Arc<Mutex<String>>) {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
-    let _serial = serial();
-    let server = JackServer::start(server());
-    let dir = tempfile::tempdir().unwrap();
-    let set = dir.path().join("set.rhai");
-    std::fs::write(&set, SINE_SET).unwrap();
-    let pty = Pty::open();
-    let before = pty.lflag();
-    assert!(before & libc::ICANON != 0 && before & libc::ECHO != 0, "a fresh terminal is canonical with echo");
-    let mut child = unsafe {
-        std::process::Command::new(env!("CARGO_BIN_EXE_jamrig"))
-            .arg("play")
-            .arg(&set)
-            .env("JACK_DEFAULT_SERVER", &server.name)
+    // SAFETY: pre_exec runs only async-signal-safe calls (setsid, ioctl).
+    let child = unsafe {
+        std::process::Command::new(program)
+            .args(args)
+            .env("JACK_DEFAULT_SERVER", server)
             .env("JACK_NO_AUDIO_RESERVATION", "1")
-            .env("XDG_DATA_HOME", dir.path())
+            .env("XDG_DATA_HOME", home)
             .env("TERM", "xterm")
             .stdin(pty.slave.try_clone().unwrap())
             .stdout(pty.slave.try_clone().unwrap())
             .stderr(pty.slave.try_clone().unwrap())
-            // The terminal is jamrig's controlling terminal, jamrig in its foreground.
             .pre_exec(|| {
                 if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
@@ -1207,7 +1216,7 @@ fn sigterm_with_the_repl_on_a_terminal_exits_at_once_and_restores_it() {
                 Ok(())
             })
             .spawn()
-            .expect("jamrig starts")
+            .unwrap_or_else(|e| panic!("{program} does not start: {e}"))
     };
     let seen = Arc::new(Mutex::new(String::new()));
     {
@@ -1222,6 +1231,26 @@ fn sigterm_with_the_repl_on_a_terminal_exits_at_once_and_restores_it() {
             }
         });
     }
+    (child, seen)
+}
+
+/// Regression (issue 13, item 4): with the REPL on a terminal, SIGTERM printed
+/// "stopped" and wrote the capture, but the process lived on until Enter was
+/// pressed. It now exits at once, and the terminal is as it was (canonical mode
+/// and echo back on).
+#[test]
+fn sigterm_with_the_repl_on_a_terminal_exits_at_once_and_restores_it() {
+    let _serial = serial();
+    let server = JackServer::start(server());
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set.rhai");
+    std::fs::write(&set, SINE_SET).unwrap();
+    let pty = Pty::open();
+    let before = pty.lflag();
+    assert!(before & libc::ICANON != 0 && before & libc::ECHO != 0, "a fresh terminal is canonical with echo");
+    // The terminal is jamrig's controlling terminal, jamrig in its foreground.
+    let (mut child, seen) =
+        spawn_on_pty(&pty, env!("CARGO_BIN_EXE_jamrig"), &["play".as_ref(), set.as_os_str()], &server.name, dir.path());
     let t0 = Instant::now();
     while !seen.lock().unwrap().contains("jamrig> ") {
         assert!(t0.elapsed() < S(20), "no prompt on the terminal:\n{}", seen.lock().unwrap());
@@ -1408,4 +1437,99 @@ fn a_device_that_does_not_keep_time_is_refused() {
     assert_eq!(status.code(), Some(3), "stdout: {out}\nstderr: {err}");
     assert!(err.contains("does not keep time") && err.contains("--device"), "{err}");
     assert!(!out.contains("playing "), "{out}");
+}
+
+/// Regressions (issue 13, minor): `:status` showed the set's instrument on a
+/// channel that a MIDI program change had switched, and a reload line started
+/// from the file's old value when a knob had moved the parameter ("lowpass 800 ->
+/// 900" with the knob at 200). `:status` shows the program's instrument (from the
+/// set's `gm_program`, which overrides General MIDI's flute for 73), `:save`
+/// keeps it and the knob's position, and the reload line starts from the value
+/// heard.
+#[test]
+fn program_changes_and_knobs_show_in_status_save_and_reload_lines() {
+    let _serial = serial();
+    let set = |cut: u32| {
+        format!(
+            "tempo(120);\ngm_program(73, \"organ\");\nchannel(1, #{{ synth: \"saw\", envelope: \"organ\", lowpass: {cut} }});\ncc(74, \"lowpass\", 200.0, 8000.0, 1);\n"
+        )
+    };
+    let mut r = Rig::start(&set(800), &[]);
+    r.probe.send(&[(0, &[0xC0, 73][..]), (0, &[0xB0, 74, 0])]);
+    let t0 = Instant::now();
+    let line = loop {
+        let (_, line) = r.jam.command(":status", S(5), |l| l.starts_with("  ch1 "));
+        if line.contains("(program 73)") || t0.elapsed() > S(3) {
+            break line;
+        }
+        std::thread::sleep(MS(100));
+    };
+    assert!(line.starts_with("  ch1  organ (program 73) "), ":status after the program change: {line}");
+    let saved = r.set.with_file_name("saved.rhai");
+    r.jam.command(&format!(":save {}", saved.display()), S(5), |l| l.starts_with("saved the live rig"));
+    let text = std::fs::read_to_string(&saved).expect("the saved set");
+    let ch1 = text.lines().find(|l| l.starts_with("channel(1, ")).unwrap_or_else(|| panic!("no channel 1:\n{text}"));
+    assert!(ch1.starts_with("channel(1, \"organ\"") && ch1.contains("lowpass: 200.0"), "{ch1}");
+
+    let from = r.jam.out.len();
+    save_like_an_editor(&r.set, &set(900));
+    let (_, _, line) = r.jam.expect_line(from, S(5), "`reloaded ...`", |l| l.starts_with("reloaded"));
+    assert!(line.contains(": ch1 lowpass 200 -> 900"), "the reload line does not start from the knob's value: {line}");
+}
+
+/// Regression (issue 13, minor): `jamrig play set.rhai &` from a shell with job
+/// control said it played without a REPL, but on its way out it put the
+/// terminal's modes back from the background, and the terminal stopped it
+/// (SIGTTOU: "Stopped", never "Done"). It plays, hints at `--no-repl`, and exits
+/// at SIGTERM.
+#[test]
+fn in_the_background_of_a_terminal_it_plays_and_exits_at_sigterm() {
+    let _serial = serial();
+    let server = JackServer::start(server());
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set.rhai");
+    std::fs::write(&set, SINE_SET).unwrap();
+    let pty = Pty::open();
+    // A shell with job control on the terminal runs jamrig in the background.
+    let script = "set -m; \"$0\" play \"$1\" & echo \"pid $!\"; wait $!; echo \"exit $?\"";
+    let args = ["-c".as_ref(), script.as_ref(), env!("CARGO_BIN_EXE_jamrig").as_ref(), set.as_os_str()];
+    let (mut shell, seen) = spawn_on_pty(&pty, "bash", &args, &server.name, dir.path());
+    let wait_for = |what: &str, timeout: Duration| {
+        let t0 = Instant::now();
+        while !seen.lock().unwrap().contains(what) {
+            if t0.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(MS(20));
+        }
+        true
+    };
+    let started = wait_for("playing ", S(20));
+    let text = seen.lock().unwrap().clone();
+    let pid: Option<u32> = text.lines().find_map(|l| l.trim().strip_prefix("pid ")).and_then(|p| p.trim().parse().ok());
+    let finish = |shell: &mut std::process::Child| {
+        if let Some(p) = pid {
+            let _ = std::process::Command::new("kill").args(["-KILL", &p.to_string()]).status();
+        }
+        let _ = shell.kill();
+        let _ = shell.wait();
+    };
+    if !started || pid.is_none() {
+        finish(&mut shell);
+        panic!("jamrig did not start in the background:\n{text}");
+    }
+    let pid = pid.unwrap();
+    let hint = "jamrig runs in the background of its terminal: playing without a REPL (--no-repl says so; SIGINT or SIGTERM stops)";
+    let hinted = wait_for(hint, S(2));
+    std::thread::sleep(MS(1000));
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = state.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let exited = wait_for("exit ", S(3));
+    let text = seen.lock().unwrap().clone();
+    finish(&mut shell);
+    assert!(hinted, "no hint at --no-repl:\n{text}");
+    assert!(matches!(state, Some('S' | 'R')), "jamrig is not running in the background (state {state:?}):\n{text}");
+    assert!(exited && text.contains("exit 0"), "jamrig did not exit at SIGTERM:\n{text}");
+    assert!(text.contains("stopped") && !text.contains("Stopped"), "{text}");
 }

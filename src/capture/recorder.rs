@@ -237,7 +237,13 @@ impl Recorder {
         channels.sort();
         channels.dedup();
         let chs: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
-        format!("{notes} notes, {} events on channels [{}], {seconds:.1} s", self.take.events.len(), chs.join(", "))
+        let on = if chs.len() == 1 { "channel" } else { "channels" };
+        format!(
+            "{}, {} on {on} [{}], {seconds:.1} s",
+            crate::text::plural(notes as u64, "note"),
+            crate::text::plural(self.take.events.len() as u64, "event"),
+            chs.join(", ")
+        )
     }
 }
 

@@ -671,3 +671,40 @@ pub fn play_buffer(chosen: &Chosen, samples: Vec<f32>) -> Result<(), AudioError>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue 13, item 1 and minor): a device that takes other buffer
+    /// sizes than the one asked for failed ("Buffer size 128 is not in the
+    /// supported range 256..=16384"). The nearest size it takes is used, and one
+    /// line says so.
+    #[test]
+    fn the_buffer_is_the_nearest_the_device_takes() {
+        assert_eq!(fit_buffer(128, Some((64, 4096)), "hw"), (128, None));
+        assert_eq!(fit_buffer(128, None, "hw"), (128, None));
+        assert_eq!(
+            fit_buffer(128, Some((256, 16384)), "default"),
+            (256, Some("audio buffer: 256 frames (default takes 256 to 16384 frames, not 128)".to_string()))
+        );
+        assert_eq!(
+            fit_buffer(128, Some((1024, 1024)), "JACK Output (JACK)"),
+            (1024, Some("audio buffer: 1024 frames (JACK Output (JACK) takes only 1024 frames, not 128)".to_string()))
+        );
+        assert_eq!(fit_buffer(9000, Some((16, 4096)), "hw").0, 4096);
+    }
+
+    /// Regression (issue 13, minor): an error that names a buffer size did not
+    /// say how to choose another. It names `--buffer FRAMES`; others are as they
+    /// came.
+    #[test]
+    fn a_buffer_size_error_names_the_option() {
+        let e = stream_failed("Buffer size 128 is not in the supported range 256..=16384");
+        assert_eq!(
+            e.to_string(),
+            "the audio device could not be opened: Buffer size 128 is not in the supported range 256..=16384; choose another with --buffer FRAMES"
+        );
+        assert_eq!(stream_failed("device busy").to_string(), "the audio device could not be opened: device busy");
+    }
+}

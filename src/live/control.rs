@@ -25,6 +25,7 @@ use crate::script::ScriptHost;
 use crate::script::diagnostic::Diagnostic;
 use crate::script::session::{Publish, Reload, Session};
 use crate::tables::Tables;
+use crate::text::plural;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crossbeam_queue::ArrayQueue;
 use std::cell::{Cell, RefCell};
@@ -131,7 +132,7 @@ fn render_threads_line(stats: &EngineStats) -> String {
     } else {
         format!("{rt} of {workers} workers at realtime priority (allow this user realtime scheduling for all)")
     };
-    format!("render: {threads} threads, {priority}")
+    format!("render: {}, {priority}", plural(threads.into(), "thread"))
 }
 
 /// The `render:` line of `:status`: threads, and how the work was shared out.
@@ -143,9 +144,9 @@ fn render_line(stats: &EngineStats) -> String {
     let shared = stats.parallel_ticks.load(Relaxed);
     let pct = if ticks > 0 { shared as f64 / ticks as f64 * 100.0 } else { 0.0 };
     format!(
-        "{}; {pct:.0}% of ticks shared out, {} items rendered by workers\n",
+        "{}; {pct:.0}% of ticks shared out, {} rendered by workers\n",
         render_threads_line(stats),
-        stats.worker_items.load(Relaxed)
+        plural(stats.worker_items.load(Relaxed), "item")
     )
 }
 
@@ -369,9 +370,57 @@ fn fmt_bpm(bpm: f64) -> String {
 const MIDI_OWNS_TRANSPORT: &str =
     "transport: follows the MIDI clock's source (start and stop it there; :sync internal to use :play/:stop)";
 
-/// "1 peer", "2 peers".
-fn plural(n: u64, what: &str) -> String {
-    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+/// The bar and beat (both from 1) at which a message logged at engine frame
+/// `frame` takes effect, as the log shows them (to a hundredth of a beat: a beat
+/// just short of a bar line is the next bar's first); `None` while stopped.
+fn log_position(
+    t: &crate::engine::TransportReading,
+    frame: u64,
+    sample_rate: f64,
+    beats_per_bar: f64,
+) -> Option<(u64, f64)> {
+    if !t.playing {
+        return None;
+    }
+    let beat = (t.beat + (frame as f64 - t.frame as f64) * t.bpm / (60.0 * sample_rate)).max(0.0);
+    let beat = (beat * 100.0).round() / 100.0;
+    let bar = (beat / beats_per_bar).floor();
+    Some((bar as u64 + 1, beat - bar * beats_per_bar + 1.0))
+}
+
+/// One channel's line of `:status`.
+struct ChannelRow {
+    /// From 1.
+    channel: u8,
+    instrument: String,
+    voices: u32,
+    /// The peak level since the last look (linear).
+    peak: f32,
+}
+
+/// What a channel plays: the set's instrument, or the one a program change chose
+/// (`(program, instrument)`).
+fn instrument_text(set_instrument: &str, program: Option<(u8, &str)>) -> String {
+    match program {
+        Some((p, name)) => format!("{name} (program {p})"),
+        None => set_instrument.to_string(),
+    }
+}
+
+/// The channel lines of `:status`, their columns lined up whatever the
+/// instruments' names.
+fn channel_rows(rows: &[ChannelRow]) -> String {
+    let width = rows.iter().map(|r| r.instrument.chars().count()).max().unwrap_or(0);
+    let mut s = String::new();
+    for r in rows {
+        let level = if r.peak > 0.0 { format!("{:6.1} dB", 20.0 * r.peak.log10()) } else { "  silent".to_string() };
+        let voices = if r.voices == 1 { "voice" } else { "voices" };
+        s.push_str(&format!(
+            "  ch{:<2} {:<width$}  {:>2} {voices:<6}  peak {level}\n",
+            r.channel, r.instrument, r.voices
+        ));
+    }
+    s
 }
 
 /// The channel (1..=16) and octave (0..=8) of `:keys [CH] [OCT]`, or what is wrong.
@@ -536,7 +585,12 @@ impl Live {
                 line
             }
             Err(e) => {
-                let wait = if live.opts.port.is_some() { "; it will be attached when it appears" } else { "" };
+                // Without MIDI at all (no ALSA sequencer, no JACK server), no port appears.
+                let wait = if live.opts.port.is_some() && midi::unavailable().is_none() {
+                    "; it will be attached when it appears"
+                } else {
+                    ""
+                };
                 match live.midi_own_port() {
                     Ok(m) => {
                         let line = format!("MIDI in: {e}{wait}; listening on {}", m.port);
@@ -770,8 +824,11 @@ impl Live {
         }
         let (now, t) = self.rec_clock();
         let lost = self.recorder.stop(&self.record_tap, now, t);
-        let lost =
-            if lost > 0 { format!(" ({lost} events lost: the recording queue was full)") } else { String::new() };
+        let lost = if lost > 0 {
+            format!(" ({} lost: the recording queue was full)", plural(lost, "event"))
+        } else {
+            String::new()
+        };
         self.say(&format!("recorded {}{lost}", self.recorder.summary()));
     }
 
@@ -869,11 +926,7 @@ impl Live {
         let bpb = self.session.set().beats_per_bar.max(1.0);
         let sr = self.sample_rate as f64;
         while let Some(r) = self.log.pop() {
-            let at = t.playing.then(|| {
-                let beat = (t.beat + (r.frame as f64 - t.frame as f64) * t.bpm / (60.0 * sr)).max(0.0);
-                ((beat / bpb).floor() as u64 + 1, beat % bpb + 1.0)
-            });
-            self.say(&midi::describe(&r, at));
+            self.say(&midi::describe(&r, log_position(&t, r.frame, sr, bpb)));
         }
     }
 
@@ -1276,10 +1329,7 @@ impl Live {
                 let ins = midi::list_inputs();
                 let mut s = String::from("MIDI inputs:\n");
                 if ins.is_empty() {
-                    match midi::unavailable() {
-                        Some(why) => s.push_str(&format!("  (none: {why})\n")),
-                        None => s.push_str("  (none)\n"),
-                    }
+                    s.push_str(&midi::no_ports_line());
                 }
                 for (i, p) in ins.iter().enumerate() {
                     let mark = if self.midi.as_ref().is_some_and(|m| &m.port == p) { " (in use)" } else { "" };
@@ -1288,7 +1338,7 @@ impl Live {
                 s.push_str("MIDI outputs:\n");
                 let outs = midi::list_outputs();
                 if outs.is_empty() {
-                    s.push_str("  (none)\n");
+                    s.push_str(&midi::no_ports_line());
                 }
                 let mut connected = self.midi.as_ref().map(|m| m.out_connections()).unwrap_or_default();
                 for d in lock_devices(&self.midi_out).all() {
@@ -1558,36 +1608,34 @@ impl Live {
         s.push_str(&self.out_line());
         s.push_str(&match &self.midi {
             Some(m) => format!("MIDI in: {}\n", m.port),
-            None => match &self.midi_wanted {
-                Some(w) => format!("MIDI in: none (waiting for \"{w}\")\n"),
-                None => "MIDI in: none\n".to_string(),
+            None => match (&self.midi_wanted, midi::unavailable()) {
+                (_, Some(why)) => format!("MIDI in: none ({why})\n"),
+                (Some(w), None) => format!("MIDI in: none (waiting for \"{w}\")\n"),
+                (None, None) => "MIDI in: none\n".to_string(),
             },
         });
-        for ch in 0..MAX_CHANNELS {
-            let Some(spec) = set.channels.get(&(ch as u8 + 1)) else { continue };
-            let peak = stats.take_peak(ch);
-            let level = if peak > 0.0 { format!("{:6.1} dB", 20.0 * peak.log10()) } else { "  silent".to_string() };
-            // A program change shows what the channel plays now.
-            let instrument = match stats.program_of(ch).and_then(|p| set.programs.get(&p).map(|s| (p, s))) {
-                Some((p, prog)) => format!("{} (program {p})", prog.instrument),
-                None => spec.instrument.clone(),
-            };
-            let voices = stats.voices[ch].load(Relaxed);
-            s.push_str(&format!(
-                "  ch{:<2} {instrument:<30} {:>2} {:<6}  peak {level}\n",
-                ch + 1,
-                voices,
-                if voices == 1 { "voice" } else { "voices" }
-            ));
-        }
+        let rows: Vec<ChannelRow> = (0..MAX_CHANNELS)
+            .filter_map(|ch| {
+                let spec = set.channels.get(&(ch as u8 + 1))?;
+                // A program change shows what the channel plays now.
+                let program = stats.program_of(ch).and_then(|p| set.programs.get(&p).map(|s| (p, s)));
+                Some(ChannelRow {
+                    channel: ch as u8 + 1,
+                    instrument: instrument_text(&spec.instrument, program.map(|(p, s)| (p, s.instrument.as_str()))),
+                    voices: stats.voices[ch].load(Relaxed),
+                    peak: stats.take_peak(ch),
+                })
+            })
+            .collect();
+        s.push_str(&channel_rows(&rows));
         if let Some(l) = &self.listener {
             s.push_str(&l.stats().line(l.addr));
             s.push('\n');
         }
         if let Some(m) = crate::rig::describe::sample_memory(set) {
             s.push_str(&format!(
-                "{m}; the engine holds {} sample banks{}\n",
-                stats.banks_held.load(Relaxed),
+                "{m}; the engine holds {}{}\n",
+                plural(stats.banks_held.load(Relaxed) as u64, "sample bank"),
                 match stats.banks_overflow.load(Relaxed) {
                     0 => String::new(),
                     n => format!(" ({n} found no slot and are silent)"),
@@ -1595,11 +1643,11 @@ impl Live {
             ));
         }
         s.push_str(&format!(
-            "events: {} dropped (queue full), {} late, {} overflowed, {} pattern hits skipped; voices stolen {}, cut {}, without a delay line {}; faults {}",
+            "events: {} dropped (queue full), {} late, {} overflowed, {} skipped; voices stolen {}, cut {}, without a delay line {}; faults {}",
             stats.events_dropped.load(Relaxed),
             stats.events_late.load(Relaxed),
             stats.events_overflow.load(Relaxed),
-            stats.hits_overflow.load(Relaxed),
+            plural(stats.hits_overflow.load(Relaxed), "pattern hit"),
             stats.voices_stolen.load(Relaxed),
             stats.voices_cut.load(Relaxed),
             stats.lines_missed.load(Relaxed),
@@ -1755,5 +1803,95 @@ impl Live {
             }
         }
         part
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::TransportReading;
+
+    /// The column where each line's text starts after its first `width` columns
+    /// of name and the spaces that follow.
+    fn text_column(line: &str, name_end: usize) -> usize {
+        name_end + line[name_end..].chars().take_while(|c| *c == ' ').count()
+    }
+
+    /// Regression (issue 13, minor): `:help`'s descriptions began wherever the
+    /// command's name ended. They start in one column, the longest command's
+    /// name included.
+    #[test]
+    fn help_is_aligned() {
+        let help = help_text();
+        let lines: Vec<&str> = help.lines().filter(|l| l.starts_with("  :")).collect();
+        assert_eq!(lines.len(), COMMANDS.len());
+        let columns: Vec<usize> =
+            lines.iter().zip(COMMANDS).map(|(l, (c, _))| text_column(l, 2 + c.chars().count())).collect();
+        assert!(columns.iter().all(|&c| c == columns[0]), "columns {columns:?}:\n{help}");
+        for (l, (_, what)) in lines.iter().zip(COMMANDS) {
+            assert_eq!(&l[columns[0]..], *what);
+        }
+    }
+
+    /// Regression (issue 13, minor): `:keys` took any channel and octave. It
+    /// takes channels 1..16 and octaves 0..8, and says what is wrong otherwise.
+    #[test]
+    fn keys_validates_its_channel_and_octave() {
+        assert_eq!(keys_args(&[]), Ok((1, 4)));
+        assert_eq!(keys_args(&["16", "0"]), Ok((16, 0)));
+        assert_eq!(keys_args(&["2", "8"]), Ok((2, 8)));
+        assert_eq!(keys_args(&["0"]), Err(":keys: channel 0 is not 1..16 (e.g. :keys 2 3)".to_string()));
+        assert_eq!(keys_args(&["17"]), Err(":keys: channel 17 is not 1..16 (e.g. :keys 2 3)".to_string()));
+        assert_eq!(keys_args(&["bass"]), Err(":keys: channel bass is not 1..16 (e.g. :keys 2 3)".to_string()));
+        assert_eq!(keys_args(&["2", "9"]), Err(":keys: octave 9 is not 0..8 (e.g. :keys 2 3)".to_string()));
+        assert_eq!(keys_args(&["2", "-1"]), Err(":keys: octave -1 is not 0..8 (e.g. :keys 2 3)".to_string()));
+        assert_eq!(keys_args(&["2", "3", "4"]), Err("usage: :keys [CHANNEL 1..16] [OCTAVE 0..8]".to_string()));
+    }
+
+    /// Regression (issue 13, minor): `:log` times are bars and beats from 1, to a
+    /// hundredth of a beat; a message a hair before a bar line was shown as beat
+    /// 5.00 of a 4-beat bar.
+    #[test]
+    fn log_times_are_bars_and_beats() {
+        let sr = 48000.0;
+        let t = TransportReading { frame: 48000, beat: 2.0, bpm: 120.0, playing: true };
+        // Half a second later at 120 BPM: one beat later.
+        assert_eq!(log_position(&t, 72000, sr, 4.0), Some((1, 4.0)));
+        assert_eq!(log_position(&t, 96000, sr, 4.0), Some((2, 1.0)));
+        assert_eq!(log_position(&t, 96000, sr, 3.0), Some((2, 2.0)));
+        // 0.001 of a beat before bar 2: shown as bar 2, beat 1.00.
+        let (bar, beat) = log_position(&t, 96000 - 24, sr, 4.0).unwrap();
+        assert_eq!((bar, format!("{beat:.2}")), (2, "1.00".to_string()));
+        // Before the transport's beat 0: bar 1, beat 1.
+        assert_eq!(log_position(&t, 0, sr, 4.0), Some((1, 1.0)));
+        let stopped = TransportReading { playing: false, ..t };
+        assert_eq!(log_position(&stopped, 72000, sr, 4.0), None);
+    }
+
+    /// Regressions (issue 13, minor): a channel switched by a program change
+    /// showed the set's instrument in `:status`; the channel lines' columns moved
+    /// with the instruments' names (past 30 characters); "1 voices".
+    #[test]
+    fn status_channel_lines_show_the_program_and_line_up() {
+        assert_eq!(instrument_text("saw", None), "saw");
+        assert_eq!(instrument_text("saw", Some((73, "flute"))), "flute (program 73)");
+        let rows = [
+            ChannelRow { channel: 1, instrument: instrument_text("saw", Some((73, "flute"))), voices: 1, peak: 0.5 },
+            ChannelRow {
+                channel: 2,
+                instrument: "Yamaha Grand Piano (a very long SoundFont preset name)".into(),
+                voices: 12,
+                peak: 0.0,
+            },
+            ChannelRow { channel: 10, instrument: "drums".into(), voices: 0, peak: 1.0 },
+        ];
+        let text = channel_rows(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("  ch1  flute (program 73) "), "{text}");
+        assert!(lines[0].contains(" 1 voice ") && lines[1].contains("12 voices") && lines[2].contains(" 0 voices"));
+        let peak: Vec<usize> = lines.iter().map(|l| l.find("peak").unwrap()).collect();
+        assert!(peak.iter().all(|&p| p == peak[0]), "the peak columns differ ({peak:?}):\n{text}");
+        assert!(lines[0].ends_with("peak   -6.0 dB") && lines[1].ends_with("peak   silent"), "{text}");
     }
 }

@@ -118,25 +118,38 @@ fn bar(level: f32, width: usize) -> String {
     format!("{}{} {:6.1} dB", "#".repeat(filled), ".".repeat(width - filled), db.max(-99.9))
 }
 
+/// Width of a level bar, in characters.
+const BAR_WIDTH: usize = 40;
+
+/// The lines of `:meters`: one per channel (`(channel, name, peak)`), then the
+/// master's; every bar starts in one column, whatever the names' lengths.
+fn meter_lines(channels: &[(u8, &str, f32)], master: f32) -> Vec<String> {
+    let name_width = channels.iter().map(|(_, n, _)| n.chars().count()).max().unwrap_or(0);
+    let mut lines: Vec<String> = channels
+        .iter()
+        .map(|(ch, name, level)| format!(" ch{ch:<2} {name:<name_width$} {}", bar(*level, BAR_WIDTH)))
+        .collect();
+    // "chNN " and the name: the master's label fills the same width.
+    lines.push(format!(" {:<w$} {}", "master", bar(master, BAR_WIDTH), w = name_width + 5));
+    lines
+}
+
 /// Level bars per sounding channel and the master, redrawn until a key is pressed.
 pub fn meters(h: &Handles, channels: &[(u8, String)]) -> std::io::Result<()> {
     let _raw = RawMode::enter()?;
     let mut out = std::io::stdout();
     let lines = channels.len() + 1;
-    // Every bar starts in one column, whatever the names' lengths.
-    let name_width = channels.iter().map(|(_, n)| n.chars().count()).max().unwrap_or(0).max(6);
     let mut first = true;
     loop {
         if !first {
             execute!(out, crossterm::cursor::MoveUp(lines as u16))?;
         }
         first = false;
-        for (ch, name) in channels {
-            let l = h.stats.take_peak(*ch as usize - 1);
-            write!(out, "\r ch{ch:<2} {name:<name_width$} {}\x1b[K\r\n", bar(l, 40))?;
+        let levels: Vec<(u8, &str, f32)> =
+            channels.iter().map(|(ch, name)| (*ch, name.as_str(), h.stats.take_peak(*ch as usize - 1))).collect();
+        for line in meter_lines(&levels, h.stats.take_master_peak()) {
+            write!(out, "\r{line}\x1b[K\r\n")?;
         }
-        let master = format!("{:<w$}", "master", w = name_width + 5);
-        write!(out, "\r {master} {}\x1b[K\r\n", bar(h.stats.take_master_peak(), 40))?;
         out.flush()?;
         if event::poll(Duration::from_millis(50))?
             && let TermEvent::Key(k) = event::read()?
@@ -151,6 +164,22 @@ pub fn meters(h: &Handles, channels: &[(u8, String)]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (issue 13, minor): the meters' bars began wherever the
+    /// instrument's name ended. They start in one column, the master's too.
+    #[test]
+    fn meters_are_aligned() {
+        for names in [&["bass", "synth_pad", "drums"][..], &["a", "b"], &["electric_piano_with_a_long_name"]] {
+            let channels: Vec<(u8, &str, f32)> =
+                names.iter().enumerate().map(|(i, n)| (i as u8 * 5 + 1, *n, 0.5)).collect();
+            let lines = meter_lines(&channels, 0.25);
+            assert_eq!(lines.len(), names.len() + 1);
+            assert!(lines.last().unwrap().starts_with(" master "), "{lines:#?}");
+            let starts: Vec<usize> = lines.iter().map(|l| l.find(['#', '.']).unwrap()).collect();
+            assert!(starts.iter().all(|&s| s == starts[0]), "bars start at {starts:?}:\n{}", lines.join("\n"));
+            assert!(lines[0].ends_with("  -6.0 dB") && lines[names.len()].ends_with(" -12.0 dB"), "{lines:#?}");
+        }
+    }
 
     #[test]
     fn two_row_layout() {

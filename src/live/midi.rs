@@ -437,13 +437,8 @@ mod seq_in {
     }
 
     fn input() -> Result<MidiInput, String> {
-        let mut input = MidiInput::new(CLIENT).map_err(|e| {
-            if std::path::Path::new("/dev/snd/seq").exists() {
-                format!("MIDI is unavailable: the ALSA sequencer refused jamrig ({e})")
-            } else {
-                "MIDI is unavailable: this system has no ALSA sequencer (no /dev/snd/seq: load the snd-seq kernel module, or use a build with the jack feature and a JACK server)".to_string()
-            }
-        })?;
+        let mut input = MidiInput::new(CLIENT)
+            .map_err(|e| super::seq_unavailable(std::path::Path::new(super::SEQ_DEVICE).exists(), &e.to_string()))?;
         input.ignore(Ignore::SysexAndActiveSense);
         Ok(input)
     }
@@ -859,6 +854,30 @@ mod jack_in {
     }
 }
 
+/// What a list of MIDI ports shows when it is empty: `  (none)`, with the reason
+/// when MIDI itself is unavailable.
+pub fn no_ports_line() -> String {
+    match unavailable() {
+        Some(why) => format!("  (none: {why})\n"),
+        None => "  (none)\n".to_string(),
+    }
+}
+
+/// The ALSA sequencer's device: without it there is no MIDI through ALSA.
+pub const SEQ_DEVICE: &str = "/dev/snd/seq";
+
+/// Why MIDI through ALSA's sequencer is unavailable, in one line: the system has
+/// no sequencer (`seq_exists` false), or it refused jamrig with `error`.
+pub fn seq_unavailable(seq_exists: bool, error: &str) -> String {
+    if seq_exists {
+        format!("MIDI is unavailable: the ALSA sequencer refused jamrig ({error})")
+    } else {
+        format!(
+            "MIDI is unavailable: this system has no ALSA sequencer (no {SEQ_DEVICE}: load the snd-seq kernel module, or use a build with the jack feature and a JACK server)"
+        )
+    }
+}
+
 /// Formats a logged message as one line, at its bar and beat (1-based; `None`
 /// while the transport is stopped).
 pub fn describe(r: &LogRecord, at: Option<(u64, f64)>) -> String {
@@ -897,6 +916,20 @@ mod tests {
         assert_eq!(pick(Some("1"), &ports), Some(1));
         assert_eq!(pick(Some("keystep"), &ports), None);
         assert_eq!(pick(None, &[]), None);
+    }
+
+    /// Regression (issue 13, minor): without an ALSA sequencer, MIDI input said
+    /// only that there were no ports. It says why, in one line, and what to do.
+    #[test]
+    fn without_a_sequencer_midi_says_why() {
+        let none = seq_unavailable(false, "ALSA error");
+        assert_eq!(
+            none,
+            "MIDI is unavailable: this system has no ALSA sequencer (no /dev/snd/seq: load the snd-seq kernel module, or use a build with the jack feature and a JACK server)"
+        );
+        let refused = seq_unavailable(true, "Permission denied");
+        assert_eq!(refused, "MIDI is unavailable: the ALSA sequencer refused jamrig (Permission denied)");
+        assert!(!none.contains('\n') && !refused.contains('\n'));
     }
 
     #[test]

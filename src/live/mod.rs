@@ -69,15 +69,19 @@ fn repl_unusable() -> Option<&'static str> {
 
 /// Plays a set until `:quit`, end of input, or SIGINT/SIGTERM.
 pub fn play(mut opts: PlayOptions) -> PlayOutcome {
+    let mut hint = None;
     if opts.repl
         && let Some(why) = repl_unusable()
     {
-        println!("{why}: playing without a REPL (--no-repl says so; SIGINT or SIGTERM stops)");
+        hint = Some(format!("{why}: playing without a REPL (--no-repl says so; SIGINT or SIGTERM stops)"));
         opts.repl = false;
     }
-    let terminal = Terminal::save();
+    // Only the REPL changes the terminal's modes, so only then are they put back:
+    // setting them from the background of the terminal would stop jamrig (SIGTTOU)
+    // on its way out.
+    let terminal = if opts.repl { Terminal::save() } else { Terminal(None) };
     let repl = opts.repl;
-    let outcome = play_with_terminal(opts);
+    let outcome = play_with_terminal(opts, hint);
     terminal.restore();
     if repl && terminal.0.is_some() {
         // Clear the prompt the REPL left on the last line.
@@ -88,7 +92,8 @@ pub fn play(mut opts: PlayOptions) -> PlayOutcome {
     outcome
 }
 
-fn play_with_terminal(opts: PlayOptions) -> PlayOutcome {
+/// Plays; `hint` (why there is no REPL) is said once the set plays.
+fn play_with_terminal(opts: PlayOptions, hint: Option<String>) -> PlayOutcome {
     let (tx, rx) = crossbeam_channel::unbounded::<Msg>();
     let handles: Arc<Mutex<Option<Handles>>> = Arc::new(Mutex::new(None));
     let mut repl = None;
@@ -145,6 +150,9 @@ fn play_with_terminal(opts: PlayOptions) -> PlayOutcome {
             return PlayOutcome::Failed("the control thread stopped".into());
         }
     };
+    if let Some(h) = hint {
+        (out.lock().unwrap_or_else(|p| p.into_inner()))(&h);
+    }
     // A watchdog turns SIGINT/SIGTERM into a clean stop.
     {
         let (term, tx) = (term.clone(), tx.clone());
@@ -174,10 +182,7 @@ pub fn ports() -> String {
     for (title, ports) in [("MIDI inputs", midi::list_inputs()), ("MIDI outputs", midi::list_outputs())] {
         s.push_str(&format!("{title}:\n"));
         if ports.is_empty() {
-            match midi::unavailable() {
-                Some(why) => s.push_str(&format!("  (none: {why})\n")),
-                None => s.push_str("  (none)\n"),
-            }
+            s.push_str(&midi::no_ports_line());
         }
         for (i, p) in ports.iter().enumerate() {
             s.push_str(&format!("  {i}: {p}\n"));

@@ -11,6 +11,7 @@ use super::wav::{SampleFormat, WavStream};
 use crate::engine::{EngineStats, MAX_TICK_EVENTS, MAX_TICK_HITS, TICK_FRAMES};
 use crate::script::ScriptHost;
 use crate::script::diagnostic::Diagnostic;
+use crate::text::{plural, was};
 use anyhow::{Context, Result, bail};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -328,33 +329,37 @@ pub fn engine_warnings(stats: &EngineStats) -> Vec<String> {
     let mut w = Vec::new();
     let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     if n(&stats.events_overflow) + n(&stats.events_dropped) > 0 {
+        let dropped = n(&stats.events_overflow) + n(&stats.events_dropped);
         w.push(format!(
-            "{} events were dropped (more arrived at once than the engine holds)",
-            n(&stats.events_overflow) + n(&stats.events_dropped)
+            "{} {} dropped (more arrived at once than the engine holds)",
+            plural(dropped, "event"),
+            was(dropped)
         ));
     }
     if n(&stats.events_late) > 0 {
         w.push(format!(
-            "{} events came in bursts of more than {MAX_TICK_EVENTS} at one instant and played in the ticks after it ({TICK_FRAMES} frames each)",
-            n(&stats.events_late)
+            "{} came in bursts of more than {MAX_TICK_EVENTS} at one instant and played in the ticks after it ({TICK_FRAMES} frames each)",
+            plural(n(&stats.events_late), "event")
         ));
     }
     if n(&stats.hits_overflow) > 0 {
         w.push(format!(
-            "pattern hits were skipped {} times (more than {MAX_TICK_HITS} in one tick)",
-            n(&stats.hits_overflow)
+            "pattern hits were skipped {} (more than {MAX_TICK_HITS} in one tick)",
+            plural(n(&stats.hits_overflow), "time")
         ));
     }
     if n(&stats.lines_missed) > 0 {
         w.push(format!(
-            "{} notes were silent: more string or oversampled voices sounded at once than there are delay lines ({} a channel, {} shared); lower the channel's voices",
-            n(&stats.lines_missed),
+            "{} {} silent: more string or oversampled voices sounded at once than there are delay lines ({} a channel, {} shared); lower the channel's voices",
+            plural(n(&stats.lines_missed), "note"),
+            was(n(&stats.lines_missed)),
             crate::engine::voice::CHANNEL_LINES,
             crate::engine::voice::SHARED_LINES
         ));
     }
     if n(&stats.note_offs_overflow) > 0 {
-        w.push(format!("{} pattern notes were not played (too many notes held at once)", n(&stats.note_offs_overflow)));
+        let missed = n(&stats.note_offs_overflow);
+        w.push(format!("{} {} not played (too many notes held at once)", plural(missed, "pattern note"), was(missed)));
     }
     w
 }

@@ -2,6 +2,7 @@
 
 use super::set::{ChannelKind, Set, SyncMode};
 use crate::params::{Kind, PARAMS, Param, ParamValues, fmt_num};
+use crate::text::plural;
 use std::fmt::Write;
 
 /// Parameters always shown per channel, then any other that differs from its default.
@@ -49,10 +50,10 @@ pub fn sample_memory(set: &Set) -> Option<String> {
         .map(|(name, f)| {
             let b = &f.bank.0;
             format!(
-                "SoundFont {name} ({}): {} presets, {} zones, {:.1} MB of samples",
+                "SoundFont {name} ({}): {}, {}, {:.1} MB of samples",
                 f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                b.presets.len(),
-                b.region_count(),
+                plural(b.presets.len() as u64, "preset"),
+                plural(b.region_count() as u64, "zone"),
                 mb(b.sample_bytes())
             )
         })
@@ -67,7 +68,7 @@ pub fn sample_memory(set: &Set) -> Option<String> {
                 (d.frames() as f64 * 48_000.0 / d.rate.max(1) as f64) as usize * d.channels.len() * 2
             })
             .sum();
-        parts.push(format!("{} samples of the set: {:.1} MB", set.samples.len(), mb(bytes)));
+        parts.push(format!("{} of the set: {:.1} MB", plural(set.samples.len() as u64, "sample"), mb(bytes)));
     }
     (!parts.is_empty()).then(|| format!("memory: {}", parts.join("; ")))
 }
@@ -125,7 +126,7 @@ pub fn describe(set: &Set) -> String {
                 fmt_num(p.get(Param::Release))
             )
         };
-        let _ = writeln!(s, "  ch{ch:<2} {what}, {} voices{env}", spec.voices);
+        let _ = writeln!(s, "  ch{ch:<2} {what}, {}{env}", plural(spec.voices as u64, "voice"));
         let _ = writeln!(s, "        {}", key_values(p).join(", "));
     }
     if !set.cc_map.is_empty() {
@@ -153,11 +154,12 @@ pub fn describe(set: &Set) -> String {
             let from = p.preset.as_ref().map(|n| format!(" from \"{n}\"")).unwrap_or_default();
             let _ = writeln!(
                 s,
-                "  {} on ch{}{from}: {} beats, {} hits",
+                "  {} on ch{}{from}: {} {}, {}",
                 p.name,
                 p.channel,
                 fmt_num(p.length_beats as f32),
-                p.hits.len()
+                if p.length_beats == 1.0 { "beat" } else { "beats" },
+                plural(p.hits.len() as u64, "hit")
             );
         }
     }

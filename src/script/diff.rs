@@ -37,6 +37,15 @@ fn channel_changes(
     }
 }
 
+/// A sync mode as a reload line names it: Link with its quantum (a change of
+/// quantum alone is a change too).
+fn sync_text(sync: crate::rig::set::SyncMode) -> String {
+    match sync {
+        crate::rig::set::SyncMode::Link { quantum } => format!("link (quantum {})", fmt_num(quantum as f32)),
+        other => other.name().to_string(),
+    }
+}
+
 fn pattern_label(p: &PatternSpec) -> String {
     p.preset.clone().unwrap_or_else(|| format!("{} beats", fmt_num(p.length_beats as f32)))
 }
@@ -58,7 +67,7 @@ pub fn diff_live(old: &Set, new: &Set, bar: Option<u64>, live: impl Fn(u8, Param
         out.push(format!("meter {} -> {}", fmt_num(old.beats_per_bar as f32), fmt_num(new.beats_per_bar as f32)));
     }
     if old.sync != new.sync {
-        out.push(format!("sync {} -> {}", old.sync.name(), new.sync.name()));
+        out.push(format!("sync {} -> {}", sync_text(old.sync), sync_text(new.sync)));
     }
     if old.master != new.master {
         out.push("master changed".to_string());
@@ -125,4 +134,21 @@ pub fn diff_live(old: &Set, new: &Set, bar: Option<u64>, live: impl Fn(u8, Param
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rig::set::SyncMode;
+
+    /// Regression (issue 13, item 11): a reload from `clock("link", 4)` to
+    /// `clock("link", 3)` said "sync link -> link".
+    #[test]
+    fn a_quantum_change_is_named() {
+        let old = Set { sync: SyncMode::Link { quantum: 4.0 }, ..Set::default() };
+        let new = Set { sync: SyncMode::Link { quantum: 3.0 }, ..Set::default() };
+        assert_eq!(diff(&old, &new, None), ["sync link (quantum 4) -> link (quantum 3)"]);
+        let internal = Set::default();
+        assert_eq!(diff(&internal, &new, None), ["sync internal -> link (quantum 3)"]);
+    }
 }
