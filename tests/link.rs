@@ -216,6 +216,32 @@ fn inner_tempo_is_proposed_at_the_moment_jamrig_is_heard() {
     assert!((now_after - at_now).abs() > 0.05, "the tempo change pivots at now, not at now + latency");
 }
 
+/// Starts `link`'s session (beat 0 now) and waits until it announces on the
+/// network that it plays. Link resets the session's start/stop state as it comes
+/// up, on its own thread: a start committed before that plays for the peer alone
+/// (a busy machine can take a second to get there), so it is made again.
+fn start_and_announce(link: &rusty_link::AblLink, bpm: f64) {
+    use jamrig::live::link_peers::{Heard, PeerWatch};
+    use std::time::Instant;
+    let mut watch = PeerWatch::open().expect("listen to the peer's announcements");
+    let t0 = Instant::now();
+    loop {
+        let mut s = SessionState::new();
+        link.capture_app_session_state(&mut s);
+        s.set_is_playing_and_request_beat_at_time(true, link.clock_micros(), 0.0, QUANTUM);
+        link.commit_app_session_state(&s);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(700) {
+            watch.poll(Instant::now());
+            if watch.table.session_at(bpm, 0) == Heard::Playing {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "the peer does not announce that it plays");
+    }
+}
+
 #[test]
 fn the_announcement_parser_reads_what_link_sends() {
     run_in_loopback_netns("inner_the_announcement_parser_reads_what_link_sends");
@@ -236,12 +262,7 @@ fn inner_the_announcement_parser_reads_what_link_sends() {
     let link = rusty_link::AblLink::new(123.0);
     link.enable_start_stop_sync(true);
     link.enable(true);
-    // Link resets the session's start/stop state as it comes up, on its thread.
-    std::thread::sleep(Duration::from_millis(300));
-    let mut s = SessionState::new();
-    link.capture_app_session_state(&mut s);
-    s.set_is_playing(true, link.clock_micros());
-    link.commit_app_session_state(&s);
+    start_and_announce(&link, 123.0);
     let after = PeerWatch::open().expect("listen beside Link's open socket");
     let mut got: Vec<Vec<u8>> = Vec::new();
     let mut got_after = 0;
@@ -658,13 +679,7 @@ mod with_jack {
     fn inner_jamrig_joins_a_session_that_already_plays_by_itself() {
         require_loopback_netns();
         let link = peer();
-        // Link resets the session's start/stop state as it comes up (on its own
-        // thread): a start committed at once would play for the peer alone.
-        std::thread::sleep(MS(500));
-        let mut s = peer_state(&link);
-        s.set_is_playing_and_request_beat_at_time(true, link.clock_micros(), 0.0, QUANTUM);
-        link.commit_app_session_state(&s);
-        std::thread::sleep(MS(500));
+        start_and_announce(&link, 120.0);
         let mut r = LinkRig::start(CLICK_SET);
         let started_beat = peer_state(&link).beat_at_time(link.clock_micros(), QUANTUM);
         let far = link.clock_micros() + 30_000_000;
