@@ -30,6 +30,9 @@ pub const MAX_NODES: usize = 64;
 /// Datagrams read per [`PeerWatch::poll`], so that a flood cannot hold up the
 /// control thread (the rest wait in the socket for the next poll).
 pub const MAX_DATAGRAMS_PER_POLL: usize = 512;
+/// How often the interfaces are looked at again, to join the group on one that
+/// came up since (Link scans for them too).
+const INTERFACE_RESCAN: Duration = Duration::from_secs(5);
 
 const PROTOCOL_HEADER: [u8; 8] = *b"_asdp_v\x01";
 const HEADER_BYTES: usize = PROTOCOL_HEADER.len() + 1 + 1 + 2 + 8;
@@ -283,6 +286,7 @@ impl PeerTable {
 /// sends anything.
 pub struct PeerWatch {
     socket: Socket,
+    last_scan: Instant,
     pub table: PeerTable,
     /// Datagrams on the port that were not Link messages.
     pub malformed: u64,
@@ -295,18 +299,25 @@ impl PeerWatch {
         socket.set_reuse_address(true)?;
         socket.set_nonblocking(true)?;
         socket.bind(&SockAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, DISCOVERY_PORT)))?;
+        let watch = PeerWatch { socket, last_scan: Instant::now(), table: PeerTable::default(), malformed: 0 };
+        watch.join_interfaces()?;
+        Ok(watch)
+    }
+
+    /// Joins the group on every running IPv4 interface (one already joined says
+    /// so and stays joined; one that went away was left by the system). Fails if
+    /// the group is joined on none.
+    fn join_interfaces(&self) -> io::Result<()> {
         let mut joined = 0;
-        let mut last_err = None;
+        let mut last_err = io::Error::other("no running IPv4 interface");
         for addr in ipv4_interfaces() {
-            match socket.join_multicast_v4(&GROUP_V4, &addr) {
+            match self.socket.join_multicast_v4(&GROUP_V4, &addr) {
                 Ok(()) => joined += 1,
-                Err(e) => last_err = Some(e),
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => joined += 1,
+                Err(e) => last_err = e,
             }
         }
-        if joined == 0 {
-            return Err(last_err.unwrap_or_else(|| io::Error::other("no running IPv4 interface")));
-        }
-        Ok(PeerWatch { socket, table: PeerTable::default(), malformed: 0 })
+        if joined == 0 { Err(last_err) } else { Ok(()) }
     }
 
     /// Reads one waiting datagram into `buf`, without waiting: its length, or
@@ -330,6 +341,10 @@ impl PeerWatch {
             }
         }
         self.table.expire(now);
+        if now.duration_since(self.last_scan) >= INTERFACE_RESCAN {
+            self.last_scan = now;
+            let _ = self.join_interfaces();
+        }
     }
 }
 
