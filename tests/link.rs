@@ -216,6 +216,124 @@ fn inner_tempo_is_proposed_at_the_moment_jamrig_is_heard() {
     assert!((now_after - at_now).abs() > 0.05, "the tempo change pivots at now, not at now + latency");
 }
 
+/// Starts `link`'s session (beat 0 now) and waits until it announces on the
+/// network that it plays. Link resets the session's start/stop state as it comes
+/// up, on its own thread: a start committed before that plays for the peer alone
+/// (a busy machine can take a second to get there), so it is made again.
+fn start_and_announce(link: &rusty_link::AblLink, bpm: f64) {
+    use jamrig::live::link_peers::{Heard, PeerWatch};
+    use std::time::Instant;
+    let mut watch = PeerWatch::open().expect("listen to the peer's announcements");
+    let t0 = Instant::now();
+    loop {
+        let mut s = SessionState::new();
+        link.capture_app_session_state(&mut s);
+        s.set_is_playing_and_request_beat_at_time(true, link.clock_micros(), 0.0, QUANTUM);
+        link.commit_app_session_state(&s);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(700) {
+            watch.poll(Instant::now());
+            if watch.table.session_at(bpm, 0) == Heard::Playing {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "the peer does not announce that it plays");
+    }
+}
+
+#[test]
+fn the_announcement_parser_reads_what_link_sends() {
+    run_in_loopback_netns("inner_the_announcement_parser_reads_what_link_sends");
+}
+
+/// The datagrams a Link peer really sends (captured here, from the vendored Link):
+/// read with the peer's node, session, tempo and start/stop state; listened to
+/// beside Link's own socket on the same port, opened before and after Link's; and,
+/// mutated (bits flipped, cut, spliced, padded with random bytes), parsed or
+/// refused without a panic.
+#[test]
+#[ignore = "runs inside a loopback-only network namespace: see the_announcement_parser_reads_what_link_sends"]
+fn inner_the_announcement_parser_reads_what_link_sends() {
+    use jamrig::live::link_peers::{Heard, Kind, MAX_MESSAGE_BYTES, PeerWatch, parse};
+    use std::time::Instant;
+    require_loopback_netns();
+    let before = PeerWatch::open().expect("listen before Link opens its socket");
+    let link = rusty_link::AblLink::new(123.0);
+    link.enable_start_stop_sync(true);
+    link.enable(true);
+    start_and_announce(&link, 123.0);
+    let after = PeerWatch::open().expect("listen beside Link's open socket");
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut got_after = 0;
+    let t0 = Instant::now();
+    let mut buf = [0u8; MAX_MESSAGE_BYTES + 1];
+    while t0.elapsed() < Duration::from_millis(1500) {
+        while let Some(n) = before.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        while after.recv(&mut buf).is_some() {
+            got_after += 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    link.enable(false);
+    std::thread::sleep(Duration::from_millis(200));
+    while let Some(n) = before.recv(&mut buf) {
+        got.push(buf[..n].to_vec());
+    }
+    println!("{} datagrams heard ({} beside the open socket)", got.len(), got_after);
+    assert!(got_after > 0, "nothing heard beside Link's open socket");
+    let parsed: Vec<_> = got.iter().filter_map(|d| parse(d)).collect();
+    assert_eq!(parsed.len(), got.len(), "datagrams Link sent were refused");
+    let alive = parsed.iter().filter(|a| a.kind == Kind::Alive).collect::<Vec<_>>();
+    assert!(alive.len() >= 2, "Link announces itself several times a second: {parsed:?}");
+    let last = alive.last().unwrap();
+    assert_eq!(last.session, Some(last.node), "a peer alone is in the session it founded");
+    let tl = last.timeline.expect("a timeline");
+    assert!(tl.is_tempo(123.0) && (tl.bpm() - 123.0).abs() < 1e-3, "tempo {}", tl.bpm());
+    assert!(last.start_stop.expect("a start/stop state").playing, "the peer plays");
+    assert!(parsed.iter().any(|a| a.kind == Kind::ByeBye && a.node == last.node), "a bye when Link is disabled");
+    let mut table = jamrig::live::link_peers::PeerTable::default();
+    for a in alive.iter() {
+        table.note(a, Instant::now());
+    }
+    assert_eq!(table.session_at(123.0, 0), Heard::Playing);
+    assert_eq!(table.session_at(120.0, 0), Heard::Nothing);
+
+    // Mutations of the real datagrams.
+    use rand::RngExt;
+    let mut rng = rand_pcg::Pcg32::new(7, 13);
+    let mut taken = 0;
+    for i in 0..20_000 {
+        let mut m = got[i % got.len()].clone();
+        match rng.random_range(0..4u32) {
+            0 => {
+                for _ in 0..rng.random_range(1..5) {
+                    let at = rng.random_range(0..m.len());
+                    m[at] ^= 1 << rng.random_range(0..8);
+                }
+            }
+            1 => m.truncate(rng.random_range(0..m.len())),
+            2 => {
+                let other = &got[rng.random_range(0..got.len())];
+                let at = rng.random_range(0..m.len());
+                m.truncate(at);
+                m.extend_from_slice(&other[rng.random_range(0..other.len())..]);
+            }
+            _ => {
+                let n = rng.random_range(0..100);
+                m.extend((0..n).map(|_| rng.random::<u8>()));
+            }
+        }
+        if let Some(a) = parse(&m) {
+            taken += 1;
+            table.note(&a, Instant::now());
+        }
+    }
+    println!("{taken} of 20000 mutated datagrams still read as messages");
+}
+
 // ---------------------------------------------------------------------------------
 // jamrig and a peer, through JACK.
 
@@ -542,50 +660,96 @@ mod with_jack {
     }
 
     #[test]
-    fn joining_a_session_that_already_plays() {
+    fn jamrig_joins_a_session_that_already_plays_by_itself() {
         let _serial = serial();
-        run_in_loopback_netns("with_jack::inner_joining_a_session_that_already_plays");
+        run_in_loopback_netns("with_jack::inner_jamrig_joins_a_session_that_already_plays_by_itself");
     }
 
-    /// Issue 13, item 7: Link does not tell a newcomer that the session it joins
-    /// already plays (it hands on start/stop changes only), and jamrig stayed
-    /// silent. jamrig now says so when it joins, `:status` says the state is not
-    /// known, and `:play` joins the playing session at its next bar without moving
-    /// its beat or stopping the peer: then every beat clicks on the peer's beat.
+    /// Regression (issue 13, item 7): Link does not tell a newcomer that the
+    /// session it joins already plays (it hands on start/stop changes only), and
+    /// jamrig stayed silent (80 s measured) until a peer changed that state. jamrig
+    /// now hears it from the peers' announcements and joins by itself, with no
+    /// `:play`: it says so, `:status` shows the session playing, the peer's beat
+    /// does not move, and jamrig's first click is on a bar line of the session
+    /// (a beat that is a multiple of the quantum), within 12 beats (6 s) of
+    /// jamrig's start, every beat on the peer's beat from there. A `:stop` then
+    /// stops the session for good (jamrig does not join again what it stopped).
     #[test]
-    #[ignore = "runs inside a loopback-only network namespace: see joining_a_session_that_already_plays"]
-    fn inner_joining_a_session_that_already_plays() {
+    #[ignore = "runs inside a loopback-only network namespace: see jamrig_joins_a_session_that_already_plays_by_itself"]
+    fn inner_jamrig_joins_a_session_that_already_plays_by_itself() {
         require_loopback_netns();
         let link = peer();
-        let mut s = peer_state(&link);
-        s.set_is_playing_and_request_beat_at_time(true, link.clock_micros(), 0.0, QUANTUM);
-        link.commit_app_session_state(&s);
-        std::thread::sleep(Duration::from_millis(500));
+        start_and_announce(&link, 120.0);
         let mut r = LinkRig::start(CLICK_SET);
-        // Discovery and the first session state can take seconds on a busy machine.
-        r.jam.expect_line(0, S(15), "the line on joining", |l| {
-            l.starts_with("Link: joined a session at 120 BPM; Link does not tell a newcomer whether it already plays")
-        });
-        let (_, sync) = r.status();
-        assert!(sync.contains("session start/stop not told since joining (:play joins it)"), "{sync}");
-        let t = link.clock_micros() + 10_000_000;
-        let before = beat_far_ahead(&link, t);
-        r.jam.command(":play", S(5), |l| l.starts_with("transport: Link session playing (its beat stays where it is)"));
-        wait_for(S(5), || r.transport_playing().then_some(())).expect("jamrig joins the playing session");
-        assert!(peer_state(&link).is_playing(), "the peer stopped");
-        let after = beat_far_ahead(&link, t);
-        assert!((after - before).abs() < 1e-3, "the session's beat moved: {before} -> {after}");
-        std::thread::sleep(S(1));
+        let started_beat = peer_state(&link).beat_at_time(link.clock_micros(), QUANTUM);
+        let far = link.clock_micros() + 30_000_000;
+        let far_before = beat_far_ahead(&link, far);
+        // From jamrig's start: silent until it joins, then a click on every beat.
         let xruns = |r: &LinkRig| r.server.log().matches("XRun").count();
         let x0 = xruns(&r);
-        let phase = measure_link_phase(&mut r.probe, &link, &r.out_port, QUANTUM, 3.0);
+        let phase = measure_link_phase(&mut r.probe, &link, &r.out_port, QUANTUM, 8.0);
         let overruns = xruns(&r) - x0;
-        println!("errors (ms): {:?}; {overruns} overruns", phase.errors_ms);
-        assert!(phase.errors_ms.len() >= 5, "a click on every beat: {:?}", phase.beats);
+        println!(
+            "jamrig started at the session's beat {started_beat:.3}; clicks on beats {:?}; errors (ms): {:?}; {overruns} overruns",
+            phase.beats, phase.errors_ms
+        );
+        r.jam.expect_line(0, S(1), "the line on joining a playing session", |l| {
+            l == "Link: the session plays at 120 BPM (its peers say so): jamrig joins it at its next bar (4 beats)"
+        });
+        let first = *phase.beats.first().unwrap_or_else(|| panic!("jamrig stays silent\n{}", r.jam.transcript()));
+        assert_eq!(first % QUANTUM, 0.0, "the first click is not on a bar line: beat {first}");
+        assert!(first - started_beat <= 12.0, "jamrig joined {:.1} beats after its start", first - started_beat);
         assert!(phase.beats.windows(2).all(|w| w[1] - w[0] == 1.0), "a beat missing: {:?}", phase.beats);
+        assert!(phase.beats.len() >= 4, "too few clicks: {:?}", phase.beats);
         if overruns == 0 {
             assert!(phase.worst_ms() < 1.0, "clicks off the peer's beats: {:?}", phase.errors_ms);
         }
+        let (_, sync) = r.status();
+        assert!(sync.contains("session playing"), "{sync}");
+        assert!(r.transport_playing());
+        assert!(peer_state(&link).is_playing(), "the peer stopped");
+        let far_after = beat_far_ahead(&link, far);
+        assert!((far_after - far_before).abs() < 1e-3, "the session's beat moved: {far_before} -> {far_after}");
+
+        // jamrig stops the session: it stays stopped, for the peer and jamrig.
+        r.jam.command(":stop", S(5), |l| l.starts_with("transport: Link session stopped"));
+        wait_for(S(3), || (!peer_state(&link).is_playing()).then_some(())).expect("jamrig's :stop stops the peer");
+        std::thread::sleep(S(2));
+        assert!(!peer_state(&link).is_playing(), "the session started again after jamrig's :stop");
+        assert!(!r.transport_playing(), "jamrig plays again after its :stop");
+        let joins = r.jam.out.all().iter().filter(|l| l.starts_with("Link: the session plays")).count();
+        assert_eq!(joins, 1, "{}", r.jam.transcript());
+    }
+
+    #[test]
+    fn a_session_that_does_not_play_leaves_jamrig_stopped() {
+        let _serial = serial();
+        run_in_loopback_netns("with_jack::inner_a_session_that_does_not_play_leaves_jamrig_stopped");
+    }
+
+    /// jamrig joins a session that does not play: it stays silent and stopped, and
+    /// `:status` says the session is stopped (heard from its peers); when the peer
+    /// starts later, Link itself brings jamrig in, as before.
+    #[test]
+    #[ignore = "runs inside a loopback-only network namespace: see a_session_that_does_not_play_leaves_jamrig_stopped"]
+    fn inner_a_session_that_does_not_play_leaves_jamrig_stopped() {
+        require_loopback_netns();
+        let link = peer();
+        std::thread::sleep(MS(500));
+        let mut r = LinkRig::start(CLICK_SET);
+        r.jam.expect_line(0, S(15), "the line on joining", |l| l.starts_with("Link: joined a session at 120 BPM; "));
+        let phase = measure_link_phase(&mut r.probe, &link, &r.out_port, QUANTUM, 2.0);
+        assert!(phase.beats.is_empty(), "jamrig plays in a stopped session: {:?}", phase.beats);
+        assert!(!r.transport_playing(), "jamrig's transport plays");
+        let (_, sync) = r.status();
+        assert!(sync.contains("1 peer") && sync.contains("session stopped"), "{sync}");
+        assert!(!peer_state(&link).is_playing(), "jamrig started the session");
+        assert!(!r.jam.out.all().iter().any(|l| l.starts_with("Link: the session plays")), "{}", r.jam.transcript());
+
+        let mut s = peer_state(&link);
+        s.set_is_playing_and_request_beat_at_time(true, link.clock_micros(), 0.0, QUANTUM);
+        link.commit_app_session_state(&s);
+        wait_for(S(5), || r.transport_playing().then_some(())).expect("the peer's start starts jamrig");
     }
 
     #[test]

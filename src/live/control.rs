@@ -5,7 +5,7 @@
 
 use super::audio::{self, AudioError, Chosen};
 use super::clock::FrameClock;
-use super::link::LinkSession;
+use super::link::{LinkSession, PeersSay};
 use super::listen::{ListenOptions, Listener, Remote, Reply};
 use super::midi::{self, LogRecord, MIDI_LOG_CAP, MidiIn, MidiTap};
 use super::midi_out::OutShared;
@@ -870,6 +870,24 @@ impl Live {
             self.link_seen = None;
             return;
         }
+        if let Some(e) = self.link.take_listen_error() {
+            self.say(&e);
+        }
+        match self.link.join_if_playing() {
+            PeersSay::JoinedPlaying { bpm } => {
+                self.link_start_stop_known = true;
+                self.link_joined_at = None;
+                self.seen_own_link_change();
+                let bar = crate::params::fmt_num(self.link.quantum() as f32);
+                self.say(&format!(
+                    "Link: the session plays at {} BPM (its peers say so): jamrig joins it at its next bar ({bar} beats)",
+                    fmt_bpm(bpm)
+                ));
+                return;
+            }
+            PeersSay::Stopped => self.link_start_stop_known = true,
+            PeersSay::Nothing => {}
+        }
         let now = self.link.status();
         // jamrig joined another session (its timeline was re-mapped onto the
         // session's), rather than a peer joining jamrig's.
@@ -889,10 +907,12 @@ impl Live {
             self.link_moved_at = None;
             self.link_start_stop_known = false;
             self.link_seen = Some((now.bpm, now.playing));
-            self.say(&format!(
-                "Link: joined a session at {} BPM; Link does not tell a newcomer whether it already plays: if it does, :play joins it at its next bar without moving its beat",
-                fmt_bpm(now.bpm)
-            ));
+            let hint = if self.link.is_listening() {
+                "if it already plays, jamrig joins it at its next bar once its peers' announcements say so"
+            } else {
+                "Link does not tell a newcomer whether it already plays: if it does, :play joins it at its next bar without moving its beat"
+            };
+            self.say(&format!("Link: joined a session at {} BPM; {hint}", fmt_bpm(now.bpm)));
             return;
         }
         if let Some((bpm, playing)) = self.link_seen.replace((now.bpm, now.playing))

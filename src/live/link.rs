@@ -9,16 +9,25 @@
 //! outlive their stack frame): peers, tempo and start/stop are polled.
 
 use super::clock::WindowedMin;
+use super::link_peers::{Heard, PeerWatch};
 use crate::engine::sync::{ExternalTimeline, SyncMode};
 use rusty_link::{AblLink, SessionState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How far ahead of now `:play` starts the session: enough for the start to reach
 /// the audio callback and the speaker before it happens, so the first beat is not
 /// skipped (the engine starts on the session's next bar line).
 pub const START_LEAD: Duration = Duration::from_millis(100);
+
+/// Polls in a row (see [`LinkSession::join_if_playing`]) that must hear the session
+/// play while jamrig's state says it does not, before jamrig joins: a peer's stop
+/// can reach Link (by a unicast answer) up to 50 ms before its multicast does.
+const HEARD_PLAYING_POLLS: u32 = 2;
+/// After jamrig itself starts or stops the session, what the peers announced
+/// before is not gone by: their next announcements carry the change.
+const OWN_CHANGE_HOLD: Duration = Duration::from_secs(1);
 
 /// The quantum used until a Link mode says otherwise.
 const DEFAULT_QUANTUM: f64 = 4.0;
@@ -59,6 +68,27 @@ pub struct LinkSession {
     set_bpm: f64,
     /// The session's timeline as last looked at: (Link µs, beat, BPM).
     timeline_seen: Option<(i64, f64, f64)>,
+    /// What the peers announce, heard while Link is on (`None` while off, or when
+    /// the discovery port could not be opened).
+    watch: Option<PeerWatch>,
+    /// Why the discovery port could not be opened, until said.
+    watch_error: Option<String>,
+    /// Polls in a row that heard the session play while jamrig's state said not.
+    heard_playing: u32,
+    /// When jamrig last started or stopped the session itself.
+    own_change_at: Option<Instant>,
+}
+
+/// What [`LinkSession::join_if_playing`] found.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PeersSay {
+    /// Nothing to go by (Link off, no peers, jamrig plays, or no clear answer yet).
+    Nothing,
+    /// The session plays and jamrig's state did not: jamrig has proposed to play
+    /// along (from its next bar, its beat left where it is).
+    JoinedPlaying { bpm: f64 },
+    /// The session's peers say it does not play.
+    Stopped,
 }
 
 impl LinkSession {
@@ -76,6 +106,10 @@ impl LinkSession {
             app: SessionState::new(),
             set_bpm: bpm,
             timeline_seen: None,
+            watch: None,
+            watch_error: None,
+            heard_playing: 0,
+            own_change_at: None,
         }
     }
 
@@ -118,6 +152,7 @@ impl LinkSession {
                     self.note_timeline();
                     self.link.enable(true);
                     self.shared.on.store(true, Relaxed);
+                    self.listen(true);
                 } else if propose {
                     self.propose_tempo(set_bpm);
                     return true;
@@ -127,10 +162,79 @@ impl LinkSession {
                 if self.link.is_enabled() {
                     self.shared.on.store(false, Relaxed);
                     self.link.enable(false);
+                    self.listen(false);
                 }
             }
         }
         false
+    }
+
+    /// Starts or stops listening to the peers' announcements (with Link).
+    fn listen(&mut self, on: bool) {
+        self.heard_playing = 0;
+        self.watch = None;
+        if on {
+            match PeerWatch::open() {
+                Ok(w) => self.watch = Some(w),
+                Err(e) => {
+                    self.watch_error = Some(format!(
+                        "Link: cannot listen to the peers' announcements ({e}): if a session jamrig joins already plays, :play joins it at its next bar"
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Why jamrig cannot hear whether a session it joins plays, once.
+    pub fn take_listen_error(&mut self) -> Option<String> {
+        self.watch_error.take()
+    }
+
+    /// Whether jamrig listens to the peers' announcements.
+    pub fn is_listening(&self) -> bool {
+        self.watch.is_some()
+    }
+
+    /// Reads what the peers announced since the last call and, when the session
+    /// jamrig is in plays while Link tells jamrig it does not (Link hands a
+    /// newcomer start/stop changes only), joins it as `:play` does: the session's
+    /// beat stays where it is and jamrig plays from its next bar line. Needs the
+    /// session identified without doubt (see [`PeerTable::session_at`]), heard
+    /// playing on [`HEARD_PLAYING_POLLS`] polls in a row, and no start or stop of
+    /// jamrig's own in the last [`OWN_CHANGE_HOLD`]. Control thread, every poll.
+    ///
+    /// [`PeerTable::session_at`]: super::link_peers::PeerTable::session_at
+    pub fn join_if_playing(&mut self) -> PeersSay {
+        let now = Instant::now();
+        let Some(watch) = self.watch.as_mut() else { return PeersSay::Nothing };
+        watch.poll(now);
+        let peers = self.link.num_peers();
+        self.link.capture_app_session_state(&mut self.app);
+        let (bpm, playing) = (self.app.tempo(), self.app.is_playing());
+        let held = self.own_change_at.is_some_and(|t| now.duration_since(t) < OWN_CHANGE_HOLD);
+        if !self.link.is_enabled() || peers == 0 || held {
+            self.heard_playing = 0;
+            return PeersSay::Nothing;
+        }
+        match watch.table.session_at(bpm, peers) {
+            Heard::Playing if !playing => {
+                self.heard_playing += 1;
+                if self.heard_playing >= HEARD_PLAYING_POLLS {
+                    self.heard_playing = 0;
+                    self.propose_start();
+                    return PeersSay::JoinedPlaying { bpm };
+                }
+                PeersSay::Nothing
+            }
+            Heard::Stopped => {
+                self.heard_playing = 0;
+                PeersSay::Stopped
+            }
+            _ => {
+                self.heard_playing = 0;
+                PeersSay::Nothing
+            }
+        }
     }
 
     /// The tempo of the set last published.
@@ -168,6 +272,7 @@ impl LinkSession {
     /// plays, which Link does not tell a newcomer, goes on undisturbed): it plays
     /// from [`START_LEAD`] from now, and jamrig from the next bar line after that.
     pub fn propose_start(&mut self) {
+        self.own_change_at = Some(Instant::now());
         self.link.capture_app_session_state(&mut self.app);
         let at = self.link.clock_micros() + START_LEAD.as_micros() as i64;
         if self.link.num_peers() == 0 {
@@ -212,6 +317,7 @@ impl LinkSession {
     /// Proposes to stop the session, from the moment what jamrig renders now is
     /// heard.
     pub fn propose_stop(&mut self) {
+        self.own_change_at = Some(Instant::now());
         self.link.capture_app_session_state(&mut self.app);
         self.app.set_is_playing(false, self.heard_now());
         self.link.commit_app_session_state(&self.app);

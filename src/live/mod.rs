@@ -10,6 +10,7 @@ pub mod control;
 pub mod jack_host;
 pub mod keys;
 pub mod link;
+pub mod link_peers;
 pub mod listen;
 pub mod midi;
 pub mod midi_out;
