@@ -137,6 +137,9 @@ pub struct EngineStats {
     /// Notes of a synth that uses a delay line that found none free (they stay
     /// silent; see [`voice::SharedLines`]).
     pub lines_missed: AtomicU64,
+    /// Shared reverb tails cut short because every shared reverb rang with another
+    /// channel group's tail ([`sends::SEND_SLOTS`] at once).
+    pub reverb_tails_cut: AtomicU64,
     /// Garbage the engine could not hand back (leaked rather than freed here).
     pub trash_overflow: AtomicU64,
     /// Numeric faults (NaN/Inf) caught and cleared.
@@ -232,6 +235,7 @@ impl Default for EngineStats {
             voices_stolen: AtomicU64::new(0),
             voices_cut: AtomicU64::new(0),
             lines_missed: AtomicU64::new(0),
+            reverb_tails_cut: AtomicU64::new(0),
             trash_overflow: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             voices: Default::default(),
@@ -1564,6 +1568,7 @@ impl Engine {
             stats.banks_held.store(self.banks.held() as u32, Relaxed);
         }
         self.sends.process(&mut self.mix_l, &mut self.mix_r);
+        stats.reverb_tails_cut.store(self.sends.tails_cut, Relaxed);
         let master = self.snapshot.master;
         self.master.process(&master, &mut self.mix_l, &mut self.mix_r);
         let mut peak = 0.0f32;

@@ -1663,7 +1663,7 @@ impl Live {
             ));
         }
         s.push_str(&format!(
-            "events: {} dropped (queue full), {} late, {} overflowed, {} skipped; voices stolen {}, cut {}, without a delay line {}; faults {}",
+            "events: {} dropped (queue full), {} late, {} overflowed, {} skipped; voices stolen {}, cut {}, without a delay line {}; reverb tails cut {}; faults {}",
             stats.events_dropped.load(Relaxed),
             stats.events_late.load(Relaxed),
             stats.events_overflow.load(Relaxed),
@@ -1671,6 +1671,7 @@ impl Live {
             stats.voices_stolen.load(Relaxed),
             stats.voices_cut.load(Relaxed),
             stats.lines_missed.load(Relaxed),
+            stats.reverb_tails_cut.load(Relaxed),
             stats.faults.load(Relaxed)
         ));
         s

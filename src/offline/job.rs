@@ -357,6 +357,13 @@ pub fn engine_warnings(stats: &EngineStats) -> Vec<String> {
             crate::engine::voice::SHARED_LINES
         ));
     }
+    if n(&stats.reverb_tails_cut) > 0 {
+        w.push(format!(
+            "{} cut short: more groups of channels rang at once than there are shared reverbs ({})",
+            plural(n(&stats.reverb_tails_cut), "reverb tail"),
+            crate::engine::sends::SEND_SLOTS
+        ));
+    }
     if n(&stats.note_offs_overflow) > 0 {
         let missed = n(&stats.note_offs_overflow);
         w.push(format!("{} {} not played (too many notes held at once)", plural(missed, "pattern note"), was(missed)));
