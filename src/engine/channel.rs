@@ -881,7 +881,7 @@ impl Lane {
                     if v.active
                         && v.serial < first_serial
                         && matches!(v.source, VoiceSource::Sample { .. })
-                        && v.sample.region.exclusive_class == region.exclusive_class
+                        && v.sample().is_some_and(|s| s.region.exclusive_class == region.exclusive_class)
                     {
                         v.steal(cx.sr);
                     }
@@ -889,7 +889,9 @@ impl Lane {
             }
             let voice = self.allocate_voice(cfg, cx);
             self.start_voice(voice, note, velocity, VoiceSource::Sample { slot }, cfg, None, cx);
-            self.voices[voice].sample.start(&region, note, velocity, cx.sr);
+            if let Some(sample) = self.voices[voice].sample_mut() {
+                sample.start(&region, note, velocity, cx.sr);
+            }
             self.bank_started(slot);
             started = true;
         }
