@@ -848,16 +848,13 @@ impl SampleVoice {
         let first = r.start as usize + 1;
         // The points about the loop's seam, for the frames whose four points straddle
         // it (the last two before the loop's end): the loop's last three frames, then
-        // its first two. Fetched once per segment, as `fetch` gives them; a loop of
-        // fewer than four frames (whose points depend on the pass) takes `fetch`.
+        // its first two. Fetched at the segment's first such frame, as `fetch` gives
+        // them; a loop of fewer than four frames (whose points depend on the pass)
+        // takes `fetch` frame by frame.
         let le = r.loop_end as usize;
         let seam_at = le.wrapping_sub(2);
-        let seam = if looping && r.loop_end >= r.loop_start.saturating_add(4) {
-            let j = le as i64 - 3;
-            Some([0, 1, 2, 3, 4].map(|k| self.fetch(pcm, j + k, true)))
-        } else {
-            None
-        };
+        let seam_ok = looping && r.loop_end >= r.loop_start.saturating_add(4);
+        let mut seam: Option<[f32; 5]> = None;
         let mut phase = self.phase;
         let mut ended_at = n;
         let mut i = 0;
@@ -878,12 +875,27 @@ impl SampleVoice {
             }
             let t = fraction(phase);
             let j = idx as i64;
-            let (p0, p1, p2, p3) = match seam {
-                Some(s) if idx.wrapping_sub(seam_at) < 2 => {
+            let (p0, p1, p2, p3) = match seam_ok && idx.wrapping_sub(seam_at) < 2 {
+                true => {
+                    let s = match seam {
+                        Some(s) => s,
+                        None => {
+                            let j = le as i64 - 3;
+                            let s = [
+                                self.fetch(pcm, j, true),
+                                self.fetch(pcm, j + 1, true),
+                                self.fetch(pcm, j + 2, true),
+                                self.fetch(pcm, j + 3, true),
+                                self.fetch(pcm, j + 4, true),
+                            ];
+                            seam = Some(s);
+                            s
+                        }
+                    };
                     let k = idx - seam_at;
                     (s[k], s[k + 1], s[k + 2], s[k + 3])
                 }
-                _ => (
+                false => (
                     self.fetch(pcm, j - 1, looping),
                     self.fetch(pcm, j, looping),
                     self.fetch(pcm, j + 1, looping),
@@ -963,26 +975,21 @@ fn mix_avx2<const K: usize>(w: &[f32], gains: [f32; K], outs: [&mut [f32]; K]) {
     mix_body(w, gains, outs);
 }
 
-/// Frames per step of [`mix_body`]: one vector of each output.
-const MIX_CHUNK: usize = 8;
-
 #[inline(always)]
 fn mix_body<const K: usize>(w: &[f32], gains: [f32; K], mut outs: [&mut [f32]; K]) {
-    let n = w.len();
-    let whole = n / MIX_CHUNK * MIX_CHUNK;
-    for at in (0..whole).step_by(MIX_CHUNK) {
-        let x: &[f32; MIX_CHUNK] = w[at..at + MIX_CHUNK].try_into().unwrap_or(&[0.0; MIX_CHUNK]);
-        for (o, &g) in outs.iter_mut().zip(&gains) {
-            if let Ok(o) = <&mut [f32; MIX_CHUNK]>::try_from(&mut o[at..at + MIX_CHUNK]) {
-                for (o, x) in o.iter_mut().zip(x) {
-                    *o += x * g;
-                }
-            }
+    if let ([l, r, rs, cs], &[gl, gr, rev, cho]) = (&mut outs[..], &gains[..]) {
+        // The four outputs in one pass over the voice.
+        for (((l, r), (rs, cs)), w) in l.iter_mut().zip(r.iter_mut()).zip(rs.iter_mut().zip(cs.iter_mut())).zip(w) {
+            *l += w * gl;
+            *r += w * gr;
+            *rs += w * rev;
+            *cs += w * cho;
         }
+        return;
     }
-    for (o, &g) in outs.iter_mut().zip(&gains) {
-        for (o, x) in o[whole..n].iter_mut().zip(&w[whole..]) {
-            *o += x * g;
+    for (o, g) in outs.into_iter().zip(gains) {
+        for (o, w) in o.iter_mut().zip(w) {
+            *o += w * g;
         }
     }
 }
