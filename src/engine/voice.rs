@@ -32,6 +32,12 @@ const ANALOG_WANDER: f64 = 0.04;
 /// The voice filter's cutoff when the channel's low-pass is off.
 const OPEN_CUTOFF: f32 = 20_000.0;
 
+/// How long a note that found no delay line free waits for the line of the voice
+/// stolen for it: the steal fade, then the note starts at its next segment (so it
+/// starts at the same frame whichever thread renders either voice). It sounds that
+/// much late, about 5 ms.
+pub const LINE_WAIT_SECONDS: f32 = STEAL_FADE_SECONDS;
+
 /// Delay lines each channel keeps for its own voices: its default voice limit and
 /// the reserve for stolen voices fading out, so that a channel at its default limit
 /// never waits on another.
@@ -44,8 +50,11 @@ pub const SHARED_LINES: usize = super::channel::LANE_VOICES - CHANNEL_LINES;
 /// [`super::synth::Synth::uses_line`]) from note-on to the end of the note:
 /// [`CHANNEL_LINES`] for each channel, then [`SHARED_LINES`] any channel may
 /// borrow. A channel takes its own first, so what one channel hears does not depend
-/// on another unless the shared lines run out (counted in
-/// [`super::EngineStats::lines_missed`]; such a note stays silent).
+/// on another unless the shared lines run out. Then the note takes the line of its
+/// channel's oldest voice that holds one (released voices first): that voice fades
+/// out over the steal fade and the note starts once the line is back (see
+/// [`LINE_WAIT_SECONDS`]). A note that still finds none is counted in
+/// [`super::EngineStats::lines_missed`] and stays silent.
 ///
 /// The lines are allocated on the control side, the first time a snapshot uses such
 /// a synth ([`Lines::provide`]): a rig that never does (a SoundFont's, samples,
@@ -105,20 +114,18 @@ impl Lines {
         channels.clone().any(lined) || follows_programs && snapshot.programs.iter().flatten().any(lined)
     }
 
-    /// A zeroed line for a voice of `channel`, its own first; `None` (counted) when
-    /// every line is lent. Audio thread: no allocation.
+    /// A zeroed line for a voice of `channel`, its own first; `None` when every
+    /// line is lent. Audio thread: no allocation.
     fn lend(&self, channel: u8) -> Option<Box<[f32]>> {
         let own = &self.own[channel as usize % super::MAX_CHANNELS];
-        match own.pop().or_else(|| self.shared.pop()) {
-            Some(mut line) => {
-                line.fill(0.0);
-                Some(line)
-            }
-            None => {
-                self.stats.lines_missed.fetch_add(1, Relaxed);
-                None
-            }
-        }
+        let mut line = own.pop().or_else(|| self.shared.pop())?;
+        line.fill(0.0);
+        Some(line)
+    }
+
+    /// Counts a note that found no line, even after waiting (it stays silent).
+    fn missed(&self) {
+        self.stats.lines_missed.fetch_add(1, Relaxed);
     }
 
     /// Takes a line back: to `channel`'s own while it has room, else to the shared
@@ -230,6 +237,9 @@ pub struct Voice {
     body: VoiceBody,
     /// Where the voice borrows a delay line from.
     lines: Arc<Lines>,
+    /// Frames waited for a delay line, when the note found none free at note-on
+    /// (`None`: not waiting).
+    line_wait: Option<u32>,
 }
 
 /// Scratch space for one segment (at most a tick).
@@ -283,6 +293,7 @@ impl Voice {
             filter: Svf::default(),
             body: VoiceBody::Synth(OscState::new(0)),
             lines: lines.clone(),
+            line_wait: None,
         }
     }
 
@@ -359,7 +370,17 @@ impl Voice {
         }
     }
 
-    /// Whether the voice lacks the delay line its synth needs (it then ends at once).
+    /// Whether the voice holds a delay line (another note may take it: see [`Lines`]).
+    pub fn holds_line(&self) -> bool {
+        matches!(&self.body, VoiceBody::Synth(osc) if !osc.line.is_empty())
+    }
+
+    /// Whether the note found no delay line free and waits for one.
+    pub fn awaits_line(&self) -> bool {
+        self.line_wait.is_some()
+    }
+
+    /// Whether the voice lacks the delay line its synth needs.
     fn lacks_line(&self) -> bool {
         let holds = matches!(&self.body, VoiceBody::Synth(osc) if !osc.line.is_empty());
         matches!(self.source, VoiceSource::Synth(s) if !holds && SYNTHS[s as usize].synth.uses_line())
@@ -460,9 +481,11 @@ impl Voice {
             osc.reset(seed);
         }
         self.env = Envelope::start(&Self::adsr(ctx.params), ctx.sample_rate);
+        self.line_wait = None;
         if !self.fit_line(source) {
-            // No delay line free: the note stays silent (counted), and its slot is
-            // freed at its first render.
+            // No delay line free: the channel steals one for the note, which starts
+            // once the line is back (see `render`).
+            self.line_wait = Some(0);
             return;
         }
         if let VoiceSource::Synth(s) = source {
@@ -613,8 +636,25 @@ impl Voice {
                     self.end();
                 }
             }
-            VoiceSource::Synth(_) if self.lacks_line() => {
-                self.end();
+            VoiceSource::Synth(s) if self.lacks_line() => {
+                // Waiting for the line of the voice stolen for this note: silent until
+                // that voice's fade is over, then the note starts (at a segment after
+                // the one in which the stolen voice ended, whichever thread ran it).
+                let waited = self.line_wait.unwrap_or(u32::MAX);
+                let due = (LINE_WAIT_SECONDS * ctx.sample_rate) as u32;
+                if waited < due {
+                    self.line_wait = Some(waited + n as u32);
+                    return;
+                }
+                self.line_wait = None;
+                if self.fit_line(self.source) {
+                    let params = self.frozen.as_ref().unwrap_or(ctx.params);
+                    let sctx = self.synth_ctx(ctx, params);
+                    SYNTHS[s as usize].synth.start(self.body.synth(), &sctx);
+                } else {
+                    self.lines.missed();
+                    self.end();
+                }
                 return;
             }
             VoiceSource::Synth(s) => {
@@ -823,13 +863,12 @@ mod tests {
             lent.push(line);
         }
         assert_eq!(lent.len(), CHANNEL_LINES + SHARED_LINES, "channel 1 has its own and the shared lines");
-        assert_eq!(stats.lines_missed.load(Relaxed), 1);
+        assert_eq!(stats.lines_missed.load(Relaxed), 0, "a note that waits for a line is not lost yet");
         assert_eq!(lines.lend(1).map(|l| l.len()), Some(line_len(SR)), "channel 2 still has its own");
         for line in lent {
             lines.take_back(0, line);
         }
         let again = std::iter::from_fn(|| lines.lend(0)).take(1000).count();
         assert_eq!(again, CHANNEL_LINES + SHARED_LINES);
-        assert_eq!(stats.lines_missed.load(Relaxed), 2);
     }
 }
