@@ -207,6 +207,39 @@ fn every_synth_plays_without_allocating() {
     }
 }
 
+/// An offline render makes a channel's voice slots as it first needs them (buffers
+/// not pre-faulted): 200 notes struck over a second make their slots without
+/// allocating, and the render is the same bit for bit as with every slot made up
+/// front (the live host's pool).
+#[test]
+fn voice_slots_made_on_first_use_never_allocate() {
+    let set = common::set(r#"channel(1, "saw", #{ voices: 256, release: 0.5 });"#);
+    let render = |made_up_front: bool| {
+        jamrig::dsp::set_prefault(made_up_front);
+        let built = Renderer::new(&set, 48000);
+        jamrig::dsp::set_prefault(true);
+        let Renderer { mut engine, mut controller, .. } = built.expect("rig");
+        let mut out = vec![0.0f32; 256 * 2];
+        let mut all = Vec::new();
+        for round in 0..200u64 {
+            let frame = engine.frames_out();
+            let note = 30 + (round % 90) as u8;
+            controller.send(Event::new(frame, EventKind::NoteOn { channel: 0, note, velocity: 100 }));
+            reset_violation_count();
+            assert_no_alloc(|| engine.process(&mut out, 2));
+            assert_eq!(violation_count(), 0, "round {round} allocated");
+            controller.collect();
+            all.extend_from_slice(&out);
+        }
+        let sounding = controller.stats().voices[0].load(Relaxed);
+        (all, sounding)
+    };
+    let (lazy, sounding) = render(false);
+    assert!(sounding > 100, "only {sounding} voices sound");
+    let (eager, _) = render(true);
+    assert!(lazy.iter().zip(&eager).all(|(a, b)| a.to_bits() == b.to_bits()), "the pools play differently");
+}
+
 /// The sync path: the sync mode switching between internal, MIDI clock and Link
 /// with every reload, MIDI clock ticks (steady and with tempo jumps, ticks lost or
 /// doubled, a silence), Start, Stop, Continue and Song Position, and a Link
