@@ -134,6 +134,7 @@ impl SfEnv {
     }
 
     /// Advances `n` frames (a segment).
+    #[inline]
     fn advance(&mut self, mut n: u32) {
         while n > 0 {
             match self.stage {
@@ -250,7 +251,16 @@ impl Lfo {
     fn advance(&mut self, n: u32) {
         let wait = n.min(self.delay);
         self.delay -= wait;
-        self.phase = (self.phase + self.step * (n - wait) as f32).fract();
+        // The phase stays in 0..1 and a segment moves it less than a cycle: one
+        // subtraction gives what `fract` gives (a library call on this target).
+        let p = self.phase + self.step * (n - wait) as f32;
+        self.phase = if p < 1.0 {
+            p
+        } else if p < 2.0 {
+            p - 1.0
+        } else {
+            p.fract()
+        };
     }
 }
 
@@ -777,7 +787,7 @@ impl SampleVoice {
         if self.done {
             return;
         }
-        let r = self.region;
+        let r = &self.region;
         // Pitch and filter from the envelopes and LFOs at the segment's start.
         let mod_lfo = self.mod_lfo.value();
         let vib_lfo = self.vib_lfo.value();
