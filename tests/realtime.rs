@@ -207,6 +207,39 @@ fn every_synth_plays_without_allocating() {
     }
 }
 
+/// An offline render makes a channel's voice slots as it first needs them (buffers
+/// not pre-faulted): 200 notes struck over a second make their slots without
+/// allocating, and the render is the same bit for bit as with every slot made up
+/// front (the live host's pool).
+#[test]
+fn voice_slots_made_on_first_use_never_allocate() {
+    let set = common::set(r#"channel(1, "saw", #{ voices: 256, release: 0.5 });"#);
+    let render = |made_up_front: bool| {
+        jamrig::dsp::set_prefault(made_up_front);
+        let built = Renderer::new(&set, 48000);
+        jamrig::dsp::set_prefault(true);
+        let Renderer { mut engine, mut controller, .. } = built.expect("rig");
+        let mut out = vec![0.0f32; 256 * 2];
+        let mut all = Vec::new();
+        for round in 0..200u64 {
+            let frame = engine.frames_out();
+            let note = 30 + (round % 90) as u8;
+            controller.send(Event::new(frame, EventKind::NoteOn { channel: 0, note, velocity: 100 }));
+            reset_violation_count();
+            assert_no_alloc(|| engine.process(&mut out, 2));
+            assert_eq!(violation_count(), 0, "round {round} allocated");
+            controller.collect();
+            all.extend_from_slice(&out);
+        }
+        let sounding = controller.stats().voices[0].load(Relaxed);
+        (all, sounding)
+    };
+    let (lazy, sounding) = render(false);
+    assert!(sounding > 100, "only {sounding} voices sound");
+    let (eager, _) = render(true);
+    assert!(lazy.iter().zip(&eager).all(|(a, b)| a.to_bits() == b.to_bits()), "the pools play differently");
+}
+
 /// The sync path: the sync mode switching between internal, MIDI clock and Link
 /// with every reload, MIDI clock ticks (steady and with tempo jumps, ticks lost or
 /// doubled, a silence), Start, Stop, Continue and Song Position, and a Link
@@ -770,10 +803,12 @@ fn the_worker_guard_sees_a_worker_allocate() {
 }
 
 /// Delay lines running out: three string channels strike 128 notes each, more
-/// than their own lines and the shared ones hold (3 x 32 + 240 = 336 of 384);
-/// the notes past them stay silent and are counted, nothing allocates, and once
-/// the strings have died away every line is back (the same strike misses the same
-/// number again).
+/// than their own lines and the shared ones hold (3 x 32 + 240 = 336 of 384). Each
+/// note past them takes the line of its channel's oldest string (which fades out)
+/// and starts once that line is back: no note is lost (none counted missed), 336
+/// strings sound a few milliseconds later, each holding a line, nothing allocates,
+/// and once the strings have died away every line is back (the same strike steals
+/// the same number again).
 #[test]
 fn delay_lines_running_out_never_allocate_and_all_come_back() {
     use jamrig::engine::voice::{CHANNEL_LINES, SHARED_LINES};
@@ -786,7 +821,8 @@ fn delay_lines_running_out_never_allocate_and_all_come_back() {
     );
     let Renderer { mut engine, mut controller, .. } = Renderer::new(&set, 48000).expect("rig");
     let mut out = vec![0.0f32; 512 * 2];
-    let missed = 3 * 128 - (3 * CHANNEL_LINES + SHARED_LINES) as u64;
+    let lines = (3 * CHANNEL_LINES + SHARED_LINES) as u64;
+    let short = 3 * 128 - lines;
     for strike in 1..=2u64 {
         let at = engine.frames_out() + 64;
         for channel in 0..3u8 {
@@ -796,20 +832,72 @@ fn delay_lines_running_out_never_allocate_and_all_come_back() {
             }
         }
         // Strike, release, and let every string die away (10 s).
-        for _ in 0..(10 * 48000 / 512) {
+        for block in 0..(10 * 48000 / 512) {
             reset_violation_count();
             assert_no_alloc(|| engine.process(&mut out, 2));
-            assert_eq!(violation_count(), 0, "lending or taking back lines allocated or freed");
+            assert_eq!(violation_count(), 0, "lending, stealing or taking back lines allocated or freed");
             assert!(out.iter().all(|x| x.is_finite()));
             controller.collect();
+            if block == 1 {
+                // 21 ms after the strike: the stolen strings have faded, the notes that
+                // waited for their lines sound.
+                let stats = controller.stats();
+                let sounding: u64 = (0..3).map(|ch| stats.voices[ch].load(Relaxed) as u64).sum();
+                assert_eq!(sounding, lines, "strike {strike}: every line in use, by as many strings");
+            }
         }
         let stats = controller.stats();
-        assert_eq!(stats.lines_missed.load(Relaxed), strike * missed, "strike {strike}");
+        assert_eq!(stats.lines_missed.load(Relaxed), 0, "strike {strike}: a note was lost");
+        assert_eq!(stats.voices_stolen.load(Relaxed), strike * short, "strike {strike}");
         assert_eq!(stats.voices_cut.load(Relaxed), 0);
         for ch in 0..3 {
             assert_eq!(stats.voices[ch].load(Relaxed), 0, "channel {} rang on", ch + 1);
         }
     }
+}
+
+/// A note short of a delay line is not lost: channels 2 to 4 hold every shared
+/// line, channel 1 its own 32 with 32 strings; a 33rd string on channel 1 takes the
+/// oldest one's line (that string fades out) and then sounds, so 32 strings still
+/// sound there, none missed, nothing allocated.
+#[test]
+fn a_note_short_of_a_delay_line_takes_one_and_sounds() {
+    use jamrig::engine::voice::{CHANNEL_LINES, SHARED_LINES};
+    let set = common::set(
+        r#"
+        channel(1, "pluck_synth", #{ voices: 256 });
+        channel(2, "pluck_synth", #{ voices: 256 });
+        channel(3, "pluck_synth", #{ voices: 256 });
+        channel(4, "pluck_synth", #{ voices: 256 });
+        "#,
+    );
+    let Renderer { mut engine, mut controller, .. } = Renderer::new(&set, 48000).expect("rig");
+    let mut out = vec![0.0f32; 512 * 2];
+    let at = engine.frames_out() + 64;
+    // Channels 2 to 4: their own lines and every shared one.
+    let mut others = CHANNEL_LINES * 3 + SHARED_LINES;
+    for channel in 1..4u8 {
+        for note in 0..(others.min(128) as u8) {
+            engine.schedule(Event::new(at, EventKind::NoteOn { channel, note, velocity: 100 }));
+        }
+        others -= others.min(128);
+    }
+    assert_eq!(others, 0);
+    for note in 0..CHANNEL_LINES as u8 {
+        engine.schedule(Event::new(at, EventKind::NoteOn { channel: 0, note: 40 + note, velocity: 100 }));
+    }
+    engine.schedule(Event::new(at + 4800, EventKind::NoteOn { channel: 0, note: 100, velocity: 127 }));
+    for _ in 0..20 {
+        reset_violation_count();
+        assert_no_alloc(|| engine.process(&mut out, 2));
+        assert_eq!(violation_count(), 0);
+        assert!(out.iter().all(|x| x.is_finite()));
+        controller.collect();
+    }
+    let stats = controller.stats();
+    assert_eq!(stats.lines_missed.load(Relaxed), 0, "the 33rd string was lost");
+    assert_eq!(stats.voices_stolen.load(Relaxed), 1, "one string gave up its line");
+    assert_eq!(stats.voices[0].load(Relaxed) as usize, CHANNEL_LINES, "channel 1: 31 old strings and the new one");
 }
 
 #[cfg(feature = "jack")]

@@ -23,6 +23,11 @@ pub fn set_prefault(on: bool) {
     PREFAULT.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Whether buffers are pre-faulted (see [`set_prefault`]).
+pub fn prefaults() -> bool {
+    PREFAULT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A zeroed buffer whose pages are already mapped: a buffer the audio thread will
 /// write must not page-fault there on first touch (control side).
 pub fn zeroed(len: usize) -> Box<[f32]> {

@@ -267,11 +267,14 @@ pub(super) struct Lane {
     /// The channel, 0-based.
     pub ch: u8,
     pub st: ChannelState,
+    /// The voice slots made so far, of room for [`LANE_VOICES`] (see [`Lane::new`]).
     pub voices: Vec<Voice>,
     /// Slots of sounding voices, in pitch order.
     pub active: Vec<u16>,
     /// Free slots.
     free: Vec<u16>,
+    /// Where new voice slots borrow delay lines from.
+    lines: std::sync::Arc<Lines>,
     /// Voices started on this channel (start order, and the voices' noise seeds).
     serial: u64,
     wave: [f32; TICK_FRAMES],
@@ -405,14 +408,25 @@ impl Work {
 
 impl Lane {
     /// Allocates the channel's voice pool, whose voices borrow delay lines from
-    /// `lines` (control side).
+    /// `lines` (control side). Where buffers are pre-faulted (the live host), every
+    /// slot is made here; otherwise (an offline render) the pool's room is reserved
+    /// and a slot is made when the channel first needs it (a push within the room:
+    /// no allocation), so slots a render never plays take no memory.
     pub fn new(ch: u8, sr: f32, lines: &std::sync::Arc<Lines>) -> Self {
+        let eager = crate::dsp::prefaults();
+        let mut voices = Vec::with_capacity(LANE_VOICES);
+        let mut free = Vec::with_capacity(LANE_VOICES);
+        if eager {
+            voices.extend((0..LANE_VOICES).map(|_| Voice::new(lines)));
+            free.extend((0..LANE_VOICES as u16).rev());
+        }
         Lane {
             ch,
             st: ChannelState::new(sr),
-            voices: (0..LANE_VOICES).map(|_| Voice::new(lines)).collect(),
+            voices,
             active: Vec::with_capacity(LANE_VOICES),
-            free: (0..LANE_VOICES as u16).rev().collect(),
+            free,
+            lines: lines.clone(),
             serial: 0,
             wave: [0.0; TICK_FRAMES],
             env: [0.0; TICK_FRAMES],
@@ -881,7 +895,7 @@ impl Lane {
                     if v.active
                         && v.serial < first_serial
                         && matches!(v.source, VoiceSource::Sample { .. })
-                        && v.sample.region.exclusive_class == region.exclusive_class
+                        && v.sample().is_some_and(|s| s.region.exclusive_class == region.exclusive_class)
                     {
                         v.steal(cx.sr);
                     }
@@ -889,7 +903,9 @@ impl Lane {
             }
             let voice = self.allocate_voice(cfg, cx);
             self.start_voice(voice, note, velocity, VoiceSource::Sample { slot }, cfg, None, cx);
-            self.voices[voice].sample.start(&region, note, velocity, cx.sr);
+            if let Some(sample) = self.voices[voice].sample_mut() {
+                sample.start(&region, note, velocity, cx.sr);
+            }
             self.bank_started(slot);
             started = true;
         }
@@ -928,6 +944,11 @@ impl Lane {
         }
         match self.free.pop() {
             Some(i) => i as usize,
+            None if self.voices.len() < LANE_VOICES => {
+                // A slot not made yet (within the pool's room: no allocation).
+                self.voices.push(Voice::new(&self.lines));
+                self.voices.len() - 1
+            }
             None => {
                 // Every slot of the channel is busy: cut the voice closest to silence.
                 cx.stats.voices_cut.fetch_add(1, Relaxed);
@@ -991,6 +1012,27 @@ impl Lane {
         let voices = &self.voices;
         let at = self.active.partition_point(|&s| voices[s as usize].note <= note);
         self.active.insert(at, slot as u16);
+        if self.voices[slot].awaits_line() {
+            self.steal_line(cx);
+        }
+    }
+
+    /// No delay line was free for a note: the channel's oldest voice holding one
+    /// (released ones first) fades out, and its line goes to the note when it ends
+    /// (see [`Lines`]). The channel's own lines are all lent then, so such a voice is
+    /// there unless every one is already fading.
+    fn steal_line(&mut self, cx: &TickCx) {
+        let voices = &self.voices;
+        let victim = self
+            .active
+            .iter()
+            .map(|&s| s as usize)
+            .filter(|&i| voices[i].active && voices[i].steal_left == 0 && voices[i].holds_line())
+            .max_by_key(|&i| (voices[i].is_released(), std::cmp::Reverse(voices[i].serial)));
+        if let Some(i) = victim {
+            self.voices[i].steal(cx.sr);
+            cx.stats.voices_stolen.fetch_add(1, Relaxed);
+        }
     }
 
     /// A controller arriving on `channel`, as it concerns this channel: the set's

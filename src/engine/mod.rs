@@ -134,8 +134,8 @@ pub struct EngineStats {
     pub voices_stolen: AtomicU64,
     /// Voices cut without a fade because the whole pool was busy.
     pub voices_cut: AtomicU64,
-    /// Notes of a synth that uses a delay line that found none free (they stay
-    /// silent; see [`voice::SharedLines`]).
+    /// Notes of a synth that uses a delay line that found none free, even once the
+    /// voice stolen for them had faded (they stay silent; see [`voice::Lines`]).
     pub lines_missed: AtomicU64,
     /// Shared reverb tails cut short because every shared reverb rang with another
     /// channel group's tail ([`sends::SEND_SLOTS`] at once).

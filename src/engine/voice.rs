@@ -32,6 +32,12 @@ const ANALOG_WANDER: f64 = 0.04;
 /// The voice filter's cutoff when the channel's low-pass is off.
 const OPEN_CUTOFF: f32 = 20_000.0;
 
+/// How long a note that found no delay line free waits for the line of the voice
+/// stolen for it: the steal fade, then the note starts at its next segment (so it
+/// starts at the same frame whichever thread renders either voice). It sounds that
+/// much late, about 5 ms.
+pub const LINE_WAIT_SECONDS: f32 = STEAL_FADE_SECONDS;
+
 /// Delay lines each channel keeps for its own voices: its default voice limit and
 /// the reserve for stolen voices fading out, so that a channel at its default limit
 /// never waits on another.
@@ -44,8 +50,11 @@ pub const SHARED_LINES: usize = super::channel::LANE_VOICES - CHANNEL_LINES;
 /// [`super::synth::Synth::uses_line`]) from note-on to the end of the note:
 /// [`CHANNEL_LINES`] for each channel, then [`SHARED_LINES`] any channel may
 /// borrow. A channel takes its own first, so what one channel hears does not depend
-/// on another unless the shared lines run out (counted in
-/// [`super::EngineStats::lines_missed`]; such a note stays silent).
+/// on another unless the shared lines run out. Then the note takes the line of its
+/// channel's oldest voice that holds one (released voices first): that voice fades
+/// out over the steal fade and the note starts once the line is back (see
+/// [`LINE_WAIT_SECONDS`]). A note that still finds none is counted in
+/// [`super::EngineStats::lines_missed`] and stays silent.
 ///
 /// The lines are allocated on the control side, the first time a snapshot uses such
 /// a synth ([`Lines::provide`]): a rig that never does (a SoundFont's, samples,
@@ -105,20 +114,18 @@ impl Lines {
         channels.clone().any(lined) || follows_programs && snapshot.programs.iter().flatten().any(lined)
     }
 
-    /// A zeroed line for a voice of `channel`, its own first; `None` (counted) when
-    /// every line is lent. Audio thread: no allocation.
+    /// A zeroed line for a voice of `channel`, its own first; `None` when every
+    /// line is lent. Audio thread: no allocation.
     fn lend(&self, channel: u8) -> Option<Box<[f32]>> {
         let own = &self.own[channel as usize % super::MAX_CHANNELS];
-        match own.pop().or_else(|| self.shared.pop()) {
-            Some(mut line) => {
-                line.fill(0.0);
-                Some(line)
-            }
-            None => {
-                self.stats.lines_missed.fetch_add(1, Relaxed);
-                None
-            }
-        }
+        let mut line = own.pop().or_else(|| self.shared.pop())?;
+        line.fill(0.0);
+        Some(line)
+    }
+
+    /// Counts a note that found no line, even after waiting (it stays silent).
+    fn missed(&self) {
+        self.stats.lines_missed.fetch_add(1, Relaxed);
     }
 
     /// Takes a line back: to `channel`'s own while it has room, else to the shared
@@ -165,6 +172,28 @@ pub struct VoiceOut<'a> {
     pub sent: &'a mut bool,
 }
 
+/// What a voice plays with: a synth's oscillator state or a sample's playback
+/// state. A slot holds one at a time, so the pool's slots are no larger than the
+/// larger of the two.
+pub enum VoiceBody {
+    Synth(OscState),
+    Sample(SampleVoice),
+}
+
+impl VoiceBody {
+    /// The synth state. [`Voice::start`] gives a synth or drum voice one; a body that
+    /// holds sample state is given a fresh one (no allocation: it holds no line).
+    fn synth(&mut self) -> &mut OscState {
+        if let VoiceBody::Sample(_) = self {
+            *self = VoiceBody::Synth(OscState::new(0));
+        }
+        match self {
+            VoiceBody::Synth(osc) => osc,
+            VoiceBody::Sample(_) => unreachable!("the body was just made a synth's"),
+        }
+    }
+}
+
 pub struct Voice {
     pub active: bool,
     pub channel: u8,
@@ -204,11 +233,13 @@ pub struct Voice {
     /// velocity-to-filter).
     filter_env: Envelope,
     filter: Svf,
-    pub osc: OscState,
-    /// Sample playback state (sample voices).
-    pub sample: SampleVoice,
+    /// The synth's or the sample's state, as the source asks.
+    body: VoiceBody,
     /// Where the voice borrows a delay line from.
     lines: Arc<Lines>,
+    /// Frames waited for a delay line, when the note found none free at note-on
+    /// (`None`: not waiting).
+    line_wait: Option<u32>,
 }
 
 /// Scratch space for one segment (at most a tick).
@@ -260,9 +291,9 @@ impl Voice {
             velocity: 0.0,
             filter_env: Envelope::idle(),
             filter: Svf::default(),
-            osc: OscState::new(0),
-            sample: SampleVoice::idle(),
+            body: VoiceBody::Synth(OscState::new(0)),
             lines: lines.clone(),
+            line_wait: None,
         }
     }
 
@@ -273,8 +304,47 @@ impl Voice {
     }
 
     fn give_back_line(&mut self) {
-        if !self.osc.line.is_empty() {
-            self.lines.take_back(self.channel, std::mem::take(&mut self.osc.line));
+        if let VoiceBody::Synth(osc) = &mut self.body
+            && !osc.line.is_empty()
+        {
+            self.lines.take_back(self.channel, std::mem::take(&mut osc.line));
+        }
+    }
+
+    /// The sample playback state, if the voice plays a sample.
+    pub fn sample(&self) -> Option<&SampleVoice> {
+        match &self.body {
+            VoiceBody::Sample(s) => Some(s),
+            VoiceBody::Synth(_) => None,
+        }
+    }
+
+    /// The sample playback state to start, if the voice plays a sample.
+    pub fn sample_mut(&mut self) -> Option<&mut SampleVoice> {
+        match &mut self.body {
+            VoiceBody::Sample(s) => Some(s),
+            VoiceBody::Synth(_) => None,
+        }
+    }
+
+    /// The synth state (see [`VoiceBody::synth`]).
+    fn osc(&mut self) -> &mut OscState {
+        self.body.synth()
+    }
+
+    /// Makes the slot's state the kind `source` plays with: sample state for a
+    /// sample (its delay line, if it held one, goes back first), synth state
+    /// otherwise. Audio thread: nothing is allocated or freed.
+    fn fit_body(&mut self, source: VoiceSource) {
+        match (source, &self.body) {
+            (VoiceSource::Sample { .. }, VoiceBody::Synth(_)) => {
+                self.give_back_line();
+                self.body = VoiceBody::Sample(SampleVoice::idle());
+            }
+            (VoiceSource::Synth(_) | VoiceSource::Drum { .. }, VoiceBody::Sample(_)) => {
+                self.body = VoiceBody::Synth(OscState::new(0));
+            }
+            _ => {}
         }
     }
 
@@ -287,22 +357,33 @@ impl Voice {
             self.give_back_line();
             return true;
         }
-        if !self.osc.line.is_empty() {
-            self.osc.line.fill(0.0);
+        if !self.osc().line.is_empty() {
+            self.osc().line.fill(0.0);
             return true;
         }
         match self.lines.lend(self.channel) {
             Some(line) => {
-                self.osc.line = line;
+                self.osc().line = line;
                 true
             }
             None => false,
         }
     }
 
-    /// Whether the voice lacks the delay line its synth needs (it then ends at once).
+    /// Whether the voice holds a delay line (another note may take it: see [`Lines`]).
+    pub fn holds_line(&self) -> bool {
+        matches!(&self.body, VoiceBody::Synth(osc) if !osc.line.is_empty())
+    }
+
+    /// Whether the note found no delay line free and waits for one.
+    pub fn awaits_line(&self) -> bool {
+        self.line_wait.is_some()
+    }
+
+    /// Whether the voice lacks the delay line its synth needs.
     fn lacks_line(&self) -> bool {
-        matches!(self.source, VoiceSource::Synth(s) if self.osc.line.is_empty() && SYNTHS[s as usize].synth.uses_line())
+        let holds = matches!(&self.body, VoiceBody::Synth(osc) if !osc.line.is_empty());
+        matches!(self.source, VoiceSource::Synth(s) if !holds && SYNTHS[s as usize].synth.uses_line())
     }
 
     fn adsr(p: &ParamValues) -> Adsr {
@@ -366,6 +447,7 @@ impl Voice {
         self.channel = channel;
         self.note = note;
         self.serial = serial;
+        self.fit_body(source);
         self.source = source;
         self.held = true;
         self.sustained = false;
@@ -395,16 +477,20 @@ impl Voice {
         self.analog_rate = 0.1 + 0.3 * unit(h.rotate_left(41));
         self.filter = Svf::default();
         self.filter_env = Envelope::start(&Self::filter_adsr(ctx.params), ctx.sample_rate);
-        self.osc.reset(seed);
+        if let VoiceBody::Synth(osc) = &mut self.body {
+            osc.reset(seed);
+        }
         self.env = Envelope::start(&Self::adsr(ctx.params), ctx.sample_rate);
+        self.line_wait = None;
         if !self.fit_line(source) {
-            // No delay line free: the note stays silent (counted), and its slot is
-            // freed at its first render.
+            // No delay line free: the channel steals one for the note, which starts
+            // once the line is back (see `render`).
+            self.line_wait = Some(0);
             return;
         }
         if let VoiceSource::Synth(s) = source {
             let sctx = self.synth_ctx(ctx, ctx.params);
-            SYNTHS[s as usize].synth.start(&mut self.osc, &sctx);
+            SYNTHS[s as usize].synth.start(self.osc(), &sctx);
         }
     }
 
@@ -448,7 +534,9 @@ impl Voice {
                 if synth.decays() && p.get(Param::Release) <= 0.0 {
                     if !self.damped {
                         self.damped = true;
-                        synth.damp(&mut self.osc, sample_rate, note_hz(self.pitch));
+                        if let VoiceBody::Synth(osc) = &mut self.body {
+                            synth.damp(osc, sample_rate, note_hz(self.pitch));
+                        }
                         if p.get(Param::SubOsc) > 0.0 || p.get(Param::NoiseMix) > 0.0 {
                             let layers = Adsr { release: LAYER_RELEASE_SECONDS, ..Self::adsr(p) };
                             self.env.release(&layers, sample_rate);
@@ -462,7 +550,9 @@ impl Voice {
             VoiceSource::Sample { .. } => {
                 let p = self.frozen.as_ref().unwrap_or(params);
                 self.env.release(&Self::adsr(p), sample_rate);
-                self.sample.release();
+                if let VoiceBody::Sample(sample) = &mut self.body {
+                    sample.release();
+                }
             }
             VoiceSource::Drum { .. } => {}
         }
@@ -490,19 +580,19 @@ impl Voice {
         let out = vout.mono;
         match self.source {
             VoiceSource::Sample { slot } => {
-                let Some(bank) = ctx.banks.get(slot) else {
+                let (Some(bank), VoiceBody::Sample(sample)) = (ctx.banks.get(slot), &mut self.body) else {
                     self.end();
                     return;
                 };
-                let Some(pcm) = bank.pcm.get(self.sample.region.pcm as usize) else {
+                let Some(pcm) = bank.pcm.get(sample.region.pcm as usize) else {
                     self.end();
                     return;
                 };
                 let params = self.frozen.as_ref().unwrap_or(ctx.params);
-                let env_gain = if self.sample.region.shape == crate::tables::bank::Shape::Channel {
+                let env_gain = if sample.region.shape == crate::tables::bank::Shape::Channel {
                     self.env.render(&Self::adsr(params), ctx.sample_rate, env);
                     if self.env.is_done() {
-                        self.sample.done = true;
+                        sample.done = true;
                     }
                     self.env.level()
                 } else {
@@ -517,7 +607,7 @@ impl Voice {
                     controls.expression = ((left / total).sqrt() * 127.0) as u8;
                     self.steal_left = self.steal_left.saturating_sub(n as u32);
                     if self.steal_left == 0 {
-                        self.sample.done = true;
+                        sample.done = true;
                     }
                 }
                 *vout.stereo = true;
@@ -528,8 +618,8 @@ impl Voice {
                     reverb: vout.reverb,
                     sent: vout.sent,
                 };
-                self.sample.render(&pcm.frames, &controls, env_gain, ctx.sample_rate, wave, sout);
-                if self.sample.done {
+                sample.render(&pcm.frames, &controls, env_gain, ctx.sample_rate, wave, sout);
+                if sample.done {
                     self.end();
                 }
                 return;
@@ -546,8 +636,25 @@ impl Voice {
                     self.end();
                 }
             }
-            VoiceSource::Synth(_) if self.lacks_line() => {
-                self.end();
+            VoiceSource::Synth(s) if self.lacks_line() => {
+                // Waiting for the line of the voice stolen for this note: silent until
+                // that voice's fade is over, then the note starts (at a segment after
+                // the one in which the stolen voice ended, whichever thread ran it).
+                let waited = self.line_wait.unwrap_or(u32::MAX);
+                let due = (LINE_WAIT_SECONDS * ctx.sample_rate) as u32;
+                if waited < due {
+                    self.line_wait = Some(waited + n as u32);
+                    return;
+                }
+                self.line_wait = None;
+                if self.fit_line(self.source) {
+                    let params = self.frozen.as_ref().unwrap_or(ctx.params);
+                    let sctx = self.synth_ctx(ctx, params);
+                    SYNTHS[s as usize].synth.start(self.body.synth(), &sctx);
+                } else {
+                    self.lines.missed();
+                    self.end();
+                }
                 return;
             }
             VoiceSource::Synth(s) => {
@@ -557,9 +664,10 @@ impl Voice {
                 };
                 let sctx = self.synth_ctx(ctx, params);
                 let entry = &SYNTHS[s as usize];
-                entry.synth.render(&mut self.osc, &sctx, wave);
-                self.osc.age += n as u64;
-                add_layers(&mut self.osc, &mut self.sub_phase, &sctx, wave);
+                let osc = self.body.synth();
+                entry.synth.render(osc, &sctx, wave);
+                osc.age += n as u64;
+                add_layers(osc, &mut self.sub_phase, &sctx, wave);
                 // Advance the glide and the analog wander.
                 let dt = n as f64 / ctx.sample_rate as f64;
                 let target = self.note as f64;
@@ -729,6 +837,17 @@ mod tests {
         assert!(direct.provided());
     }
 
+    /// A slot holds synth state or sample state, never both: the pool's 4352 slots
+    /// are written when it is built, so every byte here is resident.
+    #[test]
+    fn a_voice_slot_holds_synth_or_sample_state_not_both() {
+        use std::mem::size_of;
+        let (osc, sample, voice) = (size_of::<OscState>(), size_of::<SampleVoice>(), size_of::<Voice>());
+        println!("OscState {osc} bytes, SampleVoice {sample}, Voice {voice}");
+        assert!(size_of::<VoiceBody>() <= osc.max(sample) + 16);
+        assert!(voice < osc + sample, "a voice is {voice} bytes: its synth and sample state are side by side again");
+    }
+
     #[test]
     fn a_lent_line_is_zeroed_and_every_line_comes_back() {
         let stats = Arc::new(super::super::EngineStats::default());
@@ -744,13 +863,12 @@ mod tests {
             lent.push(line);
         }
         assert_eq!(lent.len(), CHANNEL_LINES + SHARED_LINES, "channel 1 has its own and the shared lines");
-        assert_eq!(stats.lines_missed.load(Relaxed), 1);
+        assert_eq!(stats.lines_missed.load(Relaxed), 0, "a note that waits for a line is not lost yet");
         assert_eq!(lines.lend(1).map(|l| l.len()), Some(line_len(SR)), "channel 2 still has its own");
         for line in lent {
             lines.take_back(0, line);
         }
         let again = std::iter::from_fn(|| lines.lend(0)).take(1000).count();
         assert_eq!(again, CHANNEL_LINES + SHARED_LINES);
-        assert_eq!(stats.lines_missed.load(Relaxed), 2);
     }
 }
