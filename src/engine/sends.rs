@@ -257,3 +257,24 @@ fn add_reverb(
         reverb.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More shared reverbs ringing at once than there are slots: the tail nearest
+    /// its end is cut, and counted (the engine reports the count).
+    #[test]
+    fn a_shared_reverb_tail_cut_short_is_counted() {
+        let mut sends = Sends::new(48_000.0);
+        let (mut l, mut r) = ([0.0f32; TICK_FRAMES], [0.0f32; TICK_FRAMES]);
+        let x = [0.1f32; TICK_FRAMES];
+        for i in 0..=BUS_REVERB_SLOTS {
+            let key = SharedReverb { reverb_type: 0.0, reverb_decay: 1.0 + i as f32 * 0.1 };
+            sends.feed_bus_reverb(key, &x);
+            sends.process(&mut l, &mut r);
+            let expected = i.saturating_sub(BUS_REVERB_SLOTS - 1) as u64;
+            assert_eq!(sends.tails_cut, expected, "after {} groups", i + 1);
+        }
+    }
+}
