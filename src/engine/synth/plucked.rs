@@ -71,8 +71,16 @@ const Z_CHIKARI: usize = Z_CHIFF + 4; // sitar chikari envelope
 const Z_DETUNE: usize = Z_CHIKARI + 1; // beat between the strings, Hz
 const Z_MUTE: usize = Z_DETUNE + 1; // 1 once the string is muted (key up)
 const Z_DC: usize = Z_MUTE + 1; // sitar DC blocker: previous input and output
+const Z_LOOP: usize = Z_DC + 2; // a one-string loop as last designed: a, pole, c, gain
 // n[0], n[1]: write positions of strings 1 and 2 (in their half of the line).
+// n[2], n[3]: the stored loop's length and averages.
 // phase[0], phase[1]: sitar chikari sines at 2f and 3f.
+// phase[58], phase[59]: the note's pitch (f64 bits, low half first) the stored loop is
+// for; phase[60]: the rate it is for (f32 bits); phase[61], phase[62]: the string's
+// pitch (f64 bits).
+const P_DESIGN_PITCH: usize = 58;
+const P_DESIGN_RATE: usize = 60;
+const P_DESIGN_STRING: usize = 61;
 
 /// Body resonances: `(centre Hz, half-width Hz, gain)`.
 type Resonances = &'static [(f64, f64, f32)];
@@ -826,6 +834,36 @@ fn resonance(centre: f64, half_width: f64, sample_rate: f64) -> BiquadCoefs {
     BiquadCoefs::bandpass_range((centre - half_width).max(20.0), (centre + half_width).min(22_049.0), sample_rate)
 }
 
+/// A `u64` kept in two phase slots from `at`.
+fn load_u64(st: &OscState, at: usize) -> u64 {
+    st.phase[at] as u64 | (st.phase[at + 1] as u64) << 32
+}
+
+fn store_u64(st: &mut OscState, at: usize, v: u64) {
+    [st.phase[at], st.phase[at + 1]] = [v as u32, (v >> 32) as u32];
+}
+
+/// The pitch and loop of a one-string spec at note pitch `f`: designed again only
+/// when the pitch or the rate has moved since the last render call (the design takes
+/// a dozen library calls; the pitch moves only with a bend or a wander), else the
+/// stored design, the same numbers bit for bit.
+fn one_string_loop(spec: &Spec, st: &mut OscState, f: f64, sr: f64, size: usize) -> (f64, Loop) {
+    let rate = (sr as f32).to_bits();
+    if load_u64(st, P_DESIGN_PITCH) == f.to_bits() && st.phase[P_DESIGN_RATE] == rate {
+        let [a, pole, c, gain] = [0, 1, 2, 3].map(|k| st.z[Z_LOOP + k]);
+        let lp = Loop { len: st.n[2], avgs: st.n[3], a, pole, c, gain };
+        return (f64::from_bits(load_u64(st, P_DESIGN_STRING)), lp);
+    }
+    let [f1, _] = string_freqs(spec, st, f);
+    let lp = Loop::new(spec, f1, sr, size);
+    store_u64(st, P_DESIGN_PITCH, f.to_bits());
+    st.phase[P_DESIGN_RATE] = rate;
+    store_u64(st, P_DESIGN_STRING, f1.to_bits());
+    [st.n[2], st.n[3]] = [lp.len, lp.avgs];
+    st.z[Z_LOOP..Z_LOOP + 4].copy_from_slice(&[lp.a, lp.pole, lp.c, lp.gain]);
+    (f1, lp)
+}
+
 fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
     let sr = ctx.sample_rate as f64;
     let total = st.line.len();
@@ -839,8 +877,13 @@ fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
     let size = if two { total / 2 } else { total };
 
     // The strings.
-    let [f1, f2] = string_freqs(spec, st, f);
-    let mut lp1 = Loop::new(spec, f1, sr, size);
+    let (f1, f2, mut lp1) = if two {
+        let [f1, f2] = string_freqs(spec, st, f);
+        (f1, f2, Loop::new(spec, f1, sr, size))
+    } else {
+        let (f1, lp1) = one_string_loop(spec, st, f, sr, size);
+        (f1, 0.0, lp1)
+    };
     let early = spec.extra == Extra::Sitar && age < SITAR_EARLY_SECONDS;
     let decay1 = if early { SITAR_EARLY_DECAY } else { spec.decay[0] };
     let muted = st.z[Z_MUTE] > 0.0;
@@ -1003,6 +1046,47 @@ fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
     } else {
         for x in out.iter_mut() {
             *x *= g;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::synth::{SYNTHS, line_len};
+    use crate::params::ParamValues;
+    use crate::tables::wavetable::Wavetables;
+
+    /// Renders a plucked synth for 1.5 s in ticks, its pitch bent up a semitone half
+    /// way; `forget` clears the stored loop design before every tick.
+    fn play(name: &str, forget: bool, waves: &Wavetables) -> Vec<f32> {
+        let sr = 48_000.0f32;
+        let params = ParamValues::default();
+        let entry = SYNTHS.iter().find(|e| e.name == name).expect("registered");
+        let mut st = OscState::new(line_len(sr));
+        st.reset(11);
+        let ctx = SynthCtx { sample_rate: sr, freq_hz: 98.0, params: &params, waves };
+        entry.synth.start(&mut st, &ctx);
+        let mut out = vec![0.0f32; 72_000];
+        for (i, block) in out.chunks_mut(64).enumerate() {
+            let bent = if i * 64 < 36_000 { 98.0 } else { 98.0 * 2f64.powf(1.0 / 12.0) };
+            let ctx = SynthCtx { sample_rate: sr, freq_hz: bent, params: &params, waves };
+            if forget {
+                st.phase[P_DESIGN_PITCH..P_DESIGN_RATE + 1].fill(0);
+            }
+            entry.synth.render(&mut st, &ctx, block);
+            st.age += block.len() as u64;
+        }
+        out
+    }
+
+    #[test]
+    fn a_stored_loop_design_plays_the_same_as_one_designed_every_tick() {
+        let waves = Wavetables::new();
+        for name in ["bass_guitar_synth", "upright_bass_synth", "acoustic_guitar_synth", "sitar_synth"] {
+            let (stored, fresh) = (play(name, false, &waves), play(name, true, &waves));
+            assert!(stored.iter().any(|x| *x != 0.0), "{name} is silent");
+            assert!(stored.iter().zip(&fresh).all(|(a, b)| a.to_bits() == b.to_bits()), "{name}");
         }
     }
 }
