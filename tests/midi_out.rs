@@ -657,3 +657,44 @@ fn knobs_turned_over_the_control_port_or_the_repl_go_out_as_their_cc() {
     r.jam.command("ch(5).lowpass = 200", S(5), |l| l.contains("lowpass"));
     device_receives_until(&mut a, &[0xB2, 74, 0], "the REPL's knob does not go out");
 }
+
+/// With the audio through ALSA (cpal, here ALSA's jack plugin) rather than JACK,
+/// MIDI goes through a JACK client of jamrig's own: an external channel's notes
+/// and the clock still leave through their ports, evenly spaced. Frames are placed
+/// on JACK's clock through the audio's timestamps there, so the spacing is checked
+/// within a millisecond rather than a frame.
+#[test]
+fn with_the_audio_through_alsa_midi_out_leaves_through_its_own_jack_client() {
+    let _serial = serial();
+    let server = JackServer::start(server());
+    let mut probe = Probe::open(&server.name);
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set.rhai");
+    std::fs::write(
+        &set,
+        "tempo(120);\nclock_out(true);\nchannel(5, #{ midi_out: \"probe:midi_in\", out_channel: 2 });\npattern(\"p\", 5, 1.0, [[0.0, \"C4\", 100, 0.25]]);\n",
+    )
+    .unwrap();
+    let jam = Jamrig::start_alsa(&server.name, &set, &["--port", PROBE_MIDI]);
+    jam.wait_started(S(20));
+    jam.expect_line(0, S(5), "connecting the device's port", |l| {
+        l.starts_with("MIDI out: jamrig:out-probe_midi_in -> probe:midi_in")
+    });
+    std::thread::sleep(MS(500));
+    probe.take_received();
+    let overruns_before = xruns(&server);
+    std::thread::sleep(S(4));
+    let rx = probe.take_received();
+    let overruns = xruns(&server) - overruns_before;
+    let notes = frames_of(&rx, &[0x91, 60, 100]);
+    assert!(notes.len() >= 6, "only {} notes in 4 s at 120 BPM: {rx:?}", notes.len());
+    assert!(!frames_of(&rx, &[0x81, 60, 0]).is_empty(), "no note-off: {rx:?}");
+    let ticks = frames_of(&rx, &[0xF8]);
+    assert!(ticks.len() >= 150, "only {} clock ticks in 4 s at 120 BPM", ticks.len());
+    let spacing: Vec<i64> = notes.windows(2).map(|w| between(w[0], w[1])).collect();
+    println!("note-on spacing (frames, 24000 expected): {spacing:?}; overruns {overruns}");
+    let off = spacing.iter().filter(|d| (**d - 24000).abs() > 48).count();
+    assert!(off <= overruns, "{off} note spacings more than 1 ms from a beat with {overruns} overruns: {spacing:?}");
+    let span = between(ticks[0], *ticks.last().unwrap()) as f64 / (ticks.len() - 1) as f64;
+    assert!((span - 1000.0).abs() < 10.0, "clock ticks {span:.1} frames apart on average, not 1000");
+}

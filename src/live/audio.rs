@@ -31,7 +31,12 @@ pub enum AudioError {
 
 /// A device chosen and configured, not yet running.
 pub struct Chosen {
-    device: cpal::Device,
+    /// The cpal device (`None`: jamrig's own JACK client, in `client`).
+    device: Option<cpal::Device>,
+    /// jamrig's JACK client, opened while choosing and not yet active: the stream
+    /// runs on it (see [`choose_live`]).
+    #[cfg(feature = "jack")]
+    client: std::sync::Mutex<Option<super::jack_host::Clients>>,
     pub config: StreamConfig,
     format: SampleFormat,
     pub description: String,
@@ -283,7 +288,59 @@ pub fn choose(name: Option<&str>, buffer: u32) -> Result<Chosen, AudioError> {
     let description = format!("{} ({})", describe(&device), host_id.name());
     let (frames, buffer_note) = fit_buffer(buffer, supported, &description);
     let config = StreamConfig { channels, sample_rate: rate, buffer_size: BufferSize::Fixed(frames) };
-    Ok(Chosen { device, config, format, description, jack, buffer_note })
+    Ok(Chosen {
+        device: Some(device),
+        #[cfg(feature = "jack")]
+        client: std::sync::Mutex::new(None),
+        config,
+        format,
+        description,
+        jack,
+        buffer_note,
+    })
+}
+
+/// [`choose`] for `jamrig play`. With the `jack` feature and no device named (or
+/// JACK's default), jamrig's own JACK client is opened at once and the stream runs
+/// on it: cpal's JACK host, which opens two clients of its own only to describe
+/// the server, is skipped (tens of milliseconds before the first sound). Without a
+/// JACK server, the same as [`choose`].
+pub fn choose_live(name: Option<&str>, buffer: u32) -> Result<Chosen, AudioError> {
+    #[cfg(feature = "jack")]
+    {
+        let default = match name.map(split_host) {
+            None => true,
+            Some((host, rest)) => {
+                host == Some(cpal::HostId::Jack) && (rest.is_empty() || rest.eq_ignore_ascii_case("default"))
+            }
+        };
+        if default && let Some(c) = super::jack_host::open_clients() {
+            let (rate, frames) = (c.own.sample_rate() as u32, c.own.buffer_size());
+            let description = JACK_DESCRIPTION.to_string();
+            let (frames, buffer_note) = fit_buffer(buffer, Some((frames, frames)), &description);
+            return Ok(Chosen {
+                device: None,
+                client: std::sync::Mutex::new(Some(c)),
+                config: StreamConfig { channels: 2, sample_rate: rate, buffer_size: BufferSize::Fixed(frames) },
+                format: SampleFormat::F32,
+                description,
+                jack: true,
+                buffer_note,
+            });
+        }
+    }
+    choose(name, buffer)
+}
+
+/// How the JACK output is described (as cpal's JACK host names it).
+#[cfg(feature = "jack")]
+const JACK_DESCRIPTION: &str = "JACK Output (JACK)";
+
+impl Chosen {
+    /// The cpal device, for a stream that does not run on jamrig's JACK client.
+    fn cpal_device(&self) -> Result<&cpal::Device, cpal::Error> {
+        self.device.as_ref().ok_or(cpal::Error::new(cpal::ErrorKind::DeviceNotAvailable))
+    }
 }
 
 /// The output latency of a callback: from its callback timestamp to the playback
@@ -390,7 +447,8 @@ pub fn start(
     }
     #[cfg(feature = "jack")]
     if chosen.jack {
-        return super::jack_host::JackStream::start(engine, clock, stats, link, tap).map(Stream::Jack);
+        let client = chosen.client.lock().unwrap_or_else(|p| p.into_inner()).take();
+        return super::jack_host::JackStream::start(client, engine, clock, stats, link, tap).map(Stream::Jack);
     }
     let _ = tap;
     start_cpal(chosen, engine, clock, stats, link).map(Stream::Cpal)
@@ -414,11 +472,12 @@ fn start_cpal(
         _ => err_stats.failed.store(true, Relaxed),
     };
     let timeout = Some(Duration::from_secs(5));
+    let device = chosen.cpal_device().map_err(|e| AudioError::Failed(e.to_string()))?;
     let sr = chosen.sample_rate() as f64;
     let mut jack_clock = JackClock::open(chosen.jack, stats.clone());
     let mut overruns = Overruns { stats: stats.clone(), seen: 0 };
     let stream = match chosen.format {
-        SampleFormat::F32 => chosen.device.build_output_stream(
+        SampleFormat::F32 => device.build_output_stream(
             chosen.config,
             move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
                 let t0 = Instant::now();
@@ -438,7 +497,7 @@ fn start_cpal(
         ),
         SampleFormat::I16 => {
             let mut scratch = crate::dsp::zeroed(CONVERT_FRAMES * channels);
-            chosen.device.build_output_stream(
+            device.build_output_stream(
                 chosen.config,
                 move |data: &mut [i16], info: &cpal::OutputCallbackInfo| {
                     let t0 = Instant::now();
@@ -638,7 +697,7 @@ pub fn play_buffer(chosen: &Chosen, samples: Vec<f32>) -> Result<(), AudioError>
         on_error: impl FnMut(cpal::Error) + Send + 'static,
     ) -> Result<cpal::Stream, cpal::Error> {
         let channels = chosen.config.channels as usize;
-        chosen.device.build_output_stream(
+        chosen.cpal_device()?.build_output_stream(
             chosen.config,
             move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
                 let start = pos.load(Relaxed);

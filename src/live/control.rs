@@ -467,7 +467,7 @@ impl Live {
         // tables at the usual rate (48 kHz) run while the set is evaluated: all three
         // come before the first sound.
         let (device, buffer) = (opts.device.clone(), opts.buffer);
-        let chooser = std::thread::spawn(move || audio::choose(device.as_deref(), buffer));
+        let chooser = std::thread::spawn(move || audio::choose_live(device.as_deref(), buffer));
         let usual_tables = std::thread::spawn(|| Tables::new(USUAL_SAMPLE_RATE as f32));
         let mut host = ScriptHost::new().map_err(StartError::Script)?;
         host.allow_folders(&opts.samples);
@@ -483,7 +483,7 @@ impl Live {
             None => None,
         };
         session.set_clock_out_override(opts.clock_out.then_some(true));
-        let chosen = chooser.join().unwrap_or_else(|_| audio::choose(opts.device.as_deref(), opts.buffer))?;
+        let chosen = chooser.join().unwrap_or_else(|_| audio::choose_live(opts.device.as_deref(), opts.buffer))?;
         if let Some(note) = &chosen.buffer_note {
             say(&out, note);
         }
@@ -975,7 +975,7 @@ impl Live {
 
     /// Rebuilds the engine on a (re)opened device.
     fn open_audio(&mut self) -> Result<(), AudioError> {
-        let chosen = audio::choose(self.opts.device.as_deref(), self.opts.buffer)?;
+        let chosen = audio::choose_live(self.opts.device.as_deref(), self.opts.buffer)?;
         let sr = chosen.sample_rate();
         if sr != self.sample_rate {
             self.tables = Arc::new(Tables::new(sr as f32));

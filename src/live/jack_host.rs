@@ -188,19 +188,39 @@ fn failed(e: impl std::fmt::Display) -> super::audio::AudioError {
     super::audio::AudioError::Failed(format!("JACK: {e}"))
 }
 
+/// jamrig's JACK clients, opened and not yet active: its own (audio and MIDI
+/// ports) and the one it connects ports with.
+pub struct Clients {
+    pub own: jack::Client,
+    ports: jack::Client,
+}
+
+/// The second client, never activated, that the control thread connects ports
+/// with ([`JackStream::ports_client`]).
+const PORTS_CLIENT: &str = "jamrig_ports";
+
+/// Opens jamrig's JACK clients, or `None` when no server runs.
+pub fn open_clients() -> Option<Clients> {
+    let open = |name| jack::Client::new(name, jack::ClientOptions::NO_START_SERVER).ok().map(|(c, _)| c);
+    Some(Clients { own: open(CLIENT)?, ports: open(PORTS_CLIENT)? })
+}
+
 impl JackStream {
-    /// Opens the `jamrig` client with `engine` in its process callback and starts
-    /// it; its audio outputs are connected to the server's playback ports.
+    /// Starts `engine` in the process callback of jamrig's client (`clients`,
+    /// opened beforehand; `None`: opened here) and its audio outputs connected to
+    /// the server's playback ports.
     pub fn start(
+        clients: Option<Clients>,
         engine: Engine,
         clock: Arc<FrameClock>,
         stats: Arc<LiveStats>,
         link: LinkClock,
         tap: &MidiTap,
     ) -> Result<JackStream, super::audio::AudioError> {
-        let (client, _) = jack::Client::new(CLIENT, jack::ClientOptions::NO_START_SERVER).map_err(failed)?;
-        let (ports_client, _) =
-            jack::Client::new("jamrig_ports", jack::ClientOptions::NO_START_SERVER).map_err(failed)?;
+        let Clients { own: client, ports: ports_client } = match clients {
+            Some(c) => c,
+            None => open_clients().ok_or_else(|| failed("no JACK server running"))?,
+        };
         let left = client.register_port("out_0", jack::AudioOut::default()).map_err(failed)?;
         let right = client.register_port("out_1", jack::AudioOut::default()).map_err(failed)?;
         let midi_in = client.register_port("in", jack::MidiIn::default()).map_err(failed)?;
