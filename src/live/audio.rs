@@ -315,7 +315,7 @@ pub fn choose_live(name: Option<&str>, buffer: u32) -> Result<Chosen, AudioError
             }
         };
         if default && let Some(c) = super::jack_host::open_clients() {
-            let (rate, frames) = (c.own.sample_rate() as u32, c.own.buffer_size());
+            let (rate, frames) = (c.own.sample_rate(), c.own.buffer_size());
             let description = JACK_DESCRIPTION.to_string();
             let (frames, buffer_note) = fit_buffer(buffer, Some((frames, frames)), &description);
             return Ok(Chosen {
