@@ -341,7 +341,6 @@ fn inner_the_announcement_parser_reads_what_link_sends() {
 mod with_jack {
     use super::*;
     use rusty_link::AblLink;
-    use std::time::Instant;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
     const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -350,19 +349,6 @@ mod with_jack {
     /// The JACK server of these tests (not the live tests' one: both may run at once).
     fn link_server() -> String {
         server_name("jamrig_link")
-    }
-    /// Polls `f` until it gives `Some`, up to `timeout`.
-    fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-        let t0 = Instant::now();
-        loop {
-            if let Some(x) = f() {
-                return Some(x);
-            }
-            if t0.elapsed() >= timeout {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// A second Link peer: tempo 120, start/stop sync on, enabled.

@@ -15,7 +15,7 @@ mod live_support;
 
 use live_support::*;
 use rusty_link::{AblLink, SessionState};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 
@@ -32,20 +32,6 @@ pattern("bar", 10, 3.0, [[0.0, "closed_hat", 100]]);
 
 /// How long the hats are listened to at each quantum.
 const LISTEN_SECONDS: f64 = 4.5;
-
-/// Polls `f` until it gives `Some`, up to `timeout`.
-fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let t0 = Instant::now();
-    loop {
-        if let Some(x) = f() {
-            return Some(x);
-        }
-        if t0.elapsed() >= timeout {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn peer_state(link: &AblLink) -> SessionState {
     let mut s = SessionState::new();

@@ -680,18 +680,19 @@ impl Lane {
     fn render_voices(&mut self, from: usize, to: usize, cx: &TickCx) {
         let mut scratch = Scratch { wave: &mut self.wave[..to - from], env: &mut self.env[..to - from] };
         let st = &mut self.st;
+        // The same for every voice of the tick.
+        let ctx = VoiceCtx {
+            sample_rate: cx.sr,
+            tables: cx.tables,
+            params: &st.now,
+            bend: st.bend.value(),
+            banks: cx.banks,
+            controls: st.controls,
+        };
+        let input = &mut st.input;
         let mut ended = false;
         for &slot in &self.active {
             let v = &mut self.voices[slot as usize];
-            let ctx = VoiceCtx {
-                sample_rate: cx.sr,
-                tables: cx.tables,
-                params: &st.now,
-                bend: st.bend.value(),
-                banks: cx.banks,
-                controls: st.controls,
-            };
-            let input = &mut st.input;
             let out = VoiceOut {
                 mono: &mut input.mono[from..to],
                 left: &mut input.left[from..to],

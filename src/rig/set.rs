@@ -147,7 +147,8 @@ impl Set {
     /// device names are matched without regard to case, as ports are, so
     /// `"OP-XY"` and `"op-xy"` are one device with one port.
     pub fn device_spelling(&self, name: &str) -> String {
-        let same = |d: &str| d.to_lowercase() == name.to_lowercase();
+        let want = name.to_lowercase();
+        let same = |d: &str| d.to_lowercase() == want;
         let from_channels = self.channels.values().find_map(|spec| match &spec.kind {
             ChannelKind::External { device, .. } if same(device) => Some(device.clone()),
             _ => None,

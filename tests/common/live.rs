@@ -633,6 +633,20 @@ fn connect_jamrig_outputs(client: &jack::Client, inputs: &[String], timeout: Dur
     }
 }
 
+/// Polls `f` until it gives `Some`, up to `timeout`.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let t0 = Instant::now();
+    loop {
+        if let Some(x) = f() {
+            return Some(x);
+        }
+        if t0.elapsed() >= timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Opens a JACK client on the server `server` (jack's `Client::new` has no way to
 /// name the server: `jack_client_open` is variadic).
 pub fn open_client(server: &str, name: &str) -> Result<jack::Client, String> {
