@@ -371,7 +371,9 @@ impl LowPass {
     }
 
     /// Filters `buf` in place. Dispatches to a build of the same code for AVX2 where
-    /// the processor has it (the same operations in the same order).
+    /// the processor has it (the same operations in the same order). The tests' entry:
+    /// a voice checks the processor once per segment ([`LowPass::run_with`]).
+    #[cfg(test)]
     #[inline]
     fn run(&mut self, buf: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
@@ -422,6 +424,18 @@ impl LowPass {
             }
         }
         self.finish(&mut buf[whole..], z1, z2);
+    }
+
+    /// [`LowPass::run`] with the processor's AVX2 already checked (`AVX2`).
+    #[inline(always)]
+    fn run_with<const AVX2: bool>(&mut self, buf: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if AVX2 {
+            // SAFETY: `AVX2` is true only where the processor has it.
+            unsafe { self.run_avx2(buf) };
+            return;
+        }
+        self.run_body(buf);
     }
 
     #[inline(always)]
@@ -491,12 +505,25 @@ const RUN_CHUNK: usize = 16;
 /// the 32.32 position `phase` and stepping `inc`, with the gain ramp applied; every
 /// frame's four points must lie inside `pcm`. Returns the position after the run.
 /// Dispatches to a build of the same code for AVX2 where the processor has it (the
-/// same operations in the same order: the output is the same bit for bit).
+/// same operations in the same order: the output is the same bit for bit). The
+/// tests' entry: a voice checks the processor once per segment ([`interpolate_with`]).
+#[cfg(test)]
 #[inline]
 fn interpolate_run(pcm: &[i16], phase: u64, inc: u64, ramp: Ramp, out: &mut [f32]) -> u64 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the processor has AVX2 (checked just above).
+        return unsafe { interpolate_run_avx2(pcm, phase, inc, ramp, out) };
+    }
+    interpolate_run_body(pcm, phase, inc, ramp, out)
+}
+
+/// [`interpolate_run`] with the processor's AVX2 already checked (`AVX2`).
+#[inline(always)]
+fn interpolate_with<const AVX2: bool>(pcm: &[i16], phase: u64, inc: u64, ramp: Ramp, out: &mut [f32]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 {
+        // SAFETY: `AVX2` is true only where the processor has it.
         return unsafe { interpolate_run_avx2(pcm, phase, inc, ramp, out) };
     }
     interpolate_run_body(pcm, phase, inc, ramp, out)
@@ -703,6 +730,11 @@ pub struct SampleVoice {
     vib_lfo: Lfo,
     filter: LowPass,
     filter_on: bool,
+    /// The modulation LFO and envelope reach something (a depth is not zero).
+    mod_lfo_on: bool,
+    modenv_on: bool,
+    /// Frames the vibrato LFO has not yet run while nothing used it.
+    vib_owed: u32,
     /// Gain at the end of the last segment (the next ramps from it).
     amp: f32,
     /// The position has wrapped from the loop's end at least once.
@@ -735,6 +767,9 @@ impl SampleVoice {
             vib_lfo: Lfo { delay: 0, phase: 0.0, step: 0.0 },
             filter: LowPass::default(),
             filter_on: false,
+            mod_lfo_on: false,
+            modenv_on: false,
+            vib_owed: 0,
             amp: 0.0,
             looped: false,
             static_cb: 0.0,
@@ -761,6 +796,9 @@ impl SampleVoice {
         self.mod_lfo = Lfo::new(region.mod_lfo_delay, region.mod_lfo_freq, sr);
         self.vib_lfo = Lfo::new(region.vib_lfo_delay, region.vib_lfo_freq, sr);
         self.filter = LowPass::default();
+        self.mod_lfo_on = region.mod_lfo_to_pitch != 0.0 || region.mod_lfo_to_fc != 0.0 || region.mod_lfo_to_vol != 0.0;
+        self.modenv_on = region.mod_env_to_pitch != 0.0 || region.mod_env_to_fc != 0.0;
+        self.vib_owed = 0;
         self.cache = Cache::EMPTY;
         self.amp = 0.0;
         self.looped = false;
@@ -832,6 +870,10 @@ impl SampleVoice {
     /// `out` and the sends. `wave` is scratch of the segment's length. `env_gain`
     /// is the channel envelope's gain at the end of the segment for regions shaped
     /// by the channel (1 otherwise). Audio thread.
+    ///
+    /// On a processor with AVX2 the whole segment runs in a build for it, so the
+    /// vector parts (interpolation, filter, mix) are chosen once per segment rather
+    /// than once each (the same operations either way: the same output).
     pub fn render(
         &mut self,
         pcm: &[i16],
@@ -841,16 +883,61 @@ impl SampleVoice {
         wave: &mut [f32],
         out: SampleOut,
     ) {
-        let n = wave.len();
         if self.done {
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2 (checked just above).
+            unsafe { self.render_avx2(pcm, ctl, env_gain, sr, wave, out) };
+            return;
+        }
+        self.render_body::<false>(pcm, ctl, env_gain, sr, wave, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn render_avx2(
+        &mut self,
+        pcm: &[i16],
+        ctl: &ChannelControls,
+        env_gain: f32,
+        sr: f32,
+        wave: &mut [f32],
+        out: SampleOut,
+    ) {
+        self.render_body::<true>(pcm, ctl, env_gain, sr, wave, out);
+    }
+
+    /// [`SampleVoice::render`]'s work; `AVX2`: the processor has it (the caller checked).
+    #[inline(always)]
+    fn render_body<const AVX2: bool>(
+        &mut self,
+        pcm: &[i16],
+        ctl: &ChannelControls,
+        env_gain: f32,
+        sr: f32,
+        wave: &mut [f32],
+        out: SampleOut,
+    ) {
+        let n = wave.len();
         let r = &self.region;
-        // Pitch and filter from the envelopes and LFOs at the segment's start.
-        let mod_lfo = self.mod_lfo.value();
-        let vib_lfo = self.vib_lfo.value();
-        let modenv = self.modenv.mod_value();
+        // Pitch and filter from the envelopes and LFOs at the segment's start. An LFO
+        // or envelope that reaches nothing is not run (its value would be multiplied
+        // by zero depths); the vibrato LFO, which the mod wheel can reach at any
+        // time, catches up on the frames it missed when it is next needed.
         let vib_depth = r.vib_lfo_to_pitch + MOD_WHEEL_VIB_CENTS * (ctl.mod_wheel.max(ctl.pressure) as f32 / 128.0);
+        let mod_lfo = if self.mod_lfo_on { self.mod_lfo.value() } else { 0.0 };
+        let vib_lfo = if vib_depth != 0.0 {
+            if self.vib_owed > 0 {
+                self.vib_lfo.advance(self.vib_owed);
+                self.vib_owed = 0;
+            }
+            self.vib_lfo.value()
+        } else {
+            0.0
+        };
+        let modenv = if self.modenv_on { self.modenv.mod_value() } else { 0.0 };
         let cents = self.static_cents
             + 100.0 * ctl.bend
             + r.mod_env_to_pitch * modenv
@@ -869,10 +956,20 @@ impl SampleVoice {
 
         // Envelopes and LFOs move on; the gain ramps to its value at the segment's end.
         self.volenv.advance(n as u32);
-        self.modenv.advance(n as u32);
-        self.mod_lfo.advance(n as u32);
-        self.vib_lfo.advance(n as u32);
-        let lfo_cb = -r.mod_lfo_to_vol * self.mod_lfo.value();
+        if self.modenv_on {
+            self.modenv.advance(n as u32);
+        }
+        let lfo_cb = if self.mod_lfo_on {
+            self.mod_lfo.advance(n as u32);
+            -r.mod_lfo_to_vol * self.mod_lfo.value()
+        } else {
+            0.0
+        };
+        if vib_depth != 0.0 {
+            self.vib_lfo.advance(n as u32);
+        } else {
+            self.vib_owed = self.vib_owed.saturating_add(n as u32);
+        }
         let env = match r.shape {
             Shape::Channel => env_gain,
             _ if self.volenv.stage == EnvStage::Attack => self.volenv.volume_gain(),
@@ -906,9 +1003,73 @@ impl SampleVoice {
         let da = (target - a0) / n as f32;
         self.amp = target;
 
-        // Interpolate the segment with the gain ramp: runs of frames whose four points
-        // lie inside the sample go straight through; frames near the loop or the end
-        // take the careful path.
+        // The sends' levels (the region's own and the channel's CC91 and CC93).
+        let rev = (r.reverb + 0.2 * ctl.reverb as f32 / 128.0).min(1.0);
+        let cho = (r.chorus + 0.2 * ctl.chorus as f32 / 128.0).min(1.0);
+
+        // Interpolate the segment with the gain ramp: in one run when every frame's
+        // four points lie inside the sample (the usual case), else piece by piece.
+        let looping = self.looping();
+        let limit = (if looping { r.loop_end } else { r.end } as usize).min(pcm.len());
+        let idx = (self.phase >> 32) as usize;
+        let last = (self.phase.wrapping_add(inc.wrapping_mul((n as u64).saturating_sub(1))) >> 32) as usize;
+        let (phase, ended_at) = if n > 0 && idx > r.start as usize && idx <= last && last + 3 <= limit {
+            let ramp = Ramp { a0, da, from: 0 };
+            (interpolate_with::<AVX2>(&pcm[..limit], self.phase, inc, ramp, wave), n)
+        } else {
+            self.interpolate_pieces::<AVX2>(pcm, inc, a0, da, wave)
+        };
+        self.phase = phase;
+        if ended_at < n {
+            wave[ended_at..].fill(0.0);
+            self.done = true;
+        }
+        if a0 == 0.0 && target == 0.0 {
+            return;
+        }
+        if self.filter_on {
+            self.filter.run_with::<AVX2>(&mut wave[..ended_at]);
+        }
+
+        // Pan (constant power, scaled by sqrt 2 so a centred voice keeps its level
+        // through the bus's own centred pan) and sends, in one pass.
+        let (gl, gr) = self.pan_gains;
+        let w = &wave[..n];
+        let (l, rr) = (&mut out.left[..n], &mut out.right[..n]);
+        if rev > 0.0 && cho > 0.0 {
+            let (rs, cs) = (&mut out.reverb[..n], &mut out.chorus[..n]);
+            mix_with::<AVX2, 4>(w, [gl, gr, rev, cho], [l, rr, rs, cs]);
+            *out.sent = true;
+            return;
+        }
+        mix_with::<AVX2, 2>(w, [gl, gr], [l, rr]);
+        if rev > 0.0 {
+            mix_with::<AVX2, 1>(w, [rev], [&mut out.reverb[..n]]);
+            *out.sent = true;
+        }
+        if cho > 0.0 {
+            mix_with::<AVX2, 1>(w, [cho], [&mut out.chorus[..n]]);
+            *out.sent = true;
+        }
+    }
+
+    /// Interpolates a segment whose frames do not all lie inside the sample, with the
+    /// gain ramp: runs of frames whose four points lie inside go straight through;
+    /// frames near the loop's seam, the sample's start or its end take the careful
+    /// path. Returns the position after the segment and the frame where a sample
+    /// without a loop ended (`wave.len()` if it did not). Out of line: most segments
+    /// do not need it, and its set-up would cost them.
+    #[inline(never)]
+    fn interpolate_pieces<const AVX2: bool>(
+        &mut self,
+        pcm: &[i16],
+        inc: u64,
+        a0: f32,
+        da: f32,
+        wave: &mut [f32],
+    ) -> (u64, usize) {
+        let n = wave.len();
+        let r = &self.region;
         let looping = self.looping();
         let (loop_start, loop_end) = ((r.loop_start as u64) << 32, (r.loop_end as u64) << 32);
         let loop_len = loop_end - loop_start;
@@ -933,7 +1094,7 @@ impl SampleVoice {
                 let last = ((limit - 3) as u64) << 32 | 0xFFFF_FFFF;
                 let run = (((last - phase) / inc.max(1)) as usize + 1).min(n - i);
                 let ramp = Ramp { a0, da, from: i };
-                phase = interpolate_run(&pcm[..limit], phase, inc, ramp, &mut wave[i..i + run]);
+                phase = interpolate_with::<AVX2>(&pcm[..limit], phase, inc, ramp, &mut wave[i..i + run]);
                 i += run;
                 continue;
             }
@@ -984,48 +1145,29 @@ impl SampleVoice {
                 self.looped = true;
             }
         }
-        self.phase = phase;
-        if ended_at < n {
-            wave[ended_at..].fill(0.0);
-            self.done = true;
-        }
-        if a0 == 0.0 && target == 0.0 {
-            return;
-        }
-        if self.filter_on {
-            self.filter.run(&mut wave[..ended_at]);
-        }
-
-        // Pan (constant power, scaled by sqrt 2 so a centred voice keeps its level
-        // through the bus's own centred pan) and sends, in one pass.
-        let (gl, gr) = self.pan_gains;
-        let rev = (r.reverb + 0.2 * ctl.reverb as f32 / 128.0).min(1.0);
-        let cho = (r.chorus + 0.2 * ctl.chorus as f32 / 128.0).min(1.0);
-        let w = &wave[..n];
-        let (l, rr) = (&mut out.left[..n], &mut out.right[..n]);
-        if rev > 0.0 && cho > 0.0 {
-            let (rs, cs) = (&mut out.reverb[..n], &mut out.chorus[..n]);
-            mix(w, [gl, gr, rev, cho], [l, rr, rs, cs]);
-            *out.sent = true;
-            return;
-        }
-        mix(w, [gl, gr], [l, rr]);
-        if rev > 0.0 {
-            mix(w, [rev], [&mut out.reverb[..n]]);
-            *out.sent = true;
-        }
-        if cho > 0.0 {
-            mix(w, [cho], [&mut out.chorus[..n]]);
-            *out.sent = true;
-        }
+        (phase, ended_at)
     }
+}
+
+/// [`mix`] with the processor's AVX2 already checked (`AVX2`).
+#[inline(always)]
+fn mix_with<const AVX2: bool, const K: usize>(w: &[f32], gains: [f32; K], outs: [&mut [f32]; K]) {
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 {
+        // SAFETY: `AVX2` is true only where the processor has it.
+        unsafe { mix_avx2(w, gains, outs) };
+        return;
+    }
+    mix_body(w, gains, outs);
 }
 
 /// Adds `w` scaled by `gains[k]` into `outs[k]` for each of the `K` outputs (each at
 /// least `w.len()` long): the pan's two sides and the two sends of a sample voice.
 /// Dispatches to a build of the same code for AVX2 where the processor has it (eight
 /// frames per instruction instead of four; the same multiply and add per frame, no
-/// fused multiply-add, so the same output bit for bit).
+/// fused multiply-add, so the same output bit for bit). The tests' entry: a voice
+/// checks the processor once per segment ([`mix_with`]).
+#[cfg(test)]
 #[inline]
 fn mix<const K: usize>(w: &[f32], gains: [f32; K], outs: [&mut [f32]; K]) {
     #[cfg(target_arch = "x86_64")]
