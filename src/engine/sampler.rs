@@ -269,6 +269,14 @@ impl Lfo {
     }
 }
 
+/// Whether the processor has AVX2 and FMA, which the vector builds of the voice's
+/// interpolation, low-pass and mix use (checked once, then a cached load).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn vector_units() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 /// Frames the low-pass computes at once from its state (see [`LowPass`]).
 const FILTER_BLOCK: usize = 8;
 
@@ -370,35 +378,36 @@ impl LowPass {
         self.from_z2 = respond(0.0, 0.0, 1.0);
     }
 
-    /// Filters `buf` in place. Dispatches to a build of the same code for AVX2 where
-    /// the processor has it (the same operations in the same order). The tests' entry:
+    /// Filters `buf` in place. Dispatches to the vector build where the processor has
+    /// AVX2 and FMA (the same sums, each product fused with its addition). The tests' entry:
     /// a voice checks the processor once per segment ([`LowPass::run_with`]).
     #[cfg(test)]
     #[inline]
     fn run(&mut self, buf: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the processor has AVX2 (checked just above).
+        if vector_units() {
+            // SAFETY: the processor has AVX2 and FMA (checked just above).
             unsafe { self.run_avx2(buf) };
             return;
         }
         self.run_body(buf);
     }
 
-    /// The AVX2 build, written out: the response rows and the state's columns stay in
-    /// registers for the whole run, and each block is the same products summed in the
-    /// same order as [`LowPass::run_body`] (no fused multiply-add), so the output is
-    /// the same bit for bit (`vector_filter_matches_the_plain_build`); about half the
+    /// The AVX2 and FMA build, written out: the response rows and the state's columns
+    /// stay in registers for the whole run, and each block is the same products summed
+    /// in the same order as [`LowPass::run_body`], each product fused with its
+    /// addition (one rounding instead of two: within 5e-5 of full scale of the plain
+    /// body at the lowest cutoff, `vector_filter_matches_the_plain_build`); about a third of the
     /// instructions of the compiler's build of the body.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     fn run_avx2(&mut self, buf: &mut [f32]) {
         use std::arch::x86_64::*;
         let (b0, b1, a1, a2) = (self.b0, self.b1, self.a1, self.a2);
         let (mut z1, mut z2) = (self.z1, self.z2);
         let whole = buf.len() / FILTER_BLOCK * FILTER_BLOCK;
         let p = buf.as_mut_ptr();
-        // SAFETY: AVX2 is enabled for this function; the rows read `taps[8 - j..16 - j]`
+        // SAFETY: AVX2 and FMA are enabled for this function; the rows read `taps[8 - j..16 - j]`
         // for j in 0..8, inside its 16 floats; the blocks read and write
         // `buf[i..i + 8]` with i + 8 <= whole <= buf.len().
         unsafe {
@@ -409,10 +418,9 @@ impl LowPass {
             let mut i = 0;
             while i < whole {
                 let x = p.add(i);
-                let mut y =
-                    _mm256_add_ps(_mm256_mul_ps(fz1, _mm256_set1_ps(z1)), _mm256_mul_ps(fz2, _mm256_set1_ps(z2)));
+                let mut y = _mm256_fmadd_ps(fz2, _mm256_set1_ps(z2), _mm256_mul_ps(fz1, _mm256_set1_ps(z1)));
                 for (j, row) in rows.iter().enumerate() {
-                    y = _mm256_add_ps(y, _mm256_mul_ps(*row, _mm256_broadcast_ss(&*x.add(j))));
+                    y = _mm256_fmadd_ps(*row, _mm256_broadcast_ss(&*x.add(j)), y);
                 }
                 // The state after the block, from its last two frames.
                 let (x6, x7) = (*x.add(6), *x.add(7));
@@ -431,7 +439,7 @@ impl LowPass {
     fn run_with<const AVX2: bool>(&mut self, buf: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if AVX2 {
-            // SAFETY: `AVX2` is true only where the processor has it.
+            // SAFETY: `AVX2` is true only where the processor has AVX2 and FMA.
             unsafe { self.run_avx2(buf) };
             return;
         }
@@ -504,15 +512,15 @@ const RUN_CHUNK: usize = 16;
 /// Interpolates `out.len()` frames (Catmull-Rom, four points) from `pcm` starting at
 /// the 32.32 position `phase` and stepping `inc`, with the gain ramp applied; every
 /// frame's four points must lie inside `pcm`. Returns the position after the run.
-/// Dispatches to a build of the same code for AVX2 where the processor has it (the
-/// same operations in the same order: the output is the same bit for bit). The
-/// tests' entry: a voice checks the processor once per segment ([`interpolate_with`]).
+/// Dispatches to the vector build where the processor has AVX2 and FMA (the same
+/// interpolation with fused multiply-adds). The tests' entry: a voice checks the
+/// processor once per segment ([`interpolate_with`]).
 #[cfg(test)]
 #[inline]
 fn interpolate_run(pcm: &[i16], phase: u64, inc: u64, ramp: Ramp, out: &mut [f32]) -> u64 {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the processor has AVX2 (checked just above).
+    if vector_units() {
+        // SAFETY: the processor has AVX2 and FMA (checked just above).
         return unsafe { interpolate_run_avx2(pcm, phase, inc, ramp, out) };
     }
     interpolate_run_body(pcm, phase, inc, ramp, out)
@@ -523,19 +531,21 @@ fn interpolate_run(pcm: &[i16], phase: u64, inc: u64, ramp: Ramp, out: &mut [f32
 fn interpolate_with<const AVX2: bool>(pcm: &[i16], phase: u64, inc: u64, ramp: Ramp, out: &mut [f32]) -> u64 {
     #[cfg(target_arch = "x86_64")]
     if AVX2 {
-        // SAFETY: `AVX2` is true only where the processor has it.
+        // SAFETY: `AVX2` is true only where the processor has AVX2 and FMA.
         return unsafe { interpolate_run_avx2(pcm, phase, inc, ramp, out) };
     }
     interpolate_run_body(pcm, phase, inc, ramp, out)
 }
 
-/// The AVX2 build: eight frames at a time, each frame's four points fetched by two
-/// gathers of two neighbouring 16-bit points each (the positions computed in 64-bit
-/// lanes), then the same interpolation and ramp as [`interpolate_run_body`], operation
-/// for operation (no fused multiply-add): the output is the same bit for bit. The
-/// frames left over (fewer than eight) take the plain body.
+/// The AVX2 and FMA build: eight frames at a time, each frame's four points fetched by
+/// two gathers of two neighbouring 16-bit points each (the positions computed in
+/// 64-bit lanes), then the same interpolation and ramp as [`interpolate_run_body`]
+/// with each multiply and add that follow each other fused (one rounding instead of
+/// two: within 1e-6 of the sample's full scale of the plain body,
+/// `vector_interpolation_matches_the_plain_build`; eight instructions fewer per eight
+/// frames). The frames left over (fewer than eight) take the plain body.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 fn interpolate_run_avx2(pcm: &[i16], mut phase: u64, inc: u64, ramp: Ramp, out: &mut [f32]) -> u64 {
     use std::arch::x86_64::*;
     let n = out.len();
@@ -550,7 +560,7 @@ fn interpolate_run_avx2(pcm: &[i16], mut phase: u64, inc: u64, ramp: Ramp, out: 
     let (k0, k1) = ((phase >> 32) as usize, (last >> 32) as usize);
     assert!(k0 >= 1 && k1 + 3 <= pcm.len() && last >= phase, "interpolation run outside its sample");
     let base = pcm.as_ptr() as *const i32;
-    // SAFETY: AVX2 is enabled for this function; every gathered address lies inside
+    // SAFETY: AVX2 and FMA are enabled for this function; every gathered address lies inside
     // `pcm` (frame `k` reads points k-1..k+3, and k0 <= k <= k1 were checked above);
     // the stores write `out[i..i + 8]` with i + 8 <= whole <= n.
     unsafe {
@@ -582,18 +592,13 @@ fn interpolate_run_avx2(pcm: &[i16], mut phase: u64, inc: u64, ramp: Ramp, out: 
             let p2 = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(g23, 16), 16));
             let p3 = _mm256_cvtepi32_ps(_mm256_srai_epi32(g23, 16));
             // c1 = 0.5 (p2 - p0); c2 = p0 - 2.5 p1 + 2 p2 - 0.5 p3; c3 = 0.5 (p3 - p0) + 1.5 (p1 - p2)
+            // (fused multiply-adds: one rounding where the plain body has two)
             let c1 = _mm256_mul_ps(half, _mm256_sub_ps(p2, p0));
-            let c2 = _mm256_sub_ps(
-                _mm256_add_ps(_mm256_sub_ps(p0, _mm256_mul_ps(two_half, p1)), _mm256_mul_ps(two, p2)),
-                _mm256_mul_ps(half, p3),
-            );
-            let c3 = _mm256_add_ps(
-                _mm256_mul_ps(half, _mm256_sub_ps(p3, p0)),
-                _mm256_mul_ps(one_half, _mm256_sub_ps(p1, p2)),
-            );
-            let gain = _mm256_add_ps(a0, _mm256_mul_ps(da, _mm256_cvtepi32_ps(at)));
-            let y = _mm256_add_ps(_mm256_mul_ps(_mm256_add_ps(_mm256_mul_ps(c3, t), c2), t), c1);
-            let y = _mm256_mul_ps(_mm256_add_ps(_mm256_mul_ps(y, t), p1), gain);
+            let c2 = _mm256_fnmadd_ps(half, p3, _mm256_fmadd_ps(two, p2, _mm256_fnmadd_ps(two_half, p1, p0)));
+            let c3 = _mm256_fmadd_ps(half, _mm256_sub_ps(p3, p0), _mm256_mul_ps(one_half, _mm256_sub_ps(p1, p2)));
+            let gain = _mm256_fmadd_ps(da, _mm256_cvtepi32_ps(at), a0);
+            let y = _mm256_fmadd_ps(_mm256_fmadd_ps(c3, t, c2), t, c1);
+            let y = _mm256_mul_ps(_mm256_fmadd_ps(y, t, p1), gain);
             _mm256_storeu_ps(out.as_mut_ptr().add(i), y);
             ph_a = _mm256_add_epi64(ph_a, inc8);
             ph_b = _mm256_add_epi64(ph_b, inc8);
@@ -871,9 +876,9 @@ impl SampleVoice {
     /// is the channel envelope's gain at the end of the segment for regions shaped
     /// by the channel (1 otherwise). Audio thread.
     ///
-    /// On a processor with AVX2 the whole segment runs in a build for it, so the
-    /// vector parts (interpolation, filter, mix) are chosen once per segment rather
-    /// than once each (the same operations either way: the same output).
+    /// On a processor with AVX2 and FMA the whole segment runs in a build for them, so
+    /// the vector parts (interpolation, filter, mix) are chosen once per segment
+    /// rather than once each.
     pub fn render(
         &mut self,
         pcm: &[i16],
@@ -887,8 +892,8 @@ impl SampleVoice {
             return;
         }
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the processor has AVX2 (checked just above).
+        if vector_units() {
+            // SAFETY: the processor has AVX2 and FMA (checked just above).
             unsafe { self.render_avx2(pcm, ctl, env_gain, sr, wave, out) };
             return;
         }
@@ -896,7 +901,7 @@ impl SampleVoice {
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     fn render_avx2(
         &mut self,
         pcm: &[i16],
@@ -1154,7 +1159,7 @@ impl SampleVoice {
 fn mix_with<const AVX2: bool, const K: usize>(w: &[f32], gains: [f32; K], outs: [&mut [f32]; K]) {
     #[cfg(target_arch = "x86_64")]
     if AVX2 {
-        // SAFETY: `AVX2` is true only where the processor has it.
+        // SAFETY: `AVX2` is true only where the processor has AVX2 and FMA.
         unsafe { mix_avx2(w, gains, outs) };
         return;
     }
@@ -1163,34 +1168,34 @@ fn mix_with<const AVX2: bool, const K: usize>(w: &[f32], gains: [f32; K], outs: 
 
 /// Adds `w` scaled by `gains[k]` into `outs[k]` for each of the `K` outputs (each at
 /// least `w.len()` long): the pan's two sides and the two sends of a sample voice.
-/// Dispatches to a build of the same code for AVX2 where the processor has it (eight
-/// frames per instruction instead of four; the same multiply and add per frame, no
-/// fused multiply-add, so the same output bit for bit). The tests' entry: a voice
+/// Dispatches to the vector build where the processor has AVX2 and FMA (eight frames
+/// per instruction, the multiply and add fused: one rounding instead of two). The
+/// tests' entry: a voice
 /// checks the processor once per segment ([`mix_with`]).
 #[cfg(test)]
 #[inline]
 fn mix<const K: usize>(w: &[f32], gains: [f32; K], outs: [&mut [f32]; K]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the processor has AVX2 (checked just above).
+    if vector_units() {
+        // SAFETY: the processor has AVX2 and FMA (checked just above).
         unsafe { mix_avx2(w, gains, outs) };
         return;
     }
     mix_body(w, gains, outs);
 }
 
-/// The AVX2 build, written out: eight frames a step, each output loaded, the frame
-/// times its gain added, and stored, as in [`mix_body`] (the compiler's build of the
-/// body spent about twice the instructions on the five zipped slices).
+/// The AVX2 and FMA build, written out: eight frames a step, each output loaded, the
+/// frame times its gain added in one fused multiply-add, and stored (the compiler's
+/// build of [`mix_body`] spent about twice the instructions on the five zipped slices).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 fn mix_avx2<const K: usize>(w: &[f32], gains: [f32; K], mut outs: [&mut [f32]; K]) {
     use std::arch::x86_64::*;
     let n = w.len();
     assert!(outs.iter().all(|o| o.len() >= n), "a mix output shorter than the voice");
     let whole = n / 8 * 8;
     let ptrs = outs.each_mut().map(|o| o.as_mut_ptr());
-    // SAFETY: AVX2 is enabled for this function; every access is at i..i + 8 with
+    // SAFETY: AVX2 and FMA are enabled for this function; every access is at i..i + 8 with
     // i + 8 <= whole <= n, and every output holds at least n floats (checked above).
     unsafe {
         let g = gains.map(|g| _mm256_set1_ps(g));
@@ -1199,7 +1204,7 @@ fn mix_avx2<const K: usize>(w: &[f32], gains: [f32; K], mut outs: [&mut [f32]; K
             let wv = _mm256_loadu_ps(w.as_ptr().add(i));
             for (o, g) in ptrs.iter().zip(&g) {
                 let o = o.add(i);
-                _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), _mm256_mul_ps(wv, *g)));
+                _mm256_storeu_ps(o, _mm256_fmadd_ps(wv, *g, _mm256_loadu_ps(o)));
             }
             i += 8;
         }
@@ -1321,8 +1326,15 @@ mod tests {
         assert!(worst <= 2e-6, "cb_to_gain is off by {worst:.2e} of the exact gain");
     }
 
-    /// The AVX2 low-pass gives the plain build's output bit for bit, over cutoffs low
-    /// and high, with resonance, in runs of every length (the state carrying across).
+    /// Largest difference of the fused (AVX2 and FMA) low-pass from the plain body, for
+    /// an input within full scale. Measured: 1.45e-5 at the lowest cutoff (19 Hz),
+    /// where both forms are further from the exact recursion than that
+    /// (`block_filter_matches_the_frame_recursion`), under 4e-6 from 6900 cents up.
+    const VECTOR_FILTER_TOLERANCE: f32 = 5e-5;
+
+    /// The vector low-pass follows the plain build within [`VECTOR_FILTER_TOLERANCE`],
+    /// over cutoffs low and high, with resonance, in runs of every length (the state
+    /// carrying across). `-- --nocapture` prints the differences.
     #[test]
     fn vector_filter_matches_the_plain_build() {
         let input = noise(2048, 13);
@@ -1341,13 +1353,15 @@ mod tests {
                 plain.run_body(&mut b[at..end]);
                 at = end;
             }
-            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "fc {fc_cents} cents, q {q_cb} cB");
-            assert_eq!((fast.z1.to_bits(), fast.z2.to_bits()), (plain.z1.to_bits(), plain.z2.to_bits()));
+            let worst = a.iter().zip(&b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            println!("fc {fc_cents} cents, q {q_cb} cB: the fused build off by {worst:.2e} of full scale");
+            assert!(worst <= VECTOR_FILTER_TOLERANCE, "fc {fc_cents} cents, q {q_cb} cB: off by {worst:.2e}");
         }
     }
 
-    /// The AVX2 mix of a voice into the pan's sides and the sends gives the plain
-    /// loop's output bit for bit, for every segment length up to a tick.
+    /// The vector mix of a voice into the pan's sides and the sends adds each frame
+    /// times its gain to within an f32's rounding, for every segment length up to a
+    /// tick, and leaves the frames past the voice alone.
     #[test]
     fn vector_mix_matches_the_plain_loop() {
         let w = noise(64, 5);
@@ -1357,23 +1371,42 @@ mod tests {
             let mut outs = start.clone();
             let [a, b, c, d] = &mut outs[..] else { unreachable!() };
             mix(&w[..n], gains, [&mut a[..], &mut b[..], &mut c[..], &mut d[..]]);
+            // The fused multiply-add rounds once: within an f32's half unit of the exact
+            // sum, the plain loop's within two.
+            let near = |got: f32, base: f32, add: f64| {
+                let exact = base as f64 + add;
+                (got as f64 - exact).abs() <= (1.0 + exact.abs()) * 2.0 * f32::EPSILON as f64
+            };
             for k in 0..4 {
                 for i in 0..64 {
-                    let want = if i < n { start[k][i] + w[i] * gains[k] } else { start[k][i] };
-                    assert_eq!(outs[k][i].to_bits(), want.to_bits(), "{n} frames, output {k}, frame {i}");
+                    let add = if i < n { w[i] as f64 * gains[k] as f64 } else { 0.0 };
+                    assert!(near(outs[k][i], start[k][i], add), "{n} frames, output {k}, frame {i}");
+                    if i >= n {
+                        assert_eq!(outs[k][i].to_bits(), start[k][i].to_bits(), "past the voice: untouched");
+                    }
                 }
             }
             let mut one = start[0].clone();
             mix(&w[..n], [gains[2]], [&mut one[..]]);
-            assert!((0..64).all(|i| one[i] == if i < n { start[0][i] + w[i] * gains[2] } else { start[0][i] }));
+            assert!((0..64).all(|i| near(
+                one[i],
+                start[0][i],
+                if i < n { w[i] as f64 * gains[2] as f64 } else { 0.0 }
+            )));
         }
     }
 
-    /// The AVX2 interpolation gives the plain build's output bit for bit, over runs of
+    /// Largest difference of the fused (AVX2 and FMA) interpolation from the plain
+    /// body, of full scale. Measured: 2.2e-7.
+    const VECTOR_INTERPOLATION_TOLERANCE: f32 = 1e-6;
+
+    /// The vector interpolation follows the plain build within
+    /// [`VECTOR_INTERPOLATION_TOLERANCE`] and ends at the same position, over runs of
     /// every length, speeds below and above the sample's own, and a gain ramp.
     #[test]
     fn vector_interpolation_matches_the_plain_build() {
         let pcm: Vec<i16> = noise(20_000, 9).iter().map(|x| (x * 32_000.0) as i16).collect();
+        let mut worst = 0.0f32;
         for inc in [0x4000_0000u64, 0xE000_0000, 0x1_0000_0000, 0x1_2345_6789, 0x3_8000_0001] {
             for len in [1usize, 7, 8, 9, 16, 63, 64, 100] {
                 let phase = (5u64 << 32) | 0x1234_5678;
@@ -1383,8 +1416,13 @@ mod tests {
                 let p1 = interpolate_run_body(&pcm, phase, inc, ramp, &mut plain);
                 let p2 = interpolate_run(&pcm, phase, inc, ramp, &mut fast);
                 assert_eq!(p1, p2);
-                assert!(plain.iter().zip(&fast).all(|(a, b)| a.to_bits() == b.to_bits()), "inc {inc:#x}, {len} frames");
+                // Of full scale (32768 at the ramp's largest gain, about 0.35).
+                let scale = 32_768.0 * (ramp.a0 + ramp.da * (ramp.from + len) as f32);
+                let off = plain.iter().zip(&fast).fold(0.0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+                worst = worst.max(off);
+                assert!(off <= VECTOR_INTERPOLATION_TOLERANCE, "inc {inc:#x}, {len} frames: off by {off:.2e}");
             }
         }
+        println!("interpolation: the fused build off by at most {worst:.2e} of full scale");
     }
 }
