@@ -397,8 +397,8 @@ impl LowPass {
     /// stay in registers for the whole run, and each block is the same products summed
     /// in the same order as [`LowPass::run_body`], each product fused with its
     /// addition (one rounding instead of two: within 5e-5 of full scale of the plain
-    /// body at the lowest cutoff, `vector_filter_matches_the_plain_build`); about a third of the
-    /// instructions of the compiler's build of the body.
+    /// body at the lowest cutoff, `vector_filter_matches_the_plain_build`); under half
+    /// the instructions of the compiler's build of the body.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn run_avx2(&mut self, buf: &mut [f32]) {
@@ -434,7 +434,7 @@ impl LowPass {
         self.finish(&mut buf[whole..], z1, z2);
     }
 
-    /// [`LowPass::run`] with the processor's AVX2 already checked (`AVX2`).
+    /// `LowPass::run` (the tests' entry) with the processor's AVX2 and FMA already checked (`AVX2`).
     #[inline(always)]
     fn run_with<const AVX2: bool>(&mut self, buf: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
@@ -526,7 +526,7 @@ fn interpolate_run(pcm: &[i16], phase: u64, inc: u64, ramp: Ramp, out: &mut [f32
     interpolate_run_body(pcm, phase, inc, ramp, out)
 }
 
-/// [`interpolate_run`] with the processor's AVX2 already checked (`AVX2`).
+/// `interpolate_run` (the tests' entry) with the processor's AVX2 and FMA already checked (`AVX2`).
 #[inline(always)]
 fn interpolate_with<const AVX2: bool>(pcm: &[i16], phase: u64, inc: u64, ramp: Ramp, out: &mut [f32]) -> u64 {
     #[cfg(target_arch = "x86_64")]
@@ -914,7 +914,7 @@ impl SampleVoice {
         self.render_body::<true>(pcm, ctl, env_gain, sr, wave, out);
     }
 
-    /// [`SampleVoice::render`]'s work; `AVX2`: the processor has it (the caller checked).
+    /// [`SampleVoice::render`]'s work; `AVX2`: the processor has AVX2 and FMA (the caller checked).
     #[inline(always)]
     fn render_body<const AVX2: bool>(
         &mut self,
@@ -1154,7 +1154,7 @@ impl SampleVoice {
     }
 }
 
-/// [`mix`] with the processor's AVX2 already checked (`AVX2`).
+/// `mix` (the tests' entry) with the processor's AVX2 and FMA already checked (`AVX2`).
 #[inline(always)]
 fn mix_with<const AVX2: bool, const K: usize>(w: &[f32], gains: [f32; K], outs: [&mut [f32]; K]) {
     #[cfg(target_arch = "x86_64")]
