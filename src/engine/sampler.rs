@@ -897,6 +897,21 @@ impl SampleVoice {
             unsafe { self.render_avx2(pcm, ctl, env_gain, sr, wave, out) };
             return;
         }
+        self.render_plain(pcm, ctl, env_gain, sr, wave, out);
+    }
+
+    /// The build for a processor without AVX2 and FMA, out of line so that
+    /// [`SampleVoice::render`] stays a thin dispatch (no stack frame of its own).
+    #[inline(never)]
+    fn render_plain(
+        &mut self,
+        pcm: &[i16],
+        ctl: &ChannelControls,
+        env_gain: f32,
+        sr: f32,
+        wave: &mut [f32],
+        out: SampleOut,
+    ) {
         self.render_body::<false>(pcm, ctl, env_gain, sr, wave, out);
     }
 
