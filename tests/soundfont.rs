@@ -700,6 +700,37 @@ fn sample_voices_follow_the_pedal_the_rpn_bend_range_and_the_mod_wheel() {
     assert!(wobbly > 40.0, "vibrato with the wheel: {wobbly:.1} cents peak to peak");
 }
 
+/// The vibrato LFO does not run while nothing reaches it; a mod wheel raised in the
+/// middle of a held note brings the vibrato in (the LFO catches up on the frames it
+/// missed), the same whatever the block size.
+#[test]
+fn a_mod_wheel_raised_mid_note_brings_vibrato_in_independent_of_block_size() {
+    let dir = font_dir(
+        one_preset(vec![zone((0, 127), (0, 127), 0, &[(gn::RELEASE_VOL, -6000)])]),
+        &[looped_sine(440.0, 69, 0.5)],
+    );
+    let set = eval_in(dir.path(), SET).unwrap();
+    let a4 = sf2::sine_hz(440.0, FONT_RATE, 200);
+    let raise = (0.5 * SR as f64) as u64 + 17;
+    let events = [note_on(0, 0, 69, 100), common::cc(raise, 0, 1, 127)];
+    let x = render_set(&set, 1.4, 512, &events);
+    assert_eq!(x, render_set(&set, 1.4, 37, &events), "37-frame blocks differ from 512");
+    assert_eq!(x, render_set(&set, 1.4, 64, &events), "64-frame blocks differ from 512");
+    let x = left(&x);
+    let swing = |from: f64| {
+        let pitches: Vec<f64> = (0..12)
+            .map(|k| {
+                let t = from + k as f64 * 0.03;
+                cents(common::phase_freq(span(&x, SR, t, t + 0.025), SR, a4, 600), a4)
+            })
+            .collect();
+        pitches.iter().cloned().fold(f64::MIN, f64::max) - pitches.iter().cloned().fold(f64::MAX, f64::min)
+    };
+    let (before, after) = (swing(0.1), swing(0.9));
+    assert!(before < 3.0, "no vibrato before the wheel: {before:.1} cents");
+    assert!(after > 40.0, "vibrato once the wheel is up: {after:.1} cents peak to peak");
+}
+
 #[test]
 fn a_missing_preset_names_presets_sharing_a_word_when_none_is_spelled_alike() {
     let dir = font_dir(one_preset(vec![zone((0, 127), (0, 127), 0, &[])]), &[looped_sine(440.0, 69, 0.5)]);
