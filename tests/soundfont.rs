@@ -650,13 +650,32 @@ fn folders_named_with_samples_or_in_the_config_may_be_read() {
     assert!(!o.status.success());
 }
 
-#[test]
-fn sample_voices_follow_the_pedal_the_rpn_bend_range_and_the_mod_wheel() {
+/// A font of one looped A4 sine with a quick release, and the set that plays it (the
+/// folder must outlive the set's use).
+fn sine_font_set() -> (tempfile::TempDir, Set) {
     let dir = font_dir(
         one_preset(vec![zone((0, 127), (0, 127), 0, &[(gn::RELEASE_VOL, -6000)])]),
         &[looped_sine(440.0, 69, 0.5)],
     );
     let set = eval_in(dir.path(), SET).unwrap();
+    (dir, set)
+}
+
+/// Peak-to-peak pitch in cents about `a4` over `count` 25 ms windows of `x`, every
+/// `step_s` seconds from `from_s`.
+fn pitch_swing(x: &[f32], a4: f64, from_s: f64, step_s: f64, count: usize) -> f64 {
+    let pitches: Vec<f64> = (0..count)
+        .map(|k| {
+            let t = from_s + k as f64 * step_s;
+            cents(common::phase_freq(span(x, SR, t, t + 0.025), SR, a4, 600), a4)
+        })
+        .collect();
+    pitches.iter().cloned().fold(f64::MIN, f64::max) - pitches.iter().cloned().fold(f64::MAX, f64::min)
+}
+
+#[test]
+fn sample_voices_follow_the_pedal_the_rpn_bend_range_and_the_mod_wheel() {
+    let (_dir, set) = sine_font_set();
     let a4 = sf2::sine_hz(440.0, FONT_RATE, 200);
     let off = (0.2 * SR as f64) as u64;
     // CC64: a note released under the pedal holds until the pedal lifts.
@@ -687,13 +706,7 @@ fn sample_voices_follow_the_pedal_the_rpn_bend_range_and_the_mod_wheel() {
     // CC1 adds vibrato: the pitch swings around the note.
     let swing = |wheel: u8| {
         let x = left(&render_set(&set, 1.2, 512, &[common::cc(0, 0, 1, wheel), note_on(0, 0, 69, 100)]));
-        let pitches: Vec<f64> = (0..16)
-            .map(|k| {
-                let t = 0.4 + k as f64 * 0.04;
-                cents(common::phase_freq(span(&x, SR, t, t + 0.025), SR, a4, 600), a4)
-            })
-            .collect();
-        pitches.iter().cloned().fold(f64::MIN, f64::max) - pitches.iter().cloned().fold(f64::MAX, f64::min)
+        pitch_swing(&x, a4, 0.4, 0.04, 16)
     };
     let (still, wobbly) = (swing(0), swing(127));
     assert!(still < 3.0, "no vibrato without the wheel: {still:.1} cents");
@@ -705,11 +718,7 @@ fn sample_voices_follow_the_pedal_the_rpn_bend_range_and_the_mod_wheel() {
 /// missed), the same whatever the block size.
 #[test]
 fn a_mod_wheel_raised_mid_note_brings_vibrato_in_independent_of_block_size() {
-    let dir = font_dir(
-        one_preset(vec![zone((0, 127), (0, 127), 0, &[(gn::RELEASE_VOL, -6000)])]),
-        &[looped_sine(440.0, 69, 0.5)],
-    );
-    let set = eval_in(dir.path(), SET).unwrap();
+    let (_dir, set) = sine_font_set();
     let a4 = sf2::sine_hz(440.0, FONT_RATE, 200);
     let raise = (0.5 * SR as f64) as u64 + 17;
     let events = [note_on(0, 0, 69, 100), common::cc(raise, 0, 1, 127)];
@@ -717,16 +726,7 @@ fn a_mod_wheel_raised_mid_note_brings_vibrato_in_independent_of_block_size() {
     assert_eq!(x, render_set(&set, 1.4, 37, &events), "37-frame blocks differ from 512");
     assert_eq!(x, render_set(&set, 1.4, 64, &events), "64-frame blocks differ from 512");
     let x = left(&x);
-    let swing = |from: f64| {
-        let pitches: Vec<f64> = (0..12)
-            .map(|k| {
-                let t = from + k as f64 * 0.03;
-                cents(common::phase_freq(span(&x, SR, t, t + 0.025), SR, a4, 600), a4)
-            })
-            .collect();
-        pitches.iter().cloned().fold(f64::MIN, f64::max) - pitches.iter().cloned().fold(f64::MAX, f64::min)
-    };
-    let (before, after) = (swing(0.1), swing(0.9));
+    let (before, after) = (pitch_swing(&x, a4, 0.1, 0.03, 12), pitch_swing(&x, a4, 0.9, 0.03, 12));
     assert!(before < 3.0, "no vibrato before the wheel: {before:.1} cents");
     assert!(after > 40.0, "vibrato once the wheel is up: {after:.1} cents peak to peak");
 }
