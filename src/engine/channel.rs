@@ -24,6 +24,12 @@ fn add(a: &mut [f32; TICK_FRAMES], b: &[f32; TICK_FRAMES]) {
     }
 }
 
+/// Nanoseconds since `t0`, as a float (without the 128-bit conversion of `as_nanos`).
+fn nanos_since(t0: Instant) -> f32 {
+    let d = t0.elapsed();
+    d.as_secs() as f32 * 1e9 + d.subsec_nanos() as f32
+}
+
 /// Extra voice slots of a channel, for its stolen voices fading out.
 pub const STEAL_RESERVE: usize = 16;
 /// Voice slots of one channel: its largest limit and the fading reserve.
@@ -572,7 +578,7 @@ impl Lane {
             ended |= !v.active;
         }
         part.ended = ended;
-        part.nanos = t0.elapsed().as_nanos() as f32;
+        part.nanos = nanos_since(t0);
     }
 
     /// A channel planned in parts, rendered whole on this thread: every part in
@@ -613,7 +619,7 @@ impl Lane {
             self.free_ended();
         }
         self.end(cx);
-        self.spent_nanos += t0.elapsed().as_nanos() as f32;
+        self.spent_nanos += nanos_since(t0);
     }
 
     /// Takes this tick's measured time into the channel's moving cost. Audio thread.
@@ -645,7 +651,7 @@ impl Lane {
             self.render_voices(offset, TICK_FRAMES, cx);
         }
         self.end(cx);
-        self.spent_nanos += t0.elapsed().as_nanos() as f32;
+        self.spent_nanos += nanos_since(t0);
     }
 
     /// The end of a tick, once the voices are summed: the bus runs, unless the
