@@ -100,7 +100,7 @@ pub fn t60_coef(seconds: f32, sample_rate: f32) -> f32 {
 const PEAK_LANES: usize = 8;
 
 /// The largest magnitude in `l` and `r`, and whether every sample of both is finite,
-/// in one pass of vector code (eight running maxima, and a sum of `x - x` that is 0
+/// in one pass of vector code (eight running maxima, and a sum of `x * 0` that is 0
 /// for finite samples and NaN otherwise). Over finite samples the peak is the one a
 /// serial `f32::max` fold from 0 gives (a maximum does not round).
 #[inline]
@@ -114,7 +114,7 @@ pub fn stereo_peak(l: &[f32], r: &[f32]) -> (f32, bool) {
             let (x, y) = (a[j].abs(), b[j].abs());
             let m = if x > y { x } else { y };
             peak[j] = if m > peak[j] { m } else { peak[j] };
-            nan[j] += (a[j] - a[j]) + (b[j] - b[j]);
+            nan[j] += a[j] * 0.0 + b[j] * 0.0;
         }
     }
     let (mut p, mut finite) = (0.0f32, true);
