@@ -44,6 +44,11 @@ impl Glide {
     #[inline]
     pub fn step(&mut self, target: f32, tick_frames: usize) -> (f32, f32) {
         let start = self.value;
+        if start.to_bits() == target.to_bits() && start.is_finite() {
+            // At rest: what the step below gives then (`target - start` is +0), without
+            // its arithmetic. (Zeros of opposite signs, infinities and NaN take the step.)
+            return (start, 0.0);
+        }
         let mut next = start + (target - start) * self.coef;
         if (target - next).abs() <= 1e-6 * (1.0 + target.abs()) {
             next = target;
@@ -65,6 +70,29 @@ mod tests {
         }
         assert_eq!(g.value(), 1.0);
         assert!(g.is_settled_at(1.0));
+    }
+
+    /// The shortcut for a glide at rest gives what the full step gives, for values
+    /// of either sign, zeros of both signs, and targets near the value.
+    #[test]
+    fn a_glide_at_rest_steps_as_the_full_step_does() {
+        fn full(value: f32, coef: f32, target: f32, tick: usize) -> (f32, f32, f32) {
+            let start = value;
+            let mut next = start + (target - start) * coef;
+            if (target - next).abs() <= 1e-6 * (1.0 + target.abs()) {
+                next = target;
+            }
+            (start, (next - start) / tick as f32, next)
+        }
+        for v in [0.0f32, -0.0, 1.0, -1.0, 0.3, 440.0, -96.0, 1e-30, f32::MAX, f32::INFINITY, f32::NAN] {
+            for target in [v, v.next_up(), v.next_down(), 0.0, -0.0] {
+                let mut g = Glide::new(v, 64, 48000.0);
+                let (s, d) = g.step(target, 64);
+                let (s2, d2, next) = full(v, g.coef, target, 64);
+                let bits = |x: f32| if x.is_nan() { u32::MAX } else { x.to_bits() };
+                assert_eq!((bits(s), bits(d), bits(g.value())), (bits(s2), bits(d2), bits(next)), "{v} -> {target}");
+            }
+        }
     }
 
     #[test]

@@ -96,9 +96,66 @@ pub fn t60_coef(seconds: f32, sample_rate: f32) -> f32 {
     if seconds <= 0.0 { 0.0 } else { (-6.907_755 / (seconds * sample_rate)).exp() }
 }
 
+/// Lanes of [`stereo_peak`]'s vector pass.
+const PEAK_LANES: usize = 8;
+
+/// The largest magnitude in `l` and `r`, and whether every sample of both is finite,
+/// in one pass of vector code (eight running maxima, and a sum of `x * 0` that is 0
+/// for finite samples and NaN otherwise). Over finite samples the peak is the one a
+/// serial `f32::max` fold from 0 gives (a maximum does not round).
+#[inline]
+pub fn stereo_peak(l: &[f32], r: &[f32]) -> (f32, bool) {
+    let mut peak = [0.0f32; PEAK_LANES];
+    let mut nan = [0.0f32; PEAK_LANES];
+    let (lc, rc) = (l.chunks_exact(PEAK_LANES), r.chunks_exact(PEAK_LANES));
+    let (l_rest, r_rest) = (lc.remainder(), rc.remainder());
+    for (a, b) in lc.zip(rc) {
+        for j in 0..PEAK_LANES {
+            let (x, y) = (a[j].abs(), b[j].abs());
+            let m = if x > y { x } else { y };
+            peak[j] = if m > peak[j] { m } else { peak[j] };
+            nan[j] += a[j] * 0.0 + b[j] * 0.0;
+        }
+    }
+    let (mut p, mut finite) = (0.0f32, true);
+    for (&a, &b) in l_rest.iter().zip(r_rest) {
+        finite &= a.is_finite() && b.is_finite();
+        p = p.max(a.abs()).max(b.abs());
+    }
+    for j in 0..PEAK_LANES {
+        finite &= nan[j] == 0.0;
+        p = p.max(peak[j]);
+    }
+    (p, finite)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The vector peak is the serial one, and it sees a NaN or an infinity anywhere.
+    #[test]
+    fn stereo_peak_matches_a_serial_max_and_finds_non_finite_samples() {
+        let mut seed = 7u32;
+        for n in [0usize, 1, 7, 8, 9, 63, 64, 65] {
+            let mut next = || {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+            };
+            let l: Vec<f32> = (0..n).map(|_| next()).collect();
+            let r: Vec<f32> = (0..n).map(|_| next()).collect();
+            let serial = l.iter().chain(&r).fold(0.0f32, |m, x| m.max(x.abs()));
+            assert_eq!(stereo_peak(&l, &r), (serial, true), "{n} samples");
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                for at in 0..n {
+                    let mut l2 = l.clone();
+                    l2[at] = bad;
+                    assert!(!stereo_peak(&l2, &r).1, "{bad} at {at} of {n}");
+                    assert!(!stereo_peak(&r, &l2).1, "{bad} at {at} of {n}, right");
+                }
+            }
+        }
+    }
 
     #[test]
     fn fast_tanh_is_close_and_bounded() {

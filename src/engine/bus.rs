@@ -346,9 +346,11 @@ impl Bus {
         mono.copy_from_slice(&input.mono);
         let right_in = &mut self.right_in[..n];
         if stereo {
-            for i in 0..n {
-                right_in[i] = mono[i] + input.right[i];
-                mono[i] += input.left[i];
+            for ((ri, m), (&il, &ir)) in
+                right_in.iter_mut().zip(mono.iter_mut()).zip(input.left.iter().zip(&input.right))
+            {
+                *ri = *m + ir;
+                *m += il;
             }
         }
         if input.sent {
@@ -709,11 +711,11 @@ impl Bus {
             self.shared_on = false;
         }
 
-        for i in 0..n {
+        for (i, (a, b)) in l.iter_mut().zip(r.iter_mut()).enumerate() {
             let k = (i as i32 + 1) as f32;
             let vol = vol0 + vold * k;
-            l[i] *= vol * (gl0 + dl * k);
-            r[i] *= vol * (gr0 + dr * k);
+            *a *= vol * (gl0 + dl * k);
+            *b *= vol * (gr0 + dr * k);
         }
         // These are not glided per sample; keep them at their targets.
         for p in [Param::TremoloRate, Param::ChorusRate, Param::PhaserRate, Param::DelayTime] {

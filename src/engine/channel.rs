@@ -24,6 +24,12 @@ fn add(a: &mut [f32; TICK_FRAMES], b: &[f32; TICK_FRAMES]) {
     }
 }
 
+/// Nanoseconds since `t0`, as a float (without the 128-bit conversion of `as_nanos`).
+fn nanos_since(t0: Instant) -> f32 {
+    let d = t0.elapsed();
+    d.as_secs() as f32 * 1e9 + d.subsec_nanos() as f32
+}
+
 /// Extra voice slots of a channel, for its stolen voices fading out.
 pub const STEAL_RESERVE: usize = 16;
 /// Voice slots of one channel: its largest limit and the fading reserve.
@@ -98,6 +104,9 @@ pub(super) struct ChannelState {
     /// Bank selected by CC0, for program changes on sampled channels.
     pub bank_select: u16,
     quiet_ticks: u32,
+    /// Every voice parameter's glide and the bend rest on the targets of the last
+    /// step (the next step changes nothing unless a target moves).
+    voices_at_rest: bool,
     pub idle: bool,
     /// Keys down on the channel, oldest first (for legato's return to a held key).
     keys: KeyStack,
@@ -158,19 +167,23 @@ impl ChannelState {
             rpn_bend_range: None,
             bank_select: 0,
             quiet_ticks: 0,
+            voices_at_rest: false,
             idle: true,
             keys: KeyStack { keys: [0; KEY_STACK], len: 0 },
             last_pitch: None,
         }
     }
 
-    pub fn update_target(&mut self) {
+    /// Takes the parameters' targets from the configuration, the CC overrides and
+    /// the expression; returns whether any moved (bit for bit) since the last call.
+    pub fn update_target(&mut self) -> bool {
         let base = self.config.as_ref().map(|c| &c.params).unwrap_or(&self.last);
-        for i in 0..NUM_PARAMS {
-            let o = self.overrides[i];
-            self.target.0[i] = if o.is_nan() { base.0[i] } else { o };
+        let before = self.target;
+        for ((t, &o), &b) in self.target.0.iter_mut().zip(&self.overrides).zip(&base.0) {
+            *t = if o.is_nan() { b } else { o };
         }
         self.target.0[Param::Volume as usize] *= self.expression;
+        before.0.iter().zip(&self.target.0).fold(false, |moved, (a, b)| moved | (a.to_bits() != b.to_bits()))
     }
 
     fn bend_target(&self) -> f32 {
@@ -178,14 +191,25 @@ impl ChannelState {
         self.bend_raw as f32 / 8192.0 * range
     }
 
-    /// Steps voice parameters and pitch bend one tick.
-    fn step_voice_params(&mut self, voice_params: &[usize]) {
-        for &i in voice_params {
-            self.glides[i].step(self.target.0[i], TICK_FRAMES);
-            self.now.0[i] = self.glides[i].value();
-        }
+    /// Steps voice parameters and pitch bend one tick. With the targets where they
+    /// were (`targets_moved` false) and every glide resting on its target, a step
+    /// changes nothing, so none is taken.
+    fn step_voice_params(&mut self, voice_params: &[usize], targets_moved: bool) {
         let b = self.bend_target();
+        let bend_rests = self.bend.value().to_bits() == b.to_bits() && b.is_finite();
+        if self.voices_at_rest && !targets_moved && bend_rests {
+            return;
+        }
+        let mut rest = bend_rests;
+        for &i in voice_params {
+            let t = self.target.0[i];
+            self.glides[i].step(t, TICK_FRAMES);
+            let v = self.glides[i].value();
+            self.now.0[i] = v;
+            rest &= v.to_bits() == t.to_bits() && t.is_finite();
+        }
         self.bend.step(b, TICK_FRAMES);
+        self.voices_at_rest = rest;
     }
 
     /// Jumps every glide to its target (nothing is sounding to glide from).
@@ -195,6 +219,7 @@ impl ChannelState {
             self.now.0[i] = self.target.0[i];
         }
         self.bend.reset(self.bend_target());
+        self.voices_at_rest = self.target.0.iter().all(|x| x.is_finite()) && self.bend.value().is_finite();
         self.bus.snap(&self.target);
     }
 }
@@ -513,8 +538,8 @@ impl Lane {
         self.out_ready = false;
         self.send_pending = false;
         if !self.st.idle {
-            self.st.update_target();
-            self.st.step_voice_params(cx.voice_params);
+            let moved = self.st.update_target();
+            self.st.step_voice_params(cx.voice_params, moved);
             self.st.input.clear();
         }
     }
@@ -553,7 +578,7 @@ impl Lane {
             ended |= !v.active;
         }
         part.ended = ended;
-        part.nanos = t0.elapsed().as_nanos() as f32;
+        part.nanos = nanos_since(t0);
     }
 
     /// A channel planned in parts, rendered whole on this thread: every part in
@@ -594,7 +619,7 @@ impl Lane {
             self.free_ended();
         }
         self.end(cx);
-        self.spent_nanos += t0.elapsed().as_nanos() as f32;
+        self.spent_nanos += nanos_since(t0);
     }
 
     /// Takes this tick's measured time into the channel's moving cost. Audio thread.
@@ -626,7 +651,7 @@ impl Lane {
             self.render_voices(offset, TICK_FRAMES, cx);
         }
         self.end(cx);
-        self.spent_nanos += t0.elapsed().as_nanos() as f32;
+        self.spent_nanos += nanos_since(t0);
     }
 
     /// The end of a tick, once the voices are summed: the bus runs, unless the
@@ -650,13 +675,7 @@ impl Lane {
         let st = &mut self.st;
         let shared_reverb = cx.snapshot.shared_reverbs[self.ch as usize];
         st.bus.process(&st.input, &st.target, BusOut { left: &mut self.out_l, right: &mut self.out_r, shared_reverb });
-        let mut peak = 0.0f32;
-        let mut finite = true;
-        for i in 0..TICK_FRAMES {
-            let (l, r) = (self.out_l[i], self.out_r[i]);
-            finite &= l.is_finite() && r.is_finite();
-            peak = peak.max(l.abs()).max(r.abs());
-        }
+        let (peak, finite) = crate::dsp::math::stereo_peak(&self.out_l, &self.out_r);
         if !finite {
             cx.stats.faults.fetch_add(1, Relaxed);
             st.bus.clear();
@@ -1209,5 +1228,50 @@ impl Lane {
         stats.expression[ch].store(gain.to_bits(), Relaxed);
         st.update_target();
         st.snap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::Scope;
+
+    /// A channel whose voice parameters rest on their targets skips their step; the
+    /// parameters it gives the voices are the same, bit for bit, as those of a
+    /// channel that steps every tick, through overrides, bends, expression and
+    /// bend-range changes and the rests between them.
+    #[test]
+    fn a_channel_at_rest_skips_the_parameter_step_and_gives_the_same_values() {
+        let voice_params: Vec<usize> =
+            Param::ALL.iter().filter(|p| p.info().scope == Scope::Voice).map(|p| *p as usize).collect();
+        let sr = 48_000.0;
+        let (mut skips, mut steps) = (ChannelState::new(sr), ChannelState::new(sr));
+        for st in [&mut skips, &mut steps] {
+            st.update_target();
+            st.snap();
+        }
+        let glide = voice_params[0];
+        let mut rested = 0;
+        for tick in 0..600 {
+            for st in [&mut skips, &mut steps] {
+                match tick {
+                    50 => st.overrides[glide] = 0.25,
+                    200 => st.bend_raw = 4000,
+                    300 => st.expression = 0.5,
+                    400 => st.rpn_bend_range = Some(7.0),
+                    500 => st.overrides[glide] = f32::NAN,
+                    _ => {}
+                }
+            }
+            let moved = skips.update_target();
+            skips.step_voice_params(&voice_params, moved);
+            rested += skips.voices_at_rest as usize;
+            steps.update_target();
+            steps.voices_at_rest = false;
+            steps.step_voice_params(&voice_params, true);
+            let bits = |st: &ChannelState| (st.now.0.map(f32::to_bits), st.bend.value().to_bits());
+            assert_eq!(bits(&skips), bits(&steps), "tick {tick}");
+        }
+        assert!(rested > 300, "the channel rested in {rested} of 600 ticks");
     }
 }

@@ -408,16 +408,16 @@ impl Master {
     fn process(&mut self, cfg: &MasterConfig, l: &mut [f32], r: &mut [f32]) {
         let n = l.len();
         let (g0, gd) = self.gain.step(cfg.gain, n);
-        if !l.iter().chain(r.iter()).all(|x| x.is_finite()) {
+        if !crate::dsp::math::stereo_peak(l, r).1 {
             l.fill(0.0);
             r.fill(0.0);
         }
         match cfg.mode {
             MasterMode::SoftClip => {
-                for i in 0..n {
+                for (i, (a, b)) in l.iter_mut().zip(r.iter_mut()).enumerate() {
                     let g = g0 + gd * (i as i32 + 1) as f32;
-                    l[i] = fast_tanh(l[i] * g).clamp(-1.0, 1.0);
-                    r[i] = fast_tanh(r[i] * g).clamp(-1.0, 1.0);
+                    *a = fast_tanh(*a * g).clamp(-1.0, 1.0);
+                    *b = fast_tanh(*b * g).clamp(-1.0, 1.0);
                 }
             }
             MasterMode::Limiter => {
@@ -1538,9 +1538,11 @@ impl Engine {
                 continue;
             }
             if lane.out_ready {
-                for i in 0..TICK_FRAMES {
-                    self.mix_l[i] += lane.out_l[i];
-                    self.mix_r[i] += lane.out_r[i];
+                for (m, x) in self.mix_l.iter_mut().zip(&lane.out_l) {
+                    *m += x;
+                }
+                for (m, x) in self.mix_r.iter_mut().zip(&lane.out_r) {
+                    *m += x;
                 }
                 // A reverb shared between channels takes its input in channel order.
                 if let Some((key, feed)) = lane.st.bus.shared_reverb_feed() {
@@ -1571,12 +1573,11 @@ impl Engine {
         stats.reverb_tails_cut.store(self.sends.tails_cut, Relaxed);
         let master = self.snapshot.master;
         self.master.process(&master, &mut self.mix_l, &mut self.mix_r);
-        let mut peak = 0.0f32;
-        for i in 0..TICK_FRAMES {
-            self.fifo[2 * i] = self.mix_l[i];
-            self.fifo[2 * i + 1] = self.mix_r[i];
-            peak = peak.max(self.mix_l[i].abs()).max(self.mix_r[i].abs());
+        for (lr, (&l, &r)) in self.fifo.chunks_exact_mut(2).zip(self.mix_l.iter().zip(&self.mix_r)) {
+            lr[0] = l;
+            lr[1] = r;
         }
+        let (peak, _) = crate::dsp::math::stereo_peak(&self.mix_l, &self.mix_r);
         stats.master_peak.fetch_max(peak.to_bits(), Relaxed);
     }
 

@@ -138,9 +138,11 @@ impl Sends {
             s.cho_in = [0.0; TICK_FRAMES];
             s.fed = true;
         }
-        for i in 0..TICK_FRAMES {
-            s.rev_in[i] += reverb[i] * volume;
-            s.cho_in[i] += chorus[i] * volume;
+        for (a, x) in s.rev_in.iter_mut().zip(reverb) {
+            *a += x * volume;
+        }
+        for (a, x) in s.cho_in.iter_mut().zip(chorus) {
+            *a += x * volume;
         }
         if chorus.iter().any(|x| *x != 0.0) {
             s.chorus_tail = (CHORUS_TAIL_SECONDS * self.sr) as u32;

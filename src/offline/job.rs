@@ -290,15 +290,20 @@ impl Writer {
             let n = (max_frames - done).min(self.chunk as u64) as usize;
             let mut buf = std::mem::take(&mut self.buf);
             r.render_into(&mut buf[..2 * n], DEFAULT_BLOCK);
-            for i in 0..n {
-                let loud = buf[2 * i].abs() > SILENCE || buf[2 * i + 1].abs() > SILENCE;
-                quiet = if loud { 0 } else { quiet + 1 };
+            // Frames since the last loud one: found from the end (music stops the
+            // search at once).
+            let loud = |lr: &[f32]| lr[0].abs() > SILENCE || lr[1].abs() > SILENCE;
+            quiet = match buf[..2 * n].chunks_exact(2).rev().position(loud) {
+                Some(since) => since as u64,
+                None => quiet + n as u64,
+            };
+            // The fade over the last frames: frame `i` has `max_frames - done - i` left.
+            let fade_from = (max_frames - done).saturating_sub(fade_frames).min(n as u64) as usize;
+            for i in fade_from..n {
                 let left = max_frames - (done + i as u64);
-                if left <= fade_frames {
-                    let g = (left - 1) as f32 / fade_frames as f32;
-                    buf[2 * i] *= g;
-                    buf[2 * i + 1] *= g;
-                }
+                let g = (left - 1) as f32 / fade_frames as f32;
+                buf[2 * i] *= g;
+                buf[2 * i + 1] *= g;
             }
             let result = self.put(&buf[..2 * n]);
             self.buf = buf;
