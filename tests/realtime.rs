@@ -1053,9 +1053,9 @@ fn the_jack_callback_waits_for_the_engine_and_takes_it_without_allocating() {
     let out_ports = devices.ports();
     *shared.devices.lock().unwrap() = devices;
     let Rig { mut engine, controller } =
-        Rig::routed(&set, sample_rate as f32, common::tables(sample_rate as u32), out_ports).expect("rig");
+        Rig::routed(&set, sample_rate as f32, common::tables(sample_rate), out_ports).expect("rig");
     engine.midi_out_into(shared.queue.clone());
-    let clock = Arc::new(FrameClock::new(sample_rate as u32, buffer));
+    let clock = Arc::new(FrameClock::new(sample_rate, buffer));
     let tap = MidiTap {
         sender: controller.event_sender(),
         clock: clock.clone(),
