@@ -402,7 +402,9 @@ impl Activating {
     /// The active client, once its thread is done.
     fn join(mut self) -> Option<Result<super::jack_host::JackStream, AudioError>> {
         let h = self.0.take()?;
-        Some(h.join().unwrap_or_else(|_| Err(AudioError::Failed("JACK: the client could not be activated".into()))))
+        Some(h.join().unwrap_or_else(|_| {
+            Err(AudioError::Failed("JACK: the client could not be activated; restart jamrig or the JACK server".into()))
+        }))
     }
 }
 
