@@ -1536,3 +1536,30 @@ fn in_the_background_of_a_terminal_it_plays_and_exits_at_sigterm() {
     assert!(exited && text.contains("exit 0"), "jamrig did not exit at SIGTERM:\n{text}");
     assert!(text.contains("stopped") && !text.contains("Stopped"), "{text}");
 }
+
+/// On JACK, jamrig's client is activated while the set is evaluated. A set that
+/// fails to evaluate ends the start as before: the script's error, `path:line:col`
+/// with a caret, exit status 1, nothing from JACK on stderr, and the client
+/// closed (its ports gone from the server) before jamrig exits.
+#[test]
+fn a_set_that_fails_to_evaluate_closes_the_jack_client_and_says_why() {
+    let _serial = serial();
+    let server = JackServer::start(server());
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set.rhai");
+    std::fs::write(&set, "tempo(120);\nchannel(1, \"synth_bass\"\n").unwrap();
+    let mut jam = Jamrig::start(&server.name, &set, &["--no-repl"]);
+    let status = jam.wait_exit(S(15));
+    let status = status.unwrap_or_else(|| panic!("jamrig still runs 15 s after a broken set\n{}", jam.transcript()));
+    std::thread::sleep(MS(50));
+    let err = jam.err.text();
+    assert_eq!(status.code(), Some(1), "exit status after a broken set\n{}", jam.transcript());
+    assert!(err.starts_with("error: syntax error"), "stderr: {err}");
+    assert!(err.contains("set.rhai:3:1") && err.contains('^'), "the error says where, with a caret:\n{err}");
+    for noise in ["Cannot connect to server", "jack server is not running", "JackShm", "Cannot open"] {
+        assert!(!err.contains(noise), "library noise ({noise}) on stderr:\n{err}");
+    }
+    assert!(jam.out.all().iter().all(|l| !l.starts_with("playing ")), "stdout: {}", jam.out.text());
+    let lister = open_client(&server.name, "lister").expect("a client");
+    assert_eq!(lister.ports(Some("^jamrig"), None, jack::PortFlags::empty()), Vec::<String>::new());
+}

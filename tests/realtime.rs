@@ -988,3 +988,94 @@ fn jack_output_ports_come_and_go_without_the_process_thread_allocating() {
     assert!(shared.written.load(Relaxed) > 200, "messages were written to their ports");
     assert!(shared.refused.load(Relaxed) > 0, "messages for ports that are not there were refused");
 }
+
+/// Allocations seen by the guard of jamrig's JACK process callback below.
+#[cfg(feature = "jack")]
+static CALLBACK_VIOLATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// Runs of that callback.
+#[cfg(feature = "jack")]
+static CALLBACK_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Runs one cycle of jamrig's JACK process callback under `assert_no_alloc`.
+#[cfg(feature = "jack")]
+fn callback_guard(f: &mut dyn FnMut()) {
+    reset_violation_count();
+    assert_no_alloc(f);
+    CALLBACK_VIOLATIONS.fetch_add(violation_count(), Relaxed);
+    CALLBACK_RUNS.fetch_add(1, Relaxed);
+}
+
+/// `jamrig play` on JACK activates its client before the rig is built: the process
+/// callback plays silence, polling for the engine, then takes it (and the device
+/// ports registered on the active client) and plays it from that cycle. The whole
+/// callback, waiting, adoption and playing, runs under `assert_no_alloc`; the
+/// engine is dropped on this thread when the client closes.
+#[cfg(feature = "jack")]
+#[test]
+fn the_jack_callback_waits_for_the_engine_and_takes_it_without_allocating() {
+    use crossbeam_queue::ArrayQueue;
+    use jamrig::live::clock::FrameClock;
+    use jamrig::live::jack_host::{Clients, JackStream};
+    use jamrig::live::link::LinkSession;
+    use jamrig::live::midi::MidiTap;
+    use jamrig::live::midi_out::OutShared;
+    use jamrig::live::stats::LiveStats;
+    use jamrig::rig::Rig;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+    let _serial = live_support::serial();
+    let server = live_support::JackServer::start(live_support::server());
+    let own = live_support::open_client(&server.name, "jamrig").expect("a client");
+    let ports = live_support::open_client(&server.name, "jamrig_ports").expect("a second client");
+    let (sample_rate, buffer) = (own.sample_rate(), own.buffer_size());
+    let stats = Arc::new(LiveStats::default());
+    let stream = JackStream::activate(Some(Clients { own, ports: Some(ports) }), stats.clone(), Some(callback_guard))
+        .expect("the client activates");
+    // Cycles without an engine: silence, nothing recorded.
+    let waited = live_support::wait_for(Duration::from_secs(30), || (CALLBACK_RUNS.load(Relaxed) >= 6).then_some(()));
+    assert!(waited.is_some(), "the callback does not run before the engine arrives");
+    assert_eq!(stats.callbacks_total.load(Relaxed), 0, "no engine ran before one was handed over");
+
+    // The rig, as `play` builds it, with a MIDI output device and the clock out.
+    let set = common::set(
+        r#"
+        tempo(120);
+        clock_out(true);
+        midi_out("op-xy", #{ latency_ms: 5 });
+        channel(1, "synth_bass");
+        channel(3, #{ midi_out: "op-xy", out_channel: 1 });
+        pattern("bass", 1, 1.0, [[0.0, "C2", 100, 0.5], [0.5, "G2", 100, 0.25]]);
+        pattern("ext", 3, 1.0, [[0.0, "C3", 100, 0.25]]);
+        "#,
+    );
+    let shared = Arc::new(OutShared::new(jamrig::engine::midi_out::queue()));
+    let devices = shared.devices.lock().unwrap().plan(&set, 0).expect("devices");
+    let out_ports = devices.ports();
+    *shared.devices.lock().unwrap() = devices;
+    let Rig { mut engine, controller } =
+        Rig::routed(&set, sample_rate as f32, common::tables(sample_rate), out_ports).expect("rig");
+    engine.midi_out_into(shared.queue.clone());
+    let clock = Arc::new(FrameClock::new(sample_rate, buffer));
+    let tap = MidiTap {
+        sender: controller.event_sender(),
+        clock: clock.clone(),
+        log: Arc::new(ArrayQueue::new(64)),
+        log_on: Arc::new(AtomicBool::new(false)),
+        out: shared.clone(),
+    };
+    let link = LinkSession::new(120.0);
+    let before = CALLBACK_RUNS.load(Relaxed);
+    stream.start(engine, clock, link.clock(), &tap).expect("the engine is handed over");
+    let played = live_support::wait_for(Duration::from_secs(30), || {
+        (stats.callbacks_total.load(Relaxed) >= 40 && shared.written.load(Relaxed) > 0).then_some(())
+    });
+    assert!(played.is_some(), "the callback did not play the engine it was handed, or wrote no MIDI");
+    assert!(controller.stats().frames.load(Relaxed) > 0, "the engine rendered");
+    assert!(CALLBACK_RUNS.load(Relaxed) > before + 40);
+    let port = shared.devices.lock().unwrap().all()[0].port;
+    let device_port = stream.outs.lock().unwrap().name(port).map(str::to_string);
+    let want = format!("jamrig:{}", jamrig::live::midi_out::port_name_for("op-xy"));
+    assert_eq!(device_port, Some(want), "the device's port was made on the active client");
+    drop(stream);
+    assert_eq!(CALLBACK_VIOLATIONS.load(Relaxed), 0, "the process callback allocated or freed");
+}

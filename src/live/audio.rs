@@ -33,10 +33,12 @@ pub enum AudioError {
 pub struct Chosen {
     /// The cpal device (`None`: jamrig's own JACK client, in `client`).
     device: Option<cpal::Device>,
-    /// jamrig's JACK client, opened while choosing and not yet active: the stream
-    /// runs on it (see [`choose_live`]).
+    /// jamrig's JACK client, opened while choosing and being activated (playing
+    /// silence) in a thread of its own: the stream runs on it (see [`choose_live`]).
     #[cfg(feature = "jack")]
-    client: std::sync::Mutex<Option<super::jack_host::Clients>>,
+    client: std::sync::Mutex<Option<Activating>>,
+    /// What the stream's callback records its timing and overruns into.
+    stats: Arc<LiveStats>,
     pub config: StreamConfig,
     format: SampleFormat,
     pub description: String,
@@ -50,6 +52,12 @@ pub struct Chosen {
 impl Chosen {
     pub fn sample_rate(&self) -> u32 {
         self.config.sample_rate
+    }
+
+    /// What the stream's callback records its timing and overruns into (for the
+    /// JACK client, counting since it was activated).
+    pub fn stats(&self) -> Arc<LiveStats> {
+        self.stats.clone()
     }
 
     pub fn buffer_frames(&self) -> u32 {
@@ -292,6 +300,7 @@ pub fn choose(name: Option<&str>, buffer: u32) -> Result<Chosen, AudioError> {
         device: Some(device),
         #[cfg(feature = "jack")]
         client: std::sync::Mutex::new(None),
+        stats: Arc::new(LiveStats::default()),
         config,
         format,
         description,
@@ -318,9 +327,11 @@ pub fn choose_live(name: Option<&str>, buffer: u32) -> Result<Chosen, AudioError
             let (rate, frames) = (c.own.sample_rate(), c.own.buffer_size());
             let description = JACK_DESCRIPTION.to_string();
             let (frames, buffer_note) = fit_buffer(buffer, Some((frames, frames)), &description);
+            let stats = Arc::new(LiveStats::default());
             return Ok(Chosen {
                 device: None,
-                client: std::sync::Mutex::new(Some(c)),
+                client: std::sync::Mutex::new(Some(Activating::start(c, stats.clone()))),
+                stats,
                 config: StreamConfig { channels: 2, sample_rate: rate, buffer_size: BufferSize::Fixed(frames) },
                 format: SampleFormat::F32,
                 description,
@@ -330,6 +341,81 @@ pub fn choose_live(name: Option<&str>, buffer: u32) -> Result<Chosen, AudioError
         }
     }
     choose(name, buffer)
+}
+
+/// [`choose_live`] in a thread of its own, beside the set's evaluation (mostly
+/// waiting on the audio server). Dropped unjoined (the set failed), it waits for
+/// the thread and closes what it opened.
+pub struct Choosing {
+    handle: Option<std::thread::JoinHandle<Result<Chosen, AudioError>>>,
+    name: Option<String>,
+    buffer: u32,
+}
+
+impl Choosing {
+    pub fn start(name: Option<String>, buffer: u32) -> Choosing {
+        let n = name.clone();
+        let handle = std::thread::Builder::new()
+            .name("jamrig-device".into())
+            .spawn(move || choose_live(n.as_deref(), buffer))
+            .ok();
+        Choosing { handle, name, buffer }
+    }
+
+    /// The device chosen (chosen here if the thread could not run).
+    pub fn join(mut self) -> Result<Chosen, AudioError> {
+        match self.handle.take().map(|h| h.join()) {
+            Some(Ok(chosen)) => chosen,
+            _ => choose_live(self.name.as_deref(), self.buffer),
+        }
+    }
+}
+
+impl Drop for Choosing {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// jamrig's JACK client being activated in a thread of its own: registering its
+/// ports, activating it and connecting it each wait on the server's cycle (21 ms
+/// at 1024 frames), so they run while the set is evaluated and the rig built, not
+/// after. Dropped unused (the set failed), it waits for the thread and closes the
+/// client.
+#[cfg(feature = "jack")]
+struct Activating(Option<std::thread::JoinHandle<Result<super::jack_host::JackStream, AudioError>>>);
+
+#[cfg(feature = "jack")]
+impl Activating {
+    fn start(clients: super::jack_host::Clients, stats: Arc<LiveStats>) -> Activating {
+        let run = move || super::jack_host::JackStream::activate(Some(clients), stats, None);
+        match std::thread::Builder::new().name("jamrig-jack-start".into()).spawn(run) {
+            Ok(h) => Activating(Some(h)),
+            // No thread to spare: the stream is activated when it starts (the
+            // clients are closed here and opened again then).
+            Err(_) => Activating(None),
+        }
+    }
+
+    /// The active client, once its thread is done.
+    fn join(mut self) -> Option<Result<super::jack_host::JackStream, AudioError>> {
+        let h = self.0.take()?;
+        Some(h.join().unwrap_or_else(|_| {
+            Err(AudioError::Failed("JACK: the client could not be activated; restart jamrig or the JACK server".into()))
+        }))
+    }
+}
+
+#[cfg(feature = "jack")]
+impl Drop for Activating {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            // The stream's own drop closes the client.
+            let _ = h.join();
+        }
+    }
 }
 
 /// How the JACK output is described (as cpal's JACK host names it).
@@ -423,17 +509,18 @@ impl Stream {
     }
 }
 
-/// Starts the stream with `engine` in its callback; `link` is the Link session's
-/// end for the callback; `tap` is where MIDI input goes when the stream carries
-/// it (a JACK client).
+/// Starts the stream with `engine` in its callback (on JACK, hands it to the
+/// client's running callback); `link` is the Link session's end for the callback;
+/// `tap` is where MIDI input goes when the stream carries it (a JACK client). The
+/// callback records into [`Chosen::stats`].
 pub fn start(
     chosen: &Chosen,
     mut engine: Engine,
     clock: Arc<FrameClock>,
-    stats: Arc<LiveStats>,
     link: LinkClock,
     tap: &super::midi::MidiTap,
 ) -> Result<Stream, AudioError> {
+    let stats = chosen.stats();
     // The render workers (`--threads`) start with the stream, at realtime priority
     // where the system grants it; the callback hands them channels (`engine::workers`).
     // Live, the workers render only when `--threads` asks for them: a worker the
@@ -447,8 +534,14 @@ pub fn start(
     }
     #[cfg(feature = "jack")]
     if chosen.jack {
-        let client = chosen.client.lock().unwrap_or_else(|p| p.into_inner()).take();
-        return super::jack_host::JackStream::start(client, engine, clock, stats, link, tap).map(Stream::Jack);
+        let activating = chosen.client.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let stream = match activating.and_then(Activating::join) {
+            Some(s) => s?,
+            // A JACK server cpal's host found: jamrig's own client on it, now.
+            None => super::jack_host::JackStream::activate(None, stats, None)?,
+        };
+        stream.start(engine, clock, link, tap)?;
+        return Ok(Stream::Jack(stream));
     }
     let _ = tap;
     start_cpal(chosen, engine, clock, stats, link).map(Stream::Cpal)

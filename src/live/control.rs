@@ -466,8 +466,8 @@ impl Live {
         // Choosing the device (mostly waiting on the audio server) and building the
         // tables at the usual rate (48 kHz) run while the set is evaluated: all three
         // come before the first sound.
-        let (device, buffer) = (opts.device.clone(), opts.buffer);
-        let chooser = std::thread::spawn(move || audio::choose_live(device.as_deref(), buffer));
+        // On JACK, jamrig's client is activated (playing silence) in the meantime.
+        let chooser = audio::Choosing::start(opts.device.clone(), opts.buffer);
         let usual_tables = std::thread::spawn(|| Tables::new(USUAL_SAMPLE_RATE as f32));
         let mut host = ScriptHost::new().map_err(StartError::Script)?;
         host.allow_folders(&opts.samples);
@@ -483,7 +483,7 @@ impl Live {
             None => None,
         };
         session.set_clock_out_override(opts.clock_out.then_some(true));
-        let chosen = chooser.join().unwrap_or_else(|_| audio::choose_live(opts.device.as_deref(), opts.buffer))?;
+        let chosen = chooser.join()?;
         if let Some(note) = &chosen.buffer_note {
             say(&out, note);
         }
@@ -517,7 +517,7 @@ impl Live {
         let mut link = LinkSession::new(set.tempo_bpm);
         link.follow(set.sync, set.tempo_bpm, false);
         let clock = Arc::new(FrameClock::new(sample_rate, chosen.buffer_frames()));
-        let audio_stats = Arc::new(LiveStats::default());
+        let audio_stats = chosen.stats();
         let log = Arc::new(ArrayQueue::new(MIDI_LOG_CAP));
         let log_on = Arc::new(AtomicBool::new(false));
         let tap = MidiTap {
@@ -527,7 +527,7 @@ impl Live {
             log_on: log_on.clone(),
             out: midi_out.clone(),
         };
-        let stream = audio::start(&chosen, engine, clock.clone(), audio_stats.clone(), link.clock(), &tap)?;
+        let stream = audio::start(&chosen, engine, clock.clone(), link.clock(), &tap)?;
         audio::check_pacing(&chosen, &audio_stats)?;
         let mut live = Live {
             midi_out,
@@ -1009,7 +1009,7 @@ impl Live {
             }
         }
         self.clock = Arc::new(FrameClock::new(sr, chosen.buffer_frames()));
-        self.audio = Arc::new(LiveStats::default());
+        self.audio = chosen.stats();
         self.tap.sender = controller.event_sender();
         self.tap.clock = self.clock.clone();
         // The MIDI callback holds the old engine's queue (or the old client the
@@ -1019,8 +1019,7 @@ impl Live {
             m.close();
             (port, own)
         });
-        let stream =
-            audio::start(&chosen, engine, self.clock.clone(), self.audio.clone(), self.link.clock(), &self.tap)?;
+        let stream = audio::start(&chosen, engine, self.clock.clone(), self.link.clock(), &self.tap)?;
         self.controller = controller;
         self.stream = Some(stream);
         self.stall = StallWatch::new();

@@ -5,7 +5,11 @@
 //! thread: it reads MIDI in at the frames it arrives, runs the engine, and writes
 //! MIDI out at the frame offsets the engine gave, all in one JACK cycle, so every
 //! placement is a frame count (sample-exact, whatever the scheduling). The control
-//! thread opens and closes it, and connects its ports.
+//! side opens it, registers and connects its ports and activates it while the set
+//! is still being evaluated (the callback plays silence until then); the engine is
+//! handed to the running callback through a one-slot lock-free queue, and the
+//! callback plays it from the cycle that finds it there. The control thread closes
+//! it.
 
 use super::clock::{FrameClock, WindowedMin};
 use super::link::LinkClock;
@@ -13,6 +17,7 @@ use super::midi::{Held, MidiTap};
 use super::midi_out::{JackOutControl, JackOutPorts, OutWriter};
 use super::stats::LiveStats;
 use crate::engine::{Engine, TICK_FRAMES};
+use crossbeam_queue::ArrayQueue;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +30,15 @@ const SCRATCH_FRAMES: usize = 1024;
 const LINE_WINDOW: u32 = 128;
 /// Cycles after an overrun over which the new frame line is measured.
 const OVERRUN_SETTLE: u32 = 4;
+/// Engines in flight to the running callback: one, handed over once per client.
+const HANDOFF_SLOTS: usize = 1;
+
+/// Wraps each run of the process callback (tests run it under `assert_no_alloc`).
+pub type CallbackGuard = fn(&mut dyn FnMut());
+
+fn unguarded(f: &mut dyn FnMut()) {
+    f()
+}
 
 /// Counts overruns and notices the server going away.
 struct Notify {
@@ -44,20 +58,14 @@ impl jack::NotificationHandler for Notify {
     }
 }
 
-/// The process callback's state: the engine and everything it talks to.
-struct Process {
+/// What the callback runs once the engine has arrived: the engine and everything
+/// it talks to. Built on the control side, boxed, and handed over whole.
+struct Running {
     engine: Engine,
     clock: Arc<FrameClock>,
     stats: Arc<LiveStats>,
     link: LinkClock,
     tap: MidiTap,
-    held: Arc<Held>,
-    left: jack::Port<jack::AudioOut>,
-    right: jack::Port<jack::AudioOut>,
-    midi_in: jack::Port<jack::MidiIn>,
-    outs: JackOutPorts,
-    writer: OutWriter,
-    scratch: Vec<f32>,
     /// `JACK frame - engine frame`, the smallest over the last window or two: it
     /// moves when the server skips cycles (an overrun). A callback that runs late
     /// reads a later cycle's frame time, never an earlier one.
@@ -69,8 +77,58 @@ struct Process {
     jumped: bool,
 }
 
+/// The client's ports and the callback's buffers, there from activation.
+struct Io {
+    left: jack::Port<jack::AudioOut>,
+    right: jack::Port<jack::AudioOut>,
+    midi_in: jack::Port<jack::MidiIn>,
+    outs: JackOutPorts,
+    writer: OutWriter,
+    held: Arc<Held>,
+    scratch: Vec<f32>,
+}
+
+/// The process callback's state: the ports, and the engine once it has arrived.
+struct Process {
+    io: Io,
+    /// Where the engine arrives from the control side: taken without a lock or an
+    /// allocation, and kept until the client is closed (on the control thread), so
+    /// never dropped on this one.
+    handoff: Arc<ArrayQueue<Box<Running>>>,
+    running: Option<Box<Running>>,
+    guard: CallbackGuard,
+}
+
 impl jack::ProcessHandler for Process {
     fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
+        let guard = self.guard;
+        guard(&mut || self.cycle(ps));
+        jack::Control::Continue
+    }
+}
+
+impl Process {
+    /// One cycle: silence until the engine has arrived, then the engine, from the
+    /// cycle it arrives in.
+    fn cycle(&mut self, ps: &jack::ProcessScope) {
+        if self.running.is_none()
+            && let Some(r) = self.handoff.pop()
+        {
+            self.running = Some(r);
+        }
+        match self.running.as_deref_mut() {
+            Some(r) => r.cycle(&mut self.io, ps),
+            None => {
+                self.io.left.as_mut_slice(ps).fill(0.0);
+                self.io.right.as_mut_slice(ps).fill(0.0);
+                self.io.outs.clear_cycle(ps);
+            }
+        }
+    }
+}
+
+impl Running {
+    fn cycle(&mut self, io: &mut Io, ps: &jack::ProcessScope) {
         let t0 = Instant::now();
         let n = ps.n_frames() as usize;
         let sr = self.engine.sample_rate() as f64;
@@ -110,9 +168,9 @@ impl jack::ProcessHandler for Process {
             self.cycles = 0;
         }
         // From the cycle's start to hearing its first frame; and to sending MIDI.
-        let audio_latency = self.left.get_latency_range(jack::LatencyType::Playback).1 as i64;
+        let audio_latency = io.left.get_latency_range(jack::LatencyType::Playback).1 as i64;
         let midi_latency =
-            self.outs.default_port().map_or(0, |p| p.get_latency_range(jack::LatencyType::Playback).1 as i64);
+            io.outs.default_port().map_or(0, |p| p.get_latency_range(jack::LatencyType::Playback).1 as i64);
         let stream_ns =
             ps.cycle_times().map(|t| t.current_usecs * 1000).unwrap_or(0) + (audio_latency as f64 / sr * 1e9) as u64;
         let jack_frame = (frame as u32).wrapping_add(self.line.best().unwrap_or(0));
@@ -121,8 +179,8 @@ impl jack::ProcessHandler for Process {
 
         // MIDI in, at its frame in the cycle, one buffer and one tick later.
         let placed = frame + (n + TICK_FRAMES) as u64;
-        for ev in self.midi_in.iter(ps) {
-            self.tap.receive_at(&self.held, placed + ev.time as u64, ev.bytes);
+        for ev in io.midi_in.iter(ps) {
+            self.tap.receive_at(&io.held, placed + ev.time as u64, ev.bytes);
         }
 
         let since = ps.frames_since_cycle_start() as f64;
@@ -131,11 +189,11 @@ impl jack::ProcessHandler for Process {
             self.engine.follow_timeline(t);
         }
 
-        let (left, right) = (self.left.as_mut_slice(ps), self.right.as_mut_slice(ps));
+        let (left, right) = (io.left.as_mut_slice(ps), io.right.as_mut_slice(ps));
         let mut done = 0;
         while done < n {
             let k = (n - done).min(SCRATCH_FRAMES);
-            let buf = &mut self.scratch[..2 * k];
+            let buf = &mut io.scratch[..2 * k];
             self.engine.process(buf, 2);
             for i in 0..k {
                 left[done + i] = buf[2 * i];
@@ -156,9 +214,8 @@ impl jack::ProcessHandler for Process {
         };
         // Each message to its device's port (ports made since the last cycle are
         // taken first: a snapshot that routes to one finds it).
-        self.outs.write_cycle(ps, &mut self.writer, out, when);
+        io.outs.write_cycle(ps, &mut io.writer, out, when);
         self.stats.record(t0.elapsed(), n);
-        jack::Control::Continue
     }
 }
 
@@ -166,9 +223,15 @@ impl jack::ProcessHandler for Process {
 /// drops output ports on it).
 type ActiveClient = Mutex<Option<jack::AsyncClient<Notify, Process>>>;
 
-/// The running client.
+/// jamrig's running client: active from the start, playing silence until
+/// [`JackStream::start`] hands it the engine.
 pub struct JackStream {
     client: Arc<ActiveClient>,
+    /// Where the engine goes to the process callback.
+    handoff: Arc<ArrayQueue<Box<Running>>>,
+    /// What the callback records its timing into, and the server's notifications
+    /// their overruns and its going away.
+    stats: Arc<LiveStats>,
     /// Makes and drops the MIDI output ports of devices (control thread).
     pub outs: Arc<Mutex<JackOutControl>>,
     /// A second client of the same server, never activated, to connect ports with
@@ -189,75 +252,95 @@ fn failed(e: impl std::fmt::Display) -> super::audio::AudioError {
 }
 
 /// jamrig's JACK clients, opened and not yet active: its own (audio and MIDI
-/// ports) and the one it connects ports with.
+/// ports) and the one it connects ports with (`None`: opened while the own one is
+/// activated, beside it).
 pub struct Clients {
     pub own: jack::Client,
-    ports: jack::Client,
+    pub ports: Option<jack::Client>,
 }
 
 /// The second client, never activated, that the control thread connects ports
 /// with ([`JackStream::ports_client`]).
 const PORTS_CLIENT: &str = "jamrig_ports";
 
-/// Opens jamrig's JACK clients, or `None` when no server runs.
+fn open(name: &str) -> Option<jack::Client> {
+    jack::Client::new(name, jack::ClientOptions::NO_START_SERVER).ok().map(|(c, _)| c)
+}
+
+/// Opens jamrig's own JACK client (the other is opened while it is activated),
+/// or `None` when no server runs.
 pub fn open_clients() -> Option<Clients> {
-    let open = |name| jack::Client::new(name, jack::ClientOptions::NO_START_SERVER).ok().map(|(c, _)| c);
-    Some(Clients { own: open(CLIENT)?, ports: open(PORTS_CLIENT)? })
+    Some(Clients { own: open(CLIENT)?, ports: None })
 }
 
 impl JackStream {
-    /// Starts `engine` in the process callback of jamrig's client (`clients`,
-    /// opened beforehand; `None`: opened here) and its audio outputs connected to
-    /// the server's playback ports.
-    pub fn start(
+    /// Registers the ports of jamrig's client (`clients`; `None`: opened here),
+    /// activates it with a callback that plays silence until [`JackStream::start`]
+    /// hands it the engine, and connects its audio outputs to the server's
+    /// playback ports. Each of these waits on the server's cycle, so this runs
+    /// beside the set's evaluation. `stats` counts the server's overruns from now
+    /// on; `guard` wraps each run of the callback (`None`: none).
+    pub fn activate(
         clients: Option<Clients>,
-        engine: Engine,
-        clock: Arc<FrameClock>,
         stats: Arc<LiveStats>,
-        link: LinkClock,
-        tap: &MidiTap,
+        guard: Option<CallbackGuard>,
     ) -> Result<JackStream, super::audio::AudioError> {
-        let Clients { own: client, ports: ports_client } = match clients {
+        let Clients { own: client, ports } = match clients {
             Some(c) => c,
             None => open_clients().ok_or_else(|| failed("no JACK server running"))?,
+        };
+        // Each request below waits on the server's cycle: the second client is
+        // opened meanwhile.
+        // (`Ok`: open already; `Err`: being opened.)
+        let ports_client = match ports {
+            Some(c) => Ok(c),
+            None => Err(std::thread::Builder::new()
+                .name("jamrig-jack-ports".into())
+                .spawn(|| open(PORTS_CLIENT))
+                .map_err(failed)?),
         };
         let left = client.register_port("out_0", jack::AudioOut::default()).map_err(failed)?;
         let right = client.register_port("out_1", jack::AudioOut::default()).map_err(failed)?;
         let midi_in = client.register_port("in", jack::MidiIn::default()).map_err(failed)?;
-        let devices = tap.out.devices.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let (outs, names) = JackOutPorts::register(&client, &devices).map_err(failed)?;
+        // The default MIDI output now; the ports of the devices the set names once
+        // it is known (registered on the active client, see `start`).
+        let (outs, names) = JackOutPorts::register(&client, &Default::default()).map_err(failed)?;
         let audio = [left.name().map_err(failed)?, right.name().map_err(failed)?];
         let in_name = midi_in.name().map_err(failed)?;
         let out_name = names.default_name();
         let held = Arc::new(Held::default());
         let dead = Arc::new(AtomicBool::new(false));
+        let handoff = Arc::new(ArrayQueue::new(HANDOFF_SLOTS));
         let process = Process {
-            engine,
-            clock,
-            stats: stats.clone(),
-            link,
-            tap: tap.clone(),
-            held: held.clone(),
-            left,
-            right,
-            midi_in,
-            outs,
-            writer: OutWriter::default(),
-            scratch: vec![0.0; 2 * SCRATCH_FRAMES],
-            line: WindowedMin::new(|a: u32, b: u32| (a.wrapping_sub(b) as i32) < 0),
-            cycles: 0,
-            overruns: 0,
-            jumped: false,
+            io: Io {
+                left,
+                right,
+                midi_in,
+                outs,
+                writer: OutWriter::default(),
+                held: held.clone(),
+                scratch: vec![0.0; 2 * SCRATCH_FRAMES],
+            },
+            handoff: handoff.clone(),
+            running: None,
+            guard: guard.unwrap_or(unguarded),
         };
-        let active = client.activate_async(Notify { stats, dead: dead.clone() }, process).map_err(failed)?;
+        let notify = Notify { stats: stats.clone(), dead: dead.clone() };
+        let active = client.activate_async(notify, process).map_err(failed)?;
         let playback = active.as_client().ports(Some("system:playback_.*"), Some("audio"), jack::PortFlags::IS_INPUT);
         for (ours, theirs) in audio.iter().zip(&playback) {
             let _ = active.as_client().connect_ports_by_name(ours, theirs);
         }
+        let ports_client = match ports_client {
+            Ok(c) => c,
+            Err(h) => h.join().ok().flatten().ok_or_else(|| failed("the server refused a second client"))?,
+        };
         let client = Arc::new(Mutex::new(Some(active)));
         let owner: Arc<dyn super::midi_out::JackClientOwner> = client.clone();
         Ok(JackStream {
             client,
+            handoff,
+            stats,
             outs: Arc::new(Mutex::new(names.owned_by(owner))),
             ports_client: Arc::new(ports_client),
             dead,
@@ -266,6 +349,43 @@ impl JackStream {
             midi_out: out_name,
             audio,
         })
+    }
+
+    /// What the callback records into (and the server's overruns are counted in).
+    pub fn stats(&self) -> &Arc<LiveStats> {
+        &self.stats
+    }
+
+    /// Hands `engine` to the running callback, which plays it from the first cycle
+    /// that finds it. Each MIDI output device the set names (in `tap.out`) has its
+    /// port by then. Once per client.
+    pub fn start(
+        &self,
+        engine: Engine,
+        clock: Arc<FrameClock>,
+        link: LinkClock,
+        tap: &MidiTap,
+    ) -> Result<(), super::audio::AudioError> {
+        let devices = tap.out.devices.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if !devices.all().is_empty() {
+            // A port that cannot be made is left out, as the default one is not:
+            // messages for it are counted as refused.
+            let _ = self.outs.lock().unwrap_or_else(|p| p.into_inner()).sync(&devices);
+        }
+        let running = Box::new(Running {
+            engine,
+            clock,
+            stats: self.stats.clone(),
+            link,
+            tap: tap.clone(),
+            line: WindowedMin::new(|a: u32, b: u32| (a.wrapping_sub(b) as i32) < 0),
+            cycles: 0,
+            // Overruns while the client waited for the engine are not its own.
+            overruns: self.stats.underruns.load(Relaxed),
+            jumped: false,
+        });
+        // Dropped here, on the control side, if the slot is taken.
+        self.handoff.push(running).map_err(|_| failed("the client plays an engine already; restart jamrig"))
     }
 }
 

@@ -254,6 +254,15 @@ impl JackOutPorts {
         }
     }
 
+    /// Process thread: takes the port changes and clears every port's buffer, for
+    /// a cycle with nothing to write (before the engine runs). No allocation.
+    pub fn clear_cycle(&mut self, ps: &jack::ProcessScope) {
+        self.take_changes();
+        for p in self.ports.iter_mut().flatten() {
+            p.writer(ps);
+        }
+    }
+
     /// Process thread: writes the messages `writer` has due in this cycle (`when`:
     /// a message's offset in the cycle), each to its port; a message for a port
     /// that is not there is counted as refused. No allocation.
