@@ -1259,7 +1259,10 @@ fn sigterm_with_the_repl_on_a_terminal_exits_at_once_and_restores_it() {
     let during = pty.lflag();
     assert!(during & libc::ICANON == 0, "the REPL reads the terminal in raw mode (lflag {during:#x})");
     let t0 = Instant::now();
-    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .stderr(std::process::Stdio::null())
+        .status();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -1512,7 +1515,10 @@ fn in_the_background_of_a_terminal_it_plays_and_exits_at_sigterm() {
     let pid: Option<u32> = text.lines().find_map(|l| l.trim().strip_prefix("pid ")).and_then(|p| p.trim().parse().ok());
     let finish = |shell: &mut std::process::Child| {
         if let Some(p) = pid {
-            let _ = std::process::Command::new("kill").args(["-KILL", &p.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &p.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status();
         }
         let _ = shell.kill();
         let _ = shell.wait();
@@ -1527,7 +1533,10 @@ fn in_the_background_of_a_terminal_it_plays_and_exits_at_sigterm() {
     std::thread::sleep(MS(1000));
     let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let state = state.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
-    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status();
     let exited = wait_for("exit ", S(3));
     let text = seen.lock().unwrap().clone();
     finish(&mut shell);
