@@ -64,8 +64,9 @@ pub const VOICE_SLOTS: usize = MAX_CHANNELS * channel::LANE_VOICES;
 /// handed out gained from about 3 us of work a tick, and 1.2x to 2x from 7 us in
 /// all but one load). Back on one thread below half of it.
 pub const PARALLEL_MIN_MICROS: f32 = 10.0;
-/// Work items of one tick, at most: every channel in its most parts.
-const MAX_WORK: usize = MAX_CHANNELS * channel::MAX_PARTS;
+/// Work items of one tick, at most: every channel in its most parts, and the
+/// preparation of every shared reverb.
+const MAX_WORK: usize = MAX_CHANNELS * channel::MAX_PARTS + sends::SHARED_REVERBS;
 const _: () = assert!(MAX_WORK <= workers::MAX_ITEMS);
 /// Work items in the order they are listed (a tick's items are sorted beforehand).
 const WORK_ORDER: [u8; MAX_WORK] = {
@@ -1474,6 +1475,13 @@ impl Engine {
                     m += 1;
                 }
             }
+        }
+        // The shared reverbs' reads, output and feedback need nothing of this tick's
+        // channels: on several threads they are prepared beside them, and only their
+        // input's diffusion and writes are left for after.
+        if parallel {
+            // SAFETY: the items are run in the job below, before `sends` is used again.
+            m += unsafe { self.sends.prepare_items(&mut items[m..]) };
         }
         // The costliest first: this thread takes from the front, the workers from the
         // back, and the two meet where the work is split.
