@@ -432,6 +432,11 @@ impl Reverb {
         self.prepared = 0;
     }
 
+    /// Frames [`Reverb::prepare`] made ready and [`Reverb::finish`] will use (0: none).
+    pub fn prepared_frames(&self) -> usize {
+        self.prepared
+    }
+
     pub fn is_finite(&self) -> bool {
         self.damp.iter().all(|v| v.is_finite()) && self.mid_side.is_finite() && self.mid_power.is_finite()
     }

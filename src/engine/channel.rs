@@ -415,19 +415,32 @@ impl Work {
         unsafe { (*lane).n_parts }
     }
 
+    /// Prepares the shared reverb of a reverb item and returns true; returns false
+    /// for a channel's item. Audio thread or a worker.
+    ///
+    /// # Safety
+    /// The reverb outlives the call, and no other thread works on the same item.
+    pub unsafe fn run_reverb(&mut self) -> bool {
+        if self.reverb.is_null() {
+            return false;
+        }
+        let t0 = Instant::now();
+        // SAFETY: the reverb and its time are this thread's alone (the contract).
+        unsafe {
+            (*self.reverb).prepare(TICK_FRAMES);
+            *self.spent_nanos = nanos_since(t0);
+        }
+        true
+    }
+
     /// Renders this item. Audio thread or a worker.
     ///
     /// # Safety
     /// The lane outlives the call, and no other thread works on the same item or,
     /// for a whole channel, on any part of it.
     pub unsafe fn run(&mut self, cx: &TickCx) {
-        if !self.reverb.is_null() {
-            let t0 = Instant::now();
-            // SAFETY: the reverb and its time are this thread's alone (the contract).
-            unsafe {
-                (*self.reverb).prepare(TICK_FRAMES);
-                *self.spent_nanos = nanos_since(t0);
-            }
+        // SAFETY: as the contract says.
+        if unsafe { self.run_reverb() } {
             return;
         }
         if self.part == usize::MAX {

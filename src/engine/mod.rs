@@ -574,6 +574,8 @@ pub struct Engine {
     parallel: bool,
     /// Parts of channels handed out as work items of their own, so far.
     parts_handed_out: u64,
+    /// Shared reverbs' preparations handed out beside the channels, so far.
+    reverbs_handed_out: u64,
     /// Indices of the voice-scope parameters.
     voice_params: Vec<usize>,
     transport: Transport,
@@ -631,6 +633,7 @@ impl Engine {
             work_micros: 0.0,
             parallel: false,
             parts_handed_out: 0,
+            reverbs_handed_out: 0,
             transport: Transport::new(sample_rate as f64, initial.tempo_bpm),
             follower: ClockFollower::new(sample_rate as f64),
             timeline: None,
@@ -704,6 +707,12 @@ impl Engine {
     /// channel that no event reaches in a tick sums its voices in parts).
     pub fn parts_handed_out(&self) -> u64 {
         self.parts_handed_out
+    }
+
+    /// Shared reverbs' preparations (their reads, output and feedback) handed out
+    /// beside the channels, so far.
+    pub fn reverbs_handed_out(&self) -> u64 {
+        self.reverbs_handed_out
     }
 
     /// Workers that run at realtime priority.
@@ -1481,7 +1490,9 @@ impl Engine {
         // input's diffusion and writes are left for after.
         if parallel {
             // SAFETY: the items are run in the job below, before `sends` is used again.
-            m += unsafe { self.sends.prepare_items(&mut items[m..]) };
+            let reverbs = unsafe { self.sends.prepare_items(&mut items[m..]) };
+            self.reverbs_handed_out += reverbs as u64;
+            m += reverbs;
         }
         // The costliest first: this thread takes from the front, the workers from the
         // back, and the two meet where the work is split.
