@@ -184,7 +184,8 @@ pub struct EngineStats {
     pub realtime_workers: AtomicU32,
     /// Ticks whose channels were shared out between the threads.
     pub parallel_ticks: AtomicU64,
-    /// Work items (channels, or parts of a heavy one) the workers rendered.
+    /// Work items (channels, parts of a heavy one, or shared reverbs' preparations)
+    /// the workers rendered.
     pub worker_items: AtomicU64,
     /// Sequence lock over `frames`, `playing`, `tempo_bits` and `beat_bits` (odd
     /// while the engine writes them), for [`EngineStats::transport`].
@@ -697,8 +698,8 @@ impl Engine {
         self.pool.threads()
     }
 
-    /// Work items (channels, or parts of a heavy channel) the workers, not the
-    /// calling thread, have rendered so far.
+    /// Work items (channels, parts of a heavy channel, or shared reverbs'
+    /// preparations) the workers, not the calling thread, have rendered so far.
     pub fn worker_items(&self) -> u64 {
         self.pool.worker_items()
     }
