@@ -716,9 +716,11 @@ fn render_workers_never_allocate_across_snapshot_swaps_and_event_bursts() {
         controller.collect();
     }
     let rendered = engine.worker_items();
+    let reverbs = engine.reverbs_handed_out();
     // Stopping the engine wakes and ends the workers: their last wake is counted.
     drop(engine);
     assert!(rendered > 0, "the workers rendered no channel: the test proves nothing about them");
+    assert!(reverbs > 0, "no shared reverb was prepared beside the channels: the test proves nothing about them");
     assert!(WORKER_WAKES.load(Relaxed) > 0);
     assert_eq!(WORKER_VIOLATIONS.load(Relaxed), 0, "a render worker allocated or freed");
 }

@@ -134,8 +134,21 @@ pub struct Reverb {
     balance_pole: f32,
     /// Scratch for one block: the diffused input.
     s: [f32; MAX_BLOCK],
-    /// Scratch for one block: the lines' outputs, line-major, then their mix.
+    /// Scratch for one block: the lines' outputs, line-major, then their damped
+    /// feedback (what [`Reverb::prepare`] leaves for [`Reverb::finish`]).
     xs: [[f32; MAX_BLOCK]; LINES],
+    /// Frames of the block [`Reverb::prepare`] made ready (0: none). Any change of
+    /// the settings or the state before [`Reverb::finish`] sets it back to 0.
+    prepared: usize,
+    /// The prepared block's wet output.
+    wet_l: [f32; MAX_BLOCK],
+    wet_r: [f32; MAX_BLOCK],
+    /// The modulation phases, damping state and balance after the prepared block:
+    /// kept aside until [`Reverb::finish`], so that preparing again gives the same.
+    next_phase: [u32; LINES],
+    next_damp: [f32; LINES],
+    next_mid_power: f32,
+    next_mid_side: f32,
 }
 
 impl Reverb {
@@ -163,6 +176,13 @@ impl Reverb {
             balance_pole: 1.0 - (-1.0 / (BALANCE_SECONDS * sample_rate)).exp(),
             s: [0.0; MAX_BLOCK],
             xs: [[0.0; MAX_BLOCK]; LINES],
+            prepared: 0,
+            wet_l: [0.0; MAX_BLOCK],
+            wet_r: [0.0; MAX_BLOCK],
+            next_phase: [0; LINES],
+            next_damp: [0.0; LINES],
+            next_mid_power: 0.0,
+            next_mid_side: 0.0,
         };
         r.set_decay(1.0);
         r
@@ -174,6 +194,7 @@ impl Reverb {
             return;
         }
         self.decay_s = seconds;
+        self.prepared = 0;
         for (g, len) in self.gains.iter_mut().zip(self.lens) {
             *g = 10f32.powf(-3.0 * len / (seconds.max(0.05) * self.sample_rate));
         }
@@ -181,10 +202,15 @@ impl Reverb {
 
     /// Sets the high-frequency damping inside the loop (0 = bright .. 0.9 = dark).
     pub fn set_damping(&mut self, damping: f32) {
-        self.damping = damping.clamp(0.0, 0.9);
+        let damping = damping.clamp(0.0, 0.9);
+        if damping != self.damping {
+            self.damping = damping;
+            self.prepared = 0;
+        }
     }
 
-    /// Processes mono input `x` (at most [`MAX_BLOCK`] samples) into stereo wet output.
+    /// Processes mono input `x` (at most [`MAX_BLOCK`] samples) into stereo wet output:
+    /// [`Reverb::prepare`] and [`Reverb::finish`] in one.
     ///
     /// Every line is longer than a block, so a block's reads all see samples written
     /// before it: the lines are read for the whole block first, then mixed and
@@ -197,44 +223,80 @@ impl Reverb {
         if n == 0 {
             return;
         }
+        self.prepared = 0;
+        self.finish(&x[..n], &mut out_l[..n], &mut out_r[..n]);
+    }
+
+    /// The part of a block of `n` frames that needs none of its input: the lines'
+    /// reads, the wet output, the mixing matrix and the damped feedback. It changes
+    /// nothing [`Reverb::finish`] does not commit, so it can run on any thread before
+    /// the input is known (while the sends are still being made), and running it
+    /// again gives the same.
+    pub fn prepare(&mut self, n: usize) {
+        let n = n.min(MAX_BLOCK);
+        if n == 0 {
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the processor has AVX2 (checked just above).
-            unsafe { self.process_avx2(&x[..n], &mut out_l[..n], &mut out_r[..n]) };
+            unsafe { self.prepare_avx2(n) };
+            self.prepared = n;
             return;
         }
-        self.process_body(&x[..n], &mut out_l[..n], &mut out_r[..n]);
+        self.prepare_body(n);
+        self.prepared = n;
+    }
+
+    /// The rest of the block: diffuses input `x` into the lines with their feedback,
+    /// and gives the block's wet output. Prepares the block first unless
+    /// [`Reverb::prepare`] has, for as many frames, with the settings unchanged since.
+    pub fn finish(&mut self, x: &[f32], out_l: &mut [f32], out_r: &mut [f32]) {
+        let n = x.len().min(MAX_BLOCK).min(out_l.len()).min(out_r.len());
+        if n == 0 {
+            return;
+        }
+        if self.prepared != n {
+            self.prepare(n);
+        }
+        self.prepared = 0;
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2 (checked just above).
+            unsafe { self.finish_avx2(&x[..n]) };
+        } else {
+            self.finish_body(&x[..n]);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        self.finish_body(&x[..n]);
+        out_l[..n].copy_from_slice(&self.wet_l[..n]);
+        out_r[..n].copy_from_slice(&self.wet_r[..n]);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn process_avx2(&mut self, x: &[f32], out_l: &mut [f32], out_r: &mut [f32]) {
-        self.process_body(x, out_l, out_r);
+    fn prepare_avx2(&mut self, n: usize) {
+        self.prepare_body(n);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn finish_avx2(&mut self, x: &[f32]) {
+        self.finish_body(x);
+    }
+
+    /// [`Reverb::process`] without the AVX2 build (tests compare the two).
+    #[cfg(test)]
+    fn process_body(&mut self, x: &[f32], out_l: &mut [f32], out_r: &mut [f32]) {
+        let n = x.len();
+        self.prepare_body(n);
+        self.finish_body(x);
+        out_l[..n].copy_from_slice(&self.wet_l[..n]);
+        out_r[..n].copy_from_slice(&self.wet_r[..n]);
     }
 
     #[inline(always)]
-    fn process_body(&mut self, x: &[f32], out_l: &mut [f32], out_r: &mut [f32]) {
-        let n = x.len();
-        let Reverb { s, diffusers, .. } = self;
-        // Diffuse the input: Schroeder all-passes, in place in their rings.
-        s[..n].copy_from_slice(x);
-        for d in diffusers.iter_mut() {
-            // Each sample reads and rewrites its own slot: any split of the block into
-            // wrap-free segments gives the same result.
-            let mut done = 0;
-            while done < n {
-                let seg = (d.buf.len() - d.pos).min(n - done);
-                let ring = &mut d.buf[d.pos..d.pos + seg];
-                for (v, slot) in s[done..done + seg].iter_mut().zip(ring.iter_mut()) {
-                    let delayed = *slot;
-                    let w = *v + DIFFUSION * delayed;
-                    *slot = w;
-                    *v = delayed - DIFFUSION * w;
-                }
-                d.pos = (d.pos + seg) % d.buf.len();
-                done += seg;
-            }
-        }
+    fn prepare_body(&mut self, n: usize) {
         let mask = self.size - 1;
         let size = self.size;
         let w0 = self.write;
@@ -256,7 +318,7 @@ impl Reverb {
                 whole[t] = unsafe { d.to_int_unchecked::<i32>() };
                 frac[t] = d - whole[t] as f32;
             }
-            self.mod_phase[k] = phase0.wrapping_add(inc.wrapping_mul(n as u32));
+            self.next_phase[k] = phase0.wrapping_add(inc.wrapping_mul(n as u32));
             let line = &self.lines[k * size..(k + 1) * size];
             let (lo, hi) = whole[..n].iter().fold((i32::MAX, i32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
             let start = (w0 as i32).wrapping_sub(lo) as usize & mask;
@@ -287,6 +349,7 @@ impl Reverb {
         }
         // Keep the side orthogonal to the mid: equal energy left and right.
         let (mut mp, mut ms, pole) = (self.mid_power, self.mid_side, self.balance_pole);
+        let (out_l, out_r) = (&mut self.wet_l, &mut self.wet_r);
         for t in 0..n {
             let (mid, side) = (0.5 * (l[t] + r[t]), 0.5 * (l[t] - r[t]));
             mp += (mid * mid - mp) * pole;
@@ -295,8 +358,8 @@ impl Reverb {
             out_l[t] = (mid + side) * WET_GAIN;
             out_r[t] = (mid - side) * WET_GAIN;
         }
-        self.mid_power = mp;
-        self.mid_side = ms;
+        self.next_mid_power = mp;
+        self.next_mid_side = ms;
         // The mixing matrix, one butterfly stage at a time over whole rows.
         hadamard_rows(xs);
         // Damping and the feedback gains (sixteen independent recursions side by
@@ -311,11 +374,37 @@ impl Reverb {
                 xs[k][t] = damp[k];
             }
         }
-        self.damp = damp;
+        self.next_damp = damp;
+    }
+
+    #[inline(always)]
+    fn finish_body(&mut self, x: &[f32]) {
+        let n = x.len();
+        let Reverb { s, diffusers, .. } = self;
+        // Diffuse the input: Schroeder all-passes, in place in their rings.
+        s[..n].copy_from_slice(x);
+        for d in diffusers.iter_mut() {
+            // Each sample reads and rewrites its own slot: any split of the block into
+            // wrap-free segments gives the same result.
+            let mut done = 0;
+            while done < n {
+                let seg = (d.buf.len() - d.pos).min(n - done);
+                let ring = &mut d.buf[d.pos..d.pos + seg];
+                for (v, slot) in s[done..done + seg].iter_mut().zip(ring.iter_mut()) {
+                    let delayed = *slot;
+                    let w = *v + DIFFUSION * delayed;
+                    *slot = w;
+                    *v = delayed - DIFFUSION * w;
+                }
+                d.pos = (d.pos + seg) % d.buf.len();
+                done += seg;
+            }
+        }
         // The lines take their damped feedback and the diffused input: contiguous
         // runs, split where the ring wraps.
+        let (size, w0) = (self.size, self.write);
         let first = n.min(size - w0);
-        for (k, row) in xs.iter().enumerate() {
+        for (k, row) in self.xs.iter().enumerate() {
             let line = &mut self.lines[k * size..(k + 1) * size];
             let sign = INPUT_SIGN[k];
             for (o, (v, x)) in line[w0..w0 + first].iter_mut().zip(row[..first].iter().zip(&s[..first])) {
@@ -325,7 +414,11 @@ impl Reverb {
                 *o = v + sign * x;
             }
         }
-        self.write = (w0 + n) & mask;
+        self.write = (w0 + n) & (size - 1);
+        self.mod_phase = self.next_phase;
+        self.damp = self.next_damp;
+        self.mid_power = self.next_mid_power;
+        self.mid_side = self.next_mid_side;
     }
 
     pub fn clear(&mut self) {
@@ -336,6 +429,12 @@ impl Reverb {
         self.damp = [0.0; LINES];
         self.mid_power = 0.0;
         self.mid_side = 0.0;
+        self.prepared = 0;
+    }
+
+    /// Frames [`Reverb::prepare`] made ready and [`Reverb::finish`] will use (0: none).
+    pub fn prepared_frames(&self) -> usize {
+        self.prepared
     }
 
     pub fn is_finite(&self) -> bool {
@@ -477,6 +576,48 @@ mod tests {
                 done += n;
             }
             assert!(fast.damp.iter().any(|v| *v != 0.0), "the tail was still sounding");
+        }
+    }
+
+    /// Prepared ahead (twice, as a thread might), then finished: the same output bit
+    /// for bit as in one step, and a preparation made stale by a new setting or a
+    /// clear is made again rather than used.
+    #[test]
+    fn prepare_then_finish_equals_process_bit_for_bit() {
+        let sr = 48_000.0;
+        let (mut whole, mut split) = (Reverb::new(sr), Reverb::new(sr));
+        let mut seed = 7u32;
+        let mut noise = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1 << 23) as f32 - 1.0
+        };
+        let blocks = [64usize, 64, 17, 1, 64, 33];
+        for step in 0..3000 {
+            let n = blocks[step % blocks.len()];
+            let x: Vec<f32> = (0..n).map(|_| if step < 1000 { noise() } else { 0.0 }).collect();
+            split.prepare(n);
+            if step % 3 == 0 {
+                split.prepare(n);
+            }
+            // Settings and clears after the preparation: the split side must see
+            // them as the whole side does.
+            for r in [&mut whole, &mut split] {
+                r.set_decay(if step < 1500 { 2.0 } else { 3.5 });
+                r.set_damping(if step < 2000 { 0.35 } else { 0.7 });
+                if step == 2500 {
+                    r.clear();
+                }
+            }
+            let (mut wl, mut wr, mut sl, mut sr_) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            whole.process(&x, &mut wl, &mut wr);
+            split.finish(&x, &mut sl, &mut sr_);
+            assert!(
+                wl.iter().zip(&sl).chain(wr.iter().zip(&sr_)).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "block {step} ({n} frames) differs when prepared ahead"
+            );
+            if step == 2499 {
+                assert!(whole.damp.iter().any(|v| *v != 0.0), "the tail was still sounding");
+            }
         }
     }
 

@@ -11,6 +11,7 @@ use super::snapshot::{ChannelConfig, Snapshot, Source};
 use super::voice::{Lines, Scratch, Voice, VoiceCtx, VoiceOut, VoiceSource};
 use super::{BEND_GLIDE_SECONDS, EngineStats, MAX_CHANNELS, MAX_VOICE_LIMIT, Queued, TICK_FRAMES, sampler};
 use crate::dsp::glide::Glide;
+use crate::dsp::reverb::Reverb;
 use crate::params::{NUM_PARAMS, Param, ParamValues};
 use crate::tables::Tables;
 use std::sync::atomic::AtomicUsize;
@@ -325,8 +326,9 @@ pub(super) struct Lane {
     pub cost_nanos: f32,
 }
 
-/// A channel's work in a tick, as handed to a thread: the whole channel, or one
-/// part of its voices (the last part to finish runs the rest of the channel).
+/// Work of a tick, as handed to a thread: a whole channel, one part of its voices
+/// (the last part to finish runs the rest of the channel), or the preparation of a
+/// shared reverb (`Reverb::prepare`, which needs none of the channels' output).
 #[derive(Clone, Copy)]
 pub(super) struct Work {
     lane: *mut Lane,
@@ -335,13 +337,17 @@ pub(super) struct Work {
     parts: *mut Part,
     /// `usize::MAX`: the whole channel.
     part: usize,
+    /// A shared reverb to prepare (then `lane` is null), and where its time goes.
+    reverb: *mut Reverb,
+    spent_nanos: *mut f32,
     /// Its expected cost, in nanoseconds.
     pub cost: f32,
 }
 
-// SAFETY: a `Work` points into the engine's lanes, which outlive the job it is part
-// of; the engine hands each `Work` to one thread, and distinct `Work`s of one tick
-// touch distinct data (a whole channel, or distinct voices and parts of one).
+// SAFETY: a `Work` points into the engine's lanes or shared reverbs, which outlive
+// the job it is part of; the engine hands each `Work` to one thread, and distinct
+// `Work`s of one tick touch distinct data (a whole channel, distinct voices and
+// parts of one, or one shared reverb).
 unsafe impl Send for Work {}
 
 impl Work {
@@ -351,8 +357,19 @@ impl Work {
         voices: std::ptr::null_mut(),
         parts: std::ptr::null_mut(),
         part: usize::MAX,
+        reverb: std::ptr::null_mut(),
+        spent_nanos: std::ptr::null_mut(),
         cost: 0.0,
     };
+
+    /// The preparation of a tick of `reverb` (its settings already made), its time
+    /// written to `spent_nanos`.
+    ///
+    /// # Safety
+    /// Both point at live data that nothing else uses until the job ends.
+    pub unsafe fn reverb(reverb: *mut Reverb, spent_nanos: *mut f32, cost: f32) -> Work {
+        Work { reverb, spent_nanos, cost, ..Work::NONE }
+    }
 
     /// The whole of channel `lane`.
     ///
@@ -361,7 +378,7 @@ impl Work {
     pub unsafe fn whole(lane: *mut Lane) -> Work {
         // SAFETY: as the contract says.
         let cost = unsafe { (*lane).cost_nanos };
-        Work { lane, voices: std::ptr::null_mut(), parts: std::ptr::null_mut(), part: usize::MAX, cost }
+        Work { lane, cost, ..Work::NONE }
     }
 
     /// Each part of the voices of `lane` (planned by `Lane::plan_parts`) as a work
@@ -377,13 +394,7 @@ impl Work {
             let per_voice = l.cost_nanos / l.active.len().max(1) as f32;
             for (p, w) in out[..n].iter_mut().enumerate() {
                 let voices_in_part = l.parts[p].to - l.parts[p].from;
-                *w = Work {
-                    lane,
-                    voices: std::ptr::null_mut(),
-                    parts: std::ptr::null_mut(),
-                    part: p,
-                    cost: per_voice * voices_in_part as f32,
-                };
+                *w = Work { lane, part: p, cost: per_voice * voices_in_part as f32, ..Work::NONE };
             }
             // Pointers taken last, so that no reference made here outlives them.
             let (voices, parts) = (l.voices.as_mut_ptr(), l.parts.as_mut_ptr());
@@ -404,12 +415,34 @@ impl Work {
         unsafe { (*lane).n_parts }
     }
 
+    /// Prepares the shared reverb of a reverb item and returns true; returns false
+    /// for a channel's item. Audio thread or a worker.
+    ///
+    /// # Safety
+    /// The reverb outlives the call, and no other thread works on the same item.
+    pub unsafe fn run_reverb(&mut self) -> bool {
+        if self.reverb.is_null() {
+            return false;
+        }
+        let t0 = Instant::now();
+        // SAFETY: the reverb and its time are this thread's alone (the contract).
+        unsafe {
+            (*self.reverb).prepare(TICK_FRAMES);
+            *self.spent_nanos = nanos_since(t0);
+        }
+        true
+    }
+
     /// Renders this item. Audio thread or a worker.
     ///
     /// # Safety
     /// The lane outlives the call, and no other thread works on the same item or,
     /// for a whole channel, on any part of it.
     pub unsafe fn run(&mut self, cx: &TickCx) {
+        // SAFETY: as the contract says.
+        if unsafe { self.run_reverb() } {
+            return;
+        }
         if self.part == usize::MAX {
             // SAFETY: the whole channel is this thread's (the contract).
             unsafe { (*self.lane).tick(cx) };

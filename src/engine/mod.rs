@@ -64,8 +64,9 @@ pub const VOICE_SLOTS: usize = MAX_CHANNELS * channel::LANE_VOICES;
 /// handed out gained from about 3 us of work a tick, and 1.2x to 2x from 7 us in
 /// all but one load). Back on one thread below half of it.
 pub const PARALLEL_MIN_MICROS: f32 = 10.0;
-/// Work items of one tick, at most: every channel in its most parts.
-const MAX_WORK: usize = MAX_CHANNELS * channel::MAX_PARTS;
+/// Work items of one tick, at most: every channel in its most parts, and the
+/// preparation of every shared reverb.
+const MAX_WORK: usize = MAX_CHANNELS * channel::MAX_PARTS + sends::SHARED_REVERBS;
 const _: () = assert!(MAX_WORK <= workers::MAX_ITEMS);
 /// Work items in the order they are listed (a tick's items are sorted beforehand).
 const WORK_ORDER: [u8; MAX_WORK] = {
@@ -183,7 +184,8 @@ pub struct EngineStats {
     pub realtime_workers: AtomicU32,
     /// Ticks whose channels were shared out between the threads.
     pub parallel_ticks: AtomicU64,
-    /// Work items (channels, or parts of a heavy one) the workers rendered.
+    /// Work items (channels, parts of a heavy one, or shared reverbs' preparations)
+    /// the workers rendered.
     pub worker_items: AtomicU64,
     /// Sequence lock over `frames`, `playing`, `tempo_bits` and `beat_bits` (odd
     /// while the engine writes them), for [`EngineStats::transport`].
@@ -573,6 +575,8 @@ pub struct Engine {
     parallel: bool,
     /// Parts of channels handed out as work items of their own, so far.
     parts_handed_out: u64,
+    /// Shared reverbs' preparations handed out beside the channels, so far.
+    reverbs_handed_out: u64,
     /// Indices of the voice-scope parameters.
     voice_params: Vec<usize>,
     transport: Transport,
@@ -630,6 +634,7 @@ impl Engine {
             work_micros: 0.0,
             parallel: false,
             parts_handed_out: 0,
+            reverbs_handed_out: 0,
             transport: Transport::new(sample_rate as f64, initial.tempo_bpm),
             follower: ClockFollower::new(sample_rate as f64),
             timeline: None,
@@ -693,8 +698,8 @@ impl Engine {
         self.pool.threads()
     }
 
-    /// Work items (channels, or parts of a heavy channel) the workers, not the
-    /// calling thread, have rendered so far.
+    /// Work items (channels, parts of a heavy channel, or shared reverbs'
+    /// preparations) the workers, not the calling thread, have rendered so far.
     pub fn worker_items(&self) -> u64 {
         self.pool.worker_items()
     }
@@ -703,6 +708,12 @@ impl Engine {
     /// channel that no event reaches in a tick sums its voices in parts).
     pub fn parts_handed_out(&self) -> u64 {
         self.parts_handed_out
+    }
+
+    /// Shared reverbs' preparations (their reads, output and feedback) handed out
+    /// beside the channels, so far.
+    pub fn reverbs_handed_out(&self) -> u64 {
+        self.reverbs_handed_out
     }
 
     /// Workers that run at realtime priority.
@@ -1474,6 +1485,15 @@ impl Engine {
                     m += 1;
                 }
             }
+        }
+        // The shared reverbs' reads, output and feedback need nothing of this tick's
+        // channels: on several threads they are prepared beside them, and only their
+        // input's diffusion and writes are left for after.
+        if parallel {
+            // SAFETY: the items are run in the job below, before `sends` is used again.
+            let reverbs = unsafe { self.sends.prepare_items(&mut items[m..]) };
+            self.reverbs_handed_out += reverbs as u64;
+            m += reverbs;
         }
         // The costliest first: this thread takes from the front, the workers from the
         // back, and the two meet where the work is split.
