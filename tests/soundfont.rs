@@ -554,6 +554,35 @@ fn without_a_set_a_midi_file_plays_the_fonts_presets_and_kit() {
     assert!(cents(f, hz(200.0)).abs() < 3.0, "kit: {f:.1} Hz");
 }
 
+/// The General MIDI rig on a font starts without evaluating the stdlib, and its
+/// channels and font are those of the rig evaluated with it; a font without a kit
+/// still gets the stdlib's synthesized kit on channel 10.
+#[test]
+fn the_general_midi_font_rig_starts_without_the_stdlib_and_plays_the_same() {
+    use jamrig::offline::job::{FontChoice, RigChoice};
+    use jamrig::rig::set::ChannelKind;
+    let dir = tempfile::tempdir().unwrap();
+    let font = gm_like_font(dir.path(), "gm.sf2");
+    let mid = dir.path().join("song.mid");
+    let rig = RigChoice::for_job(None, Some(&mid), &FontChoice::Named(font));
+    let bare = rig.host().map_err(|d| d.render()).unwrap();
+    assert!(!bare.has_stdlib(), "the rig on a font with presets and a kit starts without the stdlib");
+    let lean = rig.evaluate(&bare).map_err(|d| d.render()).unwrap().set;
+    let full = rig.evaluate(host()).map_err(|d| d.render()).unwrap().set;
+    assert_eq!(lean.channels, full.channels);
+    let paths = |s: &Set| s.fonts.iter().map(|(n, f)| (n.clone(), f.path.clone())).collect::<Vec<_>>();
+    assert_eq!(paths(&lean), paths(&full));
+    // The same sound: the same rig renders the same samples.
+    let events = [note_on(0, 0, 69, 100), note_on(0, 9, 36, 100)];
+    assert_eq!(render_set(&lean, 0.2, 512, &events), render_set(&full, 0.2, 512, &events));
+
+    let samples = [looped_sine(440.0, 69, 0.5)];
+    let no_kit = font_dir(one_preset(vec![zone((0, 127), (0, 127), 0, &[])]), &samples);
+    let rig = RigChoice::for_job(None, Some(&mid), &FontChoice::Named(no_kit.path().join("test.sf2")));
+    let set = rig.evaluate(&rig.host().unwrap()).map_err(|d| d.render()).unwrap().set;
+    assert_eq!(set.channels[&10].kind, ChannelKind::Drums, "channel 10 plays the synthesized kit");
+}
+
 #[test]
 fn the_general_midi_font_is_searched_in_the_environment_config_and_folders() {
     use jamrig::samples::{FoundFont, search_gm_font};

@@ -96,6 +96,15 @@ impl RigChoice {
         }
     }
 
+    /// A script host for this rig: the General MIDI rig on a SoundFont starts without
+    /// the stdlib (`evaluate` adds it if the font lacks a melodic preset or a kit).
+    pub fn host(&self) -> Result<ScriptHost, Diagnostic> {
+        match self {
+            RigChoice::GeneralMidiFont { .. } => Ok(ScriptHost::without_stdlib()),
+            _ => ScriptHost::new(),
+        }
+    }
+
     /// Evaluates the rig's set.
     pub fn evaluate(&self, host: &ScriptHost) -> Result<crate::script::Evaluated, Diagnostic> {
         match self {
@@ -116,7 +125,15 @@ impl RigChoice {
                         "the SoundFont's file name is not UTF-8: rename it or link it under a UTF-8 name",
                     )
                 })?;
-                let text = gm_font_set(name, &bank);
+                let (text, fallback) = gm_font_set(name, &bank);
+                // The synthesized piano or kit in place of what the font lacks is the stdlib's.
+                let with_stdlib;
+                let host = if fallback && !host.has_stdlib() {
+                    with_stdlib = host.with_stdlib()?;
+                    &with_stdlib
+                } else {
+                    host
+                };
                 host.eval_source(
                     &format!("the General MIDI rig on {}", font.display()),
                     &text,
@@ -136,7 +153,9 @@ pub const GM_FONT_PACKAGES: &str = "timgm6mb-soundfont or fluid-soundfont-gm";
 /// sixteen channels starting on bank 0 program 0 (else the font's first melodic
 /// preset), channel 10 on the kit at bank 128 program 0 (else its first kit, else
 /// jamrig's synthesized kit); program changes and bank selects pick the font's presets.
-pub fn gm_font_set(file: &str, bank: &crate::tables::bank::SampleBank) -> String {
+/// Also says whether the rig falls back on the stdlib's piano or kit (the font lacks
+/// a melodic preset or a kit).
+pub fn gm_font_set(file: &str, bank: &crate::tables::bank::SampleBank) -> (String, bool) {
     let first = |kit: bool| {
         let mut p: Vec<(u16, u8)> =
             bank.presets.iter().filter(|p| (p.bank == 128) == kit).map(|p| (p.bank, p.program)).collect();
@@ -154,9 +173,10 @@ pub fn gm_font_set(file: &str, bank: &crate::tables::bank::SampleBank) -> String
         Some((b, p)) => format!("drums(10, #{{ soundfont: \"gm\", bank: {b}, program: {p} }})"),
         None => "drums(10)".to_string(),
     };
-    format!(
+    let text = format!(
         "soundfont(\"gm\", \"{quoted}\");\nfor n in 1..=16 {{\n    if n == 10 {{ {drum_channel}; }} else {{ {melodic_channel}; }}\n}}\n"
-    )
+    );
+    (text, melodic.is_none() || kit.is_none())
 }
 
 pub struct RenderJob {
@@ -405,9 +425,9 @@ pub fn run(job: &RenderJob) -> Result<Rendered> {
     let tail = tail_cap(job.tail)?;
     let inputs: Vec<PathBuf> = job.set.iter().chain(job.midi.iter()).cloned().collect();
     check_output(&job.out, &inputs)?;
-    let mut host = ScriptHost::new().map_err(ScriptFailure)?;
-    host.allow_folders(&job.samples);
     let rig = RigChoice::for_job(job.set.as_deref(), job.midi.as_deref(), &job.soundfont);
+    let mut host = rig.host().map_err(ScriptFailure)?;
+    host.allow_folders(&job.samples);
     if let RigChoice::GeneralMidiFont { font, .. } = &rig {
         check_output(&job.out, std::slice::from_ref(font))?;
     }

@@ -249,6 +249,8 @@ impl Sources for EvalSources<'_> {
 /// Builds Rhai engines with the set language and limits, and holds the stdlib.
 pub struct ScriptHost {
     stdlib: Arc<Library>,
+    /// Whether `stdlib` holds the stdlib (else it is empty: [`ScriptHost::without_stdlib`]).
+    has_stdlib: bool,
     /// Fonts and samples loaded so far (a reload that keeps a file reuses it).
     samples: Arc<crate::samples::SampleLibrary>,
     /// Folders beyond the set's own that sets may read files from.
@@ -268,7 +270,29 @@ impl ScriptHost {
             })?;
         }
         let lib = std::mem::take(&mut state.lock().unwrap_or_else(|p| p.into_inner()).lib);
-        Ok(ScriptHost { stdlib: Arc::new(lib), samples: Default::default(), sample_roots: Vec::new() })
+        Ok(ScriptHost {
+            stdlib: Arc::new(lib),
+            has_stdlib: true,
+            samples: Default::default(),
+            sample_roots: Vec::new(),
+        })
+    }
+
+    /// A host whose sets evaluate against an empty preset library: for a set that
+    /// names nothing of the stdlib (the General MIDI rig on a SoundFont with both a
+    /// melodic preset and a kit), which so starts without evaluating the stdlib.
+    pub fn without_stdlib() -> Self {
+        ScriptHost { stdlib: Arc::default(), has_stdlib: false, samples: Default::default(), sample_roots: Vec::new() }
+    }
+
+    /// Whether this host's sets see the stdlib's presets.
+    pub fn has_stdlib(&self) -> bool {
+        self.has_stdlib
+    }
+
+    /// This host's fonts, samples and folders, with the stdlib evaluated.
+    pub fn with_stdlib(&self) -> Result<Self, Diagnostic> {
+        Ok(ScriptHost { samples: self.samples.clone(), sample_roots: self.sample_roots.clone(), ..Self::new()? })
     }
 
     pub fn library(&self) -> &Library {
