@@ -334,8 +334,17 @@ fn build<'a>(
             regions,
         });
     }
+    // Many regions play the same stretch of a sample: its peak is measured once.
+    let mut peaks: std::collections::HashMap<(u32, u32), f32> = std::collections::HashMap::new();
     for r in presets.iter_mut().flat_map(|p| p.regions.iter_mut()) {
-        r.measure_peak(&pcm);
+        let key = (r.start, r.end);
+        match peaks.get(&key) {
+            Some(&peak) => r.peak = peak,
+            None => {
+                r.measure_peak(&pcm);
+                peaks.insert(key, r.peak);
+            }
+        }
     }
     Ok(SampleBank::new(name.to_string(), vec![Arc::new(pcm)], presets))
 }
