@@ -13,7 +13,6 @@
 use jamrig::offline::Renderer;
 use jamrig::offline::job::RigChoice;
 use jamrig::rig::Set;
-use jamrig::script::ScriptHost;
 use jamrig::tables::Tables;
 use midly::num::{u4, u7, u15, u24, u28};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
@@ -104,7 +103,7 @@ fn held(n: usize, seconds: f64) -> Vec<u8> {
 /// The General MIDI rig on `FONT`, as `jamrig render --soundfont FONT --midi` builds it.
 fn gm_rig() -> Set {
     let rig = RigChoice::GeneralMidiFont { font: PathBuf::from(FONT), from: "--soundfont".into() };
-    rig.evaluate(&ScriptHost::new().unwrap()).map_err(|d| d.render()).unwrap().set
+    rig.evaluate(&rig.host().unwrap()).map_err(|d| d.render()).unwrap().set
 }
 
 /// CPU seconds this thread has used (the machine is shared: CPU time, not wall
