@@ -129,10 +129,6 @@ struct FilterStage {
     q: Glide,
     mix: Glide,
     state: [Svf; 2],
-    /// The coefficients of the last tick and the (log2 cutoff, q, rate) they are for:
-    /// a cutoff at rest is not converted again (no exp2 and tan per tick).
-    coefs: SvfCoefs,
-    coefs_for: [f32; 3],
 }
 
 impl FilterStage {
@@ -142,8 +138,6 @@ impl FilterStage {
             q: Glide::new(0.707, tick, sr),
             mix: Glide::new(0.0, tick, sr),
             state: [Svf::default(); 2],
-            coefs: SvfCoefs::default(),
-            coefs_for: [f32::NAN; 3],
         }
     }
 
@@ -170,12 +164,7 @@ impl FilterStage {
             self.log_cutoff.step(cutoff.log2(), n);
         }
         self.q.step(q, n);
-        let key = [self.log_cutoff.value(), self.q.value(), sr];
-        if key.map(f32::to_bits) != self.coefs_for.map(f32::to_bits) {
-            self.coefs = SvfCoefs::new(key[0].exp2(), key[1], sr);
-            self.coefs_for = key;
-        }
-        let c = self.coefs;
+        let c = SvfCoefs::new(self.log_cutoff.value().exp2(), self.q.value(), sr);
         // Both sides in one loop: two independent recursions run side by side.
         let [fl, fr] = &mut self.state;
         if m0 == 1.0 && dm == 0.0 {
