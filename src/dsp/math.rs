@@ -28,11 +28,57 @@ pub const DC_BLOCK_HZ: f32 = 5.0;
 /// was silent stays silent (no endless filter tail after a sound ends).
 const DC_BLOCK_FLUSH: f32 = 1e-4;
 
+/// The pole of [`dc_block`] at `sample_rate` (one library call: worth keeping per voice).
+#[inline]
+pub fn dc_block_pole(sample_rate: f32) -> f32 {
+    (-std::f32::consts::TAU * DC_BLOCK_HZ / sample_rate.max(1.0)).exp()
+}
+
+/// Samples of [`dc_block_lanes`]' steps: one multiply-add of the recursion per step.
+const DC_LANES: usize = 4;
+
+/// [`dc_block`] with its pole `r` given ([`dc_block_pole`]), four samples a step: within
+/// a step each output is the step's inputs summed with powers of `r` (independent of the
+/// last step), plus a power of `r` times the last output, so the recursion's chain is one
+/// multiply-add per four samples rather than per sample. The same filter within float
+/// rounding (a few units in the last place, relative to the signal's peak); a block with
+/// an input of exact zero runs [`dc_block`]'s loop, so what was silent stays silent.
+#[inline]
+pub fn dc_block_lanes(x: &mut [f32], state: &mut [f32; 2], r: f32) {
+    if x.iter().fold(false, |z, v| z | (*v == 0.0)) {
+        dc_block_with(x, state, r);
+        return;
+    }
+    let (r2, r3) = (r * r, r * r * r);
+    let r4 = r2 * r2;
+    let [mut x1, mut y1] = *state;
+    let mut chunks = x.chunks_exact_mut(DC_LANES);
+    for c in &mut chunks {
+        let d = [c[0] - x1, c[1] - c[0], c[2] - c[1], c[3] - c[2]];
+        x1 = c[3];
+        let w1 = d[1] + r * d[0];
+        let w2 = d[2] + r * w1;
+        let w3 = d[3] + r * w2;
+        c[0] = d[0] + r * y1;
+        c[1] = w1 + r2 * y1;
+        c[2] = w2 + r3 * y1;
+        y1 = w3 + r4 * y1;
+        c[3] = y1;
+    }
+    let mut rest = [x1, y1];
+    dc_block_with(chunks.into_remainder(), &mut rest, r);
+    *state = rest;
+}
+
 /// Removes DC from `x` in place with a one-pole high-pass at [`DC_BLOCK_HZ`];
 /// `state` holds the previous input and output.
 #[inline]
 pub fn dc_block(x: &mut [f32], state: &mut [f32; 2], sample_rate: f32) {
-    let r = (-std::f32::consts::TAU * DC_BLOCK_HZ / sample_rate.max(1.0)).exp();
+    dc_block_with(x, state, dc_block_pole(sample_rate));
+}
+
+#[inline]
+fn dc_block_with(x: &mut [f32], state: &mut [f32; 2], r: f32) {
     let [mut x1, mut y1] = *state;
     for v in x.iter_mut() {
         let y = *v - x1 + r * y1;
@@ -154,6 +200,41 @@ mod tests {
                     assert!(!stereo_peak(&r, &l2).1, "{bad} at {at} of {n}, right");
                 }
             }
+        }
+    }
+
+    /// The four-sample steps filter as the one-sample loop does, within 4e-6 of the
+    /// peak over 10 s of a wave with DC, in blocks of several lengths; silence after
+    /// the sound still comes out as exact zeros.
+    #[test]
+    fn dc_block_lanes_matches_the_serial_dc_blocker() {
+        let sr = 48_000.0;
+        let r = dc_block_pole(sr);
+        for block in [64usize, 37, 4, 1] {
+            let (mut a, mut b) = ([0.0f32; 2], [0.0f32; 2]);
+            let (mut worst, mut peak) = (0.0f32, 0.0f32);
+            let mut t = 0usize;
+            while t < 480_000 {
+                let x: Vec<f32> = (t..t + block)
+                    .map(|i| 0.3 + 0.5 * (i as f32 * 0.013).sin() + 0.2 * (i as f32 * 0.31).sin())
+                    .collect();
+                let (mut u, mut v) = (x.clone(), x);
+                dc_block(&mut u, &mut a, sr);
+                dc_block_lanes(&mut v, &mut b, r);
+                for (p, q) in u.iter().zip(&v) {
+                    worst = worst.max((p - q).abs());
+                    peak = peak.max(p.abs());
+                }
+                t += block;
+            }
+            assert!(worst <= 4e-6 * peak, "block {block}: {worst} of {peak}");
+            // A constant input settles to 0 out.
+            let mut tail = vec![0.3f32; 48_000];
+            dc_block_lanes(&mut tail, &mut b, r);
+            assert!(tail[47_999].abs() < 1e-4, "block {block}: {}", tail[47_999]);
+            let mut quiet = vec![0.0f32; 48_000];
+            dc_block_lanes(&mut quiet, &mut b, r);
+            assert!(quiet[47_999] == 0.0, "block {block}: silence does not end in zeros");
         }
     }
 

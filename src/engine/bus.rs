@@ -527,23 +527,51 @@ impl Bus {
             let [pm, ps] = &mut self.spread_pos;
             let [hl, hr] = &mut self.spread_sides;
             let target = if active { 1.0 } else { 0.0 };
-            for i in 0..n {
-                // The mid history: read 2D back (the oldest slot), then write now.
-                let old = self.spread_mid[*pm];
-                let mid = 0.5 * (l[i] + r[i]);
-                self.spread_mid[*pm] = mid;
-                *pm = if *pm + 1 == mid_len { 0 } else { *pm + 1 };
-                let (dl, dr) = (hl[*ps], hr[*ps]);
-                hl[*ps] = l[i];
-                hr[*ps] = r[i];
-                *ps = if *ps + 1 == side_len { 0 } else { *ps + 1 };
-                let side = 0.5 * (s0 + sd * (i as i32 + 1) as f32) * (mid - old);
-                let w = self.spread_on;
-                l[i] += (dl - l[i]) * w + side;
-                r[i] += (dr - r[i]) * w - side;
-                // Toward the target, and still once there (a bare "up, else down"
-                // stepped away from 1 on every other sample).
-                self.spread_on = w + (target - w).clamp(-self.wake_step, self.wake_step);
+            if self.spread_on == target {
+                // Settled (the common case): the crossfade holds still, so the loop runs
+                // over stretches where neither history wraps, with no state in `self`
+                // (the same operations as below, in vector code).
+                let w = target;
+                let mut i = 0;
+                while i < n {
+                    let m = (n - i).min(mid_len - *pm).min(side_len - *ps);
+                    let mid_h = &mut self.spread_mid[*pm..*pm + m];
+                    let (hl, hr) = (&mut hl[*ps..*ps + m], &mut hr[*ps..*ps + m]);
+                    let (ls, rs) = (&mut l[i..i + m], &mut r[i..i + m]);
+                    for j in 0..m {
+                        let old = mid_h[j];
+                        let mid = 0.5 * (ls[j] + rs[j]);
+                        mid_h[j] = mid;
+                        let (dl, dr) = (hl[j], hr[j]);
+                        hl[j] = ls[j];
+                        hr[j] = rs[j];
+                        let side = 0.5 * (s0 + sd * ((i + j) as i32 + 1) as f32) * (mid - old);
+                        ls[j] += (dl - ls[j]) * w + side;
+                        rs[j] += (dr - rs[j]) * w - side;
+                    }
+                    *pm = if *pm + m == mid_len { 0 } else { *pm + m };
+                    *ps = if *ps + m == side_len { 0 } else { *ps + m };
+                    i += m;
+                }
+            } else {
+                for i in 0..n {
+                    // The mid history: read 2D back (the oldest slot), then write now.
+                    let old = self.spread_mid[*pm];
+                    let mid = 0.5 * (l[i] + r[i]);
+                    self.spread_mid[*pm] = mid;
+                    *pm = if *pm + 1 == mid_len { 0 } else { *pm + 1 };
+                    let (dl, dr) = (hl[*ps], hr[*ps]);
+                    hl[*ps] = l[i];
+                    hr[*ps] = r[i];
+                    *ps = if *ps + 1 == side_len { 0 } else { *ps + 1 };
+                    let side = 0.5 * (s0 + sd * (i as i32 + 1) as f32) * (mid - old);
+                    let w = self.spread_on;
+                    l[i] += (dl - l[i]) * w + side;
+                    r[i] += (dr - r[i]) * w - side;
+                    // Toward the target, and still once there (a bare "up, else down"
+                    // stepped away from 1 on every other sample).
+                    self.spread_on = w + (target - w).clamp(-self.wake_step, self.wake_step);
+                }
             }
         } else if !self.spread_dormant {
             self.spread_mid.fill(0.0);
