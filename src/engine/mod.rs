@@ -1428,6 +1428,8 @@ impl Engine {
                 work |= configured;
             }
         }
+        let threads = self.pool.threads();
+        let timed = threads > 1;
         let cx = TickCx {
             sr: self.sr,
             tables: &self.tables,
@@ -1440,6 +1442,7 @@ impl Engine {
             voice_params: &self.voice_params,
             idle_ticks: self.idle_ticks,
             external,
+            timed,
         };
         // Heavy channels that no event reaches sum their voices in parts (decided by
         // their data alone); the measured cost of every channel, for the hand-out.
@@ -1456,11 +1459,10 @@ impl Engine {
         }
         // On several threads while the work is worth it (with some hysteresis), as
         // measured; the output is the same either way.
-        let threads = self.pool.threads();
         let threshold = if self.parallel { 0.5 } else { 1.0 } * self.parallel_min_micros;
         let parallel = threads > 1 && (n >= 2 || splittable) && self.work_micros >= threshold;
         self.parallel = parallel;
-        let t0 = std::time::Instant::now();
+        let t0 = timed.then(std::time::Instant::now);
 
         // The work items: whole channels, and the parts of a channel that would
         // otherwise hold the other threads up (more than half a thread's share).
@@ -1536,16 +1538,20 @@ impl Engine {
 
         // What the channels cost this tick, for the next ticks' choice: on several
         // threads the wall time is taken as a share of the work.
-        let took = t0.elapsed().as_secs_f32() * 1e6 * if parallel { threads as f32 } else { 1.0 };
-        self.work_micros += (took - self.work_micros) * WORK_SMOOTHING;
+        if let Some(t0) = t0 {
+            let took = t0.elapsed().as_secs_f32() * 1e6 * if parallel { threads as f32 } else { 1.0 };
+            self.work_micros += (took - self.work_micros) * WORK_SMOOTHING;
+        }
         if parallel {
             let stats = &self.ports.stats;
             stats.parallel_ticks.fetch_add(1, Relaxed);
             stats.worker_items.store(self.pool.worker_items(), Relaxed);
         }
-        for ch in 0..MAX_CHANNELS {
-            if work & (1 << ch) != 0 {
-                self.lanes[ch].settle_cost();
+        if timed {
+            for ch in 0..MAX_CHANNELS {
+                if work & (1 << ch) != 0 {
+                    self.lanes[ch].settle_cost();
+                }
             }
         }
 
@@ -1660,6 +1666,7 @@ impl Engine {
                     voice_params: &self.voice_params,
                     idle_ticks: self.idle_ticks,
                     external: 0,
+                    timed: false,
                 };
                 self.lanes[ch].program_change(p, &cx);
             }
