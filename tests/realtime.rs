@@ -1069,7 +1069,11 @@ fn the_jack_callback_waits_for_the_engine_and_takes_it_without_allocating() {
     let before = CALLBACK_RUNS.load(Relaxed);
     stream.start(engine, clock, link.clock(), &tap).expect("the engine is handed over");
     let played = live_support::wait_for(Duration::from_secs(30), || {
-        (stats.callbacks_total.load(Relaxed) >= 40 && shared.written.load(Relaxed) > 0).then_some(())
+        // The guard counts a run after the callback's own count: wait for both.
+        (stats.callbacks_total.load(Relaxed) >= 40
+            && CALLBACK_RUNS.load(Relaxed) > before + 40
+            && shared.written.load(Relaxed) > 0)
+            .then_some(())
     });
     assert!(played.is_some(), "the callback did not play the engine it was handed, or wrote no MIDI");
     assert!(controller.stats().frames.load(Relaxed) > 0, "the engine rendered");
