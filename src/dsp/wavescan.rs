@@ -70,44 +70,68 @@ unsafe fn points(at: *const f32, p: u32, inc: u32) -> (std::arch::x86_64::__m256
     (_mm256_shuffle_ps::<0x88>(lo, hi), _mm256_shuffle_ps::<0xDD>(lo, hi))
 }
 
-/// The AVX2 build: each oscillator in turn over the whole block, eight samples per
-/// vector (see [`points`]). Per sample the oscillators still add in order, with the
-/// plain loop's multiplies and adds (no fused multiply-add), so the result is the
-/// same bit for bit.
+/// The AVX2 build: each oscillator in turn over the whole block (see [`scan`]). Per
+/// sample the oscillators still add in order, with the plain loop's multiplies and
+/// adds (no fused multiply-add), so the result is the same bit for bit.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn add_oscillators_avx2(tables: &[&Table], phases: &mut [u32], incs: &[u32], gain: f32, out: &mut [f32]) {
     use std::arch::x86_64::*;
-    let n = out.len();
-    let whole = n - n % LANES;
     let gain_v = _mm256_set1_ps(gain);
+    for ((table, phase), &inc) in tables.iter().zip(phases.iter_mut()).zip(incs) {
+        *phase = scan(
+            table,
+            *phase,
+            inc,
+            out,
+            |o, read| _mm256_add_ps(o, _mm256_mul_ps(read, gain_v)),
+            |x, read| x + read * gain,
+        );
+    }
+}
+
+/// Steps one oscillator over `out`, eight samples per vector (see [`points`]):
+/// `out[t] = each(out[t], reading)`, the reading interpolated with the plain loop's
+/// operations; the last `out.len() % LANES` samples go through `tail`, the scalar
+/// form of `each`. Returns the phase after the block.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn scan(
+    table: &Table,
+    phase: u32,
+    inc: u32,
+    out: &mut [f32],
+    each: impl Fn(std::arch::x86_64::__m256, std::arch::x86_64::__m256) -> std::arch::x86_64::__m256,
+    tail: impl Fn(f32, f32) -> f32,
+) -> u32 {
+    use std::arch::x86_64::*;
+    let whole = out.len() - out.len() % LANES;
     let mask = _mm256_set1_epi32(FRAC_MASK as i32);
     let scale = _mm256_set1_ps(FRAC_SCALE);
     let steps = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for ((table, phase), &inc) in tables.iter().zip(phases.iter_mut()).zip(incs) {
-        let at = table.as_ptr();
-        let mut p = *phase;
-        let mut pv =
-            _mm256_add_epi32(_mm256_set1_epi32(p as i32), _mm256_mullo_epi32(steps, _mm256_set1_epi32(inc as i32)));
-        let step = inc.wrapping_mul(LANES as u32);
-        let step_v = _mm256_set1_epi32(step as i32);
-        for o in out[..whole].chunks_exact_mut(LANES) {
-            // SAFETY: AVX2 is enabled here and `at` is a table; `o` holds LANES floats.
-            unsafe {
-                let (a, b) = points(at, p, inc);
-                let frac = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(pv, mask)), scale);
-                let v = _mm256_mul_ps(_mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), frac)), gain_v);
-                _mm256_storeu_ps(o.as_mut_ptr(), _mm256_add_ps(_mm256_loadu_ps(o.as_ptr()), v));
-            }
-            pv = _mm256_add_epi32(pv, step_v);
-            p = p.wrapping_add(step);
+    let at = table.as_ptr();
+    let mut p = phase;
+    let mut pv =
+        _mm256_add_epi32(_mm256_set1_epi32(p as i32), _mm256_mullo_epi32(steps, _mm256_set1_epi32(inc as i32)));
+    let step = inc.wrapping_mul(LANES as u32);
+    let step_v = _mm256_set1_epi32(step as i32);
+    for o in out[..whole].chunks_exact_mut(LANES) {
+        // SAFETY: AVX2 is enabled here and `at` is a table; `o` holds LANES floats.
+        unsafe {
+            let (a, b) = points(at, p, inc);
+            let frac = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(pv, mask)), scale);
+            let read = _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), frac));
+            _mm256_storeu_ps(o.as_mut_ptr(), each(_mm256_loadu_ps(o.as_ptr()), read));
         }
-        for x in &mut out[whole..] {
-            *x += crate::tables::wavetable::read(table, p) * gain;
-            p = p.wrapping_add(inc);
-        }
-        *phase = p;
+        pv = _mm256_add_epi32(pv, step_v);
+        p = p.wrapping_add(step);
     }
+    for x in &mut out[whole..] {
+        *x = tail(*x, crate::tables::wavetable::read(table, p));
+        p = p.wrapping_add(inc);
+    }
+    p
 }
 
 #[inline(always)]
@@ -152,40 +176,21 @@ pub fn mix_oscillator(table: &Table, phase: &mut u32, inc: u32, keep: f32, add: 
     mix_oscillator_body(table, phase, inc, keep, add, out);
 }
 
-/// The AVX2 build: eight samples per vector (see [`points`]), the plain loop's
-/// multiplies and adds in the same order.
+/// The AVX2 build (see [`scan`]), the plain loop's multiplies and adds in the same
+/// order.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn mix_oscillator_avx2(table: &Table, phase: &mut u32, inc: u32, keep: f32, add: f32, out: &mut [f32]) {
     use std::arch::x86_64::*;
-    let n = out.len();
-    let whole = n - n % LANES;
     let (keep_v, add_v) = (_mm256_set1_ps(keep), _mm256_set1_ps(add));
-    let mask = _mm256_set1_epi32(FRAC_MASK as i32);
-    let scale = _mm256_set1_ps(FRAC_SCALE);
-    let steps = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let at = table.as_ptr();
-    let mut p = *phase;
-    let mut pv =
-        _mm256_add_epi32(_mm256_set1_epi32(p as i32), _mm256_mullo_epi32(steps, _mm256_set1_epi32(inc as i32)));
-    let step = inc.wrapping_mul(LANES as u32);
-    let step_v = _mm256_set1_epi32(step as i32);
-    for o in out[..whole].chunks_exact_mut(LANES) {
-        // SAFETY: AVX2 is enabled here and `at` is a table; `o` holds LANES floats.
-        unsafe {
-            let (a, b) = points(at, p, inc);
-            let frac = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(pv, mask)), scale);
-            let v = _mm256_mul_ps(_mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), frac)), add_v);
-            _mm256_storeu_ps(o.as_mut_ptr(), _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(o.as_ptr()), keep_v), v));
-        }
-        pv = _mm256_add_epi32(pv, step_v);
-        p = p.wrapping_add(step);
-    }
-    for x in &mut out[whole..] {
-        *x = *x * keep + crate::tables::wavetable::read(table, p) * add;
-        p = p.wrapping_add(inc);
-    }
-    *phase = p;
+    *phase = scan(
+        table,
+        *phase,
+        inc,
+        out,
+        |o, read| _mm256_add_ps(_mm256_mul_ps(o, keep_v), _mm256_mul_ps(read, add_v)),
+        |x, read| x * keep + read * add,
+    );
 }
 
 #[inline(always)]
