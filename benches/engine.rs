@@ -1,6 +1,7 @@
 //! Engine benchmarks: prints the figures BENCHMARKS.md records. Run with
 //! `cargo bench --bench engine` (add `-- NAME` to run one: throughput, voices,
-//! startup, memory, reload, save, synths, reverb, mini, tail, limits, crossover).
+//! startup, memory, reload, save, synths, wavescan, reverb, mini, tail, limits,
+//! crossover).
 //!
 //! Every figure is measured on one core, offline (the renderer's thread plays the
 //! audio thread's part), at 48 kHz with 128-frame blocks unless it says otherwise;
@@ -778,6 +779,52 @@ fn crossover(tables: &Arc<Tables>) {
     println!("load average after: {}", load.trim());
 }
 
+/// The wavetable kernels alone (`jamrig::dsp::wavescan`): a supersaw layer's seven
+/// saws on one table, and the sub-oscillator's sine mix, in tick-long blocks.
+fn wavescan_cost(tables: &Arc<Tables>) {
+    use jamrig::dsp::wavescan::{add_oscillators, mix_oscillator};
+    use jamrig::tables::wavetable::{Shape, phase_inc};
+    const SAWS: usize = 7;
+    const SECONDS: usize = 2;
+    let blocks = SECONDS * SR as usize / TICK_FRAMES;
+    let mut saw_runs = Vec::new();
+    let mut sine_runs = Vec::new();
+    for _ in 0..5 {
+        let (mut saw_ns, mut sine_ns) = (0.0, 0.0);
+        for note in [36.0, 48.0, 60.0, 72.0, 84.0] {
+            let hz = jamrig::theory::note_hz(note);
+            let incs: [u32; SAWS] = std::array::from_fn(|k| phase_inc(hz * (1.0 + 0.003 * k as f64), SR as f64));
+            let table = tables.waves.table(Shape::Saw, incs[SAWS - 1]);
+            let mut phases: [u32; SAWS] = std::array::from_fn(|k| (k as u32).wrapping_mul(0x9E37_79B9));
+            let mut buf = [0.0f32; TICK_FRAMES];
+            let t0 = Instant::now();
+            for _ in 0..blocks {
+                buf.fill(0.0);
+                add_oscillators(&[table; SAWS], &mut phases, &incs, 0.17, &mut buf);
+                std::hint::black_box(&mut buf);
+            }
+            saw_ns += t0.elapsed().as_secs_f64() * 1e9;
+            let mut phase = 0u32;
+            let t0 = Instant::now();
+            for _ in 0..blocks {
+                mix_oscillator(tables.waves.sine(), &mut phase, incs[0] / 2, 0.94, 0.06, &mut buf);
+                std::hint::black_box(&mut buf);
+            }
+            sine_ns += t0.elapsed().as_secs_f64() * 1e9;
+        }
+        let samples = (5 * blocks * TICK_FRAMES) as f64;
+        saw_runs.push(saw_ns / (samples * SAWS as f64));
+        sine_runs.push(sine_ns / samples);
+    }
+    saw_runs.sort_by(f64::total_cmp);
+    sine_runs.sort_by(f64::total_cmp);
+    println!(
+        "wavetable kernels, ns per oscillator-sample (median of 5; notes 36 to 84, {SECONDS} s each, {TICK_FRAMES}-frame blocks):"
+    );
+    println!("    add_oscillators, 7 saws     {:7.3}", saw_runs[2]);
+    println!("    mix_oscillator, sine        {:7.3}", sine_runs[2]);
+}
+
 fn main() {
     // One thread unless a bench says otherwise (renders default to every core).
     jamrig::engine::workers::set_threads(1);
@@ -834,6 +881,9 @@ fn main() {
     }
     if run("synths") {
         synth_costs(&tables);
+    }
+    if run("wavescan") {
+        wavescan_cost(&tables);
     }
     if run("reverb") {
         reverb_cost();
