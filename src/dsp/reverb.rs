@@ -273,34 +273,35 @@ impl Reverb {
         out_r[..n].copy_from_slice(&self.wet_r[..n]);
     }
 
-    /// The AVX2 build: the lines' reads and the mixing matrix as in
-    /// [`Reverb::prepare_body`], then the damping and the balance in one pass
-    /// ([`Reverb::damp_and_balance_avx2`]).
+    /// The AVX2 build: the lines' reads as in [`Reverb::prepare_body`], then the rest
+    /// in one pass ([`Reverb::mix_damp_balance_avx2`]).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn prepare_avx2(&mut self, n: usize) {
-        let (l, r) = self.read_lines(n);
-        hadamard_rows(&mut self.xs);
-        self.damp_and_balance_avx2(&l, &r, n);
+        self.read_lines(n);
+        self.mix_damp_balance_avx2(n);
     }
 
-    /// The damping and feedback gains of [`Reverb::prepare_body`] and its mid/side
-    /// balance, in one pass over the block, written out for AVX2: eight frames of
-    /// eight lines at a time are turned from rows into columns in registers (an 8x8
-    /// transpose, moves only), so that each frame's damping is one vector operation
-    /// per step for eight lines (the compiler's build moved every value in and out
-    /// of a vector one at a time), and the balance's two recursions run between them:
-    /// the three chains of dependent operations overlap instead of running one after
-    /// the other. The same operations on the same values in the same order: the
-    /// output is the same bit for bit.
+    /// The left and right sums, the mixing matrix, the damping and feedback gains
+    /// and the mid/side balance of [`Reverb::prepare_body`], written out for AVX2 in
+    /// one pass over the block, eight frames at a time: the sixteen lines' eight
+    /// frames are loaded once as sixteen vectors, summed into left and right and
+    /// mixed by the matrix in registers, then turned from rows into columns (an 8x8
+    /// transpose for each eight lines, moves only), so that each frame's damping is
+    /// one vector step for eight lines (the compiler's build moved every value in and
+    /// out of a vector one at a time). The balance's two recursions run between the
+    /// damping's: the time goes on these chains of dependent operations, and the
+    /// loads, sums, matrix and transposes of the next frames run beside them. The
+    /// same operations on the same values in the same order: the output is the same
+    /// bit for bit.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn damp_and_balance_avx2(&mut self, l: &[f32; MAX_BLOCK], r: &[f32; MAX_BLOCK], n: usize) {
+    fn mix_damp_balance_avx2(&mut self, n: usize) {
         use std::arch::x86_64::*;
         /// Rows become columns: out[j][i] = m[i][j].
         #[inline]
         #[target_feature(enable = "avx2")]
-        fn transpose(m: [__m256; 8]) -> [__m256; 8] {
+        fn transpose(m: &[__m256]) -> [__m256; 8] {
             let t0 = _mm256_unpacklo_ps(m[0], m[1]);
             let t1 = _mm256_unpackhi_ps(m[0], m[1]);
             let t2 = _mm256_unpacklo_ps(m[2], m[3]);
@@ -335,55 +336,62 @@ impl Reverb {
         let (out_l, out_r) = (&mut self.wet_l, &mut self.wet_r);
         let xs = &mut self.xs;
         let mut damp = self.damp;
-        let whole = n / 8 * 8;
-        {
-            // SAFETY: AVX2 is enabled for this function; every load and store is of
-            // `xs[k][base..base + 8]` with k < LINES and base + 8 <= whole <= MAX_BLOCK,
-            // or of a whole 16-float array in halves of eight.
-            let (g0, g1) = unsafe { (_mm256_loadu_ps(g.as_ptr()), _mm256_loadu_ps(g.as_ptr().add(8))) };
-            let (mut d0, mut d1) = unsafe { (_mm256_loadu_ps(damp.as_ptr()), _mm256_loadu_ps(damp.as_ptr().add(8))) };
-            let av = _mm256_set1_ps(a);
-            for base in (0..whole).step_by(8) {
-                let mut c0 = transpose(std::array::from_fn(|k| unsafe { _mm256_loadu_ps(xs[k][base..].as_ptr()) }));
-                let mut c1 = transpose(std::array::from_fn(|k| unsafe { _mm256_loadu_ps(xs[8 + k][base..].as_ptr()) }));
-                for j in 0..8 {
+        // SAFETY: AVX2 is enabled for this function; every load and store is of
+        // `xs[k][base..base + 8]` with k < LINES and base + 8 <= MAX_BLOCK (base is a
+        // multiple of eight below MAX_BLOCK, itself a multiple of eight), or of an
+        // array of sixteen or eight floats, whole or in halves of eight.
+        unsafe {
+            let (g0, g1) = (_mm256_loadu_ps(g.as_ptr()), _mm256_loadu_ps(g.as_ptr().add(8)));
+            let (mut d0, mut d1) = (_mm256_loadu_ps(damp.as_ptr()), _mm256_loadu_ps(damp.as_ptr().add(8)));
+            let (av, half, quarter) = (_mm256_set1_ps(a), _mm256_set1_ps(0.5), _mm256_set1_ps(0.25));
+            for base in (0..n).step_by(8) {
+                let mut v: [__m256; LINES] = std::array::from_fn(|k| _mm256_loadu_ps(xs[k][base..].as_ptr()));
+                // Left and right, summed over the lines in order.
+                let (mut l, mut r) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                for k in 0..LINES {
+                    l = _mm256_add_ps(l, _mm256_mul_ps(_mm256_set1_ps(LEFT[k]), v[k]));
+                    r = _mm256_add_ps(r, _mm256_mul_ps(_mm256_set1_ps(RIGHT[k]), v[k]));
+                }
+                let (mut mid, mut side) = ([0.0f32; 8], [0.0f32; 8]);
+                _mm256_storeu_ps(mid.as_mut_ptr(), _mm256_mul_ps(half, _mm256_add_ps(l, r)));
+                _mm256_storeu_ps(side.as_mut_ptr(), _mm256_mul_ps(half, _mm256_sub_ps(l, r)));
+                // The mixing matrix: the butterflies of `hadamard_rows`, in its order.
+                let mut h = 1;
+                while h < LINES {
+                    for i in (0..LINES).step_by(2 * h) {
+                        for j in i..i + h {
+                            let (u, w) = (v[j], v[j + h]);
+                            v[j] = _mm256_add_ps(u, w);
+                            v[j + h] = _mm256_sub_ps(u, w);
+                        }
+                    }
+                    h *= 2;
+                }
+                for x in v.iter_mut() {
+                    *x = _mm256_mul_ps(*x, quarter);
+                }
+                let (mut c0, mut c1) = (transpose(&v[..8]), transpose(&v[8..]));
+                for j in 0..(n - base).min(8) {
                     d0 = _mm256_add_ps(d0, _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(c0[j], g0), d0), av));
                     d1 = _mm256_add_ps(d1, _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(c1[j], g1), d1), av));
                     c0[j] = d0;
                     c1[j] = d1;
-                    let t = base + j;
-                    let (mid, side) = (0.5 * (l[t] + r[t]), 0.5 * (l[t] - r[t]));
+                    // Keep the side orthogonal to the mid: equal energy left and right.
+                    let (mid, side) = (mid[j], side[j]);
                     mp += (mid * mid - mp) * pole;
                     ms += (mid * side - ms) * pole;
                     let side = side - mid * (ms / (mp + 1e-12)).clamp(-4.0, 4.0);
-                    out_l[t] = (mid + side) * WET_GAIN;
-                    out_r[t] = (mid - side) * WET_GAIN;
+                    out_l[base + j] = (mid + side) * WET_GAIN;
+                    out_r[base + j] = (mid - side) * WET_GAIN;
                 }
-                let (c0, c1) = (transpose(c0), transpose(c1));
+                let (c0, c1) = (transpose(&c0), transpose(&c1));
                 for k in 0..8 {
-                    unsafe {
-                        _mm256_storeu_ps(xs[k][base..].as_mut_ptr(), c0[k]);
-                        _mm256_storeu_ps(xs[8 + k][base..].as_mut_ptr(), c1[k]);
-                    }
+                    _mm256_storeu_ps(xs[k][base..].as_mut_ptr(), c0[k]);
+                    _mm256_storeu_ps(xs[8 + k][base..].as_mut_ptr(), c1[k]);
                 }
             }
-            unsafe {
-                _mm256_storeu_ps(damp.as_mut_ptr(), d0);
-                _mm256_storeu_ps(damp.as_mut_ptr().add(8), d1);
-            }
-        }
-        #[allow(clippy::needless_range_loop)] // a column at a time, across the rows
-        for t in whole..n {
-            for k in 0..LINES {
-                damp[k] += (xs[k][t] * g[k] - damp[k]) * a;
-                xs[k][t] = damp[k];
-            }
-            let (mid, side) = (0.5 * (l[t] + r[t]), 0.5 * (l[t] - r[t]));
-            mp += (mid * mid - mp) * pole;
-            ms += (mid * side - ms) * pole;
-            let side = side - mid * (ms / (mp + 1e-12)).clamp(-4.0, 4.0);
-            out_l[t] = (mid + side) * WET_GAIN;
-            out_r[t] = (mid - side) * WET_GAIN;
+            _mm256_storeu_ps(damp.as_mut_ptr(), d0);
+            _mm256_storeu_ps(damp.as_mut_ptr().add(8), d1);
         }
         self.next_damp = damp;
         self.next_mid_power = mp;
@@ -408,7 +416,15 @@ impl Reverb {
 
     #[inline(always)]
     fn prepare_body(&mut self, n: usize) {
-        let (l, r) = self.read_lines(n);
+        self.read_lines(n);
+        // Left and right: two orthogonal sign patterns over the lines.
+        let (mut l, mut r) = ([0.0f32; MAX_BLOCK], [0.0f32; MAX_BLOCK]);
+        for (k, row) in self.xs.iter().enumerate() {
+            for t in 0..MAX_BLOCK {
+                l[t] += LEFT[k] * row[t];
+                r[t] += RIGHT[k] * row[t];
+            }
+        }
         // Keep the side orthogonal to the mid: equal energy left and right.
         let (mut mp, mut ms, pole) = (self.mid_power, self.mid_side, self.balance_pole);
         let (out_l, out_r) = (&mut self.wet_l, &mut self.wet_r);
@@ -440,10 +456,10 @@ impl Reverb {
         self.next_damp = damp;
     }
 
-    /// The lines' reads for a block of `n` frames into `xs` (line-major), the next
-    /// modulation phases, and the left and right sums of the lines.
+    /// The lines' reads for a block of `n` frames into `xs` (line-major), and the
+    /// next modulation phases.
     #[inline(always)]
-    fn read_lines(&mut self, n: usize) -> ([f32; MAX_BLOCK], [f32; MAX_BLOCK]) {
+    fn read_lines(&mut self, n: usize) {
         let mask = self.size - 1;
         let size = self.size;
         let w0 = self.write;
@@ -498,15 +514,6 @@ impl Reverb {
                 }
             }
         }
-        // Left and right: two orthogonal sign patterns over the lines.
-        let (mut l, mut r) = ([0.0f32; MAX_BLOCK], [0.0f32; MAX_BLOCK]);
-        for (k, row) in xs.iter().enumerate() {
-            for t in 0..MAX_BLOCK {
-                l[t] += LEFT[k] * row[t];
-                r[t] += RIGHT[k] * row[t];
-            }
-        }
-        (l, r)
     }
 
     #[inline(always)]
