@@ -273,10 +273,129 @@ impl Reverb {
         out_r[..n].copy_from_slice(&self.wet_r[..n]);
     }
 
+    /// The AVX2 build: the lines' reads as in [`Reverb::prepare_body`], then the rest
+    /// in one pass ([`Reverb::mix_damp_balance_avx2`]).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn prepare_avx2(&mut self, n: usize) {
-        self.prepare_body(n);
+        self.read_lines(n);
+        self.mix_damp_balance_avx2(n);
+    }
+
+    /// The left and right sums, the mixing matrix, the damping and feedback gains
+    /// and the mid/side balance of [`Reverb::prepare_body`], written out for AVX2 in
+    /// one pass over the block, eight frames at a time: the sixteen lines' eight
+    /// frames are loaded once as sixteen vectors, summed into left and right and
+    /// mixed by the matrix in registers, then turned from rows into columns (an 8x8
+    /// transpose for each eight lines, moves only), so that each frame's damping is
+    /// one vector step for eight lines (the compiler's build moved every value in and
+    /// out of a vector one at a time). The balance's two recursions run between the
+    /// damping's: the time goes on these chains of dependent operations, and the
+    /// loads, sums, matrix and transposes of the next frames run beside them. The
+    /// same operations on the same values in the same order: the output is the same
+    /// bit for bit.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn mix_damp_balance_avx2(&mut self, n: usize) {
+        use std::arch::x86_64::*;
+        /// Rows become columns: out[j][i] = m[i][j].
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        fn transpose(m: &[__m256]) -> [__m256; 8] {
+            let t0 = _mm256_unpacklo_ps(m[0], m[1]);
+            let t1 = _mm256_unpackhi_ps(m[0], m[1]);
+            let t2 = _mm256_unpacklo_ps(m[2], m[3]);
+            let t3 = _mm256_unpackhi_ps(m[2], m[3]);
+            let t4 = _mm256_unpacklo_ps(m[4], m[5]);
+            let t5 = _mm256_unpackhi_ps(m[4], m[5]);
+            let t6 = _mm256_unpacklo_ps(m[6], m[7]);
+            let t7 = _mm256_unpackhi_ps(m[6], m[7]);
+            let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            [
+                _mm256_permute2f128_ps::<0x20>(s0, s4),
+                _mm256_permute2f128_ps::<0x20>(s1, s5),
+                _mm256_permute2f128_ps::<0x20>(s2, s6),
+                _mm256_permute2f128_ps::<0x20>(s3, s7),
+                _mm256_permute2f128_ps::<0x31>(s0, s4),
+                _mm256_permute2f128_ps::<0x31>(s1, s5),
+                _mm256_permute2f128_ps::<0x31>(s2, s6),
+                _mm256_permute2f128_ps::<0x31>(s3, s7),
+            ]
+        }
+        let n = n.min(MAX_BLOCK);
+        let g = self.gains;
+        let a = 1.0 - self.damping;
+        let (mut mp, mut ms, pole) = (self.mid_power, self.mid_side, self.balance_pole);
+        let (out_l, out_r) = (&mut self.wet_l, &mut self.wet_r);
+        let xs = &mut self.xs;
+        let mut damp = self.damp;
+        // SAFETY: AVX2 is enabled for this function; every load and store is of
+        // `xs[k][base..base + 8]` with k < LINES and base + 8 <= MAX_BLOCK (base is a
+        // multiple of eight below MAX_BLOCK, itself a multiple of eight), or of an
+        // array of sixteen or eight floats, whole or in halves of eight.
+        unsafe {
+            let (g0, g1) = (_mm256_loadu_ps(g.as_ptr()), _mm256_loadu_ps(g.as_ptr().add(8)));
+            let (mut d0, mut d1) = (_mm256_loadu_ps(damp.as_ptr()), _mm256_loadu_ps(damp.as_ptr().add(8)));
+            let (av, half, quarter) = (_mm256_set1_ps(a), _mm256_set1_ps(0.5), _mm256_set1_ps(0.25));
+            for base in (0..n).step_by(8) {
+                let mut v: [__m256; LINES] = std::array::from_fn(|k| _mm256_loadu_ps(xs[k][base..].as_ptr()));
+                // Left and right, summed over the lines in order.
+                let (mut l, mut r) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                for k in 0..LINES {
+                    l = _mm256_add_ps(l, _mm256_mul_ps(_mm256_set1_ps(LEFT[k]), v[k]));
+                    r = _mm256_add_ps(r, _mm256_mul_ps(_mm256_set1_ps(RIGHT[k]), v[k]));
+                }
+                let (mut mid, mut side) = ([0.0f32; 8], [0.0f32; 8]);
+                _mm256_storeu_ps(mid.as_mut_ptr(), _mm256_mul_ps(half, _mm256_add_ps(l, r)));
+                _mm256_storeu_ps(side.as_mut_ptr(), _mm256_mul_ps(half, _mm256_sub_ps(l, r)));
+                // The mixing matrix: the butterflies of `hadamard_rows`, in its order.
+                let mut h = 1;
+                while h < LINES {
+                    for i in (0..LINES).step_by(2 * h) {
+                        for j in i..i + h {
+                            let (u, w) = (v[j], v[j + h]);
+                            v[j] = _mm256_add_ps(u, w);
+                            v[j + h] = _mm256_sub_ps(u, w);
+                        }
+                    }
+                    h *= 2;
+                }
+                for x in v.iter_mut() {
+                    *x = _mm256_mul_ps(*x, quarter);
+                }
+                let (mut c0, mut c1) = (transpose(&v[..8]), transpose(&v[8..]));
+                for j in 0..(n - base).min(8) {
+                    d0 = _mm256_add_ps(d0, _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(c0[j], g0), d0), av));
+                    d1 = _mm256_add_ps(d1, _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(c1[j], g1), d1), av));
+                    c0[j] = d0;
+                    c1[j] = d1;
+                    // Keep the side orthogonal to the mid: equal energy left and right.
+                    let (mid, side) = (mid[j], side[j]);
+                    mp += (mid * mid - mp) * pole;
+                    ms += (mid * side - ms) * pole;
+                    let side = side - mid * (ms / (mp + 1e-12)).clamp(-4.0, 4.0);
+                    out_l[base + j] = (mid + side) * WET_GAIN;
+                    out_r[base + j] = (mid - side) * WET_GAIN;
+                }
+                let (c0, c1) = (transpose(&c0), transpose(&c1));
+                for k in 0..8 {
+                    _mm256_storeu_ps(xs[k][base..].as_mut_ptr(), c0[k]);
+                    _mm256_storeu_ps(xs[8 + k][base..].as_mut_ptr(), c1[k]);
+                }
+            }
+            _mm256_storeu_ps(damp.as_mut_ptr(), d0);
+            _mm256_storeu_ps(damp.as_mut_ptr().add(8), d1);
+        }
+        self.next_damp = damp;
+        self.next_mid_power = mp;
+        self.next_mid_side = ms;
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -297,6 +416,50 @@ impl Reverb {
 
     #[inline(always)]
     fn prepare_body(&mut self, n: usize) {
+        self.read_lines(n);
+        // Left and right: two orthogonal sign patterns over the lines.
+        let (mut l, mut r) = ([0.0f32; MAX_BLOCK], [0.0f32; MAX_BLOCK]);
+        for (k, row) in self.xs.iter().enumerate() {
+            for t in 0..MAX_BLOCK {
+                l[t] += LEFT[k] * row[t];
+                r[t] += RIGHT[k] * row[t];
+            }
+        }
+        // Keep the side orthogonal to the mid: equal energy left and right.
+        let (mut mp, mut ms, pole) = (self.mid_power, self.mid_side, self.balance_pole);
+        let (out_l, out_r) = (&mut self.wet_l, &mut self.wet_r);
+        for t in 0..n {
+            let (mid, side) = (0.5 * (l[t] + r[t]), 0.5 * (l[t] - r[t]));
+            mp += (mid * mid - mp) * pole;
+            ms += (mid * side - ms) * pole;
+            let side = side - mid * (ms / (mp + 1e-12)).clamp(-4.0, 4.0);
+            out_l[t] = (mid + side) * WET_GAIN;
+            out_r[t] = (mid - side) * WET_GAIN;
+        }
+        self.next_mid_power = mp;
+        self.next_mid_side = ms;
+        let xs = &mut self.xs;
+        // The mixing matrix, one butterfly stage at a time over whole rows.
+        hadamard_rows(xs);
+        // Damping and the feedback gains (sixteen independent recursions side by
+        // side), in place.
+        let g = self.gains;
+        let a = 1.0 - self.damping;
+        let mut damp = self.damp;
+        #[allow(clippy::needless_range_loop)] // a column at a time, across the rows
+        for t in 0..n {
+            for k in 0..LINES {
+                damp[k] += (xs[k][t] * g[k] - damp[k]) * a;
+                xs[k][t] = damp[k];
+            }
+        }
+        self.next_damp = damp;
+    }
+
+    /// The lines' reads for a block of `n` frames into `xs` (line-major), and the
+    /// next modulation phases.
+    #[inline(always)]
+    fn read_lines(&mut self, n: usize) {
         let mask = self.size - 1;
         let size = self.size;
         let w0 = self.write;
@@ -330,6 +493,18 @@ impl Reverb {
                 for t in 0..n {
                     row[t] = now[t] + (older[t] - now[t]) * frac[t];
                 }
+            } else if hi == lo + 1 && start >= 2 && start + n <= size {
+                // The tap crosses to the next whole delay within the block (a block in
+                // five or so): the frames on either side read two runs one sample
+                // apart, so three contiguous runs and a choice per frame.
+                let (now, older, oldest) =
+                    (&line[start..start + n], &line[start - 1..start - 1 + n], &line[start - 2..start - 2 + n]);
+                for t in 0..n {
+                    let near = whole[t] == lo;
+                    let y0 = if near { now[t] } else { older[t] };
+                    let y1 = if near { older[t] } else { oldest[t] };
+                    row[t] = y0 + (y1 - y0) * frac[t];
+                }
             } else {
                 for t in 0..n {
                     let r0 = (w0 as i32).wrapping_add(t as i32).wrapping_sub(whole[t]) as usize & mask;
@@ -339,42 +514,6 @@ impl Reverb {
                 }
             }
         }
-        // Left and right: two orthogonal sign patterns over the lines.
-        let (mut l, mut r) = ([0.0f32; MAX_BLOCK], [0.0f32; MAX_BLOCK]);
-        for (k, row) in xs.iter().enumerate() {
-            for t in 0..MAX_BLOCK {
-                l[t] += LEFT[k] * row[t];
-                r[t] += RIGHT[k] * row[t];
-            }
-        }
-        // Keep the side orthogonal to the mid: equal energy left and right.
-        let (mut mp, mut ms, pole) = (self.mid_power, self.mid_side, self.balance_pole);
-        let (out_l, out_r) = (&mut self.wet_l, &mut self.wet_r);
-        for t in 0..n {
-            let (mid, side) = (0.5 * (l[t] + r[t]), 0.5 * (l[t] - r[t]));
-            mp += (mid * mid - mp) * pole;
-            ms += (mid * side - ms) * pole;
-            let side = side - mid * (ms / (mp + 1e-12)).clamp(-4.0, 4.0);
-            out_l[t] = (mid + side) * WET_GAIN;
-            out_r[t] = (mid - side) * WET_GAIN;
-        }
-        self.next_mid_power = mp;
-        self.next_mid_side = ms;
-        // The mixing matrix, one butterfly stage at a time over whole rows.
-        hadamard_rows(xs);
-        // Damping and the feedback gains (sixteen independent recursions side by
-        // side), in place.
-        let g = self.gains;
-        let a = 1.0 - self.damping;
-        let mut damp = self.damp;
-        #[allow(clippy::needless_range_loop)] // a column at a time, across the rows
-        for t in 0..n {
-            for k in 0..LINES {
-                damp[k] += (xs[k][t] * g[k] - damp[k]) * a;
-                xs[k][t] = damp[k];
-            }
-        }
-        self.next_damp = damp;
     }
 
     #[inline(always)]
