@@ -355,9 +355,24 @@ fn table_build() {
         })
         .collect();
     let total: f64 = each.iter().map(|e| e.0).sum();
+    // The two threads' shares under each way of splitting the work, from the times above
+    // (one thread each, no contention): halves by count, and a shared counter handing out
+    // the sounds in `render_order` to whichever thread is free.
+    let cost = |i: usize| each[i].0;
+    let half = sounds.len() / 2;
+    let by_count = [(0..half).map(cost).sum::<f64>(), (half..sounds.len()).map(cost).sum::<f64>()];
+    let mut shared = [0.0f64; 2];
+    for i in jamrig::tables::drums::render_order() {
+        let t = if shared[0] <= shared[1] { 0 } else { 1 };
+        shared[t] += cost(i);
+    }
+    println!(
+        "    two threads' shares: halves by count {:.1} and {:.1} ms; shared counter, costliest first {:.1} and {:.1} ms",
+        by_count[0], by_count[1], shared[0], shared[1]
+    );
     each.sort_by(|a, b| b.0.total_cmp(&a.0));
     println!("    the kit's sounds one after another (best of 5 each): {total:.1} ms in all; the slowest:");
-    for (ms, name) in each.iter().take(10) {
+    for (ms, name) in each.iter().take(20) {
         println!("      {name}: {ms:.2} ms");
     }
 }

@@ -196,6 +196,30 @@ pub fn note_table() -> [Option<u16>; 128] {
     table
 }
 
+/// The costliest sounds to render, costliest first (measured at 48 kHz by
+/// `cargo bench --bench engine -- tables`): the kit renders them first, so that the
+/// threads sharing the work finish close together.
+pub(crate) const COSTLIEST: &[&str] = &[
+    "ocean_drum",
+    "dhol_both",
+    "wind_chimes",
+    "tabla_dha",
+    "crash",
+    "dhol_dagga",
+    "mid_tom",
+    "low_tom",
+    "high_tom",
+    "tabla_ge_bend",
+    "tabla_ge",
+];
+
+/// Every sound index once: the costliest sounds first, then the rest in reference order.
+pub fn render_order() -> Vec<usize> {
+    let first: Vec<usize> = COSTLIEST.iter().filter_map(|name| drum_index(name)).collect();
+    let rest = (0..DRUM_SOUNDS.len()).filter(|i| !first.contains(i));
+    first.iter().copied().chain(rest).collect()
+}
+
 /// Renders one hit of sound `index` at `sample_rate`, mono f32, deterministic for (index, sample_rate, seed).
 ///
 /// Control thread only (allocates). An index out of range gives an empty buffer; a sample rate
