@@ -476,8 +476,8 @@ impl NoiseGen {
         NoiseGen { kind, limiter: Some(limiter), gain: (1.0 / energy.sqrt()) as f32 }
     }
 
-    /// Fills `out` with the next `out.len()` values, the same as that many calls of `next`
-    /// (each step a loop of its own, so the draws and the limiter run without a branch).
+    /// Fills `out` with the next `out.len()` values, each step a loop of
+    /// its own, so the draws and the limiter run without a branch per sample.
     fn fill(&mut self, out: &mut [f32], rng: &mut Pcg32) {
         match self.kind {
             NoiseKind::White => out.iter_mut().for_each(|w| *w = white(rng)),
@@ -491,22 +491,6 @@ impl NoiseGen {
         }
         let gain = self.gain;
         out.iter_mut().for_each(|w| *w *= gain);
-    }
-
-    #[inline]
-    fn next(&mut self, rng: &mut Pcg32) -> f32 {
-        let w = match self.kind {
-            NoiseKind::White => white(rng),
-            NoiseKind::Gauss => {
-                let g: f64 = StandardNormal.sample(rng);
-                g as f32
-            }
-        };
-        let w = match &mut self.limiter {
-            Some(f) => f.tick(w),
-            None => w,
-        };
-        w * self.gain
     }
 }
 
@@ -981,9 +965,8 @@ fn peak_of(x: &[f32]) -> f32 {
 /// if given, else down to `MAX_PEAK` when louder). Non-finite samples become silence.
 fn finish(mut out: Vec<f32>, sr: f64, normalise: Option<f32>) -> Vec<f32> {
     for x in out.iter_mut() {
-        if !x.is_finite() {
-            *x = 0.0;
-        }
+        // A select rather than a branch, so that the loop vectorises.
+        *x = if x.is_finite() { *x } else { 0.0 };
     }
     let peak = peak_of(&out);
     if peak == 0.0 {
@@ -1475,6 +1458,7 @@ fn rainstick(sr: f64, rng: &mut Pcg32, p: &RainstickParams) -> Vec<f32> {
             ((x * n as f64) as usize).min(n.saturating_sub(1))
         })
         .collect();
+    let mut draws = Vec::new();
     for pos in positions {
         let len_ref = (p.pebble_len.0 + unit(rng) * (p.pebble_len.1 - p.pebble_len.0)).floor();
         let len = samples(ref_samples(len_ref), sr).max(2);
@@ -1482,13 +1466,13 @@ fn rainstick(sr: f64, rng: &mut Pcg32, p: &RainstickParams) -> Vec<f32> {
         let decay = (-p.pebble_decay / (len - 1) as f64).exp() as f32;
         let amp = (p.pebble_amp.0 + unit(rng) * (p.pebble_amp.1 - p.pebble_amp.0)) as f32;
         let mut env = amp;
-        for x in buf[pos..end].iter_mut() {
-            *x += noise.next(rng) * env;
+        // The whole pebble's noise is drawn even where it runs past the end, so that the
+        // stream stays aligned.
+        draws.resize(len, 0.0);
+        noise.fill(&mut draws, rng);
+        for (x, w) in buf[pos..end].iter_mut().zip(&draws) {
+            *x += w * env;
             env *= decay;
-        }
-        // Keep the stream aligned whether or not the pebble ran past the end.
-        for _ in end..pos + len {
-            noise.next(rng);
         }
     }
     let body = Voice::new(sr, Shape::Linear).sine(p.body_amp, p.body_hz, p.body_k);
@@ -1523,11 +1507,14 @@ fn ocean_drum(sr: f64, rng: &mut Pcg32) -> Vec<f32> {
     let (c, mut y0, mut y1) = (2.0 * w.cos(), 0.0f64, w.sin());
     let mut out = Vec::with_capacity(n);
     let mut i = 0;
+    let mut draws = [0.0f32; STEP];
     while i < n {
         let (s0, s1) = (swell_at(i), swell_at(i + STEP));
-        for j in 0..STEP.min(n - i) {
+        let step = STEP.min(n - i);
+        noise.fill(&mut draws[..step], rng);
+        for (j, &w) in draws[..step].iter().enumerate() {
             let swell = s0 + (s1 - s0) * j as f64 / STEP as f64;
-            let band = filter.tick(noise.next(rng)) as f64;
+            let band = filter.tick(w) as f64;
             out.push((swell * (0.5 * band + 0.08 * y0)) as f32);
             let next = c * y1 - y0;
             y0 = y1;
