@@ -1,7 +1,8 @@
 //! Engine benchmarks: prints the figures BENCHMARKS.md records. Run with
 //! `cargo bench --bench engine` (add `-- NAME` to run one: throughput, voices,
 //! startup, memory, reload, save, synths, wavescan, reverb, mini, tail, limits,
-//! crossover).
+//! crossover; `tables` runs only when named; `tables-once` builds the tables once, for
+//! callgrind).
 //!
 //! Every figure is measured on one core, offline (the renderer's thread plays the
 //! audio thread's part), at 48 kHz with 128-frame blocks unless it says otherwise;
@@ -307,6 +308,74 @@ fn startup() {
         times[2].as_secs_f64() * 1e3,
         times[4].as_secs_f64() * 1e3
     );
+}
+
+/// The prebuilt tables at 48 kHz (band-limited wavetables and the drum kit), built from
+/// scratch several times: best and median wall time of `Tables::new`, then the drum kit
+/// alone, then each sound's own render time (one thread), longest first.
+fn table_build() {
+    const RUNS: usize = 15;
+    let time = |f: &dyn Fn()| -> (f64, f64) {
+        let mut ms: Vec<f64> = (0..RUNS)
+            .map(|_| {
+                let t0 = Instant::now();
+                f();
+                t0.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        (ms[0], ms[RUNS / 2])
+    };
+    let (best, median) = time(&|| {
+        std::hint::black_box(Tables::new(SR as f32));
+    });
+    println!("    Tables::new(48000): best {best:.1} ms, median {median:.1} ms ({RUNS} runs)");
+    let (best, median) = time(&|| {
+        std::hint::black_box(jamrig::tables::DrumKit::new(SR as f64));
+    });
+    println!("    DrumKit::new(48000): best {best:.1} ms, median {median:.1} ms ({RUNS} runs)");
+    let kit = jamrig::tables::DrumKit::new(SR as f64);
+    let kit_samples: usize = kit.sounds.iter().map(|s| s.len()).sum();
+    println!("    the kit holds {kit_samples} samples ({:.1} MB)", kit_samples as f64 * 4.0 / 1e6);
+    let (best, median) = time(&|| {
+        std::hint::black_box(jamrig::tables::wavetable::Wavetables::new());
+    });
+    println!("    Wavetables::new(): best {best:.1} ms, median {median:.1} ms ({RUNS} runs)");
+    let sounds = jamrig::tables::drums::DRUM_SOUNDS;
+    let mut each: Vec<(f64, &str)> = (0..sounds.len())
+        .map(|i| {
+            let mut ms: Vec<f64> = (0..5)
+                .map(|_| {
+                    let t0 = Instant::now();
+                    std::hint::black_box(jamrig::tables::drums::render_drum(i, SR as f64, 0));
+                    t0.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            ms.sort_by(f64::total_cmp);
+            (ms[0], sounds[i].name)
+        })
+        .collect();
+    let total: f64 = each.iter().map(|e| e.0).sum();
+    // The two threads' shares under each way of splitting the work, from the times above
+    // (one thread each, no contention): halves by count, and a shared counter handing out
+    // the sounds in `render_order` to whichever thread is free.
+    let cost = |i: usize| each[i].0;
+    let half = sounds.len() / 2;
+    let by_count = [(0..half).map(cost).sum::<f64>(), (half..sounds.len()).map(cost).sum::<f64>()];
+    let mut shared = [0.0f64; 2];
+    for i in jamrig::tables::drums::render_order() {
+        let t = if shared[0] <= shared[1] { 0 } else { 1 };
+        shared[t] += cost(i);
+    }
+    println!(
+        "    two threads' shares: halves by count {:.1} and {:.1} ms; shared counter, costliest first {:.1} and {:.1} ms",
+        by_count[0], by_count[1], shared[0], shared[1]
+    );
+    each.sort_by(|a, b| b.0.total_cmp(&a.0));
+    println!("    the kit's sounds one after another (best of 5 each): {total:.1} ms in all; the slowest:");
+    for (ms, name) in each.iter().take(20) {
+        println!("      {name}: {ms:.2} ms");
+    }
 }
 
 fn peak_rss_kb() -> u64 {
@@ -846,6 +915,11 @@ fn main() {
         std::hint::black_box(&buf);
         return;
     }
+    if which.iter().any(|w| w == "tables-once") {
+        // One build of the tables and nothing else, for instruction counts under callgrind.
+        std::hint::black_box(Tables::new(SR as f32));
+        return;
+    }
     if which.iter().any(|w| w == "fixed") {
         fixed_work(&Arc::new(Tables::new(SR as f32)));
         return;
@@ -872,6 +946,9 @@ fn main() {
     }
     if run("startup") {
         startup();
+    }
+    if which.iter().any(|w| w == "tables") {
+        table_build();
     }
     if run("reload") {
         reload();

@@ -5,7 +5,13 @@ pub mod bank;
 pub mod drums;
 pub mod wavetable;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use wavetable::Wavetables;
+
+/// Threads that render the drum kit (the calling thread and one more: the live host
+/// evaluates the set on the other core meanwhile).
+pub const KIT_THREADS: usize = 2;
 
 /// The synthesized drum kit at one sample rate.
 pub struct DrumKit {
@@ -17,19 +23,40 @@ pub struct DrumKit {
 
 impl DrumKit {
     /// Renders every sound of the kit (control thread; a few tens of ms), using
-    /// both cores.
+    /// both cores: two threads take the next sound from a shared counter, the
+    /// costliest first ([`drums::render_order`]), so neither waits long for the
+    /// other. Every sound depends only on its index, so the kit is the same
+    /// whichever thread renders what.
     pub fn new(sample_rate: f64) -> Self {
+        Self::with_threads(sample_rate, KIT_THREADS)
+    }
+
+    /// The kit rendered by `threads` threads (at least one; the calling thread is one of them).
+    pub fn with_threads(sample_rate: f64, threads: usize) -> Self {
         let n = drums::DRUM_SOUNDS.len();
-        let half = n / 2;
-        let render = |range: std::ops::Range<usize>| -> Vec<Box<[f32]>> {
-            range.map(|i| drums::render_drum(i, sample_rate, 0).into_boxed_slice()).collect()
+        let order = drums::render_order();
+        let next = AtomicUsize::new(0);
+        let work = || -> Vec<(usize, Box<[f32]>)> {
+            let mut done = Vec::with_capacity(n);
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&i) = order.get(k) else { break };
+                done.push((i, drums::render_drum(i, sample_rate, 0).into_boxed_slice()));
+            }
+            done
         };
-        let sounds = std::thread::scope(|s| {
-            let second = s.spawn(|| render(half..n));
-            let mut first = render(0..half);
-            first.extend(second.join().expect("drum rendering panicked"));
-            first
+        let mut slots: Vec<Option<Box<[f32]>>> = (0..n).map(|_| None).collect();
+        std::thread::scope(|s| {
+            let helpers: Vec<_> = (1..threads.max(1)).map(|_| s.spawn(work)).collect();
+            let mut all = work();
+            for h in helpers {
+                all.extend(h.join().expect("drum rendering panicked"));
+            }
+            for (i, hit) in all {
+                slots[i] = Some(hit);
+            }
         });
+        let sounds = slots.into_iter().map(|s| s.expect("every sound is in the render order")).collect();
         DrumKit { sounds, notes: drums::note_table() }
     }
 
@@ -57,5 +84,34 @@ impl Tables {
     pub fn with_kit(sample_rate: f32, kit: bool) -> Self {
         let drums = if kit { DrumKit::new(sample_rate as f64) } else { DrumKit::empty() };
         Tables { sample_rate, waves: Wavetables::new(), drums }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kit_is_the_same_whatever_the_split() {
+        for sr in [44_100.0, 48_000.0] {
+            let one = DrumKit::with_threads(sr, 1);
+            assert_eq!(one.sounds.len(), drums::DRUM_SOUNDS.len());
+            for (i, hit) in one.sounds.iter().enumerate() {
+                assert_eq!(**hit, *drums::render_drum(i, sr, 0), "{} at {sr} Hz", drums::DRUM_SOUNDS[i].name);
+            }
+            for threads in [2, 3] {
+                let many = DrumKit::with_threads(sr, threads);
+                assert!(one.sounds == many.sounds, "{threads} threads at {sr} Hz differ from one");
+            }
+        }
+    }
+
+    #[test]
+    fn render_order_holds_every_sound_once() {
+        let mut order = drums::render_order();
+        assert_eq!(order.len(), drums::DRUM_SOUNDS.len());
+        assert_eq!(order[0], drums::drum_index(drums::COSTLIEST[0]).unwrap());
+        order.sort_unstable();
+        assert!(order.iter().copied().eq(0..drums::DRUM_SOUNDS.len()));
     }
 }
