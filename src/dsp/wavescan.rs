@@ -329,6 +329,7 @@ fn partials_avx2<const N: usize, const ALONE: bool>(
     let mut gbuf = [[0.0f32; GAIN_CHUNK]; N];
     for chunk in out.chunks_mut(GAIN_CHUNK) {
         let len = chunk.len();
+        #[allow(clippy::needless_range_loop)] // the partials' ramps side by side, sample by sample
         for t in 0..len {
             for j in 0..N {
                 gbuf[j][t] = g[j];
