@@ -1,5 +1,6 @@
 //! Vector kernels that read band-limited wavetables for many oscillators at once (the
-//! supersaw's saws, the sub-oscillator); run by the voices on the audio thread.
+//! supersaw's saws, the sub-oscillator, the keys' partials); run by the voices on the
+//! audio thread.
 //!
 //! Each kernel computes, sample by sample and oscillator by oscillator, the same
 //! operations in the same order as [`crate::tables::wavetable::read`] in a plain loop:
@@ -218,6 +219,173 @@ fn mix_oscillator_body(table: &Table, phase: &mut u32, inc: u32, keep: f32, add:
     *phase = p;
 }
 
+/// Partials summed before they are added to the output, in [`add_partials`].
+pub const PARTIAL_GROUP: usize = 4;
+/// Samples whose gains [`add_partials`] steps ahead at a time (a multiple of the
+/// AVX2 kernels' vector length).
+const GAIN_CHUNK: usize = 64;
+
+/// Adds partials read from `table` into `out`: partial `j` starts at phase
+/// `phases[j]` and steps `incs[j]` per sample; its gain starts at `gains[j]` and grows
+/// by `steps[j]` after each sample (`g += dg`, as a ramp in a plain loop). The
+/// partials go in groups of [`PARTIAL_GROUP`]: per sample a group's readings times
+/// their gains are summed in order from zero and the sum added to `out[t]`; the
+/// partials left over after the last whole group are added so one by one. Leaves
+/// each phase where its partial stopped.
+#[inline]
+pub fn add_partials(table: &Table, phases: &mut [u32], incs: &[u32], gains: &[f32], steps: &[f32], out: &mut [f32]) {
+    let m = phases.len().min(incs.len()).min(gains.len()).min(steps.len());
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor has AVX2 (checked just above).
+        unsafe { add_partials_avx2(table, &mut phases[..m], &incs[..m], &gains[..m], &steps[..m], out) };
+        return;
+    }
+    let mut at = 0;
+    while at < m {
+        let n = if m - at >= PARTIAL_GROUP { PARTIAL_GROUP } else { 1 };
+        let r = at..at + n;
+        add_partials_body(table, &mut phases[r.clone()], &incs[r.clone()], &gains[r.clone()], &steps[r], out);
+        at += n;
+    }
+}
+
+/// The plain loop: one group (or one partial alone) over the block.
+#[inline(always)]
+fn add_partials_body(table: &Table, phases: &mut [u32], incs: &[u32], gains: &[f32], steps: &[f32], out: &mut [f32]) {
+    let n = phases.len();
+    let mut p = [0u32; PARTIAL_GROUP];
+    let mut g = [0.0f32; PARTIAL_GROUP];
+    p[..n].copy_from_slice(phases);
+    g[..n].copy_from_slice(gains);
+    for x in out.iter_mut() {
+        let mut sum = 0.0;
+        for j in 0..n {
+            sum += crate::tables::wavetable::read(table, p[j]) * g[j];
+            g[j] += steps[j];
+            p[j] = p[j].wrapping_add(incs[j]);
+        }
+        *x += sum;
+    }
+    phases.copy_from_slice(&p[..n]);
+}
+
+/// The AVX2 build: each whole group, then the partials left over (side by side in
+/// one pass, each still added alone), with [`partials_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn add_partials_avx2(table: &Table, phases: &mut [u32], incs: &[u32], gains: &[f32], steps: &[f32], out: &mut [f32]) {
+    let m = phases.len();
+    let whole = m - m % PARTIAL_GROUP;
+    for at in (0..whole).step_by(PARTIAL_GROUP) {
+        let r = at..at + PARTIAL_GROUP;
+        partials_avx2::<PARTIAL_GROUP, false>(
+            table,
+            &mut phases[r.clone()],
+            &incs[r.clone()],
+            &gains[r.clone()],
+            &steps[r],
+            out,
+        );
+    }
+    let r = whole..m;
+    let (ph, inc, g, dg) = (&mut phases[r.clone()], &incs[r.clone()], &gains[r.clone()], &steps[r]);
+    match m - whole {
+        1 => partials_avx2::<1, true>(table, ph, inc, g, dg, out),
+        2 => partials_avx2::<2, true>(table, ph, inc, g, dg, out),
+        3 => partials_avx2::<3, true>(table, ph, inc, g, dg, out),
+        _ => {}
+    }
+}
+
+/// `N` partials over the block, eight samples per vector (the points as in
+/// [`scan`]). Each partial's gains for up to [`GAIN_CHUNK`] samples are stepped
+/// first with the plain loop's scalar adds (the same values), then used in the vector
+/// pass. `ALONE`: each partial's product is added to the output by itself (through a
+/// sum from zero, as a group of one); otherwise the group's products are summed
+/// first. The plain loop's multiplies and adds in the same order, no fused
+/// multiply-add: the result is the same bit for bit.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn partials_avx2<const N: usize, const ALONE: bool>(
+    table: &Table,
+    phases: &mut [u32],
+    incs: &[u32],
+    gains: &[f32],
+    steps: &[f32],
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let mask = _mm256_set1_epi32(FRAC_MASK as i32);
+    let scale = _mm256_set1_ps(FRAC_SCALE);
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let at = table.as_ptr();
+    let inc: [u32; N] = std::array::from_fn(|j| incs[j]);
+    let dg: [f32; N] = std::array::from_fn(|j| steps[j]);
+    let mut p: [u32; N] = std::array::from_fn(|j| phases[j]);
+    let mut g: [f32; N] = std::array::from_fn(|j| gains[j]);
+    let step_v: [__m256i; N] = std::array::from_fn(|j| _mm256_set1_epi32(inc[j].wrapping_mul(LANES as u32) as i32));
+    let mut gbuf = [[0.0f32; GAIN_CHUNK]; N];
+    for chunk in out.chunks_mut(GAIN_CHUNK) {
+        let len = chunk.len();
+        #[allow(clippy::needless_range_loop)] // the partials' ramps side by side, sample by sample
+        for t in 0..len {
+            for j in 0..N {
+                gbuf[j][t] = g[j];
+                g[j] += dg[j];
+            }
+        }
+        let mut pv: [__m256i; N] = std::array::from_fn(|j| {
+            _mm256_add_epi32(
+                _mm256_set1_epi32(p[j] as i32),
+                _mm256_mullo_epi32(lanes, _mm256_set1_epi32(inc[j] as i32)),
+            )
+        });
+        let whole = len - len % LANES;
+        for (c, o) in chunk[..whole].chunks_exact_mut(LANES).enumerate() {
+            // SAFETY: AVX2 is enabled here and `at` is a table; `o` and each gain
+            // slice hold LANES floats from `c * LANES`.
+            unsafe {
+                let mut x = _mm256_loadu_ps(o.as_ptr());
+                let mut sum = _mm256_setzero_ps();
+                for j in 0..N {
+                    let (a, b) = points(at, p[j], inc[j]);
+                    let frac = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(pv[j], mask)), scale);
+                    let read = _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), frac));
+                    let gv = _mm256_loadu_ps(gbuf[j].as_ptr().add(c * LANES));
+                    sum = _mm256_add_ps(sum, _mm256_mul_ps(read, gv));
+                    if ALONE {
+                        x = _mm256_add_ps(x, sum);
+                        sum = _mm256_setzero_ps();
+                    }
+                    pv[j] = _mm256_add_epi32(pv[j], step_v[j]);
+                    p[j] = p[j].wrapping_add(inc[j].wrapping_mul(LANES as u32));
+                }
+                if !ALONE {
+                    x = _mm256_add_ps(x, sum);
+                }
+                _mm256_storeu_ps(o.as_mut_ptr(), x);
+            }
+        }
+        for (t, x) in chunk.iter_mut().enumerate().skip(whole) {
+            let mut sum = 0.0;
+            for j in 0..N {
+                sum += crate::tables::wavetable::read(table, p[j]) * gbuf[j][t];
+                p[j] = p[j].wrapping_add(inc[j]);
+                if ALONE {
+                    *x += sum;
+                    sum = 0.0;
+                }
+            }
+            if !ALONE {
+                *x += sum;
+            }
+        }
+    }
+    phases.copy_from_slice(&p);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +436,77 @@ mod tests {
             mix_oscillator_body(sine, &mut q, incs[0], 0.94, 0.06, &mut plain);
             assert_eq!(q, p);
             assert!(plain.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
+
+    /// The partial groups' sum written out: per sample, each group of four summed
+    /// from zero and added, then each partial left over added alone.
+    fn partials_plainly(
+        table: &Table,
+        phases: &mut [u32],
+        incs: &[u32],
+        gains: &[f32],
+        steps: &[f32],
+        out: &mut [f32],
+    ) {
+        let m = phases.len();
+        let mut g = gains.to_vec();
+        for x in out.iter_mut() {
+            let mut j = 0;
+            while j < m {
+                let n = if m - j >= PARTIAL_GROUP { PARTIAL_GROUP } else { 1 };
+                let mut sum = 0.0;
+                for k in j..j + n {
+                    sum += read(table, phases[k]) * g[k];
+                    g[k] += steps[k];
+                    phases[k] = phases[k].wrapping_add(incs[k]);
+                }
+                *x += sum;
+                j += n;
+            }
+        }
+    }
+
+    #[test]
+    fn partials_equal_the_plain_loop_bit_for_bit() {
+        let w = Wavetables::new();
+        let sine = w.sine();
+        for m in [1usize, 2, 3, 4, 5, 6, 7, 8, 11, 32] {
+            for n in [1usize, 5, 8, 37, 64, 65, 200] {
+                let incs: Vec<u32> = (0..m).map(|k| phase_inc(261.63 * (k + 1) as f64 * 1.001, 48000.0)).collect();
+                let start: Vec<u32> = (0..m as u32).map(|k| k.wrapping_mul(0x9E37_79B9)).collect();
+                // Gains ramping up and down, some through zero.
+                let gains: Vec<f32> = (0..m).map(|k| 0.9 / (k + 1) as f32 - 0.05).collect();
+                let steps: Vec<f32> = (0..m).map(|k| (0.3 - 0.11 * k as f32) / n as f32).collect();
+                let seed: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 0.5).collect();
+                let (mut want, mut want_ph) = (seed.clone(), start.clone());
+                partials_plainly(sine, &mut want_ph, &incs, &gains, &steps, &mut want);
+                let (mut got, mut got_ph) = (seed.clone(), start.clone());
+                add_partials(sine, &mut got_ph, &incs, &gains, &steps, &mut got);
+                assert_eq!(got_ph, want_ph, "{m} partials, {n} samples");
+                assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{m} partials, {n} samples");
+                // The plain build, group by group.
+                let (mut plain, mut plain_ph) = (seed.clone(), start.clone());
+                let mut at = 0;
+                while at < m {
+                    let k = if m - at >= PARTIAL_GROUP { PARTIAL_GROUP } else { 1 };
+                    let r = at..at + k;
+                    add_partials_body(
+                        sine,
+                        &mut plain_ph[r.clone()],
+                        &incs[r.clone()],
+                        &gains[r.clone()],
+                        &steps[r],
+                        &mut plain,
+                    );
+                    at += k;
+                }
+                assert_eq!(plain_ph, want_ph);
+                assert!(
+                    plain.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "plain: {m} partials, {n} samples"
+                );
+            }
         }
     }
 }

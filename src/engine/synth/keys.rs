@@ -39,6 +39,7 @@
 use super::{OscState, Synth, SynthCtx};
 use crate::dsp::biquad::BiquadCoefs;
 use crate::dsp::math::fast_tanh;
+use crate::dsp::wavescan::add_partials;
 use crate::tables::wavetable::{Table, phase_inc, read};
 use std::f64::consts::PI;
 
@@ -322,10 +323,6 @@ fn piano_damper_rate(f: f64, ratio: f64) -> f32 {
     ((6.907_755 / t60 * ratio.powf(0.6)) as f32).min(PIANO_DAMPER_MAX_RATE)
 }
 
-/// Partials summed in one pass over the block (one load and store of each output
-/// sample per batch rather than per partial).
-const PIANO_BATCH: usize = 4;
-
 /// The partials of one block: phase slot, phase, increment, gain and its step per
 /// sample.
 #[derive(Default)]
@@ -351,40 +348,16 @@ impl Bank {
     }
 
     /// Adds every partial to `out` (the same sum as [`add_sine`] one by one, in
-    /// batches) and stores their phases after the block in `phases`.
+    /// groups of `wavescan::PARTIAL_GROUP`, through the kernel of `dsp::wavescan`) and stores
+    /// their phases after the block in `phases`.
     fn render(mut self, sine: &Table, phases: &mut [u32], out: &mut [f32]) {
-        let mut i = 0;
-        while i + PIANO_BATCH <= self.len {
-            self.batch::<PIANO_BATCH>(i, sine, out);
-            i += PIANO_BATCH;
-        }
-        while i < self.len {
-            self.batch::<1>(i, sine, out);
-            i += 1;
-        }
-        for j in 0..self.len {
+        let n = self.len;
+        add_partials(sine, &mut self.phase[..n], &self.inc[..n], &self.gain[..n], &self.step[..n], out);
+        for j in 0..n {
             if let Some(p) = phases.get_mut(self.slot[j]) {
                 *p = self.phase[j];
             }
         }
-    }
-
-    #[inline]
-    fn batch<const N: usize>(&mut self, at: usize, sine: &Table, out: &mut [f32]) {
-        let mut p: [u32; N] = std::array::from_fn(|j| self.phase[at + j]);
-        let mut g: [f32; N] = std::array::from_fn(|j| self.gain[at + j]);
-        let inc: [u32; N] = std::array::from_fn(|j| self.inc[at + j]);
-        let dg: [f32; N] = std::array::from_fn(|j| self.step[at + j]);
-        for x in out.iter_mut() {
-            let mut sum = 0.0;
-            for j in 0..N {
-                sum += read(sine, p[j]) * g[j];
-                g[j] += dg[j];
-                p[j] = p[j].wrapping_add(inc[j]);
-            }
-            *x += sum;
-        }
-        self.phase[at..at + N].copy_from_slice(&p);
     }
 }
 
@@ -462,7 +435,7 @@ impl Synth for Piano {
         let (b0, b1) = (c0 as f64 / CYCLE * eps, c1 as f64 / CYCLE * eps);
         let glob = span.at(|t| onset(t) * (1.0 + 0.8 * (-8.0 * t).exp()) * (-PIANO_Q * t * t).exp());
         let dt = span.t1 - span.t0;
-        // The sounding partials of this block, rendered PIANO_BATCH at a time.
+        // The sounding partials of this block, rendered in groups of four.
         let mut bank = Bank::default();
         for k in 0..st.n[2].min(PIANO_PARTIALS) {
             let d0 = st.z[k];
