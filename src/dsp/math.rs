@@ -28,7 +28,7 @@ pub const DC_BLOCK_HZ: f32 = 5.0;
 /// was silent stays silent (no endless filter tail after a sound ends).
 const DC_BLOCK_FLUSH: f32 = 1e-4;
 
-/// The pole of [`dc_block`] at `sample_rate` (one library call: worth keeping per voice).
+/// The pole of [`dc_block`] at `sample_rate`.
 #[inline]
 pub fn dc_block_pole(sample_rate: f32) -> f32 {
     (-std::f32::consts::TAU * DC_BLOCK_HZ / sample_rate.max(1.0)).exp()

@@ -151,6 +151,17 @@ pub struct Reverb {
     next_mid_side: f32,
 }
 
+/// One frame of the wet output from its `mid` and `side`: the side kept orthogonal to
+/// the mid (equal energy left and right) by the running mid power `mp` and mid-side
+/// correlation `ms`, smoothed by `pole`. Returns left and right.
+#[inline(always)]
+fn balance(mid: f32, side: f32, mp: &mut f32, ms: &mut f32, pole: f32) -> (f32, f32) {
+    *mp += (mid * mid - *mp) * pole;
+    *ms += (mid * side - *ms) * pole;
+    let side = side - mid * (*ms / (*mp + 1e-12)).clamp(-4.0, 4.0);
+    ((mid + side) * WET_GAIN, (mid - side) * WET_GAIN)
+}
+
 impl Reverb {
     pub fn new(sample_rate: f32) -> Self {
         let lens = LINE_MS.map(|ms| prime_at_least((ms * 0.001 * sample_rate).round() as usize) as f32);
@@ -376,13 +387,7 @@ impl Reverb {
                     d1 = _mm256_add_ps(d1, _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(c1[j], g1), d1), av));
                     c0[j] = d0;
                     c1[j] = d1;
-                    // Keep the side orthogonal to the mid: equal energy left and right.
-                    let (mid, side) = (mid[j], side[j]);
-                    mp += (mid * mid - mp) * pole;
-                    ms += (mid * side - ms) * pole;
-                    let side = side - mid * (ms / (mp + 1e-12)).clamp(-4.0, 4.0);
-                    out_l[base + j] = (mid + side) * WET_GAIN;
-                    out_r[base + j] = (mid - side) * WET_GAIN;
+                    (out_l[base + j], out_r[base + j]) = balance(mid[j], side[j], &mut mp, &mut ms, pole);
                 }
                 let (c0, c1) = (transpose(&c0), transpose(&c1));
                 for k in 0..8 {
@@ -425,16 +430,10 @@ impl Reverb {
                 r[t] += RIGHT[k] * row[t];
             }
         }
-        // Keep the side orthogonal to the mid: equal energy left and right.
         let (mut mp, mut ms, pole) = (self.mid_power, self.mid_side, self.balance_pole);
-        let (out_l, out_r) = (&mut self.wet_l, &mut self.wet_r);
         for t in 0..n {
             let (mid, side) = (0.5 * (l[t] + r[t]), 0.5 * (l[t] - r[t]));
-            mp += (mid * mid - mp) * pole;
-            ms += (mid * side - ms) * pole;
-            let side = side - mid * (ms / (mp + 1e-12)).clamp(-4.0, 4.0);
-            out_l[t] = (mid + side) * WET_GAIN;
-            out_r[t] = (mid - side) * WET_GAIN;
+            (self.wet_l[t], self.wet_r[t]) = balance(mid, side, &mut mp, &mut ms, pole);
         }
         self.next_mid_power = mp;
         self.next_mid_side = ms;

@@ -71,6 +71,26 @@ unsafe fn points(at: *const f32, p: u32, inc: u32) -> (std::arch::x86_64::__m256
     (_mm256_shuffle_ps::<0x88>(lo, hi), _mm256_shuffle_ps::<0xDD>(lo, hi))
 }
 
+/// Eight samples' readings, the first at phase `p` (its lanes' phases in `pv`) and
+/// each next one `inc` further: the points ([`points`]) interpolated with the plain
+/// loop's operations (`a + (b - a) * frac`, no fused multiply-add).
+///
+/// # Safety
+/// As for [`points`].
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn reading(at: *const f32, p: u32, inc: u32, pv: std::arch::x86_64::__m256i) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    // SAFETY: as the contract says.
+    let (a, b) = unsafe { points(at, p, inc) };
+    let frac = _mm256_mul_ps(
+        _mm256_cvtepi32_ps(_mm256_and_si256(pv, _mm256_set1_epi32(FRAC_MASK as i32))),
+        _mm256_set1_ps(FRAC_SCALE),
+    );
+    _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), frac))
+}
+
 /// The AVX2 build: each oscillator in turn over the whole block (see [`scan`]). Per
 /// sample the oscillators still add in order, with the plain loop's multiplies and
 /// adds (no fused multiply-add), so the result is the same bit for bit.
@@ -108,8 +128,6 @@ fn scan(
 ) -> u32 {
     use std::arch::x86_64::*;
     let whole = out.len() - out.len() % LANES;
-    let mask = _mm256_set1_epi32(FRAC_MASK as i32);
-    let scale = _mm256_set1_ps(FRAC_SCALE);
     let steps = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let at = table.as_ptr();
     let mut p = phase;
@@ -120,9 +138,7 @@ fn scan(
     for o in out[..whole].chunks_exact_mut(LANES) {
         // SAFETY: AVX2 is enabled here and `at` is a table; `o` holds LANES floats.
         unsafe {
-            let (a, b) = points(at, p, inc);
-            let frac = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(pv, mask)), scale);
-            let read = _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), frac));
+            let read = reading(at, p, inc, pv);
             _mm256_storeu_ps(o.as_mut_ptr(), each(_mm256_loadu_ps(o.as_ptr()), read));
         }
         pv = _mm256_add_epi32(pv, step_v);
@@ -241,6 +257,12 @@ pub fn add_partials(table: &Table, phases: &mut [u32], incs: &[u32], gains: &[f3
         unsafe { add_partials_avx2(table, &mut phases[..m], &incs[..m], &gains[..m], &steps[..m], out) };
         return;
     }
+    add_partials_plain(table, &mut phases[..m], &incs[..m], &gains[..m], &steps[..m], out);
+}
+
+/// The plain build of [`add_partials`]: each group (or partial alone) in turn.
+fn add_partials_plain(table: &Table, phases: &mut [u32], incs: &[u32], gains: &[f32], steps: &[f32], out: &mut [f32]) {
+    let m = phases.len();
     let mut at = 0;
     while at < m {
         let n = if m - at >= PARTIAL_GROUP { PARTIAL_GROUP } else { 1 };
@@ -317,8 +339,6 @@ fn partials_avx2<const N: usize, const ALONE: bool>(
     out: &mut [f32],
 ) {
     use std::arch::x86_64::*;
-    let mask = _mm256_set1_epi32(FRAC_MASK as i32);
-    let scale = _mm256_set1_ps(FRAC_SCALE);
     let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let at = table.as_ptr();
     let inc: [u32; N] = std::array::from_fn(|j| incs[j]);
@@ -350,9 +370,7 @@ fn partials_avx2<const N: usize, const ALONE: bool>(
                 let mut x = _mm256_loadu_ps(o.as_ptr());
                 let mut sum = _mm256_setzero_ps();
                 for j in 0..N {
-                    let (a, b) = points(at, p[j], inc[j]);
-                    let frac = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(pv[j], mask)), scale);
-                    let read = _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), frac));
+                    let read = reading(at, p[j], inc[j], pv[j]);
                     let gv = _mm256_loadu_ps(gbuf[j].as_ptr().add(c * LANES));
                     sum = _mm256_add_ps(sum, _mm256_mul_ps(read, gv));
                     if ALONE {
@@ -485,22 +503,9 @@ mod tests {
                 add_partials(sine, &mut got_ph, &incs, &gains, &steps, &mut got);
                 assert_eq!(got_ph, want_ph, "{m} partials, {n} samples");
                 assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{m} partials, {n} samples");
-                // The plain build, group by group.
+                // The plain build.
                 let (mut plain, mut plain_ph) = (seed.clone(), start.clone());
-                let mut at = 0;
-                while at < m {
-                    let k = if m - at >= PARTIAL_GROUP { PARTIAL_GROUP } else { 1 };
-                    let r = at..at + k;
-                    add_partials_body(
-                        sine,
-                        &mut plain_ph[r.clone()],
-                        &incs[r.clone()],
-                        &gains[r.clone()],
-                        &steps[r],
-                        &mut plain,
-                    );
-                    at += k;
-                }
+                add_partials_plain(sine, &mut plain_ph, &incs, &gains, &steps, &mut plain);
                 assert_eq!(plain_ph, want_ph);
                 assert!(
                     plain.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),

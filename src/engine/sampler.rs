@@ -626,19 +626,16 @@ fn interpolate_run_avx2<const WINDOW: bool>(pcm: &[i16], mut phase: u64, inc: u6
                 let l1 = _mm256_loadu_si256(p.add(1) as *const __m256i);
                 let o = _mm256_sub_epi32(hi, _mm256_set1_epi32(kf as i32));
                 let w = _mm256_srli_epi32(o, 1);
-                let w1 = _mm256_add_epi32(w, one);
                 let odd = _mm256_castsi256_ps(_mm256_slli_epi32(o, 31));
-                let a = _mm256_blendv_ps(
-                    _mm256_castsi256_ps(_mm256_permutevar8x32_epi32(l0, w)),
-                    _mm256_castsi256_ps(_mm256_permutevar8x32_epi32(l1, w)),
-                    odd,
-                );
-                let b = _mm256_blendv_ps(
-                    _mm256_castsi256_ps(_mm256_permutevar8x32_epi32(l0, w1)),
-                    _mm256_castsi256_ps(_mm256_permutevar8x32_epi32(l1, w1)),
-                    odd,
-                );
-                (_mm256_castps_si256(a), _mm256_castps_si256(b))
+                // The pair at word `w` of `l0`, or of `l1` where the offset is odd.
+                let pick = |w| {
+                    _mm256_castps_si256(_mm256_blendv_ps(
+                        _mm256_castsi256_ps(_mm256_permutevar8x32_epi32(l0, w)),
+                        _mm256_castsi256_ps(_mm256_permutevar8x32_epi32(l1, w)),
+                        odd,
+                    ))
+                };
+                (pick(w), pick(_mm256_add_epi32(w, one)))
             } else {
                 (
                     _mm256_i32gather_epi32::<2>(base, _mm256_sub_epi32(hi, one)),

@@ -505,11 +505,10 @@ pub struct Rhodes;
 
 /// Harmonics of the Rhodes.
 const RHODES_HARMONICS: usize = 6;
-/// The Rhodes' state slots: the DC blocker's pole, the time (s) its gains were last
-/// computed at, and those gains (one per harmonic).
-const RHODES_Z_POLE: usize = 4;
-const RHODES_Z_AT: usize = 5;
-const RHODES_Z_GAINS: usize = 6;
+/// The Rhodes' state slots: the time (s) its gains were last computed at, and those
+/// gains (one per harmonic).
+const RHODES_Z_AT: usize = 4;
+const RHODES_Z_GAINS: usize = 5;
 
 /// The Rhodes' harmonic gains at `t` seconds (before the band-limit fade): amplitude,
 /// envelope, a decay `exp(-spread k t)` that grows with the harmonic `k` (taken as the
@@ -535,12 +534,11 @@ fn rhodes_gains(amps: &[f32; RHODES_HARMONICS], spread: f32, released: f32, t: f
 
 // State: phase[k] = harmonic k + 1 (k < 6); z[0] = brightness (from the pitch at
 // note-on); z[1] = when the damper fell (s since note-on, 0 = held); z[2], z[3] = DC
-// blocker; z[4] = its pole; z[5] = the time the gains z[6..12] are for (-1: none).
+// blocker; z[4] = the time the gains z[5..11] are for (-1: none).
 impl Synth for Rhodes {
     fn start(&self, st: &mut OscState, ctx: &SynthCtx) {
         random_phases(st, RHODES_HARMONICS);
         st.z[0] = brightness(ctx.freq_hz, 800.0);
-        st.z[RHODES_Z_POLE] = crate::dsp::math::dc_block_pole(ctx.sample_rate);
         st.z[RHODES_Z_AT] = -1.0;
     }
 
@@ -581,10 +579,7 @@ impl Synth for Rhodes {
             *x = fast_tanh(1.2 * *x) * (RHODES_GAIN / 1.2);
         }
         // The saturation of even harmonics leaves DC: take it out.
-        let pole = match st.z[RHODES_Z_POLE] {
-            r if r > 0.0 => r,
-            _ => crate::dsp::math::dc_block_pole(ctx.sample_rate),
-        };
+        let pole = crate::dsp::math::dc_block_pole(ctx.sample_rate);
         let mut dc = [st.z[2], st.z[3]];
         crate::dsp::math::dc_block_lanes(out, &mut dc, pole);
         [st.z[2], st.z[3]] = dc;
