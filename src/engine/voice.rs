@@ -692,12 +692,13 @@ impl Voice {
                         + params.get(Param::VelToFilter) * self.velocity
                         + params.get(Param::FilterAmount) * self.filter_env.level();
                     let c = SvfCoefs::new(cutoff.max(20.0), params.get(Param::LowpassQ), ctx.sample_rate);
+                    // The state in a local: kept in registers across the loop rather
+                    // than stored and reloaded every sample (the same arithmetic).
+                    let mut filter = self.filter;
                     for x in wave.iter_mut() {
-                        *x = self.filter.lowpass(&c, *x);
+                        *x = filter.lowpass(&c, *x);
                     }
-                    if !self.filter.is_finite() {
-                        self.filter = Svf::default();
-                    }
+                    self.filter = if filter.is_finite() { filter } else { Svf::default() };
                 }
                 let adsr = Self::adsr(params);
                 match self.env.steady_level(&adsr) {

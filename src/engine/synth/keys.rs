@@ -532,6 +532,53 @@ fn rhodes_gains(amps: &[f32; RHODES_HARMONICS], spread: f32, released: f32, t: f
     })
 }
 
+crate::dsp::wide_build!(fn rhodes_render_wide = rhodes_render, (st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]));
+
+/// The Rhodes' block (see [`Rhodes`]), inlined into both builds of `rhodes_render_wide`.
+#[inline(always)]
+fn rhodes_render(st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
+    out.fill(0.0);
+    let span = Span::new(st, ctx, out.len());
+    let br = st.z[0];
+    let amps = [1.0, 0.6 + 0.15 * br, 0.15 + 0.1 * br, 0.08 + 0.08 * br, 0.04, 0.02];
+    let spread = 0.8 + 0.3 * br;
+    let released = st.z[1];
+    // The gains at the block's start are the last block's at its end (kept in the
+    // state; the same numbers, computed once).
+    let cached = st.z[RHODES_Z_AT].to_bits() == span.t0.to_bits();
+    let g0s = if cached {
+        std::array::from_fn(|k| st.z[RHODES_Z_GAINS + k])
+    } else {
+        rhodes_gains(&amps, spread, released, span.t0)
+    };
+    let g1s = rhodes_gains(&amps, spread, released, span.t1);
+    st.z[RHODES_Z_AT] = span.t1;
+    st.z[RHODES_Z_GAINS..RHODES_Z_GAINS + RHODES_HARMONICS].copy_from_slice(&g1s);
+    // The harmonics in one pass over the block, four at a time (as `partial` one
+    // by one, but summed before they are added to the output).
+    let sr = ctx.sample_rate as f64;
+    let mut bank = Bank::default();
+    for (k, (&g0, &g1)) in g0s.iter().zip(&g1s).enumerate() {
+        let f = ctx.freq_hz * (k + 1) as f64;
+        let fade = band_fade(f, sr);
+        if fade <= 0.0 || (g0.abs() < 1e-9 && g1.abs() < 1e-9) {
+            continue;
+        }
+        bank.push(k, st.phase[k], phase_inc(f, sr), g0 * fade, g1 * fade, out.len());
+    }
+    bank.render(ctx.waves.sine(), &mut st.phase, out);
+    add_transient(ctx, span, 5.3 * ctx.freq_hz, 0.15, 0.008, 20.0, out);
+    add_transient(ctx, span, 7.1 * ctx.freq_hz, 0.08, 0.008, 20.0, out);
+    for x in out.iter_mut() {
+        *x = fast_tanh(1.2 * *x) * (RHODES_GAIN / 1.2);
+    }
+    // The saturation of even harmonics leaves DC: take it out.
+    let pole = crate::dsp::math::dc_block_pole(ctx.sample_rate);
+    let mut dc = [st.z[2], st.z[3]];
+    crate::dsp::math::dc_block_lanes(out, &mut dc, pole);
+    [st.z[2], st.z[3]] = dc;
+}
+
 // State: phase[k] = harmonic k + 1 (k < 6); z[0] = brightness (from the pitch at
 // note-on); z[1] = when the damper fell (s since note-on, 0 = held); z[2], z[3] = DC
 // blocker; z[4] = the time the gains z[5..11] are for (-1: none).
@@ -543,46 +590,7 @@ impl Synth for Rhodes {
     }
 
     fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
-        out.fill(0.0);
-        let span = Span::new(st, ctx, out.len());
-        let br = st.z[0];
-        let amps = [1.0, 0.6 + 0.15 * br, 0.15 + 0.1 * br, 0.08 + 0.08 * br, 0.04, 0.02];
-        let spread = 0.8 + 0.3 * br;
-        let released = st.z[1];
-        // The gains at the block's start are the last block's at its end (kept in the
-        // state; the same numbers, computed once).
-        let cached = st.z[RHODES_Z_AT].to_bits() == span.t0.to_bits();
-        let g0s = if cached {
-            std::array::from_fn(|k| st.z[RHODES_Z_GAINS + k])
-        } else {
-            rhodes_gains(&amps, spread, released, span.t0)
-        };
-        let g1s = rhodes_gains(&amps, spread, released, span.t1);
-        st.z[RHODES_Z_AT] = span.t1;
-        st.z[RHODES_Z_GAINS..RHODES_Z_GAINS + RHODES_HARMONICS].copy_from_slice(&g1s);
-        // The harmonics in one pass over the block, four at a time (as `partial` one
-        // by one, but summed before they are added to the output).
-        let sr = ctx.sample_rate as f64;
-        let mut bank = Bank::default();
-        for (k, (&g0, &g1)) in g0s.iter().zip(&g1s).enumerate() {
-            let f = ctx.freq_hz * (k + 1) as f64;
-            let fade = band_fade(f, sr);
-            if fade <= 0.0 || (g0.abs() < 1e-9 && g1.abs() < 1e-9) {
-                continue;
-            }
-            bank.push(k, st.phase[k], phase_inc(f, sr), g0 * fade, g1 * fade, out.len());
-        }
-        bank.render(ctx.waves.sine(), &mut st.phase, out);
-        add_transient(ctx, span, 5.3 * ctx.freq_hz, 0.15, 0.008, 20.0, out);
-        add_transient(ctx, span, 7.1 * ctx.freq_hz, 0.08, 0.008, 20.0, out);
-        for x in out.iter_mut() {
-            *x = fast_tanh(1.2 * *x) * (RHODES_GAIN / 1.2);
-        }
-        // The saturation of even harmonics leaves DC: take it out.
-        let pole = crate::dsp::math::dc_block_pole(ctx.sample_rate);
-        let mut dc = [st.z[2], st.z[3]];
-        crate::dsp::math::dc_block_lanes(out, &mut dc, pole);
-        [st.z[2], st.z[3]] = dc;
+        rhodes_render_wide(st, ctx, out);
     }
 
     fn decays(&self) -> bool {

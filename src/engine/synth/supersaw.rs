@@ -4,9 +4,11 @@
 
 use super::{OscState, Synth, SynthCtx, with_detune};
 use crate::dsp::wavescan::add_oscillators;
-use crate::tables::wavetable::{Shape, phase_inc};
+use crate::tables::wavetable::Shape;
 
 const VOICES: usize = 7;
+/// The saws' increments are computed in this many lanes (two vectors of four).
+const LANES: usize = 8;
 /// Per saw: seven saws at their spread phases peak below full scale.
 const GAIN: f32 = 0.17;
 /// Each saw's frequency over the note's: 2^(cents / 1200) for -15, -10, .. +15 cents
@@ -33,17 +35,30 @@ impl Synth for Supersaw {
     }
 
     fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
-        let sr = ctx.sample_rate as f64;
-        with_detune(st, ctx, out, VOICES, |ph, f, out, add| {
-            if !add {
-                out.fill(0.0);
-            }
-            let top = f * RATIOS[VOICES - 1];
-            let table = ctx.waves.table(Shape::Saw, phase_inc(top, sr));
-            let incs = RATIOS.map(|r| phase_inc(f * r, sr));
-            add_oscillators(&[table; VOICES], ph, &incs, GAIN, out);
-        });
+        with_detune(st, ctx, out, VOICES, |ph, f, out, add| layer_wide(ctx, ph, f, out, add));
     }
+}
+
+crate::dsp::wide_build!(fn layer_wide = layer, (ctx: &SynthCtx, ph: &mut [u32], f: f64, out: &mut [f32], add: bool));
+
+/// One detune copy's seven saws at `f` Hz from the phases `ph`, added into `out`
+/// (`add`) or written over it; inlined into both builds of `layer_wide`.
+#[inline(always)]
+fn layer(ctx: &SynthCtx, ph: &mut [u32], f: f64, out: &mut [f32], add: bool) {
+    if !add {
+        out.fill(0.0);
+    }
+    let sr = ctx.sample_rate as f64;
+    // `phase_inc` for each saw, its steps one after the other so that the divisions
+    // go side by side (the same operations: the same increments). The table is the
+    // highest saw's, which the others share.
+    let mut cycles = [0.0f64; LANES];
+    for (c, r) in cycles.iter_mut().zip(RATIOS) {
+        *c = (f * r / sr).clamp(0.0, 0.5) * 4_294_967_296.0 + 0.5;
+    }
+    let incs: [u32; VOICES] = std::array::from_fn(|k| cycles[k] as i64 as u32);
+    let table = ctx.waves.table(Shape::Saw, incs[VOICES - 1]);
+    add_oscillators(&[table; VOICES], ph, &incs, GAIN, out);
 }
 
 #[cfg(test)]
