@@ -19,7 +19,8 @@ pub mod wavescan;
 /// four, with the same operations in the same order (AVX2 brings no fused multiply-add,
 /// and Rust never fuses on its own): the same result bit for bit either way.
 macro_rules! wide_build {
-    ($vis:vis fn $name:ident = $plain:path, ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident = $plain:path, ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {
+        $(#[$meta])*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2")]

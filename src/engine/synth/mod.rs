@@ -53,6 +53,9 @@ pub struct OscState {
     /// [`line_len`] floats, zeroed at note-on: lent to the voice from a pool while it
     /// plays a synth whose [`Synth::uses_line`] says so, empty otherwise.
     pub line: Box<[f32]>,
+    /// The detune in cents that [`with_detune`] last took, and its ratio
+    /// `2^(cents / 1200)`: the library's `exp2` runs only when the detune changes.
+    pub detune: (f64, f64),
 }
 
 impl OscState {
@@ -64,6 +67,7 @@ impl OscState {
             rng: Pcg32::new(0, 0),
             age: 0,
             line: crate::dsp::zeroed(line_len),
+            detune: (f64::NAN, f64::NAN),
         }
     }
 
@@ -74,6 +78,7 @@ impl OscState {
         self.n = [0; MAX_N];
         self.rng = Pcg32::new(seed, 0x0a02_bdbf_7bb3_c0a7);
         self.age = 0;
+        self.detune = (f64::NAN, f64::NAN);
     }
 
     /// A uniform sample in -1..1.
@@ -388,7 +393,10 @@ pub fn with_detune(
         }
         return;
     }
-    let ratio = (cents / 1200.0).exp2();
+    if st.detune.0.to_bits() != cents.to_bits() {
+        st.detune = (cents, (cents / 1200.0).exp2());
+    }
+    let ratio = st.detune.1;
     each(main, ctx.freq_hz, out, false);
     let (up, rest) = rest.split_at_mut(phases_per_copy);
     each(up, ctx.freq_hz * ratio, out, true);
