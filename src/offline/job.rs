@@ -473,7 +473,9 @@ pub fn run(job: &RenderJob) -> Result<Rendered> {
     // No deadline here: buffers are mapped as they are first used, so channels and
     // voices that never play take no memory.
     crate::dsp::set_prefault(false);
-    let mut r = Renderer::new(&set, job.sample_rate).context("cannot build the rig")?;
+    // Every note the render plays is known here: the drum kit renders only theirs.
+    let notes = super::render::notes_played(&set, midi.as_ref().map_or(&[][..], |(events, _)| events));
+    let mut r = Renderer::for_notes(&set, job.sample_rate, &notes).context("cannot build the rig")?;
     if let Some((events, _)) = midi {
         r.add_events(events);
     }

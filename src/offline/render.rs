@@ -71,6 +71,21 @@ fn with_threads(engine: &mut Engine) {
     }
 }
 
+/// The notes that `events` and the patterns of `set` play, on any channel (what
+/// [`Renderer::for_notes`] takes).
+pub fn notes_played(set: &Set, events: &[Event]) -> [bool; 128] {
+    let mut notes = [false; 128];
+    let from_events = events.iter().filter_map(|e| match e.kind {
+        crate::engine::event::EventKind::NoteOn { note, .. } => Some(note),
+        _ => None,
+    });
+    let from_patterns = set.patterns.values().flat_map(|p| p.hits.iter().map(|h| h.note));
+    for note in from_events.chain(from_patterns) {
+        notes[note as usize & 127] = true;
+    }
+    notes
+}
+
 pub struct Renderer {
     pub engine: Engine,
     pub controller: Controller,
@@ -87,6 +102,17 @@ impl Renderer {
     pub fn new(set: &Set, sample_rate: u32) -> Result<Self, BuildError> {
         let kit = set.channels.values().any(|c| c.kind == crate::rig::set::ChannelKind::Drums);
         Self::with_tables(set, Arc::new(Tables::with_kit(sample_rate as f32, kit)))
+    }
+
+    /// Same, for a render whose notes are all known before it starts: the drum kit
+    /// holds only the sounds of the notes marked in `notes` (every note that an event
+    /// or a pattern of the render plays, on any channel), which start-up then renders
+    /// alone. The sounds played are the whole kit's.
+    pub fn for_notes(set: &Set, sample_rate: u32, notes: &[bool; 128]) -> Result<Self, BuildError> {
+        let kit = set.channels.values().any(|c| c.kind == crate::rig::set::ChannelKind::Drums);
+        let sr = sample_rate as f32;
+        let tables = if kit { Tables::for_drum_notes(sr, notes) } else { Tables::with_kit(sr, false) };
+        Self::with_tables(set, Arc::new(tables))
     }
 
     /// Same, sharing already-built tables (they fix the sample rate).
