@@ -339,6 +339,12 @@ impl Bus {
     /// the stages before the chorus run on each side, and the voices' effect sends
     /// feed the chorus and the reverb whatever their mix (their wet output adds on).
     pub fn process(&mut self, input: &ChannelInput, t: &ParamValues, out: BusOut) {
+        process_wide(self, input, t, out);
+    }
+
+    /// [`Bus::process`]'s body, inlined into both builds of `process_wide`.
+    #[inline(always)]
+    fn process_body(&mut self, input: &ChannelInput, t: &ParamValues, out: BusOut) {
         let n = input.mono.len();
         let sr = self.sr;
         let stereo = input.stereo;
@@ -751,3 +757,5 @@ impl Bus {
         }
     }
 }
+
+crate::dsp::wide_build!(fn process_wide = Bus::process_body, (this: &mut Bus, input: &ChannelInput, t: &ParamValues, out: BusOut));

@@ -574,6 +574,12 @@ impl Voice {
 
     /// Renders the voice and adds it into `out`; frees the slot when the note ends.
     pub fn render(&mut self, ctx: &VoiceCtx, scratch: &mut Scratch, vout: VoiceOut) {
+        render_wide(self, ctx, scratch, vout);
+    }
+
+    /// [`Voice::render`]'s body, inlined into both builds of `render_wide`.
+    #[inline(always)]
+    fn render_body(&mut self, ctx: &VoiceCtx, scratch: &mut Scratch, vout: VoiceOut) {
         let n = vout.mono.len();
         let wave = &mut scratch.wave[..n];
         let env = &mut scratch.env[..n];
@@ -873,3 +879,5 @@ mod tests {
         assert_eq!(again, CHANNEL_LINES + SHARED_LINES);
     }
 }
+
+crate::dsp::wide_build!(fn render_wide = Voice::render_body, (this: &mut Voice, ctx: &VoiceCtx, scratch: &mut Scratch, vout: VoiceOut));
