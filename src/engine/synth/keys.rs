@@ -1089,6 +1089,34 @@ mod tests {
     use crate::params::ParamValues;
     use crate::tables::wavetable::Wavetables;
 
+    #[test]
+    fn the_rhodes_wide_build_plays_the_plain_one_bit_for_bit() {
+        let waves = Wavetables::new();
+        let params = ParamValues::default();
+        for f in [41.2, 261.63, 2093.0] {
+            let ctx = SynthCtx { sample_rate: 48_000.0, freq_hz: f, params: &params, waves: &waves };
+            let mut a = OscState::new(0);
+            a.reset(3);
+            Rhodes.start(&mut a, &ctx);
+            let mut b = OscState::new(0);
+            b.reset(3);
+            Rhodes.start(&mut b, &ctx);
+            for block in 0..200 {
+                if block == 120 {
+                    Rhodes.damp(&mut a, 48_000.0, f);
+                    Rhodes.damp(&mut b, 48_000.0, f);
+                }
+                let len = [64, 64, 7, 100][block % 4];
+                let (mut x, mut y) = (vec![0.0f32; len], vec![0.0f32; len]);
+                rhodes_render(&mut a, &ctx, &mut x);
+                rhodes_render_wide(&mut b, &ctx, &mut y);
+                a.age += len as u64;
+                b.age += len as u64;
+                assert_eq!(x, y, "{f} Hz, block {block}");
+            }
+        }
+    }
+
     /// The Rhodes' gains as powers of two exponentials are the gains with one
     /// exponential per harmonic (as they were computed before), within 4e-6 relative,
     /// held and released.

@@ -49,21 +49,61 @@ fn layer(ctx: &SynthCtx, ph: &mut [u32], f: f64, out: &mut [f32], add: bool) {
         out.fill(0.0);
     }
     let sr = ctx.sample_rate as f64;
-    // `phase_inc` for each saw, its steps one after the other so that the divisions
-    // go side by side (the same operations: the same increments). The table is the
-    // highest saw's, which the others share.
+    // The table is the highest saw's, which the others share.
+    let incs = increments(f, sr);
+    let table = ctx.waves.table(Shape::Saw, incs[VOICES - 1]);
+    add_oscillators(&[table; VOICES], ph, &incs, GAIN, out);
+}
+
+/// The seven saws' [`phase_inc`](crate::tables::wavetable::phase_inc) at `f` Hz, its
+/// steps one after the other so that the divisions go side by side in vectors (the
+/// same operations: the same increments).
+#[inline(always)]
+fn increments(f: f64, sr: f64) -> [u32; VOICES] {
     let mut cycles = [0.0f64; LANES];
     for (c, r) in cycles.iter_mut().zip(RATIOS) {
         *c = (f * r / sr).clamp(0.0, 0.5) * 4_294_967_296.0 + 0.5;
     }
-    let incs: [u32; VOICES] = std::array::from_fn(|k| cycles[k] as i64 as u32);
-    let table = ctx.waves.table(Shape::Saw, incs[VOICES - 1]);
-    add_oscillators(&[table; VOICES], ph, &incs, GAIN, out);
+    std::array::from_fn(|k| cycles[k] as i64 as u32)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::params::ParamValues;
+    use crate::tables::wavetable::{Wavetables, phase_inc};
+
+    #[test]
+    fn increments_are_phase_inc_of_each_saw() {
+        for sr in [44_100.0, 48_000.0, 96_000.0] {
+            let mut f = 8.0;
+            while f < 30_000.0 {
+                let want = RATIOS.map(|r| phase_inc(f * r, sr));
+                assert_eq!(increments(f, sr), want, "{f} Hz at {sr} Hz");
+                f *= 1.0137;
+            }
+        }
+    }
+
+    #[test]
+    fn the_wide_build_plays_the_plain_one_bit_for_bit() {
+        let waves = Wavetables::new();
+        let params = ParamValues::default();
+        for f in [27.5, 110.0, 261.63, 1760.0, 7040.0, 15_000.0] {
+            let ctx = SynthCtx { sample_rate: 48_000.0, freq_hz: f, params: &params, waves: &waves };
+            let start: [u32; VOICES] = std::array::from_fn(|k| (k as u32).wrapping_mul(0x9E37_79B9));
+            let (mut pa, mut pb) = (start, start);
+            for len in [64, 1, 13, 200] {
+                let (mut a, mut b) = (vec![0.25f32; len], vec![0.25f32; len]);
+                for add in [false, true] {
+                    layer(&ctx, &mut pa, f, &mut a, add);
+                    layer_wide(&ctx, &mut pb, f, &mut b, add);
+                }
+                assert_eq!(a, b, "{f} Hz, {len} samples");
+                assert_eq!(pa, pb, "{f} Hz, {len} samples: phases");
+            }
+        }
+    }
 
     #[test]
     fn ratios_are_the_cents_they_stand_for() {
