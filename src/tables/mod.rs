@@ -131,8 +131,8 @@ mod tests {
         }
         let some = DrumKit::for_notes(48_000.0, &notes);
         assert_eq!(some.sounds.len(), whole.sounds.len());
-        for note in 0..128 {
-            match (notes[note], whole.notes[note], some.notes[note]) {
+        for (note, &asked) in notes.iter().enumerate() {
+            match (asked, whole.notes[note], some.notes[note]) {
                 (true, w, s) => {
                     assert_eq!(w, s, "note {note}");
                     if let Some(i) = s {
