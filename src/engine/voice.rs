@@ -754,6 +754,8 @@ impl Voice {
     }
 }
 
+crate::dsp::wide_build!(fn render_wide = Voice::render_body, (this: &mut Voice, ctx: &VoiceCtx, scratch: &mut Scratch, vout: VoiceOut));
+
 /// The keyboard level scaling's gain for `note`: `key_level_low` dB per octave below
 /// C4, `key_level_high` above.
 fn key_level(p: &ParamValues, note: u8) -> f32 {
@@ -879,5 +881,3 @@ mod tests {
         assert_eq!(again, CHANNEL_LINES + SHARED_LINES);
     }
 }
-
-crate::dsp::wide_build!(fn render_wide = Voice::render_body, (this: &mut Voice, ctx: &VoiceCtx, scratch: &mut Scratch, vout: VoiceOut));
