@@ -472,6 +472,7 @@ impl Live {
         let mut host = ScriptHost::new().map_err(StartError::Script)?;
         host.allow_folders(&opts.samples);
         let mut session = Session::open(host, &opts.set).map_err(StartError::Script)?;
+        super::timeline::mark("set evaluated");
         session.set_sync_override(opts.sync);
         let listener = match &opts.listen {
             Some(l) => Some(Listener::start(l, tx.clone()).map_err(|e| {
@@ -484,6 +485,7 @@ impl Live {
         };
         session.set_clock_out_override(opts.clock_out.then_some(true));
         let chosen = chooser.join()?;
+        super::timeline::mark("device chosen");
         if let Some(note) = &chosen.buffer_note {
             say(&out, note);
         }
@@ -501,6 +503,7 @@ impl Live {
         *lock_devices(&midi_out) = devices;
         let Rig { mut engine, controller } = Rig::routed(&set, sample_rate as f32, tables.clone(), out_ports)
             .map_err(|e| StartError::Other(e.to_string()))?;
+        super::timeline::mark("rig built");
         let record_tap = Arc::new(RecordTap::default());
         record_tap.set_patterns(opts.record_patterns);
         engine.record_into(record_tap.clone());
@@ -528,6 +531,7 @@ impl Live {
             out: midi_out.clone(),
         };
         let stream = audio::start(&chosen, engine, clock.clone(), link.clock(), &tap)?;
+        super::timeline::mark("engine handed over");
         audio::check_pacing(&chosen, &audio_stats)?;
         let mut live = Live {
             midi_out,
@@ -618,6 +622,8 @@ impl Live {
             chosen.description,
             sample_rate
         ));
+        super::timeline::mark("playing line");
+        super::timeline::write_stamps();
         if let Some(l) = &live.listener {
             live.say(&format!("control port: listening on {} (OSC over UDP, lines over TCP)", l.addr));
         }
@@ -1075,7 +1081,7 @@ impl Live {
     fn midi_own_port(&self) -> Result<MidiIn, String> {
         #[cfg(feature = "jack")]
         if let Some(j) = self.stream.as_ref().and_then(|s| s.jack()) {
-            return Ok(midi::own_shared(j));
+            return midi::own_shared(j);
         }
         midi::open_own_port(&self.tap)
     }
