@@ -484,16 +484,6 @@ impl Live {
             None => None,
         };
         session.set_clock_out_override(opts.clock_out.then_some(true));
-        let chosen = chooser.join()?;
-        super::timeline::mark("device chosen");
-        if let Some(note) = &chosen.buffer_note {
-            say(&out, note);
-        }
-        let sample_rate = chosen.sample_rate();
-        let tables = match usual_tables.join() {
-            Ok(t) if sample_rate == USUAL_SAMPLE_RATE => Arc::new(t),
-            _ => Arc::new(Tables::new(sample_rate as f32)),
-        };
         let mut set = session.set().clone();
         apply_sync(&mut set, opts.sync);
         // Each device the set names has its output port from the start.
@@ -501,9 +491,37 @@ impl Live {
         let devices = lock_devices(&midi_out).plan(&set, 0).map_err(StartError::Other)?;
         let out_ports = devices.ports();
         *lock_devices(&midi_out) = devices;
-        let Rig { mut engine, controller } = Rig::routed(&set, sample_rate as f32, tables.clone(), out_ports)
-            .map_err(|e| StartError::Other(e.to_string()))?;
-        super::timeline::mark("rig built");
+        // The rig is built at the usual rate while the device is still being
+        // chosen (the audio server's answers take as long as the set), and again
+        // at the device's rate if that is another.
+        let build = |rate: u32, tables: &Arc<Tables>| {
+            Rig::routed(&set, rate as f32, tables.clone(), out_ports.clone())
+                .map_err(|e| StartError::Other(e.to_string()))
+        };
+        let usual = match usual_tables.join() {
+            Ok(t) => {
+                let t = Arc::new(t);
+                let rig = build(USUAL_SAMPLE_RATE, &t)?;
+                super::timeline::mark("rig built");
+                Some((t, rig))
+            }
+            Err(_) => None,
+        };
+        let chosen = chooser.join()?;
+        super::timeline::mark("device chosen");
+        if let Some(note) = &chosen.buffer_note {
+            say(&out, note);
+        }
+        let sample_rate = chosen.sample_rate();
+        let (tables, Rig { mut engine, controller }) = match usual {
+            Some(built) if sample_rate == USUAL_SAMPLE_RATE => built,
+            _ => {
+                let t = Arc::new(Tables::new(sample_rate as f32));
+                let rig = build(sample_rate, &t)?;
+                super::timeline::mark("rig built again at the device's rate");
+                (t, rig)
+            }
+        };
         let record_tap = Arc::new(RecordTap::default());
         record_tap.set_patterns(opts.record_patterns);
         engine.record_into(record_tap.clone());
