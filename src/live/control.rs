@@ -500,6 +500,7 @@ impl Live {
         };
         let usual = match usual_tables.join() {
             Ok(t) => {
+                super::timeline::mark("tables ready");
                 let t = Arc::new(t);
                 let rig = build(USUAL_SAMPLE_RATE, &t)?;
                 super::timeline::mark("rig built");

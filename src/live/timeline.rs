@@ -35,10 +35,15 @@ pub fn now_ns() -> u64 {
 pub fn init() {
     let Some(v) = std::env::var_os(ENV) else { return };
     let now = now_ns();
-    let origin = v.to_str().and_then(|s| s.trim().parse::<u64>().ok()).filter(|&o| o <= now).unwrap_or(now);
-    let _ = ORIGIN.set(origin);
-    ON.store(true, Relaxed);
+    start_at(v.to_str().and_then(|s| s.trim().parse::<u64>().ok()).filter(|&o| o <= now).unwrap_or(now));
     mark("main");
+}
+
+/// Turns the timeline on, counting from `origin_ns` (monotonic nanoseconds; the
+/// first call's origin holds).
+pub fn start_at(origin_ns: u64) {
+    let _ = ORIGIN.set(origin_ns);
+    ON.store(true, Relaxed);
 }
 
 /// Whether the timeline is on.
