@@ -470,13 +470,16 @@ fn startup() {
             std::thread::sleep(Duration::from_millis(300));
         }
         let cycle_ms = period as f64 * 1e3 / SAMPLE_RATE as f64;
+        // The sound reaches the probe at the start of a cycle, and the start is
+        // timed just after one begins: each start's time is near a whole number of
+        // cycles (the frame time at the start is the server's estimate).
         let cycles = |ms: &[f64]| {
-            let v: Vec<String> = ms.iter().map(|m| format!("{}", (m / cycle_ms).ceil() as u32)).collect();
-            v.join(" ")
+            let v: Vec<String> = ms.iter().map(|m| format!("{m:.1} ms = {}", (m / cycle_ms).round() as u32)).collect();
+            v.join(", ")
         };
         println!(
             "start-up at period {period} ({cycle_ms:.1} ms cycles): jamrig: audio ports {}; \"playing\" line {}; \
-             first sound at the probe {} (cycle of each start: {})",
+             first sound at the probe {} (each start, in cycles: {})",
             spread(ports_ms),
             spread(line_ms),
             spread(sound_ms.clone()),
@@ -485,7 +488,7 @@ fn startup() {
         println!("  jamrig's timeline (from the process's start):\n{}", timeline_text(&jam_steps));
         println!(
             "start-up at period {period}: floor (minimal JACK client): audio ports {}; first sound at the probe {} \
-             (cycle of each start: {})",
+             (each start, in cycles: {})",
             spread(floor_ports_ms),
             spread(floor_sound_ms.clone()),
             cycles(&floor_sound_ms)

@@ -436,17 +436,20 @@ impl JackStream {
 impl Drop for JackStream {
     fn drop(&mut self) {
         let client = self.client.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // A second client still being opened is waited for, and closed here.
+        let ports =
+            match std::mem::replace(self.ports.get_mut().unwrap_or_else(|p| p.into_inner()), PortsClient::Refused) {
+                PortsClient::Open(c) => Some(c),
+                PortsClient::Opening(h) => h.join().ok().flatten().map(Arc::new),
+                PortsClient::Unopened | PortsClient::Refused => None,
+            };
         if self.dead.load(Relaxed) {
             // Closing a client whose server has gone crashes libjack.
             if let Some(c) = client {
                 std::mem::forget(c);
             }
-            let ports =
-                std::mem::replace(&mut *self.ports.lock().unwrap_or_else(|p| p.into_inner()), PortsClient::Refused);
-            match ports {
-                PortsClient::Open(c) => std::mem::forget(c),
-                PortsClient::Opening(h) => std::mem::forget(h.join()),
-                PortsClient::Unopened | PortsClient::Refused => {}
+            if let Some(c) = ports {
+                std::mem::forget(c);
             }
         }
     }
