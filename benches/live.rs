@@ -23,7 +23,11 @@
 //!   against a running server at periods 256 and 1024, five times each: the time
 //!   from the process's start to its audio ports, to its "playing" line, and to the
 //!   first non-zero sample the probe receives (the JACK frame time at the start
-//!   against the frame the sound reached the probe's input).
+//!   against the frame the sound reached the probe's input). Beside it, started
+//!   alternately by the same probe and timing, the floor: a minimal JACK client
+//!   (this binary run with `floor-client`: open, two outputs, activate, a constant
+//!   from the first cycle). Both write their steps (`JAMRIG_STARTUP_TIMELINE`),
+//!   from the process's start: the bench prints each step's range.
 //! - Control port (`--listen`): the round trip of requests sent one at a time
 //!   (paced under the port's rate limit) over OSC and TCP: an evaluated line, a
 //!   knob (`/jamrig/param`) and the same change as a REPL line; and the callback
@@ -298,48 +302,207 @@ fn control() {
     println!("{port}");
 }
 
-/// Start-up of `jamrig play` on JACK: see the module's comment.
+/// The argument that makes this binary the minimal JACK client of the start-up
+/// bench's reference row (see [`floor_client`]).
+const FLOOR_ARG: &str = "floor-client";
+/// The minimal client's JACK name.
+const FLOOR_CLIENT: &str = "floor";
+/// The value the minimal client writes from its first cycle on.
+const FLOOR_LEVEL: f32 = 0.25;
+/// Starts per period and per program in the start-up bench.
+const STARTS: usize = 5;
+
+/// The floor of the start-up bench: the least any JACK client does before its
+/// first sound, with the `jack` crate jamrig uses. It opens a client, registers two
+/// audio outputs, activates it and writes [`FLOOR_LEVEL`] from its first cycle on;
+/// it closes the client when its stdin ends. With `JAMRIG_STARTUP_TIMELINE` it
+/// writes its steps as jamrig does.
+fn floor_client() {
+    use jamrig::live::timeline;
+    timeline::init();
+    timeline::mark("client floor: open called");
+    let (client, _) = jack::Client::new(FLOOR_CLIENT, jack::ClientOptions::NO_START_SERVER)
+        .expect("a JACK server to open a client on");
+    timeline::mark("client floor: open returned");
+    let mut left = client.register_port("out_0", jack::AudioOut::default()).expect("the port out_0");
+    let mut right = client.register_port("out_1", jack::AudioOut::default()).expect("the port out_1");
+    timeline::mark("ports registered");
+    let process = jack::contrib::ClosureProcessHandler::new(move |_: &jack::Client, ps: &jack::ProcessScope| {
+        timeline::stamp(&timeline::FIRST_CALLBACK);
+        left.as_mut_slice(ps).fill(FLOOR_LEVEL);
+        right.as_mut_slice(ps).fill(FLOOR_LEVEL);
+        timeline::stamp(&timeline::ENGINE_ADOPTED);
+        jack::Control::Continue
+    });
+    let active = client.activate_async((), process).expect("the client activates");
+    timeline::mark("activate returned");
+    timeline::write_stamps();
+    std::io::copy(&mut std::io::stdin(), &mut std::io::sink()).ok();
+    drop(active);
+}
+
+/// What the start-up bench starts: `jamrig play` or the minimal client.
+enum Started {
+    Jamrig(Jamrig),
+    Floor(std::process::Child),
+}
+
+impl Started {
+    /// Stops it and returns its timeline (the steps on its stderr).
+    fn stop(self) -> Vec<(String, f64)> {
+        let text = match self {
+            Started::Jamrig(jam) => {
+                let text = jam.err.text();
+                drop(jam);
+                text
+            }
+            Started::Floor(mut child) => {
+                drop(child.stdin.take());
+                let mut text = String::new();
+                use std::io::Read;
+                child.stderr.take().expect("piped").read_to_string(&mut text).ok();
+                child.wait().ok();
+                text
+            }
+        };
+        text.lines()
+            .filter_map(|l| l.strip_prefix("timeline: "))
+            .filter_map(|l| {
+                let (step, at) = l.rsplit_once(": ")?;
+                Some((step.to_string(), at.strip_suffix(" ms")?.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+/// The steps of several timelines: each step's range and median, in the order of
+/// the first.
+fn timeline_text(runs: &[Vec<(String, f64)>]) -> String {
+    let mut steps: Vec<&str> = Vec::new();
+    for run in runs {
+        for (s, _) in run {
+            if !steps.contains(&s.as_str()) {
+                steps.push(s);
+            }
+        }
+    }
+    let mut out = String::new();
+    for step in steps {
+        let mut at: Vec<f64> = runs.iter().filter_map(|r| r.iter().find(|(s, _)| s == step).map(|(_, t)| *t)).collect();
+        at.sort_by(f64::total_cmp);
+        out.push_str(&format!(
+            "    {step}: {:.1}-{:.1} ms (median {:.1}, n = {})\n",
+            at[0],
+            at[at.len() - 1],
+            at[(at.len() - 1) / 2],
+            at.len()
+        ));
+    }
+    out
+}
+
+/// Start-up of `jamrig play` on JACK, beside the minimal client's: see the module's comment.
 fn startup() {
+    let exe = std::env::current_exe().expect("the bench binary's path");
     for period in [256u32, 1024] {
         let server = JackServer::start_with_period(server(), period);
         let mut probe = Probe::open(&server.name);
         let (mut ports_ms, mut line_ms, mut sound_ms) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..5 {
+        let (mut floor_ports_ms, mut floor_sound_ms) = (Vec::new(), Vec::new());
+        let (mut jam_steps, mut floor_steps) = (Vec::new(), Vec::new());
+        // Alternated, so that both see the same machine.
+        for i in 0..2 * STARTS {
+            let floor = i % 2 == 1;
             let frames = probe.start_recording(4.0);
             probe.wait_cycles(2, S(5));
+            let origin = jamrig::live::timeline::now_ns().to_string();
             let (t0, f0) = (std::time::Instant::now(), probe.frame_time());
-            let jam = Jamrig::start(&server.name, std::path::Path::new("examples/set.rhai"), &["--no-repl"]);
-            while probe.ports("^jamrig:out_[01]$").len() < 2 {
-                assert!(t0.elapsed() < S(10), "jamrig's audio ports did not appear");
+            let (started, client) = if floor {
+                let child = std::process::Command::new(&exe)
+                    .arg(FLOOR_ARG)
+                    .env("JACK_DEFAULT_SERVER", &server.name)
+                    .env("JACK_NO_AUDIO_RESERVATION", "1")
+                    .env(jamrig::live::timeline::ENV, &origin)
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("the minimal client starts");
+                (Started::Floor(child), FLOOR_CLIENT)
+            } else {
+                let jam = Jamrig::start_with_env(
+                    &server.name,
+                    std::path::Path::new("examples/set.rhai"),
+                    &["--no-repl"],
+                    &[(jamrig::live::timeline::ENV, &origin)],
+                );
+                (Started::Jamrig(jam), "jamrig")
+            };
+            while probe.ports(&format!("^{client}:out_[01]$")).len() < 2 {
+                assert!(t0.elapsed() < S(10), "the audio ports of {client} did not appear");
                 std::thread::sleep(Duration::from_micros(500));
             }
-            ports_ms.push(t0.elapsed().as_secs_f64() * 1e3);
-            // Connected the moment jamrig's client is active, before its first cycle.
-            while !probe.try_connect_jamrig_audio() {
-                assert!(t0.elapsed() < S(10), "jamrig's audio ports could not be connected");
+            let ports_at = t0.elapsed().as_secs_f64() * 1e3;
+            // Connected the moment the client is active, before its first cycle.
+            while !probe.try_connect_audio_of(client) {
+                assert!(t0.elapsed() < S(10), "the audio ports of {client} could not be connected");
                 std::thread::sleep(Duration::from_micros(200));
             }
-            jam.wait_started(S(10));
-            line_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            if let Started::Jamrig(jam) = &started {
+                jam.wait_started(S(10));
+                line_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
             let rec = probe.finish(frames);
             let first = rec.left.iter().zip(&rec.right).position(|(l, r)| l.abs().max(r.abs()) > 1e-6);
-            let first = first.expect("jamrig made a sound within the recording");
+            let first = first.unwrap_or_else(|| panic!("{client} made a sound within the recording"));
             let at = rec.start.wrapping_add(first as u32).wrapping_sub(f0);
-            sound_ms.push(at as f64 * 1e3 / SAMPLE_RATE as f64);
-            drop(jam);
+            let sound_at = at as f64 * 1e3 / SAMPLE_RATE as f64;
+            let steps = started.stop();
+            if floor {
+                floor_ports_ms.push(ports_at);
+                floor_sound_ms.push(sound_at);
+                floor_steps.push(steps);
+            } else {
+                ports_ms.push(ports_at);
+                sound_ms.push(sound_at);
+                jam_steps.push(steps);
+            }
             std::thread::sleep(Duration::from_millis(300));
         }
+        let cycle_ms = period as f64 * 1e3 / SAMPLE_RATE as f64;
+        // The sound reaches the probe at the start of a cycle, and the start is
+        // timed just after one begins: each start's time is near a whole number of
+        // cycles (the frame time at the start is the server's estimate).
+        let cycles = |ms: &[f64]| {
+            let v: Vec<String> = ms.iter().map(|m| format!("{m:.1} ms = {}", (m / cycle_ms).round() as u32)).collect();
+            v.join(", ")
+        };
         println!(
-            "start-up at period {period}: audio ports {}; \"playing\" line {}; first sound at the probe {}",
+            "start-up at period {period} ({cycle_ms:.1} ms cycles): jamrig: audio ports {}; \"playing\" line {}; \
+             first sound at the probe {} (each start, in cycles: {})",
             spread(ports_ms),
             spread(line_ms),
-            spread(sound_ms)
+            spread(sound_ms.clone()),
+            cycles(&sound_ms)
         );
+        println!("  jamrig's timeline (from the process's start):\n{}", timeline_text(&jam_steps));
+        println!(
+            "start-up at period {period}: floor (minimal JACK client): audio ports {}; first sound at the probe {} \
+             (each start, in cycles: {})",
+            spread(floor_ports_ms),
+            spread(floor_sound_ms.clone()),
+            cycles(&floor_sound_ms)
+        );
+        println!("  the minimal client's timeline (from the process's start):\n{}", timeline_text(&floor_steps));
     }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == FLOOR_ARG) {
+        floor_client();
+        return;
+    }
     let long = args.iter().position(|a| a == "--long").and_then(|i| args.get(i + 1)).map_or(60, |v| v.parse().unwrap());
     let which: Vec<&String> =
         args.iter().filter(|a| ["latency", "cpu", "link", "control", "startup"].contains(&a.as_str())).collect();

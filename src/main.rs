@@ -271,6 +271,7 @@ fn audition(args: AuditionArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    jamrig::live::timeline::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Play {

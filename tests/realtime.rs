@@ -1085,3 +1085,25 @@ fn the_jack_callback_waits_for_the_engine_and_takes_it_without_allocating() {
     drop(stream);
     assert_eq!(CALLBACK_VIOLATIONS.load(Relaxed), 0, "the process callback allocated or freed");
 }
+
+/// With the start-up timeline on (`JAMRIG_STARTUP_TIMELINE`), the JACK process
+/// callback stamps its first run and the cycle that adopts the engine: the stamp
+/// reads the clock and stores it, without allocating, once.
+#[test]
+fn the_start_up_timeline_stamps_without_allocating() {
+    use jamrig::live::timeline;
+    use std::sync::atomic::AtomicU64;
+    timeline::start_at(timeline::now_ns());
+    let slot = AtomicU64::new(0);
+    reset_violation_count();
+    assert_no_alloc(|| {
+        for _ in 0..3 {
+            timeline::stamp(&slot);
+        }
+    });
+    assert_eq!(violation_count(), 0, "the stamp allocated");
+    let first = slot.load(Relaxed);
+    assert!(first > 0, "the timeline is on, so the stamp is taken");
+    timeline::stamp(&slot);
+    assert_eq!(slot.load(Relaxed), first, "only the first stamp holds");
+}

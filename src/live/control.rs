@@ -472,6 +472,7 @@ impl Live {
         let mut host = ScriptHost::new().map_err(StartError::Script)?;
         host.allow_folders(&opts.samples);
         let mut session = Session::open(host, &opts.set).map_err(StartError::Script)?;
+        super::timeline::mark("set evaluated");
         session.set_sync_override(opts.sync);
         let listener = match &opts.listen {
             Some(l) => Some(Listener::start(l, tx.clone()).map_err(|e| {
@@ -483,15 +484,6 @@ impl Live {
             None => None,
         };
         session.set_clock_out_override(opts.clock_out.then_some(true));
-        let chosen = chooser.join()?;
-        if let Some(note) = &chosen.buffer_note {
-            say(&out, note);
-        }
-        let sample_rate = chosen.sample_rate();
-        let tables = match usual_tables.join() {
-            Ok(t) if sample_rate == USUAL_SAMPLE_RATE => Arc::new(t),
-            _ => Arc::new(Tables::new(sample_rate as f32)),
-        };
         let mut set = session.set().clone();
         apply_sync(&mut set, opts.sync);
         // Each device the set names has its output port from the start.
@@ -499,8 +491,38 @@ impl Live {
         let devices = lock_devices(&midi_out).plan(&set, 0).map_err(StartError::Other)?;
         let out_ports = devices.ports();
         *lock_devices(&midi_out) = devices;
-        let Rig { mut engine, controller } = Rig::routed(&set, sample_rate as f32, tables.clone(), out_ports)
-            .map_err(|e| StartError::Other(e.to_string()))?;
+        // The rig is built at the usual rate while the device is still being
+        // chosen (the audio server's answers take as long as the set), and again
+        // at the device's rate if that is another.
+        let build = |rate: u32, tables: &Arc<Tables>| {
+            Rig::routed(&set, rate as f32, tables.clone(), out_ports.clone())
+                .map_err(|e| StartError::Other(e.to_string()))
+        };
+        let usual = match usual_tables.join() {
+            Ok(t) => {
+                super::timeline::mark("tables ready");
+                let t = Arc::new(t);
+                let rig = build(USUAL_SAMPLE_RATE, &t)?;
+                super::timeline::mark("rig built");
+                Some((t, rig))
+            }
+            Err(_) => None,
+        };
+        let chosen = chooser.join()?;
+        super::timeline::mark("device chosen");
+        if let Some(note) = &chosen.buffer_note {
+            say(&out, note);
+        }
+        let sample_rate = chosen.sample_rate();
+        let (tables, Rig { mut engine, controller }) = match usual {
+            Some(built) if sample_rate == USUAL_SAMPLE_RATE => built,
+            _ => {
+                let t = Arc::new(Tables::new(sample_rate as f32));
+                let rig = build(sample_rate, &t)?;
+                super::timeline::mark("rig built again at the device's rate");
+                (t, rig)
+            }
+        };
         let record_tap = Arc::new(RecordTap::default());
         record_tap.set_patterns(opts.record_patterns);
         engine.record_into(record_tap.clone());
@@ -528,6 +550,7 @@ impl Live {
             out: midi_out.clone(),
         };
         let stream = audio::start(&chosen, engine, clock.clone(), link.clock(), &tap)?;
+        super::timeline::mark("engine handed over");
         audio::check_pacing(&chosen, &audio_stats)?;
         let mut live = Live {
             midi_out,
@@ -618,6 +641,8 @@ impl Live {
             chosen.description,
             sample_rate
         ));
+        super::timeline::mark("playing line");
+        super::timeline::write_stamps();
         if let Some(l) = &live.listener {
             live.say(&format!("control port: listening on {} (OSC over UDP, lines over TCP)", l.addr));
         }
@@ -1075,7 +1100,7 @@ impl Live {
     fn midi_own_port(&self) -> Result<MidiIn, String> {
         #[cfg(feature = "jack")]
         if let Some(j) = self.stream.as_ref().and_then(|s| s.jack()) {
-            return Ok(midi::own_shared(j));
+            return midi::own_shared(j);
         }
         midi::open_own_port(&self.tap)
     }

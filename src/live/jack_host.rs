@@ -111,10 +111,12 @@ impl Process {
     /// One cycle: silence until the engine has arrived, then the engine, from the
     /// cycle it arrives in.
     fn cycle(&mut self, ps: &jack::ProcessScope) {
+        super::timeline::stamp(&super::timeline::FIRST_CALLBACK);
         if self.running.is_none()
             && let Some(r) = self.handoff.pop()
         {
             self.running = Some(r);
+            super::timeline::stamp(&super::timeline::ENGINE_ADOPTED);
         }
         match self.running.as_deref_mut() {
             Some(r) => r.cycle(&mut self.io, ps),
@@ -235,8 +237,9 @@ pub struct JackStream {
     /// Makes and drops the MIDI output ports of devices (control thread).
     pub outs: Arc<Mutex<JackOutControl>>,
     /// A second client of the same server, never activated, to connect ports with
-    /// from the control thread (shared with the MIDI connection).
-    pub ports_client: Arc<jack::Client>,
+    /// from the control thread (shared with the MIDI connection): see
+    /// [`JackStream::ports_client`].
+    ports: Mutex<PortsClient>,
     /// The server has gone: its clients must not be closed (libjack crashes).
     pub dead: Arc<AtomicBool>,
     /// What the MIDI input holds down.
@@ -252,8 +255,8 @@ fn failed(e: impl std::fmt::Display) -> super::audio::AudioError {
 }
 
 /// jamrig's JACK clients, opened and not yet active: its own (audio and MIDI
-/// ports) and the one it connects ports with (`None`: opened while the own one is
-/// activated, beside it).
+/// ports) and the one it connects ports with (`None`: opened once the engine is
+/// handed over).
 pub struct Clients {
     pub own: jack::Client,
     pub ports: Option<jack::Client>,
@@ -263,12 +266,29 @@ pub struct Clients {
 /// with ([`JackStream::ports_client`]).
 const PORTS_CLIENT: &str = "jamrig_ports";
 
-fn open(name: &str) -> Option<jack::Client> {
-    jack::Client::new(name, jack::ClientOptions::NO_START_SERVER).ok().map(|(c, _)| c)
+/// The second client's state. It is opened only once the engine has been handed
+/// over: the server answers one request at a time, and opening a client waits for
+/// its next cycle, so opened beside the activation it held the activation (and the
+/// first sound) back by a cycle.
+enum PortsClient {
+    /// Not asked for yet.
+    Unopened,
+    /// Being opened in a thread of its own.
+    Opening(std::thread::JoinHandle<Option<jack::Client>>),
+    Open(Arc<jack::Client>),
+    /// The server refused it.
+    Refused,
 }
 
-/// Opens jamrig's own JACK client (the other is opened while it is activated),
-/// or `None` when no server runs.
+fn open(name: &str) -> Option<jack::Client> {
+    super::timeline::mark(&format!("client {name}: open called"));
+    let c = jack::Client::new(name, jack::ClientOptions::NO_START_SERVER).ok().map(|(c, _)| c);
+    super::timeline::mark(&format!("client {name}: open returned"));
+    c
+}
+
+/// Opens jamrig's own JACK client (the other is opened once the engine is handed
+/// over), or `None` when no server runs.
 pub fn open_clients() -> Option<Clients> {
     Some(Clients { own: open(CLIENT)?, ports: None })
 }
@@ -289,15 +309,10 @@ impl JackStream {
             Some(c) => c,
             None => open_clients().ok_or_else(|| failed("no JACK server running"))?,
         };
-        // Each request below waits on the server's cycle: the second client is
-        // opened meanwhile.
-        // (`Ok`: open already; `Err`: being opened.)
-        let ports_client = match ports {
-            Some(c) => Ok(c),
-            None => Err(std::thread::Builder::new()
-                .name("jamrig-jack-ports".into())
-                .spawn(|| open(PORTS_CLIENT))
-                .map_err(failed)?),
+        // The second client is opened once the engine is handed over (`start`).
+        let ports = match ports {
+            Some(c) => PortsClient::Open(Arc::new(c)),
+            None => PortsClient::Unopened,
         };
         let left = client.register_port("out_0", jack::AudioOut::default()).map_err(failed)?;
         let right = client.register_port("out_1", jack::AudioOut::default()).map_err(failed)?;
@@ -308,6 +323,7 @@ impl JackStream {
         let audio = [left.name().map_err(failed)?, right.name().map_err(failed)?];
         let in_name = midi_in.name().map_err(failed)?;
         let out_name = names.default_name();
+        super::timeline::mark("ports registered");
         let held = Arc::new(Held::default());
         let dead = Arc::new(AtomicBool::new(false));
         let handoff = Arc::new(ArrayQueue::new(HANDOFF_SLOTS));
@@ -327,14 +343,12 @@ impl JackStream {
         };
         let notify = Notify { stats: stats.clone(), dead: dead.clone() };
         let active = client.activate_async(notify, process).map_err(failed)?;
+        super::timeline::mark("activate returned");
         let playback = active.as_client().ports(Some("system:playback_.*"), Some("audio"), jack::PortFlags::IS_INPUT);
         for (ours, theirs) in audio.iter().zip(&playback) {
             let _ = active.as_client().connect_ports_by_name(ours, theirs);
         }
-        let ports_client = match ports_client {
-            Ok(c) => c,
-            Err(h) => h.join().ok().flatten().ok_or_else(|| failed("the server refused a second client"))?,
-        };
+        super::timeline::mark("outputs connected to the playback ports");
         let client = Arc::new(Mutex::new(Some(active)));
         let owner: Arc<dyn super::midi_out::JackClientOwner> = client.clone();
         Ok(JackStream {
@@ -342,7 +356,7 @@ impl JackStream {
             handoff,
             stats,
             outs: Arc::new(Mutex::new(names.owned_by(owner))),
-            ports_client: Arc::new(ports_client),
+            ports: Mutex::new(ports),
             dead,
             held,
             midi_in: in_name,
@@ -385,19 +399,58 @@ impl JackStream {
             jumped: false,
         });
         // Dropped here, on the control side, if the slot is taken.
-        self.handoff.push(running).map_err(|_| failed("the client plays an engine already; restart jamrig"))
+        self.handoff.push(running).map_err(|_| failed("the client plays an engine already; restart jamrig"))?;
+        // Now the second client (the server is no longer busy with the first).
+        let mut ports = self.ports.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(*ports, PortsClient::Unopened)
+            && let Ok(h) = std::thread::Builder::new().name("jamrig-jack-ports".into()).spawn(|| open(PORTS_CLIENT))
+        {
+            *ports = PortsClient::Opening(h);
+        }
+        Ok(())
+    }
+
+    /// The second client, never activated, that the control thread connects ports
+    /// with (opened here if it is not yet).
+    pub fn ports_client(&self) -> Result<Arc<jack::Client>, String> {
+        let mut ports = self.ports.lock().unwrap_or_else(|p| p.into_inner());
+        let opened = match std::mem::replace(&mut *ports, PortsClient::Refused) {
+            PortsClient::Open(c) => Some(c),
+            PortsClient::Unopened => open(PORTS_CLIENT).map(Arc::new),
+            PortsClient::Opening(h) => h.join().ok().flatten().map(Arc::new),
+            PortsClient::Refused => None,
+        };
+        match opened {
+            Some(c) => {
+                *ports = PortsClient::Open(c.clone());
+                Ok(c)
+            }
+            None => {
+                Err("the JACK server refused jamrig a second client to connect ports with; restart the JACK server"
+                    .into())
+            }
+        }
     }
 }
 
 impl Drop for JackStream {
     fn drop(&mut self) {
         let client = self.client.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // A second client still being opened is waited for, and closed here.
+        let ports =
+            match std::mem::replace(self.ports.get_mut().unwrap_or_else(|p| p.into_inner()), PortsClient::Refused) {
+                PortsClient::Open(c) => Some(c),
+                PortsClient::Opening(h) => h.join().ok().flatten().map(Arc::new),
+                PortsClient::Unopened | PortsClient::Refused => None,
+            };
         if self.dead.load(Relaxed) {
             // Closing a client whose server has gone crashes libjack.
             if let Some(c) = client {
                 std::mem::forget(c);
             }
-            std::mem::forget(self.ports_client.clone());
+            if let Some(c) = ports {
+                std::mem::forget(c);
+            }
         }
     }
 }

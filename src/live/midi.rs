@@ -825,30 +825,30 @@ mod jack_in {
 
     /// The MIDI input of the audio stream's own client (`jamrig:in`), waiting for
     /// other programs to connect to it.
-    pub fn own_shared(stream: &crate::live::jack_host::JackStream) -> MidiIn {
-        MidiIn {
+    pub fn own_shared(stream: &crate::live::jack_host::JackStream) -> Result<MidiIn, String> {
+        Ok(MidiIn {
             client: None,
-            shared: Some((stream.ports_client.clone(), stream.midi_in.clone())),
+            shared: Some((stream.ports_client()?, stream.midi_in.clone())),
             dead: stream.dead.clone(),
             port: format!("{}{OWN_PORT_NOTE}", stream.midi_in),
             held: stream.held.clone(),
             out: stream.midi_out.clone(),
             outs: stream.outs.clone(),
-        }
+        })
     }
 
     /// Connects the audio stream's client's MIDI input to the source `choice`
     /// names (the first by default).
     pub fn connect_shared(choice: Option<&str>, stream: &crate::live::jack_host::JackStream) -> Result<MidiIn, String> {
-        let c = &stream.ports_client;
-        let names = sources(c, &stream.midi_in);
+        let c = stream.ports_client()?;
+        let names = sources(&c, &stream.midi_in);
         let i = pick(choice, &names).ok_or_else(|| no_match(choice))?;
         let connected = c.port_by_name(&stream.midi_in).map(|p| p.get_connections()).unwrap_or_default();
         if !connected.contains(&names[i]) {
             c.connect_ports_by_name(&names[i], &stream.midi_in)
                 .map_err(|e| format!("cannot connect MIDI input {}: {e}", names[i]))?;
         }
-        let mut m = own_shared(stream);
+        let mut m = own_shared(stream)?;
         m.port = names[i].clone();
         Ok(m)
     }

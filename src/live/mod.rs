@@ -16,6 +16,7 @@ pub mod midi;
 pub mod midi_out;
 pub mod repl;
 pub mod stats;
+pub mod timeline;
 pub mod watch;
 
 use control::{Handles, Live, Msg, Out, PlayOptions, StartError};

@@ -1355,3 +1355,17 @@ pub fn replay_capture(capture: &Path, out: &Path) -> (Vec<u8>, String) {
 pub fn wav_samples(bytes: &[u8]) -> Vec<f32> {
     hound::WavReader::new(std::io::Cursor::new(bytes)).unwrap().into_samples::<f32>().map(|s| s.unwrap()).collect()
 }
+
+impl Probe {
+    /// Tries to connect the audio outputs `out_0` and `out_1` of the client
+    /// `client` to the probe's inputs now: false while they are not there or that
+    /// client is not active yet.
+    pub fn try_connect_audio_of(&self, client: &str) -> bool {
+        let c = self.client();
+        ["out_0", "out_1"].iter().zip(&self.inputs).all(|(port, to)| {
+            let from = format!("{client}:{port}");
+            c.connect_ports_by_name(&from, to).is_ok()
+                || c.port_by_name(&from).is_some_and(|p| p.is_connected_to(to).unwrap_or(false))
+        })
+    }
+}
