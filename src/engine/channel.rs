@@ -418,6 +418,11 @@ impl Work {
         }
     }
 
+    /// Whether this is a shared reverb's preparation (rather than a channel's work).
+    pub fn is_reverb(&self) -> bool {
+        !self.reverb.is_null()
+    }
+
     /// Parts the channel was planned in this tick (0: it runs whole).
     ///
     /// # Safety

@@ -77,11 +77,40 @@ fn unguarded(f: &mut dyn FnMut()) {
     f()
 }
 
+/// The order to hand out `costs.len()` items in on `threads` threads, into `order`:
+/// the first `pinned` items for the audio thread (taken first, from the front), then
+/// the rest, given costliest first, shared out greedily (each to the side, the audio
+/// thread's or the workers', that is less loaded for its share of the threads). The
+/// audio thread's side goes at the front, costliest first; the workers' side at the
+/// back, cheapest first, so that each side takes its costliest items first from its
+/// own end and the two meet at the cheapest items of both, where whichever thread is
+/// early takes what is left (the wait for the last item is short). The same costs
+/// give the same sides tick after tick: a channel stays on its thread, its state in
+/// that core's cache. Audio thread: no allocation.
+pub fn split_order(costs: &[f32], pinned: usize, threads: usize, order: &mut [u8]) {
+    let n = costs.len().min(order.len()).min(MAX_ITEMS);
+    let pinned = pinned.min(n);
+    let workers = threads.saturating_sub(1).max(1) as f32;
+    let (mut front, mut back) = (0usize, n);
+    let (mut mine, mut theirs) = (0.0f32, 0.0f32);
+    for (i, &c) in costs[..n].iter().enumerate() {
+        if i < pinned || mine <= theirs / workers {
+            order[front] = i as u8;
+            front += 1;
+            mine += c;
+        } else {
+            back -= 1;
+            order[back] = i as u8;
+            theirs += c;
+        }
+    }
+}
+
 /// The claim word: generation (high 40 bits), items in the job, items taken from
 /// the front (by the audio thread) and from the back (by the workers), 8 bits each.
-/// The audio thread takes the costliest items first and the workers the cheapest:
-/// the same channels tend to stay on the same thread from tick to tick (their state
-/// stays in that core's cache), and the two ends meet where the work is split.
+/// The engine orders a job with [`split_order`]: each side takes its own costliest
+/// items first, the same channels stay on the same thread from tick to tick (their
+/// state stays in that core's cache), and the two ends meet at the cheapest items.
 #[inline]
 fn pack(generation: u64, len: usize) -> u64 {
     generation << 24 | (len as u64) << 16
@@ -395,6 +424,33 @@ mod tests {
             pool.run(&mut items, &order, &slow);
         }
         assert!(pool.worker_items() > 0, "the worker never took an item");
+    }
+
+    /// Each item is handed out once; the audio thread's side starts with the pinned
+    /// items, each side takes its costliest first from its own end, and the sides
+    /// are balanced to within the largest item.
+    #[test]
+    fn the_split_order_balances_the_sides_and_names_each_item_once() {
+        let costs = [9.0, 7.0, 5.0, 4.0, 3.0, 3.0, 2.0, 1.0, 0.5];
+        for pinned in [0, 1, 2] {
+            let mut order = [0u8; 9];
+            split_order(&costs, pinned, 2, &mut order);
+            let mut seen = order.to_vec();
+            seen.sort();
+            assert_eq!(seen, (0..9).collect::<Vec<u8>>(), "pinned {pinned}: {order:?}");
+            assert_eq!(&order[..pinned], &(0..pinned as u8).collect::<Vec<u8>>()[..], "{order:?}");
+            // The front side: costs falling from the front; the back side: falling from the back.
+            let split = (1..9).find(|&k| order[k] < order[k - 1]).unwrap_or(9);
+            assert!(order[..split].windows(2).all(|w| w[0] < w[1]), "{order:?}");
+            assert!(order[split..].windows(2).all(|w| w[0] > w[1]), "{order:?}");
+            let side = |o: &[u8]| o.iter().map(|&k| costs[k as usize]).sum::<f32>();
+            let (a, b) = (side(&order[..split]), side(&order[split..]));
+            assert!((a - b).abs() <= 9.0, "pinned {pinned}: {a} against {b} ({order:?})");
+        }
+        // Unpinned, equal costs alternate: half each.
+        let mut order = [0u8; 6];
+        split_order(&[1.0; 6], 0, 2, &mut order);
+        assert_eq!(order, [0, 2, 4, 5, 3, 1]);
     }
 
     #[test]
