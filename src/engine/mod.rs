@@ -68,17 +68,6 @@ pub const PARALLEL_MIN_MICROS: f32 = 10.0;
 /// preparation of every shared reverb.
 const MAX_WORK: usize = MAX_CHANNELS * channel::MAX_PARTS + sends::SHARED_REVERBS;
 const _: () = assert!(MAX_WORK <= workers::MAX_ITEMS);
-/// Work items in the order they are listed (a tick's items are sorted beforehand; on
-/// several threads `workers::split_order` orders them).
-const WORK_ORDER: [u8; MAX_WORK] = {
-    let mut order = [0u8; MAX_WORK];
-    let mut i = 0;
-    while i < MAX_WORK {
-        order[i] = i as u8;
-        i += 1;
-    }
-    order
-};
 /// How fast the measured work per tick follows the latest tick (a moving average).
 const WORK_SMOOTHING: f32 = 0.05;
 /// Capacity of the event queue from producers (MIDI, REPL, renderer) to the engine.
@@ -1498,24 +1487,24 @@ impl Engine {
             self.reverbs_handed_out += reverbs as u64;
             m += reverbs;
         }
-        // The shared reverbs' preparations first (this thread takes them, and finishes
-        // them after the channels: their state stays in its core's cache), then the
-        // costliest first, shared out between this thread (from the front) and the
-        // workers (from the back) so that the two sides meet at their cheapest items.
-        items[..m].sort_unstable_by(|a, b| b.is_reverb().cmp(&a.is_reverb()).then(b.cost.total_cmp(&a.cost)));
-        let mut order = WORK_ORDER;
+        // SAFETY (both branches): each item is run once, by one thread, while the lanes live.
         if parallel && m >= 2 {
+            // The shared reverbs' preparations first (this thread takes them, and
+            // finishes them after the channels: their state stays in its core's cache),
+            // then the costliest first, shared out between this thread (from the front)
+            // and the workers (from the back) so that the two sides meet at their
+            // cheapest items.
+            items[..m].sort_unstable_by(|a, b| b.is_reverb().cmp(&a.is_reverb()).then(b.cost.total_cmp(&a.cost)));
             let pinned = items[..m].iter().take_while(|w| w.is_reverb()).count();
             let mut costs = [0.0f32; MAX_WORK];
             for (c, w) in costs.iter_mut().zip(&items[..m]) {
                 *c = w.cost;
             }
+            let mut order = [0u8; MAX_WORK];
             workers::split_order(&costs[..m], pinned, threads, &mut order[..m]);
-        }
-        // SAFETY (both branches): each item is run once, by one thread, while the lanes live.
-        if parallel && m >= 2 {
             self.pool.run(&mut items[..m], &order[..m], &|w: &mut Work| unsafe { w.run(&cx) });
         } else {
+            // On one thread the order does not matter (the items are independent).
             for w in &mut items[..m] {
                 unsafe { w.run(&cx) };
             }

@@ -86,6 +86,11 @@ pub fn notes_played(set: &Set, events: &[Event]) -> [bool; 128] {
     notes
 }
 
+/// Whether a channel of `set` plays the drum kit (the set cannot change in a render).
+fn plays_kit(set: &Set) -> bool {
+    set.channels.values().any(|c| c.kind == crate::rig::set::ChannelKind::Drums)
+}
+
 pub struct Renderer {
     pub engine: Engine,
     pub controller: Controller,
@@ -100,8 +105,7 @@ impl Renderer {
     /// An engine playing `set` at `sample_rate`, building its tables (the drum kit
     /// only if a channel plays it: the set cannot change here).
     pub fn new(set: &Set, sample_rate: u32) -> Result<Self, BuildError> {
-        let kit = set.channels.values().any(|c| c.kind == crate::rig::set::ChannelKind::Drums);
-        Self::with_tables(set, Arc::new(Tables::with_kit(sample_rate as f32, kit)))
+        Self::with_tables(set, Arc::new(Tables::with_kit(sample_rate as f32, plays_kit(set))))
     }
 
     /// Same, for a render whose notes are all known before it starts: the drum kit
@@ -109,9 +113,8 @@ impl Renderer {
     /// or a pattern of the render plays, on any channel), which start-up then renders
     /// alone. The sounds played are the whole kit's.
     pub fn for_notes(set: &Set, sample_rate: u32, notes: &[bool; 128]) -> Result<Self, BuildError> {
-        let kit = set.channels.values().any(|c| c.kind == crate::rig::set::ChannelKind::Drums);
         let sr = sample_rate as f32;
-        let tables = if kit { Tables::for_drum_notes(sr, notes) } else { Tables::with_kit(sr, false) };
+        let tables = if plays_kit(set) { Tables::for_drum_notes(sr, notes) } else { Tables::with_kit(sr, false) };
         Self::with_tables(set, Arc::new(tables))
     }
 

@@ -103,15 +103,15 @@ impl Tables {
         Self::with_kit(sample_rate, true)
     }
 
-    /// The tables, with the drum kit rendered only if `kit` (a rig that never plays
-    /// the synthesized kit, such as a SoundFont's General MIDI rig, saves its memory
-    /// and the time to render it).
     /// The tables with only the drum sounds that the notes marked in `notes` play
     /// ([`DrumKit::for_notes`]).
     pub fn for_drum_notes(sample_rate: f32, notes: &[bool; 128]) -> Self {
         Tables { sample_rate, waves: Wavetables::new(), drums: DrumKit::for_notes(sample_rate as f64, notes) }
     }
 
+    /// The tables, with the drum kit rendered only if `kit` (a rig that never plays
+    /// the synthesized kit, such as a SoundFont's General MIDI rig, saves its memory
+    /// and the time to render it).
     pub fn with_kit(sample_rate: f32, kit: bool) -> Self {
         let drums = if kit { DrumKit::new(sample_rate as f64) } else { DrumKit::empty() };
         Tables { sample_rate, waves: Wavetables::new(), drums }

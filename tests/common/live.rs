@@ -856,13 +856,15 @@ impl Probe {
         self.wait_cycles(2, Duration::from_secs(5));
     }
 
-    /// Tries to connect jamrig's audio outputs to the probe's inputs now: false
-    /// while they are not there or jamrig's client is not active yet.
-    pub fn try_connect_jamrig_audio(&self) -> bool {
+    /// Tries to connect the audio outputs `out_0` and `out_1` of the client
+    /// `client` (jamrig's is "jamrig") to the probe's inputs now: false while they
+    /// are not there or that client is not active yet.
+    pub fn try_connect_audio_of(&self, client: &str) -> bool {
         let c = self.client();
-        ["jamrig:out_0", "jamrig:out_1"].iter().zip(&self.inputs).all(|(from, to)| {
-            c.connect_ports_by_name(from, to).is_ok()
-                || c.port_by_name(from).is_some_and(|p| p.is_connected_to(to).unwrap_or(false))
+        ["out_0", "out_1"].iter().zip(&self.inputs).all(|(port, to)| {
+            let from = format!("{client}:{port}");
+            c.connect_ports_by_name(&from, to).is_ok()
+                || c.port_by_name(&from).is_some_and(|p| p.is_connected_to(to).unwrap_or(false))
         })
     }
 
@@ -1354,18 +1356,4 @@ pub fn replay_capture(capture: &Path, out: &Path) -> (Vec<u8>, String) {
 
 pub fn wav_samples(bytes: &[u8]) -> Vec<f32> {
     hound::WavReader::new(std::io::Cursor::new(bytes)).unwrap().into_samples::<f32>().map(|s| s.unwrap()).collect()
-}
-
-impl Probe {
-    /// Tries to connect the audio outputs `out_0` and `out_1` of the client
-    /// `client` to the probe's inputs now: false while they are not there or that
-    /// client is not active yet.
-    pub fn try_connect_audio_of(&self, client: &str) -> bool {
-        let c = self.client();
-        ["out_0", "out_1"].iter().zip(&self.inputs).all(|(port, to)| {
-            let from = format!("{client}:{port}");
-            c.connect_ports_by_name(&from, to).is_ok()
-                || c.port_by_name(&from).is_some_and(|p| p.is_connected_to(to).unwrap_or(false))
-        })
-    }
 }
