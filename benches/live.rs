@@ -28,6 +28,10 @@
 //!   (this binary run with `floor-client`: open, two outputs, activate, a constant
 //!   from the first cycle). Both write their steps (`JAMRIG_STARTUP_TIMELINE`),
 //!   from the process's start: the bench prints each step's range.
+//!   Also printed: each start's own time for some steps (the rig's build, say).
+//! - The rig's build alone (`-- rig-build`, not part of the default run): the
+//!   example set's `Rig::new` at 48 kHz with its buffers pre-faulted, as `jamrig
+//!   play` builds it once the tables are ready, 20 times (wall and CPU time).
 //! - Control port (`--listen`): the round trip of requests sent one at a time
 //!   (paced under the port's rate limit) over OSC and TCP: an evaluated line, a
 //!   knob (`/jamrig/param`) and the same change as a REPL line; and the callback
@@ -401,6 +405,35 @@ fn timeline_text(runs: &[Vec<(String, f64)>]) -> String {
     out
 }
 
+/// How long some steps of jamrig's start-up took, each start's own difference of
+/// two timeline steps (ranges and medians), so that the time a step takes can be
+/// told from how late the steps before it came.
+fn durations_text(runs: &[Vec<(String, f64)>]) -> String {
+    const SPANS: [(&str, &str, &str); 4] = [
+        ("the tables' build, waited for after the set", "set evaluated", "tables ready"),
+        ("the rig's build", "tables ready", "rig built"),
+        ("rig built to engine handed over", "rig built", "engine handed over"),
+        ("engine handed over to adopted", "engine handed over", "engine adopted"),
+    ];
+    let mut out = String::new();
+    for (what, from, to) in SPANS {
+        let at = |r: &Vec<(String, f64)>, step: &str| r.iter().find(|(s, _)| s == step).map(|(_, t)| *t);
+        let mut d: Vec<f64> = runs.iter().filter_map(|r| Some(at(r, to)? - at(r, from)?)).collect();
+        if d.is_empty() {
+            continue;
+        }
+        d.sort_by(f64::total_cmp);
+        out.push_str(&format!(
+            "    {what}: {:.1}-{:.1} ms (median {:.1}, n = {})\n",
+            d[0],
+            d[d.len() - 1],
+            d[(d.len() - 1) / 2],
+            d.len()
+        ));
+    }
+    out
+}
+
 /// Start-up of `jamrig play` on JACK, beside the minimal client's: see the module's comment.
 fn startup() {
     let exe = std::env::current_exe().expect("the bench binary's path");
@@ -486,6 +519,7 @@ fn startup() {
             cycles(&sound_ms)
         );
         println!("  jamrig's timeline (from the process's start):\n{}", timeline_text(&jam_steps));
+        println!("  jamrig's steps, each start's own:\n{}", durations_text(&jam_steps));
         println!(
             "start-up at period {period}: floor (minimal JACK client): audio ports {}; first sound at the probe {} \
              (each start, in cycles: {})",
@@ -497,8 +531,51 @@ fn startup() {
     }
 }
 
+/// The argument that runs [`rig_build`] alone.
+const RIG_BUILD_ARG: &str = "rig-build";
+
+/// The thread's CPU time, in milliseconds.
+fn thread_cpu_ms() -> f64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
+}
+
+/// The rig's build alone, as `jamrig play` runs it once the tables are ready
+/// (buffers pre-faulted, 48 kHz): `examples/set.rhai` evaluated and the tables built
+/// once, then `Rig::new` 20 times, each build's wall and CPU time (the building
+/// thread's, page faults included); each rig is dropped before the next build.
+/// `-- rig-build` (not part of the default run).
+fn rig_build() {
+    let host = jamrig::script::ScriptHost::new().expect("stdlib");
+    let ev = host.eval_file(std::path::Path::new("examples/set.rhai")).expect("example set");
+    let tables = std::sync::Arc::new(jamrig::tables::Tables::new(SAMPLE_RATE as f32));
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let (t0, c0) = (std::time::Instant::now(), thread_cpu_ms());
+        let rig = jamrig::rig::Rig::new(&ev.set, SAMPLE_RATE as f32, tables.clone()).expect("rig");
+        cpu.push(thread_cpu_ms() - c0);
+        wall.push(t0.elapsed().as_secs_f64() * 1e3);
+        drop(std::hint::black_box(rig));
+    }
+    let text = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        format!("best {:.2} ms, median {:.2} ms, worst {:.2} ms", v[0], v[v.len() / 2], v[v.len() - 1])
+    };
+    println!(
+        "rig build of examples/set.rhai at 48 kHz, pre-faulted (20 builds): wall {}; CPU {}",
+        text(wall),
+        text(cpu)
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == RIG_BUILD_ARG) {
+        rig_build();
+        return;
+    }
     if args.iter().any(|a| a == FLOOR_ARG) {
         floor_client();
         return;

@@ -62,6 +62,43 @@ fn republishing_the_same_set_changes_nothing() {
     }
 }
 
+/// A channel that a reload configures for the first time arrives built (its voice
+/// slots and bus made on the control side, swapped in at adoption): it sounds the
+/// same, bit for bit, as the same channel built at the start and silent until then.
+#[test]
+fn a_channel_first_named_by_a_reload_sounds_as_if_built_at_the_start() {
+    let sr = 48000;
+    let before = r#"channel(1, #{ synth: "saw", envelope: "pad", lowpass: 1500.0 });"#;
+    let after = format!(
+        "{before}\n{}",
+        r#"channel(12, "pluck_synth", #{ reverb: 0.4, delay: 0.3, chorus: 0.3, lowpass: 3000.0 });
+        channel(7, #{ synth: "supersaw", reverb: 0.4, delay: 0.25 });
+        drums(14, #{ reverb: 0.2 });"#
+    );
+    let split = at(0.5, sr) + 17;
+    let events = [
+        note_on(100, 0, 57, 100),
+        note_on(split as u64 + 300, 11, 50, 100),
+        note_on(split as u64 + 900, 6, 62, 90),
+        note_on(split as u64 + 1000, 13, 38, 120),
+        note_on(split as u64 + 5000, 11, 57, 100),
+        note_off(split as u64 + 20000, 6, 62),
+        note_off(split as u64 + 30000, 0, 57),
+    ];
+    let whole = {
+        let mut r = renderer(&after, sr);
+        r.add_events(events);
+        r.render(at(2.5, sr), 512)
+    };
+    let mut r = renderer(before, sr);
+    r.add_events(events);
+    let x = with_publish(&mut r, split, &set(&after), at(2.5, sr) - split);
+    let loud = x[2 * split..].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(loud > 0.05, "the new channels sounded (peak {loud})");
+    let first = x.iter().zip(&whole).position(|(a, b)| a.to_bits() != b.to_bits());
+    assert!(first.is_none(), "the new channels sound otherwise from frame {}", first.unwrap() / 2);
+}
+
 // ---------------------------------------------------------------------------------
 // 20. Parameter jumps through a publish
 

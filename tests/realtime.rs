@@ -168,6 +168,62 @@ fn retired_snapshots_are_freed_on_the_control_side() {
     assert!(!controller.has_pending());
 }
 
+/// A channel the engine did not start with: its voice slots and bus are built on
+/// the control side when the first snapshot that configures it is published, and
+/// the engine swaps them for the placeholder at adoption and sends the placeholder
+/// back, without allocating or freeing; the channel then plays. Removed and named
+/// again, it keeps what it has (nothing is built twice).
+#[test]
+fn a_channel_first_configured_by_a_reload_arrives_built_without_allocating() {
+    let a = common::set(r#"channel(1, "saw");"#);
+    let b = common::set(
+        r#"channel(1, "saw");
+        channel(12, "pluck_synth", #{ reverb: 0.3, delay: 0.3, chorus: 0.3 });
+        drums(14);"#,
+    );
+    let Renderer { mut engine, mut controller, .. } = Renderer::with_tables(&a, common::tables(48000)).expect("rig");
+    controller.collect();
+    assert_eq!(controller.channels_built(), (1, 0), "only the set's channel is built at the start");
+    let (pluck, drums) = (11u8, 13u8);
+    let mut out = vec![0.0f32; 256 * 2];
+    let mut sounded = [0usize; 3];
+    let mut last = [0u32; 2];
+    for round in 0..90 {
+        let phase = round / 30;
+        if round % 30 == 0 {
+            // Control side: b, then a (the two channels removed), then b again.
+            controller.publish_set(if phase == 1 { &a } else { &b }).expect("publish");
+            let built = 1 | 1 << pluck | 1 << drums;
+            let waiting = if phase == 0 { 1 << pluck | 1 << drums } else { 0 };
+            assert_eq!(controller.channels_built(), (built, waiting));
+        }
+        let frame = engine.frames_out();
+        for ch in [pluck, drums] {
+            let note = if ch == drums { 38 } else { 48 + (round % 24) as u8 };
+            controller.send(Event::new(frame + 10, EventKind::NoteOn { channel: ch, note, velocity: 100 }));
+            controller.send(Event::new(frame + 200, EventKind::NoteOff { channel: ch, note }));
+        }
+        reset_violation_count();
+        assert_no_alloc(|| engine.process(&mut out, 2));
+        assert_eq!(violation_count(), 0, "round {round} allocated or freed");
+        assert!(out.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
+        let stats = controller.stats();
+        let voices = [pluck, drums].map(|ch| stats.voices[ch as usize].load(Relaxed));
+        if voices.iter().all(|&v| v > 0) {
+            sounded[phase] += 1;
+        }
+        if phase == 1 {
+            // Removed: the notes sent start nothing (the old ones fade).
+            assert!(voices[0] <= last[0] && voices[1] <= last[1], "round {round}: {voices:?} after {last:?}");
+        }
+        last = voices;
+        controller.collect();
+        assert_eq!(controller.channels_built().1, 0, "the engine took the parts at its first tick after");
+    }
+    assert!(sounded[0] >= 25 && sounded[2] >= 25, "the new channels played: {sounded:?}");
+    assert_eq!(controller.stats().trash_overflow.load(Relaxed), 0);
+}
+
 /// Every synth of the library, with the voice filter, glide, legato, analog and
 /// spread in play: note-on (the synth's `start`), rendering and release all run
 /// without allocating.

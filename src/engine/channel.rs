@@ -159,7 +159,12 @@ impl KeyStack {
 }
 
 impl ChannelState {
+    #[cfg(test)]
     fn new(sr: f32) -> Self {
+        Self::with_bus(sr, Bus::new(sr, TICK_FRAMES))
+    }
+
+    fn with_bus(sr: f32, bus: Bus) -> Self {
         let d = ParamValues::default();
         ChannelState {
             config: None,
@@ -173,7 +178,7 @@ impl ChannelState {
             pedal: false,
             expression: 1.0,
             program: None,
-            bus: Bus::new(sr, TICK_FRAMES),
+            bus,
             input: ChannelInput::default(),
             controls: sampler::ChannelControls::default(),
             rpn: (127, 127),
@@ -305,12 +310,16 @@ pub(super) struct Lane {
     /// The channel, 0-based.
     pub ch: u8,
     pub st: ChannelState,
-    /// The voice slots made so far, of room for [`LANE_VOICES`] (see [`Lane::new`]).
+    /// The voice slots made so far, of room for [`LANE_VOICES`] (see
+    /// [`ChannelParts::new`]); none until the lane is built.
     pub voices: Vec<Voice>,
     /// Slots of sounding voices, in pitch order.
     pub active: Vec<u16>,
     /// Free slots.
     free: Vec<u16>,
+    /// The channel's voice slots and bus are here ([`Lane::fit`]); until then its
+    /// bus is a placeholder and it starts no voice.
+    built: bool,
     /// Where new voice slots borrow delay lines from.
     lines: std::sync::Arc<Lines>,
     /// Voices started on this channel (start order, and the voices' noise seeds).
@@ -481,13 +490,30 @@ impl Work {
     }
 }
 
-impl Lane {
-    /// Allocates the channel's voice pool, whose voices borrow delay lines from
-    /// `lines` (control side). Where buffers are pre-faulted (the live host), every
-    /// slot is made here; otherwise (an offline render) the pool's room is reserved
-    /// and a slot is made when the channel first needs it (a push within the room:
-    /// no allocation), so slots a render never plays take no memory.
-    pub fn new(ch: u8, sr: f32, lines: &std::sync::Arc<Lines>) -> Self {
+/// The sample rate of a placeholder's bus ([`ChannelParts::placeholder`]): its
+/// delay lines, reverb and chorus are sized by it, so at 1 Hz they take next to
+/// nothing to build.
+const PLACEHOLDER_RATE: f32 = 1.0;
+
+/// What a channel needs before it can sound: its voice slots and its bus, with
+/// their buffers (pre-faulted where buffers are: the live host). The engine starts
+/// with the channels its first snapshot configures built, the others as
+/// placeholders; a channel a later snapshot first names is built on the control
+/// side ([`Prebuilt::provide`]) and handed to the engine with it, which swaps it in
+/// at adoption and sends the placeholder back to be freed ([`super::Garbage`]).
+pub struct ChannelParts {
+    voices: Vec<Voice>,
+    free: Vec<u16>,
+    bus: Bus,
+}
+
+impl ChannelParts {
+    /// Allocates a channel's voice pool, whose voices borrow delay lines from
+    /// `lines`, and its bus (control side). Where buffers are pre-faulted (the live
+    /// host), every slot is made here; otherwise (an offline render) the pool's room
+    /// is reserved and a slot is made when the channel first needs it (a push within
+    /// the room: no allocation), so slots a render never plays take no memory.
+    pub fn new(sr: f32, lines: &std::sync::Arc<Lines>) -> Self {
         let eager = crate::dsp::prefaults();
         let mut voices = Vec::with_capacity(LANE_VOICES);
         let mut free = Vec::with_capacity(LANE_VOICES);
@@ -495,12 +521,81 @@ impl Lane {
             voices.extend((0..LANE_VOICES).map(|_| Voice::new(lines)));
             free.extend((0..LANE_VOICES as u16).rev());
         }
+        ChannelParts { voices, free, bus: Bus::new(sr, TICK_FRAMES) }
+    }
+
+    /// A placeholder: no voice slots, and a bus at [`PLACEHOLDER_RATE`], whose
+    /// buffers (sized by the rate) hold a few hundred samples in all. The engine
+    /// never runs it: a channel that has never been configured starts no voice and
+    /// stays idle, and its bus is swapped for a real one before it is configured.
+    fn placeholder() -> Self {
+        ChannelParts { voices: Vec::new(), free: Vec::new(), bus: Bus::new(PLACEHOLDER_RATE, TICK_FRAMES) }
+    }
+}
+
+/// The channels built ahead for the engine, one slot each: the control side fills
+/// a channel's slot before it publishes the first snapshot that configures it (and
+/// never again), the engine empties it when it adopts such a snapshot. Lock-free,
+/// no allocation on the engine's side.
+pub struct Prebuilt {
+    slots: [crossbeam_queue::ArrayQueue<Box<ChannelParts>>; MAX_CHANNELS],
+    /// The channels whose parts have been built (control side only).
+    provided: std::sync::atomic::AtomicU32,
+    lines: std::sync::Arc<Lines>,
+}
+
+impl Prebuilt {
+    pub fn new(lines: std::sync::Arc<Lines>) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Prebuilt {
+            slots: std::array::from_fn(|_| crossbeam_queue::ArrayQueue::new(1)),
+            provided: std::sync::atomic::AtomicU32::new(0),
+            lines,
+        })
+    }
+
+    /// Builds the parts of every channel `snapshot` configures that has none yet, at
+    /// `sample_rate`. Control side, before the snapshot is published.
+    pub fn provide(&self, snapshot: &Snapshot, sample_rate: f32) {
+        let mut provided = self.provided.load(Relaxed);
+        for (ch, slot) in self.slots.iter().enumerate() {
+            if snapshot.channels[ch].is_none() || provided & (1 << ch) != 0 {
+                continue;
+            }
+            if slot.push(Box::new(ChannelParts::new(sample_rate, &self.lines))).is_ok() {
+                provided |= 1 << ch;
+            }
+        }
+        self.provided.store(provided, Relaxed);
+    }
+
+    /// The channels built so far (bit `ch`), handed over or waiting.
+    pub fn provided(&self) -> u32 {
+        self.provided.load(Relaxed)
+    }
+
+    /// The channels whose parts wait for the engine (bit `ch`).
+    pub fn waiting(&self) -> u32 {
+        self.slots.iter().enumerate().filter(|(_, s)| !s.is_empty()).fold(0, |m, (ch, _)| m | 1 << ch)
+    }
+
+    /// Channel `ch`'s parts, if they wait. Audio thread: no allocation.
+    pub(super) fn take(&self, ch: usize) -> Option<Box<ChannelParts>> {
+        self.slots.get(ch)?.pop()
+    }
+}
+
+impl Lane {
+    /// A channel that is not built yet: its state, with a placeholder for its voice
+    /// slots and bus until [`Lane::fit`] (control side).
+    pub fn unbuilt(ch: u8, sr: f32, lines: &std::sync::Arc<Lines>) -> Self {
+        let ChannelParts { voices, free, bus } = ChannelParts::placeholder();
         Lane {
             ch,
-            st: ChannelState::new(sr),
+            st: ChannelState::with_bus(sr, bus),
             voices,
             active: Vec::with_capacity(LANE_VOICES),
             free,
+            built: false,
             lines: lines.clone(),
             serial: 0,
             wave: [0.0; TICK_FRAMES],
@@ -518,6 +613,24 @@ impl Lane {
             spent_nanos: 0.0,
             cost_nanos: 0.0,
         }
+    }
+
+    /// Whether the channel's voice slots and bus are in place.
+    pub fn is_built(&self) -> bool {
+        self.built
+    }
+
+    /// Puts `parts` in place of the placeholder, which it returns in the same box
+    /// (to be freed on the control side). The lane has never sounded, so its bus
+    /// takes over from a placeholder that was never run: the channel sounds as if it
+    /// had been built at the start. Audio thread: no allocation, nothing freed.
+    pub fn fit(&mut self, mut parts: Box<ChannelParts>) -> Box<ChannelParts> {
+        debug_assert!(!self.built && self.active.is_empty());
+        std::mem::swap(&mut self.voices, &mut parts.voices);
+        std::mem::swap(&mut self.free, &mut parts.free);
+        std::mem::swap(&mut self.st.bus, &mut parts.bus);
+        self.built = true;
+        parts
     }
 
     /// Calls `f` on every sounding voice.
@@ -878,6 +991,11 @@ impl Lane {
         let Some(cfg) = self.st.config else {
             return;
         };
+        if !self.built {
+            // Its parts have not come (the control side provides them before any
+            // snapshot that configures the channel, so this does not happen).
+            return;
+        }
         let source = match cfg.source {
             Source::Synth(s) => VoiceSource::Synth(s),
             Source::Sampled { bank, preset } => {

@@ -102,6 +102,8 @@ pub enum Garbage {
     Patterns(Arc<PatternSet>),
     /// A sample bank no snapshot names and no voice plays any more.
     Bank(Arc<crate::tables::bank::SampleBank>),
+    /// The placeholder a channel's built parts replaced ([`channel::Lane::fit`]).
+    Channel(Box<channel::ChannelParts>),
 }
 
 /// Counters and meters the engine publishes for the REPL and tests (atomics only).
@@ -349,6 +351,7 @@ pub struct EnginePorts {
     pub events: Arc<inbox::Inbox>,
     pub stats: Arc<EngineStats>,
     pub lines: Arc<voice::Lines>,
+    pub prebuilt: Arc<channel::Prebuilt>,
 }
 
 /// The control side's ends.
@@ -359,6 +362,9 @@ pub struct ControlPorts {
     pub stats: Arc<EngineStats>,
     /// The voices' delay lines, provided before a snapshot that needs them is sent.
     pub lines: Arc<voice::Lines>,
+    /// The channels' voice slots and buses, built before the first snapshot that
+    /// configures each channel is sent.
+    pub prebuilt: Arc<channel::Prebuilt>,
 }
 
 /// Creates the bounded channels between the control side and the engine.
@@ -368,6 +374,7 @@ pub fn ports() -> (ControlPorts, EnginePorts) {
     let events = Arc::new(inbox::Inbox::default());
     let stats = Arc::new(EngineStats::default());
     let lines = voice::Lines::new(stats.clone());
+    let prebuilt = channel::Prebuilt::new(lines.clone());
     (
         ControlPorts {
             snapshots: snap_tx,
@@ -375,8 +382,9 @@ pub fn ports() -> (ControlPorts, EnginePorts) {
             events: events.clone(),
             stats: stats.clone(),
             lines: lines.clone(),
+            prebuilt: prebuilt.clone(),
         },
-        EnginePorts { snapshots: snap_rx, trash: trash_tx, events, stats, lines },
+        EnginePorts { snapshots: snap_rx, trash: trash_tx, events, stats, lines, prebuilt },
     )
 }
 
@@ -601,10 +609,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Builds an engine playing `initial`, allocating every buffer it will use.
-    /// Control side.
+    /// Builds an engine playing `initial`, allocating every buffer it will use
+    /// until a snapshot configures another channel (whose voice slots and bus the
+    /// control side then builds: [`channel::Prebuilt`]). Control side.
     pub fn new(sample_rate: f32, tables: Arc<Tables>, initial: Snapshot, ports: EnginePorts) -> Self {
         ports.lines.provide(&initial, sample_rate);
+        ports.prebuilt.provide(&initial, sample_rate);
         let lines = ports.lines.clone();
         let mut e = Engine {
             sr: sample_rate,
@@ -618,7 +628,7 @@ impl Engine {
             seq: 0,
             hits_left: MAX_TICK_HITS,
             voice_params: Param::ALL.iter().filter(|p| p.info().scope == Scope::Voice).map(|p| *p as usize).collect(),
-            lanes: (0..MAX_CHANNELS).map(|ch| Lane::new(ch as u8, sample_rate, &lines)).collect(),
+            lanes: (0..MAX_CHANNELS).map(|ch| Lane::unbuilt(ch as u8, sample_rate, &lines)).collect(),
             pool: workers::Pool::start(1, false, None),
             parallel_min_micros: PARALLEL_MIN_MICROS,
             work_micros: 0.0,
@@ -917,6 +927,15 @@ impl Engine {
         for ch in 0..MAX_CHANNELS {
             let old = self.lanes[ch].st.config;
             let new = next.channels[ch];
+            // A channel configured for the first time: its voice slots and bus,
+            // built on the control side, take the placeholder's place.
+            if new.is_some()
+                && !self.lanes[ch].is_built()
+                && let Some(parts) = self.ports.prebuilt.take(ch)
+            {
+                let placeholder = self.lanes[ch].fit(parts);
+                self.retire(Garbage::Channel(placeholder));
+            }
             // An external channel removed, or sent elsewhere: its device's notes end.
             let was_out = old.and_then(|c| out_target(&c, self.sr));
             let to = new.and_then(|c| out_target(&c, self.sr));

@@ -80,8 +80,10 @@ impl Controller {
     pub fn publish(&mut self, mut snap: crate::engine::snapshot::Snapshot) {
         self.serial += 1;
         snap.serial = self.serial;
-        // The voices' delay lines, the first time a synth needs them.
+        // The voices' delay lines, the first time a synth needs them, and the voice
+        // slots and bus of each channel the snapshot is the first to configure.
         self.ports.lines.provide(&snap, self.sample_rate as f32);
+        self.ports.prebuilt.provide(&snap, self.sample_rate as f32);
         self.pending = Some(Box::new(snap));
         self.collect();
     }
@@ -123,6 +125,13 @@ impl Controller {
 
     pub fn stats(&self) -> &Arc<EngineStats> {
         &self.ports.stats
+    }
+
+    /// The channels whose voice slots and bus have been built (bit `ch`, 0-based),
+    /// and those of them still waiting for the engine to adopt a snapshot that
+    /// configures them.
+    pub fn channels_built(&self) -> (u32, u32) {
+        (self.ports.prebuilt.provided(), self.ports.prebuilt.waiting())
     }
 }
 
