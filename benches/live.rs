@@ -31,7 +31,8 @@
 //!   Also printed: each start's own time for some steps (the rig's build, say).
 //! - The rig's build alone (`-- rig-build`, not part of the default run): the
 //!   example set's `Rig::new` at 48 kHz with its buffers pre-faulted, as `jamrig
-//!   play` builds it once the tables are ready, 20 times (wall and CPU time).
+//!   play` builds it once the tables are ready, 20 times (wall and CPU time), and
+//!   what one more rig adds to the resident memory.
 //! - Control port (`--listen`): the round trip of requests sent one at a time
 //!   (paced under the port's rate limit) over OSC and TCP: an evaluated line, a
 //!   knob (`/jamrig/param`) and the same change as a REPL line; and the callback
@@ -559,14 +560,26 @@ fn rig_build() {
         wall.push(t0.elapsed().as_secs_f64() * 1e3);
         drop(std::hint::black_box(rig));
     }
+    // What one rig keeps resident (its buffers are pre-faulted, so all of them).
+    let rss_kb = || -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default().to_string();
+        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    let before = rss_kb();
+    let rig = jamrig::rig::Rig::new(&ev.set, SAMPLE_RATE as f32, tables.clone()).expect("rig");
+    let kept = rss_kb().saturating_sub(before);
+    drop(std::hint::black_box(rig));
     let text = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         format!("best {:.2} ms, median {:.2} ms, worst {:.2} ms", v[0], v[v.len() / 2], v[v.len() - 1])
     };
     println!(
-        "rig build of examples/set.rhai at 48 kHz, pre-faulted (20 builds): wall {}; CPU {}",
+        "rig build of examples/set.rhai at 48 kHz, pre-faulted (20 builds): wall {}; CPU {}; one more rig added \
+         {:.1} MB resident",
         text(wall),
-        text(cpu)
+        text(cpu),
+        kept as f64 / 1024.0
     );
 }
 
