@@ -91,76 +91,24 @@ unsafe fn reading(at: *const f32, p: u32, inc: u32, pv: std::arch::x86_64::__m25
     _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), frac))
 }
 
-/// The AVX2 build. For the counts the synths use (one, three and seven oscillators)
-/// eight samples at a time, every oscillator in turn on them ([`interleaved`]);
-/// otherwise each oscillator in turn over the whole block ([`scan`]). Per sample the
-/// oscillators add in order either way, with the plain loop's multiplies and adds (no
-/// fused multiply-add), so the result is the same bit for bit.
+/// The AVX2 build: each oscillator in turn over the whole block (see [`scan`]). Per
+/// sample the oscillators still add in order, with the plain loop's multiplies and
+/// adds (no fused multiply-add), so the result is the same bit for bit.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn add_oscillators_avx2(tables: &[&Table], phases: &mut [u32], incs: &[u32], gain: f32, out: &mut [f32]) {
     use std::arch::x86_64::*;
-    match tables.len().min(phases.len()).min(incs.len()) {
-        1 => interleaved::<1>(tables, phases, incs, gain, out),
-        3 => interleaved::<3>(tables, phases, incs, gain, out),
-        7 => interleaved::<7>(tables, phases, incs, gain, out),
-        _ => {
-            let gain_v = _mm256_set1_ps(gain);
-            for ((table, phase), &inc) in tables.iter().zip(phases.iter_mut()).zip(incs) {
-                *phase = scan(
-                    table,
-                    *phase,
-                    inc,
-                    out,
-                    |o, read| _mm256_add_ps(o, _mm256_mul_ps(read, gain_v)),
-                    |x, read| x + read * gain,
-                );
-            }
-        }
-    }
-}
-
-/// `M` oscillators over `out`, eight samples at a time: the eight outputs stay in a
-/// register while every oscillator in turn adds its readings ([`reading`]), rather
-/// than being loaded and stored once per oscillator; the phases stay in registers
-/// too. The last `out.len() % LANES` samples go one by one, the oscillators in order.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2")]
-fn interleaved<const M: usize>(tables: &[&Table], phases: &mut [u32], incs: &[u32], gain: f32, out: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let tables: &[&Table; M] = tables[..M].try_into().expect("M tables");
-    let incs: [u32; M] = incs[..M].try_into().expect("M increments");
     let gain_v = _mm256_set1_ps(gain);
-    let whole = out.len() - out.len() % LANES;
-    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let at: [*const f32; M] = std::array::from_fn(|k| tables[k].as_ptr());
-    let mut p: [u32; M] = phases[..M].try_into().expect("M phases");
-    let mut pv: [__m256i; M] = std::array::from_fn(|k| {
-        _mm256_add_epi32(_mm256_set1_epi32(p[k] as i32), _mm256_mullo_epi32(lanes, _mm256_set1_epi32(incs[k] as i32)))
-    });
-    let step: [u32; M] = incs.map(|inc| inc.wrapping_mul(LANES as u32));
-    let step_v: [__m256i; M] = step.map(|s| _mm256_set1_epi32(s as i32));
-    for o in out[..whole].chunks_exact_mut(LANES) {
-        // SAFETY: AVX2 is enabled here and each `at[k]` is a table; `o` holds LANES floats.
-        unsafe {
-            let mut acc = _mm256_loadu_ps(o.as_ptr());
-            for k in 0..M {
-                let read = reading(at[k], p[k], incs[k], pv[k]);
-                acc = _mm256_add_ps(acc, _mm256_mul_ps(read, gain_v));
-                pv[k] = _mm256_add_epi32(pv[k], step_v[k]);
-                p[k] = p[k].wrapping_add(step[k]);
-            }
-            _mm256_storeu_ps(o.as_mut_ptr(), acc);
-        }
+    for ((table, phase), &inc) in tables.iter().zip(phases.iter_mut()).zip(incs) {
+        *phase = scan(
+            table,
+            *phase,
+            inc,
+            out,
+            |o, read| _mm256_add_ps(o, _mm256_mul_ps(read, gain_v)),
+            |x, read| x + read * gain,
+        );
     }
-    for x in &mut out[whole..] {
-        for k in 0..M {
-            *x += crate::tables::wavetable::read(tables[k], p[k]) * gain;
-            p[k] = p[k].wrapping_add(incs[k]);
-        }
-    }
-    phases[..M].copy_from_slice(&p);
 }
 
 /// Steps one oscillator over `out`, eight samples per vector (see [`points`]):
