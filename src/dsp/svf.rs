@@ -69,6 +69,7 @@ impl Svf {
 /// fused multiply-add), so each signal comes out the same bit for bit; the eight
 /// recursions overlap instead of running one after another.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // `t` indexes every lane's row
 pub fn lowpass_8<const N: usize>(filters: &mut [Svf; 8], coefs: &[SvfCoefs; 8], x: &mut [[f32; N]; 8], n: usize) {
     use wide::f32x8;
     let lanes = |f: &dyn Fn(usize) -> f32| f32x8::from(std::array::from_fn::<f32, 8, _>(f));
