@@ -839,10 +839,11 @@ const FILTER_LANES: usize = 8;
 /// [`Voice::render`] renders each, and returns whether one ended. The voice filters
 /// of consecutive voices that [`Voice::filters`] run side by side, up to eight at a
 /// time: each such voice renders up to its filter, the group's filters run in vector
-/// lanes, then each voice of the group finishes and adds into `out` in order. Every
-/// voice does the same arithmetic as alone and the voices add in the same order, so
-/// the sum is the same bit for bit. Audio thread or a worker: nothing is allocated
-/// (the group lives on the stack).
+/// lanes, then each voice of the group finishes and adds into `out` in order. A
+/// filtered voice with no filtered neighbour runs its filter alone, as `render` does
+/// (no group is made). Every voice does the same arithmetic as alone and the voices
+/// add in the same order, so the sum is the same bit for bit. Audio thread or a
+/// worker: nothing is allocated (the group lives on the stack).
 ///
 /// # Safety
 /// `voices` points at voices that include every slot of `slots`, which are
@@ -855,20 +856,38 @@ pub unsafe fn render_voices(
     mut out: VoiceOut,
 ) -> bool {
     let n = out.mono.len().min(super::TICK_FRAMES);
-    // Made (2 KB zeroed) only once a voice filters: most channels have none.
+    // Made (2 KB zeroed) only once two filtered voices meet: most channels have none.
     let mut made: Option<FilterGroup> = None;
+    // A filtered voice rendered up to its filter into `scratch.wave`, with its
+    // filter's coefficients, while no other has joined it.
+    let mut pending: Option<(u16, SvfCoefs)> = None;
     let mut ended = false;
     for &slot in slots {
         // SAFETY: the slot is one of `voices`', touched by this thread alone (the contract).
         let v = unsafe { &mut *voices.add(slot as usize) };
         if n == out.mono.len() && v.filters(ctx) {
-            let group = made.get_or_insert_with(|| FilterGroup {
-                slots: [0; FILTER_LANES],
-                coefs: [SvfCoefs::default(); FILTER_LANES],
-                filters: [Svf::default(); FILTER_LANES],
-                waves: [[0.0; super::TICK_FRAMES]; FILTER_LANES],
-                len: 0,
-            });
+            let group = match (pending.take(), made.as_mut()) {
+                (None, Some(group)) if group.len > 0 => group,
+                (None, _) => {
+                    let c = v.begin_filtered(ctx, &mut scratch.wave[..n], &mut scratch.env[..n]);
+                    pending = Some((slot, c));
+                    continue;
+                }
+                (Some((first, c)), _) => {
+                    let group = made.get_or_insert_with(|| FilterGroup {
+                        slots: [0; FILTER_LANES],
+                        coefs: [SvfCoefs::default(); FILTER_LANES],
+                        filters: [Svf::default(); FILTER_LANES],
+                        waves: [[0.0; super::TICK_FRAMES]; FILTER_LANES],
+                        len: 0,
+                    });
+                    // SAFETY: as above (`first` is another slot than `slot`).
+                    let w = unsafe { &*voices.add(first as usize) };
+                    group.waves[0][..n].copy_from_slice(&scratch.wave[..n]);
+                    (group.coefs[0], group.filters[0], group.slots[0], group.len) = (c, w.filter, first, 1);
+                    group
+                }
+            };
             let i = group.len;
             group.coefs[i] = v.begin_filtered(ctx, &mut group.waves[i][..n], &mut scratch.env[..n]);
             group.filters[i] = v.filter;
@@ -880,18 +899,46 @@ pub unsafe fn render_voices(
             }
             continue;
         }
-        if let Some(group) = made.as_mut().filter(|g| g.len > 0) {
-            // SAFETY: as above.
-            ended |= unsafe { finish_group(group, voices, ctx, scratch, &mut out, n) };
-        }
+        // SAFETY: as above.
+        ended |= unsafe { finish_filtered(&mut pending, &mut made, voices, ctx, scratch, &mut out, n) };
         v.render(ctx, scratch, out.reborrow());
         ended |= !v.active;
     }
-    if let Some(group) = made.as_mut().filter(|g| g.len > 0) {
-        // SAFETY: as above.
-        ended |= unsafe { finish_group(group, voices, ctx, scratch, &mut out, n) };
+    // SAFETY: as above.
+    ended | unsafe { finish_filtered(&mut pending, &mut made, voices, ctx, scratch, &mut out, n) }
+}
+
+/// Finishes the filtered voices waiting: the one rendered alone into `scratch.wave`
+/// (its filter runs there, as in `render`), or the group. Returns whether a voice
+/// ended.
+///
+/// # Safety
+/// As for [`render_voices`].
+unsafe fn finish_filtered(
+    pending: &mut Option<(u16, SvfCoefs)>,
+    made: &mut Option<FilterGroup>,
+    voices: *mut Voice,
+    ctx: &VoiceCtx,
+    scratch: &mut Scratch,
+    out: &mut VoiceOut,
+    n: usize,
+) -> bool {
+    if let Some((slot, c)) = pending.take() {
+        // SAFETY: the contract.
+        let v = unsafe { &mut *voices.add(slot as usize) };
+        let wave = &mut scratch.wave[..n];
+        let mut filter = v.filter;
+        for x in wave.iter_mut() {
+            *x = filter.lowpass(&c, *x);
+        }
+        end_filtered_wide(v, filter, ctx, wave, &mut scratch.env[..n], out.mono);
+        return !v.active;
     }
-    ended
+    match made.as_mut() {
+        // SAFETY: the contract.
+        Some(group) if group.len > 0 => unsafe { finish_group(group, voices, ctx, scratch, out, n) },
+        _ => false,
+    }
 }
 
 /// Runs the filters of the voices in `group` side by side, then finishes each voice
