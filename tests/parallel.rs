@@ -139,11 +139,14 @@ fn heavy_chords(channel: u8, size: u8, chords: u64) -> Vec<Event> {
 fn a_heavy_channel_summed_in_parts_renders_the_same_on_every_thread_count() {
     // One heavy channel (32 supersaw pad voices, released into the next chord, so
     // voices end inside ticks rendered in parts) beside a light one.
+    // A heavy lead channel too, whose voice filters run side by side, eight at a time.
     let set = common::set(
         "channel(1, \"synth_pad\", #{ voices: 64, reverb: 0.3, chorus: 0.2, lowpass: 4000.0 });\n\
-         channel(2, \"bass_guitar\");\n",
+         channel(2, \"bass_guitar\");\n\
+         channel(3, \"synth_lead\", #{ voices: 64, envelope: \"pad\", lowpass: 2000.0 });\n",
     );
     let mut events = heavy_chords(0, 32, 3);
+    events.extend(heavy_chords(2, 27, 3));
     for k in 0..12u64 {
         events.push(note_on(k * 12_000, 1, 36 + (k % 5) as u8, 90));
         events.push(note_off(k * 12_000 + 6_000, 1, 36 + (k % 5) as u8));

@@ -796,9 +796,11 @@ fn part_guard(f: &mut dyn FnMut()) {
 fn a_heavy_channel_handed_out_in_parts_never_allocates() {
     // 40 held pad voices (their voices summed in parts, the parts handed out, the
     // last to finish running the bus), then released so that voices end inside
-    // ticks rendered in parts; a light channel beside it.
+    // ticks rendered in parts; a light channel beside it; 40 lead voices whose voice
+    // filters run side by side, eight at a time, in parts too.
     let set = common::set(
-        "channel(1, \"synth_pad\", #{ voices: 64, reverb: 0.3, chorus: 0.2 });\nchannel(2, \"bass_guitar\");\n",
+        "channel(1, \"synth_pad\", #{ voices: 64, reverb: 0.3, chorus: 0.2 });\nchannel(2, \"bass_guitar\");\n\
+         channel(3, \"synth_lead\", #{ voices: 64, envelope: \"pad\" });\n",
     );
     let Renderer { mut engine, mut controller, .. } = Renderer::with_tables(&set, common::tables(48000)).expect("rig");
     engine.set_threads_guarded(2, false, Some(part_guard));
@@ -808,8 +810,12 @@ fn a_heavy_channel_handed_out_in_parts_never_allocates() {
         let at = engine.frames_out() + 3;
         let mut evs = Vec::new();
         match round {
-            2 => evs.extend((0..40u8).map(|k| EventKind::NoteOn { channel: 0, note: 30 + k, velocity: 90 })),
-            150 => evs.extend((0..40u8).map(|k| EventKind::NoteOff { channel: 0, note: 30 + k })),
+            2 => evs.extend(
+                (0..40u8).flat_map(|k| [0, 2].map(|channel| EventKind::NoteOn { channel, note: 40 + k, velocity: 90 })),
+            ),
+            150 => {
+                evs.extend((0..40u8).flat_map(|k| [0, 2].map(|channel| EventKind::NoteOff { channel, note: 40 + k })))
+            }
             r if r % 20 == 0 => evs.push(EventKind::NoteOn { channel: 1, note: 40, velocity: 90 }),
             _ => {}
         }

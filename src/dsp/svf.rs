@@ -63,6 +63,35 @@ impl Svf {
     }
 }
 
+/// Low-passes eight signals side by side: signal `l`, the first `n` samples of
+/// `x[l]`, through `filters[l]` with `coefs[l]`. Each lane does what
+/// [`Svf::lowpass`] does sample by sample, the same operations in the same order (no
+/// fused multiply-add), so each signal comes out the same bit for bit; the eight
+/// recursions overlap instead of running one after another.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // `t` indexes every lane's row
+pub fn lowpass_8<const N: usize>(filters: &mut [Svf; 8], coefs: &[SvfCoefs; 8], x: &mut [[f32; N]; 8], n: usize) {
+    use wide::f32x8;
+    let lanes = |f: &dyn Fn(usize) -> f32| f32x8::from(std::array::from_fn::<f32, 8, _>(f));
+    let (a1, a2, a3) = (lanes(&|l| coefs[l].a1), lanes(&|l| coefs[l].a2), lanes(&|l| coefs[l].a3));
+    let (mut ic1, mut ic2) = (lanes(&|l| filters[l].ic1), lanes(&|l| filters[l].ic2));
+    let two = f32x8::splat(2.0);
+    for t in 0..n.min(N) {
+        let v3 = lanes(&|l| x[l][t]) - ic2;
+        let v1 = a1 * ic1 + a2 * v3;
+        let v2 = ic2 + a2 * ic1 + a3 * v3;
+        ic1 = two * v1 - ic1;
+        ic2 = two * v2 - ic2;
+        for (l, y) in v2.to_array().into_iter().enumerate() {
+            x[l][t] = y;
+        }
+    }
+    let (ic1, ic2) = (ic1.to_array(), ic2.to_array());
+    for (l, f) in filters.iter_mut().enumerate() {
+        *f = Svf { ic1: ic1[l], ic2: ic2[l] };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +117,36 @@ mod tests {
         assert!((db + 3.0).abs() < 0.1, "{db}");
         assert!(gain_at(100.0, 1000.0, false) > 0.99);
         assert!(gain_at(10000.0, 1000.0, false) < 0.02);
+    }
+
+    #[test]
+    fn eight_lanes_low_pass_as_each_filter_alone_bit_for_bit() {
+        let sr = 48000.0;
+        let coefs: [SvfCoefs; 8] = std::array::from_fn(|l| SvfCoefs::new(200.0 * (l + 1) as f32, 0.5 + l as f32, sr));
+        let mut x = [[0.0f32; 64]; 8];
+        for (l, row) in x.iter_mut().enumerate() {
+            for (t, v) in row.iter_mut().enumerate() {
+                *v = ((t * (l + 3)) as f32 * 0.37).sin() * (1.0 + l as f32);
+            }
+        }
+        let mut filters: [Svf; 8] = std::array::from_fn(|l| Svf { ic1: 0.01 * l as f32, ic2: -0.02 * l as f32 });
+        for n in [64, 37, 1, 0] {
+            let mut want = x;
+            let mut alone = filters;
+            for l in 0..8 {
+                for v in &mut want[l][..n] {
+                    *v = alone[l].lowpass(&coefs[l], *v);
+                }
+            }
+            lowpass_8(&mut filters, &coefs, &mut x, n);
+            for l in 0..8 {
+                assert!(x[l].iter().zip(&want[l]).all(|(a, b)| a.to_bits() == b.to_bits()), "lane {l}, {n} samples");
+                assert_eq!(
+                    (filters[l].ic1.to_bits(), filters[l].ic2.to_bits()),
+                    (alone[l].ic1.to_bits(), alone[l].ic2.to_bits())
+                );
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::banks::{BankSlots, MAX_BANK_SLOTS, MAX_SNAPSHOT_BANKS};
 use super::bus::{Bus, BusOut, ChannelInput};
 use super::event::{Event, EventKind};
 use super::snapshot::{ChannelConfig, Snapshot, Source};
-use super::voice::{Lines, Scratch, Voice, VoiceCtx, VoiceOut, VoiceSource};
+use super::voice::{Lines, Scratch, Voice, VoiceCtx, VoiceOut, VoiceSource, render_voices};
 use super::{BEND_GLIDE_SECONDS, EngineStats, MAX_CHANNELS, MAX_VOICE_LIMIT, Queued, TICK_FRAMES, sampler};
 use crate::dsp::glide::Glide;
 use crate::dsp::reverb::Reverb;
@@ -724,22 +724,17 @@ impl Lane {
             controls: st.controls,
         };
         let input = &mut part.input;
-        let mut ended = false;
-        for &slot in &active[part.from..part.to] {
-            // SAFETY: the slot is one of this part's (the contract).
-            let v = unsafe { &mut *voices.add(slot as usize) };
-            let out = VoiceOut {
-                mono: &mut input.mono,
-                left: &mut input.left,
-                right: &mut input.right,
-                chorus: &mut input.chorus,
-                reverb: &mut input.reverb,
-                stereo: &mut input.stereo,
-                sent: &mut input.sent,
-            };
-            v.render(&ctx, &mut scratch, out);
-            ended |= !v.active;
-        }
+        let out = VoiceOut {
+            mono: &mut input.mono,
+            left: &mut input.left,
+            right: &mut input.right,
+            chorus: &mut input.chorus,
+            reverb: &mut input.reverb,
+            stereo: &mut input.stereo,
+            sent: &mut input.sent,
+        };
+        // SAFETY: the slots are this part's (the contract).
+        let ended = unsafe { render_voices(voices, &active[part.from..part.to], &ctx, &mut scratch, out) };
         part.ended = ended;
         part.nanos = nanos_since(t0);
     }
@@ -872,21 +867,18 @@ impl Lane {
             controls: st.controls,
         };
         let input = &mut st.input;
-        let mut ended = false;
-        for &slot in &self.active {
-            let v = &mut self.voices[slot as usize];
-            let out = VoiceOut {
-                mono: &mut input.mono[from..to],
-                left: &mut input.left[from..to],
-                right: &mut input.right[from..to],
-                chorus: &mut input.chorus[from..to],
-                reverb: &mut input.reverb[from..to],
-                stereo: &mut input.stereo,
-                sent: &mut input.sent,
-            };
-            v.render(&ctx, &mut scratch, out);
-            ended |= !v.active;
-        }
+        let out = VoiceOut {
+            mono: &mut input.mono[from..to],
+            left: &mut input.left[from..to],
+            right: &mut input.right[from..to],
+            chorus: &mut input.chorus[from..to],
+            reverb: &mut input.reverb[from..to],
+            stereo: &mut input.stereo,
+            sent: &mut input.sent,
+        };
+        // SAFETY: the active slots are distinct voices of this lane, which this
+        // thread holds.
+        let ended = unsafe { render_voices(self.voices.as_mut_ptr(), &self.active, &ctx, &mut scratch, out) };
         if ended {
             self.free_ended();
         }

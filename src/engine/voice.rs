@@ -664,40 +664,7 @@ impl Voice {
                 return;
             }
             VoiceSource::Synth(s) => {
-                let params = match &self.frozen {
-                    Some(p) => p,
-                    None => ctx.params,
-                };
-                let sctx = self.synth_ctx(ctx, params);
-                let entry = &SYNTHS[s as usize];
-                let osc = self.body.synth();
-                entry.synth.render(osc, &sctx, wave);
-                osc.age += n as u64;
-                add_layers(osc, &mut self.sub_phase, &sctx, wave);
-                // Advance the glide and the analog wander.
-                let dt = n as f64 / ctx.sample_rate as f64;
-                let target = self.note as f64;
-                if self.pitch != target {
-                    let step = self.glide_rate * dt;
-                    self.pitch = if (target - self.pitch).abs() <= step {
-                        target
-                    } else {
-                        self.pitch + step.copysign(target - self.pitch)
-                    };
-                }
-                self.analog_phase = crate::dsp::math::fract_turns(self.analog_phase + self.analog_rate * dt);
-                if Self::has_voice_filter(params) {
-                    // Cutoff: the channel's low-pass, opened by velocity and the filter
-                    // envelope; set once per segment (a tick at most).
-                    self.filter_env.render(&Self::filter_adsr(params), ctx.sample_rate, env);
-                    let base = match params.get(Param::Lowpass) {
-                        c if c > 0.0 => c,
-                        _ => OPEN_CUTOFF,
-                    };
-                    let cutoff = base
-                        + params.get(Param::VelToFilter) * self.velocity
-                        + params.get(Param::FilterAmount) * self.filter_env.level();
-                    let c = SvfCoefs::new(cutoff.max(20.0), params.get(Param::LowpassQ), ctx.sample_rate);
+                if let Some(c) = self.synth_begin(s, ctx, wave, env) {
                     // The state in a local: kept in registers across the loop rather
                     // than stored and reloaded every sample (the same arithmetic).
                     let mut filter = self.filter;
@@ -706,35 +673,103 @@ impl Voice {
                     }
                     self.filter = if filter.is_finite() { filter } else { Svf::default() };
                 }
-                let adsr = Self::adsr(params);
-                match self.env.steady_level(&adsr) {
-                    // Holding: the gain is a constant, no envelope buffer needed.
-                    Some(level) if self.steal_left == 0 && !entry.synth.decays() => {
-                        let g = self.gain * level;
-                        for (o, w) in out.iter_mut().zip(wave.iter()) {
-                            *o += w * g;
-                        }
-                        return;
-                    }
-                    _ => self.env.render(&adsr, ctx.sample_rate, env),
-                }
-                if entry.synth.decays() && (self.damped || matches!(self.env.stage(), Stage::Sustain | Stage::Release))
-                {
-                    let peak = wave.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-                    if peak * self.env.level() < SILENCE {
-                        self.quiet += n as u32;
-                        if self.quiet as f32 >= SILENT_SECONDS * ctx.sample_rate {
-                            self.env = Envelope::idle();
-                        }
-                    } else {
-                        self.quiet = 0;
-                    }
-                }
-                if self.env.is_done() {
-                    self.end();
+                if self.synth_end(s, ctx, wave, env, out) {
+                    return;
                 }
             }
         }
+        self.add_out(wave, env, out);
+    }
+
+    /// A synth voice's segment up to its voice filter: the synth and its layers into
+    /// `wave`, the glide and the analog wander advanced; with a voice filter, its
+    /// envelope advanced (`env` is scratch) and the coefficients returned.
+    #[inline(always)]
+    fn synth_begin(&mut self, s: u16, ctx: &VoiceCtx, wave: &mut [f32], env: &mut [f32]) -> Option<SvfCoefs> {
+        let n = wave.len();
+        let params = match &self.frozen {
+            Some(p) => p,
+            None => ctx.params,
+        };
+        let sctx = self.synth_ctx(ctx, params);
+        let entry = &SYNTHS[s as usize];
+        let osc = self.body.synth();
+        entry.synth.render(osc, &sctx, wave);
+        osc.age += n as u64;
+        add_layers(osc, &mut self.sub_phase, &sctx, wave);
+        // Advance the glide and the analog wander.
+        let dt = n as f64 / ctx.sample_rate as f64;
+        let target = self.note as f64;
+        if self.pitch != target {
+            let step = self.glide_rate * dt;
+            self.pitch = if (target - self.pitch).abs() <= step {
+                target
+            } else {
+                self.pitch + step.copysign(target - self.pitch)
+            };
+        }
+        self.analog_phase = crate::dsp::math::fract_turns(self.analog_phase + self.analog_rate * dt);
+        if !Self::has_voice_filter(params) {
+            return None;
+        }
+        // Cutoff: the channel's low-pass, opened by velocity and the filter
+        // envelope; set once per segment (a tick at most).
+        self.filter_env.render(&Self::filter_adsr(params), ctx.sample_rate, env);
+        let base = match params.get(Param::Lowpass) {
+            c if c > 0.0 => c,
+            _ => OPEN_CUTOFF,
+        };
+        let cutoff = base
+            + params.get(Param::VelToFilter) * self.velocity
+            + params.get(Param::FilterAmount) * self.filter_env.level();
+        Some(SvfCoefs::new(cutoff.max(20.0), params.get(Param::LowpassQ), ctx.sample_rate))
+    }
+
+    /// A synth voice's segment after its voice filter: its envelope, and the end of
+    /// a note that has died away. True when the segment is already added into `out`
+    /// (a held level); otherwise [`Voice::add_out`] adds it.
+    #[inline(always)]
+    fn synth_end(&mut self, s: u16, ctx: &VoiceCtx, wave: &[f32], env: &mut [f32], out: &mut [f32]) -> bool {
+        let n = wave.len();
+        let params = match &self.frozen {
+            Some(p) => p,
+            None => ctx.params,
+        };
+        let entry = &SYNTHS[s as usize];
+        let adsr = Self::adsr(params);
+        match self.env.steady_level(&adsr) {
+            // Holding: the gain is a constant, no envelope buffer needed.
+            Some(level) if self.steal_left == 0 && !entry.synth.decays() => {
+                let g = self.gain * level;
+                for (o, w) in out.iter_mut().zip(wave.iter()) {
+                    *o += w * g;
+                }
+                return true;
+            }
+            _ => self.env.render(&adsr, ctx.sample_rate, env),
+        }
+        if entry.synth.decays() && (self.damped || matches!(self.env.stage(), Stage::Sustain | Stage::Release)) {
+            let peak = wave.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            if peak * self.env.level() < SILENCE {
+                self.quiet += n as u32;
+                if self.quiet as f32 >= SILENT_SECONDS * ctx.sample_rate {
+                    self.env = Envelope::idle();
+                }
+            } else {
+                self.quiet = 0;
+            }
+        }
+        if self.env.is_done() {
+            self.end();
+        }
+        false
+    }
+
+    /// Adds the segment `wave` times its envelope `env` and the voice's gain into
+    /// `out`, fading it while the voice is stolen.
+    #[inline(always)]
+    fn add_out(&mut self, wave: &[f32], env: &[f32], out: &mut [f32]) {
+        let n = wave.len();
         let g = self.gain;
         if self.steal_left > 0 {
             let total = self.steal_total as f32;
@@ -750,6 +785,208 @@ impl Voice {
             for i in 0..n {
                 out[i] += wave[i] * env[i] * g;
             }
+        }
+    }
+
+    /// Whether [`Voice::render`] would now run this voice's filter (a synth voice
+    /// that holds the line it needs, its parameters asking for a filter): then
+    /// [`render_voices`] runs it beside other voices' filters.
+    fn filters(&self, ctx: &VoiceCtx) -> bool {
+        matches!(self.source, VoiceSource::Synth(_))
+            && !self.lacks_line()
+            && Self::has_voice_filter(self.frozen.as_ref().unwrap_or(ctx.params))
+    }
+
+    /// [`Voice::render`] up to the voice filter, for a voice that [`Voice::filters`]:
+    /// the segment into `wave` (`env` is scratch), the filter's coefficients returned.
+    fn begin_filtered(&mut self, ctx: &VoiceCtx, wave: &mut [f32], env: &mut [f32]) -> SvfCoefs {
+        let VoiceSource::Synth(s) = self.source else {
+            return SvfCoefs::default();
+        };
+        self.synth_begin(s, ctx, wave, env).unwrap_or_default()
+    }
+
+    /// The rest of [`Voice::render`] once the voice filter has run: its state after
+    /// the segment is `filter`, the filtered segment `wave`.
+    #[inline(always)]
+    fn end_filtered_body(&mut self, filter: Svf, ctx: &VoiceCtx, wave: &[f32], env: &mut [f32], out: &mut [f32]) {
+        self.filter = if filter.is_finite() { filter } else { Svf::default() };
+        let VoiceSource::Synth(s) = self.source else {
+            return;
+        };
+        if !self.synth_end(s, ctx, wave, env, out) {
+            self.add_out(wave, env, out);
+        }
+    }
+}
+
+crate::dsp::wide_build!(fn end_filtered_wide = Voice::end_filtered_body, (this: &mut Voice, filter: Svf, ctx: &VoiceCtx, wave: &[f32], env: &mut [f32], out: &mut [f32]));
+
+/// Voices whose filters run side by side: up to [`FILTER_LANES`] consecutive ones,
+/// each segment already rendered up to its filter.
+struct FilterGroup {
+    slots: [u16; FILTER_LANES],
+    coefs: [SvfCoefs; FILTER_LANES],
+    filters: [Svf; FILTER_LANES],
+    waves: [[f32; super::TICK_FRAMES]; FILTER_LANES],
+    len: usize,
+}
+
+/// Voice filters run side by side (see [`crate::dsp::svf::lowpass_8`]).
+const FILTER_LANES: usize = 8;
+
+/// Renders the voices at `slots` of `voices`, in that order, into `out`, as
+/// [`Voice::render`] renders each, and returns whether one ended. The voice filters
+/// of consecutive voices that [`Voice::filters`] run side by side, up to eight at a
+/// time: each such voice renders up to its filter, the group's filters run in vector
+/// lanes, then each voice of the group finishes and adds into `out` in order. A
+/// filtered voice with no filtered neighbour runs its filter alone, as `render` does
+/// (no group is made). Every voice does the same arithmetic as alone and the voices
+/// add in the same order, so the sum is the same bit for bit. Audio thread or a
+/// worker: nothing is allocated (the group lives on the stack).
+///
+/// # Safety
+/// `voices` points at voices that include every slot of `slots`, which are
+/// distinct, and no other thread touches those voices during the call.
+pub unsafe fn render_voices(
+    voices: *mut Voice,
+    slots: &[u16],
+    ctx: &VoiceCtx,
+    scratch: &mut Scratch,
+    mut out: VoiceOut,
+) -> bool {
+    let n = out.mono.len().min(super::TICK_FRAMES);
+    // Made (2 KB zeroed) only once two filtered voices meet: most channels have none.
+    let mut made: Option<FilterGroup> = None;
+    // A filtered voice rendered up to its filter into `scratch.wave`, with its
+    // filter's coefficients, while no other has joined it.
+    let mut pending: Option<(u16, SvfCoefs)> = None;
+    let mut ended = false;
+    for &slot in slots {
+        // SAFETY: the slot is one of `voices`', touched by this thread alone (the contract).
+        let v = unsafe { &mut *voices.add(slot as usize) };
+        if n == out.mono.len() && v.filters(ctx) {
+            let group = match (pending.take(), made.as_mut()) {
+                (None, Some(group)) if group.len > 0 => group,
+                (None, _) => {
+                    let c = v.begin_filtered(ctx, &mut scratch.wave[..n], &mut scratch.env[..n]);
+                    pending = Some((slot, c));
+                    continue;
+                }
+                (Some((first, c)), _) => {
+                    let group = made.get_or_insert_with(|| FilterGroup {
+                        slots: [0; FILTER_LANES],
+                        coefs: [SvfCoefs::default(); FILTER_LANES],
+                        filters: [Svf::default(); FILTER_LANES],
+                        waves: [[0.0; super::TICK_FRAMES]; FILTER_LANES],
+                        len: 0,
+                    });
+                    // SAFETY: as above (`first` is another slot than `slot`).
+                    let w = unsafe { &*voices.add(first as usize) };
+                    group.waves[0][..n].copy_from_slice(&scratch.wave[..n]);
+                    (group.coefs[0], group.filters[0], group.slots[0], group.len) = (c, w.filter, first, 1);
+                    group
+                }
+            };
+            let i = group.len;
+            group.coefs[i] = v.begin_filtered(ctx, &mut group.waves[i][..n], &mut scratch.env[..n]);
+            group.filters[i] = v.filter;
+            group.slots[i] = slot;
+            group.len += 1;
+            if group.len == FILTER_LANES {
+                // SAFETY: as above.
+                ended |= unsafe { finish_group(group, voices, ctx, scratch, &mut out, n) };
+            }
+            continue;
+        }
+        // SAFETY: as above.
+        ended |= unsafe { finish_filtered(&mut pending, &mut made, voices, ctx, scratch, &mut out, n) };
+        v.render(ctx, scratch, out.reborrow());
+        ended |= !v.active;
+    }
+    // SAFETY: as above.
+    ended | unsafe { finish_filtered(&mut pending, &mut made, voices, ctx, scratch, &mut out, n) }
+}
+
+/// Finishes the filtered voices waiting: the one rendered alone into `scratch.wave`
+/// (its filter runs there, as in `render`), or the group. Returns whether a voice
+/// ended.
+///
+/// # Safety
+/// As for [`render_voices`].
+unsafe fn finish_filtered(
+    pending: &mut Option<(u16, SvfCoefs)>,
+    made: &mut Option<FilterGroup>,
+    voices: *mut Voice,
+    ctx: &VoiceCtx,
+    scratch: &mut Scratch,
+    out: &mut VoiceOut,
+    n: usize,
+) -> bool {
+    if let Some((slot, c)) = pending.take() {
+        // SAFETY: the contract.
+        let v = unsafe { &mut *voices.add(slot as usize) };
+        let wave = &mut scratch.wave[..n];
+        let mut filter = v.filter;
+        for x in wave.iter_mut() {
+            *x = filter.lowpass(&c, *x);
+        }
+        end_filtered_wide(v, filter, ctx, wave, &mut scratch.env[..n], out.mono);
+        return !v.active;
+    }
+    match made.as_mut() {
+        // SAFETY: the contract.
+        Some(group) if group.len > 0 => unsafe { finish_group(group, voices, ctx, scratch, out, n) },
+        _ => false,
+    }
+}
+
+/// Runs the filters of the voices in `group` side by side, then finishes each voice
+/// in order into `out`; empties the group. Returns whether a voice ended.
+///
+/// # Safety
+/// As for [`render_voices`]: the group's slots are voices of `voices` that no other
+/// thread touches.
+unsafe fn finish_group(
+    group: &mut FilterGroup,
+    voices: *mut Voice,
+    ctx: &VoiceCtx,
+    scratch: &mut Scratch,
+    out: &mut VoiceOut,
+    n: usize,
+) -> bool {
+    let len = group.len;
+    // The lanes no voice uses run on silence.
+    for i in len..FILTER_LANES {
+        group.coefs[i] = SvfCoefs::default();
+        group.filters[i] = Svf::default();
+        group.waves[i][..n].fill(0.0);
+    }
+    lowpass_lanes(&mut group.filters, &group.coefs, &mut group.waves, n);
+    let mut ended = false;
+    for i in 0..len {
+        // SAFETY: the contract.
+        let v = unsafe { &mut *voices.add(group.slots[i] as usize) };
+        end_filtered_wide(v, group.filters[i], ctx, &group.waves[i][..n], &mut scratch.env[..n], out.mono);
+        ended |= !v.active;
+    }
+    group.len = 0;
+    ended
+}
+
+crate::dsp::wide_build!(fn lowpass_lanes = crate::dsp::svf::lowpass_8::<{ super::TICK_FRAMES }>, (filters: &mut [Svf; FILTER_LANES], coefs: &[SvfCoefs; FILTER_LANES], x: &mut [[f32; super::TICK_FRAMES]; FILTER_LANES], n: usize));
+
+impl VoiceOut<'_> {
+    /// The same buffers, for one voice.
+    pub fn reborrow(&mut self) -> VoiceOut<'_> {
+        VoiceOut {
+            mono: self.mono,
+            left: self.left,
+            right: self.right,
+            chorus: self.chorus,
+            reverb: self.reverb,
+            stereo: self.stereo,
+            sent: self.sent,
         }
     }
 }
@@ -786,6 +1023,7 @@ mod tests {
     use super::*;
     use crate::engine::snapshot::{ChannelConfig, Snapshot, Source};
     use crate::engine::synth::{line_len, synth_index};
+    use crate::tables::Tables;
     use crate::tables::wavetable::Wavetables;
 
     const SR: f32 = 48_000.0;
@@ -803,6 +1041,100 @@ mod tests {
             entry.synth.render(&mut st, &ctx, block);
         }
         out
+    }
+
+    /// Renders `voices` at `slots` one segment of `n` frames, one by one or through
+    /// [`render_voices`]; returns the sum.
+    fn segment(voices: &mut [Voice], slots: &[u16], ctx: &VoiceCtx, n: usize, side_by_side: bool) -> Vec<f32> {
+        let mut bufs = [[0.0f32; super::super::TICK_FRAMES]; 5];
+        let [mono, left, right, chorus, reverb] = &mut bufs;
+        let (mut wave, mut env) = ([0.0f32; super::super::TICK_FRAMES], [0.0f32; super::super::TICK_FRAMES]);
+        let mut scratch = Scratch { wave: &mut wave, env: &mut env };
+        let (mut stereo, mut sent) = (false, false);
+        let mut out = VoiceOut {
+            mono: &mut mono[..n],
+            left: &mut left[..n],
+            right: &mut right[..n],
+            chorus: &mut chorus[..n],
+            reverb: &mut reverb[..n],
+            stereo: &mut stereo,
+            sent: &mut sent,
+        };
+        if side_by_side {
+            // SAFETY: the slots are distinct voices of `voices`, on this thread alone.
+            unsafe { render_voices(voices.as_mut_ptr(), slots, ctx, &mut scratch, out) };
+        } else {
+            for &slot in slots {
+                voices[slot as usize].render(ctx, &mut scratch, out.reborrow());
+            }
+        }
+        mono[..n].to_vec()
+    }
+
+    #[test]
+    fn voice_filters_side_by_side_play_each_voice_as_alone_bit_for_bit() {
+        let lines = Lines::new(Arc::new(super::super::EngineStats::default()));
+        let tables = Tables::with_kit(SR, false);
+        let banks = super::super::banks::BankSlots::default();
+        let mut params = ParamValues::default();
+        for (p, v) in [
+            (Param::FilterAmount, 3000.0),
+            (Param::VelToFilter, 1000.0),
+            (Param::Lowpass, 2000.0),
+            (Param::LowpassQ, 2.0),
+            (Param::FilterDecay, 0.2),
+            (Param::FilterSustain, 0.2),
+            (Param::Detune, 8.0),
+            (Param::Analog, 0.3),
+            (Param::Decay, 0.3),
+            (Param::Sustain, 0.5),
+            (Param::Release, 0.05),
+        ] {
+            params.set(p, v);
+        }
+        let ctx = VoiceCtx {
+            sample_rate: SR,
+            tables: &tables,
+            params: &params,
+            bend: 0.0,
+            banks: &banks,
+            controls: ChannelControls::default(),
+        };
+        let saw = synth_index("saw").expect("saw") as u16;
+        // 21 voices: every seventh keeps parameters without a filter (as a voice
+        // left on the channel's old instrument does), so groups of filtered voices
+        // are cut short as well as full.
+        let make = || -> Vec<Voice> {
+            (0..21u8)
+                .map(|i| {
+                    let mut v = Voice::new(&lines);
+                    v.start(0, 40 + i * 2, 50 + i * 3, i as u64, VoiceSource::Synth(saw), 1, 77 + i as u64, None, &ctx);
+                    if i % 7 == 3 {
+                        v.frozen = Some(ParamValues::default());
+                    }
+                    v
+                })
+                .collect()
+        };
+        let (mut alone, mut side) = (make(), make());
+        let mut slots: Vec<u16> = (0..21).collect();
+        let mut filtered = 0;
+        for (k, n) in [64usize, 64, 17, 47, 1, 63, 64].into_iter().cycle().take(300).enumerate() {
+            filtered += slots.iter().filter(|&&s| side[s as usize].filters(&ctx)).count();
+            let a = segment(&mut alone, &slots, &ctx, n, false);
+            let b = segment(&mut side, &slots, &ctx, n, true);
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "segment {k} of {n} frames differs");
+            if k == 100 {
+                for (x, y) in alone.iter_mut().zip(side.iter_mut()).step_by(2) {
+                    x.release(&params, SR);
+                    y.release(&params, SR);
+                }
+            }
+            slots.retain(|&s| side[s as usize].active);
+            assert!(alone.iter().zip(&side).all(|(x, y)| x.active == y.active));
+        }
+        assert!(filtered > 1000, "only {filtered} filtered voice segments: the test proves little");
+        assert!(slots.len() < 21 && !slots.is_empty(), "{} voices left: some should have ended", slots.len());
     }
 
     #[test]

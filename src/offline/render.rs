@@ -71,15 +71,18 @@ fn with_threads(engine: &mut Engine) {
     }
 }
 
-/// The notes that `events` and the patterns of `set` play, on any channel (what
-/// [`Renderer::for_notes`] takes).
+/// The notes that `events` and the patterns of `set` play on the channels that play
+/// the drum kit (what [`Renderer::for_notes`] takes). Only those reach the kit: a
+/// channel's kind cannot change in a render, and a program change never makes a
+/// channel a drum channel.
 pub fn notes_played(set: &Set, events: &[Event]) -> [bool; 128] {
+    let drums = |channel: u8| set.channels.get(&channel).is_some_and(|c| c.kind == crate::rig::set::ChannelKind::Drums);
     let mut notes = [false; 128];
     let from_events = events.iter().filter_map(|e| match e.kind {
-        crate::engine::event::EventKind::NoteOn { note, .. } => Some(note),
+        crate::engine::event::EventKind::NoteOn { channel, note, .. } if drums(channel.wrapping_add(1)) => Some(note),
         _ => None,
     });
-    let from_patterns = set.patterns.values().flat_map(|p| p.hits.iter().map(|h| h.note));
+    let from_patterns = set.patterns.values().filter(|p| drums(p.channel)).flat_map(|p| p.hits.iter().map(|h| h.note));
     for note in from_events.chain(from_patterns) {
         notes[note as usize & 127] = true;
     }
@@ -110,7 +113,7 @@ impl Renderer {
 
     /// Same, for a render whose notes are all known before it starts: the drum kit
     /// holds only the sounds of the notes marked in `notes` (every note that an event
-    /// or a pattern of the render plays, on any channel), which start-up then renders
+    /// or a pattern of the render plays on a drum channel), which start-up then renders
     /// alone. The sounds played are the whole kit's.
     pub fn for_notes(set: &Set, sample_rate: u32, notes: &[bool; 128]) -> Result<Self, BuildError> {
         let sr = sample_rate as f32;

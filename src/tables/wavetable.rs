@@ -41,7 +41,15 @@ pub struct Wavetables {
     sine: Box<Table>,
     /// Every level of every shape, `STRIDE` apart: shape-major, level-minor.
     mips: Box<[f32]>,
+    /// Per level, the harmonics it holds (the tests read them).
+    #[cfg_attr(not(test), allow(dead_code))]
     harmonics: [usize; LEVELS],
+    /// Per level, the highest increment it serves without harmonics above Nyquist
+    /// ([`level_by_search`] finds the same levels by a search per call).
+    limits: [u32; LEVELS],
+    /// By bit length `b` (0 to 32), how many levels' highest increments are below
+    /// the lowest increment of that length (`2^(b - 1)`, and 0 for `b` = 0).
+    below: [u8; 33],
 }
 
 /// Reads a table at a 32-bit phase (one cycle = 2^32), linearly interpolated.
@@ -113,7 +121,12 @@ impl Wavetables {
                 mips[at..at + TABLE_LEN + 1].copy_from_slice(&*build(*f, h));
             }
         }
-        Wavetables { sine: build(&|h| if h == 1 { 1.0 } else { 0.0 }, 1), mips, harmonics }
+        let limits = harmonics.map(highest_allowing);
+        let below = std::array::from_fn(|b| {
+            let lowest = if b == 0 { 0 } else { 1u32 << (b - 1) };
+            limits.iter().filter(|&&l| l < lowest).count() as u8
+        });
+        Wavetables { sine: build(&|h| if h == 1 { 1.0 } else { 0.0 }, 1), mips, harmonics, limits, below }
     }
 
     #[inline]
@@ -121,16 +134,51 @@ impl Wavetables {
         &self.sine
     }
 
-    /// The richest table of `shape` with no harmonic above Nyquist at `inc`.
+    /// The richest table of `shape` with no harmonic above Nyquist at `inc`: the
+    /// level [`level_by_search`] finds, from the levels' highest increments (the
+    /// levels below the one chosen are those whose highest is below `inc`). The
+    /// count starts at the levels below every increment of `inc`'s bit length, so at
+    /// most about two levels (half an octave each) are compared.
     #[inline]
     pub fn table(&self, shape: Shape, inc: u32) -> &Table {
         let base = shape as usize * LEVELS * STRIDE;
-        let cycles = inc as f32 * (1.0 / 4_294_967_296.0);
-        let allowed = if cycles > 0.0 { (0.5 / cycles) as usize } else { usize::MAX };
-        let k = self.harmonics.iter().position(|&h| h <= allowed).unwrap_or(LEVELS - 1);
-        let at = base + k * STRIDE;
+        let mut k = self.below[(u32::BITS - inc.leading_zeros()) as usize] as usize;
+        while k < LEVELS && self.limits[k] < inc {
+            k += 1;
+        }
+        let at = base + k.min(LEVELS - 1) * STRIDE;
         self.mips[at..at + TABLE_LEN + 1].try_into().expect("a level is TABLE_LEN + 1 long")
     }
+}
+
+/// The harmonics allowed at `inc`: those below Nyquist, counted as the first search
+/// for a level did (in `f32`; no harmonic is above Nyquist at an increment of 0).
+#[inline]
+fn allowed(inc: u32) -> usize {
+    let cycles = inc as f32 * (1.0 / 4_294_967_296.0);
+    if cycles > 0.0 { (0.5 / cycles) as usize } else { usize::MAX }
+}
+
+/// The highest increment at which `harmonics` are allowed ([`allowed`] falls as the
+/// increment grows, so those increments run from 0 to this one).
+fn highest_allowing(harmonics: usize) -> u32 {
+    let (mut lo, mut hi) = (0u32, u32::MAX);
+    if harmonics <= allowed(hi) {
+        return hi;
+    }
+    // allowed(lo) >= harmonics > allowed(hi).
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if harmonics <= allowed(mid) { lo = mid } else { hi = mid }
+    }
+    lo
+}
+
+/// The level the first search chose: the first whose harmonics are allowed at `inc`,
+/// else the last (what [`Wavetables::table`] must choose).
+#[cfg(test)]
+fn level_by_search(harmonics: &[usize; LEVELS], inc: u32) -> usize {
+    harmonics.iter().position(|&h| h <= allowed(inc)).unwrap_or(LEVELS - 1)
 }
 
 impl Default for Wavetables {
@@ -181,6 +229,40 @@ mod tests {
         }
         assert_eq!(phase_inc(24_000.0, 48_000.0), 1 << 31);
         assert_eq!(phase_inc(-5.0, 48_000.0), 0);
+    }
+
+    #[test]
+    fn levels_are_the_ones_the_search_finds() {
+        let w = Wavetables::new();
+        let level = |inc: u32| {
+            let t = w.table(Shape::Saw, inc);
+            (0..LEVELS).position(|k| std::ptr::eq(&w.mips[k * STRIDE], &t[0])).expect("a saw level")
+        };
+        let mut incs: Vec<u32> = vec![0, 1, 2, 3, u32::MAX, u32::MAX - 1, 1 << 31, (1 << 31) + 1, (1 << 31) - 1];
+        for &l in &w.limits {
+            incs.extend([l.saturating_sub(1), l, l.saturating_add(1), l.saturating_add(2)]);
+        }
+        let mut inc = 1u64;
+        while inc <= u32::MAX as u64 {
+            incs.push(inc as u32);
+            inc = inc * 1001 / 1000 + 1;
+        }
+        for sr in [44_100.0, 48_000.0, 96_000.0] {
+            let mut hz = 1.0;
+            while hz < 30_000.0 {
+                incs.push(phase_inc(hz, sr));
+                hz *= 1.0007;
+            }
+        }
+        for inc in incs {
+            assert_eq!(level(inc), level_by_search(&w.harmonics, inc), "inc {inc}");
+        }
+        for shape in [Shape::Square, Shape::Triangle] {
+            let base = shape as usize * LEVELS * STRIDE;
+            let inc = phase_inc(440.0, 48_000.0);
+            let k = level_by_search(&w.harmonics, inc);
+            assert!(std::ptr::eq(&w.table(shape, inc)[0], &w.mips[base + k * STRIDE]));
+        }
     }
 
     #[test]

@@ -67,7 +67,11 @@ impl Synth for Wave {
             [st.phase[1], st.phase[2]] = [st.phase[0]; 2];
             return;
         }
-        let ratio = (cents / 1200.0).exp2();
+        // The ratio's `exp2` only when the detune changes (as in `with_detune`).
+        if st.detune.0.to_bits() != cents.to_bits() {
+            st.detune = (cents, (cents / 1200.0).exp2());
+        }
+        let ratio = st.detune.1;
         let incs = [ctx.freq_hz, ctx.freq_hz * ratio, ctx.freq_hz / ratio].map(|f| phase_inc(f, sr));
         let tables = incs.map(|inc| ctx.waves.table(shape, inc));
         add_oscillators(&tables, &mut st.phase[..3], &incs, 1.0, out);

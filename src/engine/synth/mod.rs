@@ -53,8 +53,9 @@ pub struct OscState {
     /// [`line_len`] floats, zeroed at note-on: lent to the voice from a pool while it
     /// plays a synth whose [`Synth::uses_line`] says so, empty otherwise.
     pub line: Box<[f32]>,
-    /// The detune in cents that [`with_detune`] last took, and its ratio
-    /// `2^(cents / 1200)`: the library's `exp2` runs only when the detune changes.
+    /// The detune in cents that [`with_detune`] (or a detuned basic wave) last took,
+    /// and its ratio `2^(cents / 1200)`: the library's `exp2` runs only when the
+    /// detune changes.
     pub detune: (f64, f64),
 }
 
