@@ -265,25 +265,36 @@ fn a_channel_holds_256_voices_and_the_pool_holds_them_on_every_channel() {
 fn ticks_rendered_in_batches_match_ticks_rendered_one_at_a_time() {
     // Patterns, played notes, knobs, program changes and a panic (these two end a
     // batch: their tick renders alone), against one thread at 64-frame blocks,
-    // where every tick renders alone.
-    let set = example_set("set.rhai");
+    // where every tick renders alone; the example set, and channels sharing their
+    // buses' reverbs (fed in channel order in each tick's sum).
+    let shared = common::set(
+        "let fx = #{ reverb: 0.3, lowpass: 4000.0, chorus: 0.2 };
+         for ch in [1, 5] { channel(ch, \"electric_piano\", fx); }
+         for ch in [2, 6] { channel(ch, \"bass_guitar\", fx); }
+         drums(10);",
+    );
     let events = performance(3.0);
-    let (reference, _) = render(&set, &events, 1, 3.0, 64);
-    assert!(rms(&reference) > 1e-3, "the render is silent, so the comparison proves nothing");
-    for (threads, block) in [(1, 512), (2, 128), (2, 512), (3, 200), (2, 1024), (3, 4096), (8, 512)] {
-        let mut r = Renderer::with_tables(&set, tables(SR)).expect("rig builds");
-        r.engine.set_threads(threads, false);
-        r.engine.set_parallel_min_micros(0.0);
-        r.add_events(events.iter().copied());
-        let x = r.render(3 * SR as usize, block);
-        if let Some(f) = first_difference(&reference, &x) {
-            panic!(
-                "{threads} threads at {block}-frame blocks (in batches) differ from one tick at a time from frame {f}"
+    for (what, set) in [("set.rhai", example_set("set.rhai")), ("shared reverbs", shared)] {
+        let (reference, _) = render(&set, &events, 1, 3.0, 64);
+        assert!(rms(&reference) > 1e-3, "{what}: the render is silent, so the comparison proves nothing");
+        for (threads, block) in [(1, 512), (2, 128), (2, 512), (3, 200), (2, 1024), (3, 4096), (8, 512)] {
+            let mut r = Renderer::with_tables(&set, tables(SR)).expect("rig builds");
+            r.engine.set_threads(threads, false);
+            r.engine.set_parallel_min_micros(0.0);
+            r.add_events(events.iter().copied());
+            let x = r.render(3 * SR as usize, block);
+            if let Some(f) = first_difference(&reference, &x) {
+                panic!(
+                    "{what}: {threads} threads at {block}-frame blocks (in batches) differ from one tick at a time from frame {f}"
+                );
+            }
+            assert!(
+                r.engine.batched_ticks() > 0,
+                "{what}: {threads} threads at {block}-frame blocks rendered no batch"
             );
-        }
-        assert!(r.engine.batched_ticks() > 0, "{threads} threads at {block}-frame blocks rendered no batch");
-        if threads > 1 {
-            assert!(r.engine.worker_items() > 0, "on {threads} threads the workers rendered nothing");
+            if threads > 1 {
+                assert!(r.engine.worker_items() > 0, "{what}: on {threads} threads the workers rendered nothing");
+            }
         }
     }
 }
