@@ -2,12 +2,14 @@
 //! and 8 threads, for the example sets (patterns, played notes, knobs, program
 //! changes, a panic) and a SoundFont set with shared effect sends; at any block
 //! size; through a reload of the same set; with one heavy channel whose voices are
-//! summed in parts handed out apart. Also the larger voice pool: 256 voices on one
+//! summed in parts handed out apart; with ticks rendered in batches (several ticks
+//! a hand-off) against one tick at a time. Also the larger voice pool: 256 voices on one
 //! channel, thousands in all.
 
 mod common;
 
 use common::*;
+use jamrig::engine::TICK_FRAMES;
 use jamrig::engine::event::{Event, EventKind};
 use jamrig::offline::Renderer;
 use jamrig::rig::Set;
@@ -260,4 +262,96 @@ fn a_channel_holds_256_voices_and_the_pool_holds_them_on_every_channel() {
     assert_eq!(stats.voices_stolen.load(Relaxed), 1, "the 257th note on a channel steals one");
     assert_eq!(stats.voices_cut.load(Relaxed), 0);
     assert_eq!(stats.voices[0].load(Relaxed), 256, "after the stolen voice's fade the channel holds its limit");
+}
+
+#[test]
+fn ticks_rendered_in_batches_match_ticks_rendered_one_at_a_time() {
+    // Patterns, played notes, knobs, program changes and a panic (these two end a
+    // batch: their tick renders alone), against one thread at 64-frame blocks,
+    // where every tick renders alone; the example set, and channels sharing their
+    // buses' reverbs (fed in channel order in each tick's sum).
+    let shared = common::set(
+        "let fx = #{ reverb: 0.3, lowpass: 4000.0, chorus: 0.2 };
+         for ch in [1, 5] { channel(ch, \"electric_piano\", fx); }
+         for ch in [2, 6] { channel(ch, \"bass_guitar\", fx); }
+         drums(10);",
+    );
+    let events = performance(3.0);
+    for (what, set) in [("set.rhai", example_set("set.rhai")), ("shared reverbs", shared)] {
+        let (reference, _) = render(&set, &events, 1, 3.0, 64);
+        assert!(rms(&reference) > 1e-3, "{what}: the render is silent, so the comparison proves nothing");
+        for (threads, block) in [(1, 512), (2, 128), (2, 512), (3, 200), (2, 1024), (3, 4096), (8, 512)] {
+            let mut r = Renderer::with_tables(&set, tables(SR)).expect("rig builds");
+            r.engine.set_threads(threads, false);
+            r.engine.set_parallel_min_micros(0.0);
+            r.add_events(events.iter().copied());
+            let x = r.render(3 * SR as usize, block);
+            if let Some(f) = first_difference(&reference, &x) {
+                panic!(
+                    "{what}: {threads} threads at {block}-frame blocks (in batches) differ from one tick at a time from frame {f}"
+                );
+            }
+            assert!(
+                r.engine.batched_ticks() > 0,
+                "{what}: {threads} threads at {block}-frame blocks rendered no batch"
+            );
+            if threads > 1 {
+                assert!(r.engine.worker_items() > 0, "{what}: on {threads} threads the workers rendered nothing");
+            }
+        }
+    }
+}
+
+#[test]
+fn batches_at_any_block_size_with_events_and_a_snapshot_mid_stream_match() {
+    // As the live host calls it: events arrive through the queue, the engine is
+    // asked for 1 to 1024 frames at a time, and another set is published at a tick
+    // start mid-stream (adopted there in every run).
+    let (a, b) = (example_set("set.rhai"), example_set("live-coding.rhai"));
+    let mut events: Vec<Event> = performance(3.0);
+    events.sort_by_key(|e| e.frame);
+    let frames = 3 * SR as usize;
+    let switch_at = 1000 * TICK_FRAMES;
+    let run = |threads: usize, sizes: &mut dyn FnMut() -> usize| -> (Vec<f32>, u64) {
+        let mut r = Renderer::with_tables(&a, tables(SR)).expect("rig builds");
+        r.engine.set_threads(threads, false);
+        r.engine.set_parallel_min_micros(0.0);
+        let mut sent = 0;
+        let mut out = vec![0.0f32; 2 * frames];
+        let mut done = 0;
+        while done < frames {
+            if done == switch_at {
+                r.publish(&b).expect("set builds");
+            }
+            // Events up to a second ahead, as an input would deliver them (sooner).
+            while sent < events.len() && events[sent].frame < (done + SR as usize) as u64 {
+                assert!(r.controller.send(events[sent]), "the event queue has room");
+                sent += 1;
+            }
+            let limit = if done < switch_at { switch_at } else { frames };
+            let n = sizes().clamp(1, 1024).min(limit - done);
+            r.engine.process(&mut out[2 * done..2 * (done + n)], 2);
+            done += n;
+            r.controller.collect();
+        }
+        assert_eq!(r.stats().snapshots_adopted.load(Relaxed), 1);
+        (out, r.engine.batched_ticks())
+    };
+    let (reference, none) = run(1, &mut || TICK_FRAMES);
+    assert_eq!(none, 0, "64-frame calls render one tick at a time");
+    assert!(rms(&reference) > 1e-3, "the render is silent, so the comparison proves nothing");
+    for threads in [1, 2, 3] {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ threads as u64;
+        let mut sizes = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            1 + (seed % 1024) as usize
+        };
+        let (x, batched) = run(threads, &mut sizes);
+        if let Some(f) = first_difference(&reference, &x) {
+            panic!("{threads} threads at 1..1024-frame calls differ from 64-frame calls from frame {f}");
+        }
+        assert!(batched > 0, "{threads} threads rendered no batch");
+    }
 }

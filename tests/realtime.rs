@@ -781,6 +781,58 @@ fn render_workers_never_allocate_across_snapshot_swaps_and_event_bursts() {
     assert_eq!(WORKER_VIOLATIONS.load(Relaxed), 0, "a render worker allocated or freed");
 }
 
+/// Allocations and wakes seen by the guard of the batch workers below.
+static BATCH_VIOLATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static BATCH_WAKES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn batch_guard(f: &mut dyn FnMut()) {
+    reset_violation_count();
+    assert_no_alloc(f);
+    BATCH_VIOLATIONS.fetch_add(violation_count(), Relaxed);
+    BATCH_WAKES.fetch_add(1, Relaxed);
+}
+
+#[test]
+fn ticks_rendered_in_batches_never_allocate() {
+    // Several ticks a call (batches handed out to the workers), on 2 and 3
+    // threads, across snapshot swaps and event bursts (a program change or a panic
+    // ends a batch: its tick renders alone).
+    let (a, b) = sets();
+    for threads in [2, 3] {
+        let Renderer { mut engine, mut controller, .. } =
+            Renderer::with_tables(&a, common::tables(48000)).expect("rig");
+        engine.set_threads_guarded(threads, false, Some(batch_guard));
+        engine.set_parallel_min_micros(0.0);
+        let sizes = [128usize, 512, 4096, 1000, 256];
+        let mut out = vec![0.0f32; 4096 * 2];
+        for round in 0..300 {
+            if round % 3 == 0 {
+                controller.publish_set(if round % 2 == 0 { &b } else { &a }).expect("publish");
+            }
+            let mut evs = burst(engine.frames_out() + 200, round);
+            if round % 4 != 0 {
+                evs.retain(|e| !matches!(e.kind, EventKind::Program { .. } | EventKind::Panic));
+            }
+            for ev in evs {
+                controller.send(ev);
+            }
+            let frames = sizes[round % sizes.len()];
+            let buf = &mut out[..frames * 2];
+            reset_violation_count();
+            assert_no_alloc(|| engine.process(buf, 2));
+            assert_eq!(violation_count(), 0, "the audio thread allocated or freed in round {round} ({frames} frames)");
+            assert!(buf.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
+            controller.collect();
+        }
+        let (batched, rendered) = (engine.batched_ticks(), engine.worker_items());
+        drop(engine);
+        assert!(batched > 1000, "{threads} threads: few ticks rendered in batches ({batched}): the test proves little");
+        assert!(rendered > 0, "{threads} threads: the workers rendered nothing");
+    }
+    assert!(BATCH_WAKES.load(Relaxed) > 0);
+    assert_eq!(BATCH_VIOLATIONS.load(Relaxed), 0, "a render worker allocated or freed while rendering batches");
+}
+
 /// Allocations and wakes seen by the guard of the heavy-channel workers below.
 static PART_VIOLATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 static PART_WAKES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -7,7 +7,7 @@
 use super::banks::{BankSlots, MAX_BANK_SLOTS, MAX_SNAPSHOT_BANKS};
 use super::bus::{Bus, BusOut, ChannelInput};
 use super::event::{Event, EventKind};
-use super::snapshot::{ChannelConfig, Snapshot, Source};
+use super::snapshot::{ChannelConfig, SharedReverb, Snapshot, Source};
 use super::voice::{Lines, Scratch, Voice, VoiceCtx, VoiceOut, VoiceSource, render_voices};
 use super::{BEND_GLIDE_SECONDS, EngineStats, MAX_CHANNELS, MAX_VOICE_LIMIT, Queued, TICK_FRAMES, sampler};
 use crate::dsp::glide::Glide;
@@ -55,6 +55,20 @@ pub const PART_MIN_VOICES: usize = 8;
 pub const MAX_PARTS: usize = 8;
 /// How fast a channel's measured cost follows its latest tick (a moving average).
 const COST_SMOOTHING: f32 = 0.05;
+/// Ticks a channel renders in one hand-off at most (see `Engine::process`).
+pub const MAX_BATCH: usize = 8;
+
+/// What a channel's ticks of a batch produced, kept for the engine's sum of each
+/// tick (in channel order, after every channel has rendered the batch).
+pub(super) struct BatchOut {
+    /// The bus's output of each tick, valid where `ready`.
+    pub l: [[f32; TICK_FRAMES]; MAX_BATCH],
+    pub r: [[f32; TICK_FRAMES]; MAX_BATCH],
+    pub ready: [bool; MAX_BATCH],
+    /// The input of the reverb this channel shares with others, where it fed one.
+    pub feed: [[f32; TICK_FRAMES]; MAX_BATCH],
+    pub feed_key: [Option<SharedReverb>; MAX_BATCH],
+}
 
 /// What every channel's tick reads, shared read-only between the threads.
 pub(super) struct TickCx<'a> {
@@ -345,6 +359,8 @@ pub(super) struct Lane {
     /// What this tick took, in nanoseconds, and its moving average over the ticks.
     spent_nanos: f32,
     pub cost_nanos: f32,
+    /// Its ticks of the current batch.
+    pub batch: Box<BatchOut>,
 }
 
 /// Work of a tick, as handed to a thread: a whole channel, one part of its voices
@@ -612,6 +628,13 @@ impl Lane {
             parts_left: AtomicUsize::new(0),
             spent_nanos: 0.0,
             cost_nanos: 0.0,
+            batch: Box::new(BatchOut {
+                l: [[0.0; TICK_FRAMES]; MAX_BATCH],
+                r: [[0.0; TICK_FRAMES]; MAX_BATCH],
+                ready: [false; MAX_BATCH],
+                feed: [[0.0; TICK_FRAMES]; MAX_BATCH],
+                feed_key: [None; MAX_BATCH],
+            }),
         }
     }
 
@@ -784,6 +807,38 @@ impl Lane {
     pub fn settle_cost(&mut self) {
         self.cost_nanos += (self.spent_nanos - self.cost_nanos) * COST_SMOOTHING;
         self.spent_nanos = 0.0;
+    }
+
+    /// The same after `ticks` ticks (a batch): their mean time. Audio thread.
+    pub fn settle_cost_over(&mut self, ticks: usize) {
+        self.spent_nanos /= ticks.max(1) as f32;
+        self.settle_cost();
+    }
+
+    /// Tick `t` of a batch, as the engine's tick would run it: when an event of
+    /// the tick reaches the channel (`reached`) or it is not idle, its parts are
+    /// planned and it ticks; its output (and its shared reverb's input) is kept in
+    /// `batch` for the tick's sum. The channel's sends must not wait for the shared
+    /// send effects (no sample voice sounds in a batch). Audio thread or a worker.
+    pub fn batch_tick(&mut self, t: usize, reached: bool, cx: &TickCx) {
+        if !reached && self.st.idle {
+            self.batch.ready[t] = false;
+            return;
+        }
+        self.plan_parts(cx);
+        self.tick(cx);
+        debug_assert!(!self.send_pending, "a batch has no sends to the shared effects");
+        let b = &mut *self.batch;
+        b.ready[t] = self.out_ready;
+        b.feed_key[t] = None;
+        if self.out_ready {
+            b.l[t] = self.out_l;
+            b.r[t] = self.out_r;
+            if let Some((key, feed)) = self.st.bus.shared_reverb_feed() {
+                b.feed_key[t] = Some(key);
+                b.feed[t] = *feed;
+            }
+        }
     }
 
     /// The first part of a tick: parameters step, the tick's events apply at their

@@ -31,7 +31,7 @@ use crate::dsp::glide::Glide;
 use crate::dsp::math::{db_to_gain, fast_tanh};
 use crate::params::{NUM_PARAMS, Param, Scope};
 use crate::tables::Tables;
-use channel::{Lane, TickCx, Work};
+use channel::{Lane, MAX_BATCH, TickCx, Work};
 use event::{Event, EventKind};
 use midi_out::{MidiOut, OutTarget};
 use sequencer::{Sequencer, Sink};
@@ -86,6 +86,12 @@ pub const MAX_TICK_NOTE_OFFS: usize = 256;
 /// Everything one tick plays: external events, note-offs (taken twice: before and
 /// after the sequencer), pattern hits and a Link launch.
 const TICK_EVENT_CAP: usize = MAX_TICK_EVENTS + 2 * MAX_TICK_NOTE_OFFS + MAX_TICK_HITS + 1;
+/// Room for the events of a batch of ticks: a batch ends before a tick whose
+/// events might not fit.
+const BATCH_EVENT_CAP: usize = 2 * TICK_EVENT_CAP;
+/// How much more than an even share of the work a thread may get in a batch (whole
+/// channels); beyond it the ticks render one at a time, heavy channels in parts.
+const BATCH_IMBALANCE: f32 = 1.1;
 /// Pattern note-offs waiting for their frame.
 pub const NOTE_OFF_CAP: usize = 4096;
 /// A channel whose bus has been silent (below -100 dB) this long stops processing.
@@ -455,6 +461,25 @@ fn out_target(c: &ChannelConfig, sample_rate: f32) -> Option<OutTarget> {
 /// that Start come back (a device echoes the clock), in seconds.
 const CLOCK_LOOP_WINDOW_S: f64 = 0.5;
 
+/// Copies `src` (interleaved stereo) into `out` (`chans` per frame, as many frames):
+/// mono as the mean of the two, more channels with the rest silent.
+fn emit(src: &[f32], out: &mut [f32], chans: usize) {
+    match chans {
+        2 => out.copy_from_slice(src),
+        1 => {
+            for (o, lr) in out.iter_mut().zip(src.chunks_exact(2)) {
+                *o = 0.5 * (lr[0] + lr[1]);
+            }
+        }
+        _ => {
+            for (frame, lr) in out.chunks_exact_mut(chans).zip(src.chunks_exact(2)) {
+                frame[..2].copy_from_slice(lr);
+                frame[2..].fill(0.0);
+            }
+        }
+    }
+}
+
 /// An event ordered within a tick: by frame, then by arrival.
 #[derive(Clone, Copy)]
 struct Queued {
@@ -575,6 +600,8 @@ pub struct Engine {
     parts_handed_out: u64,
     /// Shared reverbs' preparations handed out beside the channels, so far.
     reverbs_handed_out: u64,
+    /// Ticks rendered in batches, so far.
+    batched_ticks: u64,
     /// Indices of the voice-scope parameters.
     voice_params: Vec<usize>,
     transport: Transport,
@@ -606,6 +633,12 @@ pub struct Engine {
     /// Reverbs and choruses the sample voices' sends share.
     sends: sends::Sends,
     bank_map: [u8; banks::MAX_SNAPSHOT_BANKS],
+    /// The events of the ticks of a batch, one after the other: tick `t`'s are
+    /// `batch_events[batch_bounds[t]..batch_bounds[t + 1]]`.
+    batch_events: Vec<Queued>,
+    batch_bounds: [usize; MAX_BATCH + 1],
+    /// The channels each tick's events reach (bit per channel).
+    batch_reach: [u32; MAX_BATCH],
 }
 
 impl Engine {
@@ -635,6 +668,7 @@ impl Engine {
             parallel: false,
             parts_handed_out: 0,
             reverbs_handed_out: 0,
+            batched_ticks: 0,
             transport: Transport::new(sample_rate as f64, initial.tempo_bpm),
             follower: ClockFollower::new(sample_rate as f64),
             timeline: None,
@@ -654,6 +688,9 @@ impl Engine {
             banks: banks::BankSlots::default(),
             sends: sends::Sends::new(sample_rate),
             bank_map: [banks::NO_SLOT; banks::MAX_SNAPSHOT_BANKS],
+            batch_events: Vec::with_capacity(BATCH_EVENT_CAP),
+            batch_bounds: [0; MAX_BATCH + 1],
+            batch_reach: [0; MAX_BATCH],
         };
         let autoplay = initial.autoplay && initial.sync == SyncMode::Internal;
         let placeholder = e.adopt(Box::new(initial));
@@ -702,6 +739,11 @@ impl Engine {
     /// preparations) the workers, not the calling thread, have rendered so far.
     pub fn worker_items(&self) -> u64 {
         self.pool.worker_items()
+    }
+
+    /// Ticks rendered in batches (several ticks a hand-off), so far.
+    pub fn batched_ticks(&self) -> u64 {
+        self.batched_ticks
     }
 
     /// Parts of heavy channels handed out as work items of their own, so far (a
@@ -854,7 +896,9 @@ impl Engine {
     }
 
     /// Fills `out` (interleaved, `out_channels` per frame) with the next frames, with
-    /// denormals flushed to zero for the call. Audio thread.
+    /// denormals flushed to zero for the call. Whole ticks asked for at once are
+    /// rendered as batches (see [`Engine::render_batch`]); the output is the same
+    /// whatever the size of `out`. Audio thread.
     pub fn process(&mut self, out: &mut [f32], out_channels: usize) {
         // Decaying tails would otherwise sink into slow denormal arithmetic.
         let _ftz = denormal::FlushDenormals::enter();
@@ -862,6 +906,12 @@ impl Engine {
         let mut rest = out;
         while !rest.is_empty() {
             if self.fifo_pos == TICK_FRAMES {
+                let ticks = rest.len() / chans / TICK_FRAMES;
+                if ticks >= 2 {
+                    let frames = self.render_batch(ticks.min(MAX_BATCH), rest, chans);
+                    rest = &mut rest[frames * chans..];
+                    continue;
+                }
                 self.render_tick();
                 self.fifo_pos = 0;
             }
@@ -871,21 +921,7 @@ impl Engine {
                 break;
             }
             let (now, later) = rest.split_at_mut(n * chans);
-            let src = &self.fifo[2 * self.fifo_pos..2 * (self.fifo_pos + n)];
-            match chans {
-                2 => now.copy_from_slice(src),
-                1 => {
-                    for (o, lr) in now.iter_mut().zip(src.chunks_exact(2)) {
-                        *o = 0.5 * (lr[0] + lr[1]);
-                    }
-                }
-                _ => {
-                    for (frame, lr) in now.chunks_exact_mut(chans).zip(src.chunks_exact(2)) {
-                        frame[..2].copy_from_slice(lr);
-                        frame[2..].fill(0.0);
-                    }
-                }
-            }
+            emit(&self.fifo[2 * self.fifo_pos..2 * (self.fifo_pos + n)], now, chans);
             self.fifo_pos += n;
             rest = later;
         }
@@ -1354,6 +1390,20 @@ impl Engine {
         let start = self.frame;
         let end = start + TICK_FRAMES as u64;
         self.receive_snapshots();
+        self.tick_events_of(start);
+        self.render_channels(start);
+        self.frame = end;
+        self.publish_transport();
+        if self.midi_out.overflow > 0 {
+            self.ports.stats.midi_out_overflow.fetch_add(std::mem::take(&mut self.midi_out.overflow), Relaxed);
+        }
+    }
+
+    /// The serial event work of the tick at `start` (`self.frame`): the events due
+    /// gathered, transport changes and the sequencer at their frames, pattern
+    /// note-offs, all in order in `tick_events`.
+    fn tick_events_of(&mut self, start: u64) {
+        let end = start + TICK_FRAMES as u64;
         self.gather_events(start, end);
         if self.follower.is_silent(start) {
             // The clock stopped coming: no tempo to show.
@@ -1386,21 +1436,12 @@ impl Engine {
                 tap.offer(q.ev, !q.external);
             }
         }
-
-        self.render_channels(start);
-        self.frame = end;
-        self.publish_transport();
-        if self.midi_out.overflow > 0 {
-            self.ports.stats.midi_out_overflow.fetch_add(std::mem::take(&mut self.midi_out.overflow), Relaxed);
-        }
     }
 
-    /// The channels' part of a tick: their voices and buses (in parallel when the
-    /// work is worth it), then the sum in channel order, the shared send effects and
-    /// the master. The result is the same whichever thread rendered which channel.
-    fn render_channels(&mut self, start: u64) {
-        // What does not belong to one channel, in event order: external channels'
-        // messages and the MIDI a panic ends. Then which channels have work.
+    /// What of a tick's events does not belong to one channel, in event order:
+    /// external channels' messages and the MIDI a panic ends. Returns the external
+    /// channels and the channels the events reach (bit per channel).
+    fn route_events(&mut self, start: u64) -> (u16, u32) {
         let mut external = 0u16;
         for (ch, lane) in self.lanes.iter().enumerate() {
             if lane.st.config.is_some_and(|c| out_target(&c, self.sr).is_some()) {
@@ -1408,11 +1449,6 @@ impl Engine {
             }
         }
         let mut work = 0u32;
-        for (ch, lane) in self.lanes.iter().enumerate() {
-            if !lane.st.idle {
-                work |= 1 << ch;
-            }
-        }
         let configured =
             (0..MAX_CHANNELS).filter(|&ch| self.lanes[ch].st.config.is_some()).fold(0u32, |m, ch| m | 1 << ch);
         for i in 0..self.tick_events.len() {
@@ -1435,6 +1471,217 @@ impl Engine {
             {
                 // A knob that moves every channel.
                 work |= configured;
+            }
+        }
+        (external, work)
+    }
+
+    /// Whether ticks can render in a batch: no sample voice can sound (their sends
+    /// wait for the shared send effects within a tick, and their banks are settled
+    /// tick by tick).
+    fn batchable(&self) -> bool {
+        self.banks.held() == 0
+            && self.lanes.iter().all(|l| !l.st.config.is_some_and(|c| matches!(c.source, Source::Sampled { .. })))
+    }
+
+    /// Whether the sounding channels, whole, share out between the threads within
+    /// [`BATCH_IMBALANCE`] of an even split, by their measured costs (a batch
+    /// hands out whole channels; a tick alone splits a heavy channel's voices).
+    fn batch_balanced(&self) -> bool {
+        let threads = self.pool.threads();
+        if threads < 2 {
+            return true;
+        }
+        let mut costs = [0.0f32; MAX_CHANNELS];
+        let mut m = 0;
+        for lane in self.lanes.iter().filter(|l| !l.st.idle) {
+            costs[m] = lane.cost_nanos;
+            m += 1;
+        }
+        costs[..m].sort_unstable_by(|a, b| b.total_cmp(a));
+        let total: f32 = costs[..m].iter().sum();
+        // The same greedy share as `workers::split_order`.
+        let workers = (threads - 1) as f32;
+        let (mut mine, mut theirs) = (0.0f32, 0.0f32);
+        for &c in &costs[..m] {
+            if mine <= theirs / workers {
+                mine += c;
+            } else {
+                theirs += c;
+            }
+        }
+        mine.max(theirs / workers) <= BATCH_IMBALANCE * total / threads as f32
+    }
+
+    /// Renders up to `max_ticks` whole ticks into `out` (interleaved, `chans` per
+    /// frame) with one hand-off to the workers: the serial event work of every tick
+    /// first, then each channel renders its ticks in order (keeping each tick's
+    /// output), then tick by tick the sum in channel order, the shared reverbs and
+    /// the master. Snapshots are taken at the batch's start. A tick whose events
+    /// reach beyond the channels (a panic, a program change) ends the batch: it
+    /// renders alone after it. Returns the frames written (at least a tick).
+    /// The output is the same as tick by tick. Audio thread.
+    fn render_batch(&mut self, max_ticks: usize, out: &mut [f32], chans: usize) -> usize {
+        self.receive_snapshots();
+        if !self.batchable() || !self.batch_balanced() {
+            self.render_tick();
+            emit(&self.fifo, &mut out[..TICK_FRAMES * chans], chans);
+            return TICK_FRAMES;
+        }
+        let start0 = self.frame;
+        self.batch_events.clear();
+        self.batch_bounds[0] = 0;
+        let mut n = 0;
+        let mut alone = false;
+        let mut external = 0;
+        while n < max_ticks && self.batch_events.len() + TICK_EVENT_CAP <= BATCH_EVENT_CAP {
+            let start = self.frame;
+            self.tick_events_of(start);
+            if self.tick_events.iter().any(|q| matches!(q.ev.kind, EventKind::Panic | EventKind::Program { .. })) {
+                alone = true;
+                break;
+            }
+            let (ext, reach) = self.route_events(start);
+            external = ext;
+            self.batch_reach[n] = reach;
+            self.batch_events.extend_from_slice(&self.tick_events);
+            n += 1;
+            self.batch_bounds[n] = self.batch_events.len();
+            self.frame = start + TICK_FRAMES as u64;
+        }
+        if n > 0 {
+            self.render_batch_channels(start0, n, external, &mut out[..n * TICK_FRAMES * chans], chans);
+        }
+        let mut frames = n * TICK_FRAMES;
+        if alone {
+            let start = self.frame;
+            self.render_channels(start);
+            self.frame = start + TICK_FRAMES as u64;
+            emit(&self.fifo, &mut out[frames * chans..(frames + TICK_FRAMES) * chans], chans);
+            frames += TICK_FRAMES;
+        }
+        self.publish_transport();
+        if self.midi_out.overflow > 0 {
+            self.ports.stats.midi_out_overflow.fetch_add(std::mem::take(&mut self.midi_out.overflow), Relaxed);
+        }
+        frames
+    }
+
+    /// The channels' part of the `n` ticks of a batch from `start0`, their events
+    /// in `batch_events`: each channel that an event reaches or that sounds renders
+    /// its ticks in order (in parallel, a channel per item, when the work is worth
+    /// it), then each tick is summed and mastered into `out`.
+    fn render_batch_channels(&mut self, start0: u64, n: usize, external: u16, out: &mut [f32], chans: usize) {
+        let reach = self.batch_reach[..n].iter().fold(0u32, |m, r| m | r);
+        let mut list = [0u8; MAX_CHANNELS];
+        let mut costs = [0.0f32; MAX_CHANNELS];
+        let mut m = 0;
+        for (ch, lane) in self.lanes.iter().enumerate() {
+            if reach & (1 << ch) != 0 || !lane.st.idle {
+                list[m] = ch as u8;
+                costs[m] = lane.cost_nanos;
+                m += 1;
+            }
+        }
+        let threads = self.pool.threads();
+        let timed = threads > 1;
+        let threshold = if self.parallel { 0.5 } else { 1.0 } * self.parallel_min_micros;
+        let parallel = threads > 1 && m >= 2 && self.work_micros >= threshold;
+        self.parallel = parallel;
+        let t0 = timed.then(std::time::Instant::now);
+        {
+            let (events, bounds, reaches) = (&self.batch_events, &self.batch_bounds, &self.batch_reach);
+            let (sr, tables, snapshot, banks, bank_map) =
+                (self.sr, &*self.tables, &*self.snapshot, &self.banks, &self.bank_map);
+            let (stats, voice_params, idle_ticks) = (&*self.ports.stats, &self.voice_params[..], self.idle_ticks);
+            let run = |lane: &mut Lane| {
+                for t in 0..n {
+                    let cx = TickCx {
+                        sr,
+                        tables,
+                        snapshot,
+                        banks,
+                        bank_map,
+                        stats,
+                        events: &events[bounds[t]..bounds[t + 1]],
+                        start: start0 + (t * TICK_FRAMES) as u64,
+                        voice_params,
+                        idle_ticks,
+                        external,
+                        timed,
+                    };
+                    lane.batch_tick(t, reaches[t] & (1 << lane.ch) != 0, &cx);
+                }
+            };
+            if parallel {
+                // Costliest first, shared out between this thread and the workers.
+                let mut by_cost = [0u8; MAX_CHANNELS];
+                for (i, k) in by_cost[..m].iter_mut().enumerate() {
+                    *k = i as u8;
+                }
+                by_cost[..m].sort_unstable_by(|&a, &b| costs[b as usize].total_cmp(&costs[a as usize]));
+                let mut sorted = [0.0f32; MAX_CHANNELS];
+                for (c, &i) in sorted.iter_mut().zip(&by_cost[..m]) {
+                    *c = costs[i as usize];
+                }
+                let mut order = [0u8; MAX_CHANNELS];
+                workers::split_order(&sorted[..m], 0, threads, &mut order[..m]);
+                for k in &mut order[..m] {
+                    *k = list[by_cost[*k as usize] as usize];
+                }
+                self.pool.run(&mut self.lanes, &order[..m], &run);
+            } else {
+                for &ch in &list[..m] {
+                    run(&mut self.lanes[ch as usize]);
+                }
+            }
+        }
+        self.batched_ticks += n as u64;
+        if let Some(t0) = t0 {
+            let took = t0.elapsed().as_secs_f32() * 1e6 * if parallel { threads as f32 } else { 1.0 } / n as f32;
+            self.work_micros += (took - self.work_micros) * WORK_SMOOTHING;
+            for &ch in &list[..m] {
+                self.lanes[ch as usize].settle_cost_over(n);
+            }
+        }
+        if parallel {
+            let stats = &self.ports.stats;
+            stats.parallel_ticks.fetch_add(n as u64, Relaxed);
+            stats.worker_items.store(self.pool.worker_items(), Relaxed);
+        }
+        // Tick by tick: the sum in channel order (a reverb shared between channels
+        // takes its input in that order too), the shared effects and the master.
+        for (t, out) in out.chunks_exact_mut(TICK_FRAMES * chans).take(n).enumerate() {
+            self.mix_l = [0.0; TICK_FRAMES];
+            self.mix_r = [0.0; TICK_FRAMES];
+            for &ch in &list[..m] {
+                let b = &*self.lanes[ch as usize].batch;
+                if !b.ready[t] {
+                    continue;
+                }
+                for (m, x) in self.mix_l.iter_mut().zip(&b.l[t]) {
+                    *m += x;
+                }
+                for (m, x) in self.mix_r.iter_mut().zip(&b.r[t]) {
+                    *m += x;
+                }
+                if let Some(key) = b.feed_key[t] {
+                    self.sends.feed_bus_reverb(key, &b.feed[t]);
+                }
+            }
+            self.finish_tick();
+            emit(&self.fifo, out, chans);
+        }
+    }
+
+    /// The channels' part of a tick: their voices and buses (in parallel when the
+    /// work is worth it), then the sum in channel order, the shared send effects and
+    /// the master. The result is the same whichever thread rendered which channel.
+    fn render_channels(&mut self, start: u64) {
+        let (external, mut work) = self.route_events(start);
+        for (ch, lane) in self.lanes.iter().enumerate() {
+            if !lane.st.idle {
+                work |= 1 << ch;
             }
         }
         let threads = self.pool.threads();
@@ -1611,10 +1858,16 @@ impl Engine {
                 banks_changed = true;
             }
         }
-        let stats = &self.ports.stats;
         if banks_changed {
-            stats.banks_held.store(self.banks.held() as u32, Relaxed);
+            self.ports.stats.banks_held.store(self.banks.held() as u32, Relaxed);
         }
+        self.finish_tick();
+    }
+
+    /// The end of a tick, its channels summed into the mix: the shared send
+    /// effects, the master, into the FIFO.
+    fn finish_tick(&mut self) {
+        let stats = &self.ports.stats;
         self.sends.process(&mut self.mix_l, &mut self.mix_r);
         stats.reverb_tails_cut.store(self.sends.tails_cut, Relaxed);
         let master = self.snapshot.master;

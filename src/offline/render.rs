@@ -188,20 +188,35 @@ impl Renderer {
     /// Renders into `out` (interleaved stereo), at most `block` frames per `process`
     /// call. At each tick start the engine is handed the events due in that tick,
     /// as many as it has room for: the rest wait for the next tick, so no event is
-    /// ever dropped (and the output does not depend on `block`).
+    /// ever dropped (and the output does not depend on `block`). Where `block`
+    /// holds several whole ticks, the events of as many ticks as fit are handed
+    /// over at once and the engine renders those ticks in one call (a batch).
     pub fn render_into(&mut self, out: &mut [f32], block: usize) {
         let block = block.max(1);
         let mut rest = out;
         let mut since_collect = 0;
         while rest.len() >= 2 {
+            let mut n = self.engine.frames_to_tick_end().min(block).min(rest.len() / 2);
             if self.engine.at_tick_start() {
-                let end = self.engine.frame() + TICK_FRAMES as u64;
-                while self.next < self.events.len() && self.events[self.next].frame < end && self.engine.room() > 0 {
-                    self.engine.schedule(self.events[self.next]);
-                    self.next += 1;
+                // The ticks whose events all fit; a tick whose events do not is
+                // rendered alone, first in its call (the rest wait, as above).
+                let ticks = block.min(rest.len() / 2) / TICK_FRAMES;
+                let mut whole = 0;
+                let mut end = self.engine.frame() + TICK_FRAMES as u64;
+                while whole < ticks.max(1) {
+                    while self.next < self.events.len() && self.events[self.next].frame < end && self.engine.room() > 0
+                    {
+                        self.engine.schedule(self.events[self.next]);
+                        self.next += 1;
+                    }
+                    if self.next < self.events.len() && self.events[self.next].frame < end {
+                        break;
+                    }
+                    whole += 1;
+                    end += TICK_FRAMES as u64;
                 }
+                n = n.max(whole.min(ticks) * TICK_FRAMES);
             }
-            let n = self.engine.frames_to_tick_end().min(block).min(rest.len() / 2);
             let (now, later) = rest.split_at_mut(2 * n);
             self.engine.process(now, 2);
             rest = later;
