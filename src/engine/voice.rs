@@ -855,8 +855,23 @@ pub unsafe fn render_voices(
     scratch: &mut Scratch,
     mut out: VoiceOut,
 ) -> bool {
+    // Most channels have no two filtered voices side by side (sample voices never
+    // filter): each voice renders alone, with none of the grouping's bookkeeping.
+    // SAFETY (both): the slots are `voices`', touched by this thread alone (the contract).
+    let paired = slots
+        .windows(2)
+        .any(|w| unsafe { (*voices.add(w[0] as usize)).filters(ctx) && (*voices.add(w[1] as usize)).filters(ctx) });
+    if !paired {
+        let mut ended = false;
+        for &slot in slots {
+            let v = unsafe { &mut *voices.add(slot as usize) };
+            v.render(ctx, scratch, out.reborrow());
+            ended |= !v.active;
+        }
+        return ended;
+    }
     let n = out.mono.len().min(super::TICK_FRAMES);
-    // Made (2 KB zeroed) only once two filtered voices meet: most channels have none.
+    // Made (2 KB zeroed) only once two filtered voices meet.
     let mut made: Option<FilterGroup> = None;
     // A filtered voice rendered up to its filter into `scratch.wave`, with its
     // filter's coefficients, while no other has joined it.
