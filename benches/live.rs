@@ -393,17 +393,22 @@ fn timeline_text(runs: &[Vec<(String, f64)>]) -> String {
     }
     let mut out = String::new();
     for step in steps {
-        let mut at: Vec<f64> = runs.iter().filter_map(|r| r.iter().find(|(s, _)| s == step).map(|(_, t)| *t)).collect();
-        at.sort_by(f64::total_cmp);
-        out.push_str(&format!(
-            "    {step}: {:.1}-{:.1} ms (median {:.1}, n = {})\n",
-            at[0],
-            at[at.len() - 1],
-            at[(at.len() - 1) / 2],
-            at.len()
-        ));
+        let at: Vec<f64> = runs.iter().filter_map(|r| r.iter().find(|(s, _)| s == step).map(|(_, t)| *t)).collect();
+        out.push_str(&spread_line(step, at));
     }
     out
+}
+
+/// One line of a timeline: `label`, the range and median of `ms` (not empty) and their count.
+fn spread_line(label: &str, mut ms: Vec<f64>) -> String {
+    ms.sort_by(f64::total_cmp);
+    format!(
+        "    {label}: {:.1}-{:.1} ms (median {:.1}, n = {})\n",
+        ms[0],
+        ms[ms.len() - 1],
+        ms[(ms.len() - 1) / 2],
+        ms.len()
+    )
 }
 
 /// How long some steps of jamrig's start-up took, each start's own difference of
@@ -419,18 +424,10 @@ fn durations_text(runs: &[Vec<(String, f64)>]) -> String {
     let mut out = String::new();
     for (what, from, to) in SPANS {
         let at = |r: &Vec<(String, f64)>, step: &str| r.iter().find(|(s, _)| s == step).map(|(_, t)| *t);
-        let mut d: Vec<f64> = runs.iter().filter_map(|r| Some(at(r, to)? - at(r, from)?)).collect();
-        if d.is_empty() {
-            continue;
+        let d: Vec<f64> = runs.iter().filter_map(|r| Some(at(r, to)? - at(r, from)?)).collect();
+        if !d.is_empty() {
+            out.push_str(&spread_line(what, d));
         }
-        d.sort_by(f64::total_cmp);
-        out.push_str(&format!(
-            "    {what}: {:.1}-{:.1} ms (median {:.1}, n = {})\n",
-            d[0],
-            d[d.len() - 1],
-            d[(d.len() - 1) / 2],
-            d.len()
-        ));
     }
     out
 }

@@ -736,18 +736,42 @@ fn midi_out_and_clock_out_never_allocate() {
     assert!(per_port[..4].iter().all(|n| *n > 0), "the clock's port and each device's got messages: {per_port:?}");
 }
 
-/// Allocations the render workers made inside their guard (every worker, every wake).
-static WORKER_VIOLATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-/// Wakes of the render workers seen by their guard.
-static WORKER_WAKES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// What a guard saw: the allocations made inside it and how often it ran (every
+/// thread, every run). Each test has its own, as the tests run side by side.
+struct Guarded {
+    violations: std::sync::atomic::AtomicU32,
+    runs: std::sync::atomic::AtomicU64,
+}
+
+impl Guarded {
+    const fn new() -> Self {
+        Guarded { violations: std::sync::atomic::AtomicU32::new(0), runs: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// Runs `f` under `assert_no_alloc` and counts what it finds.
+    fn run(&self, f: &mut dyn FnMut()) {
+        reset_violation_count();
+        assert_no_alloc(f);
+        self.violations.fetch_add(violation_count(), Relaxed);
+        self.runs.fetch_add(1, Relaxed);
+    }
+
+    fn violations(&self) -> u32 {
+        self.violations.load(Relaxed)
+    }
+
+    fn runs(&self) -> u64 {
+        self.runs.load(Relaxed)
+    }
+}
+
+/// What the render workers' guard saw.
+static WORKERS: Guarded = Guarded::new();
 
 /// Runs what a render worker does between two sleeps (waiting, spinning, parking,
 /// rendering channels) under `assert_no_alloc`, and counts what it finds.
 fn worker_guard(f: &mut dyn FnMut()) {
-    reset_violation_count();
-    assert_no_alloc(f);
-    WORKER_VIOLATIONS.fetch_add(violation_count(), Relaxed);
-    WORKER_WAKES.fetch_add(1, Relaxed);
+    WORKERS.run(f);
 }
 
 #[test]
@@ -777,19 +801,15 @@ fn render_workers_never_allocate_across_snapshot_swaps_and_event_bursts() {
     drop(engine);
     assert!(rendered > 0, "the workers rendered no channel: the test proves nothing about them");
     assert!(reverbs > 0, "no shared reverb was prepared beside the channels: the test proves nothing about them");
-    assert!(WORKER_WAKES.load(Relaxed) > 0);
-    assert_eq!(WORKER_VIOLATIONS.load(Relaxed), 0, "a render worker allocated or freed");
+    assert!(WORKERS.runs() > 0);
+    assert_eq!(WORKERS.violations(), 0, "a render worker allocated or freed");
 }
 
-/// Allocations and wakes seen by the guard of the batch workers below.
-static BATCH_VIOLATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-static BATCH_WAKES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// What the guard of the batch workers below saw.
+static BATCH: Guarded = Guarded::new();
 
 fn batch_guard(f: &mut dyn FnMut()) {
-    reset_violation_count();
-    assert_no_alloc(f);
-    BATCH_VIOLATIONS.fetch_add(violation_count(), Relaxed);
-    BATCH_WAKES.fetch_add(1, Relaxed);
+    BATCH.run(f);
 }
 
 #[test]
@@ -829,19 +849,15 @@ fn ticks_rendered_in_batches_never_allocate() {
         assert!(batched > 1000, "{threads} threads: few ticks rendered in batches ({batched}): the test proves little");
         assert!(rendered > 0, "{threads} threads: the workers rendered nothing");
     }
-    assert!(BATCH_WAKES.load(Relaxed) > 0);
-    assert_eq!(BATCH_VIOLATIONS.load(Relaxed), 0, "a render worker allocated or freed while rendering batches");
+    assert!(BATCH.runs() > 0);
+    assert_eq!(BATCH.violations(), 0, "a render worker allocated or freed while rendering batches");
 }
 
-/// Allocations and wakes seen by the guard of the heavy-channel workers below.
-static PART_VIOLATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-static PART_WAKES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// What the guard of the heavy-channel workers below saw.
+static PARTS: Guarded = Guarded::new();
 
 fn part_guard(f: &mut dyn FnMut()) {
-    reset_violation_count();
-    assert_no_alloc(f);
-    PART_VIOLATIONS.fetch_add(violation_count(), Relaxed);
-    PART_WAKES.fetch_add(1, Relaxed);
+    PARTS.run(f);
 }
 
 #[test]
@@ -885,17 +901,15 @@ fn a_heavy_channel_handed_out_in_parts_never_allocates() {
     let parts = engine.parts_handed_out();
     drop(engine);
     assert!(parts > 0, "the heavy channel was never handed out in parts: the test proves nothing about them");
-    assert!(PART_WAKES.load(Relaxed) > 0);
-    assert_eq!(PART_VIOLATIONS.load(Relaxed), 0, "a render worker allocated or freed while rendering parts");
+    assert!(PARTS.runs() > 0);
+    assert_eq!(PARTS.violations(), 0, "a render worker allocated or freed while rendering parts");
 }
 
-/// Allocations seen by the guard of the detector check below.
-static PROBE_VIOLATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// What the guard of the detector check below saw.
+static PROBE: Guarded = Guarded::new();
 
 fn probe_guard(f: &mut dyn FnMut()) {
-    reset_violation_count();
-    assert_no_alloc(f);
-    PROBE_VIOLATIONS.fetch_add(violation_count(), Relaxed);
+    PROBE.run(f);
 }
 
 #[test]
@@ -915,7 +929,7 @@ fn the_worker_guard_sees_a_worker_allocate() {
         pool.run(&mut items, &order, &allocate);
     }
     drop(pool);
-    assert!(PROBE_VIOLATIONS.load(Relaxed) > 0, "the guard did not see the worker's allocations");
+    assert!(PROBE.violations() > 0, "the guard did not see the worker's allocations");
 }
 
 /// Delay lines running out: three string channels strike 128 notes each, more
@@ -1105,20 +1119,15 @@ fn jack_output_ports_come_and_go_without_the_process_thread_allocating() {
     assert!(shared.refused.load(Relaxed) > 0, "messages for ports that are not there were refused");
 }
 
-/// Allocations seen by the guard of jamrig's JACK process callback below.
+/// What the guard of jamrig's JACK process callback below saw (its runs are the
+/// callback's cycles).
 #[cfg(feature = "jack")]
-static CALLBACK_VIOLATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-/// Runs of that callback.
-#[cfg(feature = "jack")]
-static CALLBACK_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static CALLBACK: Guarded = Guarded::new();
 
 /// Runs one cycle of jamrig's JACK process callback under `assert_no_alloc`.
 #[cfg(feature = "jack")]
 fn callback_guard(f: &mut dyn FnMut()) {
-    reset_violation_count();
-    assert_no_alloc(f);
-    CALLBACK_VIOLATIONS.fetch_add(violation_count(), Relaxed);
-    CALLBACK_RUNS.fetch_add(1, Relaxed);
+    CALLBACK.run(f);
 }
 
 /// `jamrig play` on JACK activates its client before the rig is built: the process
@@ -1148,7 +1157,7 @@ fn the_jack_callback_waits_for_the_engine_and_takes_it_without_allocating() {
     let stream = JackStream::activate(Some(Clients { own, ports: Some(ports) }), stats.clone(), Some(callback_guard))
         .expect("the client activates");
     // Cycles without an engine: silence, nothing recorded.
-    let waited = live_support::wait_for(Duration::from_secs(30), || (CALLBACK_RUNS.load(Relaxed) >= 6).then_some(()));
+    let waited = live_support::wait_for(Duration::from_secs(30), || (CALLBACK.runs() >= 6).then_some(()));
     assert!(waited.is_some(), "the callback does not run before the engine arrives");
     assert_eq!(stats.callbacks_total.load(Relaxed), 0, "no engine ran before one was handed over");
 
@@ -1180,24 +1189,22 @@ fn the_jack_callback_waits_for_the_engine_and_takes_it_without_allocating() {
         out: shared.clone(),
     };
     let link = LinkSession::new(120.0);
-    let before = CALLBACK_RUNS.load(Relaxed);
+    let before = CALLBACK.runs();
     stream.start(engine, clock, link.clock(), &tap).expect("the engine is handed over");
     let played = live_support::wait_for(Duration::from_secs(30), || {
         // The guard counts a run after the callback's own count: wait for both.
-        (stats.callbacks_total.load(Relaxed) >= 40
-            && CALLBACK_RUNS.load(Relaxed) > before + 40
-            && shared.written.load(Relaxed) > 0)
+        (stats.callbacks_total.load(Relaxed) >= 40 && CALLBACK.runs() > before + 40 && shared.written.load(Relaxed) > 0)
             .then_some(())
     });
     assert!(played.is_some(), "the callback did not play the engine it was handed, or wrote no MIDI");
     assert!(controller.stats().frames.load(Relaxed) > 0, "the engine rendered");
-    assert!(CALLBACK_RUNS.load(Relaxed) > before + 40);
+    assert!(CALLBACK.runs() > before + 40);
     let port = shared.devices.lock().unwrap().all()[0].port;
     let device_port = stream.outs.lock().unwrap().name(port).map(str::to_string);
     let want = format!("jamrig:{}", jamrig::live::midi_out::port_name_for("op-xy"));
     assert_eq!(device_port, Some(want), "the device's port was made on the active client");
     drop(stream);
-    assert_eq!(CALLBACK_VIOLATIONS.load(Relaxed), 0, "the process callback allocated or freed");
+    assert_eq!(CALLBACK.violations(), 0, "the process callback allocated or freed");
 }
 
 /// With the start-up timeline on (`JAMRIG_STARTUP_TIMELINE`), the JACK process

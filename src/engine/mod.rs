@@ -1500,17 +1500,8 @@ impl Engine {
         }
         costs[..m].sort_unstable_by(|a, b| b.total_cmp(a));
         let total: f32 = costs[..m].iter().sum();
-        // The same greedy share as `workers::split_order`.
-        let workers = (threads - 1) as f32;
-        let (mut mine, mut theirs) = (0.0f32, 0.0f32);
-        for &c in &costs[..m] {
-            if mine <= theirs / workers {
-                mine += c;
-            } else {
-                theirs += c;
-            }
-        }
-        mine.max(theirs / workers) <= BATCH_IMBALANCE * total / threads as f32
+        let mut order = [0u8; MAX_CHANNELS];
+        workers::split_order(&costs[..m], 0, threads, &mut order[..m]) <= BATCH_IMBALANCE * total / threads as f32
     }
 
     /// Renders up to `max_ticks` whole ticks into `out` (interleaved, `chans` per

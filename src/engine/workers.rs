@@ -86,8 +86,9 @@ fn unguarded(f: &mut dyn FnMut()) {
 /// own end and the two meet at the cheapest items of both, where whichever thread is
 /// early takes what is left (the wait for the last item is short). The same costs
 /// give the same sides tick after tick: a channel stays on its thread, its state in
-/// that core's cache. Audio thread: no allocation.
-pub fn split_order(costs: &[f32], pinned: usize, threads: usize, order: &mut [u8]) {
+/// that core's cache. Returns the heavier side's cost per thread (the audio thread's
+/// total, or the workers' over their count). Audio thread: no allocation.
+pub fn split_order(costs: &[f32], pinned: usize, threads: usize, order: &mut [u8]) -> f32 {
     let n = costs.len().min(order.len()).min(MAX_ITEMS);
     let pinned = pinned.min(n);
     let workers = threads.saturating_sub(1).max(1) as f32;
@@ -104,6 +105,7 @@ pub fn split_order(costs: &[f32], pinned: usize, threads: usize, order: &mut [u8
             theirs += c;
         }
     }
+    mine.max(theirs / workers)
 }
 
 /// The claim word: generation (high 40 bits), items in the job, items taken from
@@ -428,13 +430,13 @@ mod tests {
 
     /// Each item is handed out once; the audio thread's side starts with the pinned
     /// items, each side takes its costliest first from its own end, and the sides
-    /// are balanced to within the largest item.
+    /// are balanced to within the largest item; the heavier side's cost is returned.
     #[test]
     fn the_split_order_balances_the_sides_and_names_each_item_once() {
         let costs = [9.0, 7.0, 5.0, 4.0, 3.0, 3.0, 2.0, 1.0, 0.5];
         for pinned in [0, 1, 2] {
             let mut order = [0u8; 9];
-            split_order(&costs, pinned, 2, &mut order);
+            let heavier = split_order(&costs, pinned, 2, &mut order);
             let mut seen = order.to_vec();
             seen.sort();
             assert_eq!(seen, (0..9).collect::<Vec<u8>>(), "pinned {pinned}: {order:?}");
@@ -446,6 +448,7 @@ mod tests {
             let side = |o: &[u8]| o.iter().map(|&k| costs[k as usize]).sum::<f32>();
             let (a, b) = (side(&order[..split]), side(&order[split..]));
             assert!((a - b).abs() <= 9.0, "pinned {pinned}: {a} against {b} ({order:?})");
+            assert_eq!(heavier, a.max(b), "pinned {pinned}: the heavier side's cost");
         }
         // Unpinned, equal costs alternate: half each.
         let mut order = [0u8; 6];
