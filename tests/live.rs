@@ -854,6 +854,7 @@ fn midi_clock_drives_the_patterns_on_the_tick_grid() {
     r.probe.take_ticks();
     r.probe.clear_sent();
     onset_probe.take_onsets();
+    onset_probe.take_overrun_frames();
     let xruns_before = xruns(&r.server);
     r.probe.send_now(&[0xFA]);
     let start = r.probe.sent_times(1, S(5))[0];
@@ -863,6 +864,7 @@ fn midi_clock_drives_the_patterns_on_the_tick_grid() {
     let overruns = xruns(&r.server) - xruns_before;
     let ticks: Vec<u32> = r.probe.take_ticks().into_iter().filter(|t| (t.wrapping_sub(start) as i32) > 0).collect();
     let on: Vec<u32> = onset_probe.take_onsets().into_iter().filter(|o| (o.wrapping_sub(start) as i32) > 0).collect();
+    let overrun_frames = onset_probe.take_overrun_frames();
 
     let offsets = offsets_to_beats(&on, &ticks);
     println!("onset - beat tick (frames): {offsets:?}; {overruns} JACK overruns meanwhile");
@@ -892,7 +894,10 @@ fn midi_clock_drives_the_patterns_on_the_tick_grid() {
         // periods away.
         let off = d - median;
         let by_cycles = off - (off as f64 / PERIOD as f64).round() as i64 * PERIOD as i64;
-        let ok = off.abs() <= 48 || (overruns > 0 && by_cycles.abs() <= 48);
+        // A hat heard right after a cycle cut short may be heard mid-sound, a
+        // fraction of a cycle late: not timed.
+        let ok =
+            off.abs() <= 48 || (overruns > 0 && by_cycles.abs() <= 48) || near_overrun(*o, &overrun_frames, PERIOD);
         assert!(ok, "a hat is {off} frames off the others' latency ({offsets:?}; {overruns} overruns)");
     }
 
@@ -1322,13 +1327,15 @@ fn midi_clock_hats_are_on_time_right_after_a_jack_overrun() {
         let xruns_before = xruns(&r.server);
         // Mid-beat (beats are 500 ms apart): a stall of three periods and more.
         let stall_ms = (3.0 * period as f64 / SR * 1e3).ceil().max(20.0) as u32;
+        onset_probe.take_overrun_frames();
         r.probe.stall(stall_ms);
         let stalled_at = Instant::now();
-        std::thread::sleep(S(3));
+        std::thread::sleep(S(4));
         let overruns = xruns(&r.server) - xruns_before;
         let ticks: Vec<u32> = r.probe.take_ticks().into_iter().filter(|t| (t.wrapping_sub(start) as i32) > 0).collect();
         let on: Vec<u32> =
             onset_probe.take_onsets().into_iter().filter(|o| (o.wrapping_sub(start) as i32) > 0).collect();
+        let overrun_frames = onset_probe.take_overrun_frames();
         let offsets = offsets_to_beats(&on, &ticks);
         println!("period {period}: stall {stall_ms} ms, {overruns} overruns; onset - beat tick (frames): {offsets:?}");
         assert!(overruns > 0, "at {period}: the stall made no overrun:\n{}", r.server.log());
@@ -1342,10 +1349,17 @@ fn midi_clock_hats_are_on_time_right_after_a_jack_overrun() {
             let waited = stalled_at.elapsed().as_secs_f64();
             ticks.last().unwrap().wrapping_sub((waited * SR) as u32)
         };
-        let mut checked = 0;
+        let (mut checked, mut left_out) = (0, 0);
         for (o, d) in on.iter().zip(&offsets) {
             let after = o.wrapping_sub(stall_frame) as i32;
             if after < (SR * 0.6) as i32 {
+                continue;
+            }
+            // A busy machine overruns now and then by itself: a hat heard in or
+            // right after a cycle that was cut short is not timed (the onset
+            // client may first hear it a cycle late, mid-sound).
+            if near_overrun(*o, &overrun_frames, period) {
+                left_out += 1;
                 continue;
             }
             checked += 1;
@@ -1356,6 +1370,7 @@ fn midi_clock_hats_are_on_time_right_after_a_jack_overrun() {
                 d - latency
             );
         }
+        println!("period {period}: {checked} hats timed after the stall, {left_out} left out beside overruns");
         assert!(checked >= 4, "at {period}: only {checked} hats after the overrun");
         r.probe.set_clock(0.0);
         drop(onset_probe);

@@ -147,10 +147,12 @@ pattern("ext", 5, 2.0, [[0.0, "C4", 100, 0.25], [0.5, "E4", 90, 0.25], [1.0, "G4
     let overruns_before = xruns(&r.server);
     std::thread::sleep(MS(500));
     onsets.take_onsets();
+    onsets.take_overrun_frames();
     onsets.take_received();
     std::thread::sleep(S(3));
     let rx = onsets.take_received();
     let hats = onsets.take_onsets();
+    let overrun_frames = onsets.take_overrun_frames();
     assert!(rx.iter().all(|m| matches!(status_of(m), 0x91 | 0x81)), "not all on channel 2 as notes: {rx:?}");
     let on: Vec<&Received> = rx.iter().filter(|m| status_of(m) == 0x91).collect();
     assert!(on.len() >= 8, "only {} note-ons in 3 s: {rx:?}", on.len());
@@ -178,7 +180,11 @@ pattern("ext", 5, 2.0, [[0.0, "C4", 100, 0.25], [0.5, "E4", 90, 0.25], [1.0, "G4
     // Notes from the first hat the onset client heard on (it may start listening
     // after the first beat has sounded).
     let first_hat = *hats.first().expect("hats sound");
-    for n in on.iter().filter(|n| n.bytes[1] != 64 && between(first_hat, n.frame) >= 0) {
+    // A hat heard right after a cycle cut short may be heard mid-sound: the
+    // notes beside such hats are left out.
+    for n in on.iter().filter(|n| {
+        n.bytes[1] != 64 && between(first_hat, n.frame) >= 0 && !near_overrun(n.frame, &overrun_frames, PERIOD)
+    }) {
         let nearest = hats.iter().map(|h| between(*h, n.frame)).min_by_key(|d| d.abs()).expect("hats sound");
         distances.push(nearest);
     }
