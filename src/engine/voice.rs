@@ -58,13 +58,17 @@ pub const SHARED_LINES: usize = super::channel::LANE_VOICES - CHANNEL_LINES;
 ///
 /// The lines are allocated on the control side, the first time a snapshot uses such
 /// a synth ([`Lines::provide`]): a rig that never does (a SoundFont's, samples,
-/// wavetable synths) holds none. They are lent and taken back on the audio thread
+/// wavetable synths) holds none. A channel's own lines come with the first such
+/// snapshot that configures the channel (a channel that is not configured plays no
+/// note, so it never lends one). They are lent and taken back on the audio thread
 /// and the render workers through lock-free queues of buffers, without allocating.
 pub struct Lines {
     own: [ArrayQueue<Box<[f32]>>; super::MAX_CHANNELS],
     shared: ArrayQueue<Box<[f32]>>,
-    /// The lines have been allocated (control side).
+    /// The shared lines have been allocated (control side).
     provided: AtomicBool,
+    /// Each channel's own lines have been allocated (control side).
+    own_provided: [AtomicBool; super::MAX_CHANNELS],
     /// Where notes that found no line free are counted.
     stats: Arc<super::EngineStats>,
 }
@@ -76,42 +80,56 @@ impl Lines {
             own: std::array::from_fn(|_| ArrayQueue::new(CHANNEL_LINES)),
             shared: ArrayQueue::new(SHARED_LINES),
             provided: AtomicBool::new(false),
+            own_provided: std::array::from_fn(|_| AtomicBool::new(false)),
             stats,
         })
     }
 
-    /// Allocates every line, of [`super::synth::line_len`] floats at `sample_rate`,
-    /// if `snapshot` plays a synth that uses one (on a channel or a program) and they
-    /// are not there yet. Control side, before the snapshot is published.
+    /// Allocates the lines `snapshot` may lend, of [`super::synth::line_len`] floats
+    /// at `sample_rate`, that are not there yet: the shared lines and the own lines
+    /// of each channel that may play a synth that uses one (by its own synth, or
+    /// through a program change). Control side, before the snapshot is published.
     pub fn provide(&self, snapshot: &super::snapshot::Snapshot, sample_rate: f32) {
-        if self.provided.load(Relaxed) || !Self::needed(snapshot) {
+        let lined = Self::lined(snapshot);
+        let new = |c: &usize| lined[*c] && !self.own_provided[*c].load(Relaxed);
+        if !(0..super::MAX_CHANNELS).any(|c| new(&c)) {
             return;
         }
-        self.provided.store(true, Relaxed);
         let len = super::synth::line_len(sample_rate);
-        for queue in self.own.iter().chain(std::iter::once(&self.shared)) {
+        let fill = |queue: &ArrayQueue<Box<[f32]>>| {
             for _ in 0..queue.capacity() {
                 let _ = queue.push(crate::dsp::zeroed(len));
             }
+        };
+        for c in (0..super::MAX_CHANNELS).filter(new) {
+            self.own_provided[c].store(true, Relaxed);
+            fill(&self.own[c]);
+        }
+        if !self.provided.swap(true, Relaxed) {
+            fill(&self.shared);
         }
     }
 
-    /// Whether the lines have been allocated.
+    /// Whether the (shared) lines have been allocated.
     pub fn provided(&self) -> bool {
         self.provided.load(Relaxed)
     }
 
-    /// Whether `snapshot` may play a synth that uses a delay line: on a channel, or
-    /// through a program change (which only synth and external channels follow).
-    fn needed(snapshot: &super::snapshot::Snapshot) -> bool {
+    /// Which channels of `snapshot` may play a synth that uses a delay line: by their
+    /// own synth, or through a program change (which only synth and external channels
+    /// follow).
+    fn lined(snapshot: &super::snapshot::Snapshot) -> [bool; super::MAX_CHANNELS] {
         use super::snapshot::{ChannelConfig, Source};
         let lined = |c: &ChannelConfig| match c.source {
             Source::Synth(s) => SYNTHS.get(s as usize).is_some_and(|e| e.synth.uses_line()),
             _ => false,
         };
-        let channels = snapshot.channels.iter().flatten();
-        let follows_programs = channels.clone().any(|c| matches!(c.source, Source::Synth(_) | Source::External { .. }));
-        channels.clone().any(lined) || follows_programs && snapshot.programs.iter().flatten().any(lined)
+        let programs = snapshot.programs.iter().flatten().any(lined);
+        std::array::from_fn(|c| {
+            snapshot.channels[c]
+                .as_ref()
+                .is_some_and(|c| lined(c) || programs && matches!(c.source, Source::Synth(_) | Source::External { .. }))
+        })
     }
 
     /// A zeroed line for a voice of `channel`, its own first; `None` when every
@@ -1193,6 +1211,33 @@ mod tests {
         assert!(direct.provided());
     }
 
+    /// A channel's own lines come with the first snapshot that lets it play a synth
+    /// that uses one; until then it may only borrow the shared ones.
+    #[test]
+    fn a_channel_gets_its_own_lines_once_it_may_lend_one() {
+        let stats = Arc::new(super::super::EngineStats::default());
+        let lines = Lines::new(stats);
+        let mut snap = Snapshot::default();
+        snap.channels[0] = Some(channel("pluck_synth"));
+        snap.channels[9] = Some(ChannelConfig { source: Source::Drums, ..channel("saw") });
+        lines.provide(&snap, SR);
+        // Lines lent to channel `c`, then given back as channel `back`'s.
+        let count = |c: u8, back: u8| {
+            let lent: Vec<_> = std::iter::from_fn(|| lines.lend(c)).take(1000).collect();
+            let n = lent.len();
+            for line in lent {
+                lines.take_back(back, line);
+            }
+            n
+        };
+        assert_eq!(count(5, 0), SHARED_LINES, "channel 6 is not configured: the shared lines only");
+        assert_eq!(count(9, 0), SHARED_LINES, "the drum channel lends none: the shared lines only");
+        snap.channels[5] = Some(channel("harp_synth"));
+        lines.provide(&snap, SR);
+        assert_eq!(count(5, 5), CHANNEL_LINES + SHARED_LINES, "channel 6 configured: its own too");
+        assert_eq!(count(0, 0), CHANNEL_LINES + SHARED_LINES);
+    }
+
     /// A slot holds synth state or sample state, never both: the pool's 4352 slots
     /// are written when it is built, so every byte here is resident.
     #[test]
@@ -1220,7 +1265,10 @@ mod tests {
         }
         assert_eq!(lent.len(), CHANNEL_LINES + SHARED_LINES, "channel 1 has its own and the shared lines");
         assert_eq!(stats.lines_missed.load(Relaxed), 0, "a note that waits for a line is not lost yet");
-        assert_eq!(lines.lend(1).map(|l| l.len()), Some(line_len(SR)), "channel 2 still has its own");
+        assert!(lines.lend(1).is_none(), "channel 2 has no lines of its own while it is not configured");
+        snap.channels[1] = Some(channel("pluck_synth"));
+        lines.provide(&snap, SR);
+        assert_eq!(lines.lend(1).map(|l| l.len()), Some(line_len(SR)), "channel 2 has its own once configured");
         for line in lent {
             lines.take_back(0, line);
         }

@@ -562,7 +562,11 @@ fn hits(lib: &Library, list: &Array, drums: bool, what: &str) -> Res<Vec<LibHit>
 }
 
 fn hit_note(lib: &Library, v: &Dynamic, drums: bool) -> Res<(u8, bool)> {
-    if let Ok(n) = number(v, "a note") {
+    // (A text is not tried as a number: the error that would say so costs more than
+    // the rest of the hit.)
+    if (v.is_int() || v.is_float())
+        && let Ok(n) = number(v, "a note")
+    {
         if n.fract() != 0.0 || !(0.0..=127.0).contains(&n) {
             let shown = fmt_num(n as f32);
             return fail_at(format!("note {shown} is outside the MIDI notes 0..127"), &shown, None);
@@ -1191,125 +1195,23 @@ pub fn register(engine: &mut Engine, state: &Shared) {
 
     // Library definitions (the stdlib uses these; sets may too).
     let s = state.clone();
-    engine.register_fn("define_instrument", move |name: Dynamic, map: Map| -> Res<()> {
-        let name = text(&name, "an instrument name")?;
-        let mut st = lock(&s);
-        let Some(synth) = map.get("synth") else {
-            return fail(format!("instrument {name} needs a synth"));
-        };
-        let mut def = InstrumentDef { synth: text(synth, "synth")?, envelope: None, params: Vec::new() };
-        let mut scratch = ParamValues::default();
-        let mut range = None;
-        for (k, v) in &map {
-            match k.as_str() {
-                "synth" => {}
-                "range" => range = Some(note_range(v)?),
-                "envelope" => {
-                    let e = text(v, "envelope")?;
-                    if !st.lib.envelopes.contains_key(&e) {
-                        let help = did_you_mean(&suggest_many(&e, st.lib.envelopes.keys().map(String::as_str)));
-                        return fail_at(format!("unknown envelope \"{e}\""), &e, help);
-                    }
-                    def.envelope = Some(e);
-                }
-                "synth_kw" => {
-                    for p in synth_kw(&mut scratch, v)? {
-                        def.params.push((p, scratch.get(p)));
-                    }
-                }
-                pname => {
-                    let Some(p) = Param::from_name(pname) else {
-                        return unknown_param(pname);
-                    };
-                    set_param(&mut scratch, p, v)?;
-                    def.params.push((p, scratch.get(p)));
-                }
-            }
-        }
-        match range {
-            Some(r) => st.lib.ranges.insert(name.clone(), r),
-            None => st.lib.ranges.remove(&name),
-        };
-        st.lib.instruments.insert(name, def);
-        Ok(())
-    });
+    engine.register_fn("define_instrument", move |name: Dynamic, map: Map| define_instrument(&s, name, map));
     let s = state.clone();
-    engine.register_fn("define_envelope", move |name: Dynamic, map: Map| -> Res<()> {
-        let name = text(&name, "an envelope name")?;
-        let mut v = ParamValues::default();
-        let st_lib = lock(&s).lib.clone();
-        for k in ["attack", "decay", "sustain", "release"] {
-            if !map.contains_key(k) {
-                return fail(format!("envelope {name} needs attack, decay, sustain and release ({k} is missing)"));
-            }
-        }
-        apply_envelope(&mut v, &st_lib, &Dynamic::from(map))?;
-        let def = EnvelopeDef {
-            attack: v.get(Param::Attack),
-            decay: v.get(Param::Decay),
-            sustain: v.get(Param::Sustain),
-            release: v.get(Param::Release),
-        };
-        lock(&s).lib.envelopes.insert(name, def);
-        Ok(())
-    });
+    engine.register_fn("define_envelope", move |name: Dynamic, map: Map| define_envelope(&s, name, map));
     let s = state.clone();
-    engine.register_fn("drum_sound", move |name: Dynamic, note: Dynamic| -> Res<()> {
-        let name = drum_key(&text(&name, "a drum sound name")?);
-        let n = number(&note, "a MIDI note")?;
-        if n.fract() != 0.0 || !(0.0..=127.0).contains(&n) {
-            return fail(format!("drum note {} is outside 0..127", fmt_num(n as f32)));
-        }
-        lock(&s).lib.drum_sounds.insert(name, n as u8);
-        Ok(())
-    });
+    engine.register_fn("drum_sound", move |name: Dynamic, note: Dynamic| drum_sound(&s, name, note));
     let s = state.clone();
-    engine.register_fn("drum_alias", move |alias: Dynamic, target: Dynamic| -> Res<()> {
-        let (alias, target) = (drum_key(&text(&alias, "an alias")?), drum_key(&text(&target, "a drum sound")?));
-        let mut st = lock(&s);
-        match st.lib.drum_sounds.get(&target).copied() {
-            Some(n) => {
-                st.lib.drum_sounds.insert(alias, n);
-                Ok(())
-            }
-            None => fail_at(format!("unknown drum sound \"{target}\""), &target, None),
-        }
-    });
-    let def_pat = |s: Shared, fills: bool| {
-        move |name: Dynamic, beats: Dynamic, list: Array, meter: Option<Dynamic>| -> Res<()> {
-            let name = text(&name, "a pattern name")?;
-            let meter = meter.map(|m| text(&m, "a meter")).transpose()?;
-            let mut st = lock(&s);
-            let def = pattern_def(&st.lib, &name, &beats, &list, meter)?;
-            if fills {
-                st.lib.fills.insert(name, def);
-            } else {
-                st.lib.patterns.insert(name, def);
-            }
-            Ok(())
-        }
-    };
+    engine.register_fn("drum_alias", move |alias: Dynamic, target: Dynamic| drum_alias(&s, alias, target));
     for (fname, fills) in [("define_pattern", false), ("define_fill", true)] {
-        let f = def_pat(state.clone(), fills);
-        engine.register_fn(fname, move |n: Dynamic, b: Dynamic, l: Array| f(n, b, l, None));
-        let f = def_pat(state.clone(), fills);
-        engine.register_fn(fname, move |n: Dynamic, b: Dynamic, l: Array, m: Dynamic| f(n, b, l, Some(m)));
+        let s = state.clone();
+        engine.register_fn(fname, move |n: Dynamic, b: Dynamic, l: Array| define_pattern(&s, fills, n, b, l, None));
+        let s = state.clone();
+        engine.register_fn(fname, move |n: Dynamic, b: Dynamic, l: Array, m: Dynamic| {
+            define_pattern(&s, fills, n, b, l, Some(m))
+        });
     }
     let s = state.clone();
-    engine.register_fn("gm_program", move |program: Dynamic, name: Dynamic| -> Res<()> {
-        let p = number(&program, "a program number")?;
-        if p.fract() != 0.0 || !(0.0..=127.0).contains(&p) {
-            return fail(format!("program {} is outside 0..127", fmt_num(p as f32)));
-        }
-        let name = text(&name, "an instrument name")?;
-        let mut st = lock(&s);
-        if !st.lib.instruments.contains_key(&name) {
-            let help = did_you_mean(&suggest_many(&name, st.lib.instruments.keys().map(String::as_str)));
-            return fail_at(format!("unknown instrument \"{name}\""), &name, help);
-        }
-        st.lib.gm.insert(p as u8, name);
-        Ok(())
-    });
+    engine.register_fn("gm_program", move |program: Dynamic, name: Dynamic| gm_program(&s, program, name));
     engine.register_fn("note", |name: Dynamic| -> Res<INT> {
         if name.is_int() || name.is_float() {
             let n = number(&name, "a note")?;
@@ -1324,6 +1226,150 @@ pub fn register(engine: &mut Engine, state: &Shared) {
             None => fail_at(format!("\"{s}\" is not a note name (like C4, F#2 or Eb3)"), &s, None),
         }
     });
+}
+
+/// Calls one of the library definitions (`define_instrument`, `define_envelope`,
+/// `drum_sound`, `drum_alias`, `define_pattern`, `define_fill`, `gm_program`) as a
+/// set's call of it with these arguments would: `None` if no such function takes
+/// these arguments (Rhai would not find one to call).
+pub(crate) fn library_call(s: &Shared, name: &str, args: Vec<Dynamic>) -> Option<Res<()>> {
+    let mut args = args.into_iter();
+    let (a, b, c, d) = (args.next(), args.next(), args.next(), args.next());
+    if args.next().is_some() {
+        return None;
+    }
+    let map = |m: Dynamic| m.try_cast::<Map>();
+    let array = |l: Dynamic| l.try_cast::<Array>();
+    Some(match (name, a, b, c, d) {
+        ("define_instrument", Some(a), Some(b), None, None) => define_instrument(s, a, map(b)?),
+        ("define_envelope", Some(a), Some(b), None, None) => define_envelope(s, a, map(b)?),
+        ("drum_sound", Some(a), Some(b), None, None) => drum_sound(s, a, b),
+        ("drum_alias", Some(a), Some(b), None, None) => drum_alias(s, a, b),
+        ("define_pattern" | "define_fill", Some(a), Some(b), Some(c), d) => {
+            define_pattern(s, name == "define_fill", a, b, array(c)?, d)
+        }
+        ("gm_program", Some(a), Some(b), None, None) => gm_program(s, a, b),
+        _ => return None,
+    })
+}
+
+fn define_instrument(s: &Shared, name: Dynamic, map: Map) -> Res<()> {
+    let name = text(&name, "an instrument name")?;
+    let mut st = lock(s);
+    let Some(synth) = map.get("synth") else {
+        return fail(format!("instrument {name} needs a synth"));
+    };
+    let mut def = InstrumentDef { synth: text(synth, "synth")?, envelope: None, params: Vec::new() };
+    let mut scratch = ParamValues::default();
+    let mut range = None;
+    for (k, v) in &map {
+        match k.as_str() {
+            "synth" => {}
+            "range" => range = Some(note_range(v)?),
+            "envelope" => {
+                let e = text(v, "envelope")?;
+                if !st.lib.envelopes.contains_key(&e) {
+                    let help = did_you_mean(&suggest_many(&e, st.lib.envelopes.keys().map(String::as_str)));
+                    return fail_at(format!("unknown envelope \"{e}\""), &e, help);
+                }
+                def.envelope = Some(e);
+            }
+            "synth_kw" => {
+                for p in synth_kw(&mut scratch, v)? {
+                    def.params.push((p, scratch.get(p)));
+                }
+            }
+            pname => {
+                let Some(p) = Param::from_name(pname) else {
+                    return unknown_param(pname);
+                };
+                set_param(&mut scratch, p, v)?;
+                def.params.push((p, scratch.get(p)));
+            }
+        }
+    }
+    match range {
+        Some(r) => st.lib.ranges.insert(name.clone(), r),
+        None => st.lib.ranges.remove(&name),
+    };
+    st.lib.instruments.insert(name, def);
+    Ok(())
+}
+
+fn define_envelope(s: &Shared, name: Dynamic, map: Map) -> Res<()> {
+    let name = text(&name, "an envelope name")?;
+    let mut v = ParamValues::default();
+    for k in ["attack", "decay", "sustain", "release"] {
+        if !map.contains_key(k) {
+            return fail(format!("envelope {name} needs attack, decay, sustain and release ({k} is missing)"));
+        }
+    }
+    apply_envelope(&mut v, &lock(s).lib, &Dynamic::from(map))?;
+    let def = EnvelopeDef {
+        attack: v.get(Param::Attack),
+        decay: v.get(Param::Decay),
+        sustain: v.get(Param::Sustain),
+        release: v.get(Param::Release),
+    };
+    lock(s).lib.envelopes.insert(name, def);
+    Ok(())
+}
+
+fn drum_sound(s: &Shared, name: Dynamic, note: Dynamic) -> Res<()> {
+    let name = drum_key(&text(&name, "a drum sound name")?);
+    let n = number(&note, "a MIDI note")?;
+    if n.fract() != 0.0 || !(0.0..=127.0).contains(&n) {
+        return fail(format!("drum note {} is outside 0..127", fmt_num(n as f32)));
+    }
+    lock(s).lib.drum_sounds.insert(name, n as u8);
+    Ok(())
+}
+
+fn drum_alias(s: &Shared, alias: Dynamic, target: Dynamic) -> Res<()> {
+    let (alias, target) = (drum_key(&text(&alias, "an alias")?), drum_key(&text(&target, "a drum sound")?));
+    let mut st = lock(s);
+    match st.lib.drum_sounds.get(&target).copied() {
+        Some(n) => {
+            st.lib.drum_sounds.insert(alias, n);
+            Ok(())
+        }
+        None => fail_at(format!("unknown drum sound \"{target}\""), &target, None),
+    }
+}
+
+fn define_pattern(
+    s: &Shared,
+    fills: bool,
+    name: Dynamic,
+    beats: Dynamic,
+    list: Array,
+    meter: Option<Dynamic>,
+) -> Res<()> {
+    let name = text(&name, "a pattern name")?;
+    let meter = meter.map(|m| text(&m, "a meter")).transpose()?;
+    let mut st = lock(s);
+    let def = pattern_def(&st.lib, &name, &beats, &list, meter)?;
+    if fills {
+        st.lib.fills.insert(name, def);
+    } else {
+        st.lib.patterns.insert(name, def);
+    }
+    Ok(())
+}
+
+fn gm_program(s: &Shared, program: Dynamic, name: Dynamic) -> Res<()> {
+    let p = number(&program, "a program number")?;
+    if p.fract() != 0.0 || !(0.0..=127.0).contains(&p) {
+        return fail(format!("program {} is outside 0..127", fmt_num(p as f32)));
+    }
+    let name = text(&name, "an instrument name")?;
+    let mut st = lock(s);
+    if !st.lib.instruments.contains_key(&name) {
+        let help = did_you_mean(&suggest_many(&name, st.lib.instruments.keys().map(String::as_str)));
+        return fail_at(format!("unknown instrument \"{name}\""), &name, help);
+    }
+    st.lib.gm.insert(p as u8, name);
+    Ok(())
 }
 
 #[cfg(test)]

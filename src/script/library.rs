@@ -6,7 +6,9 @@
 use crate::params::Param;
 use std::collections::BTreeMap;
 
-/// The stdlib's files, embedded so that the binary works from anywhere.
+/// The stdlib's files, embedded so that the binary works from anywhere. Each holds
+/// only calls with literal arguments, which start-up reads without Rhai's parser
+/// ([`super::literal`]); a file that holds more is evaluated by Rhai, more slowly.
 pub const STDLIB: &[(&str, &str)] = &[
     ("stdlib/envelopes.rhai", include_str!("../../stdlib/envelopes.rhai")),
     ("stdlib/instruments.rhai", include_str!("../../stdlib/instruments.rhai")),

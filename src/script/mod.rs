@@ -6,6 +6,7 @@ pub mod api;
 pub mod diagnostic;
 pub mod diff;
 pub mod library;
+pub mod literal;
 pub mod memory;
 pub mod mini;
 pub mod patterns;
@@ -260,6 +261,36 @@ pub struct ScriptHost {
 impl ScriptHost {
     /// Evaluates the stdlib (once).
     pub fn new() -> Result<Self, Diagnostic> {
+        let lib = match Self::stdlib_by_calls() {
+            Some(lib) => lib,
+            None => Self::stdlib_by_rhai()?,
+        };
+        Ok(ScriptHost {
+            stdlib: Arc::new(lib),
+            has_stdlib: true,
+            samples: Default::default(),
+            sample_roots: Vec::new(),
+        })
+    }
+
+    /// The stdlib's library, each file's calls read by [`literal::calls`] and made
+    /// directly (the same functions a set calls): what evaluating the files with
+    /// Rhai gives, without Rhai's parser and engine (most of a render's start-up
+    /// before). `None` if a file holds anything else, or a call fails (the caller
+    /// then evaluates the stdlib with Rhai, which says where).
+    fn stdlib_by_calls() -> Option<Library> {
+        let state: Shared = Arc::new(Mutex::new(EvalState::new(Library::default(), Set::default(), false)));
+        for (_, text) in STDLIB {
+            for (name, args) in literal::calls(text)? {
+                api::library_call(&state, &name, args)?.ok()?;
+            }
+        }
+        let lib = std::mem::take(&mut state.lock().unwrap_or_else(|p| p.into_inner()).lib);
+        Some(lib)
+    }
+
+    /// The stdlib's library, its files evaluated by Rhai.
+    fn stdlib_by_rhai() -> Result<Library, Diagnostic> {
         let state: Shared = Arc::new(Mutex::new(EvalState::new(Library::default(), Set::default(), false)));
         let engine = Self::engine(&state, None, Arc::default());
         for (path, text) in STDLIB {
@@ -269,13 +300,9 @@ impl ScriptHost {
                 from_eval_error(&e, &src, &api::all_functions(), &api::usage)
             })?;
         }
+        drop(engine);
         let lib = std::mem::take(&mut state.lock().unwrap_or_else(|p| p.into_inner()).lib);
-        Ok(ScriptHost {
-            stdlib: Arc::new(lib),
-            has_stdlib: true,
-            samples: Default::default(),
-            sample_roots: Vec::new(),
-        })
+        Ok(lib)
     }
 
     /// A host whose sets evaluate against an empty preset library: for a set that
@@ -495,5 +522,22 @@ impl ScriptHost {
         files.dedup();
         self.samples.trim();
         Ok((Evaluated { set: st.set, files, sources, printed: st.printed, notes: st.notes, gm: st.lib.gm }, value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stdlib read as literal calls gives exactly the library Rhai's evaluation gives.
+    #[test]
+    fn the_stdlib_read_as_calls_is_the_stdlib_evaluated_by_rhai() {
+        for (path, text) in STDLIB {
+            assert!(literal::calls(text).is_some(), "{path} is not read as literal calls");
+        }
+        let by_calls = ScriptHost::stdlib_by_calls().expect("the stdlib read as calls");
+        let by_rhai = ScriptHost::stdlib_by_rhai().expect("the stdlib evaluated by Rhai");
+        assert_eq!(format!("{by_calls:?}"), format!("{by_rhai:?}"));
+        assert!(by_calls.instruments.len() > 50 && by_calls.patterns.len() > 50 && by_calls.gm.len() == 128);
     }
 }
