@@ -814,7 +814,8 @@ fn batch_guard(f: &mut dyn FnMut()) {
 
 #[test]
 fn ticks_rendered_in_batches_never_allocate() {
-    // Several ticks a call (batches handed out to the workers), on 2 and 3
+    // Several ticks a call (batches handed out to the workers, each batch's sum
+    // beside the next batch's channels in calls of several batches), on 2 and 3
     // threads, across snapshot swaps and event bursts (a program change or a panic
     // ends a batch: its tick renders alone).
     let (a, b) = sets();
@@ -845,8 +846,10 @@ fn ticks_rendered_in_batches_never_allocate() {
             controller.collect();
         }
         let (batched, rendered) = (engine.batched_ticks(), engine.worker_items());
+        let overlapped = engine.sums_overlapped();
         drop(engine);
         assert!(batched > 1000, "{threads} threads: few ticks rendered in batches ({batched}): the test proves little");
+        assert!(overlapped > 0, "{threads} threads: no batch summed beside the next batch's channels");
         assert!(rendered > 0, "{threads} threads: the workers rendered nothing");
     }
     assert!(BATCH.runs() > 0);

@@ -70,6 +70,18 @@ pub(super) struct BatchOut {
     pub feed_key: [Option<SharedReverb>; MAX_BATCH],
 }
 
+impl BatchOut {
+    fn new() -> Box<Self> {
+        Box::new(BatchOut {
+            l: [[0.0; TICK_FRAMES]; MAX_BATCH],
+            r: [[0.0; TICK_FRAMES]; MAX_BATCH],
+            ready: [false; MAX_BATCH],
+            feed: [[0.0; TICK_FRAMES]; MAX_BATCH],
+            feed_key: [None; MAX_BATCH],
+        })
+    }
+}
+
 /// What every channel's tick reads, shared read-only between the threads.
 pub(super) struct TickCx<'a> {
     pub sr: f32,
@@ -359,8 +371,9 @@ pub(super) struct Lane {
     /// What this tick took, in nanoseconds, and its moving average over the ticks.
     spent_nanos: f32,
     pub cost_nanos: f32,
-    /// Its ticks of the current batch.
-    pub batch: Box<BatchOut>,
+    /// Its ticks of a batch, in two halves: batches use them in turn, so that one
+    /// batch's ticks can be summed while the next batch's channels render.
+    pub batch: [Box<BatchOut>; 2],
 }
 
 /// Work of a tick, as handed to a thread: a whole channel, one part of its voices
@@ -628,13 +641,7 @@ impl Lane {
             parts_left: AtomicUsize::new(0),
             spent_nanos: 0.0,
             cost_nanos: 0.0,
-            batch: Box::new(BatchOut {
-                l: [[0.0; TICK_FRAMES]; MAX_BATCH],
-                r: [[0.0; TICK_FRAMES]; MAX_BATCH],
-                ready: [false; MAX_BATCH],
-                feed: [[0.0; TICK_FRAMES]; MAX_BATCH],
-                feed_key: [None; MAX_BATCH],
-            }),
+            batch: [BatchOut::new(), BatchOut::new()],
         }
     }
 
@@ -818,17 +825,19 @@ impl Lane {
     /// Tick `t` of a batch, as the engine's tick would run it: when an event of
     /// the tick reaches the channel (`reached`) or it is not idle, its parts are
     /// planned and it ticks; its output (and its shared reverb's input) is kept in
-    /// `batch` for the tick's sum. The channel's sends must not wait for the shared
-    /// send effects (no sample voice sounds in a batch). Audio thread or a worker.
-    pub fn batch_tick(&mut self, t: usize, reached: bool, cx: &TickCx) {
+    /// half `h` of `batch` for the tick's sum (the other half is left alone: the
+    /// engine may be summing it meanwhile). The channel's sends must not wait for the
+    /// shared send effects (no sample voice sounds in a batch). Audio thread or a
+    /// worker.
+    pub fn batch_tick(&mut self, h: usize, t: usize, reached: bool, cx: &TickCx) {
         if !reached && self.st.idle {
-            self.batch.ready[t] = false;
+            self.batch[h].ready[t] = false;
             return;
         }
         self.plan_parts(cx);
         self.tick(cx);
         debug_assert!(!self.send_pending, "a batch has no sends to the shared effects");
-        let b = &mut *self.batch;
+        let b = &mut *self.batch[h];
         b.ready[t] = self.out_ready;
         b.feed_key[t] = None;
         if self.out_ready {

@@ -602,6 +602,8 @@ pub struct Engine {
     reverbs_handed_out: u64,
     /// Ticks rendered in batches, so far.
     batched_ticks: u64,
+    /// Batches summed beside the next batch's channels (in its hand-off), so far.
+    sums_overlapped: u64,
     /// Indices of the voice-scope parameters.
     voice_params: Vec<usize>,
     transport: Transport,
@@ -639,6 +641,113 @@ pub struct Engine {
     batch_bounds: [usize; MAX_BATCH + 1],
     /// The channels each tick's events reach (bit per channel).
     batch_reach: [u32; MAX_BATCH],
+    /// The half of the lanes' batch outputs the next batch writes.
+    batch_half: usize,
+    /// What summing a batch's tick takes (sum, shared reverbs, master), measured on
+    /// several threads (a moving average, nanoseconds), for the hand-out.
+    tail_nanos: f32,
+}
+
+/// A batch whose channels have rendered but whose ticks are not yet summed: the sum
+/// in channel order, the shared reverbs and the master of each of its `n` ticks,
+/// into `out`. It runs beside the next batch's channels in the same call, or alone.
+struct Pending<'o> {
+    half: usize,
+    n: usize,
+    list: [u8; MAX_CHANNELS],
+    m: usize,
+    out: &'o mut [f32],
+    chans: usize,
+}
+
+/// What summing a batch's ticks changes and reads, apart from the lanes.
+struct TailParts<'a> {
+    sends: &'a mut sends::Sends,
+    master: &'a mut Master,
+    cfg: MasterConfig,
+    stats: &'a EngineStats,
+    mix_l: &'a mut [f32; TICK_FRAMES],
+    mix_r: &'a mut [f32; TICK_FRAMES],
+    fifo: &'a mut [f32; 2 * TICK_FRAMES],
+}
+
+impl TailParts<'_> {
+    /// The end of a tick, its channels summed into the mix: the shared send
+    /// effects, the master, into the FIFO.
+    fn finish_tick(&mut self) {
+        let stats = self.stats;
+        self.sends.process(self.mix_l, self.mix_r);
+        stats.reverb_tails_cut.store(self.sends.tails_cut, Relaxed);
+        self.master.process(&self.cfg, self.mix_l, self.mix_r);
+        for (lr, (&l, &r)) in self.fifo.chunks_exact_mut(2).zip(self.mix_l.iter().zip(self.mix_r.iter())) {
+            lr[0] = l;
+            lr[1] = r;
+        }
+        let (peak, _) = crate::dsp::math::stereo_peak(self.mix_l, self.mix_r);
+        stats.master_peak.fetch_max(peak.to_bits(), Relaxed);
+    }
+
+    /// Sums `p`'s ticks from the lanes' outputs `outs` (`outs[i]` is the half of
+    /// channel `p.list[i]` that `p` rendered into) and masters them into `p.out`.
+    ///
+    /// # Safety
+    /// Each of `outs[..p.m]` points at a live [`channel::BatchOut`] that nothing
+    /// writes meanwhile.
+    unsafe fn sum(&mut self, p: &mut Pending, outs: &[*const channel::BatchOut; MAX_CHANNELS]) {
+        for (t, out) in p.out.chunks_exact_mut(TICK_FRAMES * p.chans).take(p.n).enumerate() {
+            *self.mix_l = [0.0; TICK_FRAMES];
+            *self.mix_r = [0.0; TICK_FRAMES];
+            for &b in &outs[..p.m] {
+                // SAFETY: the function's contract.
+                let b = unsafe { &*b };
+                if !b.ready[t] {
+                    continue;
+                }
+                for (m, x) in self.mix_l.iter_mut().zip(&b.l[t]) {
+                    *m += x;
+                }
+                for (m, x) in self.mix_r.iter_mut().zip(&b.r[t]) {
+                    *m += x;
+                }
+                if let Some(key) = b.feed_key[t] {
+                    self.sends.feed_bus_reverb(key, &b.feed[t]);
+                }
+            }
+            self.finish_tick();
+            emit(self.fifo, out, p.chans);
+        }
+    }
+}
+
+/// A pending batch's sum as a work item beside the next batch's channels.
+struct TailJob<'a, 'o> {
+    parts: TailParts<'a>,
+    pending: Pending<'o>,
+    outs: [*const channel::BatchOut; MAX_CHANNELS],
+    timed: bool,
+    spent_nanos: f32,
+}
+
+// SAFETY: the pointers in `outs` are read by the one thread that runs the item, and
+// nothing writes what they point at until the job ends (the lanes write the other
+// half of their batch outputs).
+unsafe impl Send for TailJob<'_, '_> {}
+
+impl TailJob<'_, '_> {
+    fn run(&mut self) {
+        let t0 = self.timed.then(std::time::Instant::now);
+        // SAFETY: as for `Send` above.
+        unsafe { self.parts.sum(&mut self.pending, &self.outs) };
+        if let Some(t0) = t0 {
+            self.spent_nanos = t0.elapsed().as_secs_f32() * 1e9;
+        }
+    }
+}
+
+/// An item of a batch's hand-off: a channel's ticks, or the sum of the batch before.
+enum BatchItem<'b, 'a, 'o> {
+    Lane(&'b mut Lane),
+    Tail(&'b mut TailJob<'a, 'o>),
 }
 
 impl Engine {
@@ -669,6 +778,7 @@ impl Engine {
             parts_handed_out: 0,
             reverbs_handed_out: 0,
             batched_ticks: 0,
+            sums_overlapped: 0,
             transport: Transport::new(sample_rate as f64, initial.tempo_bpm),
             follower: ClockFollower::new(sample_rate as f64),
             timeline: None,
@@ -691,6 +801,8 @@ impl Engine {
             batch_events: Vec::with_capacity(BATCH_EVENT_CAP),
             batch_bounds: [0; MAX_BATCH + 1],
             batch_reach: [0; MAX_BATCH],
+            batch_half: 0,
+            tail_nanos: 0.0,
         };
         let autoplay = initial.autoplay && initial.sync == SyncMode::Internal;
         let placeholder = e.adopt(Box::new(initial));
@@ -744,6 +856,12 @@ impl Engine {
     /// Ticks rendered in batches (several ticks a hand-off), so far.
     pub fn batched_ticks(&self) -> u64 {
         self.batched_ticks
+    }
+
+    /// Batches whose sum (the shared reverbs, the master) ran beside the next
+    /// batch's channels, so far.
+    pub fn sums_overlapped(&self) -> u64 {
+        self.sums_overlapped
     }
 
     /// Parts of heavy channels handed out as work items of their own, so far (a
@@ -904,14 +1022,17 @@ impl Engine {
         let _ftz = denormal::FlushDenormals::enter();
         let chans = out_channels.max(1);
         let mut rest = out;
+        let mut pending = None;
         while !rest.is_empty() {
             if self.fifo_pos == TICK_FRAMES {
                 let ticks = rest.len() / chans / TICK_FRAMES;
                 if ticks >= 2 {
-                    let frames = self.render_batch(ticks.min(MAX_BATCH), rest, chans);
-                    rest = &mut rest[frames * chans..];
+                    let (later, next) = self.render_batch(ticks.min(MAX_BATCH), rest, chans, pending.take());
+                    rest = later;
+                    pending = next;
                     continue;
                 }
+                self.flush_pending(pending.take());
                 self.render_tick();
                 self.fifo_pos = 0;
             }
@@ -925,6 +1046,31 @@ impl Engine {
             self.fifo_pos += n;
             rest = later;
         }
+        self.flush_pending(pending);
+    }
+
+    /// The parts of the engine a batch's sum changes.
+    fn tail_parts(&mut self) -> TailParts<'_> {
+        TailParts {
+            sends: &mut self.sends,
+            master: &mut self.master,
+            cfg: self.snapshot.master,
+            stats: &self.ports.stats,
+            mix_l: &mut self.mix_l,
+            mix_r: &mut self.mix_r,
+            fifo: &mut self.fifo,
+        }
+    }
+
+    /// Sums and masters a pending batch's ticks, if there is one, on this thread.
+    fn flush_pending(&mut self, pending: Option<Pending>) {
+        let Some(mut p) = pending else { return };
+        let mut outs = [std::ptr::null(); MAX_CHANNELS];
+        for (o, &ch) in outs.iter_mut().zip(&p.list[..p.m]) {
+            *o = &*self.lanes[ch as usize].batch[p.half] as *const channel::BatchOut;
+        }
+        // SAFETY: the lanes are not used while the sum runs.
+        unsafe { self.tail_parts().sum(&mut p, &outs) };
     }
 
     fn retire(&mut self, g: Garbage) {
@@ -1507,17 +1653,31 @@ impl Engine {
     /// Renders up to `max_ticks` whole ticks into `out` (interleaved, `chans` per
     /// frame) with one hand-off to the workers: the serial event work of every tick
     /// first, then each channel renders its ticks in order (keeping each tick's
-    /// output), then tick by tick the sum in channel order, the shared reverbs and
-    /// the master. Snapshots are taken at the batch's start. A tick whose events
-    /// reach beyond the channels (a panic, a program change) ends the batch: it
-    /// renders alone after it. Returns the frames written (at least a tick).
-    /// The output is the same as tick by tick. Audio thread.
-    fn render_batch(&mut self, max_ticks: usize, out: &mut [f32], chans: usize) -> usize {
+    /// output), beside the sum of the batch before (`prev`, of the same call), if
+    /// any. This batch's own sum, tick by tick in channel order with the shared
+    /// reverbs and the master, is returned pending (on one thread it runs at once).
+    /// Snapshots are taken at the batch's start. A tick whose events reach beyond
+    /// the channels (a panic, a program change) ends the batch: it renders alone
+    /// after it. Returns what is left of `out` (at least a tick is written or
+    /// pending). The output is the same as tick by tick. Audio thread.
+    fn render_batch<'o>(
+        &mut self,
+        max_ticks: usize,
+        out: &'o mut [f32],
+        chans: usize,
+        mut prev: Option<Pending<'o>>,
+    ) -> (&'o mut [f32], Option<Pending<'o>>) {
+        if !self.ports.snapshots.is_empty() {
+            // The sum before must hear the snapshot it was rendered with.
+            self.flush_pending(prev.take());
+        }
         self.receive_snapshots();
         if !self.batchable() || !self.batch_balanced() {
+            self.flush_pending(prev.take());
             self.render_tick();
-            emit(&self.fifo, &mut out[..TICK_FRAMES * chans], chans);
-            return TICK_FRAMES;
+            let (now, later) = out.split_at_mut(TICK_FRAMES * chans);
+            emit(&self.fifo, now, chans);
+            return (later, None);
         }
         let start0 = self.frame;
         self.batch_events.clear();
@@ -1540,29 +1700,44 @@ impl Engine {
             self.batch_bounds[n] = self.batch_events.len();
             self.frame = start + TICK_FRAMES as u64;
         }
+        let (mine, mut rest) = out.split_at_mut(n * TICK_FRAMES * chans);
+        let mut pending = None;
         if n > 0 {
-            self.render_batch_channels(start0, n, external, &mut out[..n * TICK_FRAMES * chans], chans);
+            pending = Some(self.render_batch_channels(start0, n, external, mine, chans, prev.take()));
         }
-        let mut frames = n * TICK_FRAMES;
+        self.flush_pending(prev);
+        if alone || self.pool.threads() < 2 {
+            self.flush_pending(pending.take());
+        }
         if alone {
             let start = self.frame;
             self.render_channels(start);
             self.frame = start + TICK_FRAMES as u64;
-            emit(&self.fifo, &mut out[frames * chans..(frames + TICK_FRAMES) * chans], chans);
-            frames += TICK_FRAMES;
+            let (now, later) = rest.split_at_mut(TICK_FRAMES * chans);
+            emit(&self.fifo, now, chans);
+            rest = later;
         }
         self.publish_transport();
         if self.midi_out.overflow > 0 {
             self.ports.stats.midi_out_overflow.fetch_add(std::mem::take(&mut self.midi_out.overflow), Relaxed);
         }
-        frames
+        (rest, pending)
     }
 
     /// The channels' part of the `n` ticks of a batch from `start0`, their events
     /// in `batch_events`: each channel that an event reaches or that sounds renders
     /// its ticks in order (in parallel, a channel per item, when the work is worth
-    /// it), then each tick is summed and mastered into `out`.
-    fn render_batch_channels(&mut self, start0: u64, n: usize, external: u16, out: &mut [f32], chans: usize) {
+    /// it), beside the sum of the batch before (`prev`), which this consumes.
+    /// Returns this batch's sum, to be run, into `out`.
+    fn render_batch_channels<'o>(
+        &mut self,
+        start0: u64,
+        n: usize,
+        external: u16,
+        out: &'o mut [f32],
+        chans: usize,
+        prev: Option<Pending<'o>>,
+    ) -> Pending<'o> {
         let reach = self.batch_reach[..n].iter().fold(0u32, |m, r| m | r);
         let mut list = [0u8; MAX_CHANNELS];
         let mut costs = [0.0f32; MAX_CHANNELS];
@@ -1574,12 +1749,22 @@ impl Engine {
                 m += 1;
             }
         }
+        let half = self.batch_half;
+        self.batch_half ^= 1;
         let threads = self.pool.threads();
         let timed = threads > 1;
         let threshold = if self.parallel { 0.5 } else { 1.0 } * self.parallel_min_micros;
         let parallel = threads > 1 && m >= 2 && self.work_micros >= threshold;
         self.parallel = parallel;
+        // The batch before's sum: the lanes' outputs it reads (the other half).
+        let mut outs = [std::ptr::null(); MAX_CHANNELS];
+        if let Some(p) = &prev {
+            for (o, &ch) in outs.iter_mut().zip(&p.list[..p.m]) {
+                *o = &*self.lanes[ch as usize].batch[p.half] as *const channel::BatchOut;
+            }
+        }
         let t0 = timed.then(std::time::Instant::now);
+        let mut tail_spent = None;
         {
             let (events, bounds, reaches) = (&self.batch_events, &self.batch_bounds, &self.batch_reach);
             let (sr, tables, snapshot, banks, bank_map) =
@@ -1601,30 +1786,73 @@ impl Engine {
                         external,
                         timed,
                     };
-                    lane.batch_tick(t, reaches[t] & (1 << lane.ch) != 0, &cx);
+                    lane.batch_tick(half, t, reaches[t] & (1 << lane.ch) != 0, &cx);
                 }
             };
+            let mut tail = prev.map(|pending| TailJob {
+                parts: TailParts {
+                    sends: &mut self.sends,
+                    master: &mut self.master,
+                    cfg: snapshot.master,
+                    stats,
+                    mix_l: &mut self.mix_l,
+                    mix_r: &mut self.mix_r,
+                    fifo: &mut self.fifo,
+                },
+                pending,
+                outs,
+                timed,
+                spent_nanos: 0.0,
+            });
             if parallel {
-                // Costliest first, shared out between this thread and the workers.
-                let mut by_cost = [0u8; MAX_CHANNELS];
-                for (i, k) in by_cost[..m].iter_mut().enumerate() {
-                    *k = i as u8;
+                // The sum before first (this thread takes it: the shared reverbs' and
+                // the master's state stay in its core's cache), then the channels,
+                // costliest first, shared out between this thread and the workers.
+                let mut items: [Option<BatchItem>; MAX_CHANNELS + 1] = std::array::from_fn(|_| None);
+                let mut lanes = self.lanes.iter_mut().enumerate();
+                for (i, &ch) in list[..m].iter().enumerate() {
+                    let lane = lanes.find(|(c, _)| *c == ch as usize).map(|(_, l)| l);
+                    items[i] = lane.map(BatchItem::Lane);
                 }
-                by_cost[..m].sort_unstable_by(|&a, &b| costs[b as usize].total_cmp(&costs[a as usize]));
-                let mut sorted = [0.0f32; MAX_CHANNELS];
-                for (c, &i) in sorted.iter_mut().zip(&by_cost[..m]) {
-                    *c = costs[i as usize];
+                let mut by_cost = [0u8; MAX_CHANNELS + 1];
+                let mut sorted = [0.0f32; MAX_CHANNELS + 1];
+                let mut k = 0;
+                if let Some(tail) = &mut tail {
+                    // Its cost in the channels' units (a tick's).
+                    sorted[0] = self.tail_nanos * tail.pending.n as f32 / n as f32;
+                    by_cost[0] = m as u8;
+                    items[m] = Some(BatchItem::Tail(tail));
+                    k = 1;
                 }
-                let mut order = [0u8; MAX_CHANNELS];
-                workers::split_order(&sorted[..m], 0, threads, &mut order[..m]);
-                for k in &mut order[..m] {
-                    *k = list[by_cost[*k as usize] as usize];
+                let pinned = k;
+                for (i, b) in by_cost[k..k + m].iter_mut().enumerate() {
+                    *b = i as u8;
                 }
-                self.pool.run(&mut self.lanes, &order[..m], &run);
+                by_cost[k..k + m].sort_unstable_by(|&a, &b| costs[b as usize].total_cmp(&costs[a as usize]));
+                for j in k..k + m {
+                    sorted[j] = costs[by_cost[j] as usize];
+                }
+                let mut order = [0u8; MAX_CHANNELS + 1];
+                workers::split_order(&sorted[..k + m], pinned, threads, &mut order[..k + m]);
+                for o in &mut order[..k + m] {
+                    *o = by_cost[*o as usize];
+                }
+                self.pool.run(&mut items[..m + k], &order[..k + m], &|item: &mut Option<BatchItem>| match item {
+                    Some(BatchItem::Lane(lane)) => run(lane),
+                    Some(BatchItem::Tail(tail)) => tail.run(),
+                    None => {}
+                });
             } else {
+                if let Some(tail) = &mut tail {
+                    tail.run();
+                }
                 for &ch in &list[..m] {
                     run(&mut self.lanes[ch as usize]);
                 }
+            }
+            if let Some(tail) = tail {
+                tail_spent = Some((tail.spent_nanos, tail.pending.n));
+                self.sums_overlapped += parallel as u64;
             }
         }
         self.batched_ticks += n as u64;
@@ -1634,35 +1862,17 @@ impl Engine {
             for &ch in &list[..m] {
                 self.lanes[ch as usize].settle_cost_over(n);
             }
+            if let Some((spent, ticks)) = tail_spent {
+                let per_tick = spent / ticks.max(1) as f32;
+                self.tail_nanos += (per_tick - self.tail_nanos) * WORK_SMOOTHING;
+            }
         }
         if parallel {
             let stats = &self.ports.stats;
             stats.parallel_ticks.fetch_add(n as u64, Relaxed);
             stats.worker_items.store(self.pool.worker_items(), Relaxed);
         }
-        // Tick by tick: the sum in channel order (a reverb shared between channels
-        // takes its input in that order too), the shared effects and the master.
-        for (t, out) in out.chunks_exact_mut(TICK_FRAMES * chans).take(n).enumerate() {
-            self.mix_l = [0.0; TICK_FRAMES];
-            self.mix_r = [0.0; TICK_FRAMES];
-            for &ch in &list[..m] {
-                let b = &*self.lanes[ch as usize].batch;
-                if !b.ready[t] {
-                    continue;
-                }
-                for (m, x) in self.mix_l.iter_mut().zip(&b.l[t]) {
-                    *m += x;
-                }
-                for (m, x) in self.mix_r.iter_mut().zip(&b.r[t]) {
-                    *m += x;
-                }
-                if let Some(key) = b.feed_key[t] {
-                    self.sends.feed_bus_reverb(key, &b.feed[t]);
-                }
-            }
-            self.finish_tick();
-            emit(&self.fifo, out, chans);
-        }
+        Pending { half, n, list, m, out, chans }
     }
 
     /// The channels' part of a tick: their voices and buses (in parallel when the
@@ -1858,17 +2068,7 @@ impl Engine {
     /// The end of a tick, its channels summed into the mix: the shared send
     /// effects, the master, into the FIFO.
     fn finish_tick(&mut self) {
-        let stats = &self.ports.stats;
-        self.sends.process(&mut self.mix_l, &mut self.mix_r);
-        stats.reverb_tails_cut.store(self.sends.tails_cut, Relaxed);
-        let master = self.snapshot.master;
-        self.master.process(&master, &mut self.mix_l, &mut self.mix_r);
-        for (lr, (&l, &r)) in self.fifo.chunks_exact_mut(2).zip(self.mix_l.iter().zip(&self.mix_r)) {
-            lr[0] = l;
-            lr[1] = r;
-        }
-        let (peak, _) = crate::dsp::math::stereo_peak(&self.mix_l, &self.mix_r);
-        stats.master_peak.fetch_max(peak.to_bits(), Relaxed);
+        self.tail_parts().finish_tick();
     }
 
     fn publish_transport(&self) {

@@ -309,7 +309,9 @@ impl Writer {
             self.check_interrupt()?;
             let n = (max_frames - done).min(self.chunk as u64) as usize;
             let mut buf = std::mem::take(&mut self.buf);
-            r.render_into(&mut buf[..2 * n], DEFAULT_BLOCK);
+            // The whole chunk in one call: the engine renders its ticks in batches,
+            // each batch's sum beside the next batch's channels.
+            r.render_into(&mut buf[..2 * n], n.max(DEFAULT_BLOCK));
             // Frames since the last loud one: found from the end (music stops the
             // search at once).
             let loud = |lr: &[f32]| lr[0].abs() > SILENCE || lr[1].abs() > SILENCE;
