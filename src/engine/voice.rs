@@ -3,7 +3,7 @@
 
 use super::envelope::{Adsr, Envelope, Stage};
 use super::sampler::{ChannelControls, SampleOut, SampleVoice};
-use super::synth::{OscState, SYNTHS, SynthCtx};
+use super::synth::{Lane, OscState, STRING_LANES, SYNTHS, SynthCtx, run_lanes};
 use crate::dsp::svf::{Svf, SvfCoefs};
 use crate::params::{Param, ParamValues};
 use crate::tables::Tables;
@@ -244,6 +244,13 @@ pub struct Voice {
     /// the wander's phase (cycles) and rate (Hz).
     analog_offset: f64,
     analog_phase: f64,
+    /// The pitch (Hz) [`scan_voices`] computed for this segment when it set up the
+    /// voice's string loop beside others': the segment's render takes it (the same
+    /// value, computed once).
+    lane_freq: Option<f64>,
+    /// Whether the voice's synth [`runs_beside`](super::synth::Synth::runs_beside)
+    /// others (set at the start of a note).
+    beside: bool,
     analog_rate: f64,
     /// Velocity, 0..1 (opens the voice filter).
     velocity: f32,
@@ -305,6 +312,8 @@ impl Voice {
             glide_rate: 0.0,
             analog_offset: 0.0,
             analog_phase: 0.0,
+            lane_freq: None,
+            beside: false,
             analog_rate: 0.0,
             velocity: 0.0,
             filter_env: Envelope::idle(),
@@ -467,6 +476,8 @@ impl Voice {
         self.serial = serial;
         self.fit_body(source);
         self.source = source;
+        self.beside = matches!(source, VoiceSource::Synth(s) if SYNTHS[s as usize].synth.runs_beside());
+        self.lane_freq = None;
         self.held = true;
         self.sustained = false;
         self.instrument_id = instrument_id;
@@ -521,12 +532,12 @@ impl Voice {
         } else {
             0.0
         };
-        SynthCtx {
-            sample_rate: ctx.sample_rate,
-            freq_hz: note_hz(self.pitch + ctx.bend as f64 + drift),
-            params,
-            waves: &ctx.tables.waves,
-        }
+        self.synth_ctx_at(ctx, params, note_hz(self.pitch + ctx.bend as f64 + drift))
+    }
+
+    /// The synth's context at pitch `freq_hz`.
+    fn synth_ctx_at<'a>(&self, ctx: &VoiceCtx<'a>, params: &'a ParamValues, freq_hz: f64) -> SynthCtx<'a> {
+        SynthCtx { sample_rate: ctx.sample_rate, freq_hz, params, waves: &ctx.tables.waves }
     }
 
     /// Key up: releases, unless the sustain pedal is down.
@@ -709,7 +720,10 @@ impl Voice {
             Some(p) => p,
             None => ctx.params,
         };
-        let sctx = self.synth_ctx(ctx, params);
+        let sctx = match self.lane_freq.take() {
+            Some(freq_hz) => SynthCtx { freq_hz, ..self.synth_ctx_at(ctx, params, 0.0) },
+            None => self.synth_ctx(ctx, params),
+        };
         let entry = &SYNTHS[s as usize];
         let osc = self.body.synth();
         entry.synth.render(osc, &sctx, wave);
@@ -873,12 +887,10 @@ pub unsafe fn render_voices(
     scratch: &mut Scratch,
     mut out: VoiceOut,
 ) -> bool {
+    // SAFETY: as this function's.
+    let paired = unsafe { scan_voices(voices, slots, ctx, out.mono.len()) };
     // Most channels have no two filtered voices side by side (sample voices never
     // filter): each voice renders alone, with none of the grouping's bookkeeping.
-    // SAFETY (both): the slots are `voices`', touched by this thread alone (the contract).
-    let paired = slots
-        .windows(2)
-        .any(|w| unsafe { (*voices.add(w[0] as usize)).filters(ctx) && (*voices.add(w[1] as usize)).filters(ctx) });
     if !paired {
         let mut ended = false;
         for &slot in slots {
@@ -939,6 +951,63 @@ pub unsafe fn render_voices(
     }
     // SAFETY: as above.
     ended | unsafe { finish_filtered(&mut pending, &mut made, voices, ctx, scratch, &mut out, n) }
+}
+
+/// One pass over the voices at `slots` before they render `len` frames: the string
+/// loops of voices whose synth [`runs_beside`](super::synth::Synth::runs_beside) others run side by side,
+/// up to [`STRING_LANES`] at a time ([`run_lanes`]: each string's operations
+/// as alone; their independent recursions overlap), each voice's next `render`
+/// then playing its string's output. Returns whether two consecutive voices
+/// [`Voice::filters`] (the check of [`render_voices`]).
+///
+/// # Safety
+/// As for [`render_voices`].
+unsafe fn scan_voices(voices: *mut Voice, slots: &[u16], ctx: &VoiceCtx, len: usize) -> bool {
+    let mut paired = false;
+    let mut last_filters = false;
+    let mut lanes: [Option<Lane<'_>>; STRING_LANES] = Default::default();
+    let mut count = 0;
+    for &slot in slots {
+        // SAFETY: the slot is one of `voices`', touched by this thread alone (the
+        // contract); each lane borrows a different voice's state.
+        let v: &mut Voice = unsafe { &mut *voices.add(slot as usize) };
+        let VoiceSource::Synth(s) = v.source else {
+            last_filters = false;
+            continue;
+        };
+        if v.lacks_line() {
+            last_filters = false;
+            continue;
+        }
+        let params = match &v.frozen {
+            Some(p) => p,
+            None => ctx.params,
+        };
+        let filters = Voice::has_voice_filter(params);
+        paired |= last_filters && filters;
+        last_filters = filters;
+        if !v.beside {
+            continue;
+        }
+        let synth = SYNTHS[s as usize].synth;
+        let sctx = v.synth_ctx(ctx, params);
+        let VoiceBody::Synth(osc) = &mut v.body else {
+            continue;
+        };
+        if let Some(lane) = synth.begin_lane(osc, &sctx, len) {
+            v.lane_freq = Some(sctx.freq_hz);
+            lanes[count] = Some(lane);
+            count += 1;
+            if count == STRING_LANES {
+                run_lanes(&mut lanes, len);
+                count = 0;
+            }
+        }
+    }
+    if count > 0 {
+        run_lanes(&mut lanes[..count], len);
+    }
+    paired
 }
 
 /// Finishes the filtered voices waiting: the one rendered alone into `scratch.wave`
@@ -1168,6 +1237,79 @@ mod tests {
         }
         assert!(filtered > 1000, "only {filtered} filtered voice segments: the test proves little");
         assert!(slots.len() < 21 && !slots.is_empty(), "{} voices left: some should have ended", slots.len());
+    }
+
+    #[test]
+    fn string_loops_side_by_side_play_each_voice_as_alone_bit_for_bit() {
+        let stats = Arc::new(super::super::EngineStats::default());
+        let mut snap = Snapshot::default();
+        snap.channels[0] = Some(channel("bass_guitar_synth"));
+        let (lines_a, lines_b) = (Lines::new(stats.clone()), Lines::new(stats));
+        lines_a.provide(&snap, SR);
+        lines_b.provide(&snap, SR);
+        let tables = Tables::with_kit(SR, false);
+        let banks = super::super::banks::BankSlots::default();
+        let mut params = ParamValues::default();
+        for (p, v) in [(Param::Analog, 0.3), (Param::Decay, 0.3), (Param::Sustain, 0.5), (Param::Release, 0.05)] {
+            params.set(p, v);
+        }
+        let ctx = VoiceCtx {
+            sample_rate: SR,
+            tables: &tables,
+            params: &params,
+            bend: 0.0,
+            banks: &banks,
+            controls: ChannelControls::default(),
+        };
+        // Strings that run beside others (two kinds) among ones that do not and a
+        // saw; notes from 16 to 98, so that some loops are shorter than a segment
+        // or nearly as long as the line (those run alone).
+        let synths = ["bass_guitar_synth", "upright_bass_synth", "bass_guitar_synth", "acoustic_guitar_synth", "saw"]
+            .map(|name| synth_index(name).expect("synth") as u16);
+        let make = |lines: &Arc<Lines>| -> Vec<Voice> {
+            (0..23u8)
+                .map(|i| {
+                    let mut v = Voice::new(lines);
+                    let s = synths[i as usize % synths.len()];
+                    v.start(
+                        0,
+                        16 + i * 4 - i % 3,
+                        40 + i * 3,
+                        i as u64,
+                        VoiceSource::Synth(s),
+                        1,
+                        91 + i as u64,
+                        None,
+                        &ctx,
+                    );
+                    v
+                })
+                .collect()
+        };
+        let (mut alone, mut side) = (make(&lines_a), make(&lines_b));
+        let mut slots: Vec<u16> = (0..23).collect();
+        let mut beside = 0;
+        for (k, n) in [64usize, 64, 17, 47, 1, 63, 64, 8, 9].into_iter().cycle().take(400).enumerate() {
+            beside += slots.iter().filter(|&&s| side[s as usize].beside).count();
+            let a = segment(&mut alone, &slots, &ctx, n, false);
+            let b = segment(&mut side, &slots, &ctx, n, true);
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "segment {k} of {n} frames differs");
+            if k == 120 {
+                // Key up (the strings muted), and releases.
+                for (i, (x, y)) in alone.iter_mut().zip(side.iter_mut()).enumerate() {
+                    if i % 2 == 0 {
+                        x.key_up(false, &ParamValues::default(), SR);
+                        y.key_up(false, &ParamValues::default(), SR);
+                    } else if i % 3 == 0 {
+                        x.release(&params, SR);
+                        y.release(&params, SR);
+                    }
+                }
+            }
+            slots.retain(|&s| side[s as usize].active);
+            assert!(alone.iter().zip(&side).all(|(x, y)| x.active == y.active));
+        }
+        assert!(beside > 2000, "only {beside} voice segments of strings beside others: the test proves little");
     }
 
     #[test]

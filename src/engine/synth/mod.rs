@@ -15,6 +15,8 @@ mod supersaw;
 mod synths;
 mod winds;
 
+pub use plucked::{LANES as STRING_LANES, Lane, run_lanes};
+
 use crate::params::{Param, ParamValues};
 use crate::tables::wavetable::Wavetables;
 use rand_pcg::Pcg32;
@@ -139,6 +141,17 @@ pub trait Synth: Sync {
     /// A synth without one rings on (mallets, bells, harp). `sample_rate` and the
     /// note's `freq_hz` as at note-off.
     fn damp(&self, _st: &mut OscState, _sample_rate: f32, _freq_hz: f64) {}
+    /// Whether the synth's string loop can run beside other voices' (the plucked
+    /// strings with one string and a loss filter): then [`Synth::begin_lane`] sets it up.
+    fn runs_beside(&self) -> bool {
+        false
+    }
+    /// Sets up the string loop of the next `len` samples for
+    /// [`run_lanes`], exactly as `render` would run it; the next `render`
+    /// of `len` samples then plays the lanes' output. `None`: `render` runs it alone.
+    fn begin_lane<'a>(&self, _st: &'a mut OscState, _ctx: &SynthCtx, _len: usize) -> Option<plucked::Lane<'a>> {
+        None
+    }
 }
 
 /// A registered synth.

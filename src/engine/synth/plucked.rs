@@ -74,6 +74,9 @@ const Z_DC: usize = Z_MUTE + 1; // sitar DC blocker: previous input and output
 const Z_LOOP: usize = Z_DC + 2; // a one-string loop as last designed: a, pole, c, gain
 // n[0], n[1]: write positions of strings 1 and 2 (in their half of the line).
 // n[2], n[3]: the stored loop's length and averages.
+// n[4]: 1 + the read position of this segment's string output in the line when the
+// string already ran beside others' ([`run_lanes`]); 0 otherwise.
+const N_RAN: usize = 4;
 // phase[0], phase[1]: sitar chikari sines at 2f and 3f.
 // phase[58], phase[59]: the note's pitch (f64 bits, low half first) the stored loop is
 // for; phase[60]: the rate it is for (f32 bits); phase[61], phase[62]: the string's
@@ -321,6 +324,14 @@ macro_rules! plucked {
 
             fn damp(&self, st: &mut OscState, _sample_rate: f32, _freq_hz: f64) {
                 st.z[Z_MUTE] = 1.0;
+            }
+
+            fn runs_beside(&self) -> bool {
+                runs_beside(&$spec)
+            }
+
+            fn begin_lane<'a>(&self, st: &'a mut OscState, ctx: &SynthCtx, len: usize) -> Option<Lane<'a>> {
+                begin_lane(&$spec, st, ctx, len)
             }
         }
     };
@@ -866,19 +877,16 @@ fn one_string_loop(spec: &Spec, st: &mut OscState, f: f64, sr: f64, size: usize)
     (f1, lp)
 }
 
-fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
-    let sr = ctx.sample_rate as f64;
-    let total = st.line.len();
-    if total < 16 || out.is_empty() {
-        out.fill(0.0);
-        return;
-    }
-    let f = ctx.freq_hz.max(1.0);
-    let age = st.age as f64 / sr;
-    let two = spec.mix[1] > 0.0;
-    let size = if two { total / 2 } else { total };
+/// Whether `spec`'s string loop can run beside other voices' ([`run_lanes`]): one
+/// string with a [`Loss`] filter, nothing in its loop but the filter.
+fn runs_beside(spec: &Spec) -> bool {
+    spec.mix[1] <= 0.0 && spec.loss.is_some() && !matches!(spec.extra, Extra::Sitar | Extra::Pickup)
+}
 
-    // The strings.
+/// String 1's loop for this segment (its gain with the decay, the extra loss and
+/// the mute), and string 2's pitch (0 for one string).
+fn first_loop(spec: &Spec, st: &mut OscState, f: f64, sr: f64, size: usize, age: f64) -> (f64, Loop) {
+    let two = spec.mix[1] > 0.0;
     let (f1, f2, mut lp1) = if two {
         let [f1, f2] = string_freqs(spec, st, f);
         (f1, f2, Loop::new(spec, f1, sr, size))
@@ -890,6 +898,241 @@ fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
     let decay1 = if early { SITAR_EARLY_DECAY } else { spec.decay[0] };
     let muted = st.z[Z_MUTE] > 0.0;
     lp1.gain *= decay1 * extra_gain(spec, spec.decay[0], f1, age) * if muted { mute_gain(f1) } else { 1.0 };
+    (f2, lp1)
+}
+
+/// Most strings [`run_lanes`] runs at once.
+pub const LANES: usize = 8;
+
+/// One voice's string loop set up for [`run_lanes`]: its line, the positions, the filter's state and the loop of this segment.
+pub struct Lane<'a> {
+    buf: &'a mut [f32],
+    z: &'a mut [f32],
+    n: &'a mut [usize],
+    w: usize,
+    r: usize,
+    s: StringState,
+    lp: Loop,
+}
+
+/// Sets up the string loop of the next `len` samples of a voice whose spec
+/// [`runs_beside`] others, as [`render`] would run it; `None` where the loop is
+/// shorter than the segment or within `len` of the line's length (the segment would
+/// read values it writes, or overwrite values after reading them), or where
+/// `render` would not run the string.
+fn begin_lane<'a>(spec: &Spec, st: &'a mut OscState, ctx: &SynthCtx, len: usize) -> Option<Lane<'a>> {
+    let sr = ctx.sample_rate as f64;
+    let size = st.line.len();
+    if size < 16 || len == 0 || spec.mix[1] > 0.0 {
+        return None;
+    }
+    let f = ctx.freq_hz.max(1.0);
+    let age = st.age as f64 / sr;
+    let (_, lp) = first_loop(spec, st, f, sr, size, age);
+    let n = lp.len.min(size - 1);
+    // Every value the segment reads was written before it (the loop no shorter than
+    // the segment), and none is overwritten in it after being read.
+    if n < len || size - n < len || len > LANE_BLOCK {
+        return None;
+    }
+    let w = st.n[0] % size;
+    let r = (w + size - n) % size;
+    let s = StringState::load(&st.z[Z_S1..Z_S1 + STR_Z]);
+    Some(Lane { buf: &mut st.line, z: &mut st.z, n: &mut st.n, w, r, s, lp })
+}
+
+/// The filter state and loop coefficients of [`LANES`] strings, one lane each.
+#[derive(Clone, Copy, Default)]
+struct LaneFilters {
+    older: [f32; LANES],
+    ap_x: [f32; LANES],
+    ap_y: [f32; LANES],
+    pole: [f32; LANES],
+    c: [f32; LANES],
+    gain: [f32; LANES],
+}
+
+/// Runs the string loops of `lanes` side by side for `len` samples and empties
+/// them: per lane and sample the operations of [`run_string`] with its `ONE_POLE`
+/// filter ([`StringState::filter`]), in the same order, the lanes' independent
+/// recursions overlapping in vector lanes. The output stays in each line (read
+/// back by [`render`]); each voice's filter state and positions are stored.
+pub fn run_lanes(lanes: &mut [Option<Lane>], len: usize) {
+    let len = len.min(LANE_BLOCK);
+    // Each lane's input, the line values of the segment (read before any is written:
+    // `begin_lane`), then its output; lanes no string uses run on silence.
+    let mut xs = [[0.0f32; LANE_BLOCK]; LANES];
+    let mut f = LaneFilters::default();
+    for (k, lane) in lanes.iter_mut().take(LANES).enumerate() {
+        if let Some(lane) = lane {
+            let (head, tail) = xs[k][..len].split_at_mut(len.min(lane.buf.len() - lane.r));
+            head.copy_from_slice(&lane.buf[lane.r..lane.r + head.len()]);
+            tail.copy_from_slice(&lane.buf[..tail.len()]);
+            (f.older[k], f.ap_x[k], f.ap_y[k]) = (lane.s.older, lane.s.ap_x, lane.s.ap_y);
+            (f.pole[k], f.c[k], f.gain[k]) = (lane.lp.pole, lane.lp.c, lane.lp.gain);
+        }
+    }
+    lanes_wide(&mut xs, &mut f, len);
+    for (k, lane) in lanes.iter_mut().take(LANES).enumerate() {
+        if let Some(mut lane) = lane.take() {
+            let size = lane.buf.len();
+            let (head, tail) = xs[k][..len].split_at(len.min(size - lane.w));
+            lane.buf[lane.w..lane.w + head.len()].copy_from_slice(head);
+            lane.buf[..tail.len()].copy_from_slice(tail);
+            (lane.s.older, lane.s.ap_x, lane.s.ap_y) = (f.older[k], f.ap_x[k], f.ap_y[k]);
+            lane.s.store(&mut lane.z[Z_S1..Z_S1 + STR_Z]);
+            lane.n[0] = (lane.w + len) % size;
+            lane.n[N_RAN] = lane.r + 1;
+        }
+    }
+}
+
+/// Most samples [`run_lanes`] runs at once (a tick).
+const LANE_BLOCK: usize = crate::engine::TICK_FRAMES;
+
+/// One sample of every lane: `StringState::filter::<true>`'s operations, lane by lane.
+#[inline(always)]
+fn lanes_step(lf: &mut LaneFilters, x: &mut [f32; LANES]) {
+    for (k, x) in x.iter_mut().enumerate() {
+        let o = (1.0 - lf.pole[k]) * *x + lf.pole[k] * lf.older[k];
+        lf.older[k] = o;
+        let y = lf.c[k] * o + lf.ap_x[k] - lf.c[k] * lf.ap_y[k];
+        lf.ap_x[k] = o;
+        lf.ap_y[k] = y;
+        *x = y * lf.gain[k];
+    }
+}
+
+/// [`run_lanes`]' loop over the lanes' inputs `xs` (replaced by the outputs), sample
+/// by sample.
+fn lanes_plain(xs: &mut [[f32; LANE_BLOCK]; LANES], f: &mut LaneFilters, from: usize, len: usize) {
+    for i in from..len {
+        let mut x: [f32; LANES] = std::array::from_fn(|k| xs[k][i]);
+        lanes_step(f, &mut x);
+        for (row, v) in xs.iter_mut().zip(x) {
+            row[i] = v;
+        }
+    }
+}
+
+/// [`lanes_plain`], eight samples at a time where the processor has AVX2: the
+/// lanes' eight samples loaded as eight vectors and turned from rows into columns,
+/// one vector step per sample for all lanes (the same operations), and back.
+fn lanes_wide(xs: &mut [[f32; LANE_BLOCK]; LANES], f: &mut LaneFilters, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor has AVX2 (checked just above).
+        let done = unsafe { lanes_avx2(xs, f, len) };
+        lanes_plain(xs, f, done, len);
+        return;
+    }
+    lanes_plain(xs, f, 0, len);
+}
+
+/// The AVX2 part of [`lanes_wide`]: the whole eights of samples; returns how many.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lanes_avx2(xs: &mut [[f32; LANE_BLOCK]; LANES], f: &mut LaneFilters, len: usize) -> usize {
+    use std::arch::x86_64::*;
+    /// Rows become columns: out[j][i] = m[i][j].
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn transpose(m: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(m[0], m[1]);
+        let t1 = _mm256_unpackhi_ps(m[0], m[1]);
+        let t2 = _mm256_unpacklo_ps(m[2], m[3]);
+        let t3 = _mm256_unpackhi_ps(m[2], m[3]);
+        let t4 = _mm256_unpacklo_ps(m[4], m[5]);
+        let t5 = _mm256_unpackhi_ps(m[4], m[5]);
+        let t6 = _mm256_unpacklo_ps(m[6], m[7]);
+        let t7 = _mm256_unpackhi_ps(m[6], m[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ]
+    }
+    let whole = len - len % LANES;
+    // SAFETY: AVX2 is enabled here; every load and store is of `xs[k][j..j + 8]`
+    // with j + 8 <= whole <= LANE_BLOCK, or of a `LaneFilters` array of eight.
+    unsafe {
+        let ld = |a: &[f32; LANES]| _mm256_loadu_ps(a.as_ptr());
+        let (pole, c, gain) = (ld(&f.pole), ld(&f.c), ld(&f.gain));
+        let keep = _mm256_sub_ps(_mm256_set1_ps(1.0), pole);
+        let (mut older, mut ap_x, mut ap_y) = (ld(&f.older), ld(&f.ap_x), ld(&f.ap_y));
+        for j in (0..whole).step_by(LANES) {
+            let rows: [__m256; 8] = std::array::from_fn(|k| _mm256_loadu_ps(xs[k][j..j + LANES].as_ptr()));
+            let mut cols = transpose(rows);
+            for x in cols.iter_mut() {
+                let o = _mm256_add_ps(_mm256_mul_ps(keep, *x), _mm256_mul_ps(pole, older));
+                older = o;
+                let y = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(c, o), ap_x), _mm256_mul_ps(c, ap_y));
+                ap_x = o;
+                ap_y = y;
+                *x = _mm256_mul_ps(y, gain);
+            }
+            let rows = transpose(cols);
+            for (k, row) in rows.iter().enumerate() {
+                _mm256_storeu_ps(xs[k][j..j + LANES].as_mut_ptr(), *row);
+            }
+        }
+        _mm256_storeu_ps(f.older.as_mut_ptr(), older);
+        _mm256_storeu_ps(f.ap_x.as_mut_ptr(), ap_x);
+        _mm256_storeu_ps(f.ap_y.as_mut_ptr(), ap_y);
+    }
+    whole
+}
+
+fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
+    let sr = ctx.sample_rate as f64;
+    let total = st.line.len();
+    if total < 16 || out.is_empty() {
+        out.fill(0.0);
+        return;
+    }
+    let f = ctx.freq_hz.max(1.0);
+    let age = st.age as f64 / sr;
+    let two = spec.mix[1] > 0.0;
+    let size = if two { total / 2 } else { total };
+    let muted = st.z[Z_MUTE] > 0.0;
+
+    // The strings.
+    let ran = std::mem::take(&mut st.n[N_RAN]);
+    if ran > 0 {
+        // Already run beside other voices' strings (`run_lanes`): the output read back.
+        // In two parts where the line wraps (`begin_lane`: the segment fits in it).
+        let r = ran - 1;
+        let (head, tail) = out.split_at_mut(out.len().min(size - r));
+        for (x, v) in head.iter_mut().zip(&st.line[r..]) {
+            *x = spec.mix[0] * v;
+        }
+        for (x, v) in tail.iter_mut().zip(st.line.iter()) {
+            *x = spec.mix[0] * v;
+        }
+    } else {
+        strings(spec, st, f, sr, size, age, out);
+    }
+    finish(spec, st, ctx, f, sr, muted, out);
+}
+
+/// [`render`]'s strings, into `out`.
+fn strings(spec: &Spec, st: &mut OscState, f: f64, sr: f64, size: usize, age: f64, out: &mut [f32]) {
+    let two = spec.mix[1] > 0.0;
+    let muted = st.z[Z_MUTE] > 0.0;
+    let (f2, lp1) = first_loop(spec, st, f, sr, size, age);
     let (first, second) = st.line.split_at_mut(size);
     let mut s1 = StringState::load(&st.z[Z_S1..Z_S1 + STR_Z]);
     st.n[0] = match spec.extra {
@@ -924,7 +1167,10 @@ fn render(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
         };
         s2.store(&mut st.z[Z_S2..Z_S2 + STR_Z]);
     }
+}
 
+/// [`render`] after the strings: the extras, the body, the low-pass and the gain.
+fn finish(spec: &Spec, st: &mut OscState, ctx: &SynthCtx, f: f64, sr: f64, muted: bool, out: &mut [f32]) {
     // Extras on the string's output.
     match spec.extra {
         Extra::Chiff => {
