@@ -38,6 +38,42 @@ macro_rules! wide_build {
 }
 pub(crate) use wide_build;
 
+/// Eight vectors of eight floats transposed, rows into columns: lane `i` of
+/// `out[j]` is lane `j` of `m[i]` (the first eight of `m`). For the kernels that run
+/// eight delay lines or voices side by side in vector lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn transpose8(m: &[std::arch::x86_64::__m256]) -> [std::arch::x86_64::__m256; 8] {
+    use std::arch::x86_64::*;
+    let t0 = _mm256_unpacklo_ps(m[0], m[1]);
+    let t1 = _mm256_unpackhi_ps(m[0], m[1]);
+    let t2 = _mm256_unpacklo_ps(m[2], m[3]);
+    let t3 = _mm256_unpackhi_ps(m[2], m[3]);
+    let t4 = _mm256_unpacklo_ps(m[4], m[5]);
+    let t5 = _mm256_unpackhi_ps(m[4], m[5]);
+    let t6 = _mm256_unpacklo_ps(m[6], m[7]);
+    let t7 = _mm256_unpackhi_ps(m[6], m[7]);
+    let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    [
+        _mm256_permute2f128_ps::<0x20>(s0, s4),
+        _mm256_permute2f128_ps::<0x20>(s1, s5),
+        _mm256_permute2f128_ps::<0x20>(s2, s6),
+        _mm256_permute2f128_ps::<0x20>(s3, s7),
+        _mm256_permute2f128_ps::<0x31>(s0, s4),
+        _mm256_permute2f128_ps::<0x31>(s1, s5),
+        _mm256_permute2f128_ps::<0x31>(s2, s6),
+        _mm256_permute2f128_ps::<0x31>(s3, s7),
+    ]
+}
+
 /// Whether [`zeroed`] maps its pages at once (the default, for the live host).
 static PREFAULT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 

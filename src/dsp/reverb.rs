@@ -309,37 +309,6 @@ impl Reverb {
     #[target_feature(enable = "avx2")]
     fn mix_damp_balance_avx2(&mut self, n: usize) {
         use std::arch::x86_64::*;
-        /// Rows become columns: out[j][i] = m[i][j].
-        #[inline]
-        #[target_feature(enable = "avx2")]
-        fn transpose(m: &[__m256]) -> [__m256; 8] {
-            let t0 = _mm256_unpacklo_ps(m[0], m[1]);
-            let t1 = _mm256_unpackhi_ps(m[0], m[1]);
-            let t2 = _mm256_unpacklo_ps(m[2], m[3]);
-            let t3 = _mm256_unpackhi_ps(m[2], m[3]);
-            let t4 = _mm256_unpacklo_ps(m[4], m[5]);
-            let t5 = _mm256_unpackhi_ps(m[4], m[5]);
-            let t6 = _mm256_unpacklo_ps(m[6], m[7]);
-            let t7 = _mm256_unpackhi_ps(m[6], m[7]);
-            let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-            let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-            let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-            let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-            let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-            let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-            let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-            let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-            [
-                _mm256_permute2f128_ps::<0x20>(s0, s4),
-                _mm256_permute2f128_ps::<0x20>(s1, s5),
-                _mm256_permute2f128_ps::<0x20>(s2, s6),
-                _mm256_permute2f128_ps::<0x20>(s3, s7),
-                _mm256_permute2f128_ps::<0x31>(s0, s4),
-                _mm256_permute2f128_ps::<0x31>(s1, s5),
-                _mm256_permute2f128_ps::<0x31>(s2, s6),
-                _mm256_permute2f128_ps::<0x31>(s3, s7),
-            ]
-        }
         let n = n.min(MAX_BLOCK);
         let g = self.gains;
         let a = 1.0 - self.damping;
@@ -381,7 +350,7 @@ impl Reverb {
                 for x in v.iter_mut() {
                     *x = _mm256_mul_ps(*x, quarter);
                 }
-                let (mut c0, mut c1) = (transpose(&v[..8]), transpose(&v[8..]));
+                let (mut c0, mut c1) = (super::transpose8(&v[..8]), super::transpose8(&v[8..]));
                 for j in 0..(n - base).min(8) {
                     d0 = _mm256_add_ps(d0, _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(c0[j], g0), d0), av));
                     d1 = _mm256_add_ps(d1, _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(c1[j], g1), d1), av));
@@ -389,7 +358,7 @@ impl Reverb {
                     c1[j] = d1;
                     (out_l[base + j], out_r[base + j]) = balance(mid[j], side[j], &mut mp, &mut ms, pole);
                 }
-                let (c0, c1) = (transpose(&c0), transpose(&c1));
+                let (c0, c1) = (super::transpose8(&c0), super::transpose8(&c1));
                 for k in 0..8 {
                     _mm256_storeu_ps(xs[k][base..].as_mut_ptr(), c0[k]);
                     _mm256_storeu_ps(xs[8 + k][base..].as_mut_ptr(), c1[k]);

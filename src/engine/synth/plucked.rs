@@ -1034,37 +1034,6 @@ fn lanes_wide(xs: &mut [[f32; LANE_BLOCK]; LANES], f: &mut LaneFilters, len: usi
 #[target_feature(enable = "avx2")]
 fn lanes_avx2(xs: &mut [[f32; LANE_BLOCK]; LANES], f: &mut LaneFilters, len: usize) -> usize {
     use std::arch::x86_64::*;
-    /// Rows become columns: out[j][i] = m[i][j].
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn transpose(m: [__m256; 8]) -> [__m256; 8] {
-        let t0 = _mm256_unpacklo_ps(m[0], m[1]);
-        let t1 = _mm256_unpackhi_ps(m[0], m[1]);
-        let t2 = _mm256_unpacklo_ps(m[2], m[3]);
-        let t3 = _mm256_unpackhi_ps(m[2], m[3]);
-        let t4 = _mm256_unpacklo_ps(m[4], m[5]);
-        let t5 = _mm256_unpackhi_ps(m[4], m[5]);
-        let t6 = _mm256_unpacklo_ps(m[6], m[7]);
-        let t7 = _mm256_unpackhi_ps(m[6], m[7]);
-        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-        [
-            _mm256_permute2f128_ps::<0x20>(s0, s4),
-            _mm256_permute2f128_ps::<0x20>(s1, s5),
-            _mm256_permute2f128_ps::<0x20>(s2, s6),
-            _mm256_permute2f128_ps::<0x20>(s3, s7),
-            _mm256_permute2f128_ps::<0x31>(s0, s4),
-            _mm256_permute2f128_ps::<0x31>(s1, s5),
-            _mm256_permute2f128_ps::<0x31>(s2, s6),
-            _mm256_permute2f128_ps::<0x31>(s3, s7),
-        ]
-    }
     let whole = len - len % LANES;
     // SAFETY: AVX2 is enabled here; every load and store is of `xs[k][j..j + 8]`
     // with j + 8 <= whole <= LANE_BLOCK, or of a `LaneFilters` array of eight.
@@ -1075,7 +1044,7 @@ fn lanes_avx2(xs: &mut [[f32; LANE_BLOCK]; LANES], f: &mut LaneFilters, len: usi
         let (mut older, mut ap_x, mut ap_y) = (ld(&f.older), ld(&f.ap_x), ld(&f.ap_y));
         for j in (0..whole).step_by(LANES) {
             let rows: [__m256; 8] = std::array::from_fn(|k| _mm256_loadu_ps(xs[k][j..j + LANES].as_ptr()));
-            let mut cols = transpose(rows);
+            let mut cols = crate::dsp::transpose8(&rows);
             for x in cols.iter_mut() {
                 let o = _mm256_add_ps(_mm256_mul_ps(keep, *x), _mm256_mul_ps(pole, older));
                 older = o;
@@ -1084,7 +1053,7 @@ fn lanes_avx2(xs: &mut [[f32; LANE_BLOCK]; LANES], f: &mut LaneFilters, len: usi
                 ap_y = y;
                 *x = _mm256_mul_ps(y, gain);
             }
-            let rows = transpose(cols);
+            let rows = crate::dsp::transpose8(&cols);
             for (k, row) in rows.iter().enumerate() {
                 _mm256_storeu_ps(xs[k][j..j + LANES].as_mut_ptr(), *row);
             }
