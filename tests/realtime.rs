@@ -4,6 +4,7 @@
 
 use assert_no_alloc::{AllocDisabler, assert_no_alloc, reset_violation_count, violation_count};
 use jamrig::capture::recorder::{RecordTap, Recorder};
+use jamrig::engine::Engine;
 use jamrig::engine::event::{Event, EventKind};
 use jamrig::engine::tap::CaptureTap;
 use jamrig::offline::Renderer;
@@ -15,6 +16,14 @@ mod common;
 
 #[global_allocator]
 static ALLOCATOR: AllocDisabler = AllocDisabler;
+
+/// One call of the audio thread's path, `engine.process`, under `assert_no_alloc`:
+/// it neither allocates nor frees (`what` says what failed if it does).
+fn process_unallocating(engine: &mut Engine, buf: &mut [f32], what: std::fmt::Arguments) {
+    reset_violation_count();
+    assert_no_alloc(|| engine.process(buf, 2));
+    assert_eq!(violation_count(), 0, "{what}");
+}
 
 /// Two sets that differ in every way a reload can: parameters, an instrument, a
 /// channel removed and one added, patterns, CC map, tempo.
@@ -131,9 +140,11 @@ fn process_never_allocates_across_1000_snapshot_swaps_and_event_bursts() {
         }
         let frames = sizes[round % sizes.len()];
         let buf = &mut out[..frames * 2];
-        reset_violation_count();
-        assert_no_alloc(|| engine.process(buf, 2));
-        assert_eq!(violation_count(), 0, "the process path allocated or freed in round {round} ({frames} frames)");
+        process_unallocating(
+            &mut engine,
+            buf,
+            format_args!("the process path allocated or freed in round {round} ({frames} frames)"),
+        );
         assert!(buf.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
         controller.collect();
         recorder.drain(&record, controller.stats().transport());
@@ -159,9 +170,7 @@ fn retired_snapshots_are_freed_on_the_control_side() {
     // for the control side; the engine neither frees nor loses them.
     for i in 0..3 {
         controller.publish_set(if i % 2 == 0 { &b } else { &a }).expect("publish");
-        reset_violation_count();
-        assert_no_alloc(|| engine.process(&mut out, 2));
-        assert_eq!(violation_count(), 0);
+        process_unallocating(&mut engine, &mut out, format_args!("the audio thread allocated or freed"));
     }
     assert_eq!(controller.stats().trash_overflow.load(Relaxed), 0);
     controller.collect();
@@ -203,9 +212,7 @@ fn a_channel_first_configured_by_a_reload_arrives_built_without_allocating() {
             controller.send(Event::new(frame + 10, EventKind::NoteOn { channel: ch, note, velocity: 100 }));
             controller.send(Event::new(frame + 200, EventKind::NoteOff { channel: ch, note }));
         }
-        reset_violation_count();
-        assert_no_alloc(|| engine.process(&mut out, 2));
-        assert_eq!(violation_count(), 0, "round {round} allocated or freed");
+        process_unallocating(&mut engine, &mut out, format_args!("round {round} allocated or freed"));
         assert!(out.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
         let stats = controller.stats();
         let voices = [pluck, drums].map(|ch| stats.voices[ch as usize].load(Relaxed));
@@ -254,9 +261,7 @@ fn every_synth_plays_without_allocating() {
                     controller.send(Event::new(frame + 100, EventKind::NoteOff { channel, note }));
                 }
             }
-            reset_violation_count();
-            assert_no_alloc(|| engine.process(&mut out, 2));
-            assert_eq!(violation_count(), 0, "playing {group:?} allocated in round {round}");
+            process_unallocating(&mut engine, &mut out, format_args!("playing {group:?} allocated in round {round}"));
             assert!(out.iter().all(|x| x.is_finite()));
             controller.collect();
         }
@@ -281,9 +286,7 @@ fn voice_slots_made_on_first_use_never_allocate() {
             let frame = engine.frames_out();
             let note = 30 + (round % 90) as u8;
             controller.send(Event::new(frame, EventKind::NoteOn { channel: 0, note, velocity: 100 }));
-            reset_violation_count();
-            assert_no_alloc(|| engine.process(&mut out, 2));
-            assert_eq!(violation_count(), 0, "round {round} allocated");
+            process_unallocating(&mut engine, &mut out, format_args!("round {round} allocated"));
             controller.collect();
             all.extend_from_slice(&out);
         }
@@ -474,9 +477,7 @@ fn sample_voices_and_font_swaps_never_allocate() {
         for ev in evs {
             controller.send(ev);
         }
-        reset_violation_count();
-        assert_no_alloc(|| engine.process(&mut out, 2));
-        assert_eq!(violation_count(), 0, "sample voices allocated or freed in round {round}");
+        process_unallocating(&mut engine, &mut out, format_args!("sample voices allocated or freed in round {round}"));
         assert!(out.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
         controller.collect();
     }
@@ -488,9 +489,7 @@ fn sample_voices_and_font_swaps_never_allocate() {
     drop(sets);
     controller.publish_set(&none).expect("publish");
     for _ in 0..400 {
-        reset_violation_count();
-        assert_no_alloc(|| engine.process(&mut out, 2));
-        assert_eq!(violation_count(), 0);
+        process_unallocating(&mut engine, &mut out, format_args!("the audio thread allocated or freed"));
         controller.collect();
     }
     assert_eq!(stats.banks_held.load(Relaxed), 0, "the engine still holds banks");
@@ -555,9 +554,11 @@ fn sound_paths_never_allocate() {
         controller.send(Event::new(frame, EventKind::Control { channel: 2, cc: 10, value: pan }));
         let frames = sizes[round as usize % sizes.len()];
         let buf = &mut out[..frames * 2];
-        reset_violation_count();
-        assert_no_alloc(|| engine.process(buf, 2));
-        assert_eq!(violation_count(), 0, "the sound paths allocated in round {round} ({frames} frames)");
+        process_unallocating(
+            &mut engine,
+            buf,
+            format_args!("the sound paths allocated in round {round} ({frames} frames)"),
+        );
         assert!(buf.iter().all(|x| x.is_finite()));
         controller.collect();
     }
@@ -789,9 +790,11 @@ fn render_workers_never_allocate_across_snapshot_swaps_and_event_bursts() {
         }
         let frames = sizes[round % sizes.len()];
         let buf = &mut out[..frames * 2];
-        reset_violation_count();
-        assert_no_alloc(|| engine.process(buf, 2));
-        assert_eq!(violation_count(), 0, "the audio thread allocated or freed in round {round} ({frames} frames)");
+        process_unallocating(
+            &mut engine,
+            buf,
+            format_args!("the audio thread allocated or freed in round {round} ({frames} frames)"),
+        );
         assert!(buf.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
         controller.collect();
     }
@@ -839,9 +842,11 @@ fn ticks_rendered_in_batches_never_allocate() {
             }
             let frames = sizes[round % sizes.len()];
             let buf = &mut out[..frames * 2];
-            reset_violation_count();
-            assert_no_alloc(|| engine.process(buf, 2));
-            assert_eq!(violation_count(), 0, "the audio thread allocated or freed in round {round} ({frames} frames)");
+            process_unallocating(
+                &mut engine,
+                buf,
+                format_args!("the audio thread allocated or freed in round {round} ({frames} frames)"),
+            );
             assert!(buf.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
             controller.collect();
         }
@@ -895,9 +900,7 @@ fn a_heavy_channel_handed_out_in_parts_never_allocates() {
         }
         let frames = [64usize, 256, 1000, 1024][round % 4];
         let buf = &mut out[..frames * 2];
-        reset_violation_count();
-        assert_no_alloc(|| engine.process(buf, 2));
-        assert_eq!(violation_count(), 0, "the audio thread allocated or freed in round {round}");
+        process_unallocating(&mut engine, buf, format_args!("the audio thread allocated or freed in round {round}"));
         assert!(buf.iter().all(|x| x.is_finite()));
         controller.collect();
     }
@@ -966,9 +969,11 @@ fn delay_lines_running_out_never_allocate_and_all_come_back() {
         }
         // Strike, release, and let every string die away (10 s).
         for block in 0..(10 * 48000 / 512) {
-            reset_violation_count();
-            assert_no_alloc(|| engine.process(&mut out, 2));
-            assert_eq!(violation_count(), 0, "lending, stealing or taking back lines allocated or freed");
+            process_unallocating(
+                &mut engine,
+                &mut out,
+                format_args!("lending, stealing or taking back lines allocated or freed"),
+            );
             assert!(out.iter().all(|x| x.is_finite()));
             controller.collect();
             if block == 1 {
@@ -1021,9 +1026,7 @@ fn a_note_short_of_a_delay_line_takes_one_and_sounds() {
     }
     engine.schedule(Event::new(at + 4800, EventKind::NoteOn { channel: 0, note: 100, velocity: 127 }));
     for _ in 0..20 {
-        reset_violation_count();
-        assert_no_alloc(|| engine.process(&mut out, 2));
-        assert_eq!(violation_count(), 0);
+        process_unallocating(&mut engine, &mut out, format_args!("the audio thread allocated or freed"));
         assert!(out.iter().all(|x| x.is_finite()));
         controller.collect();
     }

@@ -1173,13 +1173,30 @@ mod tests {
         mono[..n].to_vec()
     }
 
+    /// Parameter values: the defaults, with `pairs` set.
+    fn params_of(pairs: &[(Param, f32)]) -> ParamValues {
+        let mut params = ParamValues::default();
+        for &(p, v) in pairs {
+            params.set(p, v);
+        }
+        params
+    }
+
+    /// A voice context at `SR` without bend or channel controls.
+    fn plain_ctx<'a>(
+        tables: &'a Tables,
+        params: &'a ParamValues,
+        banks: &'a super::super::banks::BankSlots,
+    ) -> VoiceCtx<'a> {
+        VoiceCtx { sample_rate: SR, tables, params, bend: 0.0, banks, controls: ChannelControls::default() }
+    }
+
     #[test]
     fn voice_filters_side_by_side_play_each_voice_as_alone_bit_for_bit() {
         let lines = Lines::new(Arc::new(super::super::EngineStats::default()));
         let tables = Tables::with_kit(SR, false);
         let banks = super::super::banks::BankSlots::default();
-        let mut params = ParamValues::default();
-        for (p, v) in [
+        let params = params_of(&[
             (Param::FilterAmount, 3000.0),
             (Param::VelToFilter, 1000.0),
             (Param::Lowpass, 2000.0),
@@ -1191,17 +1208,8 @@ mod tests {
             (Param::Decay, 0.3),
             (Param::Sustain, 0.5),
             (Param::Release, 0.05),
-        ] {
-            params.set(p, v);
-        }
-        let ctx = VoiceCtx {
-            sample_rate: SR,
-            tables: &tables,
-            params: &params,
-            bend: 0.0,
-            banks: &banks,
-            controls: ChannelControls::default(),
-        };
+        ]);
+        let ctx = plain_ctx(&tables, &params, &banks);
         let saw = synth_index("saw").expect("saw") as u16;
         // 21 voices: every seventh keeps parameters without a filter (as a voice
         // left on the channel's old instrument does), so groups of filtered voices
@@ -1249,18 +1257,9 @@ mod tests {
         lines_b.provide(&snap, SR);
         let tables = Tables::with_kit(SR, false);
         let banks = super::super::banks::BankSlots::default();
-        let mut params = ParamValues::default();
-        for (p, v) in [(Param::Analog, 0.3), (Param::Decay, 0.3), (Param::Sustain, 0.5), (Param::Release, 0.05)] {
-            params.set(p, v);
-        }
-        let ctx = VoiceCtx {
-            sample_rate: SR,
-            tables: &tables,
-            params: &params,
-            bend: 0.0,
-            banks: &banks,
-            controls: ChannelControls::default(),
-        };
+        let params =
+            params_of(&[(Param::Analog, 0.3), (Param::Decay, 0.3), (Param::Sustain, 0.5), (Param::Release, 0.05)]);
+        let ctx = plain_ctx(&tables, &params, &banks);
         // Strings that run beside others (two kinds) among ones that do not and a
         // saw; notes from 16 to 98, so that some loops are shorter than a segment
         // or nearly as long as the line (those run alone).
