@@ -522,8 +522,7 @@ impl Live {
         // and again at the device's rate if that is another. Of the drum kit, only
         // the sounds the set's patterns play come before the first sound; the rest
         // is rendered into the same tables once the engine is handed over
-        // ([`render_kit_rest`]: beside the JACK client's activation, it held that
-        // back).
+        // ([`render_kit_rest`]), so that it holds back nothing before the first sound.
         let drum_notes = crate::offline::render::notes_played(&set, &[]);
         let tables_at = |rate: u32| Arc::new(Tables::with_drum_notes_first(rate as f32, &drum_notes));
         let build = |rate: u32, tables: &Arc<Tables>| {
