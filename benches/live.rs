@@ -20,7 +20,7 @@
 //!   moment at the speaker against the time the peer gives its beat: mean and worst
 //!   error.
 //! - Start-up (`-- startup`): `jamrig play examples/set.rhai --no-repl` started
-//!   against a running server at periods 256 and 1024, five times each: the time
+//!   against a running server at periods 256 and 1024, five times each (`--starts N`: N times): the time
 //!   from the process's start to its audio ports, to its "playing" line, and to the
 //!   first non-zero sample the probe receives (the JACK frame time at the start
 //!   against the frame the sound reached the probe's input). Beside it, started
@@ -314,7 +314,7 @@ const FLOOR_ARG: &str = "floor-client";
 const FLOOR_CLIENT: &str = "floor";
 /// The value the minimal client writes from its first cycle on.
 const FLOOR_LEVEL: f32 = 0.25;
-/// Starts per period and per program in the start-up bench.
+/// Starts per period and per program in the start-up bench (`--starts N` sets it).
 const STARTS: usize = 5;
 
 /// The floor of the start-up bench: the least any JACK client does before its
@@ -415,11 +415,12 @@ fn spread_line(label: &str, mut ms: Vec<f64>) -> String {
 /// two timeline steps (ranges and medians), so that the time a step takes can be
 /// told from how late the steps before it came.
 fn durations_text(runs: &[Vec<(String, f64)>]) -> String {
-    const SPANS: [(&str, &str, &str); 4] = [
+    const SPANS: [(&str, &str, &str); 5] = [
         ("the tables' build, waited for after the set", "set evaluated", "tables ready"),
         ("the rig's build", "tables ready", "rig built"),
         ("rig built to engine handed over", "rig built", "engine handed over"),
         ("engine handed over to adopted", "engine handed over", "engine adopted"),
+        ("the rest of the drum kit, after the hand-over", "engine handed over", "drum kit complete"),
     ];
     let mut out = String::new();
     for (what, from, to) in SPANS {
@@ -433,7 +434,7 @@ fn durations_text(runs: &[Vec<(String, f64)>]) -> String {
 }
 
 /// Start-up of `jamrig play` on JACK, beside the minimal client's: see the module's comment.
-fn startup() {
+fn startup(starts: usize) {
     let exe = std::env::current_exe().expect("the bench binary's path");
     for period in [256u32, 1024] {
         let server = JackServer::start_with_period(server(), period);
@@ -442,7 +443,7 @@ fn startup() {
         let (mut floor_ports_ms, mut floor_sound_ms) = (Vec::new(), Vec::new());
         let (mut jam_steps, mut floor_steps) = (Vec::new(), Vec::new());
         // Alternated, so that both see the same machine.
-        for i in 0..2 * STARTS {
+        for i in 0..2 * starts {
             let floor = i % 2 == 1;
             let frames = probe.start_recording(4.0);
             probe.wait_cycles(2, S(5));
@@ -608,6 +609,11 @@ fn main() {
         control();
     }
     if run("startup") {
-        startup();
+        let starts = args
+            .iter()
+            .position(|a| a == "--starts")
+            .and_then(|i| args.get(i + 1))
+            .map_or(STARTS, |v| v.parse().unwrap());
+        startup(starts);
     }
 }

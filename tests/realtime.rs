@@ -231,6 +231,53 @@ fn a_channel_first_configured_by_a_reload_arrives_built_without_allocating() {
     assert_eq!(controller.stats().trash_overflow.load(Relaxed), 0);
 }
 
+/// The live host's drum kit in two parts: the sounds the set's patterns play before
+/// the engine starts, the rest rendered into the same tables (on the control side)
+/// while the engine plays. A drum note whose sound is not there yet starts no voice
+/// and stays silent; once its sound is published the same note plays. Neither the
+/// silent note, the published sound's first read nor its playing allocates or frees.
+#[test]
+fn drum_sounds_published_while_the_engine_plays_never_allocate() {
+    let set = common::set("drums(10);");
+    let mut notes = [false; 128];
+    notes[36] = true;
+    let tables = Arc::new(jamrig::tables::Tables::with_drum_notes_first(48_000.0, &notes));
+    let crash = tables.drums.notes[49].expect("the crash") as usize;
+    assert!(!tables.drums.sounds.ready(crash), "only the kick is rendered at the start");
+    let Renderer { mut engine, mut controller, .. } = Renderer::with_tables(&set, tables.clone()).expect("rig");
+    let drums = 9u8;
+    let mut out = vec![0.0f32; 256 * 2];
+    // One block with `note` struck in it (none if 0): the drum channel's voices after it,
+    // and whether it made a sound.
+    let mut block = |note: u8, what: &str| {
+        if note > 0 {
+            let frame = engine.frames_out();
+            controller.send(Event::new(frame + 10, EventKind::NoteOn { channel: drums, note, velocity: 100 }));
+        }
+        process_unallocating(&mut engine, &mut out, format_args!("{what}: allocated or freed"));
+        assert!(out.iter().all(|x| x.is_finite() && x.abs() <= 1.0), "{what}");
+        let voices = controller.stats().voices[drums as usize].load(Relaxed);
+        controller.collect();
+        (voices, out.iter().any(|x| *x != 0.0))
+    };
+    assert_eq!(block(49, "the crash before it is rendered"), (0, false), "silent: no voice");
+    assert_eq!(block(36, "the kick").0, 1, "the kick plays from the start");
+    let mut blocks = 0;
+    while block(0, "the kick ringing").0 > 0 {
+        blocks += 1;
+        assert!(blocks < 2000, "the kick ends");
+    }
+    assert_eq!(block(49, "the crash, still not rendered"), (0, false));
+    // Control side: the rest of the kit, while the engine plays.
+    assert!(tables.drums.render_rest(|| true));
+    assert!(tables.drums.complete());
+    assert_eq!(block(49, "the crash once published"), (1, true), "the crash plays");
+    for i in 0..10 {
+        block(0, &format!("the crash ringing, block {i}"));
+    }
+    assert_eq!(controller.stats().trash_overflow.load(Relaxed), 0);
+}
+
 /// Every synth of the library, with the voice filter, glide, legato, analog and
 /// spread in play: note-on (the synth's `start`), rendering and release all run
 /// without allocating.

@@ -1064,8 +1064,11 @@ impl Lane {
                 {
                     return;
                 }
+                // A sound not rendered yet (the live host renders the sounds its
+                // patterns play first and the rest just after it starts playing) is
+                // silent: no voice starts, nothing is choked.
                 match cx.tables.drums.notes.get(note as usize).copied().flatten() {
-                    Some(sound) => {
+                    Some(sound) if cx.tables.drums.sounds.ready(sound as usize) => {
                         // A closed or pedal hi-hat chokes the open one.
                         if matches!(note, 42 | 44) {
                             for &slot in &self.active {
@@ -1077,7 +1080,7 @@ impl Lane {
                         }
                         VoiceSource::Drum { sound, pos: 0 }
                     }
-                    None => return,
+                    _ => return,
                 }
             }
             Source::External { .. } => return,

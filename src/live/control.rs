@@ -455,6 +455,34 @@ fn apply_sync(set: &mut Set, sync: Option<SyncMode>) {
 /// the device is known (at another rate they are built again once it is).
 const USUAL_SAMPLE_RATE: u32 = 48_000;
 
+/// The nice value of the thread that renders the rest of the drum kit.
+const KIT_REST_NICE: libc::c_int = 10;
+
+/// Renders the drum sounds of `tables` not rendered yet on a thread of their own, each
+/// published into the tables the moment it is done (the engine may be playing them:
+/// a drum note whose sound is not there yet is silent). The thread stops early once
+/// it holds the tables' last reference (the rig they were for was dropped). If no
+/// thread can be started, the sounds are rendered here.
+fn render_kit_rest(tables: &Arc<Tables>) {
+    if tables.drums.complete() {
+        return;
+    }
+    let mine = tables.clone();
+    let rest = move || {
+        // Below the audio server and the callback, which play meanwhile (a nice
+        // value is a thread's own on Linux; `who` 0 is the calling thread).
+        // SAFETY: setpriority takes no pointers.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, KIT_REST_NICE) };
+        if mine.drums.render_rest(|| Arc::strong_count(&mine) > 1) {
+            super::timeline::mark("drum kit complete");
+        }
+    };
+    let spawned = std::thread::Builder::new().name("jamrig-kit".into()).spawn(rest);
+    if spawned.is_err() {
+        tables.drums.render_rest(|| true);
+    }
+}
+
 impl Live {
     /// Evaluates the set, opens the audio device and MIDI input, starts watching.
     pub fn start(
@@ -463,12 +491,10 @@ impl Live {
         tx: Sender<Msg>,
         handles: Arc<Mutex<Option<Handles>>>,
     ) -> Result<Live, StartError> {
-        // Choosing the device (mostly waiting on the audio server) and building the
-        // tables at the usual rate (48 kHz) run while the set is evaluated: all three
-        // come before the first sound.
+        // Choosing the device (mostly waiting on the audio server) runs while the set
+        // is evaluated: both come before the first sound.
         // On JACK, jamrig's client is activated (playing silence) in the meantime.
         let chooser = audio::Choosing::start(opts.device.clone(), opts.buffer);
-        let usual_tables = std::thread::spawn(|| Tables::new(USUAL_SAMPLE_RATE as f32));
         let mut host = ScriptHost::new().map_err(StartError::Script)?;
         host.allow_folders(&opts.samples);
         let mut session = Session::open(host, &opts.set).map_err(StartError::Script)?;
@@ -491,37 +517,36 @@ impl Live {
         let devices = lock_devices(&midi_out).plan(&set, 0).map_err(StartError::Other)?;
         let out_ports = devices.ports();
         *lock_devices(&midi_out) = devices;
-        // The rig is built at the usual rate while the device is still being
-        // chosen (the audio server's answers take as long as the set), and again
-        // at the device's rate if that is another.
+        // The tables and the rig are built at the usual rate while the device is
+        // still being chosen (the audio server's answers take as long as the set),
+        // and again at the device's rate if that is another. Of the drum kit, only
+        // the sounds the set's patterns play come before the first sound; the rest
+        // is rendered into the same tables once the engine is handed over
+        // ([`render_kit_rest`]), so that it holds back nothing before the first sound.
+        let drum_notes = crate::offline::render::notes_played(&set, &[]);
+        let tables_at = |rate: u32| Arc::new(Tables::with_drum_notes_first(rate as f32, &drum_notes));
         let build = |rate: u32, tables: &Arc<Tables>| {
             Rig::routed(&set, rate as f32, tables.clone(), out_ports.clone())
                 .map_err(|e| StartError::Other(e.to_string()))
         };
-        let usual = match usual_tables.join() {
-            Ok(t) => {
-                super::timeline::mark("tables ready");
-                let t = Arc::new(t);
-                let rig = build(USUAL_SAMPLE_RATE, &t)?;
-                super::timeline::mark("rig built");
-                Some((t, rig))
-            }
-            Err(_) => None,
-        };
+        let usual_tables = tables_at(USUAL_SAMPLE_RATE);
+        super::timeline::mark("tables ready");
+        let usual_rig = build(USUAL_SAMPLE_RATE, &usual_tables)?;
+        super::timeline::mark("rig built");
         let chosen = chooser.join()?;
         super::timeline::mark("device chosen");
         if let Some(note) = &chosen.buffer_note {
             say(&out, note);
         }
         let sample_rate = chosen.sample_rate();
-        let (tables, Rig { mut engine, controller }) = match usual {
-            Some(built) if sample_rate == USUAL_SAMPLE_RATE => built,
-            _ => {
-                let t = Arc::new(Tables::new(sample_rate as f32));
-                let rig = build(sample_rate, &t)?;
-                super::timeline::mark("rig built again at the device's rate");
-                (t, rig)
-            }
+        let (tables, Rig { mut engine, controller }) = if sample_rate == USUAL_SAMPLE_RATE {
+            (usual_tables, usual_rig)
+        } else {
+            drop((usual_tables, usual_rig));
+            let t = tables_at(sample_rate);
+            let rig = build(sample_rate, &t)?;
+            super::timeline::mark("rig built again at the device's rate");
+            (t, rig)
         };
         let record_tap = Arc::new(RecordTap::default());
         record_tap.set_patterns(opts.record_patterns);
@@ -551,6 +576,7 @@ impl Live {
         };
         let stream = audio::start(&chosen, engine, clock.clone(), link.clock(), &tap)?;
         super::timeline::mark("engine handed over");
+        render_kit_rest(&tables);
         audio::check_pacing(&chosen, &audio_stats)?;
         let mut live = Live {
             midi_out,
