@@ -34,7 +34,7 @@ fn sets() -> (Set, Set) {
         channel(1, "synth_bass", #{ reverb: 0.3, delay: 0.3, chorus: 0.4, phaser: 0.3, tremolo_depth: 0.3 });
         channel(2, #{ synth: "fm", envelope: "pad", lowpass: 900.0, distortion: 0.5, saturation: 0.4 });
         channel(3, "pluck_synth", #{ highpass: 200.0, voices: 4 });
-        channel(4, "synth_pad");
+        channel(4, "synth_pad", #{ lowpass: 4000.0 });
         channel(6, "saw", #{ reverb: 0.3 });
         drums(10);
         cc(74, "lowpass", 200.0, 8000.0);

@@ -49,12 +49,30 @@ impl Phaser {
     /// Processes one tick in place: the wet (all-pass) signal replaces `l` and `r`.
     pub fn process(&mut self, l: &mut [f32], r: &mut [f32], rate_hz: f32, sample_rate: f32) {
         let n = l.len();
-        let al = Self::coef(self.phase, sample_rate);
-        let ar = Self::coef(self.phase + 0.25, sample_rate);
+        let (al, ar) = self.coefs(sample_rate);
         for i in 0..n {
-            l[i] = self.sides[0].tick(al, l[i]);
-            r[i] = self.sides[1].tick(ar, r[i]);
+            (l[i], r[i]) = self.tick(al, ar, l[i], r[i]);
         }
+        self.advance(rate_hz, n, sample_rate);
+    }
+
+    /// The all-pass coefficients of the left and right sides for the tick about to
+    /// run (what [`Phaser::process`] takes): for a loop that runs the phaser sample by
+    /// sample with [`Phaser::tick`] beside other stages, then [`Phaser::advance`].
+    #[inline]
+    pub fn coefs(&self, sample_rate: f32) -> (f32, f32) {
+        (Self::coef(self.phase, sample_rate), Self::coef(self.phase + 0.25, sample_rate))
+    }
+
+    /// One sample of each side: the wet (all-pass) outputs for inputs `l` and `r`.
+    #[inline]
+    pub fn tick(&mut self, al: f32, ar: f32, l: f32, r: f32) -> (f32, f32) {
+        (self.sides[0].tick(al, l), self.sides[1].tick(ar, r))
+    }
+
+    /// Moves the sweep on after a tick of `n` samples.
+    #[inline]
+    pub fn advance(&mut self, rate_hz: f32, n: usize, sample_rate: f32) {
         self.phase = fract_turns(self.phase + rate_hz as f64 * n as f64 / sample_rate as f64);
     }
 

@@ -23,6 +23,10 @@ const FRAC_BITS: u32 = 32 - TABLE_BITS;
 const FRAC_MASK: u32 = (1 << FRAC_BITS) - 1;
 const FRAC_SCALE: f32 = 1.0 / (1u32 << FRAC_BITS) as f32;
 
+/// Most oscillators one call of [`sum_oscillators`] takes: three detune copies of
+/// [`MAX_OSCILLATORS`].
+pub const MAX_SUMMED: usize = 3 * MAX_OSCILLATORS;
+
 /// Adds `gain` times each oscillator's table reading into `out`: oscillator `k` reads
 /// `tables[k]`, starting at phase `phases[k]` (one cycle = 2^32) and stepping
 /// `incs[k]` per sample. Per sample the oscillators add in order, each
@@ -30,13 +34,34 @@ const FRAC_SCALE: f32 = 1.0 / (1u32 << FRAC_BITS) as f32;
 #[inline]
 pub fn add_oscillators(tables: &[&Table], phases: &mut [u32], incs: &[u32], gain: f32, out: &mut [f32]) {
     let m = phases.len().min(incs.len()).min(tables.len()).min(MAX_OSCILLATORS);
+    sum_oscillators(&tables[..m], &mut phases[..m], &incs[..m], gain, false, None, out);
+}
+
+/// As [`add_oscillators`] for up to [`MAX_SUMMED`] oscillators, each sample taken
+/// once: it starts from `0.0` (`fresh`, as `out` filled with zeros) or from `out[t]`,
+/// adds `read * gain` of each oscillator in order, is multiplied by `scale` if there
+/// is one, and is stored. The same operations in the same order as [`add_oscillators`]
+/// called for each oscillator in turn (after a fill with zeros when `fresh`) and then
+/// a pass of `out[t] *= scale`: the same result bit for bit, with `out` read and
+/// written once rather than once per oscillator.
+#[inline]
+pub fn sum_oscillators(
+    tables: &[&Table],
+    phases: &mut [u32],
+    incs: &[u32],
+    gain: f32,
+    fresh: bool,
+    scale: Option<f32>,
+    out: &mut [f32],
+) {
+    let m = phases.len().min(incs.len()).min(tables.len()).min(MAX_SUMMED);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the processor has AVX2 (checked just above).
-        unsafe { add_oscillators_avx2(&tables[..m], &mut phases[..m], &incs[..m], gain, out) };
+        unsafe { sum_oscillators_avx2(&tables[..m], &mut phases[..m], &incs[..m], gain, fresh, scale, out) };
         return;
     }
-    add_oscillators_body(&tables[..m], &mut phases[..m], &incs[..m], gain, out);
+    sum_oscillators_body(&tables[..m], &mut phases[..m], &incs[..m], gain, fresh, scale, out);
 }
 
 /// Samples per vector in the AVX2 kernels.
@@ -91,23 +116,96 @@ unsafe fn reading(at: *const f32, p: u32, inc: u32, pv: std::arch::x86_64::__m25
     _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), frac))
 }
 
-/// The AVX2 build: each oscillator in turn over the whole block (see [`scan`]). Per
-/// sample the oscillators still add in order, with the plain loop's multiplies and
-/// adds (no fused multiply-add), so the result is the same bit for bit.
+/// Vectors of eight samples that [`sum_oscillators_avx2`] keeps in registers while
+/// every oscillator adds into them.
+#[cfg(target_arch = "x86_64")]
+const TILE: usize = 2;
+
+/// The AVX2 build of [`sum_oscillators`]: the block in tiles of [`TILE`] vectors
+/// (then single vectors, then the last `out.len() % LANES` samples one by one), each
+/// tile loaded once (or zeros), every oscillator's readings added into it in order
+/// (points as in [`points`]), scaled, and stored once. Per sample the plain loop's
+/// multiplies and adds in the same order (no fused multiply-add): the same result bit
+/// for bit.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn add_oscillators_avx2(tables: &[&Table], phases: &mut [u32], incs: &[u32], gain: f32, out: &mut [f32]) {
+fn sum_oscillators_avx2(
+    tables: &[&Table],
+    phases: &mut [u32],
+    incs: &[u32],
+    gain: f32,
+    fresh: bool,
+    scale: Option<f32>,
+    out: &mut [f32],
+) {
+    let whole = out.len() - out.len() % LANES;
+    let (vectors, rest) = out.split_at_mut(whole);
+    let mut tiles = vectors.chunks_exact_mut(TILE * LANES);
+    for o in &mut tiles {
+        tile::<TILE>(tables, phases, incs, gain, fresh, scale, o);
+    }
+    for o in tiles.into_remainder().chunks_exact_mut(LANES) {
+        tile::<1>(tables, phases, incs, gain, fresh, scale, o);
+    }
+    for x in rest {
+        let mut v = if fresh { 0.0 } else { *x };
+        for ((table, p), &inc) in tables.iter().zip(phases.iter_mut()).zip(incs) {
+            v += crate::tables::wavetable::read(table, *p) * gain;
+            *p = p.wrapping_add(inc);
+        }
+        if let Some(s) = scale {
+            v *= s;
+        }
+        *x = v;
+    }
+}
+
+/// `T` vectors of [`sum_oscillators_avx2`]: `o` holds `T * LANES` samples.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn tile<const T: usize>(
+    tables: &[&Table],
+    phases: &mut [u32],
+    incs: &[u32],
+    gain: f32,
+    fresh: bool,
+    scale: Option<f32>,
+    o: &mut [f32],
+) {
     use std::arch::x86_64::*;
+    assert!(o.len() >= T * LANES);
     let gain_v = _mm256_set1_ps(gain);
+    let steps = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    // SAFETY: `o` holds T vectors (asserted above).
+    let mut acc: [__m256; T] = std::array::from_fn(|v| {
+        if fresh { _mm256_setzero_ps() } else { unsafe { _mm256_loadu_ps(o.as_ptr().add(v * LANES)) } }
+    });
     for ((table, phase), &inc) in tables.iter().zip(phases.iter_mut()).zip(incs) {
-        *phase = scan(
-            table,
-            *phase,
-            inc,
-            out,
-            |o, read| _mm256_add_ps(o, _mm256_mul_ps(read, gain_v)),
-            |x, read| x + read * gain,
-        );
+        let at = table.as_ptr();
+        let mut p = *phase;
+        let mut pv =
+            _mm256_add_epi32(_mm256_set1_epi32(p as i32), _mm256_mullo_epi32(steps, _mm256_set1_epi32(inc as i32)));
+        let step = inc.wrapping_mul(LANES as u32);
+        let step_v = _mm256_set1_epi32(step as i32);
+        for a in acc.iter_mut() {
+            // SAFETY: AVX2 is enabled here and `at` is a table.
+            let read = unsafe { reading(at, p, inc, pv) };
+            *a = _mm256_add_ps(*a, _mm256_mul_ps(read, gain_v));
+            pv = _mm256_add_epi32(pv, step_v);
+            p = p.wrapping_add(step);
+        }
+        *phase = p;
+    }
+    if let Some(s) = scale {
+        let s = _mm256_set1_ps(s);
+        for a in acc.iter_mut() {
+            *a = _mm256_mul_ps(*a, s);
+        }
+    }
+    for (v, a) in acc.iter().enumerate() {
+        // SAFETY: as for the loads.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr().add(v * LANES), *a) };
     }
 }
 
@@ -151,15 +249,26 @@ fn scan(
     p
 }
 
+/// The plain build of [`sum_oscillators`], [`CHUNK`] samples at a time.
 #[inline(always)]
-fn add_oscillators_body(tables: &[&Table], phases: &mut [u32], incs: &[u32], gain: f32, out: &mut [f32]) {
+fn sum_oscillators_body(
+    tables: &[&Table],
+    phases: &mut [u32],
+    incs: &[u32],
+    gain: f32,
+    fresh: bool,
+    scale: Option<f32>,
+    out: &mut [f32],
+) {
     let m = phases.len();
-    let mut ph = [0u32; MAX_OSCILLATORS];
+    let mut ph = [0u32; MAX_SUMMED];
     ph[..m].copy_from_slice(phases);
     for chunk in out.chunks_mut(CHUNK) {
         let len = chunk.len();
         let mut acc = [0.0f32; CHUNK];
-        acc[..len].copy_from_slice(chunk);
+        if !fresh {
+            acc[..len].copy_from_slice(chunk);
+        }
         for k in 0..m {
             let (mut p, inc, table) = (ph[k], incs[k], tables[k]);
             let (mut a, mut b, mut frac) = ([0.0f32; CHUNK], [0.0f32; CHUNK], [0.0f32; CHUNK]);
@@ -174,6 +283,11 @@ fn add_oscillators_body(tables: &[&Table], phases: &mut [u32], incs: &[u32], gai
                 acc[j] += (a[j] + (b[j] - a[j]) * frac[j]) * gain;
             }
             ph[k] = ph[k].wrapping_add(inc.wrapping_mul(len as u32));
+        }
+        if let Some(s) = scale {
+            for x in acc.iter_mut() {
+                *x *= s;
+            }
         }
         chunk.copy_from_slice(&acc[..len]);
     }
@@ -436,7 +550,7 @@ mod tests {
             assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{n} samples at {hz} Hz");
             let mut plain = seed.clone();
             let mut plain_ph = start.clone();
-            add_oscillators_body(&tables, &mut plain_ph, &incs, 0.17, &mut plain);
+            sum_oscillators_body(&tables, &mut plain_ph, &incs, 0.17, false, None, &mut plain);
             assert!(plain.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
 
             let sine = w.sine();
@@ -454,6 +568,49 @@ mod tests {
             mix_oscillator_body(sine, &mut q, incs[0], 0.94, 0.06, &mut plain);
             assert_eq!(q, p);
             assert!(plain.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
+
+    #[test]
+    fn summed_oscillators_equal_each_in_turn_bit_for_bit() {
+        let w = Wavetables::new();
+        for m in [1usize, 3, 7, 8, 14, 21, 24] {
+            for n in [1usize, 5, 8, 13, 31, 32, 37, 64, 65, 128, 200] {
+                let hz = 40.0 * (1.0 + m as f64) * (1.0 + n as f64 / 100.0);
+                let incs: Vec<u32> = (0..m).map(|k| phase_inc(hz * (1.0 + 0.003 * k as f64), 48000.0)).collect();
+                // A table per copy of seven, as the detune copies take.
+                let tables: Vec<&Table> = (0..m).map(|k| w.table(Shape::Saw, incs[k / 7 * 7])).collect();
+                let start: Vec<u32> = (0..m as u32).map(|k| k.wrapping_mul(0x9E37_79B9)).collect();
+                // Signed zeros and a negative seed: a fresh start must not read them.
+                let seed: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { -0.0 } else { (i as f32 * 0.37).sin() }).collect();
+                for (fresh, scale) in [(false, None), (true, None), (true, Some(1.0 / 3.0)), (false, Some(0.5))] {
+                    // Each oscillator in turn, after a fill with zeros when fresh, then the scale.
+                    let (mut want, mut want_ph) = (seed.clone(), start.clone());
+                    if fresh {
+                        want.fill(0.0);
+                    }
+                    for k in 0..m {
+                        for x in want.iter_mut() {
+                            *x += read(tables[k], want_ph[k]) * 0.17;
+                            want_ph[k] = want_ph[k].wrapping_add(incs[k]);
+                        }
+                    }
+                    if let Some(s) = scale {
+                        for x in want.iter_mut() {
+                            *x *= s;
+                        }
+                    }
+                    let (mut got, mut got_ph) = (seed.clone(), start.clone());
+                    sum_oscillators(&tables, &mut got_ph, &incs, 0.17, fresh, scale, &mut got);
+                    let what = format!("{m} oscillators, {n} samples, fresh {fresh}, scale {scale:?}");
+                    assert_eq!(got_ph, want_ph, "{what}");
+                    assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{what}");
+                    let (mut plain, mut plain_ph) = (seed.clone(), start.clone());
+                    sum_oscillators_body(&tables, &mut plain_ph, &incs, 0.17, fresh, scale, &mut plain);
+                    assert_eq!(plain_ph, want_ph, "plain: {what}");
+                    assert!(plain.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "plain: {what}");
+                }
+            }
         }
     }
 

@@ -149,8 +149,9 @@ impl FilterStage {
         self.mix.reset(if cutoff > 0.0 { 1.0 } else { 0.0 });
     }
 
-    fn process(&mut self, cutoff: f32, q: f32, high: bool, sr: f32, l: &mut [f32], r: &mut [f32]) {
-        let n = l.len();
+    /// Steps the glides over a block of `n` samples: the filter's coefficients and
+    /// the wet mix's start and step, or `None` while it is off (nothing to run).
+    fn begin(&mut self, cutoff: f32, q: f32, sr: f32, n: usize) -> Option<FilterRun> {
         let on = cutoff > 0.0;
         if on && self.mix.value() == 0.0 {
             // Engaging from off: start at the target rather than sweeping to it.
@@ -158,16 +159,22 @@ impl FilterStage {
         }
         let (m0, dm) = self.mix.step(if on { 1.0 } else { 0.0 }, n);
         if m0 == 0.0 && dm == 0.0 {
-            return;
+            return None;
         }
         if on {
             self.log_cutoff.step(cutoff.log2(), n);
         }
         self.q.step(q, n);
         let c = SvfCoefs::new(self.log_cutoff.value().exp2(), self.q.value(), sr);
+        Some(FilterRun { c, m0, dm })
+    }
+
+    /// Filters the block as [`FilterStage::begin`] set it up.
+    fn run(&mut self, run: &FilterRun, high: bool, l: &mut [f32], r: &mut [f32]) {
+        let FilterRun { c, m0, dm } = *run;
         // Both sides in one loop: two independent recursions run side by side.
         let [fl, fr] = &mut self.state;
-        if m0 == 1.0 && dm == 0.0 {
+        if run.fully_on() {
             // Fully on: the filter's output as is.
             for (xl, xr) in l.iter_mut().zip(r.iter_mut()) {
                 let (lo_l, _, hi_l) = fl.tick(&c, *xl);
@@ -184,9 +191,56 @@ impl FilterStage {
                 *xr += (yr - *xr) * m;
             }
         }
+        self.guard();
+    }
+
+    /// Clears a state that has blown up (never expected; a guard for extreme input).
+    fn guard(&mut self) {
         if !(self.state[0].is_finite() && self.state[1].is_finite()) {
             self.state = [Svf::default(); 2];
         }
+    }
+}
+
+/// A block of a [`FilterStage`]: its coefficients and its wet mix's start and step.
+#[derive(Clone, Copy)]
+struct FilterRun {
+    c: SvfCoefs,
+    m0: f32,
+    dm: f32,
+}
+
+impl FilterRun {
+    /// The wet mix at 1 throughout: the filter's output as is.
+    fn fully_on(&self) -> bool {
+        self.m0 == 1.0 && self.dm == 0.0
+    }
+}
+
+/// The phaser mixed in by `m = (p0 + pd * (i + 1)) * 0.5` and then the low-pass fully
+/// on, sample by sample in one loop: the same operations in the same order as the
+/// phaser over a copy of the block, the mix, and [`FilterStage::run`] one after the
+/// other, but the phaser's recursion and the filter's overlap rather than running
+/// one after the other.
+#[allow(clippy::too_many_arguments)] // the two stages' state and the block
+#[inline(always)]
+fn phaser_then_lowpass(
+    phaser: &mut Phaser,
+    (al, ar): (f32, f32),
+    (p0, pd): (f32, f32),
+    lowpass: &mut [Svf; 2],
+    c: &SvfCoefs,
+    l: &mut [f32],
+    r: &mut [f32],
+) {
+    let [fl, fr] = lowpass;
+    for (i, (xl, xr)) in l.iter_mut().zip(r.iter_mut()).enumerate() {
+        let (wl, wr) = phaser.tick(al, ar, *xl, *xr);
+        let m = (p0 + pd * (i as i32 + 1) as f32) * 0.5;
+        let yl = *xl + (wl - *xl) * m;
+        let yr = *xr + (wr - *xr) * m;
+        *xl = fl.tick(c, yl).0;
+        *xr = fr.tick(c, yr).0;
     }
 }
 
@@ -497,27 +551,45 @@ impl Bus {
             r.copy_from_slice(right_dry);
         }
 
-        // Phaser.
+        // Phaser, then the filters. Their glides step first (each stage's own state,
+        // so the order does not matter); with the phaser on, no high-pass and the
+        // low-pass fully on (the common case), the phaser and the low-pass run in one
+        // loop (`phaser_then_lowpass`), otherwise one after the other.
         let (p0, pd) = self.glides[Param::Phaser as usize].step(t.get(Param::Phaser), n);
-        if p0 > 0.0 || pd != 0.0 {
-            let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
-            wl.copy_from_slice(l);
-            wr.copy_from_slice(r);
-            self.phaser.process(wl, wr, t.get(Param::PhaserRate), sr);
-            for i in 0..n {
-                let m = (p0 + pd * (i as i32 + 1) as f32) * 0.5;
-                l[i] += (wl[i] - l[i]) * m;
-                r[i] += (wr[i] - r[i]) * m;
-            }
-        } else {
-            self.phaser.clear();
-        }
-
-        // Filters.
-        self.highpass.process(t.get(Param::Highpass), t.get(Param::HighpassQ), true, sr, l, r);
+        let phasing = p0 > 0.0 || pd != 0.0;
+        let highpass = self.highpass.begin(t.get(Param::Highpass), t.get(Param::HighpassQ), sr, n);
         // With a filter envelope or velocity-to-filter the low-pass is in every voice.
         let cutoff = if super::voice::Voice::has_voice_filter(t) { 0.0 } else { t.get(Param::Lowpass) };
-        self.lowpass.process(cutoff, t.get(Param::LowpassQ), false, sr, l, r);
+        let lowpass = self.lowpass.begin(cutoff, t.get(Param::LowpassQ), sr, n);
+        match lowpass {
+            Some(run) if phasing && highpass.is_none() && run.fully_on() => {
+                let coefs = self.phaser.coefs(sr);
+                phaser_then_lowpass(&mut self.phaser, coefs, (p0, pd), &mut self.lowpass.state, &run.c, l, r);
+                self.phaser.advance(t.get(Param::PhaserRate), n, sr);
+                self.lowpass.guard();
+            }
+            _ => {
+                if phasing {
+                    let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
+                    wl.copy_from_slice(l);
+                    wr.copy_from_slice(r);
+                    self.phaser.process(wl, wr, t.get(Param::PhaserRate), sr);
+                    for i in 0..n {
+                        let m = (p0 + pd * (i as i32 + 1) as f32) * 0.5;
+                        l[i] += (wl[i] - l[i]) * m;
+                        r[i] += (wr[i] - r[i]) * m;
+                    }
+                } else {
+                    self.phaser.clear();
+                }
+                if let Some(run) = highpass {
+                    self.highpass.run(&run, true, l, r);
+                }
+                if let Some(run) = lowpass {
+                    self.lowpass.run(&run, false, l, r);
+                }
+            }
+        }
 
         // Stereo spread: the channel delayed by D, plus a side signal
         // a (mid(t) - mid(t - 2D)) added left and taken right. The side's correlation
@@ -759,3 +831,79 @@ impl Bus {
 }
 
 crate::dsp::wide_build!(fn process_wide = Bus::process_body, (this: &mut Bus, input: &ChannelInput, t: &ParamValues, out: BusOut));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The phaser over a copy, the mix and the low-pass fully on, one after the other.
+    fn one_after_the_other(
+        phaser: &mut Phaser,
+        lowpass: &mut FilterStage,
+        run: &FilterRun,
+        (p0, pd): (f32, f32),
+        sr: f32,
+        l: &mut [f32],
+        r: &mut [f32],
+    ) {
+        let (mut wl, mut wr) = (l.to_vec(), r.to_vec());
+        phaser.process(&mut wl, &mut wr, 0.3, sr);
+        for i in 0..l.len() {
+            let m = (p0 + pd * (i as i32 + 1) as f32) * 0.5;
+            l[i] += (wl[i] - l[i]) * m;
+            r[i] += (wr[i] - r[i]) * m;
+        }
+        lowpass.run(run, false, l, r);
+    }
+
+    fn in_one_loop(
+        phaser: &mut Phaser,
+        lowpass: &mut FilterStage,
+        run: &FilterRun,
+        mix: (f32, f32),
+        sr: f32,
+        l: &mut [f32],
+        r: &mut [f32],
+    ) {
+        let coefs = phaser.coefs(sr);
+        phaser_then_lowpass(phaser, coefs, mix, &mut lowpass.state, &run.c, l, r);
+        phaser.advance(0.3, l.len(), sr);
+        lowpass.guard();
+    }
+
+    crate::dsp::wide_build!(fn in_one_loop_wide = in_one_loop, (phaser: &mut Phaser, lowpass: &mut FilterStage, run: &FilterRun, mix: (f32, f32), sr: f32, l: &mut [f32], r: &mut [f32]));
+
+    #[test]
+    fn the_phaser_and_low_pass_in_one_loop_equal_them_one_after_the_other_bit_for_bit() {
+        let sr = 48_000.0;
+        for (cutoff, q) in [(4000.0f32, 0.707f32), (180.0, 3.0), (15_000.0, 0.5)] {
+            for mix in [(0.3f32, 0.0f32), (0.0, 0.002), (0.6, -0.001)] {
+                let (mut pa, mut pb, mut pc) = (Phaser::default(), Phaser::default(), Phaser::default());
+                let mut fa = FilterStage::new(128, sr);
+                fa.snap(cutoff, q);
+                let (mut fb, mut fc) = (FilterStage::new(128, sr), FilterStage::new(128, sr));
+                fb.snap(cutoff, q);
+                fc.snap(cutoff, q);
+                let mut at = 0usize;
+                for n in [128usize, 1, 37, 64, 200, 7] {
+                    let l: Vec<f32> = (at..at + n).map(|i| (i as f32 * 0.031).sin() * 0.8).collect();
+                    let r: Vec<f32> = (at..at + n).map(|i| (i as f32 * 0.017).cos() * 0.6 - 0.1).collect();
+                    at += n;
+                    let run = fa.begin(cutoff, q, sr, n).expect("on");
+                    assert!(run.fully_on());
+                    assert!(fb.begin(cutoff, q, sr, n).is_some() && fc.begin(cutoff, q, sr, n).is_some());
+                    let (mut la, mut ra) = (l.clone(), r.clone());
+                    one_after_the_other(&mut pa, &mut fa, &run, mix, sr, &mut la, &mut ra);
+                    let (mut lb, mut rb) = (l.clone(), r.clone());
+                    in_one_loop(&mut pb, &mut fb, &run, mix, sr, &mut lb, &mut rb);
+                    let (mut lc, mut rc) = (l.clone(), r.clone());
+                    in_one_loop_wide(&mut pc, &mut fc, &run, mix, sr, &mut lc, &mut rc);
+                    let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+                    let what = format!("{cutoff} Hz, q {q}, mix {mix:?}, {n} samples");
+                    assert!(same(&la, &lb) && same(&ra, &rb), "{what}");
+                    assert!(same(&la, &lc) && same(&ra, &rc), "wide: {what}");
+                }
+            }
+        }
+    }
+}

@@ -385,6 +385,31 @@ pub fn synth_index(name: &str) -> Option<usize> {
     SYNTHS.iter().position(|s| s.name == name)
 }
 
+/// The detune copies' pitch ratio `2^(cents / 1200)` for [`with_detune`] (the upper
+/// copy's; the lower one's is its inverse), or `None` while the detune is 0. The
+/// library's `exp2` runs only when the detune changes.
+#[inline]
+pub fn detune_ratio(st: &mut OscState, ctx: &SynthCtx) -> Option<f64> {
+    let cents = ctx.param(Param::Detune) as f64;
+    if cents <= 0.0 {
+        return None;
+    }
+    if st.detune.0.to_bits() != cents.to_bits() {
+        st.detune = (cents, (cents / 1200.0).exp2());
+    }
+    Some(st.detune.1)
+}
+
+/// While the detune is 0 (see [`with_detune`]): the two extra copies' phases follow
+/// the main copy's, the first `phases_per_copy`.
+#[inline]
+pub fn track_main_copy(st: &mut OscState, phases_per_copy: usize) {
+    let (main, rest) = st.phase.split_at_mut(phases_per_copy);
+    for copy in rest.chunks_exact_mut(phases_per_copy).take(2) {
+        copy.copy_from_slice(main);
+    }
+}
+
 /// Renders a phase-based oscillator with the `detune` layers: the main copy, and
 /// with detune two more at +/- `detune` cents, averaged. `each` renders one copy
 /// from its `phases` slice at increment `inc`, adding (`add`) or overwriting.
@@ -398,19 +423,12 @@ pub fn with_detune(
     phases_per_copy: usize,
     mut each: impl FnMut(&mut [u32], f64, &mut [f32], bool),
 ) {
-    let cents = ctx.param(Param::Detune) as f64;
-    let (main, rest) = st.phase.split_at_mut(phases_per_copy);
-    if cents <= 0.0 {
-        each(main, ctx.freq_hz, out, false);
-        for copy in rest.chunks_exact_mut(phases_per_copy).take(2) {
-            copy.copy_from_slice(main);
-        }
+    let Some(ratio) = detune_ratio(st, ctx) else {
+        each(&mut st.phase[..phases_per_copy], ctx.freq_hz, out, false);
+        track_main_copy(st, phases_per_copy);
         return;
-    }
-    if st.detune.0.to_bits() != cents.to_bits() {
-        st.detune = (cents, (cents / 1200.0).exp2());
-    }
-    let ratio = st.detune.1;
+    };
+    let (main, rest) = st.phase.split_at_mut(phases_per_copy);
     each(main, ctx.freq_hz, out, false);
     let (up, rest) = rest.split_at_mut(phases_per_copy);
     each(up, ctx.freq_hz * ratio, out, true);

@@ -2,8 +2,8 @@
 //! fixed, spread phases (the same sound every note). Rendered on the audio thread,
 //! the seven saws of a detune copy side by side (`crate::dsp::wavescan`).
 
-use super::{OscState, Synth, SynthCtx, with_detune};
-use crate::dsp::wavescan::add_oscillators;
+use super::{OscState, Synth, SynthCtx, detune_ratio, track_main_copy};
+use crate::dsp::wavescan::sum_oscillators;
 use crate::tables::wavetable::Shape;
 
 const VOICES: usize = 7;
@@ -35,7 +35,13 @@ impl Synth for Supersaw {
     }
 
     fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
-        with_detune(st, ctx, out, VOICES, |ph, f, out, add| layer_wide(ctx, ph, f, out, add));
+        match detune_ratio(st, ctx) {
+            None => {
+                layer_wide(ctx, &mut st.phase[..VOICES], ctx.freq_hz, out, false);
+                track_main_copy(st, VOICES);
+            }
+            Some(ratio) => detuned_wide(ctx, &mut st.phase[..3 * VOICES], ratio, out),
+        }
     }
 }
 
@@ -45,14 +51,32 @@ crate::dsp::wide_build!(fn layer_wide = layer, (ctx: &SynthCtx, ph: &mut [u32], 
 /// (`add`) or written over it; inlined into both builds of `layer_wide`.
 #[inline(always)]
 fn layer(ctx: &SynthCtx, ph: &mut [u32], f: f64, out: &mut [f32], add: bool) {
-    if !add {
-        out.fill(0.0);
-    }
     let sr = ctx.sample_rate as f64;
     // The table is the highest saw's, which the others share.
     let incs = increments(f, sr);
     let table = ctx.waves.table(Shape::Saw, incs[VOICES - 1]);
-    add_oscillators(&[table; VOICES], ph, &incs, GAIN, out);
+    sum_oscillators(&[table; VOICES], ph, &incs, GAIN, !add, None, out);
+}
+
+crate::dsp::wide_build!(fn detuned_wide = detuned, (ctx: &SynthCtx, ph: &mut [u32], ratio: f64, out: &mut [f32]));
+
+/// The three detune copies of [`with_detune`](super::with_detune) (at the note's
+/// pitch, `ratio` above it and `ratio` below, from the phases `ph`, seven each) in one
+/// pass over `out`: per sample the copies' saws summed in that order from zero, then
+/// averaged with `* (1 / 3)`, the same operations as [`layer`] for each copy in turn
+/// and then the average; inlined into both builds of `detuned_wide`.
+#[inline(always)]
+fn detuned(ctx: &SynthCtx, ph: &mut [u32], ratio: f64, out: &mut [f32]) {
+    let sr = ctx.sample_rate as f64;
+    let mut tables = [ctx.waves.sine(); 3 * VOICES];
+    let mut incs = [0u32; 3 * VOICES];
+    for (c, f) in [ctx.freq_hz, ctx.freq_hz * ratio, ctx.freq_hz / ratio].into_iter().enumerate() {
+        let copy = increments(f, sr);
+        let table = ctx.waves.table(Shape::Saw, copy[VOICES - 1]);
+        incs[c * VOICES..(c + 1) * VOICES].copy_from_slice(&copy);
+        tables[c * VOICES..(c + 1) * VOICES].fill(table);
+    }
+    sum_oscillators(&tables, ph, &incs, GAIN, true, Some(1.0 / 3.0), out);
 }
 
 /// The seven saws' [`phase_inc`](crate::tables::wavetable::phase_inc) at `f` Hz, its
@@ -101,6 +125,54 @@ mod tests {
                 }
                 assert_eq!(a, b, "{f} Hz, {len} samples");
                 assert_eq!(pa, pb, "{f} Hz, {len} samples: phases");
+            }
+        }
+    }
+
+    #[test]
+    fn the_detune_copies_in_one_pass_play_each_copy_in_turn_bit_for_bit() {
+        use crate::params::Param;
+        let waves = Wavetables::new();
+        for cents in [0.0f32, 0.5, 12.0, 50.0] {
+            let mut params = ParamValues::default();
+            params.set(Param::Detune, cents);
+            for f in [27.5, 261.63, 1760.0, 15_000.0] {
+                let ctx = SynthCtx { sample_rate: 48_000.0, freq_hz: f, params: &params, waves: &waves };
+                let (mut sa, mut sb) = (OscState::new(0), OscState::new(0));
+                Supersaw.start(&mut sa, &ctx);
+                Supersaw.start(&mut sb, &ctx);
+                for len in [64, 1, 13, 200, 128] {
+                    let (mut a, mut b) = (vec![0.25f32; len], vec![0.25f32; len]);
+                    // Each copy in turn over the block, then the average.
+                    super::super::with_detune(&mut sa, &ctx, &mut a, VOICES, |ph, f, out, add| {
+                        if !add {
+                            out.fill(0.0);
+                        }
+                        let incs = increments(f, 48_000.0);
+                        let table = ctx.waves.table(Shape::Saw, incs[VOICES - 1]);
+                        for (k, p) in ph.iter_mut().enumerate() {
+                            crate::dsp::wavescan::add_oscillators(
+                                &[table],
+                                std::slice::from_mut(p),
+                                &incs[k..k + 1],
+                                GAIN,
+                                out,
+                            );
+                        }
+                    });
+                    Supersaw.render(&mut sb, &ctx, &mut b);
+                    assert!(
+                        a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{cents} cents, {f} Hz, {len} samples"
+                    );
+                    assert_eq!(sa.phase, sb.phase, "{cents} cents, {f} Hz, {len} samples: phases");
+                    let (mut pa, mut pb) = (sa.phase, sa.phase);
+                    let (mut c, mut d) = (vec![0.5f32; len], vec![0.5f32; len]);
+                    detuned(&ctx, &mut pa[..3 * VOICES], 1.01, &mut c);
+                    detuned_wide(&ctx, &mut pb[..3 * VOICES], 1.01, &mut d);
+                    assert!(c.iter().zip(&d).all(|(x, y)| x.to_bits() == y.to_bits()), "wide: {f} Hz, {len} samples");
+                    assert_eq!(pa, pb);
+                }
             }
         }
     }
