@@ -64,6 +64,22 @@ impl Envelope {
         self.stage == Stage::Done
     }
 
+    /// Whether the envelope surely does not end within the next `frames` samples
+    /// while `adsr` holds still: short of its release with a sustain level above
+    /// zero, or in a release that stays well above the level where it ends (the
+    /// decay worked out in double precision, with a margin far beyond the rounding
+    /// of the per-sample steps).
+    pub fn lasts(&self, adsr: &Adsr, frames: usize) -> bool {
+        match self.stage {
+            Stage::Attack | Stage::Decay | Stage::Sustain => adsr.sustain > 0.0,
+            Stage::Release => {
+                let frames = i32::try_from(frames).unwrap_or(i32::MAX);
+                self.level as f64 * (self.rate as f64).powi(frames) > self.floor as f64 * 1.01
+            }
+            Stage::Done => false,
+        }
+    }
+
     /// The level if it is holding still (sustain reached), to skip per-sample work.
     #[inline]
     pub fn steady_level(&self, adsr: &Adsr) -> Option<f32> {
