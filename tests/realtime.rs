@@ -918,42 +918,57 @@ fn part_guard(f: &mut dyn FnMut()) {
 #[test]
 fn a_heavy_channel_handed_out_in_parts_never_allocates() {
     // 40 held pad voices (their voices summed in parts, the parts handed out, the
-    // last to finish running the bus), then released so that voices end inside
+    // last to finish running the bus; in calls of several ticks each part renders
+    // its voices over a whole batch), then released so that voices end inside
     // ticks rendered in parts; a light channel beside it; 40 lead voices whose voice
-    // filters run side by side, eight at a time, in parts too.
-    let set = common::set(
-        "channel(1, \"synth_pad\", #{ voices: 64, reverb: 0.3, chorus: 0.2 });\nchannel(2, \"bass_guitar\");\n\
-         channel(3, \"synth_lead\", #{ voices: 64, envelope: \"pad\" });\n",
-    );
-    let Renderer { mut engine, mut controller, .. } = Renderer::with_tables(&set, common::tables(48000)).expect("rig");
-    engine.set_threads_guarded(2, false, Some(part_guard));
-    engine.set_parallel_min_micros(0.0);
-    let mut out = vec![0.0f32; 1024 * 2];
-    for round in 0..300usize {
-        let at = engine.frames_out() + 3;
-        let mut evs = Vec::new();
-        match round {
-            2 => evs.extend(
-                (0..40u8).flat_map(|k| [0, 2].map(|channel| EventKind::NoteOn { channel, note: 40 + k, velocity: 90 })),
-            ),
-            150 => {
-                evs.extend((0..40u8).flat_map(|k| [0, 2].map(|channel| EventKind::NoteOff { channel, note: 40 + k })))
+    // filters run side by side, eight at a time, in parts too. On 2 and 3 threads,
+    // through a reload of the same set and the adoption of another.
+    let text = "channel(1, \"synth_pad\", #{ voices: 64, reverb: 0.3, chorus: 0.2 });\nchannel(2, \"bass_guitar\");\n\
+                channel(3, \"synth_lead\", #{ voices: 64, envelope: \"pad\" });\n";
+    let set = common::set(text);
+    let louder = common::set(&text.replace("chorus: 0.2 }", "chorus: 0.2, volume: 0.9 }"));
+    for threads in [2, 3] {
+        let Renderer { mut engine, mut controller, .. } =
+            Renderer::with_tables(&set, common::tables(48000)).expect("rig");
+        engine.set_threads_guarded(threads, false, Some(part_guard));
+        engine.set_parallel_min_micros(0.0);
+        let mut out = vec![0.0f32; 1024 * 2];
+        for round in 0..300usize {
+            match round {
+                60 => controller.publish_set(&set).expect("publish"),
+                100 => controller.publish_set(&louder).expect("publish"),
+                _ => {}
             }
-            r if r % 20 == 0 => evs.push(EventKind::NoteOn { channel: 1, note: 40, velocity: 90 }),
-            _ => {}
+            let at = engine.frames_out() + 3;
+            let mut evs = Vec::new();
+            match round {
+                2 => evs.extend(
+                    (0..40u8)
+                        .flat_map(|k| [0, 2].map(|channel| EventKind::NoteOn { channel, note: 40 + k, velocity: 90 })),
+                ),
+                150 => evs
+                    .extend((0..40u8).flat_map(|k| [0, 2].map(|channel| EventKind::NoteOff { channel, note: 40 + k }))),
+                r if r % 20 == 0 => evs.push(EventKind::NoteOn { channel: 1, note: 40, velocity: 90 }),
+                _ => {}
+            }
+            for k in evs {
+                assert!(controller.send(Event::new(at, k)), "the event queue has room");
+            }
+            let frames = [64usize, 256, 1000, 1024][round % 4];
+            let buf = &mut out[..frames * 2];
+            process_unallocating(
+                &mut engine,
+                buf,
+                format_args!("the audio thread allocated or freed in round {round} ({threads} threads)"),
+            );
+            assert!(buf.iter().all(|x| x.is_finite()));
+            controller.collect();
         }
-        for k in evs {
-            assert!(controller.send(Event::new(at, k)), "the event queue has room");
-        }
-        let frames = [64usize, 256, 1000, 1024][round % 4];
-        let buf = &mut out[..frames * 2];
-        process_unallocating(&mut engine, buf, format_args!("the audio thread allocated or freed in round {round}"));
-        assert!(buf.iter().all(|x| x.is_finite()));
-        controller.collect();
+        let (parts, splits) = (engine.parts_handed_out(), engine.batch_splits());
+        drop(engine);
+        assert!(parts > 0, "{threads} threads: the heavy channel was never handed out in parts a tick at a time");
+        assert!(splits > 0, "{threads} threads: the heavy channel was never handed out in parts over a batch");
     }
-    let parts = engine.parts_handed_out();
-    drop(engine);
-    assert!(parts > 0, "the heavy channel was never handed out in parts: the test proves nothing about them");
     assert!(PARTS.runs() > 0);
     assert_eq!(PARTS.violations(), 0, "a render worker allocated or freed while rendering parts");
 }

@@ -25,6 +25,21 @@ fn add(a: &mut [f32; TICK_FRAMES], b: &[f32; TICK_FRAMES]) {
     }
 }
 
+/// Adds a part's sum of voices into the channel's input.
+fn add_input(input: &mut ChannelInput, p: &ChannelInput) {
+    add(&mut input.mono, &p.mono);
+    if p.stereo {
+        add(&mut input.left, &p.left);
+        add(&mut input.right, &p.right);
+        input.stereo = true;
+    }
+    if p.sent {
+        add(&mut input.chorus, &p.chorus);
+        add(&mut input.reverb, &p.reverb);
+        input.sent = true;
+    }
+}
+
 /// Nanoseconds since `t0`, as a float (without the 128-bit conversion of `as_nanos`).
 fn nanos_since(t0: Option<Instant>) -> f32 {
     t0.map_or(0.0, |t0| {
@@ -79,6 +94,23 @@ impl BatchOut {
             feed: [[0.0; TICK_FRAMES]; MAX_BATCH],
             feed_key: [None; MAX_BATCH],
         })
+    }
+}
+
+/// Channels of one batch whose voices are handed out in parts, at most (their
+/// parts' sums go into the engine's [`SplitBufs`]).
+pub const MAX_SPLIT: usize = 2;
+
+/// The sums of a channel's parts over the ticks of a batch, when its voices are
+/// handed out in parts ([`Lane::plan_batch_split`]): part `p`'s sum of tick `t`
+/// is `inputs[p * MAX_BATCH + t]`.
+pub(super) struct SplitBufs {
+    inputs: Box<[ChannelInput]>,
+}
+
+impl SplitBufs {
+    pub fn new() -> Self {
+        SplitBufs { inputs: (0..MAX_PARTS * MAX_BATCH).map(|_| ChannelInput::default()).collect() }
     }
 }
 
@@ -221,13 +253,31 @@ impl ChannelState {
     /// Takes the parameters' targets from the configuration, the CC overrides and
     /// the expression; returns whether any moved (bit for bit) since the last call.
     pub fn update_target(&mut self) -> bool {
-        let base = self.config.as_ref().map(|c| &c.params).unwrap_or(&self.last);
         let before = self.target;
-        for ((t, &o), &b) in self.target.0.iter_mut().zip(&self.overrides).zip(&base.0) {
+        self.target = self.next_target();
+        before.0.iter().zip(&self.target.0).fold(false, |moved, (a, b)| moved | (a.to_bits() != b.to_bits()))
+    }
+
+    /// The parameters' targets [`ChannelState::update_target`] would take.
+    fn next_target(&self) -> ParamValues {
+        let base = self.config.as_ref().map(|c| &c.params).unwrap_or(&self.last);
+        let mut target = self.target;
+        for ((t, &o), &b) in target.0.iter_mut().zip(&self.overrides).zip(&base.0) {
             *t = if o.is_nan() { b } else { o };
         }
-        self.target.0[Param::Volume as usize] *= self.expression;
-        before.0.iter().zip(&self.target.0).fold(false, |moved, (a, b)| moved | (a.to_bits() != b.to_bits()))
+        target.0[Param::Volume as usize] *= self.expression;
+        target
+    }
+
+    /// Whether the next tick's step (targets and glides) changes nothing: the
+    /// targets stay where they are, and every voice parameter's glide and the bend
+    /// rest on them. Then so does every step after it until an event comes.
+    fn rests(&self) -> bool {
+        let b = self.bend_target();
+        self.voices_at_rest
+            && self.bend.value().to_bits() == b.to_bits()
+            && b.is_finite()
+            && self.next_target().0.iter().zip(&self.target.0).all(|(a, b)| a.to_bits() == b.to_bits())
     }
 
     fn bend_target(&self) -> f32 {
@@ -713,6 +763,13 @@ impl Lane {
             return 0;
         }
         self.begin(cx);
+        self.partition()
+    }
+
+    /// Shares the active voices out in parts (their positions in the active list),
+    /// as many as [`Lane::plan_parts`] says; returns how many.
+    fn partition(&mut self) -> usize {
+        let n = self.active.len();
         let parts = (n / PART_MIN_VOICES).min(MAX_PARTS);
         for (p, part) in self.parts[..parts].iter_mut().enumerate() {
             part.from = p * n / parts;
@@ -724,6 +781,125 @@ impl Lane {
         self.n_parts = parts;
         self.parts_left.store(parts, Relaxed);
         parts
+    }
+
+    /// Whether the channel's voices can be handed out in parts over a whole batch
+    /// (whose ticks' contexts are `cxs`; none: the events not yet known): it sounds
+    /// at least [`SPLIT_MIN_VOICES`] voices, no event of the batch reaches it, every
+    /// tick's step changes nothing (its parameters and bend rest), and none of its
+    /// voices can end before the batch's last tick. Then each tick's parts hold the
+    /// same voices and read the same parameters as when the ticks render one after
+    /// the other, so each part can render all the batch's ticks on its own.
+    pub fn splits_over(&self, cxs: &[TickCx]) -> bool {
+        let frames = cxs.len().max(MAX_BATCH) * TICK_FRAMES;
+        !self.st.idle
+            && self.active.len() >= SPLIT_MIN_VOICES
+            && cxs.iter().all(|cx| self.untouched_by(cx.events, cx))
+            && self.st.rests()
+            && self.active.iter().all(|&slot| self.voices[slot as usize].lasts(&self.st.now, frames))
+    }
+
+    /// The measured cost of each part [`Lane::partition`] would make, into `out`;
+    /// returns how many.
+    pub fn part_costs(&self, out: &mut [f32]) -> usize {
+        let n = self.active.len();
+        let parts = (n / PART_MIN_VOICES).min(MAX_PARTS).min(out.len());
+        let per_voice = self.cost_nanos / n.max(1) as f32;
+        for (p, c) in out[..parts].iter_mut().enumerate() {
+            *c = per_voice * ((p + 1) * n / parts - p * n / parts) as f32;
+        }
+        parts
+    }
+
+    /// The lane's voices and parts, for [`Lane::run_batch_part`] (taken last, after
+    /// the batch is planned).
+    pub fn split_ptrs(&mut self) -> (*mut Voice, *mut Part) {
+        (self.voices.as_mut_ptr(), self.parts.as_mut_ptr())
+    }
+
+    /// Plans a batch whose ticks the channel renders with its voices in parts
+    /// ([`Lane::splits_over`] holds): the first tick's step now (the others' change
+    /// nothing), and the parts. Returns how many. Audio thread.
+    pub fn plan_batch_split(&mut self, cx: &TickCx) -> usize {
+        self.begin(cx);
+        self.partition()
+    }
+
+    /// Part `p` of a channel planned by [`Lane::plan_batch_split`]: its voices over
+    /// the batch's `n` ticks (contexts from `cx_of`) into `bufs`; the thread that
+    /// renders the last part then finishes each tick ([`Lane::finish_batch_split`]),
+    /// into half `h` of the batch outputs. Audio thread or a worker.
+    ///
+    /// # Safety
+    /// `lane`, `voices` (its voices), `parts` (its parts) and `bufs` are live; no
+    /// other thread touches part `p`, its voices or its sums in `bufs` meanwhile, and
+    /// nothing changes the lane until every part is done.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn run_batch_part<'c>(
+        lane: *mut Lane,
+        voices: *mut Voice,
+        parts: *mut Part,
+        p: usize,
+        bufs: *mut SplitBufs,
+        h: usize,
+        n: usize,
+        cx_of: &dyn Fn(usize) -> TickCx<'c>,
+    ) {
+        // SAFETY: the contract. Only shared references to the rest of the lane are
+        // made, and they end before the count of parts left is taken down.
+        unsafe {
+            let l = lane as *const Lane;
+            let part = &mut *parts.add(p);
+            let inputs = (*bufs).inputs.as_mut_ptr().add(p * MAX_BATCH);
+            part.ended = false;
+            for t in 0..n {
+                let cx = cx_of(t);
+                let t0 = clock(&cx);
+                let input = &mut *inputs.add(t);
+                input.clear();
+                let Part { wave, env, from, to, .. } = &mut *part;
+                let slots = &(&(*l).active)[*from..*to];
+                let ended = Lane::render_part_into(&(*l).st, slots, voices, wave, env, input, &cx);
+                debug_assert!(!ended || t + 1 == n, "a voice of a channel split over a batch ended early");
+                part.ended |= ended;
+                part.nanos += nanos_since(t0);
+            }
+            if (*l).parts_left.fetch_sub(1, AcqRel) == 1 {
+                // The last part: every other part is done with the lane.
+                (*lane).finish_batch_split(h, n, &*bufs, cx_of);
+            }
+        }
+    }
+
+    /// The rest of each tick of a batch whose voices rendered in parts, in tick
+    /// order, as [`Lane::batch_tick`] would run it: the step (the first tick's was
+    /// taken when planned), the parts' sums added in part order, ended voices freed
+    /// (only the last tick's can end), the bus, the output kept in half `h`.
+    fn finish_batch_split<'c>(&mut self, h: usize, n: usize, bufs: &SplitBufs, cx_of: &dyn Fn(usize) -> TickCx<'c>) {
+        for t in 0..n {
+            let cx = cx_of(t);
+            let t0 = clock(&cx);
+            if t > 0 {
+                self.begin(&cx);
+            }
+            let input = &mut self.st.input;
+            for p in 0..self.n_parts {
+                add_input(input, &bufs.inputs[p * MAX_BATCH + t]);
+            }
+            if t + 1 == n {
+                let mut ended = false;
+                for part in &self.parts[..self.n_parts] {
+                    ended |= part.ended;
+                    self.spent_nanos += part.nanos;
+                }
+                if ended {
+                    self.free_ended();
+                }
+            }
+            self.end(&cx);
+            self.spent_nanos += nanos_since(t0);
+            self.keep_batch_out(h, t);
+        }
     }
 
     /// The parameters' step at the start of a tick.
@@ -744,7 +920,28 @@ impl Lane {
     /// at the part's positions of `active` during the call.
     unsafe fn render_part(st: &ChannelState, active: &[u16], voices: *mut Voice, part: &mut Part, cx: &TickCx) {
         let t0 = clock(cx);
-        let mut scratch = Scratch { wave: &mut part.wave, env: &mut part.env };
+        let Part { input, wave, env, from, to, .. } = part;
+        // SAFETY: the contract.
+        let ended = unsafe { Lane::render_part_into(st, &active[*from..*to], voices, wave, env, input, cx) };
+        part.ended = ended;
+        part.nanos = nanos_since(t0);
+    }
+
+    /// Renders the voices at `slots` over the whole tick into `input`, with the
+    /// scratch `wave` and `env`; returns whether one ended.
+    ///
+    /// # Safety
+    /// As for [`Lane::render_part`], for the voices at `slots`.
+    unsafe fn render_part_into(
+        st: &ChannelState,
+        slots: &[u16],
+        voices: *mut Voice,
+        wave: &mut [f32; TICK_FRAMES],
+        env: &mut [f32; TICK_FRAMES],
+        input: &mut ChannelInput,
+        cx: &TickCx,
+    ) -> bool {
+        let mut scratch = Scratch { wave, env };
         let ctx = VoiceCtx {
             sample_rate: cx.sr,
             tables: cx.tables,
@@ -753,7 +950,6 @@ impl Lane {
             banks: cx.banks,
             controls: st.controls,
         };
-        let input = &mut part.input;
         let out = VoiceOut {
             mono: &mut input.mono,
             left: &mut input.left,
@@ -764,9 +960,7 @@ impl Lane {
             sent: &mut input.sent,
         };
         // SAFETY: the slots are this part's (the contract).
-        let ended = unsafe { render_voices(voices, &active[part.from..part.to], &ctx, &mut scratch, out) };
-        part.ended = ended;
-        part.nanos = nanos_since(t0);
+        unsafe { render_voices(voices, slots, &ctx, &mut scratch, out) }
     }
 
     /// A channel planned in parts, rendered whole on this thread: every part in
@@ -788,18 +982,7 @@ impl Lane {
         let input = &mut self.st.input;
         let mut ended = false;
         for part in &self.parts[..self.n_parts] {
-            let p = &part.input;
-            add(&mut input.mono, &p.mono);
-            if p.stereo {
-                add(&mut input.left, &p.left);
-                add(&mut input.right, &p.right);
-                input.stereo = true;
-            }
-            if p.sent {
-                add(&mut input.chorus, &p.chorus);
-                add(&mut input.reverb, &p.reverb);
-                input.sent = true;
-            }
+            add_input(input, &part.input);
             ended |= part.ended;
             self.spent_nanos += part.nanos;
         }
@@ -836,6 +1019,12 @@ impl Lane {
         }
         self.plan_parts(cx);
         self.tick(cx);
+        self.keep_batch_out(h, t);
+    }
+
+    /// Keeps tick `t`'s output (and its shared reverb's input) in half `h` of the
+    /// batch outputs.
+    fn keep_batch_out(&mut self, h: usize, t: usize) {
         debug_assert!(!self.send_pending, "a batch has no sends to the shared effects");
         let b = &mut *self.batch[h];
         b.ready[t] = self.out_ready;

@@ -64,6 +64,24 @@ impl Envelope {
         self.stage == Stage::Done
     }
 
+    /// Whether the envelope surely does not end within the next `frames` samples
+    /// while `adsr` holds still: short of its release with a sustain level above
+    /// zero, or in a release that stays well above the level where it ends (the
+    /// decay worked out in double precision, with a margin far beyond the rounding
+    /// of the per-sample steps).
+    pub fn lasts(&self, adsr: &Adsr, frames: usize) -> bool {
+        match self.stage {
+            Stage::Attack | Stage::Decay | Stage::Sustain => adsr.sustain > 0.0,
+            Stage::Release => {
+                // (An end level far above the smallest normal float: the per-sample
+                // levels never flush to zero on the way.)
+                let frames = i32::try_from(frames).unwrap_or(i32::MAX);
+                self.floor > 1e-30 && self.level as f64 * (self.rate as f64).powi(frames) > self.floor as f64 * 1.01
+            }
+            Stage::Done => false,
+        }
+    }
+
     /// The level if it is holding still (sustain reached), to skip per-sample work.
     #[inline]
     pub fn steady_level(&self, adsr: &Adsr) -> Option<f32> {
@@ -219,6 +237,37 @@ mod tests {
         assert!((peak as i64 - 480).abs() <= 1, "{peak}");
         assert_eq!(e.stage(), Stage::Sustain);
         assert!((out[47999] - 0.5).abs() < 1e-4);
+    }
+
+    #[test]
+    fn an_envelope_said_to_last_does_not_end_meanwhile() {
+        let adsr = Adsr { attack: 0.01, decay: 0.05, sustain: 0.5, release: 0.08 };
+        let mut e = Envelope::start(&adsr, SR);
+        let (mut lasted, mut not) = (0, 0);
+        let mut out = [0.0f32; 128];
+        for block in 0..200 {
+            if block == 30 {
+                e.release(&adsr, SR);
+            }
+            let lasts = e.lasts(&adsr, 1024);
+            let mut ended = false;
+            for _ in 0..8 {
+                e.render(&adsr, SR, &mut out);
+                ended |= e.is_done();
+            }
+            assert!(!(lasts && ended), "block {block}: said to last, but ended");
+            if lasts {
+                lasted += 1
+            } else {
+                not += 1
+            }
+            if e.is_done() {
+                break;
+            }
+        }
+        assert!(lasted > 30 && not > 0, "{lasted} {not}");
+        // Without a sustain level the decay ends the note: never said to last.
+        assert!(!Envelope::start(&adsr, SR).lasts(&Adsr { sustain: 0.0, ..adsr }, 1024));
     }
 
     #[test]

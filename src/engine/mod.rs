@@ -31,7 +31,7 @@ use crate::dsp::glide::Glide;
 use crate::dsp::math::{db_to_gain, fast_tanh};
 use crate::params::{NUM_PARAMS, Param, Scope};
 use crate::tables::Tables;
-use channel::{Lane, MAX_BATCH, TickCx, Work};
+use channel::{Lane, MAX_BATCH, MAX_PARTS, MAX_SPLIT, SplitBufs, TickCx, Work};
 use event::{Event, EventKind};
 use midi_out::{MidiOut, OutTarget};
 use sequencer::{Sequencer, Sink};
@@ -646,6 +646,10 @@ pub struct Engine {
     /// What summing a batch's tick takes (sum, shared reverbs, master), measured on
     /// several threads (a moving average, nanoseconds), for the hand-out.
     tail_nanos: f32,
+    /// The sums of the parts of the channels a batch hands out in parts.
+    split_bufs: Box<[SplitBufs]>,
+    /// Channels of batches handed out in parts, so far.
+    batch_splits: u64,
 }
 
 /// A batch whose channels have rendered but whose ticks are not yet summed: the sum
@@ -748,7 +752,23 @@ impl TailJob<'_, '_> {
 enum BatchItem<'b, 'a, 'o> {
     Lane(&'b mut Lane),
     Tail(&'b mut TailJob<'a, 'o>),
+    /// A part of a channel's voices over the batch ([`Lane::run_batch_part`]).
+    Part(SplitPart),
 }
+
+/// A part of a channel whose voices a batch hands out in parts.
+struct SplitPart {
+    lane: *mut Lane,
+    voices: *mut voice::Voice,
+    parts: *mut channel::Part,
+    part: usize,
+    bufs: *mut SplitBufs,
+}
+
+// SAFETY: each part is run by one thread; the parts of one channel touch distinct
+// voices and sums, and read the rest of the lane, which nothing changes until the
+// last part (which then finishes the channel alone).
+unsafe impl Send for SplitPart {}
 
 impl Engine {
     /// Builds an engine playing `initial`, allocating every buffer it will use
@@ -803,6 +823,8 @@ impl Engine {
             batch_reach: [0; MAX_BATCH],
             batch_half: 0,
             tail_nanos: 0.0,
+            split_bufs: (0..MAX_SPLIT).map(|_| SplitBufs::new()).collect(),
+            batch_splits: 0,
         };
         let autoplay = initial.autoplay && initial.sync == SyncMode::Internal;
         let placeholder = e.adopt(Box::new(initial));
@@ -868,6 +890,11 @@ impl Engine {
     /// channel that no event reaches in a tick sums its voices in parts).
     pub fn parts_handed_out(&self) -> u64 {
         self.parts_handed_out
+    }
+
+    /// Channels of batches whose voices were handed out in parts, so far.
+    pub fn batch_splits(&self) -> u64 {
+        self.batch_splits
     }
 
     /// Shared reverbs' preparations (their reads, output and feedback) handed out
@@ -1638,15 +1665,25 @@ impl Engine {
         if threads < 2 {
             return true;
         }
-        let mut costs = [0.0f32; MAX_CHANNELS];
+        const ITEMS: usize = MAX_CHANNELS + MAX_SPLIT * MAX_PARTS;
+        let mut costs = [0.0f32; ITEMS];
         let mut m = 0;
+        let mut splits = 0;
+        let total: f32 = self.lanes.iter().filter(|l| !l.st.idle).map(|l| l.cost_nanos).sum();
+        let split_above = total / (2 * threads) as f32;
         for lane in self.lanes.iter().filter(|l| !l.st.idle) {
-            costs[m] = lane.cost_nanos;
-            m += 1;
+            // A heavy channel whose voices a batch can hand out in parts counts as
+            // its parts (unless an event of the batch then reaches it).
+            if splits < MAX_SPLIT && lane.cost_nanos > split_above && lane.splits_over(&[]) {
+                m += lane.part_costs(&mut costs[m..m + MAX_PARTS]);
+                splits += 1;
+            } else {
+                costs[m] = lane.cost_nanos;
+                m += 1;
+            }
         }
         costs[..m].sort_unstable_by(|a, b| b.total_cmp(a));
-        let total: f32 = costs[..m].iter().sum();
-        let mut order = [0u8; MAX_CHANNELS];
+        let mut order = [0u8; ITEMS];
         workers::split_order(&costs[..m], 0, threads, &mut order[..m]) <= BATCH_IMBALANCE * total / threads as f32
     }
 
@@ -1770,23 +1807,23 @@ impl Engine {
             let (sr, tables, snapshot, banks, bank_map) =
                 (self.sr, &*self.tables, &*self.snapshot, &self.banks, &self.bank_map);
             let (stats, voice_params, idle_ticks) = (&*self.ports.stats, &self.voice_params[..], self.idle_ticks);
+            let cx_of = |t: usize| TickCx {
+                sr,
+                tables,
+                snapshot,
+                banks,
+                bank_map,
+                stats,
+                events: &events[bounds[t]..bounds[t + 1]],
+                start: start0 + (t * TICK_FRAMES) as u64,
+                voice_params,
+                idle_ticks,
+                external,
+                timed,
+            };
             let run = |lane: &mut Lane| {
-                for t in 0..n {
-                    let cx = TickCx {
-                        sr,
-                        tables,
-                        snapshot,
-                        banks,
-                        bank_map,
-                        stats,
-                        events: &events[bounds[t]..bounds[t + 1]],
-                        start: start0 + (t * TICK_FRAMES) as u64,
-                        voice_params,
-                        idle_ticks,
-                        external,
-                        timed,
-                    };
-                    lane.batch_tick(half, t, reaches[t] & (1 << lane.ch) != 0, &cx);
+                for (t, reach) in reaches[..n].iter().enumerate() {
+                    lane.batch_tick(half, t, reach & (1 << lane.ch) != 0, &cx_of(t));
                 }
             };
             let mut tail = prev.map(|pending| TailJob {
@@ -1807,39 +1844,81 @@ impl Engine {
             if parallel {
                 // The sum before first (this thread takes it: the shared reverbs' and
                 // the master's state stay in its core's cache), then the channels,
-                // costliest first, shared out between this thread and the workers.
-                let mut items: [Option<BatchItem>; MAX_CHANNELS + 1] = std::array::from_fn(|_| None);
-                let mut lanes = self.lanes.iter_mut().enumerate();
-                for (i, &ch) in list[..m].iter().enumerate() {
-                    let lane = lanes.find(|(c, _)| *c == ch as usize).map(|(_, l)| l);
-                    items[i] = lane.map(BatchItem::Lane);
-                }
-                let mut by_cost = [0u8; MAX_CHANNELS + 1];
-                let mut sorted = [0.0f32; MAX_CHANNELS + 1];
+                // costliest first, shared out between this thread and the workers. A
+                // channel that would hold the other threads up (more than half a
+                // thread's share) goes in parts of its voices when it can
+                // (`Lane::splits_over`): each part renders its voices over the whole
+                // batch, and the last to finish runs the channel's ticks on their sum.
+                const ITEMS: usize = MAX_CHANNELS + 1 + MAX_SPLIT * MAX_PARTS;
+                let cxs: [TickCx; MAX_BATCH] = std::array::from_fn(|t| cx_of(t.min(n - 1)));
+                let total: f32 = costs[..m].iter().sum();
+                let split_above = total / (2 * threads) as f32;
+                let mut items: [Option<BatchItem>; ITEMS] = std::array::from_fn(|_| None);
+                let mut item_costs = [0.0f32; ITEMS];
                 let mut k = 0;
                 if let Some(tail) = &mut tail {
                     // Its cost in the channels' units (a tick's).
-                    sorted[0] = self.tail_nanos * tail.pending.n as f32 / n as f32;
-                    by_cost[0] = m as u8;
-                    items[m] = Some(BatchItem::Tail(tail));
+                    item_costs[0] = self.tail_nanos * tail.pending.n as f32 / n as f32;
+                    items[0] = Some(BatchItem::Tail(tail));
                     k = 1;
                 }
                 let pinned = k;
-                for (i, b) in by_cost[k..k + m].iter_mut().enumerate() {
-                    *b = i as u8;
+                let lanes = self.lanes.as_mut_ptr();
+                let bufs = self.split_bufs.as_mut_ptr();
+                let mut splits = 0;
+                for (&ch, &cost) in list[..m].iter().zip(&costs[..m]) {
+                    // SAFETY: each listed lane is taken once, and used through these
+                    // items alone until the job below ends.
+                    let lane = unsafe { &mut *lanes.add(ch as usize) };
+                    if splits < MAX_SPLIT && cost > split_above && lane.splits_over(&cxs[..n]) {
+                        let mut part_costs = [0.0f32; MAX_PARTS];
+                        let parts = lane.part_costs(&mut part_costs);
+                        let planned = lane.plan_batch_split(&cxs[0]);
+                        debug_assert_eq!(parts, planned);
+                        let (voices, parts_at) = lane.split_ptrs();
+                        let lane = lane as *mut Lane;
+                        for (p, &c) in part_costs[..planned].iter().enumerate() {
+                            items[k] = Some(BatchItem::Part(SplitPart {
+                                lane,
+                                voices,
+                                parts: parts_at,
+                                part: p,
+                                // SAFETY: `splits` is below MAX_SPLIT, the buffers' count.
+                                bufs: unsafe { bufs.add(splits) },
+                            }));
+                            item_costs[k] = c;
+                            k += 1;
+                        }
+                        splits += 1;
+                    } else {
+                        items[k] = Some(BatchItem::Lane(lane));
+                        item_costs[k] = cost;
+                        k += 1;
+                    }
                 }
-                by_cost[k..k + m].sort_unstable_by(|&a, &b| costs[b as usize].total_cmp(&costs[a as usize]));
-                for j in k..k + m {
-                    sorted[j] = costs[by_cost[j] as usize];
+                self.batch_splits += splits as u64;
+                let mut by_cost = [0u8; ITEMS];
+                for (j, b) in by_cost[..k].iter_mut().enumerate() {
+                    *b = j as u8;
                 }
-                let mut order = [0u8; MAX_CHANNELS + 1];
-                workers::split_order(&sorted[..k + m], pinned, threads, &mut order[..k + m]);
-                for o in &mut order[..k + m] {
+                by_cost[pinned..k].sort_unstable_by(|&a, &b| item_costs[b as usize].total_cmp(&item_costs[a as usize]));
+                let mut sorted = [0.0f32; ITEMS];
+                for (c, &b) in sorted[..k].iter_mut().zip(&by_cost[..k]) {
+                    *c = item_costs[b as usize];
+                }
+                let mut order = [0u8; ITEMS];
+                workers::split_order(&sorted[..k], pinned, threads, &mut order[..k]);
+                for o in &mut order[..k] {
                     *o = by_cost[*o as usize];
                 }
-                self.pool.run(&mut items[..m + k], &order[..k + m], &|item: &mut Option<BatchItem>| match item {
+                self.pool.run(&mut items[..k], &order[..k], &|item: &mut Option<BatchItem>| match item {
                     Some(BatchItem::Lane(lane)) => run(lane),
                     Some(BatchItem::Tail(tail)) => tail.run(),
+                    // SAFETY: the part's pointers are its lane's, planned above; each
+                    // part is run once, by one thread, while the lanes live.
+                    Some(BatchItem::Part(sp)) => unsafe {
+                        Lane::run_batch_part(sp.lane, sp.voices, sp.parts, sp.part, sp.bufs, half, n, &cx_of)
+                    },
                     None => {}
                 });
             } else {

@@ -413,6 +413,20 @@ impl Voice {
         matches!(self.source, VoiceSource::Synth(s) if !holds && SYNTHS[s as usize].synth.uses_line())
     }
 
+    /// Whether the voice surely keeps sounding over the next `frames` samples while
+    /// no event reaches its channel and the parameters `params` hold still: a synth
+    /// voice that holds its delay line, is not stolen, whose synth does not die away
+    /// by itself, and whose envelope does not end meanwhile ([`Envelope::lasts`]).
+    pub fn lasts(&self, params: &ParamValues, frames: usize) -> bool {
+        let VoiceSource::Synth(s) = self.source else { return false };
+        self.active
+            && self.steal_left == 0
+            && self.line_wait.is_none()
+            && !self.lacks_line()
+            && !SYNTHS[s as usize].synth.decays()
+            && self.env.lasts(&Self::adsr(self.frozen.as_ref().unwrap_or(params)), frames)
+    }
+
     fn adsr(p: &ParamValues) -> Adsr {
         let release = match p.get(Param::Release) {
             r if r > 0.0 => r,

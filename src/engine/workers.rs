@@ -92,20 +92,82 @@ pub fn split_order(costs: &[f32], pinned: usize, threads: usize, order: &mut [u8
     let n = costs.len().min(order.len()).min(MAX_ITEMS);
     let pinned = pinned.min(n);
     let workers = threads.saturating_sub(1).max(1) as f32;
-    let (mut front, mut back) = (0usize, n);
+    // Which side each item goes to (true: the audio thread's), greedily.
+    let mut ours = [false; MAX_ITEMS];
     let (mut mine, mut theirs) = (0.0f32, 0.0f32);
     for (i, &c) in costs[..n].iter().enumerate() {
-        if i < pinned || mine <= theirs / workers {
-            order[front] = i as u8;
-            front += 1;
+        ours[i] = i < pinned || mine <= theirs / workers;
+        if ours[i] {
             mine += c;
         } else {
-            back -= 1;
-            order[back] = i as u8;
             theirs += c;
         }
     }
+    if threads == 2 && n - pinned <= REBALANCE_MAX_ITEMS {
+        (mine, theirs) = rebalance(&costs[..n], pinned, &mut ours[..n], mine, theirs);
+    }
+    let (mut front, mut back) = (0usize, n);
+    for (i, &o) in ours[..n].iter().enumerate() {
+        if o {
+            order[front] = i as u8;
+            front += 1;
+        } else {
+            back -= 1;
+            order[back] = i as u8;
+        }
+    }
     mine.max(theirs / workers)
+}
+
+/// Items beyond which a split between two threads stays the greedy one (the
+/// search for a better one takes time in the square of their count).
+const REBALANCE_MAX_ITEMS: usize = 24;
+
+/// Improves a split between two threads (`ours[i]`: item `i` on the audio
+/// thread's side, whose items cost `mine` in all, the other side `theirs`) by
+/// moving one unpinned item across or swapping two, the move that evens the
+/// sides most each time, while one does (a few rounds at most): the greedy split
+/// leaves, for instance, 30.3 against 24.7 where 28.5 against 26.6 exists. Returns
+/// the sides' new costs. The same costs give the same split.
+fn rebalance(costs: &[f32], pinned: usize, ours: &mut [bool], mut mine: f32, mut theirs: f32) -> (f32, f32) {
+    const ROUNDS: usize = 4;
+    for _ in 0..ROUNDS {
+        let gap = (mine - theirs).abs();
+        // (the gap after, the items moved: one, or two swapped)
+        let mut best = (gap, usize::MAX, usize::MAX);
+        for i in pinned..costs.len() {
+            let d = if ours[i] { -costs[i] } else { costs[i] };
+            let after = (mine + d - (theirs - d)).abs();
+            if after < best.0 {
+                best = (after, i, usize::MAX);
+            }
+            if !ours[i] {
+                continue;
+            }
+            for j in pinned..costs.len() {
+                if ours[j] {
+                    continue;
+                }
+                let d = costs[j] - costs[i];
+                let after = (mine + d - (theirs - d)).abs();
+                if after < best.0 {
+                    best = (after, i, j);
+                }
+            }
+        }
+        if best.1 == usize::MAX || best.0 >= gap * 0.999 {
+            break;
+        }
+        for k in [best.1, best.2] {
+            if k != usize::MAX {
+                let d = if ours[k] { -costs[k] } else { costs[k] };
+                ours[k] = !ours[k];
+                mine += d;
+                theirs -= d;
+            }
+        }
+    }
+    (mine, theirs)
 }
 
 /// The claim word: generation (high 40 bits), items in the job, items taken from
@@ -450,6 +512,15 @@ mod tests {
             assert!((a - b).abs() <= 9.0, "pinned {pinned}: {a} against {b} ({order:?})");
             assert_eq!(heavier, a.max(b), "pinned {pinned}: the heavier side's cost");
         }
+        // Where the greedy split is uneven ({16.1, 7.4, 6.8} against {12.4, 12.4}),
+        // a swap evens it ({16.1, 12.4} against {12.4, 7.4, 6.8}).
+        let costs = [16.1, 12.4, 12.4, 7.4, 6.8];
+        let mut order = [0u8; 5];
+        let heavier = split_order(&costs, 0, 2, &mut order);
+        assert!((heavier - 28.5).abs() < 1e-3, "{heavier} ({order:?})");
+        let mut seen = order.to_vec();
+        seen.sort();
+        assert_eq!(seen, (0..5).collect::<Vec<u8>>(), "{order:?}");
         // Unpinned, equal costs alternate: half each.
         let mut order = [0u8; 6];
         split_order(&[1.0; 6], 0, 2, &mut order);
