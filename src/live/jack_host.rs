@@ -265,6 +265,9 @@ pub struct Clients {
 /// The second client, never activated, that the control thread connects ports
 /// with ([`JackStream::ports_client`]).
 const PORTS_CLIENT: &str = "jamrig_ports";
+/// How long the second client waits for the callback to take the engine before it
+/// is opened anyway (a stalled server).
+const PORTS_CLIENT_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The second client's state. It is opened only once the engine has been handed
 /// over: the server answers one request at a time, and opening a client waits for
@@ -400,10 +403,21 @@ impl JackStream {
         });
         // Dropped here, on the control side, if the slot is taken.
         self.handoff.push(running).map_err(|_| failed("the client plays an engine already; restart jamrig"))?;
-        // Now the second client (the server is no longer busy with the first).
+        // Now the second client, once the callback has taken the engine: the server
+        // answers one request at a time, and a client's open takes it about a cycle,
+        // which would hold back whatever else asks it meanwhile (a connection to
+        // jamrig's outputs made by another client as it starts, for one).
         let mut ports = self.ports.lock().unwrap_or_else(|p| p.into_inner());
+        let handoff = self.handoff.clone();
+        let open_after_adoption = move || {
+            let since = std::time::Instant::now();
+            while !handoff.is_empty() && since.elapsed() < PORTS_CLIENT_WAIT {
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+            open(PORTS_CLIENT)
+        };
         if matches!(*ports, PortsClient::Unopened)
-            && let Ok(h) = std::thread::Builder::new().name("jamrig-jack-ports".into()).spawn(|| open(PORTS_CLIENT))
+            && let Ok(h) = std::thread::Builder::new().name("jamrig-jack-ports".into()).spawn(open_after_adoption)
         {
             *ports = PortsClient::Opening(h);
         }
