@@ -116,6 +116,19 @@ unsafe fn reading(at: *const f32, p: u32, inc: u32, pv: std::arch::x86_64::__m25
     _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), frac))
 }
 
+/// The phases of eight samples, the first at `p` and each next one `inc` further,
+/// and the step from one vector of eight to the next (as a number and in every lane).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn lane_phases(p: u32, inc: u32) -> (std::arch::x86_64::__m256i, u32, std::arch::x86_64::__m256i) {
+    use std::arch::x86_64::*;
+    let steps = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let pv = _mm256_add_epi32(_mm256_set1_epi32(p as i32), _mm256_mullo_epi32(steps, _mm256_set1_epi32(inc as i32)));
+    let step = inc.wrapping_mul(LANES as u32);
+    (pv, step, _mm256_set1_epi32(step as i32))
+}
+
 /// Vectors of eight samples that [`sum_oscillators_avx2`] keeps in registers while
 /// every oscillator adds into them.
 #[cfg(target_arch = "x86_64")]
@@ -176,7 +189,6 @@ fn tile<const T: usize>(
     use std::arch::x86_64::*;
     assert!(o.len() >= T * LANES);
     let gain_v = _mm256_set1_ps(gain);
-    let steps = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     // SAFETY: `o` holds T vectors (asserted above).
     let mut acc: [__m256; T] = std::array::from_fn(|v| {
         if fresh { _mm256_setzero_ps() } else { unsafe { _mm256_loadu_ps(o.as_ptr().add(v * LANES)) } }
@@ -184,10 +196,7 @@ fn tile<const T: usize>(
     for ((table, phase), &inc) in tables.iter().zip(phases.iter_mut()).zip(incs) {
         let at = table.as_ptr();
         let mut p = *phase;
-        let mut pv =
-            _mm256_add_epi32(_mm256_set1_epi32(p as i32), _mm256_mullo_epi32(steps, _mm256_set1_epi32(inc as i32)));
-        let step = inc.wrapping_mul(LANES as u32);
-        let step_v = _mm256_set1_epi32(step as i32);
+        let (mut pv, step, step_v) = lane_phases(p, inc);
         for a in acc.iter_mut() {
             // SAFETY: AVX2 is enabled here and `at` is a table.
             let read = unsafe { reading(at, p, inc, pv) };
@@ -226,13 +235,9 @@ fn scan(
 ) -> u32 {
     use std::arch::x86_64::*;
     let whole = out.len() - out.len() % LANES;
-    let steps = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let at = table.as_ptr();
     let mut p = phase;
-    let mut pv =
-        _mm256_add_epi32(_mm256_set1_epi32(p as i32), _mm256_mullo_epi32(steps, _mm256_set1_epi32(inc as i32)));
-    let step = inc.wrapping_mul(LANES as u32);
-    let step_v = _mm256_set1_epi32(step as i32);
+    let (mut pv, step, step_v) = lane_phases(p, inc);
     for o in out[..whole].chunks_exact_mut(LANES) {
         // SAFETY: AVX2 is enabled here and `at` is a table; `o` holds LANES floats.
         unsafe {
