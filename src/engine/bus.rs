@@ -217,7 +217,14 @@ impl FilterRun {
     }
 }
 
-/// The phaser mixed in by `m = (p0 + pd * (i + 1)) * 0.5` and then the low-pass fully
+/// The phaser's wet share at sample `i` of a block whose mix glide starts at `p0`
+/// and steps `pd` per sample (half the mix: the phaser is an even blend at full).
+#[inline(always)]
+fn phaser_mix(p0: f32, pd: f32, i: usize) -> f32 {
+    (p0 + pd * (i as i32 + 1) as f32) * 0.5
+}
+
+/// The phaser mixed in by [`phaser_mix`] and then the low-pass fully
 /// on, sample by sample in one loop: the same operations in the same order as the
 /// phaser over a copy of the block, the mix, and [`FilterStage::run`] one after the
 /// other, but the phaser's recursion and the filter's overlap rather than running
@@ -236,7 +243,7 @@ fn phaser_then_lowpass(
     let [fl, fr] = lowpass;
     for (i, (xl, xr)) in l.iter_mut().zip(r.iter_mut()).enumerate() {
         let (wl, wr) = phaser.tick(al, ar, *xl, *xr);
-        let m = (p0 + pd * (i as i32 + 1) as f32) * 0.5;
+        let m = phaser_mix(p0, pd, i);
         let yl = *xl + (wl - *xl) * m;
         let yr = *xr + (wr - *xr) * m;
         *xl = fl.tick(c, yl).0;
@@ -575,7 +582,7 @@ impl Bus {
                     wr.copy_from_slice(r);
                     self.phaser.process(wl, wr, t.get(Param::PhaserRate), sr);
                     for i in 0..n {
-                        let m = (p0 + pd * (i as i32 + 1) as f32) * 0.5;
+                        let m = phaser_mix(p0, pd, i);
                         l[i] += (wl[i] - l[i]) * m;
                         r[i] += (wr[i] - r[i]) * m;
                     }
@@ -849,7 +856,7 @@ mod tests {
         let (mut wl, mut wr) = (l.to_vec(), r.to_vec());
         phaser.process(&mut wl, &mut wr, 0.3, sr);
         for i in 0..l.len() {
-            let m = (p0 + pd * (i as i32 + 1) as f32) * 0.5;
+            let m = phaser_mix(p0, pd, i);
             l[i] += (wl[i] - l[i]) * m;
             r[i] += (wr[i] - r[i]) * m;
         }

@@ -770,6 +770,12 @@ struct SplitPart {
 // last part (which then finishes the channel alone).
 unsafe impl Send for SplitPart {}
 
+/// The cost above which a channel holds the other threads up, so that its voices go
+/// in parts: half a thread's share of `total`.
+fn split_above(total: f32, threads: usize) -> f32 {
+    total / (2 * threads) as f32
+}
+
 impl Engine {
     /// Builds an engine playing `initial`, allocating every buffer it will use
     /// until a snapshot configures another channel (whose voice slots and bus the
@@ -1670,7 +1676,7 @@ impl Engine {
         let mut m = 0;
         let mut splits = 0;
         let total: f32 = self.lanes.iter().filter(|l| !l.st.idle).map(|l| l.cost_nanos).sum();
-        let split_above = total / (2 * threads) as f32;
+        let split_above = split_above(total, threads);
         for lane in self.lanes.iter().filter(|l| !l.st.idle) {
             // A heavy channel whose voices a batch can hand out in parts counts as
             // its parts (unless an event of the batch then reaches it).
@@ -1852,7 +1858,7 @@ impl Engine {
                 const ITEMS: usize = MAX_CHANNELS + 1 + MAX_SPLIT * MAX_PARTS;
                 let cxs: [TickCx; MAX_BATCH] = std::array::from_fn(|t| cx_of(t.min(n - 1)));
                 let total: f32 = costs[..m].iter().sum();
-                let split_above = total / (2 * threads) as f32;
+                let split_above = split_above(total, threads);
                 let mut items: [Option<BatchItem>; ITEMS] = std::array::from_fn(|_| None);
                 let mut item_costs = [0.0f32; ITEMS];
                 let mut k = 0;
@@ -2004,7 +2010,7 @@ impl Engine {
         // otherwise hold the other threads up (more than half a thread's share).
         let mut items = [Work::NONE; MAX_WORK];
         let mut m = 0;
-        let split_above = if parallel { total_nanos / (2 * threads) as f32 } else { f32::INFINITY };
+        let split_above = if parallel { split_above(total_nanos, threads) } else { f32::INFINITY };
         let lanes = self.lanes.as_mut_ptr();
         for ch in 0..MAX_CHANNELS {
             if work & (1 << ch) == 0 {
