@@ -35,7 +35,7 @@ fn sets() -> (Set, Set) {
         channel(2, #{ synth: "fm", envelope: "pad", lowpass: 900.0, distortion: 0.5, saturation: 0.4 });
         channel(3, "pluck_synth", #{ highpass: 200.0, voices: 4 });
         channel(4, "synth_pad", #{ lowpass: 4000.0 });
-        channel(6, "saw", #{ reverb: 0.3 });
+        channel(6, "saw", #{ reverb: 0.3, lowpass: 4000.0, chorus: 0.2 });
         drums(10);
         cc(74, "lowpass", 200.0, 8000.0);
         cc(71, "reverb", 0.0, 0.8, 2);

@@ -40,6 +40,29 @@ impl Chorus {
         wet_r: &mut [f32],
     ) {
         let n = input.len().min(MAX_BLOCK);
+        let taps = self.write(&input[..n], rate_hz, depth_s, sample_rate);
+        let buf = self.ring();
+        let (l, r) = (&mut wet_l[..n], &mut wet_r[..n]);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2 (checked just above).
+            unsafe {
+                read_avx2(buf, taps.start, taps.left.0, taps.left.1, l);
+                read_avx2(buf, taps.start, taps.right.0, taps.right.1, r);
+            }
+            return;
+        }
+        read(buf, taps.start, taps.left.0, taps.left.1, l);
+        read(buf, taps.start, taps.right.0, taps.right.1, r);
+    }
+
+    /// The first half of [`Chorus::process`], for a loop that reads the taps sample by
+    /// sample beside other stages: writes the block `input` (at most [`MAX_BLOCK`]
+    /// samples) into the ring, moves the LFO on, and gives where the block's two taps
+    /// read ([`ChorusTaps::tap`] on [`Chorus::ring`]).
+    #[inline]
+    pub fn write(&mut self, input: &[f32], rate_hz: f32, depth_s: f32, sample_rate: f32) -> ChorusTaps {
+        let n = input.len().min(MAX_BLOCK);
         let dphase = rate_hz as f64 / sample_rate as f64 * n as f64;
         let base = CHORUS_BASE_SECONDS * sample_rate;
         let depth = depth_s.clamp(0.0, CHORUS_MAX_DEPTH_SECONDS.min(CHORUS_BASE_SECONDS - 0.001)) * sample_rate;
@@ -48,28 +71,23 @@ impl Chorus {
         let (r0, r1) = (at(self.phase, 0.25), at(self.phase + dphase, 0.25));
         let start = self.pos;
         let mask = self.mask;
-        for (i, x) in input[..n].iter().enumerate() {
-            self.buf[(start + i) & mask] = *x;
-        }
+        // The block in at most two contiguous runs, split where the ring wraps (the
+        // ring is longer than a block).
+        let first = n.min(mask + 1 - start);
+        self.buf[start..start + first].copy_from_slice(&input[..first]);
+        self.buf[..n - first].copy_from_slice(&input[first..n]);
         self.pos = (start + n) & mask;
         // Delays in 16.16 fixed point, interpolated across the block in integers.
         let fixed = |d: f32| (d * FIXED_ONE) as i64;
-        let step = |a: f32, b: f32| (fixed(b) - fixed(a)) / n as i64;
-        let buf = &self.buf[..=mask];
-        let (l, r) = (&mut wet_l[..n], &mut wet_r[..n]);
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the processor has AVX2 (checked just above).
-            unsafe {
-                read_avx2(buf, start, fixed(l0), step(l0, l1), l);
-                read_avx2(buf, start, fixed(r0), step(r0, r1), r);
-            }
-            self.phase = fract_turns(self.phase + dphase);
-            return;
-        }
-        read(buf, start, fixed(l0), step(l0, l1), l);
-        read(buf, start, fixed(r0), step(r0, r1), r);
+        let step = |a: f32, b: f32| (fixed(b) - fixed(a)) / n.max(1) as i64;
         self.phase = fract_turns(self.phase + dphase);
+        ChorusTaps { start, left: (fixed(l0), step(l0, l1)), right: (fixed(r0), step(r0, r1)) }
+    }
+
+    /// The ring the taps of [`Chorus::write`] read (a power of two long).
+    #[inline]
+    pub fn ring(&self) -> &[f32] {
+        &self.buf[..=self.mask]
     }
 
     pub fn clear(&mut self) {
@@ -80,21 +98,45 @@ impl Chorus {
 /// One in the 16.16 fixed point of the delays.
 const FIXED_ONE: f32 = 65536.0;
 
+/// Where a block's two taps read: the block's start in the ring, and each tap's
+/// delay before the first sample and its step per sample (16.16 fixed point).
+#[derive(Clone, Copy, Debug)]
+pub struct ChorusTaps {
+    pub start: usize,
+    pub left: (i64, i64),
+    pub right: (i64, i64),
+}
+
+impl ChorusTaps {
+    /// Sample `i` of a tap read at delay `d` (16.16 fixed point, behind the block's
+    /// sample `i`) from `buf` (a power of two long), interpolating linearly between
+    /// neighbours: what [`read`] gives at `i` once its delay has stepped to `d`.
+    #[inline(always)]
+    pub fn tap(&self, buf: &[f32], i: usize, d: i64) -> f32 {
+        tap(buf, self.start, i, d)
+    }
+}
+
+#[inline(always)]
+fn tap(buf: &[f32], start: usize, i: usize, d: i64) -> f32 {
+    let mask = buf.len() - 1;
+    let di = (d >> 16) as usize;
+    let frac = (d & 0xFFFF) as i32 as f32 * (1.0 / FIXED_ONE);
+    let at = (start + i).wrapping_sub(di);
+    let newer = buf[at & mask];
+    let older = buf[at.wrapping_sub(1) & mask];
+    newer + (older - newer) * frac
+}
+
 /// Reads the ring `buf` (a power of two long) at a delay starting at `d0 + step`
 /// (16.16 fixed point, behind position `start`) and moving by `step` per sample,
 /// interpolating linearly between neighbours.
 #[inline(always)]
 fn read(buf: &[f32], start: usize, d0: i64, step: i64, out: &mut [f32]) {
-    let mask = buf.len() - 1;
     let mut d = d0;
     for (i, o) in out.iter_mut().enumerate() {
         d += step;
-        let di = (d >> 16) as usize;
-        let frac = (d & 0xFFFF) as i32 as f32 * (1.0 / FIXED_ONE);
-        let at = (start + i).wrapping_sub(di);
-        let newer = buf[at & mask];
-        let older = buf[at.wrapping_sub(1) & mask];
-        *o = newer + (older - newer) * frac;
+        *o = tap(buf, start, i, d);
     }
 }
 

@@ -63,6 +63,67 @@ impl Svf {
     }
 }
 
+/// Two channels of filter state (left and right) in the first two lanes of a
+/// vector each, stepped together: each lane does what [`Svf::tick`] does, the same
+/// operations in the same order (no fused multiply-add), so each side comes out the
+/// same bit for bit. The two recursions run in one chain of vector operations with no
+/// moves between lanes on it (the compiler's build of two [`Svf::tick`]s side by side
+/// shuffled the states between lanes on every sample).
+#[derive(Clone, Copy, Debug)]
+pub struct SvfPair {
+    ic1: wide::f32x4,
+    ic2: wide::f32x4,
+}
+
+/// [`SvfCoefs`] in every lane, for [`SvfPair`].
+#[derive(Clone, Copy, Debug)]
+pub struct SvfPairCoefs {
+    k: wide::f32x4,
+    a1: wide::f32x4,
+    a2: wide::f32x4,
+    a3: wide::f32x4,
+}
+
+impl From<&SvfCoefs> for SvfPairCoefs {
+    #[inline(always)]
+    fn from(c: &SvfCoefs) -> Self {
+        use wide::f32x4;
+        SvfPairCoefs { k: f32x4::splat(c.k), a1: f32x4::splat(c.a1), a2: f32x4::splat(c.a2), a3: f32x4::splat(c.a3) }
+    }
+}
+
+impl SvfPair {
+    /// The states of `pair` (left, right) side by side.
+    #[inline(always)]
+    pub fn load(pair: &[Svf; 2]) -> Self {
+        use wide::f32x4;
+        SvfPair {
+            ic1: f32x4::from([pair[0].ic1, pair[1].ic1, 0.0, 0.0]),
+            ic2: f32x4::from([pair[0].ic2, pair[1].ic2, 0.0, 0.0]),
+        }
+    }
+
+    /// Writes the states back to `pair`.
+    #[inline(always)]
+    pub fn store(&self, pair: &mut [Svf; 2]) {
+        let (ic1, ic2) = (self.ic1.to_array(), self.ic2.to_array());
+        *pair = [Svf { ic1: ic1[0], ic2: ic2[0] }, Svf { ic1: ic1[1], ic2: ic2[1] }];
+    }
+
+    /// Returns `(low, band, high)` for the inputs `x` (left, right in the first two
+    /// lanes), each lane as [`Svf::tick`].
+    #[inline(always)]
+    pub fn tick(&mut self, c: &SvfPairCoefs, x: wide::f32x4) -> (wide::f32x4, wide::f32x4, wide::f32x4) {
+        let two = wide::f32x4::splat(2.0);
+        let v3 = x - self.ic2;
+        let v1 = c.a1 * self.ic1 + c.a2 * v3;
+        let v2 = self.ic2 + c.a2 * self.ic1 + c.a3 * v3;
+        self.ic1 = two * v1 - self.ic1;
+        self.ic2 = two * v2 - self.ic2;
+        (v2, v1, x - c.k * v1 - v2)
+    }
+}
+
 /// Low-passes eight signals side by side: signal `l`, the first `n` samples of
 /// `x[l]`, through `filters[l]` with `coefs[l]`. Each lane does what
 /// [`Svf::lowpass`] does sample by sample, the same operations in the same order (no
@@ -145,6 +206,51 @@ mod tests {
                     (filters[l].ic1.to_bits(), filters[l].ic2.to_bits()),
                     (alone[l].ic1.to_bits(), alone[l].ic2.to_bits())
                 );
+            }
+        }
+    }
+
+    fn pair_ticks(pair: &mut [Svf; 2], c: &SvfCoefs, x: &[(f32, f32)]) -> Vec<[f32; 6]> {
+        let mut p = SvfPair::load(pair);
+        let c = SvfPairCoefs::from(c);
+        let out = x
+            .iter()
+            .map(|&(l, r)| {
+                let (lo, band, high) = p.tick(&c, wide::f32x4::from([l, r, 0.0, 0.0]));
+                let (lo, band, high) = (lo.to_array(), band.to_array(), high.to_array());
+                [lo[0], band[0], high[0], lo[1], band[1], high[1]]
+            })
+            .collect();
+        p.store(pair);
+        out
+    }
+
+    crate::dsp::wide_build!(fn pair_ticks_wide = pair_ticks, (pair: &mut [Svf; 2], c: &SvfCoefs, x: &[(f32, f32)]) -> Vec<[f32; 6]>);
+
+    #[test]
+    fn a_pair_ticks_as_two_filters_bit_for_bit() {
+        let sr = 48000.0;
+        for (cutoff, q) in [(1000.0f32, 0.707f32), (25.0, 8.0), (21_000.0, 0.2)] {
+            let c = SvfCoefs::new(cutoff, q, sr);
+            let start = [Svf { ic1: 0.3, ic2: -0.1 }, Svf { ic1: -0.02, ic2: 0.5 }];
+            let (mut alone, mut pair, mut wide_pair) = (start, start, start);
+            for n in [64usize, 1, 37, 0, 200] {
+                let x: Vec<(f32, f32)> =
+                    (0..n).map(|t| ((t as f32 * 0.37).sin(), (t as f32 * 0.011).cos() * 2.0 - 0.5)).collect();
+                let want: Vec<[f32; 6]> = x
+                    .iter()
+                    .map(|&(l, r)| {
+                        let (a, b, c_) = alone[0].tick(&c, l);
+                        let (d, e, f) = alone[1].tick(&c, r);
+                        [a, b, c_, d, e, f]
+                    })
+                    .collect();
+                let bits = |v: &[[f32; 6]]| v.iter().flatten().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let state = |p: &[Svf; 2]| p.map(|f| (f.ic1.to_bits(), f.ic2.to_bits()));
+                assert_eq!(bits(&pair_ticks(&mut pair, &c, &x)), bits(&want), "{cutoff} Hz, {n} samples");
+                assert_eq!(bits(&pair_ticks_wide(&mut wide_pair, &c, &x)), bits(&want), "wide: {cutoff} Hz, {n}");
+                assert_eq!(state(&pair), state(&alone));
+                assert_eq!(state(&wide_pair), state(&alone));
             }
         }
     }

@@ -3,18 +3,19 @@
 //! Every parameter glides; each stage is skipped while its mix rests at zero, and
 //! its state (delay lines, reverb tail) persists across ticks and snapshot swaps.
 
-use crate::dsp::chorus::Chorus;
+use crate::dsp::chorus::{Chorus, ChorusTaps};
 use crate::dsp::delay::StereoDelay;
 use crate::dsp::glide::Glide;
 use crate::dsp::math::{db_to_gain, fast_tanh, fract_turns, sin_turns};
 use crate::dsp::oversample::Oversampler4;
 use crate::dsp::phaser::Phaser;
 use crate::dsp::reverb::Reverb;
-use crate::dsp::svf::{Svf, SvfCoefs};
+use crate::dsp::svf::{Svf, SvfCoefs, SvfPair, SvfPairCoefs};
 use crate::engine::TICK_FRAMES;
 use crate::engine::snapshot::SharedReverb;
 use crate::params::{NUM_PARAMS, Param, ParamValues};
 use std::f32::consts::FRAC_PI_4;
+use wide::f32x4;
 
 /// Longest echo the delay line holds.
 pub const MAX_DELAY_SECONDS: f32 = 2.0;
@@ -172,25 +173,28 @@ impl FilterStage {
     /// Filters the block as [`FilterStage::begin`] set it up.
     fn run(&mut self, run: &FilterRun, high: bool, l: &mut [f32], r: &mut [f32]) {
         let FilterRun { c, m0, dm } = *run;
-        // Both sides in one loop: two independent recursions run side by side.
-        let [fl, fr] = &mut self.state;
+        // Both sides as one pair: two independent recursions in one chain of vector
+        // operations.
+        let c = SvfPairCoefs::from(&c);
+        let mut f = SvfPair::load(&self.state);
         if run.fully_on() {
             // Fully on: the filter's output as is.
             for (xl, xr) in l.iter_mut().zip(r.iter_mut()) {
-                let (lo_l, _, hi_l) = fl.tick(&c, *xl);
-                let (lo_r, _, hi_r) = fr.tick(&c, *xr);
-                (*xl, *xr) = if high { (hi_l, hi_r) } else { (lo_l, lo_r) };
+                let (lo, _, hi) = f.tick(&c, f32x4::from([*xl, *xr, 0.0, 0.0]));
+                let y = if high { hi } else { lo }.to_array();
+                (*xl, *xr) = (y[0], y[1]);
             }
         } else {
             for (i, (xl, xr)) in l.iter_mut().zip(r.iter_mut()).enumerate() {
-                let (lo_l, _, hi_l) = fl.tick(&c, *xl);
-                let (lo_r, _, hi_r) = fr.tick(&c, *xr);
-                let (yl, yr) = if high { (hi_l, hi_r) } else { (lo_l, lo_r) };
-                let m = m0 + dm * (i as i32 + 1) as f32;
-                *xl += (yl - *xl) * m;
-                *xr += (yr - *xr) * m;
+                let x = f32x4::from([*xl, *xr, 0.0, 0.0]);
+                let (lo, _, hi) = f.tick(&c, x);
+                let y = if high { hi } else { lo };
+                let m = f32x4::splat(m0 + dm * (i as i32 + 1) as f32);
+                let y = (x + (y - x) * m).to_array();
+                (*xl, *xr) = (y[0], y[1]);
             }
         }
+        f.store(&mut self.state);
         self.guard();
     }
 
@@ -240,15 +244,104 @@ fn phaser_then_lowpass(
     l: &mut [f32],
     r: &mut [f32],
 ) {
-    let [fl, fr] = lowpass;
+    // The states in locals, kept in registers through the loop (through the
+    // references, the compiler kept them in memory); the low-pass's two sides as one
+    // pair.
+    let mut ph = phaser.clone();
+    let mut f = SvfPair::load(lowpass);
+    let c = SvfPairCoefs::from(c);
     for (i, (xl, xr)) in l.iter_mut().zip(r.iter_mut()).enumerate() {
-        let (wl, wr) = phaser.tick(al, ar, *xl, *xr);
+        let (wl, wr) = ph.tick(al, ar, *xl, *xr);
         let m = phaser_mix(p0, pd, i);
         let yl = *xl + (wl - *xl) * m;
         let yr = *xr + (wr - *xr) * m;
-        *xl = fl.tick(c, yl).0;
-        *xr = fr.tick(c, yr).0;
+        let y = f.tick(&c, f32x4::from([yl, yr, 0.0, 0.0])).0.to_array();
+        (*xl, *xr) = (y[0], y[1]);
     }
+    *phaser = ph;
+    f.store(lowpass);
+}
+
+/// The chorus's wet sides mixed with the dry ones by the chorus mix at sample `i`
+/// (its glide starting at `c0`, stepping `cd`): with the voices' sends, the wet sides
+/// add in full.
+#[inline(always)]
+fn chorus_mixed(dry: f32, wet: f32, c: f32, sends: bool) -> f32 {
+    if sends { dry * (1.0 - c) + wet } else { dry * (1.0 - c) + wet * c }
+}
+
+/// The chorus's half mix at sample `i` of a block whose mix glide starts at `c0` and
+/// steps `cd` per sample.
+#[inline(always)]
+fn chorus_share(c0: f32, cd: f32, i: usize) -> f32 {
+    (c0 + cd * (i as i32 + 1) as f32) * 0.5
+}
+
+/// The chorus's output: the dry sides and the wet ones mixed ([`chorus_mixed`]).
+#[allow(clippy::too_many_arguments)] // both sides in and out
+#[inline(always)]
+fn chorus_mix(
+    mono: &[f32],
+    right_dry: &[f32],
+    (c0, cd): (f32, f32),
+    sends: bool,
+    wl: &[f32],
+    wr: &[f32],
+    l: &mut [f32],
+    r: &mut [f32],
+) {
+    for i in 0..l.len() {
+        let c = chorus_share(c0, cd, i);
+        l[i] = chorus_mixed(mono[i], wl[i], c, sends);
+        r[i] = chorus_mixed(right_dry[i], wr[i], c, sends);
+    }
+}
+
+/// The chorus's reads of a block written by [`Chorus::write`], its mix with the mono
+/// dry signal (no sends), with `PHASER` the phaser mixed in by [`phaser_mix`], and
+/// then the low-pass fully on, sample by sample in one loop: the same operations in
+/// the same order as the chorus's reads into buffers, [`chorus_mix`], the phaser (as
+/// in [`phaser_then_lowpass`]) and [`FilterStage::run`] one after the other, but the
+/// reads and the mix run beside the recursions instead of before them.
+#[allow(clippy::too_many_arguments)] // the stages' state and the block
+#[inline(always)]
+fn chorus_then_filters<const PHASER: bool>(
+    (ring, taps): (&[f32], &ChorusTaps),
+    mono: &[f32],
+    (c0, cd): (f32, f32),
+    phaser: &mut Phaser,
+    ((al, ar), (p0, pd)): ((f32, f32), (f32, f32)),
+    lowpass: &mut [Svf; 2],
+    c: &SvfCoefs,
+    l: &mut [f32],
+    r: &mut [f32],
+) {
+    // The states in locals: kept in registers through the loop (through the
+    // references, the compiler kept them in memory, on the recursions' path); the
+    // low-pass's two sides as one pair.
+    let mut ph = phaser.clone();
+    let mut f = SvfPair::load(lowpass);
+    let c = SvfPairCoefs::from(c);
+    let ((mut dl, sl), (mut dr, sr)) = (taps.left, taps.right);
+    for (i, ((xl, xr), &m)) in l.iter_mut().zip(r.iter_mut()).zip(mono).enumerate() {
+        dl += sl;
+        dr += sr;
+        let (wl, wr) = (taps.tap(ring, i, dl), taps.tap(ring, i, dr));
+        let share = chorus_share(c0, cd, i);
+        let (mut yl, mut yr) = (chorus_mixed(m, wl, share, false), chorus_mixed(m, wr, share, false));
+        if PHASER {
+            let (wl, wr) = ph.tick(al, ar, yl, yr);
+            let m = phaser_mix(p0, pd, i);
+            yl += (wl - yl) * m;
+            yr += (wr - yr) * m;
+        }
+        let y = f.tick(&c, f32x4::from([yl, yr, 0.0, 0.0])).0.to_array();
+        (*xl, *xr) = (y[0], y[1]);
+    }
+    if PHASER {
+        *phaser = ph;
+    }
+    f.store(lowpass);
 }
 
 pub struct Bus {
@@ -513,6 +606,22 @@ impl Bus {
         }
         self.trem_phase = fract_turns(self.trem_phase + dphase);
 
+        // The phaser's and the filters' glides step first (each stage's own state, so
+        // the order does not matter). With no high-pass and the low-pass fully on (the
+        // common case): for mono input and the chorus on without sends, the chorus's
+        // reads and mix, the phaser if on and the low-pass run in one loop
+        // (`chorus_then_filters`); otherwise, with the phaser on, the phaser and the
+        // low-pass do (`phaser_then_lowpass`). Anything else runs one stage after the
+        // other.
+        let (p0, pd) = self.glides[Param::Phaser as usize].step(t.get(Param::Phaser), n);
+        let phasing = p0 > 0.0 || pd != 0.0;
+        let highpass = self.highpass.begin(t.get(Param::Highpass), t.get(Param::HighpassQ), sr, n);
+        // With a filter envelope or velocity-to-filter the low-pass is in every voice.
+        let cutoff = if super::voice::Voice::has_voice_filter(t) { 0.0 } else { t.get(Param::Lowpass) };
+        let lowpass = self.lowpass.begin(cutoff, t.get(Param::LowpassQ), sr, n);
+        let fused_lowpass = lowpass.filter(|run| highpass.is_none() && run.fully_on());
+        let mut filtered = false;
+
         // Chorus: mono in, stereo out.
         let l = &mut out.left[..n];
         let r = &mut out.right[..n];
@@ -540,17 +649,25 @@ impl Bus {
                 }
             }
             ramp_in(&mut self.wake[CHORUS], self.wake_step, feed);
-            let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
-            self.chorus.process(feed, t.get(Param::ChorusRate), cdep0, sr, wl, wr);
-            for i in 0..n {
-                let c = (c0 + cd * (i as i32 + 1) as f32) * 0.5;
-                if chorus_send {
-                    l[i] = mono[i] * (1.0 - c) + wl[i];
-                    r[i] = right_dry[i] * (1.0 - c) + wr[i];
+            if let (Some(run), false, false) = (fused_lowpass, stereo, chorus_send) {
+                let taps = self.chorus.write(feed, t.get(Param::ChorusRate), cdep0, sr);
+                let chorus = (self.chorus.ring(), &taps);
+                let state = &mut self.lowpass.state;
+                if phasing {
+                    let coefs = (self.phaser.coefs(sr), (p0, pd));
+                    chorus_then_filters::<true>(chorus, mono, (c0, cd), &mut self.phaser, coefs, state, &run.c, l, r);
+                    self.phaser.advance(t.get(Param::PhaserRate), n, sr);
                 } else {
-                    l[i] = mono[i] * (1.0 - c) + wl[i] * c;
-                    r[i] = right_dry[i] * (1.0 - c) + wr[i] * c;
+                    let coefs = ((0.0, 0.0), (0.0, 0.0));
+                    chorus_then_filters::<false>(chorus, mono, (c0, cd), &mut self.phaser, coefs, state, &run.c, l, r);
+                    self.phaser.clear();
                 }
+                self.lowpass.guard();
+                filtered = true;
+            } else {
+                let (wl, wr) = (&mut self.wet_l[..n], &mut self.wet_r[..n]);
+                self.chorus.process(feed, t.get(Param::ChorusRate), cdep0, sr, wl, wr);
+                chorus_mix(mono, right_dry, (c0, cd), chorus_send, wl, wr, l, r);
             }
         } else {
             self.chorus_dormant = true;
@@ -558,17 +675,8 @@ impl Bus {
             r.copy_from_slice(right_dry);
         }
 
-        // Phaser, then the filters. Their glides step first (each stage's own state,
-        // so the order does not matter); with the phaser on, no high-pass and the
-        // low-pass fully on (the common case), the phaser and the low-pass run in one
-        // loop (`phaser_then_lowpass`), otherwise one after the other.
-        let (p0, pd) = self.glides[Param::Phaser as usize].step(t.get(Param::Phaser), n);
-        let phasing = p0 > 0.0 || pd != 0.0;
-        let highpass = self.highpass.begin(t.get(Param::Highpass), t.get(Param::HighpassQ), sr, n);
-        // With a filter envelope or velocity-to-filter the low-pass is in every voice.
-        let cutoff = if super::voice::Voice::has_voice_filter(t) { 0.0 } else { t.get(Param::Lowpass) };
-        let lowpass = self.lowpass.begin(cutoff, t.get(Param::LowpassQ), sr, n);
         match lowpass {
+            _ if filtered => {}
             Some(run) if phasing && highpass.is_none() && run.fully_on() => {
                 let coefs = self.phaser.coefs(sr);
                 phaser_then_lowpass(&mut self.phaser, coefs, (p0, pd), &mut self.lowpass.state, &run.c, l, r);
@@ -879,6 +987,186 @@ mod tests {
     }
 
     crate::dsp::wide_build!(fn in_one_loop_wide = in_one_loop, (phaser: &mut Phaser, lowpass: &mut FilterStage, run: &FilterRun, mix: (f32, f32), sr: f32, l: &mut [f32], r: &mut [f32]));
+
+    /// [`FilterStage::run`] as it was before the two sides ran as one pair: two
+    /// [`Svf::tick`]s side by side.
+    fn run_side_by_side(stage: &mut FilterStage, run: &FilterRun, high: bool, l: &mut [f32], r: &mut [f32]) {
+        let FilterRun { c, m0, dm } = *run;
+        let [fl, fr] = &mut stage.state;
+        for (i, (xl, xr)) in l.iter_mut().zip(r.iter_mut()).enumerate() {
+            let (lo_l, _, hi_l) = fl.tick(&c, *xl);
+            let (lo_r, _, hi_r) = fr.tick(&c, *xr);
+            let (yl, yr) = if high { (hi_l, hi_r) } else { (lo_l, lo_r) };
+            if run.fully_on() {
+                (*xl, *xr) = (yl, yr);
+            } else {
+                let m = m0 + dm * (i as i32 + 1) as f32;
+                *xl += (yl - *xl) * m;
+                *xr += (yr - *xr) * m;
+            }
+        }
+        stage.guard();
+    }
+
+    fn run_plain(stage: &mut FilterStage, run: &FilterRun, high: bool, l: &mut [f32], r: &mut [f32]) {
+        stage.run(run, high, l, r);
+    }
+
+    crate::dsp::wide_build!(fn run_wide = run_plain, (stage: &mut FilterStage, run: &FilterRun, high: bool, l: &mut [f32], r: &mut [f32]));
+
+    fn same(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    #[test]
+    fn the_filter_stage_runs_as_two_filters_side_by_side_bit_for_bit() {
+        let sr = 48_000.0;
+        for high in [false, true] {
+            for (cutoff, q) in [(4000.0f32, 0.707f32), (60.0, 4.0), (19_000.0, 0.3)] {
+                // Switching on (a mix ramp), fully on, switching off (a ramp down).
+                let (mut a, mut b, mut c) =
+                    (FilterStage::new(64, sr), FilterStage::new(64, sr), FilterStage::new(64, sr));
+                let mut at = 0usize;
+                for (k, n) in [64usize, 1, 37, 64, 200, 7, 64, 64, 64, 13, 64, 64].into_iter().enumerate() {
+                    let target = if k < 8 { cutoff } else { 0.0 };
+                    let l: Vec<f32> = (at..at + n).map(|i| (i as f32 * 0.031).sin() * 0.8).collect();
+                    let r: Vec<f32> = (at..at + n).map(|i| (i as f32 * 0.17).cos() * 0.6 - 0.1).collect();
+                    at += n;
+                    let run = a.begin(target, q, sr, n);
+                    let (rb, rc) = (b.begin(target, q, sr, n), c.begin(target, q, sr, n));
+                    let Some(run) = run else {
+                        assert!(rb.is_none() && rc.is_none());
+                        continue;
+                    };
+                    let (mut la, mut ra) = (l.clone(), r.clone());
+                    run_side_by_side(&mut a, &run, high, &mut la, &mut ra);
+                    let (mut lb, mut rb_) = (l.clone(), r.clone());
+                    run_plain(&mut b, &rb.expect("on"), high, &mut lb, &mut rb_);
+                    let (mut lc, mut rc_) = (l.clone(), r.clone());
+                    run_wide(&mut c, &rc.expect("on"), high, &mut lc, &mut rc_);
+                    let what = format!("high {high}, {cutoff} Hz, q {q}, block {k} ({n} samples)");
+                    assert!(same(&la, &lb) && same(&ra, &rb_), "{what}");
+                    assert!(same(&la, &lc) && same(&ra, &rc_), "wide: {what}");
+                }
+            }
+        }
+    }
+
+    /// The chorus into buffers, its mix, the phaser over a copy and its mix, and the
+    /// low-pass, one after the other.
+    #[allow(clippy::too_many_arguments)]
+    fn chorus_then_each(
+        chorus: &mut Chorus,
+        phaser: Option<&mut Phaser>,
+        lowpass: &mut FilterStage,
+        run: &FilterRun,
+        (c0, cd): (f32, f32),
+        (p0, pd): (f32, f32),
+        sr: f32,
+        mono: &[f32],
+        l: &mut [f32],
+        r: &mut [f32],
+    ) {
+        let n = mono.len();
+        let (mut wl, mut wr) = (vec![0.0; n], vec![0.0; n]);
+        chorus.process(mono, 0.8, 0.004, sr, &mut wl, &mut wr);
+        chorus_mix(mono, mono, (c0, cd), false, &wl, &wr, l, r);
+        if let Some(phaser) = phaser {
+            let (mut wl, mut wr) = (l.to_vec(), r.to_vec());
+            phaser.process(&mut wl, &mut wr, 0.3, sr);
+            for i in 0..n {
+                let m = phaser_mix(p0, pd, i);
+                l[i] += (wl[i] - l[i]) * m;
+                r[i] += (wr[i] - r[i]) * m;
+            }
+        }
+        run_side_by_side(lowpass, run, false, l, r);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    type Stages<'a> = (&'a mut Chorus, Option<&'a mut Phaser>, &'a mut FilterStage, &'a FilterRun);
+
+    fn chorus_in_one_loop(
+        (chorus, phaser, lowpass, run): Stages,
+        (mix, phaser_mix): ((f32, f32), (f32, f32)),
+        sr: f32,
+        mono: &[f32],
+        l: &mut [f32],
+        r: &mut [f32],
+    ) {
+        let taps = chorus.write(mono, 0.8, 0.004, sr);
+        let ring = (chorus.ring(), &taps);
+        match phaser {
+            Some(phaser) => {
+                let coefs = (phaser.coefs(sr), phaser_mix);
+                chorus_then_filters::<true>(ring, mono, mix, phaser, coefs, &mut lowpass.state, &run.c, l, r);
+                phaser.advance(0.3, mono.len(), sr);
+            }
+            None => {
+                let coefs = ((0.0, 0.0), (0.0, 0.0));
+                let mut unused = Phaser::default();
+                chorus_then_filters::<false>(ring, mono, mix, &mut unused, coefs, &mut lowpass.state, &run.c, l, r);
+            }
+        }
+        lowpass.guard();
+    }
+
+    crate::dsp::wide_build!(fn chorus_in_one_loop_wide = chorus_in_one_loop, (stages: Stages, mixes: ((f32, f32), (f32, f32)), sr: f32, mono: &[f32], l: &mut [f32], r: &mut [f32]));
+
+    #[test]
+    fn the_chorus_phaser_and_low_pass_in_one_loop_equal_them_one_after_the_other_bit_for_bit() {
+        let sr = 48_000.0;
+        for phasing in [false, true] {
+            for (cutoff, q) in [(4000.0f32, 0.707f32), (180.0, 3.0)] {
+                for (mix, pmix) in
+                    [((0.2f32, 0.0f32), (0.3f32, 0.0f32)), ((0.0, 0.004), (0.0, 0.002)), ((0.9, -0.003), (0.6, -0.001))]
+                {
+                    let (mut ca, mut cb, mut cc) = (Chorus::new(sr), Chorus::new(sr), Chorus::new(sr));
+                    let (mut pa, mut pb, mut pc) = (Phaser::default(), Phaser::default(), Phaser::default());
+                    let mut fs: [FilterStage; 3] = std::array::from_fn(|_| FilterStage::new(64, sr));
+                    fs.iter_mut().for_each(|f| f.snap(cutoff, q));
+                    let [fa, fb, fc] = &mut fs;
+                    let mut at = 0usize;
+                    // Odd blocks, and enough of them to wrap the chorus's ring.
+                    for n in [64usize, 1, 37, 64, 200, 7].into_iter().cycle().take(120) {
+                        let mono: Vec<f32> = (at..at + n)
+                            .map(|i| (i as f32 * 0.013).sin() * 0.7 + (i as f32 * 0.29).sin() * 0.2)
+                            .collect();
+                        at += n;
+                        let run = fa.begin(cutoff, q, sr, n).expect("on");
+                        assert!(
+                            run.fully_on()
+                                && fb.begin(cutoff, q, sr, n).is_some()
+                                && fc.begin(cutoff, q, sr, n).is_some()
+                        );
+                        let (mut la, mut ra) = (vec![0.0; n], vec![0.0; n]);
+                        chorus_then_each(
+                            &mut ca,
+                            Some(&mut pa).filter(|_| phasing),
+                            fa,
+                            &run,
+                            mix,
+                            pmix,
+                            sr,
+                            &mono,
+                            &mut la,
+                            &mut ra,
+                        );
+                        let (mut lb, mut rb) = (vec![0.0; n], vec![0.0; n]);
+                        let stages = (&mut cb, Some(&mut pb).filter(|_| phasing), &mut *fb, &run);
+                        chorus_in_one_loop(stages, (mix, pmix), sr, &mono, &mut lb, &mut rb);
+                        let (mut lc, mut rc) = (vec![0.0; n], vec![0.0; n]);
+                        let stages = (&mut cc, Some(&mut pc).filter(|_| phasing), &mut *fc, &run);
+                        chorus_in_one_loop_wide(stages, (mix, pmix), sr, &mono, &mut lc, &mut rc);
+                        let what =
+                            format!("phaser {phasing}, {cutoff} Hz, q {q}, mix {mix:?} {pmix:?}, at {at}, {n} samples");
+                        assert!(same(&la, &lb) && same(&ra, &rb), "{what}");
+                        assert!(same(&la, &lc) && same(&ra, &rc), "wide: {what}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_phaser_and_low_pass_in_one_loop_equal_them_one_after_the_other_bit_for_bit() {
