@@ -369,31 +369,77 @@ const GAIN_CHUNK: usize = 64;
 /// each phase where its partial stopped.
 #[inline]
 pub fn add_partials(table: &Table, phases: &mut [u32], incs: &[u32], gains: &[f32], steps: &[f32], out: &mut [f32]) {
+    partials_into::<false>(table, phases, incs, gains, steps, out);
+}
+
+/// As `out.fill(0.0)` then [`add_partials`], bit for bit, without the clear: the
+/// first group (or partial alone) adds its sums to zeros it holds in registers
+/// rather than to the output's old contents, which are never read.
+#[inline]
+pub fn set_partials(table: &Table, phases: &mut [u32], incs: &[u32], gains: &[f32], steps: &[f32], out: &mut [f32]) {
+    partials_into::<true>(table, phases, incs, gains, steps, out);
+}
+
+/// [`add_partials`] (`FRESH` false) or [`set_partials`] (`FRESH` true).
+#[inline]
+fn partials_into<const FRESH: bool>(
+    table: &Table,
+    phases: &mut [u32],
+    incs: &[u32],
+    gains: &[f32],
+    steps: &[f32],
+    out: &mut [f32],
+) {
     let m = phases.len().min(incs.len()).min(gains.len()).min(steps.len());
+    if FRESH && m == 0 {
+        out.fill(0.0);
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the processor has AVX2 (checked just above).
-        unsafe { add_partials_avx2(table, &mut phases[..m], &incs[..m], &gains[..m], &steps[..m], out) };
+        unsafe { add_partials_avx2::<FRESH>(table, &mut phases[..m], &incs[..m], &gains[..m], &steps[..m], out) };
         return;
     }
-    add_partials_plain(table, &mut phases[..m], &incs[..m], &gains[..m], &steps[..m], out);
+    add_partials_plain::<FRESH>(table, &mut phases[..m], &incs[..m], &gains[..m], &steps[..m], out);
 }
 
-/// The plain build of [`add_partials`]: each group (or partial alone) in turn.
-fn add_partials_plain(table: &Table, phases: &mut [u32], incs: &[u32], gains: &[f32], steps: &[f32], out: &mut [f32]) {
+/// The plain build of [`add_partials`] and [`set_partials`]: each group (or partial
+/// alone) in turn, the first one onto zeros when `FRESH`.
+fn add_partials_plain<const FRESH: bool>(
+    table: &Table,
+    phases: &mut [u32],
+    incs: &[u32],
+    gains: &[f32],
+    steps: &[f32],
+    out: &mut [f32],
+) {
     let m = phases.len();
     let mut at = 0;
     while at < m {
         let n = if m - at >= PARTIAL_GROUP { PARTIAL_GROUP } else { 1 };
         let r = at..at + n;
-        add_partials_body(table, &mut phases[r.clone()], &incs[r.clone()], &gains[r.clone()], &steps[r], out);
+        let (ph, inc, g, dg) = (&mut phases[r.clone()], &incs[r.clone()], &gains[r.clone()], &steps[r]);
+        if FRESH && at == 0 {
+            add_partials_body::<true>(table, ph, inc, g, dg, out);
+        } else {
+            add_partials_body::<false>(table, ph, inc, g, dg, out);
+        }
         at += n;
     }
 }
 
-/// The plain loop: one group (or one partial alone) over the block.
+/// The plain loop: one group (or one partial alone) over the block, its sums added
+/// to zeros rather than to the output when `FRESH`.
 #[inline(always)]
-fn add_partials_body(table: &Table, phases: &mut [u32], incs: &[u32], gains: &[f32], steps: &[f32], out: &mut [f32]) {
+fn add_partials_body<const FRESH: bool>(
+    table: &Table,
+    phases: &mut [u32],
+    incs: &[u32],
+    gains: &[f32],
+    steps: &[f32],
+    out: &mut [f32],
+) {
     let n = phases.len();
     let mut p = [0u32; PARTIAL_GROUP];
     let mut g = [0.0f32; PARTIAL_GROUP];
@@ -406,36 +452,51 @@ fn add_partials_body(table: &Table, phases: &mut [u32], incs: &[u32], gains: &[f
             g[j] += steps[j];
             p[j] = p[j].wrapping_add(incs[j]);
         }
-        *x += sum;
+        *x = if FRESH { 0.0 } else { *x } + sum;
     }
     phases.copy_from_slice(&p[..n]);
 }
 
 /// The AVX2 build: each whole group, then the partials left over (side by side in
-/// one pass, each still added alone), with [`partials_avx2`].
+/// one pass, each still added alone), with [`partials_avx2`]; when `FRESH`, the
+/// first of these passes starts from zeros rather than the output.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn add_partials_avx2(table: &Table, phases: &mut [u32], incs: &[u32], gains: &[f32], steps: &[f32], out: &mut [f32]) {
+fn add_partials_avx2<const FRESH: bool>(
+    table: &Table,
+    phases: &mut [u32],
+    incs: &[u32],
+    gains: &[f32],
+    steps: &[f32],
+    out: &mut [f32],
+) {
     let m = phases.len();
     let whole = m - m % PARTIAL_GROUP;
     for at in (0..whole).step_by(PARTIAL_GROUP) {
         let r = at..at + PARTIAL_GROUP;
-        partials_avx2::<PARTIAL_GROUP, false>(
-            table,
-            &mut phases[r.clone()],
-            &incs[r.clone()],
-            &gains[r.clone()],
-            &steps[r],
-            out,
-        );
+        let (ph, inc, g, dg) = (&mut phases[r.clone()], &incs[r.clone()], &gains[r.clone()], &steps[r]);
+        if FRESH && at == 0 {
+            partials_avx2::<PARTIAL_GROUP, false, true>(table, ph, inc, g, dg, out);
+        } else {
+            partials_avx2::<PARTIAL_GROUP, false, false>(table, ph, inc, g, dg, out);
+        }
     }
     let r = whole..m;
     let (ph, inc, g, dg) = (&mut phases[r.clone()], &incs[r.clone()], &gains[r.clone()], &steps[r]);
-    match m - whole {
-        1 => partials_avx2::<1, true>(table, ph, inc, g, dg, out),
-        2 => partials_avx2::<2, true>(table, ph, inc, g, dg, out),
-        3 => partials_avx2::<3, true>(table, ph, inc, g, dg, out),
-        _ => {}
+    if FRESH && whole == 0 {
+        match m {
+            1 => partials_avx2::<1, true, true>(table, ph, inc, g, dg, out),
+            2 => partials_avx2::<2, true, true>(table, ph, inc, g, dg, out),
+            3 => partials_avx2::<3, true, true>(table, ph, inc, g, dg, out),
+            _ => {}
+        }
+    } else {
+        match m - whole {
+            1 => partials_avx2::<1, true, false>(table, ph, inc, g, dg, out),
+            2 => partials_avx2::<2, true, false>(table, ph, inc, g, dg, out),
+            3 => partials_avx2::<3, true, false>(table, ph, inc, g, dg, out),
+            _ => {}
+        }
     }
 }
 
@@ -445,11 +506,12 @@ fn add_partials_avx2(table: &Table, phases: &mut [u32], incs: &[u32], gains: &[f
 /// pass. `ALONE`: each partial's product is added to the output by itself (through a
 /// sum from zero, as a group of one); otherwise the group's products are summed
 /// first. The plain loop's multiplies and adds in the same order, no fused
-/// multiply-add: the result is the same bit for bit.
+/// multiply-add: the result is the same bit for bit. `FRESH`: the output's old
+/// contents are taken as zeros (not read).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2")]
-fn partials_avx2<const N: usize, const ALONE: bool>(
+fn partials_avx2<const N: usize, const ALONE: bool, const FRESH: bool>(
     table: &Table,
     phases: &mut [u32],
     incs: &[u32],
@@ -486,7 +548,7 @@ fn partials_avx2<const N: usize, const ALONE: bool>(
             // SAFETY: AVX2 is enabled here and `at` is a table; `o` and each gain
             // slice hold LANES floats from `c * LANES`.
             unsafe {
-                let mut x = _mm256_loadu_ps(o.as_ptr());
+                let mut x = if FRESH { _mm256_setzero_ps() } else { _mm256_loadu_ps(o.as_ptr()) };
                 let mut sum = _mm256_setzero_ps();
                 for j in 0..N {
                     let read = reading(at, p[j], inc[j], pv[j]);
@@ -506,18 +568,20 @@ fn partials_avx2<const N: usize, const ALONE: bool>(
             }
         }
         for (t, x) in chunk.iter_mut().enumerate().skip(whole) {
+            let mut acc = if FRESH { 0.0 } else { *x };
             let mut sum = 0.0;
             for j in 0..N {
                 sum += crate::tables::wavetable::read(table, p[j]) * gbuf[j][t];
                 p[j] = p[j].wrapping_add(inc[j]);
                 if ALONE {
-                    *x += sum;
+                    acc += sum;
                     sum = 0.0;
                 }
             }
             if !ALONE {
-                *x += sum;
+                acc += sum;
             }
+            *x = acc;
         }
     }
     phases.copy_from_slice(&p);
@@ -667,7 +731,43 @@ mod tests {
                 assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{m} partials, {n} samples");
                 // The plain build.
                 let (mut plain, mut plain_ph) = (seed.clone(), start.clone());
-                add_partials_plain(sine, &mut plain_ph, &incs, &gains, &steps, &mut plain);
+                add_partials_plain::<false>(sine, &mut plain_ph, &incs, &gains, &steps, &mut plain);
+                assert_eq!(plain_ph, want_ph);
+                assert!(
+                    plain.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "plain: {m} partials, {n} samples"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn set_partials_equals_a_clear_then_add_partials_bit_for_bit() {
+        let w = Wavetables::new();
+        let sine = w.sine();
+        for m in [0usize, 1, 2, 3, 4, 5, 6, 7, 8, 11, 32] {
+            for n in [1usize, 5, 8, 37, 64, 65, 127, 200] {
+                let incs: Vec<u32> = (0..m).map(|k| phase_inc(261.63 * (k + 1) as f64 * 1.001, 48000.0)).collect();
+                let start: Vec<u32> = (0..m as u32).map(|k| k.wrapping_mul(0x9E37_79B9)).collect();
+                // Gains ramping through zero, some negative (sums of -0.0 and 0.0).
+                let gains: Vec<f32> = (0..m).map(|k| 0.9 / (k + 1) as f32 - 0.3).collect();
+                let steps: Vec<f32> = (0..m).map(|k| (0.3 - 0.11 * k as f32) / n as f32).collect();
+                // Old contents the clear throws away, NaN among them.
+                let seed: Vec<f32> = (0..n).map(|i| if i % 7 == 3 { f32::NAN } else { i as f32 - 2.5 }).collect();
+                let (mut want, mut want_ph) = (seed.clone(), start.clone());
+                want.fill(0.0);
+                add_partials(sine, &mut want_ph, &incs, &gains, &steps, &mut want);
+                let (mut got, mut got_ph) = (seed.clone(), start.clone());
+                set_partials(sine, &mut got_ph, &incs, &gains, &steps, &mut got);
+                assert_eq!(got_ph, want_ph, "{m} partials, {n} samples");
+                assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{m} partials, {n} samples");
+                // The plain build against the AVX2 one (where the processor has it).
+                let (mut plain, mut plain_ph) = (seed.clone(), start.clone());
+                if m == 0 {
+                    plain.fill(0.0);
+                } else {
+                    add_partials_plain::<true>(sine, &mut plain_ph, &incs, &gains, &steps, &mut plain);
+                }
                 assert_eq!(plain_ph, want_ph);
                 assert!(
                     plain.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),

@@ -39,7 +39,7 @@
 use super::{OscState, Synth, SynthCtx};
 use crate::dsp::biquad::BiquadCoefs;
 use crate::dsp::math::fast_tanh;
-use crate::dsp::wavescan::add_partials;
+use crate::dsp::wavescan::set_partials;
 use crate::tables::wavetable::{Table, phase_inc, read};
 use std::f64::consts::PI;
 
@@ -347,12 +347,13 @@ impl Bank {
         }
     }
 
-    /// Adds every partial to `out` (the same sum as [`add_sine`] one by one, in
-    /// groups of `wavescan::PARTIAL_GROUP`, through the kernel of `dsp::wavescan`) and stores
-    /// their phases after the block in `phases`.
+    /// Writes every partial to `out`, as a clear and then the same sum as [`add_sine`]
+    /// one by one (in groups of `wavescan::PARTIAL_GROUP`, through the kernel of
+    /// `dsp::wavescan`, which leaves out the clear), and stores their phases after
+    /// the block in `phases`.
     fn render(mut self, sine: &Table, phases: &mut [u32], out: &mut [f32]) {
         let n = self.len;
-        add_partials(sine, &mut self.phase[..n], &self.inc[..n], &self.gain[..n], &self.step[..n], out);
+        set_partials(sine, &mut self.phase[..n], &self.inc[..n], &self.gain[..n], &self.step[..n], out);
         for j in 0..n {
             if let Some(p) = phases.get_mut(self.slot[j]) {
                 *p = self.phase[j];
@@ -416,7 +417,7 @@ impl Synth for Piano {
     }
 
     fn render(&self, st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
-        out.fill(0.0);
+        // No clear: the bank writes the block first (`Bank::render`).
         let n = out.len();
         if n == 0 {
             return;
@@ -537,7 +538,7 @@ crate::dsp::wide_build!(fn rhodes_render_wide = rhodes_render, (st: &mut OscStat
 /// The Rhodes' block (see [`Rhodes`]), inlined into both builds of `rhodes_render_wide`.
 #[inline(always)]
 fn rhodes_render(st: &mut OscState, ctx: &SynthCtx, out: &mut [f32]) {
-    out.fill(0.0);
+    // No clear: the bank writes the block first (`Bank::render`).
     let span = Span::new(st, ctx, out.len());
     let br = st.z[0];
     let amps = [1.0, 0.6 + 0.15 * br, 0.15 + 0.1 * br, 0.08 + 0.08 * br, 0.04, 0.02];
