@@ -251,15 +251,34 @@ fn phaser_then_lowpass(
     let mut f = SvfPair::load(lowpass);
     let c = SvfPairCoefs::from(c);
     for (i, (xl, xr)) in l.iter_mut().zip(r.iter_mut()).enumerate() {
-        let (wl, wr) = ph.tick(al, ar, *xl, *xr);
-        let m = phaser_mix(p0, pd, i);
-        let yl = *xl + (wl - *xl) * m;
-        let yr = *xr + (wr - *xr) * m;
-        let y = f.tick(&c, f32x4::from([yl, yr, 0.0, 0.0])).0.to_array();
-        (*xl, *xr) = (y[0], y[1]);
+        (*xl, *xr) = phaser_lowpass_tick::<true>(&mut ph, (al, ar), (p0, pd), &mut f, &c, i, (*xl, *xr));
     }
     *phaser = ph;
     f.store(lowpass);
+}
+
+/// One sample `(yl, yr)`, at sample `i` of the block, through the phaser mixed in by
+/// [`phaser_mix`] when `PHASER`, then through the low-pass fully on: the per-sample
+/// step of [`phaser_then_lowpass`] and [`chorus_then_filters`].
+#[allow(clippy::too_many_arguments)] // the two stages' state and the sample
+#[inline(always)]
+fn phaser_lowpass_tick<const PHASER: bool>(
+    ph: &mut Phaser,
+    (al, ar): (f32, f32),
+    (p0, pd): (f32, f32),
+    f: &mut SvfPair,
+    c: &SvfPairCoefs,
+    i: usize,
+    (mut yl, mut yr): (f32, f32),
+) -> (f32, f32) {
+    if PHASER {
+        let (wl, wr) = ph.tick(al, ar, yl, yr);
+        let m = phaser_mix(p0, pd, i);
+        yl += (wl - yl) * m;
+        yr += (wr - yr) * m;
+    }
+    let y = f.tick(c, f32x4::from([yl, yr, 0.0, 0.0])).0.to_array();
+    (y[0], y[1])
 }
 
 /// The chorus's wet sides mixed with the dry ones by the chorus mix at sample `i`
@@ -316,9 +335,7 @@ fn chorus_then_filters<const PHASER: bool>(
     l: &mut [f32],
     r: &mut [f32],
 ) {
-    // The states in locals: kept in registers through the loop (through the
-    // references, the compiler kept them in memory, on the recursions' path); the
-    // low-pass's two sides as one pair.
+    // The states in locals, as in [`phaser_then_lowpass`].
     let mut ph = phaser.clone();
     let mut f = SvfPair::load(lowpass);
     let c = SvfPairCoefs::from(c);
@@ -328,15 +345,8 @@ fn chorus_then_filters<const PHASER: bool>(
         dr += sr;
         let (wl, wr) = (taps.tap(ring, i, dl), taps.tap(ring, i, dr));
         let share = chorus_share(c0, cd, i);
-        let (mut yl, mut yr) = (chorus_mixed(m, wl, share, false), chorus_mixed(m, wr, share, false));
-        if PHASER {
-            let (wl, wr) = ph.tick(al, ar, yl, yr);
-            let m = phaser_mix(p0, pd, i);
-            yl += (wl - yl) * m;
-            yr += (wr - yr) * m;
-        }
-        let y = f.tick(&c, f32x4::from([yl, yr, 0.0, 0.0])).0.to_array();
-        (*xl, *xr) = (y[0], y[1]);
+        let y = (chorus_mixed(m, wl, share, false), chorus_mixed(m, wr, share, false));
+        (*xl, *xr) = phaser_lowpass_tick::<PHASER>(&mut ph, (al, ar), (p0, pd), &mut f, &c, i, y);
     }
     if PHASER {
         *phaser = ph;
