@@ -685,9 +685,9 @@ impl Bus {
             r.copy_from_slice(right_dry);
         }
 
-        match lowpass {
+        match fused_lowpass {
             _ if filtered => {}
-            Some(run) if phasing && highpass.is_none() && run.fully_on() => {
+            Some(run) if phasing => {
                 let coefs = self.phaser.coefs(sr);
                 phaser_then_lowpass(&mut self.phaser, coefs, (p0, pd), &mut self.lowpass.state, &run.c, l, r);
                 self.phaser.advance(t.get(Param::PhaserRate), n, sr);
@@ -1093,7 +1093,6 @@ mod tests {
         run_side_by_side(lowpass, run, false, l, r);
     }
 
-    #[allow(clippy::too_many_arguments)]
     type Stages<'a> = (&'a mut Chorus, Option<&'a mut Phaser>, &'a mut FilterStage, &'a FilterRun);
 
     fn chorus_in_one_loop(
